@@ -1,0 +1,74 @@
+"""`flask --app app stratus ...` admin commands."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from app.db import write_session
+from app.models import Flavor
+from app.settings import get_settings
+
+stratus = AppGroup("stratus", help="Stratus administration.")
+
+# DevStack's flavors: (flavorid, name, ram MB, disk GB, vcpus)
+DEFAULT_FLAVORS = [("42", "m1.nano", 128, 1, 1), ("84", "m1.micro", 192, 1, 1), ("1", "m1.tiny", 512, 1, 1),
+                   ("2", "m1.small", 2048, 20, 1), ("3", "m1.medium", 4096, 40, 2), ("4", "m1.large", 8192, 80, 4),
+                   ("5", "m1.xlarge", 16384, 160, 8)]
+
+
+def bootstrap(admin_password: str) -> dict:
+    """Create roles, the admin project and user, and the default flavors. Idempotent."""
+    from app.identity import service
+
+    with write_session() as s:
+        roles = {name: service.ensure_role(s, name) for name in ("admin", "member", "reader")}
+        project = service.ensure_project(s, "admin", description="Bootstrap project for initializing the cloud.")
+        service.ensure_project(s, "service", description="Service project")
+        user = service.ensure_user(s, "admin", admin_password, default_project_id=project.id)
+        for role in roles.values():
+            service.grant(s, user.id, project.id, role.id)
+        existing = set(s.scalars(select(Flavor.flavorid)))
+        for flavorid, name, ram, disk, vcpus in DEFAULT_FLAVORS:
+            if flavorid not in existing:
+                s.add(Flavor(flavorid=flavorid, name=name, memory_mb=ram, root_gb=disk, vcpus=vcpus))
+    return {"project_id": project.id, "user_id": user.id}
+
+
+def write_client_files(admin_password: str) -> Path:
+    """An openrc and a clouds.yaml for the admin user, next to the state."""
+    cfg = get_settings()
+    auth_url = f"{cfg.public_url.rstrip('/')}/identity/v3"
+    openrc = cfg.state_path / "openrc"
+    openrc.write_text(
+        f"export OS_AUTH_URL={auth_url}\nexport OS_IDENTITY_API_VERSION=3\nexport OS_USERNAME=admin\n"
+        f"export OS_PASSWORD={admin_password}\nexport OS_PROJECT_NAME=admin\n"
+        "export OS_USER_DOMAIN_NAME=Default\nexport OS_PROJECT_DOMAIN_NAME=Default\n"
+        "export OS_REGION_NAME=RegionOne\n")
+    os.chmod(openrc, 0o600)
+    clouds = cfg.state_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  stratus:\n    auth:\n"
+        f"      auth_url: {auth_url}\n      username: admin\n      password: {admin_password}\n"
+        "      project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n"
+        "    region_name: RegionOne\n    identity_api_version: 3\n")
+    os.chmod(clouds, 0o600)
+    return openrc
+
+
+@stratus.command("bootstrap")
+@click.option("--admin-password", envvar="STRATUS_ADMIN_PASSWORD", default="stratus",
+              help="Password of the admin user (env STRATUS_ADMIN_PASSWORD).")
+def bootstrap_command(admin_password: str) -> None:
+    """Create the admin user and project, the roles admin/member/reader, and default flavors."""
+    ids = bootstrap(admin_password)
+    openrc = write_client_files(admin_password)
+    click.echo(f"admin project {ids['project_id']}, admin user {ids['user_id']}; credentials in {openrc}")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(stratus)

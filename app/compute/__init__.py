@@ -1,0 +1,11 @@
+"""Compute API v2.1: one blueprint per resource, mounted at /v2.1."""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    from app.compute import flavors, keypairs, misc, servers
+
+    for bp in (servers.bp, flavors.bp, keypairs.bp, misc.bp):
+        app.register_blueprint(bp, url_prefix="/v2.1")

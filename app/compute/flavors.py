@@ -1,0 +1,116 @@
+"""/flavors: list, detail, show, extra specs; create and delete for admins (written by the conductor)."""
+from __future__ import annotations
+
+import uuid as uuidlib
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+
+from app import rpc
+from app.compute.schemas import FlavorCreateSchema, json_body, load
+from app.compute.views import flavor_detail, flavor_summary
+from app.context import current
+from app.db import read_session
+from app.errors import bad_request, not_found
+from app.microversion import current as api_version
+from app.models import Flavor
+from app.policy import enforce
+
+bp = Blueprint("flavors", __name__)
+_SORT = {"flavorid": Flavor.flavorid, "name": Flavor.name, "memory_mb": Flavor.memory_mb, "vcpus": Flavor.vcpus,
+         "root_gb": Flavor.root_gb, "id": Flavor.id, "created_at": Flavor.created_at}
+
+
+def _int_arg(name: str) -> int | None:
+    value = request.args.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise bad_request(f"Invalid {name} filter [{value}]") from None
+
+
+def _flavors() -> list[Flavor]:
+    ctx = current()
+    q = select(Flavor).where(Flavor.disabled.is_(False))
+    is_public = request.args.get("is_public", "true").lower()
+    if not ctx.is_admin or is_public in ("true", "t", "1", "yes", "y"):
+        q = q.where(Flavor.is_public.is_(True))
+    elif is_public in ("false", "f", "0", "no", "n"):
+        q = q.where(Flavor.is_public.is_(False))
+    if (min_ram := _int_arg("minRam")) is not None:
+        q = q.where(Flavor.memory_mb >= min_ram)
+    if (min_disk := _int_arg("minDisk")) is not None:
+        q = q.where(Flavor.root_gb >= min_disk)
+    key = _SORT.get(request.args.get("sort_key", "flavorid"))
+    if key is None:
+        raise bad_request("Invalid sort key")
+    q = q.order_by(key.desc() if request.args.get("sort_dir") == "desc" else key.asc())
+    with read_session() as s:
+        rows = list(s.scalars(q))
+    marker = request.args.get("marker")
+    if marker:
+        ids = [f.flavorid for f in rows]
+        if marker not in ids:
+            raise bad_request(f"marker [{marker}] not found")
+        rows = rows[ids.index(marker) + 1:]
+    limit = _int_arg("limit")
+    return rows[:limit] if limit is not None else rows
+
+
+def get_flavor(flavor_id: str) -> Flavor:
+    with read_session() as s:
+        f = s.scalars(select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))).first()
+    if f is None:
+        raise not_found(f"Flavor {flavor_id} could not be found.")
+    return f
+
+
+@bp.get("/flavors")
+@enforce("authenticated")
+def list_flavors():
+    v = api_version()
+    return jsonify({"flavors": [flavor_summary(f, v) for f in _flavors()]})
+
+
+@bp.get("/flavors/detail")
+@enforce("authenticated")
+def list_flavors_detail():
+    v = api_version()
+    return jsonify({"flavors": [flavor_detail(f, v) for f in _flavors()]})
+
+
+@bp.get("/flavors/<flavor_id>")
+@enforce("authenticated")
+def show_flavor(flavor_id: str):
+    return jsonify({"flavor": flavor_detail(get_flavor(flavor_id), api_version())})
+
+
+@bp.get("/flavors/<flavor_id>/os-extra_specs")
+@enforce("authenticated")
+def flavor_extra_specs(flavor_id: str):
+    return jsonify({"extra_specs": dict(get_flavor(flavor_id).extra_specs or {})})
+
+
+@bp.post("/flavors")
+@enforce("admin_api")
+def create_flavor():
+    body = load(FlavorCreateSchema(), json_body(), root="flavor")
+    if "description" in body and not api_version().matches("2.55"):
+        raise bad_request("Additional properties are not allowed ('description' was unexpected)")
+    flavorid = body.get("id") or str(uuidlib.uuid4())
+    rpc.call("stratus.conductor.create_flavor", {
+        "flavorid": flavorid, "name": body["name"], "memory_mb": body["ram"], "vcpus": body["vcpus"],
+        "root_gb": body["disk"], "ephemeral_gb": body.get("OS_FLV_EXT_DATA_ephemeral", 0),
+        "swap": body.get("swap", 0), "rxtx_factor": body.get("rxtx_factor", 1.0),
+        "is_public": body.get("os_flavor_access_is_public", True), "description": body.get("description"),
+        "extra_specs": {}})
+    return jsonify({"flavor": flavor_detail(get_flavor(flavorid), api_version())})
+
+
+@bp.delete("/flavors/<flavor_id>")
+@enforce("admin_api")
+def delete_flavor(flavor_id: str):
+    rpc.call("stratus.conductor.delete_flavor", flavor_id)
+    return "", 202

@@ -1,0 +1,125 @@
+"""/os-keypairs: import or generate (before 2.92) SSH key pairs; written by the conductor."""
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+
+from app import rpc
+from app.compute.schemas import KeypairCreateSchema, json_body, load
+from app.compute.views import iso_usec
+from app.context import current
+from app.db import read_session
+from app.errors import bad_request, not_found
+from app.microversion import current as api_version
+from app.models import KeyPair
+from app.policy import check, enforce
+
+bp = Blueprint("keypairs", __name__)
+
+
+def fingerprint(public_key: str) -> str:
+    """Nova's fingerprint: MD5 of the key blob, colon-separated hex."""
+    parts = public_key.strip().split()
+    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
+        raise bad_request("Keypair data is invalid: failed to generate fingerprint")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except ValueError:
+        raise bad_request("Keypair data is invalid: failed to generate fingerprint") from None
+    digest = hashlib.md5(blob).hexdigest()
+    return ":".join(digest[i:i + 2] for i in range(0, 32, 2))
+
+
+def generate() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH).decode() + " Generated-by-Stratus"
+    return private, public
+
+
+def _user_id() -> str:
+    ctx = current()
+    wanted = request.args.get("user_id")
+    if wanted and wanted != ctx.user_id:
+        if not api_version().matches("2.10"):
+            raise bad_request("Additional properties are not allowed ('user_id' was unexpected)")
+        check("admin_api")
+        return wanted
+    return ctx.user_id
+
+
+def _body(kp: KeyPair, full: bool) -> dict:
+    body = {"name": kp.name, "public_key": kp.public_key, "fingerprint": kp.fingerprint}
+    if api_version().matches("2.2"):
+        body["type"] = kp.type
+    if full:
+        body.update({"user_id": kp.user_id, "id": kp.id, "created_at": iso_usec(kp.created_at), "deleted": False,
+                     "deleted_at": None, "updated_at": None})
+    return body
+
+
+@bp.get("/os-keypairs")
+@enforce("authenticated")
+def list_keypairs():
+    with read_session() as s:
+        rows = s.scalars(select(KeyPair).where(KeyPair.user_id == _user_id()).order_by(KeyPair.name))
+        return jsonify({"keypairs": [{"keypair": _body(kp, False)} for kp in rows]})
+
+
+def _get(name: str, user_id: str) -> KeyPair:
+    with read_session() as s:
+        kp = s.scalars(select(KeyPair).where(KeyPair.user_id == user_id, KeyPair.name == name)).first()
+    if kp is None:
+        raise not_found(f"Keypair {name} not found for user {user_id}")
+    return kp
+
+
+@bp.get("/os-keypairs/<name>")
+@enforce("authenticated")
+def show_keypair(name: str):
+    return jsonify({"keypair": _body(_get(name, _user_id()), True)})
+
+
+@bp.post("/os-keypairs")
+@enforce("authenticated")
+def create_keypair():
+    v = api_version()
+    body = load(KeypairCreateSchema(), json_body(), root="keypair")
+    if "type" in body and not v.matches("2.2"):
+        raise bad_request("Additional properties are not allowed ('type' was unexpected)")
+    user_id = current().user_id
+    if "user_id" in body and body["user_id"] != user_id:
+        if not v.matches("2.10"):
+            raise bad_request("Additional properties are not allowed ('user_id' was unexpected)")
+        check("admin_api")
+        user_id = body["user_id"]
+    private_key = None
+    public_key = body.get("public_key")
+    if public_key is None:
+        if v.matches("2.92"):
+            raise bad_request(f"Invalid input for field/attribute keypair. Value: {body!r}. 'public_key' is a "
+                              f"required property")
+        private_key, public_key = generate()
+    fp = fingerprint(public_key)
+    key_type = body.get("type", "ssh")
+    rpc.call("stratus.conductor.create_keypair", user_id, body["name"], public_key, fp, key_type)
+    out = {"name": body["name"], "public_key": public_key, "fingerprint": fp, "user_id": user_id}
+    if private_key:
+        out["private_key"] = private_key
+    if v.matches("2.2"):
+        out["type"] = key_type
+    return jsonify({"keypair": out}), (201 if v.matches("2.2") else 200)
+
+
+@bp.delete("/os-keypairs/<name>")
+@enforce("authenticated")
+def delete_keypair(name: str):
+    rpc.call("stratus.conductor.delete_keypair", _user_id(), name)
+    return "", (204 if api_version().matches("2.2") else 202)

@@ -1,0 +1,145 @@
+"""Request bodies of the Compute API as marshmallow schemas (unknown fields rejected, as Nova's schemas do)."""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid as uuidlib
+from typing import Any
+
+from flask import request
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from app.errors import bad_request
+
+_NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
+
+
+def json_body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise bad_request("Malformed request body")
+    return data
+
+
+def load(schema: Schema, data: Any, root: str | None = None) -> dict:
+    """Validate with marshmallow; errors become Nova's "Invalid input for field/attribute" 400."""
+    if root is not None:
+        if not isinstance(data, dict) or root not in data:
+            raise bad_request(f"Invalid input for field/attribute {root}. Value: {data!r}. "
+                              f"'{root}' is a required property")
+        extra = set(data) - {root}
+        data = data[root]
+        if not isinstance(data, dict):
+            raise bad_request(f"Invalid input for field/attribute {root}. Value: {data!r}. "
+                              f"{data!r} is not of type 'object'")
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        field, problems = next(iter(sorted(exc.messages.items())))
+        problem = problems[0] if isinstance(problems, list) else str(problems)
+        if problem == "Unknown field.":
+            raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)") from None
+        if problem == "Missing data for required field.":
+            raise bad_request(f"Invalid input for field/attribute {root or field}. Value: {data!r}. "
+                              f"'{field}' is a required property") from None
+        value = data.get(field) if isinstance(data, dict) else data
+        raise bad_request(f"Invalid input for field/attribute {field}. Value: {value!r}. {problem}") from None
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuidlib.UUID(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+class ServerName(fields.String):
+    def __init__(self, **kw: Any):
+        super().__init__(validate=[validate.Length(min=1, max=255),
+                                   validate.Regexp(_NAME_RE, error="'{input}' does not match the name pattern")],
+                         **kw)
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class NetworkSchema(StrictSchema):
+    uuid = fields.String()
+    port = fields.String()
+    fixed_ip = fields.String()
+    tag = fields.String()
+
+
+class ServerCreateSchema(StrictSchema):
+    name = ServerName(required=True)
+    imageRef = fields.String(load_default="")
+    flavorRef = fields.Raw(required=True)
+    adminPass = fields.String(validate=validate.Length(max=255))
+    metadata = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=255)),
+                           values=fields.String(validate=validate.Length(max=255)))
+    user_data = fields.String()
+    key_name = fields.String(validate=validate.Length(min=1, max=255))
+    availability_zone = fields.String(validate=validate.Length(min=1, max=255))
+    min_count = fields.Integer(strict=True, validate=validate.Range(min=1))
+    max_count = fields.Integer(strict=True, validate=validate.Range(min=1))
+    return_reservation_id = fields.Boolean()
+    networks = fields.Raw()
+    config_drive = fields.Raw()
+    description = fields.String(allow_none=True, validate=validate.Length(max=255))
+    accessIPv4 = fields.IPv4()
+    accessIPv6 = fields.IPv6()
+    security_groups = fields.List(fields.Dict())
+    block_device_mapping = fields.List(fields.Dict())
+    block_device_mapping_v2 = fields.List(fields.Dict())
+    personality = fields.List(fields.Dict())
+    tags = fields.List(fields.String(validate=validate.Length(min=1, max=60)), validate=validate.Length(max=50))
+    hostname = fields.String(validate=validate.Length(min=1, max=255))
+    host = fields.String()
+    hypervisor_hostname = fields.String()
+    trusted_image_certificates = fields.List(fields.String(), allow_none=True)
+    # Legacy extension keys some clients send.
+    OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
+
+    @validates("flavorRef")
+    def _flavor_ref(self, value: Any, **_: Any) -> None:
+        if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value).strip() == "":
+            raise ValidationError(f"{value!r} is not a valid flavor reference")
+
+    @validates("user_data")
+    def _user_data(self, value: str, **_: Any) -> None:
+        if len(value) > 65535:
+            raise ValidationError("user_data is longer than 65535 bytes")
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationError("User data needs to be valid base 64.") from None
+
+
+class RebootSchema(StrictSchema):
+    type = fields.String(required=True, validate=validate.OneOf(["SOFT", "HARD", "soft", "hard"]))
+
+
+class KeypairCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=255),
+                                                  validate.Regexp(r"^[a-zA-Z0-9 _\-@.]+$",
+                                                                  error="Keypair name contains unsafe characters")])
+    public_key = fields.String(validate=validate.Length(max=16384))
+    type = fields.String(validate=validate.OneOf(["ssh", "x509"]))
+    user_id = fields.String()
+
+
+class FlavorCreateSchema(StrictSchema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    id = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
+    ram = fields.Integer(required=True, validate=validate.Range(min=1))
+    vcpus = fields.Integer(required=True, validate=validate.Range(min=1))
+    disk = fields.Integer(required=True, validate=validate.Range(min=0))
+    OS_FLV_EXT_DATA_ephemeral = fields.Integer(data_key="OS-FLV-EXT-DATA:ephemeral", validate=validate.Range(min=0))
+    swap = fields.Integer(validate=validate.Range(min=0))
+    rxtx_factor = fields.Float(validate=validate.Range(min=0))
+    os_flavor_access_is_public = fields.Boolean(data_key="os-flavor-access:is_public")
+    description = fields.String(allow_none=True, validate=validate.Length(max=65535))

@@ -1,0 +1,446 @@
+"""/servers: create, list, list detail, show, delete and the server actions."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+import secrets
+import uuid as uuidlib
+
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from app import crypto, rpc
+from app.compute.schemas import RebootSchema, ServerCreateSchema, is_uuid, json_body, load
+from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
+from app.context import RequestContext, current
+from app.db import read_session
+from app.errors import ApiError, bad_request, conflict, not_found
+from app.microversion import current as api_version
+from app.models import ComputeNode, Flavor, Image, Instance, InstanceFault, KeyPair, Service, utcnow
+from app.policy import check, enforce
+from app.settings import get_settings
+from tasks import states
+from tasks.routing import compute_queue
+
+bp = Blueprint("servers", __name__)
+MAX_LIMIT = 1000
+_SORT_KEYS = {"created_at": Instance.created_at, "updated_at": Instance.updated_at,
+              "display_name": Instance.display_name, "uuid": Instance.uuid, "vm_state": Instance.vm_state,
+              "task_state": Instance.task_state, "power_state": Instance.power_state, "host": Instance.host,
+              "launched_at": Instance.launched_at, "image_ref": Instance.image_ref,
+              "availability_zone": Instance.availability_zone, "hostname": Instance.hostname}
+_STATUS_TO_VM_STATES = {"ACTIVE": ["active"], "BUILD": ["building"], "SHUTOFF": ["stopped"], "ERROR": ["error"],
+                        "PAUSED": ["paused"], "SUSPENDED": ["suspended"], "DELETED": ["deleted"],
+                        "SOFT_DELETED": ["soft-delete"], "REBOOT": ["active"], "HARD_REBOOT": ["active"],
+                        "VERIFY_RESIZE": ["resized"], "RESCUE": ["rescued"],
+                        "SHELVED_OFFLOADED": ["shelved", "shelved_offloaded"]}
+
+
+# --- lookups -------------------------------------------------------------------------------------------------------
+
+def get_instance(s: Session, server_id: str, ctx: RequestContext) -> Instance:
+    """The caller's live instance, or 404 (another project's instance is indistinguishable from none)."""
+    if is_uuid(server_id):
+        inst = s.scalars(select(Instance).where(Instance.uuid == server_id, Instance.deleted == 0)).first()
+        if inst is not None and (ctx.is_admin or inst.project_id == ctx.project_id):
+            return inst
+    raise not_found(f"Instance {server_id} could not be found.")
+
+
+def latest_faults(s: Session, uuids: list[str]) -> dict[str, InstanceFault]:
+    if not uuids:
+        return {}
+    newest = (select(InstanceFault.instance_uuid, func.max(InstanceFault.id).label("fid"))
+              .where(InstanceFault.instance_uuid.in_(uuids)).group_by(InstanceFault.instance_uuid).subquery())
+    rows = s.scalars(select(InstanceFault).join(newest, InstanceFault.id == newest.c.fid))
+    return {f.instance_uuid: f for f in rows}
+
+
+def host_statuses(s: Session, hosts: set[str]) -> dict[str, str]:
+    if not hosts:
+        return {}
+    cutoff = utcnow() - dt.timedelta(seconds=get_settings().service_down_time)
+    out = {}
+    for svc in s.scalars(select(Service).where(Service.host.in_(hosts), Service.binary == "stratus-compute")):
+        if svc.forced_down or svc.last_seen_at is None or svc.last_seen_at < cutoff:
+            out[svc.host] = "DOWN"
+        elif svc.disabled:
+            out[svc.host] = "MAINTENANCE"
+        else:
+            out[svc.host] = "UP"
+    return out
+
+
+def render(s: Session, instances: list[Instance], ctx: RequestContext, show: bool = False) -> list[dict]:
+    faults = latest_faults(s, [i.uuid for i in instances if i.vm_state in ("error", "deleted")])
+    statuses = host_statuses(s, {i.host for i in instances if i.host}) if ctx.is_admin else {}
+    v = api_version()
+    return [server_detail(i, v, ctx, faults.get(i.uuid), statuses.get(i.host or "", "UNKNOWN" if i.host else ""),
+                          show=show) for i in instances]
+
+
+# --- list ----------------------------------------------------------------------------------------------------------
+
+def _parse_time(name: str, value: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"Invalid input for query parameters {name}. Value: {value}. '{value}' is not a "
+                          f"'date-time'") from None
+    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def _list_query(ctx: RequestContext) -> tuple[list, int, Instance | None]:
+    args = request.args
+    v = api_version()
+    conds = []
+    # Nova: the presence of all_tenants means "all", unless its value is a false-like string.
+    all_tenants = ctx.is_admin and "all_tenants" in args and \
+        args["all_tenants"].lower() not in ("0", "false", "off", "no")
+    project = args.get("project_id") or args.get("tenant_id")
+    if not ctx.is_admin:
+        conds.append(Instance.project_id == ctx.project_id)
+    elif project:
+        conds.append(Instance.project_id == project)
+    elif not all_tenants:
+        conds.append(Instance.project_id == ctx.project_id)
+    include_deleted = ("changes-since" in args or "changes-before" in args
+                       or (ctx.is_admin and args.get("deleted", "").lower() in ("true", "1")))
+    if not include_deleted:
+        conds.append(Instance.deleted == 0)
+    since = _parse_time("changes-since", args["changes-since"]) if "changes-since" in args else None
+    if since is not None:
+        conds.append(Instance.updated_at >= since)
+    if "changes-before" in args:
+        if not v.matches("2.66"):
+            raise bad_request("Additional properties are not allowed ('changes-before' was unexpected)")
+        before = _parse_time("changes-before", args["changes-before"])
+        if since is not None and before < since:
+            raise bad_request("The value of changes-since must be less than or equal to changes-before.")
+        conds.append(Instance.updated_at <= before)
+    if "name" in args:
+        try:
+            pattern = re.compile(args["name"])
+        except re.error:
+            raise bad_request(f"Invalid regular expression for name: {args['name']}") from None
+        g.name_regex = pattern
+    for status in args.getlist("status"):
+        vm_states = _STATUS_TO_VM_STATES.get(status.upper())
+        if vm_states is None:
+            if v.matches("2.38"):
+                raise bad_request("Invalid status value")
+            return [Instance.id.is_(None)], 0, None  # Nova answers an empty list before 2.38
+        conds.append(Instance.vm_state.in_(vm_states))
+        if status.upper() in ("REBOOT", "HARD_REBOOT"):
+            conds.append(Instance.task_state.in_(["rebooting"] if status.upper() == "REBOOT" else ["rebooting_hard"]))
+    if "image" in args:
+        conds.append(Instance.image_ref == args["image"].rstrip("/").split("/")[-1])
+    if "flavor" in args:
+        conds.append(Instance.flavor_id.in_(select(Flavor.id).where(Flavor.flavorid == args["flavor"])))
+    if "reservation_id" in args:
+        conds.append(Instance.reservation_id == args["reservation_id"])
+    if "availability_zone" in args:
+        conds.append(Instance.availability_zone == args["availability_zone"])
+    if "key_name" in args:
+        conds.append(Instance.key_name == args["key_name"])
+    if ctx.is_admin:
+        if "host" in args:
+            conds.append(Instance.host == args["host"])
+        if "node" in args:
+            conds.append(Instance.node == args["node"])
+        if "user_id" in args:
+            conds.append(Instance.user_id == args["user_id"])
+    limit_arg = args.get("limit")
+    try:
+        limit = min(int(limit_arg), MAX_LIMIT) if limit_arg is not None else MAX_LIMIT
+        if limit < 0:
+            raise ValueError
+    except ValueError:
+        raise bad_request(
+            f"Invalid input for query parameters limit. Value: {limit_arg}. '{limit_arg}' does not match "
+            f"'^[0-9]*$'") from None
+    marker = None
+    if "marker" in args:
+        with read_session() as s:
+            marker = s.scalars(select(Instance).where(Instance.uuid == args["marker"])).first()
+        if marker is None:
+            raise bad_request(f"marker [{args['marker']}] not found")
+    return conds, limit, marker
+
+
+def _sorted(query, marker: Instance | None):
+    keys = request.args.getlist("sort_key") or ["created_at"]
+    dirs = request.args.getlist("sort_dir") or []
+    order, cols = [], []
+    for i, key in enumerate(keys):
+        col = _SORT_KEYS.get(key)
+        if col is None:
+            raise bad_request(f"Invalid input for query parameters sort_key. Value: {key}.")
+        direction = (dirs[i] if i < len(dirs) else (dirs[0] if dirs else "desc")).lower()
+        if direction not in ("asc", "desc"):
+            raise bad_request(f"Invalid input for query parameters sort_dir. Value: {direction}.")
+        cols.append((col, direction))
+    cols.append((Instance.id, cols[0][1]))  # unique tie-breaker so markers are exact
+    order = [c.asc() if d == "asc" else c.desc() for c, d in cols]
+    if marker is not None:
+        # Keyset pagination: rows strictly after the marker in the sort order.
+        clauses = []
+        for i, (col, direction) in enumerate(cols):
+            value = getattr(marker, col.key)
+            equal_before = [c == getattr(marker, c.key) for c, _ in cols[:i]]
+            after = col > value if direction == "asc" else col < value
+            if value is None:
+                after = col.isnot(None) if direction == "asc" else None
+                if after is None:
+                    continue
+            clauses.append(and_(*equal_before, after))
+        query = query.where(or_(*clauses))
+    return query.order_by(*order)
+
+
+def _list(detail: bool) -> Response:
+    ctx = current()
+    conds, limit, marker = _list_query(ctx)
+    with read_session() as s:
+        query = _sorted(select(Instance).where(and_(*conds)) if conds else select(Instance), marker)
+        regex = g.get("name_regex")
+        if regex is None:
+            instances = list(s.scalars(query.limit(limit)))
+        else:
+            instances = [i for i in s.scalars(query) if regex.search(i.display_name)][:limit]
+        body: dict = {"servers": render(s, instances, ctx) if detail else [server_summary(i) for i in instances]}
+    if instances and len(instances) == limit:
+        params = request.args.to_dict(flat=False)
+        params["marker"] = [instances[-1].uuid]
+        query_string = "&".join(f"{k}={val}" for k, vals in params.items() for val in vals)
+        path = "servers/detail" if detail else "servers"
+        body["servers_links"] = [{"rel": "next", "href": f"{base_url()}{compute_prefix()}/{path}?{query_string}"}]
+    return jsonify(body)
+
+
+@bp.get("/servers")
+@enforce("project_reader_api")
+def list_servers():
+    return _list(detail=False)
+
+
+@bp.get("/servers/detail")
+@enforce("project_reader_api")
+def list_servers_detail():
+    return _list(detail=True)
+
+
+@bp.get("/servers/<server_id>")
+@enforce("project_reader_api")
+def show_server(server_id: str):
+    ctx = current()
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+        return jsonify({"server": render(s, [inst], ctx, show=True)[0]})
+
+
+# --- create --------------------------------------------------------------------------------------------------------
+
+def _ref_id(ref: object) -> str:
+    return str(ref).rstrip("/").split("/")[-1]
+
+
+def _version_gated_fields(body: dict) -> None:
+    v = api_version()
+    gates = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
+             "hypervisor_hostname": "2.74", "hostname": "2.90"}
+    for field, min_version in gates.items():
+        if field in body and not v.matches(min_version):
+            raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
+    if "personality" in body and v.matches("2.57"):
+        raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
+
+
+def _networks(body: dict) -> object:
+    v = api_version()
+    nets = body.get("networks")
+    if v.matches("2.37"):
+        if nets is None:
+            raise bad_request(f"Invalid input for field/attribute server. Value: {body!r}. 'networks' is a "
+                              f"required property")
+        if isinstance(nets, str):
+            if nets not in ("auto", "none"):
+                raise bad_request(f"Invalid input for field/attribute networks. Value: {nets}. '{nets}' is not "
+                                  f"one of ['none', 'auto']")
+            return nets
+    if nets is None:
+        return "auto"
+    if not isinstance(nets, list):
+        raise bad_request(f"Invalid input for field/attribute networks. Value: {nets!r}. {nets!r} is not of "
+                          f"type 'array'")
+    for net in nets:
+        if not isinstance(net, dict) or set(net) - {"uuid", "port", "fixed_ip", "tag"}:
+            raise bad_request(f"Invalid input for field/attribute networks. Value: {nets!r}.")
+        if "uuid" in net and not is_uuid(net["uuid"]):
+            raise bad_request(f"Bad networks format: network uuid is not in proper format ({net['uuid']})")
+        if "uuid" in net or "port" in net:
+            raise bad_request(f"Network {net.get('uuid') or net.get('port')} could not be found.")
+    return nets
+
+
+def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Image:
+    image_id = _ref_id(image_ref)
+    if not is_uuid(image_id):
+        raise bad_request("Invalid imageRef provided.")
+    img = s.get(Image, image_id)
+    if img is None or not (img.visibility in ("public", "community") or img.owner == ctx.project_id
+                           or ctx.is_admin):
+        raise bad_request("Can not find requested image")
+    if img.status != "active":
+        raise bad_request(f"Image {image_id} is not active.")
+    return img
+
+
+@bp.post("/servers")
+@enforce("project_member_api")
+def create_server():
+    ctx = current()
+    v = api_version()
+    raw = json_body()
+    hints = raw.get("OS-SCH-HNT:scheduler_hints", raw.get("os:scheduler_hints", {}))
+    extra = set(raw) - {"server", "OS-SCH-HNT:scheduler_hints", "os:scheduler_hints"}
+    if extra:
+        raise bad_request(f"Additional properties are not allowed ('{sorted(extra)[0]}' was unexpected)")
+    if not isinstance(hints, dict):
+        raise bad_request("Invalid input for field/attribute OS-SCH-HNT:scheduler_hints.")
+    body = load(ServerCreateSchema(), raw, root="server")
+    _version_gated_fields(body)
+    networks = _networks(body)
+    if body.get("block_device_mapping") or body.get("block_device_mapping_v2"):
+        bdms = body.get("block_device_mapping_v2") or []
+        image_bdm = [b for b in bdms if b.get("source_type") == "image" and b.get("destination_type") == "local"]
+        if len(bdms) != len(image_bdm):
+            raise bad_request("Block device mappings other than a local image disk are not supported: Stratus has "
+                              "no volume service.")
+    if ("host" in body or "hypervisor_hostname" in body) and not ctx.is_admin:
+        check("admin_api")
+    min_count, max_count = body.get("min_count", 1), body.get("max_count", body.get("min_count", 1))
+    if min_count > max_count:
+        raise bad_request("min_count must be <= max_count")
+    if max_count > 1 and "hostname" in body:
+        raise bad_request("Cannot request a hostname with multiple instances")
+    image_ref = body.get("imageRef") or next((b.get("uuid") for b in body.get("block_device_mapping_v2") or []
+                                              if b.get("source_type") == "image"), "")
+    if not image_ref:
+        raise bad_request("Missing imageRef attribute")
+    with read_session() as s:
+        img = _image_for_boot(s, image_ref, ctx)
+        flavor_id = _ref_id(body["flavorRef"])
+        flavor = s.scalars(select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))).first()
+        if flavor is None:
+            raise bad_request("Invalid flavorRef provided.")
+        if flavor.memory_mb < (img.min_ram or 0):
+            raise bad_request("Flavor's memory is too small for requested image.")
+        if flavor.root_gb and flavor.root_gb < (img.min_disk or 0):
+            raise bad_request("Flavor's disk is too small for requested image.")
+        key_data = None
+        if body.get("key_name"):
+            kp = s.scalars(select(KeyPair).where(KeyPair.user_id == ctx.user_id,
+                                                 KeyPair.name == body["key_name"])).first()
+            if kp is None:
+                raise bad_request("Invalid key_name provided.")
+            key_data = kp.public_key
+        az = body.get("availability_zone")
+        if az:
+            az, _, forced_host = az.partition(":")
+            zones = set(s.scalars(select(ComputeNode.availability_zone).distinct()))
+            if az not in zones:
+                raise bad_request(f"The requested availability zone is not available")
+    admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
+    count = max_count
+    reservation_id = "r-" + secrets.token_hex(4)
+    req = {
+        "request_id": g.request_id, "project_id": ctx.project_id, "user_id": ctx.user_id,
+        "uuids": [str(uuidlib.uuid4()) for _ in range(count)], "count": count, "name": body["name"],
+        "description": body.get("description"), "hostname": body.get("hostname"), "image_id": img.id,
+        "flavor_id": flavor.flavorid, "key_name": body.get("key_name"), "key_data": key_data,
+        "availability_zone": az or None, "metadata": body.get("metadata") or {}, "networks": networks,
+        "config_drive": "True" if str(body.get("config_drive", "")).lower() in ("true", "1") else "",
+        "scheduler_hints": hints, "access_ip_v4": body.get("accessIPv4"), "access_ip_v6": body.get("accessIPv6"),
+        "reservation_id": reservation_id,
+        # Secrets travel encrypted and are redacted from Flower and logs by argsrepr.
+        "user_data_enc": crypto.encrypt(body.get("user_data")), "admin_pass_enc": crypto.encrypt(admin_pass),
+    }
+    redacted = {k: ("<redacted>" if k.endswith("_enc") and v else v) for k, v in req.items()}
+    result = rpc.call("stratus.conductor.create_instances", req, argsrepr=repr((redacted,)))
+    if body.get("return_reservation_id"):
+        return jsonify({"reservation_id": reservation_id}), 202
+    uuid = result["uuids"][0]
+    server = {"id": uuid, "links": links("servers", uuid), "OS-DCF:diskConfig": "MANUAL",
+              "security_groups": [{"name": "default"}], "adminPass": admin_pass}
+    resp = jsonify({"server": server})
+    resp.status_code = 202
+    resp.headers["Location"] = f"{base_url()}{compute_prefix()}/servers/{uuid}"
+    return resp
+
+
+# --- delete and actions --------------------------------------------------------------------------------------------
+
+def _action(server_id: str, action: str) -> None:
+    ctx = current()
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+        check("project_member_api", inst.project_id)
+        if inst.locked and not ctx.is_admin:
+            raise conflict(f"Instance {inst.uuid} is locked")
+    rpc.call("stratus.conductor.server_action", {"instance_uuid": inst.uuid, "action": action,
+                                                 "request_id": g.request_id, "user_id": ctx.user_id,
+                                                 "project_id": ctx.project_id})
+
+
+@bp.delete("/servers/<server_id>")
+@enforce("project_member_api")
+def delete_server(server_id: str):
+    _action(server_id, "delete")
+    return "", 204
+
+
+def _console_output(server_id: str, args: dict | None) -> Response:
+    ctx = current()
+    length = (args or {}).get("length")
+    if length is not None:
+        try:
+            length = int(length)
+        except (TypeError, ValueError):
+            raise bad_request(f"Invalid input for field/attribute length. Value: {length}.") from None
+        if length < -1:
+            raise bad_request(f"Invalid input for field/attribute length. Value: {length}.")
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+    if not inst.host or inst.vm_state == states.BUILDING:
+        raise conflict(f"Instance {inst.uuid} is not ready")
+    output = rpc.call("stratus.compute.console_output", {"host": inst.host, "instance_uuid": inst.uuid},
+                      queue=compute_queue(inst.host))
+    if length is not None and length >= 0:
+        output = "\n".join(output.splitlines()[-length:]) if length else ""
+    return jsonify({"output": output})
+
+
+_SIMPLE_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause",
+                   "suspend": "suspend", "resume": "resume"}
+
+
+@bp.post("/servers/<server_id>/action")
+@enforce("project_member_api")
+def server_action(server_id: str):
+    body = json_body()
+    if len(body) != 1:
+        raise bad_request("Malformed request body: exactly one action is expected")
+    name, args = next(iter(body.items()))
+    if name in _SIMPLE_ACTIONS:
+        _action(server_id, _SIMPLE_ACTIONS[name])
+    elif name == "reboot":
+        reboot = load(RebootSchema(), body, root="reboot")
+        _action(server_id, "reboot_hard" if reboot["type"].upper() == "HARD" else "reboot")
+    elif name == "os-getConsoleOutput":
+        return _console_output(server_id, args)
+    else:
+        raise bad_request(f"There is no such action: {name}")
+    return "", 202

@@ -1,0 +1,36 @@
+"""The request context: who is calling, for which project, with which roles."""
+from __future__ import annotations
+
+import dataclasses
+
+from flask import g
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestContext:
+    user_id: str
+    user_name: str
+    project_id: str | None
+    project_name: str | None
+    roles: tuple[str, ...]
+    request_id: str
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+    @property
+    def is_member(self) -> bool:
+        return self.is_admin or "member" in self.roles
+
+    @property
+    def is_reader(self) -> bool:
+        return self.is_member or "reader" in self.roles
+
+
+def current() -> RequestContext:
+    ctx = g.get("context")
+    if ctx is None:
+        from app.errors import ApiError
+        raise ApiError(401, "The request you have made requires authentication.")
+    return ctx

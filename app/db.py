@@ -1,0 +1,90 @@
+"""Engine and sessions, one engine per process, shared by the API and the workers."""
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.settings import get_settings
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin_immediate(conn) -> None:
+    # Take the write lock at BEGIN so read-then-write transactions cannot deadlock-upgrade.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_begin_deferred(conn) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str, *, for_writes: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+
+        @event.listens_for(engine, "connect")
+        def _no_pysqlite_begin(dbapi_conn, _record):  # let SQLAlchemy's "begin" event issue BEGIN
+            dbapi_conn.isolation_level = None
+
+        event.listen(engine, "begin", _sqlite_begin_immediate if for_writes else _sqlite_begin_deferred)
+        return engine
+    if url.startswith("mysql"):
+        return create_engine(url, pool_pre_ping=True, pool_recycle=3600, isolation_level="READ COMMITTED")
+    return create_engine(url, pool_pre_ping=True)
+
+
+@functools.cache
+def get_engine() -> Engine:
+    return make_engine(get_settings().sqlalchemy_url)
+
+
+@functools.cache
+def _write_engine() -> Engine:
+    url = get_settings().sqlalchemy_url
+    return make_engine(url, for_writes=True) if url.startswith("sqlite") else get_engine()
+
+
+@functools.cache
+def _factory(for_writes: bool) -> sessionmaker[Session]:
+    return sessionmaker(bind=_write_engine() if for_writes else get_engine(), expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def read_session() -> Iterator[Session]:
+    """A session for reads; nothing is committed.
+
+    close() (not rollback()) ends it: it rolls the transaction back without expiring the loaded objects, so they
+    stay readable after the block (rollback() would expire them and any later attribute access would raise
+    DetachedInstanceError)."""
+    session = _factory(False)()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@contextlib.contextmanager
+def write_session() -> Iterator[Session]:
+    """One transaction: committed on success, rolled back on any error."""
+    session = _factory(True)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,78 @@
+"""OpenStack-shaped errors. Views raise ApiError; handlers render Nova's, Keystone's or Glance's body."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+LOG = logging.getLogger(__name__)
+
+# Nova's fault names (nova/api/openstack/wsgi.py); anything else is "computeFault".
+_NOVA_FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
+                     405: "badMethod", 409: "conflictingRequest", 413: "overLimit", 415: "badMediaType",
+                     429: "overLimit", 501: "notImplemented", 503: "serviceUnavailable"}
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           406: "Not Acceptable", 409: "Conflict", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
+           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code, self.message, self.headers = code, message, headers or {}
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message)
+
+
+def conflict(message: str) -> ApiError:
+    return ApiError(409, message)
+
+
+def forbidden(message: str = "Policy doesn't allow this action to be performed.") -> ApiError:
+    return ApiError(403, message)
+
+
+def unavailable(message: str, retry_after: int = 5) -> ApiError:
+    return ApiError(503, message, {"Retry-After": str(retry_after)})
+
+
+def _body(code: int, message: str) -> dict:
+    path = request.path
+    if path.startswith("/identity"):
+        return {"error": {"code": code, "message": message, "title": _TITLES.get(code, "Error")}}
+    if path.startswith("/image"):
+        return {"code": code, "title": _TITLES.get(code, "Error"), "message": message}
+    return {_NOVA_FAULT_NAMES.get(code, "computeFault"): {"code": code, "message": message}}
+
+
+def error_response(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    resp = jsonify(_body(code, message))
+    resp.status_code = code
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.code, exc.message, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        message = {404: "The resource could not be found.", 405: "The method is not allowed for this resource.",
+                   413: "Request is too large."}.get(code, exc.description or _TITLES.get(code, "Error"))
+        return error_response(code, message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        LOG.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(500, "Unexpected API Error. Please report this at the Stratus issue tracker.")

@@ -1,0 +1,99 @@
+"""Identity helpers: password hashing and idempotent bootstrap functions (called by `stratus bootstrap`).
+
+Every ``ensure_*``/``grant`` function takes an open write session, flushes (so ids are set) and never commits:
+the caller owns the transaction.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import bcrypt
+from sqlalchemy import select
+
+from app.models import Project, Role, RoleAssignment, User
+
+DEFAULT_DOMAIN_ID = "default"
+DEFAULT_DOMAIN_NAME = "Default"
+# bcrypt cost; tests lower it. Verification uses the cost stored in each hash.
+BCRYPT_ROUNDS = 12
+# A valid hash of a random string, checked when the user does not exist so timing does not reveal user names.
+_DUMMY_HASH: bytes | None = None
+
+
+def _password_bytes(password: str) -> bytes:
+    raw = password.encode("utf-8")
+    # bcrypt only reads 72 bytes (and bcrypt>=5 refuses more): longer passwords are pre-hashed.
+    if len(raw) > 72:
+        raw = base64.b64encode(hashlib.sha256(raw).digest())
+    return raw
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(_password_bytes(password), bcrypt.gensalt(rounds=BCRYPT_ROUNDS)).decode("ascii")
+
+
+def check_password(password: str, password_hash: str | None) -> bool:
+    global _DUMMY_HASH
+    if not password_hash:
+        if _DUMMY_HASH is None:
+            _DUMMY_HASH = bcrypt.hashpw(b"stratus-dummy", bcrypt.gensalt(rounds=BCRYPT_ROUNDS))
+        bcrypt.checkpw(b"not-the-password", _DUMMY_HASH)
+        return False
+    try:
+        return bcrypt.checkpw(_password_bytes(password), password_hash.encode("ascii"))
+    except ValueError:
+        return False
+
+
+def ensure_role(session, name: str) -> Role:
+    role = session.scalar(select(Role).where(Role.name == name))
+    if role is None:
+        role = Role(name=name)
+        session.add(role)
+        session.flush()
+    return role
+
+
+def ensure_project(session, name: str, description: str = "") -> Project:
+    project = session.scalar(select(Project).where(Project.domain_id == DEFAULT_DOMAIN_ID, Project.name == name))
+    if project is None:
+        project = Project(name=name, description=description, domain_id=DEFAULT_DOMAIN_ID, enabled=True)
+        session.add(project)
+        session.flush()
+    return project
+
+
+def ensure_user(session, name: str, password: str, default_project_id: str | None = None) -> User:
+    """Create the user, or update its password (and default project, when given) if it exists."""
+    user = session.scalar(select(User).where(User.domain_id == DEFAULT_DOMAIN_ID, User.name == name))
+    if user is None:
+        user = User(name=name, domain_id=DEFAULT_DOMAIN_ID, enabled=True, description="",
+                    password_hash=hash_password(password), default_project_id=default_project_id)
+        session.add(user)
+    else:
+        if not check_password(password, user.password_hash):
+            user.password_hash = hash_password(password)
+        if default_project_id is not None:
+            user.default_project_id = default_project_id
+    session.flush()
+    return user
+
+
+def grant(session, user_id: str, project_id: str, role_id: str) -> RoleAssignment:
+    ra = session.get(RoleAssignment, (user_id, project_id, role_id))
+    if ra is None:
+        ra = RoleAssignment(user_id=user_id, project_id=project_id, role_id=role_id)
+        session.add(ra)
+        session.flush()
+    return ra
+
+
+def bootstrap(session, admin_password: str, admin_user: str = "admin", admin_project: str = "admin") -> User:
+    """Roles admin/member/reader, project `admin`, user `admin` with the admin role on it (idempotent)."""
+    roles = {name: ensure_role(session, name) for name in ("admin", "member", "reader")}
+    project = ensure_project(session, admin_project, "Bootstrap project for initializing the cloud.")
+    ensure_project(session, "service", "Service project.")
+    user = ensure_user(session, admin_user, admin_password, default_project_id=project.id)
+    grant(session, user.id, project.id, roles["admin"].id)
+    return user

@@ -1,0 +1,55 @@
+"""The API's synchronous calls to the conductor.
+
+The API is a Celery client, not a task, so waiting for a result is allowed here. If the broker or the conductor
+cannot take the request in time, the caller gets 503 with Retry-After: never a 202 for work that was not
+durably accepted. Conductor calls return ``{"ok": ...}`` or ``{"error": {"code": .., "message": ..}}``.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from kombu.exceptions import OperationalError
+
+from app.errors import ApiError, unavailable
+from app.settings import get_settings
+
+LOG = logging.getLogger(__name__)
+
+
+def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float | None = None,
+         queue: str = "conductor") -> Any:
+    from tasks.celery_app import celery
+
+    timeout = timeout if timeout is not None else get_settings().rpc_timeout
+    options: dict[str, Any] = {"queue": queue}
+    if argsrepr is not None:
+        options["argsrepr"] = argsrepr
+    try:
+        result = celery.send_task(task_name, args=args, **options, retry=True,
+                                  retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
+    except (OperationalError, OSError) as exc:
+        LOG.warning("broker unavailable for %s: %s", task_name, exc)
+        raise unavailable("The compute service is temporarily unavailable (message broker unreachable).")
+    try:
+        reply = result.get(timeout=timeout, interval=0.005, propagate=True)
+    except CeleryTimeout:
+        LOG.warning("conductor did not answer %s within %.0f s", task_name, timeout)
+        raise unavailable("The compute service is temporarily unavailable (conductor did not answer in time).")
+    except (OperationalError, OSError) as exc:
+        LOG.warning("result backend unavailable for %s: %s", task_name, exc)
+        raise unavailable("The compute service is temporarily unavailable (result backend unreachable).")
+    finally:
+        _forget(result)
+    if isinstance(reply, dict) and "error" in reply:
+        err = reply["error"]
+        raise ApiError(int(err["code"]), err["message"])
+    return reply["ok"]
+
+
+def _forget(result: Any) -> None:
+    try:
+        result.forget()
+    except Exception:  # some backends (rpc://) keep nothing to forget
+        pass

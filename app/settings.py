@@ -1,0 +1,134 @@
+"""One settings object for every Stratus process.
+
+Values come from, in order of precedence: ``STRATUS_<NAME>`` environment variables, the TOML file named by
+``STRATUS_CONFIG`` (keys are the lower-case field names), then the defaults below. Unset database and broker
+URLs mean the embedded default: a SQLite file and kombu's filesystem transport under ``state_dir``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import tomllib
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    state_dir: str = "var"
+    database_url: str = ""
+    broker_url: str = ""
+    result_backend: str = ""
+    secret_key_file: str = ""
+    # Public endpoint used in the service catalog and version documents.
+    public_url: str = "http://127.0.0.1:8774"
+    token_ttl: int = 3600
+    rpc_timeout: float = 30.0
+    # Compute worker
+    compute_driver: str = "fake"
+    compute_hosts: str = ""  # comma-separated host names this worker serves; default: the machine's name
+    availability_zone: str = "nova"
+    report_interval: int = 10
+    service_down_time: int = 60
+    # Fake driver inventory per host
+    fake_vcpus: int = 16
+    fake_memory_mb: int = 32768
+    fake_local_gb: int = 512
+    # libvirt driver
+    libvirt_uri: str = "qemu:///system"
+    libvirt_virt_type: str = "auto"  # auto | kvm | qemu
+    libvirt_bridge: str = ""  # empty: user-mode NIC; else an existing Linux bridge
+    instances_path: str = ""  # default: <state_dir>/instances
+    # VMware driver (credentials are never logged)
+    vmware_host: str = ""
+    vmware_port: int = 443
+    vmware_protocol: str = "https"
+    vmware_user: str = ""
+    vmware_password: str = ""
+    vmware_cluster: str = ""
+    vmware_datastore: str = ""
+    vmware_insecure: int = 0
+    vmware_task_timeout: float = 300.0
+    # Scheduler
+    max_attempts: int = 3
+    cpu_allocation_ratio: float = 4.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    # Default quotas (Nova's defaults)
+    quota_instances: int = 10
+    quota_cores: int = 20
+    quota_ram: int = 51200
+    quota_key_pairs: int = 100
+    # Limits
+    max_request_body: int = 1 << 20
+    max_image_size: int = 1 << 34
+    log_level: str = "INFO"
+
+    # -- derived values -------------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_path / 'stratus.sqlite'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def celery_result_backend(self) -> str:
+        if self.result_backend:
+            return self.result_backend
+        url = self.celery_broker_url
+        if url.startswith(("redis://", "rediss://")):
+            return url
+        if url.startswith(("amqp://", "pyamqp://")):
+            return "rpc://"
+        return f"file://{self.state_path / 'results'}"
+
+    @property
+    def image_dir(self) -> Path:
+        return self.state_path / "images"
+
+    @property
+    def instances_dir(self) -> Path:
+        return Path(self.instances_path).resolve() if self.instances_path else self.state_path / "instances"
+
+    @property
+    def host_names(self) -> list[str]:
+        names = [h.strip() for h in self.compute_hosts.split(",") if h.strip()]
+        return names or [os.uname().nodename]
+
+
+def _coerce(field: dataclasses.Field, raw: object) -> object:
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if kind == "int":
+        return int(raw)  # type: ignore[arg-type]
+    if kind == "float":
+        return float(raw)  # type: ignore[arg-type]
+    return str(raw)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    config_file = env.get("STRATUS_CONFIG")
+    if config_file:
+        with open(config_file, "rb") as fh:
+            values.update(tomllib.load(fh))
+    for field in dataclasses.fields(Settings):
+        key = f"STRATUS_{field.name.upper()}"
+        if key in env:
+            values[field.name] = env[key]
+    known = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ValueError(f"unknown Stratus settings: {', '.join(sorted(unknown))}")
+    return Settings(**{k: _coerce(known[k], v) for k, v in values.items()})
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,22 @@
+"""Compute drivers: one contract (base.py), several hypervisors, chosen by ``compute_driver``."""
+from __future__ import annotations
+
+import importlib
+
+from app.settings import Settings
+from drivers.base import ComputeDriver
+
+# name -> "module:factory"; a factory takes (host, settings) and returns a ComputeDriver.
+DRIVERS = {
+    "fake": "drivers.fake_factory:make",
+    "libvirt": "drivers.libvirt:make_driver",
+    "vmware": "drivers.vmware:make_driver",
+}
+
+
+def load_driver(name: str, host: str, settings: Settings) -> ComputeDriver:
+    try:
+        module_name, factory = DRIVERS[name].split(":")
+    except KeyError:
+        raise ValueError(f"unknown compute_driver {name!r}; choose one of {', '.join(DRIVERS)}") from None
+    return getattr(importlib.import_module(module_name), factory)(host, settings)

@@ -1,0 +1,182 @@
+"""The compute driver contract (modelled on nova/virt/driver.py).
+
+A driver manages the guests of ONE compute host. Compute tasks call it with plain data (``InstanceSpec``,
+``ImageSpec``), never ORM objects, and turn its exceptions into instance faults through the conductor.
+
+Every method must be idempotent: Celery delivers at least once, so a spawn retried after a worker crash must
+find the guest it already made rather than make a second one, and a destroy of a guest that is already gone
+succeeds.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import ClassVar
+
+
+class PowerState:
+    """Nova's power_state values (they appear in the API as OS-EXT-STS:power_state)."""
+    NOSTATE = 0
+    RUNNING = 1
+    PAUSED = 3
+    SHUTDOWN = 4
+    CRASHED = 6
+    SUSPENDED = 7
+
+
+class DriverError(Exception):
+    """A driver failure; the message becomes the instance fault's message."""
+    #: True when another host might succeed (the scheduler then tries an alternate).
+    reschedulable = False
+
+
+class HostLocalError(DriverError):
+    """A failure specific to this host (no room on disk, hypervisor refused): try an alternate host."""
+    reschedulable = True
+
+
+class InstanceNotFound(DriverError):
+    def __init__(self, instance_uuid: str):
+        super().__init__(f"Instance {instance_uuid} could not be found on this host.")
+        self.instance_uuid = instance_uuid
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    id: str
+    disk_format: str | None
+    container_format: str | None
+    size: int | None
+    checksum: str | None
+    properties: dict
+    #: Local path of the image data in the image store (readable by the compute worker).
+    path: str
+    #: For kernel/ramdisk boot (image properties kernel_id / ramdisk_id / os_command_line, as in Nova).
+    kernel: "ImageSpec | None" = None
+    ramdisk: "ImageSpec | None" = None
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceSpec:
+    uuid: str
+    name: str
+    hostname: str
+    project_id: str
+    user_id: str
+    vcpus: int
+    memory_mb: int
+    root_gb: int
+    flavor_name: str
+    flavor_id: str
+    image: ImageSpec | None
+    key_data: str | None = None
+    metadata: dict = dataclasses.field(default_factory=dict)
+    extra_specs: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstanceInfo:
+    power_state: int
+    vcpus: int = 0
+    memory_mb: int = 0
+    cpu_time_ns: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class HostResources:
+    hypervisor_hostname: str
+    hypervisor_type: str
+    hypervisor_version: int
+    vcpus: int
+    memory_mb: int
+    local_gb: int
+    vcpus_used: int = 0
+    memory_mb_used: int = 0
+    local_gb_used: int = 0
+    host_ip: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsoleEndpoint:
+    """Where a proxy must connect for a graphical console of an instance."""
+    host: str
+    port: int
+    kind: str  # "vnc" | "spice"
+
+
+class ComputeDriver(abc.ABC):
+    #: What this driver can do; the API answers 409/501 for actions a driver lacks.
+    capabilities: ClassVar[dict[str, bool]] = {
+        "supports_pause": False,
+        "supports_suspend": False,
+        "supports_console_output": False,
+        "supports_vnc_console": False,
+        "supports_spice_console": False,
+    }
+
+    def __init__(self, host: str):
+        self.host = host
+
+    def init_host(self) -> None:
+        """Called once when the compute worker starts, before any other call. May raise DriverError."""
+
+    @abc.abstractmethod
+    def get_available_resource(self) -> HostResources:
+        """Return the host's total inventory and current usage as the hypervisor sees it."""
+
+    @abc.abstractmethod
+    def list_instances(self) -> list[str]:
+        """Return the UUIDs of all guests this driver manages on the host, in any power state."""
+
+    @abc.abstractmethod
+    def build_disk(self, instance: InstanceSpec) -> None:
+        """Prepare the guest's storage from ``instance.image``.
+
+        Post: the disk exists. Calling it again for the same instance does nothing.
+        """
+
+    @abc.abstractmethod
+    def spawn(self, instance: InstanceSpec) -> None:
+        """Create and start the guest. Pre: build_disk succeeded. Post: get_info() is RUNNING.
+
+        If the guest already exists (a retried task), make sure it runs and return.
+        On failure, leave nothing behind but the disk (destroy() removes that).
+        """
+
+    @abc.abstractmethod
+    def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:
+        """Stop and remove the guest and, if asked, its disks. A missing guest is not an error."""
+
+    @abc.abstractmethod
+    def get_info(self, instance_uuid: str) -> InstanceInfo:
+        """Return the guest's power state. Raises InstanceNotFound."""
+
+    @abc.abstractmethod
+    def power_off(self, instance_uuid: str, timeout: int = 0) -> None:
+        """Stop the guest: ask it to shut down for up to ``timeout`` s, then force it off. Idempotent."""
+
+    @abc.abstractmethod
+    def power_on(self, instance_uuid: str) -> None:
+        """Start a stopped guest. Idempotent."""
+
+    @abc.abstractmethod
+    def reboot(self, instance_uuid: str, reboot_type: str = "SOFT") -> None:
+        """SOFT: ask the guest to reboot, falling back to HARD after a timeout. HARD: reset."""
+
+    def pause(self, instance_uuid: str) -> None:
+        raise NotImplementedError
+
+    def unpause(self, instance_uuid: str) -> None:
+        raise NotImplementedError
+
+    def suspend(self, instance_uuid: str) -> None:
+        raise NotImplementedError
+
+    def resume(self, instance_uuid: str) -> None:
+        raise NotImplementedError
+
+    def get_console_output(self, instance_uuid: str) -> str:
+        raise NotImplementedError
+
+    def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
+        raise NotImplementedError

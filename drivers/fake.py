@@ -1,0 +1,133 @@
+"""A first-class in-memory driver (nova/virt/fake.py is the model).
+
+It keeps guests in a per-process registry keyed by host, so one worker process can serve many fake hosts.
+Failures can be injected through instance metadata, which lets functional tests drive the error paths:
+``fake:fail_spawn`` / ``fake:fail_build_disk`` with a message as the value.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, InstanceInfo,
+                          InstanceNotFound, InstanceSpec, PowerState)
+
+_lock = threading.Lock()
+_guests: dict[str, dict[str, dict]] = {}  # host -> uuid -> guest record
+
+
+class FakeDriver(ComputeDriver):
+    capabilities = {
+        "supports_pause": True,
+        "supports_suspend": True,
+        "supports_console_output": True,
+        "supports_vnc_console": True,
+        "supports_spice_console": True,
+    }
+
+    def __init__(self, host: str, vcpus: int = 16, memory_mb: int = 32768, local_gb: int = 512):
+        super().__init__(host)
+        self.vcpus, self.memory_mb, self.local_gb = vcpus, memory_mb, local_gb
+        with _lock:
+            self._guests = _guests.setdefault(host, {})
+
+    def _guest(self, instance_uuid: str) -> dict:
+        try:
+            return self._guests[instance_uuid]
+        except KeyError:
+            raise InstanceNotFound(instance_uuid) from None
+
+    def get_available_resource(self) -> HostResources:
+        with _lock:
+            guests = list(self._guests.values())
+        return HostResources(
+            hypervisor_hostname=self.host, hypervisor_type="fake", hypervisor_version=1000,
+            vcpus=self.vcpus, memory_mb=self.memory_mb, local_gb=self.local_gb,
+            vcpus_used=sum(g["vcpus"] for g in guests), memory_mb_used=sum(g["memory_mb"] for g in guests),
+            local_gb_used=sum(g["root_gb"] for g in guests), host_ip="127.0.0.1")
+
+    def list_instances(self) -> list[str]:
+        with _lock:
+            return [u for u, g in self._guests.items() if g.get("spawned")]
+
+    def build_disk(self, instance: InstanceSpec) -> None:
+        if "fake:fail_build_disk" in instance.metadata:
+            raise HostLocalError(instance.metadata["fake:fail_build_disk"] or "injected build_disk failure")
+        if instance.image is None:
+            raise DriverError("Fake driver needs an image to build a disk")
+        with _lock:
+            self._guests.setdefault(instance.uuid, {
+                "power_state": PowerState.NOSTATE, "vcpus": instance.vcpus, "memory_mb": instance.memory_mb,
+                "root_gb": instance.root_gb, "console": [], "spawned": False})
+
+    def spawn(self, instance: InstanceSpec) -> None:
+        if "fake:fail_spawn" in instance.metadata:
+            raise HostLocalError(instance.metadata["fake:fail_spawn"] or "injected spawn failure")
+        with _lock:
+            guest = self._guest(instance.uuid)
+            if not guest["spawned"]:
+                guest["console"].append(f"fake guest {instance.uuid} booted as {instance.hostname}")
+            guest.update(spawned=True, power_state=PowerState.RUNNING)
+
+    def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:
+        with _lock:
+            self._guests.pop(instance_uuid, None)
+
+    def get_info(self, instance_uuid: str) -> InstanceInfo:
+        with _lock:
+            g = self._guest(instance_uuid)
+            return InstanceInfo(power_state=g["power_state"], vcpus=g["vcpus"], memory_mb=g["memory_mb"])
+
+    def _set_power(self, instance_uuid: str, state: int, line: str, require: tuple[int, ...] = ()) -> None:
+        with _lock:
+            guest = self._guest(instance_uuid)
+            if require and guest["power_state"] not in require and guest["power_state"] != state:
+                raise DriverError(f"Instance {instance_uuid} is in power state {guest['power_state']}")
+            guest["power_state"] = state
+            guest["console"].append(line)
+
+    def power_off(self, instance_uuid: str, timeout: int = 0) -> None:
+        self._set_power(instance_uuid, PowerState.SHUTDOWN, "fake guest powered off")
+
+    def power_on(self, instance_uuid: str) -> None:
+        self._set_power(instance_uuid, PowerState.RUNNING, "fake guest powered on")
+
+    def reboot(self, instance_uuid: str, reboot_type: str = "SOFT") -> None:
+        self._set_power(instance_uuid, PowerState.RUNNING, f"fake guest rebooted ({reboot_type.lower()})",
+                        require=(PowerState.RUNNING, PowerState.SHUTDOWN, PowerState.CRASHED))
+
+    def pause(self, instance_uuid: str) -> None:
+        self._set_power(instance_uuid, PowerState.PAUSED, "fake guest paused", require=(PowerState.RUNNING,))
+
+    def unpause(self, instance_uuid: str) -> None:
+        self._set_power(instance_uuid, PowerState.RUNNING, "fake guest unpaused", require=(PowerState.PAUSED,))
+
+    def suspend(self, instance_uuid: str) -> None:
+        self._set_power(instance_uuid, PowerState.SUSPENDED, "fake guest suspended", require=(PowerState.RUNNING,))
+
+    def resume(self, instance_uuid: str) -> None:
+        self._set_power(instance_uuid, PowerState.RUNNING, "fake guest resumed", require=(PowerState.SUSPENDED,))
+
+    def get_console_output(self, instance_uuid: str) -> str:
+        with _lock:
+            return "\n".join(self._guest(instance_uuid)["console"]) + "\n"
+
+    def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
+        self._guest(instance_uuid)
+        return ConsoleEndpoint(host="127.0.0.1", port=5900, kind=kind)
+
+    # Test helper: change a guest's power state "behind Stratus's back".
+    def set_power_state_externally(self, instance_uuid: str, state: int) -> None:
+        with _lock:
+            self._guest(instance_uuid)["power_state"] = state
+
+    def wait_until(self, instance_uuid: str, state: int, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.get_info(instance_uuid).power_state == state:
+                    return True
+            except InstanceNotFound:
+                pass
+            time.sleep(0.01)
+        return False

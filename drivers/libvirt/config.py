@@ -1,0 +1,136 @@
+"""Domain XML for a Stratus instance (the shape follows nova/virt/libvirt/config.py's output)."""
+from __future__ import annotations
+
+import datetime
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from drivers.base import InstanceSpec
+
+NOVA_NS = "http://openstack.org/xmlns/libvirt/nova/1.1"
+ET.register_namespace("nova", NOVA_NS)
+
+
+@dataclass(frozen=True)
+class DiskPaths:
+    disk: str
+    console_log: str
+    kernel: str | None = None
+    ramdisk: str | None = None
+    cmdline: str | None = None
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, tag, {k.rstrip("_"): v for k, v in attrs.items()})
+    if text is not None:
+        el.text = text
+    return el
+
+
+def _metadata(root: ET.Element, inst: InstanceSpec) -> None:
+    md = _sub(root, "metadata")
+    n = lambda tag: f"{{{NOVA_NS}}}{tag}"  # noqa: E731
+    ins = _sub(md, n("instance"))
+    _sub(ins, n("package"), version="stratus")
+    _sub(ins, n("name"), inst.name)
+    _sub(ins, n("creationTime"), datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"))
+    flavor = _sub(ins, n("flavor"), name=inst.flavor_name, id=str(inst.flavor_id))
+    _sub(flavor, n("memory"), str(inst.memory_mb))
+    _sub(flavor, n("disk"), str(inst.root_gb))
+    _sub(flavor, n("swap"), "0")
+    _sub(flavor, n("ephemeral"), "0")
+    _sub(flavor, n("vcpus"), str(inst.vcpus))
+    owner = _sub(ins, n("owner"))
+    _sub(owner, n("user"), inst.user_id, uuid=inst.user_id)
+    _sub(owner, n("project"), inst.project_id, uuid=inst.project_id)
+    if inst.image is not None:
+        _sub(ins, n("root"), type="image", uuid=inst.image.id)
+
+
+def domain_xml(inst: InstanceSpec, paths: DiskPaths, virt_type: str, bridge: str = "",
+               disk_format: str = "qcow2", listen: str = "127.0.0.1") -> str:
+    """Return the persistent domain XML for ``inst``: name and uuid are the instance UUID."""
+    root = ET.Element("domain", type=virt_type)
+    _sub(root, "name", inst.uuid)
+    _sub(root, "uuid", inst.uuid)
+    _sub(root, "title", inst.name)
+    _metadata(root, inst)
+    _sub(root, "memory", str(inst.memory_mb * 1024), unit="KiB")
+    _sub(root, "currentMemory", str(inst.memory_mb * 1024), unit="KiB")
+    _sub(root, "vcpu", str(inst.vcpus), placement="static")
+
+    sysinfo = _sub(root, "sysinfo", type="smbios")
+    system = _sub(sysinfo, "system")
+    _sub(system, "entry", "OpenStack Foundation", name="manufacturer")
+    _sub(system, "entry", "OpenStack Nova", name="product")
+    _sub(system, "entry", "Stratus", name="version")
+    _sub(system, "entry", inst.hostname or inst.uuid, name="serial")
+    _sub(system, "entry", inst.uuid, name="uuid")
+    _sub(system, "entry", "Virtual Machine", name="family")
+
+    os_el = _sub(root, "os")
+    _sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    if paths.kernel:
+        _sub(os_el, "kernel", paths.kernel)
+        if paths.ramdisk:
+            _sub(os_el, "initrd", paths.ramdisk)
+        if paths.cmdline:
+            _sub(os_el, "cmdline", paths.cmdline)
+    else:
+        _sub(os_el, "boot", dev="hd")
+    _sub(os_el, "smbios", mode="sysinfo")
+
+    features = _sub(root, "features")
+    _sub(features, "acpi")
+    _sub(features, "apic")
+    if virt_type == "kvm":
+        _sub(root, "cpu", mode="host-model", check="partial")
+    _sub(root, "clock", offset="utc")
+    _sub(root, "on_poweroff", "destroy")
+    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_crash", "destroy")
+
+    dev = _sub(root, "devices")
+    disk = _sub(dev, "disk", type="file", device="disk")
+    _sub(disk, "driver", name="qemu", type=disk_format, cache="none" if virt_type == "kvm" else "writeback")
+    _sub(disk, "source", file=paths.disk)
+    _sub(disk, "target", dev="vda", bus="virtio")
+
+    if bridge:
+        nic = _sub(dev, "interface", type="bridge")
+        _sub(nic, "source", bridge=bridge)
+    else:
+        nic = _sub(dev, "interface", type="user")
+    _sub(nic, "model", type="virtio")
+
+    # One serial port: a pty for interactive use, logged (append) to console.log for get_console_output.
+    serial = _sub(dev, "serial", type="pty")
+    _sub(serial, "log", file=paths.console_log, append="on")
+    _sub(serial, "target", port="0")
+    console = _sub(dev, "console", type="pty")
+    _sub(console, "target", type="serial", port="0")
+
+    _sub(dev, "input", type="tablet", bus="usb")
+    for kind in ("vnc", "spice"):
+        g = _sub(dev, "graphics", type=kind, port="-1", autoport="yes", listen=listen)
+        _sub(g, "listen", type="address", address=listen)
+    video = _sub(dev, "video")
+    _sub(video, "model", type="qxl", vram="16384", heads="1")
+    _sub(dev, "memballoon", model="virtio")
+    rng = _sub(dev, "rng", model="virtio")
+    _sub(rng, "backend", "/dev/urandom", model="random")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode")
+
+
+def graphics_port(xml: str, kind: str) -> tuple[str, int] | None:
+    """(listen address, port) of the live domain's ``kind`` graphics, or None when not assigned."""
+    root = ET.fromstring(xml)
+    for g in root.iterfind("./devices/graphics"):
+        if g.get("type") != kind:
+            continue
+        port = int(g.get("port") or -1)
+        if port <= 0:
+            return None
+        return g.get("listen") or "127.0.0.1", port
+    return None

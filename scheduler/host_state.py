@@ -1,0 +1,46 @@
+"""What the scheduler knows about a compute host and about a request (plain data, no DB, no Celery)."""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass
+class HostState:
+    host: str
+    node_id: int
+    availability_zone: str
+    enabled: bool
+    up: bool
+    vcpus: int
+    memory_mb: int
+    local_gb: int
+    vcpus_used: int = 0
+    memory_mb_used: int = 0
+    local_gb_used: int = 0
+    cpu_allocation_ratio: float = 1.0
+    ram_allocation_ratio: float = 1.0
+    disk_allocation_ratio: float = 1.0
+    running_vms: int = 0
+
+    @property
+    def free_ram_mb(self) -> float:
+        return self.memory_mb * self.ram_allocation_ratio - self.memory_mb_used
+
+    @property
+    def free_vcpus(self) -> float:
+        return self.vcpus * self.cpu_allocation_ratio - self.vcpus_used
+
+    @property
+    def free_disk_gb(self) -> float:
+        return self.local_gb * self.disk_allocation_ratio - self.local_gb_used
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestSpec:
+    instance_uuid: str
+    vcpus: int
+    memory_mb: int
+    root_gb: int
+    availability_zone: str | None = None
+    ignore_hosts: frozenset[str] = frozenset()
+    scheduler_hints: dict = dataclasses.field(default_factory=dict)

@@ -1,0 +1,54 @@
+"""select_destinations: filters, then weighers, then the chosen host plus alternates.
+
+A pure function over in-memory host states. When nothing fits, NoValidHost explains, per filter, how many
+hosts it removed ("RamFilter removed 37 of 40 hosts"), so a user reading the fault knows why.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from scheduler.filters import DEFAULT_FILTERS, HostFilter
+from scheduler.host_state import HostState, RequestSpec
+from scheduler.weighers import DEFAULT_WEIGHERS, Weigher, normalised_scores
+
+
+class NoValidHost(Exception):
+    def __init__(self, reason: str):
+        super().__init__(f"No valid host was found. {reason}")
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    hosts: list[str]  # chosen host first, then alternates in preference order
+    explanation: str
+
+
+def filter_hosts(hosts: list[HostState], spec: RequestSpec,
+                 filters: tuple[HostFilter, ...]) -> tuple[list[HostState], list[str]]:
+    remaining = hosts
+    removed: list[str] = []
+    for f in filters:
+        before = len(remaining)
+        remaining = [h for h in remaining if f.host_passes(h, spec)]
+        if len(remaining) < before:
+            removed.append(f"{f.name} removed {before - len(remaining)} of {before} hosts")
+        if not remaining:
+            break
+    return remaining, removed
+
+
+def select_destinations(hosts: list[HostState], spec: RequestSpec, max_attempts: int = 3,
+                        filters: tuple[HostFilter, ...] = DEFAULT_FILTERS,
+                        weighers: tuple[Weigher, ...] = DEFAULT_WEIGHERS) -> Selection:
+    if not hosts:
+        raise NoValidHost("There are 0 compute hosts.")
+    passed, removed = filter_hosts(hosts, spec, filters)
+    if not passed:
+        raise NoValidHost("; ".join(removed) + ".")
+    scores = normalised_scores(passed, spec, weighers)
+    ranked = [h for _, h in sorted(zip(scores, passed), key=lambda p: (-p[0], p[1].host))]
+    chosen = [h.host for h in ranked[:max(1, max_attempts)]]
+    explanation = f"{len(passed)} of {len(hosts)} hosts passed the filters" + (
+        f" ({'; '.join(removed)})" if removed else "")
+    return Selection(hosts=chosen, explanation=explanation)

@@ -1,0 +1,188 @@
+"""Compute tasks (queue ``compute.<host>``): thin wrappers that call the host's driver.
+
+One worker process may serve several hosts (many fake hosts for scale tests); the task's context names the
+host, and the worker keeps one driver object per host. Compute workers read the DB but never write it.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import select
+
+from app.db import read_session
+from app.image.store import path_for as image_path
+from app.models import Image, Instance
+from app.settings import get_settings
+from drivers import load_driver
+from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound, InstanceSpec, PowerState
+from tasks import states
+from tasks.celery_app import celery
+from tasks.common import StopCanvas, step
+
+LOG = logging.getLogger(__name__)
+_drivers: dict[str, ComputeDriver] = {}
+_drivers_lock = threading.Lock()
+
+
+def driver_for(host: str) -> ComputeDriver:
+    with _drivers_lock:
+        drv = _drivers.get(host)
+        if drv is None:
+            drv = load_driver(get_settings().compute_driver, host, get_settings())
+            drv.init_host()
+            _drivers[host] = drv
+        return drv
+
+
+def _image_spec(s, image_id: str | None) -> ImageSpec | None:
+    if not image_id:
+        return None
+    img = s.get(Image, image_id)
+    if img is None:
+        raise DriverError(f"Image {image_id} could not be found.")
+    props = dict(img.properties or {})
+    return ImageSpec(id=img.id, disk_format=img.disk_format, container_format=img.container_format, size=img.size,
+                     checksum=img.checksum, properties=props, path=str(image_path(img.id)),
+                     kernel=_image_spec(s, props.get("kernel_id")), ramdisk=_image_spec(s, props.get("ramdisk_id")))
+
+
+def instance_spec(uuid: str, expect_task_state: str | None = None) -> InstanceSpec:
+    with read_session() as s:
+        inst = s.scalars(select(Instance).where(Instance.uuid == uuid, Instance.deleted == 0)).first()
+        if inst is None:
+            raise StopCanvas("instance was deleted")
+        if expect_task_state is not None and inst.task_state != expect_task_state:
+            raise StopCanvas(f"instance is {inst.task_state}, not {expect_task_state}")
+        flavor = inst.flavor_snapshot or {}
+        return InstanceSpec(uuid=inst.uuid, name=inst.display_name, hostname=inst.hostname,
+                            project_id=inst.project_id, user_id=inst.user_id, vcpus=inst.vcpus,
+                            memory_mb=inst.memory_mb, root_gb=inst.root_gb, flavor_name=flavor.get("name", ""),
+                            flavor_id=flavor.get("id", ""), image=_image_spec(s, inst.image_ref),
+                            key_data=inst.key_data, metadata=dict(inst.metadata_items or {}),
+                            extra_specs=dict(flavor.get("extra_specs") or {}))
+
+
+def _cleanup_after_failure(host: str, uuid: str) -> None:
+    try:
+        driver_for(host).destroy(uuid, destroy_disks=True)
+    except Exception:  # the original failure is what matters; log this one
+        LOG.exception("cleanup of %s on %s failed", uuid, host)
+
+
+@celery.task(name="stratus.compute.build_disk")
+@step
+def build_disk(ctx: dict) -> dict:
+    spec = instance_spec(ctx["instance_uuid"], states.SPAWNING)
+    try:
+        driver_for(ctx["host"]).build_disk(spec)
+    except Exception:
+        _cleanup_after_failure(ctx["host"], spec.uuid)
+        raise
+    return ctx
+
+
+@celery.task(name="stratus.compute.spawn")
+@step
+def spawn(ctx: dict) -> dict:
+    spec = instance_spec(ctx["instance_uuid"], states.SPAWNING)
+    try:
+        driver_for(ctx["host"]).spawn(spec)
+    except Exception:
+        _cleanup_after_failure(ctx["host"], spec.uuid)
+        raise
+    return ctx
+
+
+_POWER_CALLS = {
+    "stop": lambda d, u: d.power_off(u, timeout=get_settings().report_interval),
+    "start": lambda d, u: d.power_on(u),
+    "reboot": lambda d, u: d.reboot(u, "SOFT"),
+    "reboot_hard": lambda d, u: d.reboot(u, "HARD"),
+    "pause": lambda d, u: d.pause(u),
+    "unpause": lambda d, u: d.unpause(u),
+    "suspend": lambda d, u: d.suspend(u),
+    "resume": lambda d, u: d.resume(u),
+}
+
+
+@celery.task(name="stratus.compute.power_action")
+@step
+def power_action(ctx: dict) -> dict:
+    drv = driver_for(ctx["host"])
+    try:
+        _POWER_CALLS[ctx["action"]](drv, ctx["instance_uuid"])
+    except NotImplementedError:
+        raise DriverError(f"The {get_settings().compute_driver} driver does not support {ctx['action']}.") from None
+    return {**ctx, "power_state": drv.get_info(ctx["instance_uuid"]).power_state}
+
+
+@celery.task(name="stratus.compute.terminate")
+@step
+def terminate(ctx: dict) -> dict:
+    driver_for(ctx["host"]).destroy(ctx["instance_uuid"], destroy_disks=True)
+    return ctx
+
+
+@celery.task(name="stratus.compute.console_output")
+def console_output(ctx: dict) -> dict:
+    """API-facing: return the guest's console log (the API waits for this reply)."""
+    try:
+        return {"ok": driver_for(ctx["host"]).get_console_output(ctx["instance_uuid"])}
+    except InstanceNotFound as exc:
+        return {"error": {"code": 404, "message": str(exc)}}
+    except NotImplementedError:
+        return {"error": {"code": 501, "message": "Console output is not supported by this compute driver."}}
+    except DriverError as exc:
+        return {"error": {"code": 409, "message": str(exc)}}
+
+
+@celery.task(name="stratus.compute.sync_power_states", ignore_result=True)
+def sync_power_states(ctx: dict) -> None:
+    """Tell the conductor about guests whose power state changed behind Stratus's back."""
+    drv = driver_for(ctx["host"])
+    with read_session() as s:
+        rows = s.execute(select(Instance.uuid, Instance.power_state, Instance.vm_state).where(
+            Instance.host == ctx["host"], Instance.deleted == 0, Instance.task_state.is_(None))).all()
+    changes = []
+    for uuid, db_power, vm_state in rows:
+        try:
+            power = drv.get_info(uuid).power_state
+        except InstanceNotFound:
+            power = PowerState.NOSTATE
+        if power != db_power:
+            changes.append([uuid, power])
+    if changes:
+        celery.send_task("stratus.conductor.sync_power_states", args=(ctx["host"], changes), queue="conductor")
+
+
+# --- worker lifecycle ----------------------------------------------------------------------------------------------
+
+def report_all(hosts: list[str]) -> None:
+    cfg = get_settings()
+    for host in hosts:
+        try:
+            res = driver_for(host).get_available_resource()
+        except Exception:
+            LOG.exception("compute host %s cannot report its resources; it will appear down", host)
+            continue
+        celery.send_task("stratus.conductor.report_service", queue="conductor", args=(host, {
+            "hypervisor_hostname": res.hypervisor_hostname, "hypervisor_type": res.hypervisor_type,
+            "hypervisor_version": res.hypervisor_version, "vcpus": res.vcpus, "memory_mb": res.memory_mb,
+            "local_gb": res.local_gb, "host_ip": res.host_ip, "availability_zone": cfg.availability_zone}))
+
+
+def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:
+    """Register every host, then send one heartbeat for all of them per interval and sync power states;
+    the full inventory is re-sent every tenth interval."""
+    interval = get_settings().report_interval
+    report_all(hosts)
+    ticks = 0
+    while not stop.wait(interval):
+        ticks += 1
+        if ticks % 10 == 0:
+            report_all(hosts)
+        else:
+            celery.send_task("stratus.conductor.heartbeat", args=(hosts,), queue="conductor")
+        for host in hosts:
+            sync_power_states.apply_async(args=({"host": host},), queue=f"compute.{host}")

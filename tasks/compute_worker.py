@@ -1,0 +1,39 @@
+"""Start a compute worker: ``python -m tasks.compute_worker``.
+
+It consumes ``compute.<host>`` for every host in ``compute_hosts`` (several fake hosts per process are fine),
+registers each host's service and inventory through the conductor, then heartbeats every report_interval.
+The pool is threads: a driver's connection and a fake driver's guests live in this one process.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+
+from celery.signals import worker_ready, worker_shutdown
+
+from app.settings import get_settings
+from tasks.celery_app import celery
+from tasks.compute import heartbeat_loop
+from tasks.routing import compute_queue
+
+_stop = threading.Event()
+
+
+def main(argv: list[str] | None = None) -> None:
+    hosts = get_settings().host_names
+
+    @worker_ready.connect(weak=False)
+    def _start_heartbeat(**_):
+        threading.Thread(target=heartbeat_loop, args=(hosts, _stop), name="heartbeat", daemon=True).start()
+
+    @worker_shutdown.connect(weak=False)
+    def _stop_heartbeat(**_):
+        _stop.set()
+
+    queues = ",".join(compute_queue(h) for h in hosts)
+    celery.worker_main(["worker", "-Q", queues, "-P", "threads", "-c", "8", "-n", f"compute-{hosts[0]}@%h",
+                        "-l", get_settings().log_level, *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Conductor tasks (queue ``conductor``): the only code that writes the compute database.
+
+Two kinds of tasks: RPC calls from the API (they return ``{"ok": ...}`` or ``{"error": {...}}`` and the API
+waits for them), and canvas steps (claim, finish_boot, finish_action, step_failed) that receive the context
+dict of IDs from the step before.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery import chain
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError as DBOperationalError
+
+from app.db import write_session
+from app.models import Instance, utcnow
+from app.settings import get_settings
+from drivers.base import PowerState
+from tasks import db_write, states
+from tasks.celery_app import celery
+from tasks.common import StopCanvas, boot_canvas, new_ctx, sig, step
+from tasks.db_write import ConductorError
+
+LOG = logging.getLogger(__name__)
+
+
+def rpc(name: str) -> Callable:
+    """An API-facing conductor call: domain errors become ``{"error": ...}`` replies, not task failures."""
+    def wrap(fn: Callable) -> Any:
+        @celery.task(name=f"stratus.conductor.{name}", acks_late=False)
+        @functools.wraps(fn)
+        def task(*args: Any) -> dict:
+            try:
+                return {"ok": fn(*args)}
+            except ConductorError as exc:
+                return {"error": {"code": exc.code, "message": exc.message}}
+            except DBOperationalError:
+                LOG.exception("database unavailable in %s", name)
+                return {"error": {"code": 503, "message": "The database is temporarily unavailable."}}
+        return task
+    return wrap
+
+
+# --- API calls -----------------------------------------------------------------------------------------------------
+
+@rpc("create_instances")
+def create_instances(req: dict) -> dict:
+    with write_session() as s:
+        uuids = db_write.create_instances(s, req)
+    for uuid in uuids:
+        boot_canvas(new_ctx(uuid, req["request_id"], "create", tried=[])).apply_async()
+    return {"uuids": uuids}
+
+
+@rpc("server_action")
+def server_action(req: dict) -> dict:
+    """CAS the instance into the action's task_state, record the action, start the compute canvas."""
+    uuid, action = req["instance_uuid"], req["action"]
+    with write_session() as s:
+        inst = db_write.get_instance(s, uuid)
+        if inst is None:
+            raise ConductorError(404, f"Instance {uuid} could not be found.")
+        if action == "delete":
+            task_state = states.DELETING
+            if inst.task_state == states.DELETING:
+                return {"instance_uuid": uuid}
+            ok = db_write.cas_instance(s, uuid, expected_task_state=inst.task_state, task_state=task_state)
+        else:
+            rule = states.ACTIONS[action]
+            if inst.vm_state not in rule["from"]:
+                raise ConductorError(409, f"Cannot '{_api_name(action)}' instance {uuid} while it is in vm_state "
+                                          f"{inst.vm_state}")
+            if inst.task_state is not None:
+                raise ConductorError(409, f"Cannot '{_api_name(action)}' instance {uuid} while it is in "
+                                          f"task_state {inst.task_state}")
+            task_state = rule["task_state"]
+            ok = db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
+                                       task_state=task_state)
+        if not ok:
+            raise ConductorError(409, f"Cannot '{_api_name(action)}' instance {uuid}: it changed state "
+                                      f"concurrently; retry the request.")
+        db_write.start_action(s, uuid, _api_name(action), req["request_id"], req.get("user_id"),
+                              req.get("project_id"))
+        host = inst.host
+    ctx = new_ctx(uuid, req["request_id"], action, host=host, task_state=task_state)
+    if action == "delete":
+        if host:
+            chain(sig("stratus.compute.terminate", ctx), sig("stratus.conductor.finish_delete")).apply_async()
+        else:
+            sig("stratus.conductor.finish_delete", ctx).apply_async()
+    else:
+        chain(sig("stratus.compute.power_action", ctx), sig("stratus.conductor.finish_action")).apply_async()
+    return {"instance_uuid": uuid}
+
+
+def _api_name(action: str) -> str:
+    return {"reboot_hard": "reboot"}.get(action, action)
+
+
+@rpc("create_keypair")
+def create_keypair(user_id: str, name: str, public_key: str, fingerprint: str, key_type: str) -> dict:
+    with write_session() as s:
+        return db_write.create_keypair(s, user_id, name, public_key, fingerprint, key_type)
+
+
+@rpc("delete_keypair")
+def delete_keypair(user_id: str, name: str) -> None:
+    with write_session() as s:
+        db_write.delete_keypair(s, user_id, name)
+
+
+@rpc("create_flavor")
+def create_flavor(values: dict) -> None:
+    with write_session() as s:
+        db_write.create_flavor(s, values)
+
+
+@rpc("delete_flavor")
+def delete_flavor(flavorid: str) -> None:
+    with write_session() as s:
+        db_write.delete_flavor(s, flavorid)
+
+
+# --- compute service reports ---------------------------------------------------------------------------------------
+
+@celery.task(name="stratus.conductor.report_service", ignore_result=True)
+def report_service(host: str, resources: dict) -> None:
+    with write_session() as s:
+        db_write.report_service(s, host, resources)
+
+
+@celery.task(name="stratus.conductor.heartbeat", ignore_result=True)
+def heartbeat(hosts: list[str]) -> None:
+    with write_session() as s:
+        db_write.report_heartbeat(s, hosts)
+
+
+# --- canvas steps --------------------------------------------------------------------------------------------------
+
+@celery.task(name="stratus.conductor.claim")
+@step
+def claim(ctx: dict) -> dict:
+    """Allocate resources on the first of ctx["hosts"] that still has room; CAS the instance onto it."""
+    uuid = ctx["instance_uuid"]
+    with write_session() as s:
+        inst = db_write.get_instance(s, uuid)
+        if inst is None or inst.task_state != states.SCHEDULING:
+            raise StopCanvas(f"instance is {inst.task_state if inst else 'deleted'}, not scheduling")
+        hosts = list(ctx["hosts"])
+        while hosts:
+            host = hosts.pop(0)
+            if db_write.claim(s, inst, host):
+                node = host
+                if not db_write.cas_instance(s, uuid, expected_task_state=states.SCHEDULING, host=host, node=node,
+                                             task_state=states.SPAWNING, availability_zone=_az_of(s, host)):
+                    raise StopCanvas("instance changed while claiming")  # rolls the claim back
+                return {**ctx, "host": host, "alternates": hosts, "attempt": ctx.get("attempt", 1)}
+    raise db_write.ConductorError(500, "No valid host was found. All chosen hosts were filled by concurrent "
+                                       "requests before the claim.")
+
+
+def _az_of(s, host: str) -> str:
+    from app.models import ComputeNode
+    return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host)) or "nova"
+
+
+@celery.task(name="stratus.conductor.finish_boot", ignore_result=True)
+def finish_boot(ctx: dict) -> None:
+    uuid = ctx["instance_uuid"]
+    with write_session() as s:
+        ok = db_write.cas_instance(s, uuid, expected_task_state=states.SPAWNING, vm_state=states.ACTIVE,
+                                   task_state=None, power_state=PowerState.RUNNING, launched_at=utcnow(),
+                                   progress=100)
+        if ok:
+            db_write.record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance", ctx.get("t0"),
+                                  "Success", host=ctx.get("host"))
+            return
+        inst = s.scalars(select(Instance).where(Instance.uuid == uuid)).first()
+    if inst is None or inst.deleted:
+        # Deleted while it was spawning: the delete may have run before the guest existed.
+        LOG.info("instance %s was deleted during its build; cleaning up on %s", uuid, ctx.get("host"))
+        sig("stratus.compute.terminate", {**ctx, "action": "cleanup"}).apply_async()
+
+
+@celery.task(name="stratus.conductor.finish_action", ignore_result=True)
+def finish_action(ctx: dict) -> None:
+    uuid, action = ctx["instance_uuid"], ctx["action"]
+    target = states.ACTIONS[action]["to"]
+    with write_session() as s:
+        if db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], vm_state=target, task_state=None,
+                                 power_state=ctx.get("power_state", states.POWER_AFTER[target])):
+            db_write.record_event(s, uuid, ctx["request_id"], f"compute_{_api_name(action)}_instance",
+                                  ctx.get("t0"), "Success", host=ctx.get("host"))
+        else:
+            LOG.info("finish_action %s for %s lost its race; nothing written", action, uuid)
+
+
+@celery.task(name="stratus.conductor.finish_delete", ignore_result=True)
+def finish_delete(ctx: dict) -> None:
+    uuid = ctx["instance_uuid"]
+    with write_session() as s:
+        inst = db_write.get_instance(s, uuid, lock=True)
+        if inst is None or inst.task_state != states.DELETING:
+            return  # already deleted (a redelivered message)
+        db_write.release_allocation(s, uuid)
+        db_write.release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb)
+        now = utcnow()
+        db_write.cas_instance(s, uuid, expected_task_state=states.DELETING, vm_state=states.DELETED,
+                              task_state=None, power_state=PowerState.NOSTATE, deleted=inst.id, deleted_at=now,
+                              terminated_at=now)
+        db_write.record_event(s, uuid, ctx["request_id"], "compute_terminate_instance", ctx.get("t0"), "Success",
+                              host=ctx.get("host"))
+
+
+@celery.task(name="stratus.conductor.step_failed", ignore_result=True)
+def step_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> None:
+    uuid, action = ctx["instance_uuid"], ctx["action"]
+    if action == "create":
+        _boot_failed(ctx, message, details, reschedulable)
+        return
+    if action == "cleanup":
+        LOG.error("cleanup of deleted instance %s on %s failed: %s", uuid, ctx.get("host"), message)
+        return
+    with write_session() as s:
+        values: dict[str, Any] = {"task_state": None}
+        if action == "delete":
+            values["vm_state"] = states.ERROR
+        if db_write.cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), **values):
+            db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
+            db_write.record_event(s, uuid, ctx["request_id"], f"compute_{_api_name(action)}_instance",
+                                  ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details)
+
+
+def _boot_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> None:
+    uuid = ctx["instance_uuid"]
+    cfg = get_settings()
+    attempt = ctx.get("attempt", 1)
+    alternates = list(ctx.get("alternates") or [])
+    with write_session() as s:
+        inst = db_write.get_instance(s, uuid, lock=True)
+        if inst is None or inst.task_state not in (states.SCHEDULING, states.SPAWNING):
+            db_write.release_allocation(s, uuid)
+            return  # deleted or moved on; the delete path cleans up the rest
+        db_write.release_allocation(s, uuid)
+        if reschedulable and alternates and attempt < cfg.max_attempts:
+            db_write.cas_instance(s, uuid, expected_task_state=inst.task_state, task_state=states.SCHEDULING,
+                                  host=None, node=None, attempts=attempt)
+            db_write.record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance",
+                                  ctx.get("t0"), "RescheduledOnHost", host=ctx.get("host"), traceback=details,
+                                  finish_action=False)
+            retry = {**ctx, "hosts": alternates, "attempt": attempt + 1,
+                     "tried": [*ctx.get("tried", []), ctx.get("host")]}
+            retry.pop("host", None)
+            LOG.info("rescheduling %s to %s after: %s", uuid, alternates, message)
+        else:
+            retry = None
+            db_write.cas_instance(s, uuid, expected_task_state=inst.task_state, vm_state=states.ERROR,
+                                  task_state=None, power_state=PowerState.NOSTATE)
+            db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
+            db_write.record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance",
+                                  ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details)
+    if retry is not None:
+        chain(sig("stratus.conductor.claim", retry), sig("stratus.compute.build_disk"),
+              sig("stratus.compute.spawn"), sig("stratus.conductor.finish_boot")).apply_async()
+
+
+@celery.task(name="stratus.conductor.sync_power_states", ignore_result=True)
+def sync_power_states(host: str, changes: list[list]) -> None:
+    """Record power states a compute host observed; a guest that stopped by itself becomes SHUTOFF (as Nova's
+    _sync_power_states stops it)."""
+    with write_session() as s:
+        for uuid, power in changes:
+            inst = db_write.get_instance(s, uuid)
+            if inst is None or inst.host != host or inst.task_state is not None:
+                continue
+            values: dict[str, Any] = {"power_state": power}
+            if inst.vm_state == states.ACTIVE and power in (PowerState.SHUTDOWN, PowerState.CRASHED,
+                                                            PowerState.NOSTATE):
+                values["vm_state"] = states.STOPPED
+                LOG.warning("instance %s on %s stopped outside Stratus (power state %s); marking it SHUTOFF",
+                            uuid, host, power)
+            db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(inst.vm_state,), **values)

@@ -1,0 +1,80 @@
+"""The acceptance scenario: the unmodified openstack CLI against real Stratus processes, on every backend."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.services
+
+
+def wait_status(stack, server: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = stack.openstack_json("server", "show", server)
+        if info["status"] == status or time.monotonic() > deadline:
+            assert info["status"] == status, info
+            return info
+        time.sleep(0.5)
+
+
+def test_cli_server_lifecycle(stack, tmp_path):
+    token = stack.openstack_json("token", "issue")
+    assert token["id"] and token["project_id"]
+
+    image_file = tmp_path / "disk.img"
+    image_file.write_bytes(b"\x00" * 4096 + b"stratus test image")
+    image = stack.openstack_json("image", "create", "--file", str(image_file), "--disk-format", "raw",
+                                 "--container-format", "bare", "cli-image")
+    assert image["status"] == "active"
+
+    flavors = {f["Name"] for f in stack.openstack_json("flavor", "list")}
+    assert "m1.nano" in flavors
+
+    key = stack.openstack("keypair", "create", "cli-key").stdout
+    assert "PRIVATE KEY" in key
+
+    server = stack.openstack_json("server", "create", "--image", "cli-image", "--flavor", "m1.nano", "--key-name",
+                                  "cli-key", "--wait", "cli-vm")
+    assert server["status"] == "ACTIVE"
+    assert server["OS-EXT-STS:power_state"] in ("Running", 1)
+    assert server["OS-EXT-SRV-ATTR:host"] in ("fake-1", "fake-2")
+
+    listed = {s["Name"]: s for s in stack.openstack_json("server", "list")}
+    assert listed["cli-vm"]["Status"] == "ACTIVE"
+
+    shown = stack.openstack_json("server", "show", "cli-vm")
+    assert shown["id"] == server["id"] and shown["key_name"] == "cli-key"
+
+    stack.openstack("server", "stop", "cli-vm")
+    stopped = wait_status(stack, "cli-vm", "SHUTOFF")
+    assert stopped["OS-EXT-STS:power_state"] in ("Shutdown", 4)
+
+    stack.openstack("server", "start", "cli-vm")
+    wait_status(stack, "cli-vm", "ACTIVE")
+
+    stack.openstack("server", "reboot", "--wait", "cli-vm")
+    rebooted = wait_status(stack, "cli-vm", "ACTIVE")
+    assert rebooted["OS-EXT-STS:task_state"] is None
+
+    log = stack.openstack("console", "log", "show", "cli-vm").stdout
+    assert "powered off" in log and "rebooted (soft)" in log
+
+    stack.openstack("server", "delete", "--wait", "cli-vm")
+    assert "cli-vm" not in stack.openstack("server", "list", "-f", "value", "-c", "Name").stdout
+    events = stack.openstack_json("server", "list", "--deleted", "--name", "cli-vm")
+    assert events and events[0]["Status"] == "DELETED"
+
+
+def test_no_valid_host_fault_names_the_filter(stack):
+    stack.openstack("flavor", "create", "--ram", "40000", "--disk", "1", "--vcpus", "1", "huge")
+    stack.openstack("image", "create", "--file", "/dev/null", "--disk-format", "raw", "--container-format",
+                    "bare", "empty-image")
+    proc = stack.openstack("server", "create", "--image", "empty-image", "--flavor", "huge", "--wait", "too-big",
+                           check=False)
+    assert proc.returncode != 0
+    info = stack.openstack_json("server", "show", "too-big")
+    assert info["status"] == "ERROR"
+    assert "No valid host was found" in info["fault"]["message"]
+    assert "RamFilter removed 2 of 2 hosts" in info["fault"]["message"]
+    stack.openstack("server", "delete", "--wait", "too-big")

@@ -1,0 +1,254 @@
+"""Run a whole Stratus cloud as real processes for functional tests: the Procfile's own commands, a fresh
+database and broker namespace per stack, migrations, bootstrap, and helpers to drive the openstack CLI."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+ADMIN_PASSWORD = "stratus-test-admin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def procfile_commands() -> dict[str, str]:
+    out = {}
+    for line in (REPO / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, cmd = line.partition(":")
+            out[name.strip()] = cmd.strip()
+    return out
+
+
+# --- backends: each yields URLs for a fresh, isolated database / broker namespace --------------------------------
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Backend:
+    name: str
+    database: str  # sqlite | postgresql | mariadb
+    broker: str  # filesystem | redis | rabbitmq
+    cleanups: list = field(default_factory=list)
+
+    def missing(self) -> str | None:
+        need = {"postgresql": 5432, "mariadb": 3306}.get(self.database)
+        if need and not _port_open(need):
+            return f"{self.database} is not running on 127.0.0.1:{need}"
+        need = {"redis": 6379, "rabbitmq": 5672}.get(self.broker)
+        if need and not _port_open(need):
+            return f"{self.broker} is not running on 127.0.0.1:{need}"
+        return None
+
+    def database_url(self) -> str:
+        name = f"stratus_{uuid.uuid4().hex[:10]}"
+        if self.database == "postgresql":
+            import psycopg2
+            conn = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
+            conn.autocommit = True
+            conn.cursor().execute(f"CREATE DATABASE {name}")
+            conn.close()
+
+            def drop() -> None:
+                c = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
+                c.autocommit = True
+                c.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                c.close()
+            self.cleanups.append(drop)
+            return f"postgresql+psycopg2://root@127.0.0.1:5432/{name}"
+        if self.database == "mariadb":
+            import pymysql
+            conn = pymysql.connect(host="127.0.0.1", user="root", password="", database="test", autocommit=True)
+            conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+            conn.close()
+
+            def drop() -> None:
+                c = pymysql.connect(host="127.0.0.1", user="root", password="", autocommit=True)
+                c.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+                c.close()
+            self.cleanups.append(drop)
+            return f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4"
+        return ""  # embedded SQLite under the state dir
+
+    def broker_url(self) -> str:
+        if self.broker == "redis":
+            import redis
+            db = 9
+            redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+            self.cleanups.append(lambda: redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb())
+            return f"redis://127.0.0.1:6379/{db}"
+        if self.broker == "rabbitmq":
+            vhost = f"stratus_{uuid.uuid4().hex[:10]}"
+            subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
+            subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
+                           capture_output=True)
+            self.cleanups.append(lambda: subprocess.run(["rabbitmqctl", "delete_vhost", vhost],
+                                                        capture_output=True))
+            return f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+        return ""
+
+    def cleanup(self) -> None:
+        for fn in reversed(self.cleanups):
+            try:
+                fn()
+            except Exception as exc:  # cleanup must not hide the test result
+                print(f"cleanup of {self.name} failed: {exc}", file=sys.stderr)
+        self.cleanups.clear()
+
+
+BACKENDS = {
+    "sqlite-filesystem": Backend("sqlite-filesystem", "sqlite", "filesystem"),
+    "postgresql-redis": Backend("postgresql-redis", "postgresql", "redis"),
+    "mariadb-rabbitmq": Backend("mariadb-rabbitmq", "mariadb", "rabbitmq"),
+}
+
+
+# --- the stack -----------------------------------------------------------------------------------------------------
+
+class Stack:
+    def __init__(self, state_dir: Path, backend: Backend, compute_hosts: str = "fake-1,fake-2",
+                 extra_env: dict[str, str] | None = None, processes: tuple[str, ...] = ("api", "conductor",
+                                                                                        "scheduler", "compute")):
+        self.state_dir = state_dir
+        self.backend = backend
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.process_names = processes
+        self.env = {
+            **os.environ,
+            "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+            "STRATUS_STATE_DIR": str(state_dir),
+            "STRATUS_DATABASE_URL": backend.database_url(),
+            "STRATUS_BROKER_URL": backend.broker_url(),
+            "STRATUS_PUBLIC_URL": self.url,
+            "STRATUS_API_BIND": f"127.0.0.1:{self.port}",
+            "STRATUS_COMPUTE_HOSTS": compute_hosts,
+            "STRATUS_REPORT_INTERVAL": "2",
+            "STRATUS_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.env = {k: v for k, v in self.env.items() if v != "" or not k.startswith("STRATUS_")}
+
+    # lifecycle
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(args, cwd=REPO, env=self.env, capture_output=True, text=True, check=check,
+                              timeout=timeout)
+
+    def start(self) -> "Stack":
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.run(str(VENV_BIN / "flask"), "--app", "app", "db", "upgrade")
+        self.run(str(VENV_BIN / "flask"), "--app", "app", "stratus", "bootstrap")
+        commands = procfile_commands()
+        for name in self.process_names:
+            self.start_process(name, commands[name])
+        self.wait_ready()
+        return self
+
+    def start_process(self, name: str, command: str) -> None:
+        log = open(self.state_dir / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name, None)
+        if proc and proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        hosts = [h for h in self.env["STRATUS_COMPUTE_HOSTS"].split(",") if h]
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}")
+            try:
+                token = self.admin_token()
+                r = requests.get(f"{self.url}/v2.1/os-availability-zone", headers={"X-Auth-Token": token}, timeout=5)
+                if r.ok and (not hosts or "compute" not in self.procs or self.registered_hosts() >= len(hosts)):
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("stack did not become ready:\n" + "\n".join(
+            f"--- {n}\n{self.log(n)[-2000:]}" for n in self.procs))
+
+    def registered_hosts(self) -> int:
+        from sqlalchemy import create_engine, text
+        url = self.env.get("STRATUS_DATABASE_URL") or f"sqlite:///{self.state_dir / 'stratus.sqlite'}"
+        engine = create_engine(url)
+        try:
+            with engine.connect() as c:
+                return c.execute(text("SELECT count(*) FROM compute_nodes")).scalar()
+        finally:
+            engine.dispose()
+
+    def log(self, name: str) -> str:
+        path = self.state_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.stop_process(name)
+        self.backend.cleanup()
+
+    # clients
+    def admin_token(self) -> str:
+        return self.token("admin", ADMIN_PASSWORD, "admin")
+
+    def token(self, user: str, password: str, project: str) -> str:
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": password}}},
+            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
+        r = requests.post(f"{self.url}/identity/v3/auth/tokens", json=body, timeout=10)
+        r.raise_for_status()
+        return r.headers["X-Subject-Token"]
+
+    def os_env(self, user: str = "admin", password: str = ADMIN_PASSWORD, project: str = "admin") -> dict:
+        env = {k: v for k, v in self.env.items() if not k.startswith("OS_")}
+        env.update(OS_AUTH_URL=f"{self.url}/identity/v3", OS_IDENTITY_API_VERSION="3", OS_USERNAME=user,
+                   OS_PASSWORD=password, OS_PROJECT_NAME=project, OS_USER_DOMAIN_NAME="Default",
+                   OS_PROJECT_DOMAIN_NAME="Default", OS_REGION_NAME="RegionOne")
+        return env
+
+    def openstack(self, *args: str, user: str = "admin", password: str = ADMIN_PASSWORD, project: str = "admin",
+                  check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(VENV_BIN / "openstack"), *args], env=self.os_env(user, password, project),
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"openstack {shlex.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n"
+                                 f"{proc.stdout}")
+        return proc
+
+    def openstack_json(self, *args: str, **kw) -> object:
+        return json.loads(self.openstack(*args, "-f", "json", **kw).stdout)
+
+    def wipe(self) -> None:
+        shutil.rmtree(self.state_dir, ignore_errors=True)
