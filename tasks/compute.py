@@ -158,31 +158,50 @@ def sync_power_states(ctx: dict) -> None:
 
 # --- worker lifecycle ----------------------------------------------------------------------------------------------
 
-def report_all(hosts: list[str]) -> None:
+def report_all(hosts: list[str]) -> list[str]:
+    """Register each host's service and inventory; return the hosts whose driver works.
+
+    A host whose driver cannot start (bad credentials, hypervisor gone) is registered with an empty inventory
+    and no heartbeat, so it shows as down and the scheduler's ComputeFilter explains why boots avoid it.
+    """
     cfg = get_settings()
+    healthy = []
     for host in hosts:
         try:
             res = driver_for(host).get_available_resource()
-        except Exception:
-            LOG.exception("compute host %s cannot report its resources; it will appear down", host)
+        except Exception as exc:
+            LOG.error("compute host %s: the %s driver is not working (%s); reporting the service down until it "
+                      "recovers", host, cfg.compute_driver, exc)
+            with _drivers_lock:
+                _drivers.pop(host, None)  # retry init at the next report
+            celery.send_task("stratus.conductor.report_service", queue="conductor", args=(host, {
+                "hypervisor_hostname": host, "hypervisor_type": cfg.compute_driver, "hypervisor_version": 0,
+                "vcpus": 0, "memory_mb": 0, "local_gb": 0, "host_ip": None,
+                "availability_zone": cfg.availability_zone, "up": False}))
             continue
+        healthy.append(host)
         celery.send_task("stratus.conductor.report_service", queue="conductor", args=(host, {
             "hypervisor_hostname": res.hypervisor_hostname, "hypervisor_type": res.hypervisor_type,
             "hypervisor_version": res.hypervisor_version, "vcpus": res.vcpus, "memory_mb": res.memory_mb,
-            "local_gb": res.local_gb, "host_ip": res.host_ip, "availability_zone": cfg.availability_zone}))
+            "local_gb": res.local_gb, "host_ip": res.host_ip, "availability_zone": cfg.availability_zone,
+            "up": True}))
+    return healthy
 
 
 def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:
-    """Register every host, then send one heartbeat for all of them per interval and sync power states;
-    the full inventory is re-sent every tenth interval."""
+    """Register every host, then send one heartbeat for the healthy ones per interval and sync their power
+    states; the full inventory is re-sent every tenth interval, and failed hosts are retried every interval."""
     interval = get_settings().report_interval
-    report_all(hosts)
+    healthy = report_all(hosts)
     ticks = 0
     while not stop.wait(interval):
         ticks += 1
+        failed = [h for h in hosts if h not in healthy]
         if ticks % 10 == 0:
-            report_all(hosts)
-        else:
-            celery.send_task("stratus.conductor.heartbeat", args=(hosts,), queue="conductor")
-        for host in hosts:
+            healthy = report_all(hosts)
+        elif failed:
+            healthy = [*healthy, *report_all(failed)]
+        if healthy:
+            celery.send_task("stratus.conductor.heartbeat", args=(healthy,), queue="conductor")
+        for host in healthy:
             sync_power_states.apply_async(args=({"host": host},), queue=f"compute.{host}")

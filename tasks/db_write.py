@@ -210,14 +210,17 @@ def release_allocation(s: Session, instance_uuid: str) -> bool:
 def report_service(s: Session, host: str, resources: dict, binary: str = "stratus-compute") -> None:
     cfg = get_settings()
     now = utcnow()
+    up = resources.get("up", True)
     service = s.scalars(select(Service).where(Service.host == host, Service.binary == binary)).first()
     if service is None:
-        service = Service(host=host, binary=binary, topic="compute", last_seen_at=now, updated_at=now)
+        service = Service(host=host, binary=binary, topic="compute", last_seen_at=now if up else None,
+                          updated_at=now)
         s.add(service)
         s.flush()
     else:
-        service.last_seen_at = now
         service.updated_at = now
+        if up:
+            service.last_seen_at = now
     node = s.scalars(select(ComputeNode).where(ComputeNode.host == host)).first()
     inventory = {k: resources[k] for k in ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "vcpus",
                                            "memory_mb", "local_gb", "host_ip")}

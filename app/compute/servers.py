@@ -6,6 +6,7 @@ import datetime as dt
 import re
 import secrets
 import uuid as uuidlib
+from collections.abc import Callable
 
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import and_, func, or_, select
@@ -423,6 +424,9 @@ def _console_output(server_id: str, args: dict | None) -> Response:
     return jsonify({"output": output})
 
 
+# Other modules add server actions here (name -> handler(server_id, args) -> response or None for 202).
+EXTRA_ACTIONS: dict[str, Callable[[str, object], Response | None]] = {}
+
 _SIMPLE_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause",
                    "suspend": "suspend", "resume": "resume"}
 
@@ -441,6 +445,10 @@ def server_action(server_id: str):
         _action(server_id, "reboot_hard" if reboot["type"].upper() == "HARD" else "reboot")
     elif name == "os-getConsoleOutput":
         return _console_output(server_id, args)
+    elif name in EXTRA_ACTIONS:
+        resp = EXTRA_ACTIONS[name](server_id, args)
+        if resp is not None:
+            return resp
     else:
         raise bad_request(f"There is no such action: {name}")
     return "", 202

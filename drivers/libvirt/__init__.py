@@ -162,9 +162,12 @@ class LibvirtDriver(ComputeDriver):
     # -- host -----------------------------------------------------------------------------------------------
     def init_host(self) -> None:
         self.conn  # noqa: B018 - connect now, so a dead libvirtd fails the worker's start
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.instances_dir, 0o755)
-        os.chmod(self.base_dir, 0o755)
+        try:
+            self.base_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.instances_dir, 0o755)
+            os.chmod(self.base_dir, 0o755)
+        except OSError as exc:
+            raise HostLocalError(f"Cannot prepare {self.instances_dir}: {exc}") from exc
         for parent in [self.instances_dir, *self.instances_dir.parents]:
             if not os.stat(parent).st_mode & 0o001:
                 LOG.warning("%s is not searchable by others: QEMU (running as the libvirt-qemu user) cannot "
@@ -188,10 +191,10 @@ class LibvirtDriver(ComputeDriver):
         with self._errors("read host resources"):
             _model, _mem, cpus, *_ = self.conn.getInfo()
             version = self.conn.getVersion()
-            vcpus_used = memory_used = 0
+            vcpus_used = 0
             for dom in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
                 if UUID_RE.match(dom.name()):
-                    _state, maxmem, _memk, ncpu, _cpu = dom.info()
+                    ncpu = dom.info()[3]
                     vcpus_used += ncpu
         self.instances_dir.mkdir(parents=True, exist_ok=True)
         free, total = imagecache.free_and_total(self.instances_dir)

@@ -5,7 +5,7 @@ import pytest
 from tests.stack import BACKENDS, Stack
 
 
-@pytest.fixture(scope="module", params=list(BACKENDS), ids=list(BACKENDS))
+@pytest.fixture(scope="session", params=list(BACKENDS), ids=list(BACKENDS))
 def stack(request, tmp_path_factory):
     backend = BACKENDS[request.param]
     missing = backend.missing()
