@@ -294,3 +294,60 @@ class QuotaLimit(Base):
     project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+# --- Consoles -----------------------------------------------------------------------------------------------------
+
+class ConsoleAuthToken(Base):
+    """A browser-console token (Nova's console_auth_tokens). Only the SHA-256 of the token is stored.
+
+    Bound to one instance, one console type (``novnc`` | ``spice-html5``) and the host/port the proxy may
+    connect to. Single use: the proxy's first connection sets ``used_at`` through the conductor (a CAS on
+    ``used_at IS NULL AND expires > now``). SPICE opens one WebSocket per channel, so after its main channel
+    consumed the token, the same client address may open the session's other channels for a short window.
+    """
+    __tablename__ = "console_auth_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    console_type: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    internal_access_path: Mapped[str | None] = mapped_column(String(255))
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    expires: Mapped[int] = mapped_column(BigInteger, index=True)  # epoch seconds (UTC), as in Nova
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    used_at: Mapped[int | None] = mapped_column(BigInteger)  # epoch seconds of the consuming connection
+    used_by: Mapped[str | None] = mapped_column(String(64))  # client address of the consuming connection
+
+
+# --- Instance networking (one flat network managed by Stratus) ---------------------------------------------------
+
+class Network(Base):
+    """A flat network on a host bridge. Stratus has one built-in network (app/network.py, from settings)."""
+    __tablename__ = "networks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    cidr: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(64))
+    bridge: Mapped[str] = mapped_column(String(15))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FixedIP(Base):
+    """An address (and MAC) allocated to an instance on a network; the row exists only while allocated."""
+    __tablename__ = "fixed_ips"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    network_id: Mapped[str] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(32), unique=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("network_id", "address", name="uq_fixed_ips_network_address"),)
+
+
+class InstancePassword(Base):
+    """The password a guest posted to the metadata service (openstack/<v>/password); written once (Nova)."""
+    __tablename__ = "instance_passwords"
+    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    password: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

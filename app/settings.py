@@ -30,6 +30,7 @@ class Settings:
     availability_zone: str = "nova"
     report_interval: int = 10
     service_down_time: int = 60
+    shutdown_timeout: int = 60  # seconds a stop waits for a clean (ACPI) guest shutdown before a hard one (Nova)
     # Fake driver inventory per host
     fake_vcpus: int = 16
     fake_memory_mb: int = 32768
@@ -39,6 +40,15 @@ class Settings:
     libvirt_virt_type: str = "auto"  # auto | kvm | qemu
     libvirt_bridge: str = ""  # empty: user-mode NIC; else an existing Linux bridge
     instances_path: str = ""  # default: <state_dir>/instances
+    # Instance networking: one flat network managed by Stratus (tools/stratus-network up|down makes the bridge)
+    network_name: str = "private"
+    network_cidr: str = "10.77.0.0/24"  # gateway = first host address (on the bridge); guests get the others
+    network_bridge: str = "stratusbr0"
+    # Metadata service (metadata/, port 8775; guests reach it at 169.254.169.254 through the bridge's DNAT)
+    metadata_proxy_shared_secret: str = ""  # non-empty: accept X-Instance-ID(-Signature) from a proxy in front
+    metadata_cache_ttl: int = 15  # seconds an instance's metadata is cached per process (Nova: 15)
+    libvirt_console_listen: str = "127.0.0.1"  # VNC/SPICE listen address (the console proxies reach it)
+    libvirt_soft_reboot_timeout: int = 60  # seconds a SOFT reboot waits before rebooting HARD (Nova: 120)
     # VMware driver (credentials are never logged)
     vmware_host: str = ""
     vmware_port: int = 443
@@ -63,6 +73,21 @@ class Settings:
     max_request_body: int = 1 << 20
     max_image_size: int = 1 << 34
     log_level: str = "INFO"
+    # Browser consoles (proxies/): token lifetime, the URLs handed to clients, the proxies' listen ports
+    console_token_ttl: int = 600
+    novncproxy_base_url: str = "http://127.0.0.1:6080/vnc_auto.html"
+    html5proxy_base_url: str = "http://127.0.0.1:6082/spice_auto.html"
+    novncproxy_port: int = 6080
+    spicehtml5proxy_port: int = 6082
+    console_proxy_listen: str = "127.0.0.1"
+    console_allowed_origins: str = ""  # comma-separated host names; empty: the base URLs' hosts
+    console_ssl_cert: str = ""  # both set: the proxies serve https/wss only
+    console_ssl_key: str = ""
+    # SPICE opens one WebSocket per channel: after the main channel consumed a token, the same client may open
+    # the session's other channels with it for this many seconds.
+    console_spice_channel_window: int = 30
+    novnc_web: str = "/usr/share/novnc"  # web client files (Debian packages novnc, spice-html5)
+    spicehtml5_web: str = "/usr/share/spice-html5"
 
     # -- derived values -------------------------------------------------------------------------------------
     @property

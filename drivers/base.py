@@ -72,6 +72,12 @@ class InstanceSpec:
     key_data: str | None = None
     metadata: dict = dataclasses.field(default_factory=dict)
     extra_specs: dict = dataclasses.field(default_factory=dict)
+    #: The instance's NIC on the Stratus network, or None (networks "none"): {"address", "mac", "network_id",
+    #: "network_name", "cidr", "gateway", "netmask", "prefixlen", "bridge"}.
+    network: dict | None = None
+    #: Files of the config drive (relative path -> bytes; metadata/configdrive.make_iso builds the ISO 9660
+    #: volume "config-2" from them), or None without a config drive. Holds user data: never log or send it.
+    config_drive_files: dict | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -67,6 +67,13 @@ class FakeDriver(ComputeDriver):
             guest = self._guest(instance.uuid)
             if not guest["spawned"]:
                 guest["console"].append(f"fake guest {instance.uuid} booted as {instance.hostname}")
+                if instance.network:
+                    guest["console"].append(f"fake guest nic mac={instance.network['mac']} "
+                                            f"ip={instance.network['address']} bridge={instance.network['bridge']}")
+                if instance.config_drive_files is not None:
+                    # Recorded, not built: the file list shows what a real driver would put on the ISO.
+                    guest["config_drive"] = sorted(instance.config_drive_files)
+                    guest["console"].append("fake config drive config-2: " + " ".join(guest["config_drive"]))
             guest.update(spawned=True, power_state=PowerState.RUNNING)
 
     def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:

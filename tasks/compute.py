@@ -5,6 +5,7 @@ host, and the worker keeps one driver object per host. Compute workers read the 
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 
@@ -13,6 +14,8 @@ from sqlalchemy import select
 from app.db import read_session
 from app.image.store import path_for as image_path
 from app.models import Image, Instance
+from app.network import builtin as builtin_network
+from metadata import base as metadata_base
 from app.settings import get_settings
 from drivers import load_driver
 from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound, InstanceSpec, PowerState
@@ -55,12 +58,27 @@ def instance_spec(uuid: str, expect_task_state: str | None = None) -> InstanceSp
         if expect_task_state is not None and inst.task_state != expect_task_state:
             raise StopCanvas(f"instance is {inst.task_state}, not {expect_task_state}")
         flavor = inst.flavor_snapshot or {}
+        md = metadata_base.from_instance(s, inst)  # the same builder the metadata service uses
         return InstanceSpec(uuid=inst.uuid, name=inst.display_name, hostname=inst.hostname,
                             project_id=inst.project_id, user_id=inst.user_id, vcpus=inst.vcpus,
                             memory_mb=inst.memory_mb, root_gb=inst.root_gb, flavor_name=flavor.get("name", ""),
                             flavor_id=flavor.get("id", ""), image=_image_spec(s, inst.image_ref),
                             key_data=inst.key_data, metadata=dict(inst.metadata_items or {}),
-                            extra_specs=dict(flavor.get("extra_specs") or {}))
+                            extra_specs=dict(flavor.get("extra_specs") or {}), network=_network_of(md),
+                            config_drive_files=md.config_drive_files() if _wants_config_drive(inst) else None)
+
+
+def _wants_config_drive(inst: Instance) -> bool:
+    return str(inst.config_drive or "").lower() in ("true", "1", "yes")
+
+
+def _network_of(md: metadata_base.InstanceMetadata) -> dict | None:
+    if not md.fixed_ip:
+        return None
+    info = builtin_network()
+    prefixlen = info.prefixlen if md.fixed_ip["network_id"] == info.id else \
+        ipaddress.ip_network(md.fixed_ip["cidr"], strict=False).prefixlen
+    return {**md.fixed_ip, "prefixlen": prefixlen, "bridge": info.bridge}
 
 
 def _cleanup_after_failure(host: str, uuid: str) -> None:
@@ -95,7 +113,7 @@ def spawn(ctx: dict) -> dict:
 
 
 _POWER_CALLS = {
-    "stop": lambda d, u: d.power_off(u, timeout=get_settings().report_interval),
+    "stop": lambda d, u: d.power_off(u, timeout=get_settings().shutdown_timeout),
     "start": lambda d, u: d.power_on(u),
     "reboot": lambda d, u: d.reboot(u, "SOFT"),
     "reboot_hard": lambda d, u: d.reboot(u, "HARD"),
@@ -135,6 +153,26 @@ def console_output(ctx: dict) -> dict:
         return {"error": {"code": 501, "message": "Console output is not supported by this compute driver."}}
     except DriverError as exc:
         return {"error": {"code": 409, "message": str(exc)}}
+
+
+@celery.task(name="stratus.compute.get_console")
+def get_console(ctx: dict) -> dict:
+    """API-facing: where a console proxy must connect for the guest's ``ctx["kind"]`` ("vnc" | "spice")."""
+    kind = ctx["kind"]
+    drv = driver_for(ctx["host"])
+    if not drv.capabilities.get(f"supports_{kind}_console"):
+        return {"error": {"code": 501, "message": f"The {get_settings().compute_driver} compute driver does not "
+                                                  f"support {kind} consoles."}}
+    try:
+        endpoint = drv.get_console(ctx["instance_uuid"], kind)
+    except InstanceNotFound as exc:
+        return {"error": {"code": 404, "message": str(exc)}}
+    except NotImplementedError:
+        return {"error": {"code": 501, "message": f"The {get_settings().compute_driver} compute driver does not "
+                                                  f"support {kind} consoles."}}
+    except DriverError as exc:
+        return {"error": {"code": 409, "message": str(exc)}}
+    return {"ok": {"host": endpoint.host, "port": endpoint.port}}
 
 
 @celery.task(name="stratus.compute.sync_power_states", ignore_result=True)

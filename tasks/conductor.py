@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -100,6 +101,13 @@ def _api_name(action: str) -> str:
     return {"reboot_hard": "reboot"}.get(action, action)
 
 
+@rpc("set_metadata_password")
+def set_metadata_password(instance_uuid: str, password: str) -> None:
+    """From the metadata service: a guest POSTed its (encrypted-by-the-guest) password."""
+    with write_session() as s:
+        db_write.set_metadata_password(s, instance_uuid, password)
+
+
 @rpc("create_keypair")
 def create_keypair(user_id: str, name: str, public_key: str, fingerprint: str, key_type: str) -> dict:
     with write_session() as s:
@@ -110,6 +118,56 @@ def create_keypair(user_id: str, name: str, public_key: str, fingerprint: str, k
 def delete_keypair(user_id: str, name: str) -> None:
     with write_session() as s:
         db_write.delete_keypair(s, user_id, name)
+
+
+@rpc("create_console_token")
+def create_console_token(req: dict) -> dict:
+    """Store a browser-console token's hash, bound to the instance, console type and the guest's host/port."""
+    from sqlalchemy import delete as sql_delete
+
+    from app.models import ConsoleAuthToken
+    now = int(time.time())
+    with write_session() as s:
+        inst = db_write.get_instance(s, req["instance_uuid"])
+        if inst is None or inst.deleted:
+            raise ConductorError(404, f"Instance {req['instance_uuid']} could not be found.")
+        # Housekeeping as in Nova (tokens of this instance that can no longer be used).
+        s.execute(sql_delete(ConsoleAuthToken).where(ConsoleAuthToken.instance_uuid == req["instance_uuid"],
+                                                     ConsoleAuthToken.expires <= now))
+        expires = now + int(req["ttl"])
+        s.add(ConsoleAuthToken(token_hash=req["token_hash"], console_type=req["console_type"], host=req["host"],
+                               port=int(req["port"]), internal_access_path=req.get("internal_access_path"),
+                               instance_uuid=req["instance_uuid"], expires=expires))
+    return {"expires": expires}
+
+
+@rpc("consume_console_token")
+def consume_console_token(token_hash: str, console_type: str, client: str) -> dict:
+    """Single use: mark the token used only if it is unused, unexpired, of this console type and its instance
+    is live (one conditional UPDATE), and return where the proxy may connect."""
+    from sqlalchemy import update as sql_update
+
+    from app.models import ConsoleAuthToken
+    now = int(time.time())
+    with write_session() as s:
+        live = select(Instance.uuid).where(Instance.deleted == 0).scalar_subquery()
+        done = s.execute(sql_update(ConsoleAuthToken).where(
+            ConsoleAuthToken.token_hash == token_hash, ConsoleAuthToken.console_type == console_type,
+            ConsoleAuthToken.used_at.is_(None), ConsoleAuthToken.expires > now,
+            ConsoleAuthToken.instance_uuid.in_(live)).values(used_at=now, used_by=client[:64]))
+        row = s.scalars(select(ConsoleAuthToken).where(ConsoleAuthToken.token_hash == token_hash)).first()
+        if done.rowcount == 1 and row is not None:
+            return {"host": row.host, "port": row.port, "instance_uuid": row.instance_uuid,
+                    "internal_access_path": row.internal_access_path}
+    if row is None:
+        raise ConductorError(404, "unknown token")
+    if row.console_type != console_type:
+        raise ConductorError(403, f"token is for a {row.console_type} console")
+    if row.used_at is not None:
+        raise ConductorError(409, "token already used")
+    if row.expires <= now:
+        raise ConductorError(410, "token expired")
+    raise ConductorError(404, "instance is gone")
 
 
 @rpc("create_flavor")
@@ -206,13 +264,22 @@ def finish_delete(ctx: dict) -> None:
         if inst is None or inst.task_state != states.DELETING:
             return  # already deleted (a redelivered message)
         db_write.release_allocation(s, uuid)
+        db_write.release_fixed_ips(s, uuid)
         db_write.release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb)
+        _delete_console_tokens(s, uuid)
         now = utcnow()
         db_write.cas_instance(s, uuid, expected_task_state=states.DELETING, vm_state=states.DELETED,
                               task_state=None, power_state=PowerState.NOSTATE, deleted=inst.id, deleted_at=now,
                               terminated_at=now)
         db_write.record_event(s, uuid, ctx["request_id"], "compute_terminate_instance", ctx.get("t0"), "Success",
                               host=ctx.get("host"))
+
+
+def _delete_console_tokens(s, uuid: str) -> None:
+    from sqlalchemy import delete as sql_delete
+
+    from app.models import ConsoleAuthToken
+    s.execute(sql_delete(ConsoleAuthToken).where(ConsoleAuthToken.instance_uuid == uuid))
 
 
 @celery.task(name="stratus.conductor.step_failed", ignore_result=True)

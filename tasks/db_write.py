@@ -12,8 +12,9 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.models import (Allocation, ComputeNode, Flavor, Instance, InstanceAction, InstanceActionEvent,
-                        InstanceFault, KeyPair, QuotaLimit, QuotaUsage, Service, utcnow)
+from app.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
+                        InstanceFault, InstancePassword, KeyPair, Network, QuotaLimit, QuotaUsage, Service, utcnow)
+from app import network
 from app.settings import get_settings
 from tasks import states
 
@@ -141,6 +142,8 @@ def create_instances(s: Session, req: dict) -> list[str]:
             created_at=now, updated_at=now))
         s.add(InstanceAction(action="create", instance_uuid=uuid, request_id=req["request_id"],
                              user_id=req["user_id"], project_id=req["project_id"], start_time=now, updated_at=now))
+        if network.wants_network(req.get("networks")):
+            allocate_fixed_ip(s, uuid)
     return uuids
 
 
@@ -278,3 +281,61 @@ def delete_flavor(s: Session, flavorid: str) -> None:
     flavor.disabled = True
     flavor.name = f"{flavor.name}-deleted-{flavor.id}"
     flavor.flavorid = f"{flavor.flavorid}-deleted-{flavor.id}"
+
+
+# --- instance networking and metadata password ---------------------------------------------------------------------
+
+def ensure_network(s: Session) -> Network:
+    """The built-in network's row (created on first use; its id is deterministic, see app/network.py)."""
+    info = network.builtin()
+    row = s.get(Network, info.id)
+    if row is None:
+        try:
+            with s.begin_nested():
+                s.add(Network(id=info.id, name=info.name, cidr=info.cidr, gateway=info.gateway, bridge=info.bridge))
+                s.flush()
+        except IntegrityError:
+            pass  # created by a concurrent transaction
+        row = s.get(Network, info.id)
+    return row
+
+
+def allocate_fixed_ip(s: Session, instance_uuid: str) -> FixedIP:
+    """Give the instance the lowest free address of the built-in network and a random MAC.
+
+    Concurrent allocations are settled by the unique constraints: the loser retries with the next address."""
+    info = network.builtin()
+    ensure_network(s)
+    for _attempt in range(16):
+        used = set(s.scalars(select(FixedIP.address).where(FixedIP.network_id == info.id)))
+        address = next((a for a in info.pool() if a not in used), None)
+        if address is None:
+            raise ConductorError(409, f"No fixed IP addresses available on network {info.name} ({info.cidr}).")
+        try:
+            with s.begin_nested():
+                row = FixedIP(network_id=info.id, address=address, mac=network.random_mac(),
+                              instance_uuid=instance_uuid)
+                s.add(row)
+                s.flush()
+            return row
+        except IntegrityError:
+            continue
+    raise ConductorError(503, f"Could not allocate a fixed IP on network {info.name}: too much contention.")
+
+
+def release_fixed_ips(s: Session, instance_uuid: str) -> None:
+    s.execute(delete(FixedIP).where(FixedIP.instance_uuid == instance_uuid))
+    s.execute(delete(InstancePassword).where(InstancePassword.instance_uuid == instance_uuid))
+
+
+def set_metadata_password(s: Session, instance_uuid: str, password: str) -> None:
+    """Store the guest's password once (Nova: a second POST is a 409)."""
+    inst = get_instance(s, instance_uuid)
+    if inst is None or inst.deleted:
+        raise ConductorError(404, f"Instance {instance_uuid} could not be found.")
+    try:
+        with s.begin_nested():
+            s.add(InstancePassword(instance_uuid=instance_uuid, password=password))
+            s.flush()
+    except IntegrityError:
+        raise ConductorError(409, "Password already set.") from None

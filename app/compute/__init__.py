@@ -5,7 +5,9 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    from app.compute import flavors, keypairs, misc, servers
+    from app.compute import flavors, keypairs, misc, networks, servers
 
-    for bp in (servers.bp, flavors.bp, keypairs.bp, misc.bp):
+    for bp in (servers.bp, flavors.bp, keypairs.bp, misc.bp, networks.bp):
         app.register_blueprint(bp, url_prefix="/v2.1")
+    from app.compute import consoles  # also registers the os-get*Console server actions
+    app.register_blueprint(consoles.bp, url_prefix="/v2.1")

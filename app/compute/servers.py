@@ -12,14 +12,15 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from app import crypto, rpc
+from app import crypto, network, rpc
 from app.compute.schemas import RebootSchema, ServerCreateSchema, is_uuid, json_body, load
 from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
 from app.context import RequestContext, current
 from app.db import read_session
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
-from app.models import ComputeNode, Flavor, Image, Instance, InstanceFault, KeyPair, Service, utcnow
+from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, KeyPair, Network, Service,
+                        utcnow)
 from app.policy import check, enforce
 from app.settings import get_settings
 from tasks import states
@@ -78,8 +79,23 @@ def render(s: Session, instances: list[Instance], ctx: RequestContext, show: boo
     faults = latest_faults(s, [i.uuid for i in instances if i.vm_state in ("error", "deleted")])
     statuses = host_statuses(s, {i.host for i in instances if i.host}) if ctx.is_admin else {}
     v = api_version()
+    addresses = server_addresses(s, [i.uuid for i in instances])
     return [server_detail(i, v, ctx, faults.get(i.uuid), statuses.get(i.host or "", "UNKNOWN" if i.host else ""),
-                          show=show) for i in instances]
+                          show=show, addresses=addresses.get(i.uuid)) for i in instances]
+
+
+def server_addresses(s: Session, uuids: list[str]) -> dict[str, dict]:
+    """Nova's "addresses" per instance: {network name: [{version, addr, OS-EXT-IPS:type, ...mac_addr}]}."""
+    if not uuids:
+        return {}
+    out: dict[str, dict] = {}
+    rows = s.execute(select(FixedIP.instance_uuid, FixedIP.address, FixedIP.mac, Network.name)
+                     .join(Network, Network.id == FixedIP.network_id)
+                     .where(FixedIP.instance_uuid.in_(uuids)).order_by(FixedIP.id))
+    for uuid, address, mac, name in rows:
+        out.setdefault(uuid, {}).setdefault(name, []).append(
+            {"version": 4, "addr": address, "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS-MAC:mac_addr": mac})
+    return out
 
 
 # --- list ----------------------------------------------------------------------------------------------------------
@@ -281,8 +297,14 @@ def _networks(body: dict) -> object:
             raise bad_request(f"Invalid input for field/attribute networks. Value: {nets!r}.")
         if "uuid" in net and not is_uuid(net["uuid"]):
             raise bad_request(f"Bad networks format: network uuid is not in proper format ({net['uuid']})")
-        if "uuid" in net or "port" in net:
-            raise bad_request(f"Network {net.get('uuid') or net.get('port')} could not be found.")
+        if "port" in net and net["port"]:
+            raise bad_request(f"Port {net['port']} could not be found.")
+        if net.get("uuid") != network.builtin().id:
+            raise bad_request(f"Network {net.get('uuid')} could not be found.")
+        if net.get("fixed_ip"):
+            raise bad_request("Requesting a specific fixed IP is not supported.")
+    if len(nets) > 1:
+        raise bad_request("Only one NIC per server is supported: the built-in network.")
     return nets
 
 

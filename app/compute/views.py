@@ -66,7 +66,7 @@ def _fault(fault: InstanceFault | None, ctx: RequestContext) -> dict | None:
 
 
 def server_detail(inst: Instance, version: APIVersion, ctx: RequestContext, fault: InstanceFault | None = None,
-                  host_status: str | None = None, show: bool = False) -> dict:
+                  host_status: str | None = None, show: bool = False, addresses: dict | None = None) -> dict:
     status = status_of(inst.vm_state, inst.task_state)
     body: dict = {
         "id": inst.uuid,
@@ -82,7 +82,7 @@ def server_detail(inst: Instance, version: APIVersion, ctx: RequestContext, faul
         "flavor": _flavor_ref(inst, version, ctx),
         "created": iso(inst.created_at),
         "updated": iso(inst.updated_at),
-        "addresses": {},
+        "addresses": addresses or {},
         "accessIPv4": inst.access_ip_v4 or "",
         "accessIPv6": inst.access_ip_v6 or "",
         "links": links("servers", inst.uuid),

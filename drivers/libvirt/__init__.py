@@ -94,6 +94,8 @@ class LibvirtDriver(ComputeDriver):
         self._connection = None
         self._conn_pid = 0
         self._virt_type: str | None = None
+        self.console_listen = getattr(settings, "libvirt_console_listen", "") or self.console_listen
+        self.soft_reboot_timeout = float(getattr(settings, "libvirt_soft_reboot_timeout", self.soft_reboot_timeout))
 
     # -- connection and errors --------------------------------------------------------------------------
     @property
@@ -260,15 +262,49 @@ class LibvirtDriver(ComputeDriver):
             if image.ramdisk is not None:
                 ramdisk = str(self.base_dir / imagecache.cache_name(image.ramdisk.id))
             cmdline = (image.properties or {}).get("os_command_line") or DEFAULT_CMDLINE
+            net = instance.network
+            if net:
+                # The guest's address on the kernel command line (there is no DHCP server on the bridge):
+                # stratus.ip=<addr>/<prefix> stratus.gw=<gateway>; tools/build-test-image's /init applies it.
+                cmdline += (f" stratus.net=1 stratus.ip={net['address']}/{net['prefixlen']} "
+                            f"stratus.gw={net['gateway']} stratus.mac={net['mac']}")
             for p in (kernel, ramdisk):
                 if p and not os.path.isfile(p):
                     raise DriverError(f"Instance {instance.uuid}: {p} is missing; run build_disk again")
+        config_drive = inst_dir / "disk.config"
         return config.DiskPaths(disk=str(disk), console_log=str(inst_dir / "console.log"),
-                                kernel=kernel, ramdisk=ramdisk, cmdline=cmdline)
+                                kernel=kernel, ramdisk=ramdisk, cmdline=cmdline,
+                                config_drive=str(config_drive) if instance.config_drive_files is not None else None)
+
+    def _nic(self, instance: InstanceSpec) -> tuple[str, str | None]:
+        """(bridge, MAC) of the guest's NIC: the Stratus network's bridge when the instance has an address on it
+        and the bridge exists (tools/stratus-network up); else settings.libvirt_bridge or user-mode."""
+        net = instance.network
+        if not net:
+            return self.settings.libvirt_bridge, None
+        bridge = net.get("bridge") or ""
+        if bridge and os.path.isdir(f"/sys/class/net/{bridge}"):
+            return bridge, net["mac"]
+        LOG.warning("instance %s: network bridge %r does not exist (run tools/stratus-network up); its NIC is "
+                    "not on the Stratus network", instance.uuid, bridge)
+        return self.settings.libvirt_bridge, net["mac"]
+
+    def _build_config_drive(self, instance: InstanceSpec) -> None:
+        if instance.config_drive_files is None:
+            return
+        from metadata import configdrive
+        target = self._instance_dir(instance.uuid) / "disk.config"
+        if target.is_file():
+            return
+        try:
+            configdrive.make_iso(instance.config_drive_files, target)
+        except (configdrive.ConfigDriveError, OSError) as exc:
+            raise HostLocalError(f"Cannot build the config drive of instance {instance.uuid}: {exc}") from exc
 
     def domain_xml(self, instance: InstanceSpec) -> str:
-        return config.domain_xml(instance, self._paths(instance), self.virt_type, bridge=self.settings.libvirt_bridge,
-                                 listen=self.console_listen)
+        bridge, mac = self._nic(instance)
+        return config.domain_xml(instance, self._paths(instance), self.virt_type, bridge=bridge,
+                                 listen=self.console_listen, mac=mac)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def spawn(self, instance: InstanceSpec) -> None:
@@ -281,6 +317,7 @@ class LibvirtDriver(ComputeDriver):
         defined_here = dom is None
         try:
             if dom is None:
+                self._build_config_drive(instance)
                 xml = self.domain_xml(instance)
                 with self._errors("define", instance.uuid):
                     dom = self.conn.defineXML(xml)

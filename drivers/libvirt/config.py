@@ -18,6 +18,7 @@ class DiskPaths:
     kernel: str | None = None
     ramdisk: str | None = None
     cmdline: str | None = None
+    config_drive: str | None = None  # ISO 9660 "config-2", attached read-only as the second virtio disk (vdb)
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -48,7 +49,7 @@ def _metadata(root: ET.Element, inst: InstanceSpec) -> None:
 
 
 def domain_xml(inst: InstanceSpec, paths: DiskPaths, virt_type: str, bridge: str = "",
-               disk_format: str = "qcow2", listen: str = "127.0.0.1") -> str:
+               disk_format: str = "qcow2", listen: str = "127.0.0.1", mac: str | None = None) -> str:
     """Return the persistent domain XML for ``inst``: name and uuid are the instance UUID."""
     root = ET.Element("domain", type=virt_type)
     _sub(root, "name", inst.uuid)
@@ -96,11 +97,20 @@ def domain_xml(inst: InstanceSpec, paths: DiskPaths, virt_type: str, bridge: str
     _sub(disk, "source", file=paths.disk)
     _sub(disk, "target", dev="vda", bus="virtio")
 
+    if paths.config_drive:
+        cd = _sub(dev, "disk", type="file", device="disk")
+        _sub(cd, "driver", name="qemu", type="raw")
+        _sub(cd, "source", file=paths.config_drive)
+        _sub(cd, "target", dev="vdb", bus="virtio")
+        _sub(cd, "readonly")
+
     if bridge:
         nic = _sub(dev, "interface", type="bridge")
         _sub(nic, "source", bridge=bridge)
     else:
         nic = _sub(dev, "interface", type="user")
+    if mac:
+        _sub(nic, "mac", address=mac)
     _sub(nic, "model", type="virtio")
 
     # One serial port: a pty for interactive use, logged (append) to console.log for get_console_output.

@@ -87,7 +87,9 @@ def test_wrong_microversion(api, header, code):
 
 def test_microversion_echoed(api):
     stack, session, _ = api
-    r = session.get(f"{stack.url}/v2.1/flavors", headers={"X-OpenStack-Nova-API-Version": "2.55"})
+    token = session.headers["X-Auth-Token"]
+    r = requests.get(f"{stack.url}/v2.1/flavors", headers={"X-Auth-Token": token,
+                                                           "X-OpenStack-Nova-API-Version": "2.55"})
     assert r.headers["OpenStack-API-Version"] == "compute 2.55"
     assert r.headers["X-OpenStack-Nova-API-Version"] == "2.55"
     assert "OpenStack-API-Version" in r.headers["Vary"] and "X-OpenStack-Nova-API-Version" in r.headers["Vary"]

@@ -4,13 +4,9 @@ Every observation of vSphere state is made through a separate pyVmomi connection
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
-import select
-import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -23,47 +19,10 @@ from app.settings import Settings
 from drivers import load_driver
 from drivers.base import DriverError, ImageSpec, InstanceNotFound, InstanceSpec, PowerState
 from drivers.vmware import make_driver
+from tests.vcsim import USER, inventory_vms, power_state
+from tests.vcsim import run as _run_vcsim
 
 pytestmark = pytest.mark.vmware
-
-REPO = Path(__file__).resolve().parents[2]
-GOVMOMI_SRC = Path("/usr/share/gocode/src/github.com/vmware/govmomi/simulator")
-USER = "stratus-admin"
-
-
-@pytest.fixture(scope="session")
-def vcsim():
-    if shutil.which("go") is None or not GOVMOMI_SRC.is_dir():
-        pytest.skip("!!! VMWARE TESTS SKIPPED: vcsim cannot be built: "
-                    f"{'`go` is not on PATH' if shutil.which('go') is None else f'{GOVMOMI_SRC} is missing'}. "
-                    "Install: apt-get install -y golang-go golang-github-vmware-govmomi-dev !!!")
-    build = subprocess.run([str(REPO / "tools" / "build-vcsim")], capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, f"tools/build-vcsim failed:\n{build.stdout}\n{build.stderr}"
-    binary = build.stdout.strip().splitlines()[-1]
-    with _run_vcsim(binary) as sim:
-        yield sim
-
-
-@contextlib.contextmanager
-def _run_vcsim(binary: str, *extra: str):
-    """Start vcsim on a free 127.0.0.1 port (it picks one and prints its URL) and stop it afterwards."""
-    password = "pw-" + secrets.token_hex(12)
-    proc = subprocess.Popen([binary, "-port", "0", "-username", USER, "-password", password, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        line = proc.stdout.readline().strip() if ready else ""
-        assert line.startswith(("http://127.0.0.1:", "https://127.0.0.1:")), \
-            f"vcsim did not print its URL (got {line!r})"
-        port = int(line.split(":")[2].split("/")[0])
-        yield {"url": line, "port": port, "user": USER, "password": password, "pid": proc.pid, "binary": binary}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def _settings(vcsim, **overrides) -> Settings:
@@ -88,20 +47,6 @@ def admin(vcsim):
                       pwd=vcsim["password"])
     yield si
     Disconnect(si)
-
-
-def inventory_vms(si, name: str) -> list[vim.VirtualMachine]:
-    content = si.RetrieveContent()
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-    try:
-        return [vm for vm in view.view if vm.name == name]
-    finally:
-        view.DestroyView()
-
-
-def power_state(si, name: str) -> str:
-    (vm,) = inventory_vms(si, name)
-    return vm.runtime.powerState
 
 
 @pytest.fixture

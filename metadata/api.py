@@ -1,0 +1,135 @@
+"""Routes of the metadata service: every path goes through one view that identifies the caller first."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import threading
+import time
+
+from flask import Blueprint, Response, request
+
+from app.db import read_session
+from app.settings import get_settings
+from metadata import base
+
+LOG = logging.getLogger(__name__)
+bp = Blueprint("metadata", __name__)
+
+_cache: dict[str, tuple[float, base.InstanceMetadata]] = {}
+_cache_lock = threading.Lock()
+_CACHE_MAX = 4096
+
+
+def _text(body: str | bytes, status: int, mimetype: str = "text/plain") -> Response:
+    return Response(body, status=status, mimetype=mimetype)
+
+
+def _not_found() -> Response:
+    return _text("404 Not Found\n\nThe resource could not be found.\n", 404)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def sign(instance_id: str, secret: str) -> str:
+    """Nova's X-Instance-ID-Signature: HMAC-SHA256 of the instance id, hex."""
+    return hmac.new(secret.encode(), instance_id.encode(), hashlib.sha256).hexdigest()
+
+
+def _identify() -> str:
+    """The UUID of the live instance this request speaks for, or raise _Refused."""
+    secret = get_settings().metadata_proxy_shared_secret
+    instance_id = request.headers.get("X-Instance-ID")
+    signature = request.headers.get("X-Instance-ID-Signature")
+    if instance_id is not None or signature is not None:
+        if not secret:
+            LOG.warning("refused identity headers from %s: no metadata proxy is configured", request.remote_addr)
+            raise _Refused(403, "Instance identity headers are not accepted here.")
+        if not instance_id or not signature or not hmac.compare_digest(sign(instance_id, secret), signature):
+            LOG.warning("X-Instance-ID-Signature mismatch from %s (instance %s)", request.remote_addr, instance_id)
+            raise _Refused(403, "Invalid proxy request signature.")
+        tenant = request.headers.get("X-Tenant-ID")
+        with read_session() as s:
+            inst = base.live_instance_by_uuid(s, instance_id)
+            if inst is None:
+                raise _Refused(404, "Instance not found.")
+            if tenant is not None and tenant != inst.project_id:
+                LOG.warning("X-Tenant-ID %s does not match the project of instance %s", tenant, instance_id)
+                raise _Refused(404, "Instance not found.")
+            return inst.uuid
+    address = request.remote_addr or ""
+    with read_session() as s:
+        inst = base.live_instance_by_address(s, address)
+        if inst is None:
+            LOG.info("metadata request from %s, which is no instance's address", address)
+            raise _Refused(404, "No instance has this address.")
+        return inst.uuid
+
+
+def _metadata(uuid: str) -> base.InstanceMetadata:
+    ttl = get_settings().metadata_cache_ttl
+    now = time.monotonic()
+    if ttl > 0:
+        with _cache_lock:
+            hit = _cache.get(uuid)
+            if hit and hit[0] > now:
+                return hit[1]
+    with read_session() as s:
+        inst = base.live_instance_by_uuid(s, uuid)
+        if inst is None:
+            raise _Refused(404, "Instance not found.")
+        md = base.from_instance(s, inst)
+    if ttl > 0:
+        with _cache_lock:
+            if len(_cache) >= _CACHE_MAX:
+                for key in [k for k, (exp, _) in _cache.items() if exp <= now] or list(_cache)[:_CACHE_MAX // 2]:
+                    _cache.pop(key, None)
+            _cache[uuid] = (now + ttl, md)
+    return md
+
+
+def invalidate(uuid: str) -> None:
+    with _cache_lock:
+        _cache.pop(uuid, None)
+
+
+@bp.route("/", defaults={"path": ""}, methods=["GET", "HEAD", "POST"])
+@bp.route("/<path:path>", methods=["GET", "HEAD", "POST"])
+def serve(path: str) -> Response:
+    try:
+        uuid = _identify()
+        if request.method == "POST":
+            return _post(uuid, path)
+        md = _metadata(uuid)
+        body, mimetype = md.lookup(path)
+        return _text(body, 200, mimetype)
+    except _Refused as exc:
+        return _text(f"{exc.status} {exc.message}\n", exc.status)
+    except base.NotFound:
+        return _not_found()
+    except Exception:  # a guest must never see a traceback; the operator sees it in the log
+        LOG.exception("metadata request %s %s failed", request.method, request.path)
+        return _text("500 Internal Server Error\n", 500)
+
+
+def _post(uuid: str, path: str) -> Response:
+    parts = [p for p in path.split("/") if p]
+    if len(parts) != 3 or parts[0] != "openstack" or parts[2] != "password" or not (
+            parts[1] == "latest" or (parts[1] in base.OPENSTACK_VERSIONS and parts[1] >= base.GRIZZLY)):
+        return _text("405 Method Not Allowed\n", 405)
+    data = request.get_data(cache=False)
+    if len(data) > base.MAX_PASSWORD:
+        return _text("400 Request is too large.\n", 400)
+    from app import rpc
+    from app.errors import ApiError
+    try:
+        rpc.call("stratus.conductor.set_metadata_password", uuid, data.decode("utf-8", "replace"),
+                 argsrepr=repr((uuid, "<redacted>")))
+    except ApiError as exc:
+        return _text(f"{exc.code} {exc.message}\n", exc.code)
+    invalidate(uuid)
+    return _text("", 200)

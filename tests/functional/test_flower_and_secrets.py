@@ -1,0 +1,122 @@
+"""Operators see every boot step in Flower, and no secret reaches the broker, Flower or the logs."""
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.stack import free_port, procfile_commands
+
+pytestmark = pytest.mark.services
+
+ADMIN_PASS = "Sup3r-Secret-AdminPass"
+USER_DATA = "#!/bin/sh\necho stratus-user-data-secret-0451\n"
+BOOT_STEPS = ["stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build_disk",
+              "stratus.compute.spawn", "stratus.conductor.finish_boot"]
+
+
+@pytest.fixture(scope="module")
+def flower(stack):
+    port = free_port()
+    stack.env["STRATUS_FLOWER_PORT"] = str(port)
+    stack.env["STRATUS_FLOWER_AUTH"] = "ops:flower-pw"
+    stack.start_process("flower", procfile_commands()["flower"])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/api/workers", auth=("ops", "flower-pw"), timeout=5).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.5)
+    else:
+        pytest.fail("flower did not start:\n" + stack.log("flower")[-3000:])
+    assert requests.get(f"{url}/api/tasks", timeout=5).status_code == 401  # basic auth is on
+    time.sleep(2)  # let Flower subscribe to the event stream before the boot
+    yield url
+    stack.stop_process("flower")
+
+
+class RedisMonitor:
+    """Records every command the Redis broker receives (message bodies included)."""
+
+    def __init__(self, url: str):
+        import redis
+        self.client = redis.Redis.from_url(url)
+        self.seen: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with self.client.monitor() as m:
+            for cmd in m.listen():
+                self.seen.append(str(cmd.get("command", "")))
+                if self.stop.is_set():
+                    return
+
+    def __enter__(self):
+        self.thread.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.client.ping()  # wake the monitor loop
+        self.thread.join(timeout=5)
+
+
+def test_boot_steps_in_flower_and_no_secrets_anywhere(stack, flower):
+    token = stack.admin_token()
+    hdrs = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}
+    img = requests.post(f"{stack.url}/image/v2/images", headers=hdrs, json={
+        "name": "flower-img", "disk_format": "raw", "container_format": "bare"}).json()
+    requests.put(f"{stack.url}/image/v2/images/{img['id']}/file", data=b"y" * 256,
+                 headers={**hdrs, "Content-Type": "application/octet-stream"}).raise_for_status()
+    body = {"server": {"name": "flower-vm", "imageRef": img["id"], "flavorRef": "42", "networks": "none",
+                       "adminPass": ADMIN_PASS, "user_data": base64.b64encode(USER_DATA.encode()).decode()}}
+    monitor = RedisMonitor(stack.env["STRATUS_BROKER_URL"]) if stack.backend.broker == "redis" else None
+    if monitor:
+        monitor.__enter__()
+    try:
+        r = requests.post(f"{stack.url}/v2.1/servers", headers=hdrs, json=body)
+        assert r.status_code == 202, r.text
+        server_id = r.json()["server"]["id"]
+        assert r.json()["server"]["adminPass"] == ADMIN_PASS
+        deadline = time.monotonic() + 60
+        while requests.get(f"{stack.url}/v2.1/servers/{server_id}", headers=hdrs).json().get("server", {}).get("status") \
+                != "ACTIVE":
+            assert time.monotonic() < deadline, "server did not become ACTIVE"
+            time.sleep(0.2)
+    finally:
+        if monitor:
+            monitor.__exit__()
+
+    # Flower shows each step of this boot.
+    deadline = time.monotonic() + 30
+    while True:
+        tasks = requests.get(f"{flower}/api/tasks", auth=("ops", "flower-pw"), timeout=10).json()
+        mine = {t["name"]: t for t in tasks.values() if server_id in (t.get("args") or "")}
+        if all(step in mine for step in BOOT_STEPS) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert all(step in mine for step in BOOT_STEPS), sorted(mine)
+    assert all(mine[step]["state"] == "SUCCESS" for step in BOOT_STEPS), {k: v["state"] for k, v in mine.items()}
+
+    # No secret in what Flower shows, in the logs, or (Redis) in the raw broker traffic.
+    secrets = [ADMIN_PASS, "stratus-user-data-secret-0451", base64.b64encode(USER_DATA.encode()).decode()]
+    shown = str(tasks)
+    logs = "".join(stack.log(n) for n in ("api", "conductor", "scheduler", "compute", "flower"))
+    for secret in secrets:
+        assert secret not in shown
+        assert secret not in logs
+    if monitor:
+        raw = "\n".join(monitor.seen)
+        assert "stratus.conductor.create_instances" in raw  # the monitor did see the message
+        for secret in secrets:
+            assert secret not in raw
+    create = [t for t in tasks.values() if t["name"] == "stratus.conductor.create_instances"]
+    assert create and all("<redacted>" in (t.get("args") or "") for t in create)
+    requests.delete(f"{stack.url}/v2.1/servers/{server_id}", headers=hdrs)
