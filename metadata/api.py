@@ -1,6 +1,7 @@
 """Routes of the metadata service: every path goes through one view that identifies the caller first."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -9,7 +10,10 @@ import time
 
 from flask import Blueprint, Response, request
 
+from sqlalchemy import select
+
 from app.db import read_session
+from app.models import InstancePassword
 from app.settings import get_settings
 from metadata import base
 
@@ -92,6 +96,11 @@ def _metadata(uuid: str) -> base.InstanceMetadata:
     return md
 
 
+def _password(uuid: str) -> str | None:
+    with read_session() as s:
+        return s.scalar(select(InstancePassword.password).where(InstancePassword.instance_uuid == uuid))
+
+
 def invalidate(uuid: str) -> None:
     with _cache_lock:
         _cache.pop(uuid, None)
@@ -105,6 +114,9 @@ def serve(path: str) -> Response:
         if request.method == "POST":
             return _post(uuid, path)
         md = _metadata(uuid)
+        if path.rstrip("/").endswith("/password"):
+            # Written by a POST that any worker process may have served: never from the cache.
+            md = dataclasses.replace(md, password=_password(uuid))
         body, mimetype = md.lookup(path)
         return _text(body, 200, mimetype)
     except _Refused as exc:

@@ -1,0 +1,348 @@
+"""Issue 6 acceptance: the noVNC and SPICE HTML5 consoles of a real QEMU guest, opened in headless Chromium
+through Stratus's console proxies, with URLs the unmodified ``openstack console url show`` CLI prints.
+
+The whole cloud runs as real processes (api, conductor, scheduler, compute with the libvirt driver, novncproxy,
+spicehtml5proxy). Screenshots go to ``artifacts/``. Token rules that need a forged request (foreign Origin,
+an expired token) are checked with a plain WebSocket client; single use is checked in the browser.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+import requests
+
+from tests.stack import BACKENDS, Stack, free_port
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.browser]
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "artifacts"
+URI = "qemu:///system"
+HOST = "console-1"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+MARKER = "STRATUS-GUEST-UP"
+
+
+def _virsh(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True, timeout=60)
+
+
+def _domains() -> set[str]:
+    r = _virsh("list", "--all", "--uuid")
+    return {line.strip() for line in r.stdout.splitlines() if line.strip()}
+
+
+def _wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@pytest.fixture(scope="module")
+def test_image() -> Path:
+    missing = [b for b in ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")
+               if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
+    if missing:
+        pytest.skip(f"!!! LIBVIRT TESTS SKIPPED: {', '.join(missing)} not installed !!!")
+    if not (os.path.exists(CHROMEDRIVER) and shutil.which("chromium")):
+        pytest.skip("!!! BROWSER TESTS SKIPPED: apt-get install -y chromium chromium-driver novnc spice-html5 !!!")
+    for tool in ("libvirt-up", "build-test-image"):
+        run = subprocess.run([str(REPO / "tools" / tool)], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, f"tools/{tool} failed:\n{run.stdout}\n{run.stderr}"
+    image_dir = Path(os.environ.get("STRATUS_TEST_IMAGE_DIR", REPO / ".cache" / "test-image"))
+    assert "console=tty0" in (image_dir / "cmdline").read_text(), "the guest's screen needs console=tty0"
+    return image_dir
+
+
+@pytest.fixture(scope="module")
+def stack(test_image, tmp_path_factory):
+    instances = Path(tempfile.mkdtemp(prefix="stratus-console-", dir="/var/tmp"))
+    os.chmod(instances, 0o755)
+    before = _domains()
+    novnc, spice = free_port(), free_port()
+    st = Stack(tmp_path_factory.mktemp("console-browser"), BACKENDS["sqlite-filesystem"], compute_hosts=HOST,
+               extra_env={"STRATUS_COMPUTE_DRIVER": "libvirt", "STRATUS_LIBVIRT_URI": URI,
+                          "STRATUS_INSTANCES_PATH": str(instances),
+                          "STRATUS_NOVNCPROXY_PORT": str(novnc), "STRATUS_SPICEHTML5PROXY_PORT": str(spice),
+                          "STRATUS_NOVNCPROXY_BASE_URL": f"http://127.0.0.1:{novnc}/vnc_auto.html",
+                          "STRATUS_HTML5PROXY_BASE_URL": f"http://127.0.0.1:{spice}/spice_auto.html"},
+               processes=("api", "conductor", "scheduler", "compute", "novncproxy", "spicehtml5proxy"))
+    st.novnc_port, st.spice_port = novnc, spice
+    try:
+        st.start()
+        _wait_port(novnc)
+        _wait_port(spice)
+        yield st
+    finally:
+        st.stop()
+        for uuid in _domains() - before:  # whatever a failed test left behind
+            _virsh("destroy", uuid)
+            _virsh("undefine", uuid, "--managed-save", "--nvram")
+        shutil.rmtree(instances, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def api(stack) -> requests.Session:
+    s = requests.Session()
+    s.headers.update({"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"})
+    return s
+
+
+def _upload(stack, api, path: Path, name: str, fmt: str, container: str, **props) -> str:
+    img = api.post(f"{stack.url}/image/v2/images", json={"name": name, "disk_format": fmt,
+                                                          "container_format": container, **props}, timeout=30)
+    img.raise_for_status()
+    api.put(f"{stack.url}/image/v2/images/{img.json()['id']}/file", data=path.read_bytes(),
+            headers={"Content-Type": "application/octet-stream"}, timeout=120).raise_for_status()
+    return img.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def guests(stack, api, test_image) -> dict[str, str]:
+    """Two real guests, A and B, booted through the API and up to userspace (their screens show text)."""
+    kernel = _upload(stack, api, test_image / "vmlinuz", "console-kernel", "aki", "aki")
+    ramdisk = _upload(stack, api, test_image / "initrd.img", "console-ramdisk", "ari", "ari")
+    disk = _upload(stack, api, test_image / "disk.qcow2", "console-disk", "qcow2", "bare", kernel_id=kernel,
+                   ramdisk_id=ramdisk, os_command_line=(test_image / "cmdline").read_text().strip())
+    uuids = {}
+    for name in ("con-a", "con-b"):
+        r = api.post(f"{stack.url}/v2.1/servers", json={"server": {"name": name, "imageRef": disk, "flavorRef": "42",
+                                                                    "networks": "none"}}, timeout=60)
+        assert r.status_code == 202, r.text
+        uuids[name] = r.json()["server"]["id"]
+    deadline = time.monotonic() + 150
+    pending = dict(uuids)
+    while pending:
+        assert time.monotonic() < deadline, f"guests {list(pending)} did not boot"
+        for name, uuid in list(pending.items()):
+            info = api.get(f"{stack.url}/v2.1/servers/{uuid}", timeout=30).json()["server"]
+            assert info["status"] in ("BUILD", "ACTIVE"), info
+            if info["status"] == "ACTIVE":
+                out = api.post(f"{stack.url}/v2.1/servers/{uuid}/action", json={"os-getConsoleOutput": {}},
+                               timeout=30)
+                if out.ok and MARKER in out.json()["output"]:
+                    del pending[name]
+        time.sleep(0.5)
+    return uuids
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="stratus-chromium-")
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1024,768", f"--user-data-dir={profile}"):
+        opts.add_argument(arg)
+    opts.binary_location = shutil.which("chromium")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def console_url(stack, server: str, kind: str) -> str:
+    out = stack.openstack_json("console", "url", "show", f"--{kind}", server)
+    assert out["type"] == {"novnc": "novnc", "spice": "spice-html5"}[kind], out
+    return out["url"]
+
+
+def token_of(url: str) -> str:
+    q = parse_qs(urlsplit(url).query)
+    if "token" in q:
+        return q["token"][0]
+    return parse_qs(urlsplit(unquote(q["path"][0])).query)["token"][0]
+
+
+def set_expires(stack, token: str, expires: int) -> None:
+    with sqlite3.connect(stack.state_dir / "stratus.sqlite", timeout=30) as c:
+        n = c.execute("UPDATE console_auth_tokens SET expires=? WHERE token_hash=?",
+                      (expires, hashlib.sha256(token.encode()).hexdigest())).rowcount
+    assert n == 1
+
+
+# Pixels of the largest canvas that differ from its top-left (background) pixel.
+_CANVAS_INK = """
+const cs = Array.from(document.querySelectorAll(arguments[0]));
+let best = null;
+for (const c of cs) { if (c.width > 0 && c.height > 0 && (!best || c.width * c.height > best.width * best.height)) best = c; }
+if (!best) return -1;
+const d = best.getContext('2d').getImageData(0, 0, best.width, best.height).data;
+let n = 0;
+for (let i = 0; i < d.length; i += 4) {
+  if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) n++;
+}
+return n;
+"""
+
+
+def wait_ink(browser, selector: str, timeout: float = 30, minimum: int = 200) -> int:
+    deadline = time.monotonic() + timeout
+    ink = -1
+    while time.monotonic() < deadline:
+        ink = browser.execute_script(_CANVAS_INK, selector)
+        if ink >= minimum:
+            return ink
+        time.sleep(0.5)
+    raise AssertionError(f"the console canvas stayed blank ({ink} pixels differ from the background)")
+
+
+def novnc_status(browser) -> str:
+    return browser.execute_script("const s = document.getElementById('status'); return s ? s.textContent : ''")
+
+
+def wait_novnc_status(browser, pattern: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        status = novnc_status(browser)
+        if re.search(pattern, status):
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"noVNC status is {status!r}, expected /{pattern}/")
+
+
+def test_novnc_console_in_chromium(stack, guests, browser):
+    a = guests["con-a"]
+    url = console_url(stack, "con-a", "novnc")
+    assert url.startswith(f"http://127.0.0.1:{stack.novnc_port}/vnc_auto.html?path=%3Ftoken%3D")
+    browser.get(url)
+    status = wait_novnc_status(browser, r"^Connected")
+    assert status == f"Connected to QEMU ({a})", "the token led to instance A's own VNC server"
+    from selenium.webdriver.common.action_chains import ActionChains
+    ActionChains(browser).send_keys("\n").perform()  # the busybox shell prints a prompt on the guest's tty0
+    ink = wait_ink(browser, "canvas")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "console-novnc.png"))
+    assert ink > 0
+
+    # The same URL a second time: refused by the proxy, noVNC never connects.
+    browser.get("about:blank")
+    browser.get(url)
+    status = wait_novnc_status(browser, r"^(Disconnected|Something went wrong)")
+    assert "Connected to" not in status
+    log = stack.log("novncproxy")
+    assert re.search(rf"type=novnc instance={a} client=127\.0\.0\.1 result=accepted target=127\.0\.0\.1:\d+", log)
+    assert f"type=novnc instance={a} client=127.0.0.1 result=refused (token already used)" in log
+
+
+def test_spice_console_in_chromium(stack, guests, browser):
+    a = guests["con-a"]
+    url = console_url(stack, "con-a", "spice")
+    assert url.startswith(f"http://127.0.0.1:{stack.spice_port}/spice_auto.html?token=")
+    browser.get(url)
+    ink = wait_ink(browser, "#spice-screen canvas", timeout=45)
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "console-spice.png"))
+    assert ink > 0
+    log = stack.log("spicehtml5proxy")
+    accepted = re.findall(rf"type=spice-html5 instance={a} client=127\.0\.0\.1 result=accepted", log)
+    assert len(accepted) >= 2, "the main channel and the session's display/inputs channels"
+
+    # The same URL a second time: its main channel is refused, nothing is drawn.
+    browser.get("about:blank")
+    browser.get(url)
+    deadline = time.monotonic() + 15
+    while "result=refused (token already used)" not in stack.log("spicehtml5proxy"):
+        assert time.monotonic() < deadline, stack.log("spicehtml5proxy")[-2000:]
+        time.sleep(0.2)
+    time.sleep(1)
+    assert browser.execute_script(_CANVAS_INK, "#spice-screen canvas") in (-1, 0)
+    assert len(re.findall(rf"instance={a} client=127\.0\.0\.1 result=accepted",
+                          stack.log("spicehtml5proxy"))) == len(accepted)
+
+
+def _rfb_desktop_name(ws) -> str:
+    """Speak just enough RFB (3.8, security None) over the proxy to read the server's desktop name."""
+    buf = b""
+
+    def read(n: int) -> bytes:
+        nonlocal buf
+        while len(buf) < n:
+            buf += ws.recv()
+        out, buf = buf[:n], buf[n:]
+        return out
+
+    assert read(12).startswith(b"RFB ")
+    ws.send_binary(b"RFB 003.008\n")
+    types = read(read(1)[0])
+    assert 1 in types, types
+    ws.send_binary(b"\x01")
+    assert read(4) == b"\x00\x00\x00\x00"
+    ws.send_binary(b"\x01")  # ClientInit, shared
+    read(4 + 16)
+    (length,) = struct.unpack(">I", read(4))
+    return read(length).decode()
+
+
+def test_token_rules_with_real_guests(stack, guests, api):
+    import websocket
+
+    a, b = guests["con-a"], guests["con-b"]
+    port = stack.novnc_port
+    origin = f"http://127.0.0.1:{port}"
+
+    def ws(token: str, extra: str = "", **kw):
+        return websocket.create_connection(f"ws://127.0.0.1:{port}/?token={token}{extra}", subprotocols=["binary"],
+                                           timeout=20, **{"origin": origin, **kw})
+
+    # A's token reaches A's VNC server only, whatever else the request names.
+    url_b = console_url(stack, "con-b", "novnc")
+    token_a = token_of(console_url(stack, "con-a", "novnc"))
+    ports = {u: int(re.search(r"<graphics type='vnc' port='(\d+)'", _virsh("dumpxml", u).stdout).group(1)) for u in (a, b)}
+    assert ports[a] != ports[b]
+    conn = ws(token_a, f"&host=127.0.0.1&port={ports[b]}&instance={b}")
+    try:
+        assert _rfb_desktop_name(conn) == f"QEMU ({a})"
+    finally:
+        conn.close()
+    assert f"instance={a} client=127.0.0.1 result=accepted target=127.0.0.1:{ports[a]}" in stack.log("novncproxy")
+
+    # A foreign Origin is refused (and does not burn the token).
+    token_b = token_of(url_b)
+    with pytest.raises(websocket.WebSocketBadStatusException) as exc:
+        ws(token_b, origin="http://attacker.example")
+    assert exc.value.status_code == 403
+    # An expired token is refused.
+    set_expires(stack, token_b, int(time.time()) - 1)
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        ws(token_b)
+    log = stack.log("novncproxy")
+    assert f"instance={b} client=127.0.0.1 result=refused (Origin 'http://attacker.example' is not allowed)" in log
+    assert f"instance={b} client=127.0.0.1 result=refused (token expired)" in log
+
+    # Deleting the instance invalidates its tokens.
+    fresh_b = token_of(console_url(stack, "con-b", "novnc"))
+    spice_b = token_of(console_url(stack, "con-b", "spice"))
+    stack.openstack("server", "delete", "--wait", "con-b")
+    with sqlite3.connect(stack.state_dir / "stratus.sqlite", timeout=30) as c:
+        assert c.execute("SELECT count(*) FROM console_auth_tokens WHERE instance_uuid=?", (b,)).fetchone()[0] == 0
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        ws(fresh_b)
+    with pytest.raises(websocket.WebSocketBadStatusException):
+        websocket.create_connection(f"ws://127.0.0.1:{stack.spice_port}/?token={spice_b}", timeout=20,
+                                    origin=f"http://127.0.0.1:{stack.spice_port}", subprotocols=["binary"])
+    assert "result=refused (unknown token)" in stack.log("novncproxy")
+    assert b not in _domains()

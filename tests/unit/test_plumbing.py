@@ -1,0 +1,55 @@
+"""Routing, states, settings and the migration history."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings, load_settings
+from tasks.routing import route_task
+from tasks.states import status_of
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_routes():
+    assert route_task("stratus.conductor.claim", [{}], {}, {}) == {"queue": "conductor"}
+    assert route_task("stratus.scheduler.schedule", [{}], {}, {}) == {"queue": "scheduler"}
+    assert route_task("stratus.compute.spawn", [{"host": "h7"}], {}, {}) == {"queue": "compute.h7"}
+    with pytest.raises(ValueError):
+        route_task("stratus.compute.spawn", [{}], {}, {})
+
+
+@pytest.mark.parametrize("vm,task,status", [("active", None, "ACTIVE"), ("building", "scheduling", "BUILD"),
+                                            ("stopped", None, "SHUTOFF"), ("active", "rebooting", "REBOOT"),
+                                            ("active", "rebooting_hard", "HARD_REBOOT"), ("error", None, "ERROR"),
+                                            ("paused", None, "PAUSED"), ("deleted", None, "DELETED")])
+def test_status_mapping(vm, task, status):
+    assert status_of(vm, task) == status
+
+
+def test_settings_from_env_and_file(tmp_path):
+    cfg = tmp_path / "stratus.toml"
+    cfg.write_text('compute_driver = "libvirt"\nmax_attempts = 5\n')
+    s = load_settings({"STRATUS_CONFIG": str(cfg), "STRATUS_MAX_ATTEMPTS": "7",
+                       "STRATUS_BROKER_URL": "redis://x:6379/0"})
+    assert s.compute_driver == "libvirt" and s.max_attempts == 7
+    assert s.celery_result_backend == "redis://x:6379/0"
+    assert Settings(broker_url="amqp://g:g@h//").celery_result_backend == "rpc://"
+    assert Settings(state_dir=str(tmp_path)).sqlalchemy_url.startswith("sqlite:///")
+    with pytest.raises(ValueError, match="unknown Stratus settings"):
+        (tmp_path / "bad.toml").write_text("no_such_setting = 1\n")
+        load_settings({"STRATUS_CONFIG": str(tmp_path / "bad.toml")})
+
+
+def test_migrations_match_models(tmp_path):
+    """`flask db upgrade` from scratch, then `flask db check`: the Alembic history equals the models."""
+    env = {"STRATUS_STATE_DIR": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
+    flask = str(Path(sys.executable).parent / "flask")
+    up = subprocess.run([flask, "--app", "app", "db", "upgrade"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert up.returncode == 0, up.stderr
+    check = subprocess.run([flask, "--app", "app", "db", "check"], cwd=REPO, env=env, capture_output=True,
+                           text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
