@@ -26,8 +26,8 @@ if broker_url.startswith("filesystem://"):
         "processed_folder": str(_queue_dir / "processed"),
         "control_folder": str(_queue_dir / "control"),
         "store_processed": False,
-        # Default is 1 s per poll; a boot passes through five queues.
-        "polling_interval": 0.02,
+        # kombu's default is 1 s per poll; a boot passes through five queues.
+        "polling_interval": _settings.fs_broker_polling_interval,
     }
 elif broker_url.startswith(("redis://", "rediss://")):
     broker_transport_options = {"visibility_timeout": 3600}

@@ -20,6 +20,8 @@ class Settings:
     broker_url: str = ""
     result_backend: str = ""
     secret_key_file: str = ""
+    # Seconds between polls of the embedded filesystem broker: lower is faster per hop, higher idles cheaper.
+    fs_broker_polling_interval: float = 0.05
     # Public endpoint used in the service catalog and version documents.
     public_url: str = "http://127.0.0.1:8774"
     token_ttl: int = 3600

@@ -1,0 +1,387 @@
+"""Boot and delete throughput/latency through the real API, scheduler, conductor and compute processes.
+
+A whole cloud is started from the Procfile (tests/stack.py) on one backend, with ``hosts`` fake compute hosts
+served by ONE compute worker process. ``n`` servers are created with POST /v2.1/servers from a pool of
+``concurrency`` HTTP client threads; one poller thread follows the state changes with
+GET /v2.1/servers/detail?changes-since=<t> (no per-server GETs). Then all are deleted the same way.
+
+Figures (per phase):
+- throughput: n / (first request sent -> last server seen ACTIVE, resp. DELETED);
+- client latency: request sent -> first poll that shows ACTIVE (resp. DELETED); the poll period (about 50 ms
+  plus the time of one list call) is included, so these are upper bounds;
+- server latency from the DB: instances.created_at (conductor insert) -> launched_at (finish_boot), and for
+  delete instance_actions.start_time (delete accepted) -> instances.terminated_at;
+- DB transactions and SQL statements per boot, counted inside every stack process by bench/hook (SQLAlchemy
+  engine events), by process role; on PostgreSQL also pg_stat_database xact_commit/xact_rollback of the
+  stack's own database (which includes the poller's reads and the heartbeats);
+- CPU seconds per boot by process role (user+system of each Procfile process and its children).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from bench.common import (HOOK_DIR, diff_counters, environment, loadavg, log, read_tx_counters, session_cpu,
+                          summary_ms)
+
+COMPUTE = "/v2.1"
+
+
+class Poller(threading.Thread):
+    """Follows status changes through GET /servers/detail?changes-since=..., recording the first time each
+    server is seen in each status."""
+
+    def __init__(self, url: str, token: str, period: float = 0.05):
+        super().__init__(name="poller", daemon=True)
+        self.url, self.period = url, period
+        self.http = requests.Session()
+        self.http.headers["X-Auth-Token"] = token
+        self.seen: dict[str, dict[str, float]] = {}  # uuid -> status -> monotonic time first seen
+        self.stop_event = threading.Event()
+        self.polls = 0
+        self.poll_times: list[float] = []
+        self.rows = 0
+        self.errors = 0
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        since = dt.datetime.utcnow() - dt.timedelta(seconds=5)
+        while not self.stop_event.is_set():
+            started_wall = dt.datetime.utcnow()
+            t0 = time.monotonic()
+            try:
+                servers = self._fetch(since)
+            except requests.RequestException:
+                self.errors += 1
+                time.sleep(0.2)
+                continue
+            now = time.monotonic()
+            self.poll_times.append(now - t0)
+            self.polls += 1
+            self.rows += len(servers)
+            with self.lock:
+                for srv in servers:
+                    self.seen.setdefault(srv["id"], {}).setdefault(srv["status"], now)
+            # Overlap windows by 2 s: rows committed during the previous call are not missed.
+            since = started_wall - dt.timedelta(seconds=2)
+            self.stop_event.wait(self.period)
+
+    def _fetch(self, since: dt.datetime) -> list[dict]:
+        out: list[dict] = []
+        url = f"{self.url}{COMPUTE}/servers/detail"
+        params: dict | None = {"changes-since": since.isoformat(timespec="microseconds") + "Z", "limit": 1000}
+        while url:
+            r = self.http.get(url, params=params, timeout=60)
+            r.raise_for_status()
+            body = r.json()
+            out.extend(body["servers"])
+            nxt = [l["href"] for l in body.get("servers_links", []) if l.get("rel") == "next"]
+            url, params = (nxt[0], None) if nxt else (None, None)
+        return out
+
+    def first_seen(self, uid: str, status: str) -> float | None:
+        with self.lock:
+            return self.seen.get(uid, {}).get(status)
+
+    def count(self, uids: list[str], status: str) -> int:
+        with self.lock:
+            return sum(1 for u in uids if status in self.seen.get(u, {}))
+
+
+def _create_image(url: str, token: str) -> str:
+    h = {"X-Auth-Token": token}
+    r = requests.post(f"{url}/image/v2/images", json={"name": "bench-image", "disk_format": "raw",
+                                                      "container_format": "bare"}, headers=h, timeout=30)
+    r.raise_for_status()
+    image_id = r.json()["id"]
+    r = requests.put(f"{url}/image/v2/images/{image_id}/file", data=b"\0" * 4096,
+                     headers={**h, "Content-Type": "application/octet-stream"}, timeout=30)
+    r.raise_for_status()
+    return image_id
+
+
+def _pg_xacts(db_url: str) -> dict | None:
+    if not db_url.startswith("postgresql"):
+        return None
+    import psycopg2
+    name = db_url.rsplit("/", 1)[1]
+    c = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
+    c.autocommit = True
+    cur = c.cursor()
+    cur.execute("SELECT pg_stat_clear_snapshot()")
+    cur.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (name,))
+    commit, rollback = cur.fetchone()
+    c.close()
+    return {"xact_commit": int(commit), "xact_rollback": int(rollback)}
+
+
+class Phase:
+    """Snapshot of the counters around one phase (boot or delete)."""
+
+    def __init__(self, stack, txdir: Path, sids: dict[str, int]):
+        self.stack, self.txdir, self.sids = stack, txdir, sids
+
+    def snap(self) -> dict:
+        return {"cpu": session_cpu(self.sids), "tx": read_tx_counters(self.txdir),
+                "pg": _pg_xacts(self.stack.env.get("STRATUS_DATABASE_URL", "")), "load": loadavg(),
+                "t": time.monotonic()}
+
+    @staticmethod
+    def delta(before: dict, after: dict, n: int) -> dict:
+        cpu = {k: round(after["cpu"][k] - before["cpu"].get(k, 0.0), 2) for k in after["cpu"]}
+        tx = diff_counters(after["tx"], before["tx"])
+        out: dict = {
+            "cpu_seconds": {**cpu, "total": round(sum(cpu.values()), 2)},
+            "cpu_seconds_per_op": round(sum(cpu.values()) / n, 4) if n else None,
+            "db_by_role": tx,
+        }
+        tot = {k: sum(v[k] for v in tx.values()) for k in ("begin", "commit", "rollback", "statements")}
+        out["db_per_op"] = {k: round(v / n, 2) for k, v in tot.items()} if n else None
+        # Transactions of the cloud's own work, without the benchmark's poller (the API's reads for it).
+        no_api = {k: sum(v[k] for r, v in tx.items() if r != "api") for k in tot}
+        out["db_per_op_excluding_api"] = {k: round(v / n, 2) for k, v in no_api.items()} if n else None
+        if before["pg"] and after["pg"]:
+            out["pg_stat_database_per_op"] = {k: round((after["pg"][k] - before["pg"][k]) / n, 2)
+                                              for k in before["pg"]}
+        return out
+
+
+def _run_phase(name: str, uids_or_n, submit, poller: Poller, target_status: str, concurrency: int,
+               timeout: float) -> dict:
+    sent: dict[str, float] = {}
+    accepted: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(arg):
+        t0 = time.monotonic()
+        try:
+            uid = submit(arg)
+        except Exception as exc:  # recorded, the run continues
+            with lock:
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            return
+        with lock:
+            sent[uid] = t0
+            accepted.append(time.monotonic() - t0)
+
+    start = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, uids_or_n))
+    submitted = time.monotonic()
+    uids = list(sent)
+    deadline = submitted + timeout
+    while time.monotonic() < deadline:
+        if poller.count(uids, target_status) >= len(uids):
+            break
+        time.sleep(0.1)
+    done = [u for u in uids if poller.first_seen(u, target_status) is not None]
+    last = max((poller.first_seen(u, target_status) for u in done), default=start)
+    latencies = [poller.first_seen(u, target_status) - sent[u] for u in done]
+    error_states = [u for u in uids if "ERROR" in poller.seen.get(u, {})]
+    wall = last - start
+    return {"phase": name, "requested": len(uids_or_n) if hasattr(uids_or_n, "__len__") else None,
+            "accepted": len(uids), "completed": len(done), "errors_http": len(errors),
+            "error_samples": errors[:3], "instances_in_error": len(error_states),
+            "wall_s": round(wall, 2), "submit_s": round(submitted - start, 2),
+            "ops_per_s": round(len(done) / wall, 2) if wall > 0 else None,
+            "api_accept_latency": summary_ms(accepted), "client_latency": summary_ms(latencies),
+            "_uids": uids}
+
+
+def _db_latencies(stack, uids: list[str]) -> tuple[dict, dict]:
+    """created_at -> launched_at, and delete accepted -> terminated_at, from the stack's DB."""
+    from sqlalchemy import create_engine, text
+    url = stack.env.get("STRATUS_DATABASE_URL") or f"sqlite:///{stack.state_dir / 'stratus.sqlite'}"
+    eng = create_engine(url)
+    boot, delete = [], []
+    want = set(uids)
+    try:
+        with eng.connect() as c:
+            for uid, created, launched, terminated in c.execute(text(
+                    "SELECT uuid, created_at, launched_at, terminated_at FROM instances")):
+                if uid in want and created and launched:
+                    boot.append((_dt(launched) - _dt(created)).total_seconds())
+            starts = {u: _dt(t) for u, t in c.execute(text(
+                "SELECT instance_uuid, start_time FROM instance_actions WHERE action = 'delete'"))}
+            for uid, terminated in c.execute(text("SELECT uuid, terminated_at FROM instances "
+                                                  "WHERE terminated_at IS NOT NULL")):
+                if uid in want and uid in starts:
+                    delete.append((_dt(terminated) - starts[uid]).total_seconds())
+    finally:
+        eng.dispose()
+    return summary_ms(boot), summary_ms(delete)
+
+
+def _dt(v) -> dt.datetime:
+    return v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(str(v))
+
+
+def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 16, timeout: float | None = None,
+        profile: bool = False, keep: bool = False) -> dict:
+    from tests.stack import BACKENDS, Stack
+
+    backend = BACKENDS[backend_name]
+    missing = backend.missing()
+    record: dict = {"bench": "boot_delete", "backend": backend_name, "n": n, "hosts": hosts,
+                    "compute_worker_processes": 1, "client_threads": concurrency,
+                    "env": environment(backend.database, backend.broker), "load_before": loadavg()}
+    if missing:
+        return {**record, "skipped": missing}
+    state = Path(tempfile.mkdtemp(prefix=f"stratus-bench-{backend_name}-"))
+    txdir = state / "txcount"
+    txdir.mkdir()
+    extra = {
+        "PYTHONPATH": f"{HOOK_DIR}:{os.environ.get('PYTHONPATH', '')}".rstrip(":"),
+        "STRATUS_BENCH_TXDIR": str(txdir),
+        # Room for n servers: unlimited quota, a /16 for fixed IPs.
+        "STRATUS_QUOTA_INSTANCES": "-1", "STRATUS_QUOTA_CORES": "-1", "STRATUS_QUOTA_RAM": "-1",
+        "STRATUS_NETWORK_CIDR": "10.64.0.0/16",
+        # The shipped default (tests/stack.py uses 2 s, which with 100 hosts is 50 sync tasks/s of noise).
+        "STRATUS_REPORT_INTERVAL": "10",
+    }
+    stack = Stack(state, backend, compute_hosts=",".join(f"fake-{i}" for i in range(hosts)), extra_env=extra)
+    timeout = timeout or max(120.0, n * 0.5)
+    t_start = time.monotonic()
+    try:
+        stack.start()
+        record["stack_start_s"] = round(time.monotonic() - t_start, 1)
+        sids = {name: p.pid for name, p in stack.procs.items()}
+        token = stack.admin_token()
+        image_id = _create_image(stack.url, token)
+        local = threading.local()
+
+        def http() -> requests.Session:
+            if not hasattr(local, "s"):
+                local.s = requests.Session()
+                local.s.headers["X-Auth-Token"] = token
+            return local.s
+
+        def create(i: int) -> str:
+            r = http().post(f"{stack.url}{COMPUTE}/servers", json={"server": {
+                "name": f"bench-{i}", "imageRef": image_id, "flavorRef": "42"}}, timeout=120)
+            if r.status_code != 202:
+                raise RuntimeError(f"POST /servers {r.status_code}: {r.text[:200]}")
+            return r.json()["server"]["id"]
+
+        def delete(uid: str) -> str:
+            r = http().delete(f"{stack.url}{COMPUTE}/servers/{uid}", timeout=120)
+            if r.status_code != 204:
+                raise RuntimeError(f"DELETE /servers {r.status_code}: {r.text[:200]}")
+            return uid
+
+        # Warm-up: one server through the whole canvas (imports, connections), not counted.
+        poller = Poller(stack.url, token)
+        poller.start()
+        warm = _run_phase("warmup", [0], create, poller, "ACTIVE", 1, 60)
+        record["single_boot_client_latency_ms"] = warm["client_latency"].get("p50_ms")
+        _run_phase("warmup-delete", warm["_uids"], delete, poller, "DELETED", 1, 60)
+        time.sleep(1.5)
+
+        phase = Phase(stack, txdir, sids)
+        profiler = _start_profile(stack, state, "conductor", duration=min(60, max(5, int(n / 40)))) if profile \
+            else None
+        before = phase.snap()
+        boot = _run_phase("boot", list(range(n)), create, poller, "ACTIVE", concurrency, timeout)
+        time.sleep(1.5)  # counters are flushed every 0.5 s; PostgreSQL stats at transaction end
+        after = phase.snap()
+        boot.update(Phase.delta(before, after, boot["completed"]), load_during=after["load"])
+        if profiler:
+            record["profile_conductor"] = _finish_profile(profiler)
+
+        before = phase.snap()
+        dele = _run_phase("delete", boot["_uids"], delete, poller, "DELETED", concurrency, timeout)
+        time.sleep(1.5)
+        after = phase.snap()
+        dele.update(Phase.delta(before, after, dele["completed"]), load_during=after["load"])
+        poller.stop_event.set()
+        poller.join(10)
+        db_boot, db_delete = _db_latencies(stack, boot["_uids"])
+        boot["server_latency_created_to_launched"] = db_boot
+        dele["server_latency_accepted_to_terminated"] = db_delete
+        for ph in (boot, dele):
+            ph.pop("_uids")
+        record.update(boot=boot, delete=dele,
+                      poller={"polls": poller.polls, "rows": poller.rows, "errors": poller.errors,
+                              "poll_latency": summary_ms(poller.poll_times)})
+    except Exception as exc:
+        record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        for name in ("api", "conductor", "scheduler", "compute"):
+            log(f"--- {name} log tail\n{stack.log(name)[-1500:]}")
+    finally:
+        stack.stop()
+        record["load_after"] = loadavg()
+        if not keep:
+            shutil.rmtree(state, ignore_errors=True)
+    return record
+
+
+# --- optional py-spy sampling of a process role -------------------------------------------------------------------
+
+def _pyspy() -> str | None:
+    for cand in (shutil.which("py-spy"), "/tmp/pyspy/bin/py-spy"):
+        if cand and os.path.exists(cand):
+            return cand
+    return None
+
+
+def _start_profile(stack, state: Path, role: str, duration: int):
+    import subprocess
+    exe = _pyspy()
+    if exe is None:
+        log("py-spy not found; no profile")
+        return None
+    out = state / f"{role}.pyspy.txt"
+    proc = subprocess.Popen([exe, "record", "--subprocesses", "--nonblocking", "-d", str(duration), "-r", "50",
+                             "-f", "raw", "-o", str(out), "-p", str(stack.procs[role].pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, out
+
+
+def _finish_profile(profiler) -> dict:
+    proc, out = profiler
+    try:
+        proc.wait(timeout=120)
+    except Exception:
+        proc.kill()
+    if not out.exists():
+        return {"error": (proc.stderr.read() or b"").decode()[-300:]}
+    from collections import Counter
+    own: Counter = Counter()
+    inclusive: Counter = Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack_s, _, count = line.rpartition(" ")
+        try:
+            c = int(count)
+        except ValueError:
+            continue
+        frames = stack_s.split(";")
+        total += c
+        if frames:
+            own[_short(frames[-1])] += c
+        for fr in set(_short(f) for f in frames):
+            inclusive[fr] += c
+    keep = out.parent.parent / out.name if False else None  # noqa: F841 (raw file is removed with the state dir)
+    return {"samples": total,
+            "top_self": [[f, round(100 * c / total, 1)] for f, c in own.most_common(12)] if total else [],
+            "top_inclusive": [[f, round(100 * c / total, 1)] for f, c in inclusive.most_common(40)] if total else []}
+
+
+def _short(frame: str) -> str:
+    # py-spy raw frames look like "function (path/to/file.py:123)"
+    name, _, loc = frame.partition(" (")
+    loc = loc.rstrip(")")
+    path, _, _line = loc.rpartition(":")
+    parts = path.split("/")
+    short = "/".join(parts[-2:]) if parts else path
+    return f"{name} ({short})"

@@ -1,0 +1,150 @@
+"""One scheduling decision at 1,000 / 10,000 / 50,000 hosts, split into its parts.
+
+A scratch database (SQLite file; PostgreSQL too when it runs here) gets ``services`` + ``compute_nodes`` rows
+inserted directly (every host up, enabled, with a random fill). Then, repeated ``reps`` times, the decision is
+timed as the scheduler task does it:
+
+- load: tasks.scheduler.load_host_states (the ORM query joining compute_nodes and services, HostState objects);
+- filter+weigh: scheduler.manager.select_destinations (pure, in memory);
+- claim: tasks.db_write.claim on the chosen host (conditional UPDATE + allocation INSERT) and COMMIT.
+
+Medians are reported in ms; "total" is the median of the per-decision sums.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import statistics
+import tempfile
+import time
+import types
+import uuid
+from pathlib import Path
+
+from bench.common import environment, loadavg, log
+
+
+def _engine(kind: str, tmp: Path):
+    from sqlalchemy import create_engine
+    if kind == "sqlite":
+        return create_engine(f"sqlite:///{tmp / 'sched.sqlite'}"), None
+    import psycopg2
+    name = f"stratus_bench_{uuid.uuid4().hex[:8]}"
+    c = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
+    c.autocommit = True
+    c.cursor().execute(f"CREATE DATABASE {name}")
+    c.close()
+
+    def drop():
+        c = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
+        c.autocommit = True
+        c.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        c.close()
+    return create_engine(f"postgresql+psycopg2://root@127.0.0.1:5432/{name}"), drop
+
+
+def _populate(engine, hosts: int) -> None:
+    from sqlalchemy import insert
+
+    from app.models import Base, ComputeNode, Service
+    Base.metadata.drop_all(engine, tables=[ComputeNode.__table__, Service.__table__])
+    Base.metadata.create_all(engine, tables=[Service.__table__, ComputeNode.__table__,
+                                             Base.metadata.tables["allocations"]])
+    now = dt.datetime.utcnow()
+    rnd = random.Random(42)
+    with engine.begin() as c:
+        c.execute(insert(Service), [{"id": i + 1, "uuid": str(uuid.uuid4()), "host": f"h{i}",
+                                     "binary": "stratus-compute", "topic": "compute", "disabled": False,
+                                     "forced_down": False, "last_seen_at": now, "created_at": now,
+                                     "updated_at": now} for i in range(hosts)])
+        rows = []
+        for i in range(hosts):
+            used = rnd.randint(0, 60)
+            rows.append({"id": i + 1, "uuid": str(uuid.uuid4()), "service_id": i + 1, "host": f"h{i}",
+                         "hypervisor_hostname": f"h{i}", "hypervisor_type": "fake", "hypervisor_version": 1,
+                         "host_ip": "127.0.0.1", "availability_zone": "nova", "vcpus": 16, "memory_mb": 32768,
+                         "local_gb": 512, "vcpus_used": used // 4, "memory_mb_used": used * 512,
+                         "local_gb_used": used * 8, "running_vms": used, "cpu_allocation_ratio": 4.0,
+                         "ram_allocation_ratio": 1.0, "disk_allocation_ratio": 1.0, "updated_at": now})
+        c.execute(insert(ComputeNode), rows)
+
+
+def measure(engine, hosts: int, reps: int) -> dict:
+    from sqlalchemy.orm import Session
+
+    from scheduler.host_state import RequestSpec
+    from scheduler.manager import select_destinations
+    from tasks import db_write
+    from tasks.scheduler import load_host_states
+
+    _populate(engine, hosts)
+    load, pure, claim, total = [], [], [], []
+    for i in range(reps + 1):
+        spec = RequestSpec(instance_uuid=str(uuid.uuid4()), vcpus=1, memory_mb=128, root_gb=1)
+        t0 = time.perf_counter()
+        with Session(engine) as s:
+            states = load_host_states(s)
+        t1 = time.perf_counter()
+        sel = select_destinations(states, spec, max_attempts=3)
+        t2 = time.perf_counter()
+        with Session(engine) as s:
+            inst = types.SimpleNamespace(uuid=spec.instance_uuid, vcpus=1, memory_mb=128, root_gb=1)
+            ok = db_write.claim(s, inst, sel.hosts[0])
+            s.commit()
+        t3 = time.perf_counter()
+        assert ok, "claim failed"
+        if i == 0:
+            continue  # warm-up (imports, connection, statement cache)
+        load.append(t1 - t0)
+        pure.append(t2 - t1)
+        claim.append(t3 - t2)
+        total.append(t3 - t0)
+    med = lambda xs: round(statistics.median(xs) * 1000, 2)  # noqa: E731
+    return {"hosts": hosts, "reps": reps, "load_ms": med(load), "filter_weigh_ms": med(pure),
+            "claim_ms": med(claim), "total_ms": med(total), "total_p95_ms": round(sorted(total)[
+                max(0, int(len(total) * 0.95) - 1)] * 1000, 2), "passed_hosts_example": sel.explanation}
+
+
+def run(host_counts=(1000, 10000, 50000), databases=("sqlite", "postgresql")) -> list[dict]:
+    out = []
+    for kind in databases:
+        if kind == "postgresql":
+            from tests.stack import BACKENDS
+            if BACKENDS["postgresql-redis"].missing():
+                out.append({"bench": "scheduler", "database": kind, "skipped": "postgresql not running"})
+                continue
+        with tempfile.TemporaryDirectory() as tmp:
+            engine, drop = _engine(kind, Path(tmp))
+            try:
+                rows = []
+                load_before = loadavg()
+                for hosts in host_counts:
+                    reps = 20 if hosts <= 1000 else (10 if hosts <= 10000 else 5)
+                    log(f"scheduler: {kind} {hosts} hosts")
+                    rows.append(measure(engine, hosts, reps))
+                target = next((r for r in rows if r["hosts"] == 10000), None)
+                out.append({"bench": "scheduler", "database": kind, "env": environment(kind, "none"),
+                            "load_before": load_before, "load_after": loadavg(), "rows": rows,
+                            "target_10k_ms": 10.0,
+                            "meets_target_10k": (target["total_ms"] <= 10.0) if target else None})
+            finally:
+                engine.dispose()
+                if drop:
+                    drop()
+    return out
+
+
+def table(record: dict) -> str:
+    lines = [f"{'hosts':>8} {'load ms':>9} {'filter+weigh ms':>16} {'claim ms':>9} {'total ms':>9}"]
+    for r in record.get("rows", []):
+        lines.append(f"{r['hosts']:>8} {r['load_ms']:>9} {r['filter_weigh_ms']:>16} {r['claim_ms']:>9} "
+                     f"{r['total_ms']:>9}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("STRATUS_STATE_DIR", tempfile.mkdtemp(prefix="stratus-bench-sched-"))
+    for rec in run():
+        print(rec)
+        print(table(rec))
