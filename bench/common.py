@@ -80,7 +80,7 @@ _SERVERS: dict | None = None
 def environment(database: str, broker: str) -> dict:
     global _SERVERS
     if _SERVERS is None:
-        _SERVERS = server_versions()
+        _SERVERS = server_versions() if os.environ.get("STRATUS_BENCH_QUICK") != "1" else {}
     versions = {"python": platform.python_version(), "sqlalchemy": _version("sqlalchemy"),
                 "celery": _version("celery"), "kombu": _version("kombu"), "flask": _version("flask"),
                 "gunicorn": _version("gunicorn"), "sqlite": __import__("sqlite3").sqlite_version, **_SERVERS}

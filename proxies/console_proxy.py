@@ -145,8 +145,13 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
         self.console: dict | None = None
         self.token_digest: str | None = None
         try:
+            try:  # parsed first only so that every log line can name the instance
+                self.token_digest = token_hash(self._token())
+            except Refused:
+                self.token_digest = None
             check_origin(self.headers.get("Origin"), self.headers.get("X-Forwarded-Proto"), self.server.settings)
-            self.token_digest = token_hash(self._token())
+            if self.token_digest is None:
+                raise Refused("no token")
             if self.server.protocol == "vnc":
                 # One WebSocket per console: consume the token now, so a refusal is a plain HTTP 403.
                 self.console = self._consume()

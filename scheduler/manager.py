@@ -6,6 +6,7 @@ hosts it removed ("RamFilter removed 37 of 40 hosts"), so a user reading the fau
 from __future__ import annotations
 
 import dataclasses
+import heapq
 
 from scheduler.filters import DEFAULT_FILTERS, HostFilter
 from scheduler.host_state import HostState, RequestSpec
@@ -30,7 +31,12 @@ def filter_hosts(hosts: list[HostState], spec: RequestSpec,
     removed: list[str] = []
     for f in filters:
         before = len(remaining)
-        remaining = [h for h in remaining if f.host_passes(h, spec)]
+        bulk = getattr(f, "filter_all", None)
+        if bulk is not None:
+            remaining = bulk(remaining, spec)
+        else:
+            passes = f.host_passes
+            remaining = [h for h in remaining if passes(h, spec)]
         if len(remaining) < before:
             removed.append(f"{f.name} removed {before - len(remaining)} of {before} hosts")
         if not remaining:
@@ -47,8 +53,9 @@ def select_destinations(hosts: list[HostState], spec: RequestSpec, max_attempts:
     if not passed:
         raise NoValidHost("; ".join(removed) + ".")
     scores = normalised_scores(passed, spec, weighers)
-    ranked = [h for _, h in sorted(zip(scores, passed), key=lambda p: (-p[0], p[1].host))]
-    chosen = [h.host for h in ranked[:max(1, max_attempts)]]
+    # Only the best max_attempts hosts are needed: a bounded heap is O(n), a full sort O(n log n).
+    best = heapq.nsmallest(max(1, max_attempts), zip(scores, passed), key=lambda p: (-p[0], p[1].host))
+    chosen = [h.host for _, h in best]
     explanation = f"{len(passed)} of {len(hosts)} hosts passed the filters" + (
         f" ({'; '.join(removed)})" if removed else "")
     return Selection(hosts=chosen, explanation=explanation)

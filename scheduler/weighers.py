@@ -23,6 +23,9 @@ class RAMWeigher:
     def weigh(self, host: HostState, spec: RequestSpec) -> float:
         return host.free_ram_mb
 
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        return [h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used for h in hosts]
+
 
 DEFAULT_WEIGHERS: tuple[Weigher, ...] = (RAMWeigher(),)
 
@@ -30,9 +33,12 @@ DEFAULT_WEIGHERS: tuple[Weigher, ...] = (RAMWeigher(),)
 def normalised_scores(hosts: list[HostState], spec: RequestSpec, weighers: tuple[Weigher, ...]) -> list[float]:
     scores = [0.0] * len(hosts)
     for w in weighers:
-        raw = [w.weigh(h, spec) for h in hosts]
+        bulk = getattr(w, "weigh_all", None)  # optional: one list comprehension, as filter_all
+        raw = bulk(hosts, spec) if bulk is not None else [w.weigh(h, spec) for h in hosts]
         lo, hi = min(raw), max(raw)
         span = hi - lo
-        for i, value in enumerate(raw):
-            scores[i] += w.multiplier * ((value - lo) / span if span else 0.0)
+        if not span:
+            continue
+        m = w.multiplier / span
+        scores = [s + m * (value - lo) for s, value in zip(scores, raw)]
     return scores

@@ -88,28 +88,27 @@ def _cleanup_after_failure(host: str, uuid: str) -> None:
         LOG.exception("cleanup of %s on %s failed", uuid, host)
 
 
-@celery.task(name="stratus.compute.build_disk")
-@step
-def build_disk(ctx: dict) -> dict:
+def _build_step(ctx: dict, call: str) -> dict:
+    """Run one driver step of a boot; on failure remove what the step left, so a reschedule starts clean."""
     spec = instance_spec(ctx["instance_uuid"], states.SPAWNING)
     try:
-        driver_for(ctx["host"]).build_disk(spec)
+        getattr(driver_for(ctx["host"]), call)(spec)
     except Exception:
         _cleanup_after_failure(ctx["host"], spec.uuid)
         raise
     return ctx
+
+
+@celery.task(name="stratus.compute.build_disk")
+@step
+def build_disk(ctx: dict) -> dict:
+    return _build_step(ctx, "build_disk")
 
 
 @celery.task(name="stratus.compute.spawn")
 @step
 def spawn(ctx: dict) -> dict:
-    spec = instance_spec(ctx["instance_uuid"], states.SPAWNING)
-    try:
-        driver_for(ctx["host"]).spawn(spec)
-    except Exception:
-        _cleanup_after_failure(ctx["host"], spec.uuid)
-        raise
-    return ctx
+    return _build_step(ctx, "spawn")
 
 
 _POWER_CALLS = {

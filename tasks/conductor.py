@@ -182,6 +182,12 @@ def delete_flavor(flavorid: str) -> None:
         db_write.delete_flavor(s, flavorid)
 
 
+@rpc("update_service")
+def update_service(service_uuid: str, changes: dict) -> None:
+    with write_session() as s:
+        db_write.update_service(s, service_uuid, changes)
+
+
 # --- compute service reports ---------------------------------------------------------------------------------------
 
 @celery.task(name="stratus.conductor.report_service", ignore_result=True)

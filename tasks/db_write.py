@@ -238,6 +238,18 @@ def report_service(s: Session, host: str, resources: dict, binary: str = "stratu
         node.updated_at = now
 
 
+def update_service(s: Session, service_uuid: str, changes: dict) -> None:
+    svc = s.scalars(select(Service).where(Service.uuid == service_uuid)).first()
+    if svc is None:
+        raise ConductorError(404, f"Service {service_uuid} could not be found.")
+    if "status" in changes:
+        svc.disabled = changes["status"] == "disabled"
+        svc.disabled_reason = changes.get("disabled_reason") if svc.disabled else None
+    if "forced_down" in changes:
+        svc.forced_down = bool(changes["forced_down"])
+    svc.updated_at = utcnow()
+
+
 def report_heartbeat(s: Session, hosts: list[str], binary: str = "stratus-compute") -> None:
     s.execute(update(Service).where(Service.host.in_(hosts), Service.binary == binary).values(
         last_seen_at=utcnow()))

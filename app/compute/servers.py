@@ -61,17 +61,14 @@ def latest_faults(s: Session, uuids: list[str]) -> dict[str, InstanceFault]:
 
 
 def host_statuses(s: Session, hosts: set[str]) -> dict[str, str]:
+    from app.compute.admin import service_is_up
+
     if not hosts:
         return {}
-    cutoff = utcnow() - dt.timedelta(seconds=get_settings().service_down_time)
+    now = utcnow()
     out = {}
     for svc in s.scalars(select(Service).where(Service.host.in_(hosts), Service.binary == "stratus-compute")):
-        if svc.forced_down or svc.last_seen_at is None or svc.last_seen_at < cutoff:
-            out[svc.host] = "DOWN"
-        elif svc.disabled:
-            out[svc.host] = "MAINTENANCE"
-        else:
-            out[svc.host] = "UP"
+        out[svc.host] = "DOWN" if not service_is_up(svc, now) else ("MAINTENANCE" if svc.disabled else "UP")
     return out
 
 

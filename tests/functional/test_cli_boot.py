@@ -60,6 +60,13 @@ def test_cli_server_lifecycle(stack, tmp_path):
     log = stack.openstack("console", "log", "show", "cli-vm").stdout
     assert "powered off" in log and "rebooted (soft)" in log
 
+    actions = stack.openstack_json("server", "event", "list", "cli-vm")
+    assert [a["Action"] for a in actions] == ["reboot", "start", "stop", "create"]
+    create = next(a for a in actions if a["Action"] == "create")
+    detail = stack.openstack_json("server", "event", "show", "cli-vm", create["Request ID"])
+    assert [e["event"] for e in detail["events"]] == ["compute__do_build_and_run_instance"]
+    assert detail["events"][0]["result"] == "Success"
+
     stack.openstack("server", "delete", "--wait", "cli-vm")
     assert "cli-vm" not in stack.openstack("server", "list", "-f", "value", "-c", "Name").stdout
     events = stack.openstack_json("server", "list", "--deleted", "--name", "cli-vm")
@@ -78,3 +85,29 @@ def test_no_valid_host_fault_names_the_filter(stack):
     assert "No valid host was found" in info["fault"]["message"]
     assert "RamFilter removed 2 of 2 hosts" in info["fault"]["message"]
     stack.openstack("server", "delete", "--wait", "too-big")
+
+
+def test_admin_fleet_views(stack):
+    services = stack.openstack_json("compute", "service", "list")
+    assert {(s["Host"], s["State"], s["Status"]) for s in services} == {("fake-1", "up", "enabled"),
+                                                                         ("fake-2", "up", "enabled")}
+    hypervisors = stack.openstack_json("hypervisor", "list")
+    assert {h["Hypervisor Hostname"] for h in hypervisors} == {"fake-1", "fake-2"}
+    assert {h["Hypervisor Type"] for h in hypervisors} == {"fake"}
+    svc = next(s for s in services if s["Host"] == "fake-2")
+    stack.openstack("compute", "service", "set", "--disable", "--disable-reason", "maintenance", "fake-2",
+                    "stratus-compute")
+    try:
+        state = {s["Host"]: s for s in stack.openstack_json("compute", "service", "list", "--long")}
+        assert state["fake-2"]["Status"] == "disabled" and state["fake-2"]["Disabled Reason"] == "maintenance"
+        # A disabled host takes no boots: the scheduler explains it.
+        stack.openstack("flavor", "create", "--ram", "20000", "--disk", "1", "--vcpus", "1", "big-one")
+        stack.openstack("image", "create", "--file", "/dev/null", "--disk-format", "raw", "--container-format",
+                        "bare", "svc-image")
+        info = stack.openstack_json("server", "create", "--image", "svc-image", "--flavor", "big-one", "--wait",
+                                    "on-enabled-host")
+        assert info["OS-EXT-SRV-ATTR:host"] == "fake-1"
+        stack.openstack("server", "delete", "--wait", "on-enabled-host")
+    finally:
+        stack.openstack("compute", "service", "set", "--enable", "fake-2", "stratus-compute")
+    assert svc["ID"]
