@@ -50,4 +50,6 @@ worker_hijack_root_logger = False
 
 beat_schedule = {
     "purge-expired-tokens": {"task": "stratus.conductor.purge_expired_tokens", "schedule": 600.0},
+    "expire-stuck-instances": {"task": "stratus.conductor.expire_stuck_instances", "schedule": 60.0},
+    "audit-allocations": {"task": "stratus.conductor.audit_allocations", "schedule": 300.0},
 }

@@ -31,6 +31,9 @@ class Settings:
     compute_hosts: str = ""  # comma-separated host names this worker serves; default: the machine's name
     availability_zone: str = "nova"
     report_interval: int = 10
+    # An instance whose task_state has not moved for this long goes to ERROR (BUILD) or back to no task.
+    instance_build_timeout: int = 900
+    task_state_timeout: int = 900
     service_down_time: int = 60
     shutdown_timeout: int = 60  # seconds a stop waits for a clean (ACPI) guest shutdown before a hard one (Nova)
     # Fake driver inventory per host

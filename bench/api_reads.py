@@ -168,5 +168,7 @@ def _profile(client, path: str, headers: dict) -> list:
             for ct, tt, nc, name in out[:25]] + [{"total_ms": round(total * 1000, 1)}]
 
 
-def run(databases=("sqlite", "postgresql", "mariadb"), sizes=(1000, 10000), reps: int = 10) -> list[dict]:
-    return [measure(kind, sizes, reps) for kind in databases]
+def run(databases=("sqlite", "postgresql", "mariadb"), sizes=(1000, 10000), reps: int = 10):
+    """Yields one record per database."""
+    for kind in databases:
+        yield measure(kind, sizes, reps)

@@ -36,6 +36,29 @@ TARGETS = {"boots_per_s": 50.0, "boot_p50_ms": 300.0, "db_transactions_per_boot"
 ALL_BACKENDS = ("sqlite-filesystem", "postgresql-redis", "mariadb-rabbitmq")
 
 
+def _guard(fn, base: dict) -> dict:
+    try:
+        return fn()
+    except Exception as exc:  # one broken benchmark must not hide the others' figures
+        import traceback
+        log(traceback.format_exc())
+        return {**base, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+
+
+def _guarded_iter(gen, bench: str):
+    while True:
+        try:
+            rec = next(gen)
+        except StopIteration:
+            return
+        except Exception as exc:
+            import traceback
+            log(traceback.format_exc())
+            yield {"bench": bench, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+            return
+        yield rec
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small CI run: sqlite only, small N (< 60 s)")
@@ -65,30 +88,31 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     log(f"results -> {out}")
 
-    if "scheduler" in only:
-        from bench import scheduler_bench
-        counts = (1000,) if quick else (1000, 10000, 50000)
-        dbs = ("sqlite",) if quick else ("sqlite", "postgresql")
-        for rec in scheduler_bench.run(counts, dbs):
-            emit({**common, **rec}, out)
-            if rec.get("rows"):
-                log("scheduler (" + rec["database"] + ")\n" + scheduler_bench.table(rec))
-
-    if "api" in only:
-        from bench import api_reads
-        sizes = (200,) if quick else (1000, 10000)
-        dbs = ("sqlite",) if quick else ("sqlite", "postgresql", "mariadb")
-        for rec in api_reads.run(dbs, sizes, reps=3 if quick else 10):
-            emit({**common, **rec}, out)
-
     boots: list[dict] = []
     if "boot" in only:
         from bench import boot
         for name in backends:
             log(f"boot benchmark: {name}, n={n}, hosts={hosts}")
-            rec = boot.run(name, n=n, hosts=hosts, concurrency=args.concurrency, profile=args.profile)
+            rec = _guard(lambda: boot.run(name, n=n, hosts=hosts, concurrency=args.concurrency,
+                                          profile=args.profile), {"bench": "boot_delete", "backend": name, "n": n})
             boots.append(rec)
             emit({**common, **rec}, out)
+
+    if "api" in only:
+        from bench import api_reads
+        sizes = (200,) if quick else (1000, 10000)
+        dbs = ("sqlite",) if quick else ("sqlite", "postgresql", "mariadb")
+        for rec in _guarded_iter(api_reads.run(dbs, sizes, reps=3 if quick else 5), "api_servers_detail"):
+            emit({**common, **rec}, out)
+
+    if "scheduler" in only:
+        from bench import scheduler_bench
+        counts = (1000,) if quick else (1000, 10000, 50000)
+        dbs = ("sqlite",) if quick else ("sqlite", "postgresql")
+        for rec in _guarded_iter(scheduler_bench.run(counts, dbs), "scheduler"):
+            emit({**common, **rec}, out)
+            if rec.get("rows"):
+                log("scheduler (" + rec["database"] + ")\n" + scheduler_bench.table(rec))
 
     if "peer" in only:
         ours = {}

@@ -48,7 +48,8 @@ def _populate(engine, hosts: int) -> None:
     from sqlalchemy import insert
 
     from app.models import Base, ComputeNode, Service
-    Base.metadata.drop_all(engine, tables=[ComputeNode.__table__, Service.__table__])
+    alloc = Base.metadata.tables["allocations"]
+    Base.metadata.drop_all(engine, tables=[alloc, ComputeNode.__table__, Service.__table__])
     Base.metadata.create_all(engine, tables=[Service.__table__, ComputeNode.__table__,
                                              Base.metadata.tables["allocations"]])
     now = dt.datetime.utcnow()
@@ -144,13 +145,13 @@ def _state_from_row(r):
                      disk_allocation_ratio=r[14], running_vms=r[15])
 
 
-def run(host_counts=(1000, 10000, 50000), databases=("sqlite", "postgresql")) -> list[dict]:
-    out = []
+def run(host_counts=(1000, 10000, 50000), databases=("sqlite", "postgresql")):
+    """Yields one record per database."""
     for kind in databases:
         if kind == "postgresql":
             from tests.stack import BACKENDS
             if BACKENDS["postgresql-redis"].missing():
-                out.append({"bench": "scheduler", "database": kind, "skipped": "postgresql not running"})
+                yield {"bench": "scheduler", "database": kind, "skipped": "postgresql not running"}
                 continue
         with tempfile.TemporaryDirectory() as tmp:
             engine, drop = _engine(kind, Path(tmp))
@@ -158,20 +159,19 @@ def run(host_counts=(1000, 10000, 50000), databases=("sqlite", "postgresql")) ->
                 rows = []
                 load_before = loadavg()
                 for hosts in host_counts:
-                    reps = 20 if hosts <= 1000 else (10 if hosts <= 10000 else 5)
+                    reps = 20 if hosts <= 1000 else (10 if hosts <= 10000 else 3)
                     log(f"scheduler: {kind} {hosts} hosts")
                     rows.append(measure(engine, hosts, reps))
                     log(f"  {rows[-1]}")
                 target = next((r for r in rows if r["hosts"] == 10000), None)
-                out.append({"bench": "scheduler", "database": kind, "env": environment(kind, "none"),
-                            "load_before": load_before, "load_after": loadavg(), "rows": rows,
-                            "target_10k_ms": 10.0,
-                            "meets_target_10k": (target["total_ms"] <= 10.0) if target else None})
+                rec = {"bench": "scheduler", "database": kind, "env": environment(kind, "none"),
+                       "load_before": load_before, "load_after": loadavg(), "rows": rows, "target_10k_ms": 10.0,
+                       "meets_target_10k": (target["total_ms"] <= 10.0) if target else None}
             finally:
                 engine.dispose()
                 if drop:
                     drop()
-    return out
+        yield rec
 
 
 def table(record: dict) -> str:

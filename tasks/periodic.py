@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import delete
+import datetime as dt
+
+from sqlalchemy import delete, select
 
 from app.db import write_session
-from app.models import Token, utcnow
+from app.models import Allocation, Instance, Token, utcnow
+from app.settings import get_settings
+from drivers.base import PowerState
+from tasks import db_write, states
 from tasks.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -19,3 +24,46 @@ def purge_expired_tokens() -> int:
     if n:
         LOG.info("purged %d expired tokens", n)
     return n
+
+
+@celery.task(name="stratus.conductor.expire_stuck_instances")
+def expire_stuck_instances() -> int:
+    """Nova's instance_build_timeout, for every transitional task_state: a BUILD that made no progress goes to
+    ERROR with a fault and its claim is released; another stuck task is cleared with a fault."""
+    cfg = get_settings()
+    now = utcnow()
+    build_cutoff = now - dt.timedelta(seconds=cfg.instance_build_timeout)
+    task_cutoff = now - dt.timedelta(seconds=cfg.task_state_timeout)
+    expired = 0
+    with write_session() as s:
+        rows = s.execute(select(Instance.uuid, Instance.vm_state, Instance.task_state, Instance.updated_at).where(
+            Instance.deleted == 0, Instance.task_state.isnot(None))).all()
+        for uuid, vm_state, task_state, updated in rows:
+            if vm_state == states.BUILDING and updated < build_cutoff:
+                if db_write.cas_instance(s, uuid, expected_task_state=task_state, vm_state=states.ERROR,
+                                         task_state=None, power_state=PowerState.NOSTATE):
+                    db_write.release_allocation(s, uuid)
+                    db_write.add_fault(s, uuid, 500, f"Instance build timed out: no progress in {task_state} for "
+                                                     f"{cfg.instance_build_timeout} s")
+                    expired += 1
+            elif vm_state != states.BUILDING and task_state != states.DELETING and updated < task_cutoff:
+                if db_write.cas_instance(s, uuid, expected_task_state=task_state, task_state=None):
+                    db_write.add_fault(s, uuid, 500, f"Task {task_state} timed out after "
+                                                     f"{cfg.task_state_timeout} s; the task state was reset")
+                    expired += 1
+    if expired:
+        LOG.warning("expired %d stuck instance task(s)", expired)
+    return expired
+
+
+@celery.task(name="stratus.conductor.audit_allocations")
+def audit_allocations() -> int:
+    """Remove allocations whose instance is gone (deleted or never created), giving the resources back."""
+    with write_session() as s:
+        orphans = list(s.scalars(select(Allocation.instance_uuid).where(
+            ~Allocation.instance_uuid.in_(select(Instance.uuid).where(Instance.deleted == 0)))))
+        for uuid in orphans:
+            db_write.release_allocation(s, uuid)
+    for uuid in orphans:
+        LOG.warning("removed orphaned allocation of instance %s", uuid)
+    return len(orphans)

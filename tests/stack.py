@@ -175,12 +175,19 @@ class Stack:
     def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)
         if proc and proc.poll() is None:
-            os.killpg(proc.pid, sig)
+            # SIGTERM goes to the main process only: sent to the whole group it also kills Celery's pool
+            # children, which the main process then restarts in its warm shutdown and waits for (20 s, SIGKILL).
+            (os.kill if sig == signal.SIGTERM else os.killpg)(proc.pid, sig)
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if proc:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever the main process left behind
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -215,6 +222,9 @@ class Stack:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
+        for proc in self.procs.values():  # signal every process first, so they shut down in parallel
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
         for name in list(self.procs):
             self.stop_process(name)
         self.backend.cleanup()

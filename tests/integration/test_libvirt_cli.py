@@ -65,12 +65,16 @@ def test_image() -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(test_image, tmp_path_factory):
-    # Instances live under /var/tmp: QEMU runs as libvirt-qemu and pytest's tmp dirs are 0700.
-    instances = Path(tempfile.mkdtemp(prefix="stratus-libvirt-cli-", dir="/var/tmp"))
-    os.chmod(instances, 0o755)
+def stack(request, test_image):
+    # Under /var/tmp, not pytest's tmp dirs: QEMU runs as libvirt-qemu and those are 0700. Kept when a test
+    # failed (the processes' logs are in state/), removed otherwise.
+    base = Path(tempfile.mkdtemp(prefix="stratus-libvirt-cli-", dir="/var/tmp"))
+    os.chmod(base, 0o755)
+    instances = base / "instances"
+    instances.mkdir(mode=0o755)
     before = _domains()
-    st = Stack(tmp_path_factory.mktemp("libvirt-cli"), BACKENDS["sqlite-filesystem"], compute_hosts=HOST,
+    failed = request.session.testsfailed
+    st = Stack(base / "state", BACKENDS["sqlite-filesystem"], compute_hosts=HOST,
                extra_env={"STRATUS_COMPUTE_DRIVER": "libvirt", "STRATUS_LIBVIRT_URI": URI,
                           "STRATUS_INSTANCES_PATH": str(instances)})
     st.instances = instances
@@ -83,7 +87,11 @@ def stack(test_image, tmp_path_factory):
             if str(instances) in _virsh("dumpxml", uuid).stdout:
                 _virsh("destroy", uuid)
                 _virsh("undefine", uuid, "--managed-save", "--nvram")
-        shutil.rmtree(instances, ignore_errors=True)
+        if request.session.testsfailed == failed:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            shutil.rmtree(instances, ignore_errors=True)
+            print(f"libvirt CLI test failed; the stack's logs are in {base / 'state'}")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +148,8 @@ def wait_status(api: Api, uuid: str, status: str, timeout: float = 90) -> dict:
         info = api.server(uuid)
         done = info["status"] == status and not info.get("OS-EXT-STS:task_state")
         if done or time.monotonic() > deadline:
-            assert done, info
+            assert done, (f"{uuid} is {info['status']} (task {info.get('OS-EXT-STS:task_state')}, power "
+                          f"{info.get('OS-EXT-STS:power_state')}), not {status}; fault: {info.get('fault')}")
             return info
         time.sleep(0.3)
 
@@ -287,6 +296,7 @@ def test_guest_that_fails_to_start_leaves_nothing(stack, api, tmp_path):
     _lap("info = wait_status(api, server['id'], 'ERROR', timeout=60)")
     fault = info.get("fault") or {}
     assert fault.get("code") == 500 and fault.get("message"), info
+    print("fault:", fault["message"])
     assert _domstate(server["id"]) == "absent"
     assert not (stack.instances / server["id"]).exists()
     assert _node_usage(stack) == (0, 0, 0)

@@ -35,7 +35,8 @@ CIDR = "10.77.7.0/24"
 GATEWAY = "10.77.7.1"
 SECRET = "guest-suite-proxy-secret"
 GUEST_TIMEOUT = 150  # TCG guests on two cores under CI load: boot, network, fetch
-SECTION = re.compile(r"^STRATUS-MD-BEGIN (\S+) (\S+)\r?$(.*?)^STRATUS-MD-END \1 \2\r?$", re.M | re.S)
+# (BEGIN may follow the shell's first prompt on the same console line)
+SECTION = re.compile(r"STRATUS-MD-BEGIN (\S+) (\S+)\r?\n(.*?)\r?\nSTRATUS-MD-END \1 \2\r?$", re.M | re.S)
 
 
 def _virsh(*args: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,61 @@
+"""Periodic housekeeping: a BUILD stuck on a dead compute host goes to ERROR and gives its claim back."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.stack import BACKENDS, REPO, Stack
+
+
+@pytest.fixture(scope="module")
+def quick_timeout_stack(tmp_path_factory):
+    backend = BACKENDS["sqlite-filesystem"]
+    st = Stack(tmp_path_factory.mktemp("housekeeping"), backend, compute_hosts="fake-1",
+               extra_env={"STRATUS_INSTANCE_BUILD_TIMEOUT": "2"})
+    st.start()
+    yield st
+    st.stop()
+
+
+def run_task(stack: Stack, name: str) -> object:
+    """Call a periodic task the way beat does (by name, through the broker) and wait for it."""
+    code = (f"from tasks.celery_app import celery; print(celery.send_task({name!r}, queue='conductor')"
+            ".get(timeout=60))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=stack.env, capture_output=True, text=True,
+                         timeout=90)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_stuck_build_expires_and_releases_claim(quick_timeout_stack):
+    stack = quick_timeout_stack
+    hdrs = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
+    img = requests.post(f"{stack.url}/image/v2/images", headers=hdrs, json={
+        "name": "hk", "disk_format": "raw", "container_format": "bare"}).json()
+    requests.put(f"{stack.url}/image/v2/images/{img['id']}/file", data=b"z" * 64,
+                 headers={**hdrs, "Content-Type": "application/octet-stream"}).raise_for_status()
+    stack.stop_process("compute")  # the host dies: the boot will stay in BUILD after its claim
+    r = requests.post(f"{stack.url}/v2.1/servers", headers=hdrs, json={"server": {
+        "name": "stuck", "imageRef": img["id"], "flavorRef": "42", "networks": "none"}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["server"]["id"]
+    deadline = time.monotonic() + 30
+    while True:
+        server = requests.get(f"{stack.url}/v2.1/servers/{sid}", headers=hdrs).json()["server"]
+        if server["OS-EXT-STS:task_state"] == "spawning" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert server["status"] == "BUILD" and server["OS-EXT-STS:task_state"] == "spawning"
+    time.sleep(2.5)
+    assert run_task(stack, "stratus.conductor.expire_stuck_instances") == "1"
+    server = requests.get(f"{stack.url}/v2.1/servers/{sid}", headers=hdrs).json()["server"]
+    assert server["status"] == "ERROR"
+    assert "build timed out" in server["fault"]["message"]
+    hyp = requests.get(f"{stack.url}/v2.1/os-hypervisors/detail", headers={**hdrs, "OpenStack-API-Version":
+                                                                           "compute 2.87"}).json()
+    assert hyp["hypervisors"][0]["memory_mb_used"] == 0 and hyp["hypervisors"][0]["running_vms"] == 0
+    assert run_task(stack, "stratus.conductor.audit_allocations") == "0"
