@@ -310,6 +310,8 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
         dele["server_latency_accepted_to_terminated"] = db_delete
         for ph in (boot, dele):
             ph.pop("_uids")
+        if boot["errors_http"] or dele["errors_http"]:
+            record["api_tracebacks"] = _tracebacks(stack.log("api"))
         record.update(boot=boot, delete=dele,
                       poller={"polls": poller.polls, "rows": poller.rows, "errors": poller.errors,
                               "poll_latency": summary_ms(poller.poll_times)})
@@ -323,6 +325,20 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
         if not keep:
             shutil.rmtree(state, ignore_errors=True)
     return record
+
+
+def _tracebacks(log_text: str, limit: int = 3) -> list[str]:
+    """The last lines of the first few tracebacks in a process log (the state dir is removed after the run)."""
+    out, lines = [], log_text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last)"):
+            end = next((j for j in range(i + 1, min(i + 200, len(lines))) if lines[j] and not lines[j][0].isspace()
+                        and not lines[j].startswith("Traceback") and not lines[j].startswith("During") and
+                        not lines[j].startswith("The above")), i)
+            out.append("\n".join(lines[max(i, end - 8):end + 1]))
+            if len(out) >= limit:
+                break
+    return out
 
 
 # --- optional py-spy sampling of a process role -------------------------------------------------------------------
@@ -371,8 +387,10 @@ def _finish_profile(profiler) -> dict:
             own[_short(frames[-1])] += c
         for fr in set(_short(f) for f in frames):
             inclusive[fr] += c
-    keep = out.parent.parent / out.name if False else None  # noqa: F841 (raw file is removed with the state dir)
-    return {"samples": total,
+    project = [[f, round(100 * c / total, 1)] for f, c in inclusive.most_common()
+               if any(k in f for k in ("(tasks/", "(app/", "(scheduler/", "(drivers/", "send_task", "apply_async",
+                                       "commit (", "flush ("))][:30] if total else []
+    return {"samples": total, "top_project_inclusive": project,
             "top_self": [[f, round(100 * c / total, 1)] for f, c in own.most_common(12)] if total else [],
             "top_inclusive": [[f, round(100 * c / total, 1)] for f, c in inclusive.most_common(40)] if total else []}
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import logging
 
 import datetime as dt
+import time
 
 from sqlalchemy import delete, select
 
 from app.db import write_session
-from app.models import Allocation, Instance, Token, utcnow
+from app.models import Allocation, ConsoleAuthToken, Instance, Token, utcnow
 from app.settings import get_settings
 from drivers.base import PowerState
 from tasks import db_write, states
@@ -19,8 +20,10 @@ LOG = logging.getLogger(__name__)
 
 @celery.task(name="stratus.conductor.purge_expired_tokens", ignore_result=True)
 def purge_expired_tokens() -> int:
+    """Expired or revoked identity tokens and expired console tokens."""
     with write_session() as s:
         n = s.execute(delete(Token).where((Token.expires_at < utcnow()) | Token.revoked.is_(True))).rowcount
+        n += s.execute(delete(ConsoleAuthToken).where(ConsoleAuthToken.expires < int(time.time()))).rowcount
     if n:
         LOG.info("purged %d expired tokens", n)
     return n

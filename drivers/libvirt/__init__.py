@@ -263,7 +263,7 @@ class LibvirtDriver(ComputeDriver):
                 ramdisk = str(self.base_dir / imagecache.cache_name(image.ramdisk.id))
             cmdline = (image.properties or {}).get("os_command_line") or DEFAULT_CMDLINE
             net = instance.network
-            if net:
+            if net and os.path.isdir(f"/sys/class/net/{net.get('bridge') or '-'}"):  # (see _nic)
                 # The guest's address on the kernel command line (there is no DHCP server on the bridge):
                 # stratus.ip=<addr>/<prefix> stratus.gw=<gateway>; tools/build-test-image's /init applies it.
                 cmdline += (f" stratus.net=1 stratus.ip={net['address']}/{net['prefixlen']} "

@@ -198,7 +198,7 @@ def _create(stack, image: str, name: str, *extra: str, check: bool = True):
 
 def test_server_lifecycle_through_the_cli(stack, api, image):
     server = _create(stack, image, "lv-one", "--wait")
-    _lap("server = _create(stack, image, 'lv-one', '--wait')")
+    _lap("create --wait (incl. stack setup)")
     uuid = server["id"]
     assert server["status"] == "ACTIVE" and server["OS-EXT-SRV-ATTR:host"] == HOST
     assert server["OS-EXT-STS:power_state"] in ("Running", 1)
@@ -208,7 +208,7 @@ def test_server_lifecycle_through_the_cli(stack, api, image):
     hostname = api.server(uuid)["OS-EXT-SRV-ATTR:hostname"]
     assert hostname == "lv-one"
     wait_console(api, uuid, hostname)
-    _lap("wait_console(api, uuid, hostname)")
+    _lap("guest userspace up")
     log = stack.openstack("console", "log", "show", "lv-one").stdout  # what the user sees
     found = _marker(hostname).findall(log)
     assert len(found) == 1 and found[0][0].lower() == uuid, log[-2000:]
@@ -217,36 +217,36 @@ def test_server_lifecycle_through_the_cli(stack, api, image):
 
     stack.openstack("server", "stop", "lv-one")  # clean shutdown: the guest's acpid powers it off
     stopped = wait_status(api, uuid, "SHUTOFF", timeout=90)
-    _lap("stopped = wait_status(api, uuid, 'SHUTOFF', timeout=90)")
+    _lap("stop -> SHUTOFF")
     assert stopped["OS-EXT-STS:power_state"] == 4
     assert _domstate(uuid) == "shut off"
     assert stack.openstack_json("server", "show", "lv-one")["status"] == "SHUTOFF"
 
     stack.openstack("server", "start", "lv-one")
-    _lap("stack.openstack('server', 'start', 'lv-one')")
+    _lap("start (CLI)")
     assert wait_status(api, uuid, "ACTIVE")["OS-EXT-STS:power_state"] == 1
     assert _domstate(uuid) == "running"
     wait_console(api, uuid, hostname, count=2)
-    _lap("wait_console(api, uuid, hostname, count=2)")
+    _lap("start -> guest up again")
 
     stack.openstack("server", "reboot", "--wait", "lv-one")  # SOFT: ACPI power button, then start again
     assert wait_status(api, uuid, "ACTIVE")["OS-EXT-STS:power_state"] == 1
     assert _domstate(uuid) == "running"
     wait_console(api, uuid, hostname, count=3)
-    _lap("wait_console(api, uuid, hostname, count=3)")
+    _lap("reboot -> guest up again")
 
     stack.openstack("server", "pause", "lv-one")
-    _lap("stack.openstack('server', 'pause', 'lv-one')")
+    _lap("pause (CLI)")
     assert wait_status(api, uuid, "PAUSED")["OS-EXT-STS:power_state"] == 3
     assert _domstate(uuid) == "paused"
     assert stack.openstack_json("server", "show", "lv-one")["status"] == "PAUSED"
     stack.openstack("server", "unpause", "lv-one")
-    _lap("stack.openstack('server', 'unpause', 'lv-one')")
+    _lap("PAUSED, unpause (CLI)")
     assert wait_status(api, uuid, "ACTIVE")["OS-EXT-STS:power_state"] == 1
     assert _domstate(uuid) == "running"
 
     stack.openstack("server", "delete", "--wait", "lv-one")
-    _lap("stack.openstack('server', 'delete', '--wait', 'lv-one')")
+    _lap("delete --wait")
     assert _domstate(uuid) == "absent" and uuid not in _domains()
     assert not inst_dir.exists()
     assert _node_usage(stack) == (0, 0, 0)
@@ -254,11 +254,11 @@ def test_server_lifecycle_through_the_cli(stack, api, image):
 
 def test_two_guests_at_once_and_power_sync(stack, api, image):
     _create(stack, image, "lv-pair", "--min", "2", "--max", "2")
-    _lap("_create(stack, image, 'lv-pair', '--min', '2', '--max', '2')")
+    _lap("create --min 2 --max 2")
     servers = sorted(api.find("lv-pair"), key=lambda s: s["name"])
     assert [s["name"] for s in servers] == ["lv-pair-1", "lv-pair-2"]
     a, b = (wait_status(api, s["id"], "ACTIVE", BOOT_TIMEOUT) for s in servers)
-    _lap("a, b = (wait_status(api, s['id'], 'ACTIVE', BOOT_TIMEOUT) fo")
+    _lap("both ACTIVE")
     assert _node_usage(stack)[:2] == (2, 256)
     for info in (a, b):
         assert info["OS-EXT-SRV-ATTR:host"] == HOST and _domstate(info["id"]) == "running"
@@ -270,12 +270,12 @@ def test_two_guests_at_once_and_power_sync(stack, api, image):
     # reports it, and the conductor marks the server SHUTOFF.
     assert _virsh("destroy", a["id"]).returncode == 0
     synced = wait_status(api, a["id"], "SHUTOFF", timeout=20)
-    _lap("synced = wait_status(api, a['id'], 'SHUTOFF', timeout=20)")
+    _lap("both up; virsh destroy -> SHUTOFF by power sync")
     assert synced["OS-EXT-STS:power_state"] == 4
     assert api.server(b["id"])["status"] == "ACTIVE" and _domstate(b["id"]) == "running"
 
     stack.openstack("server", "delete", "--wait", a["id"], b["id"])
-    _lap("stack.openstack('server', 'delete', '--wait', a['id'], b['id")
+    _lap("delete both")
     for info in (a, b):
         assert _domstate(info["id"]) == "absent"
         assert not (stack.instances / info["id"]).exists()
@@ -289,11 +289,11 @@ def test_guest_that_fails_to_start_leaves_nothing(stack, api, tmp_path):
     img = stack.openstack_json("image", "create", "--file", str(bad), "--disk-format", "qcow2",
                                "--container-format", "bare", "corrupt-disk")
     proc = _create(stack, img["id"], "lv-bad", "--wait", check=False)
-    _lap("proc = _create(stack, img['id'], 'lv-bad', '--wait', check=F")
+    _lap("create corrupt --wait")
     assert proc.returncode != 0
     [server] = api.find("lv-bad")
     info = wait_status(api, server["id"], "ERROR", timeout=60)
-    _lap("info = wait_status(api, server['id'], 'ERROR', timeout=60)")
+    _lap("ERROR")
     fault = info.get("fault") or {}
     assert fault.get("code") == 500 and fault.get("message"), info
     print("fault:", fault["message"])
@@ -301,5 +301,5 @@ def test_guest_that_fails_to_start_leaves_nothing(stack, api, tmp_path):
     assert not (stack.instances / server["id"]).exists()
     assert _node_usage(stack) == (0, 0, 0)
     stack.openstack("server", "delete", "--wait", "lv-bad")
-    _lap("stack.openstack('server', 'delete', '--wait', 'lv-bad')")
+    _lap("delete failed server")
     assert _node_usage(stack) == (0, 0, 0)
