@@ -13,7 +13,6 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from bench.common import environment, loadavg, log

@@ -11,7 +11,7 @@ from app.db import read_session
 from app.errors import not_found
 from app.microversion import current as api_version
 from app.models import Instance, InstanceAction, InstanceActionEvent
-from app.policy import check, enforce
+from app.policy import enforce
 
 bp = Blueprint("instance_actions", __name__)
 

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from app.context import current
 from app.db import read_session
-from app.models import ComputeNode, Instance, KeyPair, QuotaLimit
+from app.models import ComputeNode, Instance, QuotaLimit
 from app.policy import enforce
 from app.settings import get_settings
 
@@ -25,7 +25,6 @@ def limits():
             func.count(Instance.id), func.coalesce(func.sum(Instance.vcpus), 0),
             func.coalesce(func.sum(Instance.memory_mb), 0)).where(Instance.project_id == ctx.project_id,
                                                                   Instance.deleted == 0)).one()
-        used_keys = s.scalar(select(func.count()).select_from(KeyPair).where(KeyPair.user_id == ctx.user_id))
     absolute = {
         "maxTotalInstances": overrides.get("instances", cfg.quota_instances),
         "maxTotalCores": overrides.get("cores", cfg.quota_cores),

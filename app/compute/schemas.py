@@ -28,7 +28,6 @@ def load(schema: Schema, data: Any, root: str | None = None) -> dict:
         if not isinstance(data, dict) or root not in data:
             raise bad_request(f"Invalid input for field/attribute {root}. Value: {data!r}. "
                               f"'{root}' is a required property")
-        extra = set(data) - {root}
         data = data[root]
         if not isinstance(data, dict):
             raise bad_request(f"Invalid input for field/attribute {root}. Value: {data!r}. "

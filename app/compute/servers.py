@@ -1,7 +1,6 @@
 """/servers: create, list, list detail, show, delete and the server actions."""
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import re
 import secrets
@@ -17,12 +16,11 @@ from app.compute.schemas import RebootSchema, ServerCreateSchema, is_uuid, json_
 from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
 from app.context import RequestContext, current
 from app.db import read_session
-from app.errors import ApiError, bad_request, conflict, not_found
+from app.errors import bad_request, conflict, not_found
 from app.microversion import current as api_version
 from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, KeyPair, Network, Service,
                         utcnow)
 from app.policy import check, enforce
-from app.settings import get_settings
 from tasks import states
 from tasks.routing import compute_queue
 
@@ -322,7 +320,6 @@ def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Image:
 @enforce("project_member_api")
 def create_server():
     ctx = current()
-    v = api_version()
     raw = json_body()
     hints = raw.get("OS-SCH-HNT:scheduler_hints", raw.get("os:scheduler_hints", {}))
     extra = set(raw) - {"server", "OS-SCH-HNT:scheduler_hints", "os:scheduler_hints"}
@@ -372,7 +369,7 @@ def create_server():
             az, _, forced_host = az.partition(":")
             zones = set(s.scalars(select(ComputeNode.availability_zone).distinct()))
             if az not in zones:
-                raise bad_request(f"The requested availability zone is not available")
+                raise bad_request("The requested availability zone is not available")
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
     count = max_count
     reservation_id = "r-" + secrets.token_hex(4)

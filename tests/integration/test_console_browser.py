@@ -8,13 +8,11 @@ an expired token) are checked with a plain WebSocket client; single use is check
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 import socket
 import sqlite3
 import struct
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -23,25 +21,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 
-from tests.stack import BACKENDS, Stack, free_port
+from tests.libvirt_support import domains as _domains, libvirt_stack, require_test_image
+from tests.libvirt_support import virsh as _virsh
+from tests.stack import REPO, free_port
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.browser]
 
-REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "artifacts"
-URI = "qemu:///system"
 HOST = "console-1"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 MARKER = "STRATUS-GUEST-UP"
-
-
-def _virsh(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True, timeout=60)
-
-
-def _domains() -> set[str]:
-    r = _virsh("list", "--all", "--uuid")
-    return {line.strip() for line in r.stdout.splitlines() if line.strip()}
 
 
 def _wait_port(port: int, timeout: float = 30) -> None:
@@ -56,46 +45,21 @@ def _wait_port(port: int, timeout: float = 30) -> None:
 
 @pytest.fixture(scope="module")
 def test_image() -> Path:
-    missing = [b for b in ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")
-               if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
-    if missing:
-        pytest.skip(f"!!! LIBVIRT TESTS SKIPPED: {', '.join(missing)} not installed !!!")
-    if not (os.path.exists(CHROMEDRIVER) and shutil.which("chromium")):
-        pytest.skip("!!! BROWSER TESTS SKIPPED: apt-get install -y chromium chromium-driver novnc spice-html5 !!!")
-    for tool in ("libvirt-up", "build-test-image"):
-        run = subprocess.run([str(REPO / "tools" / tool)], capture_output=True, text=True, timeout=600)
-        assert run.returncode == 0, f"tools/{tool} failed:\n{run.stdout}\n{run.stderr}"
-    image_dir = Path(os.environ.get("STRATUS_TEST_IMAGE_DIR", REPO / ".cache" / "test-image"))
-    assert "console=tty0" in (image_dir / "cmdline").read_text(), "the guest's screen needs console=tty0"
-    return image_dir
+    return require_test_image(what="BROWSER CONSOLE TESTS")
 
 
 @pytest.fixture(scope="module")
-def stack(test_image, tmp_path_factory):
-    instances = Path(tempfile.mkdtemp(prefix="stratus-console-", dir="/var/tmp"))
-    os.chmod(instances, 0o755)
-    before = _domains()
+def stack(test_image):
     novnc, spice = free_port(), free_port()
-    st = Stack(tmp_path_factory.mktemp("console-browser"), BACKENDS["sqlite-filesystem"], compute_hosts=HOST,
-               extra_env={"STRATUS_COMPUTE_DRIVER": "libvirt", "STRATUS_LIBVIRT_URI": URI,
-                          "STRATUS_INSTANCES_PATH": str(instances),
-                          "STRATUS_NOVNCPROXY_PORT": str(novnc), "STRATUS_SPICEHTML5PROXY_PORT": str(spice),
-                          "STRATUS_NOVNCPROXY_BASE_URL": f"http://127.0.0.1:{novnc}/vnc_auto.html",
-                          "STRATUS_HTML5PROXY_BASE_URL": f"http://127.0.0.1:{spice}/spice_auto.html"},
-               processes=("api", "conductor", "scheduler", "compute", "novncproxy", "spicehtml5proxy"))
-    st.novnc_port, st.spice_port = novnc, spice
-    try:
-        st.start()
+    env = {"STRATUS_NOVNCPROXY_PORT": str(novnc), "STRATUS_SPICEHTML5PROXY_PORT": str(spice),
+           "STRATUS_NOVNCPROXY_BASE_URL": f"http://127.0.0.1:{novnc}/vnc_auto.html",
+           "STRATUS_HTML5PROXY_BASE_URL": f"http://127.0.0.1:{spice}/spice_auto.html"}
+    with libvirt_stack("console", HOST, extra_env=env, processes=("api", "conductor", "scheduler", "compute",
+                                                                  "novncproxy", "spicehtml5proxy")) as st:
+        st.novnc_port, st.spice_port = novnc, spice
         _wait_port(novnc)
         _wait_port(spice)
         yield st
-    finally:
-        st.stop()
-        for uuid in _domains() - before:  # whatever a failed test left behind, of this stack only
-            if str(instances) in _virsh("dumpxml", uuid).stdout:
-                _virsh("destroy", uuid)
-                _virsh("undefine", uuid, "--managed-save", "--nvram")
-        shutil.rmtree(instances, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

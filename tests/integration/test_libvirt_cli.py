@@ -10,37 +10,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.stack import BACKENDS, Stack
+from tests.libvirt_support import domains as _domains, domstate as _domstate, libvirt_stack, require_test_image
+from tests.libvirt_support import virsh as _virsh
 
 pytestmark = pytest.mark.libvirt
 
-REPO = Path(__file__).resolve().parents[2]
-URI = "qemu:///system"
 HOST = "kvm-1"
 BOOT_TIMEOUT = 120  # create --wait plus the guest reaching userspace, two TCG guests on two cores
-
-
-def _virsh(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True, timeout=60)
-
-
-def _domstate(uuid: str) -> str:
-    r = _virsh("domstate", uuid)
-    return r.stdout.strip() if r.returncode == 0 else "absent"
-
-
-def _domains() -> set[str]:
-    r = _virsh("list", "--all", "--uuid")
-    return {line.strip() for line in r.stdout.splitlines() if line.strip()}
 
 
 def _marker(hostname: str) -> re.Pattern:
@@ -49,49 +31,14 @@ def _marker(hostname: str) -> re.Pattern:
 
 @pytest.fixture(scope="module")
 def test_image() -> Path:
-    missing = [b for b in ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")
-               if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
-    if missing:
-        pytest.skip(f"!!! LIBVIRT TESTS SKIPPED: {', '.join(missing)} not installed. Install: apt-get install -y "
-                    "libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils "
-                    "cpio kmod busybox-static !!!")
-    for tool in ("libvirt-up", "build-test-image"):
-        run = subprocess.run([str(REPO / "tools" / tool)], capture_output=True, text=True, timeout=600)
-        assert run.returncode == 0, f"tools/{tool} failed:\n{run.stdout}\n{run.stderr}"
-    image_dir = Path(os.environ.get("STRATUS_TEST_IMAGE_DIR", REPO / ".cache" / "test-image"))
-    for name in ("vmlinuz", "initrd.img", "disk.qcow2", "cmdline"):
-        assert (image_dir / name).is_file(), f"build-test-image made no {name}"
-    return image_dir
+    return require_test_image()
 
 
 @pytest.fixture(scope="module")
 def stack(request, test_image):
-    # Under /var/tmp, not pytest's tmp dirs: QEMU runs as libvirt-qemu and those are 0700. Kept when a test
-    # failed (the processes' logs are in state/), removed otherwise.
-    base = Path(tempfile.mkdtemp(prefix="stratus-libvirt-cli-", dir="/var/tmp"))
-    os.chmod(base, 0o755)
-    instances = base / "instances"
-    instances.mkdir(mode=0o755)
-    before = _domains()
     failed = request.session.testsfailed
-    st = Stack(base / "state", BACKENDS["sqlite-filesystem"], compute_hosts=HOST,
-               extra_env={"STRATUS_COMPUTE_DRIVER": "libvirt", "STRATUS_LIBVIRT_URI": URI,
-                          "STRATUS_INSTANCES_PATH": str(instances)})
-    st.instances = instances
-    try:
-        st.start()
+    with libvirt_stack("libvirt-cli", HOST, keep_logs=lambda: request.session.testsfailed != failed) as st:
         yield st
-    finally:
-        st.stop()
-        for uuid in _domains() - before:  # whatever a failed test left behind (only ours: libvirtd is shared)
-            if str(instances) in _virsh("dumpxml", uuid).stdout:
-                _virsh("destroy", uuid)
-                _virsh("undefine", uuid, "--managed-save", "--nvram")
-        if request.session.testsfailed == failed:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            shutil.rmtree(instances, ignore_errors=True)
-            print(f"libvirt CLI test failed; the stack's logs are in {base / 'state'}")
 
 
 @pytest.fixture(scope="module")

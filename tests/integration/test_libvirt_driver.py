@@ -21,11 +21,11 @@ import pytest
 from app.settings import Settings
 from drivers import load_driver
 from drivers.base import DriverError, ImageSpec, InstanceNotFound, InstanceSpec, PowerState
+from tests.libvirt_support import URI, require_test_image
+from tests.libvirt_support import virsh as _virsh
 
 pytestmark = pytest.mark.libvirt
 
-REPO = Path(__file__).resolve().parents[2]
-URI = "qemu:///system"
 MARKER = re.compile(r"STRATUS-GUEST-UP hostname=(\S+) uuid=(\S*) boot=(\d+)")
 BOOT_TIMEOUT = 90  # generous: two TCG guests on two cores, under CI load
 
@@ -34,25 +34,9 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - Glance's checksum is md5
 
 
-def _virsh(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True, timeout=60)
-
-
 @pytest.fixture(scope="session")
 def test_image() -> Path:
-    missing = [b for b in ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")
-               if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
-    if missing:
-        pytest.skip(f"!!! LIBVIRT TESTS SKIPPED: {', '.join(missing)} not installed. Install: apt-get install -y "
-                    "libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils "
-                    "cpio kmod busybox-static !!!")
-    for tool in ("libvirt-up", "build-test-image"):
-        run = subprocess.run([str(REPO / "tools" / tool)], capture_output=True, text=True, timeout=600)
-        assert run.returncode == 0, f"tools/{tool} failed:\n{run.stdout}\n{run.stderr}"
-    image_dir = Path(os.environ.get("STRATUS_TEST_IMAGE_DIR", REPO / ".cache" / "test-image"))
-    for name in ("vmlinuz", "initrd.img", "disk.qcow2", "cmdline"):
-        assert (image_dir / name).is_file(), f"build-test-image made no {name}"
-    return image_dir
+    return require_test_image()
 
 
 @pytest.fixture(scope="session")

@@ -14,21 +14,18 @@ import http.client
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.stack import BACKENDS, Stack, free_port
+from tests.libvirt_support import domains as _domains, libvirt_stack, require_test_image
+from tests.stack import REPO, Stack, free_port
 
 pytestmark = pytest.mark.libvirt
 
-REPO = Path(__file__).resolve().parents[2]
-URI = "qemu:///system"
 HOST = "kvm-md"
 BRIDGE = "stratusmd0"
 CIDR = "10.77.7.0/24"
@@ -39,27 +36,9 @@ GUEST_TIMEOUT = 150  # TCG guests on two cores under CI load: boot, network, fet
 SECTION = re.compile(r"STRATUS-MD-BEGIN (\S+) (\S+)\r?\n(.*?)\r?\nSTRATUS-MD-END \1 \2\r?$", re.M | re.S)
 
 
-def _virsh(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True, timeout=60)
-
-
-def _domains() -> set[str]:
-    r = _virsh("list", "--all", "--uuid")
-    return {line.strip() for line in r.stdout.splitlines() if line.strip()}
-
-
 @pytest.fixture(scope="module")
 def test_image() -> Path:
-    missing = [b for b in ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img", "iptables",
-                           "genisoimage") if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
-    if missing:
-        pytest.skip(f"!!! METADATA GUEST TESTS SKIPPED: {', '.join(missing)} not installed. Install: apt-get "
-                    "install -y libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu qemu-system-x86 "
-                    "qemu-utils cpio kmod busybox-static iptables iproute2 genisoimage !!!")
-    for tool in ("libvirt-up", "build-test-image"):
-        run = subprocess.run([str(REPO / "tools" / tool)], capture_output=True, text=True, timeout=600)
-        assert run.returncode == 0, f"tools/{tool} failed:\n{run.stdout}\n{run.stderr}"
-    return Path(os.environ.get("STRATUS_TEST_IMAGE_DIR", REPO / ".cache" / "test-image"))
+    return require_test_image(("iptables", "genisoimage"), "iptables iproute2 genisoimage", "METADATA GUEST TESTS")
 
 
 def _network_tool(action: str, env: dict) -> subprocess.CompletedProcess:
@@ -85,29 +64,14 @@ def network(test_image):
 
 
 @pytest.fixture(scope="module")
-def stack(network, tmp_path_factory):
-    instances = Path(tempfile.mkdtemp(prefix="stratus-metadata-guest-", dir="/var/tmp"))
-    os.chmod(instances, 0o755)
-    before = _domains()
+def stack(network):
     port = network["STRATUS_METADATA_PORT"]
-    st = Stack(tmp_path_factory.mktemp("metadata-guest"), BACKENDS["sqlite-filesystem"], compute_hosts=HOST,
-               processes=("api", "conductor", "scheduler", "compute", "metadata"),
-               extra_env={"STRATUS_COMPUTE_DRIVER": "libvirt", "STRATUS_LIBVIRT_URI": URI,
-                          "STRATUS_INSTANCES_PATH": str(instances), "STRATUS_NETWORK_BRIDGE": BRIDGE,
-                          "STRATUS_NETWORK_CIDR": CIDR, "STRATUS_METADATA_BIND": f"{GATEWAY}:{port}",
-                          "STRATUS_METADATA_PROXY_SHARED_SECRET": SECRET})
-    st.md_port = int(port)
-    st.instances = instances
-    try:
-        st.start()
+    env = {"STRATUS_NETWORK_BRIDGE": BRIDGE, "STRATUS_NETWORK_CIDR": CIDR,
+           "STRATUS_METADATA_BIND": f"{GATEWAY}:{port}", "STRATUS_METADATA_PROXY_SHARED_SECRET": SECRET}
+    with libvirt_stack("metadata-guest", HOST, extra_env=env,
+                       processes=("api", "conductor", "scheduler", "compute", "metadata")) as st:
+        st.md_port = int(port)
         yield st
-    finally:
-        st.stop()
-        for uuid in _domains() - before:  # whatever a failed test left behind
-            _virsh("destroy", uuid)
-            _virsh("undefine", uuid, "--managed-save", "--nvram")
-        shutil.rmtree(instances, ignore_errors=True)
-        st.wipe()
 
 
 class Api:

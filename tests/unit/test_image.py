@@ -252,7 +252,7 @@ def test_visibility_across_projects(client, admin, make_user):
     public = _create(client, admin, name="admin-public", visibility="public")
     assert _upload(client, admin, public["id"]).status_code == 204
     admin_private = _create(client, admin, name="admin-private", visibility="private")
-    community = _create(client, alice, name="alice-community", visibility="community")
+    _create(client, alice, name="alice-community", visibility="community")
 
     def names(cred, query=""):
         return sorted(im["name"] for im in client.get(f"/image/v2/images{query}",

@@ -1,0 +1,86 @@
+"""Shared pieces of the tests that boot real QEMU guests: virsh helpers, the test guest, a libvirt stack."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stack import BACKENDS, REPO, Stack
+
+URI = "qemu:///system"
+LIBVIRT_BINARIES = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")
+LIBVIRT_PACKAGES = ("libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils "
+                    "cpio kmod busybox-static")
+
+
+def virsh(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["virsh", "-c", URI, *args], capture_output=True, text=True, timeout=60)
+
+
+def domains() -> set[str]:
+    r = virsh("list", "--all", "--uuid")
+    return {line.strip() for line in r.stdout.splitlines() if line.strip()}
+
+
+def domstate(uuid: str) -> str:
+    r = virsh("domstate", uuid)
+    return r.stdout.strip() if r.returncode == 0 else "absent"
+
+
+def require_test_image(extra_binaries: tuple[str, ...] = (), extra_packages: str = "",
+                       what: str = "LIBVIRT TESTS") -> Path:
+    """Start libvirtd and build the test guest; skip loudly only if the hypervisor stack is not installed."""
+    missing = [b for b in (*LIBVIRT_BINARIES, *extra_binaries)
+               if shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}")]
+    if missing:
+        pytest.skip(f"!!! {what} SKIPPED: {', '.join(missing)} not installed. Install: apt-get install -y "
+                    f"{LIBVIRT_PACKAGES} {extra_packages} !!!")
+    for tool in ("libvirt-up", "build-test-image"):
+        run = subprocess.run([str(REPO / "tools" / tool)], capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, f"tools/{tool} failed:\n{run.stdout}\n{run.stderr}"
+    image_dir = Path(os.environ.get("STRATUS_TEST_IMAGE_DIR", REPO / ".cache" / "test-image"))
+    for name in ("vmlinuz", "initrd.img", "disk.qcow2", "cmdline"):
+        assert (image_dir / name).is_file(), f"build-test-image made no {name}"
+    return image_dir
+
+
+def destroy_own_domains(instances: Path, before: set[str]) -> None:
+    """Remove domains a failed test left behind, but only this stack's: libvirtd is shared."""
+    for uuid in domains() - before:
+        if str(instances) in virsh("dumpxml", uuid).stdout:
+            virsh("destroy", uuid)
+            virsh("undefine", uuid, "--managed-save", "--nvram")
+
+
+@contextlib.contextmanager
+def libvirt_stack(name: str, host: str, extra_env: dict[str, str] | None = None,
+                  processes: tuple[str, ...] = ("api", "conductor", "scheduler", "compute"),
+                  keep_logs: Callable[[], bool] = lambda: False) -> Iterator[Stack]:
+    """A whole cloud whose compute host runs the libvirt driver. Its files live under /var/tmp, not pytest's
+    0700 tmp dirs, because QEMU runs as libvirt-qemu. ``keep_logs()`` true at the end keeps the processes' logs."""
+    base = Path(tempfile.mkdtemp(prefix=f"stratus-{name}-", dir="/var/tmp"))
+    os.chmod(base, 0o755)
+    instances = base / "instances"
+    instances.mkdir(mode=0o755)
+    before = domains()
+    st = Stack(base / "state", BACKENDS["sqlite-filesystem"], compute_hosts=host, processes=processes,
+               extra_env={"STRATUS_COMPUTE_DRIVER": "libvirt", "STRATUS_LIBVIRT_URI": URI,
+                          "STRATUS_INSTANCES_PATH": str(instances), **(extra_env or {})})
+    st.instances = instances
+    try:
+        st.start()
+        yield st
+    finally:
+        st.stop()
+        destroy_own_domains(instances, before)
+        if keep_logs():
+            shutil.rmtree(instances, ignore_errors=True)
+            print(f"{name}: a test failed; the stack's logs are in {base / 'state'}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
