@@ -176,21 +176,28 @@ def get_console(ctx: dict) -> dict:
 
 @celery.task(name="stratus.compute.sync_power_states", ignore_result=True)
 def sync_power_states(ctx: dict) -> None:
-    """Tell the conductor about guests whose power state changed behind Stratus's back."""
-    drv = driver_for(ctx["host"])
+    """Tell the conductor about guests whose power state changed behind Stratus's back.
+
+    One task covers every host this worker serves (``ctx["hosts"]``; routed by ``ctx["host"]``), with one
+    DB read for all of them, so many fake hosts in one process do not mean many tasks per interval.
+    """
+    hosts = ctx.get("hosts") or [ctx["host"]]
     with read_session() as s:
-        rows = s.execute(select(Instance.uuid, Instance.power_state, Instance.vm_state).where(
-            Instance.host == ctx["host"], Instance.deleted == 0, Instance.task_state.is_(None))).all()
-    changes = []
-    for uuid, db_power, vm_state in rows:
+        rows = s.execute(select(Instance.uuid, Instance.power_state, Instance.host).where(
+            Instance.host.in_(hosts), Instance.deleted == 0, Instance.task_state.is_(None))).all()
+    changes: dict[str, list] = {}
+    for uuid, db_power, host in rows:
         try:
-            power = drv.get_info(uuid).power_state
+            power = driver_for(host).get_info(uuid).power_state
         except InstanceNotFound:
             power = PowerState.NOSTATE
+        except DriverError as exc:
+            LOG.warning("power state of %s on %s unknown: %s", uuid, host, exc)
+            continue
         if power != db_power:
-            changes.append([uuid, power])
-    if changes:
-        celery.send_task("stratus.conductor.sync_power_states", args=(ctx["host"], changes), queue="conductor")
+            changes.setdefault(host, []).append([uuid, power])
+    for host, host_changes in changes.items():
+        celery.send_task("stratus.conductor.sync_power_states", args=(host, host_changes), queue="conductor")
 
 
 # --- worker lifecycle ----------------------------------------------------------------------------------------------
@@ -240,5 +247,5 @@ def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:
             healthy = [*healthy, *report_all(failed)]
         if healthy:
             celery.send_task("stratus.conductor.heartbeat", args=(healthy,), queue="conductor")
-        for host in healthy:
-            sync_power_states.apply_async(args=({"host": host},), queue=f"compute.{host}")
+        if healthy:
+            sync_power_states.apply_async(args=({"host": healthy[0], "hosts": healthy},))

@@ -16,17 +16,21 @@ from tasks import states
 
 
 def load_host_states(session) -> list[HostState]:
+    """One Core query of plain columns (no ORM objects): the cost of a decision is mostly this load."""
     cfg = get_settings()
     cutoff = utcnow() - dt.timedelta(seconds=cfg.service_down_time)
-    rows = session.execute(select(ComputeNode, Service).join(Service, ComputeNode.service_id == Service.id))
-    return [HostState(host=n.host, node_id=n.id, availability_zone=n.availability_zone,
-                      enabled=not svc.disabled, up=(not svc.forced_down and svc.last_seen_at is not None
-                                                    and svc.last_seen_at >= cutoff),
-                      vcpus=n.vcpus, memory_mb=n.memory_mb, local_gb=n.local_gb, vcpus_used=n.vcpus_used,
-                      memory_mb_used=n.memory_mb_used, local_gb_used=n.local_gb_used,
-                      cpu_allocation_ratio=n.cpu_allocation_ratio, ram_allocation_ratio=n.ram_allocation_ratio,
-                      disk_allocation_ratio=n.disk_allocation_ratio, running_vms=n.running_vms)
-            for n, svc in rows]
+    n, svc = ComputeNode, Service
+    rows = session.execute(select(
+        n.host, n.id, n.availability_zone, svc.disabled, svc.forced_down, svc.last_seen_at, n.vcpus, n.memory_mb,
+        n.local_gb, n.vcpus_used, n.memory_mb_used, n.local_gb_used, n.cpu_allocation_ratio,
+        n.ram_allocation_ratio, n.disk_allocation_ratio, n.running_vms).join(svc, n.service_id == svc.id))
+    return [HostState(host=host, node_id=node_id, availability_zone=az, enabled=not disabled,
+                      up=not forced_down and seen is not None and seen >= cutoff, vcpus=vcpus, memory_mb=ram,
+                      local_gb=disk, vcpus_used=vcpus_used, memory_mb_used=ram_used, local_gb_used=disk_used,
+                      cpu_allocation_ratio=cpu_ratio, ram_allocation_ratio=ram_ratio,
+                      disk_allocation_ratio=disk_ratio, running_vms=running)
+            for (host, node_id, az, disabled, forced_down, seen, vcpus, ram, disk, vcpus_used, ram_used, disk_used,
+                 cpu_ratio, ram_ratio, disk_ratio, running) in rows]
 
 
 @celery.task(name="stratus.scheduler.schedule")
