@@ -161,9 +161,11 @@ def service_state(stack: Stack, api: requests.Session, host: str) -> str:
 
 def hypervisor_type(stack: Stack, api: requests.Session, host: str) -> str:
     if api.get(f"{stack.url}/v2.1/os-hypervisors", timeout=10).status_code != 404:
-        hvs = stack.openstack_json("hypervisor", "list", "--long")
-        (hv,) = [h for h in hvs if host in (h.get("Hypervisor Hostname"), h.get("Host"))]
-        return hv["Hypervisor Type"]
+        listed = {h["Hypervisor Hostname"]: h for h in stack.openstack_json("hypervisor", "list")}
+        detail = api.get(f"{stack.url}/v2.1/os-hypervisors/detail", timeout=10,
+                         headers={"OpenStack-API-Version": "compute 2.53"}).json()["hypervisors"]
+        (hv,) = [h for h in detail if h["service"]["host"] == host]
+        return listed[hv["hypervisor_hostname"]]["Hypervisor Type"]
     ((kind,),) = db_rows(stack, "SELECT hypervisor_type FROM compute_nodes WHERE host = :h", h=host)
     return kind
 
