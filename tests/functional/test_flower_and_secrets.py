@@ -35,7 +35,12 @@ def flower(stack):
     else:
         pytest.fail("flower did not start:\n" + stack.log("flower")[-3000:])
     assert requests.get(f"{url}/api/tasks", timeout=5).status_code == 401  # basic auth is on
-    time.sleep(2)  # let Flower subscribe to the event stream before the boot
+    # Flower sees events only once its receiver is subscribed: wait until it has seen a compute heartbeat.
+    deadline = time.monotonic() + 60
+    while not any(t["name"] == "stratus.conductor.heartbeat" for t in requests.get(
+            f"{url}/api/tasks", auth=("ops", "flower-pw"), timeout=10).json().values()):
+        assert time.monotonic() < deadline, "Flower saw no task events:\n" + stack.log("flower")[-3000:]
+        time.sleep(0.5)
     yield url
     stack.stop_process("flower")
 
@@ -99,7 +104,8 @@ def test_boot_steps_in_flower_and_no_secrets_anywhere(stack, flower):
     while True:
         tasks = requests.get(f"{flower}/api/tasks", auth=("ops", "flower-pw"), timeout=10).json()
         mine = {t["name"]: t for t in tasks.values() if server_id in (t.get("args") or "")}
-        if all(step in mine for step in BOOT_STEPS) or time.monotonic() > deadline:
+        done = all(mine.get(step, {}).get("state") == "SUCCESS" for step in BOOT_STEPS)
+        if done or time.monotonic() > deadline:  # Flower's view of the events may lag the DB a little
             break
         time.sleep(1)
     assert all(step in mine for step in BOOT_STEPS), sorted(mine)
