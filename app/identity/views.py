@@ -394,23 +394,27 @@ def show_domain(domain_id):
         raise ApiError(404, f"Could not find domain: {domain_id}.")
     return jsonify({"domain": _domain_body()})
 
+def _filtered_list(model, render, key: str):
+    """Projects or users, filtered by the query's name, domain_id and enabled (Keystone's list filters)."""
+    q = select(model).order_by(model.name)
+    if request.args.get("name") is not None:
+        q = q.where(model.name == request.args["name"])
+    if request.args.get("domain_id") is not None:
+        q = q.where(model.domain_id == request.args["domain_id"])
+    enabled = _bool_arg("enabled")
+    if enabled is not None:
+        q = q.where(model.enabled.is_(enabled))
+    with db.read_session() as s:
+        items = [render(row) for row in s.scalars(q)]
+    return _collection(key, items, f"/{key}")
+
 
 # --- projects -------------------------------------------------------------------------------------------------
 
 @bp.get("/v3/projects")
 @enforce("admin_api")
 def list_projects():
-    q = select(Project).order_by(Project.name)
-    if request.args.get("name") is not None:
-        q = q.where(Project.name == request.args["name"])
-    if request.args.get("domain_id") is not None:
-        q = q.where(Project.domain_id == request.args["domain_id"])
-    enabled = _bool_arg("enabled")
-    if enabled is not None:
-        q = q.where(Project.enabled.is_(enabled))
-    with db.read_session() as s:
-        items = [project_body(p) for p in s.scalars(q)]
-    return _collection("projects", items, "/projects")
+    return _filtered_list(Project, project_body, "projects")
 
 
 @bp.post("/v3/projects")
@@ -495,17 +499,7 @@ def delete_project(project_id):
 @bp.get("/v3/users")
 @enforce("admin_api")
 def list_users():
-    q = select(User).order_by(User.name)
-    if request.args.get("name") is not None:
-        q = q.where(User.name == request.args["name"])
-    if request.args.get("domain_id") is not None:
-        q = q.where(User.domain_id == request.args["domain_id"])
-    enabled = _bool_arg("enabled")
-    if enabled is not None:
-        q = q.where(User.enabled.is_(enabled))
-    with db.read_session() as s:
-        items = [user_body(u) for u in s.scalars(q)]
-    return _collection("users", items, "/users")
+    return _filtered_list(User, user_body, "users")
 
 
 def _password_hash_of(data: dict) -> str | None:

@@ -15,21 +15,11 @@ import pytest
 import requests
 import websocket  # websocket-client
 
-from tests.stack import BACKENDS, Stack, free_port
+from tests.stack import BACKENDS, Stack, free_port, wait_port
 
 pytestmark = pytest.mark.services
 
 MV = {"OpenStack-API-Version": "compute 2.96"}
-
-
-def wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 @pytest.fixture(scope="module")

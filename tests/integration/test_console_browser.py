@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import socket
 import sqlite3
 import struct
 import tempfile
@@ -23,7 +22,7 @@ import requests
 
 from tests.libvirt_support import domains as _domains, libvirt_stack, require_test_image
 from tests.libvirt_support import virsh as _virsh
-from tests.stack import REPO, free_port
+from tests.stack import REPO, free_port, wait_port
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.browser]
 
@@ -31,16 +30,6 @@ ARTIFACTS = REPO / "artifacts"
 HOST = "console-1"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 MARKER = "STRATUS-GUEST-UP"
-
-
-def _wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +46,8 @@ def stack(test_image):
     with libvirt_stack("console", HOST, extra_env=env, processes=("api", "conductor", "scheduler", "compute",
                                                                   "novncproxy", "spicehtml5proxy")) as st:
         st.novnc_port, st.spice_port = novnc, spice
-        _wait_port(novnc)
-        _wait_port(spice)
+        wait_port(novnc)
+        wait_port(spice)
         yield st
 
 
