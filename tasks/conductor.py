@@ -108,6 +108,12 @@ def set_metadata_password(instance_uuid: str, password: str) -> None:
         db_write.set_metadata_password(s, instance_uuid, password)
 
 
+@rpc("update_instance")
+def update_instance(uuid: str, values: dict) -> None:
+    with write_session() as s:
+        db_write.update_instance(s, uuid, values)
+
+
 @rpc("create_keypair")
 def create_keypair(user_id: str, name: str, public_key: str, fingerprint: str, key_type: str) -> dict:
     with write_session() as s:

@@ -108,6 +108,16 @@ def cas_instance(s: Session, uuid: str, expected_task_state: Any = _UNSET, expec
     return s.execute(update(Instance).where(and_(*conds)).values(**values)).rowcount == 1
 
 
+def update_instance(s: Session, uuid: str, values: dict) -> None:
+    """User-settable fields (name, description, hostname, access IPs, lock) of a live instance."""
+    allowed = {"display_name", "display_description", "hostname", "access_ip_v4", "access_ip_v6", "locked",
+               "locked_reason"}
+    if set(values) - allowed:
+        raise ConductorError(400, f"Cannot update {sorted(set(values) - allowed)}")
+    if not cas_instance(s, uuid, **values):
+        raise ConductorError(404, f"Instance {uuid} could not be found.")
+
+
 def add_fault(s: Session, uuid: str, code: int, message: str, details: str = "", host: str | None = None) -> None:
     s.add(InstanceFault(instance_uuid=uuid, code=code, message=message[:255], details=details, host=host))
 

@@ -142,3 +142,16 @@ class FlavorCreateSchema(StrictSchema):
     rxtx_factor = fields.Float(validate=validate.Range(min=0))
     os_flavor_access_is_public = fields.Boolean(data_key="os-flavor-access:is_public")
     description = fields.String(allow_none=True, validate=validate.Length(max=65535))
+
+
+class ServerUpdateSchema(StrictSchema):
+    name = ServerName()
+    description = fields.String(allow_none=True, validate=validate.Length(max=255))
+    hostname = fields.String(validate=validate.Length(min=1, max=255))
+    accessIPv4 = fields.IPv4()
+    accessIPv6 = fields.IPv6()
+    OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
+
+
+class LockSchema(StrictSchema):
+    locked_reason = fields.String(validate=validate.Length(min=1, max=255))

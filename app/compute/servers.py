@@ -12,7 +12,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app import crypto, network, rpc
-from app.compute.schemas import RebootSchema, ServerCreateSchema, is_uuid, json_body, load
+from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema, is_uuid,
+                                 json_body, load)
 from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
 from app.context import RequestContext, current
 from app.db import read_session
@@ -398,6 +399,47 @@ def create_server():
     return resp
 
 
+# --- update ------------------------------------------------------------------------------------------------------
+
+@bp.put("/servers/<server_id>")
+@enforce("project_member_api")
+def update_server(server_id: str):
+    ctx = current()
+    v = api_version()
+    body = load(ServerUpdateSchema(), json_body(), root="server")
+    for field, min_version in (("description", "2.19"), ("hostname", "2.90")):
+        if field in body and not v.matches(min_version):
+            raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
+    names = {"name": "display_name", "description": "display_description", "hostname": "hostname",
+             "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
+    values = {names[k]: (str(val) if k.startswith("access") else val) for k, val in body.items() if k in names}
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+    if values:
+        rpc.call("stratus.conductor.update_instance", inst.uuid, values)
+    with read_session() as s:
+        return jsonify({"server": render(s, [get_instance(s, server_id, ctx)], ctx, show=True)[0]})
+
+
+def _lock(server_id: str, args: object) -> None:
+    ctx = current()
+    reason = None
+    if args is not None:
+        if not api_version().matches("2.73") and args != {}:
+            raise bad_request("Additional properties are not allowed (locked_reason needs microversion 2.73)")
+        reason = load(LockSchema(), args).get("locked_reason")
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+    rpc.call("stratus.conductor.update_instance", inst.uuid, {"locked": True, "locked_reason": reason})
+
+
+def _unlock(server_id: str, args: object) -> None:
+    ctx = current()
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+    rpc.call("stratus.conductor.update_instance", inst.uuid, {"locked": False, "locked_reason": None})
+
+
 # --- delete and actions --------------------------------------------------------------------------------------------
 
 def _action(server_id: str, action: str) -> None:
@@ -442,6 +484,8 @@ def _console_output(server_id: str, args: dict | None) -> Response:
 
 # Other modules add server actions here (name -> handler(server_id, args) -> response or None for 202).
 EXTRA_ACTIONS: dict[str, Callable[[str, object], Response | None]] = {}
+
+EXTRA_ACTIONS.update({"lock": _lock, "unlock": _unlock})
 
 _SIMPLE_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause",
                    "suspend": "suspend", "resume": "resume"}

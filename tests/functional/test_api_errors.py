@@ -127,3 +127,23 @@ def test_token_of_another_project(api):
     listed = requests.get(f"{stack.url}/v2.1/servers", headers=hdrs).json()["servers"]
     assert server_id not in {s["id"] for s in listed}
     assert session.delete(f"{stack.url}/v2.1/servers/{server_id}").status_code == 204
+
+
+def test_rename_and_lock(api):
+    stack, session, image_id = api
+    r = session.post(f"{stack.url}/v2.1/servers", json=server_body(image_id, name="to-rename"))
+    assert r.status_code == 202, r.text
+    sid = r.json()["server"]["id"]
+    r = session.put(f"{stack.url}/v2.1/servers/{sid}", json={"server": {"name": "renamed", "description": "d"}})
+    assert r.status_code == 200, r.text
+    assert r.json()["server"]["name"] == "renamed" and r.json()["server"]["description"] == "d"
+    r = session.put(f"{stack.url}/v2.1/servers/{sid}", json={"server": {"bogus": 1}})
+    assert r.status_code == 400
+    r = session.post(f"{stack.url}/v2.1/servers/{sid}/action", json={"lock": {"locked_reason": "maintenance"}})
+    assert r.status_code == 202, r.text
+    shown = session.get(f"{stack.url}/v2.1/servers/{sid}").json()["server"]
+    assert shown["locked"] is True and shown["locked_reason"] == "maintenance"
+    r = session.post(f"{stack.url}/v2.1/servers/{sid}/action", json={"unlock": None})
+    assert r.status_code == 202
+    assert session.get(f"{stack.url}/v2.1/servers/{sid}").json()["server"]["locked"] is False
+    assert session.delete(f"{stack.url}/v2.1/servers/{sid}").status_code == 204
