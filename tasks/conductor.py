@@ -66,9 +66,17 @@ def server_action(req: dict) -> dict:
             raise ConductorError(404, f"Instance {uuid} could not be found.")
         if action == "delete":
             task_state = states.DELETING
-            if inst.task_state == states.DELETING:
-                return {"instance_uuid": uuid}
-            ok = db_write.cas_instance(s, uuid, expected_task_state=inst.task_state, task_state=task_state)
+            # Delete is allowed in any state: when a boot step moves task_state under us, read it again.
+            for _ in range(5):
+                if inst.task_state == states.DELETING:
+                    return {"instance_uuid": uuid}
+                ok = db_write.cas_instance(s, uuid, expected_task_state=inst.task_state, task_state=task_state)
+                if ok:
+                    break
+                s.expire(inst)
+                inst = db_write.get_instance(s, uuid)
+                if inst is None:
+                    raise ConductorError(404, f"Instance {uuid} could not be found.")
         else:
             rule = states.ACTIONS[action]
             if inst.vm_state not in rule["from"]:
