@@ -123,6 +123,11 @@ def reserve_instances(s: Session, project_id: str, vcpus: int, memory_mb: int, m
     raise ConductorError(409, "Quota usage changed concurrently; retry the request.")
 
 
+def reserve_quota(s: Session, project_id: str, want: dict[str, int]) -> None:
+    """Add instances/cores/ram deltas (e.g. a resize's extra cores) if they fit; 403 with Nova's text if not."""
+    check_and_reserve(s, project_id, {r: int(d) for r, d in want.items() if d})
+
+
 def release_quota(s: Session, project_id: str, vcpus: int, memory_mb: int) -> None:
     release(s, project_id, {"instances": 1, "cores": vcpus, "ram": memory_mb})
 

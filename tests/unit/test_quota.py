@@ -238,3 +238,20 @@ def test_limits_of_another_project_is_admin_only(client, admin, make_user):
     assert r.status_code == 403
     r = client.get(f"/v2.1/limits?tenant_id={member.project_id}", headers=admin.headers)
     assert r.status_code == 200
+
+
+def test_reserve_quota_deltas_for_other_callers(stratus_env):
+    """reserve_quota (kept for existing callers, e.g. a resize's extra cores) shares the counters."""
+    from app.db import read_session, write_session
+    from tasks import db_write
+    from tasks.db_write import ConductorError
+
+    with write_session() as s:
+        db_write.set_project_quotas(s, "p4", {"cores": 4}, force=False)
+        db_write.reserve_quota(s, "p4", {"instances": 1, "cores": 2, "ram": 512})
+        db_write.reserve_quota(s, "p4", {"instances": 0, "cores": 2, "ram": 0})
+    with pytest.raises(ConductorError) as exc, write_session() as s:
+        db_write.reserve_quota(s, "p4", {"cores": 1})
+    assert exc.value.message == "Quota exceeded for cores: Requested 1, but already used 4 of 4 cores"
+    with read_session() as s:
+        assert (quota.usage(s, "p4")["instances"], quota.usage(s, "p4")["cores"]) == (1, 4)
