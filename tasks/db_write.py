@@ -355,7 +355,8 @@ def create_keypair(s: Session, user_id: str, name: str, public_key: str, fingerp
                    project_id: str = "") -> dict:
     """key_pairs is a per-user quota (the limit of the caller's project applies). The project's usage row lock
     serializes concurrent creates, so the count below stays exact."""
-    _locked_usage(s, project_id)
+    if project_id:
+        _locked_usage(s, project_id)
     limit = quota.project_limits(s, project_id)["key_pairs"]
     used = s.scalar(select(func.count()).select_from(KeyPair).where(KeyPair.user_id == user_id))
     if limit >= 0 and used + 1 > limit:
