@@ -12,6 +12,8 @@ _settings = get_settings()
 
 broker_url = _settings.celery_broker_url
 result_backend = _settings.celery_result_backend
+if result_backend.startswith("file://"):
+    result_backend = f"tasks.fs_result_backend:AtomicFilesystemBackend+{result_backend}"
 broker_connection_retry_on_startup = True
 
 if broker_url.startswith("filesystem://"):

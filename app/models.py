@@ -286,12 +286,21 @@ class QuotaUsage(Base):
     instances: Mapped[int] = mapped_column(Integer, default=0)
     cores: Mapped[int] = mapped_column(Integer, default=0)
     ram: Mapped[int] = mapped_column(Integer, default=0)
+    server_groups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class QuotaLimit(Base):
     """Per-project overrides of the default quotas."""
     __tablename__ = "quota_limits"
     project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)
+
+
+class QuotaClass(Base):
+    """Nova's quota classes: the ``default`` class overrides the configured default quotas."""
+    __tablename__ = "quota_classes"
+    class_name: Mapped[str] = mapped_column(String(255), primary_key=True)
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)
 

@@ -74,6 +74,12 @@ class Settings:
     quota_cores: int = 20
     quota_ram: int = 51200
     quota_key_pairs: int = 100
+    quota_metadata_items: int = 128
+    quota_injected_files: int = 5
+    quota_injected_file_content_bytes: int = 10240
+    quota_injected_file_path_length: int = 255
+    quota_server_groups: int = 10
+    quota_server_group_members: int = 10
     # Limits
     max_request_body: int = 1 << 20
     max_image_size: int = 1 << 34

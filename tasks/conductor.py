@@ -123,9 +123,28 @@ def update_instance(uuid: str, values: dict) -> None:
 
 
 @rpc("create_keypair")
-def create_keypair(user_id: str, name: str, public_key: str, fingerprint: str, key_type: str) -> dict:
+def create_keypair(user_id: str, name: str, public_key: str, fingerprint: str, key_type: str,
+                   project_id: str = "") -> dict:
     with write_session() as s:
-        return db_write.create_keypair(s, user_id, name, public_key, fingerprint, key_type)
+        return db_write.create_keypair(s, user_id, name, public_key, fingerprint, key_type, project_id)
+
+
+@rpc("update_quota_set")
+def update_quota_set(project_id: str, values: dict, force: bool) -> None:
+    with write_session() as s:
+        db_write.set_project_quotas(s, project_id, values, force)
+
+
+@rpc("delete_quota_set")
+def delete_quota_set(project_id: str) -> None:
+    with write_session() as s:
+        db_write.delete_project_quotas(s, project_id)
+
+
+@rpc("update_quota_class_set")
+def update_quota_class_set(class_name: str, values: dict) -> None:
+    with write_session() as s:
+        db_write.set_class_quotas(s, class_name, values)
 
 
 @rpc("delete_keypair")

@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
-                        InstanceFault, InstancePassword, KeyPair, Network, QuotaLimit, QuotaUsage, Service, utcnow)
-from app import network
+                        InstanceFault, InstancePassword, KeyPair, Network, QuotaClass, QuotaLimit, QuotaUsage, Service,
+                        utcnow)
+from app import network, quota
 from app.settings import get_settings
 from tasks import states
 
@@ -30,51 +31,134 @@ class ConductorError(Exception):
 
 
 # --- quotas --------------------------------------------------------------------------------------------------------
-
-QUOTA_RESOURCES = ("instances", "cores", "ram")
-
+# Limits and the over-quota arithmetic live in app/quota.py; here are the writes. Usage counters change only by
+# conditional UPDATEs inside the caller's transaction (the same one that creates or deletes the counted rows).
 
 def quota_limits(s: Session, project_id: str) -> dict[str, int]:
-    cfg = get_settings()
-    limits = {"instances": cfg.quota_instances, "cores": cfg.quota_cores, "ram": cfg.quota_ram,
-              "key_pairs": cfg.quota_key_pairs}
-    for row in s.scalars(select(QuotaLimit).where(QuotaLimit.project_id == project_id)):
-        limits[row.resource] = row.hard_limit
-    return limits
+    return quota.project_limits(s, project_id)
 
 
 def _ensure_usage_row(s: Session, project_id: str) -> None:
     if s.get(QuotaUsage, project_id) is None:
         try:
             with s.begin_nested():
-                s.execute(insert(QuotaUsage).values(project_id=project_id, instances=0, cores=0, ram=0))
+                s.execute(insert(QuotaUsage).values(project_id=project_id, instances=0, cores=0, ram=0,
+                                                    server_groups=0))
         except IntegrityError:
             pass  # another transaction created it
 
 
-def reserve_quota(s: Session, project_id: str, want: dict[str, int]) -> None:
-    """Add ``want`` to the project's usage only if every limit still holds (one conditional UPDATE)."""
+def _locked_usage(s: Session, project_id: str) -> dict[str, int]:
+    """The project's counters, read with a row lock (PostgreSQL/MariaDB) so the check and the UPDATE agree."""
     _ensure_usage_row(s, project_id)
-    limits = quota_limits(s, project_id)
+    row = s.execute(select(*[getattr(QuotaUsage, r) for r in quota.COUNTERS])
+                    .where(QuotaUsage.project_id == project_id).with_for_update()).one()
+    return {**dict.fromkeys(quota.RESOURCES, 0), **dict(zip(quota.COUNTERS, row))}
+
+
+def _add_usage(s: Session, project_id: str, deltas: dict[str, int], limits: dict[str, int] | None) -> bool:
+    """One conditional UPDATE: add ``deltas`` only if every (limited) counter stays within its limit."""
     conds = [QuotaUsage.project_id == project_id]
-    for res in QUOTA_RESOURCES:
-        if limits[res] >= 0:
-            conds.append(getattr(QuotaUsage, res) + want[res] <= limits[res])
-    result = s.execute(update(QuotaUsage).where(and_(*conds)).values(
-        {getattr(QuotaUsage, r): getattr(QuotaUsage, r) + want[r] for r in QUOTA_RESOURCES}))
-    if result.rowcount == 1:
+    if limits is not None:
+        conds += [getattr(QuotaUsage, r) + d <= limits[r] for r, d in deltas.items() if d > 0 and limits[r] >= 0]
+    values = {getattr(QuotaUsage, r): getattr(QuotaUsage, r) + d for r, d in deltas.items()}
+    return s.execute(update(QuotaUsage).where(and_(*conds)).values(values)).rowcount == 1
+
+
+def check_and_reserve(s: Session, project_id: str, deltas: dict[str, int], message: str | None = None) -> None:
+    """Count ``deltas`` of counted resources (instances, cores, ram, server_groups) against the project's quota.
+
+    For other helpers' creates, e.g. ``check_and_reserve(s, project_id, {"server_groups": 1},
+    "Quota exceeded, too many server groups.")``, called in the transaction that inserts the row; undo with
+    ``release(s, project_id, {"server_groups": 1})`` in the transaction that deletes it. Raises a 403
+    ConductorError with ``message`` (default: Nova's "Quota exceeded for ...: Requested ..." text)."""
+    unknown = set(deltas) - set(quota.COUNTERS)
+    if unknown:
+        raise ValueError(f"not a counted resource: {sorted(unknown)}")
+    limits = quota.project_limits(s, project_id)
+    used = _locked_usage(s, project_id)
+    overs = quota.overs_of(limits, used, deltas)
+    if not overs and _add_usage(s, project_id, deltas, limits):
         return
-    usage = s.get(QuotaUsage, project_id)
-    s.refresh(usage)
-    overs = [r for r in QUOTA_RESOURCES if limits[r] >= 0 and getattr(usage, r) + want[r] > limits[r]]
-    first = overs[0] if overs else "instances"
-    raise ConductorError(403, f"Quota exceeded for {', '.join(overs) or first}: Requested {want[first]}, but "
-                              f"already used {getattr(usage, first)} of {limits[first]} {first}")
+    if not overs:  # the UPDATE saw newer usage than the read (only possible without row locks)
+        used = _locked_usage(s, project_id)
+        overs = quota.overs_of(limits, used, deltas) or list(deltas)
+    raise ConductorError(403, message or quota.over_quota_message(overs, deltas, used, limits))
+
+
+def release(s: Session, project_id: str, deltas: dict[str, int]) -> None:
+    """Give counted resources back (the inverse of check_and_reserve)."""
+    _add_usage(s, project_id, {r: -d for r, d in deltas.items()}, None)
+
+
+def check_group_members(s: Session, project_id: str, members_now: int, adding: int = 1) -> None:
+    """server_group_members: a group may not grow past the limit (count the group's members under a lock on the
+    group row, in the transaction that adds the member)."""
+    limit = quota.project_limits(s, project_id)["server_group_members"]
+    if 0 <= limit < members_now + adding:
+        raise ConductorError(403, "Quota exceeded, too many servers in group")
+
+
+def check_metadata_items(s: Session, project_id: str, count: int) -> None:
+    """For server metadata writes: ``count`` is the number of items the server would have afterwards."""
+    try:
+        quota.check_metadata_items(quota.project_limits(s, project_id), count)
+    except quota.OverQuota as exc:
+        raise ConductorError(403, exc.message) from None
+
+
+def reserve_instances(s: Session, project_id: str, vcpus: int, memory_mb: int, min_count: int,
+                      max_count: int) -> int:
+    """Reserve instances, cores and RAM for a (multi-)create; returns how many instances may be created."""
+    limits = quota.project_limits(s, project_id)
+    for _attempt in range(5):
+        used = _locked_usage(s, project_id)
+        try:
+            count = quota.instances_allowed(limits, used, vcpus, memory_mb, min_count, max_count)
+        except quota.OverQuota as exc:
+            raise ConductorError(403, exc.message) from None
+        if _add_usage(s, project_id, {"instances": count, "cores": vcpus * count, "ram": memory_mb * count},
+                      limits):
+            return count
+    raise ConductorError(409, "Quota usage changed concurrently; retry the request.")
+
+
+def reserve_quota(s: Session, project_id: str, want: dict[str, int]) -> None:
+    """Add instances/cores/ram deltas (e.g. a resize's extra cores) if they fit; 403 with Nova's text if not."""
+    check_and_reserve(s, project_id, {r: int(d) for r, d in want.items() if d})
 
 
 def release_quota(s: Session, project_id: str, vcpus: int, memory_mb: int) -> None:
-    s.execute(update(QuotaUsage).where(QuotaUsage.project_id == project_id).values(
-        instances=QuotaUsage.instances - 1, cores=QuotaUsage.cores - vcpus, ram=QuotaUsage.ram - memory_mb))
+    release(s, project_id, {"instances": 1, "cores": vcpus, "ram": memory_mb})
+
+
+def set_project_quotas(s: Session, project_id: str, values: dict[str, int], force: bool) -> None:
+    """os-quota-sets update: refuse (400) a limit below usage unless forced, then upsert every value."""
+    if not force:
+        used = _locked_usage(s, project_id)
+        for resource, limit in values.items():
+            problem = quota.check_new_limit(resource, limit, used[resource])
+            if problem:
+                raise ConductorError(400, problem)
+    _upsert(s, QuotaLimit, QuotaLimit.project_id, project_id, values)
+
+
+def delete_project_quotas(s: Session, project_id: str) -> None:
+    s.execute(delete(QuotaLimit).where(QuotaLimit.project_id == project_id))
+
+
+def set_class_quotas(s: Session, class_name: str, values: dict[str, int]) -> None:
+    _upsert(s, QuotaClass, QuotaClass.class_name, class_name, values)
+
+
+def _upsert(s: Session, model: type, key_col: Any, key: str, values: dict[str, int]) -> None:
+    existing = {row.resource: row for row in s.scalars(select(model).where(key_col == key).with_for_update())}
+    for resource, limit in values.items():
+        if resource in existing:
+            existing[resource].hard_limit = limit
+        else:
+            s.add(model(**{key_col.key: key}, resource=resource, hard_limit=limit))
+    s.flush()
 
 
 # --- instances -----------------------------------------------------------------------------------------------------
@@ -126,9 +210,9 @@ def create_instances(s: Session, req: dict) -> list[str]:
     flavor = s.scalars(select(Flavor).where(Flavor.flavorid == req["flavor_id"], Flavor.disabled.is_(False))).first()
     if flavor is None:
         raise ConductorError(400, f"Flavor {req['flavor_id']} could not be found.")
-    count = int(req.get("count", 1))
-    reserve_quota(s, req["project_id"], {"instances": count, "cores": flavor.vcpus * count,
-                                         "ram": flavor.memory_mb * count})
+    max_count = int(req.get("count", 1))
+    count = reserve_instances(s, req["project_id"], flavor.vcpus, flavor.memory_mb,
+                              int(req.get("min_count", max_count)), max_count)
     now = utcnow()
     snapshot = {"id": flavor.flavorid, "name": flavor.name, "vcpus": flavor.vcpus, "ram": flavor.memory_mb,
                 "disk": flavor.root_gb, "ephemeral": flavor.ephemeral_gb, "swap": flavor.swap,
@@ -267,12 +351,16 @@ def report_heartbeat(s: Session, hosts: list[str], binary: str = "stratus-comput
 
 # --- key pairs and flavors (compute API tables) -------------------------------------------------------------------
 
-def create_keypair(s: Session, user_id: str, name: str, public_key: str, fingerprint: str, key_type: str) -> dict:
-    limit = quota_limits(s, "")["key_pairs"]
+def create_keypair(s: Session, user_id: str, name: str, public_key: str, fingerprint: str, key_type: str,
+                   project_id: str = "") -> dict:
+    """key_pairs is a per-user quota (the limit of the caller's project applies). The project's usage row lock
+    serializes concurrent creates, so the count below stays exact."""
+    if project_id:
+        _locked_usage(s, project_id)
+    limit = quota.project_limits(s, project_id)["key_pairs"]
     used = s.scalar(select(func.count()).select_from(KeyPair).where(KeyPair.user_id == user_id))
     if limit >= 0 and used + 1 > limit:
-        raise ConductorError(403, f"Quota exceeded for key_pairs: Requested 1, but already used {used} of "
-                                  f"{limit} key_pairs")
+        raise ConductorError(403, "Quota exceeded, too many key pairs.")
     try:
         with s.begin_nested():
             kp = KeyPair(user_id=user_id, name=name, public_key=public_key, fingerprint=fingerprint, type=key_type)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
@@ -64,6 +65,19 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _claim_redis_db() -> tuple[int, str]:
+    """A Redis database of this stack's own. Parallel test runs share one Redis server; a stack on another run's
+    database consumes its tasks (against its own SQL database). Claimed with SET NX in db 0, released at cleanup;
+    the expiry frees claims of killed runs. Database 9 is left to older checkouts that hard-code it."""
+    import redis
+    r = redis.Redis(host="127.0.0.1", port=6379, db=0)
+    for db in random.sample([n for n in range(1, 16) if n != 9], 14):
+        key = f"stratus-test-redis-db:{db}"
+        if r.set(key, f"{socket.gethostname()}:{os.getpid()}", nx=True, ex=4 * 3600):
+            return db, key
+    raise RuntimeError("every Redis test database is claimed (see keys stratus-test-redis-db:* in db 0)")
+
+
 @dataclass
 class Backend:
     name: str
@@ -113,9 +127,13 @@ class Backend:
     def broker_url(self) -> str:
         if self.broker == "redis":
             import redis
-            db = 9
+            db, claim = _claim_redis_db()
             redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
-            self.cleanups.append(lambda: redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb())
+
+            def release() -> None:
+                redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
+                redis.Redis(host="127.0.0.1", port=6379, db=0).delete(claim)
+            self.cleanups.append(release)
             return f"redis://127.0.0.1:6379/{db}"
         if self.broker == "rabbitmq":
             vhost = f"stratus_{uuid.uuid4().hex[:10]}"

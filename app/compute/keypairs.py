@@ -109,7 +109,8 @@ def create_keypair():
         private_key, public_key = generate()
     fp = fingerprint(public_key)
     key_type = body.get("type", "ssh")
-    rpc.call("stratus.conductor.create_keypair", user_id, body["name"], public_key, fp, key_type)
+    rpc.call("stratus.conductor.create_keypair", user_id, body["name"], public_key, fp, key_type,
+             current().project_id or "")
     out = {"name": body["name"], "public_key": public_key, "fingerprint": fp, "user_id": user_id}
     if private_key:
         out["private_key"] = private_key

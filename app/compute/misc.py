@@ -1,40 +1,54 @@
 """/limits and /os-availability-zone."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
-from sqlalchemy import func, select
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
 
 from app.context import current
 from app.db import read_session
-from app.models import ComputeNode, Instance, QuotaLimit
-from app.policy import enforce
-from app.settings import get_settings
+from app import quota
+from app.microversion import current as api_version
+from app.models import ComputeNode
+from app.policy import check, enforce
 
 bp = Blueprint("misc", __name__)
+
+
+# Nova's /limits names for quota resources (views/limits.py) and for their usage.
+_LIMIT_NAMES = {"ram": ["maxTotalRAMSize"], "instances": ["maxTotalInstances"], "cores": ["maxTotalCores"],
+                "key_pairs": ["maxTotalKeypairs"], "floating_ips": ["maxTotalFloatingIps"],
+                "metadata_items": ["maxServerMeta", "maxImageMeta"], "injected_files": ["maxPersonality"],
+                "injected_file_content_bytes": ["maxPersonalitySize"], "security_groups": ["maxSecurityGroups"],
+                "security_group_rules": ["maxSecurityGroupRules"], "server_groups": ["maxServerGroups"],
+                "server_group_members": ["maxServerGroupMembers"]}
+_USED_NAMES = {"totalRAMUsed": "ram", "totalCoresUsed": "cores", "totalInstancesUsed": "instances",
+               "totalFloatingIpsUsed": "floating_ips", "totalSecurityGroupsUsed": "security_groups",
+               "totalServerGroupsUsed": "server_groups"}
 
 
 @bp.get("/limits")
 @enforce("project_reader_api")
 def limits():
     ctx = current()
-    cfg = get_settings()
+    project_id = ctx.project_id
+    if "tenant_id" in request.args:
+        project_id = request.args["tenant_id"]
+        check("admin_api")  # Nova's os_compute_api:limits:other_project
+    v = api_version()
+    filtered = set(quota.filtered_for_quota_sets(v)) - {"injected_file_path_bytes"}
     with read_session() as s:
-        overrides = {r.resource: r.hard_limit for r in s.scalars(
-            select(QuotaLimit).where(QuotaLimit.project_id == ctx.project_id))}
-        used_instances, used_cores, used_ram = s.execute(select(
-            func.count(Instance.id), func.coalesce(func.sum(Instance.vcpus), 0),
-            func.coalesce(func.sum(Instance.memory_mb), 0)).where(Instance.project_id == ctx.project_id,
-                                                                  Instance.deleted == 0)).one()
-    absolute = {
-        "maxTotalInstances": overrides.get("instances", cfg.quota_instances),
-        "maxTotalCores": overrides.get("cores", cfg.quota_cores),
-        "maxTotalRAMSize": overrides.get("ram", cfg.quota_ram),
-        "maxTotalKeypairs": overrides.get("key_pairs", cfg.quota_key_pairs),
-        "maxServerMeta": 128, "maxImageMeta": 128, "maxPersonality": 5, "maxPersonalitySize": 10240,
-        "maxServerGroups": 10, "maxServerGroupMembers": 10,
-        "totalInstancesUsed": used_instances, "totalCoresUsed": int(used_cores), "totalRAMUsed": int(used_ram),
-        "totalServerGroupsUsed": 0,
-    }
+        hard = quota.project_limits(s, project_id)
+        used = quota.usage(s, project_id)
+    absolute: dict[str, int] = {}
+    for resource, names in _LIMIT_NAMES.items():
+        if resource in filtered:
+            continue
+        for name in names:
+            if name != "maxImageMeta" or not v.matches("2.39"):
+                absolute[name] = hard[resource]
+    for name, resource in _USED_NAMES.items():
+        if resource not in filtered:
+            absolute[name] = used[resource]
     return jsonify({"limits": {"rate": [], "absolute": absolute}})
 
 

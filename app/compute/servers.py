@@ -11,13 +11,13 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from app import crypto, network, rpc
+from app import crypto, network, quota, rpc
 from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema, is_uuid,
                                  json_body, load)
 from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
 from app.context import RequestContext, current
 from app.db import read_session
-from app.errors import bad_request, conflict, not_found
+from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
 from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, KeyPair, Network, Service,
                         utcnow)
@@ -317,6 +317,18 @@ def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Image:
     return img
 
 
+def _check_request_quotas(s: Session, project_id: str, body: dict) -> None:
+    """Quotas that limit one request: metadata items and (before 2.57) personality files; 403 like Nova."""
+    limits = quota.project_limits(s, project_id)
+    try:
+        quota.check_metadata_items(limits, len(body.get("metadata") or {}))
+        quota.check_injected_files(limits, body.get("personality") or [])
+    except quota.OverQuota as exc:
+        raise ApiError(403, exc.message) from None
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+
+
 @bp.post("/servers")
 @enforce("project_member_api")
 def create_server():
@@ -371,12 +383,14 @@ def create_server():
             zones = set(s.scalars(select(ComputeNode.availability_zone).distinct()))
             if az not in zones:
                 raise bad_request("The requested availability zone is not available")
+        _check_request_quotas(s, ctx.project_id, body)
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
     count = max_count
     reservation_id = "r-" + secrets.token_hex(4)
     req = {
         "request_id": g.request_id, "project_id": ctx.project_id, "user_id": ctx.user_id,
-        "uuids": [str(uuidlib.uuid4()) for _ in range(count)], "count": count, "name": body["name"],
+        "uuids": [str(uuidlib.uuid4()) for _ in range(count)], "count": count, "min_count": min_count,
+        "name": body["name"],
         "description": body.get("description"), "hostname": body.get("hostname"), "image_id": img.id,
         "flavor_id": flavor.flavorid, "key_name": body.get("key_name"), "key_data": key_data,
         "availability_zone": az or None, "metadata": body.get("metadata") or {}, "networks": networks,
