@@ -69,11 +69,17 @@ class Settings:
     cpu_allocation_ratio: float = 4.0
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0
+    # Server-group weighers (Nova's [filter_scheduler] options). Weights are normalised per weigher, so with equal
+    # multipliers the RAM weigher's spreading can cancel soft-affinity on identical hosts: raise this to prefer it.
+    soft_affinity_weight_multiplier: float = 1.0
+    soft_anti_affinity_weight_multiplier: float = 1.0
     # Default quotas (Nova's defaults)
     quota_instances: int = 10
     quota_cores: int = 20
     quota_ram: int = 51200
     quota_key_pairs: int = 100
+    quota_server_groups: int = 10
+    quota_server_group_members: int = 10
     # Limits
     max_request_body: int = 1 << 20
     max_image_size: int = 1 << 34

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from app.context import current
 from app.db import read_session
-from app.models import ComputeNode, Instance, QuotaLimit
+from app.models import ComputeNode, Instance, InstanceGroup, QuotaLimit
 from app.policy import enforce
 from app.settings import get_settings
 
@@ -25,15 +25,17 @@ def limits():
             func.count(Instance.id), func.coalesce(func.sum(Instance.vcpus), 0),
             func.coalesce(func.sum(Instance.memory_mb), 0)).where(Instance.project_id == ctx.project_id,
                                                                   Instance.deleted == 0)).one()
+        used_groups = s.scalar(select(func.count(InstanceGroup.id)).where(InstanceGroup.project_id == ctx.project_id))
     absolute = {
         "maxTotalInstances": overrides.get("instances", cfg.quota_instances),
         "maxTotalCores": overrides.get("cores", cfg.quota_cores),
         "maxTotalRAMSize": overrides.get("ram", cfg.quota_ram),
         "maxTotalKeypairs": overrides.get("key_pairs", cfg.quota_key_pairs),
         "maxServerMeta": 128, "maxImageMeta": 128, "maxPersonality": 5, "maxPersonalitySize": 10240,
-        "maxServerGroups": 10, "maxServerGroupMembers": 10,
+        "maxServerGroups": overrides.get("server_groups", cfg.quota_server_groups),
+        "maxServerGroupMembers": overrides.get("server_group_members", cfg.quota_server_group_members),
         "totalInstancesUsed": used_instances, "totalCoresUsed": int(used_cores), "totalRAMUsed": int(used_ram),
-        "totalServerGroupsUsed": 0,
+        "totalServerGroupsUsed": used_groups,
     }
     return jsonify({"limits": {"rate": [], "absolute": absolute}})
 
