@@ -68,7 +68,8 @@ BAD_BODIES = [
     ("2.15", {"name": "x", "policies": []}, "[] should be non-empty"),
     ("2.15", {"name": "x", "policies": "affinity"}, "'affinity' is not of type 'array'"),
     ("2.15", {"name": "x"}, "'policies' is a required property"),
-    ("2.15", {"name": "x", "policies": ["affinity"], "policy": "affinity"}, "Additional properties are not allowed ('policy' was unexpected)"),
+    ("2.15", {"name": "x", "policies": ["affinity"], "policy": "affinity"},
+     "Additional properties are not allowed ('policy' was unexpected)"),
     ("2.64", {"name": "x", "policies": ["affinity"]}, "'policies' was unexpected"),
     ("2.64", {"name": "x", "policy": "bogus"}, "Invalid input for field/attribute policy. Value: bogus. 'bogus' "
                                                "is not one of"),
