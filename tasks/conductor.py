@@ -252,6 +252,8 @@ def claim(ctx: dict) -> dict:
             host = hosts.pop(0)
             refused_by = group_filter_rejecting(group, host)
             if refused_by:
+                LOG.info("instance %s: %s rejects %s at claim time (server group %s)", uuid, refused_by, host,
+                         group.uuid if group else "")
                 rejected[host] = refused_by
                 continue
             if db_write.claim(s, inst, host):

@@ -3,13 +3,14 @@ group on four fake hosts (the scheduler's group filters plus the conductor's cla
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import time
 
 import openstack
 import pytest
 import requests
 
-from tests.stack import BACKENDS, Stack
+from tests.stack import BACKENDS, Stack, procfile_commands
 
 pytestmark = pytest.mark.services
 
@@ -195,5 +196,44 @@ def test_concurrent_boots_into_affinity_group_share_one_host(gstack):
     servers = wait_settled(api, stack, ids)
     assert {s["status"] for s in servers.values()} == {"ACTIVE"}, {i: s.get("fault") for i, s in servers.items()}
     assert len({s["OS-EXT-SRV-ATTR:host"] for s in servers.values()}) == 1
+    delete_all(api, stack, ids)
+    assert api.delete(f"{stack.url}/v2.1/os-server-groups/{group['id']}").status_code == 204
+
+
+def _schedules_done(stack: Stack) -> int:
+    return len(re.findall(r"Task stratus\.scheduler\.schedule\[[^\]]+\] succeeded", stack.log("scheduler")))
+
+
+def _wait_for(predicate, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_stale_schedules_are_corrected_at_claim_time(gstack):
+    """Force the race: four boots are scheduled on the same view (the conductor is stopped, so nothing is claimed
+    between the decisions); when the conductor comes back, its claims must still spread them over four hosts."""
+    stack = gstack
+    api = session(stack)
+    group = api.post(f"{stack.url}/v2.1/os-server-groups", json={
+        "server_group": {"name": "stale", "policy": "anti-affinity"}}).json()["server_group"]
+    commands = procfile_commands()
+    stack.stop_process("scheduler")
+    ids = [boot(api, stack, f"stale-{n}", group["id"]).json()["server"]["id"] for n in range(len(HOSTS))]
+    stack.stop_process("conductor")
+    try:
+        before = _schedules_done(stack)
+        stack.start_process("scheduler", commands["scheduler"])
+        _wait_for(lambda: _schedules_done(stack) - before >= len(HOSTS), "four scheduling decisions")
+    finally:
+        stack.start_process("conductor", commands["conductor"])
+    servers = wait_settled(api, stack, ids)
+    assert {s["status"] for s in servers.values()} == {"ACTIVE"}, {i: s.get("fault") for i, s in servers.items()}
+    assert sorted(s["OS-EXT-SRV-ATTR:host"] for s in servers.values()) == HOSTS
+    log = stack.log("conductor")
+    assert "ServerGroupAntiAffinityFilter rejects" in log and "at claim time" in log
+    assert "scheduling again" in log  # the fourth boot's three chosen hosts were all taken
     delete_all(api, stack, ids)
     assert api.delete(f"{stack.url}/v2.1/os-server-groups/{group['id']}").status_code == 204
