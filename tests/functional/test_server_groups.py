@@ -26,7 +26,9 @@ def gstack(request, tmp_path_factory):
         pytest.skip(f"!!! BACKEND {backend.name} UNAVAILABLE: {missing} !!!")
     st = Stack(tmp_path_factory.mktemp(f"groups-{backend.name}"), backend, compute_hosts=",".join(HOSTS),
                extra_env={"STRATUS_QUOTA_INSTANCES": "50", "STRATUS_QUOTA_CORES": "100",
-                          "STRATUS_QUOTA_SERVER_GROUP_MEMBERS": str(MEMBER_QUOTA)})
+                          "STRATUS_QUOTA_SERVER_GROUP_MEMBERS": str(MEMBER_QUOTA),
+                          # Above the RAM weigher's 1.0, so soft-affinity wins over spreading on equal hosts.
+                          "STRATUS_SOFT_AFFINITY_WEIGHT_MULTIPLIER": "2.0"})
     try:
         st.start()
         st.openstack("image", "create", "--file", "/dev/null", "--disk-format", "raw", "--container-format", "bare",
@@ -237,3 +239,25 @@ def test_stale_schedules_are_corrected_at_claim_time(gstack):
     assert "scheduling again" in log  # the fourth boot's three chosen hosts were all taken
     delete_all(api, stack, ids)
     assert api.delete(f"{stack.url}/v2.1/os-server-groups/{group['id']}").status_code == 204
+
+
+@pytest.mark.slow
+def test_soft_policies_weigh_but_never_refuse(gstack):
+    stack = gstack
+    api = session(stack)
+    together = stack.openstack_json("server", "group", "create", "--policy", "soft-affinity", "soft-together")
+    apart = stack.openstack_json("server", "group", "create", "--policy", "soft-anti-affinity", "soft-apart")
+    ids: dict[str, list[str]] = {"together": [], "apart": []}
+    for n in range(3):  # one at a time, so each boot's scheduler sees the previous members placed
+        ids["together"].append(boot(api, stack, f"together-{n}", together["id"]).json()["server"]["id"])
+        wait_settled(api, stack, ids["together"][-1:])
+    for n in range(len(HOSTS) + 1):
+        ids["apart"].append(boot(api, stack, f"apart-{n}", apart["id"]).json()["server"]["id"])
+        wait_settled(api, stack, ids["apart"][-1:])
+    servers = wait_settled(api, stack, [*ids["together"], *ids["apart"]])
+    assert {s["status"] for s in servers.values()} == {"ACTIVE"}, {i: s.get("fault") for i, s in servers.items()}
+    assert len({servers[i]["OS-EXT-SRV-ATTR:host"] for i in ids["together"]}) == 1
+    apart_hosts = [servers[i]["OS-EXT-SRV-ATTR:host"] for i in ids["apart"]]
+    assert sorted(set(apart_hosts[:len(HOSTS)])) == HOSTS  # spread first; the fifth shares a host, not ERROR
+    delete_all(api, stack, [*ids["together"], *ids["apart"]])
+    stack.openstack("server", "group", "delete", "soft-together", "soft-apart")
