@@ -304,6 +304,30 @@ class QuotaClass(Base):
     resource: Mapped[str] = mapped_column(String(64), primary_key=True)
     hard_limit: Mapped[int] = mapped_column(Integer)
 
+# --- Server groups (Nova's instance groups) -------------------------------------------------------------------
+
+class InstanceGroup(Base):
+    """A server group: its members are placed by ``policy`` (affinity, anti-affinity, soft-*) and ``rules``."""
+    __tablename__ = "instance_groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255))
+    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    policy: Mapped[str] = mapped_column(String(255))
+    rules: Mapped[dict] = mapped_column(JSON, default=dict)  # {"max_server_per_host": int} for anti-affinity
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class InstanceGroupMember(Base):
+    """An instance's membership of a server group (an instance is in at most one); removed when it is deleted."""
+    __tablename__ = "instance_group_members"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("instance_groups.id", ondelete="CASCADE"), index=True)
+    instance_uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
 
 # --- Consoles -----------------------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from scheduler.host_state import HostState, RequestSpec
+from scheduler.host_state import GroupSpec, HostState, RequestSpec
 
 
 class HostFilter(Protocol):
@@ -83,5 +83,54 @@ class DiskFilter:
         return [h for h in hosts if h.local_gb * h.disk_allocation_ratio - h.local_gb_used >= need]
 
 
+class ServerGroupAffinityFilter:
+    """Affinity group: once a member is placed, only the hosts of the placed members."""
+    name = "ServerGroupAffinityFilter"
+
+    @staticmethod
+    def allows(group: GroupSpec | None, host: str) -> bool:
+        return group is None or group.policy != "affinity" or not group.member_hosts or host in group.member_hosts
+
+    def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
+        return self.allows(spec.group, host.host)
+
+    def filter_all(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        group = spec.group
+        if group is None or group.policy != "affinity" or not group.member_hosts:
+            return list(hosts)
+        on = group.member_hosts
+        return [h for h in hosts if h.host in on]
+
+
+class ServerGroupAntiAffinityFilter:
+    """Anti-affinity group: hosts with fewer than max_server_per_host (default 1) of the group's other members."""
+    name = "ServerGroupAntiAffinityFilter"
+
+    @staticmethod
+    def allows(group: GroupSpec | None, host: str) -> bool:
+        return group is None or group.policy != "anti-affinity" or \
+            group.member_hosts.get(host, 0) < group.max_server_per_host
+
+    def host_passes(self, host: HostState, spec: RequestSpec) -> bool:
+        return self.allows(spec.group, host.host)
+
+    def filter_all(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        group = spec.group
+        if group is None or group.policy != "anti-affinity" or not group.member_hosts:
+            return list(hosts)
+        on, most = group.member_hosts, group.max_server_per_host
+        return [h for h in hosts if on.get(h.host, 0) < most]
+
+
+def group_filter_rejecting(group: GroupSpec | None, host: str) -> str | None:
+    """The name of the group filter that rejects ``host`` for ``group`` now, or None (the claim re-checks with it)."""
+    for f in (ServerGroupAntiAffinityFilter, ServerGroupAffinityFilter):
+        if not f.allows(group, host):
+            return f.name
+    return None
+
+
+# Nova's default order: resources first, then the group filters.
 DEFAULT_FILTERS: tuple[HostFilter, ...] = (ComputeFilter(), IgnoreHostsFilter(), AvailabilityZoneFilter(),
-                                           RamFilter(), CoreFilter(), DiskFilter())
+                                           RamFilter(), CoreFilter(), DiskFilter(), ServerGroupAntiAffinityFilter(),
+                                           ServerGroupAffinityFilter())

@@ -36,6 +36,18 @@ class HostState:
 
 
 @dataclasses.dataclass(frozen=True)
+class GroupSpec:
+    """The server group a request belongs to, as the group filters and weighers need it.
+
+    ``member_hosts`` counts the group's *other* live members per host (members not yet placed are not counted).
+    """
+    uuid: str
+    policy: str  # affinity | anti-affinity | soft-affinity | soft-anti-affinity
+    max_server_per_host: int = 1  # anti-affinity rule
+    member_hosts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class RequestSpec:
     instance_uuid: str
     vcpus: int
@@ -44,3 +56,4 @@ class RequestSpec:
     availability_zone: str | None = None
     ignore_hosts: frozenset[str] = frozenset()
     scheduler_hints: dict = dataclasses.field(default_factory=dict)
+    group: GroupSpec | None = None

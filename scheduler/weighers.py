@@ -27,7 +27,47 @@ class RAMWeigher:
         return [h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used for h in hosts]
 
 
-DEFAULT_WEIGHERS: tuple[Weigher, ...] = (RAMWeigher(),)
+class _GroupMembersWeigher:
+    """Weight = the number of the group's other members on the host, for groups of ``policy`` only."""
+    policy = ""
+    sign = 1.0
+
+    def __init__(self, multiplier: float = 1.0):
+        self.multiplier = multiplier
+
+    def weigh(self, host: HostState, spec: RequestSpec) -> float:
+        group = spec.group
+        if group is None or group.policy != self.policy:
+            return 0.0
+        return self.sign * group.member_hosts.get(host.host, 0)
+
+    def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
+        group = spec.group
+        if group is None or group.policy != self.policy or not group.member_hosts:
+            return [0.0] * len(hosts)
+        on, sign = group.member_hosts, self.sign
+        return [sign * on.get(h.host, 0) for h in hosts]
+
+
+class ServerGroupSoftAffinityWeigher(_GroupMembersWeigher):
+    """soft-affinity: prefer the hosts with the most members of the group."""
+    name = "ServerGroupSoftAffinityWeigher"
+    policy = "soft-affinity"
+
+
+class ServerGroupSoftAntiAffinityWeigher(_GroupMembersWeigher):
+    """soft-anti-affinity: prefer the hosts with the fewest members of the group."""
+    name = "ServerGroupSoftAntiAffinityWeigher"
+    policy = "soft-anti-affinity"
+    sign = -1.0
+
+
+def default_weighers(soft_affinity: float = 1.0, soft_anti_affinity: float = 1.0) -> tuple[Weigher, ...]:
+    return (RAMWeigher(), ServerGroupSoftAffinityWeigher(soft_affinity),
+            ServerGroupSoftAntiAffinityWeigher(soft_anti_affinity))
+
+
+DEFAULT_WEIGHERS: tuple[Weigher, ...] = default_weighers()
 
 
 def normalised_scores(hosts: list[HostState], spec: RequestSpec, weighers: tuple[Weigher, ...]) -> list[float]:

@@ -24,6 +24,8 @@ from tasks import db_write, states
 from tasks.celery_app import celery
 from tasks.common import StopCanvas, boot_canvas, new_ctx, sig, step
 from tasks.db_write import ConductorError
+from tasks.groups import group_spec
+from scheduler.filters import group_filter_rejecting
 
 LOG = logging.getLogger(__name__)
 
@@ -215,6 +217,18 @@ def delete_flavor(flavorid: str) -> None:
         db_write.delete_flavor(s, flavorid)
 
 
+@rpc("create_server_group")
+def create_server_group(req: dict) -> dict:
+    with write_session() as s:
+        return db_write.create_server_group(s, req)
+
+
+@rpc("delete_server_group")
+def delete_server_group(uuid: str) -> None:
+    with write_session() as s:
+        db_write.delete_server_group(s, uuid)
+
+
 @rpc("update_service")
 def update_service(service_uuid: str, changes: dict) -> None:
     with write_session() as s:
@@ -240,23 +254,51 @@ def heartbeat(hosts: list[str]) -> None:
 @celery.task(name="stratus.conductor.claim")
 @step
 def claim(ctx: dict) -> dict:
-    """Allocate resources on the first of ctx["hosts"] that still has room; CAS the instance onto it."""
+    """Allocate resources on the first of ctx["hosts"] that still has room; CAS the instance onto it.
+
+    A member of an affinity or anti-affinity group is re-checked here against the hosts its group's members hold
+    now: the group row is locked for the transaction, so concurrent claims in one group are serialised and each
+    sees the others' committed hosts. If every chosen host breaks the policy, the boot is scheduled again."""
     uuid = ctx["instance_uuid"]
+    rejected: dict[str, str] = {}
     with write_session() as s:
         inst = db_write.get_instance(s, uuid)
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas(f"instance is {inst.task_state if inst else 'deleted'}, not scheduling")
+        group = group_spec(s, uuid, lock=True) if (inst.scheduler_hints or {}).get("group") else None
         hosts = list(ctx["hosts"])
         while hosts:
             host = hosts.pop(0)
+            refused_by = group_filter_rejecting(group, host)
+            if refused_by:
+                LOG.info("instance %s: %s rejects %s at claim time (server group %s)", uuid, refused_by, host,
+                         group.uuid if group else "")
+                rejected[host] = refused_by
+                continue
             if db_write.claim(s, inst, host):
                 node = host
                 if not db_write.cas_instance(s, uuid, expected_task_state=states.SCHEDULING, host=host, node=node,
                                              task_state=states.SPAWNING, availability_zone=_az_of(s, host)):
                     raise StopCanvas("instance changed while claiming")  # rolls the claim back
                 return {**ctx, "host": host, "alternates": hosts, "attempt": ctx.get("attempt", 1)}
+    if rejected:
+        _schedule_again_for_group(ctx, group.uuid if group else "", rejected)
     raise db_write.ConductorError(500, "No valid host was found. All chosen hosts were filled by concurrent "
                                        "requests before the claim.")
+
+
+def _schedule_again_for_group(ctx: dict, group_uuid: str, rejected: dict[str, str]) -> None:
+    """Other members of the group took the chosen hosts after the scheduler looked: schedule again with a fresh
+    view (the scheduler then explains a "No valid host" by the group filter), a bounded number of times."""
+    retries = ctx.get("group_retries", 0)
+    summary = "; ".join(f"{name} rejected {host}" for host, name in rejected.items())
+    if retries >= get_settings().max_attempts:
+        raise db_write.ConductorError(500, f"No valid host was found. {summary} (server group {group_uuid}: its "
+                                           f"other members took these hosts while this boot was scheduled).")
+    LOG.info("instance %s: %s at claim time; scheduling again", ctx["instance_uuid"], summary)
+    retry = {k: v for k, v in ctx.items() if k not in ("hosts", "explanation")}
+    boot_canvas({**retry, "group_retries": retries + 1}).apply_async()
+    raise StopCanvas(f"scheduled again after {summary}")
 
 
 def _az_of(s, host: str) -> str:
@@ -305,6 +347,7 @@ def finish_delete(ctx: dict) -> None:
         db_write.release_allocation(s, uuid)
         db_write.release_fixed_ips(s, uuid)
         db_write.release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb)
+        db_write.remove_group_member(s, uuid)
         _delete_console_tokens(s, uuid)
         now = utcnow()
         db_write.cas_instance(s, uuid, expected_task_state=states.DELETING, vm_state=states.DELETED,

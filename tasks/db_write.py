@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
-                        InstanceFault, InstancePassword, KeyPair, Network, QuotaClass, QuotaLimit, QuotaUsage, Service,
-                        utcnow)
+                        InstanceFault, InstanceGroup, InstanceGroupMember, InstancePassword, KeyPair, Network,
+                        QuotaClass, QuotaLimit, QuotaUsage, Service, utcnow)
 from app import network, quota
 from app.settings import get_settings
 from tasks import states
@@ -161,6 +161,19 @@ def _upsert(s: Session, model: type, key_col: Any, key: str, values: dict[str, i
     s.flush()
 
 
+def check_server_group_quota(s: Session, project_id: str, user_id: str, *, groups: int = 0,
+                             group_id: int | None = None, members: int = 0) -> None:
+    """Nova's server_groups (a counter per project) and server_group_members (per group and user) quotas.
+
+    Callers hold the group row lock when adding members, so the member count is exact under concurrency."""
+    if groups:
+        check_and_reserve(s, project_id, {"server_groups": groups}, "Quota exceeded, too many server groups.")
+    if members:
+        used = s.scalar(select(func.count()).select_from(InstanceGroupMember).where(
+            InstanceGroupMember.group_id == group_id, InstanceGroupMember.user_id == user_id))
+        check_group_members(s, project_id, used, members)
+
+
 # --- instances -----------------------------------------------------------------------------------------------------
 
 def get_instance(s: Session, uuid: str, *, lock: bool = False) -> Instance | None:
@@ -218,6 +231,7 @@ def create_instances(s: Session, req: dict) -> list[str]:
                 "disk": flavor.root_gb, "ephemeral": flavor.ephemeral_gb, "swap": flavor.swap,
                 "extra_specs": flavor.extra_specs or {}}
     uuids = list(req["uuids"])[:count]
+    group = _lock_group_for_boot(s, req, count)
     for index, uuid in enumerate(uuids):
         name = req["name"] if count == 1 else f"{req['name']}-{index + 1}"
         s.add(Instance(
@@ -238,7 +252,20 @@ def create_instances(s: Session, req: dict) -> list[str]:
                              user_id=req["user_id"], project_id=req["project_id"], start_time=now, updated_at=now))
         if network.wants_network(req.get("networks")):
             allocate_fixed_ip(s, uuid)
+        if group is not None:
+            s.add(InstanceGroupMember(group_id=group.id, instance_uuid=uuid, user_id=req["user_id"]))
     return uuids
+
+
+def _lock_group_for_boot(s: Session, req: dict, count: int) -> InstanceGroup | None:
+    """The server group named by the boot's ``group`` hint, locked (its member count is checked against quota)."""
+    if not req.get("group_uuid"):
+        return None
+    group = s.scalars(select(InstanceGroup).where(InstanceGroup.uuid == req["group_uuid"]).with_for_update()).first()
+    if group is None:  # deleted since the API looked it up
+        raise ConductorError(400, f"Instance group {req['group_uuid']} could not be found.")
+    check_server_group_quota(s, req["project_id"], req["user_id"], group_id=group.id, members=count)
+    return group
 
 
 def _hostname(name: str) -> str:
@@ -347,6 +374,31 @@ def update_service(s: Session, service_uuid: str, changes: dict) -> None:
 def report_heartbeat(s: Session, hosts: list[str], binary: str = "stratus-compute") -> None:
     s.execute(update(Service).where(Service.host.in_(hosts), Service.binary == binary).values(
         last_seen_at=utcnow()))
+
+
+# --- server groups -------------------------------------------------------------------------------------------------
+
+def create_server_group(s: Session, req: dict) -> dict:
+    check_server_group_quota(s, req["project_id"], req["user_id"], groups=1)
+    group = InstanceGroup(name=req["name"], project_id=req["project_id"], user_id=req["user_id"],
+                          policy=req["policy"], rules=req.get("rules") or {})
+    s.add(group)
+    s.flush()
+    return {"id": group.uuid}
+
+
+def delete_server_group(s: Session, uuid: str) -> None:
+    """Delete the group; its members stay as they are, only their membership goes (as in Nova)."""
+    group = s.scalars(select(InstanceGroup).where(InstanceGroup.uuid == uuid).with_for_update()).first()
+    if group is None:
+        raise ConductorError(404, f"Instance group {uuid} could not be found.")
+    s.execute(delete(InstanceGroupMember).where(InstanceGroupMember.group_id == group.id))
+    release(s, group.project_id, {"server_groups": 1})
+    s.delete(group)
+
+
+def remove_group_member(s: Session, instance_uuid: str) -> None:
+    s.execute(delete(InstanceGroupMember).where(InstanceGroupMember.instance_uuid == instance_uuid))
 
 
 # --- key pairs and flavors (compute API tables) -------------------------------------------------------------------

@@ -10,8 +10,11 @@ from app.models import ComputeNode, Instance, Service, utcnow
 from app.settings import get_settings
 from scheduler.host_state import HostState, RequestSpec
 from scheduler.manager import select_destinations
+from scheduler.filters import DEFAULT_FILTERS
+from scheduler.weighers import default_weighers
 from tasks.celery_app import celery
 from tasks.common import StopCanvas, step
+from tasks.groups import group_spec
 from tasks import states
 
 
@@ -41,11 +44,15 @@ def schedule(ctx: dict) -> dict:
                                                 Instance.deleted == 0)).first()
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas("instance is no longer scheduling")
+        hints = inst.scheduler_hints or {}
         spec = RequestSpec(instance_uuid=inst.uuid, vcpus=inst.vcpus, memory_mb=inst.memory_mb,
                            root_gb=inst.root_gb, availability_zone=inst.requested_availability_zone,
-                           ignore_hosts=frozenset(h for h in ctx.get("tried", []) if h),
-                           scheduler_hints=inst.scheduler_hints or {})
+                           ignore_hosts=frozenset(h for h in ctx.get("tried", []) if h), scheduler_hints=hints,
+                           group=group_spec(s, inst.uuid) if hints.get("group") else None)
         hosts = load_host_states(s)
     # NoValidHost propagates: the step wrapper reports it and the conductor records the fault.
-    selection = select_destinations(hosts, spec, max_attempts=get_settings().max_attempts)
+    cfg = get_settings()
+    weighers = default_weighers(cfg.soft_affinity_weight_multiplier, cfg.soft_anti_affinity_weight_multiplier)
+    selection = select_destinations(hosts, spec, max_attempts=cfg.max_attempts, filters=DEFAULT_FILTERS,
+                                    weighers=weighers)
     return {**ctx, "hosts": selection.hosts, "explanation": selection.explanation}

@@ -155,3 +155,16 @@ class ServerUpdateSchema(StrictSchema):
 
 class LockSchema(StrictSchema):
     locked_reason = fields.String(validate=validate.Length(min=1, max=255))
+
+
+class ServerGroupCreateSchema(StrictSchema):
+    """Before 2.64; ``policies`` (a one-item list) is checked by the view, with Nova's messages."""
+    name = ServerName(required=True)
+    policies = fields.Raw(required=True)
+
+
+class ServerGroupCreateV264Schema(StrictSchema):
+    """From 2.64: one ``policy`` and its ``rules`` (checked by the view)."""
+    name = ServerName(required=True)
+    policy = fields.Raw(required=True)
+    rules = fields.Raw()

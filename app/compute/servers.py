@@ -19,8 +19,8 @@ from app.context import RequestContext, current
 from app.db import read_session
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
-from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, KeyPair, Network, Service,
-                        utcnow)
+from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, InstanceGroup,
+                        InstanceGroupMember, KeyPair, Network, Service, utcnow)
 from app.policy import check, enforce
 from tasks import states
 from tasks.routing import compute_queue
@@ -76,8 +76,34 @@ def render(s: Session, instances: list[Instance], ctx: RequestContext, show: boo
     statuses = host_statuses(s, {i.host for i in instances if i.host}) if ctx.is_admin else {}
     v = api_version()
     addresses = server_addresses(s, [i.uuid for i in instances])
+    groups = server_groups_of(s, [i.uuid for i in instances]) if show and v.matches("2.71") else {}
     return [server_detail(i, v, ctx, faults.get(i.uuid), statuses.get(i.host or "", "UNKNOWN" if i.host else ""),
-                          show=show, addresses=addresses.get(i.uuid)) for i in instances]
+                          show=show, addresses=addresses.get(i.uuid), server_groups=groups.get(i.uuid, []))
+            for i in instances]
+
+
+def server_groups_of(s: Session, uuids: list[str]) -> dict[str, list[str]]:
+    """The server group (a list of at most one uuid, as Nova shows it from 2.71) of each instance."""
+    rows = s.execute(select(InstanceGroupMember.instance_uuid, InstanceGroup.uuid)
+                     .join(InstanceGroup, InstanceGroup.id == InstanceGroupMember.group_id)
+                     .where(InstanceGroupMember.instance_uuid.in_(uuids)))
+    return {inst: [group] for inst, group in rows}
+
+
+def _group_hint(s: Session, hints: dict, ctx: RequestContext) -> str | None:
+    """The server group named by the ``group`` scheduler hint, if the caller may use it (Nova: 400 otherwise)."""
+    if "group" not in hints:
+        return None
+    hint = hints["group"]
+    if not isinstance(hint, str) or not is_uuid(hint):
+        raise bad_request(f"Invalid input for field/attribute group. Value: {hint}. {hint!r} is not a 'uuid'")
+    query = select(InstanceGroup.uuid).where(InstanceGroup.uuid == hint)
+    if not ctx.is_admin:
+        query = query.where(InstanceGroup.project_id == ctx.project_id)
+    group = s.scalar(query)
+    if group is None:
+        raise bad_request(f"Instance group {hint} could not be found.")
+    return group
 
 
 def server_addresses(s: Session, uuids: list[str]) -> dict[str, dict]:
@@ -384,6 +410,7 @@ def create_server():
             if az not in zones:
                 raise bad_request("The requested availability zone is not available")
         _check_request_quotas(s, ctx.project_id, body)
+        group_uuid = _group_hint(s, hints, ctx)
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
     count = max_count
     reservation_id = "r-" + secrets.token_hex(4)
@@ -396,7 +423,7 @@ def create_server():
         "availability_zone": az or None, "metadata": body.get("metadata") or {}, "networks": networks,
         "config_drive": "True" if str(body.get("config_drive", "")).lower() in ("true", "1") else "",
         "scheduler_hints": hints, "access_ip_v4": body.get("accessIPv4"), "access_ip_v6": body.get("accessIPv6"),
-        "reservation_id": reservation_id,
+        "reservation_id": reservation_id, "group_uuid": group_uuid,
         # Secrets travel encrypted and are redacted from Flower and logs by argsrepr.
         "user_data_enc": crypto.encrypt(body.get("user_data")), "admin_pass_enc": crypto.encrypt(admin_pass),
     }

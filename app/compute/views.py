@@ -66,7 +66,8 @@ def _fault(fault: InstanceFault | None, ctx: RequestContext) -> dict | None:
 
 
 def server_detail(inst: Instance, version: APIVersion, ctx: RequestContext, fault: InstanceFault | None = None,
-                  host_status: str | None = None, show: bool = False, addresses: dict | None = None) -> dict:
+                  host_status: str | None = None, show: bool = False, addresses: dict | None = None,
+                  server_groups: list[str] | None = None) -> dict:
     status = status_of(inst.vm_state, inst.task_state)
     body: dict = {
         "id": inst.uuid,
@@ -124,7 +125,7 @@ def server_detail(inst: Instance, version: APIVersion, ctx: RequestContext, faul
     if version.matches("2.63"):
         body["trusted_image_certificates"] = None
     if version.matches("2.71") and show:
-        body["server_groups"] = []
+        body["server_groups"] = list(server_groups or [])
     if version.matches("2.73"):
         body["locked_reason"] = inst.locked_reason
     if version.matches("2.96"):
