@@ -14,6 +14,7 @@ from app.db import read_session
 from app.errors import bad_request, not_found
 from app.microversion import current as api_version
 from app.models import Flavor
+from app.openapi import body_schema
 from app.policy import enforce
 
 bp = Blueprint("flavors", __name__)
@@ -95,6 +96,7 @@ def flavor_extra_specs(flavor_id: str):
 
 @bp.post("/flavors")
 @enforce("admin_api")
+@body_schema(FlavorCreateSchema, root="flavor")
 def create_flavor():
     body = load(FlavorCreateSchema(), json_body(), root="flavor")
     if "description" in body and not api_version().matches("2.55"):

@@ -16,7 +16,8 @@ _NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
 
 
 def json_body() -> dict:
-    data = request.get_json(silent=True)
+    # Nova reads a body without Content-Type (or text/plain) as JSON; app.limits answers other types with 415.
+    data = request.get_json(silent=True, force=True)
     if not isinstance(data, dict):
         raise bad_request("Malformed request body")
     return data

@@ -21,6 +21,7 @@ from app.errors import bad_request, conflict, not_found
 from app.microversion import current as api_version
 from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, KeyPair, Network, Service,
                         utcnow)
+from app.openapi import body_schema
 from app.policy import check, enforce
 from tasks import states
 from tasks.routing import compute_queue
@@ -319,6 +320,7 @@ def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Image:
 
 @bp.post("/servers")
 @enforce("project_member_api")
+@body_schema(ServerCreateSchema, root="server")
 def create_server():
     ctx = current()
     raw = json_body()
@@ -403,6 +405,7 @@ def create_server():
 
 @bp.put("/servers/<server_id>")
 @enforce("project_member_api")
+@body_schema(ServerUpdateSchema, root="server")
 def update_server(server_id: str):
     ctx = current()
     v = api_version()
