@@ -62,13 +62,16 @@ def _check_body() -> None:
     if request.endpoint in STREAMING_ENDPOINTS or request.method in ("GET", "HEAD", "OPTIONS"):
         return
     limit = get_settings().max_request_body
-    request.max_content_length = limit
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "Request is too large.")
     if not _has_body():
         return
     _check_content_type()
-    raw = request.get_data(cache=True)  # raises 413 when a chunked body runs past the limit
+    # A stream without Content-Length is cut at max_content_length: one byte more than allowed means too large.
+    request.max_content_length = limit + 1
+    raw = request.get_data(cache=True)
+    if len(raw) > limit:
+        raise ApiError(413, "Request is too large.")
     if json_depth(raw) > MAX_JSON_DEPTH:
         raise ApiError(400, f"Malformed request body: JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
 
