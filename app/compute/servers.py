@@ -17,13 +17,14 @@ from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, S
 from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
 from app.context import RequestContext, current
 from app.db import read_session
-from app.errors import bad_request, conflict, not_found
+from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
-from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, KeyPair, Network, Service,
-                        utcnow)
+from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, KeyPair, Network, QuotaUsage,
+                        Service, utcnow)
 from app.openapi import body_schema
 from app.policy import check, enforce
 from tasks import states
+from tasks.db_write import quota_limits
 from tasks.routing import compute_queue
 
 bp = Blueprint("servers", __name__)
@@ -318,6 +319,18 @@ def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Image:
     return img
 
 
+def _refuse_over_quota(s: Session, project_id: str, flavor: Flavor, count: int) -> None:
+    """Refuse up front what the conductor's quota reservation must refuse, before building a request per VM."""
+    limits = quota_limits(s, project_id)
+    want = {"instances": count, "cores": flavor.vcpus * count, "ram": flavor.memory_mb * count}
+    over = [res for res, n in want.items() if 0 <= limits[res] < n]
+    if over:
+        usage = s.get(QuotaUsage, project_id)
+        used = getattr(usage, over[0]) if usage else 0
+        raise ApiError(403, f"Quota exceeded for {', '.join(over)}: Requested {want[over[0]]}, but already used "
+                            f"{used} of {limits[over[0]]} {over[0]}")
+
+
 @bp.post("/servers")
 @enforce("project_member_api")
 @body_schema(ServerCreateSchema, root="server")
@@ -367,6 +380,7 @@ def create_server():
             if kp is None:
                 raise bad_request("Invalid key_name provided.")
             key_data = kp.public_key
+        _refuse_over_quota(s, ctx.project_id, flavor, max_count)
         az = body.get("availability_zone")
         if az:
             az, _, forced_host = az.partition(":")
@@ -466,6 +480,9 @@ def delete_server(server_id: str):
 
 def _console_output(server_id: str, args: dict | None) -> Response:
     ctx = current()
+    if args is not None and not isinstance(args, dict):
+        raise bad_request(f"Invalid input for field/attribute os-getConsoleOutput. Value: {args!r}. {args!r} is "
+                          f"not of type 'object'")
     length = (args or {}).get("length")
     if length is not None:
         try:

@@ -174,3 +174,41 @@ def test_server_field_limits(client, world, field, value):
               field: value}
     resp = client.post("/v2.1/servers", json={"server": server}, headers={**world.a.headers, **COMPUTE})
     assert resp.status_code == 400, resp.get_data(as_text=True)
+
+
+def test_every_server_action_survives_wrong_argument_types(app, client, world):
+    """Each action name the action route knows (EXTRA_ACTIONS included) with non-object and odd arguments."""
+    from app.compute import servers
+    from app.openapi import ACTION_SCHEMAS
+    names = set(servers._SIMPLE_ACTIONS) | set(servers.EXTRA_ACTIONS) | set(ACTION_SCHEMAS) | \
+        {"reboot", "os-getConsoleOutput"}
+    for name in sorted(names - {"os-stop", "suspend", "pause"}):  # keep the server usable for the next actions
+        for args in (None, 0.2, "x", [1], {"bogus": 1}, {"type": []}, {"type": {}}, {"length": "x"},
+                     {"locked_reason": 7}):
+            for server_id in (world.server_id, str(uuid.uuid4())):
+                resp = client.post(f"/v2.1/servers/{server_id}/action", json={name: args},
+                                   headers={**world.a.headers, **COMPUTE})
+                _assert_sane(resp, f"{name} {args!r}")
+    for rc in ({"protocol": [], "type": "novnc"}, {"protocol": "vnc", "type": {}}, {"protocol": None}, []):
+        resp = client.post(f"/v2.1/servers/{world.server_id}/remote-consoles", json={"remote_console": rc},
+                           headers={**world.a.headers, **COMPUTE})
+        assert resp.status_code == 400, resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("field,value", [("ram", 2 ** 31), ("vcpus", 2 ** 40), ("disk", 10 ** 20),
+                                         ("swap", 2 ** 31), ("rxtx_factor", 1e300), ("id", "a/b"),
+                                         ("name", " padded ")])
+def test_flavor_numbers_beyond_the_database_are_400(client, world, field, value):
+    flavor = {"name": "big", "ram": 1, "vcpus": 1, "disk": 1, field: value}
+    resp = client.post("/v2.1/flavors", json={"flavor": flavor}, headers={**world.admin.headers, **COMPUTE})
+    assert resp.status_code == 400, resp.get_data(as_text=True)
+
+
+def test_huge_max_count_is_refused_by_quota_before_any_work(client, world):
+    server = {"name": "many", "imageRef": world.image_id, "flavorRef": world.flavor_id, "networks": "none",
+              "max_count": 2_000_000_000}
+    resp = client.post("/v2.1/servers", json={"server": server}, headers={**world.a.headers, **COMPUTE})
+    assert resp.status_code == 403 and "Quota exceeded for instances" in resp.get_json()["forbidden"]["message"]
+    server["max_count"] = 2 ** 31
+    resp = client.post("/v2.1/servers", json={"server": server}, headers={**world.a.headers, **COMPUTE})
+    assert resp.status_code == 400
