@@ -59,6 +59,7 @@ def _assert_sane(resp, what: str) -> int:
     return resp.status_code
 
 
+@pytest.mark.slow
 def test_every_route_survives_garbage(app, client, world):
     """Every route in url_map, every method, hostile ids and bodies, three callers: never a 5xx or a trace."""
     real = _real_ids(world)
