@@ -29,6 +29,7 @@ from tasks.routing import compute_queue
 
 bp = Blueprint("servers", __name__)
 MAX_LIMIT = 1000
+MAX_METADATA_ITEMS = 128  # Nova's default metadata_items quota
 _SORT_KEYS = {"created_at": Instance.created_at, "updated_at": Instance.updated_at,
               "display_name": Instance.display_name, "uuid": Instance.uuid, "vm_state": Instance.vm_state,
               "task_state": Instance.task_state, "power_state": Instance.power_state, "host": Instance.host,
@@ -344,6 +345,8 @@ def create_server():
     if not isinstance(hints, dict):
         raise bad_request("Invalid input for field/attribute OS-SCH-HNT:scheduler_hints.")
     body = load(ServerCreateSchema(), raw, root="server")
+    if len(body.get("metadata") or {}) > MAX_METADATA_ITEMS:
+        raise ApiError(403, f"Maximum number of metadata items exceeds {MAX_METADATA_ITEMS}")
     _version_gated_fields(body)
     networks = _networks(body)
     if body.get("block_device_mapping") or body.get("block_device_mapping_v2"):

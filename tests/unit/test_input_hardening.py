@@ -213,3 +213,23 @@ def test_huge_max_count_is_refused_by_quota_before_any_work(client, world):
     server["max_count"] = 2 ** 31
     resp = client.post("/v2.1/servers", json={"server": server}, headers={**world.a.headers, **COMPUTE})
     assert resp.status_code == 400
+
+
+def test_metadata_item_count_is_limited_as_nova_quota(client, world):
+    server = {"name": "meta", "imageRef": world.image_id, "flavorRef": world.flavor_id, "networks": "none",
+              "metadata": {f"k{i}": "v" for i in range(129)}}
+    resp = client.post("/v2.1/servers", json={"server": server}, headers={**world.a.headers, **COMPUTE})
+    assert resp.status_code == 403 and "metadata items" in resp.get_json()["forbidden"]["message"]
+    server["metadata"] = {f"k{i}": "v" for i in range(128)}
+    resp = client.post("/v2.1/servers", json={"server": server}, headers={**world.a.headers, **COMPUTE})
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+
+
+def test_service_update_checks_the_uuid_and_reason(client, world):
+    h = {**world.admin.headers, "OpenStack-API-Version": "compute 2.53"}
+    resp = client.put("/v2.1/os-services/not-a-uuid", json={"status": "disabled"}, headers=h)
+    assert resp.status_code == 400 and resp.get_json()["badRequest"]["message"] == "Invalid uuid not-a-uuid"
+    for reason in ({"a": 1}, "r" * 256, ""):
+        resp = client.put(f"/v2.1/os-services/{uuid.uuid4()}", json={"status": "disabled",
+                                                                     "disabled_reason": reason}, headers=h)
+        assert resp.status_code == 400, resp.get_data(as_text=True)
