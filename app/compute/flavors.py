@@ -27,7 +27,10 @@ def _int_arg(name: str) -> int | None:
     if value is None:
         return None
     try:
-        return int(value)
+        number = int(value)
+        if not -2 ** 63 <= number < 2 ** 63:  # what a database integer comparison can take
+            raise ValueError
+        return number
     except ValueError:
         raise bad_request(f"Invalid {name} filter [{value}]") from None
 

@@ -81,7 +81,9 @@ def test_every_route_survives_garbage(app, client, world):
         if method == "GET":
             for rule in _routes(app):
                 for query in ("limit=-1&marker=%00", "limit=abc&sort_key=%27&sort_dir=x", "name=%5B&status=%ff",
-                              "changes-since=notadate&all_tenants=1&is_public=maybe&minRam=x"):
+                              "changes-since=notadate&all_tenants=1&is_public=maybe&minRam=x",
+                              "limit=99999999999999999999999&minRam=99999999999999999999&minDisk=-99999999999999999999",
+                              "size_min=99999999999999999999&size_max=-1&min_ram=1e400&sort=name:sideways"):
                     resp = client.get(f"{_url(rule, real)}?{query}", headers={**world.admin.headers, **COMPUTE})
                     codes[_assert_sane(resp, f"GET {rule.rule}?{query}")] += 1
     # The walk reached the views (successes), their validation (400) and the isolation checks (403/404).
