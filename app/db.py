@@ -62,6 +62,16 @@ def _factory(for_writes: bool) -> sessionmaker[Session]:
     return sessionmaker(bind=_write_engine() if for_writes else get_engine(), expire_on_commit=False)
 
 
+def reset() -> None:
+    """Dispose the cached engines and forget cached settings (tests and benchmarks that switch databases)."""
+    from app import settings
+    for cached in (get_engine, _write_engine):
+        if cached.cache_info().currsize:
+            cached().dispose()
+    for cached in (_factory, _write_engine, get_engine, settings.get_settings):
+        cached.cache_clear()
+
+
 @contextlib.contextmanager
 def read_session() -> Iterator[Session]:
     """A session for reads; nothing is committed.

@@ -15,18 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from app.db import reset as db_reset
 from bench.common import environment, loadavg, log
 
 ADMIN_PASSWORD = "bench-admin"
-
-
-def _clear_caches() -> None:
-    from app import db, settings
-    for cached in (db.get_engine, db._write_engine):
-        if cached.cache_info().currsize:
-            cached().dispose()
-    for cached in (db._factory, db._write_engine, db.get_engine, settings.get_settings):
-        cached.cache_clear()
 
 
 @contextlib.contextmanager
@@ -41,7 +33,7 @@ def app_on(database_url: str, state_dir: Path):
         os.environ["STRATUS_DATABASE_URL"] = database_url
     else:
         os.environ.pop("STRATUS_DATABASE_URL", None)
-    _clear_caches()
+    db_reset()
     try:
         from app import create_app, db
         from app.identity import service
@@ -60,7 +52,7 @@ def app_on(database_url: str, state_dir: Path):
         assert r.status_code == 201, r.get_json()
         yield app, client, {"X-Auth-Token": r.headers["X-Subject-Token"]}, pid, uid
     finally:
-        _clear_caches()
+        db_reset()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -39,38 +39,47 @@ def _git_rev() -> str | None:
         return None
 
 
+def _sql_version(connect, query: str) -> str:
+    conn = connect()
+    try:
+        cur = conn.cursor()
+        cur.execute(query)
+        return str(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _postgresql_version() -> str:
+    import psycopg2
+    return _sql_version(lambda: psycopg2.connect(host="127.0.0.1", user="root", dbname="test", connect_timeout=2),
+                        "SHOW server_version")
+
+
+def _mariadb_version() -> str:
+    import pymysql
+    return _sql_version(lambda: pymysql.connect(host="127.0.0.1", user="root", password="", connect_timeout=2),
+                        "SELECT VERSION()")
+
+
+def _redis_version() -> str:
+    import redis
+    return redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2).info()["redis_version"]
+
+
+def _rabbitmq_version() -> str:
+    proc = subprocess.run(["rabbitmqctl", "version"], capture_output=True, text=True, timeout=20, check=True)
+    return proc.stdout.strip()
+
+
 def server_versions() -> dict:
     """Versions of the local PostgreSQL / MariaDB / Redis / RabbitMQ, where they answer."""
     out: dict = {}
-    try:
-        import psycopg2
-        c = psycopg2.connect(host="127.0.0.1", user="root", dbname="test", connect_timeout=2)
-        cur = c.cursor()
-        cur.execute("SHOW server_version")
-        out["postgresql"] = cur.fetchone()[0]
-        c.close()
-    except Exception:
-        pass
-    try:
-        import pymysql
-        c = pymysql.connect(host="127.0.0.1", user="root", password="", connect_timeout=2)
-        cur = c.cursor()
-        cur.execute("SELECT VERSION()")
-        out["mariadb"] = cur.fetchone()[0]
-        c.close()
-    except Exception:
-        pass
-    try:
-        import redis
-        out["redis"] = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2).info()["redis_version"]
-    except Exception:
-        pass
-    try:
-        proc = subprocess.run(["rabbitmqctl", "version"], capture_output=True, text=True, timeout=20)
-        if proc.returncode == 0:
-            out["rabbitmq"] = proc.stdout.strip()
-    except Exception:
-        pass
+    for name, probe in (("postgresql", _postgresql_version), ("mariadb", _mariadb_version),
+                        ("redis", _redis_version), ("rabbitmq", _rabbitmq_version)):
+        try:
+            out[name] = probe()
+        except Exception:  # not running here: the figure is simply absent
+            pass
     return out
 
 

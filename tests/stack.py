@@ -38,6 +38,15 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
+def console_proxy_env() -> tuple[dict[str, str], int, int]:
+    """Settings for a stack's noVNC and SPICE proxies on free ports: (env, novnc_port, spice_port)."""
+    novnc, spice = free_port(), free_port()
+    env = {"STRATUS_NOVNCPROXY_PORT": str(novnc), "STRATUS_SPICEHTML5PROXY_PORT": str(spice),
+           "STRATUS_NOVNCPROXY_BASE_URL": f"http://127.0.0.1:{novnc}/vnc_auto.html",
+           "STRATUS_HTML5PROXY_BASE_URL": f"http://127.0.0.1:{spice}/spice_auto.html"}
+    return env, novnc, spice
+
+
 def procfile_commands() -> dict[str, str]:
     out = {}
     for line in (REPO / "Procfile").read_text().splitlines():

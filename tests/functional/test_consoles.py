@@ -15,7 +15,7 @@ import pytest
 import requests
 import websocket  # websocket-client
 
-from tests.stack import BACKENDS, Stack, free_port, wait_port
+from tests.stack import BACKENDS, Stack, console_proxy_env, wait_port
 
 pytestmark = pytest.mark.services
 
@@ -24,10 +24,7 @@ MV = {"OpenStack-API-Version": "compute 2.96"}
 
 @pytest.fixture(scope="module")
 def cstack(tmp_path_factory):
-    novnc, spice = free_port(), free_port()
-    env = {"STRATUS_NOVNCPROXY_PORT": str(novnc), "STRATUS_SPICEHTML5PROXY_PORT": str(spice),
-           "STRATUS_NOVNCPROXY_BASE_URL": f"http://127.0.0.1:{novnc}/vnc_auto.html",
-           "STRATUS_HTML5PROXY_BASE_URL": f"http://127.0.0.1:{spice}/spice_auto.html"}
+    env, novnc, spice = console_proxy_env()
     st = Stack(tmp_path_factory.mktemp("consoles"), BACKENDS["sqlite-filesystem"], compute_hosts="fake-1",
                extra_env=env, processes=("api", "conductor", "scheduler", "compute", "novncproxy",
                                          "spicehtml5proxy"))

@@ -22,7 +22,7 @@ import requests
 
 from tests.libvirt_support import domains as _domains, libvirt_stack, require_test_image
 from tests.libvirt_support import virsh as _virsh
-from tests.stack import REPO, free_port, wait_port
+from tests.stack import REPO, console_proxy_env, wait_port
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.browser]
 
@@ -39,10 +39,7 @@ def test_image() -> Path:
 
 @pytest.fixture(scope="module")
 def stack(test_image):
-    novnc, spice = free_port(), free_port()
-    env = {"STRATUS_NOVNCPROXY_PORT": str(novnc), "STRATUS_SPICEHTML5PROXY_PORT": str(spice),
-           "STRATUS_NOVNCPROXY_BASE_URL": f"http://127.0.0.1:{novnc}/vnc_auto.html",
-           "STRATUS_HTML5PROXY_BASE_URL": f"http://127.0.0.1:{spice}/spice_auto.html"}
+    env, novnc, spice = console_proxy_env()
     with libvirt_stack("console", HOST, extra_env=env, processes=("api", "conductor", "scheduler", "compute",
                                                                   "novncproxy", "spicehtml5proxy")) as st:
         st.novnc_port, st.spice_port = novnc, spice

@@ -5,17 +5,10 @@ import dataclasses
 
 import pytest
 
+from app.db import reset as db_reset
+
 PUBLIC_URL = "http://stratus.test"
 ADMIN_PASSWORD = "admin-secret"
-
-
-def _clear_caches() -> None:
-    from app import db, settings
-    for cached in (db.get_engine, db._write_engine):
-        if cached.cache_info().currsize:
-            cached().dispose()
-    for cached in (db._factory, db._write_engine, db.get_engine, settings.get_settings):
-        cached.cache_clear()
 
 
 @pytest.fixture
@@ -29,13 +22,13 @@ def stratus_env(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     from app.identity import service
     monkeypatch.setattr(service, "BCRYPT_ROUNDS", 4)
-    _clear_caches()
+    db_reset()
     (tmp_path / "state").mkdir()
     from app.db import get_engine
     from app.models import Base
     Base.metadata.create_all(get_engine())
     yield tmp_path / "state"
-    _clear_caches()
+    db_reset()
 
 
 @pytest.fixture
