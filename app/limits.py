@@ -21,6 +21,9 @@ MAX_PATH_ARG = 255
 _COMPUTE_JSON_TYPES = {"application/json", "application/vnd.openstack.compute+json"}
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or the reverse: such text cannot be stored as UTF-8.
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                             rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
 
 
 def json_depth(raw: bytes) -> int:
@@ -74,6 +77,8 @@ def _check_body() -> None:
         raise ApiError(413, "Request is too large.")
     if json_depth(raw) > MAX_JSON_DEPTH:
         raise ApiError(400, f"Malformed request body: JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
+    if _LONE_SURROGATE.search(raw):
+        raise ApiError(400, "Malformed request body: a \\u escape is an unpaired UTF-16 surrogate.")
 
 
 def _before_request() -> None:

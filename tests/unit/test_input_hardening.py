@@ -235,3 +235,16 @@ def test_service_update_checks_the_uuid_and_reason(client, world):
         resp = client.put(f"/v2.1/os-services/{uuid.uuid4()}", json={"status": "disabled",
                                                                      "disabled_reason": reason}, headers=h)
         assert resp.status_code == 400, resp.get_data(as_text=True)
+
+
+def test_unpaired_surrogates_are_refused_before_any_database_sees_them(client, world):
+    """PostgreSQL cannot store a lone surrogate (psycopg2 fails to encode it): refuse it as a malformed body."""
+    for text in (rb"\ud800", rb"x\udfffy", rb"\uDBFF\u0041"):
+        body = b'{"keypair": {"name": "' + text + b'", "public_key": "k"}}'
+        resp = client.post("/v2.1/os-keypairs", data=body, content_type="application/json", headers=world.a.headers)
+        assert resp.status_code == 400 and "surrogate" in resp.get_json()["badRequest"]["message"]
+    paired = b'{"server": {"name": "\\ud83d\\ude00"}}'  # an emoji as a surrogate pair is fine
+    resp = client.put(f"/v2.1/servers/{world.server_id}", data=paired, content_type="application/json",
+                      headers=world.a.headers)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert resp.get_json()["server"]["name"] == "\U0001f600"
