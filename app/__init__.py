@@ -11,7 +11,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_migrate import Migrate
     from flask_sqlalchemy import SQLAlchemy
 
-    from app import auth, cli, errors, microversion, policy
+    from app import auth, cli, errors, limits, microversion, openapi, policy
     from app.compute import register as register_compute
     from app.identity import bp as identity_bp
     from app.image import bp as image_bp
@@ -38,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     Migrate(app, migrate_db, directory=str(_repo_path("migrations")), render_as_batch=True)
 
     errors.register_error_handlers(app)
+    limits.init_app(app)  # before auth: size/shape checks answer first, as Nova's sizelimit does
     auth.init_app(app)
     microversion.init_app(app)
     policy.init_app(app)
@@ -45,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(identity_bp, url_prefix="/identity")
     app.register_blueprint(image_bp, url_prefix="/image")
     register_compute(app)
+    openapi.init_app(app)
     cli.init_app(app)
     return app
 

@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app import rpc
-from app.compute.schemas import json_body
+from app.compute.schemas import is_uuid, json_body
 from app.compute.views import iso_usec
 from app.db import read_session
 from app.errors import bad_request, not_found
@@ -56,12 +56,17 @@ def list_services():
 def update_service(service_id: str):
     if not api_version().matches("2.53"):
         raise not_found("Use microversion 2.53 or later to update a service by its UUID.")
+    if not is_uuid(service_id):
+        raise bad_request(f"Invalid uuid {service_id}")
     body = json_body()
     allowed = {"status", "disabled_reason", "forced_down"}
     if not body or set(body) - allowed:
         raise bad_request(f"Invalid input for field/attribute service. Allowed keys: {sorted(allowed)}")
     if "status" in body and body["status"] not in ("enabled", "disabled"):
         raise bad_request(f"Invalid input for field/attribute status. Value: {body['status']}.")
+    reason = body.get("disabled_reason")
+    if "disabled_reason" in body and not (isinstance(reason, str) and 1 <= len(reason) <= 255):
+        raise bad_request(f"Invalid input for field/attribute disabled_reason. Value: {reason!r}.")
     if "disabled_reason" in body and body.get("status") != "disabled":
         raise bad_request("Specifying 'disabled_reason' with status 'enabled' is invalid.")
     if "forced_down" in body and not isinstance(body["forced_down"], bool):

@@ -47,11 +47,11 @@ def console_url(console_type: str, token: str) -> str:
 
 
 def _validate(protocol: object, console_type: object) -> None:
-    if protocol not in KNOWN_PROTOCOLS:
+    if not isinstance(protocol, str) or protocol not in KNOWN_PROTOCOLS:
         raise bad_request(f"Invalid input for field/attribute protocol. Value: {protocol}. {protocol!r} is not "
                           f"one of {sorted(KNOWN_PROTOCOLS)}")
     known_types = {t for types in KNOWN_PROTOCOLS.values() for t in types}
-    if console_type not in known_types:
+    if not isinstance(console_type, str) or console_type not in known_types:
         raise bad_request(f"Invalid input for field/attribute type. Value: {console_type}. {console_type!r} is "
                           f"not one of {sorted(known_types)}")
     if console_type not in KNOWN_PROTOCOLS[protocol]:  # type: ignore[index]

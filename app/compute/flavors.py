@@ -14,6 +14,7 @@ from app.db import read_session
 from app.errors import bad_request, not_found
 from app.microversion import current as api_version
 from app.models import Flavor
+from app.openapi import body_schema
 from app.policy import enforce
 
 bp = Blueprint("flavors", __name__)
@@ -26,7 +27,10 @@ def _int_arg(name: str) -> int | None:
     if value is None:
         return None
     try:
-        return int(value)
+        number = int(value)
+        if not -2 ** 63 <= number < 2 ** 63:  # what a database integer comparison can take
+            raise ValueError
+        return number
     except ValueError:
         raise bad_request(f"Invalid {name} filter [{value}]") from None
 
@@ -95,6 +99,7 @@ def flavor_extra_specs(flavor_id: str):
 
 @bp.post("/flavors")
 @enforce("admin_api")
+@body_schema(FlavorCreateSchema, root="flavor")
 def create_flavor():
     body = load(FlavorCreateSchema(), json_body(), root="flavor")
     if "description" in body and not api_version().matches("2.55"):

@@ -17,6 +17,7 @@ from app.db import read_session
 from app.errors import bad_request, not_found
 from app.microversion import current as api_version
 from app.models import KeyPair
+from app.openapi import body_schema
 from app.policy import check, enforce
 
 bp = Blueprint("keypairs", __name__)
@@ -89,6 +90,7 @@ def show_keypair(name: str):
 
 @bp.post("/os-keypairs")
 @enforce("authenticated")
+@body_schema(KeypairCreateSchema, root="keypair")
 def create_keypair():
     v = api_version()
     body = load(KeypairCreateSchema(), json_body(), root="keypair")

@@ -13,10 +13,14 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from app.errors import bad_request
 
 _NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
+# Nova's database limits (nova/db/constants.py): larger numbers are refused by the schema, not by the database.
+MAX_INT = 2147483647
+SQL_SP_FLOAT_MAX = 3.40282e+38
 
 
 def json_body() -> dict:
-    data = request.get_json(silent=True)
+    # Nova reads a body without Content-Type (or text/plain) as JSON; app.limits answers other types with 415.
+    data = request.get_json(silent=True, force=True)
     if not isinstance(data, dict):
         raise bad_request("Malformed request body")
     return data
@@ -83,8 +87,8 @@ class ServerCreateSchema(StrictSchema):
     user_data = fields.String()
     key_name = fields.String(validate=validate.Length(min=1, max=255))
     availability_zone = fields.String(validate=validate.Length(min=1, max=255))
-    min_count = fields.Integer(strict=True, validate=validate.Range(min=1))
-    max_count = fields.Integer(strict=True, validate=validate.Range(min=1))
+    min_count = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT))
+    max_count = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT))
     return_reservation_id = fields.Boolean()
     networks = fields.Raw()
     config_drive = fields.Raw()
@@ -132,14 +136,16 @@ class KeypairCreateSchema(StrictSchema):
 
 
 class FlavorCreateSchema(StrictSchema):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    id = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
-    ram = fields.Integer(required=True, validate=validate.Range(min=1))
-    vcpus = fields.Integer(required=True, validate=validate.Range(min=1))
-    disk = fields.Integer(required=True, validate=validate.Range(min=0))
-    OS_FLV_EXT_DATA_ephemeral = fields.Integer(data_key="OS-FLV-EXT-DATA:ephemeral", validate=validate.Range(min=0))
-    swap = fields.Integer(validate=validate.Range(min=0))
-    rxtx_factor = fields.Float(validate=validate.Range(min=0))
+    name = ServerName(required=True)
+    id = fields.String(allow_none=True, validate=[validate.Length(min=1, max=255), validate.Regexp(
+        r"^(?! )[a-zA-Z0-9. _-]+(?<! )$", error="'{input}' does not match the flavor id pattern")])
+    ram = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_INT))
+    vcpus = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_INT))
+    disk = fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_INT))
+    OS_FLV_EXT_DATA_ephemeral = fields.Integer(data_key="OS-FLV-EXT-DATA:ephemeral",
+                                               validate=validate.Range(min=0, max=MAX_INT))
+    swap = fields.Integer(validate=validate.Range(min=0, max=MAX_INT))
+    rxtx_factor = fields.Float(validate=validate.Range(min=0, max=SQL_SP_FLOAT_MAX, min_inclusive=False))
     os_flavor_access_is_public = fields.Boolean(data_key="os-flavor-access:is_public")
     description = fields.String(allow_none=True, validate=validate.Length(max=65535))
 

@@ -21,6 +21,7 @@ from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
 from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, InstanceGroup,
                         InstanceGroupMember, KeyPair, Network, Service, utcnow)
+from app.openapi import body_schema
 from app.policy import check, enforce
 from tasks import states
 from tasks.routing import compute_queue
@@ -355,8 +356,19 @@ def _check_request_quotas(s: Session, project_id: str, body: dict) -> None:
         raise bad_request(str(exc)) from None
 
 
+def _instances_that_fit(s: Session, project_id: str, flavor: Flavor, min_count: int, max_count: int) -> int:
+    """Nova's multi-create arithmetic on the usage seen now: 403 up front for what the conductor's reservation
+    must refuse, and no request is built for more servers than the quota leaves room for."""
+    try:
+        return quota.instances_allowed(quota.project_limits(s, project_id), quota.usage(s, project_id),
+                                       flavor.vcpus, flavor.memory_mb, min_count, max_count)
+    except quota.OverQuota as exc:
+        raise ApiError(403, exc.message) from None
+
+
 @bp.post("/servers")
 @enforce("project_member_api")
+@body_schema(ServerCreateSchema, root="server")
 def create_server():
     ctx = current()
     raw = json_body()
@@ -403,6 +415,7 @@ def create_server():
             if kp is None:
                 raise bad_request("Invalid key_name provided.")
             key_data = kp.public_key
+        max_count = _instances_that_fit(s, ctx.project_id, flavor, min_count, max_count)
         az = body.get("availability_zone")
         if az:
             az, _, forced_host = az.partition(":")
@@ -444,6 +457,7 @@ def create_server():
 
 @bp.put("/servers/<server_id>")
 @enforce("project_member_api")
+@body_schema(ServerUpdateSchema, root="server")
 def update_server(server_id: str):
     ctx = current()
     v = api_version()
@@ -504,6 +518,9 @@ def delete_server(server_id: str):
 
 def _console_output(server_id: str, args: dict | None) -> Response:
     ctx = current()
+    if args is not None and not isinstance(args, dict):
+        raise bad_request(f"Invalid input for field/attribute os-getConsoleOutput. Value: {args!r}. {args!r} is "
+                          f"not of type 'object'")
     length = (args or {}).get("length")
     if length is not None:
         try:

@@ -1,0 +1,166 @@
+"""OpenAPI 3 document of the whole API, built from the live url_map on first request (``GET /openapi.json``).
+
+Request bodies come from marshmallow schemas that views declare with ``@body_schema(Schema, root="server")``
+(or a plain JSON-schema dict); routes without one get a generic JSON object. Routes added by any blueprint
+appear automatically. Responses list the success range and the error codes with each API's error body.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, Flask, current_app, jsonify
+from marshmallow import Schema
+
+from app.policy import public
+
+BODY_ATTR = "_openapi_body"
+# Bodies of routes whose views are not JSON-object endpoints (endpoint -> (content type, JSON schema)).
+SPECIAL_BODIES: dict[str, tuple[str, dict]] = {
+    "image.upload_image": ("application/octet-stream", {"type": "string", "format": "binary"}),
+    "image.update_image": ("application/openstack-images-v2.1-json-patch", {
+        "type": "array", "items": {"type": "object", "required": ["op", "path"], "properties": {
+            "op": {"type": "string", "enum": ["add", "replace", "remove"]}, "path": {"type": "string"},
+            "value": {}}}}),
+}
+# Server actions whose arguments have a schema (the rest take any value); others may add theirs.
+ACTION_SCHEMAS: dict[str, type[Schema] | dict] = {}
+
+bp = Blueprint("openapi", __name__)
+_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+_ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415)
+_ERROR_SCHEMAS = {
+    "ComputeFault": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": {
+        "type": "object", "required": ["code", "message"],
+        "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}}},
+    "IdentityError": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message", "title"],
+        "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "title": {"type": "string"}}}}},
+    "ImageError": {"type": "object", "required": ["code", "message", "title"],
+                   "properties": {"code": {"type": "integer"}, "message": {"type": "string"},
+                                  "title": {"type": "string"}}},
+}
+
+
+def body_schema(schema: type[Schema] | dict, root: str | None = None) -> Callable:
+    """Declare a view's JSON request body (optionally wrapped in ``{root: ...}``) for the OpenAPI document."""
+    def wrap(view: Callable) -> Callable:
+        setattr(view, BODY_ATTR, (schema, root))
+        return view
+    return wrap
+
+
+def _schema_ref(spec: APISpec, schema: type[Schema] | dict) -> dict:
+    if isinstance(schema, dict):
+        return schema
+    name = schema.__name__.removesuffix("Schema") or schema.__name__
+    if name not in spec.components.schemas:
+        spec.components.schema(name, schema=schema)
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _wrapped(spec: APISpec, schema: type[Schema] | dict, root: str | None) -> dict:
+    inner = _schema_ref(spec, schema)
+    if root is None:
+        return inner
+    return {"type": "object", "required": [root], "properties": {root: inner}}
+
+
+def _action_body(spec: APISpec) -> dict:
+    from app.compute import servers
+    from app.compute.schemas import LockSchema, RebootSchema
+
+    names = set(servers._SIMPLE_ACTIONS) | {"reboot", "os-getConsoleOutput"} | set(servers.EXTRA_ACTIONS)
+    known = {"reboot": RebootSchema, "lock": LockSchema, **ACTION_SCHEMAS}
+    props = {name: (_schema_ref(spec, known[name]) if name in known else {}) for name in sorted(names)}
+    return {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": props,
+            "additionalProperties": False}
+
+
+def _request_body(spec: APISpec, endpoint: str, view: Callable) -> dict | None:
+    if endpoint in SPECIAL_BODIES:
+        ctype, schema = SPECIAL_BODIES[endpoint]
+        return {"required": True, "content": {ctype: {"schema": schema}}}
+    if endpoint == "servers.server_action":
+        schema = _action_body(spec)
+    elif (declared := getattr(view, BODY_ATTR, None)) is not None:
+        schema = _wrapped(spec, *declared)
+    else:
+        schema = {"type": "object"}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _error_schema(path: str) -> str:
+    if path.startswith("/identity"):
+        return "IdentityError"
+    if path.startswith("/image"):
+        return "ImageError"
+    return "ComputeFault"
+
+
+def _operation(spec: APISpec, rule: Any, method: str, path: str) -> dict:
+    from app.auth import PUBLIC_ENDPOINTS
+
+    view = current_app.view_functions[rule.endpoint]
+    error = {"description": "Error", "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{_error_schema(path)}"}}}}
+    responses: dict[str, Any] = {"2XX": {"description": "Success"}}
+    responses.update({str(code): error for code in _ERROR_CODES})
+    op: dict[str, Any] = {
+        "operationId": f"{rule.endpoint}:{method.lower()}:{path}",
+        "tags": [rule.endpoint.split(".")[0]],
+        "summary": (view.__doc__ or rule.endpoint).strip().splitlines()[0],
+        "parameters": [{"name": arg, "in": "path", "required": True, "schema": {"type": "string"}}
+                       for arg in _ARG.findall(rule.rule)],
+        "responses": responses,
+    }
+    if rule.endpoint in PUBLIC_ENDPOINTS:
+        op["security"] = []
+    if method in ("POST", "PUT", "PATCH"):
+        op["requestBody"] = _request_body(spec, rule.endpoint, view)
+    return op
+
+
+def build(app: Flask) -> dict:
+    from app.microversion import MAX_VERSION, fmt
+
+    spec = APISpec(title="Stratus API", version=fmt(MAX_VERSION), openapi_version="3.0.3",
+                   plugins=[MarshmallowPlugin()],
+                   info={"description": "OpenStack Compute v2.1, Identity v3 subset and Image v2 subset."})
+    spec.components.security_scheme("token", {"type": "apiKey", "in": "header", "name": "X-Auth-Token"})
+    for name, schema in _ERROR_SCHEMAS.items():
+        spec.components.schema(name, schema)
+    paths: dict[str, dict] = {}
+    with app.app_context():
+        for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+            if rule.endpoint == "static":
+                continue
+            path = _ARG.sub(r"{\1}", rule.rule)
+            methods = (rule.methods or set()) - {"OPTIONS"}
+            for method in sorted(methods - {"HEAD"} if "GET" in methods else methods):
+                paths.setdefault(path, {})[method.lower()] = _operation(spec, rule, method, path)
+    for path, ops in paths.items():
+        spec.path(path=path, operations=ops)
+    doc = spec.to_dict()
+    doc["security"] = [{"token": []}]
+    return doc
+
+
+@bp.get("/openapi.json")
+@public
+def document():
+    """The OpenAPI document of this API."""
+    doc = current_app.extensions.get("stratus_openapi")
+    if doc is None:
+        doc = current_app.extensions["stratus_openapi"] = build(current_app)
+    return jsonify(doc)
+
+
+def init_app(app: Flask) -> None:
+    from app.auth import PUBLIC_ENDPOINTS
+
+    PUBLIC_ENDPOINTS.add("openapi.document")
+    app.register_blueprint(bp)
