@@ -10,10 +10,10 @@ import logging
 from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
-from kombu.exceptions import OperationalError
 
 from app.errors import ApiError, unavailable
 from app.settings import get_settings
+from tasks.transient import BROKER_ERRORS
 
 LOG = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float
     try:
         result = celery.send_task(task_name, args=args, **options, retry=True,
                                   retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
-    except (OperationalError, OSError) as exc:
+    except (*BROKER_ERRORS, OSError) as exc:
         LOG.warning("broker unavailable for %s: %s", task_name, exc)
         raise unavailable("The compute service is temporarily unavailable (message broker unreachable).")
     try:
@@ -37,13 +37,15 @@ def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float
     except CeleryTimeout:
         LOG.warning("conductor did not answer %s within %.0f s", task_name, timeout)
         raise unavailable("The compute service is temporarily unavailable (conductor did not answer in time).")
-    except (OperationalError, OSError) as exc:
+    except (*BROKER_ERRORS, OSError) as exc:
         LOG.warning("result backend unavailable for %s: %s", task_name, exc)
         raise unavailable("The compute service is temporarily unavailable (result backend unreachable).")
     finally:
         _forget(result)
     if isinstance(reply, dict) and "error" in reply:
         err = reply["error"]
+        if int(err["code"]) == 503:
+            raise unavailable(err["message"])
         raise ApiError(int(err["code"]), err["message"])
     return reply["ok"]
 
@@ -51,5 +53,5 @@ def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float
 def _forget(result: Any) -> None:
     try:
         result.forget()
-    except Exception:  # some backends (rpc://) keep nothing to forget
+    except Exception:  # some backends (rpc://) keep nothing to forget; an unreachable one forgets later
         pass
