@@ -39,7 +39,9 @@ if broker_url.startswith("filesystem://"):
     }
 elif broker_url.startswith(("redis://", "rediss://")):
     # A message taken by a worker that died unacknowledged is delivered again after visibility_timeout.
+    # Every worker sweeps for such messages every 5 s (kombu's default is every ~100 s).
     broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout,
+                                "unacked_restore_interval": 5, "unacked_restore_throttle": 1,
                                 "socket_timeout": 10, "socket_connect_timeout": 4, "retry_on_timeout": True,
                                 "health_check_interval": 10, "socket_keepalive": True}
     redis_socket_timeout = 10

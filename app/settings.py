@@ -26,9 +26,11 @@ class Settings:
     public_url: str = "http://127.0.0.1:8774"
     token_ttl: int = 3600
     rpc_timeout: float = 30.0
-    # Redis: seconds before a message a dead worker took (unacknowledged) is delivered again. Keep it above the
-    # longest task (or its retry countdown): a task still running then is delivered a second time.
-    broker_visibility_timeout: int = 3600
+    # Redis: seconds before a message a dead worker took (unacknowledged) is delivered again. Below
+    # instance_build_timeout, so a killed compute worker's boot resumes before it is expired; above the longest
+    # task and retry countdown (30 s), else a task still running is delivered a second time (steps are
+    # idempotent, so that costs time, not correctness).
+    broker_visibility_timeout: int = 300
     # Compute worker
     compute_driver: str = "fake"
     compute_hosts: str = ""  # comma-separated host names this worker serves; default: the machine's name
