@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from celery import Celery, Task
 
+from tasks import kombu_fixes
 from tasks.transient import TRANSIENT_ERRORS
+
+kombu_fixes.apply()
 
 
 class StratusTask(Task):

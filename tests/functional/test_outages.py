@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import threading
 import time
 
@@ -29,14 +30,21 @@ class Attempt:
     retry_after: str | None
 
 
-def storm(api: Client, image: str, total: int, prefix: str) -> tuple[list[Attempt], threading.Thread]:
-    """Boot ``total`` servers from CLIENTS threads, one request at a time each; returns the attempts list
-    (filled as they finish) and a thread to join."""
+def storm(api: Client, image: str, total: int, prefix: str,
+          stop: threading.Event) -> tuple[list[Attempt], threading.Thread]:
+    """Boot from CLIENTS threads, one request at a time each, until ``total`` boots were accepted (refused ones
+    are not retried, new ones are sent); returns the attempts list (filled as they finish) and a thread to
+    join."""
     attempts: list[Attempt] = []
     lock = threading.Lock()
+    deadline = time.monotonic() + 600
 
     def client(k: int) -> None:
-        for i in range(k, total, CLIENTS):
+        for i in itertools.count(k, CLIENTS):
+            with lock:
+                if (sum(a.status == 202 for a in attempts) >= total or time.monotonic() > deadline
+                        or stop.is_set()):
+                    return
             sent = time.monotonic()
             try:
                 r = api.boot(image, f"{prefix}-{i}", timeout=90)
@@ -47,7 +55,7 @@ def storm(api: Client, image: str, total: int, prefix: str) -> tuple[list[Attemp
             with lock:
                 attempts.append(a)
             if a.status == 503:
-                time.sleep(0.5)  # a polite client backs off (a shorter wait than Retry-After keeps the test short)
+                time.sleep(1)  # a polite client backs off (a shorter wait than Retry-After keeps the test short)
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(CLIENTS)]
     for t in threads:
@@ -57,6 +65,10 @@ def storm(api: Client, image: str, total: int, prefix: str) -> tuple[list[Attemp
         for t in threads:
             t.join()
     return attempts, threading.Thread(target=join_all)
+
+
+def first_ok_after_exists(attempts: list[Attempt], t_up: float) -> bool:
+    return any(a.status == 202 and a.sent >= t_up for a in attempts)
 
 
 def wait_until(predicate, timeout: float) -> None:
@@ -72,6 +84,7 @@ def check_guarantees(stack: Stack, api: Client, attempts: list[Attempt], t_down:
     assert by_status[503] > 0, "the outage was never seen by a client: the test proved nothing"
     assert all(a.retry_after for a in attempts if a.status == 503), "a 503 without Retry-After"
     accepted = {a.server_id for a in attempts if a.status == 202}
+    assert first_ok_after_exists(attempts, t_up), "no boot was accepted after the service came back"
     refused_window = [a for a in attempts if a.status == 503]
     first_refusal = min(a.done for a in refused_window)
     first_ok_after = min((a.done for a in attempts if a.status == 202 and a.sent >= t_up), default=None)
@@ -104,13 +117,14 @@ def test_redis_restart_during_100_boots(tmp_path_factory):
         pytest.skip(f"!!! PRIVATE REDIS UNAVAILABLE: {missing} !!!")
     redis = PrivateRedis(durable=True)
     redis.start()
+    stop = threading.Event()
     stack = Stack(tmp_path_factory.mktemp("redis-outage"), PrivateBackend("sqlite-private-redis", "sqlite", "redis",
                                                                         mq_url=redis.url), extra_env=_stack_env())
     try:
         stack.start()
         api = Client(stack)
         image = api.image()
-        attempts, done = storm(api, image, 100, "rd")
+        attempts, done = storm(api, image, 100, "rd", stop)
         wait_until(lambda: len(attempts) >= 25, 120)
         t_down = time.monotonic()
         redis.stop()
@@ -124,6 +138,7 @@ def test_redis_restart_during_100_boots(tmp_path_factory):
         done.join()
         check_guarantees(stack, api, attempts, t_down, t_up)
     finally:
+        stop.set()
         stack.stop()
         redis.close()
 
@@ -134,6 +149,7 @@ def test_postgresql_down_10s_during_boots(tmp_path_factory):
             pytest.skip(f"!!! PRIVATE SERVICE UNAVAILABLE: {missing} !!!")
     pg, redis = PrivatePostgres(), PrivateRedis(durable=False)
     redis.start()
+    stop = threading.Event()
     try:
         db_url = pg.init()
         stack = Stack(tmp_path_factory.mktemp("pg-outage"), PrivateBackend("private-pg-redis", "postgresql", "redis",
@@ -143,7 +159,7 @@ def test_postgresql_down_10s_during_boots(tmp_path_factory):
             stack.start()
             api = Client(stack)
             image = api.image()
-            attempts, done = storm(api, image, 60, "pg")
+            attempts, done = storm(api, image, 60, "pg", stop)
             wait_until(lambda: len(attempts) >= 15, 120)
             t_down = time.monotonic()
             pg.stop("fast")
@@ -158,6 +174,7 @@ def test_postgresql_down_10s_during_boots(tmp_path_factory):
             done.join()
             check_guarantees(stack, api, attempts, t_down, t_up)
         finally:
+            stop.set()
             stack.stop()
     finally:
         pg.close()
