@@ -55,6 +55,22 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _redis(db: int):
+    import redis
+    return redis.Redis(host="127.0.0.1", port=6379, db=db)
+
+
+def _claim_redis_db() -> int:
+    """A Redis database of its own for this stack: several test runs share the machine's Redis, and two stacks
+    on one database consume each other's tasks. A database is claimed with a marker key (SET NX) and emptied
+    by the cleanup. Database 9 is skipped: older versions of this harness used it unclaimed."""
+    for db in [d for d in range(1, 16) if d != 9]:
+        client = _redis(db)
+        if client.dbsize() == 0 and client.set("stratus-test-stack", str(os.getpid()), nx=True, ex=6 * 3600):
+            return db
+    raise RuntimeError("no free Redis database (1-15) for a test stack")
+
+
 @dataclass
 class Backend:
     name: str
@@ -103,10 +119,8 @@ class Backend:
 
     def broker_url(self) -> str:
         if self.broker == "redis":
-            import redis
-            db = 9
-            redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
-            self.cleanups.append(lambda: redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb())
+            db = _claim_redis_db()
+            self.cleanups.append(lambda: _redis(db).flushdb())
             return f"redis://127.0.0.1:6379/{db}"
         if self.broker == "rabbitmq":
             vhost = f"stratus_{uuid.uuid4().hex[:10]}"
