@@ -1,7 +1,8 @@
 """Nothing lost, nothing stuck, nothing orphaned when the compute worker is killed with -9 in the middle of a
-boot (after the claim, inside build_disk, inside spawn), on Redis (a private redis-server: the filesystem
-transport loses prefetched messages on kill -9, a documented limit). Then start-up reconciliation: a guest
-the hypervisor lost goes to ERROR, a guest of a deleted instance is destroyed."""
+boot (after the claim, inside build_disk, inside spawn), on Redis (a private redis-server) and on RabbitMQ (a
+vhost of its own; the filesystem transport loses prefetched messages on kill -9, a documented limit). Then
+start-up reconciliation: a guest the hypervisor lost goes to ERROR, a guest of a deleted instance is
+destroyed."""
 from __future__ import annotations
 
 import collections
@@ -13,7 +14,7 @@ import uuid
 import pytest
 
 from tests.outage_support import Client, PrivateBackend, PrivateRedis, audit, query
-from tests.stack import Stack, procfile_commands
+from tests.stack import Backend, Stack, procfile_commands
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +24,21 @@ PHASES = ("after_claim", "mid_build_disk", "mid_spawn")
 ROUNDS = [3, 3, 3, 3, 3, 3, 2]  # 20 boots, the phases in turn
 
 
-@pytest.fixture(scope="module")
-def crash_stack(tmp_path_factory):
-    missing = PrivateRedis.available()
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def crash_stack(request, tmp_path_factory):
+    redis = None
+    if request.param == "redis":
+        missing = PrivateRedis.available()
+        if not missing:
+            redis = PrivateRedis(durable=False)
+            redis.start()
+            backend = PrivateBackend("sqlite-private-redis", "sqlite", "redis", mq_url=redis.url)
+    else:  # a vhost of its own on the shared server: killing a worker does not touch the server
+        backend = Backend("sqlite-rabbitmq", "sqlite", "rabbitmq")
+        missing = backend.missing()
     if missing:
-        pytest.skip(f"!!! PRIVATE REDIS UNAVAILABLE: {missing} !!!")
-    redis = PrivateRedis(durable=False)
-    redis.start()
-    backend = PrivateBackend("sqlite-private-redis", "sqlite", "redis", mq_url=redis.url)
-    st = Stack(tmp_path_factory.mktemp("crash"), backend, compute_hosts=HOST, extra_env={
+        pytest.skip(f"!!! BROKER {request.param} UNAVAILABLE: {missing} !!!")
+    st = Stack(tmp_path_factory.mktemp(f"crash-{request.param}"), backend, compute_hosts=HOST, extra_env={
         "STRATUS_FAKE_BUILD_DISK_DELAY": str(STEP_DELAY), "STRATUS_FAKE_SPAWN_DELAY": str(STEP_DELAY),
         "STRATUS_BROKER_VISIBILITY_TIMEOUT": "10", "STRATUS_QUOTA_INSTANCES": "100",
         "STRATUS_QUOTA_CORES": "100", "STRATUS_QUOTA_RAM": "100000"})
@@ -40,7 +47,8 @@ def crash_stack(tmp_path_factory):
         yield st
     finally:
         st.stop()
-        redis.close()
+        if redis is not None:
+            redis.close()
 
 
 def guests(stack: Stack) -> dict[str, dict]:
