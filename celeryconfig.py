@@ -14,7 +14,15 @@ broker_url = _settings.celery_broker_url
 result_backend = _settings.celery_result_backend
 if result_backend.startswith("file://"):
     result_backend = f"tasks.fs_result_backend:AtomicFilesystemBackend+{result_backend}"
+# Workers wait out broker outages: reconnect forever (1 s, 2 s, ... capped by kombu), never exit.
 broker_connection_retry_on_startup = True
+broker_connection_retry = True
+broker_connection_max_retries = None
+broker_connection_timeout = 4
+# Publishing from workers (canvas steps, reports) rides out a restart of the broker of up to ~30 s; the API
+# passes its own short policy (app/rpc.py) and answers 503 instead of waiting.
+task_publish_retry = True
+task_publish_retry_policy = {"max_retries": 20, "interval_start": 0, "interval_step": 0.5, "interval_max": 2}
 
 if broker_url.startswith("filesystem://"):
     broker_transport = "tasks.fs_transport:Transport"
@@ -32,12 +40,29 @@ if broker_url.startswith("filesystem://"):
         "polling_interval": _settings.fs_broker_polling_interval,
     }
 elif broker_url.startswith(("redis://", "rediss://")):
-    broker_transport_options = {"visibility_timeout": 3600}
+    # A message taken by a worker that died unacknowledged is delivered again after visibility_timeout.
+    # Every worker sweeps for such messages every 5 s (kombu's default is every ~100 s).
+    broker_transport_options = {"visibility_timeout": _settings.broker_visibility_timeout,
+                                "unacked_restore_interval": 5, "unacked_restore_throttle": 1,
+                                "socket_timeout": 10, "socket_connect_timeout": 4, "retry_on_timeout": True,
+                                "health_check_interval": 10, "socket_keepalive": True}
+    redis_socket_timeout = 10
+    redis_socket_connect_timeout = 4
+    redis_retry_on_timeout = True
+    redis_backend_health_check_interval = 10
+elif broker_url.startswith(("amqp://", "pyamqp://")):
+    # Publisher confirms: a publish returns only once RabbitMQ has taken the (persistent) message, so the
+    # API never answers 202 for a boot the broker did not accept.
+    broker_transport_options = {"confirm_publish": True}
+    broker_heartbeat = 10
 
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
 result_expires = 3600
+# Storing a result (a conductor reply) retries through a short result-backend outage.
+result_backend_always_retry = True
+result_backend_max_retries = 10
 task_routes = (route_task,)
 task_default_queue = "conductor"
 # At-least-once delivery: a task is acknowledged after it ran, and redelivered if its worker died.

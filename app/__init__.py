@@ -11,7 +11,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_migrate import Migrate
     from flask_sqlalchemy import SQLAlchemy
 
-    from app import auth, cli, errors, limits, microversion, openapi, policy
+    from app import auth, cli, errors, limits, microversion, openapi, policy, rpc
     from app.compute import register as register_compute
     from app.identity import bp as identity_bp
     from app.image import bp as image_bp
@@ -48,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_compute(app)
     openapi.init_app(app)
     cli.init_app(app)
+    rpc.configure_client()
     return app
 
 

@@ -70,5 +70,25 @@ def bootstrap_command(admin_password: str) -> None:
     click.echo(f"admin project {ids['project_id']}, admin user {ids['user_id']}; credentials in {openrc}")
 
 
+@stratus.command("audit")
+@click.option("--delete", "delete", is_flag=True, help="Remove the orphaned allocations (give the resources back).")
+def audit_command(delete: bool) -> None:
+    """List allocations without a live instance (like nova-manage placement audit); --delete heals them."""
+    from tasks import db_write
+
+    with write_session() as s:
+        orphans = db_write.orphaned_allocations(s)
+        for a in orphans:
+            click.echo(f"{a['instance_uuid']}  host={a['host']}  vcpus={a['vcpus']}  memory_mb={a['memory_mb']}  "
+                       f"disk_gb={a['disk_gb']}  instance={a['instance']}")
+            if delete:
+                db_write.release_allocation(s, a["instance_uuid"])
+    verb = "deleted" if delete else "found"
+    click.echo(f"{len(orphans)} orphaned allocation(s) {verb}"
+               + ("" if delete or not orphans else "; run with --delete to remove them"))
+    if orphans:  # nova-manage placement audit's exit codes: 3 found, 4 found and deleted, 0 none
+        raise SystemExit(4 if delete else 3)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(stratus)

@@ -72,6 +72,16 @@ def register_error_handlers(app: Flask) -> None:
                    413: "Request is too large."}.get(code, exc.description or _TITLES.get(code, "Error"))
         return error_response(code, message)
 
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(DisconnectionError)
+    def _database_down(exc: Exception) -> Response:
+        # The database is unreachable (or locked): the client may retry; this is not a bug of the request.
+        LOG.warning("database unavailable on %s %s: %s", request.method, request.path, str(exc).splitlines()[0])
+        return error_response(503, "The database is temporarily unavailable.", {"Retry-After": "5"})
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         LOG.exception("unexpected error on %s %s", request.method, request.path)

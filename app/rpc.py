@@ -10,12 +10,27 @@ import logging
 from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
-from kombu.exceptions import OperationalError
 
 from app.errors import ApiError, unavailable
 from app.settings import get_settings
+from tasks.transient import BROKER_ERRORS
 
 LOG = logging.getLogger(__name__)
+
+
+# The API waits for nothing longer than this while the broker / result backend is unreachable (workers ride out
+# longer outages; see celeryconfig): it answers 503 with Retry-After instead.
+CLIENT_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
+
+
+def configure_client() -> None:
+    """Called by the API factory: a short reconnection policy for the result backend (Redis) in this process."""
+    from tasks.celery_app import celery
+
+    options = dict(celery.conf.result_backend_transport_options or {})
+    options["retry_policy"] = CLIENT_RETRY_POLICY
+    celery.conf.result_backend_transport_options = options
+    celery.conf.result_backend_max_retries = CLIENT_RETRY_POLICY["max_retries"]
 
 
 def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float | None = None,
@@ -28,8 +43,9 @@ def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float
         options["argsrepr"] = argsrepr
     try:
         result = celery.send_task(task_name, args=args, **options, retry=True,
-                                  retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
-    except (OperationalError, OSError) as exc:
+                                  retry_policy=CLIENT_RETRY_POLICY)
+    except (*BROKER_ERRORS, OSError, RuntimeError) as exc:
+        _reraise_unless_result_store(exc)
         LOG.warning("broker unavailable for %s: %s", task_name, exc)
         raise unavailable("The compute service is temporarily unavailable (message broker unreachable).")
     try:
@@ -37,19 +53,29 @@ def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float
     except CeleryTimeout:
         LOG.warning("conductor did not answer %s within %.0f s", task_name, timeout)
         raise unavailable("The compute service is temporarily unavailable (conductor did not answer in time).")
-    except (OperationalError, OSError) as exc:
+    except (*BROKER_ERRORS, OSError, RuntimeError) as exc:
+        _reraise_unless_result_store(exc)
         LOG.warning("result backend unavailable for %s: %s", task_name, exc)
         raise unavailable("The compute service is temporarily unavailable (result backend unreachable).")
     finally:
         _forget(result)
     if isinstance(reply, dict) and "error" in reply:
         err = reply["error"]
+        if int(err["code"]) == 503:
+            raise unavailable(err["message"])
         raise ApiError(int(err["code"]), err["message"])
     return reply["ok"]
+
+
+def _reraise_unless_result_store(exc: BaseException) -> None:
+    """Celery's Redis result consumer gives up reconnecting with a bare RuntimeError ("... reconnect to the
+    Celery result store ..."); it starts afresh on the next call, so that one is an outage (503), not a bug."""
+    if isinstance(exc, RuntimeError) and "result store" not in str(exc):
+        raise exc
 
 
 def _forget(result: Any) -> None:
     try:
         result.forget()
-    except Exception:  # some backends (rpc://) keep nothing to forget
+    except Exception:  # some backends (rpc://) keep nothing to forget; an unreachable one forgets later
         pass

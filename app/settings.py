@@ -26,6 +26,11 @@ class Settings:
     public_url: str = "http://127.0.0.1:8774"
     token_ttl: int = 3600
     rpc_timeout: float = 30.0
+    # Redis: seconds before a message a dead worker took (unacknowledged) is delivered again. Below
+    # instance_build_timeout, so a killed compute worker's boot resumes before it is expired; above the longest
+    # task and retry countdown (30 s), else a task still running is delivered a second time (steps are
+    # idempotent, so that costs time, not correctness).
+    broker_visibility_timeout: int = 300
     # Compute worker
     compute_driver: str = "fake"
     compute_hosts: str = ""  # comma-separated host names this worker serves; default: the machine's name
@@ -40,6 +45,12 @@ class Settings:
     fake_vcpus: int = 16
     fake_memory_mb: int = 32768
     fake_local_gb: int = 512
+    # Fake guests outlive the worker process (one JSON file per guest under <state_dir>/fake-guests/<host>),
+    # as real guests outlive nova-compute; 0 keeps them in process memory only.
+    fake_persist: int = 1
+    # Seconds the fake driver spends inside build_disk / spawn (lets tests kill a worker mid-step).
+    fake_build_disk_delay: float = 0.0
+    fake_spawn_delay: float = 0.0
     # libvirt driver
     libvirt_uri: str = "qemu:///system"
     libvirt_virt_type: str = "auto"  # auto | kvm | qemu

@@ -35,6 +35,10 @@ class HostLocalError(DriverError):
     reschedulable = True
 
 
+class DriverUnavailable(DriverError):
+    """The hypervisor connection is down or was lost: the task is retried with backoff, not failed."""
+
+
 class InstanceNotFound(DriverError):
     def __init__(self, instance_uuid: str):
         super().__init__(f"Instance {instance_uuid} could not be found on this host.")
@@ -133,6 +137,11 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def list_instances(self) -> list[str]:
         """Return the UUIDs of all guests this driver manages on the host, in any power state."""
+
+    def list_disks(self) -> list[str]:
+        """Return the UUIDs that have local storage on this host, with or without a guest (a build cut short
+        leaves a disk and no guest). Used by the start-up reconciliation to find leftovers."""
+        return []
 
     @abc.abstractmethod
     def build_disk(self, instance: InstanceSpec) -> None:

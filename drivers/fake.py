@@ -3,11 +3,19 @@
 It keeps guests in a per-process registry keyed by host, so one worker process can serve many fake hosts.
 Failures can be injected through instance metadata, which lets functional tests drive the error paths:
 ``fake:fail_spawn`` / ``fake:fail_build_disk`` with a message as the value.
+
+With a ``state_dir`` each guest is also a JSON file there (``<uuid>.json``), so guests outlive the worker
+process the way real guests outlive nova-compute, and a worker killed mid-step leaves what a real one would:
+a disk still ``building``, or a guest not yet ``spawned``. ``build_disk_delay`` / ``spawn_delay`` make the
+steps take that long (tests kill workers inside them).
 """
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
+from pathlib import Path
 
 from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, InstanceInfo,
                           InstanceNotFound, InstanceSpec, PowerState)
@@ -25,11 +33,36 @@ class FakeDriver(ComputeDriver):
         "supports_spice_console": True,
     }
 
-    def __init__(self, host: str, vcpus: int = 16, memory_mb: int = 32768, local_gb: int = 512):
+    def __init__(self, host: str, vcpus: int = 16, memory_mb: int = 32768, local_gb: int = 512,
+                 state_dir: Path | None = None, build_disk_delay: float = 0.0, spawn_delay: float = 0.0):
         super().__init__(host)
         self.vcpus, self.memory_mb, self.local_gb = vcpus, memory_mb, local_gb
+        self.state_dir = Path(state_dir) if state_dir else None
+        self.build_disk_delay, self.spawn_delay = build_disk_delay, spawn_delay
         with _lock:
+            fresh = host not in _guests
             self._guests = _guests.setdefault(host, {})
+            if fresh and self.state_dir is not None:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+                for path in self.state_dir.glob("*.json"):
+                    try:
+                        self._guests[path.stem] = json.loads(path.read_text())
+                    except (OSError, ValueError):  # a file cut short by a kill: its guest never got further
+                        self._guests[path.stem] = {"power_state": PowerState.NOSTATE, "vcpus": 0, "memory_mb": 0,
+                                                   "root_gb": 0, "console": [], "spawned": False, "disk": "building"}
+
+    def _save(self, instance_uuid: str) -> None:
+        """Write one guest's record (call with _lock held); atomic, so a kill leaves the old or the new one."""
+        if self.state_dir is None:
+            return
+        guest = self._guests.get(instance_uuid)
+        path = self.state_dir / f"{instance_uuid}.json"
+        if guest is None:
+            path.unlink(missing_ok=True)
+            return
+        tmp = path.with_name(f".{instance_uuid}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(guest))
+        os.replace(tmp, path)
 
     def _guest(self, instance_uuid: str) -> dict:
         try:
@@ -50,19 +83,41 @@ class FakeDriver(ComputeDriver):
         with _lock:
             return [u for u, g in self._guests.items() if g.get("spawned")]
 
+    def list_disks(self) -> list[str]:
+        with _lock:
+            return list(self._guests)
+
     def build_disk(self, instance: InstanceSpec) -> None:
         if "fake:fail_build_disk" in instance.metadata:
             raise HostLocalError(instance.metadata["fake:fail_build_disk"] or "injected build_disk failure")
         if instance.image is None:
             raise DriverError("Fake driver needs an image to build a disk")
         with _lock:
-            self._guests.setdefault(instance.uuid, {
+            guest = self._guests.setdefault(instance.uuid, {
                 "power_state": PowerState.NOSTATE, "vcpus": instance.vcpus, "memory_mb": instance.memory_mb,
-                "root_gb": instance.root_gb, "console": [], "spawned": False})
+                "root_gb": instance.root_gb, "console": [], "spawned": False, "disk": "building"})
+            if guest.get("disk", "ready") == "ready":
+                return
+            guest.update(vcpus=instance.vcpus, memory_mb=instance.memory_mb, root_gb=instance.root_gb)
+            self._save(instance.uuid)
+        time.sleep(self.build_disk_delay)  # "copying the image"
+        with _lock:
+            guest = self._guest(instance.uuid)
+            guest["disk"] = "ready"
+            self._save(instance.uuid)
 
     def spawn(self, instance: InstanceSpec) -> None:
         if "fake:fail_spawn" in instance.metadata:
             raise HostLocalError(instance.metadata["fake:fail_spawn"] or "injected spawn failure")
+        with _lock:
+            guest = self._guest(instance.uuid)
+            if guest.get("disk", "ready") != "ready":
+                raise DriverError(f"The disk of {instance.uuid} is not built")
+            if not guest["spawned"] and self.spawn_delay:
+                guest["spawning"] = True
+                self._save(instance.uuid)
+        if not guest["spawned"]:
+            time.sleep(self.spawn_delay)  # "the guest boots"
         with _lock:
             guest = self._guest(instance.uuid)
             if not guest["spawned"]:
@@ -74,11 +129,13 @@ class FakeDriver(ComputeDriver):
                     # Recorded, not built: the file list shows what a real driver would put on the ISO.
                     guest["config_drive"] = sorted(instance.config_drive_files)
                     guest["console"].append("fake config drive config-2: " + " ".join(guest["config_drive"]))
-            guest.update(spawned=True, power_state=PowerState.RUNNING)
+            guest.update(spawned=True, spawning=False, power_state=PowerState.RUNNING)
+            self._save(instance.uuid)
 
     def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:
         with _lock:
             self._guests.pop(instance_uuid, None)
+            self._save(instance_uuid)
 
     def get_info(self, instance_uuid: str) -> InstanceInfo:
         with _lock:
@@ -92,6 +149,7 @@ class FakeDriver(ComputeDriver):
                 raise DriverError(f"Instance {instance_uuid} is in power state {guest['power_state']}")
             guest["power_state"] = state
             guest["console"].append(line)
+            self._save(instance_uuid)
 
     def power_off(self, instance_uuid: str, timeout: int = 0) -> None:
         self._set_power(instance_uuid, PowerState.SHUTDOWN, "fake guest powered off")
@@ -127,6 +185,7 @@ class FakeDriver(ComputeDriver):
     def set_power_state_externally(self, instance_uuid: str, state: int) -> None:
         with _lock:
             self._guest(instance_uuid)["power_state"] = state
+            self._save(instance_uuid)
 
     def wait_until(self, instance_uuid: str, state: int, timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout

@@ -1,8 +1,27 @@
 """The one Celery application of Stratus (``celery -A tasks.celery_app``)."""
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, Task
 
-celery = Celery("stratus", include=["tasks.conductor", "tasks.scheduler", "tasks.compute", "tasks.periodic"])
+from tasks import kombu_fixes
+from tasks.transient import TRANSIENT_ERRORS
+
+kombu_fixes.apply()
+
+
+class StratusTask(Task):
+    """Every task retries, with exponential backoff and jitter, when the database, the broker or a hypervisor
+    connection is briefly unavailable (about three minutes in all); a lasting failure then surfaces as usual.
+    API-facing tasks opt out (``autoretry_for=()``): the API is waiting and answers 503 instead."""
+    autoretry_for = TRANSIENT_ERRORS
+    retry_backoff = 1
+    retry_backoff_max = 30
+    retry_jitter = True
+    max_retries = 10
+
+
+celery = Celery("stratus", task_cls=StratusTask,
+                include=["tasks.conductor", "tasks.scheduler", "tasks.compute", "tasks.periodic",
+                         "tasks.reconcile"])
 celery.config_from_object("celeryconfig")
 app = celery

@@ -8,10 +8,11 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from celery import chain
+from celery import chain, current_task
 from celery.exceptions import Ignore
 
 from tasks.celery_app import celery
+from tasks.transient import is_transient
 
 LOG = logging.getLogger(__name__)
 
@@ -37,9 +38,18 @@ def report_failure(ctx: dict, exc: BaseException, reschedulable: bool = False) -
                      queue="conductor")
 
 
+def will_retry(exc: BaseException) -> bool:
+    """True when the running task's autoretry will run it again for ``exc`` (a transient error, retries left)."""
+    task = current_task
+    if task is None or not is_transient(exc) or not getattr(task, "autoretry_for", ()):
+        return False
+    return task.request.retries < (task.max_retries if task.max_retries is not None else float("inf"))
+
+
 def step(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a canvas step: any exception is reported to the conductor, then re-raised so the chain stops
-    and Flower shows the failed step with its traceback."""
+    and Flower shows the failed step with its traceback. A transient error (database, broker or hypervisor
+    connection) is re-raised unreported while the task's automatic retries last."""
     @functools.wraps(fn)
     def inner(ctx: dict, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -48,6 +58,10 @@ def step(fn: Callable[..., Any]) -> Callable[..., Any]:
             LOG.info("step %s ends the canvas for %s: %s", fn.__name__, ctx.get("instance_uuid"), stop)
             raise Ignore() from None
         except Exception as exc:
+            if will_retry(exc):
+                LOG.warning("step %s for %s hit a transient error, retrying: %s", fn.__name__,
+                            ctx.get("instance_uuid"), exc)
+                raise
             LOG.warning("step %s failed for %s: %s", fn.__name__, ctx.get("instance_uuid"), exc)
             report_failure(ctx, exc, reschedulable=getattr(exc, "reschedulable", False))
             raise

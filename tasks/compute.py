@@ -22,6 +22,7 @@ from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound
 from tasks import states
 from tasks.celery_app import celery
 from tasks.common import StopCanvas, step
+from tasks.reconcile import InstanceRow, Plan, plan
 
 LOG = logging.getLogger(__name__)
 _drivers: dict[str, ComputeDriver] = {}
@@ -141,7 +142,7 @@ def terminate(ctx: dict) -> dict:
     return ctx
 
 
-@celery.task(name="stratus.compute.console_output")
+@celery.task(name="stratus.compute.console_output", autoretry_for=())
 def console_output(ctx: dict) -> dict:
     """API-facing: return the guest's console log (the API waits for this reply)."""
     try:
@@ -154,7 +155,7 @@ def console_output(ctx: dict) -> dict:
         return {"error": {"code": 409, "message": str(exc)}}
 
 
-@celery.task(name="stratus.compute.get_console")
+@celery.task(name="stratus.compute.get_console", autoretry_for=())
 def get_console(ctx: dict) -> dict:
     """API-facing: where a console proxy must connect for the guest's ``ctx["kind"]`` ("vnc" | "spice")."""
     kind = ctx["kind"]
@@ -202,6 +203,44 @@ def sync_power_states(ctx: dict) -> None:
 
 # --- worker lifecycle ----------------------------------------------------------------------------------------------
 
+def reconcile_host(host: str) -> Plan:
+    """At worker start: adopt the guests the DB knows (power sync), report the ones it expects but the driver
+    lacks (the conductor sets them to ERROR), and destroy the ones the DB deleted or placed on another host."""
+    drv = driver_for(host)
+    guests, disks = set(drv.list_instances()), set(drv.list_disks())
+    with read_session() as s:
+        rows = [InstanceRow(u, h, bool(d), vm, ts) for u, h, d, vm, ts in s.execute(
+            select(Instance.uuid, Instance.host, Instance.deleted, Instance.vm_state, Instance.task_state).where(
+                ((Instance.host == host) & (Instance.deleted == 0)) | Instance.uuid.in_(guests | disks)))]
+    todo = plan(host, guests, disks, rows)
+    for uuid in todo.orphans:
+        LOG.warning("reconcile %s: destroying orphan %s (deleted in the DB, or placed on another host)", host, uuid)
+        drv.destroy(uuid, destroy_disks=True)
+    for uuid in todo.unknown:
+        LOG.warning("reconcile %s: guest %s is unknown to this cloud's database; left alone", host, uuid)
+    if todo.missing:
+        LOG.error("reconcile %s: %d instance(s) missing from the hypervisor: %s", host, len(todo.missing),
+                  todo.missing)
+        celery.send_task("stratus.conductor.instances_missing", args=(host, todo.missing), queue="conductor")
+    if todo.adopt:
+        sync_power_states.apply_async(args=({"host": host, "hosts": [host]},))
+    LOG.info("reconcile %s: %d adopted, %d missing, %d orphan(s) destroyed, %d unknown", host, len(todo.adopt),
+             len(todo.missing), len(todo.orphans), len(todo.unknown))
+    return todo
+
+
+def _reconcile_all(hosts: list[str]) -> list[str]:
+    """Reconcile each host; return those that could not be (database or driver down: tried again later)."""
+    pending = []
+    for host in hosts:
+        try:
+            reconcile_host(host)
+        except Exception as exc:
+            LOG.warning("reconcile %s failed, will retry: %s", host, exc)
+            pending.append(host)
+    return pending
+
+
 def report_all(hosts: list[str]) -> list[str]:
     """Register each host's service and inventory; return the hosts whose driver works.
 
@@ -237,9 +276,13 @@ def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:
     states; the full inventory is re-sent every tenth interval, and failed hosts are retried every interval."""
     interval = get_settings().report_interval
     healthy = report_all(hosts)
+    unreconciled = _reconcile_all(healthy) + [h for h in hosts if h not in healthy]
     ticks = 0
     while not stop.wait(interval):
         ticks += 1
+        if unreconciled:
+            ready = [h for h in unreconciled if h in healthy]
+            unreconciled = [h for h in unreconciled if h not in ready] + _reconcile_all(ready)
         failed = [h for h in hosts if h not in healthy]
         if ticks % 10 == 0:
             healthy = report_all(hosts)

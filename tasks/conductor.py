@@ -14,7 +14,6 @@ from typing import Any
 
 from celery import chain
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError as DBOperationalError
 
 from app.db import write_session
 from app.models import Instance, utcnow
@@ -26,6 +25,7 @@ from tasks.common import StopCanvas, boot_canvas, new_ctx, sig, step
 from tasks.db_write import ConductorError
 from tasks.groups import group_spec
 from scheduler.filters import group_filter_rejecting
+from tasks.transient import BROKER_ERRORS, DB_ERRORS
 
 LOG = logging.getLogger(__name__)
 
@@ -33,14 +33,15 @@ LOG = logging.getLogger(__name__)
 def rpc(name: str) -> Callable:
     """An API-facing conductor call: domain errors become ``{"error": ...}`` replies, not task failures."""
     def wrap(fn: Callable) -> Any:
-        @celery.task(name=f"stratus.conductor.{name}", acks_late=False)
+        # No automatic retries: the API is waiting, and answers 503 with Retry-After instead.
+        @celery.task(name=f"stratus.conductor.{name}", acks_late=False, autoretry_for=())
         @functools.wraps(fn)
         def task(*args: Any) -> dict:
             try:
                 return {"ok": fn(*args)}
             except ConductorError as exc:
                 return {"error": {"code": exc.code, "message": exc.message}}
-            except DBOperationalError:
+            except DB_ERRORS:
                 LOG.exception("database unavailable in %s", name)
                 return {"error": {"code": 503, "message": "The database is temporarily unavailable."}}
         return task
@@ -53,9 +54,28 @@ def rpc(name: str) -> Callable:
 def create_instances(req: dict) -> dict:
     with write_session() as s:
         uuids = db_write.create_instances(s, req)
-    for uuid in uuids:
-        boot_canvas(new_ctx(uuid, req["request_id"], "create", tried=[])).apply_async()
+    for index, uuid in enumerate(uuids):
+        try:
+            boot_canvas(new_ctx(uuid, req["request_id"], "create", tried=[])).apply_async()
+        except BROKER_ERRORS as exc:
+            # The rows are committed but their boots could not be queued (publishing retried for a while):
+            # nothing may stay in BUILD, and the API must not answer 202.
+            _not_queued(uuids[index:], req["request_id"], exc)
+            raise ConductorError(503, "The compute service is temporarily unavailable (message broker "
+                                      "unreachable); the server was not created.") from None
     return {"uuids": uuids}
+
+
+def _not_queued(uuids: list[str], request_id: str, exc: BaseException) -> None:
+    LOG.error("could not queue the boot of %s: %s", uuids, exc)
+    with write_session() as s:
+        for uuid in uuids:
+            if db_write.cas_instance(s, uuid, expected_task_state=states.SCHEDULING, vm_state=states.ERROR,
+                                     task_state=None, power_state=PowerState.NOSTATE):
+                db_write.add_fault(s, uuid, 503, f"The boot could not be queued: message broker unavailable "
+                                                 f"({exc})")
+                db_write.record_event(s, uuid, request_id, "conductor_schedule_and_build_instances", None,
+                                      "Error")
 
 
 @rpc("server_action")
@@ -97,13 +117,21 @@ def server_action(req: dict) -> dict:
                               req.get("project_id"))
         host = inst.host
     ctx = new_ctx(uuid, req["request_id"], action, host=host, task_state=task_state)
-    if action == "delete":
-        if host:
-            chain(sig("stratus.compute.terminate", ctx), sig("stratus.conductor.finish_delete")).apply_async()
+    try:
+        if action == "delete":
+            if host:
+                chain(sig("stratus.compute.terminate", ctx), sig("stratus.conductor.finish_delete")).apply_async()
+            else:
+                sig("stratus.conductor.finish_delete", ctx).apply_async()
         else:
-            sig("stratus.conductor.finish_delete", ctx).apply_async()
-    else:
-        chain(sig("stratus.compute.power_action", ctx), sig("stratus.conductor.finish_action")).apply_async()
+            chain(sig("stratus.compute.power_action", ctx), sig("stratus.conductor.finish_action")).apply_async()
+    except BROKER_ERRORS as exc:
+        LOG.error("could not queue %s of %s: %s", action, uuid, exc)
+        with write_session() as s:  # give the task_state back: the action never started
+            db_write.cas_instance(s, uuid, expected_task_state=task_state, task_state=inst.task_state
+                                  if action == "delete" else None)
+        raise ConductorError(503, "The compute service is temporarily unavailable (message broker "
+                                  "unreachable); the action was not started.") from None
     return {"instance_uuid": uuid}
 
 

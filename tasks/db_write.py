@@ -331,6 +331,18 @@ def release_allocation(s: Session, instance_uuid: str) -> bool:
     return True
 
 
+def orphaned_allocations(s: Session) -> list[dict]:
+    """Allocations whose instance is deleted or was never created (nova-manage placement audit)."""
+    live = select(Instance.uuid).where(Instance.deleted == 0)
+    rows = s.execute(select(Allocation.instance_uuid, ComputeNode.host, Allocation.vcpus, Allocation.memory_mb,
+                            Allocation.disk_gb, Instance.deleted)
+                     .join(ComputeNode, ComputeNode.id == Allocation.compute_node_id)
+                     .outerjoin(Instance, Instance.uuid == Allocation.instance_uuid)
+                     .where(~Allocation.instance_uuid.in_(live)).order_by(Allocation.id))
+    return [{"instance_uuid": u, "host": h, "vcpus": c, "memory_mb": m, "disk_gb": d,
+             "instance": "deleted" if deleted else "missing"} for u, h, c, m, d, deleted in rows]
+
+
 def report_service(s: Session, host: str, resources: dict, binary: str = "stratus-compute") -> None:
     cfg = get_settings()
     now = utcnow()

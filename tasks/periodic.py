@@ -9,7 +9,7 @@ import time
 from sqlalchemy import delete, select
 
 from app.db import write_session
-from app.models import Allocation, ConsoleAuthToken, Instance, Token, utcnow
+from app.models import ConsoleAuthToken, Instance, Token, utcnow
 from app.settings import get_settings
 from drivers.base import PowerState
 from tasks import db_write, states
@@ -63,8 +63,7 @@ def expire_stuck_instances() -> int:
 def audit_allocations() -> int:
     """Remove allocations whose instance is gone (deleted or never created), giving the resources back."""
     with write_session() as s:
-        orphans = list(s.scalars(select(Allocation.instance_uuid).where(
-            ~Allocation.instance_uuid.in_(select(Instance.uuid).where(Instance.deleted == 0)))))
+        orphans = [a["instance_uuid"] for a in db_write.orphaned_allocations(s)]
         for uuid in orphans:
             db_write.release_allocation(s, uuid)
     for uuid in orphans:

@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.settings import Settings
-from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, InstanceInfo,
-                          InstanceNotFound, InstanceSpec, PowerState)
+from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError,
+                          HostResources, InstanceInfo, InstanceNotFound, InstanceSpec, PowerState)
 from drivers.libvirt import config, imagecache
 
 try:
@@ -60,6 +60,8 @@ if libvirt is not None:
         libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_NO_MEMORY, libvirt.VIR_ERR_RESOURCE_BUSY,
         libvirt.VIR_ERR_AGENT_UNRESPONSIVE, libvirt.VIR_ERR_HOOK_SCRIPT_FAILED,
     }
+    # The connection to libvirtd broke (daemon restarted): retry the task on a new connection.
+    _CONNECTION_LOST = {libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_INVALID_CONN}
 
 
 def _code(exc: Exception) -> int | None:
@@ -131,6 +133,8 @@ class LibvirtDriver(ComputeDriver):
                 raise InstanceNotFound(instance_uuid) from exc
             who = f" instance {instance_uuid}" if instance_uuid else ""
             cls = HostLocalError if code in _HOST_LOCAL else DriverError
+            if code in _CONNECTION_LOST:
+                cls = DriverUnavailable  # the task is retried with backoff on a fresh connection
             raise cls(f"Failed to {action}{who}: {exc.get_error_message()}") from exc
 
     def _lookup(self, instance_uuid: str):
@@ -212,6 +216,11 @@ class LibvirtDriver(ComputeDriver):
     def list_instances(self) -> list[str]:
         with self._errors("list domains"):
             return sorted(d.name() for d in self.conn.listAllDomains(0) if UUID_RE.match(d.name()))
+
+    def list_disks(self) -> list[str]:
+        if not self.instances_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.instances_dir.iterdir() if UUID_RE.match(p.name) and p.is_dir())
 
     # -- disks ----------------------------------------------------------------------------------------------
     def _instance_dir(self, instance_uuid: str) -> Path:

@@ -59,3 +59,34 @@ def test_stuck_build_expires_and_releases_claim(quick_timeout_stack):
                                                                            "compute 2.87"}).json()
     assert hyp["hypervisors"][0]["memory_mb_used"] == 0 and hyp["hypervisors"][0]["running_vms"] == 0
     assert run_task(stack, "stratus.conductor.audit_allocations") == "0"
+
+
+def test_conductor_start_expires_builds_a_crash_left(quick_timeout_stack):
+    """No beat here: the conductor itself, when it starts, fails the builds stuck past instance_build_timeout."""
+    import signal
+
+    from tests.stack import procfile_commands
+    stack = quick_timeout_stack
+    hdrs = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
+    img = requests.post(f"{stack.url}/image/v2/images", headers=hdrs, json={
+        "name": "hk2", "disk_format": "raw", "container_format": "bare"}).json()
+    requests.put(f"{stack.url}/image/v2/images/{img['id']}/file", data=b"z" * 64,
+                 headers={**hdrs, "Content-Type": "application/octet-stream"}).raise_for_status()
+    stack.stop_process("compute")  # the build stops after its claim
+    r = requests.post(f"{stack.url}/v2.1/servers", headers=hdrs, json={"server": {
+        "name": "crashed", "imageRef": img["id"], "flavorRef": "42", "networks": "none"}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["server"]["id"]
+    deadline = time.monotonic() + 30
+    while requests.get(f"{stack.url}/v2.1/servers/{sid}", headers=hdrs).json()["server"][
+            "OS-EXT-STS:task_state"] != "spawning" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stack.stop_process("conductor", signal.SIGKILL)
+    time.sleep(2.5)  # past instance_build_timeout (2 s)
+    stack.start_process("conductor", procfile_commands()["conductor"])
+    deadline = time.monotonic() + 60
+    while (server := requests.get(f"{stack.url}/v2.1/servers/{sid}", headers=hdrs).json()["server"])[
+            "status"] != "ERROR" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert server["status"] == "ERROR" and "build timed out" in server["fault"]["message"], server
+    assert run_task(stack, "stratus.conductor.audit_allocations") == "0"

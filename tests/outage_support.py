@@ -1,0 +1,189 @@
+"""Private Redis and PostgreSQL servers that a test may stop, kill and restart without touching the shared
+services other test runs use, a Backend that points a Stack at them, and a small REST client for boots."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from sqlalchemy import create_engine, text
+
+from tests.stack import VENV_BIN, Backend, Stack, free_port, wait_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _port_closed(port: int, timeout: float = 30) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} still open")
+
+
+class PrivateRedis:
+    """``redis-server`` on a free port. ``durable`` turns on the append-only file with an fsync per write, so a
+    restart keeps every message the server acknowledged (without it a restart empties the queues)."""
+
+    def __init__(self, durable: bool = True):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="stratus-redis-"))
+        self.durable = durable
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @staticmethod
+    def available() -> str | None:
+        return None if shutil.which("redis-server") else "redis-server is not installed"
+
+    def start(self) -> None:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                "--save", "", "--logfile", str(self.dir / "redis.log")]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM): the server flushes its append-only file and exits."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        _port_closed(self.port)
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster (initdb into a temp dir, run as the postgres user) on a free port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="stratus-pg-"))
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+
+    @staticmethod
+    def available() -> str | None:
+        if not (PG_BIN / "initdb").exists():
+            return f"{PG_BIN}/initdb is not installed"
+        return None
+
+    def _as_postgres(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=120)
+
+    def init(self) -> str:
+        self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "root",
+                          "--no-sync")
+        self.start()
+        subprocess.run([str(PG_BIN.parent / "bin" / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                        "root", "stratus"], check=True, capture_output=True)
+        return f"postgresql+psycopg2://root@127.0.0.1:{self.port}/stratus"
+
+    def start(self) -> None:
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.dir / "pg.log"),
+                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                          "start")
+        wait_port(self.port)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+        _port_closed(self.port)
+
+    def close(self) -> None:
+        try:
+            self.stop("immediate")
+        except Exception:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclasses.dataclass
+class PrivateBackend(Backend):
+    """A Backend whose database / broker URLs were made by the test (empty database URL: SQLite)."""
+    db_url: str = ""
+    mq_url: str = ""
+
+    def missing(self) -> str | None:
+        return None
+
+    def database_url(self) -> str:
+        return self.db_url
+
+    def broker_url(self) -> str:
+        return self.mq_url
+
+
+# --- driving and inspecting a stack ----------------------------------------------------------------------------
+
+class Client:
+    """The REST calls the reliability tests make (plain requests, so every status code is visible)."""
+
+    def __init__(self, stack: Stack):
+        self.stack = stack
+        self.url = f"{stack.url}/v2.1"
+        self.headers = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
+
+    def image(self) -> str:
+        img = requests.post(f"{self.stack.url}/image/v2/images", headers=self.headers, json={
+            "name": "rel", "disk_format": "raw", "container_format": "bare"}, timeout=30).json()
+        requests.put(f"{self.stack.url}/image/v2/images/{img['id']}/file", data=b"r" * 64, timeout=30,
+                     headers={**self.headers, "Content-Type": "application/octet-stream"}).raise_for_status()
+        return img["id"]
+
+    def boot(self, image_id: str, name: str, timeout: float = 60) -> requests.Response:
+        return requests.post(f"{self.url}/servers", headers=self.headers, timeout=timeout, json={"server": {
+            "name": name, "imageRef": image_id, "flavorRef": "42", "networks": "none"}})
+
+    def servers(self) -> list[dict]:
+        r = requests.get(f"{self.url}/servers/detail", headers=self.headers, timeout=60)
+        r.raise_for_status()
+        return r.json()["servers"]
+
+    def delete(self, server_id: str) -> int:
+        return requests.delete(f"{self.url}/servers/{server_id}", headers=self.headers, timeout=60).status_code
+
+    def wait_settled(self, ids: set[str], timeout: float) -> dict[str, dict]:
+        """Wait until none of ``ids`` is in BUILD or has a task_state; return them by id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            mine = {s["id"]: s for s in self.servers() if s["id"] in ids}
+            busy = [s for s in mine.values() if s["status"] == "BUILD" or s["OS-EXT-STS:task_state"]]
+            if not busy or time.monotonic() > deadline:
+                return mine
+            time.sleep(1)
+
+    def wait_gone(self, timeout: float) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while (left := self.servers()) and time.monotonic() < deadline:
+            time.sleep(1)
+        return left
+
+
+def query(stack: Stack, sql: str) -> list[tuple]:
+    url = stack.env.get("STRATUS_DATABASE_URL") or f"sqlite:///{stack.state_dir / 'stratus.sqlite'}"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return [tuple(r) for r in c.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def audit(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    """``flask --app app stratus audit``: exit 0 nothing to heal, 3 found, 4 found and deleted."""
+    return stack.run(str(VENV_BIN / "flask"), "--app", "app", "stratus", "audit", *args, check=False)
