@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import DBAPIError, OperationalError as DBOperationalError
 from werkzeug.exceptions import HTTPException
 
 LOG = logging.getLogger(__name__)
@@ -71,6 +72,14 @@ def register_error_handlers(app: Flask) -> None:
         message = {404: "The resource could not be found.", 405: "The method is not allowed for this resource.",
                    413: "Request is too large."}.get(code, exc.description or _TITLES.get(code, "Error"))
         return error_response(code, message)
+
+    @app.errorhandler(DBAPIError)
+    def _db_error(exc: DBAPIError) -> Response:
+        if exc.connection_invalidated or isinstance(exc, DBOperationalError):
+            # The server dropped the connection (restart) or is unreachable; the pool reconnects on the next use.
+            LOG.warning("database unavailable on %s %s: %s", request.method, request.path, exc.orig)
+            return error_response(503, "The database is temporarily unavailable.", {"Retry-After": "1"})
+        return _unexpected(exc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
