@@ -36,7 +36,7 @@ MAX_CANDIDATES = 1000
 _N, _S = ComputeNode, Service
 _COLUMNS = (_N.host, _N.id, _N.availability_zone, _S.disabled, _S.forced_down, _S.last_seen_at, _N.vcpus,
             _N.memory_mb, _N.local_gb, _N.vcpus_used, _N.memory_mb_used, _N.local_gb_used, _N.cpu_allocation_ratio,
-            _N.ram_allocation_ratio, _N.disk_allocation_ratio, _N.running_vms)
+            _N.ram_allocation_ratio, _N.disk_allocation_ratio, _N.running_vms, _N.updated_at, _S.updated_at)
 _QUERY = select(*_COLUMNS).join(_S, _N.service_id == _S.id)
 
 
@@ -47,7 +47,12 @@ def _states(rows, cutoff: dt.datetime) -> list[HostState]:
                       cpu_allocation_ratio=cpu_ratio, ram_allocation_ratio=ram_ratio,
                       disk_allocation_ratio=disk_ratio, running_vms=running)
             for (host, node_id, az, disabled, forced_down, seen, vcpus, ram, disk, vcpus_used, ram_used, disk_used,
-                 cpu_ratio, ram_ratio, disk_ratio, running) in rows]
+                 cpu_ratio, ram_ratio, disk_ratio, running, _node_changed, _svc_changed) in rows]
+
+
+def _version(row) -> tuple:
+    # The whole row: MariaDB's DATETIME has whole seconds, so two changes within a second share an updated_at.
+    return tuple(row)
 
 
 def load_all(session) -> list[HostState]:
@@ -63,6 +68,7 @@ def _cutoff() -> dt.datetime:
 class HostStateCache:
     full_reload_s: float = FULL_RELOAD_S
     _by_host: dict[str, HostState] = dataclasses.field(default_factory=dict)
+    _versions: dict[str, tuple] = dataclasses.field(default_factory=dict)  # host -> its row as last read
     _list: list[HostState] | None = None
     _full_at: float = float("-inf")
     _since: dt.datetime | None = None
@@ -74,18 +80,22 @@ class HostStateCache:
             started = utcnow()
             every = min(self.full_reload_s, get_settings().service_down_time / 6)
             if self._list is None or time.monotonic() - self._full_at >= every:
-                fresh = load_all(session)
+                rows = session.execute(_QUERY).all()
+                fresh = _states(rows, _cutoff())
                 self._by_host = {h.host: h for h in fresh}
+                self._versions = {h.host: _version(r) for h, r in zip(fresh, rows)}
                 self._list = fresh
                 self._full_at = time.monotonic()
             else:
                 since = self._since - OVERLAP
-                # Two index range scans (an OR across the join would scan every row).
-                rows = [*session.execute(_QUERY.where(_N.updated_at >= since)),
-                        *session.execute(_QUERY.where(_S.updated_at >= since))]
-                changed = _states(rows, _cutoff())
+                # Two index range scans (an OR across the join would scan every row). Rows read again because
+                # of the overlap but unchanged are skipped: they keep what this process consumed since.
+                rows = [r for r in (*session.execute(_QUERY.where(_N.updated_at >= since)),
+                                    *session.execute(_QUERY.where(_S.updated_at >= since)))
+                        if self._versions.get(r[0]) != _version(r)]
                 added = False
-                for h in changed:
+                for h, row in zip(_states(rows, _cutoff()), rows):
+                    self._versions[h.host] = _version(row)
                     old = self._by_host.get(h.host)
                     if old is None:
                         added = True
@@ -104,10 +114,6 @@ class HostStateCache:
             h.memory_mb_used += spec.memory_mb
             h.local_gb_used += spec.root_gb
             h.running_vms += 1
-
-    def invalidate(self) -> None:
-        with self._lock:
-            self._list, self._full_at = None, float("-inf")
 
 
 def candidates(hosts: list[HostState], limit: int = MAX_CANDIDATES) -> list[HostState]:
