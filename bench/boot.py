@@ -341,6 +341,7 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
                               "poll_latency": summary_ms(poller.poll_times)})
     except Exception as exc:
         record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        record["log_tails"] = {name: stack.log(name)[-3000:] for name in ("conductor", "scheduler", "compute")}
         for name in ("api", "conductor", "scheduler", "compute"):
             log(f"--- {name} log tail\n{stack.log(name)[-1500:]}")
     finally:

@@ -55,6 +55,27 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+# Redis databases a stack may take (0 holds the claims; 9 was the one shared database of older stacks). Queue names
+# are the same in every stack, so two stacks on one database would consume each other's messages.
+_REDIS_DBS = (*range(10, 16), *range(1, 9))
+
+
+def _claim_redis_db(cleanups: list) -> int:
+    """A Redis database no other running stack uses: an expiring SET NX claim in database 0, released at cleanup."""
+    import redis
+    claims = redis.Redis(host="127.0.0.1", port=6379, db=0)
+    token = uuid.uuid4().hex
+    for db in _REDIS_DBS:
+        key = f"stratus-test-stack:db{db}"
+        if claims.set(key, token, nx=True, ex=6 * 3600):
+            def release(key: str = key) -> None:
+                if claims.get(key) == token.encode():
+                    claims.delete(key)
+            cleanups.append(release)
+            return db
+    raise RuntimeError(f"every Redis database {_REDIS_DBS} is taken by another running stack")
+
+
 @dataclass
 class Backend:
     name: str
@@ -104,7 +125,7 @@ class Backend:
     def broker_url(self) -> str:
         if self.broker == "redis":
             import redis
-            db = 9
+            db = _claim_redis_db(self.cleanups)
             redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb()
             self.cleanups.append(lambda: redis.Redis(host="127.0.0.1", port=6379, db=db).flushdb())
             return f"redis://127.0.0.1:6379/{db}"
