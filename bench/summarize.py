@@ -65,12 +65,13 @@ def summarize(path: Path) -> str:
             out += [f"### Scheduler, one decision ({r['database']}; medians; load avg {r['load_before']} → "
                     f"{r['load_after']})", "",
                     "| hosts | cache refresh ms | filter+weigh ms (≤ 1,000-host sample) | claim ms | "
-                    "**total ms** (10k: ≤ 10) | total p95 ms | uncached: full load ms | uncached: filter+weigh all "
-                    "ms | uncached total ms |",
-                    "|---|---|---|---|---|---|---|---|---|"]
+                    "**total ms** (10k: ≤ 10) | total p95 ms | total CPU ms (this process) | uncached: full load ms "
+                    "| uncached: filter+weigh all ms | uncached total ms |",
+                    "|---|---|---|---|---|---|---|---|---|---|"]
             for row in r["rows"]:
                 out.append(f"| {row['hosts']:,} | {row['refresh_ms']} | {row['filter_weigh_ms']} | {row['claim_ms']} | "
-                           f"**{row['total_ms']}** | {row['total_p95_ms']} | {row['load_ms']} | "
+                           f"**{row['total_ms']}** | {row['total_p95_ms']} | {row.get('total_cpu_ms')} | "
+                           f"{row['load_ms']} | "
                            f"{row['filter_weigh_all_hosts_ms']} | {row['uncached_total_ms']} |")
             out.append("")
     apis = [r for r in recs if r["bench"] == "api_servers_detail" and r.get("rows")]
