@@ -32,6 +32,10 @@ if broker_url.startswith("filesystem://"):
 elif broker_url.startswith(("redis://", "rediss://")):
     broker_transport_options = {"visibility_timeout": 3600}
 
+if result_backend.startswith("file://"):
+    # Same files, written atomically (the API polls them while a worker writes): tasks/fs_results.py.
+    result_backend = f"tasks.fs_results:AtomicFilesystemBackend+{result_backend}"
+
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]

@@ -77,12 +77,13 @@ def summarize(path: Path) -> str:
     apis = [r for r in recs if r["bench"] == "api_servers_detail" and r.get("rows")]
     if apis:
         out += ["### GET /servers/detail?limit=1000 (admin, microversion 2.96, in-process Flask)", "",
-                "| database | servers in DB | **p50 ms** (1,000: ≤ 150) | p95 ms | min ms | SQL statements | "
-                "response KB | load avg before → after |", "|---|---|---|---|---|---|---|---|"]
+                "| database | servers in DB | **p50 ms** (1,000: ≤ 150) | p95 ms | min ms | CPU p50 ms (API process) | "
+                "SQL statements | response KB | load avg before → after |", "|---|---|---|---|---|---|---|---|---|"]
         for r in apis:
             for row in r["rows"]:
                 out.append(f"| {r['database']} | {row['servers_in_db']:,} | **{row['p50_ms']}** | {row['p95_ms']} | "
-                           f"{row['min_ms']} | {row['sql_statements']} | {row['response_bytes'] // 1024} | "
+                           f"{row['min_ms']} | {row.get('cpu_p50_ms')} | {row['sql_statements']} | "
+                           f"{row['response_bytes'] // 1024} | "
                            f"{r['load_before']} → {r['load_after']} |")
         out.append("")
     return "\n".join(out)
