@@ -12,8 +12,6 @@ _settings = get_settings()
 
 broker_url = _settings.celery_broker_url
 result_backend = _settings.celery_result_backend
-if result_backend.startswith("file://"):
-    result_backend = f"tasks.fs_result_backend:AtomicFilesystemBackend+{result_backend}"
 # Workers wait out broker outages: reconnect forever (1 s, 2 s, ... capped by kombu), never exit.
 broker_connection_retry_on_startup = True
 broker_connection_retry = True
@@ -56,6 +54,10 @@ elif broker_url.startswith(("amqp://", "pyamqp://")):
     broker_transport_options = {"confirm_publish": True}
     broker_heartbeat = 10
 
+if result_backend.startswith("file://"):
+    # Same files, written atomically (the API polls them while a worker writes): tasks/fs_results.py.
+    result_backend = f"tasks.fs_results:AtomicFilesystemBackend+{result_backend}"
+
 task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
@@ -69,10 +71,17 @@ task_default_queue = "conductor"
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
-# Operators watch every boot step in Flower.
-worker_send_task_events = True
-task_send_sent_event = True
-task_track_started = True
+# Operators watch every boot step in Flower: Flower turns the workers' task events on itself when it runs
+# (its enable_events broadcast, repeated every few seconds), so without Flower no worker spends CPU and broker
+# messages on events nobody reads (bench/README.md: 3-15 % of the conductor's CPU).
+worker_send_task_events = False
+task_send_sent_event = False
+task_track_started = False
+# Canvas steps hand their result to the next step inside the chain's message: nothing reads it from the result
+# backend, so it is not written there. API RPCs (app/rpc.py) and periodic tasks keep their results.
+task_annotations = {name: {"ignore_result": True} for name in (
+    "stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build_disk", "stratus.compute.spawn",
+    "stratus.compute.terminate", "stratus.compute.power_action")}
 worker_hijack_root_logger = False
 
 beat_schedule = {

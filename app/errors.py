@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError as DBOperationalError
 from werkzeug.exceptions import HTTPException
 
 LOG = logging.getLogger(__name__)
@@ -72,13 +73,14 @@ def register_error_handlers(app: Flask) -> None:
                    413: "Request is too large."}.get(code, exc.description or _TITLES.get(code, "Error"))
         return error_response(code, message)
 
-    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
+    @app.errorhandler(DBAPIError)
     @app.errorhandler(DisconnectionError)
     def _database_down(exc: Exception) -> Response:
-        # The database is unreachable (or locked): the client may retry; this is not a bug of the request.
+        # The database is unreachable, restarted (the pool reconnects on the next use) or locked: the client may
+        # retry; this is not a bug of the request.
+        if isinstance(exc, DBAPIError) and not (exc.connection_invalidated
+                                                or isinstance(exc, (DBOperationalError, InterfaceError))):
+            return _unexpected(exc)
         LOG.warning("database unavailable on %s %s: %s", request.method, request.path, str(exc).splitlines()[0])
         return error_response(503, "The database is temporarily unavailable.", {"Retry-After": "5"})
 

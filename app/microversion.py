@@ -17,6 +17,12 @@ def fmt(v: tuple[int, int]) -> str:
     return f"{v[0]}.{v[1]}"
 
 
+@functools.cache
+def _parse(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")
+    return int(major), int(minor)
+
+
 @functools.total_ordering
 class APIVersion:
     def __init__(self, major: int, minor: int):
@@ -30,8 +36,7 @@ class APIVersion:
 
     def matches(self, text: str) -> bool:
         """True when this version is at least ``text`` (e.g. "2.47")."""
-        major, minor = text.split(".")
-        return self.t >= (int(major), int(minor))
+        return self.t >= _parse(text)
 
     def __str__(self) -> str:
         return fmt(self.t)

@@ -150,7 +150,7 @@ class Service(Base):
     forced_down: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # scheduler cache refresh
     __table_args__ = (UniqueConstraint("host", "binary", name="uq_services_host_binary"),)
 
 
@@ -158,7 +158,7 @@ class ComputeNode(Base):
     __tablename__ = "compute_nodes"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
-    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"))
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), index=True)
     host: Mapped[str] = mapped_column(String(255), unique=True)
     hypervisor_hostname: Mapped[str] = mapped_column(String(255))
     hypervisor_type: Mapped[str] = mapped_column(String(255))
@@ -175,7 +175,7 @@ class ComputeNode(Base):
     cpu_allocation_ratio: Mapped[float] = mapped_column(Float, default=4.0)
     ram_allocation_ratio: Mapped[float] = mapped_column(Float, default=1.0)
     disk_allocation_ratio: Mapped[float] = mapped_column(Float, default=1.0)
-    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # scheduler cache refresh
     service: Mapped[Service] = relationship(lazy="joined")
 
 

@@ -2,7 +2,9 @@
 
 The API is a Celery client, not a task, so waiting for a result is allowed here. If the broker or the conductor
 cannot take the request in time, the caller gets 503 with Retry-After: never a 202 for work that was not
-durably accepted. Conductor calls return ``{"ok": ...}`` or ``{"error": {"code": .., "message": ..}}``.
+durably accepted. API calls go to their own queue, ``conductor.rpc``, which the conductor workers consume next to
+``conductor``: a request waits for the tasks being executed, not behind the backlog of canvas steps. Conductor
+calls return ``{"ok": ...}`` or ``{"error": {"code": .., "message": ..}}``.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def configure_client() -> None:
 
 
 def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float | None = None,
-         queue: str = "conductor") -> Any:
+         queue: str = "conductor.rpc") -> Any:
     from tasks.celery_app import celery
 
     timeout = timeout if timeout is not None else get_settings().rpc_timeout

@@ -154,11 +154,26 @@ class Phase:
         return out
 
 
+class Refused(Exception):
+    """The API did not accept a request: its status and body are kept for the record."""
+
+    def __init__(self, method: str, path: str, status: int, body: str, request_id: str | None):
+        super().__init__(f"{method} {path} {status}: {body[:200]}")
+        self.record = {"request": f"{method} {path}", "status": status, "body": body[:1000],
+                       "request_id": request_id}
+
+
+def _refused(r: requests.Response) -> Refused:
+    return Refused(r.request.method, r.request.path_url, r.status_code, r.text,
+                   r.headers.get("x-openstack-request-id") or r.headers.get("x-compute-request-id"))
+
+
 def _run_phase(name: str, uids_or_n, submit, poller: Poller, target_status: str, concurrency: int,
                timeout: float) -> dict:
     sent: dict[str, float] = {}
     accepted: list[float] = []
     errors: list[str] = []
+    refused: list[dict] = []  # every request the API did not accept: status, body, request id
     lock = threading.Lock()
 
     def one(arg):
@@ -168,6 +183,9 @@ def _run_phase(name: str, uids_or_n, submit, poller: Poller, target_status: str,
         except Exception as exc:  # recorded, the run continues
             with lock:
                 errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                refused.append({**getattr(exc, "record", {"request": None, "status": None,
+                                                          "body": f"{type(exc).__name__}: {exc}"[:1000]}),
+                                "after_s": round(time.monotonic() - t0, 3), "arg": str(arg)})
             return
         with lock:
             sent[uid] = t0
@@ -190,7 +208,10 @@ def _run_phase(name: str, uids_or_n, submit, poller: Poller, target_status: str,
     wall = last - start
     return {"phase": name, "requested": len(uids_or_n) if hasattr(uids_or_n, "__len__") else None,
             "accepted": len(uids), "completed": len(done), "errors_http": len(errors),
-            "error_samples": errors[:3], "instances_in_error": len(error_states),
+            "error_samples": errors[:3], "refused": refused[:50],
+            "refused_by_status": {str(k): sum(1 for r in refused if r["status"] == k)
+                                  for k in sorted({r["status"] for r in refused}, key=str)},
+            "instances_in_error": len(error_states),
             "wall_s": round(wall, 2), "submit_s": round(submitted - start, 2),
             "ops_per_s": round(len(done) / wall, 2) if wall > 0 else None,
             "api_accept_latency": summary_ms(accepted), "client_latency": summary_ms(latencies),
@@ -269,13 +290,13 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
             r = http().post(f"{stack.url}{COMPUTE}/servers", json={"server": {
                 "name": f"bench-{i}", "imageRef": image_id, "flavorRef": "42"}}, timeout=120)
             if r.status_code != 202:
-                raise RuntimeError(f"POST /servers {r.status_code}: {r.text[:200]}")
+                raise _refused(r)
             return r.json()["server"]["id"]
 
         def delete(uid: str) -> str:
             r = http().delete(f"{stack.url}{COMPUTE}/servers/{uid}", timeout=120)
             if r.status_code != 204:
-                raise RuntimeError(f"DELETE /servers {r.status_code}: {r.text[:200]}")
+                raise _refused(r)
             return uid
 
         # Warm-up: one server through the whole canvas (imports, connections), not counted.
@@ -311,11 +332,16 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
             ph.pop("_uids")
         if boot["errors_http"] or dele["errors_http"]:
             record["api_tracebacks"] = _tracebacks(stack.log("api"))
+            record["conductor_tracebacks"] = _tracebacks(stack.log("conductor"))
+            record["log_warnings"] = {role: [line[-400:] for line in stack.log(role).splitlines()
+                                             if "WARNING" in line or "ERROR" in line][-20:]
+                                      for role in ("api", "conductor")}
         record.update(boot=boot, delete=dele,
                       poller={"polls": poller.polls, "rows": poller.rows, "errors": poller.errors,
                               "poll_latency": summary_ms(poller.poll_times)})
     except Exception as exc:
         record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
+        record["log_tails"] = {name: stack.log(name)[-3000:] for name in ("conductor", "scheduler", "compute")}
         for name in ("api", "conductor", "scheduler", "compute"):
             log(f"--- {name} log tail\n{stack.log(name)[-1500:]}")
     finally:

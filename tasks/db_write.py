@@ -6,6 +6,7 @@ lost race changes nothing and the caller learns it from the row count.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
@@ -301,20 +302,21 @@ def record_event(s: Session, uuid: str, request_id: str, event: str, started: fl
 
 def claim(s: Session, instance: Instance, host: str) -> bool:
     """Allocate the instance's resources on ``host`` if they still fit (one conditional UPDATE)."""
-    node = s.scalars(select(ComputeNode).where(ComputeNode.host == host)).first()
-    if node is None:
+    node_id = s.scalar(select(ComputeNode.id).where(ComputeNode.host == host))
+    if node_id is None:
         return False
+    # updated_at moves with the usage: the scheduler's host-state cache re-reads rows by it (tasks/host_cache.py).
     ok = s.execute(update(ComputeNode).where(
-        ComputeNode.id == node.id,
+        ComputeNode.id == node_id,
         ComputeNode.vcpus_used + instance.vcpus <= ComputeNode.vcpus * ComputeNode.cpu_allocation_ratio,
         ComputeNode.memory_mb_used + instance.memory_mb <= ComputeNode.memory_mb * ComputeNode.ram_allocation_ratio,
         ComputeNode.local_gb_used + instance.root_gb <= ComputeNode.local_gb * ComputeNode.disk_allocation_ratio,
     ).values(vcpus_used=ComputeNode.vcpus_used + instance.vcpus,
              memory_mb_used=ComputeNode.memory_mb_used + instance.memory_mb,
              local_gb_used=ComputeNode.local_gb_used + instance.root_gb,
-             running_vms=ComputeNode.running_vms + 1)).rowcount == 1
+             running_vms=ComputeNode.running_vms + 1, updated_at=utcnow())).rowcount == 1
     if ok:
-        s.add(Allocation(instance_uuid=instance.uuid, compute_node_id=node.id, vcpus=instance.vcpus,
+        s.add(Allocation(instance_uuid=instance.uuid, compute_node_id=node_id, vcpus=instance.vcpus,
                          memory_mb=instance.memory_mb, disk_gb=instance.root_gb))
         s.flush()
     return ok
@@ -326,7 +328,8 @@ def release_allocation(s: Session, instance_uuid: str) -> bool:
         return False
     s.execute(update(ComputeNode).where(ComputeNode.id == alloc.compute_node_id).values(
         vcpus_used=ComputeNode.vcpus_used - alloc.vcpus, memory_mb_used=ComputeNode.memory_mb_used - alloc.memory_mb,
-        local_gb_used=ComputeNode.local_gb_used - alloc.disk_gb, running_vms=ComputeNode.running_vms - 1))
+        local_gb_used=ComputeNode.local_gb_used - alloc.disk_gb, running_vms=ComputeNode.running_vms - 1,
+        updated_at=utcnow()))
     s.execute(delete(Allocation).where(Allocation.id == alloc.id))
     return True
 
@@ -459,9 +462,16 @@ def delete_flavor(s: Session, flavorid: str) -> None:
 
 # --- instance networking and metadata password ---------------------------------------------------------------------
 
-def ensure_network(s: Session) -> Network:
-    """The built-in network's row (created on first use; its id is deterministic, see app/network.py)."""
+_NETWORKS_SEEN: set[tuple[str, str]] = set()  # (database URL, network id): rows known to exist (never deleted)
+
+
+def ensure_network(s: Session) -> Network | None:
+    """Make sure the built-in network's row exists (created on first use; its id is deterministic, see
+    app/network.py). Checked once per process and database; returns the row when it had to be read."""
     info = network.builtin()
+    key = (str(s.get_bind().url), info.id)
+    if key in _NETWORKS_SEEN:
+        return None
     row = s.get(Network, info.id)
     if row is None:
         try:
@@ -471,7 +481,23 @@ def ensure_network(s: Session) -> Network:
         except IntegrityError:
             pass  # created by a concurrent transaction
         row = s.get(Network, info.id)
+    _NETWORKS_SEEN.add(key)
     return row
+
+
+def lowest_free_address(info: network.NetworkInfo, used: set[str]) -> str | None:
+    """The pool's lowest address (numeric order, gateway excluded) not in ``used``; None when all are taken.
+
+    Walks integers and formats each candidate once: no ipaddress object per address already in use."""
+    net = ipaddress.IPv4Network(info.cidr)
+    gateway = int(ipaddress.IPv4Address(info.gateway))
+    for a in range(int(net.network_address) + 1, int(net.broadcast_address)):
+        if a == gateway:
+            continue
+        text = f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
+        if text not in used:
+            return text
+    return None
 
 
 def allocate_fixed_ip(s: Session, instance_uuid: str) -> FixedIP:
@@ -481,8 +507,8 @@ def allocate_fixed_ip(s: Session, instance_uuid: str) -> FixedIP:
     info = network.builtin()
     ensure_network(s)
     for _attempt in range(16):
-        used = set(s.scalars(select(FixedIP.address).where(FixedIP.network_id == info.id)))
-        address = next((a for a in info.pool() if a not in used), None)
+        used = set(s.execute(select(FixedIP.address).where(FixedIP.network_id == info.id)).scalars())
+        address = lowest_free_address(info, used)
         if address is None:
             raise ConductorError(409, f"No fixed IP addresses available on network {info.name} ({info.cidr}).")
         try:

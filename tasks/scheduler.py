@@ -1,39 +1,43 @@
 """Scheduler task (queue ``scheduler``): read host states, run scheduler.manager, pass the hosts on."""
 from __future__ import annotations
 
-import datetime as dt
-
 from sqlalchemy import select
 
 from app.db import read_session
-from app.models import ComputeNode, Instance, Service, utcnow
+from app.models import Instance
 from app.settings import get_settings
 from scheduler.host_state import HostState, RequestSpec
-from scheduler.manager import select_destinations
+from scheduler.manager import NoValidHost, Selection, select_destinations
 from scheduler.filters import DEFAULT_FILTERS
 from scheduler.weighers import default_weighers
+from tasks import states
 from tasks.celery_app import celery
 from tasks.common import StopCanvas, step
 from tasks.groups import group_spec
-from tasks import states
+from tasks.host_cache import CACHE, HostStateCache, candidates, load_all
+
+load_host_states = load_all  # every host's state from the DB, uncached
 
 
-def load_host_states(session) -> list[HostState]:
-    """One Core query of plain columns (no ORM objects): the cost of a decision is mostly this load."""
+def decide(hosts: list[HostState], spec: RequestSpec, max_attempts: int) -> Selection:
+    """Filter and weigh a bounded sample of the hosts first; all of them only if nothing in the sample fits."""
     cfg = get_settings()
-    cutoff = utcnow() - dt.timedelta(seconds=cfg.service_down_time)
-    n, svc = ComputeNode, Service
-    rows = session.execute(select(
-        n.host, n.id, n.availability_zone, svc.disabled, svc.forced_down, svc.last_seen_at, n.vcpus, n.memory_mb,
-        n.local_gb, n.vcpus_used, n.memory_mb_used, n.local_gb_used, n.cpu_allocation_ratio,
-        n.ram_allocation_ratio, n.disk_allocation_ratio, n.running_vms).join(svc, n.service_id == svc.id))
-    return [HostState(host=host, node_id=node_id, availability_zone=az, enabled=not disabled,
-                      up=not forced_down and seen is not None and seen >= cutoff, vcpus=vcpus, memory_mb=ram,
-                      local_gb=disk, vcpus_used=vcpus_used, memory_mb_used=ram_used, local_gb_used=disk_used,
-                      cpu_allocation_ratio=cpu_ratio, ram_allocation_ratio=ram_ratio,
-                      disk_allocation_ratio=disk_ratio, running_vms=running)
-            for (host, node_id, az, disabled, forced_down, seen, vcpus, ram, disk, vcpus_used, ram_used, disk_used,
-                 cpu_ratio, ram_ratio, disk_ratio, running) in rows]
+    weighers = default_weighers(cfg.soft_affinity_weight_multiplier, cfg.soft_anti_affinity_weight_multiplier)
+    sample = hosts if spec.group else candidates(hosts)  # a group needs its members' hosts in view
+    try:
+        return select_destinations(sample, spec, max_attempts=max_attempts, filters=DEFAULT_FILTERS,
+                                   weighers=weighers)
+    except NoValidHost:
+        if sample is hosts:
+            raise
+    return select_destinations(hosts, spec, max_attempts=max_attempts, filters=DEFAULT_FILTERS, weighers=weighers)
+
+
+def schedule_with(cache: HostStateCache, session, spec: RequestSpec, max_attempts: int) -> Selection:
+    """One decision on the cached host states; the chosen host's cached state consumes the request."""
+    selection = decide(cache.states(session), spec, max_attempts)
+    cache.consume(selection.hosts[0], spec)
+    return selection
 
 
 @celery.task(name="stratus.scheduler.schedule")
@@ -49,10 +53,6 @@ def schedule(ctx: dict) -> dict:
                            root_gb=inst.root_gb, availability_zone=inst.requested_availability_zone,
                            ignore_hosts=frozenset(h for h in ctx.get("tried", []) if h), scheduler_hints=hints,
                            group=group_spec(s, inst.uuid) if hints.get("group") else None)
-        hosts = load_host_states(s)
-    # NoValidHost propagates: the step wrapper reports it and the conductor records the fault.
-    cfg = get_settings()
-    weighers = default_weighers(cfg.soft_affinity_weight_multiplier, cfg.soft_anti_affinity_weight_multiplier)
-    selection = select_destinations(hosts, spec, max_attempts=cfg.max_attempts, filters=DEFAULT_FILTERS,
-                                    weighers=weighers)
+        # NoValidHost propagates: the step wrapper reports it and the conductor records the fault.
+        selection = schedule_with(CACHE, s, spec, get_settings().max_attempts)
     return {**ctx, "hosts": selection.hosts, "explanation": selection.explanation}

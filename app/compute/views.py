@@ -31,8 +31,8 @@ def compute_prefix() -> str:
     return "/v2" if request.path.startswith("/v2/") else "/v2.1"
 
 
-def links(collection: str, ident: str | int) -> list[dict]:
-    base, prefix = base_url(), compute_prefix()
+def links(collection: str, ident: str | int, base: str | None = None, prefix: str | None = None) -> list[dict]:
+    base, prefix = base or base_url(), prefix or compute_prefix()
     return [{"rel": "self", "href": f"{base}{prefix}/{collection}/{ident}"},
             {"rel": "bookmark", "href": f"{base}/{collection}/{ident}"}]
 
@@ -45,10 +45,10 @@ def server_summary(inst: Instance) -> dict:
     return {"id": inst.uuid, "name": inst.display_name, "links": links("servers", inst.uuid)}
 
 
-def _flavor_ref(inst: Instance, version: APIVersion, ctx: RequestContext) -> dict:
+def _flavor_ref(inst: Instance, version: APIVersion, ctx: RequestContext, base: str | None = None) -> dict:
     f = inst.flavor_snapshot or {}
     if not version.matches("2.47"):
-        return {"id": f.get("id"), "links": [links("flavors", f.get("id"))[1]]}
+        return {"id": f.get("id"), "links": [links("flavors", f.get("id"), base)[1]]}
     body = {"vcpus": f.get("vcpus"), "ram": f.get("ram"), "disk": f.get("disk"), "ephemeral": f.get("ephemeral", 0),
             "swap": f.get("swap", 0), "original_name": f.get("name")}
     body["extra_specs"] = dict(f.get("extra_specs") or {})
@@ -69,6 +69,7 @@ def server_detail(inst: Instance, version: APIVersion, ctx: RequestContext, faul
                   host_status: str | None = None, show: bool = False, addresses: dict | None = None,
                   server_groups: list[str] | None = None) -> dict:
     status = status_of(inst.vm_state, inst.task_state)
+    base, prefix = base_url(), compute_prefix()  # once per server, not once per link
     body: dict = {
         "id": inst.uuid,
         "name": inst.display_name,
@@ -77,16 +78,15 @@ def server_detail(inst: Instance, version: APIVersion, ctx: RequestContext, faul
         "user_id": inst.user_id,
         "metadata": dict(inst.metadata_items or {}),
         "hostId": host_id(inst.project_id, inst.host),
-        "image": ({"id": inst.image_ref, "links": [{"rel": "bookmark", "href": f"{base_url()}/images/"
-                                                                              f"{inst.image_ref}"}]}
+        "image": ({"id": inst.image_ref, "links": [{"rel": "bookmark", "href": f"{base}/images/{inst.image_ref}"}]}
                   if inst.image_ref else ""),
-        "flavor": _flavor_ref(inst, version, ctx),
+        "flavor": _flavor_ref(inst, version, ctx, base),
         "created": iso(inst.created_at),
         "updated": iso(inst.updated_at),
         "addresses": addresses or {},
         "accessIPv4": inst.access_ip_v4 or "",
         "accessIPv6": inst.access_ip_v6 or "",
-        "links": links("servers", inst.uuid),
+        "links": links("servers", inst.uuid, base, prefix),
         "OS-DCF:diskConfig": "MANUAL",
     }
     if status in _PROGRESS_STATUSES:

@@ -1,0 +1,124 @@
+"""The scheduler process's in-memory host states, refreshed incrementally from the database.
+
+Loading every host state per decision costs O(hosts) (about 80-150 ms at 10,000 hosts through Core). Instead
+each scheduler process keeps the states in memory and, per decision, reads only the rows whose
+``compute_nodes.updated_at`` or ``services.updated_at`` moved since the last read (both indexed). Every write
+that changes what the scheduler sees bumps one of them: compute reports, service enable/disable/force-down, the
+claim and the release of an allocation. Heartbeats only move ``services.last_seen_at``, and rows can be deleted,
+so a full reload runs every ``FULL_RELOAD_S`` seconds (at most service_down_time / 6) as well.
+
+Stale states are safe: the claim is a conditional UPDATE in the conductor that re-checks the free resources. A
+decision also consumes the request's resources from the chosen host's cached state (as Nova's
+HostState.consume_from_request), so back-to-back decisions spread before the claims commit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+import threading
+import time
+
+from sqlalchemy import select
+
+from app.models import ComputeNode, Service, utcnow
+from app.settings import get_settings
+from scheduler.host_state import HostState, RequestSpec
+
+# Full reload at least this often (heartbeats and deleted hosts are seen then).
+FULL_RELOAD_S = 10.0
+# Re-read rows changed this long before the previous read: a transaction may commit after the time it wrote.
+OVERLAP = dt.timedelta(seconds=2)
+# Above this many hosts a decision filters and weighs a random sample of this size first (Nova's placement
+# limits candidates the same way: max_placement_results, default 1000); an empty result falls back to all.
+MAX_CANDIDATES = 1000
+
+_N, _S = ComputeNode, Service
+_COLUMNS = (_N.host, _N.id, _N.availability_zone, _S.disabled, _S.forced_down, _S.last_seen_at, _N.vcpus,
+            _N.memory_mb, _N.local_gb, _N.vcpus_used, _N.memory_mb_used, _N.local_gb_used, _N.cpu_allocation_ratio,
+            _N.ram_allocation_ratio, _N.disk_allocation_ratio, _N.running_vms, _N.updated_at, _S.updated_at)
+_QUERY = select(*_COLUMNS).join(_S, _N.service_id == _S.id)
+
+
+def _states(rows, cutoff: dt.datetime) -> list[HostState]:
+    return [HostState(host=host, node_id=node_id, availability_zone=az, enabled=not disabled,
+                      up=not forced_down and seen is not None and seen >= cutoff, vcpus=vcpus, memory_mb=ram,
+                      local_gb=disk, vcpus_used=vcpus_used, memory_mb_used=ram_used, local_gb_used=disk_used,
+                      cpu_allocation_ratio=cpu_ratio, ram_allocation_ratio=ram_ratio,
+                      disk_allocation_ratio=disk_ratio, running_vms=running)
+            for (host, node_id, az, disabled, forced_down, seen, vcpus, ram, disk, vcpus_used, ram_used, disk_used,
+                 cpu_ratio, ram_ratio, disk_ratio, running, _node_changed, _svc_changed) in rows]
+
+
+def _version(row) -> tuple:
+    # The whole row: MariaDB's DATETIME has whole seconds, so two changes within a second share an updated_at.
+    return tuple(row)
+
+
+def load_all(session) -> list[HostState]:
+    """Every host's state, one Core query of plain columns."""
+    return _states(session.execute(_QUERY), _cutoff())
+
+
+def _cutoff() -> dt.datetime:
+    return utcnow() - dt.timedelta(seconds=get_settings().service_down_time)
+
+
+@dataclasses.dataclass
+class HostStateCache:
+    full_reload_s: float = FULL_RELOAD_S
+    _by_host: dict[str, HostState] = dataclasses.field(default_factory=dict)
+    _versions: dict[str, tuple] = dataclasses.field(default_factory=dict)  # host -> its row as last read
+    _list: list[HostState] | None = None
+    _full_at: float = float("-inf")
+    _since: dt.datetime | None = None
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def states(self, session) -> list[HostState]:
+        """Current host states (the returned list must not be modified; its HostStates may be, by consume)."""
+        with self._lock:
+            started = utcnow()
+            every = min(self.full_reload_s, get_settings().service_down_time / 6)
+            if self._list is None or time.monotonic() - self._full_at >= every:
+                rows = session.execute(_QUERY).all()
+                fresh = _states(rows, _cutoff())
+                self._by_host = {h.host: h for h in fresh}
+                self._versions = {h.host: _version(r) for h, r in zip(fresh, rows)}
+                self._list = fresh
+                self._full_at = time.monotonic()
+            else:
+                since = self._since - OVERLAP
+                # Two index range scans (an OR across the join would scan every row). Rows read again because
+                # of the overlap but unchanged are skipped: they keep what this process consumed since.
+                rows = [r for r in (*session.execute(_QUERY.where(_N.updated_at >= since)),
+                                    *session.execute(_QUERY.where(_S.updated_at >= since)))
+                        if self._versions.get(r[0]) != _version(r)]
+                added = False
+                for h, row in zip(_states(rows, _cutoff()), rows):
+                    self._versions[h.host] = _version(row)
+                    old = self._by_host.get(h.host)
+                    if old is None:
+                        added = True
+                        self._by_host[h.host] = h
+                    else:
+                        old.__dict__.update(h.__dict__)  # in place: the list keeps its order and identity
+                if added:
+                    self._list = list(self._by_host.values())
+            self._since = started
+            return self._list
+
+    def consume(self, host: str, spec: RequestSpec) -> None:
+        h = self._by_host.get(host)
+        if h is not None:
+            h.vcpus_used += spec.vcpus
+            h.memory_mb_used += spec.memory_mb
+            h.local_gb_used += spec.root_gb
+            h.running_vms += 1
+
+
+def candidates(hosts: list[HostState], limit: int = MAX_CANDIDATES) -> list[HostState]:
+    """At most ``limit`` hosts, a random sample when there are more (the caller retries with all if none fit)."""
+    return hosts if len(hosts) <= limit else random.sample(hosts, limit)
+
+
+CACHE = HostStateCache()

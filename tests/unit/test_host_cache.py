@@ -1,0 +1,112 @@
+"""The scheduler's host-state cache sees every write that matters at the next decision, and the sampled decision
+never reports NoValidHost while some host fits."""
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from scheduler.host_state import HostState, RequestSpec
+from scheduler.manager import NoValidHost
+
+RESOURCES = {"hypervisor_hostname": "", "hypervisor_type": "fake", "hypervisor_version": 1, "vcpus": 16,
+             "memory_mb": 32768, "local_gb": 512, "host_ip": "127.0.0.1"}
+
+
+@pytest.fixture
+def hosts(stratus_env):
+    from app.db import write_session
+    from tasks import db_write
+    with write_session() as s:
+        for name in ("cache-a", "cache-b"):
+            db_write.report_service(s, name, {**RESOURCES, "hypervisor_hostname": name})
+    return ("cache-a", "cache-b")
+
+
+def _states(cache) -> dict[str, HostState]:
+    from app.db import read_session
+    with read_session() as s:
+        return {h.host: h for h in cache.states(s)}
+
+
+def test_refresh_sees_claims_releases_and_service_changes(hosts):
+    from app.db import read_session, write_session
+    from app.models import Service
+    from sqlalchemy import select
+    from tasks import db_write
+    from tasks.host_cache import HostStateCache
+
+    cache = HostStateCache(full_reload_s=3600)  # only incremental refreshes after the first load
+    first = _states(cache)
+    assert first["cache-a"].memory_mb_used == 0 and first["cache-a"].enabled
+
+    inst = types.SimpleNamespace(uuid="11111111-1111-1111-1111-111111111111", vcpus=2, memory_mb=2048, root_gb=10)
+    with write_session() as s:
+        assert db_write.claim(s, inst, "cache-a")
+    seen = _states(cache)["cache-a"]
+    assert (seen.vcpus_used, seen.memory_mb_used, seen.local_gb_used, seen.running_vms) == (2, 2048, 10, 1)
+
+    with write_session() as s:
+        assert db_write.release_allocation(s, inst.uuid)
+    assert _states(cache)["cache-a"].memory_mb_used == 0
+
+    with read_session() as s:
+        svc_uuid = s.scalar(select(Service.uuid).where(Service.host == "cache-b"))
+    with write_session() as s:
+        db_write.update_service(s, svc_uuid, {"status": "disabled"})
+    assert not _states(cache)["cache-b"].enabled
+
+    with write_session() as s:  # a new compute host registers
+        db_write.report_service(s, "cache-c", {**RESOURCES, "hypervisor_hostname": "cache-c"})
+    assert set(_states(cache)) == {"cache-a", "cache-b", "cache-c"}
+
+
+def test_decisions_spread_before_claims_commit(hosts):
+    from app.db import read_session
+    from tasks.host_cache import HostStateCache
+    from tasks.scheduler import schedule_with
+
+    cache = HostStateCache(full_reload_s=3600)
+    spec = RequestSpec(instance_uuid="x", vcpus=1, memory_mb=4096, root_gb=1)
+    with read_session() as s:
+        chosen = [schedule_with(cache, s, spec, 1).hosts[0] for _ in range(2)]
+    assert sorted(chosen) == ["cache-a", "cache-b"]  # the first choice consumed RAM in the cache
+
+
+def _host(i: int, free_ram: int) -> HostState:
+    return HostState(host=f"h{i:05d}", node_id=i, availability_zone="nova", enabled=True, up=True, vcpus=16,
+                     memory_mb=free_ram, local_gb=100)
+
+
+def test_sampled_decision_falls_back_to_all_hosts():
+    from tasks.host_cache import MAX_CANDIDATES
+    from tasks.scheduler import decide
+
+    many = [_host(i, 512) for i in range(MAX_CANDIDATES * 3)]
+    many[1234] = _host(1234, 8192)  # the only host with room, most likely outside the sample
+    spec = RequestSpec(instance_uuid="x", vcpus=1, memory_mb=4096, root_gb=1)
+    assert decide(many, spec, 3).hosts == ["h01234"]
+    with pytest.raises(NoValidHost, match="RamFilter removed"):
+        decide(many[:1234] + many[1235:], spec, 3)
+
+
+def test_small_clouds_are_not_sampled():
+    from tasks.scheduler import decide
+    few = [_host(i, 1024 * (i + 1)) for i in range(20)]
+    spec = RequestSpec(instance_uuid="x", vcpus=1, memory_mb=512, root_gb=1)
+    assert decide(few, spec, 3).hosts == ["h00019", "h00018", "h00017"]  # the global best, in order
+
+
+@pytest.mark.parametrize("cidr,used,expected", [
+    ("10.0.0.0/24", set(), "10.0.0.2"),  # .1 is the gateway
+    ("10.0.0.0/24", {"10.0.0.2", "10.0.0.3", "10.0.0.5"}, "10.0.0.4"),
+    ("10.64.0.0/16", {f"10.64.0.{i}" for i in range(2, 255)}, "10.64.0.255"),  # numeric, not string, order
+    ("10.0.0.0/30", {"10.0.0.2"}, None),
+])
+def test_lowest_free_address_matches_the_pool_order(cidr, used, expected):
+    from app import network
+    from tasks.db_write import lowest_free_address
+    net = network.NetworkInfo(id="n", name="n", cidr=cidr, gateway=cidr.rsplit(".", 1)[0] + ".1",
+                              netmask="", prefixlen=0, broadcast="", bridge="b")
+    assert lowest_free_address(net, used) == expected
+    assert expected == next((a for a in net.pool() if a not in used), None)
