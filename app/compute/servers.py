@@ -415,7 +415,6 @@ def create_server():
             if kp is None:
                 raise bad_request("Invalid key_name provided.")
             key_data = kp.public_key
-        max_count = _instances_that_fit(s, ctx.project_id, flavor, min_count, max_count)
         az = body.get("availability_zone")
         if az:
             az, _, forced_host = az.partition(":")
@@ -423,6 +422,7 @@ def create_server():
             if az not in zones:
                 raise bad_request("The requested availability zone is not available")
         _check_request_quotas(s, ctx.project_id, body)
+        max_count = _instances_that_fit(s, ctx.project_id, flavor, min_count, max_count)
         group_uuid = _group_hint(s, hints, ctx)
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
     count = max_count
