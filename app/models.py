@@ -230,6 +230,13 @@ class Instance(Base):
     __table_args__ = (Index("ix_instances_project_deleted_created", "project_id", "deleted", "created_at"),)
 
 
+class InstanceTag(Base):
+    """A server tag (API 2.26+; Nova's ``tags`` table)."""
+    __tablename__ = "instance_tags"
+    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(60), primary_key=True)
+
+
 class InstanceFault(Base):
     __tablename__ = "instance_faults"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

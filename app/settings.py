@@ -74,6 +74,9 @@ class Settings:
     quota_cores: int = 20
     quota_ram: int = 51200
     quota_key_pairs: int = 100
+    quota_metadata_items: int = 128  # per server (Nova's default)
+    # Seconds a deleted server stays SOFT_DELETED (restorable) before a periodic task reclaims it; 0: delete now.
+    reclaim_instance_interval: int = 0
     # Limits
     max_request_body: int = 1 << 20
     max_image_size: int = 1 << 34

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 
 class PowerState:
@@ -185,4 +185,30 @@ class ComputeDriver(abc.ABC):
         raise NotImplementedError
 
     def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
+        raise NotImplementedError
+
+    # --- further server actions (tasks/compute_actions.py). Drivers without them raise NotImplementedError;
+    # the compute step turns that into an instance fault naming the driver and the action.
+
+    def rescue(self, instance: InstanceSpec, rescue_image: ImageSpec | None) -> None:
+        """Boot the guest from ``rescue_image`` (default: its own image) with its own disk attached second.
+        Post: get_info() is RUNNING. Calling it again on a rescued guest does nothing."""
+        raise NotImplementedError
+
+    def unrescue(self, instance_uuid: str) -> None:
+        """Return a rescued guest to its own disk, running. Idempotent."""
+        raise NotImplementedError
+
+    def snapshot(self, instance_uuid: str) -> BinaryIO:
+        """Return a readable stream of the guest's root disk as an image (the caller closes it)."""
+        raise NotImplementedError
+
+    def trigger_crash_dump(self, instance_uuid: str) -> None:
+        """Inject an NMI into the running guest (the guest OS decides whether to dump)."""
+        raise NotImplementedError
+
+    def get_diagnostics(self, instance_uuid: str) -> dict:
+        """The guest's diagnostics in Nova's standard format (API 2.48): state, driver, hypervisor,
+        hypervisor_os, uptime, config_drive, num_cpus, num_nics, num_disks, memory_details, cpu_details,
+        nic_details, disk_details."""
         raise NotImplementedError

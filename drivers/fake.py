@@ -6,11 +6,13 @@ Failures can be injected through instance metadata, which lets functional tests 
 """
 from __future__ import annotations
 
+import io
 import threading
 import time
+from typing import BinaryIO
 
-from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, InstanceInfo,
-                          InstanceNotFound, InstanceSpec, PowerState)
+from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec,
+                          InstanceInfo, InstanceNotFound, InstanceSpec, PowerState)
 
 _lock = threading.Lock()
 _guests: dict[str, dict[str, dict]] = {}  # host -> uuid -> guest record
@@ -58,7 +60,7 @@ class FakeDriver(ComputeDriver):
         with _lock:
             self._guests.setdefault(instance.uuid, {
                 "power_state": PowerState.NOSTATE, "vcpus": instance.vcpus, "memory_mb": instance.memory_mb,
-                "root_gb": instance.root_gb, "console": [], "spawned": False})
+                "root_gb": instance.root_gb, "console": [], "spawned": False, "image_path": instance.image.path})
 
     def spawn(self, instance: InstanceSpec) -> None:
         if "fake:fail_spawn" in instance.metadata:
@@ -74,7 +76,9 @@ class FakeDriver(ComputeDriver):
                     # Recorded, not built: the file list shows what a real driver would put on the ISO.
                     guest["config_drive"] = sorted(instance.config_drive_files)
                     guest["console"].append("fake config drive config-2: " + " ".join(guest["config_drive"]))
-            guest.update(spawned=True, power_state=PowerState.RUNNING)
+            guest.update(spawned=True, power_state=PowerState.RUNNING, started=time.time(),
+                         config_drive_attached=instance.config_drive_files is not None,
+                         nics=[instance.network["mac"]] if instance.network else [])
 
     def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:
         with _lock:
@@ -122,6 +126,60 @@ class FakeDriver(ComputeDriver):
     def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
         self._guest(instance_uuid)
         return ConsoleEndpoint(host="127.0.0.1", port=5900, kind=kind)
+
+    def rescue(self, instance: InstanceSpec, rescue_image: ImageSpec | None) -> None:
+        with _lock:
+            guest = self._guest(instance.uuid)
+            if guest.get("rescued"):
+                return
+            image = rescue_image or instance.image
+            guest.update(rescued=True, power_state=PowerState.RUNNING)
+            guest["console"].append(f"fake guest rescued from image {image.id if image else 'none'}")
+
+    def unrescue(self, instance_uuid: str) -> None:
+        with _lock:
+            guest = self._guest(instance_uuid)
+            if guest.pop("rescued", False):
+                guest["console"].append("fake guest unrescued")
+            guest["power_state"] = PowerState.RUNNING
+
+    def snapshot(self, instance_uuid: str) -> BinaryIO:
+        """The fake disk is the image it was built from, so its snapshot is that image's data."""
+        with _lock:
+            guest = self._guest(instance_uuid)
+            guest["console"].append("fake guest snapshot taken")
+            path = guest.get("image_path")
+        try:
+            return open(path, "rb") if path else io.BytesIO(b"")
+        except FileNotFoundError:
+            raise DriverError(f"The disk of instance {instance_uuid} is gone (its image was removed)") from None
+
+    def trigger_crash_dump(self, instance_uuid: str) -> None:
+        with _lock:
+            guest = self._guest(instance_uuid)
+            if guest["power_state"] != PowerState.RUNNING:
+                raise DriverError(f"Instance {instance_uuid} is not running")
+            guest["console"].append("fake guest received an NMI (crash dump)")
+
+    def get_diagnostics(self, instance_uuid: str) -> dict:
+        with _lock:
+            g = dict(self._guest(instance_uuid))
+        running = g["power_state"] == PowerState.RUNNING
+        uptime = int(time.time() - g.get("started", time.time())) if running else 0
+        return {
+            "state": {PowerState.RUNNING: "running", PowerState.PAUSED: "paused", PowerState.SHUTDOWN: "shutdown",
+                      PowerState.SUSPENDED: "suspended"}.get(g["power_state"], "pending"),
+            "driver": "fake", "hypervisor": "fake", "hypervisor_os": "fake-os", "uptime": uptime,
+            "config_drive": bool(g.get("config_drive_attached")), "num_cpus": g["vcpus"],
+            "num_nics": len(g.get("nics", [])), "num_disks": 1,
+            "memory_details": {"maximum": g["memory_mb"], "used": g["memory_mb"] if running else 0},
+            "cpu_details": [{"id": i, "time": uptime * 10**9, "utilisation": None} for i in range(g["vcpus"])],
+            "nic_details": [{"mac_address": mac, "rx_octets": 0, "rx_errors": 0, "rx_drop": 0, "rx_packets": 0,
+                             "rx_rate": None, "tx_octets": 0, "tx_errors": 0, "tx_drop": 0, "tx_packets": 0,
+                             "tx_rate": None} for mac in g.get("nics", [])],
+            "disk_details": [{"read_bytes": 0, "read_requests": 0, "write_bytes": 0, "write_requests": 0,
+                              "errors_count": 0}],
+        }
 
     # Test helper: change a guest's power state "behind Stratus's back".
     def set_power_state_externally(self, instance_uuid: str, state: int) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
-                        InstanceFault, InstancePassword, KeyPair, Network, QuotaLimit, QuotaUsage, Service, utcnow)
+                        InstanceFault, InstancePassword, InstanceTag, KeyPair, Network, QuotaLimit, QuotaUsage, Service, utcnow)
 from app import network
 from app.settings import get_settings
 from tasks import states
@@ -152,6 +152,8 @@ def create_instances(s: Session, req: dict) -> list[str]:
             created_at=now, updated_at=now))
         s.add(InstanceAction(action="create", instance_uuid=uuid, request_id=req["request_id"],
                              user_id=req["user_id"], project_id=req["project_id"], start_time=now, updated_at=now))
+        for tag in dict.fromkeys(req.get("tags") or []):
+            s.add(InstanceTag(instance_uuid=uuid, tag=tag))
         if network.wants_network(req.get("networks")):
             allocate_fixed_ip(s, uuid)
     return uuids
