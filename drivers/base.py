@@ -212,3 +212,22 @@ class ComputeDriver(abc.ABC):
         hypervisor_os, uptime, config_drive, num_cpus, num_nics, num_disks, memory_details, cpu_details,
         nic_details, disk_details."""
         raise NotImplementedError
+
+    # --- moves between hosts (tasks/conductor_moves.py) -------------------------------------------------------
+
+    def migrate_disk_and_power_off(self, instance_uuid: str) -> None:
+        """Resize/cold migration, on the source: stop the guest and keep it (and its disk) for a revert."""
+        raise NotImplementedError
+
+    def finish_migration(self, instance: InstanceSpec, power_on: bool) -> None:
+        """Resize/cold migration, on the destination: create the guest with the (new) flavor of ``instance``;
+        running if ``power_on``. Idempotent."""
+        raise NotImplementedError
+
+    def finish_revert_migration(self, instance_uuid: str, power_on: bool) -> None:
+        """Revert, on the source: bring back the guest migrate_disk_and_power_off kept."""
+        raise NotImplementedError
+
+    def live_migrate(self, instance_uuid: str, dest_host: str) -> None:
+        """Move the running guest to ``dest_host`` (a host of the same driver) without stopping it."""
+        raise NotImplementedError

@@ -181,6 +181,40 @@ class FakeDriver(ComputeDriver):
                               "errors_count": 0}],
         }
 
+    def migrate_disk_and_power_off(self, instance_uuid: str) -> None:
+        with _lock:
+            guest = self._guest(instance_uuid)
+            guest.update(power_state=PowerState.SHUTDOWN, migrating=True)
+            guest["console"].append("fake guest powered off for migration")
+
+    def finish_migration(self, instance: InstanceSpec, power_on: bool) -> None:
+        self.build_disk(instance)
+        self.spawn(instance)
+        with _lock:
+            guest = self._guest(instance.uuid)
+            guest.update(vcpus=instance.vcpus, memory_mb=instance.memory_mb, root_gb=instance.root_gb)
+            guest["console"].append(f"fake guest migrated in with flavor {instance.flavor_name}")
+            if not power_on:
+                guest["power_state"] = PowerState.SHUTDOWN
+
+    def finish_revert_migration(self, instance_uuid: str, power_on: bool) -> None:
+        with _lock:
+            guest = self._guest(instance_uuid)
+            guest.pop("migrating", None)
+            guest["power_state"] = PowerState.RUNNING if power_on else PowerState.SHUTDOWN
+            guest["console"].append("fake guest migration reverted")
+
+    def live_migrate(self, instance_uuid: str, dest_host: str) -> None:
+        """Fake hosts of one worker process share the registry, so the guest record moves between them."""
+        with _lock:
+            if dest_host not in _guests:
+                raise DriverError(f"Fake host {dest_host} is not served by this compute worker process")
+            guest = self._guest(instance_uuid)
+            if guest["power_state"] not in (PowerState.RUNNING, PowerState.PAUSED):
+                raise DriverError(f"Instance {instance_uuid} is not running")
+            guest["console"].append(f"fake guest live-migrated from {self.host} to {dest_host}")
+            _guests[dest_host][instance_uuid] = self._guests.pop(instance_uuid)
+
     # Test helper: change a guest's power state "behind Stratus's back".
     def set_power_state_externally(self, instance_uuid: str, state: int) -> None:
         with _lock:

@@ -1,6 +1,7 @@
 """Compute side of the further server actions (queue ``compute.<host>``): driver calls only, no DB writes."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from app.db import read_session
 from app.image import store as image_store
 from app.models import Image
 from app.settings import get_settings
-from drivers.base import ComputeDriver, DriverError, InstanceNotFound, PowerState
+from drivers.base import ComputeDriver, DriverError, InstanceNotFound, InstanceSpec, PowerState
 from tasks import states
 from tasks.celery_app import celery
 from tasks.common import StopCanvas, step
@@ -99,3 +100,60 @@ def diagnostics(ctx: dict) -> dict:
                                                   f"support diagnostics."}}
     except DriverError as exc:
         return {"error": {"code": 409, "message": str(exc)}}
+
+
+# --- moves (tasks/conductor_moves.py): one step per ``ctx["ops"]`` entry, each on the host it names ---------
+
+def _spec_with_flavor(ctx: dict) -> InstanceSpec:
+    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
+    flavor = ctx["new_flavor"]
+    return dataclasses.replace(spec, vcpus=flavor["vcpus"], memory_mb=flavor["ram"], root_gb=flavor["disk"],
+                               flavor_name=flavor["name"], flavor_id=flavor["id"],
+                               extra_specs=dict(flavor.get("extra_specs") or {}))
+
+
+def _spawn_here(drv: ComputeDriver, ctx: dict) -> None:
+    """Evacuate / unshelve from offloaded: build the guest on this host from the instance's image."""
+    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
+    drv.build_disk(spec)
+    drv.spawn(spec)
+    if not ctx.get("power_on", True):
+        drv.power_off(spec.uuid, timeout=0)
+
+
+def _shelve(drv: ComputeDriver, ctx: dict, offload: bool) -> None:
+    drv.power_off(ctx["instance_uuid"], timeout=get_settings().shutdown_timeout)
+    if offload:
+        drv.destroy(ctx["instance_uuid"], destroy_disks=True)
+
+
+_MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], None]] = {
+    "resize_source": lambda d, c: d.migrate_disk_and_power_off(c["instance_uuid"]),
+    "resize_dest": lambda d, c: d.finish_migration(_spec_with_flavor(c), power_on=c["power_on"]),
+    "confirm_source": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
+    "revert_dest": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
+    "revert_source": lambda d, c: d.finish_revert_migration(c["instance_uuid"], power_on=c["power_on"]),
+    "live_migrate": lambda d, c: d.live_migrate(c["instance_uuid"], c["dest"]),
+    "spawn_here": _spawn_here,
+    "shelve": lambda d, c: _shelve(d, c, offload=False),
+    "shelve_offload": lambda d, c: _shelve(d, c, offload=True),
+    "offload": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
+    "power_on": lambda d, c: d.power_on(c["instance_uuid"]),
+}
+
+
+@celery.task(name="stratus.compute.move_op")
+@step
+def move_op(ctx: dict) -> dict:
+    (op, host), rest = ctx["ops"][0], ctx["ops"][1:]
+    try:
+        _MOVE_OPS[op](driver_for(host), ctx)
+    except NotImplementedError:
+        raise DriverError(f"The {get_settings().compute_driver} compute driver does not support "
+                          f"{op.replace('_', ' ')}.") from None
+    final_host = ctx.get("final_host") or host
+    try:
+        power = driver_for(final_host).get_info(ctx["instance_uuid"]).power_state
+    except InstanceNotFound:
+        power = PowerState.NOSTATE
+    return {**ctx, "ops": rest, "host": rest[0][1] if rest else host, "power_state": power}

@@ -311,6 +311,10 @@ def step_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> N
     if action == "cleanup":
         LOG.error("cleanup of deleted instance %s on %s failed: %s", uuid, ctx.get("host"), message)
         return
+    from tasks.conductor_moves import MOVE_ACTIONS, move_failed
+    if action in MOVE_ACTIONS:
+        move_failed(ctx, message, details)
+        return
     with write_session() as s:
         values: dict[str, Any] = {"task_state": None}
         if action == "delete":
