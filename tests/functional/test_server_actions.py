@@ -368,3 +368,107 @@ def quota_usage(stack: Stack, project_id: str) -> int:
                              {"p": project_id}).scalar()
     finally:
         engine.dispose()
+
+
+def host_of(admin: Api, sid: str) -> str:
+    return admin.server(sid)["OS-EXT-SRV-ATTR:host"]
+
+
+def hypervisor_usage(admin: Api) -> dict[str, dict]:
+    return {h["hypervisor_hostname"]: h for h in
+            admin("GET", "/os-hypervisors/detail", version="2.87").json()["hypervisors"]}
+
+
+def test_resize_migrate_shelve_live_migrate_evacuate(env):
+    stack, admin, alice, rita, bob = env["stack"], env["admin"], env["alice"], env["rita"], env["bob"]
+    os_alice = dict(user="alice", password=MEMBER_PW, project="demo")
+    sid = boot(alice, env["images"]["one"], "move-vm")
+    before = hypervisor_usage(admin)
+
+    # bad requests, wrong users, wrong states
+    assert fault(alice("POST", f"/servers/{sid}/action", {"resize": {"flavorRef": "42"}}), 400) == \
+        "When resizing, instances must change flavor!"
+    fault(alice("POST", f"/servers/{sid}/action", {"resize": {}}), 400)
+    fault(alice("POST", f"/servers/{sid}/action", {"resize": {"flavorRef": "no-such"}}), 400)
+    fault(rita("POST", f"/servers/{sid}/action", {"resize": {"flavorRef": "84"}}), 403)
+    fault(bob("POST", f"/servers/{sid}/action", {"resize": {"flavorRef": "84"}}), 404)
+    fault(alice("POST", f"/servers/{sid}/action", {"migrate": None}), 403)
+    assert fault(alice("POST", f"/servers/{sid}/action", {"confirmResize": None}), 409) == \
+        f"Cannot 'confirmResize' instance {sid} while it is in vm_state active"
+    assert fault(alice("POST", f"/servers/{sid}/action", {"unshelve": None}), 409) == \
+        f"Cannot 'unshelve' instance {sid} while it is in vm_state active"
+
+    # resize (CLI) to VERIFY_RESIZE on the other host, then confirm: the source's claim is released
+    source = host_of(admin, sid)
+    stack.openstack("server", "resize", "--flavor", "m1.micro", "--wait", sid, **os_alice)
+    resized = alice.wait(sid, "VERIFY_RESIZE")
+    assert resized["flavor"]["original_name"] == "m1.micro"
+    dest = host_of(admin, sid)
+    assert dest != source
+    usage = hypervisor_usage(admin)
+    assert usage[source]["memory_mb_used"] == before[source]["memory_mb_used"]  # still held until confirm
+    assert usage[dest]["memory_mb_used"] == before[dest]["memory_mb_used"] + 192
+    assert fault(alice("POST", f"/servers/{sid}/action", {"resize": {"flavorRef": "1"}}), 409) == \
+        f"Cannot 'resize' instance {sid} while it is in vm_state resized"
+    stack.openstack("server", "resize", "confirm", sid, **os_alice)
+    alice.wait(sid, "ACTIVE")
+    usage = hypervisor_usage(admin)
+    assert usage[source]["memory_mb_used"] == before[source]["memory_mb_used"] - 128
+
+    # resize back and revert: flavor, host and claims are as before the resize
+    alice("POST", f"/servers/{sid}/action", {"resize": {"flavorRef": "1"}})
+    alice.wait(sid, "VERIFY_RESIZE")
+    assert alice.server(sid)["flavor"]["original_name"] == "m1.tiny"
+    stack.openstack("server", "resize", "revert", sid, **os_alice)
+    reverted = alice.wait(sid, "ACTIVE")
+    assert reverted["flavor"]["original_name"] == "m1.micro" and host_of(admin, sid) == dest
+    assert hypervisor_usage(admin)[dest]["memory_mb_used"] == before[dest]["memory_mb_used"] + 192
+    assert event_names(alice, sid)[:4] == ["revertResize", "resize", "confirmResize", "resize"]
+
+    # cold migration (admin, CLI) and its confirmation
+    stack.openstack("server", "migrate", "--wait", sid)
+    alice.wait(sid, "VERIFY_RESIZE")
+    assert host_of(admin, sid) == source
+    stack.openstack("server", "resize", "confirm", sid)
+    alice.wait(sid, "ACTIVE")
+
+    # live migration (admin) to a named host
+    r = admin("POST", f"/servers/{sid}/action", {"os-migrateLive": {"host": dest, "block_migration": "auto"}})
+    assert r.status_code == 202, r.text
+    alice.wait(sid, "ACTIVE")
+    assert host_of(admin, sid) == dest
+    assert fault(admin("POST", f"/servers/{sid}/action", {"os-migrateLive": {"host": dest,
+                                                                              "block_migration": "auto"}}),
+                 400) == "The target host can't be the same one."
+    log = alice("POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {}}).json()["output"]
+    assert f"live-migrated from {source} to {dest}" in log
+
+    # shelve (offloaded at once: no host, no claim), unshelve (scheduled again)
+    stack.openstack("server", "shelve", sid, **os_alice)
+    shelved = alice.wait(sid, "SHELVED_OFFLOADED")
+    assert shelved["OS-EXT-STS:vm_state"] == "shelved_offloaded" and host_of(admin, sid) is None
+    assert sum(h["running_vms"] for h in hypervisor_usage(admin).values()) == \
+        sum(h["running_vms"] for h in before.values()) - 1
+    assert fault(alice("POST", f"/servers/{sid}/action", {"os-stop": None}), 409) == \
+        f"Cannot 'stop' instance {sid} while it is in vm_state shelved_offloaded"
+    stack.openstack("server", "unshelve", sid, **os_alice)
+    alice.wait(sid, "ACTIVE")
+    assert host_of(admin, sid) in (source, dest)
+
+    # evacuate: refused while the host is up; allowed once its service is forced down
+    host = host_of(admin, sid)
+    other = source if host == dest else dest
+    assert fault(admin("POST", f"/servers/{sid}/action", {"evacuate": {}}), 400) == \
+        f"Compute service of {host} is still in use."
+    stack.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--down", host,
+                    "stratus-compute")
+    try:
+        r = admin("POST", f"/servers/{sid}/action", {"evacuate": {}})
+        assert r.status_code == 200, r.text
+        alice.wait(sid, "ACTIVE")
+        assert host_of(admin, sid) == other
+    finally:
+        stack.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--up", host,
+                        "stratus-compute")
+    assert event_names(alice, sid)[:5] == ["evacuate", "unshelve", "shelve", "live-migration", "confirmResize"]
+    assert alice("DELETE", f"/servers/{sid}").status_code == 204
