@@ -9,7 +9,7 @@ import time
 from sqlalchemy import delete, select
 
 from app.db import write_session
-from app.models import Allocation, ConsoleAuthToken, Instance, Token, utcnow
+from app.models import Allocation, ConsoleAuthToken, Instance, Migration, Token, utcnow
 from app.settings import get_settings
 from drivers.base import PowerState
 from tasks import db_write, states
@@ -62,9 +62,13 @@ def expire_stuck_instances() -> int:
 @celery.task(name="stratus.conductor.audit_allocations")
 def audit_allocations() -> int:
     """Remove allocations whose instance is gone (deleted or never created), giving the resources back."""
+    live = select(Instance.uuid).where(Instance.deleted == 0)
+    # A move in flight holds the source's resources under its migration's uuid (tasks/conductor_moves.py).
+    moving = select(Migration.uuid).where(Migration.status.in_(("migrating", "finished", "reverting")),
+                                          Migration.instance_uuid.in_(live))
     with write_session() as s:
         orphans = list(s.scalars(select(Allocation.instance_uuid).where(
-            ~Allocation.instance_uuid.in_(select(Instance.uuid).where(Instance.deleted == 0)))))
+            ~Allocation.instance_uuid.in_(live), ~Allocation.instance_uuid.in_(moving))))
         for uuid in orphans:
             db_write.release_allocation(s, uuid)
     for uuid in orphans:
