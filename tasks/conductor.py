@@ -315,6 +315,9 @@ def step_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> N
     if action in MOVE_ACTIONS:
         move_failed(ctx, message, details)
         return
+    if action == "snapshot":
+        from tasks.conductor_actions import snapshot_failed
+        snapshot_failed(ctx)
     with write_session() as s:
         values: dict[str, Any] = {"task_state": None}
         if action == "delete":

@@ -122,6 +122,13 @@ def _finish_snapshot_image(s, ctx: dict) -> None:
         image_store.delete(image_id)
 
 
+def snapshot_failed(ctx: dict) -> None:
+    """A failed createImage leaves no image behind (Nova deletes the snapshot image it created)."""
+    with write_session() as s:
+        s.execute(delete(Image).where(Image.id == ctx["image_id"], Image.status.in_(("queued", "saving"))))
+    image_store.delete(ctx["image_id"])
+
+
 @celery.task(name="stratus.conductor.record_op_event", ignore_result=True)
 def record_op_event(ctx: dict) -> None:
     """End of an action that changes no state (trigger_crash_dump): record its event."""

@@ -242,6 +242,10 @@ def test_rescue_rebuild_image_crash_dump_diagnostics(env):
     # trigger_crash_dump is allowed when rescued (2.17), refused before 2.17
     fault(alice("POST", f"/servers/{sid}/action", {"trigger_crash_dump": None}, version="2.16"), 404)
     stack.openstack("--os-compute-api-version", "2.17", "server", "dump", "create", sid, **os_alice)
+    deadline = time.monotonic() + 30  # the NMI is sent asynchronously and sets no task_state (as in Nova)
+    while "NMI" not in alice("POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {}}).json()["output"]:
+        assert time.monotonic() < deadline, "the crash dump never reached the guest"
+        time.sleep(0.2)
     stack.openstack("server", "unrescue", sid, **os_alice)
     alice.wait(sid, "ACTIVE")
     log = alice("POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {}}).json()["output"]
