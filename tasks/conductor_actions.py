@@ -17,6 +17,7 @@ from app.db import write_session
 from app.image import store as image_store
 from app.models import Image, InstanceTag, utcnow
 from app.settings import get_settings
+from drivers import supports
 from tasks import db_write, states
 from tasks.celery_app import celery
 from tasks.common import new_ctx, sig
@@ -29,6 +30,19 @@ LOG = logging.getLogger(__name__)
 _START_VALUES = {"image_ref", "display_name", "display_description", "metadata_items", "key_name", "key_data",
                  "admin_pass_enc", "user_data_enc", "hostname", "access_ip_v4", "access_ip_v6"}
 MAX_TAGS = states.MAX_TAGS
+
+
+_MIGRATION_CALLS = ("migrate_disk_and_power_off", "finish_migration", "finish_revert_migration")
+# Optional driver methods each action needs (drivers/base.py); without them the API answers 409 up front.
+_DRIVER_CALLS = {"rescue": ("rescue",), "unrescue": ("unrescue",), "snapshot": ("snapshot",),
+                 "trigger_crash_dump": ("trigger_crash_dump",), "resize": _MIGRATION_CALLS,
+                 "migrate": _MIGRATION_CALLS, "live_migrate": ("live_migrate",)}
+
+
+def require_driver(action: str, api_name: str) -> None:
+    name = get_settings().compute_driver
+    if any(not supports(name, call) for call in _DRIVER_CALLS.get(action, ())):
+        raise ConductorError(409, f"The {name} compute driver does not support {api_name}.")
 
 
 def record_name(action: str) -> str:
@@ -62,6 +76,7 @@ def instance_op(req: dict) -> dict:
     record the instance action, then start the compute canvas."""
     uuid, action = req["instance_uuid"], req["action"]
     rule = states.MORE_ACTIONS[action]
+    require_driver(action, req.get("api_name") or record_name(action))
     values = dict(req.get("values") or {})
     if set(values) - _START_VALUES:
         raise ConductorError(400, f"Cannot change {sorted(set(values) - _START_VALUES)} in {action}")
@@ -141,6 +156,7 @@ def record_op_event(ctx: dict) -> None:
 def trigger_crash_dump(req: dict) -> dict:
     """Nova: allowed in ACTIVE, PAUSED, RESCUED with no task; no task_state is set while the NMI is sent."""
     uuid = req["instance_uuid"]
+    require_driver("trigger_crash_dump", "trigger_crash_dump")
     with write_session() as s:
         inst = _locked_instance(s, uuid)
         _check_state(inst, "trigger_crash_dump", (states.ACTIVE, states.PAUSED, states.RESCUED))

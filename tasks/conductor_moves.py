@@ -26,7 +26,7 @@ from tasks import db_write, states
 from tasks.celery_app import celery
 from tasks.common import new_ctx, sig
 from tasks.conductor import rpc
-from tasks.conductor_actions import invalid_state
+from tasks.conductor_actions import invalid_state, require_driver
 from tasks.db_write import ConductorError
 from tasks.scheduler import load_host_states
 
@@ -96,6 +96,7 @@ def _quota_delta(s, project_id: str, old: dict, new: dict, sign: int = 1) -> Non
 def start_move(req: dict) -> dict:
     uuid, action = req["instance_uuid"], req["action"]
     rule = MOVES[action]
+    require_driver(action, rule["api"])
     requested = req.get("host")
     with write_session() as s:
         inst = db_write.get_instance(s, uuid, lock=True)

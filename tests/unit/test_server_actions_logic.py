@@ -86,3 +86,10 @@ def test_state_table_matches_nova():
     assert states.status_of(states.ACTIVE, "resize_migrating") == "RESIZE"
     assert states.status_of(states.ACTIVE, "migrating") == "MIGRATING"
     assert states.MORE_ACTIONS["rescue"]["from"] == (states.ACTIVE, states.STOPPED, states.ERROR)
+
+
+def test_driver_support_is_read_from_the_driver_class():
+    from drivers import supports
+    assert supports("fake", "rescue") and supports("fake", "live_migrate")
+    assert not supports("libvirt", "rescue") and not supports("vmware", "finish_migration")
+    assert supports("libvirt", "pause")
