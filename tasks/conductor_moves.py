@@ -321,6 +321,20 @@ def _az(s, host: str) -> str:
     return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host)) or "nova"
 
 
+def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
+    """The instance is being deleted: free what its unfinished moves hold; return the other hosts that may
+    still have a guest of it."""
+    hosts: set[str] = set()
+    for mig in s.scalars(select(Migration).where(Migration.instance_uuid == uuid, Migration.status.in_(
+            ("migrating", "finished", "reverting")))):
+        db_write.release_allocation(s, mig.uuid)
+        hosts.update(h for h in (mig.source_compute, mig.dest_compute) if h)
+        mig.status = "confirmed" if mig.status == "finished" else "error"
+        mig.updated_at = utcnow()
+    hosts.discard(current_host or "")
+    return sorted(hosts)
+
+
 def move_failed(ctx: dict, message: str, details: str) -> None:
     """A move step failed (called from conductor.step_failed): give back the destination's claim and the
     source's resources, record the fault, and leave the server where it is (ERROR for resize, migrate and

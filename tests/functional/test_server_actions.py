@@ -475,4 +475,14 @@ def test_resize_migrate_shelve_live_migrate_evacuate(env):
         stack.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--up", host,
                         "stratus-compute")
     assert event_names(alice, sid)[:5] == ["evacuate", "unshelve", "shelve", "live-migration", "confirmResize"]
+
+    # deleting a server that awaits its resize confirmation frees both hosts
+    alice("POST", f"/servers/{sid}/action", {"resize": {"flavorRef": "1"}})
+    alice.wait(sid, "VERIFY_RESIZE")
     assert alice("DELETE", f"/servers/{sid}").status_code == 204
+    deadline = time.monotonic() + 30
+    while alice("GET", f"/servers/{sid}").status_code != 404 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = hypervisor_usage(admin)
+    assert sum(h["memory_mb_used"] for h in after.values()) == sum(h["memory_mb_used"] for h in before.values()) - 128
+    assert sum(h["running_vms"] for h in after.values()) == sum(h["running_vms"] for h in before.values()) - 1
