@@ -63,10 +63,12 @@ def _rekey_allocation(s, old_consumer: str, new_consumer: str) -> None:
     s.execute(update(Allocation).where(Allocation.instance_uuid == old_consumer).values(instance_uuid=new_consumer))
 
 
-def _pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_ok: bool) -> str:
+def _pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_ok: bool,
+                    availability_zone: str | None = None) -> str:
     ignore = set() if same_host_ok or not inst.host else {inst.host}
     spec = RequestSpec(instance_uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
-                       root_gb=flavor["disk"], availability_zone=inst.requested_availability_zone,
+                       root_gb=flavor["disk"],
+                       availability_zone=availability_zone or inst.requested_availability_zone,
                        ignore_hosts=frozenset(ignore), scheduler_hints=inst.scheduler_hints or {})
     hosts = load_host_states(s)
     if requested_host is not None:
@@ -135,7 +137,8 @@ def start_move(req: dict) -> dict:
             s.add(migration)
             s.flush()
             _rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
-        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False)
+        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False,
+                               availability_zone=req.get("availability_zone"))
         if migration is not None:
             migration.dest_compute = dest
         if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],

@@ -13,7 +13,7 @@ from app.compute import servers
 from app.compute.schemas import StrictSchema, load
 from app.compute.server_actions import _no_args, _writable_instance
 from app.context import current
-from app.errors import bad_request
+from app.errors import bad_request, conflict
 from app.microversion import current as api_version
 from app.models import Instance
 from app.policy import check
@@ -131,9 +131,13 @@ def _unshelve(server_id: str, args: object) -> None:
         check("admin_api")
     inst = _writable_instance(server_id)
     if inst.vm_state == "shelved":  # not offloaded yet: it starts again on its host
+        if body.get("availability_zone") or body.get("host"):
+            raise conflict(f"The availability_zone or host parameter is only valid for shelved offloaded "
+                           f"servers; instance {inst.uuid} is shelved.")
         rpc.call("stratus.conductor.shelve", _request(inst, "unshelve_on_host"))
     else:
-        rpc.call("stratus.conductor.start_move", _request(inst, "unshelve", host=body.get("host")))
+        rpc.call("stratus.conductor.start_move", _request(inst, "unshelve", host=body.get("host"),
+                                                          availability_zone=body.get("availability_zone")))
 
 
 servers.EXTRA_ACTIONS.update({"resize": _resize, "confirmResize": _confirm_resize, "revertResize": _revert_resize,

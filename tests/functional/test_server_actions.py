@@ -455,7 +455,11 @@ def test_resize_migrate_shelve_live_migrate_evacuate(env):
         sum(h["running_vms"] for h in before.values()) - 1
     assert fault(alice("POST", f"/servers/{sid}/action", {"os-stop": None}), 409) == \
         f"Cannot 'stop' instance {sid} while it is in vm_state shelved_offloaded"
-    stack.openstack("server", "unshelve", sid, **os_alice)
+    assert fault(alice("POST", f"/servers/{sid}/action", {"unshelve": {"availability_zone": "nowhere"}},
+                       version="2.77"), 400).startswith("No valid host was found.")
+    assert alice.server(sid)["status"] == "SHELVED_OFFLOADED"
+    stack.openstack("--os-compute-api-version", "2.77", "server", "unshelve", "--availability-zone", "nova", sid,
+                    **os_alice)
     alice.wait(sid, "ACTIVE")
     assert host_of(admin, sid) in (source, dest)
 
