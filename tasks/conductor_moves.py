@@ -141,8 +141,10 @@ def start_move(req: dict) -> dict:
                                availability_zone=req.get("availability_zone"))
         if migration is not None:
             migration.dest_compute = dest
+        # evacuate rebuilds the guest with a new admin password (stored encrypted, as at create)
+        secret = {"admin_pass_enc": req["admin_pass_enc"]} if req.get("admin_pass_enc") else {}
         if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
-                                     task_state=rule["task_state"]):
+                                     task_state=rule["task_state"], **secret):
             raise ConductorError(409, f"Cannot '{rule['api']}' instance {uuid}: it changed state concurrently; "
                                       f"retry the request.")
         db_write.start_action(s, uuid, rule["record"], req["request_id"], req.get("user_id"), req.get("project_id"))

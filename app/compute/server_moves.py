@@ -8,7 +8,7 @@ import secrets
 from flask import Response, g, jsonify
 from marshmallow import fields, validate
 
-from app import rpc
+from app import crypto, rpc
 from app.compute import servers
 from app.compute.schemas import StrictSchema, load
 from app.compute.server_actions import _no_args, _writable_instance
@@ -96,11 +96,17 @@ def _evacuate(server_id: str, args: object) -> Response:
     body = load(EvacuateSchema(), {"evacuate": args}, root="evacuate")
     if "onSharedStorage" in body and v.matches("2.14"):
         raise bad_request("Additional properties are not allowed ('onSharedStorage' was unexpected)")
+    if "onSharedStorage" not in body and not v.matches("2.14"):
+        raise bad_request(f"Invalid input for field/attribute evacuate. Value: {args!r}. 'onSharedStorage' is a "
+                          f"required property")
     inst = _writable_instance(server_id)
-    rpc.call("stratus.conductor.start_move", _request(inst, "evacuate", host=body.get("host")))
+    admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
+    rpc.call("stratus.conductor.start_move", _request(inst, "evacuate", host=body.get("host"),
+                                                      admin_pass_enc=crypto.encrypt(admin_pass)),
+             argsrepr=repr(({"instance_uuid": inst.uuid, "action": "evacuate", "host": body.get("host")},)))
     if v.matches("2.14"):
         return Response(status=200)
-    return jsonify({"adminPass": body.get("adminPass") or secrets.token_urlsafe(9)[:12]})
+    return jsonify({"adminPass": admin_pass})
 
 
 def _shelve(server_id: str, args: object) -> None:

@@ -471,8 +471,10 @@ def test_resize_migrate_shelve_live_migrate_evacuate(env):
     stack.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--down", host,
                     "stratus-compute")
     try:
-        r = admin("POST", f"/servers/{sid}/action", {"evacuate": {}})
-        assert r.status_code == 200, r.text
+        fault(admin("POST", f"/servers/{sid}/action", {"evacuate": {}}, version="2.13"), 400)
+        r = admin("POST", f"/servers/{sid}/action", {"evacuate": {"onSharedStorage": False,
+                                                                  "adminPass": "Evac-pass-1"}}, version="2.13")
+        assert r.status_code == 200 and r.json() == {"adminPass": "Evac-pass-1"}, r.text
         alice.wait(sid, "ACTIVE")
         assert host_of(admin, sid) == other
     finally:
