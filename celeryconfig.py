@@ -88,4 +88,7 @@ beat_schedule = {
     "purge-expired-tokens": {"task": "stratus.conductor.purge_expired_tokens", "schedule": 600.0},
     "expire-stuck-instances": {"task": "stratus.conductor.expire_stuck_instances", "schedule": 60.0},
     "audit-allocations": {"task": "stratus.conductor.audit_allocations", "schedule": 300.0},
+    # Nova runs _reclaim_queued_deletes every reclaim_instance_interval; a minute bounds the extra delay.
+    "reclaim-soft-deleted": {"task": "stratus.conductor.reclaim_soft_deleted",
+                             "schedule": float(min(max(_settings.reclaim_instance_interval, 1), 60))},
 }

@@ -230,6 +230,29 @@ class Instance(Base):
     __table_args__ = (Index("ix_instances_project_deleted_created", "project_id", "deleted", "created_at"),)
 
 
+class InstanceTag(Base):
+    """A server tag (API 2.26+; Nova's ``tags`` table)."""
+    __tablename__ = "instance_tags"
+    instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(60), primary_key=True)
+
+
+class Migration(Base):
+    """A move of an instance between hosts or flavors (resize, cold/live migration, evacuation; os-migrations)."""
+    __tablename__ = "migrations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    migration_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    source_compute: Mapped[str | None] = mapped_column(String(255))
+    dest_compute: Mapped[str | None] = mapped_column(String(255))
+    old_flavor: Mapped[dict] = mapped_column(JSON, default=dict)
+    new_flavor: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class InstanceFault(Base):
     __tablename__ = "instance_faults"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

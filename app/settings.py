@@ -95,6 +95,10 @@ class Settings:
     quota_injected_file_path_length: int = 255
     quota_server_groups: int = 10
     quota_server_group_members: int = 10
+    # Seconds a deleted server stays SOFT_DELETED (restorable) before a periodic task reclaims it; 0: delete now.
+    reclaim_instance_interval: int = 0
+    # Seconds a SHELVED server keeps its host before it is offloaded; 0: at once (Nova's default), -1: never.
+    shelved_offload_time: int = 0
     # Limits
     max_request_body: int = 1 << 20
     max_image_size: int = 1 << 34

@@ -20,3 +20,16 @@ def load_driver(name: str, host: str, settings: Settings) -> ComputeDriver:
     except KeyError:
         raise ValueError(f"unknown compute_driver {name!r}; choose one of {', '.join(DRIVERS)}") from None
     return getattr(importlib.import_module(module_name), factory)(host, settings)
+
+
+def supports(name: str, method: str) -> bool:
+    """Whether driver ``name`` implements the contract's optional ``method`` (not the base's
+    NotImplementedError). Read from the factory's declared return class, so no hypervisor is contacted."""
+    import typing
+
+    module_name, factory = DRIVERS[name].split(":")
+    module = importlib.import_module(module_name)
+    cls = typing.get_type_hints(getattr(module, factory)).get("return")
+    if not (isinstance(cls, type) and issubclass(cls, ComputeDriver)):
+        return True  # unknown: let the compute step report it
+    return getattr(cls, method) is not getattr(ComputeDriver, method)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 
 class PowerState:
@@ -194,4 +194,49 @@ class ComputeDriver(abc.ABC):
         raise NotImplementedError
 
     def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
+        raise NotImplementedError
+
+    # --- further server actions (tasks/compute_actions.py). Drivers without them raise NotImplementedError;
+    # the compute step turns that into an instance fault naming the driver and the action.
+
+    def rescue(self, instance: InstanceSpec, rescue_image: ImageSpec | None) -> None:
+        """Boot the guest from ``rescue_image`` (default: its own image) with its own disk attached second.
+        Post: get_info() is RUNNING. Calling it again on a rescued guest does nothing."""
+        raise NotImplementedError
+
+    def unrescue(self, instance_uuid: str) -> None:
+        """Return a rescued guest to its own disk, running. Idempotent."""
+        raise NotImplementedError
+
+    def snapshot(self, instance_uuid: str) -> BinaryIO:
+        """Return a readable stream of the guest's root disk as an image (the caller closes it)."""
+        raise NotImplementedError
+
+    def trigger_crash_dump(self, instance_uuid: str) -> None:
+        """Inject an NMI into the running guest (the guest OS decides whether to dump)."""
+        raise NotImplementedError
+
+    def get_diagnostics(self, instance_uuid: str) -> dict:
+        """The guest's diagnostics in Nova's standard format (API 2.48): state, driver, hypervisor,
+        hypervisor_os, uptime, config_drive, num_cpus, num_nics, num_disks, memory_details, cpu_details,
+        nic_details, disk_details."""
+        raise NotImplementedError
+
+    # --- moves between hosts (tasks/conductor_moves.py) -------------------------------------------------------
+
+    def migrate_disk_and_power_off(self, instance_uuid: str) -> None:
+        """Resize/cold migration, on the source: stop the guest and keep it (and its disk) for a revert."""
+        raise NotImplementedError
+
+    def finish_migration(self, instance: InstanceSpec, power_on: bool) -> None:
+        """Resize/cold migration, on the destination: create the guest with the (new) flavor of ``instance``;
+        running if ``power_on``. Idempotent."""
+        raise NotImplementedError
+
+    def finish_revert_migration(self, instance_uuid: str, power_on: bool) -> None:
+        """Revert, on the source: bring back the guest migrate_disk_and_power_off kept."""
+        raise NotImplementedError
+
+    def live_migrate(self, instance_uuid: str, dest_host: str) -> None:
+        """Move the running guest to ``dest_host`` (a host of the same driver) without stopping it."""
         raise NotImplementedError

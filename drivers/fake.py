@@ -11,14 +11,16 @@ steps take that long (tests kill workers inside them).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
-from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, InstanceInfo,
-                          InstanceNotFound, InstanceSpec, PowerState)
+from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec,
+                          InstanceInfo, InstanceNotFound, InstanceSpec, PowerState)
 
 _lock = threading.Lock()
 _guests: dict[str, dict[str, dict]] = {}  # host -> uuid -> guest record
@@ -51,15 +53,18 @@ class FakeDriver(ComputeDriver):
                         self._guests[path.stem] = {"power_state": PowerState.NOSTATE, "vcpus": 0, "memory_mb": 0,
                                                    "root_gb": 0, "console": [], "spawned": False, "disk": "building"}
 
-    def _save(self, instance_uuid: str) -> None:
+    def _save(self, instance_uuid: str, host: str | None = None) -> None:
         """Write one guest's record (call with _lock held); atomic, so a kill leaves the old or the new one."""
         if self.state_dir is None:
             return
-        guest = self._guests.get(instance_uuid)
-        path = self.state_dir / f"{instance_uuid}.json"
+        host = host or self.host
+        guest = _guests.get(host, {}).get(instance_uuid)
+        folder = self.state_dir if host == self.host else self.state_dir.parent / host
+        path = folder / f"{instance_uuid}.json"
         if guest is None:
             path.unlink(missing_ok=True)
             return
+        folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{instance_uuid}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(guest))
         os.replace(tmp, path)
@@ -95,7 +100,8 @@ class FakeDriver(ComputeDriver):
         with _lock:
             guest = self._guests.setdefault(instance.uuid, {
                 "power_state": PowerState.NOSTATE, "vcpus": instance.vcpus, "memory_mb": instance.memory_mb,
-                "root_gb": instance.root_gb, "console": [], "spawned": False, "disk": "building"})
+                "root_gb": instance.root_gb, "console": [], "spawned": False, "disk": "building",
+                "image_path": instance.image.path})
             if guest.get("disk", "ready") == "ready":
                 return
             guest.update(vcpus=instance.vcpus, memory_mb=instance.memory_mb, root_gb=instance.root_gb)
@@ -129,7 +135,9 @@ class FakeDriver(ComputeDriver):
                     # Recorded, not built: the file list shows what a real driver would put on the ISO.
                     guest["config_drive"] = sorted(instance.config_drive_files)
                     guest["console"].append("fake config drive config-2: " + " ".join(guest["config_drive"]))
-            guest.update(spawned=True, spawning=False, power_state=PowerState.RUNNING)
+            guest.update(spawned=True, spawning=False, power_state=PowerState.RUNNING, started=time.time(),
+                         config_drive_attached=instance.config_drive_files is not None,
+                         nics=[instance.network["mac"]] if instance.network else [])
             self._save(instance.uuid)
 
     def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:
@@ -180,6 +188,102 @@ class FakeDriver(ComputeDriver):
     def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
         self._guest(instance_uuid)
         return ConsoleEndpoint(host="127.0.0.1", port=5900, kind=kind)
+
+    def rescue(self, instance: InstanceSpec, rescue_image: ImageSpec | None) -> None:
+        with _lock:
+            guest = self._guest(instance.uuid)
+            if guest.get("rescued"):
+                return
+            image = rescue_image or instance.image
+            guest.update(rescued=True, power_state=PowerState.RUNNING)
+            guest["console"].append(f"fake guest rescued from image {image.id if image else 'none'}")
+            self._save(instance.uuid)
+
+    def unrescue(self, instance_uuid: str) -> None:
+        with _lock:
+            guest = self._guest(instance_uuid)
+            if guest.pop("rescued", False):
+                guest["console"].append("fake guest unrescued")
+            guest["power_state"] = PowerState.RUNNING
+            self._save(instance_uuid)
+
+    def snapshot(self, instance_uuid: str) -> BinaryIO:
+        """The fake disk is the image it was built from, so its snapshot is that image's data."""
+        with _lock:
+            guest = self._guest(instance_uuid)
+            guest["console"].append("fake guest snapshot taken")
+            path = guest.get("image_path")
+        try:
+            return open(path, "rb") if path else io.BytesIO(b"")
+        except FileNotFoundError:
+            raise DriverError(f"The disk of instance {instance_uuid} is gone (its image was removed)") from None
+
+    def trigger_crash_dump(self, instance_uuid: str) -> None:
+        with _lock:
+            guest = self._guest(instance_uuid)
+            if guest["power_state"] != PowerState.RUNNING:
+                raise DriverError(f"Instance {instance_uuid} is not running")
+            guest["console"].append("fake guest received an NMI (crash dump)")
+            self._save(instance_uuid)
+
+    def get_diagnostics(self, instance_uuid: str) -> dict:
+        with _lock:
+            g = dict(self._guest(instance_uuid))
+        running = g["power_state"] == PowerState.RUNNING
+        uptime = int(time.time() - g.get("started", time.time())) if running else 0
+        return {
+            "state": {PowerState.RUNNING: "running", PowerState.PAUSED: "paused", PowerState.SHUTDOWN: "shutdown",
+                      PowerState.SUSPENDED: "suspended"}.get(g["power_state"], "pending"),
+            "driver": "fake", "hypervisor": "fake", "hypervisor_os": "fake-os", "uptime": uptime,
+            "config_drive": bool(g.get("config_drive_attached")), "num_cpus": g["vcpus"],
+            "num_nics": len(g.get("nics", [])), "num_disks": 1,
+            "memory_details": {"maximum": g["memory_mb"], "used": g["memory_mb"] if running else 0},
+            "cpu_details": [{"id": i, "time": uptime * 10**9, "utilisation": None} for i in range(g["vcpus"])],
+            "nic_details": [{"mac_address": mac, "rx_octets": 0, "rx_errors": 0, "rx_drop": 0, "rx_packets": 0,
+                             "rx_rate": None, "tx_octets": 0, "tx_errors": 0, "tx_drop": 0, "tx_packets": 0,
+                             "tx_rate": None} for mac in g.get("nics", [])],
+            "disk_details": [{"read_bytes": 0, "read_requests": 0, "write_bytes": 0, "write_requests": 0,
+                              "errors_count": 0}],
+        }
+
+    def migrate_disk_and_power_off(self, instance_uuid: str) -> None:
+        with _lock:
+            guest = self._guest(instance_uuid)
+            guest.update(power_state=PowerState.SHUTDOWN, migrating=True)
+            guest["console"].append("fake guest powered off for migration")
+            self._save(instance_uuid)
+
+    def finish_migration(self, instance: InstanceSpec, power_on: bool) -> None:
+        self.build_disk(instance)
+        self.spawn(instance)
+        with _lock:
+            guest = self._guest(instance.uuid)
+            guest.update(vcpus=instance.vcpus, memory_mb=instance.memory_mb, root_gb=instance.root_gb)
+            guest["console"].append(f"fake guest migrated in with flavor {instance.flavor_name}")
+            if not power_on:
+                guest["power_state"] = PowerState.SHUTDOWN
+            self._save(instance.uuid)
+
+    def finish_revert_migration(self, instance_uuid: str, power_on: bool) -> None:
+        with _lock:
+            guest = self._guest(instance_uuid)
+            guest.pop("migrating", None)
+            guest["power_state"] = PowerState.RUNNING if power_on else PowerState.SHUTDOWN
+            guest["console"].append("fake guest migration reverted")
+            self._save(instance_uuid)
+
+    def live_migrate(self, instance_uuid: str, dest_host: str) -> None:
+        """Fake hosts of one worker process share the registry, so the guest record moves between them."""
+        with _lock:
+            if dest_host not in _guests:
+                raise DriverError(f"Fake host {dest_host} is not served by this compute worker process")
+            guest = self._guest(instance_uuid)
+            if guest["power_state"] not in (PowerState.RUNNING, PowerState.PAUSED):
+                raise DriverError(f"Instance {instance_uuid} is not running")
+            guest["console"].append(f"fake guest live-migrated from {self.host} to {dest_host}")
+            _guests[dest_host][instance_uuid] = self._guests.pop(instance_uuid)
+            self._save(instance_uuid)
+            self._save(instance_uuid, dest_host)
 
     # Test helper: change a guest's power state "behind Stratus's back".
     def set_power_state_externally(self, instance_uuid: str, state: int) -> None:

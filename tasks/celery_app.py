@@ -22,6 +22,7 @@ class StratusTask(Task):
 
 celery = Celery("stratus", task_cls=StratusTask,
                 include=["tasks.conductor", "tasks.scheduler", "tasks.compute", "tasks.periodic",
-                         "tasks.reconcile"])
+                         "tasks.reconcile", "tasks.conductor_actions", "tasks.conductor_moves",
+                         "tasks.compute_actions"])
 celery.config_from_object("celeryconfig")
 app = celery

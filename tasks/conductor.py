@@ -367,12 +367,15 @@ def finish_action(ctx: dict) -> None:
 
 @celery.task(name="stratus.conductor.finish_delete", ignore_result=True)
 def finish_delete(ctx: dict) -> None:
+    from tasks.conductor_moves import abandon_moves
+
     uuid = ctx["instance_uuid"]
     with write_session() as s:
         inst = db_write.get_instance(s, uuid, lock=True)
         if inst is None or inst.task_state != states.DELETING:
             return  # already deleted (a redelivered message)
         db_write.release_allocation(s, uuid)
+        other_hosts = abandon_moves(s, uuid, inst.host)
         db_write.release_fixed_ips(s, uuid)
         db_write.release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb)
         db_write.remove_group_member(s, uuid)
@@ -383,6 +386,8 @@ def finish_delete(ctx: dict) -> None:
                               terminated_at=now)
         db_write.record_event(s, uuid, ctx["request_id"], "compute_terminate_instance", ctx.get("t0"), "Success",
                               host=ctx.get("host"))
+    for host in other_hosts:  # e.g. the source guest a resize awaiting confirmation kept
+        sig("stratus.compute.terminate", {**ctx, "host": host, "action": "cleanup"}).apply_async()
 
 
 def _delete_console_tokens(s, uuid: str) -> None:
@@ -401,6 +406,13 @@ def step_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> N
     if action == "cleanup":
         LOG.error("cleanup of deleted instance %s on %s failed: %s", uuid, ctx.get("host"), message)
         return
+    from tasks.conductor_moves import MOVE_ACTIONS, move_failed
+    if action in MOVE_ACTIONS:
+        move_failed(ctx, message, details)
+        return
+    if action == "snapshot":
+        from tasks.conductor_actions import snapshot_failed
+        snapshot_failed(ctx)
     with write_session() as s:
         values: dict[str, Any] = {"task_state": None}
         if action == "delete":

@@ -14,8 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
-                        InstanceFault, InstanceGroup, InstanceGroupMember, InstancePassword, KeyPair, Network,
-                        QuotaClass, QuotaLimit, QuotaUsage, Service, utcnow)
+                        InstanceFault, InstanceGroup, InstanceGroupMember, InstancePassword, InstanceTag, KeyPair,
+                        Migration, Network, QuotaClass, QuotaLimit, QuotaUsage, Service, utcnow)
 from app import network, quota
 from app.settings import get_settings
 from tasks import states
@@ -251,6 +251,8 @@ def create_instances(s: Session, req: dict) -> list[str]:
             created_at=now, updated_at=now))
         s.add(InstanceAction(action="create", instance_uuid=uuid, request_id=req["request_id"],
                              user_id=req["user_id"], project_id=req["project_id"], start_time=now, updated_at=now))
+        for tag in dict.fromkeys(req.get("tags") or []):
+            s.add(InstanceTag(instance_uuid=uuid, tag=tag))
         if network.wants_network(req.get("networks")):
             allocate_fixed_ip(s, uuid)
         if group is not None:
@@ -337,11 +339,15 @@ def release_allocation(s: Session, instance_uuid: str) -> bool:
 def orphaned_allocations(s: Session) -> list[dict]:
     """Allocations whose instance is deleted or was never created (nova-manage placement audit)."""
     live = select(Instance.uuid).where(Instance.deleted == 0)
+    # A move in flight holds the source's resources under its migration's uuid (tasks/conductor_moves.py).
+    moving = select(Migration.uuid).where(Migration.status.in_(("migrating", "finished", "reverting")),
+                                          Migration.instance_uuid.in_(live))
     rows = s.execute(select(Allocation.instance_uuid, ComputeNode.host, Allocation.vcpus, Allocation.memory_mb,
                             Allocation.disk_gb, Instance.deleted)
                      .join(ComputeNode, ComputeNode.id == Allocation.compute_node_id)
                      .outerjoin(Instance, Instance.uuid == Allocation.instance_uuid)
-                     .where(~Allocation.instance_uuid.in_(live)).order_by(Allocation.id))
+                     .where(~Allocation.instance_uuid.in_(live), ~Allocation.instance_uuid.in_(moving))
+                     .order_by(Allocation.id))
     return [{"instance_uuid": u, "host": h, "vcpus": c, "memory_mb": m, "disk_gb": d,
              "instance": "deleted" if deleted else "missing"} for u, h, c, m, d, deleted in rows]
 

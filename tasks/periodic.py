@@ -69,3 +69,23 @@ def audit_allocations() -> int:
     for uuid in orphans:
         LOG.warning("removed orphaned allocation of instance %s", uuid)
     return len(orphans)
+
+
+@celery.task(name="stratus.conductor.reclaim_soft_deleted")
+def reclaim_soft_deleted() -> int:
+    """Nova's _reclaim_queued_deletes: hard-delete servers SOFT_DELETED for longer than
+    reclaim_instance_interval (their claim, addresses and quota are released by finish_delete)."""
+    from tasks.conductor_actions import reclaim
+
+    interval = get_settings().reclaim_instance_interval
+    if interval <= 0:
+        return 0
+    cutoff = utcnow() - dt.timedelta(seconds=interval)
+    with write_session() as s:
+        expired = list(s.scalars(select(Instance.uuid).where(
+            Instance.deleted == 0, Instance.vm_state == states.SOFT_DELETED, Instance.task_state.is_(None),
+            Instance.deleted_at <= cutoff)))
+    reclaimed = sum(reclaim(uuid, f"req-reclaim-{uuid}") for uuid in expired)
+    if reclaimed:
+        LOG.info("reclaimed %d soft-deleted instance(s)", reclaimed)
+    return reclaimed

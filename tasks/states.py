@@ -45,3 +45,21 @@ ACTIONS: dict[str, dict] = {
 
 POWER_AFTER = {STOPPED: PowerState.SHUTDOWN, ACTIVE: PowerState.RUNNING, PAUSED: PowerState.PAUSED,
                SUSPENDED: PowerState.SUSPENDED}
+
+RESCUED, SHELVED, SHELVED_OFFLOADED, RESIZED = "rescued", "shelved", "shelved_offloaded", "resized"
+
+# Actions of tasks/conductor_actions.py (same shape; "to" None keeps the vm_state the instance had).
+MORE_ACTIONS: dict[str, dict] = {
+    "rescue": {"from": (ACTIVE, STOPPED, ERROR), "task_state": "rescuing", "to": RESCUED},
+    "unrescue": {"from": (RESCUED,), "task_state": "unrescuing", "to": ACTIVE},
+    "rebuild": {"from": (ACTIVE, STOPPED, ERROR), "task_state": "rebuilding", "to": None},
+    "snapshot": {"from": (ACTIVE, STOPPED, PAUSED, SUSPENDED), "task_state": "image_snapshot", "to": None},
+    "soft_delete": {"from": (ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR, RESCUED), "task_state": "soft-deleting",
+                    "to": SOFT_DELETED},
+    "restore": {"from": (SOFT_DELETED,), "task_state": "restoring", "to": ACTIVE},
+}
+# Nova's instance-action names (os-instance-actions) where they differ from the internal action name.
+ACTION_RECORD_NAMES = {"snapshot": "createImage", "soft_delete": "delete", "reboot_hard": "reboot"}
+POWER_AFTER.update({RESCUED: PowerState.RUNNING, SOFT_DELETED: PowerState.SHUTDOWN})
+
+MAX_TAGS = 50  # per server (Nova: instance.MAX_TAG_COUNT)

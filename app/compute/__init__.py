@@ -13,3 +13,7 @@ def register(app: Flask) -> None:
         app.register_blueprint(bp, url_prefix="/v2.1")
     from app.compute import consoles  # also registers the os-get*Console server actions
     app.register_blueprint(consoles.bp, url_prefix="/v2.1")
+    # server_actions and server_moves add their handlers to servers.EXTRA_ACTIONS
+    from app.compute import server_actions, server_metadata, server_moves, server_tags  # noqa: F401
+    for bp in (server_actions.bp, server_metadata.bp, server_tags.bp):
+        app.register_blueprint(bp, url_prefix="/v2.1")

@@ -78,9 +78,10 @@ def render(s: Session, instances: list[Instance], ctx: RequestContext, show: boo
     v = api_version()
     addresses = server_addresses(s, [i.uuid for i in instances])
     groups = server_groups_of(s, [i.uuid for i in instances]) if show and v.matches("2.71") else {}
+    tags = server_tags.tags_of(s, [i.uuid for i in instances]) if v.matches(server_tags.MIN_VERSION) else {}
     return [server_detail(i, v, ctx, faults.get(i.uuid), statuses.get(i.host or "", "UNKNOWN" if i.host else ""),
-                          show=show, addresses=addresses.get(i.uuid), server_groups=groups.get(i.uuid, []))
-            for i in instances]
+                          show=show, addresses=addresses.get(i.uuid), server_groups=groups.get(i.uuid, []),
+                          tags=tags.get(i.uuid)) for i in instances]
 
 
 def server_groups_of(s: Session, uuids: list[str]) -> dict[str, list[str]]:
@@ -185,6 +186,7 @@ def _list_query(ctx: RequestContext) -> tuple[list, int, Instance | None]:
         conds.append(Instance.availability_zone == args["availability_zone"])
     if "key_name" in args:
         conds.append(Instance.key_name == args["key_name"])
+    conds.extend(server_tags.list_filters(args))
     if ctx.is_admin:
         if "host" in args:
             conds.append(Instance.host == args["host"])
@@ -380,6 +382,8 @@ def create_server():
         raise bad_request("Invalid input for field/attribute OS-SCH-HNT:scheduler_hints.")
     body = load(ServerCreateSchema(), raw, root="server")
     _version_gated_fields(body)
+    server_metadata.check_create_quota(body.get("metadata"))
+    tags = server_tags.parse_create_tags(body)
     networks = _networks(body)
     if body.get("block_device_mapping") or body.get("block_device_mapping_v2"):
         bdms = body.get("block_device_mapping_v2") or []
@@ -436,7 +440,7 @@ def create_server():
         "availability_zone": az or None, "metadata": body.get("metadata") or {}, "networks": networks,
         "config_drive": "True" if str(body.get("config_drive", "")).lower() in ("true", "1") else "",
         "scheduler_hints": hints, "access_ip_v4": body.get("accessIPv4"), "access_ip_v6": body.get("accessIPv6"),
-        "reservation_id": reservation_id, "group_uuid": group_uuid,
+        "reservation_id": reservation_id, "group_uuid": group_uuid, "tags": tags,
         # Secrets travel encrypted and are redacted from Flower and logs by argsrepr.
         "user_data_enc": crypto.encrypt(body.get("user_data")), "admin_pass_enc": crypto.encrypt(admin_pass),
     }
@@ -512,7 +516,10 @@ def _action(server_id: str, action: str) -> None:
 @bp.delete("/servers/<server_id>")
 @enforce("project_member_api")
 def delete_server(server_id: str):
-    _action(server_id, "delete")
+    from app.compute.server_actions import soft_delete
+
+    if not soft_delete(server_id):
+        _action(server_id, "delete")
     return "", 204
 
 
@@ -570,3 +577,7 @@ def server_action(server_id: str):
     else:
         raise bad_request(f"There is no such action: {name}")
     return "", 202
+
+
+# Late imports: these modules import get_instance from here.
+from app.compute import server_metadata, server_tags  # noqa: E402

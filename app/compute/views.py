@@ -67,7 +67,7 @@ def _fault(fault: InstanceFault | None, ctx: RequestContext) -> dict | None:
 
 def server_detail(inst: Instance, version: APIVersion, ctx: RequestContext, fault: InstanceFault | None = None,
                   host_status: str | None = None, show: bool = False, addresses: dict | None = None,
-                  server_groups: list[str] | None = None) -> dict:
+                  server_groups: list[str] | None = None, tags: list[str] | None = None) -> dict:
     status = status_of(inst.vm_state, inst.task_state)
     base, prefix = base_url(), compute_prefix()  # once per server, not once per link
     body: dict = {
@@ -121,7 +121,7 @@ def server_detail(inst: Instance, version: APIVersion, ctx: RequestContext, faul
     if version.matches("2.19"):
         body["description"] = inst.display_description
     if version.matches("2.26"):
-        body["tags"] = []
+        body["tags"] = list(tags or [])
     if version.matches("2.63"):
         body["trusted_image_certificates"] = None
     if version.matches("2.71") and show:

@@ -24,10 +24,11 @@ class _DroppedResult:
 @pytest.fixture
 def inprocess_conductor(monkeypatch) -> list[str]:
     """Patch rpc.call to run conductor tasks in-process; returns the names of canvas tasks that were dropped."""
-    import tasks.conductor  # noqa: F401  (registers the conductor tasks)
     from app import rpc
     from app.errors import ApiError
     from tasks.celery_app import celery
+
+    celery.loader.import_default_modules()  # registers every task module the app includes
 
     sent: list[str] = []
 

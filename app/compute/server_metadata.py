@@ -1,0 +1,116 @@
+"""/servers/{id}/metadata: a server's key/value metadata (Nova's server_metadata controller)."""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, jsonify
+
+from app import rpc
+from app.compute.schemas import json_body
+from app.compute.servers import get_instance
+from app.context import current
+from app.db import read_session
+from app.errors import ApiError, bad_request, conflict, not_found
+from app.policy import check, enforce
+from app.settings import get_settings
+
+bp = Blueprint("server_metadata", __name__)
+_KEY_RE = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
+
+
+def validate_metadata(metadata: object, field: str = "metadata") -> dict:
+    """Nova's parameter_types.metadata: keys match ^[a-zA-Z0-9-_:. ]{1,255}$, values are strings ≤ 255."""
+    if not isinstance(metadata, dict):
+        raise bad_request(f"Invalid input for field/attribute {field}. Value: {metadata!r}. {metadata!r} is not of "
+                          f"type 'object'")
+    for key, value in metadata.items():
+        if not _KEY_RE.match(key):
+            raise bad_request(f"Invalid input for field/attribute {field}. Value: {metadata!r}. Additional "
+                              f"properties are not allowed ('{key}' was unexpected)")
+        if not isinstance(value, str):
+            raise bad_request(f"Invalid input for field/attribute {key}. Value: {value!r}. {value!r} is not of "
+                              f"type 'string'")
+        if len(value) > 255:
+            raise bad_request(f"Invalid input for field/attribute {key}. Value: {value}. '{value}' is too long")
+    return metadata
+
+
+def check_create_quota(metadata: dict | None) -> None:
+    """Server create: more items than quota_metadata_items is Nova's 403."""
+    limit = get_settings().quota_metadata_items
+    if metadata and 0 <= limit < len(metadata):
+        raise ApiError(403, f"Maximum number of metadata items exceeds {limit}")
+
+
+def _instance(server_id: str, write: bool = False):
+    ctx = current()
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+    if write:
+        check("project_member_api", inst.project_id)
+        if inst.locked and not ctx.is_admin:
+            raise conflict(f"Instance {inst.uuid} is locked")
+    return inst
+
+
+def _body(root: str) -> dict:
+    body = json_body()
+    if root not in body:
+        raise bad_request(f"Invalid input for field/attribute {root}. Value: {body!r}. '{root}' is a required "
+                          f"property")
+    if set(body) - {root}:
+        raise bad_request(f"Additional properties are not allowed ('{sorted(set(body) - {root})[0]}' was "
+                          f"unexpected)")
+    return validate_metadata(body[root], root)
+
+
+@bp.get("/servers/<server_id>/metadata")
+@enforce("project_reader_api")
+def index(server_id: str):
+    return jsonify({"metadata": dict(_instance(server_id).metadata_items or {})})
+
+
+@bp.get("/servers/<server_id>/metadata/<key>")
+@enforce("project_reader_api")
+def show(server_id: str, key: str):
+    metadata = _instance(server_id).metadata_items or {}
+    if key not in metadata:
+        raise not_found("Metadata item was not found")
+    return jsonify({"meta": {key: metadata[key]}})
+
+
+@bp.post("/servers/<server_id>/metadata")
+@enforce("project_member_api")
+def create(server_id: str):
+    items = _body("metadata")
+    inst = _instance(server_id, write=True)
+    return jsonify({"metadata": rpc.call("stratus.conductor.update_metadata", inst.uuid, "merge", items)})
+
+
+@bp.put("/servers/<server_id>/metadata")
+@enforce("project_member_api")
+def update_all(server_id: str):
+    items = _body("metadata")
+    inst = _instance(server_id, write=True)
+    return jsonify({"metadata": rpc.call("stratus.conductor.update_metadata", inst.uuid, "replace", items)})
+
+
+@bp.put("/servers/<server_id>/metadata/<key>")
+@enforce("project_member_api")
+def update_key(server_id: str, key: str):
+    meta = _body("meta")
+    if len(meta) > 1:
+        raise bad_request("Request body contains too many items")
+    if key not in meta:
+        raise bad_request("Request body and URI mismatch")
+    inst = _instance(server_id, write=True)
+    rpc.call("stratus.conductor.update_metadata", inst.uuid, "set_key", meta)
+    return jsonify({"meta": meta})
+
+
+@bp.delete("/servers/<server_id>/metadata/<key>")
+@enforce("project_member_api")
+def delete_key(server_id: str, key: str):
+    inst = _instance(server_id, write=True)
+    rpc.call("stratus.conductor.update_metadata", inst.uuid, "delete_key", None, key)
+    return "", 204

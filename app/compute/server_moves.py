@@ -1,0 +1,151 @@
+"""Server actions that move a server between flavors or hosts: resize, confirmResize, revertResize, migrate,
+os-migrateLive, evacuate, shelve, shelveOffload, unshelve (registered in servers.EXTRA_ACTIONS; the conductor
+side is tasks/conductor_moves.py)."""
+from __future__ import annotations
+
+import secrets
+
+from flask import Response, g, jsonify
+from marshmallow import fields, validate
+
+from app import crypto, rpc
+from app.compute import servers
+from app.compute.schemas import StrictSchema, load
+from app.compute.server_actions import _no_args, _writable_instance
+from app.context import current
+from app.errors import bad_request, conflict
+from app.microversion import current as api_version
+from app.models import Instance
+from app.policy import check
+
+
+def _request(inst: Instance, action: str, **extra: object) -> dict:
+    ctx = current()
+    return {"instance_uuid": inst.uuid, "action": action, "request_id": g.request_id, "user_id": ctx.user_id,
+            "project_id": ctx.project_id, **extra}
+
+
+class ResizeSchema(StrictSchema):
+    flavorRef = fields.Raw(required=True)
+    OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
+
+
+def _resize(server_id: str, args: object) -> None:
+    body = load(ResizeSchema(), {"resize": args}, root="resize")
+    flavor_ref = body["flavorRef"]
+    if not isinstance(flavor_ref, (str, int)) or isinstance(flavor_ref, bool) or not str(flavor_ref).strip():
+        raise bad_request(f"Invalid input for field/attribute flavorRef. Value: {flavor_ref!r}.")
+    inst = _writable_instance(server_id)
+    rpc.call("stratus.conductor.start_move",
+             _request(inst, "resize", flavor_id=str(flavor_ref).rstrip("/").split("/")[-1]))
+
+
+def _confirm_resize(server_id: str, args: object) -> Response:
+    _no_args("confirmResize", args)
+    rpc.call("stratus.conductor.confirm_resize", _request(_writable_instance(server_id), "confirm_resize"))
+    return Response(status=204)
+
+
+def _revert_resize(server_id: str, args: object) -> None:
+    _no_args("revertResize", args)
+    rpc.call("stratus.conductor.revert_resize", _request(_writable_instance(server_id), "revert_resize"))
+
+
+class MigrateSchema(StrictSchema):
+    host = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
+
+
+def _migrate(server_id: str, args: object) -> None:
+    check("admin_api")
+    body = load(MigrateSchema(), args) if args is not None else {}
+    if "host" in body and not api_version().matches("2.56"):
+        raise bad_request("Additional properties are not allowed ('host' was unexpected)")
+    inst = _writable_instance(server_id)
+    rpc.call("stratus.conductor.start_move", _request(inst, "migrate", host=body.get("host")))
+
+
+class LiveMigrateSchema(StrictSchema):
+    host = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=255))
+    block_migration = fields.Raw(required=True)
+    disk_over_commit = fields.Boolean()
+    force = fields.Boolean()
+
+
+def _live_migrate(server_id: str, args: object) -> None:
+    check("admin_api")
+    body = load(LiveMigrateSchema(), {"os-migrateLive": args}, root="os-migrateLive")
+    block = body["block_migration"]
+    if not (isinstance(block, bool) or (block == "auto" and api_version().matches("2.25"))):
+        raise bad_request(f"Invalid input for field/attribute block_migration. Value: {block!r}.")
+    if "disk_over_commit" in body and api_version().matches("2.25"):
+        raise bad_request("Additional properties are not allowed ('disk_over_commit' was unexpected)")
+    inst = _writable_instance(server_id)
+    rpc.call("stratus.conductor.start_move", _request(inst, "live_migrate", host=body.get("host")))
+
+
+class EvacuateSchema(StrictSchema):
+    host = fields.String(validate=validate.Length(min=1, max=255))
+    adminPass = fields.String(validate=validate.Length(max=255))
+    onSharedStorage = fields.Boolean()
+    force = fields.Boolean()
+
+
+def _evacuate(server_id: str, args: object) -> Response:
+    check("admin_api")
+    v = api_version()
+    body = load(EvacuateSchema(), {"evacuate": args}, root="evacuate")
+    if "onSharedStorage" in body and v.matches("2.14"):
+        raise bad_request("Additional properties are not allowed ('onSharedStorage' was unexpected)")
+    if "onSharedStorage" not in body and not v.matches("2.14"):
+        raise bad_request(f"Invalid input for field/attribute evacuate. Value: {args!r}. 'onSharedStorage' is a "
+                          f"required property")
+    inst = _writable_instance(server_id)
+    admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
+    rpc.call("stratus.conductor.start_move", _request(inst, "evacuate", host=body.get("host"),
+                                                      admin_pass_enc=crypto.encrypt(admin_pass)),
+             argsrepr=repr(({"instance_uuid": inst.uuid, "action": "evacuate", "host": body.get("host")},)))
+    if v.matches("2.14"):
+        return Response(status=200)
+    return jsonify({"adminPass": admin_pass})
+
+
+def _shelve(server_id: str, args: object) -> None:
+    _no_args("shelve", args)
+    rpc.call("stratus.conductor.shelve", _request(_writable_instance(server_id), "shelve"))
+
+
+def _shelve_offload(server_id: str, args: object) -> None:
+    check("admin_api")
+    _no_args("shelveOffload", args)
+    rpc.call("stratus.conductor.shelve", _request(_writable_instance(server_id), "shelve_offload"))
+
+
+class UnshelveSchema(StrictSchema):
+    availability_zone = fields.String(allow_none=True)
+    host = fields.String(validate=validate.Length(min=1, max=255))
+
+
+def _unshelve(server_id: str, args: object) -> None:
+    body = load(UnshelveSchema(), args) if isinstance(args, dict) else {}
+    if args is not None and not isinstance(args, dict):
+        raise bad_request(f"Invalid input for field/attribute unshelve. Value: {args!r}.")
+    if "availability_zone" in body and not api_version().matches("2.77"):
+        raise bad_request("Additional properties are not allowed ('availability_zone' was unexpected)")
+    if "host" in body:
+        if not api_version().matches("2.91"):
+            raise bad_request("Additional properties are not allowed ('host' was unexpected)")
+        check("admin_api")
+    inst = _writable_instance(server_id)
+    if inst.vm_state == "shelved":  # not offloaded yet: it starts again on its host
+        if body.get("availability_zone") or body.get("host"):
+            raise conflict(f"The availability_zone or host parameter is only valid for shelved offloaded "
+                           f"servers; instance {inst.uuid} is shelved.")
+        rpc.call("stratus.conductor.shelve", _request(inst, "unshelve_on_host"))
+    else:
+        rpc.call("stratus.conductor.start_move", _request(inst, "unshelve", host=body.get("host"),
+                                                          availability_zone=body.get("availability_zone")))
+
+
+servers.EXTRA_ACTIONS.update({"resize": _resize, "confirmResize": _confirm_resize, "revertResize": _revert_resize,
+                              "migrate": _migrate, "os-migrateLive": _live_migrate, "evacuate": _evacuate,
+                              "shelve": _shelve, "shelveOffload": _shelve_offload, "unshelve": _unshelve})

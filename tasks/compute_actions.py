@@ -1,0 +1,159 @@
+"""Compute side of the further server actions (queue ``compute.<host>``): driver calls only, no DB writes."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from sqlalchemy import select
+
+from app.db import read_session
+from app.image import store as image_store
+from app.models import Image
+from app.settings import get_settings
+from drivers.base import ComputeDriver, DriverError, InstanceNotFound, InstanceSpec, PowerState
+from tasks import states
+from tasks.celery_app import celery
+from tasks.common import StopCanvas, step
+from tasks.compute import _image_spec, driver_for, instance_spec
+
+
+def _rescue(drv: ComputeDriver, ctx: dict) -> dict:
+    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
+    rescue_image = None
+    if ctx.get("rescue_image_id"):
+        with read_session() as s:
+            rescue_image = _image_spec(s, ctx["rescue_image_id"])
+    drv.rescue(spec, rescue_image)
+    return {}
+
+
+def _rebuild(drv: ComputeDriver, ctx: dict) -> dict:
+    """Nova's default rebuild: destroy the guest, build the disk from the (new) image, spawn, and stop it again
+    when it was stopped. preserve_ephemeral has no effect: Stratus guests have no ephemeral disk."""
+    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
+    drv.destroy(spec.uuid, destroy_disks=True)
+    drv.build_disk(spec)
+    drv.spawn(spec)
+    if ctx.get("prior_vm_state") == states.STOPPED:
+        drv.power_off(spec.uuid, timeout=0)
+    return {}
+
+
+def _snapshot(drv: ComputeDriver, ctx: dict) -> dict:
+    with read_session() as s:
+        if s.scalars(select(Image.id).where(Image.id == ctx["image_id"])).first() is None:
+            raise StopCanvas("the snapshot's image was deleted before the snapshot")
+    stream = drv.snapshot(ctx["instance_uuid"])
+    try:
+        size, md5_hex, sha256_hex = image_store.write_stream(ctx["image_id"], stream, get_settings().max_image_size)
+    finally:
+        stream.close()
+    return {"image_size": size, "image_md5": md5_hex, "image_sha256": sha256_hex}
+
+
+_OPS: dict[str, Callable[[ComputeDriver, dict], dict]] = {
+    "rescue": _rescue,
+    "unrescue": lambda d, c: (d.unrescue(c["instance_uuid"]), {})[1],
+    "rebuild": _rebuild,
+    "snapshot": _snapshot,
+    # Nova's default soft_delete / restore are a power off / power on of the guest.
+    "soft_delete": lambda d, c: (d.power_off(c["instance_uuid"], timeout=get_settings().shutdown_timeout), {})[1],
+    "restore": lambda d, c: (d.power_on(c["instance_uuid"]), {})[1],
+    "trigger_crash_dump": lambda d, c: (d.trigger_crash_dump(c["instance_uuid"]), {})[1],
+}
+
+
+@celery.task(name="stratus.compute.instance_op")
+@step
+def instance_op(ctx: dict) -> dict:
+    drv = driver_for(ctx["host"])
+    try:
+        extra = _OPS[ctx["action"]](drv, ctx)
+    except NotImplementedError:
+        raise DriverError(f"The {get_settings().compute_driver} compute driver does not support "
+                          f"{ctx['action']}.") from None
+    try:
+        power = drv.get_info(ctx["instance_uuid"]).power_state
+    except InstanceNotFound:
+        power = PowerState.NOSTATE
+    return {**ctx, **extra, "power_state": power}
+
+
+_POWER_NAMES = {PowerState.RUNNING: "running", PowerState.PAUSED: "paused", PowerState.SHUTDOWN: "shutdown",
+                PowerState.CRASHED: "crashed", PowerState.SUSPENDED: "suspended"}
+
+
+@celery.task(name="stratus.compute.diagnostics")
+def diagnostics(ctx: dict) -> dict:
+    """API-facing: the guest's diagnostics (the API waits for this reply)."""
+    drv = driver_for(ctx["host"])
+    try:
+        info = drv.get_info(ctx["instance_uuid"])
+        if info.power_state != PowerState.RUNNING:
+            return {"error": {"code": 409, "message": f"Cannot 'get_diagnostics' instance {ctx['instance_uuid']} "
+                                                      f"while it is in power state {_POWER_NAMES.get(info.power_state, 'pending')}"}}
+        return {"ok": drv.get_diagnostics(ctx["instance_uuid"])}
+    except InstanceNotFound as exc:
+        return {"error": {"code": 404, "message": str(exc)}}
+    except NotImplementedError:
+        return {"error": {"code": 501, "message": f"The {get_settings().compute_driver} compute driver does not "
+                                                  f"support diagnostics."}}
+    except DriverError as exc:
+        return {"error": {"code": 409, "message": str(exc)}}
+
+
+# --- moves (tasks/conductor_moves.py): one step per ``ctx["ops"]`` entry, each on the host it names ---------
+
+def _spec_with_flavor(ctx: dict) -> InstanceSpec:
+    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
+    flavor = ctx["new_flavor"]
+    return dataclasses.replace(spec, vcpus=flavor["vcpus"], memory_mb=flavor["ram"], root_gb=flavor["disk"],
+                               flavor_name=flavor["name"], flavor_id=flavor["id"],
+                               extra_specs=dict(flavor.get("extra_specs") or {}))
+
+
+def _spawn_here(drv: ComputeDriver, ctx: dict) -> None:
+    """Evacuate / unshelve from offloaded: build the guest on this host from the instance's image."""
+    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
+    drv.build_disk(spec)
+    drv.spawn(spec)
+    if not ctx.get("power_on", True):
+        drv.power_off(spec.uuid, timeout=0)
+
+
+def _shelve(drv: ComputeDriver, ctx: dict, offload: bool) -> None:
+    drv.power_off(ctx["instance_uuid"], timeout=get_settings().shutdown_timeout)
+    if offload:
+        drv.destroy(ctx["instance_uuid"], destroy_disks=True)
+
+
+_MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], None]] = {
+    "resize_source": lambda d, c: d.migrate_disk_and_power_off(c["instance_uuid"]),
+    "resize_dest": lambda d, c: d.finish_migration(_spec_with_flavor(c), power_on=c["power_on"]),
+    "confirm_source": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
+    "revert_dest": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
+    "revert_source": lambda d, c: d.finish_revert_migration(c["instance_uuid"], power_on=c["power_on"]),
+    "live_migrate": lambda d, c: d.live_migrate(c["instance_uuid"], c["dest"]),
+    "spawn_here": _spawn_here,
+    "shelve": lambda d, c: _shelve(d, c, offload=False),
+    "shelve_offload": lambda d, c: _shelve(d, c, offload=True),
+    "offload": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
+    "power_on": lambda d, c: d.power_on(c["instance_uuid"]),
+}
+
+
+@celery.task(name="stratus.compute.move_op")
+@step
+def move_op(ctx: dict) -> dict:
+    (op, host), rest = ctx["ops"][0], ctx["ops"][1:]
+    try:
+        _MOVE_OPS[op](driver_for(host), ctx)
+    except NotImplementedError:
+        raise DriverError(f"The {get_settings().compute_driver} compute driver does not support "
+                          f"{op.replace('_', ' ')}.") from None
+    final_host = ctx.get("final_host") or host
+    try:
+        power = driver_for(final_host).get_info(ctx["instance_uuid"]).power_state
+    except InstanceNotFound:
+        power = PowerState.NOSTATE
+    return {**ctx, "ops": rest, "host": rest[0][1] if rest else host, "power_state": power}

@@ -1,0 +1,373 @@
+"""Conductor side of moves between hosts and flavors: resize (+ confirm/revert), cold and live migration,
+evacuate, shelve / shelveOffload / unshelve.
+
+The conductor picks the destination synchronously (scheduler.manager over the same host states the scheduler
+task loads, as Nova's conductor calls select_destinations) and claims it in the transaction that CASes the
+task_state and writes the Migration row. While a move is in flight the source's allocation belongs to the
+migration's uuid (Nova's migration-consumer allocations), so a revert or failure can give it back exactly.
+The compute canvas is a chain of ``stratus.compute.move_op`` steps, each on the host its ``ops`` entry names,
+ended by ``stratus.conductor.finish_move``.
+"""
+from __future__ import annotations
+
+import logging
+import types
+from typing import Any
+
+from celery import chain
+from sqlalchemy import select, update
+
+from app.db import write_session
+from app.models import Allocation, Flavor, Migration, Service, utcnow
+from drivers.base import PowerState
+from scheduler.host_state import RequestSpec
+from scheduler.manager import NoValidHost, select_destinations
+from tasks import db_write, states
+from tasks.celery_app import celery
+from tasks.common import new_ctx, sig
+from tasks.conductor import rpc
+from tasks.conductor_actions import invalid_state, require_driver
+from tasks.db_write import ConductorError
+from tasks.scheduler import load_host_states
+
+LOG = logging.getLogger(__name__)
+
+# action -> allowed vm_states, task_state while moving, Migration.migration_type, instance-action name
+MOVES: dict[str, dict[str, Any]] = {
+    "resize": {"from": (states.ACTIVE, states.STOPPED), "task_state": "resize_migrating", "type": "resize",
+               "record": "resize", "api": "resize"},
+    "migrate": {"from": (states.ACTIVE, states.STOPPED), "task_state": "resize_migrating", "type": "migration",
+                "record": "migrate", "api": "migrate"},
+    "live_migrate": {"from": (states.ACTIVE, states.PAUSED), "task_state": "migrating", "type": "live-migration",
+                     "record": "live-migration", "api": "os-migrateLive"},
+    "evacuate": {"from": (states.ACTIVE, states.STOPPED, states.ERROR), "task_state": "rebuilding",
+                 "type": "evacuation", "record": "evacuate", "api": "evacuate"},
+    "unshelve": {"from": (states.SHELVED_OFFLOADED,), "task_state": "unshelving", "type": None,
+                 "record": "unshelve", "api": "unshelve"},
+}
+
+
+def _flavor_snapshot(flavor: Flavor) -> dict:
+    return {"id": flavor.flavorid, "name": flavor.name, "vcpus": flavor.vcpus, "ram": flavor.memory_mb,
+            "disk": flavor.root_gb, "ephemeral": flavor.ephemeral_gb, "swap": flavor.swap,
+            "extra_specs": flavor.extra_specs or {}}
+
+
+def _service_up(s, host: str) -> bool:
+    from app.compute.admin import service_is_up
+    svc = s.scalars(select(Service).where(Service.host == host, Service.binary == "stratus-compute")).first()
+    return svc is not None and service_is_up(svc)
+
+
+def _rekey_allocation(s, old_consumer: str, new_consumer: str) -> None:
+    s.execute(update(Allocation).where(Allocation.instance_uuid == old_consumer).values(instance_uuid=new_consumer))
+
+
+def _pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_ok: bool,
+                    availability_zone: str | None = None) -> str:
+    ignore = set() if same_host_ok or not inst.host else {inst.host}
+    spec = RequestSpec(instance_uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
+                       root_gb=flavor["disk"],
+                       availability_zone=availability_zone or inst.requested_availability_zone,
+                       ignore_hosts=frozenset(ignore), scheduler_hints=inst.scheduler_hints or {})
+    hosts = load_host_states(s)
+    if requested_host is not None:
+        hosts = [h for h in hosts if h.host == requested_host]
+        if not hosts:
+            raise ConductorError(400, f"Compute host {requested_host} could not be found.")
+    try:
+        selection = select_destinations(hosts, spec, max_attempts=len(hosts) or 1)
+    except NoValidHost as exc:
+        raise ConductorError(400, str(exc)) from None
+    wanted = types.SimpleNamespace(uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
+                                   root_gb=flavor["disk"])
+    for host in selection.hosts:
+        if db_write.claim(s, wanted, host):
+            return host
+    raise ConductorError(400, "No valid host was found. All chosen hosts were filled by concurrent requests "
+                              "before the claim.")
+
+
+def _quota_delta(s, project_id: str, old: dict, new: dict, sign: int = 1) -> None:
+    cores, ram = sign * (new["vcpus"] - old["vcpus"]), sign * (new["ram"] - old["ram"])
+    if cores or ram:
+        db_write.reserve_quota(s, project_id, {"instances": 0, "cores": cores, "ram": ram})
+
+
+@rpc("start_move")
+def start_move(req: dict) -> dict:
+    uuid, action = req["instance_uuid"], req["action"]
+    rule = MOVES[action]
+    require_driver(action, rule["api"])
+    requested = req.get("host")
+    with write_session() as s:
+        inst = db_write.get_instance(s, uuid, lock=True)
+        if inst is None or inst.deleted:
+            raise ConductorError(404, f"Instance {uuid} could not be found.")
+        if inst.vm_state not in rule["from"]:
+            raise invalid_state(rule["api"], uuid, "vm_state", inst.vm_state)
+        if inst.task_state is not None:
+            raise invalid_state(rule["api"], uuid, "task_state", inst.task_state)
+        source = inst.host
+        if action != "unshelve" and not source:
+            raise ConductorError(409, f"Instance {uuid} is not ready")
+        if requested is not None and requested == source:
+            raise ConductorError(400, "The target host can't be the same one.")
+        if action == "evacuate" and _service_up(s, source):
+            raise ConductorError(400, f"Compute service of {source} is still in use.")
+        if action in ("live_migrate", "migrate") and not _service_up(s, source):
+            raise ConductorError(400, f"Compute service of {source} is unavailable at this time.")
+        old_flavor = dict(inst.flavor_snapshot or {})
+        new_flavor = old_flavor
+        if action == "resize":
+            flavor = s.scalars(select(Flavor).where(Flavor.flavorid == req["flavor_id"],
+                                                    Flavor.disabled.is_(False))).first()
+            if flavor is None:
+                raise ConductorError(400, f"Flavor {req['flavor_id']} could not be found.")
+            if flavor.flavorid == old_flavor.get("id"):
+                raise ConductorError(400, "When resizing, instances must change flavor!")
+            if flavor.root_gb < (old_flavor.get("disk") or 0):
+                raise ConductorError(400, "Resizing to a smaller disk flavor is not allowed.")
+            new_flavor = _flavor_snapshot(flavor)
+            _quota_delta(s, inst.project_id, old_flavor, new_flavor)
+        migration = None
+        if rule["type"] is not None:
+            migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status="migrating",
+                                  source_compute=source, old_flavor=old_flavor, new_flavor=new_flavor)
+            s.add(migration)
+            s.flush()
+            _rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
+        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False,
+                               availability_zone=req.get("availability_zone"))
+        if migration is not None:
+            migration.dest_compute = dest
+        # evacuate rebuilds the guest with a new admin password (stored encrypted, as at create)
+        secret = {"admin_pass_enc": req["admin_pass_enc"]} if req.get("admin_pass_enc") else {}
+        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
+                                     task_state=rule["task_state"], **secret):
+            raise ConductorError(409, f"Cannot '{rule['api']}' instance {uuid}: it changed state concurrently; "
+                                      f"retry the request.")
+        db_write.start_action(s, uuid, rule["record"], req["request_id"], req.get("user_id"), req.get("project_id"))
+        ops = {"resize": [["resize_source", source], ["resize_dest", dest]],
+               "migrate": [["resize_source", source], ["resize_dest", dest]],
+               "live_migrate": [["live_migrate", source]],
+               "evacuate": [["spawn_here", dest]], "unshelve": [["spawn_here", dest]]}[action]
+        ctx = new_ctx(uuid, req["request_id"], action, host=ops[0][1], ops=ops, task_state=rule["task_state"],
+                      source=source, dest=dest, final_host=dest, migration_uuid=migration.uuid if migration else None,
+                      prior_vm_state=inst.vm_state, new_flavor=new_flavor,
+                      power_on=inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
+                      or action == "unshelve")
+    _run(ctx)
+    return {"instance_uuid": uuid, "host": dest}
+
+
+def _run(ctx: dict, finish: str = "stratus.conductor.finish_move") -> None:
+    steps = [sig("stratus.compute.move_op", ctx)] + [sig("stratus.compute.move_op") for _ in ctx["ops"][1:]]
+    chain(*steps, sig(finish)).apply_async()
+
+
+def _latest_migration(s, uuid: str, status: str) -> Migration | None:
+    return s.scalars(select(Migration).where(Migration.instance_uuid == uuid, Migration.status == status)
+                     .order_by(Migration.id.desc())).first()
+
+
+def _resized_instance(s, uuid: str, api: str):
+    inst = db_write.get_instance(s, uuid, lock=True)
+    if inst is None or inst.deleted:
+        raise ConductorError(404, f"Instance {uuid} could not be found.")
+    if inst.vm_state != states.RESIZED:
+        raise invalid_state(api, uuid, "vm_state", inst.vm_state)
+    if inst.task_state is not None:
+        raise invalid_state(api, uuid, "task_state", inst.task_state)
+    mig = _latest_migration(s, uuid, "finished")
+    if mig is None:
+        raise ConductorError(400, f"Instance {uuid} has not been resized.")
+    return inst, mig
+
+
+@rpc("confirm_resize")
+def confirm_resize(req: dict) -> dict:
+    """The new host keeps the server: the source's resources are freed now, its guest removed by a compute task."""
+    uuid = req["instance_uuid"]
+    with write_session() as s:
+        inst, mig = _resized_instance(s, uuid, "confirmResize")
+        target = states.STOPPED if inst.power_state == PowerState.SHUTDOWN else states.ACTIVE
+        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
+                                     vm_state=target):
+            raise ConductorError(409, f"Cannot 'confirmResize' instance {uuid}: it changed state concurrently.")
+        db_write.release_allocation(s, mig.uuid)
+        mig.status, mig.updated_at = "confirmed", utcnow()
+        db_write.start_action(s, uuid, "confirmResize", req["request_id"], req.get("user_id"),
+                              req.get("project_id"))
+        ctx = new_ctx(uuid, req["request_id"], "confirm_resize", host=mig.source_compute, task_state=None,
+                      ops=[["confirm_source", mig.source_compute]])
+    chain(sig("stratus.compute.move_op", ctx), sig("stratus.conductor.record_op_event")).apply_async()
+    return {}
+
+
+@rpc("revert_resize")
+def revert_resize(req: dict) -> dict:
+    uuid = req["instance_uuid"]
+    with write_session() as s:
+        inst, mig = _resized_instance(s, uuid, "revertResize")
+        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
+                                     task_state="resize_reverting"):
+            raise ConductorError(409, f"Cannot 'revertResize' instance {uuid}: it changed state concurrently.")
+        mig.status, mig.updated_at = "reverting", utcnow()
+        db_write.start_action(s, uuid, "revertResize", req["request_id"], req.get("user_id"),
+                              req.get("project_id"))
+        ctx = new_ctx(uuid, req["request_id"], "revert_resize", host=mig.dest_compute, task_state="resize_reverting",
+                      ops=[["revert_dest", mig.dest_compute], ["revert_source", mig.source_compute]],
+                      source=mig.source_compute, dest=mig.dest_compute, final_host=mig.source_compute,
+                      migration_uuid=mig.uuid,
+                      power_on=inst.power_state != PowerState.SHUTDOWN)
+    _run(ctx)
+    return {}
+
+
+# --- shelve --------------------------------------------------------------------------------------------------------
+
+_SHELVE_FROM = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
+
+
+@rpc("shelve")
+def shelve(req: dict) -> dict:
+    """shelve (offloaded at once when shelved_offload_time is 0, Nova's default), shelveOffload, or unshelve of
+    a SHELVED (not offloaded) server, which just starts it again on its host."""
+    from app.settings import get_settings
+    uuid, action = req["instance_uuid"], req["action"]
+    allowed, task_state, api = {"shelve": (_SHELVE_FROM, "shelving", "shelve"),
+                                "shelve_offload": ((states.SHELVED,), "shelving_offloading", "shelveOffload"),
+                                "unshelve_on_host": ((states.SHELVED,), "unshelving", "unshelve")}[action]
+    with write_session() as s:
+        inst = db_write.get_instance(s, uuid, lock=True)
+        if inst is None or inst.deleted:
+            raise ConductorError(404, f"Instance {uuid} could not be found.")
+        if inst.vm_state not in allowed:
+            raise invalid_state(api, uuid, "vm_state", inst.vm_state)
+        if inst.task_state is not None:
+            raise invalid_state(api, uuid, "task_state", inst.task_state)
+        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=allowed,
+                                     task_state=task_state):
+            raise ConductorError(409, f"Cannot '{api}' instance {uuid}: it changed state concurrently.")
+        db_write.start_action(s, uuid, api, req["request_id"], req.get("user_id"), req.get("project_id"))
+        offload = action == "shelve_offload" or (action == "shelve" and get_settings().shelved_offload_time == 0)
+        op = {"shelve": "shelve_offload" if offload else "shelve", "shelve_offload": "offload",
+              "unshelve_on_host": "power_on"}[action]
+        ctx = new_ctx(uuid, req["request_id"], action, host=inst.host, task_state=task_state,
+                      ops=[[op, inst.host]], offload=offload, source=inst.host, dest=inst.host,
+                      final_host=inst.host)
+    _run(ctx)
+    return {}
+
+
+# --- completion ----------------------------------------------------------------------------------------------------
+
+@celery.task(name="stratus.conductor.finish_move", ignore_result=True)
+def finish_move(ctx: dict) -> None:
+    uuid, action = ctx["instance_uuid"], ctx["action"]
+    power = ctx.get("power_state", PowerState.NOSTATE)
+    on_dest = {"host": ctx.get("dest"), "node": ctx.get("dest"), "power_state": power}
+    with write_session() as s:
+        mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
+            if ctx.get("migration_uuid") else None
+        inst = db_write.get_instance(s, uuid, lock=True)
+        if inst is None or inst.deleted or inst.task_state != ctx["task_state"]:
+            LOG.info("finish_move %s for %s lost its race; nothing written", action, uuid)
+            return
+        event, values = f"compute_{action}_instance", {}
+        if action in ("resize", "migrate"):
+            flavor = ctx["new_flavor"]
+            row = s.scalars(select(Flavor.id).where(Flavor.flavorid == flavor["id"])).first()
+            values = {**on_dest, "vm_state": states.RESIZED, "flavor_snapshot": flavor, "vcpus": flavor["vcpus"],
+                      "memory_mb": flavor["ram"], "root_gb": flavor["disk"],
+                      **({"flavor_id": row} if row is not None else {})}
+            event, status = "compute_finish_resize", "finished"
+        elif action == "revert_resize":
+            old = mig.old_flavor
+            row = s.scalars(select(Flavor.id).where(Flavor.flavorid == old["id"])).first()
+            values = {"host": ctx["source"], "node": ctx["source"], "power_state": power,
+                      "vm_state": states.ACTIVE if ctx["power_on"] else states.STOPPED, "flavor_snapshot": old,
+                      "vcpus": old["vcpus"], "memory_mb": old["ram"], "root_gb": old["disk"],
+                      **({"flavor_id": row} if row is not None else {})}
+            db_write.release_allocation(s, uuid)  # the destination's claim
+            _rekey_allocation(s, mig.uuid, uuid)  # the source's resources are the instance's again
+            _quota_delta(s, inst.project_id, mig.old_flavor, mig.new_flavor, sign=-1)
+            event, status = "compute_finish_revert_resize", "reverted"
+        elif action in ("live_migrate", "evacuate"):
+            prior = ctx["prior_vm_state"]
+            target = prior if action == "live_migrate" else (states.STOPPED if prior == states.STOPPED
+                                                             else states.ACTIVE)
+            values = {**on_dest, "vm_state": target}
+            db_write.release_allocation(s, mig.uuid)
+            event = "compute_live_migration" if action == "live_migrate" else "compute_rebuild_instance"
+            status = "completed" if action == "live_migrate" else "done"
+        elif action == "unshelve":
+            values = {**on_dest, "vm_state": states.ACTIVE, "availability_zone": _az(s, ctx["dest"])}
+            status = None
+        elif action in ("shelve", "shelve_offload"):
+            values = {"vm_state": states.SHELVED_OFFLOADED if ctx["offload"] else states.SHELVED,
+                      "power_state": PowerState.NOSTATE if ctx["offload"] else power}
+            if ctx["offload"]:
+                values.update(host=None, node=None)
+                db_write.release_allocation(s, uuid)
+            status = None
+        else:  # unshelve_on_host: a SHELVED (not offloaded) server starts again where it is
+            values = {"vm_state": states.ACTIVE, "power_state": power}
+            status = None
+        db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], task_state=None, **values)
+        if mig is not None and status:
+            mig.status, mig.updated_at = status, utcnow()
+        db_write.record_event(s, uuid, ctx["request_id"], event, ctx.get("t0"), "Success", host=ctx.get("host"))
+
+
+def _az(s, host: str) -> str:
+    from app.models import ComputeNode
+    return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host)) or "nova"
+
+
+def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
+    """The instance is being deleted: free what its unfinished moves hold; return the other hosts that may
+    still have a guest of it."""
+    hosts: set[str] = set()
+    for mig in s.scalars(select(Migration).where(Migration.instance_uuid == uuid, Migration.status.in_(
+            ("migrating", "finished", "reverting")))):
+        db_write.release_allocation(s, mig.uuid)
+        hosts.update(h for h in (mig.source_compute, mig.dest_compute) if h)
+        mig.status = "confirmed" if mig.status == "finished" else "error"
+        mig.updated_at = utcnow()
+    hosts.discard(current_host or "")
+    return sorted(hosts)
+
+
+def move_failed(ctx: dict, message: str, details: str) -> None:
+    """A move step failed (called from conductor.step_failed): give back the destination's claim and the
+    source's resources, record the fault, and leave the server where it is (ERROR for resize, migrate and
+    evacuate as Nova does; a failed live migration or unshelve keeps its previous state)."""
+    uuid, action = ctx["instance_uuid"], ctx["action"]
+    with write_session() as s:
+        inst = db_write.get_instance(s, uuid, lock=True)
+        if inst is None or inst.deleted or inst.task_state != ctx.get("task_state"):
+            return
+        mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
+            if ctx.get("migration_uuid") else None
+        values: dict[str, Any] = {}
+        if action in ("resize", "migrate", "evacuate", "live_migrate", "unshelve") and ctx.get("dest"):
+            db_write.release_allocation(s, uuid)  # the destination's claim
+            if mig is not None:
+                _rekey_allocation(s, mig.uuid, uuid)
+            if action == "resize":
+                _quota_delta(s, inst.project_id, mig.old_flavor, mig.new_flavor, sign=-1)
+            if action in ("resize", "migrate", "evacuate"):
+                values["vm_state"] = states.ERROR
+        if action == "revert_resize":
+            values["vm_state"] = states.ERROR
+        if mig is not None:
+            mig.status, mig.updated_at = "error", utcnow()
+        db_write.cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), task_state=None, **values)
+        db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
+        db_write.record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"), "Error",
+                              host=ctx.get("host"), traceback=details)
+
+
+MOVE_ACTIONS = (*MOVES, "revert_resize", "shelve", "shelve_offload", "unshelve_on_host")
