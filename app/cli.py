@@ -70,5 +70,12 @@ def bootstrap_command(admin_password: str) -> None:
     click.echo(f"admin project {ids['project_id']}, admin user {ids['user_id']}; credentials in {openrc}")
 
 
+@stratus.command("policy-dump")
+def policy_dump_command() -> None:
+    """Print every policy rule with its default check string, as a YAML policy file."""
+    from app.policy import sample_file
+    click.echo(sample_file(), nl=False)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(stratus)

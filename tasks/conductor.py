@@ -241,8 +241,8 @@ def claim(ctx: dict) -> dict:
 
 
 def _az_of(s, host: str) -> str:
-    from app.models import ComputeNode
-    return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host)) or "nova"
+    from app.host_zones import zone_of
+    return zone_of(s, host) or "nova"
 
 
 @celery.task(name="stratus.conductor.finish_boot", ignore_result=True)
