@@ -42,11 +42,11 @@ def zone_of(s: Session, host: str) -> str | None:
     return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host))
 
 
-def aggregate_metadata_by_host(s: Session) -> dict[str, dict[str, set[str]]]:
+def aggregate_metadata_by_host(s: Session) -> dict[str, dict[str, frozenset[str]]]:
     """Host → metadata key → the values of that key over all the host's aggregates (for scheduler filters)."""
     rows = s.execute(select(AggregateHost.host, AggregateMetadata.key, AggregateMetadata.value).join(
         AggregateMetadata, AggregateMetadata.aggregate_id == AggregateHost.aggregate_id))
     out: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for host, key, value in rows:
         out[host][key].add(value)
-    return {h: dict(m) for h, m in out.items()}
+    return {h: {k: frozenset(v) for k, v in m.items()} for h, m in out.items()}

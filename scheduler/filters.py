@@ -83,5 +83,10 @@ class DiskFilter:
         return [h for h in hosts if h.local_gb * h.disk_allocation_ratio - h.local_gb_used >= need]
 
 
-DEFAULT_FILTERS: tuple[HostFilter, ...] = (ComputeFilter(), IgnoreHostsFilter(), AvailabilityZoneFilter(),
-                                           RamFilter(), CoreFilter(), DiskFilter())
+def _default_filters() -> tuple[HostFilter, ...]:
+    from scheduler.aggregate_filters import AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation
+    return (ComputeFilter(), IgnoreHostsFilter(), AvailabilityZoneFilter(), RamFilter(), CoreFilter(), DiskFilter(),
+            AggregateInstanceExtraSpecsFilter(), AggregateMultiTenancyIsolation())
+
+
+DEFAULT_FILTERS: tuple[HostFilter, ...] = _default_filters()
