@@ -351,7 +351,11 @@ def create_server():
     with read_session() as s:
         img = _image_for_boot(s, image_ref, ctx)
         flavor_id = _ref_id(body["flavorRef"])
-        flavor = s.scalars(select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))).first()
+        flavor_q = select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))
+        if not ctx.is_admin:  # a private flavor only for the projects given access (Nova)
+            from app.compute.flavors import visible_to
+            flavor_q = flavor_q.where(visible_to(ctx.project_id))
+        flavor = s.scalars(flavor_q).first()
         if flavor is None:
             raise bad_request("Invalid flavorRef provided.")
         if flavor.memory_mb < (img.min_ram or 0):

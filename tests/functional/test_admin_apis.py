@@ -27,6 +27,14 @@ def make_member(stack, role: str = "member") -> tuple[str, str, str]:
     return name, "pw-" + name, project["id"]
 
 
+def sdk(stack, user: str = "admin", password: str | None = None, project: str = "admin"):
+    import openstack
+    env = stack.os_env(user, project=project, **({} if password is None else {"password": password}))
+    return openstack.connect(auth_url=env["OS_AUTH_URL"], username=user, password=env["OS_PASSWORD"],
+                             project_name=project, user_domain_name="Default", project_domain_name="Default",
+                             region_name="RegionOne")
+
+
 def api(stack, version: str = "2.96", token: str | None = None) -> requests.Session:
     s = requests.Session()
     s.headers.update({"X-Auth-Token": token or stack.admin_token(), "OpenStack-API-Version": f"compute {version}"})
@@ -89,6 +97,22 @@ def test_aggregates_zones_and_extra_specs_scheduling(stack, image):
         name, password, _ = make_member(stack)
         proc = stack.openstack("aggregate", "list", user=name, password=password, project=name, check=False)
         assert proc.returncode != 0 and "403" in proc.stderr
+        import openstack.exceptions as sdk_exc
+        with pytest.raises(sdk_exc.ForbiddenException):
+            sdk(stack, name, password, name).compute.create_aggregate(name="by-member")
+
+        # openstacksdk: the same API through its proxy calls.
+        conn = sdk(stack)
+        other = conn.compute.find_aggregate("agg-other")
+        other = conn.compute.set_aggregate_metadata(other, {"pinned": "yes"})
+        assert other.metadata["pinned"] == "yes" and other.availability_zone == "az-other"
+        conn.compute.add_host_to_aggregate(other, "fake-2")
+        assert conn.compute.get_aggregate(other.id).hosts == ["fake-2"]
+        with pytest.raises(sdk_exc.NotFoundException):
+            conn.compute.remove_host_from_aggregate(other, "fake-1")
+        conn.compute.remove_host_from_aggregate(other, "fake-2")
+        zones = {z["Zone Name"] for z in stack.openstack_json("availability", "zone", "list", "--compute")}
+        assert "az-other" not in zones  # a zone without hosts is not listed (Nova)
 
         # The scheduler honours aggregate zones and aggregate_instance_extra_specs.
         stack.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "--property",
@@ -112,15 +136,24 @@ def test_aggregates_zones_and_extra_specs_scheduling(stack, image):
     assert "agg-ssd" not in stack.openstack("aggregate", "list", "-f", "value", "-c", "Name").stdout
 
 
-def test_private_flavors_access_and_extra_specs(stack):
+def test_private_flavors_access_and_extra_specs(stack, image):
+    image_id = stack.openstack_json("image", "show", image)["id"]
     name, password, project_id = make_member(stack)
     as_member = {"user": name, "password": password, "project": name}
     stack.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "--private", "fl-private")
     try:
         assert "fl-private" not in stack.openstack("flavor", "list", "-f", "value", "-c", "Name", **as_member).stdout
         assert stack.openstack("flavor", "show", "fl-private", check=False, **as_member).returncode != 0
+        flavor_id = stack.openstack_json("flavor", "show", "fl-private")["id"]
+        member_api = api(stack, token=stack.token(name, password, name))
+        boot = {"server": {"name": "priv-vm", "imageRef": image_id, "flavorRef": flavor_id, "networks": "none"}}
+        r = member_api.post(f"{stack.url}/v2.1/servers", json=boot)
+        assert r.status_code == 400 and "flavorRef" in r.json()["badRequest"]["message"]
         stack.openstack("flavor", "set", "--project", project_id, "fl-private")
         assert "fl-private" in stack.openstack("flavor", "list", "-f", "value", "-c", "Name", **as_member).stdout
+        r = member_api.post(f"{stack.url}/v2.1/servers", json=boot)
+        assert r.status_code == 202, r.text
+        assert member_api.delete(f"{stack.url}/v2.1/servers/{r.json()['server']['id']}").status_code == 204
         access = stack.openstack_json("flavor", "show", "fl-private")
         assert access["access_project_ids"] == [project_id]
         # Members may not change flavors.
