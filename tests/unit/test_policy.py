@@ -92,3 +92,19 @@ def test_startup_fails_on_malformed_file_and_dump_prints_defaults(tmp_path):
                           env={**env, "STRATUS_POLICY_FILE": str(bad)}, capture_output=True, text=True)
     assert proc.returncode != 0
     assert "os_compute_api:servers:create" in proc.stderr and "unexpected end of check string" in proc.stderr
+
+
+def test_named_endpoints_exist_and_every_compute_route_has_a_rule_name(tmp_path, monkeypatch):
+    """The endpoint → Nova name table follows the views; a renamed view must not silently lose its name."""
+    from app.policy import DEFAULTS
+    from app.policy_names import ENDPOINT_RULES
+
+    monkeypatch.setenv("STRATUS_STATE_DIR", str(tmp_path))
+    from app import create_app
+    app = create_app()
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert set(ENDPOINT_RULES) <= endpoints
+    assert all(name in DEFAULTS for name, _ in ENDPOINT_RULES.values())
+    for name in ("os_compute_api:os-aggregates:create", "os_compute_api:os-flavor-extra-specs:update",
+                 "os_compute_api:os-migrations:index", "os_compute_api:os-simple-tenant-usage:show"):
+        assert name in DEFAULTS
