@@ -372,7 +372,8 @@ def create_server():
         az = body.get("availability_zone")
         if az:
             az, _, forced_host = az.partition(":")
-            zones = set(s.scalars(select(ComputeNode.availability_zone).distinct()))
+            from app.host_zones import effective_zones
+            zones = set(effective_zones(s).values())  # aggregate zones included
             if az not in zones:
                 raise bad_request("The requested availability zone is not available")
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]

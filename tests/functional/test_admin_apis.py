@@ -118,7 +118,8 @@ def test_aggregates_zones_and_extra_specs_scheduling(stack, image):
         stack.openstack("flavor", "create", "--ram", "64", "--disk", "1", "--vcpus", "1", "--property",
                         "aggregate_instance_extra_specs:ssd=true", "fl-ssd")
         for i in range(2):
-            srv = stack.openstack_json("server", "create", "--image", image, "--flavor", "fl-ssd",
+            zone = ("--availability-zone", "az-ssd") if i else ()
+            srv = stack.openstack_json("server", "create", "--image", image, "--flavor", "fl-ssd", *zone,
                                        "--wait", f"ssd-vm-{i}")
             servers.append(srv["id"])
             assert srv["OS-EXT-SRV-ATTR:host"] == "fake-1"
@@ -127,6 +128,13 @@ def test_aggregates_zones_and_extra_specs_scheduling(stack, image):
                                    "--availability-zone", "nova", "--wait", "nova-vm")
         servers.append(srv["id"])
         assert srv["OS-EXT-SRV-ATTR:host"] == "fake-2"
+        proc = stack.openstack("server", "create", "--image", image, "--flavor", "fl-ssd", "--availability-zone",
+                               "nova", "--wait", "no-ssd-in-nova", check=False)
+        assert proc.returncode != 0  # fl-ssd needs an ssd host and nova has none: NoValidHost
+        servers.append(stack.openstack_json("server", "show", "no-ssd-in-nova")["id"])
+        proc = stack.openstack("server", "create", "--image", image, "--flavor", "m1.nano", "--availability-zone",
+                               "az-nowhere", "bad-zone-vm", check=False)
+        assert proc.returncode != 0 and "400" in proc.stderr
     finally:
         for sid in servers:
             stack.openstack("server", "delete", "--wait", sid, check=False)
