@@ -409,7 +409,8 @@ class Migration(Base):
     old_instance_type_id: Mapped[int | None] = mapped_column(Integer)
     new_instance_type_id: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str | None] = mapped_column(String(255), index=True)
-    migration_type: Mapped[str] = mapped_column(String(32), default="migration")  # migration|resize|live-migration|evacuation
+    # migration | resize | live-migration | evacuation
+    migration_type: Mapped[str] = mapped_column(String(32), default="migration")
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
     memory_total: Mapped[int | None] = mapped_column(BigInteger)
     memory_processed: Mapped[int | None] = mapped_column(BigInteger)
