@@ -55,6 +55,14 @@ def _set_metadata(s: Session, agg: Aggregate, metadata: dict[str, str | None], c
         if clash:
             raise ConductorError(code, f"Cannot {action} aggregate {agg.id}. Reason: One or more hosts already in "
                                        f"availability zone(s) {clash}.")
+    old_zone = _zone_of(agg)
+    if AZ_KEY in metadata and old_zone is not None and metadata[AZ_KEY] != old_zone and hosts:
+        # Instances keep the zone they were booted in: the zone of their hosts cannot move under them (Nova).
+        in_zone = s.scalar(select(func.count()).select_from(Instance).where(
+            Instance.host.in_(hosts), Instance.availability_zone == old_zone, Instance.deleted == 0))
+        if in_zone:
+            raise ConductorError(code, f"Cannot {action} aggregate {agg.id}. Reason: One or more hosts contain "
+                                       f"instances in this zone.")
     current = {m.key: m for m in agg.metadata_items}
     for key, value in metadata.items():
         if value is None:

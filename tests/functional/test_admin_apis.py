@@ -124,6 +124,8 @@ def test_aggregates_zones_and_extra_specs_scheduling(stack, image):
             servers.append(srv["id"])
             assert srv["OS-EXT-SRV-ATTR:host"] == "fake-1"
             assert srv["OS-EXT-AZ:availability_zone"] == "az-ssd"
+        proc = stack.openstack("aggregate", "set", "--zone", "az-moved", "agg-ssd", check=False)
+        assert proc.returncode != 0 and "contain instances in this zone" in proc.stderr
         srv = stack.openstack_json("server", "create", "--image", image, "--flavor", "m1.nano",
                                    "--availability-zone", "nova", "--wait", "nova-vm")
         servers.append(srv["id"])
