@@ -32,11 +32,11 @@ def spec_matches(value: str, requirement: str) -> bool:
         return value == requirement
     op, args = words[0], words[1:]
     if op == "<or>":
-        return value in requirement.split("<or>")[1:] or value in [w for w in words if w != "<or>"]
+        return value in [alt.strip() for alt in requirement.split("<or>")[1:]]
     if op == "<in>" and len(args) == 1:
         return args[0] in value
     if op == "<all-in>" and args:
-        return all(a in value.split() or a in value for a in args)
+        return all(a in value for a in args)
     if op in _NUMERIC and len(args) == 1:
         have, want = _float(value), _float(args[0])
         return have is not None and want is not None and _NUMERIC[op](have, want)
