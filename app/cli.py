@@ -90,5 +90,12 @@ def audit_command(delete: bool) -> None:
         raise SystemExit(4 if delete else 3)
 
 
+@stratus.command("policy-dump")
+def policy_dump_command() -> None:
+    """Print every policy rule with its default check string, as a YAML policy file."""
+    from app.policy import sample_file
+    click.echo(sample_file(), nl=False)
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(stratus)

@@ -237,22 +237,6 @@ class InstanceTag(Base):
     tag: Mapped[str] = mapped_column(String(60), primary_key=True)
 
 
-class Migration(Base):
-    """A move of an instance between hosts or flavors (resize, cold/live migration, evacuation; os-migrations)."""
-    __tablename__ = "migrations"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
-    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
-    migration_type: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(32))
-    source_compute: Mapped[str | None] = mapped_column(String(255))
-    dest_compute: Mapped[str | None] = mapped_column(String(255))
-    old_flavor: Mapped[dict] = mapped_column(JSON, default=dict)
-    new_flavor: Mapped[dict] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-
-
 class InstanceFault(Base):
     __tablename__ = "instance_faults"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -407,3 +391,80 @@ class InstancePassword(Base):
     instance_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
     password: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# --- Host aggregates, flavor access, migrations (admin APIs) -------------------------------------------------------
+
+class Aggregate(Base):
+    """A host aggregate; an ``availability_zone`` metadata key makes it an availability zone (Nova)."""
+    __tablename__ = "aggregates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    hosts: Mapped[list["AggregateHost"]] = relationship(lazy="selectin", cascade="all, delete-orphan",
+                                                        order_by="AggregateHost.id")
+    metadata_items: Mapped[list["AggregateMetadata"]] = relationship(lazy="selectin", cascade="all, delete-orphan",
+                                                                     order_by="AggregateMetadata.id")
+
+
+class AggregateHost(Base):
+    __tablename__ = "aggregate_hosts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    aggregate_id: Mapped[int] = mapped_column(ForeignKey("aggregates.id", ondelete="CASCADE"), index=True)
+    host: Mapped[str] = mapped_column(String(255), index=True)
+    __table_args__ = (UniqueConstraint("aggregate_id", "host", name="uq_aggregate_hosts_aggregate_host"),)
+
+
+class AggregateMetadata(Base):
+    __tablename__ = "aggregate_metadata"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    aggregate_id: Mapped[int] = mapped_column(ForeignKey("aggregates.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(String(255))
+    __table_args__ = (UniqueConstraint("aggregate_id", "key", name="uq_aggregate_metadata_aggregate_key"),)
+
+
+class FlavorProject(Base):
+    """A project allowed to use a private flavor (Nova's flavor_projects)."""
+    __tablename__ = "flavor_projects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flavor_id: Mapped[int] = mapped_column(ForeignKey("flavors.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(String(255), index=True)
+    __table_args__ = (UniqueConstraint("flavor_id", "project_id", name="uq_flavor_projects_flavor_project"),)
+
+
+class Migration(Base):
+    """A move of an instance between hosts or flavors: resize, cold/live migration, evacuation (Nova's migrations
+    table and columns, plus the flavors before and after, which Nova keeps in instance_extra)."""
+    __tablename__ = "migrations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    source_compute: Mapped[str | None] = mapped_column(String(255))
+    dest_compute: Mapped[str | None] = mapped_column(String(255))
+    source_node: Mapped[str | None] = mapped_column(String(255))
+    dest_node: Mapped[str | None] = mapped_column(String(255))
+    dest_host: Mapped[str | None] = mapped_column(String(255))
+    old_instance_type_id: Mapped[int | None] = mapped_column(Integer)
+    new_instance_type_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str | None] = mapped_column(String(255), index=True)
+    # migration | resize | live-migration | evacuation
+    migration_type: Mapped[str] = mapped_column(String(32), default="migration")
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    memory_total: Mapped[int | None] = mapped_column(BigInteger)
+    memory_processed: Mapped[int | None] = mapped_column(BigInteger)
+    memory_remaining: Mapped[int | None] = mapped_column(BigInteger)
+    disk_total: Mapped[int | None] = mapped_column(BigInteger)
+    disk_processed: Mapped[int | None] = mapped_column(BigInteger)
+    disk_remaining: Mapped[int | None] = mapped_column(BigInteger)
+    cross_cell_move: Mapped[bool] = mapped_column(Boolean, default=False)
+    old_flavor: Mapped[dict] = mapped_column(JSON, default=dict)
+    new_flavor: Mapped[dict] = mapped_column(JSON, default=dict)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    project_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    deleted: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,66 +1,162 @@
-"""RBAC in the spirit of Nova's secure RBAC defaults: admin, project member, project reader.
+"""RBAC like Nova's: named rules (``os_compute_api:servers:create``) with oslo.policy check strings.
 
-Every view declares its rule with ``@enforce("rule")`` (or ``@public``). An after-request hook fails closed:
-a response from a view that never ran a policy check is replaced by a 500 and logged.
+Defaults follow Nova's secure RBAC (admin, project member, project reader). A YAML file named by the setting
+``policy_file`` (env ``STRATUS_POLICY_FILE``) may override any rule by name; it is parsed at startup, and a
+malformed check string stops the process with a clear error.
+
+Views declare their rule with ``@enforce(level, name=...)``: ``level`` is the default (``admin_api``,
+``project_member_api``, ``project_reader_api`` or ``authenticated``), ``name`` the rule the file may override.
+Views without a name use the Nova name of their endpoint from ``app.policy_names`` when it has one. An
+after-request hook fails closed: a response from a view that never ran a policy check is replaced by a 500.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
 from flask import Flask, g, request
 
 from app.context import RequestContext, current
 from app.errors import ApiError, error_response
+from app.policy_names import ENDPOINT_RULES
+from app.policy_rules import Check, PolicyError, effective_roles, evaluate, parse
 
 LOG = logging.getLogger(__name__)
 
-Check = Callable[[RequestContext, str | None], bool]
+# Nova's base rules; per-API rules refer to them with ``rule:``.
+BASE_RULES: dict[str, tuple[str, str]] = {
+    "context_is_admin": ("role:admin", "Decides what is required for the 'is_admin:True' check to succeed."),
+    "admin_api": ("role:admin", "Default rule for administrative APIs."),
+    "project_member_api": ("role:member and project_id:%(project_id)s",
+                           "Default rule for Project level non admin APIs."),
+    "project_reader_api": ("role:reader and project_id:%(project_id)s",
+                           "Default rule for Project level read only APIs."),
+    "project_member_or_admin": ("rule:project_member_api or rule:context_is_admin",
+                                "Default rule for Project Member or admin APIs."),
+    "project_reader_or_admin": ("rule:project_reader_api or rule:context_is_admin",
+                                "Default rule for Project reader or admin APIs."),
+}
 
-
-def _admin(ctx: RequestContext, target: str | None) -> bool:
-    return ctx.is_admin
-
-
-def _project_member(ctx: RequestContext, target: str | None) -> bool:
-    return ctx.is_admin or (ctx.is_member and ctx.project_id is not None and target in (None, ctx.project_id))
-
-
-def _project_reader(ctx: RequestContext, target: str | None) -> bool:
-    return ctx.is_admin or (ctx.is_reader and ctx.project_id is not None and target in (None, ctx.project_id))
-
-
-def _any_authenticated(ctx: RequestContext, target: str | None) -> bool:
-    return True
-
-
-RULES: dict[str, Check] = {
-    "admin_api": _admin,
-    "project_member_api": _project_member,
-    "project_reader_api": _project_reader,
-    "authenticated": _any_authenticated,
+# The levels views declare, as check strings over the base rules (admins act on any project, as today).
+LEVELS: dict[str, str] = {
+    "admin_api": "rule:admin_api",
+    "project_member_api": "rule:project_member_or_admin",
+    "project_reader_api": "rule:project_reader_or_admin",
+    "authenticated": "@",
 }
 
 
-def check(rule: str, target_project: str | None = None) -> None:
-    """Raise 403 unless the caller passes ``rule`` for ``target_project``."""
+@dataclasses.dataclass(frozen=True)
+class RuleDefault:
+    name: str
+    check_str: str
+    description: str = ""
+
+
+DEFAULTS: dict[str, RuleDefault] = {name: RuleDefault(name, check, desc) for name, (check, desc)
+                                    in BASE_RULES.items()}
+
+
+def register(name: str, level: str, description: str = "") -> None:
+    """Declare a named rule whose default is ``level``. Registering one name with two levels is a bug."""
+    if level not in LEVELS:
+        raise KeyError(f"unknown policy level {level}")
+    rule = RuleDefault(name, LEVELS[level], description)
+    known = DEFAULTS.get(name)
+    if known is not None and known.check_str != rule.check_str:
+        raise ValueError(f"policy rule {name} registered with two defaults: {known.check_str!r}, {level!r}")
+    if known is None or (description and not known.description):
+        DEFAULTS[name] = rule
+
+
+class Enforcer:
+    """Parsed defaults plus the operator's overrides."""
+
+    def __init__(self, overrides: Mapping[str, str] | None = None, source: str = "defaults"):
+        self.source = source
+        self.overrides: dict[str, Check] = {}
+        for name, text in (overrides or {}).items():
+            try:
+                self.overrides[name] = parse(text)
+            except PolicyError as exc:
+                raise PolicyError(f"policy file {source}: rule {name!r}: {exc}") from None
+        self._defaults: dict[str, Check] = {}
+        self._levels = {level: parse(text) for level, text in LEVELS.items()}
+
+    def get(self, name: str) -> Check | None:
+        """The rule ``name``: the file's, else the default (modules register defaults as they are imported)."""
+        if name in self.overrides:
+            return self.overrides[name]
+        if name not in self._defaults and name in DEFAULTS:
+            self._defaults[name] = parse(DEFAULTS[name].check_str)
+        return self._defaults.get(name)
+
+    def allowed(self, name: str | None, level: str, ctx: RequestContext, target_project: str | None) -> bool:
+        target = {"project_id": target_project or ctx.project_id, "user_id": ctx.user_id}
+        creds = {"roles": effective_roles(ctx.roles), "project_id": ctx.project_id, "user_id": ctx.user_id,
+                 "is_admin": ctx.is_admin}
+        if name is None:
+            return evaluate(self._levels[level], target, creds, self)
+        rule = self.get(name)
+        return rule is not None and evaluate(rule, target, creds, self)  # unknown name: fail closed
+
+
+def load_file(path: str) -> dict[str, str]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise PolicyError(f"policy file {path} cannot be read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise PolicyError(f"policy file {path} must map rule names to check strings")
+    return data
+
+
+def load_enforcer(policy_file: str | None) -> Enforcer:
+    if not policy_file:
+        return Enforcer()
+    return Enforcer(load_file(policy_file), source=policy_file)
+
+
+_enforcer: Enforcer | None = None
+
+
+def enforcer() -> Enforcer:
+    global _enforcer
+    if _enforcer is None:
+        from app.settings import get_settings
+        _enforcer = load_enforcer(get_settings().policy_file)
+    return _enforcer
+
+
+def check(level: str, target_project: str | None = None, name: str | None = None) -> None:
+    """Raise 403 unless the caller passes rule ``name`` (default ``level``) for ``target_project``."""
     g.policy_checked = True
-    ctx = current()
-    if not RULES[rule](ctx, target_project):
-        raise ApiError(403, f"Policy doesn't allow {request.endpoint} to be performed.")
+    if level not in LEVELS:
+        raise KeyError(f"unknown policy level {level}")
+    if not enforcer().allowed(name, level, current(), target_project):
+        raise ApiError(403, f"Policy doesn't allow {name or request.endpoint} to be performed.")
 
 
-def enforce(rule: str) -> Callable:
-    """Check ``rule`` before the view runs (the target project is the caller's own)."""
-    if rule not in RULES:
-        raise KeyError(f"unknown policy rule {rule}")
+def enforce(level: str, name: str | None = None, description: str = "") -> Callable:
+    """Check rule ``name`` (default ``level``) before the view runs; the target project is the caller's own."""
+    if level not in LEVELS:
+        raise KeyError(f"unknown policy rule {level}")
+    if name is not None:
+        register(name, level, description)
 
     def wrap(view: Callable) -> Callable:
         @functools.wraps(view)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            check(rule)
+            check(level, name=name or ENDPOINT_RULES.get(request.endpoint or "", (None,))[0])
             return view(*args, **kwargs)
         return inner
     return wrap
@@ -74,7 +170,26 @@ def public(view: Callable) -> Callable:
     return inner
 
 
+def sample_file() -> str:
+    """Every registered rule with its default, as a YAML policy file (``flask stratus policy-dump``)."""
+    lines = []
+    for rule in sorted(DEFAULTS.values(), key=lambda r: (r.name not in BASE_RULES, r.name)):
+        if rule.description:
+            lines.append(f"# {rule.description}")
+        lines.append(f"{yaml.safe_dump({rule.name: rule.check_str}, default_flow_style=False, width=1000).strip()}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def init_app(app: Flask) -> None:
+    global _enforcer
+    from app import policy_names
+    from app.settings import get_settings
+
+    policy_names.register_all()  # the Nova names of endpoints whose views declare only a level
+    _enforcer = load_enforcer(get_settings().policy_file)  # PolicyError here stops the process at startup
+    LOG.info("policy: %d overrides from %s", len(_enforcer.overrides), _enforcer.source)
+
     @app.after_request
     def _fail_closed(resp):
         # Error responses raised before/inside a view (401, 404 routing, 400) need no policy decision.

@@ -103,6 +103,8 @@ class Settings:
     max_request_body: int = 1 << 20
     max_image_size: int = 1 << 34
     log_level: str = "INFO"
+    # oslo.policy-style YAML file overriding the default rules by name (empty: the defaults only)
+    policy_file: str = ""
     # Browser consoles (proxies/): token lifetime, the URLs handed to clients, the proxies' listen ports
     console_token_ttl: int = 600
     novncproxy_base_url: str = "http://127.0.0.1:6080/vnc_auto.html"

@@ -50,11 +50,13 @@ def _engine(kind: str, tmp: Path):
 def _populate(engine, hosts: int) -> None:
     from sqlalchemy import insert
 
-    from app.models import Base, ComputeNode, Service
+    from app.models import Aggregate, AggregateHost, AggregateMetadata, Base, ComputeNode, Service
     alloc = Base.metadata.tables["allocations"]
-    Base.metadata.drop_all(engine, tables=[alloc, ComputeNode.__table__, Service.__table__])
+    # load_host_states also reads aggregate metadata (zones, filter metadata); empty aggregates here.
+    aggregates = [Aggregate.__table__, AggregateHost.__table__, AggregateMetadata.__table__]
+    Base.metadata.drop_all(engine, tables=[alloc, ComputeNode.__table__, Service.__table__, *aggregates])
     Base.metadata.create_all(engine, tables=[Service.__table__, ComputeNode.__table__,
-                                             Base.metadata.tables["allocations"]])
+                                             Base.metadata.tables["allocations"], *aggregates])
     now = dt.datetime.utcnow()
     reported = now - dt.timedelta(minutes=5)  # last inventory report / service change: steady state
     rnd = random.Random(42)

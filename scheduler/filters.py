@@ -130,7 +130,12 @@ def group_filter_rejecting(group: GroupSpec | None, host: str) -> str | None:
     return None
 
 
-# Nova's default order: resources first, then the group filters.
-DEFAULT_FILTERS: tuple[HostFilter, ...] = (ComputeFilter(), IgnoreHostsFilter(), AvailabilityZoneFilter(),
-                                           RamFilter(), CoreFilter(), DiskFilter(), ServerGroupAntiAffinityFilter(),
-                                           ServerGroupAffinityFilter())
+def _default_filters() -> tuple[HostFilter, ...]:
+    """Nova's default order: resources, then aggregates, then the group filters."""
+    from scheduler.aggregate_filters import AggregateInstanceExtraSpecsFilter, AggregateMultiTenancyIsolation
+    return (ComputeFilter(), IgnoreHostsFilter(), AvailabilityZoneFilter(), RamFilter(), CoreFilter(), DiskFilter(),
+            AggregateInstanceExtraSpecsFilter(), AggregateMultiTenancyIsolation(), ServerGroupAntiAffinityFilter(),
+            ServerGroupAffinityFilter())
+
+
+DEFAULT_FILTERS: tuple[HostFilter, ...] = _default_filters()

@@ -21,6 +21,8 @@ class HostState:
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0
     running_vms: int = 0
+    # metadata key -> values, over the host aggregates this host is in
+    aggregate_metadata: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def free_ram_mb(self) -> float:
@@ -57,3 +59,5 @@ class RequestSpec:
     ignore_hosts: frozenset[str] = frozenset()
     scheduler_hints: dict = dataclasses.field(default_factory=dict)
     group: GroupSpec | None = None
+    project_id: str | None = None
+    extra_specs: dict = dataclasses.field(default_factory=dict)  # the flavor's

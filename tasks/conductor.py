@@ -330,8 +330,8 @@ def _schedule_again_for_group(ctx: dict, group_uuid: str, rejected: dict[str, st
 
 
 def _az_of(s, host: str) -> str:
-    from app.models import ComputeNode
-    return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host)) or "nova"
+    from app.host_zones import zone_of
+    return zone_of(s, host) or "nova"
 
 
 @celery.task(name="stratus.conductor.finish_boot", ignore_result=True)

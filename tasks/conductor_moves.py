@@ -133,14 +133,17 @@ def start_move(req: dict) -> dict:
         migration = None
         if rule["type"] is not None:
             migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status="migrating",
-                                  source_compute=source, old_flavor=old_flavor, new_flavor=new_flavor)
+                                  source_compute=source, source_node=source, old_flavor=old_flavor,
+                                  new_flavor=new_flavor, old_instance_type_id=inst.flavor_id,
+                                  new_instance_type_id=flavor.id if action == "resize" else inst.flavor_id,
+                                  user_id=req.get("user_id"), project_id=inst.project_id)
             s.add(migration)
             s.flush()
             _rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
         dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False,
                                availability_zone=req.get("availability_zone"))
         if migration is not None:
-            migration.dest_compute = dest
+            migration.dest_compute = migration.dest_node = dest
         # evacuate rebuilds the guest with a new admin password (stored encrypted, as at create)
         secret = {"admin_pass_enc": req["admin_pass_enc"]} if req.get("admin_pass_enc") else {}
         if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],

@@ -4,7 +4,7 @@ Loading every host state per decision costs O(hosts) (about 80-150 ms at 10,000 
 each scheduler process keeps the states in memory and, per decision, reads only the rows whose
 ``compute_nodes.updated_at`` or ``services.updated_at`` moved since the last read (both indexed). Every write
 that changes what the scheduler sees bumps one of them: compute reports, service enable/disable/force-down, the
-claim and the release of an allocation. Heartbeats only move ``services.last_seen_at``, and rows can be deleted,
+claim and the release of an allocation, and aggregate changes (the hosts' nodes are touched). Heartbeats only move ``services.last_seen_at``, and rows can be deleted,
 so a full reload runs every ``FULL_RELOAD_S`` seconds (at most service_down_time / 6) as well.
 
 Stale states are safe: the claim is a conditional UPDATE in the conductor that re-checks the free resources. A
@@ -21,6 +21,7 @@ import time
 
 from sqlalchemy import select
 
+from app.host_zones import aggregate_metadata_by_host, zone_from
 from app.models import ComputeNode, Service, utcnow
 from app.settings import get_settings
 from scheduler.host_state import HostState, RequestSpec
@@ -40,8 +41,13 @@ _COLUMNS = (_N.host, _N.id, _N.availability_zone, _S.disabled, _S.forced_down, _
 _QUERY = select(*_COLUMNS).join(_S, _N.service_id == _S.id)
 
 
-def _states(rows, cutoff: dt.datetime) -> list[HostState]:
-    return [HostState(host=host, node_id=node_id, availability_zone=az, enabled=not disabled,
+def _states(rows, cutoff: dt.datetime, session) -> list[HostState]:
+    """Host states of ``rows``, with their aggregates' metadata (an aggregate's zone overrides the node's own)."""
+    if not rows:
+        return []
+    metadata = aggregate_metadata_by_host(session, None if len(rows) > 500 else [r[0] for r in rows])
+    return [HostState(host=host, node_id=node_id, availability_zone=zone_from(metadata.get(host), az),
+                      enabled=not disabled, aggregate_metadata=metadata.get(host, {}),
                       up=not forced_down and seen is not None and seen >= cutoff, vcpus=vcpus, memory_mb=ram,
                       local_gb=disk, vcpus_used=vcpus_used, memory_mb_used=ram_used, local_gb_used=disk_used,
                       cpu_allocation_ratio=cpu_ratio, ram_allocation_ratio=ram_ratio,
@@ -57,7 +63,7 @@ def _version(row) -> tuple:
 
 def load_all(session) -> list[HostState]:
     """Every host's state, one Core query of plain columns."""
-    return _states(session.execute(_QUERY), _cutoff())
+    return _states(session.execute(_QUERY).all(), _cutoff(), session)
 
 
 def _cutoff() -> dt.datetime:
@@ -81,7 +87,7 @@ class HostStateCache:
             every = min(self.full_reload_s, get_settings().service_down_time / 6)
             if self._list is None or time.monotonic() - self._full_at >= every:
                 rows = session.execute(_QUERY).all()
-                fresh = _states(rows, _cutoff())
+                fresh = _states(rows, _cutoff(), session)
                 self._by_host = {h.host: h for h in fresh}
                 self._versions = {h.host: _version(r) for h, r in zip(fresh, rows)}
                 self._list = fresh
@@ -94,7 +100,7 @@ class HostStateCache:
                                     *session.execute(_QUERY.where(_S.updated_at >= since)))
                         if self._versions.get(r[0]) != _version(r)]
                 added = False
-                for h, row in zip(_states(rows, _cutoff()), rows):
+                for h, row in zip(_states(rows, _cutoff(), session), rows):
                     self._versions[h.host] = _version(row)
                     old = self._by_host.get(h.host)
                     if old is None:

@@ -52,7 +52,8 @@ def schedule(ctx: dict) -> dict:
         spec = RequestSpec(instance_uuid=inst.uuid, vcpus=inst.vcpus, memory_mb=inst.memory_mb,
                            root_gb=inst.root_gb, availability_zone=inst.requested_availability_zone,
                            ignore_hosts=frozenset(h for h in ctx.get("tried", []) if h), scheduler_hints=hints,
-                           group=group_spec(s, inst.uuid) if hints.get("group") else None)
+                           group=group_spec(s, inst.uuid) if hints.get("group") else None, project_id=inst.project_id,
+                           extra_specs=dict((inst.flavor_snapshot or {}).get("extra_specs") or {}))
         # NoValidHost propagates: the step wrapper reports it and the conductor records the fault.
         selection = schedule_with(CACHE, s, spec, get_settings().max_attempts)
     return {**ctx, "hosts": selection.hosts, "explanation": selection.explanation}

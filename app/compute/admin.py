@@ -11,8 +11,9 @@ from app.compute.schemas import is_uuid, json_body
 from app.compute.views import iso_usec
 from app.db import read_session
 from app.errors import bad_request, not_found
+from app.host_zones import effective_zones, zone_of
 from app.microversion import current as api_version
-from app.models import ComputeNode, Service, utcnow
+from app.models import ComputeNode, Instance, Service, utcnow
 from app.policy import enforce
 from app.settings import get_settings
 
@@ -38,21 +39,21 @@ def _service_body(svc: Service, zone: str | None) -> dict:
 
 
 @bp.get("/os-services")
-@enforce("admin_api")
+@enforce("admin_api", name="os_compute_api:os-services:list")
 def list_services():
     with read_session() as s:
-        zones = dict(s.execute(select(ComputeNode.service_id, ComputeNode.availability_zone)).all())
+        zones = effective_zones(s)
         q = select(Service).order_by(Service.id)
         if request.args.get("host"):
             q = q.where(Service.host == request.args["host"])
         if request.args.get("binary"):
             q = q.where(Service.binary == request.args["binary"])
         rows = s.scalars(q)
-        return jsonify({"services": [_service_body(svc, zones.get(svc.id)) for svc in rows]})
+        return jsonify({"services": [_service_body(svc, zones.get(svc.host)) for svc in rows]})
 
 
 @bp.put("/os-services/<service_id>")
-@enforce("admin_api")
+@enforce("admin_api", name="os_compute_api:os-services:update")
 def update_service(service_id: str):
     if not api_version().matches("2.53"):
         raise not_found("Use microversion 2.53 or later to update a service by its UUID.")
@@ -74,8 +75,13 @@ def update_service(service_id: str):
     rpc.call("stratus.conductor.update_service", service_id, body)
     with read_session() as s:
         svc = s.scalars(select(Service).where(Service.uuid == service_id)).first()
-        zone = s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.service_id == svc.id))
+        zone = zone_of(s, svc.host)
         return jsonify({"service": _service_body(svc, zone)})
+
+
+def instance_name(instance_id: int) -> str:
+    """Nova's default instance_name_template."""
+    return f"instance-{instance_id:08x}"
 
 
 def _hypervisor_id(node: ComputeNode) -> object:
@@ -110,22 +116,107 @@ def _nodes() -> list[ComputeNode]:
         return list(s.scalars(select(ComputeNode).order_by(ComputeNode.id)))
 
 
+def _with_servers() -> bool:
+    """``with_servers`` (2.53+): Nova's boolean query parameter."""
+    raw = request.args.get("with_servers")
+    if raw is None:
+        return False
+    if not api_version().matches("2.53"):
+        raise bad_request("Query parameter with_servers is not supported before microversion 2.53.")
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", "on", "off", "t", "f", "y", "n"):
+        raise bad_request(f"Invalid input for query parameters with_servers. Value: {raw}.")
+    return value in ("true", "1", "yes", "on", "t", "y")
+
+
+def _instances_by_host() -> dict[str, list[dict]]:
+    with read_session() as s:
+        rows = s.execute(select(Instance.host, Instance.id, Instance.uuid).where(
+            Instance.deleted == 0, Instance.host.is_not(None)).order_by(Instance.id))
+        out: dict[str, list[dict]] = {}
+        for host, inst_id, uuid in rows:
+            out.setdefault(host, []).append({"name": instance_name(inst_id), "uuid": uuid})
+        return out
+
+
+def _listing(detail: bool):
+    nodes = _nodes()
+    pattern = request.args.get("hypervisor_hostname_pattern")
+    if pattern is not None:
+        if not api_version().matches("2.53"):
+            raise bad_request("Query parameter hypervisor_hostname_pattern is not supported before 2.53.")
+        nodes = [n for n in nodes if pattern in n.hypervisor_hostname]
+        if not nodes:
+            raise not_found(f"No hypervisor matching '{pattern}' could be found.")
+    servers = _instances_by_host() if _with_servers() else None
+    bodies = []
+    for n in nodes:
+        body = _hypervisor(n, detail)
+        if servers is not None and servers.get(n.host):
+            body["servers"] = servers[n.host]
+        bodies.append(body)
+    return jsonify({"hypervisors": bodies})
+
+
 @bp.get("/os-hypervisors")
-@enforce("admin_api")
+@enforce("admin_api", name="os_compute_api:os-hypervisors:list")
 def list_hypervisors():
-    return jsonify({"hypervisors": [_hypervisor(n, False) for n in _nodes()]})
+    return _listing(False)
 
 
 @bp.get("/os-hypervisors/detail")
-@enforce("admin_api")
+@enforce("admin_api", name="os_compute_api:os-hypervisors:list-detail")
 def list_hypervisors_detail():
-    return jsonify({"hypervisors": [_hypervisor(n, True) for n in _nodes()]})
+    return _listing(True)
+
+
+@bp.get("/os-hypervisors/statistics")
+@enforce("admin_api", name="os_compute_api:os-hypervisors:statistics")
+def hypervisor_statistics():
+    if api_version().matches("2.88"):
+        raise not_found("The resource could not be found.")
+    nodes = _nodes()
+    total = {k: sum(getattr(n, k) for n in nodes) for k in ("vcpus", "memory_mb", "local_gb", "vcpus_used",
+                                                             "memory_mb_used", "local_gb_used", "running_vms")}
+    free_disk = total["local_gb"] - total["local_gb_used"]
+    return jsonify({"hypervisor_statistics": {
+        "count": len(nodes), **total, "free_ram_mb": total["memory_mb"] - total["memory_mb_used"],
+        "free_disk_gb": free_disk, "current_workload": 0, "disk_available_least": free_disk}})
 
 
 @bp.get("/os-hypervisors/<hypervisor_id>")
-@enforce("admin_api")
+@enforce("admin_api", name="os_compute_api:os-hypervisors:show")
 def show_hypervisor(hypervisor_id: str):
+    want_servers = _with_servers()
     for node in _nodes():
         if str(_hypervisor_id(node)) == hypervisor_id:
-            return jsonify({"hypervisor": _hypervisor(node, True)})
+            body = _hypervisor(node, True)
+            if want_servers:
+                body["servers"] = _instances_by_host().get(node.host, [])
+            return jsonify({"hypervisor": body})
     raise not_found(f"Hypervisor with ID {hypervisor_id} could not be found.")
+
+
+@bp.get("/os-hypervisors/<pattern>/servers")
+@enforce("admin_api", name="os_compute_api:os-hypervisors:servers")
+def hypervisor_servers(pattern: str):
+    """Hypervisors whose name contains ``pattern``, with their servers (removed at 2.53: use with_servers)."""
+    if api_version().matches("2.53"):
+        raise not_found("The resource could not be found.")
+    nodes = [n for n in _nodes() if pattern in n.hypervisor_hostname]
+    if not nodes:
+        raise not_found(f"No hypervisor matching '{pattern}' could be found.")
+    servers = _instances_by_host()
+    return jsonify({"hypervisors": [{**_hypervisor(n, False), **({"servers": servers[n.host]}
+                                                                  if servers.get(n.host) else {})}
+                                    for n in nodes]})
+
+
+@bp.delete("/os-services/<service_id>")
+@enforce("admin_api", name="os_compute_api:os-services:delete")
+def delete_service(service_id: str):
+    by_uuid = api_version().matches("2.53")
+    if not by_uuid and not service_id.isdigit():
+        raise bad_request(f"Invalid ID {service_id}")
+    rpc.call("stratus.conductor.delete_service", service_id, by_uuid)
+    return "", 204

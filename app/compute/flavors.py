@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid as uuidlib
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app import rpc
 from app.compute.schemas import FlavorCreateSchema, json_body, load
@@ -13,7 +13,7 @@ from app.context import current
 from app.db import read_session
 from app.errors import bad_request, not_found
 from app.microversion import current as api_version
-from app.models import Flavor
+from app.models import Flavor, FlavorProject
 from app.openapi import body_schema
 from app.policy import enforce
 
@@ -40,7 +40,7 @@ def _flavors() -> list[Flavor]:
     q = select(Flavor).where(Flavor.disabled.is_(False))
     is_public = request.args.get("is_public", "true").lower()
     if not ctx.is_admin or is_public in ("true", "t", "1", "yes", "y"):
-        q = q.where(Flavor.is_public.is_(True))
+        q = q.where(visible_to(ctx.project_id))
     elif is_public in ("false", "f", "0", "no", "n"):
         q = q.where(Flavor.is_public.is_(False))
     if (min_ram := _int_arg("minRam")) is not None:
@@ -63,42 +63,47 @@ def _flavors() -> list[Flavor]:
     return rows[:limit] if limit is not None else rows
 
 
+def visible_to(project_id: str | None):
+    """Public flavors, and private ones the project was given access to (Nova)."""
+    granted = select(FlavorProject.flavor_id).where(FlavorProject.project_id == project_id)
+    return or_(Flavor.is_public.is_(True), Flavor.id.in_(granted))
+
+
 def get_flavor(flavor_id: str) -> Flavor:
+    """The flavor, if the caller may see it: admins see every flavor, others public and granted ones."""
+    ctx = current()
+    q = select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))
+    if not ctx.is_admin:
+        q = q.where(visible_to(ctx.project_id))
     with read_session() as s:
-        f = s.scalars(select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))).first()
+        f = s.scalars(q).first()
     if f is None:
         raise not_found(f"Flavor {flavor_id} could not be found.")
     return f
 
 
 @bp.get("/flavors")
-@enforce("authenticated")
+@enforce("authenticated", name="os_compute_api:flavors:index")
 def list_flavors():
     v = api_version()
     return jsonify({"flavors": [flavor_summary(f, v) for f in _flavors()]})
 
 
 @bp.get("/flavors/detail")
-@enforce("authenticated")
+@enforce("authenticated", name="os_compute_api:flavors:index")
 def list_flavors_detail():
     v = api_version()
     return jsonify({"flavors": [flavor_detail(f, v) for f in _flavors()]})
 
 
 @bp.get("/flavors/<flavor_id>")
-@enforce("authenticated")
+@enforce("authenticated", name="os_compute_api:flavors:show")
 def show_flavor(flavor_id: str):
     return jsonify({"flavor": flavor_detail(get_flavor(flavor_id), api_version())})
 
 
-@bp.get("/flavors/<flavor_id>/os-extra_specs")
-@enforce("authenticated")
-def flavor_extra_specs(flavor_id: str):
-    return jsonify({"extra_specs": dict(get_flavor(flavor_id).extra_specs or {})})
-
-
 @bp.post("/flavors")
-@enforce("admin_api")
+@enforce("admin_api", name="os_compute_api:os-flavor-manage:create")
 @body_schema(FlavorCreateSchema, root="flavor")
 def create_flavor():
     body = load(FlavorCreateSchema(), json_body(), root="flavor")
@@ -115,7 +120,25 @@ def create_flavor():
 
 
 @bp.delete("/flavors/<flavor_id>")
-@enforce("admin_api")
+@enforce("admin_api", name="os_compute_api:os-flavor-manage:delete")
 def delete_flavor(flavor_id: str):
     rpc.call("stratus.conductor.delete_flavor", flavor_id)
     return "", 202
+
+
+@bp.put("/flavors/<flavor_id>")
+@enforce("admin_api", name="os_compute_api:os-flavor-manage:update")
+def update_flavor(flavor_id: str):
+    if not api_version().matches("2.55"):
+        raise not_found("The resource could not be found.")
+    data = json_body()
+    body = data.get("flavor")
+    if set(data) != {"flavor"} or not isinstance(body, dict) or set(body) != {"description"}:
+        raise bad_request("Invalid input for field/attribute flavor. Only 'description' may be updated and it is "
+                          "required.")
+    description = body["description"]
+    if description is not None and (not isinstance(description, str) or len(description) > 65535):
+        raise bad_request(f"Invalid input for field/attribute description. Value: {description!r}.")
+    get_flavor(flavor_id)
+    rpc.call("stratus.conductor.update_flavor_description", flavor_id, description)
+    return jsonify({"flavor": flavor_detail(get_flavor(flavor_id), api_version())})

@@ -7,8 +7,11 @@ from sqlalchemy import select
 from app.context import current
 from app.db import read_session
 from app import quota
+from app.compute.admin import service_is_up
+from app.compute.views import iso_usec
+from app.host_zones import effective_zones
 from app.microversion import current as api_version
-from app.models import ComputeNode
+from app.models import Service
 from app.policy import check, enforce
 
 bp = Blueprint("misc", __name__)
@@ -52,10 +55,39 @@ def limits():
     return jsonify({"limits": {"rate": [], "absolute": absolute}})
 
 
-@bp.get("/os-availability-zone")
-@enforce("authenticated")
-def availability_zones():
+def _zones() -> dict[str, dict[str, list[Service]]]:
+    """Zone → host → services; compute hosts are in their (aggregate) zone, other services in 'internal'."""
     with read_session() as s:
-        zones = sorted(set(s.scalars(select(ComputeNode.availability_zone))))
-    return jsonify({"availabilityZoneInfo": [{"zoneName": z, "zoneState": {"available": True}, "hosts": None}
-                                             for z in zones]})
+        host_zone = effective_zones(s)
+        services = list(s.scalars(select(Service).order_by(Service.host, Service.binary)))
+    zones: dict[str, dict[str, list[Service]]] = {}
+    for svc in services:
+        zone = host_zone.get(svc.host, "internal") if svc.binary.endswith("compute") else "internal"
+        zones.setdefault(zone, {}).setdefault(svc.host, []).append(svc)
+    return zones
+
+
+def _available(hosts: dict[str, list[Service]]) -> bool:
+    return any(not svc.disabled for services in hosts.values() for svc in services)
+
+
+@bp.get("/os-availability-zone")
+@enforce("authenticated", name="os_compute_api:os-availability-zone:list",
+         description="List availability zone information without host information")
+def availability_zones():
+    zones = {z: h for z, h in _zones().items() if z != "internal"}
+    return jsonify({"availabilityZoneInfo": [{"zoneName": z, "zoneState": {"available": _available(h)},
+                                              "hosts": None} for z, h in sorted(zones.items())]})
+
+
+@bp.get("/os-availability-zone/detail")
+@enforce("admin_api", name="os_compute_api:os-availability-zone:detail",
+         description="List detailed availability zone information with host information")
+def availability_zones_detail():
+    info = []
+    for zone, hosts in sorted(_zones().items()):
+        info.append({"zoneName": zone, "zoneState": {"available": _available(hosts)}, "hosts": {
+            host: {svc.binary: {"available": not svc.disabled, "active": service_is_up(svc),
+                                "updated_at": iso_usec(svc.updated_at)} for svc in services}
+            for host, services in hosts.items()}})
+    return jsonify({"availabilityZoneInfo": info})

@@ -405,7 +405,11 @@ def create_server():
     with read_session() as s:
         img = _image_for_boot(s, image_ref, ctx)
         flavor_id = _ref_id(body["flavorRef"])
-        flavor = s.scalars(select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))).first()
+        flavor_q = select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))
+        if not ctx.is_admin:  # a private flavor only for the projects given access (Nova)
+            from app.compute.flavors import visible_to
+            flavor_q = flavor_q.where(visible_to(ctx.project_id))
+        flavor = s.scalars(flavor_q).first()
         if flavor is None:
             raise bad_request("Invalid flavorRef provided.")
         if flavor.memory_mb < (img.min_ram or 0):
@@ -422,7 +426,8 @@ def create_server():
         az = body.get("availability_zone")
         if az:
             az, _, forced_host = az.partition(":")
-            zones = set(s.scalars(select(ComputeNode.availability_zone).distinct()))
+            from app.host_zones import effective_zones
+            zones = set(effective_zones(s).values())  # aggregate zones included
             if az not in zones:
                 raise bad_request("The requested availability zone is not available")
         _check_request_quotas(s, ctx.project_id, body)

@@ -1,0 +1,168 @@
+"""/os-aggregates: host aggregates and availability zones (Nova's API, shapes by microversion)."""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, jsonify
+from sqlalchemy import select
+
+from app import rpc
+from app.compute.schemas import json_body
+from app.compute.views import iso_usec
+from app.db import read_session
+from app.errors import bad_request, not_found
+from app.host_zones import AZ_KEY
+from app.microversion import current as api_version
+from app.models import Aggregate
+from app.policy import check, enforce, register
+
+bp = Blueprint("aggregates", __name__)
+_META_KEY = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
+_P = "os_compute_api:os-aggregates"
+for _action, _doc in (("add_host", "Add a host to an aggregate"), ("remove_host", "Remove a host from an aggregate"),
+                      ("set_metadata", "Create or replace metadata for an aggregate")):
+    register(f"{_P}:{_action}", "admin_api", _doc)
+
+
+def aggregate_body(agg: Aggregate, with_members: bool = True) -> dict:
+    metadata = {m.key: m.value for m in agg.metadata_items}
+    body = {"availability_zone": metadata.get(AZ_KEY), "created_at": iso_usec(agg.created_at), "deleted": False,
+            "deleted_at": None, "id": agg.id, "name": agg.name, "updated_at": iso_usec(agg.updated_at)}
+    if with_members:
+        body["hosts"] = [h.host for h in agg.hosts]
+        body["metadata"] = metadata
+    if api_version().matches("2.41"):
+        body["uuid"] = agg.uuid
+    return body
+
+
+def _get(aggregate_id: str | int) -> Aggregate:
+    with read_session() as s:
+        agg = s.get(Aggregate, int(aggregate_id))
+        if agg is None:
+            raise not_found(f"Aggregate {aggregate_id} could not be found.")
+        return agg
+
+
+def _id(aggregate_id: str) -> int:
+    if not aggregate_id.isdigit():
+        raise bad_request(f"Invalid aggregate id: {aggregate_id}")
+    return int(aggregate_id)
+
+
+def _name(value: object, field: str = "name", nullable: bool = False) -> str | None:
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 255 or value.strip() != value:
+        raise bad_request(f"Invalid input for field/attribute {field}. Value: {value!r}. It must be a string of "
+                          f"1 to 255 characters without leading or trailing whitespace.")
+    return value
+
+
+def _body(root: str, allowed: set[str], required: set[str]) -> dict:
+    data = json_body()
+    if set(data) != {root} or not isinstance(data[root], dict):
+        raise bad_request(f"Invalid input for field/attribute {root}. '{root}' is a required property")
+    body = data[root]
+    extra = set(body) - allowed
+    if extra:
+        raise bad_request(f"Additional properties are not allowed ({', '.join(repr(k) for k in sorted(extra))} "
+                          f"{'was' if len(extra) == 1 else 'were'} unexpected)")
+    missing = required - set(body)
+    if missing:
+        raise bad_request(f"'{sorted(missing)[0]}' is a required property")
+    return body
+
+
+@bp.get("/os-aggregates")
+@enforce("admin_api", name=f"{_P}:index", description="List all aggregates")
+def list_aggregates():
+    with read_session() as s:
+        rows = list(s.scalars(select(Aggregate).order_by(Aggregate.id)))
+        return jsonify({"aggregates": [aggregate_body(a) for a in rows]})
+
+
+@bp.post("/os-aggregates")
+@enforce("admin_api", name=f"{_P}:create", description="Create an aggregate")
+def create_aggregate():
+    body = _body("aggregate", {"name", "availability_zone"}, {"name"})
+    name = _name(body["name"])
+    zone = _name(body.get("availability_zone"), "availability_zone", nullable=True)
+    agg_id = rpc.call("stratus.conductor.create_aggregate", name, zone)
+    return jsonify({"aggregate": aggregate_body(_get(agg_id), with_members=False)})
+
+
+@bp.get("/os-aggregates/<aggregate_id>")
+@enforce("admin_api", name=f"{_P}:show", description="Show details for an aggregate")
+def show_aggregate(aggregate_id: str):
+    return jsonify({"aggregate": aggregate_body(_get(_id(aggregate_id)))})
+
+
+@bp.put("/os-aggregates/<aggregate_id>")
+@enforce("admin_api", name=f"{_P}:update", description="Update name and/or availability zone of an aggregate")
+def update_aggregate(aggregate_id: str):
+    agg_id = _id(aggregate_id)
+    body = _body("aggregate", {"name", "availability_zone"}, set())
+    if not body:
+        raise bad_request("Invalid input for field/attribute aggregate. Value: {}. {} does not have enough "
+                          "properties")
+    values = {}
+    if "name" in body:
+        values["name"] = _name(body["name"])
+    if "availability_zone" in body:
+        values["availability_zone"] = _name(body["availability_zone"], "availability_zone", nullable=True)
+    rpc.call("stratus.conductor.update_aggregate", agg_id, values)
+    return jsonify({"aggregate": aggregate_body(_get(agg_id))})
+
+
+@bp.delete("/os-aggregates/<aggregate_id>")
+@enforce("admin_api", name=f"{_P}:delete", description="Delete an aggregate")
+def delete_aggregate(aggregate_id: str):
+    rpc.call("stratus.conductor.delete_aggregate", _id(aggregate_id))
+    return "", 200
+
+
+def _host_arg(args: object, action: str) -> str:
+    if not isinstance(args, dict) or set(args) != {"host"}:
+        raise bad_request(f"Invalid input for field/attribute {action}. 'host' is a required property and the "
+                          f"only one allowed")
+    return _name(args["host"], "host")
+
+
+def _metadata_arg(args: object) -> dict:
+    if not isinstance(args, dict) or set(args) != {"metadata"} or not isinstance(args["metadata"], dict):
+        raise bad_request("Invalid input for field/attribute set_metadata. 'metadata' is a required property")
+    metadata = args["metadata"]
+    for key, value in metadata.items():
+        if not _META_KEY.match(key):
+            raise bad_request(f"Invalid input for field/attribute metadata. Value: {key}. Keys must be 1 to 255 "
+                              f"characters of letters, digits, space and -_:.")
+        if value is not None and (not isinstance(value, str) or len(value) > 255):
+            raise bad_request(f"Invalid input for field/attribute {key}. Value: {value!r}. It must be a string "
+                              f"of at most 255 characters or null.")
+    if metadata.get(AZ_KEY) is not None:
+        _name(metadata[AZ_KEY], AZ_KEY)
+    return metadata
+
+
+@bp.post("/os-aggregates/<aggregate_id>/action")
+@enforce("admin_api")
+def aggregate_action(aggregate_id: str):
+    agg_id = _id(aggregate_id)
+    data = json_body()
+    if len(data) != 1:
+        raise bad_request("Invalid aggregate action: exactly one action is required.")
+    action, args = next(iter(data.items()))
+    if action == "add_host":
+        check("admin_api", name=f"{_P}:add_host")
+        rpc.call("stratus.conductor.aggregate_add_host", agg_id, _host_arg(args, action))
+    elif action == "remove_host":
+        check("admin_api", name=f"{_P}:remove_host")
+        rpc.call("stratus.conductor.aggregate_remove_host", agg_id, _host_arg(args, action))
+    elif action == "set_metadata":
+        check("admin_api", name=f"{_P}:set_metadata")
+        rpc.call("stratus.conductor.set_aggregate_metadata", agg_id, _metadata_arg(args))
+    else:
+        raise bad_request(f"Invalid input for field/attribute {action}. Additional properties are not allowed "
+                          f"('{action}' was unexpected)")
+    return jsonify({"aggregate": aggregate_body(_get(agg_id))})

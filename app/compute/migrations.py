@@ -1,0 +1,98 @@
+"""/os-migrations: the migrations of all instances, filtered and paged as Nova (2.23, 2.59, 2.66, 2.80)."""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, jsonify, request
+from sqlalchemy import select
+
+from app.compute.views import base_url, compute_prefix, iso_usec
+from app.db import read_session
+from app.errors import bad_request
+from app.microversion import current as api_version
+from app.models import Migration
+from app.policy import enforce
+
+bp = Blueprint("migrations", __name__)
+_FILTERS = {"host": None, "status": Migration.status, "instance_uuid": Migration.instance_uuid,
+            "source_compute": Migration.source_compute, "migration_type": Migration.migration_type}
+
+
+def migration_body(m: Migration) -> dict:
+    v = api_version()
+    body = {"id": m.id, "source_node": m.source_node, "dest_node": m.dest_node, "source_compute": m.source_compute,
+            "dest_compute": m.dest_compute, "dest_host": m.dest_host, "status": m.status,
+            "instance_uuid": m.instance_uuid, "old_instance_type_id": m.old_instance_type_id,
+            "new_instance_type_id": m.new_instance_type_id, "created_at": iso_usec(m.created_at),
+            "updated_at": iso_usec(m.updated_at)}
+    if v.matches("2.23"):
+        body["migration_type"] = m.migration_type
+        if m.migration_type == "live-migration" and m.status in ("queued", "preparing", "running"):
+            href = f"servers/{m.instance_uuid}/migrations/{m.id}"
+            body["links"] = [{"rel": "self", "href": f"{base_url()}{compute_prefix()}/{href}"},
+                             {"rel": "bookmark", "href": f"{base_url()}/{href}"}]
+    if v.matches("2.59"):
+        body["uuid"] = m.uuid
+    if v.matches("2.80"):
+        body["user_id"] = m.user_id
+        body["project_id"] = m.project_id
+    return body
+
+
+def _time_arg(name: str) -> dt.datetime | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"Invalid input for query parameters {name}. Value: {raw}.") from None
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+
+
+def _query():
+    v = api_version()
+    q = select(Migration).where(Migration.deleted == 0, Migration.hidden.is_(False))
+    for name, column in _FILTERS.items():
+        value = request.args.get(name)
+        if value is None:
+            continue
+        if name == "host":
+            q = q.where((Migration.source_compute == value) | (Migration.dest_compute == value))
+        else:
+            q = q.where(column == value)
+    if v.matches("2.59"):
+        if (since := _time_arg("changes-since")) is not None:
+            q = q.where(Migration.updated_at >= since)
+        if v.matches("2.66") and (before := _time_arg("changes-before")) is not None:
+            q = q.where(Migration.updated_at <= before)
+    if v.matches("2.80"):
+        for name in ("user_id", "project_id"):
+            if request.args.get(name):
+                q = q.where(getattr(Migration, name) == request.args[name])
+    return q.order_by(Migration.created_at.desc(), Migration.id.desc())
+
+
+@bp.get("/os-migrations")
+@enforce("admin_api", name="os_compute_api:os-migrations:index", description="List migrations")
+def list_migrations():
+    paged = api_version().matches("2.59")
+    limit = request.args.get("limit") if paged else None
+    marker = request.args.get("marker") if paged else None
+    if limit is not None and (not limit.isdigit()):
+        raise bad_request(f"Invalid input for query parameters limit. Value: {limit}.")
+    with read_session() as s:
+        rows = list(s.scalars(_query()))
+    if marker is not None:
+        ids = [m.uuid for m in rows]
+        if marker not in ids:
+            raise bad_request(f"Marker {marker} could not be found.")
+        rows = rows[ids.index(marker) + 1:]
+    body: dict = {}
+    if limit is not None:
+        more = len(rows) > int(limit)
+        rows = rows[:int(limit)]
+        if more and rows:
+            body["migrations_links"] = [{"rel": "next", "href": f"{base_url()}{compute_prefix()}/os-migrations"
+                                                                f"?limit={limit}&marker={rows[-1].uuid}"}]
+    return jsonify({"migrations": [migration_body(m) for m in rows], **body})
