@@ -2,7 +2,6 @@
 specs, usage, hypervisor statistics, service deletion, migrations."""
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -245,7 +244,7 @@ def test_usage_hypervisor_stats_services_and_migrations(stack, image):
         assert stack.registered_hosts() == 2
 
         assert stack.openstack_json("server", "migration", "list") == []
-        _seed_migrations(stack, srv)
+        _make_migrations(stack, srv)
         listed = stack.openstack_json("--os-compute-api-version", "2.80", "server", "migration", "list")
         assert len(listed) == 3
         m = api(stack, "2.80").get(f"{stack.url}/v2.1/os-migrations", params={"limit": 2}).json()
@@ -254,6 +253,12 @@ def test_usage_hypervisor_stats_services_and_migrations(stack, image):
         rest = api(stack, "2.80").get(f"{stack.url}/v2.1/os-migrations",
                                       params={"limit": 2, "marker": m["migrations"][1]["uuid"]}).json()
         assert len(rest["migrations"]) == 1 and "migrations_links" not in rest
+        by_status = {m["status"]: m for m in api(stack, "2.80").get(f"{stack.url}/v2.1/os-migrations").json()[
+            "migrations"]}
+        assert set(by_status) == {"confirmed", "completed", "reverted"}, by_status
+        assert by_status["completed"]["migration_type"] == "live-migration"
+        assert by_status["reverted"]["migration_type"] == "resize"
+        assert by_status["reverted"]["old_instance_type_id"] != by_status["reverted"]["new_instance_type_id"]
         done = api(stack, "2.80").get(f"{stack.url}/v2.1/os-migrations", params={"status": "completed"}).json()
         assert len(done["migrations"]) == 1
         old = api(stack, "2.1").get(f"{stack.url}/v2.1/os-migrations").json()["migrations"][0]
@@ -264,20 +269,32 @@ def test_usage_hypervisor_stats_services_and_migrations(stack, image):
         stack.openstack("server", "delete", "--wait", srv["id"], check=False)
 
 
-def _seed_migrations(stack, srv: dict) -> None:
-    """Migration rows as the server-move actions write them (no API creates them yet)."""
-    from sqlalchemy import create_engine, text
-    url = stack.env.get("STRATUS_DATABASE_URL") or f"sqlite:///{stack.state_dir / 'stratus.sqlite'}"
-    engine = create_engine(url)
-    try:
-        with engine.begin() as c:
-            for i, status in enumerate(("completed", "running", "error")):
-                c.execute(text(
-                    "INSERT INTO migrations (uuid, instance_uuid, source_compute, dest_compute, source_node, "
-                    "dest_node, status, migration_type, hidden, cross_cell_move, user_id, project_id, created_at, "
-                    "updated_at, deleted) VALUES (:u, :i, 'fake-1', 'fake-2', 'fake-1', 'fake-2', :s, "
-                    "'live-migration', false, false, :user, :p, :t, :t, 0)"),
-                    {"u": str(uuid.uuid4()), "i": srv["id"], "s": status, "user": srv.get("user_id"),
-                     "p": srv["project_id"], "t": f"2026-01-0{i + 1} 00:00:00"})
-    finally:
-        engine.dispose()
+def _make_migrations(stack, srv: dict) -> None:
+    """Three real moves of ``srv``: a cold migration (confirmed), a live migration (completed) and a resize that is
+    reverted (reverted)."""
+    def wait_status(status: str) -> dict:
+        deadline = time.monotonic() + 90
+        while True:
+            shown = stack.openstack_json("server", "show", srv["id"])
+            if shown["status"] == status or time.monotonic() > deadline:
+                assert shown["status"] == status, shown
+                return shown
+            time.sleep(0.5)
+
+    stack.openstack("server", "migrate", "--wait", srv["id"])
+    wait_status("VERIFY_RESIZE")
+    stack.openstack("server", "resize", "confirm", srv["id"])
+    here = wait_status("ACTIVE")["OS-EXT-SRV-ATTR:host"]
+    other = next(h for h in ("fake-1", "fake-2") if h != here)
+    r = api(stack, "2.30").post(f"{stack.url}/v2.1/servers/{srv['id']}/action",
+                                json={"os-migrateLive": {"host": other, "block_migration": "auto"}})
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 90
+    while stack.openstack_json("server", "show", srv["id"])["OS-EXT-SRV-ATTR:host"] != other:
+        assert time.monotonic() < deadline, "live migration did not finish"
+        time.sleep(0.5)
+    wait_status("ACTIVE")
+    stack.openstack("server", "resize", "--flavor", "m1.micro", "--wait", srv["id"])
+    wait_status("VERIFY_RESIZE")
+    stack.openstack("server", "resize", "revert", srv["id"])
+    wait_status("ACTIVE")
