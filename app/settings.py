@@ -80,7 +80,9 @@ class Settings:
     cpu_allocation_ratio: float = 4.0
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0
-    # Server-group weighers (Nova's [filter_scheduler] options). Weights are normalised per weigher, so with equal
+    # Weigher multipliers (Nova's [filter_scheduler] options): RAM > 0 spreads, < 0 stacks, 0 ignores free RAM.
+    ram_weight_multiplier: float = 1.0
+    # Server-group weighers. Weights are normalised per weigher, so with equal
     # multipliers the RAM weigher's spreading can cancel soft-affinity on identical hosts: raise this to prefer it.
     soft_affinity_weight_multiplier: float = 1.0
     soft_anti_affinity_weight_multiplier: float = 1.0

@@ -62,8 +62,9 @@ class ServerGroupSoftAntiAffinityWeigher(_GroupMembersWeigher):
     sign = -1.0
 
 
-def default_weighers(soft_affinity: float = 1.0, soft_anti_affinity: float = 1.0) -> tuple[Weigher, ...]:
-    return (RAMWeigher(), ServerGroupSoftAffinityWeigher(soft_affinity),
+def default_weighers(soft_affinity: float = 1.0, soft_anti_affinity: float = 1.0,
+                     ram: float = 1.0) -> tuple[Weigher, ...]:
+    return (RAMWeigher(ram), ServerGroupSoftAffinityWeigher(soft_affinity),
             ServerGroupSoftAntiAffinityWeigher(soft_anti_affinity))
 
 

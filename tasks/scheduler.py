@@ -22,7 +22,8 @@ load_host_states = load_all  # every host's state from the DB, uncached
 def decide(hosts: list[HostState], spec: RequestSpec, max_attempts: int) -> Selection:
     """Filter and weigh a bounded sample of the hosts first; all of them only if nothing in the sample fits."""
     cfg = get_settings()
-    weighers = default_weighers(cfg.soft_affinity_weight_multiplier, cfg.soft_anti_affinity_weight_multiplier)
+    weighers = default_weighers(cfg.soft_affinity_weight_multiplier, cfg.soft_anti_affinity_weight_multiplier,
+                                cfg.ram_weight_multiplier)
     sample = hosts if spec.group else candidates(hosts)  # a group needs its members' hosts in view
     try:
         return select_destinations(sample, spec, max_attempts=max_attempts, filters=DEFAULT_FILTERS,

@@ -20,3 +20,16 @@ def stack(request, tmp_path_factory):
         raise
     yield st
     st.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.backends(...)``: run a module's per-backend tests on those backends only (the API-breadth
+    scenarios need one production DB/broker pair each, not all three, to keep CI short)."""
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("stack")
+        (drop if marker and backend and backend not in marker.args else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import requests
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.backends("sqlite-filesystem", "postgresql-redis")]
 
 
 def make_member(stack, role: str = "member") -> tuple[str, str, str]:

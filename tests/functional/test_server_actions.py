@@ -13,7 +13,7 @@ import requests
 from tests.functional.test_housekeeping import run_task
 from tests.stack import BACKENDS, Stack
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.services, pytest.mark.backends("sqlite-filesystem", "mariadb-rabbitmq")]
 MEMBER_PW, READER_PW, OTHER_PW = "alice-pw", "rita-pw", "bob-pw"
 
 

@@ -28,7 +28,10 @@ def gstack(request, tmp_path_factory):
                extra_env={"STRATUS_QUOTA_INSTANCES": "50", "STRATUS_QUOTA_CORES": "100",
                           "STRATUS_QUOTA_SERVER_GROUP_MEMBERS": str(MEMBER_QUOTA),
                           # Above the RAM weigher's 1.0, so soft-affinity wins over spreading on equal hosts.
-                          "STRATUS_SOFT_AFFINITY_WEIGHT_MULTIPLIER": "2.0"})
+                          "STRATUS_SOFT_AFFINITY_WEIGHT_MULTIPLIER": "2.0",
+                          # No spreading by free RAM: equal hosts tie and go by name, so decisions taken on one
+                          # view pick the same hosts (the scheduler's cache consumes RAM between decisions).
+                          "STRATUS_RAM_WEIGHT_MULTIPLIER": "0"})
     try:
         st.start()
         st.openstack("image", "create", "--file", "/dev/null", "--disk-format", "raw", "--container-format", "bare",
