@@ -1,8 +1,9 @@
-"""Private Redis and PostgreSQL servers that a test may stop, kill and restart without touching the shared
+"""Private Redis, RabbitMQ and PostgreSQL servers that a test may stop, kill and restart without touching the shared
 services other test runs use, a Backend that points a Stack at them, and a small REST client for boots."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import signal
 import subprocess
@@ -64,6 +65,89 @@ class PrivateRedis:
     def close(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of its own (Debian's rabbitmq-server, run as root) on free ports, stopped and started
+    with ``rabbitmqctl -n <node>``. Everything else is private too: HOME (hence the Erlang cookie, so this
+    rabbitmqctl cannot even authenticate to the machine's node), config (the machine's rabbitmq.conf and
+    rabbitmq-env.conf name port 5672 and node rabbit@localhost), data, logs, no plugins. The shared epmd is
+    used. Its data directory survives ``stop``, so durable queues and persistent messages outlive a restart."""
+
+    SBIN = Path("/usr/lib/rabbitmq/bin")
+
+    def __init__(self):
+        self.port, self.dist_port = free_port(), free_port()
+        self.node = f"stratus-{self.port}@localhost"
+        self.dir = Path(tempfile.mkdtemp(prefix="stratus-rabbitmq-"))
+        (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        for empty in ("rabbitmq-env.conf", "enabled_plugins"):
+            (self.dir / empty).write_text("")
+        self.pid_file = self.dir / "rabbitmq.pid"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @classmethod
+    def available(cls) -> str | None:
+        missing = [b for b in ("rabbitmq-server", "rabbitmqctl") if not (cls.SBIN / b).exists()]
+        if missing:
+            return f"{', '.join(missing)} not installed (apt-get install -y rabbitmq-server)"
+        return None
+
+    @property
+    def env(self) -> dict[str, str]:
+        d = self.dir
+        return {**os.environ, "HOME": str(d), "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_PORT": str(self.port),
+                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+                "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+                "RABBITMQ_MNESIA_BASE": str(d / "mnesia"), "RABBITMQ_LOG_BASE": str(d / "log"),
+                "RABBITMQ_PID_FILE": str(self.pid_file), "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
+
+    def ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """rabbitmqctl, always with this node's name (never the machine's node)."""
+        return subprocess.run([str(self.SBIN / "rabbitmqctl"), "-n", self.node, *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self) -> None:
+        log = open(self.dir / "server.log", "ab")
+        self.proc = subprocess.Popen([str(self.SBIN / "rabbitmq-server")], env=self.env, cwd=self.dir,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        waited = self.ctl("wait", "--timeout", "120", str(self.pid_file), timeout=150)
+        if waited.returncode != 0:
+            raise RuntimeError(f"RabbitMQ node {self.node} did not start: {waited.stdout}{waited.stderr}\n"
+                               f"{(self.dir / 'server.log').read_text(errors='replace')[-2000:]}")
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        """A clean shutdown: the node closes its clients' connections, syncs its queues and exits."""
+        stopped = self.ctl("stop", str(self.pid_file))
+        if stopped.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl stop failed: {stopped.stdout}{stopped.stderr}")
+        if self.proc:
+            self.proc.wait(timeout=60)
+        _port_closed(self.port)
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.ctl("stop", str(self.pid_file), timeout=60)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # whatever the node left behind (its own process group)
+            except (ProcessLookupError, PermissionError):
+                pass
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
