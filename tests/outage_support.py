@@ -2,6 +2,7 @@
 services other test runs use, a Backend that points a Stack at them, and a small REST client for boots."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -223,15 +224,22 @@ class Client:
         self.headers = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
 
     def image(self) -> str:
-        img = requests.post(f"{self.stack.url}/image/v2/images", headers=self.headers, json={
-            "name": "rel", "disk_format": "raw", "container_format": "bare"}, timeout=30).json()
-        requests.put(f"{self.stack.url}/image/v2/images/{img['id']}/file", data=b"r" * 64, timeout=30,
-                     headers={**self.headers, "Content-Type": "application/octet-stream"}).raise_for_status()
-        return img["id"]
+        return self.upload("rel", b"r" * 64, "raw", "bare")
 
-    def boot(self, image_id: str, name: str, timeout: float = 60) -> requests.Response:
+    def upload(self, name: str, data: bytes | Path, disk_format: str, container_format: str, **props: str) -> str:
+        """An image with ``props`` as its properties and ``data`` (bytes, or a file to stream) as its data."""
+        r = requests.post(f"{self.stack.url}/image/v2/images", headers=self.headers, timeout=30, json={
+            "name": name, "disk_format": disk_format, "container_format": container_format, **props})
+        r.raise_for_status()
+        image_id = r.json()["id"]
+        with (open(data, "rb") if isinstance(data, Path) else contextlib.nullcontext(data)) as body:
+            requests.put(f"{self.stack.url}/image/v2/images/{image_id}/file", data=body, timeout=120,
+                         headers={**self.headers, "Content-Type": "application/octet-stream"}).raise_for_status()
+        return image_id
+
+    def boot(self, image_id: str, name: str, timeout: float = 60, flavor: str = "42") -> requests.Response:
         return requests.post(f"{self.url}/servers", headers=self.headers, timeout=timeout, json={"server": {
-            "name": name, "imageRef": image_id, "flavorRef": "42", "networks": "none"}})
+            "name": name, "imageRef": image_id, "flavorRef": flavor, "networks": "none"}})
 
     def servers(self) -> list[dict]:
         r = requests.get(f"{self.url}/servers/detail", headers=self.headers, timeout=60)
