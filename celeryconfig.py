@@ -57,6 +57,9 @@ elif broker_url.startswith(("amqp://", "pyamqp://")):
 if result_backend.startswith("file://"):
     # Same files, written atomically (the API polls them while a worker writes): tasks/fs_results.py.
     result_backend = f"tasks.fs_results:AtomicFilesystemBackend+{result_backend}"
+elif result_backend.startswith("rpc://"):
+    # Bounded waits and a clean reconnection across a RabbitMQ restart: tasks/rpc_results.py.
+    result_backend = f"tasks.rpc_results:RPCBackend+{result_backend}"
 
 task_serializer = "json"
 result_serializer = "json"

@@ -1,19 +1,50 @@
-"""A fix for kombu's Redis transport, applied when the Celery app is imported.
+"""Fixes for kombu's Redis transport and Celery's broker reconnection, applied when the Celery app is imported.
 
 When the broker connection drops, Celery closes the old connection; closing a Redis channel first tries to
 put the messages this worker holds back on their queues, through a connection that is already gone. kombu
 then raises (AttributeError on the released connection, or ConnectionError), and Celery treats that as an
 "Unrecoverable error" and exits the worker: a Redis restart could kill every worker. The messages are safe
 without that eager restore: they stay in Redis's unacked set and the visibility-timeout sweep delivers them
-again (broker_visibility_timeout)."""
+again (broker_visibility_timeout).
+
+A worker that lost its broker retries connecting after 2, 4, 6 ... s (Celery passes no intervals, kombu's
+defaults apply): after a broker restart each worker came back up to that step later than the broker, one
+after the other along the canvas. Workers retry every RECONNECT_INTERVAL_MAX seconds at most instead."""
 from __future__ import annotations
 
+import functools
 import logging
 
 LOG = logging.getLogger(__name__)
 
+# Seconds between a worker's attempts to reach the broker again (first at once, then 1 s, then this).
+RECONNECT_INTERVAL_MAX = 2
+
 
 def apply() -> None:
+    _restore_unacked_quietly()
+    _reconnect_promptly()
+
+
+def _reconnect_promptly() -> None:
+    from celery.worker.consumer import consumer as celery_consumer
+    original = celery_consumer.Consumer.ensure_connected
+    if getattr(original, "_stratus_fixed", False):
+        return
+
+    def ensure_connected(self, conn):
+        conn.ensure_connection = functools.partial(conn.ensure_connection, interval_start=0, interval_step=1,
+                                                   interval_max=RECONNECT_INTERVAL_MAX)
+        try:
+            return original(self, conn)
+        finally:
+            del conn.ensure_connection  # the instance attribute: the class's method again
+
+    ensure_connected._stratus_fixed = True
+    celery_consumer.Consumer.ensure_connected = ensure_connected
+
+
+def _restore_unacked_quietly() -> None:
     try:
         from kombu.transport import redis as kombu_redis
     except ImportError:  # the redis client is not installed: nothing to fix

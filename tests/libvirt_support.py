@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import BACKENDS, REPO, Stack
+from tests.stack import BACKENDS, REPO, Backend, Stack
 
 URI = "qemu:///system"
 LIBVIRT_BINARIES = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")
@@ -50,6 +50,21 @@ def require_test_image(extra_binaries: tuple[str, ...] = (), extra_packages: str
     return image_dir
 
 
+def upload_test_image(api, image_dir: Path) -> tuple[str, str]:
+    """Upload the test guest as Nova expects a kernel/ramdisk boot (kernel ``aki``, ramdisk ``ari``, the qcow2
+    disk with kernel_id/ramdisk_id/os_command_line) and make a flavor it fits; ``api`` is an
+    ``outage_support.Client``. Returns (disk image id, flavor id)."""
+    import requests
+    kernel = api.upload("test-kernel", image_dir / "vmlinuz", "aki", "aki")
+    ramdisk = api.upload("test-ramdisk", image_dir / "initrd.img", "ari", "ari")
+    disk = api.upload("test-disk", image_dir / "disk.qcow2", "qcow2", "bare", kernel_id=kernel,
+                      ramdisk_id=ramdisk, os_command_line=(image_dir / "cmdline").read_text().strip())
+    r = requests.post(f"{api.url}/flavors", headers=api.headers, timeout=30,
+                      json={"flavor": {"name": "guest.tiny", "ram": 128, "vcpus": 1, "disk": 1}})
+    r.raise_for_status()
+    return disk, r.json()["flavor"]["id"]
+
+
 def destroy_own_domains(instances: Path, before: set[str]) -> None:
     """Remove domains a failed test left behind, but only this stack's: libvirtd is shared."""
     for uuid in domains() - before:
@@ -61,15 +76,17 @@ def destroy_own_domains(instances: Path, before: set[str]) -> None:
 @contextlib.contextmanager
 def libvirt_stack(name: str, host: str, extra_env: dict[str, str] | None = None,
                   processes: tuple[str, ...] = ("api", "conductor", "scheduler", "compute"),
-                  keep_logs: Callable[[], bool] = lambda: False) -> Iterator[Stack]:
-    """A whole cloud whose compute host runs the libvirt driver. Its files live under /var/tmp, not pytest's
-    0700 tmp dirs, because QEMU runs as libvirt-qemu. ``keep_logs()`` true at the end keeps the processes' logs."""
+                  keep_logs: Callable[[], bool] = lambda: False,
+                  backend: Backend | None = None) -> Iterator[Stack]:
+    """A whole cloud whose compute host runs the libvirt driver (on SQLite and the filesystem broker unless
+    ``backend`` says otherwise). Its files live under /var/tmp, not pytest's 0700 tmp dirs, because QEMU runs as
+    libvirt-qemu. ``keep_logs()`` true at the end keeps the processes' logs."""
     base = Path(tempfile.mkdtemp(prefix=f"stratus-{name}-", dir="/var/tmp"))
     os.chmod(base, 0o755)
     instances = base / "instances"
     instances.mkdir(mode=0o755)
     before = domains()
-    st = Stack(base / "state", BACKENDS["sqlite-filesystem"], compute_hosts=host, processes=processes,
+    st = Stack(base / "state", backend or BACKENDS["sqlite-filesystem"], compute_hosts=host, processes=processes,
                extra_env={"STRATUS_COMPUTE_DRIVER": "libvirt", "STRATUS_LIBVIRT_URI": URI,
                           "STRATUS_INSTANCES_PATH": str(instances), **(extra_env or {})})
     st.instances = instances

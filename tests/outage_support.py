@@ -1,8 +1,10 @@
-"""Private Redis and PostgreSQL servers that a test may stop, kill and restart without touching the shared
+"""Private Redis, RabbitMQ and PostgreSQL servers that a test may stop, kill and restart without touching the shared
 services other test runs use, a Backend that points a Stack at them, and a small REST client for boots."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shutil
 import signal
 import subprocess
@@ -64,6 +66,89 @@ class PrivateRedis:
     def close(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of its own (Debian's rabbitmq-server, run as root) on free ports, stopped and started
+    with ``rabbitmqctl -n <node>``. Everything else is private too: HOME (hence the Erlang cookie, so this
+    rabbitmqctl cannot even authenticate to the machine's node), config (the machine's rabbitmq.conf and
+    rabbitmq-env.conf name port 5672 and node rabbit@localhost), data, logs, no plugins. The shared epmd is
+    used. Its data directory survives ``stop``, so durable queues and persistent messages outlive a restart."""
+
+    SBIN = Path("/usr/lib/rabbitmq/bin")
+
+    def __init__(self):
+        self.port, self.dist_port = free_port(), free_port()
+        self.node = f"stratus-{self.port}@localhost"
+        self.dir = Path(tempfile.mkdtemp(prefix="stratus-rabbitmq-"))
+        (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        for empty in ("rabbitmq-env.conf", "enabled_plugins"):
+            (self.dir / empty).write_text("")
+        self.pid_file = self.dir / "rabbitmq.pid"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @classmethod
+    def available(cls) -> str | None:
+        missing = [b for b in ("rabbitmq-server", "rabbitmqctl") if not (cls.SBIN / b).exists()]
+        if missing:
+            return f"{', '.join(missing)} not installed (apt-get install -y rabbitmq-server)"
+        return None
+
+    @property
+    def env(self) -> dict[str, str]:
+        d = self.dir
+        return {**os.environ, "HOME": str(d), "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_PORT": str(self.port),
+                "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf"),
+                "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(d / "enabled_plugins"),
+                "RABBITMQ_MNESIA_BASE": str(d / "mnesia"), "RABBITMQ_LOG_BASE": str(d / "log"),
+                "RABBITMQ_PID_FILE": str(self.pid_file), "ERL_EPMD_ADDRESS": "127.0.0.1",
+                "ERL_FLAGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
+
+    def ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """rabbitmqctl, always with this node's name (never the machine's node)."""
+        return subprocess.run([str(self.SBIN / "rabbitmqctl"), "-n", self.node, *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def start(self) -> None:
+        log = open(self.dir / "server.log", "ab")
+        self.proc = subprocess.Popen([str(self.SBIN / "rabbitmq-server")], env=self.env, cwd=self.dir,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        waited = self.ctl("wait", "--timeout", "120", str(self.pid_file), timeout=150)
+        if waited.returncode != 0:
+            raise RuntimeError(f"RabbitMQ node {self.node} did not start: {waited.stdout}{waited.stderr}\n"
+                               f"{(self.dir / 'server.log').read_text(errors='replace')[-2000:]}")
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        """A clean shutdown: the node closes its clients' connections, syncs its queues and exits."""
+        stopped = self.ctl("stop", str(self.pid_file))
+        if stopped.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl stop failed: {stopped.stdout}{stopped.stderr}")
+        if self.proc:
+            self.proc.wait(timeout=60)
+        _port_closed(self.port)
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.ctl("stop", str(self.pid_file), timeout=60)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # whatever the node left behind (its own process group)
+            except (ProcessLookupError, PermissionError):
+                pass
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -139,15 +224,22 @@ class Client:
         self.headers = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
 
     def image(self) -> str:
-        img = requests.post(f"{self.stack.url}/image/v2/images", headers=self.headers, json={
-            "name": "rel", "disk_format": "raw", "container_format": "bare"}, timeout=30).json()
-        requests.put(f"{self.stack.url}/image/v2/images/{img['id']}/file", data=b"r" * 64, timeout=30,
-                     headers={**self.headers, "Content-Type": "application/octet-stream"}).raise_for_status()
-        return img["id"]
+        return self.upload("rel", b"r" * 64, "raw", "bare")
 
-    def boot(self, image_id: str, name: str, timeout: float = 60) -> requests.Response:
+    def upload(self, name: str, data: bytes | Path, disk_format: str, container_format: str, **props: str) -> str:
+        """An image with ``props`` as its properties and ``data`` (bytes, or a file to stream) as its data."""
+        r = requests.post(f"{self.stack.url}/image/v2/images", headers=self.headers, timeout=30, json={
+            "name": name, "disk_format": disk_format, "container_format": container_format, **props})
+        r.raise_for_status()
+        image_id = r.json()["id"]
+        with (open(data, "rb") if isinstance(data, Path) else contextlib.nullcontext(data)) as body:
+            requests.put(f"{self.stack.url}/image/v2/images/{image_id}/file", data=body, timeout=120,
+                         headers={**self.headers, "Content-Type": "application/octet-stream"}).raise_for_status()
+        return image_id
+
+    def boot(self, image_id: str, name: str, timeout: float = 60, flavor: str = "42") -> requests.Response:
         return requests.post(f"{self.url}/servers", headers=self.headers, timeout=timeout, json={"server": {
-            "name": name, "imageRef": image_id, "flavorRef": "42", "networks": "none"}})
+            "name": name, "imageRef": image_id, "flavorRef": flavor, "networks": "none"}})
 
     def servers(self) -> list[dict]:
         r = requests.get(f"{self.url}/servers/detail", headers=self.headers, timeout=60)
