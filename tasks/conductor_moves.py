@@ -158,8 +158,8 @@ def start_move(req: dict) -> dict:
         ctx = new_ctx(uuid, req["request_id"], action, host=ops[0][1], ops=ops, task_state=rule["task_state"],
                       source=source, dest=dest, final_host=dest, migration_uuid=migration.uuid if migration else None,
                       prior_vm_state=inst.vm_state, new_flavor=new_flavor,
-                      power_on=inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
-                      or action == "unshelve")
+                      power_on=(inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
+                                or action == "unshelve") and not req.get("stop_on_destination"))
     _run(ctx)
     return {"instance_uuid": uuid, "host": dest}
 
@@ -298,9 +298,9 @@ def finish_move(ctx: dict) -> None:
             _quota_delta(s, inst.project_id, mig.old_flavor, mig.new_flavor, sign=-1)
             event, status = "compute_finish_revert_resize", "reverted"
         elif action in ("live_migrate", "evacuate"):
-            prior = ctx["prior_vm_state"]
-            target = prior if action == "live_migrate" else (states.STOPPED if prior == states.STOPPED
-                                                             else states.ACTIVE)
+            # evacuate: the guest runs again unless it was stopped or the caller asked 2.95's stop on arrival
+            target = ctx["prior_vm_state"] if action == "live_migrate" else (
+                states.ACTIVE if ctx["power_on"] else states.STOPPED)
             values = {**on_dest, "vm_state": target}
             db_write.release_allocation(s, mig.uuid)
             event = "compute_live_migration" if action == "live_migrate" else "compute_rebuild_instance"

@@ -96,6 +96,8 @@ def create_keypair():
     body = load(KeypairCreateSchema(), json_body(), root="keypair")
     if "type" in body and not v.matches("2.2"):
         raise bad_request("Additional properties are not allowed ('type' was unexpected)")
+    if not v.matches("2.92") and set(body["name"]) & {"@", "."}:  # 2.92 allows '@' and '.'
+        raise bad_request("Keypair name contains unsafe characters")
     user_id = current().user_id
     if "user_id" in body and body["user_id"] != user_id:
         if not v.matches("2.10"):

@@ -1,0 +1,92 @@
+"""Version-gated behaviour from docs/microversions.md, asserted on both sides of each boundary (in-process API)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from tests.unit.inprocess import PUBLIC_KEY, inprocess_conductor, world  # noqa: F401 (fixtures)
+
+
+def _v(version: str) -> dict[str, str]:
+    return {"OpenStack-API-Version": f"compute {version}"}
+
+
+def _set_instance(uuid: str, **values: object) -> None:
+    from app.db import write_session
+    from app.models import Instance
+    with write_session() as s:
+        inst = s.scalars(select(Instance).where(Instance.uuid == uuid)).one()
+        for key, value in values.items():
+            setattr(inst, key, value)
+
+
+# --- 2.92: '@' and '.' in key pair names ---------------------------------------------------------------------------
+
+def test_keypair_name_special_characters_from_2_92(client, world):
+    body = {"keypair": {"name": "me@host.example", "public_key": PUBLIC_KEY}}
+    old = client.post("/v2.1/os-keypairs", json=body, headers={**world.a.headers, **_v("2.91")})
+    assert old.status_code == 400 and "unsafe characters" in old.get_json()["badRequest"]["message"]
+    new = client.post("/v2.1/os-keypairs", json=body, headers={**world.a.headers, **_v("2.92")})
+    assert new.status_code == 201, new.get_data(as_text=True)
+    assert new.get_json()["keypair"]["name"] == "me@host.example"
+
+
+# --- 2.29 / 2.30 / 2.68: the force flag of evacuate and live-migrate ----------------------------------------------
+
+@pytest.mark.parametrize("action, since", [
+    ({"evacuate": {"host": "h2", "force": False}}, "2.29"),
+    ({"os-migrateLive": {"host": "h2", "block_migration": "auto", "force": False}}, "2.30"),
+])
+def test_force_only_between_its_version_and_2_68(client, world, monkeypatch, action, since):
+    from app import rpc
+    calls: list[dict] = []
+    monkeypatch.setattr(rpc, "call", lambda name, req, **kw: calls.append(req) or {})
+    _set_instance(world.server_id, vm_state="active", host="h1", node="h1")
+    major, minor = since.split(".")
+    url = f"/v2.1/servers/{world.server_id}/action"
+    for version, ok in ((f"{major}.{int(minor) - 1}", False), (since, True), ("2.67", True), ("2.68", False)):
+        resp = client.post(url, json=action, headers={**world.admin.headers, **_v(version)})
+        if ok:
+            assert resp.status_code in (200, 202), (version, resp.get_data(as_text=True))
+        else:
+            assert resp.status_code == 400, (version, resp.get_data(as_text=True))
+            assert "'force' was unexpected" in resp.get_json()["badRequest"]["message"]
+    assert len(calls) == 2
+
+
+# --- 2.95: an evacuated server arrives stopped ---------------------------------------------------------------------
+
+def _hosts() -> None:
+    from app.db import write_session
+    from app.models import ComputeNode, Service, utcnow
+    with write_session() as s:
+        for host, seen in (("h1", utcnow() - dt.timedelta(hours=1)), ("h2", utcnow())):
+            svc = Service(host=host, binary="stratus-compute", topic="compute", last_seen_at=seen)
+            s.add(svc)
+            s.flush()
+            s.add(ComputeNode(service_id=svc.id, host=host, hypervisor_hostname=host, hypervisor_type="fake",
+                              hypervisor_version=1, vcpus=8, memory_mb=4096, local_gb=40, vcpus_used=0,
+                              memory_mb_used=0, local_gb_used=0, running_vms=0))
+
+
+@pytest.mark.parametrize("version, prior, expected", [
+    ("2.94", "active", "active"), ("2.94", "stopped", "stopped"), ("2.95", "active", "stopped")])
+def test_evacuate_leaves_server_stopped_from_2_95(client, world, monkeypatch, version, prior, expected):
+    from app.db import read_session
+    from app.models import Instance
+    from tasks import conductor_moves
+    _hosts()
+    _set_instance(world.server_id, vm_state=prior, task_state=None, host="h1", node="h1")
+    started: list[dict] = []
+    monkeypatch.setattr(conductor_moves, "_run", started.append)
+    resp = client.post(f"/v2.1/servers/{world.server_id}/action", json={"evacuate": {}},
+                       headers={**world.admin.headers, **_v(version)})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    (ctx,) = started
+    assert ctx["dest"] == "h2"
+    conductor_moves.finish_move({**ctx, "power_state": 1 if expected == "active" else 4})
+    with read_session() as s:
+        inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
+        assert (inst.vm_state, inst.host, inst.task_state) == (expected, "h2", None)
