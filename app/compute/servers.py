@@ -134,8 +134,10 @@ def _parse_time(name: str, value: str) -> dt.datetime:
 
 
 def _list_query(ctx: RequestContext) -> tuple[list, int, Instance | None]:
-    args = request.args
     v = api_version()
+    server_filters.check_known(request.args, v)
+    args = server_filters.allowed(request.args, v, ctx.is_admin)
+    g.ip_patterns = server_filters.ip_patterns(args)
     conds = []
     # Nova: the presence of all_tenants means "all", unless its value is a false-like string.
     all_tenants = ctx.is_admin and "all_tenants" in args and \
@@ -182,18 +184,8 @@ def _list_query(ctx: RequestContext) -> tuple[list, int, Instance | None]:
         conds.append(Instance.flavor_id.in_(select(Flavor.id).where(Flavor.flavorid == args["flavor"])))
     if "reservation_id" in args:
         conds.append(Instance.reservation_id == args["reservation_id"])
-    if "availability_zone" in args:
-        conds.append(Instance.availability_zone == args["availability_zone"])
-    if "key_name" in args:
-        conds.append(Instance.key_name == args["key_name"])
     conds.extend(server_tags.list_filters(args))
-    if ctx.is_admin:
-        if "host" in args:
-            conds.append(Instance.host == args["host"])
-        if "node" in args:
-            conds.append(Instance.node == args["node"])
-        if "user_id" in args:
-            conds.append(Instance.user_id == args["user_id"])
+    conds.extend(server_filters.conditions(args, v, ctx.is_admin))
     limit_arg = args.get("limit")
     try:
         limit = min(int(limit_arg), MAX_LIMIT) if limit_arg is not None else MAX_LIMIT
@@ -219,6 +211,8 @@ def _sorted(query, marker: Instance | None):
     for i, key in enumerate(keys):
         col = _SORT_KEYS.get(key)
         if col is None:
+            col = server_filters.sort_column(key, api_version())
+        if col is None:
             raise bad_request(f"Invalid input for query parameters sort_key. Value: {key}.")
         direction = (dirs[i] if i < len(dirs) else (dirs[0] if dirs else "desc")).lower()
         if direction not in ("asc", "desc"):
@@ -242,16 +236,30 @@ def _sorted(query, marker: Instance | None):
     return query.order_by(*order)
 
 
+def _matching_ips(s: Session, instances: list[Instance], patterns: list) -> list[Instance]:
+    """Nova's ``ip`` / ``ip6`` filters: a regular expression searched in each of the server's addresses."""
+    if not patterns:
+        return instances
+    addresses = server_addresses(s, [i.uuid for i in instances])
+
+    def hit(uuid: str) -> bool:
+        ips = [a for nets in addresses.get(uuid, {}).values() for a in nets]
+        return all(any(a["version"] == version and pattern.search(a["addr"]) for a in ips)
+                   for version, pattern in patterns)
+    return [i for i in instances if hit(i.uuid)]
+
+
 def _list(detail: bool) -> Response:
     ctx = current()
     conds, limit, marker = _list_query(ctx)
     with read_session() as s:
         query = _sorted(select(Instance).where(and_(*conds)) if conds else select(Instance), marker)
-        regex = g.get("name_regex")
-        if regex is None:
+        regex, ips = g.get("name_regex"), g.get("ip_patterns")
+        if regex is None and not ips:
             instances = list(s.scalars(query.limit(limit)))
         else:
-            instances = [i for i in s.scalars(query) if regex.search(i.display_name)][:limit]
+            instances = [i for i in s.scalars(query) if regex is None or regex.search(i.display_name)]
+            instances = _matching_ips(s, instances, ips)[:limit]
         body: dict = {"servers": render(s, instances, ctx) if detail else [server_summary(i) for i in instances]}
     if instances and len(instances) == limit:
         params = request.args.to_dict(flat=False)
@@ -585,4 +593,4 @@ def server_action(server_id: str):
 
 
 # Late imports: these modules import get_instance from here.
-from app.compute import server_metadata, server_tags  # noqa: E402
+from app.compute import server_filters, server_metadata, server_tags  # noqa: E402

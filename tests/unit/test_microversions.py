@@ -90,3 +90,46 @@ def test_evacuate_leaves_server_stopped_from_2_95(client, world, monkeypatch, ve
     with read_session() as s:
         inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
         assert (inst.vm_state, inst.host, inst.task_state) == (expected, "h2", None)
+
+
+# --- server list query parameters: 2.5 ip6, 2.73 locked, 2.75 strict, 2.83 non-admin filters ----------------------
+
+def _listed(client, cred, version: str, query: str) -> list[str]:
+    resp = client.get(f"/v2.1/servers?{query}", headers={**cred.headers, **_v(version)})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return [s["id"] for s in resp.get_json()["servers"]]
+
+
+def test_unknown_list_parameter_is_400_from_2_75(client, world):
+    assert _listed(client, world.a, "2.74", "foo=1") == [world.server_id]
+    resp = client.get("/v2.1/servers?foo=1", headers={**world.a.headers, **_v("2.75")})
+    assert resp.status_code == 400
+    assert resp.get_json()["badRequest"]["message"] == "Additional properties are not allowed ('foo' was unexpected)"
+    assert _listed(client, world.a, "2.75", "metadata=x&limit=5") == [world.server_id]  # Nova's known names
+
+
+def test_locked_filter_and_sort_key_from_2_73(client, world):
+    url = f"/v2.1/servers/{world.server_id}/action"
+    lock = client.post(url, json={"lock": {"locked_reason": "audit"}}, headers={**world.a.headers, **_v("2.73")})
+    assert lock.status_code == 202, lock.get_data(as_text=True)
+    assert _listed(client, world.a, "2.72", "locked=false") == [world.server_id]  # ignored before 2.73
+    assert _listed(client, world.a, "2.73", "locked=false") == []
+    assert _listed(client, world.a, "2.73", "locked=true") == [world.server_id]
+    assert client.get("/v2.1/servers?locked=maybe", headers={**world.a.headers, **_v("2.73")}).status_code == 400
+    assert client.get("/v2.1/servers?sort_key=locked", headers={**world.a.headers, **_v("2.72")}).status_code == 400
+    assert _listed(client, world.a, "2.73", "sort_key=locked&sort_dir=asc") == [world.server_id]
+
+
+@pytest.mark.parametrize("query", ["key_name=nope", "vm_state=active", "power_state=4", "user_id=someone",
+                                   "created_at=1999-", "config_drive=true", "progress=50", "task_state=x"])
+def test_non_admin_instance_filters_from_2_83(client, world, query):
+    assert _listed(client, world.a, "2.82", query) == [world.server_id]  # a non-admin's filter is dropped
+    assert _listed(client, world.a, "2.83", query) == []
+    assert _listed(client, world.admin, "2.1", f"{query}&all_tenants=1") == []  # admins filter at any version
+
+
+def test_ip6_filter_for_non_admins_from_2_5(client, world):
+    assert _listed(client, world.a, "2.4", "ip6=.") == [world.server_id]
+    assert _listed(client, world.a, "2.5", "ip6=.") == []  # Stratus servers have no IPv6 address
+    assert _listed(client, world.a, "2.1", "ip=.") == []  # networks "none": no address at all
+    assert client.get("/v2.1/servers?ip=(", headers={**world.a.headers, **_v("2.1")}).status_code == 400
