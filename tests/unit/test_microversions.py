@@ -133,3 +133,25 @@ def test_ip6_filter_for_non_admins_from_2_5(client, world):
     assert _listed(client, world.a, "2.5", "ip6=.") == []  # Stratus servers have no IPv6 address
     assert _listed(client, world.a, "2.1", "ip=.") == []  # networks "none": no address at all
     assert client.get("/v2.1/servers?ip=(", headers={**world.a.headers, **_v("2.1")}).status_code == 400
+
+
+# --- 2.35: key pair paging -----------------------------------------------------------------------------------------
+
+def test_keypair_paging_from_2_35(client, world):
+    for name in ("b-key", "c-key"):
+        body = {"keypair": {"name": name, "public_key": PUBLIC_KEY}}
+        assert client.post("/v2.1/os-keypairs", json=body, headers={**world.a.headers, **_v("2.35")}).status_code == 201
+
+    def names(version: str, query: str) -> tuple[list[str], dict]:
+        resp = client.get(f"/v2.1/os-keypairs?{query}", headers={**world.a.headers, **_v(version)})
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        return [k["keypair"]["name"] for k in resp.get_json()["keypairs"]], resp.get_json()
+
+    assert names("2.34", "limit=1&marker=a-key")[0] == ["a-key", "b-key", "c-key"]  # ignored before 2.35
+    page, body = names("2.35", "limit=1&marker=a-key")
+    assert page == ["b-key"]
+    assert body["keypairs_links"][0]["href"].endswith("/v2.1/os-keypairs?limit=1&marker=b-key")
+    assert names("2.35", "marker=b-key")[0] == ["c-key"] and "keypairs_links" not in names("2.35", "marker=b-key")[1]
+    missing = client.get("/v2.1/os-keypairs?marker=zzz", headers={**world.a.headers, **_v("2.35")})
+    assert missing.status_code == 400 and "zzz could not be found" in missing.get_json()["badRequest"]["message"]
+    assert client.get("/v2.1/os-keypairs?limit=-1", headers={**world.a.headers, **_v("2.35")}).status_code == 400
