@@ -155,3 +155,33 @@ def test_keypair_paging_from_2_35(client, world):
     missing = client.get("/v2.1/os-keypairs?marker=zzz", headers={**world.a.headers, **_v("2.35")})
     assert missing.status_code == 400 and "zzz could not be found" in missing.get_json()["badRequest"]["message"]
     assert client.get("/v2.1/os-keypairs?limit=-1", headers={**world.a.headers, **_v("2.35")}).status_code == 400
+
+
+# --- 2.58 / 2.66: instance action paging and time filters ---------------------------------------------------------
+
+def test_instance_action_paging_from_2_58(client, world):
+    from app.db import write_session
+    from app.models import InstanceAction
+    t0 = dt.datetime(2030, 1, 1)
+    with write_session() as s:
+        for i in range(3):
+            s.add(InstanceAction(instance_uuid=world.server_id, action="stop", request_id=f"req-{i}",
+                                 user_id=world.a.user_id, project_id=world.a.project_id,
+                                 start_time=t0 + dt.timedelta(hours=i), updated_at=t0 + dt.timedelta(hours=i)))
+    url = f"/v2.1/servers/{world.server_id}/os-instance-actions"
+
+    def ids(version: str, query: str) -> tuple[list[str], dict]:
+        resp = client.get(f"{url}?{query}", headers={**world.a.headers, **_v(version)})
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        return [a["request_id"] for a in resp.get_json()["instanceActions"]], resp.get_json()
+
+    every = ids("2.57", "limit=1&marker=req-2&changes-since=2030-01-01T01:00:00Z")[0]
+    assert every[:3] == ["req-2", "req-1", "req-0"] and len(every) == 4  # ignored before 2.58 (+ the create)
+    page, body = ids("2.58", "limit=1&marker=req-2")
+    assert page == ["req-1"] and "marker=req-1" in body["links"][0]["href"]
+    assert ids("2.58", "changes-since=2030-01-01T01:00:00Z")[0] == ["req-2", "req-1"]
+    assert client.get(f"{url}?changes-before=2030-01-01T01:00:00Z",
+                      headers={**world.a.headers, **_v("2.65")}).status_code == 400
+    assert ids("2.66", "changes-before=2030-01-01T01:00:00Z")[0][:2] == ["req-1", "req-0"]  # and the create
+    assert client.get(f"{url}?marker=nope", headers={**world.a.headers, **_v("2.58")}).status_code == 400
+    assert client.get(f"{url}?foo=1", headers={**world.a.headers, **_v("2.58")}).status_code == 400
