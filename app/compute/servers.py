@@ -12,8 +12,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app import crypto, network, quota, rpc
-from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema, is_uuid,
-                                 json_body, load)
+from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema, check_hostname,
+                                 is_uuid, json_body, load)
 from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
 from app.context import RequestContext, current
 from app.db import read_session
@@ -306,6 +306,8 @@ def _version_gated_fields(body: dict) -> None:
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
     if "personality" in body and v.matches("2.57"):
         raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
+    if "hostname" in body:
+        check_hostname(body["hostname"], v.matches("2.94"))
 
 
 def _networks(body: dict) -> object:
@@ -482,6 +484,8 @@ def update_server(server_id: str):
     for field, min_version in (("description", "2.19"), ("hostname", "2.90")):
         if field in body and not v.matches(min_version):
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
+    if "hostname" in body:
+        check_hostname(body["hostname"], v.matches("2.94"))
     names = {"name": "display_name", "description": "display_description", "hostname": "hostname",
              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
     values = {names[k]: (str(val) if k.startswith("access") else val) for k, val in body.items() if k in names}

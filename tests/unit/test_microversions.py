@@ -185,3 +185,22 @@ def test_instance_action_paging_from_2_58(client, world):
     assert ids("2.66", "changes-before=2030-01-01T01:00:00Z")[0][:2] == ["req-1", "req-0"]  # and the create
     assert client.get(f"{url}?marker=nope", headers={**world.a.headers, **_v("2.58")}).status_code == 400
     assert client.get(f"{url}?foo=1", headers={**world.a.headers, **_v("2.58")}).status_code == 400
+
+
+# --- 2.90 / 2.94: hostname is one DNS label, then may be an FQDN -------------------------------------------------
+
+def test_hostname_fqdn_only_from_2_94(client, world):
+    url = f"/v2.1/servers/{world.server_id}"
+    fqdn = {"server": {"hostname": "web-1.example.org"}}
+    assert client.put(url, json={"server": {"hostname": "web-1"}},
+                      headers={**world.a.headers, **_v("2.89")}).status_code == 400  # no hostname before 2.90
+    old = client.put(url, json=fqdn, headers={**world.a.headers, **_v("2.93")})
+    assert old.status_code == 400 and "hostname" in old.get_json()["badRequest"]["message"]
+    assert client.put(url, json={"server": {"hostname": "web-1"}},
+                      headers={**world.a.headers, **_v("2.93")}).status_code == 200
+    new = client.put(url, json=fqdn, headers={**world.a.headers, **_v("2.94")})
+    assert new.status_code == 200, new.get_data(as_text=True)
+    assert new.get_json()["server"]["OS-EXT-SRV-ATTR:hostname"] == "web-1.example.org"
+    for bad in ("-web", "web_1", "a" * 64, "web..example"):
+        bad_body = {"server": {"hostname": bad}}
+        assert client.put(url, json=bad_body, headers={**world.a.headers, **_v("2.94")}).status_code == 400, bad
