@@ -68,7 +68,7 @@ def _pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host
     ignore = set() if same_host_ok or not inst.host else {inst.host}
     spec = RequestSpec(instance_uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
                        root_gb=flavor["disk"],
-                       availability_zone=availability_zone or inst.requested_availability_zone,
+                       availability_zone=availability_zone,
                        ignore_hosts=frozenset(ignore), scheduler_hints=inst.scheduler_hints or {})
     hosts = load_host_states(s)
     if requested_host is not None:
@@ -140,12 +140,15 @@ def start_move(req: dict) -> dict:
             s.add(migration)
             s.flush()
             _rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
-        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False,
-                               availability_zone=req.get("availability_zone"))
+        # unshelve (2.77/2.91) may name a new zone or null (unpin); the server stays pinned to it afterwards
+        zone = req["availability_zone"] if "availability_zone" in req else inst.requested_availability_zone
+        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False, availability_zone=zone)
         if migration is not None:
             migration.dest_compute = migration.dest_node = dest
         # evacuate rebuilds the guest with a new admin password (stored encrypted, as at create)
         secret = {"admin_pass_enc": req["admin_pass_enc"]} if req.get("admin_pass_enc") else {}
+        if "availability_zone" in req:
+            secret["requested_availability_zone"] = zone
         if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
                                      task_state=rule["task_state"], **secret):
             raise ConductorError(409, f"Cannot '{rule['api']}' instance {uuid}: it changed state concurrently; "

@@ -142,6 +142,9 @@ def _unshelve(server_id: str, args: object) -> None:
         raise bad_request(f"Invalid input for field/attribute unshelve. Value: {args!r}.")
     if "availability_zone" in body and not api_version().matches("2.77"):
         raise bad_request("Additional properties are not allowed ('availability_zone' was unexpected)")
+    if "availability_zone" in body and body["availability_zone"] is None and not api_version().matches("2.91"):
+        raise bad_request("Invalid input for field/attribute availability_zone. Value: None. None is not of type "
+                          "'string'")
     if "host" in body:
         if not api_version().matches("2.91"):
             raise bad_request("Additional properties are not allowed ('host' was unexpected)")
@@ -153,8 +156,8 @@ def _unshelve(server_id: str, args: object) -> None:
                            f"servers; instance {inst.uuid} is shelved.")
         rpc.call("stratus.conductor.shelve", _request(inst, "unshelve_on_host"))
     else:
-        rpc.call("stratus.conductor.start_move", _request(inst, "unshelve", host=body.get("host"),
-                                                          availability_zone=body.get("availability_zone")))
+        zone = {"availability_zone": body["availability_zone"]} if "availability_zone" in body else {}
+        rpc.call("stratus.conductor.start_move", _request(inst, "unshelve", host=body.get("host"), **zone))
 
 
 servers.EXTRA_ACTIONS.update({"resize": _resize, "confirmResize": _confirm_resize, "revertResize": _revert_resize,

@@ -204,3 +204,26 @@ def test_hostname_fqdn_only_from_2_94(client, world):
     for bad in ("-web", "web_1", "a" * 64, "web..example"):
         bad_body = {"server": {"hostname": bad}}
         assert client.put(url, json=bad_body, headers={**world.a.headers, **_v("2.94")}).status_code == 400, bad
+
+
+# --- 2.77 / 2.91 / 2.96: unshelve into a zone or unpinned, shown as pinned_availability_zone ----------------------
+
+@pytest.mark.parametrize("version, body, code, pinned", [
+    ("2.91", None, 400, "elsewhere"),  # still pinned to a zone no host is in: no valid host
+    ("2.90", {"availability_zone": None}, 400, "elsewhere"),  # null (unpin) only from 2.91
+    ("2.91", {"availability_zone": None}, 202, None),
+    ("2.77", {"availability_zone": "nova"}, 202, "nova"),
+])
+def test_unshelve_zone_and_unpin(client, world, monkeypatch, version, body, code, pinned):
+    from tasks import conductor_moves
+    _hosts()
+    _set_instance(world.server_id, vm_state="shelved_offloaded", task_state=None, host=None, node=None,
+                  requested_availability_zone="elsewhere")
+    monkeypatch.setattr(conductor_moves, "_run", lambda ctx: None)
+    resp = client.post(f"/v2.1/servers/{world.server_id}/action", json={"unshelve": body},
+                       headers={**world.a.headers, **_v(version)})
+    assert resp.status_code == code, resp.get_data(as_text=True)
+    shown = client.get(f"/v2.1/servers/{world.server_id}", headers={**world.a.headers, **_v("2.96")})
+    assert shown.get_json()["server"]["pinned_availability_zone"] == pinned
+    before = client.get(f"/v2.1/servers/{world.server_id}", headers={**world.a.headers, **_v("2.95")})
+    assert "pinned_availability_zone" not in before.get_json()["server"]
