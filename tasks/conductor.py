@@ -56,7 +56,8 @@ def create_instances(req: dict) -> dict:
         uuids = db_write.create_instances(s, req)
     for index, uuid in enumerate(uuids):
         try:
-            boot_canvas(new_ctx(uuid, req["request_id"], "create", tried=[])).apply_async()
+            boot_canvas(new_ctx(uuid, req["request_id"], "create", tried=[],
+                                requested_host=req.get("requested_host"))).apply_async()
         except BROKER_ERRORS as exc:
             # The rows are committed but their boots could not be queued (publishing retried for a while):
             # nothing may stay in BUILD, and the API must not answer 202.

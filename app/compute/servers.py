@@ -356,6 +356,21 @@ def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Image:
     return img
 
 
+def _requested_host(s: Session, host: str | None, node: str | None) -> str | None:
+    """2.74: the compute host named by ``host`` and/or ``hypervisor_hostname`` (400 when there is none)."""
+    if host is None and node is None:
+        return None
+    query = select(ComputeNode.host)
+    if host is not None:
+        query = query.where(ComputeNode.host == host)
+    if node is not None:
+        query = query.where(ComputeNode.hypervisor_hostname == node)
+    found = s.scalars(query).first()
+    if found is None:
+        raise bad_request(f"Compute host {host if node is None else node} could not be found.")
+    return found
+
+
 def _check_request_quotas(s: Session, project_id: str, body: dict) -> None:
     """Quotas that limit one request: metadata items and (before 2.57) personality files; 403 like Nova."""
     limits = quota.project_limits(s, project_id)
@@ -443,6 +458,7 @@ def create_server():
         _check_request_quotas(s, ctx.project_id, body)
         max_count = _instances_that_fit(s, ctx.project_id, flavor, min_count, max_count)
         group_uuid = _group_hint(s, hints, ctx)
+        requested_host = _requested_host(s, body.get("host"), body.get("hypervisor_hostname"))
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
     count = max_count
     reservation_id = "r-" + secrets.token_hex(4)
@@ -455,7 +471,7 @@ def create_server():
         "availability_zone": az or None, "metadata": body.get("metadata") or {}, "networks": networks,
         "config_drive": "True" if str(body.get("config_drive", "")).lower() in ("true", "1") else "",
         "scheduler_hints": hints, "access_ip_v4": body.get("accessIPv4"), "access_ip_v6": body.get("accessIPv6"),
-        "reservation_id": reservation_id, "group_uuid": group_uuid, "tags": tags,
+        "reservation_id": reservation_id, "group_uuid": group_uuid, "tags": tags, "requested_host": requested_host,
         # Secrets travel encrypted and are redacted from Flower and logs by argsrepr.
         "user_data_enc": crypto.encrypt(body.get("user_data")), "admin_pass_enc": crypto.encrypt(admin_pass),
     }

@@ -1,6 +1,7 @@
 """Version-gated behaviour from docs/microversions.md, asserted on both sides of each boundary (in-process API)."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -227,3 +228,38 @@ def test_unshelve_zone_and_unpin(client, world, monkeypatch, version, body, code
     assert shown.get_json()["server"]["pinned_availability_zone"] == pinned
     before = client.get(f"/v2.1/servers/{world.server_id}", headers={**world.a.headers, **_v("2.95")})
     assert "pinned_availability_zone" not in before.get_json()["server"]
+
+
+# --- 2.74: host / hypervisor_hostname at create ------------------------------------------------------------------
+
+def test_requested_host_at_create_from_2_74(client, world, monkeypatch):
+    from scheduler.host_state import HostState, RequestSpec
+    from tasks import conductor
+    from tasks.scheduler import decide
+    _hosts()
+    booted: list[dict] = []
+    monkeypatch.setattr(conductor, "boot_canvas", lambda ctx: booted.append(ctx) or type(
+        "Canvas", (), {"apply_async": lambda self: None})())
+    server = {"name": "pinned", "imageRef": world.image_id, "flavorRef": world.flavor_id, "networks": "none",
+              "host": "h2"}
+    old = client.post("/v2.1/servers", json={"server": server}, headers={**world.admin.headers, **_v("2.73")})
+    assert old.status_code == 400 and "'host' was unexpected" in old.get_json()["badRequest"]["message"]
+    member = client.post("/v2.1/servers", json={"server": server}, headers={**world.a.headers, **_v("2.74")})
+    assert member.status_code == 403  # admin-only by default, as in Nova
+    missing = {**server, "host": "nowhere"}
+    resp = client.post("/v2.1/servers", json={"server": missing}, headers={**world.admin.headers, **_v("2.74")})
+    assert resp.status_code == 400 and resp.get_json()["badRequest"]["message"] == \
+        "Compute host nowhere could not be found."
+    by_node = {**server, "hypervisor_hostname": "h2"}
+    del by_node["host"]
+    for body in (server, by_node):
+        resp = client.post("/v2.1/servers", json={"server": body}, headers={**world.admin.headers, **_v("2.74")})
+        assert resp.status_code == 202, resp.get_data(as_text=True)
+    assert [ctx["requested_host"] for ctx in booted] == ["h2", "h2"]
+    roomy = HostState(host="h1", node_id=1, availability_zone="nova", enabled=True, up=True, vcpus=64,
+                      memory_mb=65536, local_gb=1000)
+    small = HostState(host="h2", node_id=2, availability_zone="nova", enabled=True, up=True, vcpus=2,
+                      memory_mb=1024, local_gb=10)
+    spec = RequestSpec(instance_uuid="u", vcpus=1, memory_mb=64, root_gb=1)
+    assert decide([roomy, small], spec, 1).hosts == ["h1"]
+    assert decide([roomy, small], dataclasses.replace(spec, requested_host="h2"), 1).hosts == ["h2"]
