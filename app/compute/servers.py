@@ -449,8 +449,11 @@ def create_server():
                 raise bad_request("Invalid key_name provided.")
             key_data = kp.public_key
         az = body.get("availability_zone")
+        forced: tuple[str | None, str | None] = (None, None)
         if az:
-            az, _, forced_host = az.partition(":")
+            az, _, forced_at = az.partition(":")
+            forced_host, _, forced_node = forced_at.partition(":")
+            forced = (forced_host or None, forced_node or None)
             from app.host_zones import effective_zones
             zones = set(effective_zones(s).values())  # aggregate zones included
             if az not in zones:
@@ -458,7 +461,12 @@ def create_server():
         _check_request_quotas(s, ctx.project_id, body)
         max_count = _instances_that_fit(s, ctx.project_id, flavor, min_count, max_count)
         group_uuid = _group_hint(s, hints, ctx)
-        requested_host = _requested_host(s, body.get("host"), body.get("hypervisor_hostname"))
+        if forced != (None, None):  # the older "zone:host:node" form, admin-only (Nova's forced_host policy)
+            check("admin_api")
+            if "host" in body or "hypervisor_hostname" in body:
+                raise bad_request("The availability_zone form zone:host:node and host / hypervisor_hostname are "
+                                  "mutually exclusive.")
+        requested_host = _requested_host(s, body.get("host", forced[0]), body.get("hypervisor_hostname", forced[1]))
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
     count = max_count
     reservation_id = "r-" + secrets.token_hex(4)

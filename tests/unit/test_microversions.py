@@ -263,3 +263,22 @@ def test_requested_host_at_create_from_2_74(client, world, monkeypatch):
     spec = RequestSpec(instance_uuid="u", vcpus=1, memory_mb=64, root_gb=1)
     assert decide([roomy, small], spec, 1).hosts == ["h1"]
     assert decide([roomy, small], dataclasses.replace(spec, requested_host="h2"), 1).hosts == ["h2"]
+
+
+def test_zone_host_form_restricts_to_that_host(client, world, monkeypatch):
+    from tasks import conductor
+    _hosts()
+    booted: list[dict] = []
+    monkeypatch.setattr(conductor, "boot_canvas", lambda ctx: booted.append(ctx) or type(
+        "Canvas", (), {"apply_async": lambda self: None})())
+    server = {"name": "forced", "imageRef": world.image_id, "flavorRef": world.flavor_id, "networks": "none",
+              "availability_zone": "nova:h2"}
+    assert client.post("/v2.1/servers", json={"server": server},
+                       headers={**world.a.headers, **_v("2.37")}).status_code == 403
+    for body in (server, {**server, "availability_zone": "nova::h2"}):
+        resp = client.post("/v2.1/servers", json={"server": body}, headers={**world.admin.headers, **_v("2.37")})
+        assert resp.status_code == 202, resp.get_data(as_text=True)
+    assert [ctx["requested_host"] for ctx in booted] == ["h2", "h2"]
+    both = {**server, "host": "h2"}
+    assert client.post("/v2.1/servers", json={"server": both},
+                       headers={**world.admin.headers, **_v("2.74")}).status_code == 400
