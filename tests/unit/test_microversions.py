@@ -282,3 +282,33 @@ def test_zone_host_form_restricts_to_that_host(client, world, monkeypatch):
     both = {**server, "host": "h2"}
     assert client.post("/v2.1/servers", json={"server": both},
                        headers={**world.admin.headers, **_v("2.74")}).status_code == 400
+
+
+# --- 2.23: /servers/{id}/migrations lists the in-progress live migrations -----------------------------------------
+
+def test_server_migrations_from_2_23(client, world):
+    from app.db import write_session
+    from app.models import Migration
+    with write_session() as s:
+        running = Migration(instance_uuid=world.server_id, migration_type="live-migration", status="running",
+                            source_compute="h1", dest_compute="h2", user_id=world.a.user_id,
+                            project_id=world.a.project_id)
+        done = Migration(instance_uuid=world.server_id, migration_type="live-migration", status="completed")
+        resize = Migration(instance_uuid=world.server_id, migration_type="resize", status="running")
+        s.add_all([running, done, resize])
+        s.flush()
+        running_id, done_id = running.id, done.id
+    url = f"/v2.1/servers/{world.server_id}/migrations"
+    assert client.get(url, headers={**world.admin.headers, **_v("2.22")}).status_code == 404
+    assert client.get(url, headers={**world.a.headers, **_v("2.23")}).status_code == 403
+    listed = client.get(url, headers={**world.admin.headers, **_v("2.23")}).get_json()["migrations"]
+    assert [(m["id"], m["server_uuid"], m["dest_compute"]) for m in listed] == [(running_id, world.server_id, "h2")]
+    assert "uuid" not in listed[0] and "user_id" not in listed[0]
+    shown = client.get(f"{url}/{running_id}", headers={**world.admin.headers, **_v("2.80")}).get_json()["migration"]
+    assert shown["user_id"] == world.a.user_id and shown["uuid"]
+    gone = client.get(f"{url}/{done_id}", headers={**world.admin.headers, **_v("2.23")})
+    assert gone.status_code == 404
+    # os-migrations links to this resource for in-progress live migrations
+    links = client.get("/v2.1/os-migrations", headers={**world.admin.headers, **_v("2.23")}).get_json()
+    href = next(m["links"][0]["href"] for m in links["migrations"] if m["id"] == running_id)
+    assert href.endswith(f"/v2.1/servers/{world.server_id}/migrations/{running_id}")
