@@ -593,6 +593,7 @@ EXTRA_ACTIONS: dict[str, Callable[[str, object], Response | None]] = {}
 
 EXTRA_ACTIONS.update({"lock": _lock, "unlock": _unlock})
 
+_NOVA_NETWORK_ACTIONS = ("addFixedIp", "removeFixedIp", "addFloatingIp", "removeFloatingIp")  # never in Stratus
 _SIMPLE_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause",
                    "suspend": "suspend", "resume": "resume"}
 
@@ -615,6 +616,8 @@ def server_action(server_id: str):
         resp = EXTRA_ACTIONS[name](server_id, args)
         if resp is not None:
             return resp
+    elif name in _NOVA_NETWORK_ACTIONS and api_version().matches("2.44"):
+        raise not_found("The resource could not be found.")  # Nova removed these actions at 2.44
     else:
         raise bad_request(f"There is no such action: {name}")
     return "", 202

@@ -312,3 +312,13 @@ def test_server_migrations_from_2_23(client, world):
     links = client.get("/v2.1/os-migrations", headers={**world.admin.headers, **_v("2.23")}).get_json()
     href = next(m["links"][0]["href"] for m in links["migrations"] if m["id"] == running_id)
     assert href.endswith(f"/v2.1/servers/{world.server_id}/migrations/{running_id}")
+
+
+# --- 2.44: the nova-network server actions are gone --------------------------------------------------------------
+
+def test_network_actions_404_from_2_44(client, world):
+    url = f"/v2.1/servers/{world.server_id}/action"
+    body = {"addFloatingIp": {"address": "10.0.0.9"}}
+    old = client.post(url, json=body, headers={**world.a.headers, **_v("2.43")})
+    assert old.status_code == 400 and "no such action" in old.get_json()["badRequest"]["message"]
+    assert client.post(url, json=body, headers={**world.a.headers, **_v("2.44")}).status_code == 404
