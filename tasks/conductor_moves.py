@@ -373,7 +373,7 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
         db_write.cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), task_state=None, **values)
         db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
         db_write.record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"), "Error",
-                              host=ctx.get("host"), traceback=details)
+                              host=ctx.get("host"), traceback=details, details=message)
 
 
 MOVE_ACTIONS = (*MOVES, "revert_resize", "shelve", "shelve_offload", "unshelve_on_host")

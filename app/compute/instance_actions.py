@@ -106,6 +106,8 @@ def show_action(server_id: str, request_id: str):
                   "result": e.result}
             if ctx.is_admin:
                 ev["traceback"] = e.traceback
+            if v.matches("2.84"):
+                ev["details"] = e.details
             if v.matches("2.62"):
                 ev["hostId"] = host_id(inst.project_id, e.host)
                 if ctx.is_admin:
