@@ -187,3 +187,11 @@ def check_hostname(value: str, fqdn_allowed: bool) -> None:
     if not pattern.match(value) or len(value) > 255:
         raise bad_request(f"Invalid input for field/attribute hostname. Value: {value}. {value!r} does not match "
                           f"'{pattern.pattern}'")
+
+
+def check_trusted_certs(certs: list[str] | None) -> None:
+    """2.63: Stratus does not verify image signatures, so (like Nova with ``verify_glance_signatures`` off) a
+    request for certificate validation is refused instead of being silently ignored."""
+    if certs:
+        raise bad_request("Image signature certificate validation support is not yet enabled: Stratus does not "
+                          "verify image signatures, so trusted_image_certificates cannot be honoured.")

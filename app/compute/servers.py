@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app import crypto, network, quota, rpc
 from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema, check_hostname,
-                                 is_uuid, json_body, load)
+                                 check_trusted_certs, is_uuid, json_body, load)
 from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
 from app.context import RequestContext, current
 from app.db import read_session
@@ -308,6 +308,7 @@ def _version_gated_fields(body: dict) -> None:
         raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
     if "hostname" in body:
         check_hostname(body["hostname"], v.matches("2.94"))
+    check_trusted_certs(body.get("trusted_image_certificates"))
 
 
 def _networks(body: dict) -> object:

@@ -341,3 +341,19 @@ def test_failed_event_details_from_2_84(client, world):
     assert old and "details" not in old[0]
     new = client.get(url, headers={**world.a.headers, **_v("2.84")}).get_json()["instanceAction"]["events"]
     assert new[-1]["details"] == "No valid host was found." and "traceback" not in new[-1]
+
+
+# --- 2.63: trusted_image_certificates ------------------------------------------------------------------------------
+
+def test_trusted_image_certificates_refused_not_ignored(client, world):
+    server = {"name": "certs", "imageRef": world.image_id, "flavorRef": world.flavor_id, "networks": "none",
+              "trusted_image_certificates": ["0b5d2c72-12cc-4ba6-a8d7-3ff5cc1d8cb8"]}
+    old = client.post("/v2.1/servers", json={"server": server}, headers={**world.a.headers, **_v("2.62")})
+    assert "'trusted_image_certificates' was unexpected" in old.get_json()["badRequest"]["message"]
+    new = client.post("/v2.1/servers", json={"server": server}, headers={**world.a.headers, **_v("2.63")})
+    assert new.status_code == 400 and "does not verify image signatures" in new.get_json()["badRequest"]["message"]
+    none = {**server, "trusted_image_certificates": None}
+    assert client.post("/v2.1/servers", json={"server": none}, headers={**world.a.headers, **_v("2.63")}).status_code \
+        == 202
+    shown = client.get(f"/v2.1/servers/{world.server_id}", headers={**world.a.headers, **_v("2.63")}).get_json()
+    assert shown["server"]["trusted_image_certificates"] is None
