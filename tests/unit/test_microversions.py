@@ -357,3 +357,26 @@ def test_trusted_image_certificates_refused_not_ignored(client, world):
         == 202
     shown = client.get(f"/v2.1/servers/{world.server_id}", headers={**world.a.headers, **_v("2.63")}).get_json()
     assert shown["server"]["trusted_image_certificates"] is None
+
+
+# --- 2.31: os-console-auth-tokens for every console type --------------------------------------------------------
+
+def test_console_auth_token_lookup_from_2_31(client, world):
+    import time
+
+    from app.compute.consoles import token_hash
+    from app.db import write_session
+    from app.models import ConsoleAuthToken
+    with write_session() as s:
+        s.add(ConsoleAuthToken(token_hash=token_hash("live"), console_type="novnc", host="10.0.0.5", port=5901,
+                               instance_uuid=world.server_id, expires=int(time.time()) + 600))
+        s.add(ConsoleAuthToken(token_hash=token_hash("old"), console_type="novnc", host="10.0.0.5", port=5902,
+                               instance_uuid=world.server_id, expires=int(time.time()) - 1))
+    url = "/v2.1/os-console-auth-tokens/"
+    assert client.get(url + "live", headers={**world.a.headers, **_v("2.31")}).status_code == 403
+    assert client.get(url + "live", headers={**world.admin.headers, **_v("2.30")}).status_code == 401  # RDP only
+    shown = client.get(url + "live", headers={**world.admin.headers, **_v("2.31")})
+    assert shown.status_code == 200 and shown.get_json()["console"] == {
+        "instance_uuid": world.server_id, "host": "10.0.0.5", "port": 5901, "internal_access_path": None}
+    for token in ("old", "nope"):
+        assert client.get(url + token, headers={**world.admin.headers, **_v("2.31")}).status_code == 404
