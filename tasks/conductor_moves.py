@@ -132,7 +132,9 @@ def start_move(req: dict) -> dict:
             _quota_delta(s, inst.project_id, old_flavor, new_flavor)
         migration = None
         if rule["type"] is not None:
-            migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status="migrating",
+            # Nova's statuses: a live migration is "running" while it moves, the other moves "migrating"
+            status = "running" if rule["type"] == "live-migration" else "migrating"
+            migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status=status,
                                   source_compute=source, source_node=source, old_flavor=old_flavor,
                                   new_flavor=new_flavor, old_instance_type_id=inst.flavor_id,
                                   new_instance_type_id=flavor.id if action == "resize" else inst.flavor_id,
@@ -337,7 +339,7 @@ def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
     still have a guest of it."""
     hosts: set[str] = set()
     for mig in s.scalars(select(Migration).where(Migration.instance_uuid == uuid, Migration.status.in_(
-            ("migrating", "finished", "reverting")))):
+            db_write.IN_FLIGHT_MIGRATIONS))):
         db_write.release_allocation(s, mig.uuid)
         hosts.update(h for h in (mig.source_compute, mig.dest_compute) if h)
         mig.status = "confirmed" if mig.status == "finished" else "error"

@@ -337,11 +337,15 @@ def release_allocation(s: Session, instance_uuid: str) -> bool:
     return True
 
 
+# Statuses of a move that still holds resources: cold moves say "migrating", live migrations "running" (Nova's).
+IN_FLIGHT_MIGRATIONS = ("migrating", "running", "finished", "reverting")
+
+
 def orphaned_allocations(s: Session) -> list[dict]:
     """Allocations whose instance is deleted or was never created (nova-manage placement audit)."""
     live = select(Instance.uuid).where(Instance.deleted == 0)
     # A move in flight holds the source's resources under its migration's uuid (tasks/conductor_moves.py).
-    moving = select(Migration.uuid).where(Migration.status.in_(("migrating", "finished", "reverting")),
+    moving = select(Migration.uuid).where(Migration.status.in_(IN_FLIGHT_MIGRATIONS),
                                           Migration.instance_uuid.in_(live))
     rows = s.execute(select(Allocation.instance_uuid, ComputeNode.host, Allocation.vcpus, Allocation.memory_mb,
                             Allocation.disk_gb, Instance.deleted)
