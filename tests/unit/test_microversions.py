@@ -398,3 +398,42 @@ def test_live_migration_in_flight_is_listed_as_running(client, world, monkeypatc
     listed = client.get(f"/v2.1/servers/{world.server_id}/migrations",
                         headers={**world.admin.headers, **_v("2.23")}).get_json()["migrations"]
     assert [(m["status"], m["source_compute"], m["dest_compute"]) for m in listed] == [("running", "h1", "h2")]
+
+
+# --- 2.81: pre-cache images on an aggregate's hosts --------------------------------------------------------------
+
+def test_aggregate_image_cache_from_2_81(client, world, monkeypatch):
+    from app import rpc
+    _hosts()
+    casts: list[tuple] = []
+    monkeypatch.setattr(rpc, "cast", lambda name, *args, queue: casts.append((name, args, queue)))
+    admin = {**world.admin.headers, **_v("2.81")}
+    agg = client.post("/v2.1/os-aggregates", json={"aggregate": {"name": "cache-me"}}, headers=admin).get_json()
+    agg_id = agg["aggregate"]["id"]
+    for host in ("h1", "h2"):
+        added = client.post(f"/v2.1/os-aggregates/{agg_id}/action", json={"add_host": {"host": host}}, headers=admin)
+        assert added.status_code == 200, added.get_data(as_text=True)
+    url = f"/v2.1/os-aggregates/{agg_id}/images"
+    body = {"cache": [{"id": world.image_id}]}
+    assert client.post(url, json=body, headers={**world.admin.headers, **_v("2.80")}).status_code == 404
+    assert client.post(url, json=body, headers={**world.a.headers, **_v("2.81")}).status_code == 403
+    for bad in ({"cache": []}, {"cache": [{"id": world.image_id}, {"id": world.image_id}]},
+                {"cache": [{"id": "0b5d2c72-12cc-4ba6-a8d7-3ff5cc1d8cb8"}]}, {"cache": [{"id": "x"}]}):
+        assert client.post(url, json=bad, headers=admin).status_code == 400, bad
+    assert client.post("/v2.1/os-aggregates/999/images", json=body, headers=admin).status_code == 404
+    assert casts == []
+    resp = client.post(url, json=body, headers=admin)
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    assert sorted(casts) == [("stratus.compute.cache_images", (h, [world.image_id]), f"compute.{h}")
+                             for h in ("h1", "h2")]
+
+
+def test_compute_cache_images_task_uses_the_driver(world, monkeypatch):
+    import uuid
+
+    from drivers.fake import FakeDriver
+    from tasks import compute
+    drv = FakeDriver(f"cache-{uuid.uuid4().hex[:6]}")
+    monkeypatch.setattr(compute, "driver_for", lambda host: drv)
+    compute.cache_images(drv.host, [world.image_id, "0b5d2c72-12cc-4ba6-a8d7-3ff5cc1d8cb8"])  # 2nd: logged, skipped
+    assert drv.cached_images == {world.image_id}
