@@ -114,3 +114,15 @@ def sort_column(key: str, v: APIVersion):
     if key == "locked" and v.matches("2.73"):
         return Instance.locked
     return extra.get(key)
+
+
+# Sort keys Nova's schema accepts but ignores (2.1 .. 2.74): 400 from 2.75; ``locked`` is a real key from 2.73.
+_IGNORED_SORT_KEYS = frozenset({
+    "architecture", "cell_name", "cleaned", "default_ephemeral_device", "default_swap_device", "deleted",
+    "deleted_at", "disable_terminate", "ephemeral_gb", "ephemeral_key_uuid", "id", "key_data", "launched_on",
+    "locked", "memory_mb", "os_type", "reservation_id", "root_gb", "shutdown_terminate", "user_data", "vcpus",
+    "vm_mode"})
+
+
+def ignored_sort_key(key: str, v: APIVersion) -> bool:
+    return key in _IGNORED_SORT_KEYS and not v.matches("2.75")

@@ -212,12 +212,15 @@ def _sorted(query, marker: Instance | None):
         col = _SORT_KEYS.get(key)
         if col is None:
             col = server_filters.sort_column(key, api_version())
+        if col is None and server_filters.ignored_sort_key(key, api_version()):
+            continue
         if col is None:
             raise bad_request(f"Invalid input for query parameters sort_key. Value: {key}.")
         direction = (dirs[i] if i < len(dirs) else (dirs[0] if dirs else "desc")).lower()
         if direction not in ("asc", "desc"):
             raise bad_request(f"Invalid input for query parameters sort_dir. Value: {direction}.")
         cols.append((col, direction))
+    cols = cols or [(Instance.created_at, "desc")]
     cols.append((Instance.id, cols[0][1]))  # unique tie-breaker so markers are exact
     order = [c.asc() if d == "asc" else c.desc() for c, d in cols]
     if marker is not None:

@@ -117,8 +117,16 @@ def test_locked_filter_and_sort_key_from_2_73(client, world):
     assert _listed(client, world.a, "2.73", "locked=false") == []
     assert _listed(client, world.a, "2.73", "locked=true") == [world.server_id]
     assert client.get("/v2.1/servers?locked=maybe", headers={**world.a.headers, **_v("2.73")}).status_code == 400
-    assert client.get("/v2.1/servers?sort_key=locked", headers={**world.a.headers, **_v("2.72")}).status_code == 400
-    assert _listed(client, world.a, "2.73", "sort_key=locked&sort_dir=asc") == [world.server_id]
+    assert _listed(client, world.a, "2.72", "sort_key=locked") == [world.server_id]  # accepted, ignored
+    assert _listed(client, world.a, "2.74", "sort_key=vcpus") == [world.server_id]  # Nova's ignored keys ...
+    assert client.get("/v2.1/servers?sort_key=vcpus", headers={**world.a.headers, **_v("2.75")}).status_code == 400
+    assert client.get("/v2.1/servers?sort_key=nope", headers={**world.a.headers, **_v("2.1")}).status_code == 400
+    assert _listed(client, world.a, "2.73", "locked=false") == []
+    other = client.post("/v2.1/servers", json={"server": {"name": "unlocked", "imageRef": world.image_id,
+                                                          "flavorRef": world.flavor_id, "networks": "none"}},
+                        headers={**world.a.headers, **_v("2.73")}).get_json()["server"]["id"]
+    assert _listed(client, world.a, "2.73", "sort_key=locked&sort_dir=asc") == [other, world.server_id]
+    assert _listed(client, world.a, "2.73", "sort_key=locked&sort_dir=desc") == [world.server_id, other]
 
 
 @pytest.mark.parametrize("query", ["key_name=nope", "vm_state=active", "power_state=4", "user_id=someone",
