@@ -272,6 +272,7 @@ class InstanceActionEvent(Base):
     result: Mapped[str | None] = mapped_column(String(255))
     traceback: Mapped[str | None] = mapped_column(Text)
     host: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[str | None] = mapped_column(Text)  # a failed event's fault message (shown from 2.84)
 
 
 class Allocation(Base):

@@ -69,6 +69,16 @@ def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float
     return reply["ok"]
 
 
+def cast(task_name: str, *args: Any, queue: str) -> None:
+    """Send a task nobody waits for (e.g. to a compute host's queue); 503 when the broker is unreachable."""
+    from tasks.celery_app import celery
+    try:
+        celery.send_task(task_name, args=args, queue=queue, retry=True, retry_policy=CLIENT_RETRY_POLICY)
+    except (*BROKER_ERRORS, OSError, RuntimeError) as exc:
+        LOG.warning("broker unavailable for %s: %s", task_name, exc)
+        raise unavailable("The compute service is temporarily unavailable (message broker unreachable).")
+
+
 def _reraise_unless_result_store(exc: BaseException) -> None:
     """Celery's Redis result consumer gives up reconnecting with a bare RuntimeError ("... reconnect to the
     Celery result store ..."); it starts afresh on the next call, so that one is an outage (503), not a bug."""

@@ -240,3 +240,7 @@ class ComputeDriver(abc.ABC):
     def live_migrate(self, instance_uuid: str, dest_host: str) -> None:
         """Move the running guest to ``dest_host`` (a host of the same driver) without stopping it."""
         raise NotImplementedError
+
+    def cache_image(self, image: ImageSpec) -> None:
+        """Put the image into this host's image cache ahead of any boot (os-aggregates images, 2.81)."""
+        raise NotImplementedError

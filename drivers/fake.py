@@ -41,6 +41,7 @@ class FakeDriver(ComputeDriver):
         self.vcpus, self.memory_mb, self.local_gb = vcpus, memory_mb, local_gb
         self.state_dir = Path(state_dir) if state_dir else None
         self.build_disk_delay, self.spawn_delay = build_disk_delay, spawn_delay
+        self.cached_images: set[str] = set()
         with _lock:
             fresh = host not in _guests
             self._guests = _guests.setdefault(host, {})
@@ -271,6 +272,16 @@ class FakeDriver(ComputeDriver):
             guest["power_state"] = PowerState.RUNNING if power_on else PowerState.SHUTDOWN
             guest["console"].append("fake guest migration reverted")
             self._save(instance_uuid)
+
+    def cache_image(self, image: ImageSpec) -> None:
+        """The fake "cache" is the set of image ids whose data this host has read once."""
+        try:
+            with open(image.path, "rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise DriverError(f"Cannot cache image {image.id}: {exc}") from exc
+        with _lock:
+            self.cached_images.add(image.id)
 
     def live_migrate(self, instance_uuid: str, dest_host: str) -> None:
         """Fake hosts of one worker process share the registry, so the guest record moves between them."""

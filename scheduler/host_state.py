@@ -61,3 +61,4 @@ class RequestSpec:
     group: GroupSpec | None = None
     project_id: str | None = None
     extra_specs: dict = dataclasses.field(default_factory=dict)  # the flavor's
+    requested_host: str | None = None  # 2.74's host / hypervisor_hostname at create: only this host

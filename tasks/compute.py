@@ -292,3 +292,21 @@ def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:
             celery.send_task("stratus.conductor.heartbeat", args=(healthy,), queue="conductor")
         if healthy:
             sync_power_states.apply_async(args=({"host": healthy[0], "hosts": healthy},))
+
+
+@celery.task(name="stratus.compute.cache_images", ignore_result=True)
+def cache_images(host: str, image_ids: list[str]) -> None:
+    """os-aggregates/{id}/images (2.81): pre-cache images on this host. Like Nova, a driver without an image
+    cache or an image that fails is logged and skipped; there is no caller waiting for the result."""
+    drv = driver_for(host)
+    if type(drv).cache_image is ComputeDriver.cache_image:
+        LOG.info("%s: the %s driver has no image cache; nothing to pre-cache", host, type(drv).__name__)
+        return
+    for image_id in image_ids:
+        try:
+            with read_session() as s:
+                spec = _image_spec(s, image_id)
+            drv.cache_image(spec)
+            LOG.info("%s: cached image %s", host, image_id)
+        except DriverError as exc:
+            LOG.warning("%s: could not cache image %s: %s", host, image_id, exc)

@@ -56,7 +56,8 @@ def create_instances(req: dict) -> dict:
         uuids = db_write.create_instances(s, req)
     for index, uuid in enumerate(uuids):
         try:
-            boot_canvas(new_ctx(uuid, req["request_id"], "create", tried=[])).apply_async()
+            boot_canvas(new_ctx(uuid, req["request_id"], "create", tried=[],
+                                requested_host=req.get("requested_host"))).apply_async()
         except BROKER_ERRORS as exc:
             # The rows are committed but their boots could not be queued (publishing retried for a while):
             # nothing may stay in BUILD, and the API must not answer 202.
@@ -420,7 +421,8 @@ def step_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> N
         if db_write.cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), **values):
             db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
             db_write.record_event(s, uuid, ctx["request_id"], f"compute_{_api_name(action)}_instance",
-                                  ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details)
+                                  ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details,
+                                  details=message)
 
 
 def _boot_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> None:
@@ -439,7 +441,7 @@ def _boot_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> 
                                   host=None, node=None, attempts=attempt)
             db_write.record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance",
                                   ctx.get("t0"), "RescheduledOnHost", host=ctx.get("host"), traceback=details,
-                                  finish_action=False)
+                                  finish_action=False, details=message)
             retry = {**ctx, "hosts": alternates, "attempt": attempt + 1,
                      "tried": [*ctx.get("tried", []), ctx.get("host")]}
             retry.pop("host", None)
@@ -450,7 +452,8 @@ def _boot_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> 
                                   task_state=None, power_state=PowerState.NOSTATE)
             db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
             db_write.record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance",
-                                  ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details)
+                                  ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details,
+                                  details=message)
     if retry is not None:
         chain(sig("stratus.conductor.claim", retry), sig("stratus.compute.build_disk"),
               sig("stratus.compute.spawn"), sig("stratus.conductor.finish_boot")).apply_async()

@@ -68,7 +68,7 @@ def _pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host
     ignore = set() if same_host_ok or not inst.host else {inst.host}
     spec = RequestSpec(instance_uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
                        root_gb=flavor["disk"],
-                       availability_zone=availability_zone or inst.requested_availability_zone,
+                       availability_zone=availability_zone,
                        ignore_hosts=frozenset(ignore), scheduler_hints=inst.scheduler_hints or {})
     hosts = load_host_states(s)
     if requested_host is not None:
@@ -132,7 +132,9 @@ def start_move(req: dict) -> dict:
             _quota_delta(s, inst.project_id, old_flavor, new_flavor)
         migration = None
         if rule["type"] is not None:
-            migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status="migrating",
+            # Nova's statuses: a live migration is "running" while it moves, the other moves "migrating"
+            status = "running" if rule["type"] == "live-migration" else "migrating"
+            migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status=status,
                                   source_compute=source, source_node=source, old_flavor=old_flavor,
                                   new_flavor=new_flavor, old_instance_type_id=inst.flavor_id,
                                   new_instance_type_id=flavor.id if action == "resize" else inst.flavor_id,
@@ -140,12 +142,15 @@ def start_move(req: dict) -> dict:
             s.add(migration)
             s.flush()
             _rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
-        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False,
-                               availability_zone=req.get("availability_zone"))
+        # unshelve (2.77/2.91) may name a new zone or null (unpin); the server stays pinned to it afterwards
+        zone = req["availability_zone"] if "availability_zone" in req else inst.requested_availability_zone
+        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False, availability_zone=zone)
         if migration is not None:
             migration.dest_compute = migration.dest_node = dest
         # evacuate rebuilds the guest with a new admin password (stored encrypted, as at create)
         secret = {"admin_pass_enc": req["admin_pass_enc"]} if req.get("admin_pass_enc") else {}
+        if "availability_zone" in req:
+            secret["requested_availability_zone"] = zone
         if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
                                      task_state=rule["task_state"], **secret):
             raise ConductorError(409, f"Cannot '{rule['api']}' instance {uuid}: it changed state concurrently; "
@@ -158,8 +163,8 @@ def start_move(req: dict) -> dict:
         ctx = new_ctx(uuid, req["request_id"], action, host=ops[0][1], ops=ops, task_state=rule["task_state"],
                       source=source, dest=dest, final_host=dest, migration_uuid=migration.uuid if migration else None,
                       prior_vm_state=inst.vm_state, new_flavor=new_flavor,
-                      power_on=inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
-                      or action == "unshelve")
+                      power_on=(inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
+                                or action == "unshelve") and not req.get("stop_on_destination"))
     _run(ctx)
     return {"instance_uuid": uuid, "host": dest}
 
@@ -298,9 +303,9 @@ def finish_move(ctx: dict) -> None:
             _quota_delta(s, inst.project_id, mig.old_flavor, mig.new_flavor, sign=-1)
             event, status = "compute_finish_revert_resize", "reverted"
         elif action in ("live_migrate", "evacuate"):
-            prior = ctx["prior_vm_state"]
-            target = prior if action == "live_migrate" else (states.STOPPED if prior == states.STOPPED
-                                                             else states.ACTIVE)
+            # evacuate: the guest runs again unless it was stopped or the caller asked 2.95's stop on arrival
+            target = ctx["prior_vm_state"] if action == "live_migrate" else (
+                states.ACTIVE if ctx["power_on"] else states.STOPPED)
             values = {**on_dest, "vm_state": target}
             db_write.release_allocation(s, mig.uuid)
             event = "compute_live_migration" if action == "live_migrate" else "compute_rebuild_instance"
@@ -334,7 +339,7 @@ def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
     still have a guest of it."""
     hosts: set[str] = set()
     for mig in s.scalars(select(Migration).where(Migration.instance_uuid == uuid, Migration.status.in_(
-            ("migrating", "finished", "reverting")))):
+            db_write.IN_FLIGHT_MIGRATIONS))):
         db_write.release_allocation(s, mig.uuid)
         hosts.update(h for h in (mig.source_compute, mig.dest_compute) if h)
         mig.status = "confirmed" if mig.status == "finished" else "error"
@@ -370,7 +375,7 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
         db_write.cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), task_state=None, **values)
         db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
         db_write.record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"), "Error",
-                              host=ctx.get("host"), traceback=details)
+                              host=ctx.get("host"), traceback=details, details=message)
 
 
 MOVE_ACTIONS = (*MOVES, "revert_resize", "shelve", "shelve_offload", "unshelve_on_host")

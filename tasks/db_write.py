@@ -284,7 +284,8 @@ def start_action(s: Session, uuid: str, action: str, request_id: str, user_id: s
 
 
 def record_event(s: Session, uuid: str, request_id: str, event: str, started: float | None, result: str,
-                 host: str | None = None, traceback: str | None = None, finish_action: bool = True) -> None:
+                 host: str | None = None, traceback: str | None = None, finish_action: bool = True,
+                 details: str | None = None) -> None:
     action = s.scalars(select(InstanceAction).where(InstanceAction.instance_uuid == uuid,
                                                     InstanceAction.request_id == request_id)).first()
     if action is None:
@@ -292,7 +293,7 @@ def record_event(s: Session, uuid: str, request_id: str, event: str, started: fl
     now = utcnow()
     start = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None) if started else now
     s.add(InstanceActionEvent(action_id=action.id, event=event, start_time=start, finish_time=now, result=result,
-                              traceback=traceback, host=host))
+                              traceback=traceback, host=host, details=details))
     action.updated_at = now
     if finish_action:
         action.finish_time = now
@@ -336,11 +337,15 @@ def release_allocation(s: Session, instance_uuid: str) -> bool:
     return True
 
 
+# Statuses of a move that still holds resources: cold moves say "migrating", live migrations "running" (Nova's).
+IN_FLIGHT_MIGRATIONS = ("migrating", "running", "finished", "reverting")
+
+
 def orphaned_allocations(s: Session) -> list[dict]:
     """Allocations whose instance is deleted or was never created (nova-manage placement audit)."""
     live = select(Instance.uuid).where(Instance.deleted == 0)
     # A move in flight holds the source's resources under its migration's uuid (tasks/conductor_moves.py).
-    moving = select(Migration.uuid).where(Migration.status.in_(("migrating", "finished", "reverting")),
+    moving = select(Migration.uuid).where(Migration.status.in_(IN_FLIGHT_MIGRATIONS),
                                           Migration.instance_uuid.in_(live))
     rows = s.execute(select(Allocation.instance_uuid, ComputeNode.host, Allocation.vcpus, Allocation.memory_mb,
                             Allocation.disk_gb, Instance.deleted)

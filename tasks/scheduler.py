@@ -22,6 +22,8 @@ load_host_states = load_all  # every host's state from the DB, uncached
 def decide(hosts: list[HostState], spec: RequestSpec, max_attempts: int) -> Selection:
     """Filter and weigh a bounded sample of the hosts first; all of them only if nothing in the sample fits."""
     cfg = get_settings()
+    if spec.requested_host is not None:  # the filters still run on the one requested host (Nova 2.74)
+        hosts = [h for h in hosts if h.host == spec.requested_host]
     weighers = default_weighers(cfg.soft_affinity_weight_multiplier, cfg.soft_anti_affinity_weight_multiplier,
                                 cfg.ram_weight_multiplier)
     sample = hosts if spec.group else candidates(hosts)  # a group needs its members' hosts in view
@@ -54,7 +56,8 @@ def schedule(ctx: dict) -> dict:
                            root_gb=inst.root_gb, availability_zone=inst.requested_availability_zone,
                            ignore_hosts=frozenset(h for h in ctx.get("tried", []) if h), scheduler_hints=hints,
                            group=group_spec(s, inst.uuid) if hints.get("group") else None, project_id=inst.project_id,
-                           extra_specs=dict((inst.flavor_snapshot or {}).get("extra_specs") or {}))
+                           extra_specs=dict((inst.flavor_snapshot or {}).get("extra_specs") or {}),
+                           requested_host=ctx.get("requested_host"))
         # NoValidHost propagates: the step wrapper reports it and the conductor records the fault.
         selection = schedule_with(CACHE, s, spec, get_settings().max_attempts)
     return {**ctx, "hosts": selection.hosts, "explanation": selection.explanation}

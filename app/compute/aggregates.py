@@ -7,14 +7,15 @@ from flask import Blueprint, jsonify
 from sqlalchemy import select
 
 from app import rpc
-from app.compute.schemas import json_body
+from app.compute.schemas import is_uuid, json_body
 from app.compute.views import iso_usec
 from app.db import read_session
 from app.errors import bad_request, not_found
 from app.host_zones import AZ_KEY
 from app.microversion import current as api_version
-from app.models import Aggregate
+from app.models import Aggregate, Image
 from app.policy import check, enforce, register
+from tasks.routing import compute_queue
 
 bp = Blueprint("aggregates", __name__)
 _META_KEY = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
@@ -166,3 +167,34 @@ def aggregate_action(aggregate_id: str):
         raise bad_request(f"Invalid input for field/attribute {action}. Additional properties are not allowed "
                           f"('{action}' was unexpected)")
     return jsonify({"aggregate": aggregate_body(_get(agg_id))})
+
+
+@bp.post("/os-aggregates/<aggregate_id>/images")
+@enforce("admin_api", name="compute:aggregates:images", description="Request image caching for an aggregate")
+def cache_aggregate_images(aggregate_id: str):
+    """2.81: ask every host of the aggregate to pre-cache the images; 202, the hosts work in the background."""
+    if not api_version().matches("2.81"):
+        raise not_found("The resource could not be found.")
+    agg_id = _id(aggregate_id)
+    body = json_body()
+    cache = body.get("cache") if isinstance(body, dict) and set(body) == {"cache"} else None
+    if not isinstance(cache, list) or not cache or any(
+            not isinstance(item, dict) or set(item) != {"id"} or not is_uuid(item["id"]) for item in cache):
+        raise bad_request("Invalid input for field/attribute cache. It must be a non-empty list of "
+                          "{\"id\": <image uuid>} objects.")
+    image_ids = [item["id"] for item in cache]
+    if len(set(image_ids)) != len(image_ids):
+        raise bad_request("Duplicate images in request")
+    with read_session() as s:
+        agg = s.get(Aggregate, agg_id)
+        if agg is None:
+            raise not_found(f"Aggregate {aggregate_id} could not be found.")
+        hosts = [h.host for h in agg.hosts]
+        known = set(s.scalars(select(Image.id).where(Image.id.in_(image_ids))))
+    missing = [i for i in image_ids if i not in known]
+    if missing:
+        raise bad_request(f"Image {missing[0]} could not be found.")
+    for host in hosts:
+        rpc.cast("stratus.compute.cache_images", host, image_ids, queue=compute_queue(host))
+    return "", 202
+

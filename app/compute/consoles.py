@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 
 from flask import Blueprint, Response, jsonify
+from sqlalchemy import select
 
 from app import rpc
 from app.compute.schemas import json_body
@@ -19,6 +21,7 @@ from app.context import current
 from app.db import read_session
 from app.errors import ApiError, bad_request, conflict
 from app.microversion import current as api_version
+from app.models import ConsoleAuthToken
 from app.policy import check, enforce
 from app.settings import get_settings
 from tasks import states
@@ -117,3 +120,21 @@ def _legacy(protocol: str):
 
 EXTRA_ACTIONS["os-getVNCConsole"] = _legacy("vnc")
 EXTRA_ACTIONS["os-getSPICEConsole"] = _legacy("spice")
+
+
+@bp.get("/os-console-auth-tokens/<token>")
+@enforce("admin_api", name="os_compute_api:os-console-auth-tokens",
+         description="Show console connection information for a given console authentication token")
+def console_auth_token(token: str) -> Response:
+    """What the proxy would connect to for a live (unexpired, unused) token. Before 2.31 Nova showed only RDP
+    tokens, which Stratus never issues: 401 there, as Nova answers for other console types."""
+    with read_session() as s:
+        row = s.scalars(select(ConsoleAuthToken).where(ConsoleAuthToken.token_hash == token_hash(token),
+                                                       ConsoleAuthToken.expires > int(time.time()),
+                                                       ConsoleAuthToken.used_at.is_(None))).first()
+    if row is None:
+        raise ApiError(404, "Token not found")
+    if not api_version().matches("2.31") and row.console_type != "rdp-html5":
+        raise ApiError(401, "The requested console type details are not accessible")
+    return jsonify({"console": {"instance_uuid": row.instance_uuid, "host": row.host, "port": row.port,
+                                "internal_access_path": row.internal_access_path}})

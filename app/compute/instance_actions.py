@@ -1,14 +1,16 @@
 """/servers/{id}/os-instance-actions: what was done to a server, with per-step events (Nova's shapes)."""
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from urllib.parse import urlencode
+
+from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app.compute.servers import get_instance
-from app.compute.views import host_id, iso_usec
+from app.compute.servers import MAX_LIMIT, _parse_time, get_instance
+from app.compute.views import base_url, compute_prefix, host_id, iso_usec
 from app.context import current
 from app.db import read_session
-from app.errors import not_found
+from app.errors import bad_request, not_found
 from app.microversion import current as api_version
 from app.models import Instance, InstanceAction, InstanceActionEvent
 from app.policy import enforce
@@ -41,9 +43,46 @@ def _action_body(a: InstanceAction) -> dict:
 def list_actions(server_id: str):
     with read_session() as s:
         inst = _instance_any_state(s, server_id)
-        rows = s.scalars(select(InstanceAction).where(InstanceAction.instance_uuid == inst.uuid)
-                         .order_by(InstanceAction.start_time.desc(), InstanceAction.id.desc()))
-        return jsonify({"instanceActions": [_action_body(a) for a in rows]})
+        query = select(InstanceAction).where(InstanceAction.instance_uuid == inst.uuid)
+        limit = None
+        if api_version().matches("2.58"):
+            query, limit = _paged(s, query)
+        rows = list(s.scalars(query.order_by(InstanceAction.start_time.desc(), InstanceAction.id.desc())))
+        body: dict = {"instanceActions": [_action_body(a) for a in rows]}
+    if limit is not None and rows and len(rows) == limit:
+        params = {**request.args.to_dict(), "marker": rows[-1].request_id}
+        body["links"] = [{"rel": "next", "href": f"{base_url()}{compute_prefix()}/servers/{inst.uuid}/"
+                                                 f"os-instance-actions?{urlencode(params)}"}]
+    return jsonify(body)
+
+
+def _paged(s, query):
+    """2.58: limit, marker (a request id) and changes-since; 2.66: changes-before; other parameters are a 400."""
+    args, v = request.args, api_version()
+    known = {"limit", "marker", "changes-since"} | ({"changes-before"} if v.matches("2.66") else set())
+    for name in args:
+        if name not in known:
+            raise bad_request(f"Additional properties are not allowed ('{name}' was unexpected)")
+    since = _parse_time("changes-since", args["changes-since"]) if "changes-since" in args else None
+    before = _parse_time("changes-before", args["changes-before"]) if "changes-before" in args else None
+    if since is not None and before is not None and before < since:
+        raise bad_request("The value of changes-since must be less than or equal to changes-before.")
+    if since is not None:
+        query = query.where(InstanceAction.updated_at >= since)
+    if before is not None:
+        query = query.where(InstanceAction.updated_at <= before)
+    if "marker" in args:
+        marker = s.scalars(query.where(InstanceAction.request_id == args["marker"])).first()
+        if marker is None:
+            raise bad_request(f"Marker {args['marker']} could not be found.")
+        query = query.where((InstanceAction.start_time < marker.start_time)
+                            | ((InstanceAction.start_time == marker.start_time) & (InstanceAction.id < marker.id)))
+    raw = args.get("limit")
+    if raw is not None and not raw.isdigit():
+        raise bad_request(f"Invalid input for query parameters limit. Value: {raw}. '{raw}' does not match "
+                          f"'^[0-9]*$'")
+    limit = min(int(raw), MAX_LIMIT) if raw is not None else MAX_LIMIT
+    return query.limit(limit), limit
 
 
 @bp.get("/servers/<server_id>/os-instance-actions/<request_id>")
@@ -67,6 +106,8 @@ def show_action(server_id: str, request_id: str):
                   "result": e.result}
             if ctx.is_admin:
                 ev["traceback"] = e.traceback
+            if v.matches("2.84"):
+                ev["details"] = e.details
             if v.matches("2.62"):
                 ev["hostId"] = host_id(inst.project_id, e.host)
                 if ctx.is_admin:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from app import rpc
 from app.compute.schemas import KeypairCreateSchema, json_body, load
-from app.compute.views import iso_usec
+from app.compute.views import base_url, compute_prefix, iso_usec
 from app.context import current
 from app.db import read_session
 from app.errors import bad_request, not_found
@@ -66,12 +67,39 @@ def _body(kp: KeyPair, full: bool) -> dict:
     return body
 
 
+MAX_LIMIT = 1000
+
+
+def _page() -> tuple[int | None, str | None]:
+    """2.35's ``limit`` and ``marker`` (a key pair name); Nova ignores them before 2.35."""
+    if not api_version().matches("2.35"):
+        return None, None
+    raw = request.args.get("limit")
+    if raw is not None and not (raw.isdigit() and int(raw) >= 0):
+        raise bad_request(f"Invalid input for query parameters limit. Value: {raw}. '{raw}' does not match "
+                          f"'^[0-9]*$'")
+    return (None if raw is None else int(raw)), request.args.get("marker")
+
+
 @bp.get("/os-keypairs")
 @enforce("authenticated")
 def list_keypairs():
+    limit, marker = _page()
+    user_id = _user_id()
+    query = select(KeyPair).where(KeyPair.user_id == user_id).order_by(KeyPair.name)
     with read_session() as s:
-        rows = s.scalars(select(KeyPair).where(KeyPair.user_id == _user_id()).order_by(KeyPair.name))
-        return jsonify({"keypairs": [{"keypair": _body(kp, False)} for kp in rows]})
+        if marker is not None:
+            if s.scalars(query.where(KeyPair.name == marker)).first() is None:
+                raise bad_request(f"Marker {marker} could not be found.")
+            query = query.where(KeyPair.name > marker)
+        rows = list(s.scalars(query.limit(min(limit if limit is not None else MAX_LIMIT, MAX_LIMIT))))
+        body: dict = {"keypairs": [{"keypair": _body(kp, False)} for kp in rows]}
+    if api_version().matches("2.35") and rows and len(rows) == (limit if limit is not None else MAX_LIMIT):
+        params = {**request.args.to_dict(), "marker": rows[-1].name}
+        query_string = "&".join(f"{k}={quote(v)}" for k, v in params.items())
+        body["keypairs_links"] = [{"rel": "next", "href": f"{base_url()}{compute_prefix()}/os-keypairs?"
+                                                          f"{query_string}"}]
+    return jsonify(body)
 
 
 def _get(name: str, user_id: str) -> KeyPair:
@@ -96,6 +124,8 @@ def create_keypair():
     body = load(KeypairCreateSchema(), json_body(), root="keypair")
     if "type" in body and not v.matches("2.2"):
         raise bad_request("Additional properties are not allowed ('type' was unexpected)")
+    if not v.matches("2.92") and set(body["name"]) & {"@", "."}:  # 2.92 allows '@' and '.'
+        raise bad_request("Keypair name contains unsafe characters")
     user_id = current().user_id
     if "user_id" in body and body["user_id"] != user_id:
         if not v.matches("2.10"):

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.compute.views import base_url, compute_prefix, iso_usec
 from app.db import read_session
-from app.errors import bad_request
+from app.errors import bad_request, not_found
 from app.microversion import current as api_version
 from app.models import Migration
 from app.policy import enforce
@@ -96,3 +96,54 @@ def list_migrations():
             body["migrations_links"] = [{"rel": "next", "href": f"{base_url()}{compute_prefix()}/os-migrations"
                                                                 f"?limit={limit}&marker={rows[-1].uuid}"}]
     return jsonify({"migrations": [migration_body(m) for m in rows], **body})
+
+
+# --- /servers/{id}/migrations (2.23): the server's in-progress live migrations ------------------------------------
+
+_IN_PROGRESS = ("queued", "preparing", "running", "post-migrating")
+
+
+def _server_migration_body(m: Migration) -> dict:
+    v = api_version()
+    body = {"id": m.id, "server_uuid": m.instance_uuid, "source_compute": m.source_compute,
+            "source_node": m.source_node, "dest_compute": m.dest_compute, "dest_node": m.dest_node,
+            "dest_host": m.dest_host, "status": m.status, "created_at": iso_usec(m.created_at),
+            "updated_at": iso_usec(m.updated_at),
+            # Stratus drivers report no transfer progress; Nova shows null for such drivers too
+            "memory_total_bytes": None, "memory_processed_bytes": None, "memory_remaining_bytes": None,
+            "disk_total_bytes": None, "disk_processed_bytes": None, "disk_remaining_bytes": None}
+    if v.matches("2.59"):
+        body["uuid"] = m.uuid
+    if v.matches("2.80"):
+        body["user_id"], body["project_id"] = m.user_id, m.project_id
+    return body
+
+
+def _live_migrations(server_id: str):
+    from app.compute.servers import get_instance
+    from app.context import current
+    if not api_version().matches("2.23"):
+        raise not_found("The resource could not be found.")
+    with read_session() as s:
+        inst = get_instance(s, server_id, current())
+        return inst, list(s.scalars(select(Migration).where(
+            Migration.instance_uuid == inst.uuid, Migration.migration_type == "live-migration",
+            Migration.status.in_(_IN_PROGRESS), Migration.deleted == 0).order_by(Migration.id)))
+
+
+@bp.get("/servers/<server_id>/migrations")
+@enforce("admin_api", name="os_compute_api:servers:migrations:index",
+         description="Lists in-progress live migrations for a given server")
+def list_server_migrations(server_id: str):
+    return jsonify({"migrations": [_server_migration_body(m) for m in _live_migrations(server_id)[1]]})
+
+
+@bp.get("/servers/<server_id>/migrations/<migration_id>")
+@enforce("admin_api", name="os_compute_api:servers:migrations:show",
+         description="Show details for an in-progress live migration for a given server")
+def show_server_migration(server_id: str, migration_id: str):
+    inst, rows = _live_migrations(server_id)
+    found = [m for m in rows if str(m.id) == migration_id]
+    if not found:
+        raise not_found(f"In-progress live migration {migration_id} is not found for server {inst.uuid}.")
+    return jsonify({"migration": _server_migration_body(found[0])})

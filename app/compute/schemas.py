@@ -174,3 +174,24 @@ class ServerGroupCreateV264Schema(StrictSchema):
     name = ServerName(required=True)
     policy = fields.Raw(required=True)
     rules = fields.Raw()
+
+
+_HOST_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+_HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}$")
+_FQDN_RE = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
+
+
+def check_hostname(value: str, fqdn_allowed: bool) -> None:
+    """2.90's ``hostname`` is one DNS label; from 2.94 it may be a fully qualified domain name."""
+    pattern = _FQDN_RE if fqdn_allowed else _HOSTNAME_RE
+    if not pattern.match(value) or len(value) > 255:
+        raise bad_request(f"Invalid input for field/attribute hostname. Value: {value}. {value!r} does not match "
+                          f"'{pattern.pattern}'")
+
+
+def check_trusted_certs(certs: list[str] | None) -> None:
+    """2.63: Stratus does not verify image signatures, so (like Nova with ``verify_glance_signatures`` off) a
+    request for certificate validation is refused instead of being silently ignored."""
+    if certs:
+        raise bad_request("Image signature certificate validation support is not yet enabled: Stratus does not "
+                          "verify image signatures, so trusted_image_certificates cannot be honoured.")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app import crypto, rpc
 from app.compute import servers
 from app.compute.server_metadata import check_create_quota, validate_metadata
-from app.compute.schemas import ServerName, StrictSchema, is_uuid, load
+from app.compute.schemas import ServerName, StrictSchema, check_hostname, check_trusted_certs, is_uuid, load
 from app.compute.views import base_url
 from app.context import current
 from app.db import read_session, write_session
@@ -123,6 +123,9 @@ def _rebuild(server_id: str, args: object) -> Response:
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
     if "personality" in body and v.matches("2.57"):
         raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
+    if "hostname" in body:
+        check_hostname(body["hostname"], v.matches("2.94"))
+    check_trusted_certs(body.get("trusted_image_certificates"))
     values: dict = {}
     if "metadata" in body:
         values["metadata_items"] = validate_metadata(body["metadata"])

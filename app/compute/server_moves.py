@@ -79,8 +79,17 @@ def _live_migrate(server_id: str, args: object) -> None:
         raise bad_request(f"Invalid input for field/attribute block_migration. Value: {block!r}.")
     if "disk_over_commit" in body and api_version().matches("2.25"):
         raise bad_request("Additional properties are not allowed ('disk_over_commit' was unexpected)")
+    _check_force(body, "2.30")
     inst = _writable_instance(server_id)
     rpc.call("stratus.conductor.start_move", _request(inst, "live_migrate", host=body.get("host")))
+
+
+def _check_force(body: dict, since: str) -> None:
+    """``force`` exists from 2.29 (evacuate) / 2.30 (live-migrate) and is gone again from 2.68. Stratus always
+    verifies the requested host with the scheduler, so force=true does not skip the filters."""
+    v = api_version()
+    if "force" in body and (not v.matches(since) or v.matches("2.68")):
+        raise bad_request("Additional properties are not allowed ('force' was unexpected)")
 
 
 class EvacuateSchema(StrictSchema):
@@ -99,10 +108,12 @@ def _evacuate(server_id: str, args: object) -> Response:
     if "onSharedStorage" not in body and not v.matches("2.14"):
         raise bad_request(f"Invalid input for field/attribute evacuate. Value: {args!r}. 'onSharedStorage' is a "
                           f"required property")
+    _check_force(body, "2.29")
     inst = _writable_instance(server_id)
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
     rpc.call("stratus.conductor.start_move", _request(inst, "evacuate", host=body.get("host"),
-                                                      admin_pass_enc=crypto.encrypt(admin_pass)),
+                                                      admin_pass_enc=crypto.encrypt(admin_pass),
+                                                      stop_on_destination=v.matches("2.95")),
              argsrepr=repr(({"instance_uuid": inst.uuid, "action": "evacuate", "host": body.get("host")},)))
     if v.matches("2.14"):
         return Response(status=200)
@@ -131,6 +142,9 @@ def _unshelve(server_id: str, args: object) -> None:
         raise bad_request(f"Invalid input for field/attribute unshelve. Value: {args!r}.")
     if "availability_zone" in body and not api_version().matches("2.77"):
         raise bad_request("Additional properties are not allowed ('availability_zone' was unexpected)")
+    if "availability_zone" in body and body["availability_zone"] is None and not api_version().matches("2.91"):
+        raise bad_request("Invalid input for field/attribute availability_zone. Value: None. None is not of type "
+                          "'string'")
     if "host" in body:
         if not api_version().matches("2.91"):
             raise bad_request("Additional properties are not allowed ('host' was unexpected)")
@@ -142,8 +156,8 @@ def _unshelve(server_id: str, args: object) -> None:
                            f"servers; instance {inst.uuid} is shelved.")
         rpc.call("stratus.conductor.shelve", _request(inst, "unshelve_on_host"))
     else:
-        rpc.call("stratus.conductor.start_move", _request(inst, "unshelve", host=body.get("host"),
-                                                          availability_zone=body.get("availability_zone")))
+        zone = {"availability_zone": body["availability_zone"]} if "availability_zone" in body else {}
+        rpc.call("stratus.conductor.start_move", _request(inst, "unshelve", host=body.get("host"), **zone))
 
 
 servers.EXTRA_ACTIONS.update({"resize": _resize, "confirmResize": _confirm_resize, "revertResize": _revert_resize,

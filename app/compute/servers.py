@@ -12,8 +12,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app import crypto, network, quota, rpc
-from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema, is_uuid,
-                                 json_body, load)
+from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema, check_hostname,
+                                 check_trusted_certs, is_uuid, json_body, load)
 from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
 from app.context import RequestContext, current
 from app.db import read_session
@@ -134,8 +134,10 @@ def _parse_time(name: str, value: str) -> dt.datetime:
 
 
 def _list_query(ctx: RequestContext) -> tuple[list, int, Instance | None]:
-    args = request.args
     v = api_version()
+    server_filters.check_known(request.args, v)
+    args = server_filters.allowed(request.args, v, ctx.is_admin)
+    g.ip_patterns = server_filters.ip_patterns(args)
     conds = []
     # Nova: the presence of all_tenants means "all", unless its value is a false-like string.
     all_tenants = ctx.is_admin and "all_tenants" in args and \
@@ -182,18 +184,8 @@ def _list_query(ctx: RequestContext) -> tuple[list, int, Instance | None]:
         conds.append(Instance.flavor_id.in_(select(Flavor.id).where(Flavor.flavorid == args["flavor"])))
     if "reservation_id" in args:
         conds.append(Instance.reservation_id == args["reservation_id"])
-    if "availability_zone" in args:
-        conds.append(Instance.availability_zone == args["availability_zone"])
-    if "key_name" in args:
-        conds.append(Instance.key_name == args["key_name"])
     conds.extend(server_tags.list_filters(args))
-    if ctx.is_admin:
-        if "host" in args:
-            conds.append(Instance.host == args["host"])
-        if "node" in args:
-            conds.append(Instance.node == args["node"])
-        if "user_id" in args:
-            conds.append(Instance.user_id == args["user_id"])
+    conds.extend(server_filters.conditions(args, v, ctx.is_admin))
     limit_arg = args.get("limit")
     try:
         limit = min(int(limit_arg), MAX_LIMIT) if limit_arg is not None else MAX_LIMIT
@@ -219,11 +211,16 @@ def _sorted(query, marker: Instance | None):
     for i, key in enumerate(keys):
         col = _SORT_KEYS.get(key)
         if col is None:
+            col = server_filters.sort_column(key, api_version())
+        if col is None and server_filters.ignored_sort_key(key, api_version()):
+            continue
+        if col is None:
             raise bad_request(f"Invalid input for query parameters sort_key. Value: {key}.")
         direction = (dirs[i] if i < len(dirs) else (dirs[0] if dirs else "desc")).lower()
         if direction not in ("asc", "desc"):
             raise bad_request(f"Invalid input for query parameters sort_dir. Value: {direction}.")
         cols.append((col, direction))
+    cols = cols or [(Instance.created_at, "desc")]
     cols.append((Instance.id, cols[0][1]))  # unique tie-breaker so markers are exact
     order = [c.asc() if d == "asc" else c.desc() for c, d in cols]
     if marker is not None:
@@ -242,16 +239,30 @@ def _sorted(query, marker: Instance | None):
     return query.order_by(*order)
 
 
+def _matching_ips(s: Session, instances: list[Instance], patterns: list) -> list[Instance]:
+    """Nova's ``ip`` / ``ip6`` filters: a regular expression searched in each of the server's addresses."""
+    if not patterns:
+        return instances
+    addresses = server_addresses(s, [i.uuid for i in instances])
+
+    def hit(uuid: str) -> bool:
+        ips = [a for nets in addresses.get(uuid, {}).values() for a in nets]
+        return all(any(a["version"] == version and pattern.search(a["addr"]) for a in ips)
+                   for version, pattern in patterns)
+    return [i for i in instances if hit(i.uuid)]
+
+
 def _list(detail: bool) -> Response:
     ctx = current()
     conds, limit, marker = _list_query(ctx)
     with read_session() as s:
         query = _sorted(select(Instance).where(and_(*conds)) if conds else select(Instance), marker)
-        regex = g.get("name_regex")
-        if regex is None:
+        regex, ips = g.get("name_regex"), g.get("ip_patterns")
+        if regex is None and not ips:
             instances = list(s.scalars(query.limit(limit)))
         else:
-            instances = [i for i in s.scalars(query) if regex.search(i.display_name)][:limit]
+            instances = [i for i in s.scalars(query) if regex is None or regex.search(i.display_name)]
+            instances = _matching_ips(s, instances, ips)[:limit]
         body: dict = {"servers": render(s, instances, ctx) if detail else [server_summary(i) for i in instances]}
     if instances and len(instances) == limit:
         params = request.args.to_dict(flat=False)
@@ -298,6 +309,9 @@ def _version_gated_fields(body: dict) -> None:
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
     if "personality" in body and v.matches("2.57"):
         raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
+    if "hostname" in body:
+        check_hostname(body["hostname"], v.matches("2.94"))
+    check_trusted_certs(body.get("trusted_image_certificates"))
 
 
 def _networks(body: dict) -> object:
@@ -344,6 +358,21 @@ def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Image:
     if img.status != "active":
         raise bad_request(f"Image {image_id} is not active.")
     return img
+
+
+def _requested_host(s: Session, host: str | None, node: str | None) -> str | None:
+    """2.74: the compute host named by ``host`` and/or ``hypervisor_hostname`` (400 when there is none)."""
+    if host is None and node is None:
+        return None
+    query = select(ComputeNode.host)
+    if host is not None:
+        query = query.where(ComputeNode.host == host)
+    if node is not None:
+        query = query.where(ComputeNode.hypervisor_hostname == node)
+    found = s.scalars(query).first()
+    if found is None:
+        raise bad_request(f"Compute host {host if node is None else node} could not be found.")
+    return found
 
 
 def _check_request_quotas(s: Session, project_id: str, body: dict) -> None:
@@ -424,8 +453,11 @@ def create_server():
                 raise bad_request("Invalid key_name provided.")
             key_data = kp.public_key
         az = body.get("availability_zone")
+        forced: tuple[str | None, str | None] = (None, None)
         if az:
-            az, _, forced_host = az.partition(":")
+            az, _, forced_at = az.partition(":")
+            forced_host, _, forced_node = forced_at.partition(":")
+            forced = (forced_host or None, forced_node or None)
             from app.host_zones import effective_zones
             zones = set(effective_zones(s).values())  # aggregate zones included
             if az not in zones:
@@ -433,6 +465,12 @@ def create_server():
         _check_request_quotas(s, ctx.project_id, body)
         max_count = _instances_that_fit(s, ctx.project_id, flavor, min_count, max_count)
         group_uuid = _group_hint(s, hints, ctx)
+        if forced != (None, None):  # the older "zone:host:node" form, admin-only (Nova's forced_host policy)
+            check("admin_api")
+            if "host" in body or "hypervisor_hostname" in body:
+                raise bad_request("The availability_zone form zone:host:node and host / hypervisor_hostname are "
+                                  "mutually exclusive.")
+        requested_host = _requested_host(s, body.get("host", forced[0]), body.get("hypervisor_hostname", forced[1]))
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
     count = max_count
     reservation_id = "r-" + secrets.token_hex(4)
@@ -445,7 +483,7 @@ def create_server():
         "availability_zone": az or None, "metadata": body.get("metadata") or {}, "networks": networks,
         "config_drive": "True" if str(body.get("config_drive", "")).lower() in ("true", "1") else "",
         "scheduler_hints": hints, "access_ip_v4": body.get("accessIPv4"), "access_ip_v6": body.get("accessIPv6"),
-        "reservation_id": reservation_id, "group_uuid": group_uuid, "tags": tags,
+        "reservation_id": reservation_id, "group_uuid": group_uuid, "tags": tags, "requested_host": requested_host,
         # Secrets travel encrypted and are redacted from Flower and logs by argsrepr.
         "user_data_enc": crypto.encrypt(body.get("user_data")), "admin_pass_enc": crypto.encrypt(admin_pass),
     }
@@ -474,6 +512,8 @@ def update_server(server_id: str):
     for field, min_version in (("description", "2.19"), ("hostname", "2.90")):
         if field in body and not v.matches(min_version):
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
+    if "hostname" in body:
+        check_hostname(body["hostname"], v.matches("2.94"))
     names = {"name": "display_name", "description": "display_description", "hostname": "hostname",
              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
     values = {names[k]: (str(val) if k.startswith("access") else val) for k, val in body.items() if k in names}
@@ -557,6 +597,7 @@ EXTRA_ACTIONS: dict[str, Callable[[str, object], Response | None]] = {}
 
 EXTRA_ACTIONS.update({"lock": _lock, "unlock": _unlock})
 
+_NOVA_NETWORK_ACTIONS = ("addFixedIp", "removeFixedIp", "addFloatingIp", "removeFloatingIp")  # never in Stratus
 _SIMPLE_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause", "unpause": "unpause",
                    "suspend": "suspend", "resume": "resume"}
 
@@ -579,10 +620,12 @@ def server_action(server_id: str):
         resp = EXTRA_ACTIONS[name](server_id, args)
         if resp is not None:
             return resp
+    elif name in _NOVA_NETWORK_ACTIONS and api_version().matches("2.44"):
+        raise not_found("The resource could not be found.")  # Nova removed these actions at 2.44
     else:
         raise bad_request(f"There is no such action: {name}")
     return "", 202
 
 
 # Late imports: these modules import get_instance from here.
-from app.compute import server_metadata, server_tags  # noqa: E402
+from app.compute import server_filters, server_metadata, server_tags  # noqa: E402

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from app.settings import Settings
 from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError,
-                          HostResources, InstanceInfo, InstanceNotFound, InstanceSpec, PowerState)
+                          HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, PowerState)
 from drivers.libvirt import config, imagecache
 
 try:
@@ -227,6 +227,16 @@ class LibvirtDriver(ComputeDriver):
         if not UUID_RE.match(instance_uuid or ""):
             raise DriverError(f"Invalid instance UUID {instance_uuid!r}")
         return self.instances_dir / instance_uuid
+
+    def cache_image(self, image: ImageSpec) -> None:
+        try:
+            self.base_dir.mkdir(parents=True, exist_ok=True)
+            imagecache.fetch_base(image, self.base_dir)
+            for extra in (image.kernel, image.ramdisk):
+                if extra is not None:
+                    imagecache.fetch_file(extra, self.base_dir)
+        except OSError as exc:
+            raise HostLocalError(f"Cannot cache image {image.id}: {exc}") from exc
 
     def build_disk(self, instance: InstanceSpec) -> None:
         image = instance.image
