@@ -19,7 +19,7 @@ from app.db import read_session, write_session
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
 from app.models import Image, Instance, KeyPair, utcnow
-from app.policy import check, enforce
+from app.policy import enforce, recheck
 from app.settings import get_settings
 from marshmallow import fields, validate
 from tasks import states
@@ -33,7 +33,7 @@ def _writable_instance(server_id: str) -> Instance:
     ctx = current()
     with read_session() as s:
         inst = servers.get_instance(s, server_id, ctx)
-    check("project_member_api", inst.project_id)
+    recheck(inst.project_id)
     if inst.locked and not ctx.is_admin:
         raise conflict(f"Instance {inst.uuid} is locked")
     return inst

@@ -16,7 +16,8 @@ from app.context import current
 from app.errors import bad_request, conflict
 from app.microversion import current as api_version
 from app.models import Instance
-from app.policy import check
+from app.policy import authorize
+from app.policy_names import sub_rule
 
 
 def _request(inst: Instance, action: str, **extra: object) -> dict:
@@ -56,11 +57,12 @@ class MigrateSchema(StrictSchema):
 
 
 def _migrate(server_id: str, args: object) -> None:
-    check("admin_api")
     body = load(MigrateSchema(), args) if args is not None else {}
     if "host" in body and not api_version().matches("2.56"):
         raise bad_request("Additional properties are not allowed ('host' was unexpected)")
     inst = _writable_instance(server_id)
+    if body.get("host"):
+        authorize(sub_rule("migrate_host"), inst.project_id)
     rpc.call("stratus.conductor.start_move", _request(inst, "migrate", host=body.get("host")))
 
 
@@ -72,7 +74,6 @@ class LiveMigrateSchema(StrictSchema):
 
 
 def _live_migrate(server_id: str, args: object) -> None:
-    check("admin_api")
     body = load(LiveMigrateSchema(), {"os-migrateLive": args}, root="os-migrateLive")
     block = body["block_migration"]
     if not (isinstance(block, bool) or (block == "auto" and api_version().matches("2.25"))):
@@ -91,7 +92,6 @@ class EvacuateSchema(StrictSchema):
 
 
 def _evacuate(server_id: str, args: object) -> Response:
-    check("admin_api")
     v = api_version()
     body = load(EvacuateSchema(), {"evacuate": args}, root="evacuate")
     if "onSharedStorage" in body and v.matches("2.14"):
@@ -115,7 +115,6 @@ def _shelve(server_id: str, args: object) -> None:
 
 
 def _shelve_offload(server_id: str, args: object) -> None:
-    check("admin_api")
     _no_args("shelveOffload", args)
     rpc.call("stratus.conductor.shelve", _request(_writable_instance(server_id), "shelve_offload"))
 
@@ -134,8 +133,9 @@ def _unshelve(server_id: str, args: object) -> None:
     if "host" in body:
         if not api_version().matches("2.91"):
             raise bad_request("Additional properties are not allowed ('host' was unexpected)")
-        check("admin_api")
     inst = _writable_instance(server_id)
+    if "host" in body:
+        authorize(sub_rule("unshelve_to_host"), inst.project_id)
     if inst.vm_state == "shelved":  # not offloaded yet: it starts again on its host
         if body.get("availability_zone") or body.get("host"):
             raise conflict(f"The availability_zone or host parameter is only valid for shelved offloaded "

@@ -10,7 +10,7 @@ from app.compute.views import iso_usec
 from app.db import read_session
 from app.errors import bad_request
 from app.models import Instance, utcnow
-from app.policy import check, enforce, register
+from app.policy import authorize, checks_inside, enforce, register
 
 bp = Blueprint("usage", __name__)
 register("os_compute_api:os-simple-tenant-usage:show", "project_reader_api", "Show usage statistics for a tenant")
@@ -106,9 +106,9 @@ def list_usage():
 
 
 @bp.get("/os-simple-tenant-usage/<tenant_id>")
-@enforce("authenticated")
+@checks_inside(("os_compute_api:os-simple-tenant-usage:show", "project_reader_api"))
 def show_usage(tenant_id: str):
-    check("project_reader_api", tenant_id, name="os_compute_api:os-simple-tenant-usage:show")
+    authorize("os_compute_api:os-simple-tenant-usage:show", tenant_id)
     start, stop = _period()
     usages = _usages(start, stop, tenant_id, True)
     return jsonify({"tenant_usage": usages[0] if usages else {}})
