@@ -11,12 +11,15 @@ from marshmallow import fields, validate
 from app import crypto, rpc
 from app.compute import servers
 from app.compute.schemas import StrictSchema, load
-from app.compute.server_actions import _no_args, _writable_instance
+from app.compute.server_actions import _no_args, _writable_instance, drop_queued_image, new_snapshot_image
 from app.context import current
-from app.errors import bad_request, conflict
+from app.errors import ApiError, bad_request, conflict
 from app.microversion import current as api_version
 from app.models import Instance
 from app.policy import authorize
+from app.settings import get_settings
+from drivers import supports
+from tasks import states
 from app.policy_names import sub_rule
 
 
@@ -109,9 +112,25 @@ def _evacuate(server_id: str, args: object) -> Response:
     return jsonify({"adminPass": admin_pass})
 
 
+SHELVE_FROM = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
+
+
 def _shelve(server_id: str, args: object) -> None:
+    """Nova: a snapshot image ``<name>-shelved`` keeps the disk; unshelve boots from it and deletes it."""
     _no_args("shelve", args)
-    rpc.call("stratus.conductor.shelve", _request(_writable_instance(server_id), "shelve"))
+    inst = _writable_instance(server_id)
+    if inst.vm_state not in SHELVE_FROM or inst.task_state is not None:  # no image for a refused request
+        attr, state = ("task_state", inst.task_state) if inst.task_state else ("vm_state", inst.vm_state)
+        raise conflict(f"Cannot 'shelve' instance {inst.uuid} while it is in {attr} {state}")
+    image_id = None
+    if supports(get_settings().compute_driver, "snapshot"):
+        image_id = new_snapshot_image(inst, f"{inst.display_name}-shelved", {})
+    try:
+        rpc.call("stratus.conductor.shelve", _request(inst, "shelve", image_id=image_id))
+    except ApiError:
+        if image_id:
+            drop_queued_image(image_id)
+        raise
 
 
 def _shelve_offload(server_id: str, args: object) -> None:
