@@ -115,10 +115,7 @@ def _spec_with_flavor(ctx: dict) -> InstanceSpec:
 def _spawn_here(drv: ComputeDriver, ctx: dict) -> None:
     """Evacuate / unshelve from offloaded: build the guest on this host from the instance's image (unshelve:
     from the snapshot shelve took, ``boot_image_id``)."""
-    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
-    if ctx.get("boot_image_id"):
-        with read_session() as s:
-            spec = dataclasses.replace(spec, image=_image_spec(s, ctx["boot_image_id"]))
+    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"], image_id=ctx.get("boot_image_id"))
     drv.build_disk(spec)
     drv.spawn(spec)
     if not ctx.get("power_on", True):
