@@ -209,6 +209,8 @@ class Instance(Base):
     admin_pass_enc: Mapped[str | None] = mapped_column(Text)
     config_drive: Mapped[str] = mapped_column(String(255), default="")
     metadata_items: Mapped[dict] = mapped_column(JSON, default=dict)
+    # Nova's instance_system_metadata: internal key/values (shelved_image_id, shelved_at, shelved_host).
+    system_metadata: Mapped[dict | None] = mapped_column(JSON)
     networks_request: Mapped[object] = mapped_column(JSON, default=None)
     scheduler_hints: Mapped[dict] = mapped_column(JSON, default=dict)
     access_ip_v4: Mapped[str | None] = mapped_column(String(64))

@@ -5,9 +5,12 @@ Defaults follow Nova's secure RBAC (admin, project member, project reader). A YA
 malformed check string stops the process with a clear error.
 
 Views declare their rule with ``@enforce(level, name=...)``: ``level`` is the default (``admin_api``,
-``project_member_api``, ``project_reader_api`` or ``authenticated``), ``name`` the rule the file may override.
-Views without a name use the Nova name of their endpoint from ``app.policy_names`` when it has one. An
-after-request hook fails closed: a response from a view that never ran a policy check is replaced by a 500.
+``project_member_api``, ``project_reader_api``, ``admin_or_owner`` or ``authenticated``), ``name`` the rule the
+file may override. Views without a name use the Nova name of their endpoint from ``app.policy_names``. Views
+that decide per request which rule applies (action dispatchers) declare their rules with ``@checks_inside`` and
+call ``authorize(name, project)``; ``recheck(project)`` runs the view's rule again once the target resource
+(and so its project, Nova's ``target={'project_id': instance.project_id}``) is known. An after-request hook
+fails closed: a response from a view that never ran a policy check is replaced by a 500.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ LEVELS: dict[str, str] = {
     "admin_api": "rule:admin_api",
     "project_member_api": "rule:project_member_or_admin",
     "project_reader_api": "rule:project_reader_or_admin",
+    "admin_or_owner": "rule:context_is_admin or user_id:%(user_id)s",  # Nova's keypair rules
     "authenticated": "@",
 }
 
@@ -96,8 +100,9 @@ class Enforcer:
             self._defaults[name] = parse(DEFAULTS[name].check_str)
         return self._defaults.get(name)
 
-    def allowed(self, name: str | None, level: str, ctx: RequestContext, target_project: str | None) -> bool:
-        target = {"project_id": target_project or ctx.project_id, "user_id": ctx.user_id}
+    def allowed(self, name: str | None, level: str, ctx: RequestContext, target_project: str | None,
+                target_user: str | None = None) -> bool:
+        target = {"project_id": target_project or ctx.project_id, "user_id": target_user or ctx.user_id}
         creds = {"roles": effective_roles(ctx.roles), "project_id": ctx.project_id, "user_id": ctx.user_id,
                  "is_admin": ctx.is_admin}
         if name is None:
@@ -137,13 +142,37 @@ def enforcer() -> Enforcer:
     return _enforcer
 
 
-def check(level: str, target_project: str | None = None, name: str | None = None) -> None:
+def check(level: str, target_project: str | None = None, name: str | None = None,
+          target_user: str | None = None) -> None:
     """Raise 403 unless the caller passes rule ``name`` (default ``level``) for ``target_project``."""
     g.policy_checked = True
     if level not in LEVELS:
         raise KeyError(f"unknown policy level {level}")
-    if not enforcer().allowed(name, level, current(), target_project):
+    if not enforcer().allowed(name, level, current(), target_project, target_user):
         raise ApiError(403, f"Policy doesn't allow {name or request.endpoint} to be performed.")
+
+
+def level_of(name: str) -> str:
+    """The level a registered rule was declared with (its default)."""
+    check_str = DEFAULTS[name].check_str
+    return next(level for level, text in LEVELS.items() if text == check_str)
+
+
+def authorize(name: str, target_project: str | None = None, target_user: str | None = None) -> None:
+    """Check the registered rule ``name`` (its default level unless the policy file overrides it)."""
+    check(level_of(name), target_project, name=name, target_user=target_user)
+
+
+def recheck(target_project: str | None = None, target_user: str | None = None) -> None:
+    """Run the view's rule again, now for the target resource's project (or user)."""
+    name = g.get("policy_rule")
+    if name is None:
+        raise RuntimeError(f"{request.endpoint}: recheck without a named rule")  # a programming error: 500
+    check(level_of(name), target_project, name=name, target_user=target_user)
+
+
+def _endpoint_rule(name: str | None) -> str | None:
+    return name or ENDPOINT_RULES.get(request.endpoint or "", (None,))[0]
 
 
 def enforce(level: str, name: str | None = None, description: str = "") -> Callable:
@@ -156,10 +185,40 @@ def enforce(level: str, name: str | None = None, description: str = "") -> Calla
     def wrap(view: Callable) -> Callable:
         @functools.wraps(view)
         def inner(*args: Any, **kwargs: Any) -> Any:
-            check(level, name=name or ENDPOINT_RULES.get(request.endpoint or "", (None,))[0])
+            g.policy_rule = _endpoint_rule(name)
+            check(level, name=g.policy_rule)
             return view(*args, **kwargs)
+        inner.policy_rules = (name,) if name else ()  # type: ignore[attr-defined]
         return inner
     return wrap
+
+
+def checks_inside(*rules: tuple[str, str], registry: Mapping[str, tuple[str, str]] | None = None) -> Callable:
+    """Declare a view that runs its own named check(s) with ``authorize``: ``rules`` are (rule name, level)
+    pairs; ``registry`` a live table key -> (rule name, level) such as the server actions' (registered by
+    ``app.policy_names.register_all``)."""
+    for rule, level in rules:
+        register(rule, level)
+
+    def wrap(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            return view(*args, **kwargs)
+        inner.policy_rules = tuple(rule for rule, _ in rules)  # type: ignore[attr-defined]
+        inner.policy_registry = registry  # type: ignore[attr-defined]
+        return inner
+    return wrap
+
+
+def view_rules(endpoint: str, view: Callable) -> tuple[str, ...]:
+    """The rule names a view checks (for tests and the dump); empty for a view without one."""
+    names = tuple(getattr(view, "policy_rules", ()))
+    registry = getattr(view, "policy_registry", None)
+    if registry:
+        names += tuple(name for name, _ in registry.values())
+    if not names and endpoint in ENDPOINT_RULES and hasattr(view, "policy_rules"):
+        names = (ENDPOINT_RULES[endpoint][0],)
+    return names
 
 
 def public(view: Callable) -> Callable:
@@ -167,6 +226,7 @@ def public(view: Callable) -> Callable:
     def inner(*args: Any, **kwargs: Any) -> Any:
         g.policy_checked = True
         return view(*args, **kwargs)
+    inner.policy_public = True  # type: ignore[attr-defined]
     return inner
 
 

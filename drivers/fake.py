@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -102,7 +103,7 @@ class FakeDriver(ComputeDriver):
             guest = self._guests.setdefault(instance.uuid, {
                 "power_state": PowerState.NOSTATE, "vcpus": instance.vcpus, "memory_mb": instance.memory_mb,
                 "root_gb": instance.root_gb, "console": [], "spawned": False, "disk": "building",
-                "image_path": instance.image.path})
+                "image_path": self._disk_of(instance)})
             if guest.get("disk", "ready") == "ready":
                 return
             guest.update(vcpus=instance.vcpus, memory_mb=instance.memory_mb, root_gb=instance.root_gb)
@@ -141,10 +142,30 @@ class FakeDriver(ComputeDriver):
                          nics=[instance.network["mac"]] if instance.network else [])
             self._save(instance.uuid)
 
+    def _disk_of(self, instance: InstanceSpec) -> str:
+        """The guest's "disk": with a state_dir a hard link to (or copy of) its image's data, so it outlives the
+        image as a real disk does (unshelve deletes the snapshot it booted from); else the image file itself."""
+        image_path = Path(instance.image.path)
+        if self.state_dir is None or not image_path.exists():
+            return str(image_path)
+        disk = self.state_dir / "disks" / f"{instance.uuid}-{instance.image.id}"
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        if not disk.exists():
+            try:
+                os.link(image_path, disk)
+            except OSError:
+                shutil.copyfile(image_path, disk)
+        return str(disk)
+
     def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:
         with _lock:
-            self._guests.pop(instance_uuid, None)
+            guest = self._guests.pop(instance_uuid, None)
             self._save(instance_uuid)
+            disk = (guest or {}).get("image_path")
+            in_use = any(g.get("image_path") == disk for host in _guests.values() for g in host.values())
+            if destroy_disks and disk and self.state_dir is not None and not in_use \
+                    and Path(disk).parent == self.state_dir / "disks":
+                Path(disk).unlink(missing_ok=True)
 
     def get_info(self, instance_uuid: str) -> InstanceInfo:
         with _lock:

@@ -51,7 +51,8 @@ def _image_spec(s, image_id: str | None) -> ImageSpec | None:
                      kernel=_image_spec(s, props.get("kernel_id")), ramdisk=_image_spec(s, props.get("ramdisk_id")))
 
 
-def instance_spec(uuid: str, expect_task_state: str | None = None) -> InstanceSpec:
+def instance_spec(uuid: str, expect_task_state: str | None = None, image_id: str | None = None) -> InstanceSpec:
+    """The driver's view of the instance; ``image_id`` boots it from another image than its own (unshelve)."""
     with read_session() as s:
         inst = s.scalars(select(Instance).where(Instance.uuid == uuid, Instance.deleted == 0)).first()
         if inst is None:
@@ -63,7 +64,7 @@ def instance_spec(uuid: str, expect_task_state: str | None = None) -> InstanceSp
         return InstanceSpec(uuid=inst.uuid, name=inst.display_name, hostname=inst.hostname,
                             project_id=inst.project_id, user_id=inst.user_id, vcpus=inst.vcpus,
                             memory_mb=inst.memory_mb, root_gb=inst.root_gb, flavor_name=flavor.get("name", ""),
-                            flavor_id=flavor.get("id", ""), image=_image_spec(s, inst.image_ref),
+                            flavor_id=flavor.get("id", ""), image=_image_spec(s, image_id or inst.image_ref),
                             key_data=inst.key_data, metadata=dict(inst.metadata_items or {}),
                             extra_specs=dict(flavor.get("extra_specs") or {}), network=_network_of(md),
                             config_drive_files=md.config_drive_files() if _wants_config_drive(inst) else None)

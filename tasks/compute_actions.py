@@ -113,21 +113,31 @@ def _spec_with_flavor(ctx: dict) -> InstanceSpec:
 
 
 def _spawn_here(drv: ComputeDriver, ctx: dict) -> None:
-    """Evacuate / unshelve from offloaded: build the guest on this host from the instance's image."""
-    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
+    """Evacuate / unshelve from offloaded: build the guest on this host from the instance's image (unshelve:
+    from the snapshot shelve took, ``boot_image_id``)."""
+    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"], image_id=ctx.get("boot_image_id"))
     drv.build_disk(spec)
     drv.spawn(spec)
     if not ctx.get("power_on", True):
         drv.power_off(spec.uuid, timeout=0)
 
 
-def _shelve(drv: ComputeDriver, ctx: dict, offload: bool) -> None:
+def _shelve(drv: ComputeDriver, ctx: dict, offload: bool) -> dict:
+    """Nova's shelve: power off, snapshot the disk into the ``<name>-shelved`` image, destroy when offloading."""
     drv.power_off(ctx["instance_uuid"], timeout=get_settings().shutdown_timeout)
+    extra: dict = {}
+    if ctx.get("image_id"):
+        try:
+            extra = _snapshot(drv, ctx)
+        except StopCanvas:  # the image was deleted meanwhile: shelve without one (unshelve uses the base image)
+            extra = {"image_id": None}
     if offload:
         drv.destroy(ctx["instance_uuid"], destroy_disks=True)
+    return extra
 
 
-_MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], None]] = {
+# Ops return None, or values for the context (the shelve snapshot's size and checksums).
+_MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], dict | None]] = {
     "resize_source": lambda d, c: d.migrate_disk_and_power_off(c["instance_uuid"]),
     "resize_dest": lambda d, c: d.finish_migration(_spec_with_flavor(c), power_on=c["power_on"]),
     "confirm_source": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
@@ -147,7 +157,7 @@ _MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], None]] = {
 def move_op(ctx: dict) -> dict:
     (op, host), rest = ctx["ops"][0], ctx["ops"][1:]
     try:
-        _MOVE_OPS[op](driver_for(host), ctx)
+        extra = _MOVE_OPS[op](driver_for(host), ctx)
     except NotImplementedError:
         raise DriverError(f"The {get_settings().compute_driver} compute driver does not support "
                           f"{op.replace('_', ' ')}.") from None
@@ -156,4 +166,5 @@ def move_op(ctx: dict) -> dict:
         power = driver_for(final_host).get_info(ctx["instance_uuid"]).power_state
     except InstanceNotFound:
         power = PowerState.NOSTATE
-    return {**ctx, "ops": rest, "host": rest[0][1] if rest else host, "power_state": power}
+    return {**ctx, **(extra if isinstance(extra, dict) else {}), "ops": rest, "host": rest[0][1] if rest else host,
+            "power_state": power}

@@ -368,7 +368,8 @@ def finish_action(ctx: dict) -> None:
 
 @celery.task(name="stratus.conductor.finish_delete", ignore_result=True)
 def finish_delete(ctx: dict) -> None:
-    from tasks.conductor_moves import abandon_moves
+    from app.image import store as image_store
+    from tasks.conductor_moves import abandon_moves, drop_shelved_image
 
     uuid = ctx["instance_uuid"]
     with write_session() as s:
@@ -381,12 +382,15 @@ def finish_delete(ctx: dict) -> None:
         db_write.release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb)
         db_write.remove_group_member(s, uuid)
         _delete_console_tokens(s, uuid)
+        shelved_image, _ = drop_shelved_image(s, inst)  # Nova deletes a shelved server's snapshot too
         now = utcnow()
         db_write.cas_instance(s, uuid, expected_task_state=states.DELETING, vm_state=states.DELETED,
                               task_state=None, power_state=PowerState.NOSTATE, deleted=inst.id, deleted_at=now,
                               terminated_at=now)
         db_write.record_event(s, uuid, ctx["request_id"], "compute_terminate_instance", ctx.get("t0"), "Success",
                               host=ctx.get("host"))
+    if shelved_image:
+        image_store.delete(shelved_image)
     for host in other_hosts:  # e.g. the source guest a resize awaiting confirmation kept
         sig("stratus.compute.terminate", {**ctx, "host": host, "action": "cleanup"}).apply_async()
 

@@ -119,7 +119,7 @@ def finish_instance_op(ctx: dict) -> None:
         done = db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], vm_state=target,
                                      task_state=None, power_state=ctx.get("power_state", states.POWER_AFTER[target]))
         if action == "snapshot":
-            _finish_snapshot_image(s, ctx)
+            finish_snapshot_image(s, ctx)
         if done:
             db_write.record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"),
                                   "Success", host=ctx.get("host"))
@@ -127,14 +127,16 @@ def finish_instance_op(ctx: dict) -> None:
             LOG.info("finish_instance_op %s for %s lost its race; nothing written", action, uuid)
 
 
-def _finish_snapshot_image(s, ctx: dict) -> None:
-    """The compute step stored the snapshot's data; the image becomes active (as Glance does after an upload)."""
+def finish_snapshot_image(s, ctx: dict) -> bool:
+    """The compute step stored the snapshot's data; the image becomes active (as Glance does after an upload).
+    False when the image was deleted meanwhile."""
     image_id = ctx["image_id"]
     done = s.execute(update(Image).where(Image.id == image_id, Image.status.in_(("queued", "saving"))).values(
         status="active", size=ctx["image_size"], checksum=ctx["image_md5"], os_hash_algo="sha256",
         os_hash_value=ctx["image_sha256"], updated_at=utcnow())).rowcount
     if not done:  # the image was deleted while the snapshot was taken
         image_store.delete(image_id)
+    return bool(done)
 
 
 def snapshot_failed(ctx: dict) -> None:

@@ -15,10 +15,11 @@ import types
 from typing import Any
 
 from celery import chain
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from app.db import write_session
-from app.models import Allocation, Flavor, Migration, Service, utcnow
+from app.image import store as image_store
+from app.models import Allocation, Flavor, Image, Migration, Service, utcnow
 from drivers.base import PowerState
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
@@ -26,7 +27,7 @@ from tasks import db_write, states
 from tasks.celery_app import celery
 from tasks.common import new_ctx, sig
 from tasks.conductor import rpc
-from tasks.conductor_actions import invalid_state, require_driver
+from tasks.conductor_actions import finish_snapshot_image, invalid_state, require_driver, snapshot_failed
 from tasks.db_write import ConductorError
 from tasks.scheduler import load_host_states
 
@@ -142,6 +143,7 @@ def start_move(req: dict) -> dict:
             s.add(migration)
             s.flush()
             _rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
+        boot_image_id = _shelved_image(s, inst) if action == "unshelve" else None
         # unshelve (2.77/2.91) may name a new zone or null (unpin); the server stays pinned to it afterwards
         zone = req["availability_zone"] if "availability_zone" in req else inst.requested_availability_zone
         dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False, availability_zone=zone)
@@ -162,11 +164,33 @@ def start_move(req: dict) -> dict:
                "evacuate": [["spawn_here", dest]], "unshelve": [["spawn_here", dest]]}[action]
         ctx = new_ctx(uuid, req["request_id"], action, host=ops[0][1], ops=ops, task_state=rule["task_state"],
                       source=source, dest=dest, final_host=dest, migration_uuid=migration.uuid if migration else None,
-                      prior_vm_state=inst.vm_state, new_flavor=new_flavor,
+                      prior_vm_state=inst.vm_state, new_flavor=new_flavor, boot_image_id=boot_image_id,
                       power_on=(inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
                                 or action == "unshelve") and not req.get("stop_on_destination"))
     _run(ctx)
     return {"instance_uuid": uuid, "host": dest}
+
+
+def _shelved_image(s, inst) -> str | None:
+    """The snapshot shelve took (None for a server shelved without one); 409 if it was deleted since."""
+    image_id = (inst.system_metadata or {}).get("shelved_image_id")
+    if image_id is None:
+        return None
+    if s.scalars(select(Image.id).where(Image.id == image_id, Image.status == "active")).first() is None:
+        raise ConductorError(409, f"Cannot unshelve instance {inst.uuid}: its shelved image {image_id} could not "
+                                  f"be found.")
+    return image_id
+
+
+def drop_shelved_image(s, inst) -> tuple[str | None, dict]:
+    """After unshelve or delete: delete the snapshot shelve took (Nova does); returns its id (the caller removes
+    its data after the commit) and the system metadata without the shelve keys."""
+    sysmeta = {k: v for k, v in (inst.system_metadata or {}).items()
+               if k not in ("shelved_image_id", "shelved_at", "shelved_host")}
+    image_id = (inst.system_metadata or {}).get("shelved_image_id")
+    if image_id:
+        s.execute(delete(Image).where(Image.id == image_id))
+    return image_id, sysmeta
 
 
 def _run(ctx: dict, finish: str = "stratus.conductor.finish_move") -> None:
@@ -264,7 +288,7 @@ def shelve(req: dict) -> dict:
               "unshelve_on_host": "power_on"}[action]
         ctx = new_ctx(uuid, req["request_id"], action, host=inst.host, task_state=task_state,
                       ops=[[op, inst.host]], offload=offload, source=inst.host, dest=inst.host,
-                      final_host=inst.host)
+                      final_host=inst.host, image_id=req.get("image_id") if action == "shelve" else None)
     _run(ctx)
     return {}
 
@@ -276,6 +300,7 @@ def finish_move(ctx: dict) -> None:
     uuid, action = ctx["instance_uuid"], ctx["action"]
     power = ctx.get("power_state", PowerState.NOSTATE)
     on_dest = {"host": ctx.get("dest"), "node": ctx.get("dest"), "power_state": power}
+    dropped_image = None
     with write_session() as s:
         mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
             if ctx.get("migration_uuid") else None
@@ -312,21 +337,28 @@ def finish_move(ctx: dict) -> None:
             status = "completed" if action == "live_migrate" else "done"
         elif action == "unshelve":
             values = {**on_dest, "vm_state": states.ACTIVE, "availability_zone": _az(s, ctx["dest"])}
+            dropped_image, values["system_metadata"] = drop_shelved_image(s, inst)
             status = None
         elif action in ("shelve", "shelve_offload"):
             values = {"vm_state": states.SHELVED_OFFLOADED if ctx["offload"] else states.SHELVED,
                       "power_state": PowerState.NOSTATE if ctx["offload"] else power}
+            if ctx.get("image_id") and finish_snapshot_image(s, ctx):
+                values["system_metadata"] = {**(inst.system_metadata or {}), "shelved_image_id": ctx["image_id"],
+                                             "shelved_at": utcnow().isoformat(), "shelved_host": ctx["source"]}
             if ctx["offload"]:
                 values.update(host=None, node=None)
                 db_write.release_allocation(s, uuid)
             status = None
         else:  # unshelve_on_host: a SHELVED (not offloaded) server starts again where it is
             values = {"vm_state": states.ACTIVE, "power_state": power}
+            dropped_image, values["system_metadata"] = drop_shelved_image(s, inst)
             status = None
         db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], task_state=None, **values)
         if mig is not None and status:
             mig.status, mig.updated_at = status, utcnow()
         db_write.record_event(s, uuid, ctx["request_id"], event, ctx.get("t0"), "Success", host=ctx.get("host"))
+    if dropped_image:
+        image_store.delete(dropped_image)
 
 
 def _az(s, host: str) -> str:
@@ -353,6 +385,8 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
     source's resources, record the fault, and leave the server where it is (ERROR for resize, migrate and
     evacuate as Nova does; a failed live migration or unshelve keeps its previous state)."""
     uuid, action = ctx["instance_uuid"], ctx["action"]
+    if action == "shelve" and ctx.get("image_id"):
+        snapshot_failed(ctx)  # Nova deletes the snapshot image of a failed shelve
     with write_session() as s:
         inst = db_write.get_instance(s, uuid, lock=True)
         if inst is None or inst.deleted or inst.task_state != ctx.get("task_state"):

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app import rpc
+from app.compute import paging
 from app.compute.schemas import is_uuid, json_body
 from app.compute.views import iso_usec
 from app.db import read_session
@@ -139,15 +140,29 @@ def _instances_by_host() -> dict[str, list[dict]]:
         return out
 
 
+def _matching(pattern: str) -> list[ComputeNode]:
+    nodes = [n for n in _nodes() if pattern in n.hypervisor_hostname]
+    if not nodes:
+        raise not_found(f"No hypervisor matching '{pattern}' could be found.")
+    return nodes
+
+
 def _listing(detail: bool):
-    nodes = _nodes()
+    v = api_version()
     pattern = request.args.get("hypervisor_hostname_pattern")
+    paged = v.matches("2.33")
+    limit, marker = paging.limit_and_marker() if paged else (paging.MAX_LIMIT, None)
     if pattern is not None:
-        if not api_version().matches("2.53"):
+        if not v.matches("2.53"):
             raise bad_request("Query parameter hypervisor_hostname_pattern is not supported before 2.53.")
-        nodes = [n for n in nodes if pattern in n.hypervisor_hostname]
-        if not nodes:
-            raise not_found(f"No hypervisor matching '{pattern}' could be found.")
+        if "limit" in request.args or marker is not None:
+            raise bad_request("Paging over hypervisors with the hypervisor_hostname_pattern query parameter is "
+                              "not supported.")
+        nodes = _matching(pattern)
+    else:
+        if marker is not None and v.matches("2.53") and not is_uuid(marker):
+            raise bad_request(f"Invalid marker {marker}")
+        nodes = paging.page(_nodes(), _hypervisor_id, limit, marker) if paged else _nodes()
     servers = _instances_by_host() if _with_servers() else None
     bodies = []
     for n in nodes:
@@ -155,7 +170,12 @@ def _listing(detail: bool):
         if servers is not None and servers.get(n.host):
             body["servers"] = servers[n.host]
         bodies.append(body)
-    return jsonify({"hypervisors": bodies})
+    result: dict = {"hypervisors": bodies}
+    links = paging.next_links("os-hypervisors/detail" if detail else "os-hypervisors",
+                              bodies[-1]["id"] if bodies else None, len(bodies), limit) if paged else []
+    if links and pattern is None:
+        result["hypervisors_links"] = links
+    return jsonify(result)
 
 
 @bp.get("/os-hypervisors")
@@ -203,13 +223,20 @@ def hypervisor_servers(pattern: str):
     """Hypervisors whose name contains ``pattern``, with their servers (removed at 2.53: use with_servers)."""
     if api_version().matches("2.53"):
         raise not_found("The resource could not be found.")
-    nodes = [n for n in _nodes() if pattern in n.hypervisor_hostname]
-    if not nodes:
-        raise not_found(f"No hypervisor matching '{pattern}' could be found.")
+    nodes = _matching(pattern)
     servers = _instances_by_host()
     return jsonify({"hypervisors": [{**_hypervisor(n, False), **({"servers": servers[n.host]}
                                                                   if servers.get(n.host) else {})}
                                     for n in nodes]})
+
+
+@bp.get("/os-hypervisors/<pattern>/search")
+@enforce("admin_api", name="os_compute_api:os-hypervisors:search")
+def search_hypervisors(pattern: str):
+    """Hypervisors whose name contains ``pattern`` (removed at 2.53: use hypervisor_hostname_pattern)."""
+    if api_version().matches("2.53"):
+        raise not_found("The resource could not be found.")
+    return jsonify({"hypervisors": [_hypervisor(n, False) for n in _matching(pattern)]})
 
 
 @bp.delete("/os-services/<service_id>")

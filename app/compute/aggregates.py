@@ -14,7 +14,7 @@ from app.errors import bad_request, not_found
 from app.host_zones import AZ_KEY
 from app.microversion import current as api_version
 from app.models import Aggregate, Image
-from app.policy import check, enforce, register
+from app.policy import authorize, checks_inside, enforce, register
 from tasks.routing import compute_queue
 
 bp = Blueprint("aggregates", __name__)
@@ -147,25 +147,23 @@ def _metadata_arg(args: object) -> dict:
 
 
 @bp.post("/os-aggregates/<aggregate_id>/action")
-@enforce("admin_api")
+@checks_inside(*((f"{_P}:{a}", "admin_api") for a in ("add_host", "remove_host", "set_metadata")))
 def aggregate_action(aggregate_id: str):
-    agg_id = _id(aggregate_id)
     data = json_body()
     if len(data) != 1:
         raise bad_request("Invalid aggregate action: exactly one action is required.")
     action, args = next(iter(data.items()))
-    if action == "add_host":
-        check("admin_api", name=f"{_P}:add_host")
-        rpc.call("stratus.conductor.aggregate_add_host", agg_id, _host_arg(args, action))
-    elif action == "remove_host":
-        check("admin_api", name=f"{_P}:remove_host")
-        rpc.call("stratus.conductor.aggregate_remove_host", agg_id, _host_arg(args, action))
-    elif action == "set_metadata":
-        check("admin_api", name=f"{_P}:set_metadata")
-        rpc.call("stratus.conductor.set_aggregate_metadata", agg_id, _metadata_arg(args))
-    else:
+    if action not in ("add_host", "remove_host", "set_metadata"):
         raise bad_request(f"Invalid input for field/attribute {action}. Additional properties are not allowed "
                           f"('{action}' was unexpected)")
+    authorize(f"{_P}:{action}")  # Nova checks the policy before the id
+    agg_id = _id(aggregate_id)
+    if action == "add_host":
+        rpc.call("stratus.conductor.aggregate_add_host", agg_id, _host_arg(args, action))
+    elif action == "remove_host":
+        rpc.call("stratus.conductor.aggregate_remove_host", agg_id, _host_arg(args, action))
+    else:
+        rpc.call("stratus.conductor.set_aggregate_metadata", agg_id, _metadata_arg(args))
     return jsonify({"aggregate": aggregate_body(_get(agg_id))})
 
 

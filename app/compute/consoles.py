@@ -22,7 +22,7 @@ from app.db import read_session
 from app.errors import ApiError, bad_request, conflict
 from app.microversion import current as api_version
 from app.models import ConsoleAuthToken
-from app.policy import check, enforce
+from app.policy import enforce, recheck
 from app.settings import get_settings
 from tasks import states
 from tasks.routing import compute_queue
@@ -69,7 +69,7 @@ def create_console(server_id: str, protocol: str, console_type: str) -> str:
     ctx = current()
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
-    check("project_member_api", inst.project_id)
+    recheck(inst.project_id)
     if inst.vm_state != states.ACTIVE or not inst.host:
         raise conflict(f"Instance {inst.uuid} is not ready")
     endpoint = rpc.call("stratus.compute.get_console",

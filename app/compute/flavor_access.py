@@ -12,7 +12,7 @@ from app.compute.schemas import json_body
 from app.db import read_session
 from app.errors import bad_request, not_found
 from app.models import FlavorProject
-from app.policy import check, enforce, register
+from app.policy import authorize, checks_inside, enforce, register
 
 bp = Blueprint("flavor_access", __name__)
 _SPEC_KEY = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
@@ -47,19 +47,19 @@ def _tenant(args: object, action: str) -> str:
 
 
 @bp.post("/flavors/<flavor_id>/action")
-@enforce("admin_api")
+@checks_inside(*((f"{_ACCESS}:{a}", "admin_api") for a in ("add_tenant_access", "remove_tenant_access")))
 def flavor_action(flavor_id: str):
     data = json_body()
     if len(data) != 1:
         raise bad_request("Invalid flavor action: exactly one action is required.")
     action, args = next(iter(data.items()))
     if action == "addTenantAccess":
-        check("admin_api", name=f"{_ACCESS}:add_tenant_access")
+        authorize(f"{_ACCESS}:add_tenant_access")
         tenant = _tenant(args, action)
         get_flavor(flavor_id)
         rpc.call("stratus.conductor.add_flavor_access", flavor_id, tenant)
     elif action == "removeTenantAccess":
-        check("admin_api", name=f"{_ACCESS}:remove_tenant_access")
+        authorize(f"{_ACCESS}:remove_tenant_access")
         tenant = _tenant(args, action)
         get_flavor(flavor_id)
         rpc.call("stratus.conductor.remove_flavor_access", flavor_id, tenant)

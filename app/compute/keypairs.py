@@ -19,7 +19,7 @@ from app.errors import bad_request, not_found
 from app.microversion import current as api_version
 from app.models import KeyPair
 from app.openapi import body_schema
-from app.policy import check, enforce
+from app.policy import enforce, recheck
 
 bp = Blueprint("keypairs", __name__)
 
@@ -52,7 +52,7 @@ def _user_id() -> str:
     if wanted and wanted != ctx.user_id:
         if not api_version().matches("2.10"):
             raise bad_request("Additional properties are not allowed ('user_id' was unexpected)")
-        check("admin_api")
+        recheck(target_user=wanted)
         return wanted
     return ctx.user_id
 
@@ -130,7 +130,7 @@ def create_keypair():
     if "user_id" in body and body["user_id"] != user_id:
         if not v.matches("2.10"):
             raise bad_request("Additional properties are not allowed ('user_id' was unexpected)")
-        check("admin_api")
+        recheck(target_user=body["user_id"])
         user_id = body["user_id"]
     private_key = None
     public_key = body.get("public_key")

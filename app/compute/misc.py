@@ -12,7 +12,8 @@ from app.compute.views import iso_usec
 from app.host_zones import effective_zones
 from app.microversion import current as api_version
 from app.models import Service
-from app.policy import check, enforce
+from app.policy import authorize, enforce
+from app.policy_names import sub_rule
 
 bp = Blueprint("misc", __name__)
 
@@ -36,7 +37,7 @@ def limits():
     project_id = ctx.project_id
     if "tenant_id" in request.args:
         project_id = request.args["tenant_id"]
-        check("admin_api")  # Nova's os_compute_api:limits:other_project
+        authorize(sub_rule("limits_other_project"), project_id)
     v = api_version()
     filtered = set(quota.filtered_for_quota_sets(v)) - {"injected_file_path_bytes"}
     with read_session() as s:

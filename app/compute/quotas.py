@@ -11,7 +11,7 @@ from app.db import read_session
 from app.errors import bad_request
 from app.microversion import current as api_version
 from app.models import Project
-from app.policy import check, enforce
+from app.policy import authorize, checks_inside, enforce
 
 bp = Blueprint("quotas", __name__)
 
@@ -84,8 +84,9 @@ def _keys() -> list[str]:
 
 
 @bp.get("/os-quota-sets/<project_id>")
+@checks_inside(("os_compute_api:os-quota-sets:show", "project_reader_api"))
 def show_quota_set(project_id: str):
-    check("project_reader_api", project_id)
+    authorize("os_compute_api:os-quota-sets:show", project_id)
     _verify_project(project_id)
     with read_session() as s:
         limits = quota.project_limits(s, project_id)
@@ -93,8 +94,9 @@ def show_quota_set(project_id: str):
 
 
 @bp.get("/os-quota-sets/<project_id>/detail")
+@checks_inside(("os_compute_api:os-quota-sets:detail", "project_reader_api"))
 def show_quota_set_detail(project_id: str):
-    check("project_reader_api", project_id)
+    authorize("os_compute_api:os-quota-sets:detail", project_id)
     _verify_project(project_id)
     with read_session() as s:
         limits = quota.project_limits(s, project_id)
@@ -113,9 +115,10 @@ def show_quota_set_defaults(project_id: str):
 
 
 @bp.put("/os-quota-sets/<project_id>")
+@checks_inside(("os_compute_api:os-quota-sets:update", "admin_api"))
 def update_quota_set(project_id: str):
     """Admin only. ``?user_id=`` is accepted; per-user quotas are the project's (see app/quota.py)."""
-    check("admin_api", project_id)
+    authorize("os_compute_api:os-quota-sets:update", project_id)
     _verify_project(project_id)
     keys = _keys()
     values, force = _parse("quota_set", keys, with_force=True)
@@ -127,9 +130,10 @@ def update_quota_set(project_id: str):
 
 
 @bp.delete("/os-quota-sets/<project_id>")
+@checks_inside(("os_compute_api:os-quota-sets:delete", "admin_api"))
 def delete_quota_set(project_id: str):
     """Admin only: the project's limits revert to the defaults."""
-    check("admin_api", project_id)
+    authorize("os_compute_api:os-quota-sets:delete", project_id)
     rpc.call("stratus.conductor.delete_quota_set", project_id)
     return "", 202
 

@@ -19,7 +19,7 @@ from app.db import read_session, write_session
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
 from app.models import Image, Instance, KeyPair, utcnow
-from app.policy import check, enforce
+from app.policy import enforce, recheck
 from app.settings import get_settings
 from marshmallow import fields, validate
 from tasks import states
@@ -33,7 +33,7 @@ def _writable_instance(server_id: str) -> Instance:
     ctx = current()
     with read_session() as s:
         inst = servers.get_instance(s, server_id, ctx)
-    check("project_member_api", inst.project_id)
+    recheck(inst.project_id)
     if inst.locked and not ctx.is_admin:
         raise conflict(f"Instance {inst.uuid} is locked")
     return inst
@@ -169,8 +169,31 @@ class CreateImageSchema(StrictSchema):
     metadata = fields.Raw()
 
 
+def new_snapshot_image(inst: Instance, name: str, metadata: dict) -> str:
+    """A queued private image for a snapshot of ``inst`` (createImage, shelve), as Nova asks Glance for one."""
+    image_id = str(uuidlib.uuid4())
+    now = utcnow()
+    with write_session() as s:  # the image service's own table
+        base = s.get(Image, inst.image_ref)
+        inherited = {k: v for k, v in ((base.properties or {}) if base else {}).items()
+                     if k not in ("instance_uuid", "image_type", "base_image_ref")}
+        s.add(Image(id=image_id, name=name, status="queued", visibility="private", protected=False,
+                    owner=inst.project_id, disk_format=base.disk_format if base else "raw",
+                    container_format=base.container_format if base else "bare",
+                    min_disk=(inst.flavor_snapshot or {}).get("disk") or 0, min_ram=base.min_ram if base else 0,
+                    properties={**inherited, **metadata, "instance_uuid": inst.uuid, "image_type": "snapshot",
+                                "base_image_ref": inst.image_ref, "user_id": current().user_id},
+                    tags=[], created_at=now, updated_at=now))
+    return image_id
+
+
+def drop_queued_image(image_id: str) -> None:
+    """The snapshot's action was refused: its image never gets data."""
+    with write_session() as s:
+        s.query(Image).filter(Image.id == image_id, Image.status == "queued").delete()
+
+
 def _create_image(server_id: str, args: object) -> Response:
-    ctx = current()
     body = load(CreateImageSchema(), {"createImage": args}, root="createImage")
     metadata = validate_metadata(body.get("metadata") or {})
     inst = _writable_instance(server_id)
@@ -178,24 +201,11 @@ def _create_image(server_id: str, args: object) -> Response:
     if inst.vm_state not in states.MORE_ACTIONS["snapshot"]["from"] or inst.task_state is not None:
         attr, state = ("task_state", inst.task_state) if inst.task_state else ("vm_state", inst.vm_state)
         raise conflict(f"Cannot 'createImage' instance {inst.uuid} while it is in {attr} {state}")
-    image_id = str(uuidlib.uuid4())
-    now = utcnow()
-    with write_session() as s:  # the image service's own table, as Nova asks Glance to create the image
-        base = s.get(Image, inst.image_ref)
-        inherited = {k: v for k, v in ((base.properties or {}) if base else {}).items()
-                     if k not in ("instance_uuid", "image_type", "base_image_ref")}
-        s.add(Image(id=image_id, name=body["name"], status="queued", visibility="private", protected=False,
-                    owner=inst.project_id, disk_format=base.disk_format if base else "raw",
-                    container_format=base.container_format if base else "bare",
-                    min_disk=(inst.flavor_snapshot or {}).get("disk") or 0, min_ram=base.min_ram if base else 0,
-                    properties={**inherited, **metadata, "instance_uuid": inst.uuid, "image_type": "snapshot",
-                                "base_image_ref": inst.image_ref, "user_id": ctx.user_id},
-                    tags=[], created_at=now, updated_at=now))
+    image_id = new_snapshot_image(inst, body["name"], metadata)
     try:
         _start(inst, "snapshot", params={"image_id": image_id}, api_name="createImage")
     except ApiError:
-        with write_session() as s:
-            s.query(Image).filter(Image.id == image_id).delete()
+        drop_queued_image(image_id)
         raise
     if api_version().matches("2.45"):
         return jsonify({"image_id": image_id}), 202

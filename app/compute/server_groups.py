@@ -18,7 +18,8 @@ from app.errors import bad_request, not_found
 from app.microversion import APIVersion
 from app.microversion import current as api_version
 from app.models import Instance, InstanceGroup, InstanceGroupMember
-from app.policy import check, enforce
+from app.policy import authorize, enforce, recheck
+from app.policy_names import sub_rule
 
 bp = Blueprint("server_groups", __name__)
 MAX_LIMIT = 1000
@@ -90,7 +91,7 @@ def list_server_groups():
     query = select(InstanceGroup).order_by(InstanceGroup.id)
     # Nova: all_projects is honoured for admins only (others get their own groups, not an error).
     if "all_projects" in request.args and ctx.is_admin:
-        check("admin_api")
+        authorize(sub_rule("server_groups_all_projects"))
     else:
         query = query.where(InstanceGroup.project_id == ctx.project_id)
     with read_session() as s:
@@ -188,6 +189,6 @@ def delete_server_group(group_id: str):
     ctx = current()
     with read_session() as s:
         group = visible_group(s, group_id, ctx)
-    check("project_member_api", group.project_id)
+    recheck(group.project_id)
     rpc.call("stratus.conductor.delete_server_group", group.uuid)
     return "", 204

@@ -11,7 +11,7 @@ from app.compute.servers import get_instance
 from app.context import current
 from app.db import read_session
 from app.errors import ApiError, bad_request, conflict, not_found
-from app.policy import check, enforce
+from app.policy import enforce, recheck
 from app.settings import get_settings
 
 bp = Blueprint("server_metadata", __name__)
@@ -46,8 +46,8 @@ def _instance(server_id: str, write: bool = False):
     ctx = current()
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
+    recheck(inst.project_id)  # the endpoint's rule, for the instance's project
     if write:
-        check("project_member_api", inst.project_id)
         if inst.locked and not ctx.is_admin:
             raise conflict(f"Instance {inst.uuid} is locked")
     return inst

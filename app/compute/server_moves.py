@@ -11,12 +11,16 @@ from marshmallow import fields, validate
 from app import crypto, rpc
 from app.compute import servers
 from app.compute.schemas import StrictSchema, load
-from app.compute.server_actions import _no_args, _writable_instance
+from app.compute.server_actions import _no_args, _writable_instance, drop_queued_image, new_snapshot_image
 from app.context import current
-from app.errors import bad_request, conflict
+from app.errors import ApiError, bad_request, conflict
 from app.microversion import current as api_version
 from app.models import Instance
-from app.policy import check
+from app.policy import authorize
+from app.settings import get_settings
+from drivers import supports
+from tasks import states
+from app.policy_names import sub_rule
 
 
 def _request(inst: Instance, action: str, **extra: object) -> dict:
@@ -56,11 +60,12 @@ class MigrateSchema(StrictSchema):
 
 
 def _migrate(server_id: str, args: object) -> None:
-    check("admin_api")
     body = load(MigrateSchema(), args) if args is not None else {}
     if "host" in body and not api_version().matches("2.56"):
         raise bad_request("Additional properties are not allowed ('host' was unexpected)")
     inst = _writable_instance(server_id)
+    if body.get("host"):
+        authorize(sub_rule("migrate_host"), inst.project_id)
     rpc.call("stratus.conductor.start_move", _request(inst, "migrate", host=body.get("host")))
 
 
@@ -72,7 +77,6 @@ class LiveMigrateSchema(StrictSchema):
 
 
 def _live_migrate(server_id: str, args: object) -> None:
-    check("admin_api")
     body = load(LiveMigrateSchema(), {"os-migrateLive": args}, root="os-migrateLive")
     block = body["block_migration"]
     if not (isinstance(block, bool) or (block == "auto" and api_version().matches("2.25"))):
@@ -100,7 +104,6 @@ class EvacuateSchema(StrictSchema):
 
 
 def _evacuate(server_id: str, args: object) -> Response:
-    check("admin_api")
     v = api_version()
     body = load(EvacuateSchema(), {"evacuate": args}, root="evacuate")
     if "onSharedStorage" in body and v.matches("2.14"):
@@ -120,13 +123,28 @@ def _evacuate(server_id: str, args: object) -> Response:
     return jsonify({"adminPass": admin_pass})
 
 
+SHELVE_FROM = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
+
+
 def _shelve(server_id: str, args: object) -> None:
+    """Nova: a snapshot image ``<name>-shelved`` keeps the disk; unshelve boots from it and deletes it."""
     _no_args("shelve", args)
-    rpc.call("stratus.conductor.shelve", _request(_writable_instance(server_id), "shelve"))
+    inst = _writable_instance(server_id)
+    if inst.vm_state not in SHELVE_FROM or inst.task_state is not None:  # no image for a refused request
+        attr, state = ("task_state", inst.task_state) if inst.task_state else ("vm_state", inst.vm_state)
+        raise conflict(f"Cannot 'shelve' instance {inst.uuid} while it is in {attr} {state}")
+    image_id = None
+    if supports(get_settings().compute_driver, "snapshot"):
+        image_id = new_snapshot_image(inst, f"{inst.display_name}-shelved", {})
+    try:
+        rpc.call("stratus.conductor.shelve", _request(inst, "shelve", image_id=image_id))
+    except ApiError:
+        if image_id:
+            drop_queued_image(image_id)
+        raise
 
 
 def _shelve_offload(server_id: str, args: object) -> None:
-    check("admin_api")
     _no_args("shelveOffload", args)
     rpc.call("stratus.conductor.shelve", _request(_writable_instance(server_id), "shelve_offload"))
 
@@ -148,8 +166,9 @@ def _unshelve(server_id: str, args: object) -> None:
     if "host" in body:
         if not api_version().matches("2.91"):
             raise bad_request("Additional properties are not allowed ('host' was unexpected)")
-        check("admin_api")
     inst = _writable_instance(server_id)
+    if "host" in body:
+        authorize(sub_rule("unshelve_to_host"), inst.project_id)
     if inst.vm_state == "shelved":  # not offloaded yet: it starts again on its host
         if body.get("availability_zone") or body.get("host"):
             raise conflict(f"The availability_zone or host parameter is only valid for shelved offloaded "

@@ -15,7 +15,7 @@ from app.db import read_session
 from app.errors import bad_request, conflict, not_found
 from app.microversion import current as api_version
 from app.models import Instance, InstanceTag
-from app.policy import check, enforce
+from app.policy import enforce, recheck
 from tasks.states import MAX_TAGS
 
 bp = Blueprint("server_tags", __name__)
@@ -84,8 +84,8 @@ def _instance(server_id: str, write: bool = False) -> Instance:
     ctx = current()
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
+    recheck(inst.project_id)  # the endpoint's rule, for the instance's project
     if write:
-        check("project_member_api", inst.project_id)
         if inst.locked and not ctx.is_admin:
             raise conflict(f"Instance {inst.uuid} is locked")
     return inst

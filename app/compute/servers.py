@@ -22,7 +22,8 @@ from app.microversion import current as api_version
 from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, InstanceGroup,
                         InstanceGroupMember, KeyPair, Network, Service, utcnow)
 from app.openapi import body_schema
-from app.policy import check, enforce
+from app.policy import authorize, checks_inside, enforce, recheck
+from app.policy_names import ACTION_RULES, sub_rule
 from tasks import states
 from tasks.routing import compute_queue
 
@@ -420,8 +421,8 @@ def create_server():
         if len(bdms) != len(image_bdm):
             raise bad_request("Block device mappings other than a local image disk are not supported: Stratus has "
                               "no volume service.")
-    if ("host" in body or "hypervisor_hostname" in body) and not ctx.is_admin:
-        check("admin_api")
+    if "host" in body or "hypervisor_hostname" in body:
+        authorize(sub_rule("requested_destination"), ctx.project_id)
     min_count, max_count = body.get("min_count", 1), body.get("max_count", body.get("min_count", 1))
     if min_count > max_count:
         raise bad_request("min_count must be <= max_count")
@@ -466,7 +467,7 @@ def create_server():
         max_count = _instances_that_fit(s, ctx.project_id, flavor, min_count, max_count)
         group_uuid = _group_hint(s, hints, ctx)
         if forced != (None, None):  # the older "zone:host:node" form, admin-only (Nova's forced_host policy)
-            check("admin_api")
+            authorize(sub_rule("forced_host"), ctx.project_id)
             if "host" in body or "hypervisor_hostname" in body:
                 raise bad_request("The availability_zone form zone:host:node and host / hypervisor_hostname are "
                                   "mutually exclusive.")
@@ -550,7 +551,7 @@ def _action(server_id: str, action: str) -> None:
     ctx = current()
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
-        check("project_member_api", inst.project_id)
+        recheck(inst.project_id)
         if inst.locked and not ctx.is_admin:
             raise conflict(f"Instance {inst.uuid} is locked")
     rpc.call("stratus.conductor.server_action", {"instance_uuid": inst.uuid, "action": action,
@@ -602,13 +603,28 @@ _SIMPLE_ACTIONS = {"os-stop": "stop", "os-start": "start", "pause": "pause", "un
                    "suspend": "suspend", "resume": "resume"}
 
 
+def _authorize_action(server_id: str, name: str) -> None:
+    """Nova's rule of the action, with the instance's project as target (404 first if it is not visible).
+    An action without a rule in ACTION_RULES fails closed (KeyError: 500)."""
+    rule = ACTION_RULES[name][0]
+    with read_session() as s:
+        inst = get_instance(s, server_id, current())
+    g.policy_rule = rule  # the handlers' recheck() calls use it
+    authorize(rule, inst.project_id)
+
+
 @bp.post("/servers/<server_id>/action")
-@enforce("project_member_api")
+@checks_inside(registry=ACTION_RULES)
 def server_action(server_id: str):
     body = json_body()
     if len(body) != 1:
         raise bad_request("Malformed request body: exactly one action is expected")
     name, args = next(iter(body.items()))
+    if name in _NOVA_NETWORK_ACTIONS and api_version().matches("2.44"):
+        raise not_found("The resource could not be found.")  # Nova removed these actions at 2.44
+    if name not in _SIMPLE_ACTIONS and name not in EXTRA_ACTIONS and name not in ("reboot", "os-getConsoleOutput"):
+        raise bad_request(f"There is no such action: {name}")
+    _authorize_action(server_id, name)
     if name in _SIMPLE_ACTIONS:
         _action(server_id, _SIMPLE_ACTIONS[name])
     elif name == "reboot":
@@ -620,8 +636,6 @@ def server_action(server_id: str):
         resp = EXTRA_ACTIONS[name](server_id, args)
         if resp is not None:
             return resp
-    elif name in _NOVA_NETWORK_ACTIONS and api_version().matches("2.44"):
-        raise not_found("The resource could not be found.")  # Nova removed these actions at 2.44
     else:
         raise bad_request(f"There is no such action: {name}")
     return "", 202

@@ -6,11 +6,13 @@ import datetime as dt
 from flask import Blueprint, jsonify, request
 from sqlalchemy import or_, select
 
+from app.compute import paging
 from app.compute.views import iso_usec
 from app.db import read_session
 from app.errors import bad_request
+from app.microversion import current as api_version
 from app.models import Instance, utcnow
-from app.policy import check, enforce, register
+from app.policy import authorize, checks_inside, enforce, register
 
 bp = Blueprint("usage", __name__)
 register("os_compute_api:os-simple-tenant-usage:show", "project_reader_api", "Show usage statistics for a tenant")
@@ -75,10 +77,10 @@ def _server_usage(inst: Instance, hours: float, now: dt.datetime) -> dict:
             "uptime": int(((ended or now) - inst.launched_at).total_seconds())}
 
 
-def _usages(start: dt.datetime, stop: dt.datetime, project_id: str | None, detailed: bool) -> list[dict]:
+def _usages(instances: list[Instance], start: dt.datetime, stop: dt.datetime, detailed: bool) -> list[dict]:
     now = utcnow()
     out: dict[str, dict] = {}
-    for inst in _instances(start, stop, project_id):
+    for inst in instances:
         hours = hours_for(inst.launched_at, inst.terminated_at, start, stop)
         usage = _server_usage(inst, hours, now)
         total = out.setdefault(inst.project_id, {
@@ -96,19 +98,38 @@ def _usages(start: dt.datetime, stop: dt.datetime, project_id: str | None, detai
     return list(out.values())
 
 
+def _paged_instances(project_id: str | None, path: str) -> tuple[list[Instance], list[dict], dt.datetime,
+                                                                   dt.datetime]:
+    """The period's instances, from 2.40 one page of them (limit/marker over instance uuids) with its links."""
+    start, stop = _period()
+    instances = _instances(start, stop, project_id)
+    if not api_version().matches("2.40"):
+        return instances, [], start, stop
+    limit, marker = paging.limit_and_marker()
+    instances = paging.page(instances, lambda i: i.uuid, limit, marker)
+    links = paging.next_links(path, instances[-1].uuid if instances else None, len(instances), limit)
+    return instances, links, start, stop
+
+
 @bp.get("/os-simple-tenant-usage")
 @enforce("admin_api", name="os_compute_api:os-simple-tenant-usage:list",
          description="List per tenant usage statistics for all tenants")
 def list_usage():
-    start, stop = _period()
+    instances, links, start, stop = _paged_instances(None, "os-simple-tenant-usage")
     detailed = request.args.get("detailed", "0").lower() in ("1", "true", "yes")
-    return jsonify({"tenant_usages": _usages(start, stop, None, detailed)})
+    body: dict = {"tenant_usages": _usages(instances, start, stop, detailed)}
+    if links:
+        body["tenant_usages_links"] = links
+    return jsonify(body)
 
 
 @bp.get("/os-simple-tenant-usage/<tenant_id>")
-@enforce("authenticated")
+@checks_inside(("os_compute_api:os-simple-tenant-usage:show", "project_reader_api"))
 def show_usage(tenant_id: str):
-    check("project_reader_api", tenant_id, name="os_compute_api:os-simple-tenant-usage:show")
-    start, stop = _period()
-    usages = _usages(start, stop, tenant_id, True)
-    return jsonify({"tenant_usage": usages[0] if usages else {}})
+    authorize("os_compute_api:os-simple-tenant-usage:show", tenant_id)
+    instances, links, start, stop = _paged_instances(tenant_id, f"os-simple-tenant-usage/{tenant_id}")
+    usages = _usages(instances, start, stop, True)
+    body: dict = {"tenant_usage": usages[0] if usages else {}}
+    if links:
+        body["tenant_usage_links"] = links
+    return jsonify(body)

@@ -492,3 +492,47 @@ def test_resize_migrate_shelve_live_migrate_evacuate(env):
     after = hypervisor_usage(admin)
     assert sum(h["memory_mb_used"] for h in after.values()) == sum(h["memory_mb_used"] for h in before.values()) - 128
     assert sum(h["running_vms"] for h in after.values()) == sum(h["running_vms"] for h in before.values()) - 1
+
+
+def test_shelve_snapshots_and_unshelve_boots_from_the_snapshot(env):
+    """Nova's shelve: an image ``<name>-shelved`` holds the disk while the server is offloaded; unshelve boots from
+    it (the server's own image may be gone by then) and deletes it; deleting a shelved server deletes it too."""
+    stack, admin, alice = env["stack"], env["admin"], env["alice"]
+    token = stack.admin_token()
+    data = b"shelf disk " * 300
+    own_image = upload_image(token, stack, "shelf-base", data)
+    images = requests.Session()
+    images.headers["X-Auth-Token"] = token
+
+    def shelved_image(name: str) -> dict | None:
+        found = images.get(f"{stack.url}/image/v2/images", params={"name": f"{name}-shelved"}).json()["images"]
+        return found[0] if found else None
+
+    sid = boot(alice, own_image, "shelf-vm")
+    assert alice("POST", f"/servers/{sid}/action", {"shelve": None}).status_code == 202
+    alice.wait(sid, "SHELVED_OFFLOADED")
+    snap = shelved_image("shelf-vm")
+    assert snap is not None and snap["status"] == "active" and snap["size"] == len(data)
+    assert snap["owner"] == admin("GET", f"/servers/{sid}").json()["server"]["tenant_id"]
+    assert snap["image_type"] == "snapshot" and snap["instance_uuid"] == sid
+    assert images.get(f"{stack.url}/image/v2/images/{snap['id']}/file").content == data
+    assert fault(alice("POST", f"/servers/{sid}/action", {"shelve": None}), 409) == \
+        f"Cannot 'shelve' instance {sid} while it is in vm_state shelved_offloaded"
+
+    # the server's own image is deleted: only the snapshot can bring the disk back
+    assert images.delete(f"{stack.url}/image/v2/images/{own_image}").status_code == 204
+    assert alice("POST", f"/servers/{sid}/action", {"unshelve": None}).status_code == 202
+    alice.wait(sid, "ACTIVE")
+    assert images.get(f"{stack.url}/image/v2/images/{snap['id']}").status_code == 404
+    assert shelved_image("shelf-vm") is None
+
+    # shelve again (the guest's disk outlived both images), then delete the shelved server: no image is left
+    assert alice("POST", f"/servers/{sid}/action", {"shelve": None}).status_code == 202
+    alice.wait(sid, "SHELVED_OFFLOADED")
+    again = shelved_image("shelf-vm")
+    assert again is not None and again["status"] == "active" and again["size"] == len(data)
+    assert alice("DELETE", f"/servers/{sid}").status_code == 204
+    deadline = time.monotonic() + 30
+    while alice("GET", f"/servers/{sid}").status_code != 404 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert images.get(f"{stack.url}/image/v2/images/{again['id']}").status_code == 404

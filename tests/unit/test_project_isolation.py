@@ -18,6 +18,9 @@ BODIES = {
                               {"os-getConsoleOutput": {}}, {"os-getVNCConsole": {"type": "novnc"}}],
     "servers.update_server": [{"server": {"name": "stolen"}}],
     "consoles.remote_consoles": [{"remote_console": {"protocol": "vnc", "type": "novnc"}}],
+    # action dispatchers check the named rule of the action they dispatch (malformed bodies are a 400 first)
+    "flavor_access.flavor_action": [{"addTenantAccess": {"tenant": "x"}}],
+    "aggregates.aggregate_action": [{"add_host": {"host": "x"}}],
     "image.update_image": [[{"op": "replace", "path": "/name", "value": "stolen"}]],
     "identity.update_project": [{"project": {"name": "stolen"}}],
     "identity.update_user": [{"user": {"name": "stolen"}}],

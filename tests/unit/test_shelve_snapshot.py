@@ -1,0 +1,117 @@
+"""Shelve's snapshot bookkeeping in the API and conductor (compute steps stood in for): the ``<name>-shelved``
+image, ``shelved_image_id`` in the system metadata, unshelve booting from it and deleting it."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.unit.inprocess import COMPUTE, World, inprocess_conductor, world  # noqa: F401  (fixtures)
+
+
+@pytest.fixture
+def runs(monkeypatch) -> list[dict]:
+    """The move canvases the conductor starts (their first context), instead of sending them."""
+    from tasks import conductor_moves
+    started: list[dict] = []
+    monkeypatch.setattr(conductor_moves, "_run", lambda ctx, finish="": started.append(ctx))
+    return started
+
+
+def _instance(uuid: str):
+    from app.db import read_session
+    from app.models import Instance
+    with read_session() as s:
+        return s.query(Instance).filter(Instance.uuid == uuid).one()
+
+
+def _on_host(world: World) -> None:
+    from app.db import write_session
+    from app.models import ComputeNode, Instance, Service, utcnow
+    with write_session() as s:
+        svc = Service(host="h1", binary="stratus-compute", topic="compute", last_seen_at=utcnow())
+        s.add(svc)
+        s.flush()
+        s.add(ComputeNode(service_id=svc.id, host="h1", hypervisor_hostname="h1", hypervisor_type="fake", vcpus=8,
+                          memory_mb=8192, local_gb=80))
+        inst = s.query(Instance).filter(Instance.uuid == world.server_id).one()
+        inst.vm_state, inst.task_state, inst.host, inst.node = "active", None, "h1", "h1"
+
+
+def _compute_did(ctx: dict, data: bytes | None = None) -> dict:
+    """What the compute step returns: the snapshot's data written to the image store, the guest gone."""
+    from app.image import store
+    done = {**ctx, "ops": [], "power_state": 0}
+    if data is not None:
+        size, md5, sha = store.write_stream(ctx["image_id"], io.BytesIO(data))
+        done.update(image_size=size, image_md5=md5, image_sha256=sha)
+    return done
+
+
+def test_shelve_records_its_snapshot_and_unshelve_boots_from_it_then_deletes_it(client, world: World, runs):
+    from app.db import read_session
+    from app.image import store
+    from app.models import Image
+    from tasks.conductor_moves import finish_move
+
+    _on_host(world)
+    url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
+    assert client.post(url, json={"shelve": None}, headers=member).status_code == 202
+    (ctx,) = runs
+    with read_session() as s:
+        image = s.get(Image, ctx["image_id"])
+        assert (image.name, image.status, image.owner) == ("a-vm-shelved", "queued", world.a.project_id)
+        assert image.properties["image_type"] == "snapshot"
+    assert ctx["offload"] and ctx["ops"] == [["shelve_offload", "h1"]]
+    finish_move(_compute_did(ctx, b"disk" * 100))
+    inst = _instance(world.server_id)
+    assert inst.vm_state == "shelved_offloaded" and inst.host is None
+    assert inst.system_metadata["shelved_image_id"] == ctx["image_id"]
+    assert inst.system_metadata["shelved_host"] == "h1"
+    with read_session() as s:
+        assert s.get(Image, ctx["image_id"]).status == "active" and s.get(Image, ctx["image_id"]).size == 400
+
+    assert client.post(url, json={"unshelve": None}, headers=member).status_code == 202
+    unshelve = runs[1]
+    assert unshelve["boot_image_id"] == ctx["image_id"] and unshelve["ops"] == [["spawn_here", "h1"]]
+    finish_move(_compute_did(unshelve))
+    inst = _instance(world.server_id)
+    assert inst.vm_state == "active" and inst.system_metadata == {}
+    with read_session() as s:
+        assert s.get(Image, ctx["image_id"]) is None
+    assert not store.exists(ctx["image_id"])
+
+
+def test_refused_or_failed_shelve_leaves_no_image(client, world: World, runs):
+    from app.db import read_session
+    from app.models import Image
+    from tasks.conductor_moves import move_failed
+
+    url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
+    with read_session() as s:
+        before = s.query(Image).count()
+    assert client.post(url, json={"shelve": None}, headers=member).status_code == 409  # still building
+    _on_host(world)
+    assert client.post(url, json={"shelve": None}, headers=member).status_code == 202
+    (ctx,) = runs
+    move_failed(ctx, "snapshot failed", "")
+    with read_session() as s:
+        assert s.query(Image).count() == before
+    inst = _instance(world.server_id)
+    assert inst.task_state is None and not inst.system_metadata
+
+
+def test_unshelve_refuses_when_the_shelved_image_is_gone(client, world: World, runs):
+    from app.db import write_session
+    from app.models import Image
+    from tasks.conductor_moves import finish_move
+
+    _on_host(world)
+    url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
+    client.post(url, json={"shelve": None}, headers=member)
+    finish_move(_compute_did(runs[0], b"x"))
+    with write_session() as s:
+        s.query(Image).filter(Image.id == runs[0]["image_id"]).delete()
+    resp = client.post(url, json={"unshelve": None}, headers=member)
+    assert resp.status_code == 409 and "shelved image" in resp.get_json()["conflictingRequest"]["message"]
+    assert _instance(world.server_id).vm_state == "shelved_offloaded"
