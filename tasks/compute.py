@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import select
 
@@ -143,17 +145,24 @@ def terminate(ctx: dict) -> dict:
     return ctx
 
 
-@celery.task(name="stratus.compute.console_output", autoretry_for=())
-def console_output(ctx: dict) -> dict:
-    """API-facing: return the guest's console log (the API waits for this reply)."""
+def driver_reply(what: str, call: Callable[[], Any]) -> dict:
+    """An API-facing driver query as an RPC reply: {"ok": result}, or 404 (no such guest), 501 (the driver cannot
+    do ``what``), 409 (the guest cannot now)."""
     try:
-        return {"ok": driver_for(ctx["host"]).get_console_output(ctx["instance_uuid"])}
+        return {"ok": call()}
     except InstanceNotFound as exc:
         return {"error": {"code": 404, "message": str(exc)}}
     except NotImplementedError:
-        return {"error": {"code": 501, "message": "Console output is not supported by this compute driver."}}
+        return {"error": {"code": 501, "message": f"The {get_settings().compute_driver} compute driver does not "
+                                                  f"support {what}."}}
     except DriverError as exc:
         return {"error": {"code": 409, "message": str(exc)}}
+
+
+@celery.task(name="stratus.compute.console_output", autoretry_for=())
+def console_output(ctx: dict) -> dict:
+    """API-facing: return the guest's console log (the API waits for this reply)."""
+    return driver_reply("console output", lambda: driver_for(ctx["host"]).get_console_output(ctx["instance_uuid"]))
 
 
 @celery.task(name="stratus.compute.get_console", autoretry_for=())
@@ -164,16 +173,11 @@ def get_console(ctx: dict) -> dict:
     if not drv.capabilities.get(f"supports_{kind}_console"):
         return {"error": {"code": 501, "message": f"The {get_settings().compute_driver} compute driver does not "
                                                   f"support {kind} consoles."}}
-    try:
-        endpoint = drv.get_console(ctx["instance_uuid"], kind)
-    except InstanceNotFound as exc:
-        return {"error": {"code": 404, "message": str(exc)}}
-    except NotImplementedError:
-        return {"error": {"code": 501, "message": f"The {get_settings().compute_driver} compute driver does not "
-                                                  f"support {kind} consoles."}}
-    except DriverError as exc:
-        return {"error": {"code": 409, "message": str(exc)}}
-    return {"ok": {"host": endpoint.host, "port": endpoint.port}}
+
+    def endpoint() -> dict:
+        found = drv.get_console(ctx["instance_uuid"], kind)
+        return {"host": found.host, "port": found.port}
+    return driver_reply(f"{kind} consoles", endpoint)
 
 
 @celery.task(name="stratus.compute.sync_power_states", ignore_result=True)

@@ -14,7 +14,7 @@ from drivers.base import ComputeDriver, DriverError, InstanceNotFound, InstanceS
 from tasks import states
 from tasks.celery_app import celery
 from tasks.common import StopCanvas, step
-from tasks.compute import _image_spec, driver_for, instance_spec
+from tasks.compute import _image_spec, driver_for, driver_reply, instance_spec
 
 
 def _rescue(drv: ComputeDriver, ctx: dict) -> dict:
@@ -87,19 +87,14 @@ _POWER_NAMES = {PowerState.RUNNING: "running", PowerState.PAUSED: "paused", Powe
 def diagnostics(ctx: dict) -> dict:
     """API-facing: the guest's diagnostics (the API waits for this reply)."""
     drv = driver_for(ctx["host"])
-    try:
-        info = drv.get_info(ctx["instance_uuid"])
-        if info.power_state != PowerState.RUNNING:
-            return {"error": {"code": 409, "message": f"Cannot 'get_diagnostics' instance {ctx['instance_uuid']} "
-                                                      f"while it is in power state {_POWER_NAMES.get(info.power_state, 'pending')}"}}
-        return {"ok": drv.get_diagnostics(ctx["instance_uuid"])}
-    except InstanceNotFound as exc:
-        return {"error": {"code": 404, "message": str(exc)}}
-    except NotImplementedError:
-        return {"error": {"code": 501, "message": f"The {get_settings().compute_driver} compute driver does not "
-                                                  f"support diagnostics."}}
-    except DriverError as exc:
-        return {"error": {"code": 409, "message": str(exc)}}
+
+    def running_guest_diagnostics() -> dict:
+        state = drv.get_info(ctx["instance_uuid"]).power_state
+        if state != PowerState.RUNNING:
+            raise DriverError(f"Cannot 'get_diagnostics' instance {ctx['instance_uuid']} while it is in power state "
+                              f"{_POWER_NAMES.get(state, 'pending')}")
+        return drv.get_diagnostics(ctx["instance_uuid"])
+    return driver_reply("diagnostics", running_guest_diagnostics)
 
 
 # --- moves (tasks/conductor_moves.py): one step per ``ctx["ops"]`` entry, each on the host it names ---------

@@ -108,7 +108,7 @@ def _hypervisor(node: ComputeNode, detail: bool) -> dict:
                      "vcpus_used": node.vcpus_used, "memory_mb_used": node.memory_mb_used,
                      "local_gb_used": node.local_gb_used, "free_ram_mb": free_ram, "free_disk_gb": free_disk,
                      "current_workload": 0, "running_vms": node.running_vms, "disk_available_least": free_disk,
-                     "cpu_info": "{}"})
+                     "cpu_info": {} if api_version().matches("2.28") else "{}"})  # 2.28: an object
     return body
 
 
@@ -167,8 +167,8 @@ def _listing(detail: bool):
     bodies = []
     for n in nodes:
         body = _hypervisor(n, detail)
-        if servers is not None and servers.get(n.host):
-            body["servers"] = servers[n.host]
+        if servers is not None and (servers.get(n.host) or v.matches("2.75")):  # 2.75: always, maybe empty
+            body["servers"] = servers.get(n.host, [])
         bodies.append(body)
     result: dict = {"hypervisors": bodies}
     links = paging.next_links("os-hypervisors/detail" if detail else "os-hypervisors",
@@ -211,8 +211,9 @@ def show_hypervisor(hypervisor_id: str):
     for node in _nodes():
         if str(_hypervisor_id(node)) == hypervisor_id:
             body = _hypervisor(node, True)
-            if want_servers:
-                body["servers"] = _instances_by_host().get(node.host, [])
+            hosted = _instances_by_host().get(node.host, []) if want_servers else []
+            if hosted or (want_servers and api_version().matches("2.75")):  # 2.75: always, maybe empty
+                body["servers"] = hosted
             return jsonify({"hypervisor": body})
     raise not_found(f"Hypervisor with ID {hypervisor_id} could not be found.")
 

@@ -11,6 +11,7 @@ from flask import request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from app.errors import bad_request
+from app.microversion import current as api_version
 
 _NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
 # Nova's database limits (nova/db/constants.py): larger numbers are refused by the schema, not by the database.
@@ -195,3 +196,17 @@ def check_trusted_certs(certs: list[str] | None) -> None:
     if certs:
         raise bad_request("Image signature certificate validation support is not yet enabled: Stratus does not "
                           "verify image signatures, so trusted_image_certificates cannot be honoured.")
+
+
+def check_version_gated(body: dict, gates: dict[str, str]) -> None:
+    """Fields newer than the request's microversion (``gates``: field -> first version) are unknown properties,
+    as is ``personality`` from 2.57; hostname and trusted certificates are checked as of that version."""
+    v = api_version()
+    for field, min_version in gates.items():
+        if field in body and not v.matches(min_version):
+            raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
+    if "personality" in body and v.matches("2.57"):
+        raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
+    if "hostname" in body:
+        check_hostname(body["hostname"], v.matches("2.94"))
+    check_trusted_certs(body.get("trusted_image_certificates"))

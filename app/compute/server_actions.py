@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app import crypto, rpc
 from app.compute import servers
 from app.compute.server_metadata import check_create_quota, validate_metadata
-from app.compute.schemas import ServerName, StrictSchema, check_hostname, check_trusted_certs, is_uuid, load
+from app.compute.schemas import ServerName, StrictSchema, check_version_gated, is_uuid, load
 from app.compute.views import base_url
 from app.context import current
 from app.db import read_session, write_session
@@ -114,18 +114,9 @@ class RebuildSchema(StrictSchema):
 
 def _rebuild(server_id: str, args: object) -> Response:
     ctx = current()
-    v = api_version()
     body = load(RebuildSchema(), {"rebuild": args}, root="rebuild")
-    gates = {"description": "2.19", "key_name": "2.54", "user_data": "2.57", "trusted_image_certificates": "2.63",
-             "hostname": "2.90"}
-    for field, min_version in gates.items():
-        if field in body and not v.matches(min_version):
-            raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
-    if "personality" in body and v.matches("2.57"):
-        raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
-    if "hostname" in body:
-        check_hostname(body["hostname"], v.matches("2.94"))
-    check_trusted_certs(body.get("trusted_image_certificates"))
+    check_version_gated(body, {"description": "2.19", "key_name": "2.54", "user_data": "2.57",
+                               "trusted_image_certificates": "2.63", "hostname": "2.90"})
     values: dict = {}
     if "metadata" in body:
         values["metadata_items"] = validate_metadata(body["metadata"])

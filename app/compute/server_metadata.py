@@ -7,11 +7,9 @@ from flask import Blueprint, jsonify
 
 from app import rpc
 from app.compute.schemas import json_body
-from app.compute.servers import get_instance
-from app.context import current
-from app.db import read_session
-from app.errors import ApiError, bad_request, conflict, not_found
-from app.policy import enforce, recheck
+from app.compute.servers import instance_for_subresource
+from app.errors import ApiError, bad_request, not_found
+from app.policy import enforce
 from app.settings import get_settings
 
 bp = Blueprint("server_metadata", __name__)
@@ -42,17 +40,6 @@ def check_create_quota(metadata: dict | None) -> None:
         raise ApiError(403, f"Maximum number of metadata items exceeds {limit}")
 
 
-def _instance(server_id: str, write: bool = False):
-    ctx = current()
-    with read_session() as s:
-        inst = get_instance(s, server_id, ctx)
-    recheck(inst.project_id)  # the endpoint's rule, for the instance's project
-    if write:
-        if inst.locked and not ctx.is_admin:
-            raise conflict(f"Instance {inst.uuid} is locked")
-    return inst
-
-
 def _body(root: str) -> dict:
     body = json_body()
     if root not in body:
@@ -67,13 +54,13 @@ def _body(root: str) -> dict:
 @bp.get("/servers/<server_id>/metadata")
 @enforce("project_reader_api")
 def index(server_id: str):
-    return jsonify({"metadata": dict(_instance(server_id).metadata_items or {})})
+    return jsonify({"metadata": dict(instance_for_subresource(server_id).metadata_items or {})})
 
 
 @bp.get("/servers/<server_id>/metadata/<key>")
 @enforce("project_reader_api")
 def show(server_id: str, key: str):
-    metadata = _instance(server_id).metadata_items or {}
+    metadata = instance_for_subresource(server_id).metadata_items or {}
     if key not in metadata:
         raise not_found("Metadata item was not found")
     return jsonify({"meta": {key: metadata[key]}})
@@ -83,7 +70,7 @@ def show(server_id: str, key: str):
 @enforce("project_member_api")
 def create(server_id: str):
     items = _body("metadata")
-    inst = _instance(server_id, write=True)
+    inst = instance_for_subresource(server_id, write=True)
     return jsonify({"metadata": rpc.call("stratus.conductor.update_metadata", inst.uuid, "merge", items)})
 
 
@@ -91,7 +78,7 @@ def create(server_id: str):
 @enforce("project_member_api")
 def update_all(server_id: str):
     items = _body("metadata")
-    inst = _instance(server_id, write=True)
+    inst = instance_for_subresource(server_id, write=True)
     return jsonify({"metadata": rpc.call("stratus.conductor.update_metadata", inst.uuid, "replace", items)})
 
 
@@ -103,7 +90,7 @@ def update_key(server_id: str, key: str):
         raise bad_request("Request body contains too many items")
     if key not in meta:
         raise bad_request("Request body and URI mismatch")
-    inst = _instance(server_id, write=True)
+    inst = instance_for_subresource(server_id, write=True)
     rpc.call("stratus.conductor.update_metadata", inst.uuid, "set_key", meta)
     return jsonify({"meta": meta})
 
@@ -111,6 +98,6 @@ def update_key(server_id: str, key: str):
 @bp.delete("/servers/<server_id>/metadata/<key>")
 @enforce("project_member_api")
 def delete_key(server_id: str, key: str):
-    inst = _instance(server_id, write=True)
+    inst = instance_for_subresource(server_id, write=True)
     rpc.call("stratus.conductor.update_metadata", inst.uuid, "delete_key", None, key)
     return "", 204

@@ -8,14 +8,13 @@ from sqlalchemy.orm import Session
 
 from app import rpc
 from app.compute.schemas import json_body
-from app.compute.servers import get_instance
+from app.compute.servers import instance_for_subresource
 from app.compute.views import base_url, compute_prefix
-from app.context import current
 from app.db import read_session
-from app.errors import bad_request, conflict, not_found
+from app.errors import bad_request, not_found
 from app.microversion import current as api_version
 from app.models import Instance, InstanceTag
-from app.policy import enforce, recheck
+from app.policy import enforce
 from tasks.states import MAX_TAGS
 
 bp = Blueprint("server_tags", __name__)
@@ -81,14 +80,7 @@ def list_filters(args) -> list[ColumnElement]:
 def _instance(server_id: str, write: bool = False) -> Instance:
     if not api_version().matches(MIN_VERSION):
         raise not_found("The resource could not be found.")
-    ctx = current()
-    with read_session() as s:
-        inst = get_instance(s, server_id, ctx)
-    recheck(inst.project_id)  # the endpoint's rule, for the instance's project
-    if write:
-        if inst.locked and not ctx.is_admin:
-            raise conflict(f"Instance {inst.uuid} is locked")
-    return inst
+    return instance_for_subresource(server_id, write)
 
 
 @bp.get("/servers/<server_id>/tags")
@@ -150,6 +142,6 @@ def delete(server_id: str, tag: str):
 
 
 def parse_create_tags(body: dict) -> list[str]:
-    """Tags given at server create (2.52+; servers._version_gated_fields rejects them earlier)."""
+    """Tags given at server create (2.52+; servers' version gates reject them earlier)."""
     return validate_tags(body["tags"]) if body.get("tags") else []
 

@@ -12,8 +12,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app import crypto, network, quota, rpc
-from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema, check_hostname,
-                                 check_trusted_certs, is_uuid, json_body, load)
+from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema,
+                                 check_version_gated, is_uuid, json_body, load)
 from app.compute.views import base_url, compute_prefix, links, server_detail, server_summary
 from app.context import RequestContext, current
 from app.db import read_session
@@ -50,6 +50,18 @@ def get_instance(s: Session, server_id: str, ctx: RequestContext) -> Instance:
         if inst is not None and (ctx.is_admin or inst.project_id == ctx.project_id):
             return inst
     raise not_found(f"Instance {server_id} could not be found.")
+
+
+def instance_for_subresource(server_id: str, write: bool = False) -> Instance:
+    """The instance behind /servers/{id}/<sub-resource> (metadata, tags): visible to the caller, the endpoint's
+    rule re-checked for its project, and for writes not locked (admins may write a locked server)."""
+    ctx = current()
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+    recheck(inst.project_id)
+    if write and inst.locked and not ctx.is_admin:
+        raise conflict(f"Instance {inst.uuid} is locked")
+    return inst
 
 
 def latest_faults(s: Session, uuids: list[str]) -> dict[str, InstanceFault]:
@@ -301,18 +313,8 @@ def _ref_id(ref: object) -> str:
     return str(ref).rstrip("/").split("/")[-1]
 
 
-def _version_gated_fields(body: dict) -> None:
-    v = api_version()
-    gates = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
-             "hypervisor_hostname": "2.74", "hostname": "2.90"}
-    for field, min_version in gates.items():
-        if field in body and not v.matches(min_version):
-            raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
-    if "personality" in body and v.matches("2.57"):
-        raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
-    if "hostname" in body:
-        check_hostname(body["hostname"], v.matches("2.94"))
-    check_trusted_certs(body.get("trusted_image_certificates"))
+_CREATE_GATES = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
+                 "hypervisor_hostname": "2.74", "hostname": "2.90"}
 
 
 def _networks(body: dict) -> object:
@@ -411,7 +413,7 @@ def create_server():
     if not isinstance(hints, dict):
         raise bad_request("Invalid input for field/attribute OS-SCH-HNT:scheduler_hints.")
     body = load(ServerCreateSchema(), raw, root="server")
-    _version_gated_fields(body)
+    check_version_gated(body, _CREATE_GATES)
     server_metadata.check_create_quota(body.get("metadata"))
     tags = server_tags.parse_create_tags(body)
     networks = _networks(body)
@@ -508,13 +510,8 @@ def create_server():
 @body_schema(ServerUpdateSchema, root="server")
 def update_server(server_id: str):
     ctx = current()
-    v = api_version()
     body = load(ServerUpdateSchema(), json_body(), root="server")
-    for field, min_version in (("description", "2.19"), ("hostname", "2.90")):
-        if field in body and not v.matches(min_version):
-            raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
-    if "hostname" in body:
-        check_hostname(body["hostname"], v.matches("2.94"))
+    check_version_gated(body, {"description": "2.19", "hostname": "2.90"})
     names = {"name": "display_name", "description": "display_description", "hostname": "hostname",
              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
     values = {names[k]: (str(val) if k.startswith("access") else val) for k, val in body.items() if k in names}

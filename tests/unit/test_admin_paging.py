@@ -117,3 +117,16 @@ def test_simple_tenant_usage_paging_from_2_40(client, world: World):
     old = client.get(f"/v2.1/os-simple-tenant-usage?{period}&limit=1",
                      headers={**world.admin.headers, **_v("2.39")}).get_json()
     assert old["tenant_usages"][0]["total_hours"] == pytest.approx(72.0) and "tenant_usages_links" not in old
+
+
+def test_hypervisor_cpu_info_object_from_2_28_and_empty_servers_from_2_75(client, admin, nodes):
+    detail = lambda v: client.get("/v2.1/os-hypervisors/detail", headers={**admin.headers, **_v(v)}).get_json()
+    assert detail("2.27")["hypervisors"][0]["cpu_info"] == "{}"
+    assert detail("2.28")["hypervisors"][0]["cpu_info"] == {}
+    listed = lambda v: client.get("/v2.1/os-hypervisors?with_servers=true",
+                                  headers={**admin.headers, **_v(v)}).get_json()["hypervisors"]
+    assert all("servers" not in h for h in listed("2.74"))  # no guests anywhere: omitted before 2.75
+    assert all(h["servers"] == [] for h in listed("2.75"))
+    show = lambda v: client.get(f"/v2.1/os-hypervisors/{nodes[0][1]}?with_servers=true",
+                                headers={**admin.headers, **_v(v)}).get_json()["hypervisor"]
+    assert "servers" not in show("2.74") and show("2.75")["servers"] == []
