@@ -73,6 +73,15 @@ def destroy_own_domains(instances: Path, before: set[str]) -> None:
             virsh("undefine", uuid, "--managed-save", "--nvram")
 
 
+def _print_api_errors(st: Stack) -> None:
+    """Show any 500 the API logged (with its traceback) in the test output: the logs are deleted afterwards."""
+    for proc in ("api", "conductor"):
+        lines = st.log(proc).splitlines()
+        for i, line in enumerate(lines):
+            if "unexpected error" in line or "raised unexpected" in line:
+                print(f"--- {proc}.log ---\n" + "\n".join(lines[i:i + 60]))
+
+
 @contextlib.contextmanager
 def libvirt_stack(name: str, host: str, extra_env: dict[str, str] | None = None,
                   processes: tuple[str, ...] = ("api", "conductor", "scheduler", "compute"),
@@ -96,6 +105,7 @@ def libvirt_stack(name: str, host: str, extra_env: dict[str, str] | None = None,
     finally:
         st.stop()
         destroy_own_domains(instances, before)
+        _print_api_errors(st)
         if keep_logs():
             shutil.rmtree(instances, ignore_errors=True)
             print(f"{name}: a test failed; the stack's logs are in {base / 'state'}")
