@@ -5,7 +5,10 @@ put the messages this worker holds back on their queues, through a connection th
 then raises (AttributeError on the released connection, or ConnectionError), and Celery treats that as an
 "Unrecoverable error" and exits the worker: a Redis restart could kill every worker. The messages are safe
 without that eager restore: they stay in Redis's unacked set and the visibility-timeout sweep delivers them
-again (broker_visibility_timeout).
+again (broker_visibility_timeout). Likewise a task that was running while the connection dropped finishes after
+the reconnection and acknowledges through its old, closed channel: kombu raises AttributeError there too, in the
+worker's event loop, and the worker exits. That message also stays in the unacked set and comes back after the
+visibility timeout; every task is idempotent (compare-and-swap on task_state), so running it again is harmless.
 
 A worker that lost its broker retries connecting after 2, 4, 6 ... s (Celery passes no intervals, kombu's
 defaults apply): after a broker restart each worker came back up to that step later than the broker, one
@@ -23,6 +26,7 @@ RECONNECT_INTERVAL_MAX = 2
 
 def apply() -> None:
     _restore_unacked_quietly()
+    _ack_on_closed_channel_quietly()
     _reconnect_promptly()
 
 
@@ -65,6 +69,37 @@ def _restore_unacked_quietly() -> None:
 
     restore_unacked._stratus_fixed = True
     kombu_redis.QoS.restore_unacked = restore_unacked
+
+
+def _ack_on_closed_channel_quietly() -> None:
+    try:
+        from kombu.transport import redis as kombu_redis, virtual
+    except ImportError:
+        return
+    for name in ("ack", "reject"):
+        original = getattr(kombu_redis.QoS, name)
+        if getattr(original, "_stratus_fixed", False):
+            continue
+        setattr(kombu_redis.QoS, name, _guarded(original, virtual.QoS.ack))
+
+
+def _guarded(original, forget):
+    errors = (AttributeError, OSError, *_redis_errors())
+
+    @functools.wraps(original)
+    def settle(self, delivery_tag, *args, **kwargs):
+        if self.channel.connection is not None:  # a live channel: kombu's own path, errors and all
+            return original(self, delivery_tag, *args, **kwargs)
+        try:
+            return original(self, delivery_tag, *args, **kwargs)
+        except errors as exc:
+            LOG.warning("message %s finished after its broker connection was lost: it stays unacknowledged and is "
+                        "delivered again after the visibility timeout (%r)", delivery_tag, exc)
+            forget(self, delivery_tag)  # drop this worker's bookkeeping of the dead channel's message
+            return None
+
+    settle._stratus_fixed = True
+    return settle
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:

@@ -1,6 +1,7 @@
 """The acceptance scenario: the unmodified openstack CLI against real Stratus processes, on every backend."""
 from __future__ import annotations
 
+import http.client
 import time
 
 import pytest
@@ -111,3 +112,21 @@ def test_admin_fleet_views(stack):
     finally:
         stack.openstack("compute", "service", "set", "--enable", "fake-2", "stratus-compute")
     assert svc["ID"]
+
+
+def test_idle_keepalive_connection_outlives_the_cli_polling_interval(stack):
+    """`openstack ... --wait` polls every 2 s on one kept-alive connection: the API must not close it at 2 s
+    (gunicorn's default keepalive), or a poll meets a closed socket ("Remote end closed connection")."""
+    host, port = stack.url.split("//")[1].split("/")[0].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for _ in range(2):
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            assert response.status in (200, 300), response.status
+            time.sleep(2.5)
+        conn.request("GET", "/")
+        assert conn.getresponse().status in (200, 300)  # on a socket the server closed: RemoteDisconnected
+    finally:
+        conn.close()
