@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
+import threading
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -15,21 +17,32 @@ def _key_path() -> Path:
     return Path(s.secret_key_file) if s.secret_key_file else s.state_path / "secret.key"
 
 
+_KEY_LOCK = threading.Lock()
+
+
 @functools.cache
 def _fernet() -> Fernet:
-    path = _key_path()
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(Fernet.generate_key())
-        os.chmod(tmp, 0o600)
-        try:
-            os.link(tmp, path)  # first writer wins; others read its key
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    return Fernet(path.read_bytes().strip())
+    with _KEY_LOCK:  # the API's threads meet here on their first secret; one of them creates the key
+        path = _key_path()
+        if not path.exists():
+            _create_key(path)
+        return Fernet(path.read_bytes().strip())
+
+
+def _create_key(path: Path) -> None:
+    """Write a new key under a name of this process and thread alone, readable by the owner from the first
+    byte, then link it into place: the first writer among processes wins and the others read its key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(Fernet.generate_key())
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def encrypt(value: str | None) -> str | None:
