@@ -51,6 +51,8 @@ class Settings:
     # Seconds the fake driver spends inside build_disk / spawn (lets tests kill a worker mid-step).
     fake_build_disk_delay: float = 0.0
     fake_spawn_delay: float = 0.0
+    # Seconds a fake live migration copies before it completes (it can be aborted or forced to complete meanwhile).
+    fake_live_migration_seconds: float = 0.0
     # libvirt driver
     libvirt_uri: str = "qemu:///system"
     libvirt_virt_type: str = "auto"  # auto | kvm | qemu

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from typing import BinaryIO, ClassVar
 
 
@@ -37,6 +38,10 @@ class HostLocalError(DriverError):
 
 class DriverUnavailable(DriverError):
     """The hypervisor connection is down or was lost: the task is retried with backoff, not failed."""
+
+
+class LiveMigrationAborted(DriverError):
+    """live_migrate() ended because live_migration_abort() was called: the guest still runs on the source."""
 
 
 class InstanceNotFound(DriverError):
@@ -237,8 +242,22 @@ class ComputeDriver(abc.ABC):
         """Revert, on the source: bring back the guest migrate_disk_and_power_off kept."""
         raise NotImplementedError
 
-    def live_migrate(self, instance_uuid: str, dest_host: str) -> None:
-        """Move the running guest to ``dest_host`` (a host of the same driver) without stopping it."""
+    def live_migrate(self, instance_uuid: str, dest_host: str,
+                     on_started: Callable[[], None] | None = None) -> None:
+        """Move the running guest to ``dest_host`` (a host of the same driver) without stopping it; blocks until
+        the guest runs there. ``on_started`` is called once the transfer is under way (from then on
+        live_migration_abort / live_migration_force_complete act on it). Raises LiveMigrationAborted when aborted
+        (the guest keeps running here). Called again after the guest arrived, it returns at once."""
+        raise NotImplementedError
+
+    def live_migration_force_complete(self, instance_uuid: str) -> None:
+        """Make the running live migration of the guest finish now (libvirt: switch to post-copy or pause the
+        guest so the copy converges). DriverError if no live migration of it runs on this host."""
+        raise NotImplementedError
+
+    def live_migration_abort(self, instance_uuid: str) -> None:
+        """Cancel the running live migration of the guest: live_migrate() raises LiveMigrationAborted and the
+        guest keeps running here. DriverError if no live migration of it runs on this host."""
         raise NotImplementedError
 
     def cache_image(self, image: ImageSpec) -> None:

@@ -7,7 +7,8 @@ Failures can be injected through instance metadata, which lets functional tests 
 With a ``state_dir`` each guest is also a JSON file there (``<uuid>.json``), so guests outlive the worker
 process the way real guests outlive nova-compute, and a worker killed mid-step leaves what a real one would:
 a disk still ``building``, or a guest not yet ``spawned``. ``build_disk_delay`` / ``spawn_delay`` make the
-steps take that long (tests kill workers inside them).
+steps take that long (tests kill workers inside them); ``live_migration_seconds`` is how long a live migration
+copies (a window in which it can be aborted or forced to complete).
 """
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO
 
 from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec,
-                          InstanceInfo, InstanceNotFound, InstanceSpec, PowerState)
+                          InstanceInfo, InstanceNotFound, InstanceSpec, LiveMigrationAborted, PowerState)
 
 _lock = threading.Lock()
 _guests: dict[str, dict[str, dict]] = {}  # host -> uuid -> guest record
+_live_jobs: dict[str, dict[str, dict]] = {}  # source host -> uuid -> running live migration (in memory only)
 
 
 class FakeDriver(ComputeDriver):
@@ -37,15 +40,18 @@ class FakeDriver(ComputeDriver):
     }
 
     def __init__(self, host: str, vcpus: int = 16, memory_mb: int = 32768, local_gb: int = 512,
-                 state_dir: Path | None = None, build_disk_delay: float = 0.0, spawn_delay: float = 0.0):
+                 state_dir: Path | None = None, build_disk_delay: float = 0.0, spawn_delay: float = 0.0,
+                 live_migration_seconds: float = 0.0):
         super().__init__(host)
         self.vcpus, self.memory_mb, self.local_gb = vcpus, memory_mb, local_gb
         self.state_dir = Path(state_dir) if state_dir else None
         self.build_disk_delay, self.spawn_delay = build_disk_delay, spawn_delay
+        self.live_migration_seconds = live_migration_seconds
         self.cached_images: set[str] = set()
         with _lock:
             fresh = host not in _guests
             self._guests = _guests.setdefault(host, {})
+            self._jobs = _live_jobs.setdefault(host, {})
             if fresh and self.state_dir is not None:
                 self.state_dir.mkdir(parents=True, exist_ok=True)
                 for path in self.state_dir.glob("*.json"):
@@ -304,18 +310,55 @@ class FakeDriver(ComputeDriver):
         with _lock:
             self.cached_images.add(image.id)
 
-    def live_migrate(self, instance_uuid: str, dest_host: str) -> None:
-        """Fake hosts of one worker process share the registry, so the guest record moves between them."""
+    def live_migrate(self, instance_uuid: str, dest_host: str,
+                     on_started: Callable[[], None] | None = None) -> None:
+        """Fake hosts of one worker process share the registry, so the guest record moves between them. The copy
+        takes ``live_migration_seconds``, in steps that look at the job's abort / force-complete marks."""
         with _lock:
             if dest_host not in _guests:
                 raise DriverError(f"Fake host {dest_host} is not served by this compute worker process")
+            if instance_uuid not in self._guests and instance_uuid in _guests[dest_host]:
+                return  # a retried task: the guest already arrived
             guest = self._guest(instance_uuid)
             if guest["power_state"] not in (PowerState.RUNNING, PowerState.PAUSED):
                 raise DriverError(f"Instance {instance_uuid} is not running")
-            guest["console"].append(f"fake guest live-migrated from {self.host} to {dest_host}")
-            _guests[dest_host][instance_uuid] = self._guests.pop(instance_uuid)
-            self._save(instance_uuid)
-            self._save(instance_uuid, dest_host)
+            job = {"dest": dest_host, "abort": False, "force_complete": False}
+            self._jobs[instance_uuid] = job
+        deadline = time.monotonic() + self.live_migration_seconds
+        try:
+            if on_started is not None:
+                on_started()
+            while not job["force_complete"] and not job["abort"] and time.monotonic() < deadline:
+                time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+            with _lock:
+                if self._guests.get(instance_uuid) is not guest:
+                    raise InstanceNotFound(instance_uuid)  # destroyed meanwhile
+                if job["abort"]:
+                    guest["console"].append(f"fake guest live migration to {dest_host} aborted")
+                    self._save(instance_uuid)
+                    raise LiveMigrationAborted(f"Live migration of {instance_uuid} to {dest_host} was aborted")
+                how = " (forced to complete)" if job["force_complete"] else ""
+                guest["console"].append(f"fake guest live-migrated from {self.host} to {dest_host}{how}")
+                _guests[dest_host][instance_uuid] = self._guests.pop(instance_uuid)
+                self._save(instance_uuid)
+                self._save(instance_uuid, dest_host)
+        finally:
+            with _lock:
+                self._jobs.pop(instance_uuid, None)
+
+    def _job(self, instance_uuid: str) -> dict:
+        job = self._jobs.get(instance_uuid)
+        if job is None:
+            raise DriverError(f"No live migration of instance {instance_uuid} is in progress on {self.host}")
+        return job
+
+    def live_migration_force_complete(self, instance_uuid: str) -> None:
+        with _lock:
+            self._job(instance_uuid)["force_complete"] = True
+
+    def live_migration_abort(self, instance_uuid: str) -> None:
+        with _lock:
+            self._job(instance_uuid)["abort"] = True
 
     # Test helper: change a guest's power state "behind Stratus's back".
     def set_power_state_externally(self, instance_uuid: str, state: int) -> None:

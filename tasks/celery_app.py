@@ -23,6 +23,7 @@ class StratusTask(Task):
 celery = Celery("stratus", task_cls=StratusTask,
                 include=["tasks.conductor", "tasks.conductor_admin", "tasks.scheduler", "tasks.compute", "tasks.periodic",
                          "tasks.reconcile", "tasks.conductor_actions", "tasks.conductor_moves",
+                         "tasks.conductor_live",
                          "tasks.compute_actions"])
 celery.config_from_object("celeryconfig")
 app = celery

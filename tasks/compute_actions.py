@@ -8,9 +8,10 @@ from sqlalchemy import select
 
 from app.db import read_session
 from app.image import store as image_store
-from app.models import Image
+from app.models import Image, Migration
 from app.settings import get_settings
-from drivers.base import ComputeDriver, DriverError, InstanceNotFound, InstanceSpec, PowerState
+from drivers.base import (ComputeDriver, DriverError, DriverUnavailable, InstanceNotFound, InstanceSpec,
+                          LiveMigrationAborted, PowerState)
 from tasks import states
 from tasks.celery_app import celery
 from tasks.common import StopCanvas, step
@@ -131,6 +132,21 @@ def _shelve(drv: ComputeDriver, ctx: dict, offload: bool) -> dict:
     return extra
 
 
+def _live_migrate(drv: ComputeDriver, ctx: dict) -> dict:
+    """Starts only while the migration is still queued (an abort of a queued migration ends it here); tells the
+    conductor once the copy runs, so it shows ``running`` only while the driver can abort or force it."""
+    with read_session() as s:
+        status = s.scalar(select(Migration.status).where(Migration.uuid == ctx["migration_uuid"]))
+    if status not in ("queued", "running"):
+        raise StopCanvas(f"live migration {ctx['migration_uuid']} is {status}")
+    try:
+        drv.live_migrate(ctx["instance_uuid"], ctx["dest"], on_started=lambda: celery.send_task(
+            "stratus.conductor.live_migration_running", args=(ctx,)))
+    except LiveMigrationAborted:
+        return {"aborted": True}
+    return {}
+
+
 # Ops return None, or values for the context (the shelve snapshot's size and checksums).
 _MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], dict | None]] = {
     "resize_source": lambda d, c: d.migrate_disk_and_power_off(c["instance_uuid"]),
@@ -138,7 +154,7 @@ _MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], dict | None]] = {
     "confirm_source": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
     "revert_dest": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
     "revert_source": lambda d, c: d.finish_revert_migration(c["instance_uuid"], power_on=c["power_on"]),
-    "live_migrate": lambda d, c: d.live_migrate(c["instance_uuid"], c["dest"]),
+    "live_migrate": _live_migrate,
     "spawn_here": _spawn_here,
     "shelve": lambda d, c: _shelve(d, c, offload=False),
     "shelve_offload": lambda d, c: _shelve(d, c, offload=True),
@@ -156,10 +172,30 @@ def move_op(ctx: dict) -> dict:
     except NotImplementedError:
         raise DriverError(f"The {get_settings().compute_driver} compute driver does not support "
                           f"{op.replace('_', ' ')}.") from None
-    final_host = ctx.get("final_host") or host
+    extra = extra if isinstance(extra, dict) else {}
+    final_host = host if extra.get("aborted") else (ctx.get("final_host") or host)
     try:
         power = driver_for(final_host).get_info(ctx["instance_uuid"]).power_state
     except InstanceNotFound:
         power = PowerState.NOSTATE
-    return {**ctx, **(extra if isinstance(extra, dict) else {}), "ops": rest, "host": rest[0][1] if rest else host,
+    return {**ctx, **extra, "ops": rest, "host": rest[0][1] if rest else host,
             "power_state": power}
+
+
+@celery.task(name="stratus.compute.live_migration_control")
+def live_migration_control(ctx: dict) -> dict:
+    """Abort or force-complete the live migration running on this (source) host. A refusal (no migration of the
+    guest runs here any more) becomes the action's failed event, not an instance fault: the move goes on."""
+    drv = driver_for(ctx["host"])
+    call = {"live_migration_abort": drv.live_migration_abort,
+            "live_migration_force_complete": drv.live_migration_force_complete}[ctx["action"]]
+    try:
+        call(ctx["instance_uuid"])
+    except NotImplementedError:
+        return {**ctx, "error": f"The {get_settings().compute_driver} compute driver does not support "
+                                f"{ctx['action'].replace('_', ' ')}."}
+    except DriverUnavailable:
+        raise  # retried with backoff
+    except DriverError as exc:
+        return {**ctx, "error": str(exc)}
+    return {**ctx, "error": None}

@@ -36,7 +36,9 @@ _MIGRATION_CALLS = ("migrate_disk_and_power_off", "finish_migration", "finish_re
 # Optional driver methods each action needs (drivers/base.py); without them the API answers 409 up front.
 _DRIVER_CALLS = {"rescue": ("rescue",), "unrescue": ("unrescue",), "snapshot": ("snapshot",),
                  "trigger_crash_dump": ("trigger_crash_dump",), "resize": _MIGRATION_CALLS,
-                 "migrate": _MIGRATION_CALLS, "live_migrate": ("live_migrate",)}
+                 "migrate": _MIGRATION_CALLS, "live_migrate": ("live_migrate",),
+                 "live_migration_abort": ("live_migration_abort",),
+                 "live_migration_force_complete": ("live_migration_force_complete",)}
 
 
 def require_driver(action: str, api_name: str) -> None:

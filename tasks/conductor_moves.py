@@ -97,6 +97,7 @@ def _quota_delta(s, project_id: str, old: dict, new: dict, sign: int = 1) -> Non
 
 @rpc("start_move")
 def start_move(req: dict) -> dict:
+    """resize, migrate, evacuate, unshelve (live migration: tasks/conductor_live.py)."""
     uuid, action = req["instance_uuid"], req["action"]
     rule = MOVES[action]
     require_driver(action, rule["api"])
@@ -116,7 +117,7 @@ def start_move(req: dict) -> dict:
             raise ConductorError(400, "The target host can't be the same one.")
         if action == "evacuate" and _service_up(s, source):
             raise ConductorError(400, f"Compute service of {source} is still in use.")
-        if action in ("live_migrate", "migrate") and not _service_up(s, source):
+        if action == "migrate" and not _service_up(s, source):
             raise ConductorError(400, f"Compute service of {source} is unavailable at this time.")
         old_flavor = dict(inst.flavor_snapshot or {})
         new_flavor = old_flavor
@@ -133,9 +134,7 @@ def start_move(req: dict) -> dict:
             _quota_delta(s, inst.project_id, old_flavor, new_flavor)
         migration = None
         if rule["type"] is not None:
-            # Nova's statuses: a live migration is "running" while it moves, the other moves "migrating"
-            status = "running" if rule["type"] == "live-migration" else "migrating"
-            migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status=status,
+            migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status="migrating",
                                   source_compute=source, source_node=source, old_flavor=old_flavor,
                                   new_flavor=new_flavor, old_instance_type_id=inst.flavor_id,
                                   new_instance_type_id=flavor.id if action == "resize" else inst.flavor_id,
@@ -160,7 +159,6 @@ def start_move(req: dict) -> dict:
         db_write.start_action(s, uuid, rule["record"], req["request_id"], req.get("user_id"), req.get("project_id"))
         ops = {"resize": [["resize_source", source], ["resize_dest", dest]],
                "migrate": [["resize_source", source], ["resize_dest", dest]],
-               "live_migrate": [["live_migrate", source]],
                "evacuate": [["spawn_here", dest]], "unshelve": [["spawn_here", dest]]}[action]
         ctx = new_ctx(uuid, req["request_id"], action, host=ops[0][1], ops=ops, task_state=rule["task_state"],
                       source=source, dest=dest, final_host=dest, migration_uuid=migration.uuid if migration else None,
@@ -293,6 +291,10 @@ def shelve(req: dict) -> dict:
     return {}
 
 
+# Statuses of a live migration whose canvas may still end it (Nova's: queued → preparing → running).
+LIVE_MIGRATION_ACTIVE = ("accepted", "queued", "preparing", "running")
+
+
 # --- completion ----------------------------------------------------------------------------------------------------
 
 @celery.task(name="stratus.conductor.finish_move", ignore_result=True)
@@ -305,7 +307,8 @@ def finish_move(ctx: dict) -> None:
         mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
             if ctx.get("migration_uuid") else None
         inst = db_write.get_instance(s, uuid, lock=True)
-        if inst is None or inst.deleted or inst.task_state != ctx["task_state"]:
+        if inst is None or inst.deleted or inst.task_state != ctx["task_state"] or (
+                action == "live_migrate" and mig.status not in LIVE_MIGRATION_ACTIVE):
             LOG.info("finish_move %s for %s lost its race; nothing written", action, uuid)
             return
         event, values = f"compute_{action}_instance", {}
@@ -327,6 +330,12 @@ def finish_move(ctx: dict) -> None:
             _rekey_allocation(s, mig.uuid, uuid)  # the source's resources are the instance's again
             _quota_delta(s, inst.project_id, mig.old_flavor, mig.new_flavor, sign=-1)
             event, status = "compute_finish_revert_resize", "reverted"
+        elif action == "live_migrate" and ctx.get("aborted"):
+            # live_migration_abort: the guest still runs on the source, which gets its resources back
+            values = {"power_state": power, "vm_state": ctx["prior_vm_state"]}
+            db_write.release_allocation(s, uuid)  # the destination's claim
+            _rekey_allocation(s, mig.uuid, uuid)
+            event, status = "compute_live_migration", "cancelled"
         elif action in ("live_migrate", "evacuate"):
             # evacuate: the guest runs again unless it was stopped or the caller asked 2.95's stop on arrival
             target = ctx["prior_vm_state"] if action == "live_migrate" else (
@@ -354,7 +363,9 @@ def finish_move(ctx: dict) -> None:
             dropped_image, values["system_metadata"] = drop_shelved_image(s, inst)
             status = None
         db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], task_state=None, **values)
-        if mig is not None and status:
+        if mig is not None and status and action == "live_migrate":
+            db_write.cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, status)
+        elif mig is not None and status:
             mig.status, mig.updated_at = status, utcnow()
         db_write.record_event(s, uuid, ctx["request_id"], event, ctx.get("t0"), "Success", host=ctx.get("host"))
     if dropped_image:
@@ -393,6 +404,8 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
             return
         mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
             if ctx.get("migration_uuid") else None
+        if action == "live_migrate" and mig is not None and mig.status not in LIVE_MIGRATION_ACTIVE:
+            return  # cancelled while queued; the conductor already rolled it back
         values: dict[str, Any] = {}
         if action in ("resize", "migrate", "evacuate", "live_migrate", "unshelve") and ctx.get("dest"):
             db_write.release_allocation(s, uuid)  # the destination's claim
@@ -404,7 +417,9 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
                 values["vm_state"] = states.ERROR
         if action == "revert_resize":
             values["vm_state"] = states.ERROR
-        if mig is not None:
+        if mig is not None and action == "live_migrate":
+            db_write.cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, "error")
+        elif mig is not None:
             mig.status, mig.updated_at = "error", utcnow()
         db_write.cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), task_state=None, **values)
         db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))

@@ -337,8 +337,14 @@ def release_allocation(s: Session, instance_uuid: str) -> bool:
     return True
 
 
+def cas_migration(s: Session, migration_uuid: str, expected: tuple[str, ...], status: str) -> bool:
+    """Move a migration to ``status`` only if it is still in one of the ``expected`` statuses."""
+    return s.execute(update(Migration).where(Migration.uuid == migration_uuid, Migration.status.in_(expected))
+                     .values(status=status, updated_at=utcnow())).rowcount == 1
+
+
 # Statuses of a move that still holds resources: cold moves say "migrating", live migrations "running" (Nova's).
-IN_FLIGHT_MIGRATIONS = ("migrating", "running", "finished", "reverting")
+IN_FLIGHT_MIGRATIONS = ("migrating", "accepted", "queued", "preparing", "running", "finished", "reverting")
 
 
 def orphaned_allocations(s: Session) -> list[dict]:

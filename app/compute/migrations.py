@@ -1,12 +1,16 @@
-"""/os-migrations: the migrations of all instances, filtered and paged as Nova (2.23, 2.59, 2.66, 2.80)."""
+"""/os-migrations: the migrations of all instances, filtered and paged as Nova (2.23, 2.59, 2.66, 2.80);
+/servers/{id}/migrations: a server's in-progress live migrations (2.23), force-complete (2.22) and abort (2.24,
+2.65) of one (conductor side: tasks/conductor_live.py)."""
 from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
+from app import rpc
 from app.compute.views import base_url, compute_prefix, iso_usec
+from app.context import current
 from app.db import read_session
 from app.errors import bad_request, not_found
 from app.microversion import current as api_version
@@ -147,3 +151,41 @@ def show_server_migration(server_id: str, migration_id: str):
     if not found:
         raise not_found(f"In-progress live migration {migration_id} is not found for server {inst.uuid}.")
     return jsonify({"migration": _server_migration_body(found[0])})
+
+
+def _control_request(server_id: str, migration_id: str, since: str) -> dict:
+    from app.compute.servers import instance_for_subresource
+    if not api_version().matches(since):
+        raise not_found("The resource could not be found.")
+    inst = instance_for_subresource(server_id, write=True)
+    ctx = current()
+    return {"instance_uuid": inst.uuid, "migration_id": migration_id, "request_id": g.request_id,
+            "user_id": ctx.user_id, "project_id": ctx.project_id}
+
+
+@bp.post("/servers/<server_id>/migrations/<migration_id>/action")
+@enforce("admin_api", name="os_compute_api:servers:migrations:force_complete",
+         description="Force an in-progress live migration for a given server to complete")
+def server_migration_action(server_id: str, migration_id: str):
+    if not api_version().matches("2.22"):
+        raise not_found("The resource could not be found.")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or len(body) != 1:
+        raise bad_request("Malformed request body")
+    (name, args), = body.items()
+    if name != "force_complete":
+        raise bad_request(f"There is no such action: {name}")
+    if args is not None:
+        raise bad_request(f"Invalid input for field/attribute force_complete. Value: {args!r}. {args!r} is not of "
+                          f"type 'null'")
+    rpc.call("stratus.conductor.live_migration_force_complete", _control_request(server_id, migration_id, "2.22"))
+    return Response(status=202)
+
+
+@bp.delete("/servers/<server_id>/migrations/<migration_id>")
+@enforce("admin_api", name="os_compute_api:servers:migrations:delete",
+         description="Delete(Abort) an in-progress live migration")
+def delete_server_migration(server_id: str, migration_id: str):
+    req = _control_request(server_id, migration_id, "2.24")
+    rpc.call("stratus.conductor.live_migration_abort", {**req, "abort_queued": api_version().matches("2.65")})
+    return Response(status=202)

@@ -85,7 +85,9 @@ def _live_migrate(server_id: str, args: object) -> None:
         raise bad_request("Additional properties are not allowed ('disk_over_commit' was unexpected)")
     _check_force(body, "2.30")
     inst = _writable_instance(server_id)
-    rpc.call("stratus.conductor.start_move", _request(inst, "live_migrate", host=body.get("host")))
+    # 2.34: the pre-checks (source up, destination found and claimed) run after the 202 (tasks/conductor_live.py)
+    rpc.call("stratus.conductor.live_migrate", _request(inst, "live_migrate", host=body.get("host"),
+                                                        async_checks=api_version().matches("2.34")))
 
 
 def _check_force(body: dict, since: str) -> None:

@@ -390,22 +390,22 @@ def test_console_auth_token_lookup_from_2_31(client, world):
         assert client.get(url + token, headers={**world.admin.headers, **_v("2.31")}).status_code == 404
 
 
-def test_live_migration_in_flight_is_listed_as_running(client, world, monkeypatch):
+def test_live_migration_in_flight_is_listed(client, world, monkeypatch):
     from app.db import write_session
     from app.models import Service, utcnow
-    from tasks import conductor_moves
+    from tasks import conductor_live
     _hosts()
     with write_session() as s:
         s.scalars(select(Service).where(Service.host == "h1")).one().last_seen_at = utcnow()
     _set_instance(world.server_id, vm_state="active", task_state=None, host="h1", node="h1")
-    monkeypatch.setattr(conductor_moves, "_run", lambda ctx: None)
+    monkeypatch.setattr(conductor_live, "_run", lambda ctx: None)
     moved = client.post(f"/v2.1/servers/{world.server_id}/action",
                         json={"os-migrateLive": {"host": None, "block_migration": "auto"}},
                         headers={**world.admin.headers, **_v("2.25")})
     assert moved.status_code == 202, moved.get_data(as_text=True)
     listed = client.get(f"/v2.1/servers/{world.server_id}/migrations",
                         headers={**world.admin.headers, **_v("2.23")}).get_json()["migrations"]
-    assert [(m["status"], m["source_compute"], m["dest_compute"]) for m in listed] == [("running", "h1", "h2")]
+    assert [(m["status"], m["source_compute"], m["dest_compute"]) for m in listed] == [("queued", "h1", "h2")]
 
 
 # --- 2.81: pre-cache images on an aggregate's hosts --------------------------------------------------------------
