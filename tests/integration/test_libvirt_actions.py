@@ -1,0 +1,139 @@
+"""Server diagnostics, trigger_crash_dump and createImage on a real QEMU guest (compute_driver = libvirt), through
+real Stratus processes and the REST API. One TCG guest serves every check (boots are slow on two cores)."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.libvirt_support import domstate, libvirt_stack, require_test_image, upload_test_image, virsh
+from tests.outage_support import Client
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
+
+HOST = "kvm-actions"
+BOOT_TIMEOUT = 150
+
+
+def _get(api: Client, path: str, version: str = "2.96") -> requests.Response:
+    return requests.get(f"{api.url}{path}", timeout=60,
+                        headers={**api.headers, "OpenStack-API-Version": f"compute {version}"})
+
+
+def _action(api: Client, uuid: str, body: dict, version: str = "2.96") -> requests.Response:
+    return requests.post(f"{api.url}/servers/{uuid}/action", json=body, timeout=60,
+                         headers={**api.headers, "OpenStack-API-Version": f"compute {version}"})
+
+
+def _console(api: Client, uuid: str) -> str:
+    r = _action(api, uuid, {"os-getConsoleOutput": {}})
+    return r.json().get("output", "") if r.ok else ""
+
+
+def _wait_console(api: Client, uuid: str, pattern: str, timeout: float) -> str:
+    deadline, log = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        log = _console(api, uuid)
+        if re.search(pattern, log):
+            return log
+        time.sleep(0.5)
+    raise AssertionError(f"{uuid}: {pattern!r} not on the console within {timeout}s; tail:\n{log[-2000:]}")
+
+
+def _qemu_img_info(path: Path) -> dict:
+    out = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def stack(request):
+    image_dir = require_test_image()
+    failed = request.session.testsfailed
+    with libvirt_stack("libvirt-actions", HOST, keep_logs=lambda: request.session.testsfailed != failed) as st:
+        st.image_dir = image_dir
+        yield st
+
+
+@pytest.fixture(scope="module")
+def guest(stack) -> tuple[Client, str]:
+    """One running guest whose userspace is up."""
+    api = Client(stack)
+    image, flavor = upload_test_image(api, stack.image_dir)
+    r = api.boot(image, "lv-actions", flavor=flavor)
+    assert r.status_code == 202, r.text
+    uuid = r.json()["server"]["id"]
+    server = api.wait_settled({uuid}, timeout=BOOT_TIMEOUT)[uuid]
+    assert server["status"] == "ACTIVE", server
+    _wait_console(api, uuid, r"STRATUS-GUEST-UP hostname=lv-actions", BOOT_TIMEOUT)
+    return api, uuid
+
+
+def test_diagnostics_report_the_real_guest(guest):
+    api, uuid = guest
+    r = _get(api, f"/servers/{uuid}/diagnostics", "2.48")
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["state"] == "running" and d["driver"] == "libvirt" and d["hypervisor"] in ("qemu", "kvm"), d
+    assert d["hypervisor_os"] == "linux" and d["uptime"] > 0 and d["config_drive"] is False
+    assert d["num_cpus"] == 1 and len(d["cpu_details"]) == 1 and d["cpu_details"][0]["time"] > 0, d
+    assert d["memory_details"]["maximum"] == 128 and 0 < d["memory_details"]["used"] <= 128, d
+    mac = re.search(r"([0-9a-f]{2}(?::[0-9a-f]{2}){5})", virsh("domiflist", uuid).stdout).group(1)
+    assert d["num_nics"] == 1 and d["nic_details"][0]["mac_address"] == mac, d
+    # The guest's /init mounted its disk (vda) and wrote a boot count to it.
+    assert d["num_disks"] == 1 and d["disk_details"][0]["read_bytes"] > 0, d
+    # Before 2.48: the libvirt driver's own flat keys.
+    legacy = _get(api, f"/servers/{uuid}/diagnostics", "2.47").json()
+    assert legacy["cpu0_time"] > 0 and legacy["memory"] == 128 * 1024, legacy
+
+
+def test_trigger_crash_dump_sends_an_nmi_the_guest_kernel_receives(guest):
+    api, uuid = guest
+    r = _action(api, uuid, {"trigger_crash_dump": None}, "2.17")
+    assert r.status_code == 202, r.text
+    # The busybox guest's kernel has no crash kernel loaded: it reports the NMI and carries on.
+    _wait_console(api, uuid, r"Uhhuh\. NMI received", 60)
+    actions = _get(api, f"/servers/{uuid}/os-instance-actions").json()["instanceActions"]
+    request_id = next(a["request_id"] for a in actions if a["action"] == "trigger_crash_dump")
+    deadline = time.monotonic() + 30
+    while True:
+        events = _get(api, f"/servers/{uuid}/os-instance-actions/{request_id}").json()["instanceAction"]["events"]
+        if events or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert [(e["event"], e["result"]) for e in events] == [("compute_trigger_crash_dump", "Success")], events
+    assert domstate(uuid) == "running"
+
+
+def test_create_image_uploads_a_standalone_copy_of_the_disk(guest, stack, tmp_path):
+    api, uuid = guest
+    r = _action(api, uuid, {"createImage": {"name": "lv-actions-snap", "metadata": {"purpose": "test"}}}, "2.45")
+    assert r.status_code == 202, r.text
+    image_id = r.json()["image_id"]
+    deadline = time.monotonic() + 180
+    while True:
+        image = requests.get(f"{stack.url}/image/v2/images/{image_id}", headers=api.headers, timeout=30).json()
+        if image["status"] in ("active", "killed", "deleted") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert image["status"] == "active" and image["size"] > 0, image
+    assert image["disk_format"] == "qcow2" and image["purpose"] == "test" and image["instance_uuid"] == uuid, image
+    server = api.wait_settled({uuid}, timeout=60)[uuid]
+    assert server["status"] == "ACTIVE" and server["OS-EXT-STS:task_state"] is None, server
+    assert domstate(uuid) == "running"  # paused for the copy, then resumed
+
+    data = requests.get(f"{stack.url}/image/v2/images/{image_id}/file", headers=api.headers, timeout=120).content
+    assert len(data) == image["size"]
+    snap = tmp_path / "snap.qcow2"
+    snap.write_bytes(data)
+    info = _qemu_img_info(snap)
+    disk = _qemu_img_info(stack.instances / uuid / "disk")
+    assert info["format"] == "qcow2" and "backing-filename" not in info, info
+    assert info["virtual-size"] == disk["virtual-size"] == 1 << 30, (info, disk)
+    subprocess.run(["qemu-img", "check", "-q", str(snap)], check=True)
+    assert b"stratus test disk" in data  # the base image's file system came along (no backing file needed)
