@@ -593,6 +593,17 @@ class LibvirtDriver(ComputeDriver):
             host = _host_ip()
         return ConsoleEndpoint(host=host, port=port, kind=kind)
 
+    # -- rescue (drivers/libvirt/rescue.py) ----------------------------------------------------------------------
+    def rescue(self, instance: InstanceSpec, rescue_image: ImageSpec | None) -> None:
+        from drivers.libvirt import rescue
+        with self._instance_lock(instance.uuid):
+            rescue.rescue(self, instance, rescue_image)
+
+    def unrescue(self, instance_uuid: str) -> None:
+        from drivers.libvirt import rescue
+        with self._instance_lock(instance_uuid):
+            rescue.unrescue(self, instance_uuid)
+
     # -- diagnostics, crash dump, snapshot (Nova's get_instance_diagnostics, trigger_crash_dump, snapshot) ---------
     def get_diagnostics(self, instance_uuid: str) -> dict:
         from drivers.libvirt import diagnostics

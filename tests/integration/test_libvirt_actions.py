@@ -137,3 +137,42 @@ def test_create_image_uploads_a_standalone_copy_of_the_disk(guest, stack, tmp_pa
     assert info["virtual-size"] == disk["virtual-size"] == 1 << 30, (info, disk)
     subprocess.run(["qemu-img", "check", "-q", str(snap)], check=True)
     assert b"stratus test disk" in data  # the base image's file system came along (no backing file needed)
+
+
+def _markers(api: Client, uuid: str, count: int) -> list[int]:
+    """Boot counts of the guest's first ``count`` userspace markers (its /init counts boots on vda)."""
+    deadline, found, log = time.monotonic() + BOOT_TIMEOUT, [], ""
+    while len(found) < count and time.monotonic() < deadline:
+        time.sleep(0.5)
+        log = _console(api, uuid)
+        found = [int(b) for b in re.findall(r"STRATUS-GUEST-UP hostname=lv-actions uuid=\S* boot=(\d+)", log)]
+    assert len(found) >= count, f"{uuid}: {count} boots expected, console tail:\n{log[-2000:]}"
+    return found
+
+
+def _disks(uuid: str) -> dict[str, str]:
+    lines = virsh("domblklist", uuid).stdout.splitlines()[2:]
+    return {parts[0]: parts[1] for parts in (line.split() for line in lines) if len(parts) == 2}
+
+
+def test_rescue_boots_the_rescue_disk_and_unrescue_the_own_disk_again(guest, stack):
+    api, uuid = guest
+    inst_dir = stack.instances / uuid
+    assert _markers(api, uuid, 1) == [1]
+    r = _action(api, uuid, {"rescue": {}})
+    assert r.status_code == 200 and r.json().get("adminPass"), r.text
+    server = api.wait_settled({uuid}, timeout=120)[uuid]
+    assert server["status"] == "RESCUE", server
+    assert _disks(uuid) == {"vda": str(inst_dir / "disk.rescue"), "vdb": str(inst_dir / "disk")}
+    assert domstate(uuid) == "running"
+    # A fresh copy of the image is vda: its boot count starts again.
+    assert _markers(api, uuid, 2) == [1, 1]
+    assert _get(api, f"/servers/{uuid}/diagnostics", "2.48").json()["num_disks"] == 2
+
+    r = _action(api, uuid, {"unrescue": None})
+    assert r.status_code == 202, r.text
+    server = api.wait_settled({uuid}, timeout=120)[uuid]
+    assert server["status"] == "ACTIVE", server
+    assert _disks(uuid) == {"vda": str(inst_dir / "disk")}
+    assert _markers(api, uuid, 3) == [1, 1, 2]  # its own disk again, which had counted one boot
+    assert not (inst_dir / "disk.rescue").exists() and not (inst_dir / "unrescue.xml").exists()

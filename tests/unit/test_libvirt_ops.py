@@ -162,3 +162,22 @@ def test_snapshot_leaves_a_paused_guest_paused_and_refuses_unknown_formats(tmp_p
 def test_the_api_no_longer_refuses_these_actions_for_libvirt():
     for method in ("get_diagnostics", "trigger_crash_dump", "snapshot"):
         assert supports("libvirt", method), method
+
+
+def test_rescue_xml_boots_the_rescue_disk_with_the_own_disk_second():
+    import xml.etree.ElementTree as ET
+
+    from drivers.libvirt import config
+    from tests.unit.test_fake_driver import spec
+    paths = config.DiskPaths(disk="/i/u/disk.rescue", console_log="/i/u/console.log", second_disk="/i/u/disk",
+                             config_drive="/i/u/disk.config")
+    root = ET.fromstring(config.domain_xml(spec(), paths, "qemu"))
+    disks = [(d.find("source").get("file"), d.find("target").get("dev")) for d in root.iterfind("./devices/disk")]
+    assert disks == [("/i/u/disk.rescue", "vda"), ("/i/u/disk", "vdb"), ("/i/u/disk.config", "vdc")]
+    plain = ET.fromstring(config.domain_xml(spec(), config.DiskPaths(disk="/i/u/disk", console_log="/c"), "qemu"))
+    assert [d.find("target").get("dev") for d in plain.iterfind("./devices/disk")] == ["vda"]
+
+
+def test_libvirt_rescues_but_still_refuses_moves():
+    assert supports("libvirt", "rescue") and supports("libvirt", "unrescue")
+    assert not supports("libvirt", "live_migrate") and not supports("libvirt", "finish_migration")
