@@ -176,3 +176,25 @@ def test_rescue_boots_the_rescue_disk_and_unrescue_the_own_disk_again(guest, sta
     assert _disks(uuid) == {"vda": str(inst_dir / "disk")}
     assert _markers(api, uuid, 3) == [1, 1, 2]  # its own disk again, which had counted one boot
     assert not (inst_dir / "disk.rescue").exists() and not (inst_dir / "unrescue.xml").exists()
+
+
+def test_shelve_offloads_with_a_snapshot_that_unshelve_boots(guest, stack):
+    """shelve (offloaded at once): power off, snapshot into ``<name>-shelved``, domain and disk gone; unshelve
+    boots a new domain from that snapshot, whose disk still counts the guest's boots."""
+    api, uuid = guest
+    assert _markers(api, uuid, 3)[-1] == 2
+    r = _action(api, uuid, {"shelve": None})
+    assert r.status_code == 202, r.text
+    server = api.wait_settled({uuid}, timeout=120)[uuid]
+    assert server["status"] == "SHELVED_OFFLOADED", server
+    assert domstate(uuid) == "absent" and not (stack.instances / uuid).exists()
+    found = requests.get(f"{stack.url}/image/v2/images", params={"name": "lv-actions-shelved"},
+                         headers=api.headers, timeout=30).json()["images"]
+    assert len(found) == 1 and found[0]["status"] == "active" and found[0]["disk_format"] == "qcow2", found
+
+    r = _action(api, uuid, {"unshelve": None})
+    assert r.status_code == 202, r.text
+    server = api.wait_settled({uuid}, timeout=BOOT_TIMEOUT)[uuid]
+    assert server["status"] == "ACTIVE", server
+    # A new instance directory (a new console log); the snapshot held the disk with its two boots.
+    assert _markers(api, uuid, 1) == [3]
