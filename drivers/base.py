@@ -213,8 +213,10 @@ class ComputeDriver(abc.ABC):
         """Return a rescued guest to its own disk, running. Idempotent."""
         raise NotImplementedError
 
-    def snapshot(self, instance_uuid: str) -> BinaryIO:
-        """Return a readable stream of the guest's root disk as an image (the caller closes it)."""
+    def snapshot(self, instance_uuid: str, disk_format: str | None = None) -> BinaryIO:
+        """Return a readable stream of the guest's root disk as a standalone image in ``disk_format`` (the
+        snapshot image's Glance disk_format; None: the driver's own), leaving the guest in its power state.
+        The caller closes it."""
         raise NotImplementedError
 
     def trigger_crash_dump(self, instance_uuid: str) -> None:

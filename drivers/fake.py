@@ -235,8 +235,8 @@ class FakeDriver(ComputeDriver):
             guest["power_state"] = PowerState.RUNNING
             self._save(instance_uuid)
 
-    def snapshot(self, instance_uuid: str) -> BinaryIO:
-        """The fake disk is the image it was built from, so its snapshot is that image's data."""
+    def snapshot(self, instance_uuid: str, disk_format: str | None = None) -> BinaryIO:
+        """The fake disk is the image it was built from, so its snapshot is that image's data (in its format)."""
         with _lock:
             guest = self._guest(instance_uuid)
             guest["console"].append("fake guest snapshot taken")

@@ -42,9 +42,10 @@ def _rebuild(drv: ComputeDriver, ctx: dict) -> dict:
 
 def _snapshot(drv: ComputeDriver, ctx: dict) -> dict:
     with read_session() as s:
-        if s.scalars(select(Image.id).where(Image.id == ctx["image_id"])).first() is None:
+        row = s.execute(select(Image.id, Image.disk_format).where(Image.id == ctx["image_id"])).first()
+        if row is None:
             raise StopCanvas("the snapshot's image was deleted before the snapshot")
-    stream = drv.snapshot(ctx["instance_uuid"])
+    stream = drv.snapshot(ctx["instance_uuid"], disk_format=row.disk_format)
     try:
         size, md5_hex, sha256_hex = image_store.write_stream(ctx["image_id"], stream, get_settings().max_image_size)
     finally:

@@ -18,7 +18,9 @@ class DiskPaths:
     kernel: str | None = None
     ramdisk: str | None = None
     cmdline: str | None = None
-    config_drive: str | None = None  # ISO 9660 "config-2", attached read-only as the second virtio disk (vdb)
+    config_drive: str | None = None  # ISO 9660 "config-2", attached read-only after the other disks
+    #: Rescue (Nova's libvirt layout): ``disk`` is the rescue disk (vda) and this, the instance's own disk, vdb.
+    second_disk: str | None = None
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -92,16 +94,19 @@ def domain_xml(inst: InstanceSpec, paths: DiskPaths, virt_type: str, bridge: str
     _sub(root, "on_crash", "destroy")
 
     dev = _sub(root, "devices")
-    disk = _sub(dev, "disk", type="file", device="disk")
-    _sub(disk, "driver", name="qemu", type=disk_format, cache="none" if virt_type == "kvm" else "writeback")
-    _sub(disk, "source", file=paths.disk)
-    _sub(disk, "target", dev="vda", bus="virtio")
+    targets = iter("vd" + c for c in "abcdef")
+    for path in (paths.disk, paths.second_disk):
+        if path:
+            disk = _sub(dev, "disk", type="file", device="disk")
+            _sub(disk, "driver", name="qemu", type=disk_format, cache="none" if virt_type == "kvm" else "writeback")
+            _sub(disk, "source", file=path)
+            _sub(disk, "target", dev=next(targets), bus="virtio")
 
     if paths.config_drive:
         cd = _sub(dev, "disk", type="file", device="disk")
         _sub(cd, "driver", name="qemu", type="raw")
         _sub(cd, "source", file=paths.config_drive)
-        _sub(cd, "target", dev="vdb", bus="virtio")
+        _sub(cd, "target", dev=next(targets), bus="virtio")
         _sub(cd, "readonly")
 
     if bridge:

@@ -135,3 +135,25 @@ def create_overlay(base: Path, base_format: str, dest: Path, size: int) -> None:
 def free_and_total(path: Path) -> tuple[int, int]:
     usage = shutil.disk_usage(path)
     return usage.free, usage.total
+
+
+# Glance disk_format -> qemu-img output format, for snapshots (Nova: the disk's own format unless
+# [libvirt]snapshot_image_format says otherwise; Stratus: the snapshot image's disk_format).
+SNAPSHOT_FORMATS = {"raw": "raw", "qcow2": "qcow2", "vmdk": "vmdk", "vdi": "vdi", "vhd": "vpc", "vhdx": "vhdx"}
+
+
+def extract(disk: Path, disk_format: str, dest: Path, force_share: bool = False, src_format: str = "qcow2") -> None:
+    """Write ``disk`` (an overlay and its backing chain) as one standalone image ``dest`` in Glance's
+    ``disk_format``. ``force_share``: the disk is open in a paused QEMU (which flushed it when it stopped)."""
+    fmt = SNAPSHOT_FORMATS.get(disk_format)
+    if fmt is None:
+        raise DriverError(f"Cannot snapshot to disk format {disk_format!r}; use one of "
+                          f"{', '.join(SNAPSHOT_FORMATS)}")
+    tmp = dest.with_name(f".{dest.name}.part")
+    args = ["qemu-img", "convert", "-q", *(["-U"] if force_share else []), "-f", src_format, "-O", fmt, str(disk),
+            str(tmp)]
+    try:
+        _run(*args, what=f"Cannot snapshot disk {disk}")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
