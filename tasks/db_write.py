@@ -209,7 +209,7 @@ def cas_instance(s: Session, uuid: str, expected_task_state: Any = _UNSET, expec
 def update_instance(s: Session, uuid: str, values: dict) -> None:
     """User-settable fields (name, description, hostname, access IPs, lock) of a live instance."""
     allowed = {"display_name", "display_description", "hostname", "access_ip_v4", "access_ip_v6", "locked",
-               "locked_reason"}
+               "locked_reason", "locked_by"}
     if set(values) - allowed:
         raise ConductorError(400, f"Cannot update {sorted(set(values) - allowed)}")
     if not cas_instance(s, uuid, **values):

@@ -524,6 +524,8 @@ def update_server(server_id: str):
 
 
 def _lock(server_id: str, args: object) -> None:
+    """Nova's lock: the owner's project locking an already-locked server changes nothing; otherwise the lock
+    records who took it (``owner`` or ``admin``), which decides whether unlock needs unlock_override."""
     ctx = current()
     reason = None
     if args is not None:
@@ -532,14 +534,27 @@ def _lock(server_id: str, args: object) -> None:
         reason = load(LockSchema(), args).get("locked_reason")
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
-    rpc.call("stratus.conductor.update_instance", inst.uuid, {"locked": True, "locked_reason": reason})
+    is_owner = inst.project_id == ctx.project_id
+    if inst.locked and is_owner:
+        return
+    rpc.call("stratus.conductor.update_instance", inst.uuid,
+             {"locked": True, "locked_reason": reason, "locked_by": "owner" if is_owner else "admin"})
+
+
+def expected_locked_by(inst: Instance, ctx: RequestContext) -> bool:
+    """Nova's is_expected_locked_by: unlocked, or locked by the caller's side (owner project / admin)."""
+    expect = "owner" if inst.project_id == ctx.project_id else "admin"
+    return not inst.locked_by or inst.locked_by == expect
 
 
 def _unlock(server_id: str, args: object) -> None:
     ctx = current()
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
-    rpc.call("stratus.conductor.update_instance", inst.uuid, {"locked": False, "locked_reason": None})
+    if not expected_locked_by(inst, ctx):
+        authorize(sub_rule("unlock_override"), inst.project_id)
+    rpc.call("stratus.conductor.update_instance", inst.uuid,
+             {"locked": False, "locked_reason": None, "locked_by": None})
 
 
 # --- delete and actions --------------------------------------------------------------------------------------------
