@@ -220,6 +220,9 @@ class Instance(Base):
     locked_by: Mapped[str | None] = mapped_column(String(5))  # 'owner' | 'admin' (Nova; unlock_override)
     # The ``tag`` of the image block device mapping (2.32, 2.42+), shown in the guest's device metadata.
     root_device_tag: Mapped[str | None] = mapped_column(String(60))
+    # Tagged devices as the driver placed them at spawn (Nova's instance_extra.device_metadata): a list of
+    # {"type": "nic"|"disk", "bus", "address", "mac"|"serial", "tags"}; metadata/base.py renders it per version.
+    device_metadata: Mapped[list | None] = mapped_column(JSON)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     reservation_id: Mapped[str] = mapped_column(String(255))
