@@ -217,6 +217,12 @@ class Instance(Base):
     access_ip_v6: Mapped[str | None] = mapped_column(String(64))
     locked: Mapped[bool] = mapped_column(Boolean, default=False)
     locked_reason: Mapped[str | None] = mapped_column(String(255))
+    locked_by: Mapped[str | None] = mapped_column(String(5))  # 'owner' | 'admin' (Nova; unlock_override)
+    # The ``tag`` of the image block device mapping (2.32, 2.42+), shown in the guest's device metadata.
+    root_device_tag: Mapped[str | None] = mapped_column(String(60))
+    # Tagged devices as the driver placed them at spawn (Nova's instance_extra.device_metadata): a list of
+    # {"type": "nic"|"disk", "bus", "address", "mac"|"serial", "tags"}; metadata/base.py renders it per version.
+    device_metadata: Mapped[list | None] = mapped_column(JSON)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     reservation_id: Mapped[str] = mapped_column(String(255))
@@ -384,6 +390,7 @@ class FixedIP(Base):
     address: Mapped[str] = mapped_column(String(64))
     mac: Mapped[str] = mapped_column(String(32), unique=True)
     instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    tag: Mapped[str | None] = mapped_column(String(60))  # the ``networks`` entry's device tag (2.32)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (UniqueConstraint("network_id", "address", name="uq_fixed_ips_network_address"),)
 

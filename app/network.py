@@ -54,6 +54,13 @@ def wants_network(networks_request: object) -> bool:
     return bool(networks_request)
 
 
+def requested_tag(networks_request: object) -> str | None:
+    """The device tag of the (single) ``networks`` entry, if it has one."""
+    if isinstance(networks_request, list) and networks_request and isinstance(networks_request[0], dict):
+        return networks_request[0].get("tag")
+    return None
+
+
 def random_mac() -> str:
     """A MAC in OpenStack's fa:16:3e prefix (as Neutron's base_mac)."""
     return "fa:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))

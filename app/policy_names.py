@@ -56,6 +56,7 @@ SUB_RULES: dict[str, tuple[str, str]] = {
     "server_groups_all_projects": ("os_compute_api:os-server-groups:index:all_projects", _ADMIN),
     "migrate_host": ("os_compute_api:os-migrate-server:migrate:host", _ADMIN),
     "unshelve_to_host": ("os_compute_api:os-shelve:unshelve_to_host", _ADMIN),
+    "unlock_override": ("os_compute_api:os-lock-server:unlock:unlock_override", _ADMIN),
 }
 
 # Server action (request body key) → Nova's rule; the dispatcher checks it with the instance's project as target.

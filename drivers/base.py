@@ -87,6 +87,9 @@ class InstanceSpec:
     #: Files of the config drive (relative path -> bytes; metadata/configdrive.make_iso builds the ISO 9660
     #: volume "config-2" from them), or None without a config drive. Holds user data: never log or send it.
     config_drive_files: dict | None = dataclasses.field(default=None, repr=False)
+    #: The device tag of the root disk (the image block device mapping's ``tag``, API 2.32/2.42+); the NIC's
+    #: tag is ``network["tag"]``.
+    root_device_tag: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,6 +265,29 @@ class ComputeDriver(abc.ABC):
         guest keeps running here. DriverError if no live migration of it runs on this host."""
         raise NotImplementedError
 
+    def device_metadata(self, instance: InstanceSpec) -> list[dict]:
+        """The guest's tagged devices (Nova's _build_device_metadata), called after spawn() and only when the
+        NIC or the root disk has a tag: ``{"type": "nic", "mac", "tags", "bus", "address"}`` and
+        ``{"type": "disk", "serial", "tags", "bus", "address"}``, untagged devices left out. ``bus`` is "pci",
+        "scsi", "ide" or "usb" and ``address`` the hypervisor's address on it (PCI: "0000:00:03.0"); this
+        default knows neither (None: the guest sees "none"), for drivers whose hypervisor does not say."""
+        return tagged_devices(instance, {})
+
     def cache_image(self, image: ImageSpec) -> None:
         """Put the image into this host's image cache ahead of any boot (os-aggregates images, 2.81)."""
         raise NotImplementedError
+
+
+def tagged_devices(instance: InstanceSpec, buses: dict[str, tuple[str | None, str | None]]) -> list[dict]:
+    """The instance's tagged NIC and root disk, each with its (bus, address) from ``buses`` (keys: the NIC's
+    MAC, "root" for the root disk). The root disk's serial is its volume id in Nova: None for an image disk."""
+    devices: list[dict] = []
+    net = instance.network or {}
+    if net.get("tag"):
+        bus, address = buses.get(net["mac"], (None, None))
+        devices.append({"type": "nic", "mac": net["mac"], "tags": [net["tag"]], "bus": bus, "address": address})
+    if instance.root_device_tag:
+        bus, address = buses.get("root", (None, None))
+        devices.append({"type": "disk", "serial": None, "tags": [instance.root_device_tag], "bus": bus,
+                        "address": address})
+    return devices

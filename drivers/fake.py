@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec,
-                          InstanceInfo, InstanceNotFound, InstanceSpec, LiveMigrationAborted, PowerState)
+                          InstanceInfo, InstanceNotFound, InstanceSpec, LiveMigrationAborted, PowerState,
+                          tagged_devices)
 
 _lock = threading.Lock()
 _guests: dict[str, dict[str, dict]] = {}  # host -> uuid -> guest record
@@ -146,7 +147,14 @@ class FakeDriver(ComputeDriver):
             guest.update(spawned=True, spawning=False, power_state=PowerState.RUNNING, started=time.time(),
                          config_drive_attached=instance.config_drive_files is not None,
                          nics=[instance.network["mac"]] if instance.network else [])
+            guest.setdefault("pci", _pci_slots(instance))
             self._save(instance.uuid)
+
+    def device_metadata(self, instance: InstanceSpec) -> list[dict]:
+        """The tagged devices at the PCI addresses the fake gave its guest at spawn."""
+        with _lock:
+            pci = dict(self._guest(instance.uuid).get("pci") or {})
+        return tagged_devices(instance, {key: ("pci", address) for key, address in pci.items()})
 
     def _disk_of(self, instance: InstanceSpec) -> str:
         """The guest's "disk": with a state_dir a hard link to (or copy of) its image's data, so it outlives the
@@ -376,3 +384,10 @@ class FakeDriver(ComputeDriver):
                 pass
             time.sleep(0.01)
         return False
+
+
+def _pci_slots(instance: InstanceSpec) -> dict[str, str]:
+    """PCI addresses in a libvirt-like order from slot 3: the root disk, the config drive, then the NIC."""
+    keys = ["root"] + (["config"] if instance.config_drive_files is not None else []) + \
+        ([instance.network["mac"]] if instance.network else [])
+    return {key: f"0000:00:{slot:02x}.0" for slot, key in enumerate(keys, start=3)}

@@ -61,6 +61,8 @@ class InstanceMetadata:
     #: {"address", "mac", "network_id", "network_name", "cidr", "gateway", "netmask"} or None
     fixed_ip: dict | None = None
     password: str | None = dataclasses.field(default=None, repr=False)
+    #: Tagged devices as the driver placed them (Instance.device_metadata); rendered by render_devices.
+    devices: list = dataclasses.field(default_factory=list)
     random_seed: str = dataclasses.field(
         default_factory=lambda: base64.b64encode(secrets.token_bytes(512)).decode(), repr=False)
 
@@ -88,7 +90,7 @@ class InstanceMetadata:
         if _version_at_least(version, LIBERTY):
             md["project_id"] = self.project_id
         if _version_at_least(version, NEWTON_ONE):
-            md["devices"] = []  # no tagged devices
+            md["devices"] = render_devices(self.devices, version)
         if _version_at_least(version, VICTORIA):
             md["dedicated_cpus"] = []
         return md
@@ -215,6 +217,48 @@ class InstanceMetadata:
         return files
 
 
+def render_devices(devices: list[dict], version: str) -> list[dict]:
+    """Nova's InstanceMetadata._get_device_metadata: each tagged device as the guest sees it. ``bus`` and
+    ``address`` are "none" when the driver knows no bus; NICs carry ``vf_trusted`` (false) from 2018-08-27."""
+    out = []
+    for dev in devices or []:
+        item: dict = {}
+        if dev.get("type") == "nic":
+            if _version_at_least(version, ROCKY):
+                item["vf_trusted"] = bool(dev.get("vf_trusted", False))
+            item["type"] = "nic"
+            item["mac"] = dev["mac"]
+        elif dev.get("type") == "disk":
+            item["type"] = "disk"
+            for key in ("serial", "path"):
+                if key in dev:
+                    item[key] = dev[key]
+        else:
+            continue
+        bus = dev.get("bus")
+        item["bus"] = bus or "none"
+        item["address"] = (dev.get("address") or "none") if bus else "none"
+        if dev.get("tags"):
+            item["tags"] = list(dev["tags"])
+        out.append(item)
+    return out
+
+
+def with_devices(files: dict[str, bytes], devices: list[dict]) -> dict[str, bytes]:
+    """Config drive files with ``devices`` in each openstack/<version>/meta_data.json that has the key: a driver
+    learns the device addresses only once the guest is defined, after the files were made (as in Nova, whose
+    libvirt driver builds the config drive after defining the domain)."""
+    out = dict(files)
+    for path, data in files.items():
+        parts = path.split("/")
+        if len(parts) == 3 and parts[0] == "openstack" and parts[2] == "meta_data.json":
+            md = json.loads(data)
+            if "devices" in md:
+                md["devices"] = render_devices(devices, parts[1])
+                out[path] = _dump(md)
+    return out
+
+
 def _ec2_render(node: object) -> bytes:
     if isinstance(node, dict):
         return "\n".join(f"{k}/" if isinstance(v, dict) else k for k, v in sorted(node.items())).encode()
@@ -243,8 +287,8 @@ def from_instance(s: Session, inst: Instance) -> InstanceMetadata:
                     .where(FixedIP.instance_uuid == inst.uuid).order_by(FixedIP.id)).first()
     if row is not None:
         ip, net = row
-        fixed = {"address": ip.address, "mac": ip.mac, "network_id": net.id, "network_name": net.name,
-                 "cidr": net.cidr, "gateway": net.gateway,
+        fixed = {"address": ip.address, "mac": ip.mac, "tag": ip.tag, "network_id": net.id,
+                 "network_name": net.name, "cidr": net.cidr, "gateway": net.gateway,
                  "netmask": str(ipaddress.ip_network(net.cidr, strict=False).netmask)}
     password = s.scalar(select(InstancePassword.password).where(InstancePassword.instance_uuid == inst.uuid))
     flavor = inst.flavor_snapshot or {}
@@ -253,7 +297,8 @@ def from_instance(s: Session, inst: Instance) -> InstanceMetadata:
         availability_zone=inst.availability_zone or "", launch_index=inst.launch_index or 0,
         reservation_id=inst.reservation_id, image_ref=inst.image_ref or "", flavor_name=flavor.get("name", ""),
         key_name=inst.key_name, key_data=inst.key_data, meta=dict(inst.metadata_items or {}),
-        user_data=decode_user_data(crypto.decrypt(inst.user_data_enc)), fixed_ip=fixed, password=password)
+        user_data=decode_user_data(crypto.decrypt(inst.user_data_enc)), fixed_ip=fixed, password=password,
+        devices=list(inst.device_metadata or []))
 
 
 def live_instance_by_address(s: Session, address: str) -> Instance | None:

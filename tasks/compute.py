@@ -69,7 +69,8 @@ def instance_spec(uuid: str, expect_task_state: str | None = None, image_id: str
                             flavor_id=flavor.get("id", ""), image=_image_spec(s, image_id or inst.image_ref),
                             key_data=inst.key_data, metadata=dict(inst.metadata_items or {}),
                             extra_specs=dict(flavor.get("extra_specs") or {}), network=_network_of(md),
-                            config_drive_files=md.config_drive_files() if _wants_config_drive(inst) else None)
+                            config_drive_files=md.config_drive_files() if _wants_config_drive(inst) else None,
+                            root_device_tag=inst.root_device_tag)
 
 
 def _wants_config_drive(inst: Instance) -> bool:
@@ -93,10 +94,15 @@ def _cleanup_after_failure(host: str, uuid: str) -> None:
 
 
 def _build_step(ctx: dict, call: str) -> dict:
-    """Run one driver step of a boot; on failure remove what the step left, so a reschedule starts clean."""
+    """Run one driver step of a boot; on failure remove what the step left, so a reschedule starts clean.
+    After spawn, a guest with a tagged NIC or root disk also reports where the driver put them: finish_boot
+    stores that for the metadata service (Nova's spawn saves instance.device_metadata); a few small dicts."""
     spec = instance_spec(ctx["instance_uuid"], states.SPAWNING)
+    driver = driver_for(ctx["host"])
     try:
-        getattr(driver_for(ctx["host"]), call)(spec)
+        getattr(driver, call)(spec)
+        if call == "spawn" and (spec.root_device_tag or (spec.network or {}).get("tag")):
+            ctx = {**ctx, "device_metadata": driver.device_metadata(spec)}
     except Exception:
         _cleanup_after_failure(ctx["host"], spec.uuid)
         raise

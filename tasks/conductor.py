@@ -335,13 +335,18 @@ def _az_of(s, host: str) -> str:
     return zone_of(s, host) or "nova"
 
 
+def _device_metadata(ctx: dict) -> dict:
+    """The tagged devices the spawn step reported (absent when the instance has no device tag)."""
+    return {"device_metadata": ctx["device_metadata"]} if "device_metadata" in ctx else {}
+
+
 @celery.task(name="stratus.conductor.finish_boot", ignore_result=True)
 def finish_boot(ctx: dict) -> None:
     uuid = ctx["instance_uuid"]
     with write_session() as s:
         ok = db_write.cas_instance(s, uuid, expected_task_state=states.SPAWNING, vm_state=states.ACTIVE,
                                    task_state=None, power_state=PowerState.RUNNING, launched_at=utcnow(),
-                                   progress=100)
+                                   progress=100, **_device_metadata(ctx))
         if ok:
             db_write.record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance", ctx.get("t0"),
                                   "Success", host=ctx.get("host"))

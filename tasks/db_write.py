@@ -209,7 +209,7 @@ def cas_instance(s: Session, uuid: str, expected_task_state: Any = _UNSET, expec
 def update_instance(s: Session, uuid: str, values: dict) -> None:
     """User-settable fields (name, description, hostname, access IPs, lock) of a live instance."""
     allowed = {"display_name", "display_description", "hostname", "access_ip_v4", "access_ip_v6", "locked",
-               "locked_reason"}
+               "locked_reason", "locked_by"}
     if set(values) - allowed:
         raise ConductorError(400, f"Cannot update {sorted(set(values) - allowed)}")
     if not cas_instance(s, uuid, **values):
@@ -247,14 +247,14 @@ def create_instances(s: Session, req: dict) -> list[str]:
             admin_pass_enc=req.get("admin_pass_enc"), config_drive=req.get("config_drive") or "",
             metadata_items=req.get("metadata") or {}, networks_request=req.get("networks"),
             scheduler_hints=req.get("scheduler_hints") or {}, access_ip_v4=req.get("access_ip_v4"),
-            access_ip_v6=req.get("access_ip_v6"), launch_index=index, reservation_id=req["reservation_id"],
+            access_ip_v6=req.get("access_ip_v6"), root_device_tag=req.get("root_device_tag"), launch_index=index, reservation_id=req["reservation_id"],
             created_at=now, updated_at=now))
         s.add(InstanceAction(action="create", instance_uuid=uuid, request_id=req["request_id"],
                              user_id=req["user_id"], project_id=req["project_id"], start_time=now, updated_at=now))
         for tag in dict.fromkeys(req.get("tags") or []):
             s.add(InstanceTag(instance_uuid=uuid, tag=tag))
         if network.wants_network(req.get("networks")):
-            allocate_fixed_ip(s, uuid)
+            allocate_fixed_ip(s, uuid, network.requested_tag(req.get("networks")))
         if group is not None:
             s.add(InstanceGroupMember(group_id=group.id, instance_uuid=uuid, user_id=req["user_id"]))
     return uuids
@@ -517,8 +517,9 @@ def lowest_free_address(info: network.NetworkInfo, used: set[str]) -> str | None
     return None
 
 
-def allocate_fixed_ip(s: Session, instance_uuid: str) -> FixedIP:
-    """Give the instance the lowest free address of the built-in network and a random MAC.
+def allocate_fixed_ip(s: Session, instance_uuid: str, tag: str | None = None) -> FixedIP:
+    """Give the instance the lowest free address of the built-in network and a random MAC (and the device tag
+    of its ``networks`` entry, 2.32/2.42).
 
     Concurrent allocations are settled by the unique constraints: the loser retries with the next address."""
     info = network.builtin()
@@ -531,7 +532,7 @@ def allocate_fixed_ip(s: Session, instance_uuid: str) -> FixedIP:
         try:
             with s.begin_nested():
                 row = FixedIP(network_id=info.id, address=address, mac=network.random_mac(),
-                              instance_uuid=instance_uuid)
+                              instance_uuid=instance_uuid, tag=tag)
                 s.add(row)
                 s.flush()
             return row

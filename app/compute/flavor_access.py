@@ -7,10 +7,12 @@ from flask import Blueprint, jsonify
 from sqlalchemy import select
 
 from app import rpc
+from app.compute import extra_spec_rules
 from app.compute.flavors import get_flavor
 from app.compute.schemas import json_body
 from app.db import read_session
 from app.errors import bad_request, not_found
+from app.microversion import current as api_version
 from app.models import FlavorProject
 from app.policy import authorize, checks_inside, enforce, register
 
@@ -69,7 +71,8 @@ def flavor_action(flavor_id: str):
 
 
 def _specs(data: object) -> dict[str, str]:
-    """Validated extra specs as strings (Nova accepts strings, numbers and booleans)."""
+    """Validated extra specs as strings (Nova accepts strings, numbers and booleans); from 2.86 each is also
+    checked against Nova's extra-spec validators (app/compute/extra_spec_rules.py)."""
     if not isinstance(data, dict) or not data:
         raise bad_request("Invalid input for field/attribute extra_specs. It must be a non-empty object.")
     out = {}
@@ -82,6 +85,11 @@ def _specs(data: object) -> dict[str, str]:
         if not isinstance(value, str) or not 0 <= len(value) <= 255:
             raise bad_request(f"Invalid input for field/attribute {key}. Value: {value!r}. It must be a string, "
                               f"number or boolean of at most 255 characters.")
+        if api_version().matches("2.86"):
+            try:
+                extra_spec_rules.validate(key, value)
+            except extra_spec_rules.ExtraSpecError as exc:
+                raise bad_request(str(exc)) from None
         out[key] = value
     return out
 

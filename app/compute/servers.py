@@ -417,6 +417,8 @@ def create_server():
     server_metadata.check_create_quota(body.get("metadata"))
     tags = server_tags.parse_create_tags(body)
     networks = _networks(body)
+    device_tags.check_network_tags(networks)
+    root_tag = device_tags.root_device_tag(body.get("block_device_mapping_v2") or [])
     if body.get("block_device_mapping") or body.get("block_device_mapping_v2"):
         bdms = body.get("block_device_mapping_v2") or []
         image_bdm = [b for b in bdms if b.get("source_type") == "image" and b.get("destination_type") == "local"]
@@ -487,6 +489,7 @@ def create_server():
         "config_drive": "True" if str(body.get("config_drive", "")).lower() in ("true", "1") else "",
         "scheduler_hints": hints, "access_ip_v4": body.get("accessIPv4"), "access_ip_v6": body.get("accessIPv6"),
         "reservation_id": reservation_id, "group_uuid": group_uuid, "tags": tags, "requested_host": requested_host,
+        "root_device_tag": root_tag,
         # Secrets travel encrypted and are redacted from Flower and logs by argsrepr.
         "user_data_enc": crypto.encrypt(body.get("user_data")), "admin_pass_enc": crypto.encrypt(admin_pass),
     }
@@ -524,6 +527,8 @@ def update_server(server_id: str):
 
 
 def _lock(server_id: str, args: object) -> None:
+    """Nova's lock: the owner's project locking an already-locked server changes nothing; otherwise the lock
+    records who took it (``owner`` or ``admin``), which decides whether unlock needs unlock_override."""
     ctx = current()
     reason = None
     if args is not None:
@@ -532,14 +537,27 @@ def _lock(server_id: str, args: object) -> None:
         reason = load(LockSchema(), args).get("locked_reason")
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
-    rpc.call("stratus.conductor.update_instance", inst.uuid, {"locked": True, "locked_reason": reason})
+    is_owner = inst.project_id == ctx.project_id
+    if inst.locked and is_owner:
+        return
+    rpc.call("stratus.conductor.update_instance", inst.uuid,
+             {"locked": True, "locked_reason": reason, "locked_by": "owner" if is_owner else "admin"})
+
+
+def expected_locked_by(inst: Instance, ctx: RequestContext) -> bool:
+    """Nova's is_expected_locked_by: unlocked, or locked by the caller's side (owner project / admin)."""
+    expect = "owner" if inst.project_id == ctx.project_id else "admin"
+    return not inst.locked_by or inst.locked_by == expect
 
 
 def _unlock(server_id: str, args: object) -> None:
     ctx = current()
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
-    rpc.call("stratus.conductor.update_instance", inst.uuid, {"locked": False, "locked_reason": None})
+    if not expected_locked_by(inst, ctx):
+        authorize(sub_rule("unlock_override"), inst.project_id)
+    rpc.call("stratus.conductor.update_instance", inst.uuid,
+             {"locked": False, "locked_reason": None, "locked_by": None})
 
 
 # --- delete and actions --------------------------------------------------------------------------------------------
@@ -639,4 +657,4 @@ def server_action(server_id: str):
 
 
 # Late imports: these modules import get_instance from here.
-from app.compute import server_filters, server_metadata, server_tags  # noqa: E402
+from app.compute import device_tags, server_filters, server_metadata, server_tags  # noqa: E402

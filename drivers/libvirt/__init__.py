@@ -26,7 +26,8 @@ from typing import BinaryIO
 
 from app.settings import Settings
 from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError,
-                          HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, PowerState)
+                          HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, PowerState,
+                          tagged_devices)
 from drivers.libvirt import config, imagecache
 
 try:
@@ -309,15 +310,20 @@ class LibvirtDriver(ComputeDriver):
                     "not on the Stratus network", instance.uuid, bridge)
         return self.settings.libvirt_bridge, net["mac"]
 
-    def _build_config_drive(self, instance: InstanceSpec) -> None:
+    def _build_config_drive(self, instance: InstanceSpec, dom) -> None:
+        """Made once the domain is defined, so that meta_data.json lists the tagged devices at the addresses
+        libvirt gave them (Nova's _create_configdrive runs as the define's post-XML callback likewise)."""
         if instance.config_drive_files is None:
             return
-        from metadata import configdrive
+        from metadata import base as metadata_base, configdrive
         target = self._instance_dir(instance.uuid) / "disk.config"
         if target.is_file():
             return
+        files = instance.config_drive_files
+        if _has_tags(instance):
+            files = metadata_base.with_devices(files, self._devices_of(dom, instance))
         try:
-            configdrive.make_iso(instance.config_drive_files, target)
+            configdrive.make_iso(files, target)
         except (configdrive.ConfigDriveError, OSError) as exc:
             raise HostLocalError(f"Cannot build the config drive of instance {instance.uuid}: {exc}") from exc
 
@@ -337,10 +343,10 @@ class LibvirtDriver(ComputeDriver):
         defined_here = dom is None
         try:
             if dom is None:
-                self._build_config_drive(instance)
                 xml = self.domain_xml(instance)
                 with self._errors("define", instance.uuid):
                     dom = self.conn.defineXML(xml)
+            self._build_config_drive(instance, dom)
             with self._errors("start", instance.uuid):
                 state = dom.state()[0]
                 if not dom.isActive():
@@ -357,6 +363,16 @@ class LibvirtDriver(ComputeDriver):
             if defined_here and dom is not None:
                 self._undefine(dom, instance.uuid, quiet=True)
             raise
+
+    def _devices_of(self, dom, instance: InstanceSpec) -> list[dict]:
+        with self._errors("read the domain XML", instance.uuid):
+            xml = dom.XMLDesc(0)
+        macs = {instance.network["mac"]} if instance.network else set()
+        return tagged_devices(instance, config.device_buses(xml, macs))
+
+    def device_metadata(self, instance: InstanceSpec) -> list[dict]:
+        """The tagged NIC and root disk at the PCI addresses of the defined domain's XML."""
+        return self._devices_of(self._lookup(instance.uuid), instance)
 
     def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:
         inst_dir = self._instance_dir(instance_uuid)
@@ -650,6 +666,10 @@ class LibvirtDriver(ComputeDriver):
             raise HostLocalError(f"Cannot read the snapshot of instance {instance_uuid}: {exc}") from exc
         target.unlink(missing_ok=True)
         return stream
+
+
+def _has_tags(instance: InstanceSpec) -> bool:
+    return bool(instance.root_device_tag or (instance.network or {}).get("tag"))
 
 
 def _meminfo() -> dict[str, int]:

@@ -149,3 +149,33 @@ def graphics_port(xml: str, kind: str) -> tuple[str, int] | None:
             return None
         return g.get("listen") or "127.0.0.1", port
     return None
+
+
+def _bus_address(dev: ET.Element, target_bus: str | None = None) -> tuple[str | None, str | None]:
+    """Nova's _prepare_device_bus: (bus, address) of a defined device; PCI when libvirt gave it a PCI address,
+    else the disk's target bus (scsi/ide/usb) with the drive address."""
+    addr = dev.find("address")
+    if addr is not None and addr.get("type") == "pci":
+        parts = [addr.get(k, "0x0")[2:] for k in ("domain", "bus", "slot", "function")]
+        return "pci", "{}:{}:{}.{}".format(*parts)
+    if target_bus in ("scsi", "ide", "usb"):
+        address = None
+        if addr is not None and addr.get("type") == "drive":
+            address = ":".join(addr.get(k, "0") for k in ("controller", "bus", "target", "unit"))
+        return target_bus, address
+    return None, None
+
+
+def device_buses(xml: str, macs: set[str], root_dev: str = "vda") -> dict[str, tuple[str | None, str | None]]:
+    """(bus, address) of the defined domain's NICs whose MAC is in ``macs`` and of its root disk ("root")."""
+    root = ET.fromstring(xml)
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for nic in root.iterfind("./devices/interface"):
+        mac = nic.find("mac")
+        if mac is not None and mac.get("address") in macs:
+            out[mac.get("address")] = _bus_address(nic)
+    for disk in root.iterfind("./devices/disk"):
+        target = disk.find("target")
+        if target is not None and target.get("dev") == root_dev:
+            out["root"] = _bus_address(disk, target.get("bus"))
+    return out

@@ -6,6 +6,7 @@ through the driver. Guests run under TCG here (nested KVM does not boot guests o
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -302,3 +303,30 @@ def test_failed_spawn_leaves_no_domain(driver, image, state_dir):
     assert (driver.instances_dir / inst.uuid / "disk").is_file()  # the disk stays until destroy()
     broken.destroy(inst.uuid)
     _assert_nothing_left(driver, inst)
+
+
+def test_tagged_devices_from_the_domain_and_on_the_config_drive(driver, image):
+    """device_metadata() reads the PCI addresses libvirt gave the tagged NIC and root disk, and the config drive
+    (built after the define) lists the same devices in meta_data.json."""
+    from metadata import base as metadata_base
+    md = metadata_base.InstanceMetadata(id=1, uuid="u", name="tags", hostname="tags", project_id="p",
+                                        availability_zone="nova", launch_index=0, reservation_id="r",
+                                        image_ref=image.id, flavor_name="m1.tiny")
+    inst = _instance(image, "tagged", network={"mac": "fa:16:3e:12:34:56", "address": "10.9.0.2", "tag": "nic1",
+                                               "bridge": "no-such-br0"},
+                     root_device_tag="root", config_drive_files=md.config_drive_files())
+    _boot(driver, inst)
+    devices = driver.device_metadata(inst)
+    xml = _virsh("dumpxml", inst.uuid).stdout
+    assert [d["type"] for d in devices] == ["nic", "disk"] and all(d["bus"] == "pci" for d in devices)
+    for dev in devices:
+        assert re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", dev["address"]), dev
+        slot = "0x" + dev["address"].split(":")[2].split(".")[0]
+        assert f"slot='{slot}'" in xml
+    assert devices[0]["mac"] == "fa:16:3e:12:34:56" and devices[0]["tags"] == ["nic1"]
+    assert devices[1]["tags"] == ["root"] and devices[1]["serial"] is None
+    iso = driver.instances_dir / inst.uuid / "disk.config"
+    shown = subprocess.run(["isoinfo", "-i", str(iso), "-R", "-x", "/openstack/latest/meta_data.json"],
+                           capture_output=True, check=True).stdout
+    assert json.loads(shown)["devices"] == metadata_base.render_devices(devices, "latest")
+    driver.destroy(inst.uuid)
