@@ -25,7 +25,7 @@ from tasks.common import new_ctx, sig
 from tasks.conductor import rpc
 from tasks.conductor_actions import invalid_state, require_driver
 from tasks.conductor_moves import (LIVE_MIGRATION_ACTIVE, MOVES, _pick_and_claim, _rekey_allocation, _run,
-                                   _service_up)
+                                   _service_up, movable_instance)
 from tasks.db_write import ConductorError
 
 LOG = logging.getLogger(__name__)
@@ -37,15 +37,7 @@ def live_migrate(req: dict) -> dict:
     uuid = req["instance_uuid"]
     require_driver("live_migrate", RULE["api"])
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
-        if inst is None or inst.deleted:
-            raise ConductorError(404, f"Instance {uuid} could not be found.")
-        if inst.vm_state not in RULE["from"]:
-            raise invalid_state(RULE["api"], uuid, "vm_state", inst.vm_state)
-        if inst.task_state is not None:
-            raise invalid_state(RULE["api"], uuid, "task_state", inst.task_state)
-        if not inst.host:
-            raise ConductorError(409, f"Instance {uuid} is not ready")
+        inst = movable_instance(s, uuid, RULE)
         flavor = dict(inst.flavor_snapshot or {})
         mig = Migration(instance_uuid=uuid, migration_type="live-migration", status="accepted",
                         source_compute=inst.host, source_node=inst.host, dest_host=req.get("host"),

@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 
 from app.db import write_session
 from app.image import store as image_store
-from app.models import Allocation, Flavor, Image, Migration, Service, utcnow
+from app.models import Allocation, Flavor, Image, Instance, Migration, Service, utcnow
 from drivers.base import PowerState
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
@@ -95,6 +95,20 @@ def _quota_delta(s, project_id: str, old: dict, new: dict, sign: int = 1) -> Non
         db_write.reserve_quota(s, project_id, {"instances": 0, "cores": cores, "ram": ram})
 
 
+def movable_instance(s, uuid: str, rule: dict, needs_host: bool = True) -> Instance:
+    """The instance, locked, if the move ``rule`` may start from its states (Nova's 404 / 409 otherwise)."""
+    inst = db_write.get_instance(s, uuid, lock=True)
+    if inst is None or inst.deleted:
+        raise ConductorError(404, f"Instance {uuid} could not be found.")
+    if inst.vm_state not in rule["from"]:
+        raise invalid_state(rule["api"], uuid, "vm_state", inst.vm_state)
+    if inst.task_state is not None:
+        raise invalid_state(rule["api"], uuid, "task_state", inst.task_state)
+    if needs_host and not inst.host:
+        raise ConductorError(409, f"Instance {uuid} is not ready")
+    return inst
+
+
 @rpc("start_move")
 def start_move(req: dict) -> dict:
     """resize, migrate, evacuate, unshelve (live migration: tasks/conductor_live.py)."""
@@ -103,16 +117,8 @@ def start_move(req: dict) -> dict:
     require_driver(action, rule["api"])
     requested = req.get("host")
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
-        if inst is None or inst.deleted:
-            raise ConductorError(404, f"Instance {uuid} could not be found.")
-        if inst.vm_state not in rule["from"]:
-            raise invalid_state(rule["api"], uuid, "vm_state", inst.vm_state)
-        if inst.task_state is not None:
-            raise invalid_state(rule["api"], uuid, "task_state", inst.task_state)
+        inst = movable_instance(s, uuid, rule, needs_host=action != "unshelve")
         source = inst.host
-        if action != "unshelve" and not source:
-            raise ConductorError(409, f"Instance {uuid} is not ready")
         if requested is not None and requested == source:
             raise ConductorError(400, "The target host can't be the same one.")
         if action == "evacuate" and _service_up(s, source):

@@ -2,6 +2,7 @@
 database and broker namespace per stack, migrations, bootstrap, and helpers to drive the openstack CLI."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -14,6 +15,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
@@ -299,3 +301,29 @@ class Stack:
 
     def wipe(self) -> None:
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def metadata_stack(state_dir: Path, cidr: str, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A one-host fake cloud with its metadata service on a free port (``stack.md_port``), guests in ``cidr``
+    (tests reach it from a guest's address on 127.x), answered once the service listens; wiped afterwards."""
+    md_port = free_port()
+    st = Stack(state_dir, BACKENDS["sqlite-filesystem"], compute_hosts="fake-1",
+               processes=("api", "conductor", "scheduler", "compute", "metadata"),
+               extra_env={"STRATUS_NETWORK_CIDR": cidr, "STRATUS_METADATA_BIND": f"127.0.0.1:{md_port}",
+                          **(extra_env or {})})
+    st.md_port = md_port
+    try:
+        st.start()
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", md_port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, st.log("metadata")[-3000:]
+                time.sleep(0.2)
+        yield st
+    finally:
+        st.stop()
+        st.wipe()

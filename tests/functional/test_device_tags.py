@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import time
 
 import pytest
 import requests
 
-from tests.stack import BACKENDS, Stack, free_port
+from tests.stack import Stack, metadata_stack
 
 pytestmark = [pytest.mark.services, pytest.mark.backends("sqlite-filesystem")]
 
@@ -19,26 +18,9 @@ CIDR = "127.78.0.0/24"
 
 @pytest.fixture(scope="module")
 def md_stack(tmp_path_factory):
-    md_port = free_port()
-    st = Stack(tmp_path_factory.mktemp("device-tags-stack"), BACKENDS["sqlite-filesystem"], compute_hosts="fake-1",
-               processes=("api", "conductor", "scheduler", "compute", "metadata"),
-               extra_env={"STRATUS_NETWORK_CIDR": CIDR, "STRATUS_METADATA_BIND": f"127.0.0.1:{md_port}",
-                          "STRATUS_METADATA_CACHE_TTL": "0"})
-    st.md_port = md_port
-    try:
-        st.start()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", md_port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, st.log("metadata")[-3000:]
-                time.sleep(0.2)
+    with metadata_stack(tmp_path_factory.mktemp("device-tags-stack"), CIDR,
+                        {"STRATUS_METADATA_CACHE_TTL": "0"}) as st:
         yield st
-    finally:
-        st.stop()
-        st.wipe()
 
 
 def _guest_get(stack: Stack, path: str, source: str) -> bytes:

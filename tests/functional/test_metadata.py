@@ -12,7 +12,6 @@ import hmac
 import http.client
 import ipaddress
 import json
-import socket
 import subprocess
 import time
 
@@ -20,7 +19,7 @@ import pytest
 import requests
 
 from metadata.base import EC2_VERSIONS, OPENSTACK_VERSIONS
-from tests.stack import BACKENDS, Stack, free_port
+from tests.stack import Stack, metadata_stack
 
 pytestmark = pytest.mark.services
 
@@ -36,27 +35,9 @@ def _signature(instance_id: str, secret: str = SECRET) -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    backend = BACKENDS["sqlite-filesystem"]
-    md_port = free_port()
-    st = Stack(tmp_path_factory.mktemp("metadata-stack"), backend, compute_hosts="fake-1",
-               processes=("api", "conductor", "scheduler", "compute", "metadata"),
-               extra_env={"STRATUS_NETWORK_CIDR": CIDR, "STRATUS_METADATA_PROXY_SHARED_SECRET": SECRET,
-                          "STRATUS_METADATA_BIND": f"127.0.0.1:{md_port}", "STRATUS_METADATA_CACHE_TTL": "2"})
-    st.md_port = md_port
-    try:
-        st.start()
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", md_port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, st.log("metadata")[-3000:]
-                time.sleep(0.2)
+    env = {"STRATUS_METADATA_PROXY_SHARED_SECRET": SECRET, "STRATUS_METADATA_CACHE_TTL": "2"}
+    with metadata_stack(tmp_path_factory.mktemp("metadata-stack"), CIDR, env) as st:
         yield st
-    finally:
-        st.stop()
-        st.wipe()
 
 
 class Api:
