@@ -18,6 +18,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.models import Base
     from app.settings import get_settings
     from app.versions import bp as versions_bp
+    from app.json_provider import OrjsonProvider
 
     settings = get_settings()
     app = Flask(__name__)
@@ -28,7 +29,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     if test_config:
         app.config.update(test_config)
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)  # keys unsorted, as Nova's bodies
     logging.basicConfig(level=settings.log_level)
     settings.state_path.mkdir(parents=True, exist_ok=True)
 
