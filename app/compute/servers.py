@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from app import crypto, network, quota, rpc
 from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema,
@@ -265,11 +265,19 @@ def _matching_ips(s: Session, instances: list[Instance], patterns: list) -> list
     return [i for i in instances if hit(i.uuid)]
 
 
+# Columns a list never shows: not loaded (JSON decoding of four columns per row was a fifth of a 1,000-server
+# list's CPU). raiseload: a view that starts reading one fails its tests instead of loading it row by row.
+_LIST_DEFERRED = tuple(defer(column, raiseload=True) for column in (
+    Instance.system_metadata, Instance.networks_request, Instance.scheduler_hints, Instance.device_metadata,
+    Instance.key_data, Instance.user_data_enc, Instance.admin_pass_enc))
+
+
 def _list(detail: bool) -> Response:
     ctx = current()
     conds, limit, marker = _list_query(ctx)
     with read_session() as s:
-        query = _sorted(select(Instance).where(and_(*conds)) if conds else select(Instance), marker)
+        query = select(Instance).options(*_LIST_DEFERRED)
+        query = _sorted(query.where(and_(*conds)) if conds else query, marker)
         regex, ips = g.get("name_regex"), g.get("ip_patterns")
         if regex is None and not ips:
             instances = list(s.scalars(query.limit(limit)))
