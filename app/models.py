@@ -305,6 +305,27 @@ class QuotaUsage(Base):
     server_groups: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class QuotaUserUsage(Base):
+    """Per-user usage counters within a project (Nova counts instances, cores, RAM and server groups per user too);
+    changed in the same conditional UPDATEs as the project's row."""
+    __tablename__ = "quota_user_usages"
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instances: Mapped[int] = mapped_column(Integer, default=0)
+    cores: Mapped[int] = mapped_column(Integer, default=0)
+    ram: Mapped[int] = mapped_column(Integer, default=0)
+    server_groups: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QuotaUserLimit(Base):
+    """Nova's project_user_quotas: a user's own limits within a project (``os-quota-sets?user_id=``)."""
+    __tablename__ = "project_user_quotas"
+    project_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)
+
+
 class QuotaLimit(Base):
     """Per-project overrides of the default quotas."""
     __tablename__ = "quota_limits"

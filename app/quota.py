@@ -3,10 +3,15 @@
 Reads only; the conductor writes limits and usage (tasks/db_write.py). Limits resolve as in Nova's DB driver:
 a project's own limit, else the ``default`` quota class, else the configured default. -1 means unlimited.
 
-Counted resources keep a usage counter (``quota_usages``) changed by conditional UPDATEs in the same conductor
-transaction as the create, so limits hold under concurrency. ``metadata_items`` and ``injected_file*`` limit
-one request. ``key_pairs`` are counted per user, ``server_group_members`` per server group.
-Per-user quotas (``?user_id=``) are not kept separately: the project's quotas apply to each of its users.
+Per-user quotas (``os-quota-sets?user_id=``, Nova's project_user_quotas): a user's limit is their own, else the
+project's. Every resource but the per-project network ones may be set per user; a user's limit may not exceed
+what the project has not yet given to its other users (``settable``).
+
+Counted resources keep usage counters per project (``quota_usages``) and per user (``quota_user_usages``),
+changed by conditional UPDATEs in the same conductor transaction as the create, so limits hold under
+concurrency; a create must fit both the project's and the user's quota. ``metadata_items`` and
+``injected_file*`` limit one request. ``key_pairs`` are counted per user, ``server_group_members`` per server
+group and user (against the smaller of the project's and the user's limit, as Nova does).
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import KeyPair, QuotaClass, QuotaLimit, QuotaUsage
+from app.models import KeyPair, QuotaClass, QuotaLimit, QuotaUsage, QuotaUserLimit, QuotaUserUsage
 from app.settings import get_settings
 
 DEFAULT_CLASS = "default"
@@ -31,8 +36,10 @@ RESOURCES = ("instances", "cores", "ram", "metadata_items", "injected_files", "i
 NETWORK_RESOURCES = ("fixed_ips", "floating_ips", "networks", "security_group_rules", "security_groups")
 INJECTED_FILE_RESOURCES = ("injected_files", "injected_file_content_bytes", "injected_file_path_bytes")
 SERVER_GROUP_RESOURCES = ("server_groups", "server_group_members")
-# Resources with a usage counter column in quota_usages.
+# Resources with a usage counter column in quota_usages (and quota_user_usages).
 COUNTERS = ("instances", "cores", "ram", "server_groups")
+# Nova's PER_PROJECT_QUOTAS: never per user; a ``?user_id=`` update of one sets the project's limit.
+PER_PROJECT = ("fixed_ips", "floating_ips", "networks")
 
 
 class OverQuota(Exception):
@@ -72,16 +79,73 @@ def project_limits(s: Session, project_id: str) -> dict[str, int]:
     return limits
 
 
+def user_rows(s: Session, project_id: str, user_id: str) -> dict[str, int]:
+    """The limits a user has set within a project (no fallback)."""
+    return {row.resource: row.hard_limit for row in s.scalars(select(QuotaUserLimit).where(
+        QuotaUserLimit.project_id == project_id, QuotaUserLimit.user_id == user_id))}
+
+
+def user_limits(s: Session, project_id: str, user_id: str) -> dict[str, int]:
+    """Nova's get_user_quotas: the user's own limit, else the project's (own, class, configured)."""
+    limits = project_limits(s, project_id)
+    limits.update({r: v for r, v in user_rows(s, project_id, user_id).items() if r in limits})
+    return limits
+
+
 def usage(s: Session, project_id: str, user_id: str | None = None) -> dict[str, int]:
-    """In-use counts; resources that limit one request (or one group) are 0, as in Nova's detail view."""
+    """In-use counts of the project, or of one of its users; resources that limit one request (or one group) are
+    0, as in Nova's detail view."""
     used = dict.fromkeys(RESOURCES, 0)
-    row = s.get(QuotaUsage, project_id)
+    row = s.get(QuotaUserUsage, (project_id, user_id)) if user_id else s.get(QuotaUsage, project_id)
     if row is not None:
         for res in COUNTERS:
             used[res] = getattr(row, res) or 0
     if user_id:
         used["key_pairs"] = s.scalar(select(func.count()).select_from(KeyPair).where(KeyPair.user_id == user_id))
     return used
+
+
+def _unlimited(v: int) -> bool:
+    return v <= -1
+
+
+def settable(s: Session, project_id: str, user_id: str | None = None) -> dict[str, tuple[int, int]]:
+    """Nova's get_settable_quotas: (minimum, maximum) a new limit must lie in; -1 is no bound.
+
+    Project: at least its usage and the sum of its users' limits. User: at least the user's usage, at most
+    what the project has left after its users' limits (``remains``) plus the user's own current limit. The
+    arithmetic is Nova's, including its plain subtraction of every user limit (an unlimited one adds 1)."""
+    limits = project_limits(s, project_id)
+    remains = dict(limits)
+    for row in s.scalars(select(QuotaUserLimit).where(QuotaUserLimit.project_id == project_id)):
+        if row.resource in remains:
+            remains[row.resource] -= row.hard_limit
+    out: dict[str, tuple[int, int]] = {}
+    if user_id:
+        own, used = user_rows(s, project_id, user_id), usage(s, project_id, user_id)
+        used["key_pairs"] = 0  # Nova leaves per-user key pairs out of its limit checks
+        for r in RESOURCES:
+            mine = own.get(r, 0)
+            maximum = -1 if _unlimited(remains[r]) or _unlimited(mine) else remains[r] + mine
+            out[r] = (used[r], maximum)
+        return out
+    used = usage(s, project_id)
+    for r in RESOURCES:
+        given = -1 if _unlimited(limits[r]) or _unlimited(remains[r]) else limits[r] - remains[r]
+        out[r] = (max(given, used[r]), -1)
+    return out
+
+
+def check_settable(resource: str, limit: int, minimum: int, maximum: int) -> str | None:
+    """Nova's _validate_quota_limit: the 400 message, or None when ``limit`` is acceptable (-1 is infinite)."""
+    def inf(v: int) -> float:
+        return float("inf") if v == -1 else v
+    if inf(limit) < inf(minimum):
+        return (f"Quota limit {limit} for {resource} must be greater than or equal to already used and reserved "
+                f"{minimum}.")
+    if inf(limit) > inf(maximum):
+        return f"Quota limit {limit} for {resource} must be less than or equal to {maximum}."
+    return None
 
 
 def filtered_for_quota_sets(version) -> tuple[str, ...]:
@@ -119,30 +183,46 @@ def over_quota_message(overs: list[str], requested: dict[str, object], used: dic
 
 
 def overs_of(limits: dict[str, int], used: dict[str, int], deltas: dict[str, int]) -> list[str]:
-    return [r for r, d in deltas.items() if limits[r] >= 0 and used[r] + d > limits[r]]
+    """Resources a (positive) delta would take over their limit, sorted as in Nova's messages."""
+    return sorted(r for r, d in deltas.items() if d > 0 and limits[r] >= 0 and used[r] + d > limits[r])
+
+
+Scope = tuple[dict[str, int], dict[str, int]]  # (limits, used) of the project or of a user
+
+
+def scoped_overs(project: Scope, user: Scope | None, deltas: dict[str, int]) -> tuple[list[str], Scope]:
+    """Nova's limit_check_project_and_user: each resource is checked against the project, else the user; if any
+    is over the user's quota, the user's limits and usage are the ones reported (for every over resource)."""
+    p_over = overs_of(*project, deltas)
+    u_over = [r for r in overs_of(*user, deltas) if r not in p_over] if user is not None else []
+    return sorted(p_over + u_over), (user if u_over and user is not None else project)
 
 
 def instances_allowed(limits: dict[str, int], used: dict[str, int], vcpus: int, ram: int, min_count: int,
-                      max_count: int) -> int:
+                      max_count: int, user: Scope | None = None) -> int:
     """How many instances (between min_count and max_count) a create may start, or OverQuota.
 
-    Nova's rule: when max_count does not fit, start as many as the headroom of instances, cores and RAM allows if
-    that is at least min_count; otherwise fail, naming every resource that max_count would exceed."""
-    deltas = {"instances": max_count, "cores": max_count * vcpus, "ram": max_count * ram}
-    overs = overs_of(limits, used, deltas)
-    if not overs:
-        return max_count
-    headroom = {r: (limits[r] - used[r]) if limits[r] >= 0 else None for r in deltas}
-    allowed = headroom["instances"] if headroom["instances"] is not None else max_count
-    if vcpus and headroom["cores"] is not None:
-        allowed = min(allowed, headroom["cores"] // vcpus)
-    if ram and headroom["ram"] is not None:
-        allowed = min(allowed, headroom["ram"] // ram)
-    if 0 < allowed and min_count <= allowed <= max_count:
-        return allowed
-    requested: dict[str, object] = {**deltas, "instances": str(min_count) if min_count == max_count
-                                    else f"{min_count}-{max_count}"}
-    raise OverQuota(over_quota_message(overs, requested, used, limits))
+    Nova's rule (check_num_instances_quota): when max_count does not fit the project's or the ``user``'s quota,
+    retry with as many as the headroom of instances, cores and RAM of the quota that failed allows, if that is at
+    least min_count; otherwise fail, naming every resource over that quota."""
+    count = max_count
+    while True:
+        deltas = {"instances": count, "cores": count * vcpus, "ram": count * ram}
+        overs, (lim, use) = scoped_overs((limits, used), user, deltas)
+        if not overs:
+            return count
+        headroom = {r: (lim[r] - use[r]) if lim[r] >= 0 else None for r in deltas}
+        allowed = headroom["instances"] if headroom["instances"] is not None else count
+        if vcpus and headroom["cores"] is not None:
+            allowed = min(allowed, headroom["cores"] // vcpus)
+        if ram and headroom["ram"] is not None:
+            allowed = min(allowed, headroom["ram"] // ram)
+        if 0 < allowed < count and min_count <= allowed:
+            count = allowed
+            continue
+        requested: dict[str, object] = {**deltas, "instances": str(min_count) if min_count == count
+                                        else f"{min_count}-{count}"}
+        raise OverQuota(over_quota_message(overs, requested, use, lim))
 
 
 def check_metadata_items(limits: dict[str, int], count: int) -> None:
@@ -167,11 +247,3 @@ def check_injected_files(limits: dict[str, int], files: list[dict]) -> None:
         raise OverQuota(f"Personality file path exceeds maximum {limits['injected_file_path_bytes']}")
     if 0 <= limits["injected_file_content_bytes"] < max_content:
         raise OverQuota(f"Personality file content exceeds maximum {limits['injected_file_content_bytes']}")
-
-
-def check_new_limit(resource: str, limit: int, in_use: int) -> str | None:
-    """Nova's refusal of a limit below current usage (None when the limit is acceptable)."""
-    if limit != -1 and limit < in_use:
-        return (f"Quota limit {limit} for {resource} must be greater than or equal to already used and reserved "
-                f"{in_use}.")
-    return None

@@ -161,15 +161,15 @@ def create_keypair(user_id: str, name: str, public_key: str, fingerprint: str, k
 
 
 @rpc("update_quota_set")
-def update_quota_set(project_id: str, values: dict, force: bool) -> None:
+def update_quota_set(project_id: str, values: dict, force: bool, user_id: str | None = None) -> None:
     with write_session() as s:
-        db_write.set_project_quotas(s, project_id, values, force)
+        db_write.set_project_quotas(s, project_id, values, force, user_id)
 
 
 @rpc("delete_quota_set")
-def delete_quota_set(project_id: str) -> None:
+def delete_quota_set(project_id: str, user_id: str | None = None) -> None:
     with write_session() as s:
-        db_write.delete_project_quotas(s, project_id)
+        db_write.delete_project_quotas(s, project_id, user_id)
 
 
 @rpc("update_quota_class_set")
@@ -384,7 +384,7 @@ def finish_delete(ctx: dict) -> None:
         db_write.release_allocation(s, uuid)
         other_hosts = abandon_moves(s, uuid, inst.host)
         db_write.release_fixed_ips(s, uuid)
-        db_write.release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb)
+        db_write.release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb, inst.user_id)
         db_write.remove_group_member(s, uuid)
         _delete_console_tokens(s, uuid)
         shelved_image, _ = drop_shelved_image(s, inst)  # Nova deletes a shelved server's snapshot too

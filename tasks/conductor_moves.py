@@ -89,10 +89,11 @@ def _pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host
                               "before the claim.")
 
 
-def _quota_delta(s, project_id: str, old: dict, new: dict, sign: int = 1) -> None:
+def _quota_delta(s, inst, old: dict, new: dict, sign: int = 1) -> None:
+    """A resize's change of cores and RAM, counted for the instance's project and user (as Nova's upsize check)."""
     cores, ram = sign * (new["vcpus"] - old["vcpus"]), sign * (new["ram"] - old["ram"])
     if cores or ram:
-        db_write.reserve_quota(s, project_id, {"instances": 0, "cores": cores, "ram": ram})
+        db_write.reserve_quota(s, inst.project_id, {"instances": 0, "cores": cores, "ram": ram}, inst.user_id)
 
 
 def movable_instance(s, uuid: str, rule: dict, needs_host: bool = True) -> Instance:
@@ -137,7 +138,7 @@ def start_move(req: dict) -> dict:
             if flavor.root_gb < (old_flavor.get("disk") or 0):
                 raise ConductorError(400, "Resizing to a smaller disk flavor is not allowed.")
             new_flavor = _flavor_snapshot(flavor)
-            _quota_delta(s, inst.project_id, old_flavor, new_flavor)
+            _quota_delta(s, inst, old_flavor, new_flavor)
         migration = None
         if rule["type"] is not None:
             migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status="migrating",
@@ -334,7 +335,7 @@ def finish_move(ctx: dict) -> None:
                       **({"flavor_id": row} if row is not None else {})}
             db_write.release_allocation(s, uuid)  # the destination's claim
             _rekey_allocation(s, mig.uuid, uuid)  # the source's resources are the instance's again
-            _quota_delta(s, inst.project_id, mig.old_flavor, mig.new_flavor, sign=-1)
+            _quota_delta(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
             event, status = "compute_finish_revert_resize", "reverted"
         elif action == "live_migrate" and ctx.get("aborted"):
             # live_migration_abort: the guest still runs on the source, which gets its resources back
@@ -418,7 +419,7 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
             if mig is not None:
                 _rekey_allocation(s, mig.uuid, uuid)
             if action == "resize":
-                _quota_delta(s, inst.project_id, mig.old_flavor, mig.new_flavor, sign=-1)
+                _quota_delta(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
             if action in ("resize", "migrate", "evacuate"):
                 values["vm_state"] = states.ERROR
         if action == "revert_resize":

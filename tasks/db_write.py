@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from app.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
                         InstanceFault, InstanceGroup, InstanceGroupMember, InstancePassword, InstanceTag, KeyPair,
-                        Migration, Network, QuotaClass, QuotaLimit, QuotaUsage, Service, utcnow)
+                        Migration, Network, QuotaClass, QuotaLimit, QuotaUsage, QuotaUserLimit, QuotaUserUsage,
+                        Service, utcnow)
 from app import network, quota
 from app.settings import get_settings
 from tasks import states
@@ -39,63 +40,103 @@ def quota_limits(s: Session, project_id: str) -> dict[str, int]:
     return quota.project_limits(s, project_id)
 
 
-def _ensure_usage_row(s: Session, project_id: str) -> None:
-    if s.get(QuotaUsage, project_id) is None:
+def _ensure_usage_row(s: Session, project_id: str, user_id: str | None = None) -> None:
+    model, key = (QuotaUserUsage, (project_id, user_id)) if user_id else (QuotaUsage, project_id)
+    if s.get(model, key) is None:
         try:
             with s.begin_nested():
-                s.execute(insert(QuotaUsage).values(project_id=project_id, instances=0, cores=0, ram=0,
-                                                    server_groups=0))
+                s.execute(insert(model).values(project_id=project_id, **({"user_id": user_id} if user_id else {}),
+                                               instances=0, cores=0, ram=0, server_groups=0))
         except IntegrityError:
             pass  # another transaction created it
 
 
-def _locked_usage(s: Session, project_id: str) -> dict[str, int]:
-    """The project's counters, read with a row lock (PostgreSQL/MariaDB) so the check and the UPDATE agree."""
-    _ensure_usage_row(s, project_id)
-    row = s.execute(select(*[getattr(QuotaUsage, r) for r in quota.COUNTERS])
-                    .where(QuotaUsage.project_id == project_id).with_for_update()).one()
+def _where(project_id: str, user_id: str | None) -> tuple[type, list]:
+    if user_id:
+        return QuotaUserUsage, [QuotaUserUsage.project_id == project_id, QuotaUserUsage.user_id == user_id]
+    return QuotaUsage, [QuotaUsage.project_id == project_id]
+
+
+def _locked_usage(s: Session, project_id: str, user_id: str | None = None) -> dict[str, int]:
+    """The project's (or one of its users') counters, read with a row lock (PostgreSQL/MariaDB) so the check and
+    the UPDATE agree. Callers lock the project's row before a user's, so two creates cannot deadlock."""
+    _ensure_usage_row(s, project_id, user_id)
+    model, conds = _where(project_id, user_id)
+    row = s.execute(select(*[getattr(model, r) for r in quota.COUNTERS]).where(*conds).with_for_update()).one()
     return {**dict.fromkeys(quota.RESOURCES, 0), **dict(zip(quota.COUNTERS, row))}
 
 
-def _add_usage(s: Session, project_id: str, deltas: dict[str, int], limits: dict[str, int] | None) -> bool:
+def _add_usage(s: Session, project_id: str, deltas: dict[str, int], limits: dict[str, int] | None,
+               user_id: str | None = None) -> bool:
     """One conditional UPDATE: add ``deltas`` only if every (limited) counter stays within its limit."""
-    conds = [QuotaUsage.project_id == project_id]
+    model, conds = _where(project_id, user_id)
     if limits is not None:
-        conds += [getattr(QuotaUsage, r) + d <= limits[r] for r, d in deltas.items() if d > 0 and limits[r] >= 0]
-    values = {getattr(QuotaUsage, r): getattr(QuotaUsage, r) + d for r, d in deltas.items()}
-    return s.execute(update(QuotaUsage).where(and_(*conds)).values(values)).rowcount == 1
+        conds += [getattr(model, r) + d <= limits[r] for r, d in deltas.items() if d > 0 and limits[r] >= 0]
+    values = {getattr(model, r): getattr(model, r) + d for r, d in deltas.items()}
+    return s.execute(update(model).where(and_(*conds)).values(values)).rowcount == 1
 
 
-def check_and_reserve(s: Session, project_id: str, deltas: dict[str, int], message: str | None = None) -> None:
-    """Count ``deltas`` of counted resources (instances, cores, ram, server_groups) against the project's quota.
+def _add_both(s: Session, project_id: str, user_id: str | None, deltas: dict[str, int], limits: dict[str, int],
+              ulimits: dict[str, int] | None) -> bool:
+    """Add ``deltas`` to the project's and the user's counters if both stay within their limits (else neither)."""
+    if not _add_usage(s, project_id, deltas, limits):
+        return False
+    if user_id is None or _add_usage(s, project_id, deltas, ulimits, user_id):
+        return True
+    _add_usage(s, project_id, {r: -d for r, d in deltas.items()}, None)  # undo the project's share
+    return False
+
+
+def _scopes(s: Session, project_id: str, user_id: str | None) -> tuple[quota.Scope, quota.Scope | None]:
+    """(limits, locked usage) of the project and, given a user, of the user."""
+    project = (quota.project_limits(s, project_id), _locked_usage(s, project_id))
+    if not user_id:
+        return project, None
+    return project, (quota.user_limits(s, project_id, user_id), _locked_usage(s, project_id, user_id))
+
+
+def check_and_reserve(s: Session, project_id: str, deltas: dict[str, int], message: str | None = None,
+                      user_id: str | None = None) -> None:
+    """Count ``deltas`` of counted resources (instances, cores, ram, server_groups) against the project's quota
+    and, given ``user_id``, the user's.
 
     For other helpers' creates, e.g. ``check_and_reserve(s, project_id, {"server_groups": 1},
-    "Quota exceeded, too many server groups.")``, called in the transaction that inserts the row; undo with
-    ``release(s, project_id, {"server_groups": 1})`` in the transaction that deletes it. Raises a 403
-    ConductorError with ``message`` (default: Nova's "Quota exceeded for ...: Requested ..." text)."""
+    "Quota exceeded, too many server groups.", user_id)``, called in the transaction that inserts the row; undo
+    with ``release(s, project_id, {"server_groups": 1}, user_id)`` in the transaction that deletes it. Raises a
+    403 ConductorError with ``message`` (default: Nova's "Quota exceeded for ...: Requested ..." text)."""
     unknown = set(deltas) - set(quota.COUNTERS)
     if unknown:
         raise ValueError(f"not a counted resource: {sorted(unknown)}")
-    limits = quota.project_limits(s, project_id)
-    used = _locked_usage(s, project_id)
-    overs = quota.overs_of(limits, used, deltas)
-    if not overs and _add_usage(s, project_id, deltas, limits):
-        return
-    if not overs:  # the UPDATE saw newer usage than the read (only possible without row locks)
-        used = _locked_usage(s, project_id)
-        overs = quota.overs_of(limits, used, deltas) or list(deltas)
-    raise ConductorError(403, message or quota.over_quota_message(overs, deltas, used, limits))
+    for _attempt in range(5):
+        project, user = _scopes(s, project_id, user_id)
+        overs, (limits, used) = quota.scoped_overs(project, user, deltas)
+        if overs:
+            raise ConductorError(403, message or quota.over_quota_message(overs, deltas, used, limits))
+        if _add_both(s, project_id, user_id, deltas, project[0], user[0] if user else None):
+            return
+    raise ConductorError(409, "Quota usage changed concurrently; retry the request.")
 
 
-def release(s: Session, project_id: str, deltas: dict[str, int]) -> None:
+def release(s: Session, project_id: str, deltas: dict[str, int], user_id: str | None = None) -> None:
     """Give counted resources back (the inverse of check_and_reserve)."""
-    _add_usage(s, project_id, {r: -d for r, d in deltas.items()}, None)
+    negative = {r: -d for r, d in deltas.items()}
+    _add_usage(s, project_id, negative, None)
+    if user_id:
+        _ensure_usage_row(s, project_id, user_id)
+        _add_usage(s, project_id, negative, None, user_id)
 
 
-def check_group_members(s: Session, project_id: str, members_now: int, adding: int = 1) -> None:
+def _merged_limit(s: Session, project_id: str, user_id: str | None, resource: str) -> int:
+    """Nova's check of a user-counted resource: the smaller of the project's and the user's limit (plain min)."""
+    limit = quota.project_limits(s, project_id)[resource]
+    return min(limit, quota.user_limits(s, project_id, user_id)[resource]) if user_id else limit
+
+
+def check_group_members(s: Session, project_id: str, members_now: int, adding: int = 1,
+                        user_id: str | None = None) -> None:
     """server_group_members: a group may not grow past the limit (count the group's members under a lock on the
     group row, in the transaction that adds the member)."""
-    limit = quota.project_limits(s, project_id)["server_group_members"]
+    limit = _merged_limit(s, project_id, user_id, "server_group_members")
     if 0 <= limit < members_now + adding:
         raise ConductorError(403, "Quota exceeded, too many servers in group")
 
@@ -109,70 +150,86 @@ def check_metadata_items(s: Session, project_id: str, count: int) -> None:
 
 
 def reserve_instances(s: Session, project_id: str, vcpus: int, memory_mb: int, min_count: int,
-                      max_count: int) -> int:
-    """Reserve instances, cores and RAM for a (multi-)create; returns how many instances may be created."""
-    limits = quota.project_limits(s, project_id)
+                      max_count: int, user_id: str | None = None) -> int:
+    """Reserve instances, cores and RAM for a (multi-)create against the project's and the user's quota; returns
+    how many instances may be created."""
     for _attempt in range(5):
-        used = _locked_usage(s, project_id)
+        project, user = _scopes(s, project_id, user_id)
         try:
-            count = quota.instances_allowed(limits, used, vcpus, memory_mb, min_count, max_count)
+            count = quota.instances_allowed(*project, vcpus, memory_mb, min_count, max_count, user)
         except quota.OverQuota as exc:
             raise ConductorError(403, exc.message) from None
-        if _add_usage(s, project_id, {"instances": count, "cores": vcpus * count, "ram": memory_mb * count},
-                      limits):
+        if _add_both(s, project_id, user_id, {"instances": count, "cores": vcpus * count, "ram": memory_mb * count},
+                     project[0], user[0] if user else None):
             return count
     raise ConductorError(409, "Quota usage changed concurrently; retry the request.")
 
 
-def reserve_quota(s: Session, project_id: str, want: dict[str, int]) -> None:
+def reserve_quota(s: Session, project_id: str, want: dict[str, int], user_id: str | None = None) -> None:
     """Add instances/cores/ram deltas (e.g. a resize's extra cores) if they fit; 403 with Nova's text if not."""
-    check_and_reserve(s, project_id, {r: int(d) for r, d in want.items() if d})
+    check_and_reserve(s, project_id, {r: int(d) for r, d in want.items() if d}, user_id=user_id)
 
 
-def release_quota(s: Session, project_id: str, vcpus: int, memory_mb: int) -> None:
-    release(s, project_id, {"instances": 1, "cores": vcpus, "ram": memory_mb})
+def release_quota(s: Session, project_id: str, vcpus: int, memory_mb: int, user_id: str | None = None) -> None:
+    release(s, project_id, {"instances": 1, "cores": vcpus, "ram": memory_mb}, user_id)
 
 
-def set_project_quotas(s: Session, project_id: str, values: dict[str, int], force: bool) -> None:
-    """os-quota-sets update: refuse (400) a limit below usage unless forced, then upsert every value."""
+def set_project_quotas(s: Session, project_id: str, values: dict[str, int], force: bool,
+                       user_id: str | None = None) -> None:
+    """os-quota-sets update, of the project or (``user_id``) of one of its users: unless forced, refuse (400)
+    a limit outside Nova's settable range (below usage or the users' limits; a user's above what the project has
+    left), then upsert every value. Per-project resources (network ones) are the project's even with a user."""
+    _locked_usage(s, project_id)  # serializes limit changes with the creates that count against them
     if not force:
-        used = _locked_usage(s, project_id)
+        bounds = quota.settable(s, project_id, user_id)
         for resource, limit in values.items():
-            problem = quota.check_new_limit(resource, limit, used[resource])
+            problem = quota.check_settable(resource, limit, *bounds[resource])
             if problem:
                 raise ConductorError(400, problem)
-    _upsert(s, QuotaLimit, QuotaLimit.project_id, project_id, values)
+    per_user = {r: v for r, v in values.items() if user_id and r not in quota.PER_PROJECT}
+    per_project = {r: v for r, v in values.items() if r not in per_user}
+    if per_project:
+        _upsert(s, QuotaLimit, [QuotaLimit.project_id == project_id], {"project_id": project_id}, per_project)
+    if per_user:
+        _upsert(s, QuotaUserLimit, [QuotaUserLimit.project_id == project_id, QuotaUserLimit.user_id == user_id],
+                {"project_id": project_id, "user_id": user_id}, per_user)
 
 
-def delete_project_quotas(s: Session, project_id: str) -> None:
+def delete_project_quotas(s: Session, project_id: str, user_id: str | None = None) -> None:
+    """A user's limits, or the project's together with all its users' (as Nova's destroy_all_by_project)."""
+    users = delete(QuotaUserLimit).where(QuotaUserLimit.project_id == project_id)
+    if user_id:
+        s.execute(users.where(QuotaUserLimit.user_id == user_id))
+        return
+    s.execute(users)
     s.execute(delete(QuotaLimit).where(QuotaLimit.project_id == project_id))
 
 
 def set_class_quotas(s: Session, class_name: str, values: dict[str, int]) -> None:
-    _upsert(s, QuotaClass, QuotaClass.class_name, class_name, values)
+    _upsert(s, QuotaClass, [QuotaClass.class_name == class_name], {"class_name": class_name}, values)
 
 
-def _upsert(s: Session, model: type, key_col: Any, key: str, values: dict[str, int]) -> None:
-    existing = {row.resource: row for row in s.scalars(select(model).where(key_col == key).with_for_update())}
+def _upsert(s: Session, model: type, where: list, key: dict[str, str], values: dict[str, int]) -> None:
+    existing = {row.resource: row for row in s.scalars(select(model).where(*where).with_for_update())}
     for resource, limit in values.items():
         if resource in existing:
             existing[resource].hard_limit = limit
         else:
-            s.add(model(**{key_col.key: key}, resource=resource, hard_limit=limit))
+            s.add(model(**key, resource=resource, hard_limit=limit))
     s.flush()
 
 
 def check_server_group_quota(s: Session, project_id: str, user_id: str, *, groups: int = 0,
                              group_id: int | None = None, members: int = 0) -> None:
-    """Nova's server_groups (a counter per project) and server_group_members (per group and user) quotas.
-
-    Callers hold the group row lock when adding members, so the member count is exact under concurrency."""
+    """Nova's server_groups (counted per project and per user) and server_group_members (per group and user)
+    quotas. Callers hold the group row lock when adding members, so the member count is exact under concurrency."""
     if groups:
-        check_and_reserve(s, project_id, {"server_groups": groups}, "Quota exceeded, too many server groups.")
+        check_and_reserve(s, project_id, {"server_groups": groups}, "Quota exceeded, too many server groups.",
+                          user_id)
     if members:
         used = s.scalar(select(func.count()).select_from(InstanceGroupMember).where(
             InstanceGroupMember.group_id == group_id, InstanceGroupMember.user_id == user_id))
-        check_group_members(s, project_id, used, members)
+        check_group_members(s, project_id, used, members, user_id)
 
 
 # --- instances -----------------------------------------------------------------------------------------------------
@@ -226,7 +283,7 @@ def create_instances(s: Session, req: dict) -> list[str]:
         raise ConductorError(400, f"Flavor {req['flavor_id']} could not be found.")
     max_count = int(req.get("count", 1))
     count = reserve_instances(s, req["project_id"], flavor.vcpus, flavor.memory_mb,
-                              int(req.get("min_count", max_count)), max_count)
+                              int(req.get("min_count", max_count)), max_count, req["user_id"])
     now = utcnow()
     snapshot = {"id": flavor.flavorid, "name": flavor.name, "vcpus": flavor.vcpus, "ram": flavor.memory_mb,
                 "disk": flavor.root_gb, "ephemeral": flavor.ephemeral_gb, "swap": flavor.swap,
@@ -425,7 +482,7 @@ def delete_server_group(s: Session, uuid: str) -> None:
     if group is None:
         raise ConductorError(404, f"Instance group {uuid} could not be found.")
     s.execute(delete(InstanceGroupMember).where(InstanceGroupMember.group_id == group.id))
-    release(s, group.project_id, {"server_groups": 1})
+    release(s, group.project_id, {"server_groups": 1}, group.user_id)
     s.delete(group)
 
 
@@ -437,11 +494,11 @@ def remove_group_member(s: Session, instance_uuid: str) -> None:
 
 def create_keypair(s: Session, user_id: str, name: str, public_key: str, fingerprint: str, key_type: str,
                    project_id: str = "") -> dict:
-    """key_pairs is a per-user quota (the limit of the caller's project applies). The project's usage row lock
-    serializes concurrent creates, so the count below stays exact."""
+    """key_pairs is counted per user, against the smaller of the project's and the user's limit. The project's
+    usage row lock serializes concurrent creates, so the count below stays exact."""
     if project_id:
         _locked_usage(s, project_id)
-    limit = quota.project_limits(s, project_id)["key_pairs"]
+    limit = _merged_limit(s, project_id, user_id if project_id else None, "key_pairs")
     used = s.scalar(select(func.count()).select_from(KeyPair).where(KeyPair.user_id == user_id))
     if limit >= 0 and used + 1 > limit:
         raise ConductorError(403, "Quota exceeded, too many key pairs.")

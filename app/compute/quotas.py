@@ -83,13 +83,28 @@ def _keys() -> list[str]:
     return quota.visible(quota.filtered_for_quota_sets(api_version()))
 
 
+def _user_id() -> str | None:
+    """``?user_id=`` (its first value, as Nova); from 2.75 any other query parameter is a 400."""
+    if api_version().matches("2.75"):
+        for name in request.args:
+            if name != "user_id":
+                raise bad_request(f"Additional properties are not allowed ('{name}' was unexpected)")
+    return request.args.get("user_id") or None
+
+
+def _limits(s, project_id: str, user_id: str | None) -> dict[str, int]:
+    return quota.user_limits(s, project_id, user_id) if user_id else quota.project_limits(s, project_id)
+
+
 @bp.get("/os-quota-sets/<project_id>")
 @checks_inside(("os_compute_api:os-quota-sets:show", "project_reader_api"))
 def show_quota_set(project_id: str):
+    """The project's limits, or (``?user_id=``) the user's: their own, else the project's."""
     authorize("os_compute_api:os-quota-sets:show", project_id)
     _verify_project(project_id)
+    user_id = _user_id()
     with read_session() as s:
-        limits = quota.project_limits(s, project_id)
+        limits = _limits(s, project_id, user_id)
     return jsonify({"quota_set": _quota_set(limits, _keys(), project_id)})
 
 
@@ -98,9 +113,10 @@ def show_quota_set(project_id: str):
 def show_quota_set_detail(project_id: str):
     authorize("os_compute_api:os-quota-sets:detail", project_id)
     _verify_project(project_id)
+    user_id = _user_id()
     with read_session() as s:
-        limits = quota.project_limits(s, project_id)
-        used = quota.usage(s, project_id, request.args.get("user_id"))
+        limits = _limits(s, project_id, user_id)
+        used = quota.usage(s, project_id, user_id)
     detail = {k: {"in_use": used[k], "limit": limits[k], "reserved": 0} for k in _keys()}
     return jsonify({"quota_set": {"id": project_id, **detail}})
 
@@ -117,24 +133,27 @@ def show_quota_set_defaults(project_id: str):
 @bp.put("/os-quota-sets/<project_id>")
 @checks_inside(("os_compute_api:os-quota-sets:update", "admin_api"))
 def update_quota_set(project_id: str):
-    """Admin only. ``?user_id=`` is accepted; per-user quotas are the project's (see app/quota.py)."""
+    """Admin only: the project's limits, or (``?user_id=``) a user's, within Nova's settable range unless
+    ``force`` (the conductor checks it in the transaction that writes)."""
     authorize("os_compute_api:os-quota-sets:update", project_id)
     _verify_project(project_id)
+    user_id = _user_id()
     keys = _keys()
     values, force = _parse("quota_set", keys, with_force=True)
     if values:
-        rpc.call("stratus.conductor.update_quota_set", project_id, values, force)
+        rpc.call("stratus.conductor.update_quota_set", project_id, values, force, user_id)
     with read_session() as s:
-        limits = quota.project_limits(s, project_id)
+        limits = _limits(s, project_id, user_id)
     return jsonify({"quota_set": _quota_set(limits, keys)})
 
 
 @bp.delete("/os-quota-sets/<project_id>")
 @checks_inside(("os_compute_api:os-quota-sets:delete", "admin_api"))
 def delete_quota_set(project_id: str):
-    """Admin only: the project's limits revert to the defaults."""
+    """Admin only: a user's limits (``?user_id=``), or the project's and all its users', revert to the
+    defaults."""
     authorize("os_compute_api:os-quota-sets:delete", project_id)
-    rpc.call("stratus.conductor.delete_quota_set", project_id)
+    rpc.call("stratus.conductor.delete_quota_set", project_id, _user_id())
     return "", 202
 
 

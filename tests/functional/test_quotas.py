@@ -28,17 +28,20 @@ class Project:
         self.id = admin.post(f"{ident}/projects", json={"project": {"name": self.name, "domain_id": "default"}}
                              ).json()["project"]["id"]
         roles = {r["name"]: r["id"] for r in admin.get(f"{ident}/roles").json()["roles"]}
-        for who, pw, role in (("member", MEMBER_PW, "member"), ("reader", READER_PW, "reader")):
+        self.user_ids: dict[str, str] = {}
+        for who, pw, role in (("member", MEMBER_PW, "member"), ("member2", MEMBER_PW, "member"),
+                              ("reader", READER_PW, "reader")):
             user = admin.post(f"{ident}/users", json={"user": {"name": f"{self.name}-{who}", "password": pw,
                                                                "domain_id": "default"}}).json()["user"]
             admin.put(f"{ident}/projects/{self.id}/users/{user['id']}/roles/{roles[role]}").raise_for_status()
+            self.user_ids[who] = user["id"]
 
     def user(self, who: str) -> str:
         return f"{self.name}-{who}"
 
     def session(self, who: str) -> requests.Session:
         s = requests.Session()
-        s.headers["X-Auth-Token"] = self.stack.token(self.user(who), MEMBER_PW if who == "member" else READER_PW,
+        s.headers["X-Auth-Token"] = self.stack.token(self.user(who), READER_PW if who == "reader" else MEMBER_PW,
                                                      self.name)
         s.headers["OpenStack-API-Version"] = "compute 2.96"
         return s
@@ -275,3 +278,40 @@ def test_concurrent_creates_stop_exactly_at_the_quota(world):
     assert usage["instances"]["in_use"] == len(created) == 50
     assert usage["cores"]["in_use"] == 50 and usage["ram"]["in_use"] == 50 * 128
     delete_all(admin, stack, proj.id)
+
+
+@pytest.mark.backends("sqlite-filesystem")
+def test_per_user_instances_quota(world):
+    """A user's own instances quota (2) within the project's (10): exact under concurrent creates, and the other
+    users of the project still boot."""
+    stack, admin, image_id = world
+    proj = Project(stack, admin)
+    url, uid = f"{stack.url}/v2.1/os-quota-sets/{proj.id}", proj.user_ids["member"]
+    r = admin.put(url, params={"user_id": uid}, json={"quota_set": {"instances": 2}})
+    assert r.status_code == 200 and r.json()["quota_set"]["instances"] == 2, r.text
+    token = proj.session("member").headers["X-Auth-Token"]
+
+    def create(i: int) -> tuple[int, dict]:
+        r = requests.post(f"{stack.url}/v2.1/servers", json=server_body(image_id, f"mine-{i}"),
+                          headers={"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}, timeout=300)
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        results = list(pool.map(create, range(10)))
+    assert sorted(code for code, _ in results) == [202] * 2 + [403] * 8
+    over = {"forbidden": {"code": 403, "message": "Quota exceeded for instances: Requested 1, but already used 2 "
+                                                  "of 2 instances"}}
+    assert all(body == over for code, body in results if code == 403)
+    assert create(10) == (403, over)  # the third boot, once the others are done
+    r = proj.session("member2").post(f"{stack.url}/v2.1/servers", json=server_body(image_id, "theirs"))
+    assert r.status_code == 202, r.text
+
+    mine = admin.get(f"{url}/detail", params={"user_id": uid}).json()["quota_set"]["instances"]
+    assert mine == {"in_use": 2, "limit": 2, "reserved": 0}
+    assert detail(admin, stack, proj.id)["instances"] == {"in_use": 3, "limit": 10, "reserved": 0}
+    r = admin.put(url, json={"quota_set": {"instances": 1}})
+    assert r.status_code == 400
+    assert r.json()["badRequest"]["message"] == ("Quota limit 1 for instances must be greater than or equal to "
+                                                 "already used and reserved 3.")
+    delete_all(admin, stack, proj.id)
+    assert admin.get(f"{url}/detail", params={"user_id": uid}).json()["quota_set"]["instances"]["in_use"] == 0

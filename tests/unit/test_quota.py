@@ -5,6 +5,7 @@ import pytest
 
 from app import quota
 from app.microversion import APIVersion
+from tests.unit.inprocess import inprocess_conductor  # noqa: F401  (fixture)
 
 LIMITS = {**quota.configured_defaults(), "instances": 10, "cores": 20, "ram": 51200}
 
@@ -74,11 +75,27 @@ def test_metadata_and_personality_limits():
         quota.check_injected_files(LIMITS, [{"path": "/x", "contents": "%%%"}])
 
 
-def test_new_limit_below_usage():
-    assert quota.check_new_limit("instances", 3, 5) == ("Quota limit 3 for instances must be greater than or equal "
-                                                        "to already used and reserved 5.")
-    assert quota.check_new_limit("instances", 5, 5) is None
-    assert quota.check_new_limit("instances", -1, 5) is None
+def test_settable_range_messages_are_novas():
+    assert quota.check_settable("instances", 3, 5, -1) == ("Quota limit 3 for instances must be greater than or "
+                                                           "equal to already used and reserved 5.")
+    assert quota.check_settable("cores", 12, 0, 10) == "Quota limit 12 for cores must be less than or equal to 10."
+    assert quota.check_settable("cores", -1, 0, 10) == "Quota limit -1 for cores must be less than or equal to 10."
+    assert quota.check_settable("instances", 5, 5, 5) is None and quota.check_settable("ram", -1, 9, -1) is None
+
+
+def test_user_quota_over_is_reported_with_the_users_usage_and_limit():
+    user = ({**LIMITS, "instances": 2}, used(instances=2, cores=2, ram=256))
+    with pytest.raises(quota.OverQuota) as exc:
+        quota.instances_allowed(LIMITS, used(instances=5), 1, 128, 1, 1, user)
+    assert exc.value.message == "Quota exceeded for instances: Requested 1, but already used 2 of 2 instances"
+    # The project is checked first: over both, the project's numbers are reported.
+    with pytest.raises(quota.OverQuota) as exc:
+        quota.instances_allowed(LIMITS, used(instances=10), 1, 128, 1, 1, user)
+    assert exc.value.message == "Quota exceeded for instances: Requested 1, but already used 10 of 10 instances"
+    # A multi-create shrinks to the smaller headroom of the two quotas.
+    user = ({**LIMITS, "instances": 4}, used(instances=1))
+    assert quota.instances_allowed(LIMITS, used(instances=8), 1, 64, 1, 5, user) == 2
+    assert quota.instances_allowed(LIMITS, used(instances=1), 1, 64, 1, 5, user) == 3
 
 
 @pytest.mark.parametrize("version,absent,present", [
@@ -255,3 +272,84 @@ def test_reserve_quota_deltas_for_other_callers(stratus_env):
     assert exc.value.message == "Quota exceeded for cores: Requested 1, but already used 4 of 4 cores"
     with read_session() as s:
         assert (quota.usage(s, "p4")["instances"], quota.usage(s, "p4")["cores"]) == (1, 4)
+
+
+# --- per-user quotas ------------------------------------------------------------------------------------------------
+
+def test_user_limits_settable_range_and_enforcement(stratus_env):
+    from app.db import read_session, write_session
+    from tasks import db_write
+    from tasks.db_write import ConductorError
+
+    def put(values: dict, user: str | None = None, force: bool = False) -> None:
+        with write_session() as s:
+            db_write.set_project_quotas(s, "pu", values, force, user)
+
+    put({"instances": 10})
+    put({"instances": 4, "floating_ips": 7}, "u1")
+    with read_session() as s:
+        assert quota.user_limits(s, "pu", "u1")["instances"] == 4
+        assert quota.user_limits(s, "pu", "u2")["instances"] == 10  # no own limit: the project's
+        assert quota.project_limits(s, "pu")["floating_ips"] == 7  # a per-project resource: set on the project
+        assert "floating_ips" not in quota.user_rows(s, "pu", "u1")
+    # u2 may have what the project has not given to u1 (10 - 4); u1 up to that plus its own 4.
+    with pytest.raises(ConductorError, match=r"^Quota limit 7 for instances must be less than or equal to 6\.$"):
+        put({"instances": 7}, "u2")
+    put({"instances": 10}, "u1", force=True)
+    put({"instances": 6}, "u1")
+    # The project's limit may not drop below the sum of its users' limits.
+    with pytest.raises(ConductorError, match="must be greater than or equal to already used and reserved 6"):
+        put({"instances": 5})
+
+    # Counting: u1 is stopped at its 6; u2 still boots; usage is kept per user and per project.
+    put({"instances": 2}, "u1")
+    with write_session() as s:
+        assert db_write.reserve_instances(s, "pu", 1, 64, 1, 5, "u1") == 2
+    with pytest.raises(ConductorError) as exc, write_session() as s:
+        db_write.reserve_instances(s, "pu", 1, 64, 1, 1, "u1")
+    assert exc.value.code == 403
+    assert exc.value.message == "Quota exceeded for instances: Requested 1, but already used 2 of 2 instances"
+    with write_session() as s:
+        db_write.reserve_instances(s, "pu", 1, 64, 1, 1, "u2")
+    with pytest.raises(ConductorError, match="already used and reserved 2"), write_session() as s:
+        db_write.set_project_quotas(s, "pu", {"instances": 1}, False, "u1")
+    with write_session() as s:
+        db_write.release_quota(s, "pu", 1, 64, "u1")
+    with read_session() as s:
+        assert quota.usage(s, "pu", "u1")["instances"] == 1 and quota.usage(s, "pu", "u2")["ram"] == 64
+        assert quota.usage(s, "pu")["instances"] == 2
+
+    # Deleting a user's limits leaves the project's; deleting the project's removes its users' too.
+    with write_session() as s:
+        db_write.delete_project_quotas(s, "pu", "u1")
+    with read_session() as s:
+        assert quota.user_limits(s, "pu", "u1")["instances"] == 10
+    put({"cores": 3}, "u2")
+    with write_session() as s:
+        db_write.delete_project_quotas(s, "pu")
+    with read_session() as s:
+        assert quota.user_rows(s, "pu", "u2") == {} and quota.project_limits(s, "pu")["floating_ips"] == -1
+
+
+def test_user_quota_api_views(client, admin, make_user, inprocess_conductor):
+    member = make_user("uq-member", "uq-proj")
+    base = f"/v2.1/os-quota-sets/{member.project_id}"
+    h = {**admin.headers, "OpenStack-API-Version": "compute 2.75"}
+    r = client.put(f"{base}?user_id={member.user_id}", headers=h, json={"quota_set": {"instances": 3}})
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["quota_set"]["instances"] == 3 and "id" not in r.get_json()["quota_set"]
+    r = client.put(f"{base}?user_id={member.user_id}", headers=h, json={"quota_set": {"cores": 21}})
+    assert r.status_code == 400
+    assert r.get_json()["badRequest"]["message"] == "Quota limit 21 for cores must be less than or equal to 20."
+    assert client.get(base, headers=h).get_json()["quota_set"]["instances"] == 10
+    shown = client.get(f"{base}?user_id={member.user_id}", headers=h).get_json()["quota_set"]
+    assert shown["instances"] == 3 and shown["cores"] == 20 and shown["id"] == member.project_id
+    detail = client.get(f"{base}/detail?user_id={member.user_id}", headers=h).get_json()["quota_set"]
+    assert detail["instances"] == {"in_use": 0, "limit": 3, "reserved": 0}
+    r = client.get(f"{base}?user_id={member.user_id}&bogus=1", headers=h)
+    assert r.status_code == 400 and "('bogus' was unexpected)" in r.get_json()["badRequest"]["message"]
+    # A member may not set its own quota; the admin deletes the user's limits.
+    r = client.put(f"{base}?user_id={member.user_id}", headers=member.headers, json={"quota_set": {"instances": 9}})
+    assert r.status_code == 403
+    assert client.delete(f"{base}?user_id={member.user_id}", headers=h).status_code == 202
+    assert client.get(f"{base}?user_id={member.user_id}", headers=h).get_json()["quota_set"]["instances"] == 10
