@@ -10,7 +10,7 @@ from alembic import op
 
 
 revision = 'f3a0b0000103'
-down_revision = 'e8f0a0000008'
+down_revision = 'f2a0b0000102'
 branch_labels = None
 depends_on = None
 
