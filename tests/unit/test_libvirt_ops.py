@@ -178,6 +178,8 @@ def test_rescue_xml_boots_the_rescue_disk_with_the_own_disk_second():
     assert [d.find("target").get("dev") for d in plain.iterfind("./devices/disk")] == ["vda"]
 
 
-def test_libvirt_rescues_but_still_refuses_moves():
+def test_libvirt_rescues_and_resizes_but_refuses_live_migration():
     assert supports("libvirt", "rescue") and supports("libvirt", "unrescue")
-    assert not supports("libvirt", "live_migrate") and not supports("libvirt", "finish_migration")
+    assert all(supports("libvirt", call) for call in ("migrate_disk_and_power_off", "finish_migration",
+                                                      "finish_revert_migration"))
+    assert not supports("libvirt", "live_migrate") and not supports("vmware", "finish_migration")
