@@ -103,6 +103,9 @@ class Settings:
     reclaim_instance_interval: int = 0
     # Seconds a SHELVED server keeps its host before it is offloaded; 0: at once (Nova's default), -1: never.
     shelved_offload_time: int = 0
+    # Resize may pick the server's own host (Nova's allow_resize_to_same_host; it then holds both flavors'
+    # resources until the resize is confirmed or reverted).
+    allow_resize_to_same_host: bool = False
     # Limits
     max_request_body: int = 1 << 20
     max_image_size: int = 1 << 34
@@ -169,6 +172,13 @@ def _coerce(field: dataclasses.Field, raw: object) -> object:
         return int(raw)  # type: ignore[arg-type]
     if kind == "float":
         return float(raw)  # type: ignore[arg-type]
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+            raise ValueError(f"{field.name} must be true or false, not {raw!r}")
+        return text in ("1", "true", "yes", "on")
     return str(raw)
 
 

@@ -235,17 +235,28 @@ class ComputeDriver(abc.ABC):
     # --- moves between hosts (tasks/conductor_moves.py) -------------------------------------------------------
 
     def migrate_disk_and_power_off(self, instance_uuid: str) -> None:
-        """Resize/cold migration, on the source: stop the guest and keep it (and its disk) for a revert."""
+        """Resize/cold migration, on the source: stop the guest and keep it (and its disk) for a revert. The
+        destination may be this same host (resize with allow_resize_to_same_host)."""
         raise NotImplementedError
 
     def finish_migration(self, instance: InstanceSpec, power_on: bool) -> None:
         """Resize/cold migration, on the destination: create the guest with the (new) flavor of ``instance``;
-        running if ``power_on``. Idempotent."""
+        running if ``power_on``. On the source host itself (same-host resize) the guest becomes the new one
+        while what migrate_disk_and_power_off kept stays for a revert. Idempotent."""
         raise NotImplementedError
 
     def finish_revert_migration(self, instance_uuid: str, power_on: bool) -> None:
-        """Revert, on the source: bring back the guest migrate_disk_and_power_off kept."""
+        """Revert, on the source: bring back the guest migrate_disk_and_power_off kept (on a same-host resize it
+        replaces the resized guest, whose destination step is skipped)."""
         raise NotImplementedError
+
+    def confirm_migration(self, instance_uuid: str, dest_host: str) -> None:
+        """Confirm, on the source: drop what migrate_disk_and_power_off kept. The guest moved to ``dest_host``;
+        if that is this host (same-host resize) the resized guest stays and a driver that supports it must
+        override this; else the old guest goes."""
+        if dest_host == self.host:
+            raise NotImplementedError
+        self.destroy(instance_uuid, destroy_disks=True)
 
     def live_migrate(self, instance_uuid: str, dest_host: str,
                      on_started: Callable[[], None] | None = None) -> None:

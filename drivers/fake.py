@@ -283,10 +283,13 @@ class FakeDriver(ComputeDriver):
         }
 
     def migrate_disk_and_power_off(self, instance_uuid: str) -> None:
+        """Keeps the guest's flavor in ``resize_backup`` (a same-host resize changes the record in place)."""
         with _lock:
             guest = self._guest(instance_uuid)
+            if "resize_backup" not in guest:
+                guest["resize_backup"] = {k: guest[k] for k in ("vcpus", "memory_mb", "root_gb")}
+                guest["console"].append("fake guest powered off for migration")
             guest.update(power_state=PowerState.SHUTDOWN, migrating=True)
-            guest["console"].append("fake guest powered off for migration")
             self._save(instance_uuid)
 
     def finish_migration(self, instance: InstanceSpec, power_on: bool) -> None:
@@ -304,9 +307,21 @@ class FakeDriver(ComputeDriver):
         with _lock:
             guest = self._guest(instance_uuid)
             guest.pop("migrating", None)
+            guest.update(guest.pop("resize_backup", {}))
             guest["power_state"] = PowerState.RUNNING if power_on else PowerState.SHUTDOWN
             guest["console"].append("fake guest migration reverted")
             self._save(instance_uuid)
+
+    def confirm_migration(self, instance_uuid: str, dest_host: str) -> None:
+        if dest_host != self.host:
+            self.destroy(instance_uuid, destroy_disks=True)
+            return
+        with _lock:
+            guest = self._guest(instance_uuid)
+            if guest.pop("resize_backup", None) is not None:
+                guest.pop("migrating", None)
+                guest["console"].append("fake guest resize confirmed")
+                self._save(instance_uuid)
 
     def cache_image(self, image: ImageSpec) -> None:
         """The fake "cache" is the set of image ids whose data this host has read once."""

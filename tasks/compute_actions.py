@@ -152,7 +152,7 @@ def _live_migrate(drv: ComputeDriver, ctx: dict) -> dict:
 _MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], dict | None]] = {
     "resize_source": lambda d, c: d.migrate_disk_and_power_off(c["instance_uuid"]),
     "resize_dest": lambda d, c: d.finish_migration(_spec_with_flavor(c), power_on=c["power_on"]),
-    "confirm_source": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
+    "confirm_source": lambda d, c: d.confirm_migration(c["instance_uuid"], dest_host=c.get("dest") or ""),
     "revert_dest": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
     "revert_source": lambda d, c: d.finish_revert_migration(c["instance_uuid"], power_on=c["power_on"]),
     "live_migrate": _live_migrate,

@@ -20,6 +20,7 @@ from sqlalchemy import delete, select, update
 from app.db import write_session
 from app.image import store as image_store
 from app.models import Allocation, Flavor, Image, Instance, Migration, Service, utcnow
+from app.settings import get_settings
 from drivers.base import PowerState
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
@@ -152,7 +153,10 @@ def start_move(req: dict) -> dict:
         boot_image_id = _shelved_image(s, inst) if action == "unshelve" else None
         # unshelve (2.77/2.91) may name a new zone or null (unpin); the server stays pinned to it afterwards
         zone = req["availability_zone"] if "availability_zone" in req else inst.requested_availability_zone
-        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=False, availability_zone=zone)
+        # Nova's allow_resize_to_same_host: the source is a candidate like any other host; chosen, it holds the
+        # old flavor's resources (the migration's allocation) and the new one's (the instance's) until confirm/revert
+        same_host_ok = action == "resize" and get_settings().allow_resize_to_same_host
+        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=same_host_ok, availability_zone=zone)
         if migration is not None:
             migration.dest_compute = migration.dest_node = dest
         # evacuate rebuilds the guest with a new admin password (stored encrypted, as at create)
@@ -236,8 +240,10 @@ def confirm_resize(req: dict) -> dict:
         mig.status, mig.updated_at = "confirmed", utcnow()
         db_write.start_action(s, uuid, "confirmResize", req["request_id"], req.get("user_id"),
                               req.get("project_id"))
+        # the source drops what it kept for a revert: the old guest, or on the same host only its backup
         ctx = new_ctx(uuid, req["request_id"], "confirm_resize", host=mig.source_compute, task_state=None,
-                      ops=[["confirm_source", mig.source_compute]])
+                      ops=[["confirm_source", mig.source_compute]], source=mig.source_compute,
+                      dest=mig.dest_compute)
     chain(sig("stratus.compute.move_op", ctx), sig("stratus.conductor.record_op_event")).apply_async()
     return {}
 
@@ -253,8 +259,12 @@ def revert_resize(req: dict) -> dict:
         mig.status, mig.updated_at = "reverting", utcnow()
         db_write.start_action(s, uuid, "revertResize", req["request_id"], req.get("user_id"),
                               req.get("project_id"))
-        ctx = new_ctx(uuid, req["request_id"], "revert_resize", host=mig.dest_compute, task_state="resize_reverting",
-                      ops=[["revert_dest", mig.dest_compute], ["revert_source", mig.source_compute]],
+        # resized on its own host: no guest to remove elsewhere, the source's revert replaces the resized one
+        ops = [["revert_source", mig.source_compute]]
+        if mig.dest_compute != mig.source_compute:
+            ops.insert(0, ["revert_dest", mig.dest_compute])
+        ctx = new_ctx(uuid, req["request_id"], "revert_resize", host=ops[0][1], task_state="resize_reverting",
+                      ops=ops,
                       source=mig.source_compute, dest=mig.dest_compute, final_host=mig.source_compute,
                       migration_uuid=mig.uuid,
                       power_on=inst.power_state != PowerState.SHUTDOWN)
@@ -271,7 +281,6 @@ _SHELVE_FROM = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
 def shelve(req: dict) -> dict:
     """shelve (offloaded at once when shelved_offload_time is 0, Nova's default), shelveOffload, or unshelve of
     a SHELVED (not offloaded) server, which just starts it again on its host."""
-    from app.settings import get_settings
     uuid, action = req["instance_uuid"], req["action"]
     allowed, task_state, api = {"shelve": (_SHELVE_FROM, "shelving", "shelve"),
                                 "shelve_offload": ((states.SHELVED,), "shelving_offloading", "shelveOffload"),

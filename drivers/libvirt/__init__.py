@@ -384,6 +384,8 @@ class LibvirtDriver(ComputeDriver):
                 shutil.rmtree(inst_dir, ignore_errors=True)
                 if inst_dir.exists():
                     raise HostLocalError(f"Cannot remove {inst_dir}")
+                from drivers.libvirt import resize
+                resize.remove_backup(self, instance_uuid)  # a same-host resize's <uuid>_resize (Nova deletes it too)
 
     def _undefine(self, dom, instance_uuid: str, quiet: bool = False) -> None:
         try:
@@ -619,6 +621,30 @@ class LibvirtDriver(ComputeDriver):
         from drivers.libvirt import rescue
         with self._instance_lock(instance_uuid):
             rescue.unrescue(self, instance_uuid)
+
+    # -- resize on this host (drivers/libvirt/resize.py) ----------------------------------------------------------
+    def migrate_disk_and_power_off(self, instance_uuid: str) -> None:
+        from drivers.libvirt import resize
+        with self._instance_lock(instance_uuid):
+            resize.migrate_disk_and_power_off(self, instance_uuid)
+
+    def finish_migration(self, instance: InstanceSpec, power_on: bool) -> None:
+        from drivers.libvirt import resize
+        with self._instance_lock(instance.uuid):
+            resize.finish_migration(self, instance, power_on)
+
+    def confirm_migration(self, instance_uuid: str, dest_host: str) -> None:
+        if dest_host != self.host:
+            self.destroy(instance_uuid, destroy_disks=True)  # (not reached: disks never leave this host)
+            return
+        from drivers.libvirt import resize
+        with self._instance_lock(instance_uuid):
+            resize.remove_backup(self, instance_uuid)
+
+    def finish_revert_migration(self, instance_uuid: str, power_on: bool) -> None:
+        from drivers.libvirt import resize
+        with self._instance_lock(instance_uuid):
+            resize.finish_revert_migration(self, instance_uuid, power_on)
 
     # -- diagnostics, crash dump, snapshot (Nova's get_instance_diagnostics, trigger_crash_dump, snapshot) ---------
     def get_diagnostics(self, instance_uuid: str) -> dict:

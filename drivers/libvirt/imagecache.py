@@ -157,3 +157,8 @@ def extract(disk: Path, disk_format: str, dest: Path, force_share: bool = False,
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def grow(disk: Path, size: int, disk_format: str = "qcow2") -> None:
+    """Make ``disk``'s virtual size ``size`` bytes (only ever larger; the guest's filesystem is its own business)."""
+    _run("qemu-img", "resize", "-q", "-f", disk_format, str(disk), str(size), what=f"Cannot resize disk {disk}")

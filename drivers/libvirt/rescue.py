@@ -56,7 +56,7 @@ def rescue(drv: LibvirtDriver, instance: InstanceSpec, rescue_image: ImageSpec |
             _write(inst_dir / UNRESCUE_XML, dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
         except OSError as exc:
             raise HostLocalError(f"Cannot prepare the rescue of instance {instance.uuid}: {exc}") from exc
-        drv._build_config_drive(instance)
+        drv._build_config_drive(instance, dom)
         paths = dataclasses.replace(drv._paths(instance), disk=str(rescue_disk), second_disk=str(inst_dir / "disk"))
         bridge, mac = drv._nic(instance)
         xml = config.domain_xml(instance, paths, drv.virt_type, bridge=bridge, listen=drv.console_listen, mac=mac)

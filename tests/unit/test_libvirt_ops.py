@@ -1,5 +1,6 @@
-"""The libvirt driver's diagnostics, crash dump and snapshot against a stand-in libvirt domain (the qemu-img work of
-the snapshot is real). tests/integration/test_libvirt_actions.py does the same with a real QEMU guest."""
+"""The libvirt driver's diagnostics, crash dump, snapshot and same-host resize against a stand-in libvirt domain
+(the qemu-img work is real). tests/integration/test_libvirt_actions.py and test_libvirt_resize.py do the same with
+a real QEMU guest."""
 from __future__ import annotations
 
 import json
@@ -178,6 +179,115 @@ def test_rescue_xml_boots_the_rescue_disk_with_the_own_disk_second():
     assert [d.find("target").get("dev") for d in plain.iterfind("./devices/disk")] == ["vda"]
 
 
-def test_libvirt_rescues_but_still_refuses_moves():
+def test_libvirt_rescues_and_resizes_but_refuses_live_migration():
     assert supports("libvirt", "rescue") and supports("libvirt", "unrescue")
-    assert not supports("libvirt", "live_migrate") and not supports("libvirt", "finish_migration")
+    assert all(supports("libvirt", call) for call in ("migrate_disk_and_power_off", "finish_migration",
+                                                      "finish_revert_migration"))
+    assert not supports("libvirt", "live_migrate") and not supports("vmware", "finish_migration")
+
+
+class Conn:
+    """defineXML replaces the stand-in domain's definition (same name and uuid), as libvirt does."""
+
+    def __init__(self, dom: "ResizeDomain"):
+        self.dom = dom
+
+    def isAlive(self) -> int:
+        return 1
+
+    def defineXML(self, xml: str) -> "ResizeDomain":
+        self.dom.defined.append(xml)
+        return self.dom
+
+
+class ResizeDomain(Domain):
+    def __init__(self, xml: str):
+        super().__init__()
+        self.defined = [xml]
+
+    def XMLDesc(self, _flags: int) -> str:
+        return self.defined[-1]
+
+    def shutdownFlags(self, _flags: int) -> int:
+        self.calls.append("acpi")
+        self.state_code = libvirt.VIR_DOMAIN_SHUTOFF
+        return 0
+
+    def destroy(self) -> int:
+        self.calls.append("destroy")
+        self.state_code = libvirt.VIR_DOMAIN_SHUTOFF
+        return 0
+
+    def create(self) -> int:
+        self.calls.append("create")
+        self.state_code = libvirt.VIR_DOMAIN_RUNNING
+        return 0
+
+    def hasManagedSaveImage(self, _flags: int) -> int:
+        return 0
+
+
+def _vsize(path) -> int:
+    return json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(path)], capture_output=True,
+                                     text=True, check=True).stdout)["virtual-size"]
+
+
+def _resize_setup(tmp_path, disk_size: int):
+    """An instance of flavor 1 GiB (its disk ``disk_size`` bytes), a running stand-in domain, the new flavor."""
+    import dataclasses
+    import os
+
+    from tests.unit.test_fake_driver import spec
+    old = dataclasses.replace(spec(), uuid=str(uuid.uuid4()), root_gb=1, image=None)
+    new = dataclasses.replace(old, flavor_name="big", flavor_id="2", vcpus=4, memory_mb=512, root_gb=2)
+    dom = ResizeDomain("<domain>old</domain>")
+    dom.uuid = old.uuid
+    drv = _driver(tmp_path, dom)
+    drv._connection, drv._conn_pid = Conn(dom), os.getpid()
+    drv._find = lambda u: dom
+    drv.domain_xml = lambda inst: f'<domain><nova:flavor name="{inst.flavor_name}" id="{inst.flavor_id}"/></domain>'
+    drv.settings = dataclasses.replace(drv.settings, shutdown_timeout=5)
+    (tmp_path / old.uuid).mkdir()
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(tmp_path / old.uuid / "disk"), str(disk_size)],
+                   check=True)
+    return old, new, dom, drv
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed")
+def test_resize_never_shrinks_the_disk(tmp_path):
+    from drivers.libvirt import imagecache
+    old, new, dom, drv = _resize_setup(tmp_path, 3 * imagecache.GiB)  # larger than the new flavor's 2 GiB
+    drv.migrate_disk_and_power_off(old.uuid)
+    with pytest.raises(DriverError, match="^Unable to resize disk down.$"):
+        drv.finish_migration(new, power_on=True)
+    assert _vsize(tmp_path / old.uuid / "disk") == 3 * imagecache.GiB and dom.defined == ["<domain>old</domain>"]
+    drv.finish_revert_migration(old.uuid, power_on=True)  # the failed resize can still be rolled back
+    assert dom.calls == ["acpi", "create"] and not (tmp_path / f"{old.uuid}_resize").exists()
+
+
+@pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed")
+def test_resize_on_this_host_grows_the_disk_and_revert_brings_back_the_old_one(tmp_path):
+    from drivers.libvirt import imagecache
+    gib = imagecache.GiB
+    old, new, dom, drv = _resize_setup(tmp_path, gib)
+    inst_dir, backup = tmp_path / old.uuid, tmp_path / f"{old.uuid}_resize"
+    for _ in range(2):  # a redelivered step finds its work done
+        drv.migrate_disk_and_power_off(old.uuid)
+    assert dom.calls == ["acpi"] and sorted(p.name for p in backup.iterdir()) == ["disk", "domain.xml"]
+    assert (backup / "domain.xml").read_text() == "<domain>old</domain>"
+    for _ in range(2):
+        drv.finish_migration(new, power_on=True)
+    assert _vsize(inst_dir / "disk") == 2 * gib and _vsize(backup / "disk") == gib
+    assert dom.calls == ["acpi", "create"] and 'name="big"' in dom.defined[-1]  # the retry saw it running
+
+    for _ in range(2):
+        drv.finish_revert_migration(old.uuid, power_on=True)
+    assert _vsize(inst_dir / "disk") == gib and dom.defined[-1] == "<domain>old</domain>" and not backup.exists()
+    assert dom.calls == ["acpi", "create", "destroy", "create"]
+
+    drv.migrate_disk_and_power_off(old.uuid)
+    drv.finish_migration(new, power_on=False)
+    assert dom.state_code == libvirt.VIR_DOMAIN_SHUTOFF and _vsize(inst_dir / "disk") == 2 * gib
+    for _ in range(2):
+        drv.confirm_migration(old.uuid, dest_host=drv.host)
+    assert not backup.exists() and (inst_dir / "disk").is_file() and 'name="big"' in dom.defined[-1]

@@ -1,0 +1,208 @@
+"""Resize to the server's own host (Nova's allow_resize_to_same_host): the conductor's host choice with the setting
+off and on, the allocations the host holds at each step (in-process API and conductor; compute steps captured, not
+run), and the fake driver's same-host resize, confirm and revert."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from drivers.base import PowerState
+from drivers.fake import FakeDriver
+from tests.unit.inprocess import COMPUTE, inprocess_conductor, world  # noqa: F401 (fixtures)
+from tests.unit.test_fake_driver import spec
+
+
+def _add_host(s, host: str, memory_mb: int) -> None:
+    from app.models import ComputeNode, Service, utcnow
+    svc = Service(host=host, binary="stratus-compute", topic="compute", last_seen_at=utcnow())
+    s.add(svc)
+    s.flush()
+    s.add(ComputeNode(service_id=svc.id, host=host, hypervisor_hostname=host, hypervisor_type="fake",
+                      hypervisor_version=1, vcpus=8, memory_mb=memory_mb, local_gb=40, vcpus_used=0,
+                      memory_mb_used=0, local_gb_used=0, running_vms=0))
+    s.flush()
+
+
+def _place(world, host: str, memory_mb: int) -> None:
+    """A compute host (8 vCPUs, 40 GB, ``memory_mb``), up, with world's server ACTIVE on it and claimed."""
+    from app.db import write_session
+    from app.models import Instance
+    from tasks import db_write
+    with write_session() as s:
+        _add_host(s, host, memory_mb)
+        inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
+        inst.vm_state, inst.task_state, inst.host, inst.node = "active", None, host, host
+        assert db_write.claim(s, inst, host)
+
+
+@pytest.fixture
+def same_host(monkeypatch):
+    """Turn allow_resize_to_same_host on or off (the settings are cached per process)."""
+    from app.settings import get_settings
+
+    def setting(on: bool) -> None:
+        monkeypatch.setenv("STRATUS_ALLOW_RESIZE_TO_SAME_HOST", "true" if on else "false")
+        get_settings.cache_clear()
+    yield setting
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def started(monkeypatch) -> list[dict]:
+    """The contexts of the compute canvases the conductor starts (nothing runs)."""
+    from tasks import conductor_moves
+    ctxs: list[dict] = []
+
+    class Chain:
+        def __init__(self, first, *rest):
+            self.first = first
+
+        def apply_async(self) -> None:
+            ctxs.append(self.first[1][0])
+
+    monkeypatch.setattr(conductor_moves, "_run", lambda ctx, finish=None: ctxs.append(ctx))
+    monkeypatch.setattr(conductor_moves, "sig", lambda name, *args: (name, args))
+    monkeypatch.setattr(conductor_moves, "chain", Chain)
+    return ctxs
+
+
+@pytest.fixture
+def big(client, world) -> str:
+    r = client.post("/v2.1/flavors", json={"flavor": {"name": "big", "ram": 128, "vcpus": 2, "disk": 2, "id": "big"}},
+                    headers={**world.admin.headers, **COMPUTE})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return "big"
+
+
+def _act(client, world, body: dict):
+    return client.post(f"/v2.1/servers/{world.server_id}/action", json=body, headers={**world.a.headers, **COMPUTE})
+
+
+def _state(world) -> dict:
+    from app.db import read_session
+    from app.models import Allocation, ComputeNode, Instance, Migration
+    with read_session() as s:
+        inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
+        migs = list(s.scalars(select(Migration).order_by(Migration.id)))
+        allocs = s.execute(select(Allocation.instance_uuid, ComputeNode.host, Allocation.memory_mb, Allocation.vcpus,
+                                  Allocation.disk_gb)
+                           .join(ComputeNode, ComputeNode.id == Allocation.compute_node_id)).all()
+        nodes = {n.host: (n.memory_mb_used, n.vcpus_used, n.local_gb_used) for n in s.scalars(select(ComputeNode))}
+        keyed = {inst.uuid: "instance", **{m.uuid: "migration" for m in migs}}
+        return {"vm": (inst.vm_state, inst.task_state, inst.host, inst.memory_mb),
+                "migrations": [(m.status, m.source_compute, m.dest_compute) for m in migs],
+                "allocations": sorted((keyed.get(u, u), h, mb, c, d) for u, h, mb, c, d in allocs),
+                "usage": nodes}
+
+
+def test_resize_never_picks_the_source_when_the_setting_is_off(client, world, big, same_host, started):
+    _place(world, "h1", 4096)
+    same_host(False)
+    before = _state(world)
+    r = _act(client, world, {"resize": {"flavorRef": big}})
+    assert r.status_code == 400 and "No valid host" in r.get_json()["badRequest"]["message"]
+    assert _state(world) == before and started == []  # the migration row and the re-keying rolled back
+
+    from app.db import write_session
+    with write_session() as s:
+        _add_host(s, "h2", 4096)
+    assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
+    assert started[0]["dest"] == "h2" and started[0]["ops"] == [["resize_source", "h1"], ["resize_dest", "h2"]]
+
+
+def test_same_host_resize_holds_both_flavors_until_revert_or_confirm(client, world, big, same_host, started):
+    from tasks import conductor_moves
+    _place(world, "h1", 4096)
+    same_host(True)
+    tiny = ("migration", "h1", 64, 1, 1)
+    assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
+    ctx = started[-1]
+    assert ctx["dest"] == ctx["source"] == "h1"
+    assert ctx["ops"] == [["resize_source", "h1"], ["resize_dest", "h1"]]
+    both = {"allocations": [("instance", "h1", 128, 2, 2), tiny], "usage": {"h1": (192, 3, 3)}}
+    state = _state(world)
+    assert state["migrations"] == [("migrating", "h1", "h1")]
+    assert {k: state[k] for k in both} == both
+    conductor_moves.finish_move({**ctx, "power_state": PowerState.RUNNING})
+    state = _state(world)
+    assert state["vm"] == ("resized", None, "h1", 128) and {k: state[k] for k in both} == both
+
+    # revert: only the source's step (it replaces the resized guest); the new flavor's claim goes
+    assert _act(client, world, {"revertResize": None}).status_code == 202
+    ctx = started[-1]
+    assert ctx["ops"] == [["revert_source", "h1"]] and ctx["host"] == "h1"
+    conductor_moves.finish_move({**ctx, "power_state": PowerState.RUNNING})
+    state = _state(world)
+    assert state["vm"] == ("active", None, "h1", 64) and state["migrations"] == [("reverted", "h1", "h1")]
+    assert state["allocations"] == [("instance", "h1", 64, 1, 1)] and state["usage"] == {"h1": (64, 1, 1)}
+
+    # resize again and confirm: the old flavor's (the migration's) allocation goes
+    assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
+    conductor_moves.finish_move({**started[-1], "power_state": PowerState.RUNNING})
+    assert _state(world)["usage"] == {"h1": (192, 3, 3)}
+    assert _act(client, world, {"confirmResize": None}).status_code == 204
+    ctx = started[-1]
+    assert ctx["ops"] == [["confirm_source", "h1"]] and ctx["dest"] == "h1"
+    state = _state(world)
+    assert state["vm"] == ("active", None, "h1", 128)
+    assert state["allocations"] == [("instance", "h1", 128, 2, 2)] and state["usage"] == {"h1": (128, 2, 2)}
+
+
+def test_same_host_claim_must_fit_both_flavors(client, world, big, same_host, started):
+    _place(world, "h1", 191)  # the old 64 MB + the new 128 MB do not fit in 191
+    same_host(True)
+    r = _act(client, world, {"resize": {"flavorRef": big}})
+    assert r.status_code == 400 and "No valid host" in r.get_json()["badRequest"]["message"]
+    assert _state(world)["allocations"] == [("instance", "h1", 64, 1, 1)] and started == []
+
+
+def test_same_host_failure_gives_back_the_old_allocation(client, world, big, same_host, started):
+    from tasks import conductor_moves
+    _place(world, "h1", 192)  # exactly both
+    same_host(True)
+    assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
+    assert _state(world)["usage"] == {"h1": (192, 3, 3)}
+    conductor_moves.move_failed(started[-1], "boom", "")
+    state = _state(world)
+    assert state["vm"] == ("error", None, "h1", 64) and state["migrations"] == [("error", "h1", "h1")]
+    assert state["allocations"] == [("instance", "h1", 64, 1, 1)] and state["usage"] == {"h1": (64, 1, 1)}
+
+
+# --- the fake driver ---------------------------------------------------------------------------------------------
+
+def _resized(s, **flavor):
+    import dataclasses
+    return dataclasses.replace(s, flavor_name="big", flavor_id="2", **flavor)
+
+
+def test_fake_driver_same_host_resize_revert_and_confirm():
+    import uuid
+    from tasks.compute_actions import _MOVE_OPS
+    host = f"host-{uuid.uuid4().hex[:6]}"
+    d = FakeDriver(host)
+    s = spec()
+    d.build_disk(s)
+    d.spawn(s)
+    new = _resized(s, vcpus=4, memory_mb=512, root_gb=2)
+    for _ in range(2):  # every step twice: a redelivered step finds its work done
+        d.migrate_disk_and_power_off(s.uuid)
+    assert d.get_info(s.uuid).power_state == PowerState.SHUTDOWN
+    for _ in range(2):
+        d.finish_migration(new, power_on=True)
+    assert (d.get_info(s.uuid).vcpus, d.get_info(s.uuid).memory_mb) == (4, 512)
+    for _ in range(2):
+        d.finish_revert_migration(s.uuid, power_on=True)
+    info = d.get_info(s.uuid)
+    assert (info.power_state, info.vcpus, info.memory_mb) == (PowerState.RUNNING, 2, 256)
+
+    d.migrate_disk_and_power_off(s.uuid)
+    d.finish_migration(new, power_on=False)
+    ctx = {"instance_uuid": s.uuid, "dest": host}
+    for _ in range(2):
+        _MOVE_OPS["confirm_source"](d, ctx)  # same host: the resized guest stays
+    info = d.get_info(s.uuid)
+    assert (info.power_state, info.vcpus, info.memory_mb) == (PowerState.SHUTDOWN, 4, 512)
+    d.finish_revert_migration(s.uuid, power_on=True)  # nothing kept any more: the flavor stays the new one
+    assert d.get_info(s.uuid).memory_mb == 512
+    _MOVE_OPS["confirm_source"](d, {"instance_uuid": s.uuid, "dest": "elsewhere"})  # moved away: the guest goes
+    assert d.list_instances() == []
