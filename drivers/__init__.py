@@ -22,14 +22,24 @@ def load_driver(name: str, host: str, settings: Settings) -> ComputeDriver:
     return getattr(importlib.import_module(module_name), factory)(host, settings)
 
 
-def supports(name: str, method: str) -> bool:
-    """Whether driver ``name`` implements the contract's optional ``method`` (not the base's
-    NotImplementedError). Read from the factory's declared return class, so no hypervisor is contacted."""
+def capability(name: str, key: str) -> bool:
+    """Driver ``name``'s declared capability ``key`` (its class's ``capabilities``), without contacting anything."""
+    cls = _driver_class(name)
+    return bool(cls.capabilities.get(key, False)) if cls is not None else True
+
+
+def _driver_class(name: str) -> type[ComputeDriver] | None:
     import typing
 
     module_name, factory = DRIVERS[name].split(":")
-    module = importlib.import_module(module_name)
-    cls = typing.get_type_hints(getattr(module, factory)).get("return")
-    if not (isinstance(cls, type) and issubclass(cls, ComputeDriver)):
+    cls = typing.get_type_hints(getattr(importlib.import_module(module_name), factory)).get("return")
+    return cls if isinstance(cls, type) and issubclass(cls, ComputeDriver) else None
+
+
+def supports(name: str, method: str) -> bool:
+    """Whether driver ``name`` implements the contract's optional ``method`` (not the base's
+    NotImplementedError). Read from the factory's declared return class, so no hypervisor is contacted."""
+    cls = _driver_class(name)
+    if cls is None:
         return True  # unknown: let the compute step report it
     return getattr(cls, method) is not getattr(ComputeDriver, method)

@@ -130,6 +130,8 @@ class ComputeDriver(abc.ABC):
         "supports_console_output": False,
         "supports_vnc_console": False,
         "supports_spice_console": False,
+        # resize/migrate can move the guest's disks to another host (not only resize it in place)
+        "supports_migrate_to_other_host": False,
     }
 
     def __init__(self, host: str):

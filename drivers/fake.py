@@ -38,6 +38,7 @@ class FakeDriver(ComputeDriver):
         "supports_console_output": True,
         "supports_vnc_console": True,
         "supports_spice_console": True,
+        "supports_migrate_to_other_host": True,
     }
 
     def __init__(self, host: str, vcpus: int = 16, memory_mb: int = 32768, local_gb: int = 512,

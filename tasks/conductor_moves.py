@@ -21,6 +21,7 @@ from app.db import write_session
 from app.image import store as image_store
 from app.models import Allocation, Flavor, Image, Instance, Migration, Service, utcnow
 from app.settings import get_settings
+from drivers import capability
 from drivers.base import PowerState
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
@@ -97,6 +98,10 @@ def _quota_delta(s, inst, old: dict, new: dict, sign: int = 1) -> None:
         db_write.reserve_quota(s, inst.project_id, {"instances": 0, "cores": cores, "ram": ram}, inst.user_id)
 
 
+def _moves_disks() -> bool:
+    return capability(get_settings().compute_driver, "supports_migrate_to_other_host")
+
+
 def movable_instance(s, uuid: str, rule: dict, needs_host: bool = True) -> Instance:
     """The instance, locked, if the move ``rule`` may start from its states (Nova's 404 / 409 otherwise)."""
     inst = db_write.get_instance(s, uuid, lock=True)
@@ -121,6 +126,11 @@ def start_move(req: dict) -> dict:
     with write_session() as s:
         inst = movable_instance(s, uuid, rule, needs_host=action != "unshelve")
         source = inst.host
+        in_place_only = action in ("resize", "migrate") and not _moves_disks()
+        if in_place_only and (action == "migrate" or not get_settings().allow_resize_to_same_host):
+            driver = get_settings().compute_driver
+            raise ConductorError(409, f"The {driver} compute driver cannot move an instance's disks to another host: "
+                                      f"only a resize on the same host is possible (allow_resize_to_same_host).")
         if requested is not None and requested == source:
             raise ConductorError(400, "The target host can't be the same one.")
         if action == "evacuate" and _service_up(s, source):
@@ -156,6 +166,8 @@ def start_move(req: dict) -> dict:
         # Nova's allow_resize_to_same_host: the source is a candidate like any other host; chosen, it holds the
         # old flavor's resources (the migration's allocation) and the new one's (the instance's) until confirm/revert
         same_host_ok = action == "resize" and get_settings().allow_resize_to_same_host
+        if in_place_only:
+            requested = source  # the disks stay where they are
         dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=same_host_ok, availability_zone=zone)
         if migration is not None:
             migration.dest_compute = migration.dest_node = dest

@@ -206,3 +206,36 @@ def test_fake_driver_same_host_resize_revert_and_confirm():
     assert d.get_info(s.uuid).memory_mb == 512
     _MOVE_OPS["confirm_source"](d, {"instance_uuid": s.uuid, "dest": "elsewhere"})  # moved away: the guest goes
     assert d.list_instances() == []
+
+
+@pytest.fixture
+def in_place_driver(monkeypatch):
+    """A compute driver that resizes only where the disks are (libvirt here: no disk copy between hosts)."""
+    from tasks import conductor_moves
+    monkeypatch.setattr(conductor_moves, "_moves_disks", lambda: False)
+
+
+def test_a_driver_that_cannot_move_disks_resizes_in_place_only(client, world, big, same_host, started,
+                                                                in_place_driver):
+    from app.db import write_session
+    _place(world, "h1", 4096)
+    with write_session() as s:
+        _add_host(s, "h2", 8192)  # roomier: a scheduler free to choose would take it
+    same_host(False)
+    before = _state(world)
+    for body in ({"resize": {"flavorRef": big}}, {"migrate": None}):
+        r = _act(client, world, body) if "resize" in body else client.post(
+            f"/v2.1/servers/{world.server_id}/action", json=body, headers={**world.admin.headers, **COMPUTE})
+        assert r.status_code == 409, r.get_data(as_text=True)
+        assert "cannot move an instance's disks to another host" in r.get_json()["conflictingRequest"]["message"]
+    assert _state(world) == before and started == []
+
+    same_host(True)
+    assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
+    assert started[-1]["dest"] == started[-1]["source"] == "h1"
+
+
+def test_drivers_declare_whether_they_move_disks():
+    from drivers import capability
+    assert capability("fake", "supports_migrate_to_other_host")
+    assert not capability("libvirt", "supports_migrate_to_other_host")
