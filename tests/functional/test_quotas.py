@@ -252,21 +252,26 @@ def test_over_quota_creates(world):
     delete_all(admin, stack, proj.id)
 
 
+def concurrent_creates(stack, proj, image_id: str, prefix: str, count: int, threads: int) -> list[tuple[int, dict]]:
+    """``count`` server creates by the project's member from ``threads`` threads: (status, body) of each."""
+    token = proj.session("member").headers["X-Auth-Token"]
+
+    def create(i: int) -> tuple[int, dict]:
+        r = requests.post(f"{stack.url}/v2.1/servers", json=server_body(image_id, f"{prefix}-{i}"),
+                          headers={"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}, timeout=300)
+        return r.status_code, r.json()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(create, range(count)))
+
+
 @pytest.mark.slow
 def test_concurrent_creates_stop_exactly_at_the_quota(world):
     stack, admin, image_id = world
     proj = Project(stack, admin)
     admin.put(f"{stack.url}/v2.1/os-quota-sets/{proj.id}",
               json={"quota_set": {"instances": 50, "cores": -1, "ram": -1}}).raise_for_status()
-    token = proj.session("member").headers["X-Auth-Token"]
-
-    def create(i: int) -> tuple[int, dict]:
-        r = requests.post(f"{stack.url}/v2.1/servers", json=server_body(image_id, f"race-{i}"),
-                          headers={"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}, timeout=300)
-        return r.status_code, r.json()
-
-    with ThreadPoolExecutor(max_workers=50) as pool:
-        results = list(pool.map(create, range(200)))
+    results = concurrent_creates(stack, proj, image_id, "race", 200, 50)
     codes = [code for code, _ in results]
     assert codes.count(202) == 50 and codes.count(403) == 150, sorted(set(codes))
     message = "Quota exceeded for instances: Requested 1, but already used 50 of 50 instances"
@@ -289,20 +294,12 @@ def test_per_user_instances_quota(world):
     url, uid = f"{stack.url}/v2.1/os-quota-sets/{proj.id}", proj.user_ids["member"]
     r = admin.put(url, params={"user_id": uid}, json={"quota_set": {"instances": 2}})
     assert r.status_code == 200 and r.json()["quota_set"]["instances"] == 2, r.text
-    token = proj.session("member").headers["X-Auth-Token"]
-
-    def create(i: int) -> tuple[int, dict]:
-        r = requests.post(f"{stack.url}/v2.1/servers", json=server_body(image_id, f"mine-{i}"),
-                          headers={"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.96"}, timeout=300)
-        return r.status_code, r.json()
-
-    with ThreadPoolExecutor(max_workers=10) as pool:
-        results = list(pool.map(create, range(10)))
+    results = concurrent_creates(stack, proj, image_id, "mine", 10, 10)
     assert sorted(code for code, _ in results) == [202] * 2 + [403] * 8
     over = {"forbidden": {"code": 403, "message": "Quota exceeded for instances: Requested 1, but already used 2 "
                                                   "of 2 instances"}}
     assert all(body == over for code, body in results if code == 403)
-    assert create(10) == (403, over)  # the third boot, once the others are done
+    assert concurrent_creates(stack, proj, image_id, "third", 1, 1) == [(403, over)]  # once the others are done
     r = proj.session("member2").post(f"{stack.url}/v2.1/servers", json=server_body(image_id, "theirs"))
     assert r.status_code == 202, r.text
 
