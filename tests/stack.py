@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shlex
 import shutil
 import signal
@@ -299,8 +300,40 @@ class Stack:
     def openstack_json(self, *args: str, **kw) -> object:
         return json.loads(self.openstack(*args, "-f", "json", **kw).stdout)
 
+    def wait_server(self, ref: str, *statuses: str, timeout: float = 120) -> dict | None:
+        """Wait (REST, every 0.2 s) until server ``ref`` (id or exact name, any project) has one of ``statuses``;
+        ``"DELETED"``: until it is gone (returns None). Scenarios use this after a CLI command instead of the CLI's
+        own --wait, which polls every 5 s; test_cli_boot keeps --wait itself covered on every backend."""
+        headers = {"X-Auth-Token": self.admin_token(), "OpenStack-API-Version": "compute 2.96"}
+        deadline = time.monotonic() + timeout
+        while True:
+            if uuid_like(ref):
+                r = requests.get(f"{self.url}/v2.1/servers/{ref}", headers=headers, timeout=30)
+                server = r.json()["server"] if r.status_code == 200 else None
+            else:
+                r = requests.get(f"{self.url}/v2.1/servers/detail", headers=headers, timeout=30,
+                                 params={"name": f"^{re.escape(ref)}$", "all_tenants": "1"})
+                server = next(iter(r.json()["servers"]), None)
+            if server is None and "DELETED" in statuses:
+                return None
+            if server is not None and server["status"] in statuses:
+                return server
+            if server is not None and server["status"] == "ERROR":
+                raise AssertionError(f"server {ref} went to ERROR: {server.get('fault')}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server {ref} not {statuses} after {timeout} s: {server}")
+            time.sleep(0.2)
+
     def wipe(self) -> None:
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def uuid_like(ref: str) -> bool:
+    try:
+        uuid.UUID(ref)
+        return True
+    except ValueError:
+        return False
 
 
 @contextlib.contextmanager

@@ -78,14 +78,14 @@ def test_no_valid_host_fault_names_the_filter(stack):
     stack.openstack("flavor", "create", "--ram", "40000", "--disk", "1", "--vcpus", "1", "huge")
     stack.openstack("image", "create", "--file", "/dev/null", "--disk-format", "raw", "--container-format",
                     "bare", "empty-image")
-    proc = stack.openstack("server", "create", "--image", "empty-image", "--flavor", "huge", "--wait", "too-big",
-                           check=False)
-    assert proc.returncode != 0
+    stack.openstack("server", "create", "--image", "empty-image", "--flavor", "huge", "too-big")
+    stack.wait_server("too-big", "ERROR")
     info = stack.openstack_json("server", "show", "too-big")
     assert info["status"] == "ERROR"
     assert "No valid host was found" in info["fault"]["message"]
     assert "RamFilter removed 2 of 2 hosts" in info["fault"]["message"]
-    stack.openstack("server", "delete", "--wait", "too-big")
+    stack.openstack("server", "delete", "too-big")
+    stack.wait_server(info["id"], "DELETED")
 
 
 def test_admin_fleet_views(stack):
@@ -105,10 +105,11 @@ def test_admin_fleet_views(stack):
         stack.openstack("flavor", "create", "--ram", "20000", "--disk", "1", "--vcpus", "1", "big-one")
         stack.openstack("image", "create", "--file", "/dev/null", "--disk-format", "raw", "--container-format",
                         "bare", "svc-image")
-        info = stack.openstack_json("server", "create", "--image", "svc-image", "--flavor", "big-one", "--wait",
-                                    "on-enabled-host")
+        stack.openstack("server", "create", "--image", "svc-image", "--flavor", "big-one", "on-enabled-host")
+        info = stack.wait_server("on-enabled-host", "ACTIVE")
         assert info["OS-EXT-SRV-ATTR:host"] == "fake-1"
-        stack.openstack("server", "delete", "--wait", "on-enabled-host")
+        stack.openstack("server", "delete", "on-enabled-host")
+        stack.wait_server(info["id"], "DELETED")
     finally:
         stack.openstack("compute", "service", "set", "--enable", "fake-2", "stratus-compute")
     assert svc["ID"]

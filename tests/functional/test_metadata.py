@@ -148,8 +148,9 @@ def test_addresses_and_networks(stack, api, world):
     assert api.req("GET", "/os-networks", version="2.36").status_code == 404
 
     # The CLI's --nic net-id= resolves through /os-networks and sends [{"uuid": ...}].
-    server = stack.openstack_json("server", "create", "--image", "md-image", "--flavor", "m1.nano", "--nic",
-                                  f"net-id={net['id']}", "--wait", "md-nic")
+    stack.openstack("server", "create", "--image", "md-image", "--flavor", "m1.nano", "--nic", f"net-id={net['id']}",
+                    "md-nic")
+    server = stack.wait_server("md-nic", "ACTIVE")
     assert "127.77.0." in str(server["addresses"]), server["addresses"]
     assert api.req("DELETE", f"/servers/{server['id']}").status_code == 204
 

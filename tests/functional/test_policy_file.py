@@ -29,8 +29,8 @@ def test_policy_file_forbids_member_server_create(tmp_path):
         assert "os_compute_api:servers:create" in proc.stderr
         # Rules the file does not name keep their defaults: the member still lists servers and flavors.
         assert st.openstack_json("server", "list", **as_member) == []
-        admin_vm = st.openstack_json("server", "create", "--image", "pol-image", "--flavor", "m1.nano",
-                                     "--wait", "admin-vm")
+        st.openstack("server", "create", "--image", "pol-image", "--flavor", "m1.nano", "admin-vm")
+        admin_vm = st.wait_server("admin-vm", "ACTIVE")
         assert admin_vm["status"] == "ACTIVE"
     finally:
         st.stop()

@@ -404,7 +404,7 @@ def test_resize_migrate_shelve_live_migrate_evacuate(env):
 
     # resize (CLI) to VERIFY_RESIZE on the other host, then confirm: the source's claim is released
     source = host_of(admin, sid)
-    stack.openstack("server", "resize", "--flavor", "m1.micro", "--wait", sid, **os_alice)
+    stack.openstack("server", "resize", "--flavor", "m1.micro", sid, **os_alice)
     resized = alice.wait(sid, "VERIFY_RESIZE")
     assert resized["flavor"]["original_name"] == "m1.micro"
     dest = host_of(admin, sid)
@@ -430,7 +430,7 @@ def test_resize_migrate_shelve_live_migrate_evacuate(env):
     assert event_names(alice, sid)[:4] == ["revertResize", "resize", "confirmResize", "resize"]
 
     # cold migration (admin, CLI) and its confirmation
-    stack.openstack("server", "migrate", "--wait", sid)
+    stack.openstack("server", "migrate", sid)
     alice.wait(sid, "VERIFY_RESIZE")
     assert host_of(admin, sid) == source
     stack.openstack("server", "resize", "confirm", sid)

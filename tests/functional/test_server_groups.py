@@ -83,8 +83,9 @@ def test_cli_server_group_lifecycle(gstack):
     stack = gstack
     group = stack.openstack_json("server", "group", "create", "--policy", "anti-affinity", "cli-group")
     assert group["name"] == "cli-group" and group["policy"] == "anti-affinity"
-    server = stack.openstack_json("server", "create", "--image", "grp-image", "--flavor", "m1.nano", "--hint",
-                                  f"group={group['id']}", "--wait", "cli-member")
+    stack.openstack("server", "create", "--image", "grp-image", "--flavor", "m1.nano", "--hint",
+                    f"group={group['id']}", "cli-member")
+    server = stack.wait_server("cli-member", "ACTIVE")
     assert server["status"] == "ACTIVE"
     shown = stack.openstack_json("server", "group", "show", "cli-group")
     assert shown["members"] in ([server["id"]], server["id"])  # a list, or the CLI's comma-joined string
@@ -92,7 +93,8 @@ def test_cli_server_group_lifecycle(gstack):
     assert listed["cli-group"]["ID"] == group["id"]
     srv = session(stack).get(f"{stack.url}/v2.1/servers/{server['id']}").json()["server"]
     assert srv["server_groups"] == [group["id"]]  # 2.71+
-    stack.openstack("server", "delete", "--wait", "cli-member")
+    stack.openstack("server", "delete", "cli-member")
+    stack.wait_server(server["id"], "DELETED")
     assert stack.openstack_json("server", "group", "show", "cli-group")["members"] in ([], "")
     stack.openstack("server", "group", "delete", "cli-group")
     proc = stack.openstack("server", "group", "show", group["id"], check=False)
