@@ -150,10 +150,13 @@ def snapshot_failed(ctx: dict) -> None:
 
 @celery.task(name="stratus.conductor.record_op_event", ignore_result=True)
 def record_op_event(ctx: dict) -> None:
-    """End of an action that changes no state (trigger_crash_dump): record its event."""
+    """End of an action that changes no state (trigger_crash_dump, a live migration's abort / force-complete):
+    record its event, failed when the compute step reports an ``error`` (e.g. the migration had already ended;
+    the migration's own canvas records its outcome)."""
+    error = ctx.get("error")
     with write_session() as s:
         db_write.record_event(s, ctx["instance_uuid"], ctx["request_id"], f"compute_{ctx['action']}",
-                              ctx.get("t0"), "Success", host=ctx.get("host"))
+                              ctx.get("t0"), "Error" if error else "Success", host=ctx.get("host"), details=error)
 
 
 @rpc("trigger_crash_dump")

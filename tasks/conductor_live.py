@@ -23,7 +23,7 @@ from tasks import db_write
 from tasks.celery_app import celery
 from tasks.common import new_ctx, sig
 from tasks.conductor import rpc
-from tasks.conductor_actions import invalid_state, require_driver
+from tasks.conductor_actions import _locked_instance, invalid_state, require_driver
 from tasks.conductor_moves import (LIVE_MIGRATION_ACTIVE, MOVES, _pick_and_claim, _rekey_allocation, _run,
                                    _service_up, movable_instance)
 from tasks.db_write import ConductorError
@@ -125,7 +125,7 @@ def live_migration_running(ctx: dict) -> None:
 
 def _control(ctx: dict) -> None:
     chain(sig("stratus.compute.live_migration_control", ctx),
-          sig("stratus.conductor.record_control_event")).apply_async()
+          sig("stratus.conductor.record_op_event")).apply_async()
 
 
 def _migration_of(s, uuid: str, migration_id: str, code: int) -> Migration:
@@ -147,7 +147,7 @@ def live_migration_force_complete(req: dict) -> dict:
     uuid = req["instance_uuid"]
     require_driver("live_migration_force_complete", "force_complete")
     with write_session() as s:
-        inst = _locked(s, uuid)
+        inst = _locked_instance(s, uuid)
         if inst.vm_state not in RULE["from"]:
             raise invalid_state("force_complete", uuid, "vm_state", inst.vm_state)
         if inst.task_state != RULE["task_state"]:
@@ -170,7 +170,7 @@ def live_migration_abort(req: dict) -> dict:
     uuid = req["instance_uuid"]
     require_driver("live_migration_abort", "abort live migration")
     with write_session() as s:
-        inst = _locked(s, uuid)
+        inst = _locked_instance(s, uuid)
         if inst.task_state != RULE["task_state"]:
             raise invalid_state("abort live migration", uuid, "task_state", inst.task_state)
         mig = _migration_of(s, uuid, req["migration_id"], 404)
@@ -197,21 +197,3 @@ def _cancel_queued(s, inst, mig: Migration, request_id: str) -> None:
     db_write.cas_instance(s, inst.uuid, expected_task_state=RULE["task_state"], task_state=None)
     db_write.record_event(s, inst.uuid, request_id, "compute_live_migration_abort", None, "Success",
                           host=mig.source_compute)
-
-
-def _locked(s, uuid: str):
-    inst = db_write.get_instance(s, uuid, lock=True)
-    if inst is None or inst.deleted:
-        raise ConductorError(404, f"Instance {uuid} could not be found.")
-    return inst
-
-
-@celery.task(name="stratus.conductor.record_control_event", ignore_result=True)
-def record_control_event(ctx: dict) -> None:
-    """End of a force-complete / abort request: its event (failed when the driver refused, e.g. the migration had
-    already ended). The migration's own canvas records the outcome (completed / cancelled)."""
-    error = ctx.get("error")
-    with write_session() as s:
-        db_write.record_event(s, ctx["instance_uuid"], ctx["request_id"], f"compute_{ctx['action']}",
-                              ctx.get("t0"), "Error" if error else "Success", host=ctx.get("host"), details=error)
-

@@ -29,7 +29,8 @@ from tasks import db_write, states
 from tasks.celery_app import celery
 from tasks.common import new_ctx, sig
 from tasks.conductor import rpc
-from tasks.conductor_actions import finish_snapshot_image, invalid_state, require_driver, snapshot_failed
+from tasks.conductor_actions import (_check_state, _locked_instance, finish_snapshot_image, invalid_state,
+                                    require_driver, snapshot_failed)
 from tasks.db_write import ConductorError
 from tasks.scheduler import load_host_states
 
@@ -104,13 +105,8 @@ def _moves_disks() -> bool:
 
 def movable_instance(s, uuid: str, rule: dict, needs_host: bool = True) -> Instance:
     """The instance, locked, if the move ``rule`` may start from its states (Nova's 404 / 409 otherwise)."""
-    inst = db_write.get_instance(s, uuid, lock=True)
-    if inst is None or inst.deleted:
-        raise ConductorError(404, f"Instance {uuid} could not be found.")
-    if inst.vm_state not in rule["from"]:
-        raise invalid_state(rule["api"], uuid, "vm_state", inst.vm_state)
-    if inst.task_state is not None:
-        raise invalid_state(rule["api"], uuid, "task_state", inst.task_state)
+    inst = _locked_instance(s, uuid)
+    _check_state(inst, rule["api"], rule["from"])
     if needs_host and not inst.host:
         raise ConductorError(409, f"Instance {uuid} is not ready")
     return inst
@@ -225,13 +221,8 @@ def _latest_migration(s, uuid: str, status: str) -> Migration | None:
 
 
 def _resized_instance(s, uuid: str, api: str):
-    inst = db_write.get_instance(s, uuid, lock=True)
-    if inst is None or inst.deleted:
-        raise ConductorError(404, f"Instance {uuid} could not be found.")
-    if inst.vm_state != states.RESIZED:
-        raise invalid_state(api, uuid, "vm_state", inst.vm_state)
-    if inst.task_state is not None:
-        raise invalid_state(api, uuid, "task_state", inst.task_state)
+    inst = _locked_instance(s, uuid)
+    _check_state(inst, api, (states.RESIZED,))
     mig = _latest_migration(s, uuid, "finished")
     if mig is None:
         raise ConductorError(400, f"Instance {uuid} has not been resized.")

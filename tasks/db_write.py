@@ -304,7 +304,8 @@ def create_instances(s: Session, req: dict) -> list[str]:
             admin_pass_enc=req.get("admin_pass_enc"), config_drive=req.get("config_drive") or "",
             metadata_items=req.get("metadata") or {}, networks_request=req.get("networks"),
             scheduler_hints=req.get("scheduler_hints") or {}, access_ip_v4=req.get("access_ip_v4"),
-            access_ip_v6=req.get("access_ip_v6"), root_device_tag=req.get("root_device_tag"), launch_index=index, reservation_id=req["reservation_id"],
+            access_ip_v6=req.get("access_ip_v6"), root_device_tag=req.get("root_device_tag"), launch_index=index,
+            reservation_id=req["reservation_id"],
             created_at=now, updated_at=now))
         s.add(InstanceAction(action="create", instance_uuid=uuid, request_id=req["request_id"],
                              user_id=req["user_id"], project_id=req["project_id"], start_time=now, updated_at=now))
