@@ -100,6 +100,8 @@ def check_guarantees(stack: Stack, api: Client, attempts: list[Attempt], t_down:
           f"every accepted boot settled {settle:.1f} s after the storm ended: {dict(statuses)}")
     assert set(final) == accepted, "a boot that got 202 disappeared"
     bad = {i: (s["status"], s.get("fault")) for i, s in final.items() if s["status"] != "ACTIVE"}
+    if bad:
+        _print_traces(stack, bad)
     assert not bad, f"accepted boots that did not end ACTIVE: {bad}"
     # Servers the client never heard about (a 503 whose request did reach the conductor) must not be stuck.
     extra = {s["id"]: s for s in api.servers() if s["id"] not in accepted}
@@ -107,6 +109,16 @@ def check_guarantees(stack: Stack, api: Client, attempts: list[Attempt], t_down:
     print(f"{len(extra)} server(s) exist for requests answered 503 (their outcome was unknown to the client)")
     assert query(stack, "SELECT count(*) FROM instances WHERE deleted = 0 AND task_state IS NOT NULL") == [(0,)]
     assert audit(stack).returncode == 0, "an allocation without a live instance"
+
+
+def _print_traces(stack: Stack, uuids) -> None:
+    """Every log line of the stack's processes that names one of ``uuids``, plus their warnings and errors: the
+    stack's logs are deleted with it, and a boot lost across a broker restart is rare."""
+    for name in ("api", "conductor", "scheduler", "compute"):
+        lines = stack.log(name).splitlines()
+        hits = [ln for ln in lines if any(u in ln for u in uuids) or "WARNING" in ln or "ERROR" in ln
+                or "CRITICAL" in ln]
+        print(f"--- {name}.log ({len(hits)} of {len(lines)} lines) ---\n" + "\n".join(hits[-300:]))
 
 
 def _stack_env() -> dict[str, str]:
