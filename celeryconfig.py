@@ -90,6 +90,7 @@ worker_hijack_root_logger = False
 beat_schedule = {
     "purge-expired-tokens": {"task": "stratus.conductor.purge_expired_tokens", "schedule": 600.0},
     "expire-stuck-instances": {"task": "stratus.conductor.expire_stuck_instances", "schedule": 60.0},
+    "resume-stalled-builds": {"task": "stratus.conductor.resume_stalled_builds", "schedule": 30.0},
     "audit-allocations": {"task": "stratus.conductor.audit_allocations", "schedule": 300.0},
     # Nova runs _reclaim_queued_deletes every reclaim_instance_interval; a minute bounds the extra delay.
     "reclaim-soft-deleted": {"task": "stratus.conductor.reclaim_soft_deleted",

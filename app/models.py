@@ -227,6 +227,8 @@ class Instance(Base):
     launch_index: Mapped[int] = mapped_column(Integer, default=0)
     reservation_id: Mapped[str] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The host the boot asked for (2.74 ``host``, forced ``zone:host``): a stalled boot is scheduled again with it.
+    requested_host: Mapped[str | None] = mapped_column(String(255))
     launched_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -38,6 +38,9 @@ class Settings:
     report_interval: int = 10
     # An instance whose task_state has not moved for this long goes to ERROR (BUILD) or back to no task.
     instance_build_timeout: int = 900
+    # A boot with no progress for this long has its current step sent again, once (a broker can lose a message it
+    # handed out, see tasks/periodic.resume_stalled_builds). Above broker_visibility_timeout, below the timeout.
+    stalled_build_resume_after: int = 360
     task_state_timeout: int = 900
     service_down_time: int = 60
     shutdown_timeout: int = 60  # seconds a stop waits for a clean (ACPI) guest shutdown before a hard one (Nova)

@@ -305,6 +305,7 @@ def create_instances(s: Session, req: dict) -> list[str]:
             metadata_items=req.get("metadata") or {}, networks_request=req.get("networks"),
             scheduler_hints=req.get("scheduler_hints") or {}, access_ip_v4=req.get("access_ip_v4"),
             access_ip_v6=req.get("access_ip_v6"), root_device_tag=req.get("root_device_tag"), launch_index=index,
+            requested_host=req.get("requested_host"),
             reservation_id=req["reservation_id"],
             created_at=now, updated_at=now))
         s.add(InstanceAction(action="create", instance_uuid=uuid, request_id=req["request_id"],

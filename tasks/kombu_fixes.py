@@ -10,6 +10,12 @@ the reconnection and acknowledges through its old, closed channel: kombu raises 
 worker's event loop, and the worker exits. That message also stays in the unacked set and comes back after the
 visibility timeout; every task is idempotent (compare-and-swap on task_state), so running it again is harmless.
 
+kombu takes a message off its queue (BRPOP) and only then registers it as unacknowledged (a second command): if the
+broker stops between the two, the message exists nowhere but in this worker, which drops it with the connection.
+The worker now puts such a message back on its queue as soon as the broker answers again (_requeue_unregistered).
+A message Redis popped but never sent (it stopped before the reply left) cannot be saved here: see
+tasks/periodic.resume_stalled_builds.
+
 A worker that lost its broker retries connecting after 2, 4, 6 ... s (Celery passes no intervals, kombu's
 defaults apply): after a broker restart each worker came back up to that step later than the broker, one
 after the other along the canvas. Workers retry every RECONNECT_INTERVAL_MAX seconds at most instead."""
@@ -17,16 +23,21 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+import time
 
 LOG = logging.getLogger(__name__)
 
 # Seconds between a worker's attempts to reach the broker again (first at once, then 1 s, then this).
 RECONNECT_INTERVAL_MAX = 2
+# How long a worker keeps trying to put back a message it took off its queue as the broker went away.
+REQUEUE_PATIENCE = 3600.0
 
 
 def apply() -> None:
     _restore_unacked_quietly()
     _ack_on_closed_channel_quietly()
+    _requeue_unregistered()
     _reconnect_promptly()
 
 
@@ -100,6 +111,63 @@ def _guarded(original, forget):
 
     settle._stratus_fixed = True
     return settle
+
+
+def _requeue_unregistered() -> None:
+    try:
+        from kombu.transport import redis as kombu_redis
+    except ImportError:
+        return
+    original = kombu_redis.QoS.append
+    if getattr(original, "_stratus_fixed", False):
+        return
+    errors = (OSError, *_redis_errors())
+
+    @functools.wraps(original)
+    def append(self, message, delivery_tag):
+        try:
+            return original(self, message, delivery_tag)
+        except errors:
+            # Taken off the queue, not in the unacked set: put it back once the broker answers, then let the
+            # consumer see the connection error (it reconnects; the message is never handed to a task here).
+            client = self.channel.connection.client
+            info = message.delivery_info
+            threading.Thread(target=requeue, name=f"requeue-{delivery_tag}", daemon=True,
+                             args=(client.as_uri(include_password=True), dict(client.transport_options),
+                                   message._raw, info["exchange"], info["routing_key"], delivery_tag)).start()
+            raise
+
+    append._stratus_fixed = True
+    kombu_redis.QoS.append = append
+
+
+def requeue(url: str, transport_options: dict, payload: dict, exchange: str, routing_key: str, tag: str,
+            patience: float = REQUEUE_PATIENCE, interval: float = 1.0) -> bool:
+    """Put ``payload`` back on the queues ``exchange``/``routing_key`` lead to (kombu's own restore path, marked
+    redelivered), retrying while the broker is unreachable. Returns whether it succeeded."""
+    from kombu import Connection
+    from kombu.exceptions import OperationalError
+    errors = (OSError, OperationalError, *_redis_errors())
+    LOG.warning("message %s was taken off its queue as the broker connection dropped, before it was registered "
+                "as unacknowledged: it goes back on its queue when the broker answers", tag)
+    give_up = time.monotonic() + patience
+    last_error: BaseException | None = None
+    while time.monotonic() < give_up:
+        try:
+            with Connection(url, transport_options=transport_options, connect_timeout=2) as conn:
+                channel = conn.default_channel
+                with channel.conn_or_acquire() as client:
+                    pipe = client.pipeline()
+                    channel._do_restore_message(payload, exchange, routing_key, pipe)
+                    pipe.execute()
+            LOG.warning("message %s is back on its queue", tag)
+            return True
+        except errors as exc:
+            last_error = exc
+            time.sleep(interval)
+    LOG.error("message %s could not be put back on its queue within %.0f s and is lost (%r)", tag, patience,
+              last_error)
+    return False
 
 
 def _redis_errors() -> tuple[type[BaseException], ...]:

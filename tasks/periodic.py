@@ -6,14 +6,16 @@ import logging
 import datetime as dt
 import time
 
-from sqlalchemy import delete, select
+from celery import chain
+from sqlalchemy import and_, delete, exists, select
 
 from app.db import write_session
-from app.models import ConsoleAuthToken, Instance, Token, utcnow
+from app.models import ConsoleAuthToken, Instance, InstanceAction, InstanceActionEvent, Token, utcnow
 from app.settings import get_settings
 from drivers.base import PowerState
 from tasks import db_write, states
 from tasks.celery_app import celery
+from tasks.common import boot_canvas, new_ctx, sig
 
 LOG = logging.getLogger(__name__)
 
@@ -57,6 +59,49 @@ def expire_stuck_instances() -> int:
     if expired:
         LOG.warning("expired %d stuck instance task(s)", expired)
     return expired
+
+
+RESUME_EVENT = "conductor_resume_build"
+
+
+@celery.task(name="stratus.conductor.resume_stalled_builds")
+def resume_stalled_builds() -> int:
+    """Send the current step of a boot that made no progress again, once per boot, before it would time out.
+
+    A broker can lose a message it already handed out: Redis pops a message for a worker's BRPOP, persists the pop
+    and shuts down before the reply leaves (seen in the Redis-restart test: one schedule message of 100 boots
+    vanished). No worker holds it, so no visibility timeout brings it back. The instance's state says where the
+    boot stands, and every step is idempotent (compare-and-swap on task_state), so sending that step again is safe
+    even if the original message was only slow. Recorded as an instance-action event the user and operator see."""
+    cfg = get_settings()
+    now = utcnow()
+    stalled_since = now - dt.timedelta(seconds=cfg.stalled_build_resume_after)
+    expires_at = now - dt.timedelta(seconds=cfg.instance_build_timeout)
+    resumed_before = exists().where(InstanceActionEvent.action_id == InstanceAction.id,
+                                    InstanceActionEvent.event == RESUME_EVENT)
+    with write_session() as s:
+        rows = s.execute(
+            select(Instance.uuid, Instance.task_state, Instance.host, Instance.requested_host, Instance.attempts,
+                   InstanceAction.request_id)
+            .join(InstanceAction, and_(InstanceAction.instance_uuid == Instance.uuid,
+                                       InstanceAction.action == "create"))
+            .where(Instance.deleted == 0, Instance.vm_state == states.BUILDING,
+                   Instance.task_state.in_((states.SCHEDULING, states.SPAWNING)),
+                   Instance.updated_at < stalled_since, Instance.updated_at >= expires_at, ~resumed_before)).all()
+        for row in rows:
+            db_write.record_event(s, row.uuid, row.request_id, RESUME_EVENT, None, "Success", host=row.host,
+                                  finish_action=False, details=f"No progress in {row.task_state}: the step was "
+                                                               f"sent again")
+    for row in rows:  # after the commit: a second run of this task sees the event and leaves the boot alone
+        ctx = new_ctx(row.uuid, row.request_id, "create", tried=[], requested_host=row.requested_host)
+        if row.task_state == states.SCHEDULING:
+            boot_canvas(ctx).apply_async()
+        else:
+            ctx = {**ctx, "host": row.host, "alternates": [], "attempt": max(row.attempts, 1)}
+            chain(sig("stratus.compute.build_disk", ctx), sig("stratus.compute.spawn"),
+                  sig("stratus.conductor.finish_boot")).apply_async()
+        LOG.warning("boot of %s made no progress in %s: its step was sent again", row.uuid, row.task_state)
+    return len(rows)
 
 
 @celery.task(name="stratus.conductor.audit_allocations")

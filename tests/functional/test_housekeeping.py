@@ -90,3 +90,52 @@ def test_conductor_start_expires_builds_a_crash_left(quick_timeout_stack):
         time.sleep(0.5)
     assert server["status"] == "ERROR" and "build timed out" in server["fault"]["message"], server
     assert run_task(stack, "stratus.conductor.audit_allocations") == "0"
+
+
+@pytest.fixture(scope="module")
+def quick_resume_stack(tmp_path_factory):
+    st = Stack(tmp_path_factory.mktemp("resume"), BACKENDS["sqlite-filesystem"], compute_hosts="fake-1",
+               extra_env={"STRATUS_STALLED_BUILD_RESUME_AFTER": "1"})
+    st.start()
+    yield st
+    st.stop()
+
+
+@pytest.mark.parametrize("dead_worker, queue, task_state", [
+    ("scheduler", "scheduler", "scheduling"), ("compute", "compute.fake-1", "spawning")])
+def test_a_boot_whose_message_was_lost_is_resumed_once(quick_resume_stack, dead_worker, queue, task_state):
+    """The broker loses the message of a boot's current step (purged here; Redis can do it when it stops right
+    after handing a message out): the beat task sends that step again and the boot ends ACTIVE, with an event."""
+    from tests.stack import procfile_commands
+    stack = quick_resume_stack
+    hdrs = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
+    img = requests.post(f"{stack.url}/image/v2/images", headers=hdrs, json={
+        "name": f"lost-{dead_worker}", "disk_format": "raw", "container_format": "bare"}).json()
+    requests.put(f"{stack.url}/image/v2/images/{img['id']}/file", data=b"z" * 64,
+                 headers={**hdrs, "Content-Type": "application/octet-stream"}).raise_for_status()
+    stack.stop_process(dead_worker)
+    r = requests.post(f"{stack.url}/v2.1/servers", headers=hdrs, json={"server": {
+        "name": f"lost-{dead_worker}", "imageRef": img["id"], "flavorRef": "42", "networks": "none"}})
+    assert r.status_code == 202, r.text
+    sid = r.json()["server"]["id"]
+    deadline = time.monotonic() + 30
+    while requests.get(f"{stack.url}/v2.1/servers/{sid}", headers=hdrs).json()["server"][
+            "OS-EXT-STS:task_state"] != task_state and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the step's message is on its queue now
+    purged = stack.run(".venv/bin/celery", "-A", "tasks.celery_app", "purge", "-f", "-Q", queue)
+    assert purged.stdout.startswith("Purged ") and "Purged 0 " not in purged.stdout, purged.stdout + purged.stderr
+    stack.start_process(dead_worker, procfile_commands()[dead_worker])
+    time.sleep(1.5)  # past stalled_build_resume_after (1 s)
+    assert run_task(stack, "stratus.conductor.resume_stalled_builds") == "1"
+    assert run_task(stack, "stratus.conductor.resume_stalled_builds") == "0", "a boot is resumed only once"
+    deadline = time.monotonic() + 60
+    while (server := requests.get(f"{stack.url}/v2.1/servers/{sid}", headers=hdrs).json()["server"])[
+            "status"] == "BUILD" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server["status"] == "ACTIVE", server
+    actions = requests.get(f"{stack.url}/v2.1/servers/{sid}/os-instance-actions", headers=hdrs).json()
+    req = actions["instanceActions"][0]["request_id"]
+    events = requests.get(f"{stack.url}/v2.1/servers/{sid}/os-instance-actions/{req}", headers=hdrs).json()
+    names = [e["event"] for e in events["instanceAction"]["events"]]
+    assert "conductor_resume_build" in names and "compute__do_build_and_run_instance" in names, names

@@ -100,6 +100,8 @@ def check_guarantees(stack: Stack, api: Client, attempts: list[Attempt], t_down:
           f"every accepted boot settled {settle:.1f} s after the storm ended: {dict(statuses)}")
     assert set(final) == accepted, "a boot that got 202 disappeared"
     bad = {i: (s["status"], s.get("fault")) for i, s in final.items() if s["status"] != "ACTIVE"}
+    resumed = stack.log("conductor").count("its step was sent again")
+    print(f"{resumed} boot(s) resumed by resume_stalled_builds (their step message was lost)")
     if bad:
         _print_traces(stack, bad)
     assert not bad, f"accepted boots that did not end ACTIVE: {bad}"
@@ -114,7 +116,7 @@ def check_guarantees(stack: Stack, api: Client, attempts: list[Attempt], t_down:
 def _print_traces(stack: Stack, uuids) -> None:
     """Every log line of the stack's processes that names one of ``uuids``, plus their warnings and errors: the
     stack's logs are deleted with it, and a boot lost across a broker restart is rare."""
-    for name in ("api", "conductor", "scheduler", "compute"):
+    for name in ("api", "conductor", "scheduler", "compute", "beat"):
         lines = stack.log(name).splitlines()
         hits = [ln for ln in lines if any(u in ln for u in uuids) or "WARNING" in ln or "ERROR" in ln
                 or "CRITICAL" in ln]
@@ -122,8 +124,13 @@ def _print_traces(stack: Stack, uuids) -> None:
 
 
 def _stack_env() -> dict[str, str]:
+    # A boot whose step message the broker lost is sent again by beat's resume_stalled_builds after 60 s.
     return {"STRATUS_QUOTA_INSTANCES": "1000", "STRATUS_QUOTA_CORES": "1000", "STRATUS_QUOTA_RAM": "1000000",
-            "STRATUS_FAKE_VCPUS": "64", "STRATUS_BROKER_VISIBILITY_TIMEOUT": "30"}
+            "STRATUS_FAKE_VCPUS": "64", "STRATUS_BROKER_VISIBILITY_TIMEOUT": "30",
+            "STRATUS_STALLED_BUILD_RESUME_AFTER": "60"}
+
+
+PROCESSES = ("api", "conductor", "scheduler", "compute", "beat")  # beat: the periodic tasks, as in production
 
 
 def _boots_across_a_broker_restart(tmp_path_factory, broker, name: str, prefix: str) -> None:
@@ -131,7 +138,8 @@ def _boots_across_a_broker_restart(tmp_path_factory, broker, name: str, prefix: 
     started again. Reads work meanwhile; every 202 ends ACTIVE and every refusal is a 503 (check_guarantees)."""
     stop = threading.Event()
     stack = Stack(tmp_path_factory.mktemp(f"{name}-outage"),
-                  PrivateBackend(f"sqlite-private-{name}", "sqlite", name, mq_url=broker.url), extra_env=_stack_env())
+                  PrivateBackend(f"sqlite-private-{name}", "sqlite", name, mq_url=broker.url), extra_env=_stack_env(),
+                  processes=PROCESSES)
     try:
         stack.start()
         api = Client(stack)
@@ -191,7 +199,7 @@ def test_postgresql_down_10s_during_boots(tmp_path_factory):
         db_url = pg.init()
         stack = Stack(tmp_path_factory.mktemp("pg-outage"), PrivateBackend("private-pg-redis", "postgresql", "redis",
                                                                          db_url=db_url, mq_url=redis.url),
-                      extra_env=_stack_env())
+                      extra_env=_stack_env(), processes=PROCESSES)
         try:
             stack.start()
             api = Client(stack)

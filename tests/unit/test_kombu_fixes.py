@@ -3,6 +3,7 @@ dropped while its task ran) is acknowledged without killing the worker, and stay
 visibility-timeout sweep; acknowledging on a live channel still removes it."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -58,3 +59,52 @@ def test_ack_on_a_live_channel_removes_the_message(redis_url):
         assert not _unacked(redis_url, message.delivery_tag)
     finally:
         conn.release()
+
+
+def test_a_message_taken_as_the_broker_stops_goes_back_on_its_queue(monkeypatch):
+    """The window of kombu's Redis transport: BRPOP/RPOP has removed the message from its queue, and the broker
+    stops before the message is registered as unacknowledged. The worker puts it back once the broker returns."""
+    from kombu.transport import redis as kombu_redis
+
+    from tests.outage_support import PrivateRedis
+    missing = PrivateRedis.available()
+    if missing:
+        pytest.skip(f"!!! PRIVATE REDIS UNAVAILABLE: {missing} !!!")
+    server = PrivateRedis(durable=True)
+    server.start()
+    try:
+        name = f"kombu-fix-{uuid.uuid4().hex[:8]}"
+        queue = Queue(name, Exchange(name), routing_key=name)
+        with Connection(server.url) as conn:
+            with conn.Producer() as producer:
+                producer.publish({"n": 7}, exchange=queue.exchange, routing_key=name, declare=[queue])
+
+            def broker_stops(self, pipe=None, client=None):
+                server.stop()
+                raise redis.ConnectionError("Connection closed by server.")
+            monkeypatch.setattr(kombu_redis.QoS, "pipe_or_acquire", broker_stops)
+            with pytest.raises(redis.ConnectionError):
+                queue(conn.default_channel).get(no_ack=False)
+            monkeypatch.undo()
+
+        time.sleep(2)  # the worker's first attempts to put it back meet a stopped broker
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        deadline = time.monotonic() + 20
+        while not client.llen(name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with Connection(server.url) as conn:
+            message = queue(conn.default_channel).get(no_ack=True)
+            assert message is not None, "the message was lost"
+            assert message.payload == {"n": 7} and message.delivery_info.get("redelivered") is True
+        assert client.hlen("unacked") == 0
+    finally:
+        server.close()
+
+
+def test_putting_back_gives_up_after_its_patience_and_says_so(caplog):
+    from tasks.kombu_fixes import requeue
+    from tests.stack import free_port
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    assert not requeue(url, {}, {"body": "{}"}, "x", "x", "tag-1", patience=0.5, interval=0.1)
+    assert "tag-1 could not be put back" in caplog.text
