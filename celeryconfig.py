@@ -70,7 +70,9 @@ result_backend_always_retry = True
 result_backend_max_retries = 10
 task_routes = (route_task,)
 task_default_queue = "conductor"
-# At-least-once delivery: a task is acknowledged after it ran, and redelivered if its worker died.
+# At-least-once delivery: a task is acknowledged after it ran, and redelivered if its worker died (the Procfile's
+# workers run thread or solo pools: a killed worker process leaves its messages unacknowledged; the reject
+# setting covers a prefork child killed mid-task, for operators who choose prefork).
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1

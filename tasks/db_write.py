@@ -60,9 +60,12 @@ def _where(project_id: str, user_id: str | None) -> tuple[type, list]:
 def _locked_usage(s: Session, project_id: str, user_id: str | None = None) -> dict[str, int]:
     """The project's (or one of its users') counters, read with a row lock (PostgreSQL/MariaDB) so the check and
     the UPDATE agree. Callers lock the project's row before a user's, so two creates cannot deadlock."""
-    _ensure_usage_row(s, project_id, user_id)
     model, conds = _where(project_id, user_id)
-    row = s.execute(select(*[getattr(model, r) for r in quota.COUNTERS]).where(*conds).with_for_update()).one()
+    query = select(*[getattr(model, r) for r in quota.COUNTERS]).where(*conds).with_for_update()
+    row = s.execute(query).first()
+    if row is None:  # the first counted resource of this project (or user)
+        _ensure_usage_row(s, project_id, user_id)
+        row = s.execute(query).one()
     return {**dict.fromkeys(quota.RESOURCES, 0), **dict(zip(quota.COUNTERS, row))}
 
 
@@ -89,10 +92,11 @@ def _add_both(s: Session, project_id: str, user_id: str | None, deltas: dict[str
 
 def _scopes(s: Session, project_id: str, user_id: str | None) -> tuple[quota.Scope, quota.Scope | None]:
     """(limits, locked usage) of the project and, given a user, of the user."""
-    project = (quota.project_limits(s, project_id), _locked_usage(s, project_id))
+    limits = quota.project_limits(s, project_id)
+    project = (limits, _locked_usage(s, project_id))
     if not user_id:
         return project, None
-    return project, (quota.user_limits(s, project_id, user_id), _locked_usage(s, project_id, user_id))
+    return project, (quota.user_limits(s, project_id, user_id, limits), _locked_usage(s, project_id, user_id))
 
 
 def check_and_reserve(s: Session, project_id: str, deltas: dict[str, int], message: str | None = None,

@@ -3,6 +3,11 @@
 Upstream writes a message file in place under a lock that readers do not take, so a consumer can pick up a
 half-written file and lose the message (JSONDecodeError in _get). Here each message is written to a hidden
 temporary name and renamed into place, which is atomic on POSIX: readers see whole messages or none.
+
+Binding a queue to a fanout exchange (each worker's remote-control queue, at start) creates the exchange's table
+file before locking it, so a worker starting at the same moment could lock and read the still empty file and die
+on a JSONDecodeError (seen once: a compute worker exited at start). Here the file is opened without truncation,
+locked, then read; an empty file is an empty table.
 """
 from __future__ import annotations
 
@@ -12,8 +17,8 @@ from time import monotonic
 
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
-from kombu.utils.encoding import str_to_bytes
-from kombu.utils.json import dumps
+from kombu.utils.encoding import bytes_to_str, str_to_bytes
+from kombu.utils.json import dumps, loads
 
 
 class Channel(filesystem.Channel):
@@ -28,6 +33,38 @@ class Channel(filesystem.Channel):
             os.rename(tmp, final)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+    def get_table(self, exchange):
+        file = self._exchange_file(exchange)
+        try:
+            with file.open("rb") as f_obj:
+                filesystem.lock(f_obj, filesystem.LOCK_SH)
+                return [filesystem.exchange_queue_t(*q) for q in _table(f_obj.read())]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise ChannelError(f"Cannot open {file}") from exc
+
+    def _queue_bind(self, exchange, routing_key, pattern, queue):
+        file = self._exchange_file(exchange)
+        self.control_folder.mkdir(exist_ok=True)
+        entry = filesystem.exchange_queue_t(routing_key or "", pattern or "", queue or "")
+        try:
+            with file.open("a+b", buffering=0) as f_obj:  # created if missing, never truncated unlocked
+                filesystem.lock(f_obj, filesystem.LOCK_EX)
+                f_obj.seek(0)
+                queues = [filesystem.exchange_queue_t(*q) for q in _table(f_obj.read())]
+                if entry not in queues:
+                    queues.insert(0, entry)
+                    f_obj.truncate(0)
+                    f_obj.write(str_to_bytes(dumps(queues)))
+        except OSError as exc:
+            raise ChannelError(f"Cannot open {file}") from exc
+
+
+def _table(raw: bytes) -> list:
+    return loads(bytes_to_str(raw)) if raw.strip() else []
 
 
 class Transport(filesystem.Transport):
