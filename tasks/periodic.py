@@ -9,7 +9,7 @@ import time
 from celery import chain
 from sqlalchemy import and_, delete, exists, select
 
-from app.db import write_session
+from app.db import read_session, write_session
 from app.models import ConsoleAuthToken, Instance, InstanceAction, InstanceActionEvent, Token, utcnow
 from app.settings import get_settings
 from drivers.base import PowerState
@@ -79,7 +79,7 @@ def resume_stalled_builds() -> int:
     expires_at = now - dt.timedelta(seconds=cfg.instance_build_timeout)
     resumed_before = exists().where(InstanceActionEvent.action_id == InstanceAction.id,
                                     InstanceActionEvent.event == RESUME_EVENT)
-    with write_session() as s:
+    with read_session() as s:
         rows = s.execute(
             select(Instance.uuid, Instance.task_state, Instance.host, Instance.requested_host, Instance.attempts,
                    InstanceAction.request_id)
@@ -88,11 +88,7 @@ def resume_stalled_builds() -> int:
             .where(Instance.deleted == 0, Instance.vm_state == states.BUILDING,
                    Instance.task_state.in_((states.SCHEDULING, states.SPAWNING)),
                    Instance.updated_at < stalled_since, Instance.updated_at >= expires_at, ~resumed_before)).all()
-        for row in rows:
-            db_write.record_event(s, row.uuid, row.request_id, RESUME_EVENT, None, "Success", host=row.host,
-                                  finish_action=False, details=f"No progress in {row.task_state}: the step was "
-                                                               f"sent again")
-    for row in rows:  # after the commit: a second run of this task sees the event and leaves the boot alone
+    for row in rows:  # sent first, recorded after: a resend that failed is tried again on the next run
         ctx = new_ctx(row.uuid, row.request_id, "create", tried=[], requested_host=row.requested_host)
         if row.task_state == states.SCHEDULING:
             boot_canvas(ctx).apply_async()
@@ -100,6 +96,10 @@ def resume_stalled_builds() -> int:
             ctx = {**ctx, "host": row.host, "alternates": [], "attempt": max(row.attempts, 1)}
             chain(sig("stratus.compute.build_disk", ctx), sig("stratus.compute.spawn"),
                   sig("stratus.conductor.finish_boot")).apply_async()
+        with write_session() as s:
+            db_write.record_event(s, row.uuid, row.request_id, RESUME_EVENT, None, "Success", host=row.host,
+                                  finish_action=False, details=f"No progress in {row.task_state}: the step was "
+                                                               f"sent again")
         LOG.warning("boot of %s made no progress in %s: its step was sent again", row.uuid, row.task_state)
     return len(rows)
 
