@@ -25,9 +25,15 @@ def new_ctx(instance_uuid: str, request_id: str, action: str, **extra: Any) -> d
     return {"instance_uuid": instance_uuid, "request_id": request_id, "action": action, "t0": time.time(), **extra}
 
 
-def boot_canvas(ctx: dict):
-    return chain(sig("stratus.scheduler.schedule", ctx), sig("stratus.conductor.claim"),
-                 sig("stratus.compute.build_disk"), sig("stratus.compute.spawn"), sig("stratus.conductor.finish_boot"))
+BOOT_STEPS = ("stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build_disk",
+              "stratus.compute.spawn", "stratus.conductor.finish_boot")
+
+
+def boot_canvas(ctx: dict, first: str = BOOT_STEPS[0]):
+    """The boot's steps as one chain, from ``first`` on (a reschedule starts at the claim, a resumed boot at the
+    step it stalled in)."""
+    rest = BOOT_STEPS[BOOT_STEPS.index(first) + 1:]
+    return chain(sig(first, ctx), *(sig(name) for name in rest))
 
 
 def report_failure(ctx: dict, exc: BaseException, reschedulable: bool = False) -> None:

@@ -464,8 +464,7 @@ def _boot_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> 
                                   ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details,
                                   details=message)
     if retry is not None:
-        chain(sig("stratus.conductor.claim", retry), sig("stratus.compute.build_disk"),
-              sig("stratus.compute.spawn"), sig("stratus.conductor.finish_boot")).apply_async()
+        boot_canvas(retry, first="stratus.conductor.claim").apply_async()
 
 
 @celery.task(name="stratus.conductor.sync_power_states", ignore_result=True)

@@ -34,7 +34,6 @@ class Channel(filesystem.Channel):
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc
 
-
     def get_table(self, exchange):
         file = self._exchange_file(exchange)
         try:

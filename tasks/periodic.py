@@ -6,7 +6,6 @@ import logging
 import datetime as dt
 import time
 
-from celery import chain
 from sqlalchemy import and_, delete, exists, select
 
 from app.db import read_session, write_session
@@ -15,7 +14,7 @@ from app.settings import get_settings
 from drivers.base import PowerState
 from tasks import db_write, states
 from tasks.celery_app import celery
-from tasks.common import boot_canvas, new_ctx, sig
+from tasks.common import boot_canvas, new_ctx
 
 LOG = logging.getLogger(__name__)
 
@@ -94,8 +93,7 @@ def resume_stalled_builds() -> int:
             boot_canvas(ctx).apply_async()
         else:
             ctx = {**ctx, "host": row.host, "alternates": [], "attempt": max(row.attempts, 1)}
-            chain(sig("stratus.compute.build_disk", ctx), sig("stratus.compute.spawn"),
-                  sig("stratus.conductor.finish_boot")).apply_async()
+            boot_canvas(ctx, first="stratus.compute.build_disk").apply_async()
         with write_session() as s:
             db_write.record_event(s, row.uuid, row.request_id, RESUME_EVENT, None, "Success", host=row.host,
                                   finish_action=False, details=f"No progress in {row.task_state}: the step was "

@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from tests.outage_support import Client
 from tests.stack import BACKENDS, REPO, Stack
 
 
@@ -31,18 +32,10 @@ def run_task(stack: Stack, name: str) -> object:
     return out.stdout.strip()
 
 
-def _uploaded_image(stack: Stack, hdrs: dict, name: str) -> str:
-    img = requests.post(f"{stack.url}/image/v2/images", headers=hdrs, json={
-        "name": name, "disk_format": "raw", "container_format": "bare"}).json()
-    requests.put(f"{stack.url}/image/v2/images/{img['id']}/file", data=b"z" * 64,
-                 headers={**hdrs, "Content-Type": "application/octet-stream"}).raise_for_status()
-    return img["id"]
-
-
 def test_stuck_build_expires_and_releases_claim(quick_timeout_stack):
     stack = quick_timeout_stack
     hdrs = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
-    image = _uploaded_image(stack, hdrs, "hk")
+    image = Client(stack).upload("hk", b"z" * 64, "raw", "bare")
     stack.stop_process("compute")  # the host dies: the boot will stay in BUILD after its claim
     r = requests.post(f"{stack.url}/v2.1/servers", headers=hdrs, json={"server": {
         "name": "stuck", "imageRef": image, "flavorRef": "42", "networks": "none"}})
@@ -73,7 +66,7 @@ def test_conductor_start_expires_builds_a_crash_left(quick_timeout_stack):
     from tests.stack import procfile_commands
     stack = quick_timeout_stack
     hdrs = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
-    image = _uploaded_image(stack, hdrs, "hk2")
+    image = Client(stack).upload("hk2", b"z" * 64, "raw", "bare")
     stack.stop_process("compute")  # the build stops after its claim
     r = requests.post(f"{stack.url}/v2.1/servers", headers=hdrs, json={"server": {
         "name": "crashed", "imageRef": image, "flavorRef": "42", "networks": "none"}})
@@ -110,11 +103,11 @@ def test_a_boot_whose_message_was_lost_is_resumed_once(quick_resume_stack, dead_
     after handing a message out): the beat task sends that step again and the boot ends ACTIVE, with an event."""
     from tests.stack import procfile_commands
     stack = quick_resume_stack
-    hdrs = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
-    image = _uploaded_image(stack, hdrs, f"lost-{dead_worker}")
+    api = Client(stack)
+    hdrs = api.headers
+    image = api.upload(f"lost-{dead_worker}", b"z" * 64, "raw", "bare")
     stack.stop_process(dead_worker)
-    r = requests.post(f"{stack.url}/v2.1/servers", headers=hdrs, json={"server": {
-        "name": f"lost-{dead_worker}", "imageRef": image, "flavorRef": "42", "networks": "none"}})
+    r = api.boot(image, f"lost-{dead_worker}")
     assert r.status_code == 202, r.text
     sid = r.json()["server"]["id"]
     deadline = time.monotonic() + 30
