@@ -7,7 +7,7 @@ import secrets
 import uuid
 
 from flask import Flask, g, request
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 
 from app import db
 from app.context import RequestContext
@@ -34,20 +34,31 @@ def roles_of(session, user_id: str, project_id: str) -> list[Role]:
         .where(RoleAssignment.user_id == user_id, RoleAssignment.project_id == project_id)))
 
 
+# Every API request runs this query: built once (its SQL is compiled once per engine), the token's hash bound.
+_TOKEN_QUERY = (select(Token, User, Project, Role)
+                .join(User, User.id == Token.user_id)
+                .outerjoin(Project, Project.id == Token.project_id)
+                .outerjoin(RoleAssignment, and_(RoleAssignment.user_id == Token.user_id,
+                                                RoleAssignment.project_id == Token.project_id))
+                .outerjoin(Role, Role.id == RoleAssignment.role_id)
+                .where(Token.id_hash == bindparam("id_hash")))
+
+
 def validate_token(token: str) -> tuple[Token, User, Project | None, list[Role]] | None:
+    """The token's row, user, project and roles, or None when it is unknown, revoked, expired, or its user or
+    project is disabled. One query: the token joined to its user, project and role assignments, a row per role."""
     now = utcnow()
     with db.read_session() as s:
-        row = s.get(Token, hash_token(token))
-        if row is None or row.revoked or row.expires_at <= now:
-            return None
-        user = s.get(User, row.user_id)
-        if user is None or not user.enabled:
-            return None
-        project = s.get(Project, row.project_id) if row.project_id else None
-        if row.project_id and (project is None or not project.enabled):
-            return None
-        roles = roles_of(s, user.id, project.id) if project else []
-        return row, user, project, roles
+        rows = s.execute(_TOKEN_QUERY, {"id_hash": hash_token(token)}).all()
+    if not rows:
+        return None
+    row, user, project, _ = rows[0]
+    if row.revoked or row.expires_at <= now or not user.enabled:
+        return None
+    if row.project_id and (project is None or not project.enabled):
+        return None
+    roles = list({role.id: role for *_, role in rows if role is not None}.values())
+    return row, user, project, roles
 
 
 def _authenticate() -> None:

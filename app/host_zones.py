@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import AggregateHost, AggregateMetadata, ComputeNode
@@ -42,10 +42,15 @@ def effective_zones(s: Session) -> dict[str, str]:
 
 
 def zone_of(s: Session, host: str) -> str | None:
-    zones = aggregate_zones_by_host(s, [host]).get(host)
-    if zones:
-        return min(zones)
-    return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host))
+    """The host's zone: its aggregate's, else its node's own (one query)."""
+    from_aggregate = select(func.min(AggregateMetadata.value)).join(
+        AggregateHost, AggregateHost.aggregate_id == AggregateMetadata.aggregate_id).where(
+        AggregateHost.host == host, AggregateMetadata.key == AZ_KEY).scalar_subquery()
+    found = s.execute(select(from_aggregate, ComputeNode.availability_zone).where(ComputeNode.host == host)).first()
+    if found is None:  # no compute node (yet): only an aggregate can place the host
+        zones = aggregate_zones_by_host(s, [host]).get(host)
+        return min(zones) if zones else None
+    return found[0] or found[1]
 
 
 def aggregate_metadata_by_host(s: Session, hosts: list[str] | None = None) -> dict[str, dict[str, frozenset[str]]]:

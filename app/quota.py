@@ -19,7 +19,7 @@ import base64
 import binascii
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from app.models import KeyPair, QuotaClass, QuotaLimit, QuotaUsage, QuotaUserLimit, QuotaUserUsage
@@ -72,11 +72,40 @@ def class_limits(s: Session, class_name: str = DEFAULT_CLASS) -> dict[str, int]:
 
 
 def project_limits(s: Session, project_id: str) -> dict[str, int]:
-    limits = class_limits(s)
-    for row in s.scalars(select(QuotaLimit).where(QuotaLimit.project_id == project_id)):
-        if row.resource in limits:
-            limits[row.resource] = row.hard_limit
-    return limits
+    return project_and_user_limits(s, project_id)[0]
+
+
+def _limits_query(with_user: bool):
+    """The ``default`` class's limits, the project's own and (``with_user``) the user's, ranked 0, 1, 2."""
+    parts = [select(QuotaClass.resource, QuotaClass.hard_limit, literal(0).label("rank"))
+             .where(QuotaClass.class_name == DEFAULT_CLASS),
+             select(QuotaLimit.resource, QuotaLimit.hard_limit, literal(1).label("rank"))
+             .where(QuotaLimit.project_id == bindparam("project_id"))]
+    if with_user:
+        parts.append(select(QuotaUserLimit.resource, QuotaUserLimit.hard_limit, literal(2).label("rank"))
+                     .where(QuotaUserLimit.project_id == bindparam("project_id"),
+                            QuotaUserLimit.user_id == bindparam("user_id")))
+    return union_all(*parts)
+
+
+_LIMITS = {False: _limits_query(False), True: _limits_query(True)}  # built once: every boot reads them
+
+
+def project_and_user_limits(s: Session, project_id: str,
+                            user_id: str | None = None) -> tuple[dict[str, int], dict[str, int] | None]:
+    """The project's limits and, given ``user_id``, the user's (Nova's get_user_quotas), in one query: the
+    ``default`` class's rows, the project's own and the user's, the later overriding the earlier."""
+    params = {"project_id": project_id, **({"user_id": user_id} if user_id else {})}
+    rows = sorted(s.execute(_LIMITS[bool(user_id)], params).all(), key=lambda r: r[2])
+    project = configured_defaults()
+    for resource, limit, rank in rows:
+        if rank < 2 and resource in project:
+            project[resource] = limit
+    if not user_id:
+        return project, None
+    user = dict(project)
+    user.update({resource: limit for resource, limit, rank in rows if rank == 2 and resource in user})
+    return project, user
 
 
 def user_rows(s: Session, project_id: str, user_id: str) -> dict[str, int]:

@@ -305,18 +305,21 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
         warm = _run_phase("warmup", [0], create, poller, "ACTIVE", 1, 60)
         record["single_boot_client_latency_ms"] = warm["client_latency"].get("p50_ms")
         _run_phase("warmup-delete", warm["_uids"], delete, poller, "DELETED", 1, 60)
+        record["sequential_boot"] = _sequential_boots(stack, http, create, delete, SEQUENTIAL_BOOTS)
         time.sleep(1.5)
 
         phase = Phase(stack, txdir, sids)
-        profiler = _start_profile(stack, state, "conductor", duration=min(60, max(5, int(n / 40)))) if profile \
-            else None
+        duration = min(60, max(5, int(n / 40)))
+        profilers = {role: _start_profile(stack, state, role, duration) for role in PROFILED_ROLES} if profile \
+            else {}
         before = phase.snap()
         boot = _run_phase("boot", list(range(n)), create, poller, "ACTIVE", concurrency, timeout)
         time.sleep(1.5)  # counters are flushed every 0.5 s; PostgreSQL stats at transaction end
         after = phase.snap()
         boot.update(Phase.delta(before, after, boot["completed"]), load_during=after["load"])
-        if profiler:
-            record["profile_conductor"] = _finish_profile(profiler)
+        for role, profiler in profilers.items():
+            if profiler:
+                record[f"profile_{role}"] = _finish_profile(profiler)
 
         before = phase.snap()
         dele = _run_phase("delete", boot["_uids"], delete, poller, "DELETED", concurrency, timeout)
@@ -352,6 +355,31 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
     return record
 
 
+SEQUENTIAL_BOOTS = 10
+
+
+def _sequential_boots(stack, http, create, delete, k: int) -> dict:
+    """Latency of a boot alone: ``k`` boots one after the other, each followed by GET /servers/{id} every 10 ms
+    until ACTIVE (not the 50 ms list poller), then deleted. Also created_at -> launched_at from the DB."""
+    latencies, uids = [], []
+    for i in range(k):
+        t0 = time.monotonic()
+        uid = create(f"seq-{i}")
+        while time.monotonic() - t0 < 30:
+            r = http().get(f"{stack.url}{COMPUTE}/servers/{uid}", timeout=30)
+            if r.ok and r.json()["server"]["status"] in ("ACTIVE", "ERROR"):
+                if r.json()["server"]["status"] == "ACTIVE":
+                    latencies.append(time.monotonic() - t0)
+                break
+            time.sleep(0.01)
+        uids.append(uid)
+    server_side, _ = _db_latencies(stack, uids)
+    for uid in uids:
+        delete(uid)
+    return {"n": k, "client_latency": summary_ms(latencies), "server_latency_created_to_launched": server_side,
+            "poll_interval_ms": 10}
+
+
 def _tracebacks(log_text: str, limit: int = 3) -> list[str]:
     """The last lines of the first few tracebacks in a process log (the state dir is removed after the run)."""
     out, lines = [], log_text.splitlines()
@@ -366,7 +394,10 @@ def _tracebacks(log_text: str, limit: int = 3) -> list[str]:
     return out
 
 
-# --- optional py-spy sampling of a process role -------------------------------------------------------------------
+# --- optional py-spy sampling of the process roles ----------------------------------------------------------------
+
+PROFILED_ROLES = ("api", "conductor", "scheduler", "compute")
+
 
 def _pyspy() -> str | None:
     for cand in (shutil.which("py-spy"), "/tmp/pyspy/bin/py-spy"):
@@ -382,7 +413,9 @@ def _start_profile(stack, state: Path, role: str, duration: int):
         log("py-spy not found; no profile")
         return None
     out = state / f"{role}.pyspy.txt"
-    proc = subprocess.Popen([exe, "record", "--subprocesses", "--nonblocking", "-d", str(duration), "-r", "50",
+    # --gil: only the thread holding the GIL is sampled, so the profile shows where Python spends CPU, not where
+    # threads wait (for the database, a row lock, the broker).
+    proc = subprocess.Popen([exe, "record", "--subprocesses", "--nonblocking", "--gil", "-d", str(duration), "-r", "50",
                              "-f", "raw", "-o", str(out), "-p", str(stack.procs[role].pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return proc, out

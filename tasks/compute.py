@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -93,11 +94,42 @@ def _cleanup_after_failure(host: str, uuid: str) -> None:
         LOG.exception("cleanup of %s on %s failed", uuid, host)
 
 
+# What build_disk read, for the spawn step that follows it on the same host and process: Nova reads the instance
+# once for its whole build, and between the two steps only the task_state can move (a delete), which spawn reads
+# again. A spawn that finds nothing here (another process, a redelivery) reads everything.
+_BOOT_SPECS: OrderedDict[tuple[str, str], InstanceSpec] = OrderedDict()
+_BOOT_SPECS_MAX = 1024
+_boot_specs_lock = threading.Lock()
+
+
+def _boot_spec(ctx: dict, call: str) -> InstanceSpec:
+    key = (ctx["instance_uuid"], ctx["host"])
+    with _boot_specs_lock:
+        spec = _BOOT_SPECS.pop(key, None) if call == "spawn" else None
+    if spec is None:
+        return instance_spec(key[0], states.SPAWNING)
+    with read_session() as s:
+        task_state = s.execute(select(Instance.task_state).where(Instance.uuid == key[0],
+                                                                 Instance.deleted == 0)).first()
+    if task_state is None:
+        raise StopCanvas("instance was deleted")
+    if task_state[0] != states.SPAWNING:
+        raise StopCanvas(f"instance is {task_state[0]}, not {states.SPAWNING}")
+    return spec
+
+
+def _keep_boot_spec(ctx: dict, spec: InstanceSpec) -> None:
+    with _boot_specs_lock:
+        _BOOT_SPECS[(ctx["instance_uuid"], ctx["host"])] = spec
+        while len(_BOOT_SPECS) > _BOOT_SPECS_MAX:
+            _BOOT_SPECS.popitem(last=False)
+
+
 def _build_step(ctx: dict, call: str) -> dict:
     """Run one driver step of a boot; on failure remove what the step left, so a reschedule starts clean.
     After spawn, a guest with a tagged NIC or root disk also reports where the driver put them: finish_boot
     stores that for the metadata service (Nova's spawn saves instance.device_metadata); a few small dicts."""
-    spec = instance_spec(ctx["instance_uuid"], states.SPAWNING)
+    spec = _boot_spec(ctx, call)
     driver = driver_for(ctx["host"])
     try:
         getattr(driver, call)(spec)
@@ -106,6 +138,8 @@ def _build_step(ctx: dict, call: str) -> dict:
     except Exception:
         _cleanup_after_failure(ctx["host"], spec.uuid)
         raise
+    if call == "build_disk":
+        _keep_boot_spec(ctx, spec)
     return ctx
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import chain
 from sqlalchemy import select
+from sqlalchemy.orm import load_only
 
 from app.db import write_session
 from app.models import Instance, utcnow
@@ -280,6 +281,11 @@ def heartbeat(hosts: list[str]) -> None:
 
 # --- canvas steps --------------------------------------------------------------------------------------------------
 
+# What a claim reads of the instance (not its large columns: user data, flavor snapshot, metadata, ...).
+_CLAIM_COLUMNS = (Instance.uuid, Instance.task_state, Instance.scheduler_hints, Instance.vcpus, Instance.memory_mb,
+                  Instance.root_gb)
+
+
 @celery.task(name="stratus.conductor.claim")
 @step
 def claim(ctx: dict) -> dict:
@@ -291,7 +297,7 @@ def claim(ctx: dict) -> dict:
     uuid = ctx["instance_uuid"]
     rejected: dict[str, str] = {}
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid)
+        inst = s.scalars(select(Instance).options(load_only(*_CLAIM_COLUMNS)).where(Instance.uuid == uuid)).first()
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas(f"instance is {inst.task_state if inst else 'deleted'}, not scheduling")
         group = group_spec(s, uuid, lock=True) if (inst.scheduler_hints or {}).get("group") else None

@@ -6,12 +6,14 @@ lost race changes nothing and the caller learns it from the row count.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
                         InstanceFault, InstanceGroup, InstanceGroupMember, InstancePassword, InstanceTag, KeyPair,
@@ -76,7 +78,8 @@ def _add_usage(s: Session, project_id: str, deltas: dict[str, int], limits: dict
     if limits is not None:
         conds += [getattr(model, r) + d <= limits[r] for r, d in deltas.items() if d > 0 and limits[r] >= 0]
     values = {getattr(model, r): getattr(model, r) + d for r, d in deltas.items()}
-    return s.execute(update(model).where(and_(*conds)).values(values)).rowcount == 1
+    # A Core UPDATE: no usage row is kept in the session (they are read with Core queries), so nothing to sync.
+    return s.execute(update(model.__table__).where(and_(*conds)).values(values)).rowcount == 1
 
 
 def _add_both(s: Session, project_id: str, user_id: str | None, deltas: dict[str, int], limits: dict[str, int],
@@ -92,11 +95,11 @@ def _add_both(s: Session, project_id: str, user_id: str | None, deltas: dict[str
 
 def _scopes(s: Session, project_id: str, user_id: str | None) -> tuple[quota.Scope, quota.Scope | None]:
     """(limits, locked usage) of the project and, given a user, of the user."""
-    limits = quota.project_limits(s, project_id)
+    limits, ulimits = quota.project_and_user_limits(s, project_id, user_id)
     project = (limits, _locked_usage(s, project_id))
     if not user_id:
         return project, None
-    return project, (quota.user_limits(s, project_id, user_id, limits), _locked_usage(s, project_id, user_id))
+    return project, (ulimits, _locked_usage(s, project_id, user_id))
 
 
 def check_and_reserve(s: Session, project_id: str, deltas: dict[str, int], message: str | None = None,
@@ -156,7 +159,15 @@ def check_metadata_items(s: Session, project_id: str, count: int) -> None:
 def reserve_instances(s: Session, project_id: str, vcpus: int, memory_mb: int, min_count: int,
                       max_count: int, user_id: str | None = None) -> int:
     """Reserve instances, cores and RAM for a (multi-)create against the project's and the user's quota; returns
-    how many instances may be created."""
+    how many instances may be created.
+
+    First as asked (``max_count``): the conditional UPDATEs check every limit, so when they succeed nothing needs
+    reading. Only when they refuse (over quota, or no usage row yet) are the counters read under a lock, to
+    fall back to fewer instances (Nova's rule) or to say which limit is exceeded."""
+    limits, ulimits = quota.project_and_user_limits(s, project_id, user_id)
+    asked = {"instances": max_count, "cores": vcpus * max_count, "ram": memory_mb * max_count}
+    if _add_both(s, project_id, user_id, asked, limits, ulimits):
+        return max_count
     for _attempt in range(5):
         project, user = _scopes(s, project_id, user_id)
         try:
@@ -264,7 +275,17 @@ def cas_instance(s: Session, uuid: str, expected_task_state: Any = _UNSET, expec
     if expected_vm_states:
         conds.append(Instance.vm_state.in_(expected_vm_states))
     values.setdefault("updated_at", utcnow())
-    return s.execute(update(Instance).where(and_(*conds)).values(**values)).rowcount == 1
+    # A Core UPDATE (the ORM's bulk-update machinery cost more than the statement); a copy of the instance the
+    # session holds is brought up to date by hand, as synchronize_session="evaluate" would. Pending ORM changes
+    # are written first, as the ORM statement's autoflush did.
+    s.flush()
+    if s.execute(update(Instance.__table__).where(and_(*conds)).values(**values)).rowcount != 1:
+        return False
+    for obj in list(s.identity_map.values()):
+        if isinstance(obj, Instance) and obj.__dict__.get("uuid") == uuid:
+            for key, value in values.items():
+                set_committed_value(obj, key, value)
+    return True
 
 
 def update_instance(s: Session, uuid: str, values: dict) -> None:
@@ -282,6 +303,8 @@ def add_fault(s: Session, uuid: str, code: int, message: str, details: str = "",
 
 
 def create_instances(s: Session, req: dict) -> list[str]:
+    """The rows of a (multi-)create in the caller's transaction: quota, instances, their create actions, tags,
+    fixed IPs and group membership (Core INSERTs: nothing here is read back as an object)."""
     flavor = s.scalars(select(Flavor).where(Flavor.flavorid == req["flavor_id"], Flavor.disabled.is_(False))).first()
     if flavor is None:
         raise ConductorError(400, f"Flavor {req['flavor_id']} could not be found.")
@@ -296,7 +319,7 @@ def create_instances(s: Session, req: dict) -> list[str]:
     group = _lock_group_for_boot(s, req, count)
     for index, uuid in enumerate(uuids):
         name = req["name"] if count == 1 else f"{req['name']}-{index + 1}"
-        s.add(Instance(
+        s.execute(insert(Instance.__table__), dict(
             uuid=uuid, display_name=name, display_description=req.get("description"),
             hostname=req.get("hostname") or _hostname(name), project_id=req["project_id"],
             user_id=req["user_id"], image_ref=req["image_id"], flavor_id=flavor.id, flavor_snapshot=snapshot,
@@ -312,14 +335,17 @@ def create_instances(s: Session, req: dict) -> list[str]:
             requested_host=req.get("requested_host"),
             reservation_id=req["reservation_id"],
             created_at=now, updated_at=now))
-        s.add(InstanceAction(action="create", instance_uuid=uuid, request_id=req["request_id"],
-                             user_id=req["user_id"], project_id=req["project_id"], start_time=now, updated_at=now))
-        for tag in dict.fromkeys(req.get("tags") or []):
-            s.add(InstanceTag(instance_uuid=uuid, tag=tag))
+        s.execute(insert(InstanceAction.__table__), dict(
+            action="create", instance_uuid=uuid, request_id=req["request_id"], user_id=req["user_id"],
+            project_id=req["project_id"], start_time=now, updated_at=now))
+        tags = list(dict.fromkeys(req.get("tags") or []))
+        if tags:
+            s.execute(insert(InstanceTag.__table__), [{"instance_uuid": uuid, "tag": tag} for tag in tags])
         if network.wants_network(req.get("networks")):
             allocate_fixed_ip(s, uuid, network.requested_tag(req.get("networks")))
         if group is not None:
-            s.add(InstanceGroupMember(group_id=group.id, instance_uuid=uuid, user_id=req["user_id"]))
+            s.execute(insert(InstanceGroupMember.__table__),
+                      {"group_id": group.id, "instance_uuid": uuid, "user_id": req["user_id"]})
     return uuids
 
 
@@ -349,31 +375,32 @@ def start_action(s: Session, uuid: str, action: str, request_id: str, user_id: s
 def record_event(s: Session, uuid: str, request_id: str, event: str, started: float | None, result: str,
                  host: str | None = None, traceback: str | None = None, finish_action: bool = True,
                  details: str | None = None) -> None:
-    action = s.scalars(select(InstanceAction).where(InstanceAction.instance_uuid == uuid,
-                                                    InstanceAction.request_id == request_id)).first()
-    if action is None:
+    """Add an event to the instance's action of ``request_id`` (and finish the action)."""
+    action_id = s.scalar(select(InstanceAction.id).where(InstanceAction.instance_uuid == uuid,
+                                                         InstanceAction.request_id == request_id).limit(1))
+    if action_id is None:
         return
     now = utcnow()
     start = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None) if started else now
-    s.add(InstanceActionEvent(action_id=action.id, event=event, start_time=start, finish_time=now, result=result,
-                              traceback=traceback, host=host, details=details))
-    action.updated_at = now
+    s.execute(insert(InstanceActionEvent.__table__), dict(
+        action_id=action_id, event=event, start_time=start, finish_time=now, result=result, traceback=traceback,
+        host=host, details=details))
+    values: dict[str, Any] = {"updated_at": now}
     if finish_action:
-        action.finish_time = now
+        values["finish_time"] = now
         if result != "Success":
-            action.message = "Error"
+            values["message"] = "Error"
+    s.execute(update(InstanceAction.__table__).where(InstanceAction.id == action_id).values(**values))
 
 
 # --- resources -----------------------------------------------------------------------------------------------------
 
 def claim(s: Session, instance: Instance, host: str) -> bool:
-    """Allocate the instance's resources on ``host`` if they still fit (one conditional UPDATE)."""
-    node_id = s.scalar(select(ComputeNode.id).where(ComputeNode.host == host))
-    if node_id is None:
-        return False
+    """Allocate the instance's resources on ``host`` if they still fit: one conditional UPDATE, then the
+    allocation row (its node id read in the INSERT)."""
     # updated_at moves with the usage: the scheduler's host-state cache re-reads rows by it (tasks/host_cache.py).
-    ok = s.execute(update(ComputeNode).where(
-        ComputeNode.id == node_id,
+    ok = s.execute(update(ComputeNode.__table__).where(
+        ComputeNode.host == host,
         ComputeNode.vcpus_used + instance.vcpus <= ComputeNode.vcpus * ComputeNode.cpu_allocation_ratio,
         ComputeNode.memory_mb_used + instance.memory_mb <= ComputeNode.memory_mb * ComputeNode.ram_allocation_ratio,
         ComputeNode.local_gb_used + instance.root_gb <= ComputeNode.local_gb * ComputeNode.disk_allocation_ratio,
@@ -382,9 +409,10 @@ def claim(s: Session, instance: Instance, host: str) -> bool:
              local_gb_used=ComputeNode.local_gb_used + instance.root_gb,
              running_vms=ComputeNode.running_vms + 1, updated_at=utcnow())).rowcount == 1
     if ok:
-        s.add(Allocation(instance_uuid=instance.uuid, compute_node_id=node_id, vcpus=instance.vcpus,
-                         memory_mb=instance.memory_mb, disk_gb=instance.root_gb))
-        s.flush()
+        node_id = select(ComputeNode.id).where(ComputeNode.host == host).scalar_subquery()
+        s.execute(insert(Allocation.__table__).values(
+            instance_uuid=instance.uuid, compute_node_id=node_id, vcpus=instance.vcpus,
+            memory_mb=instance.memory_mb, disk_gb=instance.root_gb))
     return ok
 
 
@@ -565,10 +593,26 @@ def ensure_network(s: Session) -> Network | None:
     return row
 
 
+# Pools up to this size are kept as a list of address strings (a /16: 65,534 strings, about 4 MB).
+_POOL_LIST_MAX = 1 << 16
+
+
+@functools.lru_cache(maxsize=8)
+def _pool_addresses(cidr: str, gateway: str) -> tuple[str, ...] | None:
+    net = ipaddress.IPv4Network(cidr)
+    if net.num_addresses > _POOL_LIST_MAX:
+        return None
+    return tuple(a for a in map(str, net.hosts()) if a != gateway)
+
+
 def lowest_free_address(info: network.NetworkInfo, used: set[str]) -> str | None:
     """The pool's lowest address (numeric order, gateway excluded) not in ``used``; None when all are taken.
 
-    Walks integers and formats each candidate once: no ipaddress object per address already in use."""
+    A set lookup per candidate in the pool's cached address list (no address formatted or parsed per call);
+    larger pools walk integers and format each candidate once."""
+    pool = _pool_addresses(info.cidr, info.gateway)
+    if pool is not None:
+        return next((a for a in pool if a not in used), None)
     net = ipaddress.IPv4Network(info.cidr)
     gateway = int(ipaddress.IPv4Address(info.gateway))
     for a in range(int(net.network_address) + 1, int(net.broadcast_address)):
@@ -580,25 +624,28 @@ def lowest_free_address(info: network.NetworkInfo, used: set[str]) -> str | None
     return None
 
 
-def allocate_fixed_ip(s: Session, instance_uuid: str, tag: str | None = None) -> FixedIP:
+_USED_ADDRESSES = select(FixedIP.__table__.c.address).where(
+    FixedIP.__table__.c.network_id == bindparam("network_id"))
+
+
+def allocate_fixed_ip(s: Session, instance_uuid: str, tag: str | None = None) -> str:
     """Give the instance the lowest free address of the built-in network and a random MAC (and the device tag
-    of its ``networks`` entry, 2.32/2.42).
+    of its ``networks`` entry, 2.32/2.42); returns the address.
 
     Concurrent allocations are settled by the unique constraints: the loser retries with the next address."""
     info = network.builtin()
     ensure_network(s)
     for _attempt in range(16):
-        used = set(s.execute(select(FixedIP.address).where(FixedIP.network_id == info.id)).scalars())
+        used = set(s.execute(_USED_ADDRESSES, {"network_id": info.id}).scalars())
         address = lowest_free_address(info, used)
         if address is None:
             raise ConductorError(409, f"No fixed IP addresses available on network {info.name} ({info.cidr}).")
         try:
             with s.begin_nested():
-                row = FixedIP(network_id=info.id, address=address, mac=network.random_mac(),
-                              instance_uuid=instance_uuid, tag=tag)
-                s.add(row)
-                s.flush()
-            return row
+                s.execute(insert(FixedIP.__table__), {"network_id": info.id, "address": address,
+                                                      "mac": network.random_mac(), "instance_uuid": instance_uuid,
+                                                      "tag": tag})
+            return address
         except IntegrityError:
             continue
     raise ConductorError(503, f"Could not allocate a fixed IP on network {info.name}: too much contention.")

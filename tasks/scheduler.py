@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import load_only
 
 from app.db import read_session
 from app.models import Instance
@@ -43,12 +44,18 @@ def schedule_with(cache: HostStateCache, session, spec: RequestSpec, max_attempt
     return selection
 
 
+# The instance's columns a request spec is made of.
+_REQUEST_COLUMNS = (Instance.uuid, Instance.task_state, Instance.scheduler_hints, Instance.vcpus, Instance.memory_mb,
+                    Instance.root_gb, Instance.requested_availability_zone, Instance.project_id,
+                    Instance.flavor_snapshot)
+
+
 @celery.task(name="stratus.scheduler.schedule")
 @step
 def schedule(ctx: dict) -> dict:
     with read_session() as s:
-        inst = s.scalars(select(Instance).where(Instance.uuid == ctx["instance_uuid"],
-                                                Instance.deleted == 0)).first()
+        inst = s.scalars(select(Instance).options(load_only(*_REQUEST_COLUMNS)).where(
+            Instance.uuid == ctx["instance_uuid"], Instance.deleted == 0)).first()
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas("instance is no longer scheduling")
         hints = inst.scheduler_hints or {}

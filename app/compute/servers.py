@@ -387,9 +387,8 @@ def _requested_host(s: Session, host: str | None, node: str | None) -> str | Non
     return found
 
 
-def _check_request_quotas(s: Session, project_id: str, body: dict) -> None:
+def _check_request_quotas(limits: dict[str, int], body: dict) -> None:
     """Quotas that limit one request: metadata items and (before 2.57) personality files; 403 like Nova."""
-    limits = quota.project_limits(s, project_id)
     try:
         quota.check_metadata_items(limits, len(body.get("metadata") or {}))
         quota.check_injected_files(limits, body.get("personality") or [])
@@ -399,14 +398,18 @@ def _check_request_quotas(s: Session, project_id: str, body: dict) -> None:
         raise bad_request(str(exc)) from None
 
 
-def _instances_that_fit(s: Session, project_id: str, flavor: Flavor, min_count: int, max_count: int) -> int:
+def _instances_that_fit(s: Session, project_id: str, limits: dict[str, int], flavor: Flavor, min_count: int,
+                        max_count: int) -> int:
     """Nova's multi-create arithmetic on the usage seen now: 403 up front for what the conductor's reservation
     must refuse, and no request is built for more servers than the quota leaves room for."""
     try:
-        return quota.instances_allowed(quota.project_limits(s, project_id), quota.usage(s, project_id),
+        return quota.instances_allowed(limits, quota.usage(s, project_id),
                                        flavor.vcpus, flavor.memory_mb, min_count, max_count)
     except quota.OverQuota as exc:
         raise ApiError(403, exc.message) from None
+
+
+_CREATE_SCHEMA = ServerCreateSchema()  # stateless between loads: one for every request
 
 
 @bp.post("/servers")
@@ -421,7 +424,7 @@ def create_server():
         raise bad_request(f"Additional properties are not allowed ('{sorted(extra)[0]}' was unexpected)")
     if not isinstance(hints, dict):
         raise bad_request("Invalid input for field/attribute OS-SCH-HNT:scheduler_hints.")
-    body = load(ServerCreateSchema(), raw, root="server")
+    body = load(_CREATE_SCHEMA, raw, root="server")
     check_version_gated(body, _CREATE_GATES)
     server_metadata.check_create_quota(body.get("metadata"))
     tags = server_tags.parse_create_tags(body)
@@ -476,8 +479,9 @@ def create_server():
             zones = set(effective_zones(s).values())  # aggregate zones included
             if az not in zones:
                 raise bad_request("The requested availability zone is not available")
-        _check_request_quotas(s, ctx.project_id, body)
-        max_count = _instances_that_fit(s, ctx.project_id, flavor, min_count, max_count)
+        limits = quota.project_limits(s, ctx.project_id)
+        _check_request_quotas(limits, body)
+        max_count = _instances_that_fit(s, ctx.project_id, limits, flavor, min_count, max_count)
         group_uuid = _group_hint(s, hints, ctx)
         if forced != (None, None):  # the older "zone:host:node" form, admin-only (Nova's forced_host policy)
             authorize(sub_rule("forced_host"), ctx.project_id)

@@ -4,7 +4,8 @@ bench/boot.py puts this directory on the PYTHONPATH of the stack's processes (AP
 compute) and sets STRATUS_BENCH_TXDIR. Every process then counts, for all SQLAlchemy engines, the
 transactions begun/committed/rolled back and the SQL statements sent, and writes the counters every 0.5 s to
 ``$STRATUS_BENCH_TXDIR/<pid>.json`` (with its argv, so the benchmark can attribute them to a process role).
-Nothing here changes behaviour; without STRATUS_BENCH_TXDIR it does nothing.
+``STRATUS_BENCH_SQLLOG=1`` also appends every statement (one line) to ``<pid>.sql`` there. Nothing here changes
+behaviour; without STRATUS_BENCH_TXDIR it does nothing.
 """
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ def _install(txdir: str) -> None:
     event.listen(Engine, "commit", bump("commit"))
     event.listen(Engine, "rollback", bump("rollback"))
     event.listen(Engine, "before_cursor_execute", bump("statements"))
+    if os.environ.get("STRATUS_BENCH_SQLLOG"):
+        # Statement texts too (one line each, in <pid>.sql): which statements a boot costs, by process.
+        def log_statement(_conn, _cursor, statement, *_a, **_k):
+            with open(os.path.join(txdir, f"{os.getpid()}.sql"), "a") as f:
+                f.write(" ".join(statement.split())[:300] + "\n")
+        event.listen(Engine, "before_cursor_execute", log_statement)
 
     def writer() -> None:
         pid = os.getpid()

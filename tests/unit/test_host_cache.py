@@ -102,6 +102,7 @@ def test_small_clouds_are_not_sampled():
     ("10.0.0.0/24", {"10.0.0.2", "10.0.0.3", "10.0.0.5"}, "10.0.0.4"),
     ("10.64.0.0/16", {f"10.64.0.{i}" for i in range(2, 255)}, "10.64.0.255"),  # numeric, not string, order
     ("10.0.0.0/30", {"10.0.0.2"}, None),
+    ("10.64.0.0/15", {"10.64.0.2", "10.64.0.3"}, "10.64.0.4"),  # above the cached-list size: the integer walk
 ])
 def test_lowest_free_address_matches_the_pool_order(cidr, used, expected):
     from app import network

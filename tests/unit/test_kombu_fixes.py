@@ -108,3 +108,19 @@ def test_putting_back_gives_up_after_its_patience_and_says_so(caplog):
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     assert not requeue(url, {}, {"body": "{}"}, "x", "x", "tag-1", patience=0.5, interval=0.1)
     assert "tag-1 could not be put back" in caplog.text
+
+
+def test_a_channel_reuses_one_redis_client_per_pool(redis_url):
+    conn = Connection(redis_url)
+    try:
+        channel = conn.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second and first.connection_pool is channel.pool
+        assert channel._create_client(asynchronous=True) is not first  # the BRPOP client stays kombu's own
+        old_pool, channel._pool = channel._pool, None  # kombu drops the pool on a reconnection
+        with channel.conn_or_acquire() as third:
+            assert third is not first and third.connection_pool is channel.pool is not old_pool
+            assert third.ping()
+        old_pool.disconnect()
+    finally:
+        conn.release()
