@@ -31,11 +31,12 @@ class Attempt:
     retry_after: str | None
 
 
-def storm(api: Client, image: str, total: int, prefix: str,
-          stop: threading.Event) -> tuple[list[Attempt], threading.Thread]:
+def storm(api: Client, image: str, total: int, prefix: str, stop: threading.Event,
+          through: threading.Event) -> tuple[list[Attempt], threading.Thread]:
     """Boot from CLIENTS threads, one request at a time each, until ``total`` boots were accepted (refused ones
-    are not retried, new ones are sent); returns the attempts list (filled as they finish) and a thread to
-    join."""
+    are not retried, new ones are sent) and ``through`` is set (the caller sets it once the outage is over and a
+    boot was accepted again: fast boots must not end the storm before the outage began); returns the attempts
+    list (filled as they finish) and a thread to join."""
     attempts: list[Attempt] = []
     lock = threading.Lock()
     deadline = time.monotonic() + 600
@@ -43,8 +44,8 @@ def storm(api: Client, image: str, total: int, prefix: str,
     def client(k: int) -> None:
         for i in itertools.count(k, CLIENTS):
             with lock:
-                if (sum(a.status == 202 for a in attempts) >= total or time.monotonic() > deadline
-                        or stop.is_set()):
+                if ((sum(a.status == 202 for a in attempts) >= total and through.is_set())
+                        or time.monotonic() > deadline or stop.is_set()):
                     return
             sent = time.monotonic()
             try:
@@ -134,8 +135,9 @@ PROCESSES = ("api", "conductor", "scheduler", "compute", "beat")  # beat: the pe
 
 
 def _boots_across_a_broker_restart(tmp_path_factory, broker, name: str, prefix: str) -> None:
-    """100 boots from concurrent clients; after 25 requests the (private, started) broker is stopped for ~8 s and
-    started again. Reads work meanwhile; every 202 ends ACTIVE and every refusal is a 503 (check_guarantees)."""
+    """At least 100 boots from concurrent clients, the storm lasting through the outage; after 25 requests the
+    (private, started) broker is stopped for ~8 s and started again. Reads work meanwhile; every 202 ends ACTIVE
+    and every refusal is a 503 (check_guarantees)."""
     stop = threading.Event()
     stack = Stack(tmp_path_factory.mktemp(f"{name}-outage"),
                   PrivateBackend(f"sqlite-private-{name}", "sqlite", name, mq_url=broker.url), extra_env=_stack_env(),
@@ -144,7 +146,8 @@ def _boots_across_a_broker_restart(tmp_path_factory, broker, name: str, prefix: 
         stack.start()
         api = Client(stack)
         image = api.image()
-        attempts, done = storm(api, image, 100, prefix, stop)
+        through = threading.Event()
+        attempts, done = storm(api, image, 100, prefix, stop, through)
         wait_until(lambda: len(attempts) >= 25, 120)
         t_down = time.monotonic()
         broker.stop()
@@ -154,6 +157,8 @@ def _boots_across_a_broker_restart(tmp_path_factory, broker, name: str, prefix: 
         time.sleep(max(0.0, 8 - (time.monotonic() - t_down)))
         broker.start()
         t_up = time.monotonic()
+        wait_until(lambda: first_ok_after_exists(attempts, t_up), 120)
+        through.set()
         done.start()
         done.join()
         check_guarantees(stack, api, attempts, t_down, t_up)
@@ -204,7 +209,8 @@ def test_postgresql_down_10s_during_boots(tmp_path_factory):
             stack.start()
             api = Client(stack)
             image = api.image()
-            attempts, done = storm(api, image, 60, "pg", stop)
+            through = threading.Event()
+            attempts, done = storm(api, image, 60, "pg", stop, through)
             wait_until(lambda: len(attempts) >= 15, 120)
             t_down = time.monotonic()
             pg.stop("fast")
@@ -215,6 +221,8 @@ def test_postgresql_down_10s_during_boots(tmp_path_factory):
             time.sleep(10 - (time.monotonic() - t_down))
             pg.start()
             t_up = time.monotonic()
+            wait_until(lambda: first_ok_after_exists(attempts, t_up), 120)
+            through.set()
             done.start()
             done.join()
             check_guarantees(stack, api, attempts, t_down, t_up)
