@@ -46,13 +46,18 @@ def summarize(path: Path) -> str:
                 f"{b['db_per_op']['statements']} | {pg_s} | {cpu} | {alone} | "
                 f"{b['load_during']} |")
         out.append("")
-        out += ["CPU seconds per boot by process (boot phase):", "",
-                "| backend | api | conductor | scheduler | compute |", "|---|---|---|---|---|"]
+        out += ["CPU seconds per boot by process (boot phase); the benchmark's clients, and every busy CPU second of "
+                "the machine (stack, clients, DB and broker servers), with the share the hypervisor stole:", "",
+                "| backend | api | conductor | scheduler | compute | benchmark clients | machine busy | steal |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in boots:
             if "boot" in r:
-                c, n = r["boot"]["cpu_seconds"], max(1, r["boot"]["completed"])
+                b = r["boot"]
+                c, n = b["cpu_seconds"], max(1, b["completed"])
                 out.append(f"| {r['backend']} | " + " | ".join(
-                    str(round(c.get(k, 0) / n, 4)) for k in ("api", "conductor", "scheduler", "compute")) + " |")
+                    str(round(c.get(k, 0) / n, 4)) for k in ("api", "conductor", "scheduler", "compute")) +
+                    f" | {_fmt(b.get('client_cpu_seconds_per_op'))} | {_fmt(b.get('machine_busy_cpu_seconds_per_op'))}"
+                    f" | {_fmt(b.get('machine_cpu_steal_share'))} |")
         out.append("")
         out += ["DB transactions (begin) / commits / statements per boot, by process (boot phase):", "",
                 "| backend | api | conductor | scheduler | compute |", "|---|---|---|---|---|"]
