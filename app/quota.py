@@ -114,13 +114,9 @@ def user_rows(s: Session, project_id: str, user_id: str) -> dict[str, int]:
         QuotaUserLimit.project_id == project_id, QuotaUserLimit.user_id == user_id))}
 
 
-def user_limits(s: Session, project_id: str, user_id: str,
-                project: dict[str, int] | None = None) -> dict[str, int]:
-    """Nova's get_user_quotas: the user's own limit, else the project's (own, class, configured; ``project``
-    when the caller has just read them)."""
-    limits = dict(project) if project is not None else project_limits(s, project_id)
-    limits.update({r: v for r, v in user_rows(s, project_id, user_id).items() if r in limits})
-    return limits
+def user_limits(s: Session, project_id: str, user_id: str) -> dict[str, int]:
+    """Nova's get_user_quotas: the user's own limit, else the project's (own, class, configured)."""
+    return project_and_user_limits(s, project_id, user_id)[1]
 
 
 def usage(s: Session, project_id: str, user_id: str | None = None) -> dict[str, int]:

@@ -54,14 +54,19 @@ def _image_spec(s, image_id: str | None) -> ImageSpec | None:
                      kernel=_image_spec(s, props.get("kernel_id")), ramdisk=_image_spec(s, props.get("ramdisk_id")))
 
 
+def _expect_task_state(found: Any, expected: str | None) -> None:
+    """End the canvas unless the live instance (a row with ``task_state``, or None: deleted) is in ``expected``."""
+    if found is None:
+        raise StopCanvas("instance was deleted")
+    if expected is not None and found.task_state != expected:
+        raise StopCanvas(f"instance is {found.task_state}, not {expected}")
+
+
 def instance_spec(uuid: str, expect_task_state: str | None = None, image_id: str | None = None) -> InstanceSpec:
     """The driver's view of the instance; ``image_id`` boots it from another image than its own (unshelve)."""
     with read_session() as s:
         inst = s.scalars(select(Instance).where(Instance.uuid == uuid, Instance.deleted == 0)).first()
-        if inst is None:
-            raise StopCanvas("instance was deleted")
-        if expect_task_state is not None and inst.task_state != expect_task_state:
-            raise StopCanvas(f"instance is {inst.task_state}, not {expect_task_state}")
+        _expect_task_state(inst, expect_task_state)
         flavor = inst.flavor_snapshot or {}
         md = metadata_base.from_instance(s, inst)  # the same builder the metadata service uses
         return InstanceSpec(uuid=inst.uuid, name=inst.display_name, hostname=inst.hostname,
@@ -109,12 +114,9 @@ def _boot_spec(ctx: dict, call: str) -> InstanceSpec:
     if spec is None:
         return instance_spec(key[0], states.SPAWNING)
     with read_session() as s:
-        task_state = s.execute(select(Instance.task_state).where(Instance.uuid == key[0],
-                                                                 Instance.deleted == 0)).first()
-    if task_state is None:
-        raise StopCanvas("instance was deleted")
-    if task_state[0] != states.SPAWNING:
-        raise StopCanvas(f"instance is {task_state[0]}, not {states.SPAWNING}")
+        _expect_task_state(s.execute(select(Instance.task_state).where(Instance.uuid == key[0],
+                                                                       Instance.deleted == 0)).first(),
+                           states.SPAWNING)
     return spec
 
 

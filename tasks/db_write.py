@@ -43,8 +43,8 @@ def quota_limits(s: Session, project_id: str) -> dict[str, int]:
 
 
 def _ensure_usage_row(s: Session, project_id: str, user_id: str | None = None) -> None:
-    model, key = (QuotaUserUsage, (project_id, user_id)) if user_id else (QuotaUsage, project_id)
-    if s.get(model, key) is None:
+    model, conds = _where(project_id, user_id)
+    if s.execute(select(model.project_id).where(*conds)).first() is None:
         try:
             with s.begin_nested():
                 s.execute(insert(model).values(project_id=project_id, **({"user_id": user_id} if user_id else {}),
@@ -335,9 +335,7 @@ def create_instances(s: Session, req: dict) -> list[str]:
             requested_host=req.get("requested_host"),
             reservation_id=req["reservation_id"],
             created_at=now, updated_at=now))
-        s.execute(insert(InstanceAction.__table__), dict(
-            action="create", instance_uuid=uuid, request_id=req["request_id"], user_id=req["user_id"],
-            project_id=req["project_id"], start_time=now, updated_at=now))
+        start_action(s, uuid, "create", req["request_id"], req["user_id"], req["project_id"], now)
         tags = list(dict.fromkeys(req.get("tags") or []))
         if tags:
             s.execute(insert(InstanceTag.__table__), [{"instance_uuid": uuid, "tag": tag} for tag in tags])
@@ -366,10 +364,11 @@ def _hostname(name: str) -> str:
 
 
 def start_action(s: Session, uuid: str, action: str, request_id: str, user_id: str | None,
-                 project_id: str | None) -> None:
-    now = utcnow()
-    s.add(InstanceAction(action=action, instance_uuid=uuid, request_id=request_id, user_id=user_id,
-                         project_id=project_id, start_time=now, updated_at=now))
+                 project_id: str | None, now: dt.datetime | None = None) -> None:
+    now = now or utcnow()
+    s.execute(insert(InstanceAction.__table__), {"action": action, "instance_uuid": uuid, "request_id": request_id,
+                                                 "user_id": user_id, "project_id": project_id, "start_time": now,
+                                                 "updated_at": now})
 
 
 def record_event(s: Session, uuid: str, request_id: str, event: str, started: float | None, result: str,
