@@ -34,31 +34,57 @@ def roles_of(session, user_id: str, project_id: str) -> list[Role]:
         .where(RoleAssignment.user_id == user_id, RoleAssignment.project_id == project_id)))
 
 
-# Every API request runs this query: built once (its SQL is compiled once per engine), the token's hash bound.
-_TOKEN_QUERY = (select(Token, User, Project, Role)
-                .join(User, User.id == Token.user_id)
-                .outerjoin(Project, Project.id == Token.project_id)
-                .outerjoin(RoleAssignment, and_(RoleAssignment.user_id == Token.user_id,
-                                                RoleAssignment.project_id == Token.project_id))
-                .outerjoin(Role, Role.id == RoleAssignment.role_id)
-                .where(Token.id_hash == bindparam("id_hash")))
+def _token_query(*columns):
+    """The token with its user, project and role assignments (a row per role), the token's hash bound."""
+    return (select(*columns).select_from(Token)
+            .join(User, User.id == Token.user_id)
+            .outerjoin(Project, Project.id == Token.project_id)
+            .outerjoin(RoleAssignment, and_(RoleAssignment.user_id == Token.user_id,
+                                            RoleAssignment.project_id == Token.project_id))
+            .outerjoin(Role, Role.id == RoleAssignment.role_id)
+            .where(Token.id_hash == bindparam("id_hash")))
+
+
+# Built once (their SQL is compiled once per engine). Every API request runs the second: plain columns, no ORM
+# objects to build for a token that is only checked.
+_TOKEN_QUERY = _token_query(Token, User, Project, Role)
+_CONTEXT_QUERY = _token_query(Token.revoked, Token.expires_at, Token.project_id, User.id, User.name, User.enabled,
+                              Project.name, Project.enabled, Role.name)
+
+
+def _usable(revoked: bool, expires_at: dt.datetime, user_enabled: bool, project_id: str | None,
+            project_enabled: bool | None) -> bool:
+    """Not revoked or expired, its user enabled, and its project (if scoped) existing and enabled."""
+    return not revoked and expires_at > utcnow() and user_enabled and (not project_id or bool(project_enabled))
 
 
 def validate_token(token: str) -> tuple[Token, User, Project | None, list[Role]] | None:
     """The token's row, user, project and roles, or None when it is unknown, revoked, expired, or its user or
     project is disabled. One query: the token joined to its user, project and role assignments, a row per role."""
-    now = utcnow()
     with db.read_session() as s:
         rows = s.execute(_TOKEN_QUERY, {"id_hash": hash_token(token)}).all()
     if not rows:
         return None
     row, user, project, _ = rows[0]
-    if row.revoked or row.expires_at <= now or not user.enabled:
-        return None
-    if row.project_id and (project is None or not project.enabled):
+    if not _usable(row.revoked, row.expires_at, user.enabled, row.project_id, project.enabled if project else None):
         return None
     roles = list({role.id: role for *_, role in rows if role is not None}.values())
     return row, user, project, roles
+
+
+def request_context(token: str, request_id: str) -> RequestContext | None:
+    """The context of a request made with ``token`` (validate_token's checks, read as plain columns)."""
+    with db.read_session() as s:
+        rows = s.execute(_CONTEXT_QUERY, {"id_hash": hash_token(token)}).all()
+    if not rows:
+        return None
+    revoked, expires_at, project_id, user_id, user_name, user_enabled, project_name, project_enabled, _ = rows[0]
+    if not _usable(revoked, expires_at, user_enabled, project_id, project_enabled):
+        return None
+    return RequestContext(user_id=user_id, user_name=user_name, project_id=project_id,
+                          project_name=project_name if project_id else None,
+                          roles=tuple(dict.fromkeys(row[-1] for row in rows if row[-1] is not None)),
+                          request_id=request_id)
 
 
 def _authenticate() -> None:
@@ -66,16 +92,10 @@ def _authenticate() -> None:
     if request.endpoint in PUBLIC_ENDPOINTS:
         return
     token = request.headers.get("X-Auth-Token")
-    if not token:
+    context = request_context(token, g.request_id) if token else None
+    if context is None:
         raise ApiError(401, "The request you have made requires authentication.")
-    found = validate_token(token)
-    if found is None:
-        raise ApiError(401, "The request you have made requires authentication.")
-    row, user, project, roles = found
-    g.token = row
-    g.context = RequestContext(user_id=user.id, user_name=user.name, project_id=project.id if project else None,
-                               project_name=project.name if project else None,
-                               roles=tuple(r.name for r in roles), request_id=g.request_id)
+    g.context = context
 
 
 def token_expiry(ttl_seconds: int) -> dt.datetime:

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from celery import chain
 from sqlalchemy import select
 from sqlalchemy.orm import load_only
 
@@ -22,7 +21,7 @@ from app.settings import get_settings
 from drivers.base import PowerState
 from tasks import db_write, states
 from tasks.celery_app import celery
-from tasks.common import StopCanvas, boot_canvas, new_ctx, sig, step
+from tasks.common import Chain, StopCanvas, boot_canvas, new_ctx, sig, step
 from tasks.db_write import ConductorError
 from tasks.groups import group_spec
 from scheduler.filters import group_filter_rejecting
@@ -122,11 +121,11 @@ def server_action(req: dict) -> dict:
     try:
         if action == "delete":
             if host:
-                chain(sig("stratus.compute.terminate", ctx), sig("stratus.conductor.finish_delete")).apply_async()
+                Chain(("stratus.compute.terminate", "stratus.conductor.finish_delete"), ctx).apply_async()
             else:
                 sig("stratus.conductor.finish_delete", ctx).apply_async()
         else:
-            chain(sig("stratus.compute.power_action", ctx), sig("stratus.conductor.finish_action")).apply_async()
+            Chain(("stratus.compute.power_action", "stratus.conductor.finish_action"), ctx).apply_async()
     except BROKER_ERRORS as exc:
         LOG.error("could not queue %s of %s: %s", action, uuid, exc)
         with write_session() as s:  # give the task_state back: the action never started

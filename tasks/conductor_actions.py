@@ -20,7 +20,7 @@ from app.settings import get_settings
 from drivers import supports
 from tasks import db_write, states
 from tasks.celery_app import celery
-from tasks.common import new_ctx, sig
+from tasks.common import Chain, new_ctx, sig
 from tasks.conductor import rpc
 from tasks.db_write import ConductorError
 
@@ -269,7 +269,7 @@ def reclaim(uuid: str, request_id: str) -> bool:
         host = inst.host
     ctx = new_ctx(uuid, request_id, "delete", host=host, task_state=states.DELETING)
     if host:
-        chain(sig("stratus.compute.terminate", ctx), sig("stratus.conductor.finish_delete")).apply_async()
+        Chain(("stratus.compute.terminate", "stratus.conductor.finish_delete"), ctx).apply_async()
     else:
         sig("stratus.conductor.finish_delete", ctx).apply_async()
     return True

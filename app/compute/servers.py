@@ -401,7 +401,10 @@ def _check_request_quotas(limits: dict[str, int], body: dict) -> None:
 def _instances_that_fit(s: Session, project_id: str, limits: dict[str, int], flavor: Flavor, min_count: int,
                         max_count: int) -> int:
     """Nova's multi-create arithmetic on the usage seen now: 403 up front for what the conductor's reservation
-    must refuse, and no request is built for more servers than the quota leaves room for."""
+    must refuse, and no request is built for more servers than the quota leaves room for. A single server is
+    left to the conductor's reservation, which refuses it with the same 403 (one read less per boot)."""
+    if max_count == 1:
+        return 1
     try:
         return quota.instances_allowed(limits, quota.usage(s, project_id),
                                        flavor.vcpus, flavor.memory_mb, min_count, max_count)

@@ -124,3 +124,34 @@ def test_a_channel_reuses_one_redis_client_per_pool(redis_url):
         old_pool.disconnect()
     finally:
         conn.release()
+
+
+def test_a_declared_queue_skips_the_retry_wrapper_until_a_reconnection(redis_url, monkeypatch):
+    name = f"kombu-fix-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name), routing_key=name)
+    conn = Connection(redis_url)
+    ensured: list[object] = []
+    original_ensure = Connection.ensure
+
+    def ensure(self, obj, fun, *args, **kwargs):
+        ensured.append(getattr(fun, "__name__", fun))
+        return original_ensure(self, obj, fun, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "ensure", ensure)
+    try:
+        def publish() -> None:
+            with conn.Producer() as producer:
+                producer.publish({"n": 1}, exchange=queue.exchange, routing_key=name, declare=[queue], retry=True,
+                                 retry_policy={"max_retries": 1})
+        publish()
+        assert "_maybe_declare" in ensured  # the first publish declares through kombu's retry path
+        ensured.clear()
+        publish()
+        publish()
+        assert "_maybe_declare" not in ensured and ensured  # cached: straight to the (retried) publish
+        conn.declared_entities.clear()  # what kombu does when the connection is re-established
+        publish()
+        assert "_maybe_declare" in ensured
+        assert redis.Redis.from_url(redis_url).llen(name) == 4  # every message reached its queue
+    finally:
+        conn.release()

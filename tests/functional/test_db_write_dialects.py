@@ -1,0 +1,72 @@
+"""The conductor's dialect-sensitive writes on each real database: an action event whose action id is read inside
+its INSERT, and a fixed-IP INSERT that skips a taken address without a SAVEPOINT (the transaction stays usable
+after the conflict, which on PostgreSQL a failed INSERT would not allow)."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from bench.api_reads import app_on
+from tests.stack import BACKENDS, _port_open
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def database(request, tmp_path):
+    backend = next(b for b in BACKENDS.values() if b.database == request.param)
+    port = {"postgresql": 5432, "mariadb": 3306}.get(request.param)
+    if port and not _port_open(port):
+        pytest.skip(f"SKIPPED LOUDLY: {request.param} is not running on 127.0.0.1:{port}")
+    try:
+        with app_on(backend.database_url(), tmp_path / "state"):
+            yield request.param
+    finally:
+        backend.cleanup()
+
+
+def test_record_event_finds_the_action_inside_its_insert(database):
+    from app import db
+    from app.models import InstanceAction, InstanceActionEvent
+    from tasks import db_write
+    with db.write_session() as s:
+        db_write.start_action(s, "inst-1", "create", "req-1", "u", "p")
+        db_write.record_event(s, "inst-1", "req-1", "compute__do_build_and_run_instance", None, "Error",
+                              host="h1", traceback="Traceback ...", details="it broke")
+        db_write.record_event(s, "inst-1", "req-other", "never", None, "Success")  # no such action: no row
+    with db.read_session() as s:
+        action = s.scalars(select(InstanceAction)).one()
+        event = s.scalars(select(InstanceActionEvent)).one()
+        assert (event.action_id, event.event, event.result, event.host, event.traceback, event.details) == (
+            action.id, "compute__do_build_and_run_instance", "Error", "h1", "Traceback ...", "it broke")
+        assert event.start_time == event.finish_time == action.finish_time and action.message == "Error"
+    with db.write_session() as s:
+        db_write.start_action(s, "inst-2", "stop", "req-2", "u", "p")
+        db_write.record_event(s, "inst-2", "req-2", "compute_stop_instance", 1_700_000_000.5, "Success",
+                              finish_action=False)
+    with db.read_session() as s:
+        action = s.scalars(select(InstanceAction).where(InstanceAction.instance_uuid == "inst-2")).one()
+        event = s.scalars(select(InstanceActionEvent).where(InstanceActionEvent.action_id == action.id)).one()
+        assert action.finish_time is None and action.message is None
+        assert event.start_time.year == 2023 and event.host is None and event.traceback is None
+
+
+def test_fixed_ip_skips_an_address_taken_in_the_same_transaction(database):
+    from app import db, network
+    from app.models import FixedIP
+    from tasks import db_write
+    with db.write_session() as s:
+        first = db_write.allocate_fixed_ip(s, "inst-1")
+        info = network.builtin()
+        # What a concurrent allocation does: the lowest free address is taken between the read and the INSERT.
+        taken = {"network_id": info.id, "address": db_write.lowest_free_address(info, {first}),
+                 "mac": network.random_mac(), "instance_uuid": "inst-2", "tag": None}
+        assert db_write._insert_unless_taken(s, FixedIP.__table__, taken)
+        assert not db_write._insert_unless_taken(s, FixedIP.__table__, {**taken, "mac": network.random_mac(),
+                                                                        "instance_uuid": "inst-3"})
+        third = db_write.allocate_fixed_ip(s, "inst-3", tag="nic1")  # the transaction is still usable
+    with db.read_session() as s:
+        rows = {r.instance_uuid: (r.address, r.tag) for r in s.scalars(select(FixedIP))}
+        assert s.scalar(select(func.count()).select_from(FixedIP)) == 3
+    assert rows == {"inst-1": (first, None), "inst-2": (taken["address"], None), "inst-3": (third, "nic1")}
+    assert len({first, taken["address"], third}) == 3
