@@ -29,8 +29,8 @@ from pathlib import Path
 
 import requests
 
-from bench.common import (HOOK_DIR, diff_counters, environment, loadavg, log, read_tx_counters, session_cpu,
-                          summary_ms)
+from bench.common import (HOOK_DIR, busy_seconds, diff_counters, environment, loadavg, log, proc_stat_cpu,
+                          read_tx_counters, session_cpu, summary_ms)
 
 COMPUTE = "/v2.1"
 
@@ -132,7 +132,7 @@ class Phase:
     def snap(self) -> dict:
         return {"cpu": session_cpu(self.sids), "tx": read_tx_counters(self.txdir),
                 "pg": _pg_xacts(self.stack.env.get("STRATUS_DATABASE_URL", "")), "load": loadavg(),
-                "client_cpu": time.process_time(), "machine": _proc_stat_cpu(), "t": time.monotonic()}
+                "client_cpu": time.process_time(), "machine": proc_stat_cpu(), "t": time.monotonic()}
 
     @staticmethod
     def delta(before: dict, after: dict, n: int) -> dict:
@@ -145,8 +145,8 @@ class Phase:
             # The benchmark's own HTTP clients and poller, and every busy CPU second of the machine (stack,
             # clients, database and broker servers, anything else running): the budget 50 boots/s must fit in.
             "client_cpu_seconds_per_op": round((after["client_cpu"] - before["client_cpu"]) / n, 4) if n else None,
-            "machine_busy_cpu_seconds_per_op": round((_busy_seconds(after["machine"]) -
-                                                      _busy_seconds(before["machine"])) / n, 4) if n else None,
+            "machine_busy_cpu_seconds_per_op": round((busy_seconds(after["machine"]) -
+                                                      busy_seconds(before["machine"])) / n, 4) if n else None,
             "machine_cpu_steal_share": _steal_share(before["machine"], after["machine"]),
         }
         tot = {k: sum(v[k] for v in tx.values()) for k in ("begin", "commit", "rollback", "statements")}
@@ -158,17 +158,6 @@ class Phase:
             out["pg_stat_database_per_op"] = {k: round((after["pg"][k] - before["pg"][k]) / n, 2)
                                               for k in before["pg"]}
         return out
-
-
-def _proc_stat_cpu() -> list[int]:
-    """The machine's CPU time counters (/proc/stat "cpu": user nice system idle iowait irq softirq steal ...)."""
-    with open("/proc/stat") as f:
-        return [int(v) for v in f.readline().split()[1:]]
-
-
-def _busy_seconds(counters: list[int]) -> float:
-    user, nice, system, _idle, _iowait, irq, softirq, *_ = counters
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def _steal_share(before: list[int], after: list[int]) -> float | None:
@@ -440,7 +429,7 @@ def _start_profile(stack, state: Path, role: str, duration: int):
     out = state / f"{role}.pyspy.txt"
     # --gil: only the thread holding the GIL is sampled, so the profile shows where Python spends CPU, not where
     # threads wait (for the database, a row lock, the broker).
-    proc = subprocess.Popen([exe, "record", "--subprocesses", "--nonblocking", "--gil", "-d", str(duration), "-r", "50",
+    proc = subprocess.Popen([exe, "record", "--subprocesses", "--nonblocking", "--gil", "-d", str(duration), "-r", os.environ.get("STRATUS_BENCH_PYSPY_RATE", "50"),
                              "-f", "raw", "-o", str(out), "-p", str(stack.procs[role].pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return proc, out

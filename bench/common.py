@@ -167,6 +167,17 @@ def session_cpu(sids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def proc_stat_cpu() -> list[int]:
+    """The machine's CPU time counters (/proc/stat "cpu": user nice system idle iowait irq softirq steal ...)."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:]]
+
+
+def busy_seconds(counters: list[int]) -> float:
+    user, nice, system, _idle, _iowait, irq, softirq, *_ = counters
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def role_of(argv: list[str]) -> str:
     text = " ".join(argv)
     if "gunicorn" in text or "create_app" in text:

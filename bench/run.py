@@ -6,6 +6,7 @@ bench/results/<timestamp>.jsonl (or --out). Progress goes to stderr. Benchmarks:
 - boot_delete        (bench/boot.py)             per backend: N boots and N deletes through the real processes
 - scheduler          (bench/scheduler_bench.py)  one decision at 1,000 / 10,000 / 50,000 hosts
 - api_servers_detail (bench/api_reads.py)        GET /servers/detail with 1,000 / 10,000 servers, limit=1000
+- celery_floor       (bench/celery_floor.py)     per backend's broker: the boot's six hops with no-op tasks
 - peer_comparison    published upstream Nova figures (DESIGN.md) next to ours; Nova is not run here
 
 --quick (CI, tests/test_bench_smoke.py): SQLite + filesystem broker only, 20 boots on 10 hosts, the scheduler at
@@ -27,7 +28,6 @@ NOVA_PUBLISHED = {
     "source": "DESIGN.md 'Speed and scale targets' (published/measured upstream Nova figures; Nova not run here)",
     "boots_per_s": [2.0, 2.7], "deletes_per_s": [7.0, 9.0], "cpu_seconds_per_boot_and_delete": 1.0,
     "db_transactions_per_boot": 250, "placement_http_calls_per_boot": 28, "single_boot_to_active_s": [0.4, 0.9],
-    "bare_celery_5_task_chain_per_s": [104, 167],
     "issue_9_quotes": {"boot_mean_s_at_1000_nodes": 13.1, "servers_detail_s_at_100k_servers": 11.0,
                        "scheduler": "chokes at 10k hosts"},
 }
@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, help="boots per backend (default 1000; --quick 20)")
     ap.add_argument("--hosts", type=int, help="fake compute hosts in the one compute worker (default 100)")
     ap.add_argument("--concurrency", type=int, default=16, help="HTTP client threads (default 16)")
-    ap.add_argument("--only", nargs="+", choices=("boot", "scheduler", "api", "peer"), help="run only these")
+    ap.add_argument("--only", nargs="+", choices=("boot", "floor", "scheduler", "api", "peer"),
+                    help="run only these")
     ap.add_argument("--profile", action="store_true", help="py-spy every process role during the boot phase")
     ap.add_argument("--out", type=Path, help="results file (default bench/results/<timestamp>.jsonl)")
     args = ap.parse_args(argv)
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = args.backends or (("sqlite-filesystem",) if quick else ALL_BACKENDS)
     n = args.n or (20 if quick else 1000)
     hosts = args.hosts or (10 if quick else 100)
-    only = set(args.only or ("boot", "scheduler", "api", "peer"))
+    only = set(args.only or ("boot", "floor", "scheduler", "api", "peer"))
     out = args.out or (REPO / "bench" / "results" / f"{utc_stamp()}{'-quick' if quick else ''}.jsonl")
     common = {"quick": quick, "command": "python -m bench.run " + " ".join(argv if argv is not None else
                                                                              sys.argv[1:])}
@@ -96,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
             rec = _guard(lambda: boot.run(name, n=n, hosts=hosts, concurrency=args.concurrency,
                                           profile=args.profile), {"bench": "boot_delete", "backend": name, "n": n})
             boots.append(rec)
+            emit({**common, **rec}, out)
+
+    floors: list[dict] = []
+    if "floor" in only:
+        from bench import celery_floor
+        for name in backends:
+            rec = _guard(lambda: celery_floor.run(name, n=n, hosts=hosts, concurrency=args.concurrency),
+                         {"bench": "celery_floor", "backend": name, "n": n})
+            floors.append(rec)
             emit({**common, **rec}, out)
 
     if "api" in only:
@@ -131,7 +141,12 @@ def main(argv: list[str] | None = None) -> int:
                     "pg_stat_database_per_boot": b.get("pg_stat_database_per_op"),
                     "placement_http_calls_per_boot": 0,
                 }
+        floor = {rec["backend"]: {k: rec.get(k) for k in ("chains_per_s", "cpu_seconds_per_chain",
+                                                         "machine_busy_cpu_seconds_per_chain",
+                                                         "ceiling_per_s_at_machine_cpu")}
+                 for rec in floors if "chains_per_s" in rec}
         emit({**common, "bench": "peer_comparison", "nova_published": NOVA_PUBLISHED, "stratus": ours,
+              "celery_floor_measured_here": floor,
               "targets": TARGETS, "nova_run_here": False,
               "note": "Nova was not installed or run; its figures are the published ones quoted in DESIGN.md.",
               "load": loadavg()}, out)

@@ -69,6 +69,22 @@ def summarize(path: Path) -> str:
                      f"{round(t[k]['statements'] / n, 1)}" if k in t else "–")
                     for k in ("api", "conductor", "scheduler", "compute")) + " |")
         out.append("")
+    floors = [r for r in recs if r["bench"] == "celery_floor"]
+    if floors:
+        out += ["### The Celery floor: a boot's six broker hops with no-op tasks (bench/celery_floor.py)", "",
+                "| broker | N | chains/s | worker CPU s per chain: conductor / scheduler / compute / total | "
+                "client CPU s | machine busy CPU s per chain | ceiling /s on this machine's cores |",
+                "|---|---|---|---|---|---|---|"]
+        for r in floors:
+            if "chains_per_s" not in r:
+                out.append(f"| {r.get('broker', r['backend'])} | {r['n']} | "
+                           f"{r.get('skipped') or r.get('error', '')[:120]} | | | | |")
+                continue
+            c = r["cpu_seconds_per_chain"]
+            out.append(f"| {r['broker']} | {r['n']} | **{r['chains_per_s']}** | {c['conductor']} / {c['scheduler']} / "
+                       f"{c['compute']} / **{c['total']}** | {r['client_cpu_seconds_per_chain']} | "
+                       f"{r['machine_busy_cpu_seconds_per_chain']} | **{r['ceiling_per_s_at_machine_cpu']}** |")
+        out.append("")
     for r in recs:
         if r["bench"] == "scheduler" and r.get("rows"):
             out += [f"### Scheduler, one decision ({r['database']}; medians; load avg {r['load_before']} → "

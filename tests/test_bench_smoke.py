@@ -22,7 +22,8 @@ def test_bench_quick_prints_every_figure(tmp_path):
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert [json.loads(line) for line in out.read_text().splitlines()] == lines
     by = {rec["bench"]: rec for rec in lines}
-    assert set(by) == {"scheduler", "api_servers_detail", "boot_delete", "peer_comparison"}, proc.stderr[-3000:]
+    assert set(by) == {"scheduler", "api_servers_detail", "boot_delete", "celery_floor", "peer_comparison"}, \
+        proc.stderr[-3000:]
     for rec in lines:
         assert rec["quick"] is True and "ts" in rec
 
@@ -49,5 +50,12 @@ def test_bench_quick_prints_every_figure(tmp_path):
     assert boot["boot"]["db_per_op"]["begin"] > 0
     assert boot["boot"]["server_latency_created_to_launched"]["n"] == 20
 
+    floor = by["celery_floor"]
+    assert "error" not in floor, floor.get("error")
+    assert floor["broker"] == "filesystem" and floor["n"] == 20 and floor["chains_per_s"] > 0
+    assert set(floor["cpu_seconds_per_chain"]) == {"conductor", "scheduler", "compute", "total"}
+    assert all(v > 0 for v in floor["cpu_seconds_per_chain"].values())
+
     peer = by["peer_comparison"]
     assert peer["nova_run_here"] is False and "sqlite-filesystem" in peer["stratus"]
+    assert peer["celery_floor_measured_here"]["sqlite-filesystem"]["chains_per_s"] == floor["chains_per_s"]
