@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import os
 
+from celery.signals import worker_ready
+
+from tasks import reconcile
 from tasks.celery_app import celery
 from tasks.common import Chain
+
+# No database here: the conductor's start-up sweep of stuck instances would only fail and retry.
+worker_ready.disconnect(reconcile._expire_on_conductor_start)
 
 STEPS = ("stratus.scheduler.bench_floor_schedule", "stratus.conductor.bench_floor_claim",
          "stratus.compute.bench_floor_build_disk", "stratus.compute.bench_floor_spawn",
