@@ -429,7 +429,8 @@ def _start_profile(stack, state: Path, role: str, duration: int):
     out = state / f"{role}.pyspy.txt"
     # --gil: only the thread holding the GIL is sampled, so the profile shows where Python spends CPU, not where
     # threads wait (for the database, a row lock, the broker).
-    proc = subprocess.Popen([exe, "record", "--subprocesses", "--nonblocking", "--gil", "-d", str(duration), "-r", os.environ.get("STRATUS_BENCH_PYSPY_RATE", "50"),
+    rate = os.environ.get("STRATUS_BENCH_PYSPY_RATE", "50")  # samples per second
+    proc = subprocess.Popen([exe, "record", "--subprocesses", "--nonblocking", "--gil", "-d", str(duration), "-r", rate,
                              "-f", "raw", "-o", str(out), "-p", str(stack.procs[role].pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return proc, out

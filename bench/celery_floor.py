@@ -21,18 +21,19 @@ from pathlib import Path
 
 from bench.common import REPO, busy_seconds, environment, loadavg, log, proc_stat_cpu, session_cpu
 
-ROLES = ("conductor", "scheduler", "compute")
 BROKER_OF = {"sqlite-filesystem": "filesystem", "postgresql-redis": "redis", "mariadb-rabbitmq": "rabbitmq"}
 
 
 def _worker_commands(hosts: int) -> dict[str, list[str]]:
-    celery = [str(REPO / ".venv" / "bin" / "celery"), "-A", "bench.floor_tasks", "worker", "-l", "INFO"]
+    """The Procfile's conductor and scheduler commands and the compute worker's pool, on the floor's tasks."""
+    from tasks.compute_worker import POOL_ARGS
+    from tests.stack import VENV_BIN, procfile_commands
+    procfile = procfile_commands()
+    shell = {role: ["bash", "-c", "exec " + procfile[role].replace("-A tasks.celery_app", "-A bench.floor_tasks")]
+             for role in ("conductor", "scheduler")}
     queues = ",".join(f"compute.fake-{i}" for i in range(hosts))
-    # The Procfile's conductor and scheduler pools, and tasks/compute_worker.py's (threads ×8) for the compute.
-    return {"conductor": [*celery, "-Q", "conductor.rpc,conductor", "-n", "floor-conductor@%h", "--pool", "threads",
-                          "--concurrency", "4"],
-            "scheduler": [*celery, "-Q", "scheduler", "-n", "floor-scheduler@%h", "--pool", "solo"],
-            "compute": [*celery, "-Q", queues, "-n", "floor-compute@%h", "-P", "threads", "-c", "8"]}
+    return {**shell, "compute": [str(VENV_BIN / "celery"), "-A", "bench.floor_tasks", "worker", "-l", "INFO",
+                                 "-Q", queues, *POOL_ARGS, "-n", "floor-compute@%h"]}
 
 
 def _ctx(i: int, hosts: int) -> dict:
@@ -61,7 +62,8 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
         return {**record, "skipped": missing}
     state = Path(tempfile.mkdtemp(prefix=f"stratus-floor-{broker}-"))
     done_file = state / "done.txt"
-    env = {**os.environ, "STRATUS_STATE_DIR": str(state), "STRATUS_BROKER_URL": backend.broker_url(),
+    from tests.stack import VENV_BIN
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "STRATUS_STATE_DIR": str(state), "STRATUS_BROKER_URL": backend.broker_url(),
            "STRATUS_BENCH_FLOOR_DONE": str(done_file), "PYTHONUNBUFFERED": "1"}
     env = {k: v for k, v in env.items() if v != "" or not k.startswith("STRATUS_")}
     procs: dict[str, subprocess.Popen] = {}
@@ -97,15 +99,16 @@ def client_main(n: int, hosts: int, concurrency: int, sids_text: str, timeout: f
     rpc.configure_client()
     done_file = Path(os.environ["STRATUS_BENCH_FLOOR_DONE"])
     sids = {role: int(pid) for role, _, pid in (item.partition("=") for item in sids_text.split(","))}
+    pool = ThreadPoolExecutor(concurrency)  # kept for the whole run, as an API process keeps its request threads
     _wait_ready(rpc.call, timeout=60)
     _wait_done(done_file, 1, timeout)  # the answered probe's chain (earlier probes that timed out may follow)
     base = _done(done_file)
-    _submit(rpc.call, [_ctx(i, hosts) for i in range(20)], concurrency)  # warm-up (connections, imports)
+    _submit(rpc.call, [_ctx(i, hosts) for i in range(20)], pool)  # warm-up (connections, imports)
     _wait_done(done_file, base + 20, timeout)
     time.sleep(0.5)  # stragglers of timed-out probes
     base = _done(done_file)
     cpu0, machine0, client0, t0 = session_cpu(sids), proc_stat_cpu(), time.process_time(), time.monotonic()
-    _submit(rpc.call, [_ctx(i, hosts) for i in range(n)], concurrency)
+    _submit(rpc.call, [_ctx(i, hosts) for i in range(n)], pool)
     _wait_done(done_file, base + n, timeout)
     wall = time.monotonic() - t0
     cpu1, machine1, client1 = session_cpu(sids), proc_stat_cpu(), time.process_time()
@@ -119,15 +122,9 @@ def client_main(n: int, hosts: int, concurrency: int, sids_text: str, timeout: f
             "ceiling_per_s_at_machine_cpu": round((os.cpu_count() or 1) / busy, 1) if busy else None}
 
 
-_POOL: list[ThreadPoolExecutor] = []
-
-
-def _submit(call, ctxs: list[dict], concurrency: int) -> None:
-    # One pool of threads for the whole run, as an API process keeps its request threads (the rpc:// result
-    # backend keeps a reply consumer per thread).
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(concurrency))
-    for reply in _POOL[0].map(lambda ctx: call("stratus.conductor.bench_floor_create", ctx), ctxs):
+def _submit(call, ctxs: list[dict], pool: ThreadPoolExecutor) -> None:
+    # The same threads every time: the rpc:// result backend sends a reply to its calling thread's own queue.
+    for reply in pool.map(lambda ctx: call("stratus.conductor.bench_floor_create", ctx), ctxs):
         assert reply["uuids"], reply
 
 

@@ -17,6 +17,8 @@ from tasks.compute import heartbeat_loop
 from tasks.routing import compute_queue
 
 _stop = threading.Event()
+# Threads: a driver's connection and a fake driver's guests live in this one process.
+POOL_ARGS = ("-P", "threads", "-c", "8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         _stop.set()
 
     queues = ",".join(compute_queue(h) for h in hosts)
-    celery.worker_main(["worker", "-Q", queues, "-P", "threads", "-c", "8", "-n", f"compute-{hosts[0]}@%h",
+    celery.worker_main(["worker", "-Q", queues, *POOL_ARGS, "-n", f"compute-{hosts[0]}@%h",
                         "-l", get_settings().log_level, *(argv if argv is not None else sys.argv[1:])])
 
 
