@@ -6,6 +6,7 @@ host, and the worker keeps one driver object per host. Compute workers read the 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import logging
 import threading
 from collections import OrderedDict
@@ -320,25 +321,39 @@ def report_all(hosts: list[str]) -> list[str]:
 
 def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:
     """Register every host, then send one heartbeat for the healthy ones per interval and sync their power
-    states; the full inventory is re-sent every tenth interval, and failed hosts are retried every interval."""
+    states; the full inventory is re-sent every tenth interval, and failed hosts are retried every interval.
+
+    A tick that fails (the broker down for longer than the publish retries last) is logged and the next one
+    tries again: the loop ends only with the worker, or the hosts would look down for good after an outage.
+    """
     interval = get_settings().report_interval
-    healthy = report_all(hosts)
-    unreconciled = _reconcile_all(healthy) + [h for h in hosts if h not in healthy]
-    ticks = 0
-    while not stop.wait(interval):
-        ticks += 1
-        if unreconciled:
-            ready = [h for h in unreconciled if h in healthy]
-            unreconciled = [h for h in unreconciled if h not in ready] + _reconcile_all(ready)
+    healthy: list[str] | None = None  # None until a full report went through
+    unreconciled = list(hosts)
+    for tick in itertools.count():
+        try:
+            healthy, unreconciled = _heartbeat_tick(hosts, healthy, unreconciled, tick)
+        except Exception as exc:
+            LOG.warning("compute heartbeat for %s failed, trying again in %s s: %s", ", ".join(hosts), interval,
+                        exc)
+        if stop.wait(interval):
+            return
+
+
+def _heartbeat_tick(hosts: list[str], healthy: list[str] | None, unreconciled: list[str],
+                    tick: int) -> tuple[list[str], list[str]]:
+    """One interval's reports; returns the healthy hosts and those whose power states are not reconciled yet."""
+    if healthy is None or tick % 10 == 0:
+        healthy = report_all(hosts)  # a registration counts as a heartbeat
+    else:
         failed = [h for h in hosts if h not in healthy]
-        if ticks % 10 == 0:
-            healthy = report_all(hosts)
-        elif failed:
+        if failed:
             healthy = [*healthy, *report_all(failed)]
         if healthy:
             celery.send_task("stratus.conductor.heartbeat", args=(healthy,), queue="conductor")
-        if healthy:
-            sync_power_states.apply_async(args=({"host": healthy[0], "hosts": healthy},))
+    if healthy and tick:
+        sync_power_states.apply_async(args=({"host": healthy[0], "hosts": healthy},))
+    ready = [h for h in unreconciled if h in healthy]
+    return healthy, [h for h in unreconciled if h not in ready] + _reconcile_all(ready)
 
 
 @celery.task(name="stratus.compute.cache_images", ignore_result=True)

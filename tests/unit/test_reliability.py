@@ -120,3 +120,38 @@ def test_api_answers_503_when_the_database_is_unreachable(app, client, admin, mo
     assert resp.status_code == 503, resp.get_json()
     assert resp.headers["Retry-After"] == "5"
     assert resp.get_json()["serviceUnavailable"]["code"] == 503
+
+
+def test_heartbeats_go_on_after_publishes_fail(monkeypatch):
+    """A broker outage longer than the publish retries makes send_task raise; the heartbeat thread must log it
+    and go on, or every host looks down service_down_time later and the scheduler refuses every boot."""
+    import threading
+
+    from kombu.exceptions import OperationalError
+
+    from tasks import compute
+
+    sent: list[tuple[str, tuple]] = []
+    outage = {"left": 4}
+    stop = threading.Event()
+
+    def send_task(name, args=(), **_):
+        if outage["left"]:
+            outage["left"] -= 1
+            raise OperationalError("[Errno 111] Connection refused")
+        sent.append((name, args))
+        if sum(n == "stratus.conductor.heartbeat" for n, _ in sent) >= 2:
+            stop.set()
+
+    monkeypatch.setattr(compute.celery, "send_task", send_task)
+    monkeypatch.setattr(compute.sync_power_states, "apply_async", lambda **_: None)
+    monkeypatch.setattr(compute, "_reconcile_all", lambda hosts: [])
+    monkeypatch.setattr(compute, "driver_for", lambda host: fake.FakeDriver(host))
+    monkeypatch.setattr(compute, "get_settings", lambda: type("S", (), {
+        "report_interval": 0.01, "compute_driver": "fake", "availability_zone": "nova"})())
+    loop = threading.Thread(target=compute.heartbeat_loop, args=(["h1"], stop), daemon=True)
+    loop.start()
+    loop.join(10)
+    assert not loop.is_alive(), f"the heartbeat loop stopped sending after the outage: {sent}"
+    assert sent[0][0] == "stratus.conductor.report_service"  # registered once the broker was back
+    assert [n for n, _ in sent[1:]].count("stratus.conductor.heartbeat") == 2
