@@ -76,6 +76,12 @@ task_default_queue = "conductor"
 task_acks_late = True
 task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
+# After a reconnection Celery lowers the prefetch count while tasks are running and raises it again as each one
+# is acknowledged, with a basic.qos that waits for its reply: in a threads-pool worker that wait reads the
+# consumer's AMQP connection from the pool thread while the main thread reads it too, the frames interleave
+# (UnexpectedFrame) and the worker reconnects again, up to tens of seconds without consuming after a RabbitMQ
+# restart (test_outages). With a prefetch of one per thread there is little to gain from the reduction.
+worker_enable_prefetch_count_reduction = False
 # Operators watch every boot step in Flower: Flower turns the workers' task events on itself when it runs
 # (its enable_events broadcast, repeated every few seconds), so without Flower no worker spends CPU and broker
 # messages on events nobody reads (bench/README.md: 3-15 % of the conductor's CPU).
