@@ -3,13 +3,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections.abc import Iterator
 
+import orjson
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.settings import get_settings
+
+
+def _json_loads(text: str | bytes) -> object:
+    """JSON columns decoded by orjson (a quarter of the time of the standard library's decoder, two columns per row of
+    a server list); what it refuses and the standard one accepts (NaN, an int beyond 64 bits) goes the old way."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -32,7 +43,8 @@ def _sqlite_begin_deferred(conn) -> None:
 
 def make_engine(url: str, *, for_writes: bool = False) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               json_deserializer=_json_loads)
         event.listen(engine, "connect", _sqlite_pragmas)
 
         @event.listens_for(engine, "connect")
@@ -46,8 +58,8 @@ def make_engine(url: str, *, for_writes: bool = False) -> Engine:
     # invalidates the pool, the request gets the usual 503 ("database temporarily unavailable") and the next one
     # reconnects. pool_recycle keeps connections younger than the servers' idle timeouts.
     if url.startswith("mysql"):
-        return create_engine(url, pool_recycle=3600, isolation_level="READ COMMITTED")
-    return create_engine(url, pool_recycle=3600)
+        return create_engine(url, pool_recycle=3600, isolation_level="READ COMMITTED", json_deserializer=_json_loads)
+    return create_engine(url, pool_recycle=3600, json_deserializer=_json_loads)
 
 
 @functools.cache

@@ -45,95 +45,114 @@ def server_summary(inst: Instance) -> dict:
     return {"id": inst.uuid, "name": inst.display_name, "links": links("servers", inst.uuid)}
 
 
-def _flavor_ref(inst: Instance, version: APIVersion, ctx: RequestContext, base: str | None = None) -> dict:
-    f = inst.flavor_snapshot or {}
-    if not version.matches("2.47"):
-        return {"id": f.get("id"), "links": [links("flavors", f.get("id"), base)[1]]}
-    body = {"vcpus": f.get("vcpus"), "ram": f.get("ram"), "disk": f.get("disk"), "ephemeral": f.get("ephemeral", 0),
-            "swap": f.get("swap", 0), "original_name": f.get("name")}
-    body["extra_specs"] = dict(f.get("extra_specs") or {})
-    return body
+class ServerView:
+    """A server's body as one request shows it: what the microversion and the caller's role add is worked out
+    once, then applied to each server (a 1,000-server list renders in a loop of plain dict building)."""
 
+    def __init__(self, version: APIVersion, ctx: RequestContext, show: bool = False):
+        self.admin, self.show = ctx.is_admin, show
+        self.base, self.prefix = base_url(), compute_prefix()
+        m = version.matches
+        self.flavor_embedded = m("2.47")
+        self.admin_2_3 = self.admin and m("2.3")
+        self.hostname_2_90 = not self.admin and m("2.90")
+        self.locked, self.host_status = m("2.9"), self.admin and m("2.16")
+        self.description, self.tags, self.certificates = m("2.19"), m("2.26"), m("2.63")
+        self.server_groups, self.locked_reason, self.pinned_az = show and m("2.71"), m("2.73"), m("2.96")
+        self._host_ids: dict[tuple[str, str | None], str] = {}
 
-def _fault(fault: InstanceFault | None, ctx: RequestContext) -> dict | None:
-    if fault is None:
-        return None
-    body = {"code": fault.code, "created": iso(fault.created_at), "message": fault.message}
-    # Nova shows details to admins, and to everyone when the fault is not a 500.
-    if ctx.is_admin or fault.code != 500:
-        body["details"] = fault.details
-    return body
+    def host_id(self, project_id: str, host: str | None) -> str:
+        key = (project_id, host)
+        if key not in self._host_ids:
+            self._host_ids[key] = host_id(project_id, host)
+        return self._host_ids[key]
 
+    def flavor(self, inst: Instance) -> dict:
+        f = inst.flavor_snapshot or {}
+        if not self.flavor_embedded:
+            return {"id": f.get("id"), "links": [{"rel": "bookmark", "href": f"{self.base}/flavors/{f.get('id')}"}]}
+        return {"vcpus": f.get("vcpus"), "ram": f.get("ram"), "disk": f.get("disk"),
+                "ephemeral": f.get("ephemeral", 0), "swap": f.get("swap", 0), "original_name": f.get("name"),
+                "extra_specs": dict(f.get("extra_specs") or {})}
 
-def server_detail(inst: Instance, version: APIVersion, ctx: RequestContext, fault: InstanceFault | None = None,
-                  host_status: str | None = None, show: bool = False, addresses: dict | None = None,
-                  server_groups: list[str] | None = None, tags: list[str] | None = None) -> dict:
-    status = status_of(inst.vm_state, inst.task_state)
-    base, prefix = base_url(), compute_prefix()  # once per server, not once per link
-    body: dict = {
-        "id": inst.uuid,
-        "name": inst.display_name,
-        "status": status,
-        "tenant_id": inst.project_id,
-        "user_id": inst.user_id,
-        "metadata": dict(inst.metadata_items or {}),
-        "hostId": host_id(inst.project_id, inst.host),
-        "image": ({"id": inst.image_ref, "links": [{"rel": "bookmark", "href": f"{base}/images/{inst.image_ref}"}]}
-                  if inst.image_ref else ""),
-        "flavor": _flavor_ref(inst, version, ctx, base),
-        "created": iso(inst.created_at),
-        "updated": iso(inst.updated_at),
-        "addresses": addresses or {},
-        "accessIPv4": inst.access_ip_v4 or "",
-        "accessIPv6": inst.access_ip_v6 or "",
-        "links": links("servers", inst.uuid, base, prefix),
-        "OS-DCF:diskConfig": "MANUAL",
-    }
-    if status in _PROGRESS_STATUSES:
-        body["progress"] = inst.progress or 0
-    body["OS-EXT-AZ:availability_zone"] = inst.availability_zone or ""
-    body["config_drive"] = "True" if inst.config_drive in ("True", "true", "1") else ""
-    body["key_name"] = inst.key_name
-    body["OS-SRV-USG:launched_at"] = iso_usec(inst.launched_at)
-    body["OS-SRV-USG:terminated_at"] = iso_usec(inst.terminated_at)
-    body["OS-EXT-STS:task_state"] = inst.task_state
-    body["OS-EXT-STS:vm_state"] = inst.vm_state
-    body["OS-EXT-STS:power_state"] = inst.power_state
-    body["os-extended-volumes:volumes_attached"] = []
-    if ctx.is_admin:
-        body["OS-EXT-SRV-ATTR:host"] = inst.host
-        body["OS-EXT-SRV-ATTR:instance_name"] = f"instance-{inst.id:08x}"
-        body["OS-EXT-SRV-ATTR:hypervisor_hostname"] = inst.node
-        if version.matches("2.3"):
-            body["OS-EXT-SRV-ATTR:reservation_id"] = inst.reservation_id
-            body["OS-EXT-SRV-ATTR:launch_index"] = inst.launch_index
+    def fault(self, fault: InstanceFault | None) -> dict | None:
+        if fault is None:
+            return None
+        body = {"code": fault.code, "created": iso(fault.created_at), "message": fault.message}
+        # Nova shows details to admins, and to everyone when the fault is not a 500.
+        if self.admin or fault.code != 500:
+            body["details"] = fault.details
+        return body
+
+    def body(self, inst: Instance, fault: InstanceFault | None = None, host_status: str | None = None,
+             addresses: dict | None = None, server_groups: list[str] | None = None,
+             tags: list[str] | None = None) -> dict:
+        status = status_of(inst.vm_state, inst.task_state)
+        base, uuid, image = self.base, inst.uuid, inst.image_ref
+        body: dict = {
+            "id": uuid,
+            "name": inst.display_name,
+            "status": status,
+            "tenant_id": inst.project_id,
+            "user_id": inst.user_id,
+            "metadata": dict(inst.metadata_items or {}),
+            "hostId": self.host_id(inst.project_id, inst.host),
+            "image": {"id": image, "links": [{"rel": "bookmark", "href": f"{base}/images/{image}"}]} if image else "",
+            "flavor": self.flavor(inst),
+            "created": iso(inst.created_at),
+            "updated": iso(inst.updated_at),
+            "addresses": addresses or {},
+            "accessIPv4": inst.access_ip_v4 or "",
+            "accessIPv6": inst.access_ip_v6 or "",
+            "links": [{"rel": "self", "href": f"{base}{self.prefix}/servers/{uuid}"},
+                      {"rel": "bookmark", "href": f"{base}/servers/{uuid}"}],
+            "OS-DCF:diskConfig": "MANUAL",
+        }
+        if status in _PROGRESS_STATUSES:
+            body["progress"] = inst.progress or 0
+        body["OS-EXT-AZ:availability_zone"] = inst.availability_zone or ""
+        body["config_drive"] = "True" if inst.config_drive in ("True", "true", "1") else ""
+        body["key_name"] = inst.key_name
+        body["OS-SRV-USG:launched_at"] = iso_usec(inst.launched_at)
+        body["OS-SRV-USG:terminated_at"] = iso_usec(inst.terminated_at)
+        body["OS-EXT-STS:task_state"] = inst.task_state
+        body["OS-EXT-STS:vm_state"] = inst.vm_state
+        body["OS-EXT-STS:power_state"] = inst.power_state
+        body["os-extended-volumes:volumes_attached"] = []
+        if self.admin:
+            body["OS-EXT-SRV-ATTR:host"] = inst.host
+            body["OS-EXT-SRV-ATTR:instance_name"] = f"instance-{inst.id:08x}"
+            body["OS-EXT-SRV-ATTR:hypervisor_hostname"] = inst.node
+            if self.admin_2_3:
+                body["OS-EXT-SRV-ATTR:reservation_id"] = inst.reservation_id
+                body["OS-EXT-SRV-ATTR:launch_index"] = inst.launch_index
+                body["OS-EXT-SRV-ATTR:hostname"] = inst.hostname
+                body["OS-EXT-SRV-ATTR:kernel_id"] = ""
+                body["OS-EXT-SRV-ATTR:ramdisk_id"] = ""
+                body["OS-EXT-SRV-ATTR:root_device_name"] = "/dev/vda"
+                body["OS-EXT-SRV-ATTR:user_data"] = None
+        elif self.hostname_2_90:
             body["OS-EXT-SRV-ATTR:hostname"] = inst.hostname
-            body["OS-EXT-SRV-ATTR:kernel_id"] = ""
-            body["OS-EXT-SRV-ATTR:ramdisk_id"] = ""
-            body["OS-EXT-SRV-ATTR:root_device_name"] = "/dev/vda"
-            body["OS-EXT-SRV-ATTR:user_data"] = None
-    elif version.matches("2.90"):
-        body["OS-EXT-SRV-ATTR:hostname"] = inst.hostname
-    if version.matches("2.9"):
-        body["locked"] = bool(inst.locked)
-    if version.matches("2.16") and ctx.is_admin:
-        body["host_status"] = host_status or ""
-    if version.matches("2.19"):
-        body["description"] = inst.display_description
-    if version.matches("2.26"):
-        body["tags"] = list(tags or [])
-    if version.matches("2.63"):
-        body["trusted_image_certificates"] = None
-    if version.matches("2.71") and show:
-        body["server_groups"] = list(server_groups or [])
-    if version.matches("2.73"):
-        body["locked_reason"] = inst.locked_reason
-    if version.matches("2.96"):
-        body["pinned_availability_zone"] = inst.requested_availability_zone
-    fault_body = _fault(fault, ctx) if inst.vm_state in ("error", "deleted") else None
-    if fault_body:
-        body["fault"] = fault_body
-    return body
+        if self.locked:
+            body["locked"] = bool(inst.locked)
+        if self.host_status:
+            body["host_status"] = host_status or ""
+        if self.description:
+            body["description"] = inst.display_description
+        if self.tags:
+            body["tags"] = list(tags or [])
+        if self.certificates:
+            body["trusted_image_certificates"] = None
+        if self.server_groups:
+            body["server_groups"] = list(server_groups or [])
+        if self.locked_reason:
+            body["locked_reason"] = inst.locked_reason
+        if self.pinned_az:
+            body["pinned_availability_zone"] = inst.requested_availability_zone
+        fault_body = self.fault(fault) if inst.vm_state in ("error", "deleted") else None
+        if fault_body:
+            body["fault"] = fault_body
+        return body
 
 
 def flavor_summary(f: Flavor, version: APIVersion) -> dict:

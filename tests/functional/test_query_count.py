@@ -62,3 +62,29 @@ def test_servers_list_and_paging_statement_count_is_constant(cloud):
     paged = _statements(client, headers, f"/v2.1/servers/detail?limit=100&marker={uuids[10]}")
     first = _statements(client, headers, "/v2.1/servers/detail?limit=100")
     assert paged[1] <= first[1] + 2, paged[2]
+
+
+@pytest.mark.parametrize("microversion", ["2.1", "2.47", "2.96"])
+def test_servers_detail_bodies_equal_their_show(cloud, microversion):
+    """A list renders rows read as named tuples, a show renders the ORM object: both give the same body (show
+    adds only server_groups, from 2.71), as admin and as a project member (no host fields, no fault details)."""
+    from app import db
+    from app.identity import service
+    _app, client, headers, project_id, user_id = cloud
+    with db.write_session() as s:
+        uuids = seed_servers(s, project_id, user_id, 20, hosts=3)
+        member = service.ensure_user(s, "member-1", "secret-1")
+        service.grant(s, member.id, project_id, service.ensure_role(s, "member").id)
+    r = client.post("/identity/v3/auth/tokens", json={"auth": {"identity": {"methods": ["password"], "password": {
+        "user": {"name": "member-1", "domain": {"name": "Default"}, "password": "secret-1"}}},
+        "scope": {"project": {"id": project_id}}}})
+    assert r.status_code == 201, r.get_json()
+    for who in (headers, {"X-Auth-Token": r.headers["X-Subject-Token"]}):
+        hdrs = {**who, "X-OpenStack-Nova-API-Version": microversion}
+        listed = client.get("/v2.1/servers/detail", headers=hdrs).get_json()["servers"]
+        assert sorted(b["id"] for b in listed) == sorted(uuids)
+        assert any("fault" in b for b in listed)
+        for body in listed:
+            shown = client.get(f"/v2.1/servers/{body['id']}", headers=hdrs).get_json()["server"]
+            shown.pop("server_groups", None)
+            assert body == shown

@@ -5,7 +5,7 @@ import datetime as dt
 
 import pytest
 
-from app.compute.views import server_detail
+from app.compute.views import ServerView
 from app.context import RequestContext
 from app.microversion import APIVersion
 from app.models import Instance
@@ -30,6 +30,10 @@ def instance() -> Instance:
                     vm_state="active", task_state=None, power_state=1, host="h1", node="h1",
                     availability_zone="nova", metadata_items={}, reservation_id="r-1", launch_index=0,
                     created_at=now, updated_at=now, launched_at=now, locked=False, progress=0)
+
+
+def server_detail(inst: Instance, version: APIVersion, context: RequestContext) -> dict:
+    return ServerView(version, context).body(inst)
 
 
 def ctx(admin: bool) -> RequestContext:
