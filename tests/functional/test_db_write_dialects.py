@@ -70,3 +70,33 @@ def test_fixed_ip_skips_an_address_taken_in_the_same_transaction(database):
         assert s.scalar(select(func.count()).select_from(FixedIP)) == 3
     assert rows == {"inst-1": (first, None), "inst-2": (taken["address"], None), "inst-3": (third, "nic1")}
     assert len({first, taken["address"], third}) == 3
+
+
+def test_claim_allocates_only_what_still_fits(database):
+    """The claim's conditional UPDATE and its allocation row (one statement on PostgreSQL, two elsewhere): a fit
+    takes the resources and writes the allocation with the node's id; a misfit changes nothing."""
+    import types
+
+    from app import db
+    from app.models import Allocation, ComputeNode, Service
+    from tasks import db_write
+    with db.write_session() as s:
+        s.add(Service(host="h1", binary="stratus-compute", topic="compute"))
+        s.flush()
+        s.add(ComputeNode(service_id=s.scalar(select(Service.id)), host="h1", hypervisor_hostname="h1",
+                          hypervisor_type="fake", vcpus=2, memory_mb=1024, local_gb=10, cpu_allocation_ratio=1.0,
+                          ram_allocation_ratio=1.0, disk_allocation_ratio=1.0))
+    small = types.SimpleNamespace(uuid="inst-1", vcpus=2, memory_mb=512, root_gb=4)
+    big = types.SimpleNamespace(uuid="inst-2", vcpus=1, memory_mb=600, root_gb=1)
+    with db.write_session() as s:
+        assert db_write.claim(s, small, "h1") is True
+        assert db_write.claim(s, big, "h1") is False  # 512 + 600 MB > 1024 MB
+        assert db_write.claim(s, types.SimpleNamespace(uuid="inst-3", vcpus=1, memory_mb=1, root_gb=1),
+                              "no-such-host") is False
+    with db.read_session() as s:
+        node = s.scalars(select(ComputeNode)).one()
+        assert (node.vcpus_used, node.memory_mb_used, node.local_gb_used, node.running_vms) == (2, 512, 4, 1)
+        alloc = s.scalars(select(Allocation)).one()
+        assert (alloc.instance_uuid, alloc.compute_node_id, alloc.vcpus, alloc.memory_mb, alloc.disk_gb) == (
+            "inst-1", node.id, 2, 512, 4)
+        assert alloc.created_at is not None

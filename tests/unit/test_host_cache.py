@@ -111,3 +111,36 @@ def test_lowest_free_address_matches_the_pool_order(cidr, used, expected):
                               netmask="", prefixlen=0, broadcast="", bridge="b")
     assert lowest_free_address(net, used) == expected
     assert expected == next((a for a in net.pool() if a not in used), None)
+
+
+def test_candidates_are_a_window_that_wraps_and_covers_every_host():
+    from tasks.host_cache import candidates
+    hosts = [_host(i, 512) for i in range(10)]
+    assert candidates(hosts, 10) is hosts
+    seen = set()
+    for _ in range(300):
+        window = candidates(hosts, 4)
+        names = [h.host for h in window]
+        assert len(set(names)) == 4
+        first = hosts.index(window[0])
+        assert window == [hosts[(first + k) % 10] for k in range(4)]
+        seen.update(names)
+    assert seen == {h.host for h in hosts}
+
+
+def test_a_full_reload_keeps_each_hosts_version_with_its_own_row(stratus_env):
+    """The full reload shuffles the states: each row's version must still be kept under its own host, or a
+    refresh would take unchanged rows for changed ones (and drop what the process consumed) and the reverse."""
+    from app.db import read_session, write_session
+    from tasks import db_write
+    from tasks.host_cache import _QUERY, HostStateCache, _version
+    with write_session() as s:
+        for i in range(30):
+            db_write.report_service(s, f"shuffled-{i}", {**RESOURCES, "hypervisor_hostname": f"shuffled-{i}",
+                                                          "memory_mb": 1024 * (i + 1)})
+    cache = HostStateCache(full_reload_s=3600)
+    states = _states(cache)
+    with read_session() as s:
+        rows = s.execute(_QUERY).all()
+    assert cache._versions == {r[0]: _version(r) for r in rows}
+    assert all(states[r[0]].memory_mb == r[7] for r in rows)  # r[7]: memory_mb
