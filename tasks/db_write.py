@@ -401,28 +401,26 @@ def record_event(s: Session, uuid: str, request_id: str, event: str, started: fl
 _N = ComputeNode.__table__.c
 # The claim's statements are built once, with bound parameters (building the expression per call was a third of
 # the claim's CPU). updated_at moves with the usage: the scheduler's host-state cache re-reads rows by it.
-_TAKE = update(ComputeNode.__table__).where(
-    _N.host == bindparam("claim_host"),
-    _N.vcpus_used + bindparam("claim_vcpus", type_=Integer) <= _N.vcpus * _N.cpu_allocation_ratio,
-    _N.memory_mb_used + bindparam("claim_ram", type_=Integer) <= _N.memory_mb * _N.ram_allocation_ratio,
-    _N.local_gb_used + bindparam("claim_disk", type_=Integer) <= _N.local_gb * _N.disk_allocation_ratio,
-).values(vcpus_used=_N.vcpus_used + bindparam("claim_vcpus", type_=Integer),
-         memory_mb_used=_N.memory_mb_used + bindparam("claim_ram", type_=Integer),
-         local_gb_used=_N.local_gb_used + bindparam("claim_disk", type_=Integer),
-         running_vms=_N.running_vms + 1, updated_at=bindparam("claim_now", type_=DateTime))
-_ALLOCATION_COLUMNS = ["instance_uuid", "compute_node_id", "vcpus", "memory_mb", "disk_gb", "created_at"]
-_ALLOCATION_VALUES = (bindparam("claim_uuid", type_=String), bindparam("claim_vcpus", type_=Integer),
-                      bindparam("claim_ram", type_=Integer), bindparam("claim_disk", type_=Integer),
+_HOST, _UUID, _NOW = (bindparam("claim_host", type_=String), bindparam("claim_uuid", type_=String),
                       bindparam("claim_now", type_=DateTime))
-_CLAIMED = _TAKE.returning(_N.id).cte("claimed")
+_VCPUS, _RAM, _DISK = (bindparam(f"claim_{name}", type_=Integer) for name in ("vcpus", "ram", "disk"))
+_TAKE = update(ComputeNode.__table__).where(
+    _N.host == _HOST,
+    _N.vcpus_used + _VCPUS <= _N.vcpus * _N.cpu_allocation_ratio,
+    _N.memory_mb_used + _RAM <= _N.memory_mb * _N.ram_allocation_ratio,
+    _N.local_gb_used + _DISK <= _N.local_gb * _N.disk_allocation_ratio,
+).values(vcpus_used=_N.vcpus_used + _VCPUS, memory_mb_used=_N.memory_mb_used + _RAM,
+         local_gb_used=_N.local_gb_used + _DISK, running_vms=_N.running_vms + 1, updated_at=_NOW)
 # PostgreSQL: one statement, the UPDATE in a data-modifying CTE and the allocation inserted from the node id it
 # returns (no row when it did not fit). created_at is given: a column default is not run for INSERT ... SELECT.
-_CLAIM_IN_ONE = insert(Allocation.__table__).from_select(_ALLOCATION_COLUMNS, select(
-    _ALLOCATION_VALUES[0], _CLAIMED.c.id, *_ALLOCATION_VALUES[1:]))
+_CLAIMED = _TAKE.returning(_N.id).cte("claimed")
+_CLAIM_IN_ONE = insert(Allocation.__table__).from_select(
+    ["instance_uuid", "compute_node_id", "vcpus", "memory_mb", "disk_gb", "created_at"],
+    select(_UUID, _CLAIMED.c.id, _VCPUS, _RAM, _DISK, _NOW))
 # Elsewhere: the UPDATE, then the allocation with its node id read in the INSERT.
-_ALLOCATE = insert(Allocation.__table__).values(dict(zip(_ALLOCATION_COLUMNS, (
-    _ALLOCATION_VALUES[0], select(_N.id).where(_N.host == bindparam("claim_host")).scalar_subquery(),
-    *_ALLOCATION_VALUES[1:]))))
+_ALLOCATE = insert(Allocation.__table__).values(
+    instance_uuid=_UUID, compute_node_id=select(_N.id).where(_N.host == _HOST).scalar_subquery(), vcpus=_VCPUS,
+    memory_mb=_RAM, disk_gb=_DISK, created_at=_NOW)
 
 
 def claim(s: Session, instance: Instance, host: str) -> bool:

@@ -41,8 +41,8 @@ _COLUMNS = (_N.host, _N.id, _N.availability_zone, _S.disabled, _S.forced_down, _
 _QUERY = select(*_COLUMNS).join(_S, _N.service_id == _S.id)
 # The rows changed since a time: two index range scans in one statement (an OR across the join would scan every
 # row), built once.
-_CHANGED = union_all(_QUERY.where(_N.updated_at >= bindparam("since", type_=DateTime)),
-                     _QUERY.where(_S.updated_at >= bindparam("since", type_=DateTime)))
+_SINCE = bindparam("since", type_=DateTime)
+_CHANGED = union_all(_QUERY.where(_N.updated_at >= _SINCE), _QUERY.where(_S.updated_at >= _SINCE))
 
 
 def _states(rows, cutoff: dt.datetime, session) -> list[HostState]:

@@ -50,7 +50,7 @@ class ServerView:
     once, then applied to each server (a 1,000-server list renders in a loop of plain dict building)."""
 
     def __init__(self, version: APIVersion, ctx: RequestContext, show: bool = False):
-        self.admin, self.show = ctx.is_admin, show
+        self.admin = ctx.is_admin
         self.base, self.prefix = base_url(), compute_prefix()
         m = version.matches
         self.flavor_embedded = m("2.47")
@@ -70,7 +70,7 @@ class ServerView:
     def flavor(self, inst: Instance) -> dict:
         f = inst.flavor_snapshot or {}
         if not self.flavor_embedded:
-            return {"id": f.get("id"), "links": [{"rel": "bookmark", "href": f"{self.base}/flavors/{f.get('id')}"}]}
+            return {"id": f.get("id"), "links": [links("flavors", f.get("id"), self.base, self.prefix)[1]]}
         return {"vcpus": f.get("vcpus"), "ram": f.get("ram"), "disk": f.get("disk"),
                 "ephemeral": f.get("ephemeral", 0), "swap": f.get("swap", 0), "original_name": f.get("name"),
                 "extra_specs": dict(f.get("extra_specs") or {})}
@@ -104,8 +104,7 @@ class ServerView:
             "addresses": addresses or {},
             "accessIPv4": inst.access_ip_v4 or "",
             "accessIPv6": inst.access_ip_v6 or "",
-            "links": [{"rel": "self", "href": f"{base}{self.prefix}/servers/{uuid}"},
-                      {"rel": "bookmark", "href": f"{base}/servers/{uuid}"}],
+            "links": links("servers", uuid, base, self.prefix),
             "OS-DCF:diskConfig": "MANUAL",
         }
         if status in _PROGRESS_STATUSES:
