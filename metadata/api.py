@@ -83,10 +83,9 @@ def _metadata(uuid: str) -> base.InstanceMetadata:
             if hit and hit[0] > now:
                 return hit[1]
     with read_session() as s:
-        inst = base.live_instance_by_uuid(s, uuid)
-        if inst is None:
-            raise _Refused(404, "Instance not found.")
-        md = base.from_instance(s, inst)
+        md = base.load(s, uuid)
+    if md is None:
+        raise _Refused(404, "Instance not found.")
     if ttl > 0:
         with _cache_lock:
             if len(_cache) >= _CACHE_MAX:

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, bindparam, select
 
 from app.db import read_session
 from app.image.store import path_for as image_path
@@ -43,16 +43,26 @@ def driver_for(host: str) -> ComputeDriver:
         return drv
 
 
+# An image's columns a driver's ImageSpec is made of.
+_IMAGE_COLUMNS = (Image.id, Image.disk_format, Image.container_format, Image.size, Image.checksum, Image.properties)
+
+
+def _image_spec_of(s, image_id: str, disk_format: str | None, container_format: str | None, size: int | None,
+                   checksum: str | None, properties: dict | None) -> ImageSpec:
+    """An ImageSpec from the values of ``_IMAGE_COLUMNS`` (a kernel or ramdisk it names is read)."""
+    props = dict(properties or {})
+    return ImageSpec(id=image_id, disk_format=disk_format, container_format=container_format, size=size,
+                     checksum=checksum, properties=props, path=str(image_path(image_id)),
+                     kernel=_image_spec(s, props.get("kernel_id")), ramdisk=_image_spec(s, props.get("ramdisk_id")))
+
+
 def _image_spec(s, image_id: str | None) -> ImageSpec | None:
     if not image_id:
         return None
-    img = s.get(Image, image_id)
-    if img is None:
+    row = s.execute(select(*_IMAGE_COLUMNS).where(Image.id == image_id)).first()
+    if row is None:
         raise DriverError(f"Image {image_id} could not be found.")
-    props = dict(img.properties or {})
-    return ImageSpec(id=img.id, disk_format=img.disk_format, container_format=img.container_format, size=img.size,
-                     checksum=img.checksum, properties=props, path=str(image_path(img.id)),
-                     kernel=_image_spec(s, props.get("kernel_id")), ramdisk=_image_spec(s, props.get("ramdisk_id")))
+    return _image_spec_of(s, *row)
 
 
 def _expect_task_state(found: Any, expected: str | None) -> None:
@@ -63,24 +73,40 @@ def _expect_task_state(found: Any, expected: str | None) -> None:
         raise StopCanvas(f"instance is {found.task_state}, not {expected}")
 
 
+# Beyond its metadata's columns, what a driver's spec takes from the instance, and its boot image (outer-joined:
+# its absence is told by the image's own columns being NULL): its own image, or the bound ``image_id``.
+_SPEC_COLUMNS = (Instance.task_state, Instance.user_id, Instance.vcpus, Instance.memory_mb, Instance.root_gb,
+                 Instance.config_drive, Instance.root_device_tag,
+                 *(c.label(f"image_{c.key}") for c in _IMAGE_COLUMNS))
+_SPEC_QUERY = {other: metadata_base.live_instance_query(*_SPEC_COLUMNS, joins=((Image, Image.id == (
+    bindparam("image_id", type_=String) if other else Instance.image_ref)),)) for other in (False, True)}
+
+
 def instance_spec(uuid: str, expect_task_state: str | None = None, image_id: str | None = None) -> InstanceSpec:
-    """The driver's view of the instance; ``image_id`` boots it from another image than its own (unshelve)."""
+    """The driver's view of the instance, read in one statement with its network, password and image (the same
+    row the metadata service builds from); ``image_id`` boots it from another image than its own (unshelve)."""
+    query, params = _SPEC_QUERY[bool(image_id)], {"uuid": uuid, "image_id": image_id}
     with read_session() as s:
-        inst = s.scalars(select(Instance).where(Instance.uuid == uuid, Instance.deleted == 0)).first()
-        _expect_task_state(inst, expect_task_state)
-        flavor = inst.flavor_snapshot or {}
-        md = metadata_base.from_instance(s, inst)  # the same builder the metadata service uses
-        return InstanceSpec(uuid=inst.uuid, name=inst.display_name, hostname=inst.hostname,
-                            project_id=inst.project_id, user_id=inst.user_id, vcpus=inst.vcpus,
-                            memory_mb=inst.memory_mb, root_gb=inst.root_gb, flavor_name=flavor.get("name", ""),
-                            flavor_id=flavor.get("id", ""), image=_image_spec(s, image_id or inst.image_ref),
-                            key_data=inst.key_data, metadata=dict(inst.metadata_items or {}),
+        row = s.execute(query, params).first()
+        _expect_task_state(row, expect_task_state)
+        md = metadata_base.from_row(row)
+        image = None
+        if image_id or row.image_ref:
+            if row.image_id is None:
+                raise DriverError(f"Image {image_id or row.image_ref} could not be found.")
+            image = _image_spec_of(s, *(getattr(row, f"image_{c.key}") for c in _IMAGE_COLUMNS))
+        flavor = row.flavor_snapshot or {}
+        return InstanceSpec(uuid=row.uuid, name=row.display_name, hostname=row.hostname,
+                            project_id=row.project_id, user_id=row.user_id, vcpus=row.vcpus,
+                            memory_mb=row.memory_mb, root_gb=row.root_gb, flavor_name=flavor.get("name", ""),
+                            flavor_id=flavor.get("id", ""), image=image,
+                            key_data=row.key_data, metadata=dict(row.metadata_items or {}),
                             extra_specs=dict(flavor.get("extra_specs") or {}), network=_network_of(md),
-                            config_drive_files=md.config_drive_files() if _wants_config_drive(inst) else None,
-                            root_device_tag=inst.root_device_tag)
+                            config_drive_files=md.config_drive_files() if _wants_config_drive(row) else None,
+                            root_device_tag=row.root_device_tag)
 
 
-def _wants_config_drive(inst: Instance) -> bool:
+def _wants_config_drive(inst: Any) -> bool:
     return str(inst.config_drive or "").lower() in ("true", "1", "yes")
 
 
@@ -108,6 +134,10 @@ _BOOT_SPECS_MAX = 1024
 _boot_specs_lock = threading.Lock()
 
 
+_TASK_STATE_QUERY = select(Instance.task_state).where(Instance.uuid == bindparam("uuid", type_=String),
+                                                       Instance.deleted == 0)
+
+
 def _boot_spec(ctx: dict, call: str) -> InstanceSpec:
     key = (ctx["instance_uuid"], ctx["host"])
     with _boot_specs_lock:
@@ -115,9 +145,7 @@ def _boot_spec(ctx: dict, call: str) -> InstanceSpec:
     if spec is None:
         return instance_spec(key[0], states.SPAWNING)
     with read_session() as s:
-        _expect_task_state(s.execute(select(Instance.task_state).where(Instance.uuid == key[0],
-                                                                       Instance.deleted == 0)).first(),
-                           states.SPAWNING)
+        _expect_task_state(s.execute(_TASK_STATE_QUERY, {"uuid": key[0]}).first(), states.SPAWNING)
     return spec
 
 
