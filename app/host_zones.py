@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import func, select
+from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.models import AggregateHost, AggregateMetadata, ComputeNode
@@ -41,12 +41,17 @@ def effective_zones(s: Session) -> dict[str, str]:
             for host, own in s.execute(select(ComputeNode.host, ComputeNode.availability_zone))}
 
 
+_HOST = bindparam("host", type_=String)
+# A host's aggregate zone and its node's own, built once (every claim reads it).
+_ZONE_OF = select(select(func.min(AggregateMetadata.value)).join(
+    AggregateHost, AggregateHost.aggregate_id == AggregateMetadata.aggregate_id).where(
+    AggregateHost.host == _HOST, AggregateMetadata.key == AZ_KEY).scalar_subquery(),
+    ComputeNode.availability_zone).where(ComputeNode.host == _HOST)
+
+
 def zone_of(s: Session, host: str) -> str | None:
     """The host's zone: its aggregate's, else its node's own (one query)."""
-    from_aggregate = select(func.min(AggregateMetadata.value)).join(
-        AggregateHost, AggregateHost.aggregate_id == AggregateMetadata.aggregate_id).where(
-        AggregateHost.host == host, AggregateMetadata.key == AZ_KEY).scalar_subquery()
-    found = s.execute(select(from_aggregate, ComputeNode.availability_zone).where(ComputeNode.host == host)).first()
+    found = s.execute(_ZONE_OF, {"host": host}).first()
     if found is None:  # no compute node (yet): only an aggregate can place the host
         zones = aggregate_zones_by_host(s, [host]).get(host)
         return min(zones) if zones else None

@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import load_only
+from sqlalchemy import String, bindparam, select
 
 from app.db import write_session
 from app.models import Instance, utcnow
@@ -281,8 +280,8 @@ def heartbeat(hosts: list[str]) -> None:
 # --- canvas steps --------------------------------------------------------------------------------------------------
 
 # What a claim reads of the instance (not its large columns: user data, flavor snapshot, metadata, ...).
-_CLAIM_COLUMNS = (Instance.uuid, Instance.task_state, Instance.scheduler_hints, Instance.vcpus, Instance.memory_mb,
-                  Instance.root_gb)
+_CLAIM_QUERY = select(Instance.uuid, Instance.task_state, Instance.scheduler_hints, Instance.vcpus,
+                      Instance.memory_mb, Instance.root_gb).where(Instance.uuid == bindparam("uuid", type_=String))
 
 
 @celery.task(name="stratus.conductor.claim")
@@ -296,7 +295,7 @@ def claim(ctx: dict) -> dict:
     uuid = ctx["instance_uuid"]
     rejected: dict[str, str] = {}
     with write_session() as s:
-        inst = s.scalars(select(Instance).options(load_only(*_CLAIM_COLUMNS)).where(Instance.uuid == uuid)).first()
+        inst = s.execute(_CLAIM_QUERY, {"uuid": uuid}).first()
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas(f"instance is {inst.task_state if inst else 'deleted'}, not scheduling")
         group = group_spec(s, uuid, lock=True) if (inst.scheduler_hints or {}).get("group") else None

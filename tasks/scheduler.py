@@ -1,8 +1,7 @@
 """Scheduler task (queue ``scheduler``): read host states, run scheduler.manager, pass the hosts on."""
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import load_only
+from sqlalchemy import String, bindparam, select
 
 from app.db import read_session
 from app.models import Instance
@@ -48,14 +47,15 @@ def schedule_with(cache: HostStateCache, session, spec: RequestSpec, max_attempt
 _REQUEST_COLUMNS = (Instance.uuid, Instance.task_state, Instance.scheduler_hints, Instance.vcpus, Instance.memory_mb,
                     Instance.root_gb, Instance.requested_availability_zone, Instance.project_id,
                     Instance.flavor_snapshot)
+_REQUEST_QUERY = select(*_REQUEST_COLUMNS).where(Instance.uuid == bindparam("uuid", type_=String),
+                                                 Instance.deleted == 0)
 
 
 @celery.task(name="stratus.scheduler.schedule")
 @step
 def schedule(ctx: dict) -> dict:
     with read_session() as s:
-        inst = s.scalars(select(Instance).options(load_only(*_REQUEST_COLUMNS)).where(
-            Instance.uuid == ctx["instance_uuid"], Instance.deleted == 0)).first()
+        inst = s.execute(_REQUEST_QUERY, {"uuid": ctx["instance_uuid"]}).first()
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas("instance is no longer scheduling")
         hints = inst.scheduler_hints or {}

@@ -100,3 +100,72 @@ def test_claim_allocates_only_what_still_fits(database):
         assert (alloc.instance_uuid, alloc.compute_node_id, alloc.vcpus, alloc.memory_mb, alloc.disk_gb) == (
             "inst-1", node.id, 2, 512, 4)
         assert alloc.created_at is not None
+
+
+def test_compare_and_swap_shapes(database):
+    """cas_instance's prebuilt UPDATEs, one per shape of call: an expected task_state that is one state, several
+    with or without NULL, NULL alone, or not checked; expected vm_states; a JSON value set."""
+    import uuid as uuidlib
+
+    from app import db
+    from app.models import Flavor, Instance
+    from tasks import db_write, states
+    with db.write_session() as s:
+        s.add(Flavor(flavorid="42", name="m1.nano", memory_mb=128, root_gb=1, vcpus=1))
+        s.flush()
+        flavor_id = s.scalar(select(Flavor.id))
+
+    def make(task_state: str | None, vm_state: str = states.ACTIVE) -> str:
+        uid = str(uuidlib.uuid4())
+        with db.write_session() as s:
+            s.add(Instance(uuid=uid, display_name="x", hostname="x", project_id="p", user_id="u", image_ref="",
+                           flavor_id=flavor_id, flavor_snapshot={}, vcpus=1, memory_mb=1, root_gb=1,
+                           vm_state=vm_state, task_state=task_state, reservation_id="r-1", networks_request="none"))
+        return uid
+
+    def cas(uid: str, **kw) -> bool:
+        with db.write_session() as s:
+            return db_write.cas_instance(s, uid, **kw)
+
+    def row(uid: str) -> tuple:
+        with db.read_session() as s:
+            inst = s.scalars(select(Instance).where(Instance.uuid == uid)).one()
+            return inst.task_state, inst.vm_state, inst.device_metadata
+
+    a, b, c = make(states.SPAWNING), make(None), make(states.DELETING, vm_state=states.ERROR)
+    assert not cas(a, expected_task_state=states.SCHEDULING, task_state=None)
+    assert cas(a, expected_task_state=states.SPAWNING, task_state=None, device_metadata=[{"tag": "nic1"}])
+    assert row(a) == (None, states.ACTIVE, [{"tag": "nic1"}])
+    assert not cas(b, expected_task_state=(states.SPAWNING, states.DELETING), task_state=states.DELETING)
+    assert cas(b, expected_task_state=(states.SPAWNING, None), task_state=states.DELETING)
+    assert not cas(b, expected_task_state=None, task_state=None)  # it is deleting now
+    assert cas(b, expected_task_state=[states.DELETING], task_state=None) and row(b)[0] is None
+    assert not cas(c, expected_task_state=states.DELETING, expected_vm_states=(states.ACTIVE,), task_state=None)
+    assert cas(c, expected_task_state=states.DELETING, expected_vm_states=(states.ACTIVE, states.ERROR),
+               task_state=None, vm_state=states.DELETED)
+    assert cas(c, vm_state=states.ERROR) and row(c)[:2] == (None, states.ERROR)  # task_state not checked
+    assert not cas("no-such-instance", vm_state=states.ERROR)
+
+
+def test_reads_hold_no_transaction_on_postgresql(database):
+    """On PostgreSQL a read session runs in autocommit (no BEGIN/ROLLBACK round trips, nothing left 'idle in
+    transaction' between its statements); elsewhere reads stay in a transaction (SQLite: one snapshot)."""
+    from sqlalchemy import text
+
+    from app import db
+    with db.read_session() as s:
+        s.execute(text("SELECT 1"))
+        raw = s.connection().connection.dbapi_connection
+        if database == "postgresql":
+            assert raw.autocommit is True
+            assert s.execute(text("SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()")).scalar() \
+                == "active"
+            assert s.execute(text("SELECT now() = statement_timestamp()")).scalar() is True  # no open transaction
+        else:
+            assert s.in_transaction()
+    with db.write_session() as s:  # writes keep their transaction
+        s.execute(text("SELECT 1"))
+        assert s.in_transaction()
+        if database == "postgresql":
+            assert s.connection().connection.dbapi_connection.autocommit is False
+            assert s.execute(text("SELECT now() = statement_timestamp()")).scalar() is False
