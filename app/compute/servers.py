@@ -7,9 +7,10 @@ import secrets
 import uuid as uuidlib
 from collections import namedtuple
 from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from app import crypto, network, quota, rpc
@@ -365,11 +366,17 @@ def _networks(body: dict) -> object:
     return nets
 
 
-def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Image:
+# What a boot or rebuild checks of its image, read as plain columns (no ORM object per request).
+_BOOT_IMAGE_QUERY = select(Image.id, Image.visibility, Image.owner, Image.status, Image.min_ram,
+                           Image.min_disk).where(Image.id == bindparam("image_id"))
+
+
+def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Any:
+    """The image's row (id, visibility, owner, status, min_ram, min_disk) if the caller may boot it; else 400."""
     image_id = _ref_id(image_ref)
     if not is_uuid(image_id):
         raise bad_request("Invalid imageRef provided.")
-    img = s.get(Image, image_id)
+    img = s.execute(_BOOT_IMAGE_QUERY, {"image_id": image_id}).first()
     if img is None or not (img.visibility in ("public", "community") or img.owner == ctx.project_id
                            or ctx.is_admin):
         raise bad_request("Can not find requested image")
@@ -404,7 +411,7 @@ def _check_request_quotas(limits: dict[str, int], body: dict) -> None:
         raise bad_request(str(exc)) from None
 
 
-def _instances_that_fit(s: Session, project_id: str, limits: dict[str, int], flavor: Flavor, min_count: int,
+def _instances_that_fit(s: Session, project_id: str, limits: dict[str, int], flavor: Any, min_count: int,
                         max_count: int) -> int:
     """Nova's multi-create arithmetic on the usage seen now: 403 up front for what the conductor's reservation
     must refuse, and no request is built for more servers than the quota leaves room for. A single server is
@@ -460,11 +467,12 @@ def create_server():
     with read_session() as s:
         img = _image_for_boot(s, image_ref, ctx)
         flavor_id = _ref_id(body["flavorRef"])
-        flavor_q = select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))
+        flavor_q = select(Flavor.flavorid, Flavor.vcpus, Flavor.memory_mb, Flavor.root_gb).where(
+            Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))
         if not ctx.is_admin:  # a private flavor only for the projects given access (Nova)
             from app.compute.flavors import visible_to
             flavor_q = flavor_q.where(visible_to(ctx.project_id))
-        flavor = s.scalars(flavor_q).first()
+        flavor = s.execute(flavor_q).first()
         if flavor is None:
             raise bad_request("Invalid flavorRef provided.")
         if flavor.memory_mb < (img.min_ram or 0):
@@ -488,9 +496,11 @@ def create_server():
             zones = set(effective_zones(s).values())  # aggregate zones included
             if az not in zones:
                 raise bad_request("The requested availability zone is not available")
-        limits = quota.project_limits(s, ctx.project_id)
-        _check_request_quotas(limits, body)
-        max_count = _instances_that_fit(s, ctx.project_id, limits, flavor, min_count, max_count)
+        # Nothing below can refuse one server without metadata or files (the conductor reserves its quota).
+        if body.get("metadata") or body.get("personality") or max_count > 1:
+            limits = quota.project_limits(s, ctx.project_id)
+            _check_request_quotas(limits, body)
+            max_count = _instances_that_fit(s, ctx.project_id, limits, flavor, min_count, max_count)
         group_uuid = _group_hint(s, hints, ctx)
         if forced != (None, None):  # the older "zone:host:node" form, admin-only (Nova's forced_host policy)
             authorize(sub_rule("forced_host"), ctx.project_id)
