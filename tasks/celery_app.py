@@ -18,6 +18,18 @@ class StratusTask(Task):
     retry_backoff_max = 30
     retry_jitter = True
     max_retries = 10
+    # A canvas step returns its ctx; the worker's "succeeded" log line shows its head, not up to 1 KiB of it.
+    resultrepr_maxsize = 160
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        # A canvas step forwarded by the worker's tracer: Flower and the logs show the ctx's identifying keys
+        # (tasks.common.ctx_argsrepr) instead of Celery's saferepr of the whole dict.
+        if args and "argsrepr" not in options and not kwargs:
+            from tasks.common import ctx_argsrepr
+            argsrepr = ctx_argsrepr(args)
+            if argsrepr is not None:
+                options.update(argsrepr=argsrepr, kwargsrepr="{}")
+        return super().apply_async(args, kwargs, **options)
 
 
 celery = Celery("stratus", task_cls=StratusTask,

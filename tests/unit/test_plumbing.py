@@ -53,3 +53,26 @@ def test_migrations_match_models(tmp_path):
     check = subprocess.run([flask, "--app", "app", "db", "check"], cwd=REPO, env=env, capture_output=True,
                            text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_canvas_steps_show_their_ctx_briefly(monkeypatch):
+    """A step forwarded by the worker's tracer (Task.apply_async) and a chain's first publish carry an argsrepr of
+    the ctx's identifying keys, not Celery's repr of the whole ctx; other arguments keep Celery's own."""
+    import tasks.compute  # noqa: F401  (registers the tasks)
+    import tasks.conductor  # noqa: F401
+    from tasks.celery_app import celery
+    from tasks.common import Chain, ctx_argsrepr
+
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(celery, "send_task", lambda name, args=None, kwargs=None, **opts: sent.append((name, opts)))
+    ctx = {"instance_uuid": "u-1", "request_id": "req-1", "action": "create", "host": "h1", "t0": 1.0,
+           "explanation": "x" * 500, "hosts": ["h1", "h2"]}
+    celery.tasks["stratus.compute.spawn"].apply_async((ctx,))
+    Chain(("stratus.compute.build_disk", "stratus.compute.spawn"), ctx).apply_async()
+    celery.tasks["stratus.conductor.step_failed"].apply_async((ctx, "boom", "trace", False))
+    celery.tasks["stratus.conductor.update_instance"].apply_async(("u-1", {"display_name": "x"}))
+    shown = "({'instance_uuid': 'u-1', 'action': 'create', 'request_id': 'req-1', 'host': 'h1'},)"
+    assert sent[0][1]["argsrepr"] == sent[1][1]["argsrepr"] == shown and sent[0][1]["kwargsrepr"] == "{}"
+    assert sent[2][1]["argsrepr"] == shown[:-2] + ", 'boom', 'trace', False)"
+    assert "argsrepr" not in sent[3][1]  # not a ctx: Celery's saferepr
+    assert ctx_argsrepr(("u-1",)) is None and ctx_argsrepr(({"host": "h"},)) is None
