@@ -725,20 +725,26 @@ def allocate_fixed_ip(s: Session, instance_uuid: str, tag: str | None = None) ->
 def _insert_unless_taken(s: Session, table: Any, values: dict) -> bool:
     """INSERT the row unless a unique key of it is taken (then nothing, and False): the dialect's own
     do-nothing-on-conflict, so no SAVEPOINT is needed to survive the conflict (two round trips fewer)."""
-    dialect = s.get_bind().dialect.name
+    stmt = _insert_or_nothing(s.get_bind().dialect.name, table)
+    if stmt is not None:
+        return s.execute(stmt, values).rowcount == 1
+    try:
+        with s.begin_nested():
+            s.execute(insert(table), values)
+        return True
+    except IntegrityError:
+        return False
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_or_nothing(dialect: str, table: Any) -> Any:
+    """The dialect's INSERT that does nothing when a unique key is taken (built once; values are bound per
+    execution), or None for a dialect without one."""
     if dialect in ("postgresql", "sqlite"):
-        module = postgresql if dialect == "postgresql" else sqlite
-        stmt = module.insert(table).values(**values).on_conflict_do_nothing()
-    elif dialect in ("mysql", "mariadb"):
-        stmt = insert(table).values(**values).prefix_with("IGNORE")  # every value here is generated and valid
-    else:
-        try:
-            with s.begin_nested():
-                s.execute(insert(table).values(**values))
-            return True
-        except IntegrityError:
-            return False
-    return s.execute(stmt).rowcount == 1
+        return (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
+    if dialect in ("mysql", "mariadb"):
+        return insert(table).prefix_with("IGNORE")  # every value here is generated and valid
+    return None
 
 
 def release_fixed_ips(s: Session, instance_uuid: str) -> None:
