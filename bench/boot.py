@@ -7,8 +7,8 @@ GET /v2.1/servers/detail?changes-since=<t> (no per-server GETs). Then all are de
 
 Figures (per phase):
 - throughput: n / (first request sent -> last server seen ACTIVE, resp. DELETED);
-- client latency: request sent -> first poll that shows ACTIVE (resp. DELETED); the poll period (about 50 ms
-  plus the time of one list call) is included, so these are upper bounds;
+- client latency: request sent -> first poll that shows ACTIVE (resp. DELETED); the poll period (POLL_PERIOD,
+  250 ms, plus the time of one list call) is included, so these are upper bounds;
 - server latency from the DB: instances.created_at (conductor insert) -> launched_at (finish_boot), and for
   delete instance_actions.start_time (delete accepted) -> instances.terminated_at;
 - DB transactions and SQL statements per boot, counted inside every stack process by bench/hook (SQLAlchemy
@@ -35,11 +35,18 @@ from bench.common import (HOOK_DIR, busy_seconds, diff_counters, environment, lo
 COMPUTE = "/v2.1"
 
 
+# The poller's pause between two lists (STRATUS_BENCH_POLL_PERIOD). Each list returns every server changed in the
+# last ~2 s (the overlap), so at 50 ms a server came back in ~40 lists and the observer cost the API more than a
+# fifth of its CPU per boot (bench/README.md, 2026-12-03 afternoon); at 250 ms the latencies it reads are upper
+# bounds by that much more.
+POLL_PERIOD = float(os.environ.get("STRATUS_BENCH_POLL_PERIOD", "0.25"))
+
+
 class Poller(threading.Thread):
     """Follows status changes through GET /servers/detail?changes-since=..., recording the first time each
     server is seen in each status."""
 
-    def __init__(self, url: str, token: str, period: float = 0.05):
+    def __init__(self, url: str, token: str, period: float = POLL_PERIOD):
         super().__init__(name="poller", daemon=True)
         self.url, self.period = url, period
         self.http = requests.Session()
@@ -373,7 +380,7 @@ SEQUENTIAL_BOOTS = 10
 
 def _sequential_boots(stack, http, create, delete, k: int) -> dict:
     """Latency of a boot alone: ``k`` boots one after the other, each followed by GET /servers/{id} every 10 ms
-    until ACTIVE (not the 50 ms list poller), then deleted. Also created_at -> launched_at from the DB."""
+    until ACTIVE (not the list poller), then deleted. Also created_at -> launched_at from the DB."""
     latencies, uids = [], []
     for i in range(k):
         t0 = time.monotonic()
