@@ -1,6 +1,7 @@
 """Weighers rank the hosts that passed the filters; higher is better (nova's weights, normalised 0..1)."""
 from __future__ import annotations
 
+import functools
 from typing import Protocol
 
 from scheduler.host_state import HostState, RequestSpec
@@ -62,8 +63,10 @@ class ServerGroupSoftAntiAffinityWeigher(_GroupMembersWeigher):
     sign = -1.0
 
 
+@functools.lru_cache(maxsize=16)
 def default_weighers(soft_affinity: float = 1.0, soft_anti_affinity: float = 1.0,
                      ram: float = 1.0) -> tuple[Weigher, ...]:
+    """The weighers with these multipliers (stateless: one tuple per configuration, shared by decisions)."""
     return (RAMWeigher(ram), ServerGroupSoftAffinityWeigher(soft_affinity),
             ServerGroupSoftAntiAffinityWeigher(soft_anti_affinity))
 
