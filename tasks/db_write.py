@@ -699,20 +699,55 @@ def lowest_free_address(info: network.NetworkInfo, used: set[str]) -> str | None
     return None
 
 
-_USED_ADDRESSES = select(FixedIP.__table__.c.address).where(
-    FixedIP.__table__.c.network_id == bindparam("network_id"))
+_FIXED = FixedIP.__table__.c
+_USED_ADDRESSES = select(_FIXED.address).where(_FIXED.network_id == bindparam("network_id"))
+_USED_AMONG = _USED_ADDRESSES.where(_FIXED.address.in_(bindparam("addresses", expanding=True)))
+# A pool is searched in windows of this many addresses, each one lookup on the (network, address) unique index.
+_WINDOW = 64
+# (database URL, network id) -> the pool index below which this process last saw every address taken; a release
+# here moves it back. Only a hint: a window's lookup and the unique key decide.
+_LOW_WATER: dict[tuple[str, str], int] = {}
 
 
 def allocate_fixed_ip(s: Session, instance_uuid: str, tag: str | None = None) -> str:
-    """Give the instance the lowest free address of the built-in network and a random MAC (and the device tag
-    of its ``networks`` entry, 2.32/2.42); returns the address.
+    """Give the instance the lowest free address of the built-in network that this process knows of, and a random
+    MAC (and the device tag of its ``networks`` entry, 2.32/2.42); returns the address.
 
+    The pool is looked at window by window from the process's low-water mark (one indexed lookup of 64 addresses
+    per window, not a read of every address in use), wrapping around once to find what other processes freed.
     Concurrent allocations are settled by the unique constraints: the loser retries with the next address."""
     info = network.builtin()
     ensure_network(s)
+    pool = _pool_addresses(info.cidr, info.gateway)
+    if pool is None:  # larger than the cached address list: walk the whole pool against every used address
+        return _allocate_from(s, info, instance_uuid, tag, lambda: lowest_free_address(
+            info, set(s.execute(_USED_ADDRESSES, {"network_id": info.id}).scalars())))
+    key = (str(s.get_bind().url), info.id)
+    start = _LOW_WATER.get(key, 0)
+    wrapped = start == 0
+
+    def next_free() -> str | None:
+        nonlocal start, wrapped
+        while True:
+            if start >= len(pool):
+                if wrapped:
+                    return None
+                start, wrapped = 0, True
+            window = pool[start:start + _WINDOW]
+            used = set(s.execute(_USED_AMONG, {"network_id": info.id, "addresses": list(window)}).scalars())
+            free = next((i for i, a in enumerate(window) if a not in used), None)
+            if free is not None:
+                start += free
+                _LOW_WATER[key] = start
+                return window[free]
+            start += _WINDOW
+    return _allocate_from(s, info, instance_uuid, tag, next_free)
+
+
+def _allocate_from(s: Session, info: network.NetworkInfo, instance_uuid: str, tag: str | None,
+                   next_free: Any) -> str:
     for _attempt in range(16):
-        used = set(s.execute(_USED_ADDRESSES, {"network_id": info.id}).scalars())
-        address = lowest_free_address(info, used)
+        address = next_free()
         if address is None:
             raise ConductorError(409, f"No fixed IP addresses available on network {info.name} ({info.cidr}).")
         if _insert_unless_taken(s, FixedIP.__table__, {"network_id": info.id, "address": address,
@@ -748,7 +783,23 @@ def _insert_or_nothing(dialect: str, table: Any) -> Any:
 
 
 def release_fixed_ips(s: Session, instance_uuid: str) -> None:
-    s.execute(delete(FixedIP).where(FixedIP.instance_uuid == instance_uuid))
+    """Free the instance's addresses; allocations in this process look from the lowest freed one again."""
+    freed = s.execute(delete(FixedIP.__table__).where(_FIXED.instance_uuid == instance_uuid)
+                      .returning(_FIXED.network_id, _FIXED.address)).all()
+    url = str(s.get_bind().url)
+    info = network.builtin()
+    pool = _pool_addresses(info.cidr, info.gateway)
+    for network_id, address in freed:
+        key = (url, network_id)
+        if key in _LOW_WATER and network_id == info.id and pool is not None:
+            _LOW_WATER[key] = min(_LOW_WATER[key], _pool_index(info, address))
+
+
+def _pool_index(info: network.NetworkInfo, address: str) -> int:
+    """The index of ``address`` in the pool's cached list (hosts in numeric order, the gateway left out)."""
+    net = ipaddress.IPv4Network(info.cidr)
+    value = int(ipaddress.IPv4Address(address))
+    return value - int(net.network_address) - 1 - (value > int(ipaddress.IPv4Address(info.gateway)))
     s.execute(delete(InstancePassword).where(InstancePassword.instance_uuid == instance_uuid))
 
 

@@ -169,3 +169,38 @@ def test_reads_hold_no_transaction_on_postgresql(database):
         if database == "postgresql":
             assert s.connection().connection.dbapi_connection.autocommit is False
             assert s.execute(text("SELECT now() = statement_timestamp()")).scalar() is False
+
+
+def test_fixed_ips_come_from_the_low_water_mark(database, monkeypatch):
+    """Addresses are handed out lowest first, window by window across the pool; one freed here is the next one
+    given; one freed by another process is found after wrapping around; a full pool is a 409."""
+    from sqlalchemy import delete
+
+    from app import db, network, settings
+    from app.models import FixedIP
+    from tasks import db_write
+    monkeypatch.setenv("STRATUS_NETWORK_CIDR", "10.65.0.0/25")  # 125 guest addresses: two windows of 64
+    settings.get_settings.cache_clear()
+    try:
+        info = network.builtin()
+        pool = db_write._pool_addresses(info.cidr, info.gateway)
+        with db.write_session() as s:
+            got = [db_write.allocate_fixed_ip(s, f"inst-{i}") for i in range(70)]
+        assert got == list(pool[:70])
+        with db.write_session() as s:
+            db_write.release_fixed_ips(s, "inst-66")
+            db_write.release_fixed_ips(s, "inst-3")
+        with db.write_session() as s:
+            assert [db_write.allocate_fixed_ip(s, f"again-{i}") for i in range(2)] == [pool[3], pool[66]]
+            rest = [db_write.allocate_fixed_ip(s, f"rest-{i}") for i in range(len(pool) - 70)]
+        assert sorted(rest, key=pool.index) == list(pool[70:])
+        with pytest.raises(db_write.ConductorError) as full, db.write_session() as s:
+            db_write.allocate_fixed_ip(s, "one-too-many")
+        assert full.value.code == 409
+        with db.write_session() as s:  # what another conductor process's delete does: this one is not told
+            s.execute(delete(FixedIP).where(FixedIP.address == pool[10]))
+        with db.write_session() as s:
+            assert db_write.allocate_fixed_ip(s, "after-wrap") == pool[10]
+    finally:
+        monkeypatch.undo()
+        settings.get_settings.cache_clear()
