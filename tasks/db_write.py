@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import ipaddress
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (DateTime, Integer, String, Text, and_, bindparam, delete, func, insert, select,
@@ -745,7 +746,8 @@ def allocate_fixed_ip(s: Session, instance_uuid: str, tag: str | None = None) ->
 
 
 def _allocate_from(s: Session, info: network.NetworkInfo, instance_uuid: str, tag: str | None,
-                   next_free: Any) -> str:
+                   next_free: Callable[[], str | None]) -> str:
+    """Insert the address ``next_free`` names (None: the pool is full, 409) unless another allocation took it."""
     for _attempt in range(16):
         address = next_free()
         if address is None:
