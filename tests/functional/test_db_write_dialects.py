@@ -163,6 +163,23 @@ def test_reads_hold_no_transaction_on_postgresql(database):
             assert s.execute(text("SELECT now() = statement_timestamp()")).scalar() is True  # no open transaction
         else:
             assert s.in_transaction()
+    if database == "postgresql":  # switching in and out of autocommit sent nothing (no SET, no ROLLBACK)
+        import psycopg2
+        monitor = psycopg2.connect(db.get_engine().url.set(drivername="postgresql")
+                                   .render_as_string(hide_password=False))
+        monitor.autocommit = True
+
+        def last_query(pid: int) -> str:
+            cur = monitor.cursor()
+            cur.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
+            return cur.fetchone()[0]
+        try:
+            for _ in range(2):
+                with db.read_session() as s:
+                    pid = s.execute(text("SELECT pg_backend_pid()")).scalar()
+                assert last_query(pid) == "SELECT pg_backend_pid()"
+        finally:
+            monitor.close()
     with db.write_session() as s:  # writes keep their transaction
         s.execute(text("SELECT 1"))
         assert s.in_transaction()
