@@ -789,11 +789,9 @@ def release_fixed_ips(s: Session, instance_uuid: str) -> None:
     freed = s.execute(delete(FixedIP.__table__).where(_FIXED.instance_uuid == instance_uuid)
                       .returning(_FIXED.network_id, _FIXED.address)).all()
     url = str(s.get_bind().url)
-    info = network.builtin()
-    pool = _pool_addresses(info.cidr, info.gateway)
     for network_id, address in freed:
         key = (url, network_id)
-        if key in _LOW_WATER and network_id == info.id and pool is not None:
+        if key in _LOW_WATER and network_id == (info := network.builtin()).id:  # a mark implies a cached pool
             _LOW_WATER[key] = min(_LOW_WATER[key], _pool_index(info, address))
 
 
