@@ -388,6 +388,7 @@ def finish_delete(ctx: dict) -> None:
         db_write.release_allocation(s, uuid)
         other_hosts = abandon_moves(s, uuid, inst.host)
         db_write.release_fixed_ips(s, uuid)
+        db_write.delete_password(s, uuid)
         db_write.release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb, inst.user_id)
         db_write.remove_group_member(s, uuid)
         _delete_console_tokens(s, uuid)

@@ -800,6 +800,10 @@ def _pool_index(info: network.NetworkInfo, address: str) -> int:
     net = ipaddress.IPv4Network(info.cidr)
     value = int(ipaddress.IPv4Address(address))
     return value - int(net.network_address) - 1 - (value > int(ipaddress.IPv4Address(info.gateway)))
+
+
+def delete_password(s: Session, instance_uuid: str) -> None:
+    """Forget the password the instance's guest posted to the metadata service."""
     s.execute(delete(InstancePassword).where(InstancePassword.instance_uuid == instance_uuid))
 
 

@@ -248,12 +248,16 @@ class Stack:
             f"--- {n}\n{self.log(n)[-2000:]}" for n in self.procs))
 
     def registered_hosts(self) -> int:
+        return self.scalar_sql("SELECT count(*) FROM compute_nodes")
+
+    def scalar_sql(self, sql: str, **params: object) -> object:
+        """The first column of the first row of ``sql`` run on the stack's database (what the API cannot show)."""
         from sqlalchemy import create_engine, text
         url = self.env.get("STRATUS_DATABASE_URL") or f"sqlite:///{self.state_dir / 'stratus.sqlite'}"
         engine = create_engine(url)
         try:
             with engine.connect() as c:
-                return c.execute(text("SELECT count(*) FROM compute_nodes")).scalar()
+                return c.execute(text(sql), params).scalar()
         finally:
             engine.dispose()
 

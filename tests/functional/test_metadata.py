@@ -166,13 +166,17 @@ def test_address_released_on_delete_and_reused(stack, api, world):
     tmp = api.wait(r.json()["server"]["id"])
     address = fixed_ip(tmp)
     assert md(stack, "/openstack/latest/meta_data.json", address)[0] == 200
+    assert md(stack, "/openstack/latest/password", address, method="POST", body=b"tmp-pw")[0] == 200
     assert api.req("DELETE", f"/servers/{tmp['id']}").status_code == 204
     deadline = time.monotonic() + 20
     while api.req("GET", f"/servers/{tmp['id']}").status_code != 404:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    # A deleted instance's address serves nothing (not even from the cache), and goes back to the pool.
+    # A deleted instance's address serves nothing (not even from the cache), and goes back to the pool; the
+    # password its guest posted goes with it.
     assert md(stack, "/openstack/latest/meta_data.json", address)[0] == 404
+    assert stack.scalar_sql("SELECT count(*) FROM instance_passwords WHERE instance_uuid = :uuid",
+                            uuid=tmp["id"]) == 0
     r = api.req("POST", "/servers", json={"server": {"name": "md-tmp2", "imageRef": world["image"]["id"],
                                                      "flavorRef": "42", "networks": "auto"}})
     again = api.wait(r.json()["server"]["id"])
