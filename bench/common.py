@@ -167,6 +167,28 @@ def session_cpu(sids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+# The database and broker servers' processes, by the name the kernel shows (comm), as one bench figure each.
+SERVICE_COMMS = {"postgres": "postgresql", "mariadbd": "mariadb", "mysqld": "mariadb",
+                 "redis-server": "redis", "beam.smp": "rabbitmq"}
+
+
+def service_cpu() -> dict[str, float]:
+    """CPU seconds (user+system) used so far by the live database and broker server processes, by service."""
+    out = {name: 0.0 for name in set(SERVICE_COMMS.values())}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        name = SERVICE_COMMS.get(raw[raw.index("(") + 1:raw.rindex(")")])
+        if name is not None:
+            fields = raw[raw.rindex(")") + 2:].split()
+            out[name] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def proc_stat_cpu() -> list[int]:
     """The machine's CPU time counters (/proc/stat "cpu": user nice system idle iowait irq softirq steal ...)."""
     with open("/proc/stat") as f:

@@ -8,6 +8,12 @@ from pathlib import Path
 TARGET_TX = 25
 
 
+def _services(phase: dict) -> str:
+    """The database and broker servers' CPU per op, e.g. "postgresql 0.0125 + redis 0.0023" (— before it was kept)."""
+    found = {k: v for k, v in (phase.get("service_cpu_seconds_per_op") or {}).items() if v >= 0.0005}
+    return " + ".join(f"{k} {v}" for k, v in sorted(found.items(), key=lambda kv: -kv[1])) or "—"
+
+
 def _fmt(v, unit: str = "") -> str:
     return "–" if v is None else f"{v}{unit}"
 
@@ -46,18 +52,19 @@ def summarize(path: Path) -> str:
                 f"{b['db_per_op']['statements']} | {pg_s} | {cpu} | {alone} | "
                 f"{b['load_during']} |")
         out.append("")
-        out += ["CPU seconds per boot by process (boot phase); the benchmark's clients, and every busy CPU second of "
-                "the machine (stack, clients, DB and broker servers), with the share the hypervisor stole:", "",
-                "| backend | api | conductor | scheduler | compute | benchmark clients | machine busy | steal |",
-                "|---|---|---|---|---|---|---|---|"]
+        out += ["CPU seconds per boot by process (boot phase); the benchmark's clients, the database and broker servers, "
+                "and every busy CPU second of the machine, with the share the hypervisor stole:", "",
+                "| backend | api | conductor | scheduler | compute | benchmark clients | DB + broker servers | "
+                "machine busy | steal |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in boots:
             if "boot" in r:
                 b = r["boot"]
                 c, n = b["cpu_seconds"], max(1, b["completed"])
                 out.append(f"| {r['backend']} | " + " | ".join(
                     str(round(c.get(k, 0) / n, 4)) for k in ("api", "conductor", "scheduler", "compute")) +
-                    f" | {_fmt(b.get('client_cpu_seconds_per_op'))} | {_fmt(b.get('machine_busy_cpu_seconds_per_op'))}"
-                    f" | {_fmt(b.get('machine_cpu_steal_share'))} |")
+                    f" | {_fmt(b.get('client_cpu_seconds_per_op'))} | {_services(b)}"
+                    f" | {_fmt(b.get('machine_busy_cpu_seconds_per_op'))} | {_fmt(b.get('machine_cpu_steal_share'))} |")
         out.append("")
         out += ["DB transactions (begin) / commits / statements per boot, by process (boot phase):", "",
                 "| backend | api | conductor | scheduler | compute |", "|---|---|---|---|---|"]
