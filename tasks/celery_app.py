@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from celery import Celery, Task
 
-from tasks import kombu_fixes
+from tasks import fast_json, kombu_fixes
 from tasks.transient import TRANSIENT_ERRORS
 
 kombu_fixes.apply()
+fast_json.install()
 
 
 class StratusTask(Task):
