@@ -75,7 +75,7 @@ def validate_token(token: str) -> tuple[Token, User, Project | None, list[Role]]
 def request_context(token: str, request_id: str) -> RequestContext | None:
     """The context of a request made with ``token`` (validate_token's checks, read as plain columns)."""
     with db.read_session() as s:
-        rows = s.execute(_CONTEXT_QUERY, {"id_hash": hash_token(token)}).all()
+        rows = db.plain_rows(s, _CONTEXT_QUERY, {"id_hash": hash_token(token)}).all()
     if not rows:
         return None
     revoked, expires_at, project_id, user_id, user_name, user_enabled, project_name, project_enabled, _ = rows[0]

@@ -5,10 +5,11 @@ import contextlib
 import functools
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.settings import get_settings
@@ -116,6 +117,14 @@ def reset() -> None:
             cached().dispose()
     for cached in (_factory, _read_engine, _write_engine, get_engine, settings.get_settings):
         cached.cache_clear()
+
+
+def plain_rows(s: Session, statement: Any, params: dict | None = None) -> Result:
+    """Run a SELECT of plain columns on the session's connection: the same rows ``s.execute`` gives, without the
+    ORM's execution layer, which a select of mapped attributes takes (50-100 µs of Python per statement). Pending
+    changes are flushed first, as the session's autoflush would. Not for a select of entities (it returns rows)."""
+    s.flush()
+    return s.connection().execute(statement, params)
 
 
 @contextlib.contextmanager

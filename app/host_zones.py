@@ -10,6 +10,7 @@ from collections import defaultdict
 from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from app.db import plain_rows
 from app.models import AggregateHost, AggregateMetadata, ComputeNode
 
 AZ_KEY = "availability_zone"
@@ -51,7 +52,7 @@ _ZONE_OF = select(select(func.min(AggregateMetadata.value)).join(
 
 def zone_of(s: Session, host: str) -> str | None:
     """The host's zone: its aggregate's, else its node's own (one query)."""
-    found = s.execute(_ZONE_OF, {"host": host}).first()
+    found = plain_rows(s, _ZONE_OF, {"host": host}).first()
     if found is None:  # no compute node (yet): only an aggregate can place the host
         zones = aggregate_zones_by_host(s, [host]).get(host)
         return min(zones) if zones else None
@@ -66,8 +67,8 @@ _AGGREGATE_METADATA_OF = _AGGREGATE_METADATA.where(AggregateHost.host.in_(bindpa
 
 def aggregate_metadata_by_host(s: Session, hosts: list[str] | None = None) -> dict[str, dict[str, frozenset[str]]]:
     """Host → metadata key → the values of that key over all the host's aggregates (for scheduler filters)."""
-    rows = s.execute(_AGGREGATE_METADATA) if hosts is None else \
-        s.execute(_AGGREGATE_METADATA_OF, {"hosts": list(hosts)})
+    rows = plain_rows(s, _AGGREGATE_METADATA) if hosts is None else \
+        plain_rows(s, _AGGREGATE_METADATA_OF, {"hosts": list(hosts)})
     out: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for host, key, value in rows:
         out[host][key].add(value)

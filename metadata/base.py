@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Select, String, bindparam, select
 from sqlalchemy.orm import Session
 
+from app.db import plain_rows
 from app.models import FixedIP, Instance, InstancePassword, Network
 
 # Nova's OpenStack metadata versions (nova/api/metadata/base.py)
@@ -328,7 +329,7 @@ _METADATA_QUERY = live_instance_query()
 
 def load(s: Session, uuid: str) -> InstanceMetadata | None:
     """The metadata of the live instance ``uuid``, or None if there is none."""
-    row = s.execute(_METADATA_QUERY, {"uuid": uuid}).first()
+    row = plain_rows(s, _METADATA_QUERY, {"uuid": uuid}).first()
     return None if row is None else from_row(row)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import String, bindparam, select
 
-from app.db import read_session
+from app.db import plain_rows, read_session
 from app.image.store import path_for as image_path
 from app.models import Image, Instance
 from app.network import builtin as builtin_network
@@ -87,7 +87,7 @@ def instance_spec(uuid: str, expect_task_state: str | None = None, image_id: str
     row the metadata service builds from); ``image_id`` boots it from another image than its own (unshelve)."""
     query, params = _SPEC_QUERY[bool(image_id)], {"uuid": uuid, "image_id": image_id}
     with read_session() as s:
-        row = s.execute(query, params).first()
+        row = plain_rows(s, query, params).first()
         _expect_task_state(row, expect_task_state)
         md = metadata_base.from_row(row)
         image = None
@@ -145,7 +145,7 @@ def _boot_spec(ctx: dict, call: str) -> InstanceSpec:
     if spec is None:
         return instance_spec(key[0], states.SPAWNING)
     with read_session() as s:
-        _expect_task_state(s.execute(_TASK_STATE_QUERY, {"uuid": key[0]}).first(), states.SPAWNING)
+        _expect_task_state(plain_rows(s, _TASK_STATE_QUERY, {"uuid": key[0]}).first(), states.SPAWNING)
     return spec
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import String, bindparam, select
 
-from app.db import write_session
+from app.db import plain_rows, write_session
 from app.models import Instance, utcnow
 from app.settings import get_settings
 from drivers.base import PowerState
@@ -295,7 +295,7 @@ def claim(ctx: dict) -> dict:
     uuid = ctx["instance_uuid"]
     rejected: dict[str, str] = {}
     with write_session() as s:
-        inst = s.execute(_CLAIM_QUERY, {"uuid": uuid}).first()
+        inst = plain_rows(s, _CLAIM_QUERY, {"uuid": uuid}).first()
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas(f"instance is {inst.task_state if inst else 'deleted'}, not scheduling")
         group = group_spec(s, uuid, lock=True) if (inst.scheduler_hints or {}).get("group") else None

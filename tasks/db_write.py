@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.db import plain_rows
 from app.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
                         InstanceFault, InstanceGroup, InstanceGroupMember, InstancePassword, InstanceTag, KeyPair,
                         Migration, Network, QuotaClass, QuotaLimit, QuotaUsage, QuotaUserLimit, QuotaUserUsage,
@@ -347,7 +348,7 @@ _BOOT_FLAVOR = select(Flavor.id, Flavor.flavorid, Flavor.name, Flavor.vcpus, Fla
 def create_instances(s: Session, req: dict) -> list[str]:
     """The rows of a (multi-)create in the caller's transaction: quota, instances, their create actions, tags,
     fixed IPs and group membership (Core INSERTs: nothing here is read back as an object)."""
-    flavor = s.execute(_BOOT_FLAVOR, {"flavorid": req["flavor_id"]}).first()
+    flavor = plain_rows(s, _BOOT_FLAVOR, {"flavorid": req["flavor_id"]}).first()
     if flavor is None:
         raise ConductorError(400, f"Flavor {req['flavor_id']} could not be found.")
     max_count = int(req.get("count", 1))

@@ -21,6 +21,7 @@ import time
 
 from sqlalchemy import DateTime, bindparam, select, union_all
 
+from app.db import plain_rows
 from app.host_zones import aggregate_metadata_by_host, zone_from
 from app.models import ComputeNode, Service, utcnow
 from app.settings import get_settings
@@ -67,7 +68,7 @@ def _version(row) -> tuple:
 
 def load_all(session) -> list[HostState]:
     """Every host's state, one Core query of plain columns."""
-    return _states(session.execute(_QUERY).all(), _cutoff(), session)
+    return _states(plain_rows(session, _QUERY).all(), _cutoff(), session)
 
 
 def _cutoff() -> dt.datetime:
@@ -90,7 +91,7 @@ class HostStateCache:
             started = utcnow()
             every = min(self.full_reload_s, get_settings().service_down_time / 6)
             if self._list is None or time.monotonic() - self._full_at >= every:
-                rows = session.execute(_QUERY).all()
+                rows = plain_rows(session, _QUERY).all()
                 fresh = _states(rows, _cutoff(), session)
                 self._versions = {r[0]: _version(r) for r in rows}  # r[0]: the host
                 random.shuffle(fresh)  # candidates() takes windows of this order
@@ -100,7 +101,7 @@ class HostStateCache:
             else:
                 # Rows read again because of the overlap but unchanged are skipped: they keep what this process
                 # consumed since.
-                rows = [r for r in session.execute(_CHANGED, {"since": self._since - OVERLAP})
+                rows = [r for r in plain_rows(session, _CHANGED, {"since": self._since - OVERLAP})
                         if self._versions.get(r[0]) != _version(r)]
                 added = False
                 for h, row in zip(_states(rows, _cutoff(), session), rows):

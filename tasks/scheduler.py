@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import String, bindparam, select
 
-from app.db import read_session
+from app.db import plain_rows, read_session
 from app.models import Instance
 from app.settings import get_settings
 from scheduler.host_state import HostState, RequestSpec
@@ -55,7 +55,7 @@ _REQUEST_QUERY = select(*_REQUEST_COLUMNS).where(Instance.uuid == bindparam("uui
 @step
 def schedule(ctx: dict) -> dict:
     with read_session() as s:
-        inst = s.execute(_REQUEST_QUERY, {"uuid": ctx["instance_uuid"]}).first()
+        inst = plain_rows(s, _REQUEST_QUERY, {"uuid": ctx["instance_uuid"]}).first()
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas("instance is no longer scheduling")
         hints = inst.scheduler_hints or {}

@@ -18,7 +18,7 @@ from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, S
                                  check_version_gated, is_uuid, json_body, load)
 from app.compute.views import ServerView, base_url, compute_prefix, links, server_summary
 from app.context import RequestContext, current
-from app.db import read_session
+from app.db import plain_rows, read_session
 from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
 from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, InstanceGroup,
@@ -102,7 +102,7 @@ def render(s: Session, instances: list[Instance], ctx: RequestContext, show: boo
 
 def server_groups_of(s: Session, uuids: list[str]) -> dict[str, list[str]]:
     """The server group (a list of at most one uuid, as Nova shows it from 2.71) of each instance."""
-    rows = s.execute(select(InstanceGroupMember.instance_uuid, InstanceGroup.uuid)
+    rows = plain_rows(s, select(InstanceGroupMember.instance_uuid, InstanceGroup.uuid)
                      .join(InstanceGroup, InstanceGroup.id == InstanceGroupMember.group_id)
                      .where(InstanceGroupMember.instance_uuid.in_(uuids)))
     return {inst: [group] for inst, group in rows}
@@ -129,7 +129,7 @@ def server_addresses(s: Session, uuids: list[str]) -> dict[str, dict]:
     if not uuids:
         return {}
     out: dict[str, dict] = {}
-    rows = s.execute(select(FixedIP.instance_uuid, FixedIP.address, FixedIP.mac, Network.name)
+    rows = plain_rows(s, select(FixedIP.instance_uuid, FixedIP.address, FixedIP.mac, Network.name)
                      .join(Network, Network.id == FixedIP.network_id)
                      .where(FixedIP.instance_uuid.in_(uuids)).order_by(FixedIP.id))
     for uuid, address, mac, name in rows:
@@ -287,9 +287,9 @@ def _list(detail: bool) -> Response:
         query = _sorted(query.where(and_(*conds)) if conds else query, marker)
         regex, ips = g.get("name_regex"), g.get("ip_patterns")
         if regex is None and not ips:
-            instances = list(map(ListedInstance._make, s.execute(query.limit(limit))))
+            instances = list(map(ListedInstance._make, plain_rows(s, query.limit(limit))))
         else:
-            instances = [i for i in map(ListedInstance._make, s.execute(query))
+            instances = [i for i in map(ListedInstance._make, plain_rows(s, query))
                          if regex is None or regex.search(i.display_name)]
             instances = _matching_ips(s, instances, ips)[:limit]
         body: dict = {"servers": render(s, instances, ctx) if detail else [server_summary(i) for i in instances]}
@@ -376,7 +376,7 @@ def _image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Any:
     image_id = _ref_id(image_ref)
     if not is_uuid(image_id):
         raise bad_request("Invalid imageRef provided.")
-    img = s.execute(_BOOT_IMAGE_QUERY, {"image_id": image_id}).first()
+    img = plain_rows(s, _BOOT_IMAGE_QUERY, {"image_id": image_id}).first()
     if img is None or not (img.visibility in ("public", "community") or img.owner == ctx.project_id
                            or ctx.is_admin):
         raise bad_request("Can not find requested image")
@@ -472,7 +472,7 @@ def create_server():
         if not ctx.is_admin:  # a private flavor only for the projects given access (Nova)
             from app.compute.flavors import visible_to
             flavor_q = flavor_q.where(visible_to(ctx.project_id))
-        flavor = s.execute(flavor_q).first()
+        flavor = plain_rows(s, flavor_q).first()
         if flavor is None:
             raise bad_request("Invalid flavorRef provided.")
         if flavor.memory_mb < (img.min_ram or 0):
