@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,10 +149,8 @@ def log(msg: str) -> None:
 
 # --- process CPU (by session: Stack starts each Procfile process in its own session) -------------------------------
 
-def session_cpu(sids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user+system) used so far by the live processes of each session id, by role name."""
-    out = {name: 0.0 for name in sids}
-    by_sid = {sid: name for name, sid in sids.items()}
+def _process_cpu() -> Iterator[tuple[str, list[str], float]]:
+    """(name the kernel shows, /proc/<pid>/stat fields after the name, CPU seconds used) of every live process."""
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -160,10 +159,17 @@ def session_cpu(sids: dict[str, int]) -> dict[str, float]:
         except OSError:
             continue
         fields = raw[raw.rindex(")") + 2:].split()
-        sid = int(fields[3])
-        name = by_sid.get(sid)
+        yield raw[raw.index("(") + 1:raw.rindex(")")], fields, (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def session_cpu(sids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user+system) used so far by the live processes of each session id, by role name."""
+    out = {name: 0.0 for name in sids}
+    by_sid = {sid: name for name, sid in sids.items()}
+    for _comm, fields, cpu in _process_cpu():
+        name = by_sid.get(int(fields[3]))
         if name is not None:
-            out[name] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+            out[name] += cpu
     return out
 
 
@@ -173,19 +179,13 @@ SERVICE_COMMS = {"postgres": "postgresql", "mariadbd": "mariadb", "mysqld": "mar
 
 
 def service_cpu() -> dict[str, float]:
-    """CPU seconds (user+system) used so far by the live database and broker server processes, by service."""
+    """CPU seconds (user+system) used so far by the database and broker server processes, by service: the live
+    ones' own, and what their exited children used (PostgreSQL's backend of a closed connection, in cutime)."""
     out = {name: 0.0 for name in set(SERVICE_COMMS.values())}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = Path(entry.path, "stat").read_text()
-        except OSError:
-            continue
-        name = SERVICE_COMMS.get(raw[raw.index("(") + 1:raw.rindex(")")])
+    for comm, fields, cpu in _process_cpu():
+        name = SERVICE_COMMS.get(comm)
         if name is not None:
-            fields = raw[raw.rindex(")") + 2:].split()
-            out[name] += (int(fields[11]) + int(fields[12])) / CLK_TCK
+            out[name] += cpu + (int(fields[13]) + int(fields[14])) / CLK_TCK
     return out
 
 
