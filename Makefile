@@ -4,8 +4,6 @@ VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export STRATUS_STATE_DIR ?= $(CURDIR)/var
 PYTEST_ARGS ?=
-# pytest-xdist workers; tests/conftest.py groups what must share one (a backend's stack, libvirt, vcsim, a module).
-PYTEST_WORKERS ?= 2
 
 .PHONY: run test deps-run deps-test db bench
 
@@ -32,7 +30,7 @@ run: deps-run db
 test: deps-test
 	tools/ensure-services
 	tools/libvirt-up
-	tools/run-tests -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	tools/run-tests $(PYTEST_ARGS)
 
 bench: deps-run
 	python -m bench.run
