@@ -71,14 +71,19 @@ def _port_open(port: int) -> bool:
 def _claim_redis_db() -> tuple[int, str]:
     """A Redis database of this stack's own. Parallel test runs share one Redis server; a stack on another run's
     database consumes its tasks (against its own SQL database). Claimed with SET NX in db 0, released at cleanup;
-    the expiry frees claims of killed runs. Database 9 is left to older checkouts that hard-code it."""
+    the expiry frees claims of killed runs. A database some client is still connected to is passed over even when
+    unclaimed: a killed run's worker processes can outlive its claim and would take this stack's tasks. Database 9
+    is left to older checkouts that hard-code it."""
     import redis
     r = redis.Redis(host="127.0.0.1", port=6379, db=0)
-    for db in random.sample([n for n in range(1, 16) if n != 9], 14):
+    in_use = {int(client["db"]) for client in r.client_list()}
+    free = [n for n in range(1, 16) if n != 9 and n not in in_use]
+    for db in random.sample(free, len(free)):
         key = f"stratus-test-redis-db:{db}"
         if r.set(key, f"{socket.gethostname()}:{os.getpid()}", nx=True, ex=4 * 3600):
             return db, key
-    raise RuntimeError("every Redis test database is claimed (see keys stratus-test-redis-db:* in db 0)")
+    raise RuntimeError("every Redis test database is claimed or has clients (keys stratus-test-redis-db:* in db 0, "
+                       "CLIENT LIST)")
 
 
 @dataclass
