@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,13 +16,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.settings import get_settings
 
 
+# Digits orjson may read differently: it reads an integer beyond 64 bits as a float, without an error.
+_LONG_DIGITS = {str: re.compile(r"\d{19}"), bytes: re.compile(rb"\d{19}")}
+
+
 def _json_loads(text: str | bytes) -> object:
     """JSON columns decoded by orjson (a quarter of the time of the standard library's decoder, two columns per row of
-    a server list); what it refuses and the standard one accepts (NaN, an int beyond 64 bits) goes the old way."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    a server list); what it refuses (NaN) or may misread (a run of 19+ digits) goes the old way."""
+    if _LONG_DIGITS[str if isinstance(text, str) else bytes].search(text) is None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
