@@ -25,6 +25,9 @@ class Settings:
     # Public endpoint used in the service catalog and version documents.
     public_url: str = "http://127.0.0.1:8774"
     token_ttl: int = 3600
+    # bcrypt cost of new password hashes (Keystone's [identity] password_hash_rounds; bcrypt allows 4-31). Each
+    # step doubles a password check: 12 takes about 0.25 s here. Existing hashes keep the cost they were made with.
+    password_hash_rounds: int = 12
     rpc_timeout: float = 30.0
     # Redis: seconds before a message a dead worker took (unacknowledged) is delivered again. Below
     # instance_build_timeout, so a killed compute worker's boot resumes before it is expired; above the longest
@@ -200,7 +203,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     unknown = set(values) - set(known)
     if unknown:
         raise ValueError(f"unknown Stratus settings: {', '.join(sorted(unknown))}")
-    return Settings(**{k: _coerce(known[k], v) for k, v in values.items()})
+    settings = Settings(**{k: _coerce(known[k], v) for k, v in values.items()})
+    if not 4 <= settings.password_hash_rounds <= 31:
+        raise ValueError(f"password_hash_rounds must be 4 to 31 (bcrypt's range), not {settings.password_hash_rounds}")
+    return settings
 
 
 @functools.cache

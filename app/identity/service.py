@@ -12,11 +12,10 @@ import bcrypt
 from sqlalchemy import select
 
 from app.models import Project, Role, RoleAssignment, User
+from app.settings import get_settings
 
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
-# bcrypt cost; tests lower it. Verification uses the cost stored in each hash.
-BCRYPT_ROUNDS = 12
 # A valid hash of a random string, checked when the user does not exist so timing does not reveal user names.
 _DUMMY_HASH: bytes | None = None
 
@@ -29,15 +28,20 @@ def _password_bytes(password: str) -> bytes:
     return raw
 
 
+def _salt() -> bytes:
+    # The cost is the settings' (password_hash_rounds); a check uses the cost stored in each hash.
+    return bcrypt.gensalt(rounds=get_settings().password_hash_rounds)
+
+
 def hash_password(password: str) -> str:
-    return bcrypt.hashpw(_password_bytes(password), bcrypt.gensalt(rounds=BCRYPT_ROUNDS)).decode("ascii")
+    return bcrypt.hashpw(_password_bytes(password), _salt()).decode("ascii")
 
 
 def check_password(password: str, password_hash: str | None) -> bool:
     global _DUMMY_HASH
     if not password_hash:
         if _DUMMY_HASH is None:
-            _DUMMY_HASH = bcrypt.hashpw(b"stratus-dummy", bcrypt.gensalt(rounds=BCRYPT_ROUNDS))
+            _DUMMY_HASH = bcrypt.hashpw(b"stratus-dummy", _salt())
         bcrypt.checkpw(b"not-the-password", _DUMMY_HASH)
         return False
     try:

@@ -20,8 +20,7 @@ def stratus_env(tmp_path, monkeypatch):
     monkeypatch.setenv("STRATUS_TOKEN_TTL", "3600")
     for var in ("STRATUS_DATABASE_URL", "STRATUS_CONFIG"):
         monkeypatch.delenv(var, raising=False)
-    from app.identity import service
-    monkeypatch.setattr(service, "BCRYPT_ROUNDS", 4)
+    monkeypatch.setenv("STRATUS_PASSWORD_HASH_ROUNDS", "4")  # bcrypt's lowest cost: tests sign in often
     db_reset()
     (tmp_path / "state").mkdir()
     from app.db import get_engine

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import select, update
 
 from app import auth, db
@@ -379,3 +380,20 @@ def test_service_helpers_are_idempotent(stratus_env):
         assert not service.check_password("one", u2.password_hash)
     assert service.check_password("é" * 100, service.hash_password("é" * 100))  # > 72 bytes
     assert not service.check_password("x", None)
+
+
+def test_password_hash_cost_is_a_setting_and_old_hashes_keep_theirs(stratus_env, monkeypatch):
+    from app import db
+    from app.identity import service
+    from app.settings import load_settings
+    cheap = service.hash_password("pw")
+    assert cheap.startswith("$2b$04$")  # the unit tests' cost
+    monkeypatch.setenv("STRATUS_PASSWORD_HASH_ROUNDS", "5")
+    db.reset()
+    dearer = service.hash_password("pw")
+    assert dearer.startswith("$2b$05$")
+    assert service.check_password("pw", cheap) and service.check_password("pw", dearer)
+    for bad in ("3", "32"):
+        with pytest.raises(ValueError, match="password_hash_rounds must be 4 to 31"):
+            load_settings({"STRATUS_PASSWORD_HASH_ROUNDS": bad})
+    assert load_settings({}).password_hash_rounds == 12
