@@ -8,13 +8,19 @@ Binding a queue to a fanout exchange (each worker's remote-control queue, at sta
 file before locking it, so a worker starting at the same moment could lock and read the still empty file and die
 on a JSONDecodeError (seen once: a compute worker exited at start). Here the file is opened without truncation,
 locked, then read; an empty file is an empty table.
+
+A worker asked to stop (SIGTERM, Ctrl-C) stops within a poll: Celery's loop for a polled transport checks for
+shutdown only between its 2-second waits for a message, which each shutdown phase sat out in full (a solo
+worker took 4.7 s to exit, a Redis one under 1.5 s).
 """
 from __future__ import annotations
 
 import os
+import socket
 import uuid
-from time import monotonic
+from time import monotonic, sleep
 
+from celery.worker import state as worker_state
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
@@ -62,9 +68,30 @@ class Channel(filesystem.Channel):
             raise ChannelError(f"Cannot open {file}") from exc
 
 
+def _stopping() -> bool:
+    """Celery's own test (``state.maybe_shutdown``) for a worker told to stop or terminate."""
+    return any(flag is not None and flag is not False
+               for flag in (worker_state.should_stop, worker_state.should_terminate))
+
+
 def _table(raw: bytes) -> list:
     return loads(bytes_to_str(raw)) if raw.strip() else []
 
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    def drain_events(self, connection, timeout=None):
+        """kombu's polling loop, which also gives up its wait once this worker has been told to stop."""
+        started, get = monotonic(), self.cycle.get
+        interval = min(self.polling_interval or 0, timeout) if timeout else self.polling_interval
+        while True:
+            try:
+                return get(self._deliver, timeout=timeout)
+            except filesystem.Empty:
+                if _stopping():
+                    raise socket.timeout() from None
+                if timeout is not None and monotonic() - started >= timeout:
+                    raise socket.timeout() from None
+                if interval:
+                    sleep(interval)

@@ -1,10 +1,14 @@
 """tasks/fs_transport.py: binding to a fanout exchange whose table file another worker has just created (still
-empty) works, as do concurrent binds from several processes; upstream raised JSONDecodeError at worker start."""
+empty) works, as do concurrent binds from several processes; upstream raised JSONDecodeError at worker start.
+A worker told to stop ends its wait for a message at once."""
 from __future__ import annotations
 
 import multiprocessing
+import socket
+import time
 
-from kombu import Connection
+import pytest
+from kombu import Connection, Exchange, Queue
 
 
 def _connection(folder) -> Connection:
@@ -39,3 +43,22 @@ def test_concurrent_binds_keep_every_queue(tmp_path):
     assert all(p.exitcode == 0 for p in procs)
     with _connection(tmp_path) as conn:
         assert sorted(q.queue for q in conn.default_channel.get_table("pidbox.fanout")) == sorted(names)
+
+
+def _waited_for_nothing(conn: Connection, timeout: float) -> float:
+    queue = Queue("idle", Exchange("idle"), "idle")
+    with conn.Consumer(queue, callbacks=[lambda body, message: None]):
+        started = time.monotonic()
+        with pytest.raises(socket.timeout):
+            conn.drain_events(timeout=timeout)
+        return time.monotonic() - started
+
+
+def test_waits_its_timeout_for_a_message_but_not_once_the_worker_must_stop(tmp_path, monkeypatch):
+    from celery.worker import state
+    with _connection(tmp_path) as conn:
+        assert _waited_for_nothing(conn, 0.5) >= 0.5
+        monkeypatch.setattr(state, "should_stop", 0)  # what SIGTERM sets: exit code 0
+        assert _waited_for_nothing(conn, 2.0) < 0.5
+        monkeypatch.setattr(state, "should_stop", False)  # Celery's "no" too
+        assert _waited_for_nothing(conn, 0.5) >= 0.5
