@@ -43,7 +43,7 @@ def loads(s: str | bytes | bytearray | memoryview, **kwargs: Any) -> Any:
     if kwargs:
         return _kombu_loads(s, **kwargs)
     text = s if isinstance(s, str) else bytes(s)
-    if _KOMBU_ONLY[type(text)].search(text) is None:
+    if _KOMBU_ONLY[str if isinstance(text, str) else bytes].search(text) is None:
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

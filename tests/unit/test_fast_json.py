@@ -53,3 +53,10 @@ def test_installed_as_the_json_serializer():
     assert (content_type, encoding) == ("application/json", "utf-8")
     assert kombu_json.loads(payload) == {"at": dt.datetime(2026, 12, 3, 17, 0)}
     assert serialization.loads(payload, content_type, encoding) == {"at": dt.datetime(2026, 12, 3, 17, 0)}
+
+
+def test_reads_text_of_a_str_subclass():
+    class Text(str):
+        pass
+    assert fast_json.loads(Text('{"a": [1, 2]}')) == {"a": [1, 2]}
+    assert fast_json.loads(bytearray(b'{"a": 1}')) == {"a": 1}
