@@ -1,6 +1,6 @@
 """The floor Celery sets for a boot: the boot's six broker hops with no database and no work in them.
 
-Workers run as the Procfile runs them (conductor: threads ×4 on conductor.rpc + conductor; scheduler: solo;
+Workers run as the Procfile runs them (conductor: threads ×4 on conductor.rpc + conductor; scheduler: threads ×2;
 compute: threads ×8 on one queue per fake host), on Stratus's own Celery app and configuration, with the no-op
 tasks of bench/floor_tasks.py. ``concurrency`` client threads each make the API's call (app.rpc.call: publish,
 wait for the result, forget it); the RPC publishes the five-step chain. Reported: chains per second, CPU seconds

@@ -83,11 +83,13 @@ class HostStateCache:
     _list: list[HostState] | None = None
     _full_at: float = float("-inf")
     _since: dt.datetime | None = None
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    # Held by a whole decision (schedule_with) as well: the scheduler runs two threads, and a decision reads the
+    # states another refresh would update in place and consumes from them.
+    lock: threading.RLock = dataclasses.field(default_factory=threading.RLock)
 
     def states(self, session) -> list[HostState]:
         """Current host states (the returned list must not be modified; its HostStates may be, by consume)."""
-        with self._lock:
+        with self.lock:
             started = utcnow()
             every = min(self.full_reload_s, get_settings().service_down_time / 6)
             if self._list is None or time.monotonic() - self._full_at >= every:
@@ -118,6 +120,10 @@ class HostStateCache:
             return self._list
 
     def consume(self, host: str, spec: RequestSpec) -> None:
+        with self.lock:
+            self._consume(host, spec)
+
+    def _consume(self, host: str, spec: RequestSpec) -> None:
         h = self._by_host.get(host)
         if h is not None:
             h.vcpus_used += spec.vcpus
