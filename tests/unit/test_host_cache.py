@@ -73,6 +73,48 @@ def test_decisions_spread_before_claims_commit(hosts):
     assert sorted(chosen) == ["cache-a", "cache-b"]  # the first choice consumed RAM in the cache
 
 
+def test_decisions_of_two_scheduler_threads_take_turns(hosts, monkeypatch):
+    """The Procfile runs the scheduler with two threads: a decision must not start before the previous one has
+    consumed its host, or both could pick the same host from the same cached state."""
+    import threading
+
+    from app.db import read_session
+    from tasks import scheduler
+    from tasks.host_cache import HostStateCache
+
+    cache = HostStateCache(full_reload_s=3600)
+    spec = RequestSpec(instance_uuid="x", vcpus=1, memory_mb=4096, root_gb=1)
+    inside, release, overlapped = threading.Event(), threading.Event(), []
+    real_decide = scheduler.decide
+
+    def slow_decide(*args, **kwargs):
+        overlapped.append(inside.is_set())
+        inside.set()
+        release.wait(5)
+        try:
+            return real_decide(*args, **kwargs)
+        finally:
+            inside.clear()
+
+    monkeypatch.setattr(scheduler, "decide", slow_decide)
+    chosen: list[str] = []
+
+    def decide_once() -> None:
+        with read_session() as s:
+            chosen.append(scheduler.schedule_with(cache, s, spec, 1).hosts[0])
+
+    threads = [threading.Thread(target=decide_once) for _ in range(2)]
+    for t in threads:
+        t.start()
+    assert inside.wait(5)
+    threads[1].join(0.3)  # the second thread gets time to enter decide if nothing stops it
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert overlapped == [False, False]
+    assert sorted(chosen) == ["cache-a", "cache-b"]
+
+
 def _host(i: int, free_ram: int) -> HostState:
     return HostState(host=f"h{i:05d}", node_id=i, availability_zone="nova", enabled=True, up=True, vcpus=16,
                      memory_mb=free_ram, local_gb=100)
