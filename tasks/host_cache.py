@@ -121,15 +121,12 @@ class HostStateCache:
 
     def consume(self, host: str, spec: RequestSpec) -> None:
         with self.lock:
-            self._consume(host, spec)
-
-    def _consume(self, host: str, spec: RequestSpec) -> None:
-        h = self._by_host.get(host)
-        if h is not None:
-            h.vcpus_used += spec.vcpus
-            h.memory_mb_used += spec.memory_mb
-            h.local_gb_used += spec.root_gb
-            h.running_vms += 1
+            h = self._by_host.get(host)
+            if h is not None:
+                h.vcpus_used += spec.vcpus
+                h.memory_mb_used += spec.memory_mb
+                h.local_gb_used += spec.root_gb
+                h.running_vms += 1
 
 
 def candidates(hosts: list[HostState], limit: int = MAX_CANDIDATES) -> list[HostState]:

@@ -50,12 +50,12 @@ def _run_child(conn: socket.socket) -> None:
         os.dup2(target, fd)
         os.close(target)
     sys.argv = [sys.argv[0], *request["argv"]]
-    code: object = 1
+    rc = 1
     try:
         from openstackclient.shell import main
-        code = main(request["argv"])
+        rc = _exit_status(main(request["argv"]))  # the console script: sys.exit(main())
     except SystemExit as exc:
-        code = exc.code
+        rc = _exit_status(exc.code)
     except BaseException:  # as the interpreter would: the traceback on stderr, exit code 1
         import traceback
         traceback.print_exc()
@@ -65,11 +65,19 @@ def _run_child(conn: socket.socket) -> None:
                 stream.flush()
             except Exception:
                 pass
-    rc = code if isinstance(code, int) else (0 if code is None else 1)
-    if not isinstance(code, (int, type(None))):
-        print(code, file=sys.stderr)
     conn.sendall(json.dumps({"rc": rc}).encode() + b"\n")
     os._exit(rc & 0xFF)
+
+
+def _exit_status(code: object) -> int:
+    """The exit status the interpreter gives ``sys.exit(code)``: None is 0, any other non-integer is printed on
+    stderr and is 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
 
 def serve(socket_path: str) -> None:
@@ -126,15 +134,15 @@ def _ensure_server(python: str) -> str:
         return _socket_path
 
 
-def run(python: str, argv: list[str], env: dict[str, str], timeout: float, cwd: str | None = None
-        ) -> subprocess.CompletedProcess:
-    """``openstack *argv`` in a child of the fork server, answered as ``subprocess.run`` would answer it."""
+def run(python: str, argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """``openstack *argv`` in a child of the fork server (in this process's working directory), answered as
+    ``subprocess.run`` would answer it."""
     path = _ensure_server(python)
     with tempfile.TemporaryDirectory(prefix="osc-run-") as tmp:
-        out, err = os.path.join(tmp, "stdout"), os.path.join(tmp, "stderr")
-        Path(out).touch()
-        Path(err).touch()
-        request = {"argv": argv, "env": env, "cwd": cwd or os.getcwd(), "stdout": out, "stderr": err}
+        out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+        out.touch()
+        err.touch()
+        request = {"argv": argv, "env": env, "cwd": os.getcwd(), "stdout": str(out), "stderr": str(err)}
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(path)
             conn.settimeout(timeout)
@@ -145,13 +153,12 @@ def run(python: str, argv: list[str], env: dict[str, str], timeout: float, cwd: 
                 line = replies.readline()
             except socket.timeout:
                 os.kill(pid, signal.SIGKILL)
-                raise subprocess.TimeoutExpired(["openstack", *argv], timeout,
-                                                Path(out).read_text(errors="replace"),
-                                                Path(err).read_text(errors="replace")) from None
+                raise subprocess.TimeoutExpired(["openstack", *argv], timeout, out.read_text(errors="replace"),
+                                                err.read_text(errors="replace")) from None
         # No reply line: the child died without reporting (a signal); say so as a killed process would.
         rc = json.loads(line)["rc"] if line else -signal.SIGKILL
-        return subprocess.CompletedProcess(["openstack", *argv], rc, Path(out).read_text(errors="replace"),
-                                           Path(err).read_text(errors="replace"))
+        return subprocess.CompletedProcess(["openstack", *argv], rc, out.read_text(errors="replace"),
+                                           err.read_text(errors="replace"))
 
 
 if __name__ == "__main__":
