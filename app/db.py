@@ -67,27 +67,10 @@ def make_engine(url: str, *, for_writes: bool = False) -> Engine:
     # reconnects. pool_recycle keeps connections younger than the servers' idle timeouts.
     if url.startswith("mysql"):
         return create_engine(url, pool_recycle=3600, isolation_level="READ COMMITTED", json_deserializer=_json_loads)
-    engine = create_engine(url, pool_recycle=3600, json_deserializer=_json_loads)
-    if engine.dialect.driver == "psycopg2":
-        _autocommit_on_the_client(engine.dialect)
-    return engine
-
-
-def _autocommit_on_the_client(dialect) -> None:
-    """Switch a psycopg2 connection in and out of autocommit (the read sessions') with its ``autocommit``
-    attribute, which sends nothing: the dialect's own switch, psycopg2's set_isolation_level, sends
-    ``SET default_transaction_isolation`` each time. Stratus uses no other level than the server's default."""
-    original = dialect.set_isolation_level
-
-    def set_isolation_level(dbapi_connection, level) -> None:
-        if level == "AUTOCOMMIT":
-            dbapi_connection.autocommit = True
-        elif level == dialect.default_isolation_level:
-            dbapi_connection.autocommit = False
-        else:
-            original(dbapi_connection, level)
-
-    dialect.set_isolation_level = set_isolation_level
+    # PostgreSQL through psycopg 3 (app.settings names it for a bare postgresql:// URL): it prepares a statement on
+    # the server once a connection has run it five times (prepare_threshold), so the server no longer parses and
+    # plans the boot's statements each time, about a third of its CPU per boot with psycopg2 (bench/README.md).
+    return create_engine(url, pool_recycle=3600, json_deserializer=_json_loads)
 
 
 @functools.cache
@@ -105,8 +88,8 @@ def _write_engine() -> Engine:
 def _read_engine() -> Engine:
     """On PostgreSQL, reads run in autocommit: under its READ COMMITTED each statement takes its own snapshot even
     inside a transaction, so a read-only BEGIN ... ROLLBACK buys nothing and costs two round trips. The option
-    engine shares the pool; the switch is made on the client (``_autocommit_on_the_client``). SQLite keeps its
-    snapshot transactions; on MariaDB switching costs a SET per checkout, more than the BEGIN it saves."""
+    engine shares the pool; psycopg 3 switches with its ``autocommit`` attribute, which sends nothing. SQLite
+    keeps its snapshot transactions; on MariaDB switching costs a SET per checkout, more than the BEGIN it saves."""
     engine = get_engine()
     return engine.execution_options(isolation_level="AUTOCOMMIT") if engine.dialect.name == "postgresql" else engine
 

@@ -141,7 +141,10 @@ class Settings:
 
     @property
     def sqlalchemy_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.state_path / 'stratus.sqlite'}"
+        """The database URL; PostgreSQL without a named driver is psycopg 3 (server-side prepared statements)."""
+        url = self.database_url or f"sqlite:///{self.state_path / 'stratus.sqlite'}"
+        scheme, sep, rest = url.partition("://")
+        return f"postgresql+psycopg://{rest}" if sep and scheme in ("postgresql", "postgres") else url
 
     @property
     def celery_broker_url(self) -> str:

@@ -118,15 +118,10 @@ def _create_image(url: str, token: str) -> str:
 def _pg_xacts(db_url: str) -> dict | None:
     if not db_url.startswith("postgresql"):
         return None
-    import psycopg2
-    name = db_url.rsplit("/", 1)[1]
-    c = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
-    c.autocommit = True
-    cur = c.cursor()
-    cur.execute("SELECT pg_stat_clear_snapshot()")
-    cur.execute("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (name,))
-    commit, rollback = cur.fetchone()
-    c.close()
+    from tests.stack import pg_admin
+    # Each connection reads the statistics afresh (a snapshot lasts for a transaction, and this runs in autocommit).
+    commit, rollback = pg_admin("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s",
+                                (db_url.rsplit("/", 1)[1],))
     return {"xact_commit": int(commit), "xact_rollback": int(rollback)}
 
 

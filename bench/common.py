@@ -51,8 +51,8 @@ def _sql_version(connect, query: str) -> str:
 
 
 def _postgresql_version() -> str:
-    import psycopg2
-    return _sql_version(lambda: psycopg2.connect(host="127.0.0.1", user="root", dbname="test", connect_timeout=2),
+    import psycopg
+    return _sql_version(lambda: psycopg.connect(host="127.0.0.1", user="root", dbname="test", connect_timeout=2),
                         "SHOW server_version")
 
 

@@ -32,19 +32,11 @@ def _engine(kind: str, tmp: Path):
     from app.db import make_engine
     if kind == "sqlite":  # the conductor's engine: WAL, synchronous=NORMAL, BEGIN IMMEDIATE
         return make_engine(f"sqlite:///{tmp / 'sched.sqlite'}", for_writes=True), None
-    import psycopg2
+    from tests.stack import pg_admin
     name = f"stratus_bench_{uuid.uuid4().hex[:8]}"
-    c = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
-    c.autocommit = True
-    c.cursor().execute(f"CREATE DATABASE {name}")
-    c.close()
-
-    def drop():
-        c = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
-        c.autocommit = True
-        c.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        c.close()
-    return make_engine(f"postgresql+psycopg2://root@127.0.0.1:5432/{name}"), drop
+    pg_admin(f"CREATE DATABASE {name}")
+    return (make_engine(f"postgresql+psycopg://root@127.0.0.1:5432/{name}"),
+            lambda: pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 def _populate(engine, hosts: int) -> None:

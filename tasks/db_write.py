@@ -473,7 +473,7 @@ _TAKE = update(ComputeNode.__table__).where(
 _CLAIMED = _TAKE.returning(_N.id).cte("claimed")
 _CLAIM_IN_ONE = insert(Allocation.__table__).from_select(
     ["instance_uuid", "compute_node_id", "vcpus", "memory_mb", "disk_gb", "created_at"],
-    select(_UUID, _CLAIMED.c.id, _VCPUS, _RAM, _DISK, _NOW))
+    select(_UUID, _CLAIMED.c.id, _VCPUS, _RAM, _DISK, _NOW)).returning(Allocation.__table__.c.id)
 # Elsewhere: the UPDATE, then the allocation with its node id read in the INSERT.
 _ALLOCATE = insert(Allocation.__table__).values(
     instance_uuid=_UUID, compute_node_id=select(_N.id).where(_N.host == _HOST).scalar_subquery(), vcpus=_VCPUS,
@@ -486,7 +486,7 @@ def claim(s: Session, instance: Instance, host: str) -> bool:
     params = {"claim_host": host, "claim_uuid": instance.uuid, "claim_vcpus": instance.vcpus,
               "claim_ram": instance.memory_mb, "claim_disk": instance.root_gb, "claim_now": utcnow()}
     if s.get_bind().dialect.name == "postgresql":
-        return s.execute(_CLAIM_IN_ONE, params).rowcount == 1
+        return s.execute(_CLAIM_IN_ONE, params).first() is not None
     if s.execute(_TAKE, params).rowcount != 1:
         return False
     s.execute(_ALLOCATE, params)
@@ -763,9 +763,11 @@ def _allocate_from(s: Session, info: network.NetworkInfo, instance_uuid: str, ta
 def _insert_unless_taken(s: Session, table: Any, values: dict) -> bool:
     """INSERT the row unless a unique key of it is taken (then nothing, and False): the dialect's own
     do-nothing-on-conflict, so no SAVEPOINT is needed to survive the conflict (two round trips fewer)."""
-    stmt = _insert_or_nothing(s.get_bind().dialect.name, table)
+    dialect = s.get_bind().dialect.name
+    stmt = _insert_or_nothing(dialect, table)
     if stmt is not None:
-        return s.execute(stmt, values).rowcount == 1
+        result = s.execute(stmt, values)
+        return result.rowcount == 1 if dialect in ("mysql", "mariadb") else result.first() is not None
     try:
         with s.begin_nested():
             s.execute(insert(table), values)
@@ -779,7 +781,10 @@ def _insert_or_nothing(dialect: str, table: Any) -> Any:
     """The dialect's INSERT that does nothing when a unique key is taken (built once; values are bound per
     execution), or None for a dialect without one."""
     if dialect in ("postgresql", "sqlite"):
-        return (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
+        # The row it inserted comes back (none after a conflict): the rowcount of an INSERT whose RETURNING
+        # SQLAlchemy adds by itself is -1 on psycopg 3.
+        insert_ = (postgresql if dialect == "postgresql" else sqlite).insert
+        return insert_(table).on_conflict_do_nothing().returning(*table.primary_key.columns)
     if dialect in ("mysql", "mariadb"):
         return insert(table).prefix_with("IGNORE")  # every value here is generated and valid
     return None

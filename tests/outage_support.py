@@ -177,7 +177,7 @@ class PrivatePostgres:
         self.start()
         subprocess.run([str(PG_BIN.parent / "bin" / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
                         "root", "stratus"], check=True, capture_output=True)
-        return f"postgresql+psycopg2://root@127.0.0.1:{self.port}/stratus"
+        return f"postgresql+psycopg://root@127.0.0.1:{self.port}/stratus"
 
     def start(self) -> None:
         self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.dir / "pg.log"),

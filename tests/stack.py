@@ -76,6 +76,15 @@ def procfile_commands() -> dict[str, str]:
 
 # --- backends: each yields URLs for a fresh, isolated database / broker namespace --------------------------------
 
+def pg_admin(sql: str, params: tuple = (), connect_timeout: int = 10) -> tuple | None:
+    """Run one statement on this machine's PostgreSQL (database ``test``) in autocommit; its first row, if any."""
+    import psycopg
+    with psycopg.connect(host="127.0.0.1", user="root", dbname="test", autocommit=True,
+                         connect_timeout=connect_timeout) as conn:
+        cur = conn.execute(sql, params)
+        return cur.fetchone() if cur.description else None
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
@@ -119,19 +128,9 @@ class Backend:
     def database_url(self) -> str:
         name = f"stratus_{uuid.uuid4().hex[:10]}"
         if self.database == "postgresql":
-            import psycopg2
-            conn = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
-            conn.autocommit = True
-            conn.cursor().execute(f"CREATE DATABASE {name}")
-            conn.close()
-
-            def drop() -> None:
-                c = psycopg2.connect(host="127.0.0.1", user="root", dbname="test")
-                c.autocommit = True
-                c.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                c.close()
-            self.cleanups.append(drop)
-            return f"postgresql+psycopg2://root@127.0.0.1:5432/{name}"
+            pg_admin(f"CREATE DATABASE {name}")
+            self.cleanups.append(lambda: pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            return f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
         if self.database == "mariadb":
             import pymysql
             conn = pymysql.connect(host="127.0.0.1", user="root", password="", database="test", autocommit=True)

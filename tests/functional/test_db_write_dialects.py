@@ -164,15 +164,12 @@ def test_reads_hold_no_transaction_on_postgresql(database):
         else:
             assert s.in_transaction()
     if database == "postgresql":  # switching in and out of autocommit sent nothing (no SET, no ROLLBACK)
-        import psycopg2
-        monitor = psycopg2.connect(db.get_engine().url.set(drivername="postgresql")
-                                   .render_as_string(hide_password=False))
-        monitor.autocommit = True
+        import psycopg
+        monitor = psycopg.connect(db.get_engine().url.set(drivername="postgresql")
+                                  .render_as_string(hide_password=False), autocommit=True)
 
         def last_query(pid: int) -> str:
-            cur = monitor.cursor()
-            cur.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,))
-            return cur.fetchone()[0]
+            return monitor.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]
         try:
             for _ in range(2):
                 with db.read_session() as s:

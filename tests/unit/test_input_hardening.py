@@ -243,7 +243,7 @@ def test_service_update_checks_the_uuid_and_reason(client, world):
 
 
 def test_unpaired_surrogates_are_refused_before_any_database_sees_them(client, world):
-    """PostgreSQL cannot store a lone surrogate (psycopg2 fails to encode it): refuse it as a malformed body."""
+    """PostgreSQL cannot store a lone surrogate (its drivers fail to encode it): refuse it as a malformed body."""
     for text in (rb"\ud800", rb"x\udfffy", rb"\uDBFF\u0041"):
         body = b'{"keypair": {"name": "' + text + b'", "public_key": "k"}}'
         resp = client.post("/v2.1/os-keypairs", data=body, content_type="application/json", headers=world.a.headers)

@@ -44,6 +44,15 @@ def test_settings_from_env_and_file(tmp_path):
         load_settings({"STRATUS_CONFIG": str(tmp_path / "bad.toml")})
 
 
+@pytest.mark.parametrize("given,used", [
+    ("postgresql://root@db/stratus", "postgresql+psycopg://root@db/stratus"),
+    ("postgres://root@db/stratus", "postgresql+psycopg://root@db/stratus"),
+    ("postgresql+psycopg2://root@db/stratus", "postgresql+psycopg2://root@db/stratus"),  # a named driver is kept
+    ("mysql+pymysql://root@db/stratus", "mysql+pymysql://root@db/stratus")])
+def test_postgresql_without_a_driver_means_psycopg3(given, used):
+    assert Settings(database_url=given).sqlalchemy_url == used
+
+
 def test_migrations_match_models(tmp_path):
     """`flask db upgrade` from scratch, then `flask db check`: the Alembic history equals the models."""
     env = {"STRATUS_STATE_DIR": str(tmp_path), "PATH": str(Path(sys.executable).parent)}

@@ -113,7 +113,7 @@ def test_api_answers_503_when_the_database_is_unreachable(app, client, admin, mo
     from app import db
 
     # Every session now connects to a PostgreSQL that is not there (port 1): a real connection error.
-    dead = sessionmaker(bind=create_engine("postgresql+psycopg2://root@127.0.0.1:1/none"))
+    dead = sessionmaker(bind=create_engine("postgresql+psycopg://root@127.0.0.1:1/none"))
     with monkeypatch.context() as patch:
         patch.setattr(db, "_factory", lambda _for_writes: dead)
         resp = client.get("/v2.1/servers", headers=admin.headers)
