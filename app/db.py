@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,17 +12,14 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.json_digits import has_long_digit_run
 from app.settings import get_settings
-
-
-# Digits orjson may read differently: it reads an integer beyond 64 bits as a float, without an error.
-_LONG_DIGITS = {str: re.compile(r"\d{19}"), bytes: re.compile(rb"\d{19}")}
 
 
 def _json_loads(text: str | bytes) -> object:
     """JSON columns decoded by orjson (a quarter of the time of the standard library's decoder, two columns per row of
     a server list); what it refuses (NaN) or may misread (a run of 19+ digits) goes the old way."""
-    if _LONG_DIGITS[str if isinstance(text, str) else bytes].search(text) is None:
+    if not has_long_digit_run(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

@@ -15,17 +15,17 @@ strings), and a float NaN or infinity is sent as ``null`` (kombu sends ``NaN``, 
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 from kombu.utils import json as kombu_json
 
+from app.json_digits import has_long_digit_run
+
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
 _default = kombu_json.JSONEncoder().default
 _kombu_dumps, _kombu_loads = kombu_json.dumps, kombu_json.loads
-# What kombu's decoder must read: a typed value, or digits that may be an integer beyond 64 bits.
-_KOMBU_ONLY = {str: re.compile(r'"__type__"|\d{19}'), bytes: re.compile(rb'"__type__"|\d{19}')}
+_TYPED = {str: '"__type__"', bytes: b'"__type__"'}
 
 
 def dumps(obj: Any, **kwargs: Any) -> str:
@@ -43,7 +43,8 @@ def loads(s: str | bytes | bytearray | memoryview, **kwargs: Any) -> Any:
     if kwargs:
         return _kombu_loads(s, **kwargs)
     text = s if isinstance(s, str) else bytes(s)
-    if _KOMBU_ONLY[str if isinstance(text, str) else bytes].search(text) is None:
+    # What kombu's decoder must read: a typed value, or digits that may be an integer beyond 64 bits.
+    if _TYPED[str if isinstance(text, str) else bytes] not in text and not has_long_digit_run(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

@@ -60,3 +60,21 @@ def test_reads_text_of_a_str_subclass():
         pass
     assert fast_json.loads(Text('{"a": [1, 2]}')) == {"a": [1, 2]}
     assert fast_json.loads(bytearray(b'{"a": 1}')) == {"a": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("0123456789 \"a\u0663\ud800"), max_size=60))
+def test_a_run_of_19_digits_is_found_as_the_regular_expression_finds_it(text):
+    import re
+
+    from app.json_digits import has_long_digit_run
+    expected = re.search(r"[0-9]{19}", text) is not None
+    assert has_long_digit_run(text) is expected
+    assert has_long_digit_run(text.encode("utf-8", "surrogatepass")) is expected
+
+
+def test_a_run_of_19_digits_and_no_shorter():
+    from app.json_digits import has_long_digit_run
+    assert has_long_digit_run("[1" + "0" * 18 + "]") and has_long_digit_run(b"x9999999999999999999")
+    assert not has_long_digit_run("[" + "9" * 18 + ", " + "9" * 18 + "]")
+    assert not has_long_digit_run("\u0663" * 40)  # not an ASCII digit: never part of a JSON number
