@@ -51,9 +51,8 @@ def _sql_version(connect, query: str) -> str:
 
 
 def _postgresql_version() -> str:
-    import psycopg
-    return _sql_version(lambda: psycopg.connect(host="127.0.0.1", user="root", dbname="test", connect_timeout=2),
-                        "SHOW server_version")
+    from tests.stack import pg_admin
+    return str(pg_admin("SHOW server_version", connect_timeout=2)[0])
 
 
 def _mariadb_version() -> str:

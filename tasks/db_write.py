@@ -763,11 +763,10 @@ def _allocate_from(s: Session, info: network.NetworkInfo, instance_uuid: str, ta
 def _insert_unless_taken(s: Session, table: Any, values: dict) -> bool:
     """INSERT the row unless a unique key of it is taken (then nothing, and False): the dialect's own
     do-nothing-on-conflict, so no SAVEPOINT is needed to survive the conflict (two round trips fewer)."""
-    dialect = s.get_bind().dialect.name
-    stmt = _insert_or_nothing(dialect, table)
+    stmt = _insert_or_nothing(s.get_bind().dialect.name, table)
     if stmt is not None:
         result = s.execute(stmt, values)
-        return result.rowcount == 1 if dialect in ("mysql", "mariadb") else result.first() is not None
+        return result.first() is not None if result.returns_rows else result.rowcount == 1
     try:
         with s.begin_nested():
             s.execute(insert(table), values)
