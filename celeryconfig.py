@@ -5,8 +5,8 @@ under the state directory, so one machine runs everything with no server.
 """
 from __future__ import annotations
 
-from app.settings import get_settings
-from tasks.routing import route_task
+from core.routing import route_task
+from core.settings import get_settings
 
 _settings = get_settings()
 
@@ -18,12 +18,12 @@ broker_connection_retry = True
 broker_connection_max_retries = None
 broker_connection_timeout = 4
 # Publishing from workers (canvas steps, reports) rides out a restart of the broker of up to ~30 s; the API
-# passes its own short policy (app/rpc.py) and answers 503 instead of waiting.
+# passes its own short policy (tasks/messaging/rpc.py) and answers 503 instead of waiting.
 task_publish_retry = True
 task_publish_retry_policy = {"max_retries": 20, "interval_start": 0, "interval_step": 0.5, "interval_max": 2}
 
 if broker_url.startswith("filesystem://"):
-    broker_transport = "tasks.fs_transport:Transport"
+    broker_transport = "tasks.messaging.fs_transport:Transport"
     _queue_dir = _settings.state_path / "broker"
     for sub in ("queue", "processed", "control"):
         (_queue_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -58,11 +58,11 @@ elif broker_url.startswith(("amqp://", "pyamqp://")):
     broker_heartbeat = 10
 
 if result_backend.startswith("file://"):
-    # Same files, written atomically (the API polls them while a worker writes): tasks/fs_results.py.
-    result_backend = f"tasks.fs_results:AtomicFilesystemBackend+{result_backend}"
+    # Same files, written atomically (the API polls them while a worker writes): tasks/messaging/fs_results.py.
+    result_backend = f"tasks.messaging.fs_results:AtomicFilesystemBackend+{result_backend}"
 elif result_backend.startswith("rpc://"):
-    # Bounded waits and a clean reconnection across a RabbitMQ restart: tasks/rpc_results.py.
-    result_backend = f"tasks.rpc_results:RPCBackend+{result_backend}"
+    # Bounded waits and a clean reconnection across a RabbitMQ restart: tasks/messaging/rpc_results.py.
+    result_backend = f"tasks.messaging.rpc_results:RPCBackend+{result_backend}"
 
 task_serializer = "json"
 result_serializer = "json"
@@ -92,7 +92,7 @@ worker_send_task_events = False
 task_send_sent_event = False
 task_track_started = False
 # Canvas steps hand their result to the next step inside the chain's message: nothing reads it from the result
-# backend, so it is not written there. API RPCs (app/rpc.py) and periodic tasks keep their results.
+# backend, so it is not written there. API RPCs (tasks/messaging/rpc.py) and periodic tasks keep their results.
 task_annotations = {name: {"ignore_result": True} for name in (
     "stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build_disk", "stratus.compute.spawn",
     "stratus.compute.terminate", "stratus.compute.power_action")}

@@ -11,12 +11,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_migrate import Migrate
     from flask_sqlalchemy import SQLAlchemy
 
-    from app import auth, cli, errors, limits, microversion, openapi, policy, rpc
+    from app import auth, cli, errors, limits, microversion, openapi, policy
+    from tasks.messaging import rpc
     from app.compute import register as register_compute
     from app.identity import bp as identity_bp
     from app.image import bp as image_bp
-    from app.models import Base
-    from app.settings import get_settings
+    from core.models import Base
+    from core.settings import get_settings
     from app.versions import bp as versions_bp
     from app.json_provider import OrjsonProvider
 
@@ -33,7 +34,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logging.basicConfig(level=settings.log_level)
     settings.state_path.mkdir(parents=True, exist_ok=True)
 
-    # Flask-SQLAlchemy is here for Flask-Migrate (`flask db upgrade`); services use app.db sessions.
+    # Flask-SQLAlchemy is here for Flask-Migrate (`flask db upgrade`); services use core.db sessions.
     migrate_db = SQLAlchemy(metadata=Base.metadata)
     migrate_db.init_app(app)
     Migrate(app, migrate_db, directory=str(_repo_path("migrations")), render_as_batch=True)

@@ -9,10 +9,10 @@ import uuid
 from flask import Flask, g, request
 from sqlalchemy import and_, bindparam, select
 
-from app import db
 from app.context import RequestContext
-from app.errors import ApiError
-from app.models import Project, Role, RoleAssignment, Token, User, utcnow
+from core import db
+from core.errors import ApiError
+from core.models import Project, Role, RoleAssignment, Token, User, utcnow
 
 # Routes that answer without a token (version discovery and token issue).
 PUBLIC_ENDPOINTS = {"versions.root", "versions.v2_1", "versions.v2", "identity.versions", "identity.version",

@@ -9,9 +9,9 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
-from app.db import write_session
-from app.models import Flavor
-from app.settings import get_settings
+from core.db import write_session
+from core.models import Flavor
+from core.settings import get_settings
 
 stratus = AppGroup("stratus", help="Stratus administration.")
 

@@ -31,6 +31,6 @@ class RequestContext:
 def current() -> RequestContext:
     ctx = g.get("context")
     if ctx is None:
-        from app.errors import ApiError
+        from core.errors import ApiError
         raise ApiError(401, "The request you have made requires authentication.")
     return ctx

@@ -7,6 +7,8 @@ from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError as DBOperationalError
 from werkzeug.exceptions import HTTPException
 
+from core.errors import ApiError
+
 LOG = logging.getLogger(__name__)
 
 # Nova's fault names (nova/api/openstack/wsgi.py); anything else is "computeFault".
@@ -16,32 +18,6 @@ _NOVA_FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 4
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            406: "Not Acceptable", 409: "Conflict", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.code, self.message, self.headers = code, message, headers or {}
-
-
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, message)
-
-
-def not_found(message: str) -> ApiError:
-    return ApiError(404, message)
-
-
-def conflict(message: str) -> ApiError:
-    return ApiError(409, message)
-
-
-def forbidden(message: str = "Policy doesn't allow this action to be performed.") -> ApiError:
-    return ApiError(403, message)
-
-
-def unavailable(message: str, retry_after: int = 5) -> ApiError:
-    return ApiError(503, message, {"Retry-After": str(retry_after)})
 
 
 def _body(code: int, message: str) -> dict:

@@ -10,8 +10,8 @@ import re
 
 from flask import Flask, request
 
-from app.errors import ApiError
-from app.settings import get_settings
+from core.errors import ApiError
+from core.settings import get_settings
 
 # Endpoints whose body is a byte stream, not JSON (other modules may add theirs).
 STREAMING_ENDPOINTS: set[str] = {"image.upload_image"}

@@ -6,7 +6,7 @@ import re
 
 from flask import Flask, g, request
 
-from app.errors import ApiError
+from core.errors import ApiError
 
 MIN_VERSION = (2, 1)
 MAX_VERSION = (2, 96)

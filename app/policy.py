@@ -25,9 +25,10 @@ import yaml
 from flask import Flask, g, request
 
 from app.context import RequestContext, current
-from app.errors import ApiError, error_response
+from app.errors import error_response
 from app.policy_names import ENDPOINT_RULES
 from app.policy_rules import Check, PolicyError, effective_roles, evaluate, parse
+from core.errors import ApiError
 
 LOG = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ _enforcer: Enforcer | None = None
 def enforcer() -> Enforcer:
     global _enforcer
     if _enforcer is None:
-        from app.settings import get_settings
+        from core.settings import get_settings
         _enforcer = load_enforcer(get_settings().policy_file)
     return _enforcer
 
@@ -244,7 +245,7 @@ def sample_file() -> str:
 def init_app(app: Flask) -> None:
     global _enforcer
     from app import policy_names
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     policy_names.register_all()  # the Nova names of endpoints whose views declare only a level
     _enforcer = load_enforcer(get_settings().policy_file)  # PolicyError here stops the process at startup

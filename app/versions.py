@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify
 
 from app.microversion import MAX_VERSION, MIN_VERSION, fmt
 from app.policy import public
-from app.settings import get_settings
+from core.settings import get_settings
 
 bp = Blueprint("versions", __name__)
 _UPDATED = "2013-07-23T11:33:21Z"

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from app.db import reset as db_reset
 from bench.common import environment, loadavg, log
+from core.db import reset as db_reset
 
 ADMIN_PASSWORD = "bench-admin"
 
@@ -35,9 +35,10 @@ def app_on(database_url: str, state_dir: Path):
         os.environ.pop("STRATUS_DATABASE_URL", None)
     db_reset()
     try:
-        from app import create_app, db
+        from app import create_app
+        from core import db
         from app.identity import service
-        from app.models import Base
+        from core.models import Base
         state_dir.mkdir(parents=True, exist_ok=True)
         Base.metadata.create_all(db.get_engine())
         with db.write_session() as s:
@@ -65,7 +66,7 @@ def count_statements():
     """Counts SQL statements sent through the app's engines while the block runs: yields a list to read."""
     from sqlalchemy import event
 
-    from app import db
+    from core import db
     engines = {id(e): e for e in (db.get_engine(), db._write_engine())}.values()
     seen: list[str] = []
 
@@ -102,7 +103,7 @@ def measure(kind: str, sizes=(1000, 10000), reps: int = 10) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with app_on(url, Path(tmp) / "state") as (app, client, headers, pid, uid):
-                from app import db
+                from core import db
                 from bench.seed import seed_servers
                 have = 0
                 for size in sizes:

@@ -2,7 +2,7 @@
 
 Workers run as the Procfile runs them (conductor: threads ×4 on conductor.rpc + conductor; scheduler: threads ×2;
 compute: threads ×8 on one queue per fake host), on Stratus's own Celery app and configuration, with the no-op
-tasks of bench/floor_tasks.py. ``concurrency`` client threads each make the API's call (app.rpc.call: publish,
+tasks of bench/floor_tasks.py. ``concurrency`` client threads each make the API's call (tasks.messaging.rpc.call: publish,
 wait for the result, forget it); the RPC publishes the five-step chain. Reported: chains per second, CPU seconds
 per chain by role, the client's and the whole machine's busy CPU per chain, and what that machine CPU alone
 allows on this machine's cores (the ceiling of the design before any database or driver work).
@@ -29,7 +29,7 @@ def _worker_commands(hosts: int) -> dict[str, list[str]]:
     from tasks.compute_worker import POOL_ARGS
     from tests.stack import VENV_BIN, procfile_commands
     procfile = procfile_commands()
-    shell = {role: ["bash", "-c", "exec " + procfile[role].replace("-A tasks.celery_app", "-A bench.floor_tasks")]
+    shell = {role: ["bash", "-c", "exec " + procfile[role].replace("-A tasks.messaging.celery_app", "-A bench.floor_tasks")]
              for role in ("conductor", "scheduler")}
     queues = ",".join(f"compute.fake-{i}" for i in range(hosts))
     return {**shell, "compute": [str(VENV_BIN / "celery"), "-A", "bench.floor_tasks", "worker", "-l", "INFO",
@@ -95,7 +95,7 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
 def client_main(n: int, hosts: int, concurrency: int, sids_text: str, timeout: float) -> dict:
     """The measured part, in the client process: warm-up, then ``n`` RPCs and their chains, bracketed by the
     workers' CPU counters and the machine's."""
-    from app import rpc
+    from tasks.messaging import rpc
     rpc.configure_client()
     done_file = Path(os.environ["STRATUS_BENCH_FLOOR_DONE"])
     sids = {role: int(pid) for role, _, pid in (item.partition("=") for item in sids_text.split(","))}

@@ -12,8 +12,8 @@ import os
 from celery.signals import worker_ready
 
 from tasks import reconcile
-from tasks.celery_app import celery
 from tasks.common import Chain
+from tasks.messaging.celery_app import celery
 
 # No database here: the conductor's start-up sweep of stuck instances would only fail and retry.
 worker_ready.disconnect(reconcile._expire_on_conductor_start)

@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from drivers import load_driver  # noqa: E402
 from drivers.base import ImageSpec, InstanceSpec  # noqa: E402
 

@@ -29,7 +29,7 @@ from bench.common import environment, loadavg, log
 
 
 def _engine(kind: str, tmp: Path):
-    from app.db import make_engine
+    from core.db import make_engine
     if kind == "sqlite":  # the conductor's engine: WAL, synchronous=NORMAL, BEGIN IMMEDIATE
         return make_engine(f"sqlite:///{tmp / 'sched.sqlite'}", for_writes=True), None
     from tests.stack import pg_admin
@@ -42,7 +42,7 @@ def _engine(kind: str, tmp: Path):
 def _populate(engine, hosts: int) -> None:
     from sqlalchemy import insert
 
-    from app.models import Aggregate, AggregateHost, AggregateMetadata, Base, ComputeNode, Service
+    from core.models import Aggregate, AggregateHost, AggregateMetadata, Base, ComputeNode, Service
     alloc = Base.metadata.tables["allocations"]
     # load_host_states also reads aggregate metadata (zones, filter metadata); empty aggregates here.
     aggregates = [Aggregate.__table__, AggregateHost.__table__, AggregateMetadata.__table__]

@@ -13,8 +13,8 @@ from sqlalchemy import func, insert, select
 
 
 def seed_servers(session, project_id: str, user_id: str, count: int, hosts: int = 10, start: int = 0) -> list[str]:
-    from app import network
-    from app.models import ComputeNode, FixedIP, Flavor, Instance, InstanceFault, Network, Service
+    from core import network
+    from core.models import ComputeNode, FixedIP, Flavor, Instance, InstanceFault, Network, Service
 
     flavor = session.scalars(select(Flavor).order_by(Flavor.id)).first()
     if flavor is None:

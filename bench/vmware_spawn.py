@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 from pyVim.connect import Disconnect, SmartConnect  # noqa: E402
 from pyVim.task import WaitForTask  # noqa: E402
 
-from app.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from drivers.base import InstanceSpec  # noqa: E402
 from drivers.vmware import make_driver  # noqa: E402
 

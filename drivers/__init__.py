@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-from app.settings import Settings
+from core.settings import Settings
 from drivers.base import ComputeDriver
 
 # name -> "module:factory"; a factory takes (host, settings) and returns a ComputeDriver.

@@ -15,16 +15,6 @@ from collections.abc import Callable
 from typing import BinaryIO, ClassVar
 
 
-class PowerState:
-    """Nova's power_state values (they appear in the API as OS-EXT-STS:power_state)."""
-    NOSTATE = 0
-    RUNNING = 1
-    PAUSED = 3
-    SHUTDOWN = 4
-    CRASHED = 6
-    SUSPENDED = 7
-
-
 class DriverError(Exception):
     """A driver failure; the message becomes the instance fault's message."""
     #: True when another host might succeed (the scheduler then tries an alternate).

@@ -22,9 +22,8 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import BinaryIO
 
-from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec,
-                          InstanceInfo, InstanceNotFound, InstanceSpec, LiveMigrationAborted, PowerState,
-                          tagged_devices)
+from core.power_state import PowerState
+from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, LiveMigrationAborted, tagged_devices
 
 _lock = threading.Lock()
 _guests: dict[str, dict[str, dict]] = {}  # host -> uuid -> guest record

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from app.settings import Settings
+from core.settings import Settings
 from drivers.fake import FakeDriver
 
 

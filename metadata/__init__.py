@@ -15,7 +15,7 @@ from flask import Flask
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     import logging
 
-    from app.settings import get_settings
+    from core.settings import get_settings
     from metadata import api
 
     settings = get_settings()

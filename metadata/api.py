@@ -12,9 +12,9 @@ from flask import Blueprint, Response, request
 
 from sqlalchemy import select
 
-from app.db import read_session
-from app.models import InstancePassword
-from app.settings import get_settings
+from core.db import read_session
+from core.models import InstancePassword
+from core.settings import get_settings
 from metadata import base
 
 LOG = logging.getLogger(__name__)
@@ -135,8 +135,8 @@ def _post(uuid: str, path: str) -> Response:
     data = request.get_data(cache=False)
     if len(data) > base.MAX_PASSWORD:
         return _text("400 Request is too large.\n", 400)
-    from app import rpc
-    from app.errors import ApiError
+    from tasks.messaging import rpc
+    from core.errors import ApiError
     try:
         rpc.call("stratus.conductor.set_metadata_password", uuid, data.decode("utf-8", "replace"),
                  argsrepr=repr((uuid, "<redacted>")))

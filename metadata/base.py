@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import Select, String, bindparam, select
 from sqlalchemy.orm import Session
 
-from app.db import plain_rows
-from app.models import FixedIP, Instance, InstancePassword, Network
+from core.db import plain_rows
+from core.models import FixedIP, Instance, InstancePassword, Network
 
 # Nova's OpenStack metadata versions (nova/api/metadata/base.py)
 FOLSOM, GRIZZLY, HAVANA, LIBERTY = "2012-08-10", "2013-04-04", "2013-10-17", "2015-10-15"
@@ -307,7 +307,7 @@ def live_instance_query(*extra_columns: Any, joins: tuple = ()) -> Select:
 
 def from_row(row: Any) -> InstanceMetadata:
     """Build the metadata from a row of ``live_instance_query`` (decrypts the user data)."""
-    from app import crypto
+    from core import crypto
 
     fixed = None
     if row.ip_address is not None and row.net_id is not None:

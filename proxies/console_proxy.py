@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockify import websocketproxy, websockifyserver
 
-from app.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 LOG = logging.getLogger("stratus.console_proxy")
 
@@ -185,15 +185,15 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
     def _lookup(self):
         from sqlalchemy import select
 
-        from app.db import read_session
-        from app.models import ConsoleAuthToken
+        from core.db import read_session
+        from core.models import ConsoleAuthToken
         with read_session() as s:
             return s.scalars(select(ConsoleAuthToken).where(
                 ConsoleAuthToken.token_hash == self.token_digest)).first()
 
     def _consume(self) -> dict:
-        from app import rpc
-        from app.errors import ApiError
+        from tasks.messaging import rpc
+        from core.errors import ApiError
         try:
             return rpc.call("stratus.conductor.consume_console_token", self.token_digest, self.server.console_type,
                             self.client_address[0], timeout=15,
@@ -206,8 +206,8 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
         """A secondary SPICE channel: allowed for the token's consuming client within the channel window."""
         from sqlalchemy import select
 
-        from app.db import read_session
-        from app.models import ConsoleAuthToken, Instance
+        from core.db import read_session
+        from core.models import ConsoleAuthToken, Instance
         now = int(time.time())
         with read_session() as s:
             row = s.scalars(select(ConsoleAuthToken).where(ConsoleAuthToken.token_hash == self.token_digest)).first()
@@ -312,10 +312,10 @@ def main(console_type: str) -> None:
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     logging.getLogger("websocket").setLevel(logging.WARNING)
     # Import what the per-connection processes need once, before they fork (no connections are opened here).
-    import app.db  # noqa: F401
-    import app.models  # noqa: F401
-    import app.rpc  # noqa: F401
-    import tasks.celery_app  # noqa: F401
+    import core.db  # noqa: F401
+    import core.models  # noqa: F401
+    import tasks.messaging.rpc  # noqa: F401
+    import tasks.messaging.celery_app  # noqa: F401
     server = build_server(console_type, cfg)
     entries, schemes = allowed_origins(cfg)
     LOG.info("%s proxy on %s://%s:%s serving %s; allowed origins %s (%s)", console_type,

@@ -11,8 +11,8 @@ from typing import Any
 from celery import current_task
 from celery.exceptions import Ignore
 
-from tasks.celery_app import celery
-from tasks.transient import is_transient
+from tasks.messaging.celery_app import celery
+from tasks.messaging.transient import is_transient
 
 LOG = logging.getLogger(__name__)
 

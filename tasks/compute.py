@@ -15,17 +15,18 @@ from typing import Any
 
 from sqlalchemy import String, bindparam, select
 
-from app.db import plain_rows, read_session
-from app.image.store import path_for as image_path
-from app.models import Image, Instance
-from app.network import builtin as builtin_network
-from metadata import base as metadata_base
-from app.settings import get_settings
+from core import states
+from core.db import plain_rows, read_session
+from core.image_store import path_for as image_path
+from core.models import Image, Instance
+from core.network import builtin as builtin_network
+from core.power_state import PowerState
+from core.settings import get_settings
 from drivers import load_driver
-from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound, InstanceSpec, PowerState
-from tasks import states
-from tasks.celery_app import celery
+from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound, InstanceSpec
+from metadata import base as metadata_base
 from tasks.common import StopCanvas, step
+from tasks.messaging.celery_app import celery
 from tasks.reconcile import InstanceRow, Plan, plan
 
 LOG = logging.getLogger(__name__)

@@ -6,16 +6,15 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from app.db import read_session
-from app.image import store as image_store
-from app.models import Image, Migration
-from app.settings import get_settings
-from drivers.base import (ComputeDriver, DriverError, DriverUnavailable, InstanceNotFound, InstanceSpec,
-                          LiveMigrationAborted, PowerState)
-from tasks import states
-from tasks.celery_app import celery
+from core import image_store, states
+from core.db import read_session
+from core.models import Image, Migration
+from core.power_state import PowerState
+from core.settings import get_settings
+from drivers.base import ComputeDriver, DriverError, DriverUnavailable, InstanceNotFound, InstanceSpec, LiveMigrationAborted
 from tasks.common import StopCanvas, step
 from tasks.compute import _image_spec, driver_for, driver_reply, instance_spec
+from tasks.messaging.celery_app import celery
 
 
 def _rescue(drv: ComputeDriver, ctx: dict) -> dict:

@@ -11,10 +11,10 @@ import threading
 
 from celery.signals import worker_ready, worker_shutdown
 
-from app.settings import get_settings
-from tasks.celery_app import celery
+from core.routing import compute_queue
+from core.settings import get_settings
 from tasks.compute import heartbeat_loop
-from tasks.routing import compute_queue
+from tasks.messaging.celery_app import celery
 
 _stop = threading.Event()
 # Threads: a driver's connection and a fake driver's guests live in this one process.

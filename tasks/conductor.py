@@ -14,17 +14,18 @@ from typing import Any
 
 from sqlalchemy import String, bindparam, select
 
-from app.db import plain_rows, write_session
-from app.models import Instance, utcnow
-from app.settings import get_settings
-from drivers.base import PowerState
-from tasks import db_write, states
-from tasks.celery_app import celery
+from core import states
+from core.db import plain_rows, write_session
+from core.models import Instance, utcnow
+from core.power_state import PowerState
+from core.settings import get_settings
+from scheduler.filters import group_filter_rejecting
+from tasks import db_write
 from tasks.common import Chain, StopCanvas, boot_canvas, new_ctx, sig, step
 from tasks.db_write import ConductorError
 from tasks.groups import group_spec
-from scheduler.filters import group_filter_rejecting
-from tasks.transient import BROKER_ERRORS, DB_ERRORS
+from tasks.messaging.celery_app import celery
+from tasks.messaging.transient import BROKER_ERRORS, DB_ERRORS
 
 LOG = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def create_console_token(req: dict) -> dict:
     """Store a browser-console token's hash, bound to the instance, console type and the guest's host/port."""
     from sqlalchemy import delete as sql_delete
 
-    from app.models import ConsoleAuthToken
+    from core.models import ConsoleAuthToken
     now = int(time.time())
     with write_session() as s:
         inst = db_write.get_instance(s, req["instance_uuid"])
@@ -210,7 +211,7 @@ def consume_console_token(token_hash: str, console_type: str, client: str) -> di
     is live (one conditional UPDATE), and return where the proxy may connect."""
     from sqlalchemy import update as sql_update
 
-    from app.models import ConsoleAuthToken
+    from core.models import ConsoleAuthToken
     now = int(time.time())
     with write_session() as s:
         live = select(Instance.uuid).where(Instance.deleted == 0).scalar_subquery()
@@ -335,7 +336,7 @@ def _schedule_again_for_group(ctx: dict, group_uuid: str, rejected: dict[str, st
 
 
 def _az_of(s, host: str) -> str:
-    from app.host_zones import zone_of
+    from core.host_zones import zone_of
     return zone_of(s, host) or "nova"
 
 
@@ -377,7 +378,7 @@ def finish_action(ctx: dict) -> None:
 
 @celery.task(name="stratus.conductor.finish_delete", ignore_result=True)
 def finish_delete(ctx: dict) -> None:
-    from app.image import store as image_store
+    from core import image_store
     from tasks.conductor_moves import abandon_moves, drop_shelved_image
 
     uuid = ctx["instance_uuid"]
@@ -408,7 +409,7 @@ def finish_delete(ctx: dict) -> None:
 def _delete_console_tokens(s, uuid: str) -> None:
     from sqlalchemy import delete as sql_delete
 
-    from app.models import ConsoleAuthToken
+    from core.models import ConsoleAuthToken
     s.execute(sql_delete(ConsoleAuthToken).where(ConsoleAuthToken.instance_uuid == uuid))
 
 

@@ -1,7 +1,7 @@
 """Conductor side of the further server actions (rescue, rebuild, createImage, soft delete/restore, crash dump)
 and of the server sub-resources that change instance rows (metadata, tags).
 
-Same rules as tasks/conductor.py: the API calls these through app/rpc.py; a state change is a CAS on the
+Same rules as tasks/conductor.py: the API calls these through tasks/messaging/rpc.py; a state change is a CAS on the
 expected task_state; the compute canvas ``stratus.compute.instance_op | stratus.conductor.finish_instance_op``
 does the driver work and records the outcome.
 """
@@ -13,16 +13,16 @@ from typing import Any
 from celery import chain
 from sqlalchemy import delete, select, update
 
-from app.db import write_session
-from app.image import store as image_store
-from app.models import Image, InstanceTag, utcnow
-from app.settings import get_settings
+from core import image_store, states
+from core.db import write_session
+from core.models import Image, InstanceTag, utcnow
+from core.settings import get_settings
 from drivers import supports
-from tasks import db_write, states
-from tasks.celery_app import celery
+from tasks import db_write
 from tasks.common import Chain, new_ctx, sig
 from tasks.conductor import rpc
 from tasks.db_write import ConductorError
+from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import write_session
-from app.host_zones import AZ_KEY
-from app.models import (Aggregate, AggregateHost, AggregateMetadata, ComputeNode, Flavor, FlavorProject, Instance,
-                        Service, utcnow)
+from core.db import write_session
+from core.host_zones import AZ_KEY
+from core.models import (Aggregate, AggregateHost, AggregateMetadata, ComputeNode, Flavor, FlavorProject, Instance,
+                         Service, utcnow)
 from tasks.conductor import rpc
 from tasks.db_write import ConductorError
 

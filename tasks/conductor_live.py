@@ -17,16 +17,16 @@ import logging
 from celery import chain
 from sqlalchemy import select
 
-from app.db import write_session
-from app.models import Migration
+from core.db import write_session
+from core.models import Migration
 from tasks import db_write
-from tasks.celery_app import celery
 from tasks.common import new_ctx, sig
 from tasks.conductor import rpc
 from tasks.conductor_actions import _locked_instance, invalid_state, require_driver
 from tasks.conductor_moves import (LIVE_MIGRATION_ACTIVE, MOVES, _pick_and_claim, _rekey_allocation, _run,
                                    _service_up, movable_instance)
 from tasks.db_write import ConductorError
+from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
 RULE = MOVES["live_migrate"]

@@ -17,21 +17,21 @@ from typing import Any
 from celery import chain
 from sqlalchemy import delete, select, update
 
-from app.db import write_session
-from app.image import store as image_store
-from app.models import Allocation, Flavor, Image, Instance, Migration, Service, utcnow
-from app.settings import get_settings
+from core import image_store, states
+from core.db import write_session
+from core.models import Allocation, Flavor, Image, Instance, Migration, Service, utcnow
+from core.power_state import PowerState
+from core.settings import get_settings
 from drivers import capability
-from drivers.base import PowerState
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
-from tasks import db_write, states
-from tasks.celery_app import celery
+from tasks import db_write
 from tasks.common import new_ctx, sig
 from tasks.conductor import rpc
 from tasks.conductor_actions import (_check_state, _locked_instance, finish_snapshot_image, invalid_state,
-                                    require_driver, snapshot_failed)
+                                     require_driver, snapshot_failed)
 from tasks.db_write import ConductorError
+from tasks.messaging.celery_app import celery
 from tasks.scheduler import load_host_states
 
 LOG = logging.getLogger(__name__)
@@ -392,7 +392,7 @@ def finish_move(ctx: dict) -> None:
 
 
 def _az(s, host: str) -> str:
-    from app.models import ComputeNode
+    from core.models import ComputeNode
     return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host)) or "nova"
 
 

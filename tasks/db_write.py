@@ -18,14 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from app.db import plain_rows
-from app.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
-                        InstanceFault, InstanceGroup, InstanceGroupMember, InstancePassword, InstanceTag, KeyPair,
-                        Migration, Network, QuotaClass, QuotaLimit, QuotaUsage, QuotaUserLimit, QuotaUserUsage,
-                        Service, utcnow)
-from app import network, quota
-from app.settings import get_settings
-from tasks import states
+from core import network, quota, states
+from core.db import plain_rows
+from core.models import (Allocation, ComputeNode, FixedIP, Flavor, Instance, InstanceAction, InstanceActionEvent,
+                         InstanceFault, InstanceGroup, InstanceGroupMember, InstancePassword, InstanceTag, KeyPair,
+                         Migration, Network, QuotaClass, QuotaLimit, QuotaUsage, QuotaUserLimit, QuotaUserUsage,
+                         Service, utcnow)
+from core.settings import get_settings
 
 _UNSET = object()
 
@@ -39,7 +38,7 @@ class ConductorError(Exception):
 
 
 # --- quotas --------------------------------------------------------------------------------------------------------
-# Limits and the over-quota arithmetic live in app/quota.py; here are the writes. Usage counters change only by
+# Limits and the over-quota arithmetic live in core/quota.py; here are the writes. Usage counters change only by
 # conditional UPDATEs inside the caller's transaction (the same one that creates or deletes the counted rows).
 
 def quota_limits(s: Session, project_id: str) -> dict[str, int]:
@@ -652,7 +651,7 @@ _NETWORKS_SEEN: set[tuple[str, str]] = set()  # (database URL, network id): rows
 
 def ensure_network(s: Session) -> Network | None:
     """Make sure the built-in network's row exists (created on first use; its id is deterministic, see
-    app/network.py). Checked once per process and database; returns the row when it had to be read."""
+    core/network.py). Checked once per process and database; returns the row when it had to be read."""
     info = network.builtin()
     key = (str(s.get_bind().url), info.id)
     if key in _NETWORKS_SEEN:

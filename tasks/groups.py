@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Instance, InstanceGroup, InstanceGroupMember
+from core.models import Instance, InstanceGroup, InstanceGroupMember
 from scheduler.host_state import GroupSpec
 
 

@@ -21,10 +21,10 @@ import time
 
 from sqlalchemy import DateTime, bindparam, select, union_all
 
-from app.db import plain_rows
-from app.host_zones import aggregate_metadata_by_host, zone_from
-from app.models import ComputeNode, Service, utcnow
-from app.settings import get_settings
+from core.db import plain_rows
+from core.host_zones import aggregate_metadata_by_host, zone_from
+from core.models import ComputeNode, Service, utcnow
+from core.settings import get_settings
 from scheduler.host_state import HostState, RequestSpec
 
 # Full reload at least this often (heartbeats and deleted hosts are seen then).

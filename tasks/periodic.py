@@ -8,13 +8,14 @@ import time
 
 from sqlalchemy import and_, delete, exists, select
 
-from app.db import read_session, write_session
-from app.models import ConsoleAuthToken, Instance, InstanceAction, InstanceActionEvent, Token, utcnow
-from app.settings import get_settings
-from drivers.base import PowerState
-from tasks import db_write, states
-from tasks.celery_app import celery
+from core import states
+from core.db import read_session, write_session
+from core.models import ConsoleAuthToken, Instance, InstanceAction, InstanceActionEvent, Token, utcnow
+from core.power_state import PowerState
+from core.settings import get_settings
+from tasks import db_write
 from tasks.common import boot_canvas, new_ctx
+from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ import logging
 
 from celery.signals import worker_ready
 
-from app.db import write_session
-from drivers.base import PowerState
-from tasks import db_write, states
-from tasks.celery_app import celery
+from core import states
+from core.db import write_session
+from core.power_state import PowerState
+from tasks import db_write
+from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
 

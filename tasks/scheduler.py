@@ -3,18 +3,18 @@ from __future__ import annotations
 
 from sqlalchemy import String, bindparam, select
 
-from app.db import plain_rows, read_session
-from app.models import Instance
-from app.settings import get_settings
+from core import states
+from core.db import plain_rows, read_session
+from core.models import Instance
+from core.settings import get_settings
+from scheduler.filters import DEFAULT_FILTERS
 from scheduler.host_state import HostState, RequestSpec
 from scheduler.manager import NoValidHost, Selection, select_destinations
-from scheduler.filters import DEFAULT_FILTERS
 from scheduler.weighers import default_weighers
-from tasks import states
-from tasks.celery_app import celery
 from tasks.common import StopCanvas, step
 from tasks.groups import group_spec
 from tasks.host_cache import CACHE, HostStateCache, candidates, load_all
+from tasks.messaging.celery_app import celery
 
 load_host_states = load_all  # every host's state from the DB, uncached
 

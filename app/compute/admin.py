@@ -6,17 +6,17 @@ import datetime as dt
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app import rpc
 from app.compute import paging
 from app.compute.schemas import is_uuid, json_body
 from app.compute.views import iso_usec
-from app.db import read_session
-from app.errors import bad_request, not_found
-from app.host_zones import effective_zones, zone_of
 from app.microversion import current as api_version
-from app.models import ComputeNode, Instance, Service, utcnow
 from app.policy import enforce
-from app.settings import get_settings
+from core.db import read_session
+from core.errors import bad_request, not_found
+from core.host_zones import effective_zones, zone_of
+from core.models import ComputeNode, Instance, Service, utcnow
+from core.settings import get_settings
+from tasks.messaging import rpc
 
 bp = Blueprint("admin", __name__)
 

@@ -6,16 +6,16 @@ import re
 from flask import Blueprint, jsonify
 from sqlalchemy import select
 
-from app import rpc
 from app.compute.schemas import is_uuid, json_body
 from app.compute.views import iso_usec
-from app.db import read_session
-from app.errors import bad_request, not_found
-from app.host_zones import AZ_KEY
 from app.microversion import current as api_version
-from app.models import Aggregate, Image
 from app.policy import authorize, checks_inside, enforce, register
-from tasks.routing import compute_queue
+from core.db import read_session
+from core.errors import bad_request, not_found
+from core.host_zones import AZ_KEY
+from core.models import Aggregate, Image
+from core.routing import compute_queue
+from tasks.messaging import rpc
 
 bp = Blueprint("aggregates", __name__)
 _META_KEY = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")

@@ -14,18 +14,18 @@ import time
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
-from app import rpc
 from app.compute.schemas import json_body
 from app.compute.servers import EXTRA_ACTIONS, get_instance
 from app.context import current
-from app.db import read_session
-from app.errors import ApiError, bad_request, conflict
 from app.microversion import current as api_version
-from app.models import ConsoleAuthToken
 from app.policy import enforce, recheck
-from app.settings import get_settings
-from tasks import states
-from tasks.routing import compute_queue
+from core import states
+from core.db import read_session
+from core.errors import ApiError, bad_request, conflict
+from core.models import ConsoleAuthToken
+from core.routing import compute_queue
+from core.settings import get_settings
+from tasks.messaging import rpc
 
 bp = Blueprint("consoles", __name__)
 

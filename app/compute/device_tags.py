@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from app.errors import bad_request
 from app.microversion import current as api_version
+from core.errors import bad_request
 
 _TAG_RE = re.compile(r"^[^,/]*$")
 MAX_TAG_LENGTH = 60

@@ -6,15 +6,15 @@ import re
 from flask import Blueprint, jsonify
 from sqlalchemy import select
 
-from app import rpc
 from app.compute import extra_spec_rules
 from app.compute.flavors import get_flavor
 from app.compute.schemas import json_body
-from app.db import read_session
-from app.errors import bad_request, not_found
 from app.microversion import current as api_version
-from app.models import FlavorProject
 from app.policy import authorize, checks_inside, enforce, register
+from core.db import read_session
+from core.errors import bad_request, not_found
+from core.models import FlavorProject
+from tasks.messaging import rpc
 
 bp = Blueprint("flavor_access", __name__)
 _SPEC_KEY = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")

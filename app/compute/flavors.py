@@ -6,16 +6,16 @@ import uuid as uuidlib
 from flask import Blueprint, jsonify, request
 from sqlalchemy import or_, select
 
-from app import rpc
 from app.compute.schemas import FlavorCreateSchema, json_body, load
 from app.compute.views import flavor_detail, flavor_summary
 from app.context import current
-from app.db import read_session
-from app.errors import bad_request, not_found
 from app.microversion import current as api_version
-from app.models import Flavor, FlavorProject
 from app.openapi import body_schema
 from app.policy import enforce
+from core.db import read_session
+from core.errors import bad_request, not_found
+from core.models import Flavor, FlavorProject
+from tasks.messaging import rpc
 
 bp = Blueprint("flavors", __name__)
 _SORT = {"flavorid": Flavor.flavorid, "name": Flavor.name, "memory_mb": Flavor.memory_mb, "vcpus": Flavor.vcpus,

@@ -9,11 +9,11 @@ from sqlalchemy import select
 from app.compute.servers import MAX_LIMIT, _parse_time, get_instance
 from app.compute.views import base_url, compute_prefix, host_id, iso_usec
 from app.context import current
-from app.db import read_session
-from app.errors import bad_request, not_found
 from app.microversion import current as api_version
-from app.models import Instance, InstanceAction, InstanceActionEvent
 from app.policy import enforce
+from core.db import read_session
+from core.errors import bad_request, not_found
+from core.models import Instance, InstanceAction, InstanceActionEvent
 
 bp = Blueprint("instance_actions", __name__)
 

@@ -10,16 +10,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app import rpc
 from app.compute.schemas import KeypairCreateSchema, json_body, load
 from app.compute.views import base_url, compute_prefix, iso_usec
 from app.context import current
-from app.db import read_session
-from app.errors import bad_request, not_found
 from app.microversion import current as api_version
-from app.models import KeyPair
 from app.openapi import body_schema
 from app.policy import enforce, recheck
+from core.db import read_session
+from core.errors import bad_request, not_found
+from core.models import KeyPair
+from tasks.messaging import rpc
 
 bp = Blueprint("keypairs", __name__)
 

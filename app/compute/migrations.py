@@ -8,14 +8,14 @@ import datetime as dt
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from app import rpc
 from app.compute.views import base_url, compute_prefix, iso_usec
 from app.context import current
-from app.db import read_session
-from app.errors import bad_request, not_found
 from app.microversion import current as api_version
-from app.models import Migration
 from app.policy import enforce
+from core.db import read_session
+from core.errors import bad_request, not_found
+from core.models import Migration
+from tasks.messaging import rpc
 
 bp = Blueprint("migrations", __name__)
 _FILTERS = {"host": None, "status": Migration.status, "instance_uuid": Migration.instance_uuid,

@@ -4,16 +4,16 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app.context import current
-from app.db import read_session
-from app import quota
 from app.compute.admin import service_is_up
 from app.compute.views import iso_usec
-from app.host_zones import effective_zones
+from app.context import current
 from app.microversion import current as api_version
-from app.models import Service
 from app.policy import authorize, enforce
 from app.policy_names import sub_rule
+from core import quota
+from core.db import read_session
+from core.host_zones import effective_zones
+from core.models import Service
 
 bp = Blueprint("misc", __name__)
 

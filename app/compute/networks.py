@@ -8,10 +8,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from app.context import current
-from app.errors import not_found
 from app.microversion import current as api_version
-from app.network import NetworkInfo, builtin
 from app.policy import enforce
+from core.errors import not_found
+from core.network import NetworkInfo, builtin
 
 bp = Blueprint("networks", __name__)
 

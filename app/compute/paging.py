@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from flask import request
 
 from app.compute.views import base_url, compute_prefix
-from app.errors import bad_request
+from core.errors import bad_request
 
 MAX_LIMIT = 1000
 T = TypeVar("T")

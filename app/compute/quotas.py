@@ -5,13 +5,14 @@ import re
 
 from flask import Blueprint, jsonify, request
 
-from app import quota, rpc
 from app.compute.schemas import json_body
-from app.db import read_session
-from app.errors import bad_request
 from app.microversion import current as api_version
-from app.models import Project
 from app.policy import authorize, checks_inside, enforce
+from core import quota
+from core.db import read_session
+from core.errors import bad_request
+from core.models import Project
+from tasks.messaging import rpc
 
 bp = Blueprint("quotas", __name__)
 

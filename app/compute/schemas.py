@@ -10,8 +10,8 @@ from typing import Any
 from flask import request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
-from app.errors import bad_request
 from app.microversion import current as api_version
+from core.errors import bad_request
 
 _NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
 # Nova's database limits (nova/db/constants.py): larger numbers are refused by the schema, not by the database.

@@ -7,23 +7,23 @@ import secrets
 import uuid as uuidlib
 
 from flask import Blueprint, Response, g, jsonify
+from marshmallow import fields, validate
 from sqlalchemy import select
 
-from app import crypto, rpc
 from app.compute import servers
-from app.compute.server_metadata import check_create_quota, validate_metadata
 from app.compute.schemas import ServerName, StrictSchema, check_version_gated, is_uuid, load
+from app.compute.server_metadata import check_create_quota, validate_metadata
 from app.compute.views import base_url
 from app.context import current
-from app.db import read_session, write_session
-from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
-from app.models import Image, Instance, KeyPair, utcnow
 from app.policy import enforce, recheck
-from app.settings import get_settings
-from marshmallow import fields, validate
-from tasks import states
-from tasks.routing import compute_queue
+from core import crypto, states
+from core.db import read_session, write_session
+from core.errors import ApiError, bad_request, conflict, not_found
+from core.models import Image, Instance, KeyPair, utcnow
+from core.routing import compute_queue
+from core.settings import get_settings
+from tasks.messaging import rpc
 
 bp = Blueprint("server_actions", __name__)
 

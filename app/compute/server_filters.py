@@ -8,9 +8,9 @@ import re
 from sqlalchemy import String, cast, false
 from werkzeug.datastructures import MultiDict
 
-from app.errors import bad_request
 from app.microversion import APIVersion
-from app.models import Instance
+from core.errors import bad_request
+from core.models import Instance
 
 # Nova's query schema for the server list (2.1 .. 2.73); unknown names are ignored before 2.75 and 400 from it.
 KNOWN = frozenset({

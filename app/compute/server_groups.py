@@ -10,16 +10,15 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import rpc
 from app.compute.schemas import ServerGroupCreateSchema, ServerGroupCreateV264Schema, is_uuid, json_body, load
 from app.context import RequestContext, current
-from app.db import read_session
-from app.errors import bad_request, not_found
-from app.microversion import APIVersion
-from app.microversion import current as api_version
-from app.models import Instance, InstanceGroup, InstanceGroupMember
+from app.microversion import APIVersion, current as api_version
 from app.policy import authorize, enforce, recheck
 from app.policy_names import sub_rule
+from core.db import read_session
+from core.errors import bad_request, not_found
+from core.models import Instance, InstanceGroup, InstanceGroupMember
+from tasks.messaging import rpc
 
 bp = Blueprint("server_groups", __name__)
 MAX_LIMIT = 1000

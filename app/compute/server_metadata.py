@@ -5,12 +5,12 @@ import re
 
 from flask import Blueprint, jsonify
 
-from app import rpc
 from app.compute.schemas import json_body
 from app.compute.servers import instance_for_subresource
-from app.errors import ApiError, bad_request, not_found
 from app.policy import enforce
-from app.settings import get_settings
+from core.errors import ApiError, bad_request, not_found
+from core.settings import get_settings
+from tasks.messaging import rpc
 
 bp = Blueprint("server_metadata", __name__)
 _KEY_RE = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")

@@ -8,19 +8,19 @@ import secrets
 from flask import Response, g, jsonify
 from marshmallow import fields, validate
 
-from app import crypto, rpc
 from app.compute import servers
 from app.compute.schemas import StrictSchema, load
 from app.compute.server_actions import _no_args, _writable_instance, drop_queued_image, new_snapshot_image
 from app.context import current
-from app.errors import ApiError, bad_request, conflict
 from app.microversion import current as api_version
-from app.models import Instance
 from app.policy import authorize
-from app.settings import get_settings
-from drivers import supports
-from tasks import states
 from app.policy_names import sub_rule
+from core import crypto, states
+from core.errors import ApiError, bad_request, conflict
+from core.models import Instance
+from core.settings import get_settings
+from drivers import supports
+from tasks.messaging import rpc
 
 
 def _request(inst: Instance, action: str, **extra: object) -> dict:

@@ -6,16 +6,16 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import ColumnElement, func, not_, select
 from sqlalchemy.orm import Session
 
-from app import rpc
 from app.compute.schemas import json_body
 from app.compute.servers import instance_for_subresource
 from app.compute.views import base_url, compute_prefix
-from app.db import read_session
-from app.errors import bad_request, not_found
 from app.microversion import current as api_version
-from app.models import Instance, InstanceTag
 from app.policy import enforce
-from tasks.states import MAX_TAGS
+from core.db import read_session
+from core.errors import bad_request, not_found
+from core.models import Instance, InstanceTag
+from core.states import MAX_TAGS
+from tasks.messaging import rpc
 
 bp = Blueprint("server_tags", __name__)
 MIN_VERSION = "2.26"

@@ -13,21 +13,21 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
-from app import crypto, network, quota, rpc
 from app.compute.schemas import (LockSchema, RebootSchema, ServerCreateSchema, ServerUpdateSchema,
                                  check_version_gated, is_uuid, json_body, load)
 from app.compute.views import ServerView, base_url, compute_prefix, links, server_summary
 from app.context import RequestContext, current
-from app.db import plain_rows, read_session
-from app.errors import ApiError, bad_request, conflict, not_found
 from app.microversion import current as api_version
-from app.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, InstanceGroup,
-                        InstanceGroupMember, KeyPair, Network, Service, utcnow)
 from app.openapi import body_schema
 from app.policy import authorize, checks_inside, enforce, recheck
 from app.policy_names import ACTION_RULES, sub_rule
-from tasks import states
-from tasks.routing import compute_queue
+from core import crypto, network, quota, states
+from core.db import plain_rows, read_session
+from core.errors import ApiError, bad_request, conflict, not_found
+from core.models import (ComputeNode, FixedIP, Flavor, Image, Instance, InstanceFault, InstanceGroup,
+                         InstanceGroupMember, KeyPair, Network, Service, utcnow)
+from core.routing import compute_queue
+from tasks.messaging import rpc
 
 bp = Blueprint("servers", __name__)
 MAX_LIMIT = 1000
@@ -492,7 +492,7 @@ def create_server():
             az, _, forced_at = az.partition(":")
             forced_host, _, forced_node = forced_at.partition(":")
             forced = (forced_host or None, forced_node or None)
-            from app.host_zones import effective_zones
+            from core.host_zones import effective_zones
             zones = set(effective_zones(s).values())  # aggregate zones included
             if az not in zones:
                 raise bad_request("The requested availability zone is not available")

@@ -8,11 +8,11 @@ from sqlalchemy import or_, select
 
 from app.compute import paging
 from app.compute.views import iso_usec
-from app.db import read_session
-from app.errors import bad_request
 from app.microversion import current as api_version
-from app.models import Instance, utcnow
 from app.policy import authorize, checks_inside, enforce, register
+from core.db import read_session
+from core.errors import bad_request
+from core.models import Instance, utcnow
 
 bp = Blueprint("usage", __name__)
 register("os_compute_api:os-simple-tenant-usage:show", "project_reader_api", "Show usage statistics for a tenant")

@@ -8,9 +8,9 @@ from flask import request
 
 from app.context import RequestContext
 from app.microversion import APIVersion
-from app.models import Flavor, Instance, InstanceFault
-from app.settings import get_settings
-from tasks.states import status_of
+from core.models import Flavor, Instance, InstanceFault
+from core.settings import get_settings
+from core.states import status_of
 
 _PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
 

@@ -11,8 +11,8 @@ import hashlib
 import bcrypt
 from sqlalchemy import select
 
-from app.models import Project, Role, RoleAssignment, User
-from app.settings import get_settings
+from core.models import Project, Role, RoleAssignment, User
+from core.settings import get_settings
 
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"

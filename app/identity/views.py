@@ -14,14 +14,15 @@ from flask import Response, jsonify, request
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from app import auth, db
+from app import auth
 from app.context import current
-from app.errors import ApiError
 from app.identity import bp
 from app.identity.service import (DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME, check_password, hash_password)
-from app.models import Project, Role, RoleAssignment, Token, User, utcnow
 from app.policy import check, enforce, public
-from app.settings import get_settings
+from core import db
+from core.errors import ApiError
+from core.models import Project, Role, RoleAssignment, Token, User, utcnow
+from core.settings import get_settings
 
 V3_ID = "v3.14"
 V3_UPDATED = "2020-04-07T00:00:00Z"

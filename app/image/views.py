@@ -14,13 +14,13 @@ from urllib.parse import urlencode
 from flask import Response, jsonify, request
 from sqlalchemy import select, update
 
-from app import db
 from app.context import current
-from app.errors import ApiError
-from app.image import bp, store
-from app.models import Image, utcnow
+from app.image import bp
 from app.policy import check, enforce, public
-from app.settings import get_settings
+from core import db, image_store
+from core.errors import ApiError
+from core.models import Image, utcnow
+from core.settings import get_settings
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
@@ -477,7 +477,7 @@ def delete_image(image_id):
         if img.protected:
             raise ApiError(403, f"Image {image_id} is protected and cannot be deleted.")
         s.delete(img)
-    store.delete(image_id)
+    image_store.delete(image_id)
     return "", 204
 
 
@@ -521,13 +521,13 @@ def upload_image(image_id):
     if status != "queued" or not _set_status(image_id, "queued", status="saving"):
         raise ApiError(409, f"Image status transition from {status} to saving is not allowed")
     try:
-        size, md5_hex, sha256_hex = store.write_stream(image_id, request.stream, settings.max_image_size,
+        size, md5_hex, sha256_hex = image_store.write_stream(image_id, request.stream, settings.max_image_size,
                                                        expected)
-    except store.ImageTooLarge:
+    except image_store.ImageTooLarge:
         _set_status(image_id, "saving", status="queued")
         raise ApiError(413, f"Image exceeds the storage quota: the maximum is {settings.max_image_size} "
                             "bytes.") from None
-    except store.ChecksumMismatch as exc:
+    except image_store.ChecksumMismatch as exc:
         _set_status(image_id, "saving", status="queued")
         raise ApiError(400, f"Checksum verification failed: {exc}.") from None
     except BaseException:
@@ -535,7 +535,7 @@ def upload_image(image_id):
         raise
     if not _set_status(image_id, "saving", status="active", size=size, checksum=md5_hex,
                        os_hash_algo="sha256", os_hash_value=sha256_hex):
-        store.delete(image_id)  # deleted (or changed) while uploading
+        image_store.delete(image_id)  # deleted (or changed) while uploading
         raise ApiError(409, f"Image {image_id} was deleted or changed during the upload.")
     return "", 204
 
@@ -551,7 +551,7 @@ def download_image(image_id):
     if status not in ("active", "deactivated"):
         return "", 204
     try:
-        fh = store.open_data(image_id)
+        fh = image_store.open_data(image_id)
     except FileNotFoundError:
         return "", 204
     headers = {"Content-Type": "application/octet-stream"}
@@ -559,4 +559,4 @@ def download_image(image_id):
         headers["Content-Length"] = str(size)
     if checksum:
         headers["Content-MD5"] = checksum
-    return Response(store.iter_data(fh), headers=headers, direct_passthrough=True)
+    return Response(image_store.iter_data(fh), headers=headers, direct_passthrough=True)

@@ -24,10 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from app.settings import Settings
-from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError,
-                          HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, PowerState,
-                          tagged_devices)
+from core.power_state import PowerState
+from core.settings import Settings
+from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices
 from drivers.libvirt import config, imagecache
 
 try:

@@ -11,7 +11,7 @@ does not convert/copy the image into the root disk (that needs a streamOptimized
 """
 from __future__ import annotations
 
-from app.settings import Settings
+from core.settings import Settings
 from drivers.vmware.driver import VMwareDriver
 from drivers.vmware.session import VSphereSession, fault_message
 

@@ -20,8 +20,8 @@ from typing import Any
 import requests
 from pyVmomi import vim, vmodl
 
-from drivers.base import (ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources,
-                          InstanceInfo, InstanceNotFound, InstanceSpec, PowerState)
+from core.power_state import PowerState
+from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, InstanceInfo, InstanceNotFound, InstanceSpec
 from drivers.vmware.session import VSphereSession, fault_message
 
 LOG = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ def database(request, tmp_path):
 
 
 def test_record_event_finds_the_action_inside_its_insert(database):
-    from app import db
-    from app.models import InstanceAction, InstanceActionEvent
+    from core import db
+    from core.models import InstanceAction, InstanceActionEvent
     from tasks import db_write
     with db.write_session() as s:
         db_write.start_action(s, "inst-1", "create", "req-1", "u", "p")
@@ -52,8 +52,8 @@ def test_record_event_finds_the_action_inside_its_insert(database):
 
 
 def test_fixed_ip_skips_an_address_taken_in_the_same_transaction(database):
-    from app import db, network
-    from app.models import FixedIP
+    from core import db, network
+    from core.models import FixedIP
     from tasks import db_write
     with db.write_session() as s:
         first = db_write.allocate_fixed_ip(s, "inst-1")
@@ -77,8 +77,8 @@ def test_claim_allocates_only_what_still_fits(database):
     takes the resources and writes the allocation with the node's id; a misfit changes nothing."""
     import types
 
-    from app import db
-    from app.models import Allocation, ComputeNode, Service
+    from core import db
+    from core.models import Allocation, ComputeNode, Service
     from tasks import db_write
     with db.write_session() as s:
         s.add(Service(host="h1", binary="stratus-compute", topic="compute"))
@@ -107,9 +107,10 @@ def test_compare_and_swap_shapes(database):
     with or without NULL, NULL alone, or not checked; expected vm_states; a JSON value set."""
     import uuid as uuidlib
 
-    from app import db
-    from app.models import Flavor, Instance
-    from tasks import db_write, states
+    from core import db
+    from core.models import Flavor, Instance
+    from tasks import db_write
+    from core import states
     with db.write_session() as s:
         s.add(Flavor(flavorid="42", name="m1.nano", memory_mb=128, root_gb=1, vcpus=1))
         s.flush()
@@ -152,7 +153,7 @@ def test_reads_hold_no_transaction_on_postgresql(database):
     transaction' between its statements); elsewhere reads stay in a transaction (SQLite: one snapshot)."""
     from sqlalchemy import text
 
-    from app import db
+    from core import db
     with db.read_session() as s:
         s.execute(text("SELECT 1"))
         raw = s.connection().connection.dbapi_connection
@@ -190,8 +191,8 @@ def test_fixed_ips_come_from_the_low_water_mark(database, monkeypatch):
     given; one freed by another process is found after wrapping around; a full pool is a 409."""
     from sqlalchemy import delete
 
-    from app import db, network, settings
-    from app.models import FixedIP
+    from core import db, network, settings
+    from core.models import FixedIP
     from tasks import db_write
     monkeypatch.setenv("STRATUS_NETWORK_CIDR", "10.65.0.0/25")  # 125 guest addresses: two windows of 64
     settings.get_settings.cache_clear()

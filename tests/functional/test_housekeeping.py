@@ -24,7 +24,7 @@ def quick_timeout_stack(tmp_path_factory):
 
 def run_task(stack: Stack, name: str) -> object:
     """Call a periodic task the way beat does (by name, through the broker) and wait for it."""
-    code = (f"from tasks.celery_app import celery; print(celery.send_task({name!r}, queue='conductor')"
+    code = (f"from tasks.messaging.celery_app import celery; print(celery.send_task({name!r}, queue='conductor')"
             ".get(timeout=60))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=stack.env, capture_output=True, text=True,
                          timeout=90)
@@ -115,7 +115,7 @@ def test_a_boot_whose_message_was_lost_is_resumed_once(quick_resume_stack, dead_
             "OS-EXT-STS:task_state"] != task_state and time.monotonic() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)  # the step's message is on its queue now
-    purged = stack.run(".venv/bin/celery", "-A", "tasks.celery_app", "purge", "-f", "-Q", queue)
+    purged = stack.run(".venv/bin/celery", "-A", "tasks.messaging.celery_app", "purge", "-f", "-Q", queue)
     assert purged.stdout.startswith("Purged ") and "Purged 0 " not in purged.stdout, purged.stdout + purged.stderr
     stack.start_process(dead_worker, procfile_commands()[dead_worker])
     time.sleep(1.5)  # past stalled_build_resume_after (1 s)

@@ -28,7 +28,7 @@ def _statements(client, headers, path) -> tuple[int, int, list[str]]:
 
 @pytest.mark.parametrize("microversion", ["2.1", "2.96"])
 def test_servers_detail_statement_count_is_constant(cloud, microversion):
-    from app import db
+    from core import db
     _app, client, headers, project_id, user_id = cloud
     headers = {**headers, "X-OpenStack-Nova-API-Version": microversion}
     path = "/v2.1/servers/detail?limit=1000"
@@ -48,7 +48,7 @@ def test_servers_detail_statement_count_is_constant(cloud, microversion):
 
 
 def test_servers_list_and_paging_statement_count_is_constant(cloud):
-    from app import db
+    from core import db
     _app, client, headers, project_id, user_id = cloud
     with db.write_session() as s:
         uuids = seed_servers(s, project_id, user_id, 50)
@@ -68,7 +68,7 @@ def test_servers_list_and_paging_statement_count_is_constant(cloud):
 def test_servers_detail_bodies_equal_their_show(cloud, microversion):
     """A list renders rows read as named tuples, a show renders the ORM object: both give the same body (show
     adds only server_groups, from 2.71), as admin and as a project member (no host fields, no fault details)."""
-    from app import db
+    from core import db
     from app.identity import service
     _app, client, headers, project_id, user_id = cloud
     with db.write_session() as s:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings
+from core.power_state import PowerState
+from core.settings import Settings
 from drivers import load_driver
-from drivers.base import DriverError, ImageSpec, InstanceNotFound, InstanceSpec, PowerState
-from tests.libvirt_support import URI, require_test_image
-from tests.libvirt_support import virsh as _virsh
+from drivers.base import DriverError, ImageSpec, InstanceNotFound, InstanceSpec
+from tests.libvirt_support import URI, require_test_image, virsh as _virsh
 
 pytestmark = pytest.mark.libvirt
 

@@ -15,12 +15,12 @@ import requests
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim
 
-from app.settings import Settings
+from core.power_state import PowerState
+from core.settings import Settings
 from drivers import load_driver
-from drivers.base import DriverError, ImageSpec, InstanceNotFound, InstanceSpec, PowerState
+from drivers.base import DriverError, ImageSpec, InstanceNotFound, InstanceSpec
 from drivers.vmware import make_driver
-from tests.vcsim import USER, inventory_vms, power_state
-from tests.vcsim import run as _run_vcsim
+from tests.vcsim import USER, inventory_vms, power_state, run as _run_vcsim
 
 pytestmark = pytest.mark.vmware
 

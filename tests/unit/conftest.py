@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from app.db import reset as db_reset
+from core.db import reset as db_reset
 
 PUBLIC_URL = "http://stratus.test"
 ADMIN_PASSWORD = "admin-secret"
@@ -23,8 +23,8 @@ def stratus_env(tmp_path, monkeypatch):
     monkeypatch.setenv("STRATUS_PASSWORD_HASH_ROUNDS", "4")  # bcrypt's lowest cost: tests sign in often
     db_reset()
     (tmp_path / "state").mkdir()
-    from app.db import get_engine
-    from app.models import Base
+    from core.db import get_engine
+    from core.models import Base
     Base.metadata.create_all(get_engine())
     yield tmp_path / "state"
     db_reset()
@@ -70,7 +70,7 @@ def issue(client, user_name: str, password: str, project_name: str | None = None
 
 @pytest.fixture
 def admin(client) -> Cred:
-    from app import db
+    from core import db
     from app.identity import service
     with db.write_session() as s:
         user = service.bootstrap(s, ADMIN_PASSWORD)
@@ -85,7 +85,7 @@ def admin(client) -> Cred:
 def make_user(client, admin):
     """make_user(name, project_name, role) -> Cred: creates project/user/role through the helpers, issues a token."""
     def _make(name: str, project_name: str, role: str = "member", password: str = "pw-" + "x" * 8) -> Cred:
-        from app import db
+        from core import db
         from app.identity import service
         with db.write_session() as s:
             project = service.ensure_project(s, project_name)

@@ -24,9 +24,9 @@ class _DroppedResult:
 @pytest.fixture
 def inprocess_conductor(monkeypatch) -> list[str]:
     """Patch rpc.call to run conductor tasks in-process; returns the names of canvas tasks that were dropped."""
-    from app import rpc
-    from app.errors import ApiError
-    from tasks.celery_app import celery
+    from tasks.messaging import rpc
+    from core.errors import ApiError
+    from tasks.messaging.celery_app import celery
 
     celery.loader.import_default_modules()  # registers every task module the app includes
 

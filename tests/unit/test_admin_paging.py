@@ -17,8 +17,8 @@ def _v(version: str) -> dict:
 @pytest.fixture
 def nodes(stratus_env) -> list[tuple[int, str]]:
     """Three hypervisors (node-a1, node-a2, node-b1): their (id, uuid) in id order."""
-    from app.db import write_session
-    from app.models import ComputeNode, Service, utcnow
+    from core.db import write_session
+    from core.models import ComputeNode, Service, utcnow
     out = []
     with write_session() as s:
         for i, name in enumerate(("node-a1", "node-a2", "node-b1")):
@@ -81,8 +81,8 @@ def test_hypervisor_search_before_2_53(client, admin, make_user, nodes):
 
 
 def _launch_servers(client, world: World, extra: int) -> list[str]:
-    from app.db import write_session
-    from app.models import Instance
+    from core.db import write_session
+    from core.models import Instance
     for i in range(extra):
         resp = client.post("/v2.1/servers", json={"server": {"name": f"vm{i}", "imageRef": world.image_id,
                                                              "flavorRef": world.flavor_id, "networks": "none"}},

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import compute, states
+from core import states
+from tasks import compute
 from tasks.common import StopCanvas
 
 
 @pytest.fixture
 def instance(stratus_env):
-    from app.db import write_session
-    from app.models import Flavor, Instance
+    from core.db import write_session
+    from core.models import Flavor, Instance
     with write_session() as s:
         flavor = Flavor(flavorid="f1", name="f1", vcpus=1, memory_mb=64)
         s.add(flavor)
@@ -39,8 +40,8 @@ def reads(monkeypatch) -> list[str]:
 def _set_task_state(uuid: str, **values) -> None:
     from sqlalchemy import update
 
-    from app.db import write_session
-    from app.models import Instance
+    from core.db import write_session
+    from core.models import Instance
     with write_session() as s:
         s.execute(update(Instance).where(Instance.uuid == uuid).values(**values))
 

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from app import crypto
-from app.settings import get_settings
+from core import crypto
+from core.settings import get_settings
 
 
 @pytest.fixture

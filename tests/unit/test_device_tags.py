@@ -11,7 +11,7 @@ from tests.unit.inprocess import inprocess_conductor, world  # noqa: F401 (fixtu
 
 
 def _boot(client, world, version: str, *, net_tag=None, bdm_tag=None):
-    from app import network
+    from core import network
     server: dict = {"name": "tagged", "imageRef": world.image_id, "flavorRef": world.flavor_id}
     net: dict = {"uuid": network.builtin().id}
     if net_tag is not None:
@@ -55,8 +55,8 @@ def test_bad_tags(client, world, tag, message):
 
 
 def test_tags_are_stored_with_the_nic_and_the_root_disk(client, world):
-    from app.db import read_session
-    from app.models import FixedIP, Instance
+    from core.db import read_session
+    from core.models import FixedIP, Instance
     resp = _boot(client, world, "2.42", net_tag="nic1", bdm_tag="root-disk")
     uuid = resp.get_json()["server"]["id"]
     with read_session() as s:

@@ -5,7 +5,8 @@ import uuid
 
 import pytest
 
-from drivers.base import DriverError, ImageSpec, InstanceNotFound, InstanceSpec, PowerState
+from core.power_state import PowerState
+from drivers.base import DriverError, ImageSpec, InstanceNotFound, InstanceSpec
 from drivers.fake import FakeDriver
 
 

@@ -1,4 +1,4 @@
-"""tasks.fast_json reads and writes what kombu's JSON does: the two read each other's text, value for value."""
+"""tasks.messaging.fast_json reads and writes what kombu's JSON does: the two read each other's text, value for value."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from kombu import serialization
 from kombu.utils import json as kombu_json
 
-from tasks import fast_json
+from tasks.messaging import fast_json
 
 _kombu_dumps, _kombu_loads = fast_json._kombu_dumps, fast_json._kombu_loads
 
@@ -67,14 +67,14 @@ def test_reads_text_of_a_str_subclass():
 def test_a_run_of_19_digits_is_found_as_the_regular_expression_finds_it(text):
     import re
 
-    from app.json_digits import has_long_digit_run
+    from core.json_digits import has_long_digit_run
     expected = re.search(r"[0-9]{19}", text) is not None
     assert has_long_digit_run(text) is expected
     assert has_long_digit_run(text.encode("utf-8", "surrogatepass")) is expected
 
 
 def test_a_run_of_19_digits_and_no_shorter():
-    from app.json_digits import has_long_digit_run
+    from core.json_digits import has_long_digit_run
     assert has_long_digit_run("[1" + "0" * 18 + "]") and has_long_digit_run(b"x9999999999999999999")
     assert not has_long_digit_run("[" + "9" * 18 + ", " + "9" * 18 + "]")
     assert not has_long_digit_run("\u0663" * 40)  # not an ASCII digit: never part of a JSON number

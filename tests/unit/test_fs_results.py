@@ -6,7 +6,7 @@ import threading
 
 from celery import Celery
 
-from tasks.fs_results import AtomicFilesystemBackend
+from tasks.messaging.fs_results import AtomicFilesystemBackend
 
 
 def test_readers_see_whole_values_only(tmp_path):

@@ -1,4 +1,4 @@
-"""tasks/fs_transport.py: binding to a fanout exchange whose table file another worker has just created (still
+"""tasks/messaging/fs_transport.py: binding to a fanout exchange whose table file another worker has just created (still
 empty) works, as do concurrent binds from several processes; upstream raised JSONDecodeError at worker start.
 A worker told to stop ends its wait for a message at once."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from kombu import Connection, Exchange, Queue
 def _connection(folder) -> Connection:
     for sub in ("queue", "control"):
         (folder / sub).mkdir(exist_ok=True)
-    return Connection(transport="tasks.fs_transport:Transport", transport_options={
+    return Connection(transport="tasks.messaging.fs_transport:Transport", transport_options={
         "data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
         "control_folder": str(folder / "control"), "store_processed": False})
 

@@ -15,7 +15,7 @@ RESOURCES = {"hypervisor_hostname": "", "hypervisor_type": "fake", "hypervisor_v
 
 @pytest.fixture
 def hosts(stratus_env):
-    from app.db import write_session
+    from core.db import write_session
     from tasks import db_write
     with write_session() as s:
         for name in ("cache-a", "cache-b"):
@@ -24,14 +24,14 @@ def hosts(stratus_env):
 
 
 def _states(cache) -> dict[str, HostState]:
-    from app.db import read_session
+    from core.db import read_session
     with read_session() as s:
         return {h.host: h for h in cache.states(s)}
 
 
 def test_refresh_sees_claims_releases_and_service_changes(hosts):
-    from app.db import read_session, write_session
-    from app.models import Service
+    from core.db import read_session, write_session
+    from core.models import Service
     from sqlalchemy import select
     from tasks import db_write
     from tasks.host_cache import HostStateCache
@@ -62,7 +62,7 @@ def test_refresh_sees_claims_releases_and_service_changes(hosts):
 
 
 def test_decisions_spread_before_claims_commit(hosts):
-    from app.db import read_session
+    from core.db import read_session
     from tasks.host_cache import HostStateCache
     from tasks.scheduler import schedule_with
 
@@ -78,7 +78,7 @@ def test_decisions_of_two_scheduler_threads_take_turns(hosts, monkeypatch):
     consumed its host, or both could pick the same host from the same cached state."""
     import threading
 
-    from app.db import read_session
+    from core.db import read_session
     from tasks import scheduler
     from tasks.host_cache import HostStateCache
 
@@ -147,7 +147,7 @@ def test_small_clouds_are_not_sampled():
     ("10.64.0.0/15", {"10.64.0.2", "10.64.0.3"}, "10.64.0.4"),  # above the cached-list size: the integer walk
 ])
 def test_lowest_free_address_matches_the_pool_order(cidr, used, expected):
-    from app import network
+    from core import network
     from tasks.db_write import lowest_free_address
     net = network.NetworkInfo(id="n", name="n", cidr=cidr, gateway=cidr.rsplit(".", 1)[0] + ".1",
                               netmask="", prefixlen=0, broadcast="", bridge="b")
@@ -173,7 +173,7 @@ def test_candidates_are_a_window_that_wraps_and_covers_every_host():
 def test_a_full_reload_keeps_each_hosts_version_with_its_own_row(stratus_env):
     """The full reload shuffles the states: each row's version must still be kept under its own host, or a
     refresh would take unchanged rows for changed ones (and drop what the process consumed) and the reverse."""
-    from app.db import read_session, write_session
+    from core.db import read_session, write_session
     from tasks import db_write
     from tasks.host_cache import _QUERY, HostStateCache, _version
     with write_session() as s:

@@ -6,9 +6,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
-from app import auth, db
+from app import auth
 from app.identity import service
-from app.models import Token, User
+from core import db
+from core.models import Token, User
 from tests.unit.conftest import ADMIN_PASSWORD, PUBLIC_URL, issue, password_auth
 
 
@@ -66,7 +67,7 @@ def test_issue_token_password_project_scope(client, admin):
 
 def test_token_string_never_stored_in_db_files(client, admin, stratus_env):
     token = issue(client, "admin", ADMIN_PASSWORD, "admin").headers["X-Subject-Token"]
-    from app.db import get_engine, _write_engine
+    from core.db import get_engine, _write_engine
     get_engine().dispose()
     _write_engine().dispose()
     data = b"".join(p.read_bytes() for p in stratus_env.glob("stratus.sqlite*"))
@@ -383,9 +384,9 @@ def test_service_helpers_are_idempotent(stratus_env):
 
 
 def test_password_hash_cost_is_a_setting_and_old_hashes_keep_theirs(stratus_env, monkeypatch):
-    from app import db
+    from core import db
     from app.identity import service
-    from app.settings import load_settings
+    from core.settings import load_settings
     cheap = service.hash_password("pw")
     assert cheap.startswith("$2b$04$")  # the unit tests' cost
     monkeypatch.setenv("STRATUS_PASSWORD_HASH_ROUNDS", "5")

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from app.image import store
+from core import image_store as store
 from tests.unit.conftest import PUBLIC_URL
 
 PATCH = "application/openstack-images-v2.1-json-patch"

@@ -112,7 +112,7 @@ def test_oversized_chunked_body_is_refused(client, world):
 
 
 def test_image_upload_is_exempt_from_the_body_limit(client, world, monkeypatch):
-    from app import settings
+    from core import settings
     monkeypatch.setenv("STRATUS_MAX_REQUEST_BODY", "1024")
     settings.get_settings.cache_clear()
     img = client.post("/image/v2/images", json={"name": "big", "disk_format": "raw", "container_format": "bare"},

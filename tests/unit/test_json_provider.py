@@ -54,7 +54,7 @@ def test_the_api_uses_it(stratus_env):
 
 
 def test_json_columns_keep_integers_beyond_64_bits():
-    from app.db import _json_loads
+    from core.db import _json_loads
     assert _json_loads("[1180591620717411303424]") == [2**70]  # orjson alone reads a float
     assert _json_loads(b'{"a": 1}') == {"a": 1}
     assert _json_loads("NaN") != _json_loads("NaN")  # NaN, read by the standard decoder

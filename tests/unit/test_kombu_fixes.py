@@ -1,4 +1,4 @@
-"""tasks/kombu_fixes.py against the shared Redis server: a message whose channel was closed (the broker connection
+"""tasks/messaging/kombu_fixes.py against the shared Redis server: a message whose channel was closed (the broker connection
 dropped while its task ran) is acknowledged without killing the worker, and stays in the unacked set for the
 visibility-timeout sweep; acknowledging on a live channel still removes it."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-import tasks.celery_app  # noqa: F401  (applies the fixes)
+import tasks.messaging.celery_app  # noqa: F401  (applies the fixes)
 from tests.stack import _claim_redis_db, _port_open
 
 pytestmark = pytest.mark.skipif(not _port_open(6379), reason="!!! REDIS IS NOT RUNNING ON 127.0.0.1:6379 !!!")
@@ -103,7 +103,7 @@ def test_a_message_taken_as_the_broker_stops_goes_back_on_its_queue(monkeypatch)
 
 
 def test_putting_back_gives_up_after_its_patience_and_says_so(caplog):
-    from tasks.kombu_fixes import requeue
+    from tasks.messaging.kombu_fixes import requeue
     from tests.stack import free_port
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     assert not requeue(url, {}, {"body": "{}"}, "x", "x", "tag-1", patience=0.5, interval=0.1)

@@ -12,7 +12,7 @@ import pytest
 
 libvirt = pytest.importorskip("libvirt")
 
-from app.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from drivers import supports  # noqa: E402
 from drivers.base import DriverError  # noqa: E402
 from drivers.libvirt import LibvirtDriver  # noqa: E402

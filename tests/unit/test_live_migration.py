@@ -9,7 +9,8 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from drivers.base import DriverError, LiveMigrationAborted, PowerState
+from core.power_state import PowerState
+from drivers.base import DriverError, LiveMigrationAborted
 from drivers.fake import FakeDriver
 from tests.unit.inprocess import inprocess_conductor, world  # noqa: F401 (fixtures)
 from tests.unit.test_fake_driver import spec
@@ -22,8 +23,8 @@ def _v(version: str) -> dict[str, str]:
 @pytest.fixture
 def placed(world):
     """world's server ACTIVE on h1 (its resources allocated there), h2 free; both compute services up."""
-    from app.db import write_session
-    from app.models import ComputeNode, Instance, Service, utcnow
+    from core.db import write_session
+    from core.models import ComputeNode, Instance, Service, utcnow
     from tasks import db_write
     with write_session() as s:
         for host in ("h1", "h2"):
@@ -60,8 +61,8 @@ def canvases(monkeypatch) -> list[tuple[str, tuple]]:
 
 
 def _state() -> dict:
-    from app.db import read_session
-    from app.models import Allocation, ComputeNode, Instance, Migration
+    from core.db import read_session
+    from core.models import Allocation, ComputeNode, Instance, Migration
     with read_session() as s:
         inst = s.scalars(select(Instance)).one()
         migs = list(s.scalars(select(Migration).order_by(Migration.id)))

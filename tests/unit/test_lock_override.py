@@ -12,8 +12,8 @@ V = {"OpenStack-API-Version": "compute 2.73"}
 
 
 def _locked(uuid: str) -> tuple:
-    from app.db import read_session
-    from app.models import Instance
+    from core.db import read_session
+    from core.models import Instance
     with read_session() as s:
         inst = s.scalars(select(Instance).where(Instance.uuid == uuid)).one()
         return inst.locked, inst.locked_by, inst.locked_reason

@@ -15,8 +15,8 @@ def _v(version: str) -> dict[str, str]:
 
 
 def _set_instance(uuid: str, **values: object) -> None:
-    from app.db import write_session
-    from app.models import Instance
+    from core.db import write_session
+    from core.models import Instance
     with write_session() as s:
         inst = s.scalars(select(Instance).where(Instance.uuid == uuid)).one()
         for key, value in values.items():
@@ -41,7 +41,7 @@ def test_keypair_name_special_characters_from_2_92(client, world):
     ({"os-migrateLive": {"host": "h2", "block_migration": "auto", "force": False}}, "2.30"),
 ])
 def test_force_only_between_its_version_and_2_68(client, world, monkeypatch, action, since):
-    from app import rpc
+    from tasks.messaging import rpc
     calls: list[dict] = []
     monkeypatch.setattr(rpc, "call", lambda name, req, **kw: calls.append(req) or {})
     _set_instance(world.server_id, vm_state="active", host="h1", node="h1")
@@ -60,8 +60,8 @@ def test_force_only_between_its_version_and_2_68(client, world, monkeypatch, act
 # --- 2.95: an evacuated server arrives stopped ---------------------------------------------------------------------
 
 def _hosts() -> None:
-    from app.db import write_session
-    from app.models import ComputeNode, Service, utcnow
+    from core.db import write_session
+    from core.models import ComputeNode, Service, utcnow
     with write_session() as s:
         for host, seen in (("h1", utcnow() - dt.timedelta(hours=1)), ("h2", utcnow())):
             svc = Service(host=host, binary="stratus-compute", topic="compute", last_seen_at=seen)
@@ -75,8 +75,8 @@ def _hosts() -> None:
 @pytest.mark.parametrize("version, prior, expected", [
     ("2.94", "active", "active"), ("2.94", "stopped", "stopped"), ("2.95", "active", "stopped")])
 def test_evacuate_leaves_server_stopped_from_2_95(client, world, monkeypatch, version, prior, expected):
-    from app.db import read_session
-    from app.models import Instance
+    from core.db import read_session
+    from core.models import Instance
     from tasks import conductor_moves
     _hosts()
     _set_instance(world.server_id, vm_state=prior, task_state=None, host="h1", node="h1")
@@ -169,8 +169,8 @@ def test_keypair_paging_from_2_35(client, world):
 # --- 2.58 / 2.66: instance action paging and time filters ---------------------------------------------------------
 
 def test_instance_action_paging_from_2_58(client, world):
-    from app.db import write_session
-    from app.models import InstanceAction
+    from core.db import write_session
+    from core.models import InstanceAction
     t0 = dt.datetime(2030, 1, 1)
     with write_session() as s:
         for i in range(3):
@@ -295,8 +295,8 @@ def test_zone_host_form_restricts_to_that_host(client, world, monkeypatch):
 # --- 2.23: /servers/{id}/migrations lists the in-progress live migrations -----------------------------------------
 
 def test_server_migrations_from_2_23(client, world):
-    from app.db import write_session
-    from app.models import Migration
+    from core.db import write_session
+    from core.models import Migration
     with write_session() as s:
         running = Migration(instance_uuid=world.server_id, migration_type="live-migration", status="running",
                             source_compute="h1", dest_compute="h2", user_id=world.a.user_id,
@@ -335,8 +335,8 @@ def test_network_actions_404_from_2_44(client, world):
 # --- 2.84: details of failed instance action events -------------------------------------------------------------
 
 def test_failed_event_details_from_2_84(client, world):
-    from app.db import read_session, write_session
-    from app.models import InstanceAction
+    from core.db import read_session, write_session
+    from core.models import InstanceAction
     from tasks import db_write
     with read_session() as s:
         request_id = s.scalars(select(InstanceAction.request_id)
@@ -373,8 +373,8 @@ def test_console_auth_token_lookup_from_2_31(client, world):
     import time
 
     from app.compute.consoles import token_hash
-    from app.db import write_session
-    from app.models import ConsoleAuthToken
+    from core.db import write_session
+    from core.models import ConsoleAuthToken
     with write_session() as s:
         s.add(ConsoleAuthToken(token_hash=token_hash("live"), console_type="novnc", host="10.0.0.5", port=5901,
                                instance_uuid=world.server_id, expires=int(time.time()) + 600))
@@ -391,8 +391,8 @@ def test_console_auth_token_lookup_from_2_31(client, world):
 
 
 def test_live_migration_in_flight_is_listed(client, world, monkeypatch):
-    from app.db import write_session
-    from app.models import Service, utcnow
+    from core.db import write_session
+    from core.models import Service, utcnow
     from tasks import conductor_live
     _hosts()
     with write_session() as s:
@@ -411,7 +411,7 @@ def test_live_migration_in_flight_is_listed(client, world, monkeypatch):
 # --- 2.81: pre-cache images on an aggregate's hosts --------------------------------------------------------------
 
 def test_aggregate_image_cache_from_2_81(client, world, monkeypatch):
-    from app import rpc
+    from tasks.messaging import rpc
     _hosts()
     casts: list[tuple] = []
     monkeypatch.setattr(rpc, "cast", lambda name, *args, queue: casts.append((name, args, queue)))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import Settings, load_settings
-from tasks.routing import route_task
-from tasks.states import status_of
+from core.routing import route_task
+from core.settings import Settings, load_settings
+from core.states import status_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_canvas_steps_show_their_ctx_briefly(monkeypatch):
     the ctx's identifying keys, not Celery's repr of the whole ctx; other arguments keep Celery's own."""
     import tasks.compute  # noqa: F401  (registers the tasks)
     import tasks.conductor  # noqa: F401
-    from tasks.celery_app import celery
+    from tasks.messaging.celery_app import celery
     from tasks.common import Chain, ctx_argsrepr
 
     sent: list[tuple[str, dict]] = []

@@ -58,8 +58,8 @@ def pause_admin_only(tmp_path, monkeypatch):
 
 
 def _make_active(server_id: str) -> None:
-    from app.db import write_session
-    from app.models import Instance
+    from core.db import write_session
+    from core.models import Instance
     with write_session() as s:
         inst = s.query(Instance).filter(Instance.uuid == server_id).one()
         inst.vm_state, inst.task_state, inst.host = "active", None, "h1"

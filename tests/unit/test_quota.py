@@ -1,10 +1,10 @@
-"""Quota arithmetic (app/quota.py), the conductor's quota writes (tasks/db_write.py) and the read-only views."""
+"""Quota arithmetic (core/quota.py), the conductor's quota writes (tasks/db_write.py) and the read-only views."""
 from __future__ import annotations
 
 import pytest
 
-from app import quota
 from app.microversion import APIVersion
+from core import quota
 from tests.unit.inprocess import inprocess_conductor  # noqa: F401  (fixture)
 
 LIMITS = {**quota.configured_defaults(), "instances": 10, "cores": 20, "ram": 51200}
@@ -119,7 +119,7 @@ def test_quota_class_keys_per_microversion():
 # --- conductor writes on a real (SQLite) database -------------------------------------------------------------------
 
 def test_reserve_release_and_project_limits(stratus_env):
-    from app.db import read_session, write_session
+    from core.db import read_session, write_session
     from tasks import db_write
     from tasks.db_write import ConductorError
 
@@ -149,7 +149,7 @@ def test_reserve_release_and_project_limits(stratus_env):
 
 
 def test_default_class_overrides_configuration(stratus_env):
-    from app.db import read_session, write_session
+    from core.db import read_session, write_session
     from tasks import db_write
 
     with write_session() as s:
@@ -164,7 +164,7 @@ def test_default_class_overrides_configuration(stratus_env):
 
 
 def test_check_and_reserve_for_server_groups(stratus_env):
-    from app.db import read_session, write_session
+    from core.db import read_session, write_session
     from tasks import db_write
     from tasks.db_write import ConductorError
 
@@ -259,7 +259,7 @@ def test_limits_of_another_project_is_admin_only(client, admin, make_user):
 
 def test_reserve_quota_deltas_for_other_callers(stratus_env):
     """reserve_quota (kept for existing callers, e.g. a resize's extra cores) shares the counters."""
-    from app.db import read_session, write_session
+    from core.db import read_session, write_session
     from tasks import db_write
     from tasks.db_write import ConductorError
 
@@ -277,7 +277,7 @@ def test_reserve_quota_deltas_for_other_callers(stratus_env):
 # --- per-user quotas ------------------------------------------------------------------------------------------------
 
 def test_user_limits_settable_range_and_enforcement(stratus_env):
-    from app.db import read_session, write_session
+    from core.db import read_session, write_session
     from tasks import db_write
     from tasks.db_write import ConductorError
 

@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
+from core.power_state import PowerState
 from drivers import fake
-from drivers.base import ImageSpec, InstanceSpec, PowerState
+from drivers.base import ImageSpec, InstanceSpec
 from tasks.reconcile import InstanceRow, plan
 
 
@@ -79,8 +80,8 @@ def test_fake_spawn_refuses_an_unfinished_disk(tmp_path):
 
 
 def test_audit_command_lists_and_heals_orphaned_allocations(app):
-    from app.db import write_session
-    from app.models import Allocation, ComputeNode, Service
+    from core.db import write_session
+    from core.models import Allocation, ComputeNode, Service
 
     with write_session() as s:
         svc = Service(host="h1", binary="stratus-compute", topic="compute")
@@ -110,7 +111,7 @@ def test_api_answers_503_when_the_database_is_unreachable(app, client, admin, mo
     from sqlalchemy import create_engine
     from sqlalchemy.orm import sessionmaker
 
-    from app import db
+    from core import db
 
     # Every session now connects to a PostgreSQL that is not there (port 1): a real connection error.
     dead = sessionmaker(bind=create_engine("postgresql+psycopg://root@127.0.0.1:1/none"))

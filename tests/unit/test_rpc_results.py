@@ -1,4 +1,4 @@
-"""tasks/rpc_results.py against a broker that is down (a closed port): calls fail fast under the caller's retry
+"""tasks/messaging/rpc_results.py against a broker that is down (a closed port): calls fail fast under the caller's retry
 policy, and a failed reconnection leaves no dead consumer behind."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interv
 @pytest.fixture
 def app():
     app = Celery("rpc-results-test", broker=f"amqp://guest:guest@127.0.0.1:{free_port()}//",
-                 backend="tasks.rpc_results:RPCBackend+rpc://")
+                 backend="tasks.messaging.rpc_results:RPCBackend+rpc://")
     app.conf.broker_connection_timeout = 1
     app.conf.result_backend_transport_options = {"retry_policy": POLICY}
     yield app

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from drivers.base import PowerState
+from core.power_state import PowerState
 from drivers.fake import FakeDriver
 from tests.unit.inprocess import COMPUTE, inprocess_conductor, world  # noqa: F401 (fixtures)
 from tests.unit.test_fake_driver import spec
 
 
 def _add_host(s, host: str, memory_mb: int) -> None:
-    from app.models import ComputeNode, Service, utcnow
+    from core.models import ComputeNode, Service, utcnow
     svc = Service(host=host, binary="stratus-compute", topic="compute", last_seen_at=utcnow())
     s.add(svc)
     s.flush()
@@ -25,8 +25,8 @@ def _add_host(s, host: str, memory_mb: int) -> None:
 
 def _place(world, host: str, memory_mb: int) -> None:
     """A compute host (8 vCPUs, 40 GB, ``memory_mb``), up, with world's server ACTIVE on it and claimed."""
-    from app.db import write_session
-    from app.models import Instance
+    from core.db import write_session
+    from core.models import Instance
     from tasks import db_write
     with write_session() as s:
         _add_host(s, host, memory_mb)
@@ -38,7 +38,7 @@ def _place(world, host: str, memory_mb: int) -> None:
 @pytest.fixture
 def same_host(monkeypatch):
     """Turn allow_resize_to_same_host on or off (the settings are cached per process)."""
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     def setting(on: bool) -> None:
         monkeypatch.setenv("STRATUS_ALLOW_RESIZE_TO_SAME_HOST", "true" if on else "false")
@@ -79,8 +79,8 @@ def _act(client, world, body: dict):
 
 
 def _state(world) -> dict:
-    from app.db import read_session
-    from app.models import Allocation, ComputeNode, Instance, Migration
+    from core.db import read_session
+    from core.models import Allocation, ComputeNode, Instance, Migration
     with read_session() as s:
         inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
         migs = list(s.scalars(select(Migration).order_by(Migration.id)))
@@ -103,7 +103,7 @@ def test_resize_never_picks_the_source_when_the_setting_is_off(client, world, bi
     assert r.status_code == 400 and "No valid host" in r.get_json()["badRequest"]["message"]
     assert _state(world) == before and started == []  # the migration row and the re-keying rolled back
 
-    from app.db import write_session
+    from core.db import write_session
     with write_session() as s:
         _add_host(s, "h2", 4096)
     assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
@@ -217,7 +217,7 @@ def in_place_driver(monkeypatch):
 
 def test_a_driver_that_cannot_move_disks_resizes_in_place_only(client, world, big, same_host, started,
                                                                 in_place_driver):
-    from app.db import write_session
+    from core.db import write_session
     _place(world, "h1", 4096)
     with write_session() as s:
         _add_host(s, "h2", 8192)  # roomier: a scheduler free to choose would take it

@@ -10,8 +10,7 @@ import re
 import types
 import uuid
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from scheduler.host_state import HostState, RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
@@ -116,7 +115,7 @@ def test_database_claims_never_overcommit(hosts, flavors):
     from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
 
-    from app.models import Base, ComputeNode, Service
+    from core.models import Base, ComputeNode, Service
     from tasks.db_write import claim
 
     engine = create_engine("sqlite://")

@@ -9,10 +9,11 @@ import pytest
 
 from app.compute.server_metadata import validate_metadata
 from app.compute.server_tags import validate_tag, validate_tags
-from app.errors import ApiError
-from drivers.base import DriverError, PowerState
+from core import states
+from core.errors import ApiError
+from core.power_state import PowerState
+from drivers.base import DriverError
 from drivers.fake import FakeDriver
-from tasks import states
 from tests.unit.test_fake_driver import spec
 
 

@@ -14,8 +14,8 @@ from tasks.db_write import ConductorError
 
 @pytest.fixture
 def cloud(stratus_env, monkeypatch):
-    from app import db
-    from app.models import Flavor
+    from core import db
+    from core.models import Flavor
     from tasks import common, conductor, db_write
 
     started: list[dict] = []
@@ -40,7 +40,7 @@ def cloud(stratus_env, monkeypatch):
 
 
 def _boot_into(group_uuid: str, name: str) -> str:
-    from app import db
+    from core import db
     from tasks import db_write
     uuid = f"{name}-0000-0000-0000-000000000000"[:36]
     with db.write_session() as s:
@@ -52,7 +52,7 @@ def _boot_into(group_uuid: str, name: str) -> str:
 
 
 def _group(policy: str, rules: dict | None = None) -> str:
-    from app import db
+    from core import db
     from tasks import db_write
     with db.write_session() as s:
         return db_write.create_server_group(s, {"name": policy, "policy": policy, "rules": rules or {},
@@ -60,7 +60,7 @@ def _group(policy: str, rules: dict | None = None) -> str:
 
 
 def _host_of(uuid: str) -> str | None:
-    from app import db
+    from core import db
     from tasks import db_write
     with db.read_session() as s:
         return db_write.get_instance(s, uuid).host

@@ -98,8 +98,8 @@ def test_soft_anti_affinity_prefers_hosts_without_members():
 
 def test_group_spec_counts_other_live_placed_members(stratus_env):
     """What the scheduler and the claim read: members on each host, without this instance, deleted or unplaced."""
-    from app import db
-    from app.models import Flavor, Instance, InstanceGroup, InstanceGroupMember
+    from core import db
+    from core.models import Flavor, Instance, InstanceGroup, InstanceGroupMember
     from tasks.groups import group_spec
 
     with db.write_session() as s:

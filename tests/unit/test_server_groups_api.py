@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import ApiError
+from core.errors import ApiError
 
 
 @pytest.fixture
 def api(client, admin, make_user, monkeypatch):
-    from app import rpc
-    from tasks import celery_app, conductor  # noqa: F401 (registers the conductor tasks)
+    from tasks.messaging import rpc
+    from tasks import conductor  # noqa: F401 (registers the conductor tasks)
+    from tasks.messaging import celery_app
 
     def inline_call(name, *args, **_kw):
         reply = celery_app.celery.tasks[name](*args)
@@ -126,7 +127,7 @@ def test_policy_project_scope_and_all_projects(api):
 def test_server_groups_quota(api, monkeypatch):
     client, _, make_user = api
     monkeypatch.setenv("STRATUS_QUOTA_SERVER_GROUPS", "2")
-    from app import settings
+    from core import settings
     settings.get_settings.cache_clear()
     alice = make_user("alice", "proj-a")
     for name in ("g1", "g2"):

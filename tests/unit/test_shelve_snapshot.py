@@ -19,15 +19,15 @@ def runs(monkeypatch) -> list[dict]:
 
 
 def _instance(uuid: str):
-    from app.db import read_session
-    from app.models import Instance
+    from core.db import read_session
+    from core.models import Instance
     with read_session() as s:
         return s.query(Instance).filter(Instance.uuid == uuid).one()
 
 
 def _on_host(world: World) -> None:
-    from app.db import write_session
-    from app.models import ComputeNode, Instance, Service, utcnow
+    from core.db import write_session
+    from core.models import ComputeNode, Instance, Service, utcnow
     with write_session() as s:
         svc = Service(host="h1", binary="stratus-compute", topic="compute", last_seen_at=utcnow())
         s.add(svc)
@@ -40,7 +40,7 @@ def _on_host(world: World) -> None:
 
 def _compute_did(ctx: dict, data: bytes | None = None) -> dict:
     """What the compute step returns: the snapshot's data written to the image store, the guest gone."""
-    from app.image import store
+    from core import image_store as store
     done = {**ctx, "ops": [], "power_state": 0}
     if data is not None:
         size, md5, sha = store.write_stream(ctx["image_id"], io.BytesIO(data))
@@ -49,9 +49,9 @@ def _compute_did(ctx: dict, data: bytes | None = None) -> dict:
 
 
 def test_shelve_records_its_snapshot_and_unshelve_boots_from_it_then_deletes_it(client, world: World, runs):
-    from app.db import read_session
-    from app.image import store
-    from app.models import Image
+    from core.db import read_session
+    from core import image_store as store
+    from core.models import Image
     from tasks.conductor_moves import finish_move
 
     _on_host(world)
@@ -83,8 +83,8 @@ def test_shelve_records_its_snapshot_and_unshelve_boots_from_it_then_deletes_it(
 
 
 def test_refused_or_failed_shelve_leaves_no_image(client, world: World, runs):
-    from app.db import read_session
-    from app.models import Image
+    from core.db import read_session
+    from core.models import Image
     from tasks.conductor_moves import move_failed
 
     url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
@@ -102,8 +102,8 @@ def test_refused_or_failed_shelve_leaves_no_image(client, world: World, runs):
 
 
 def test_unshelve_refuses_when_the_shelved_image_is_gone(client, world: World, runs):
-    from app.db import write_session
-    from app.models import Image
+    from core.db import write_session
+    from core.models import Image
     from tasks.conductor_moves import finish_move
 
     _on_host(world)

@@ -8,7 +8,7 @@ import pytest
 from app.compute.views import ServerView
 from app.context import RequestContext
 from app.microversion import APIVersion
-from app.models import Instance
+from core.models import Instance
 
 BASE_KEYS = {"id", "name", "status", "tenant_id", "user_id", "metadata", "hostId", "image", "flavor", "created",
              "updated", "addresses", "accessIPv4", "accessIPv6", "links", "OS-DCF:diskConfig", "progress",

@@ -395,7 +395,7 @@ class ConsoleAuthToken(Base):
 # --- Instance networking (one flat network managed by Stratus) ---------------------------------------------------
 
 class Network(Base):
-    """A flat network on a host bridge. Stratus has one built-in network (app/network.py, from settings)."""
+    """A flat network on a host bridge. Stratus has one built-in network (core/network.py, from settings)."""
     __tablename__ = "networks"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(255))

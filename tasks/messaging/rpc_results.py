@@ -3,7 +3,7 @@
 Two faults of the stock backend, seen when RabbitMQ stops while the API waits for conductor replies:
 - Before each send it declares the caller's reply queue retrying *forever*, so every API request hung for the
   whole outage instead of answering 503. Here the declaration follows the caller's retry policy
-  (``result_backend_transport_options["retry_policy"]``: the API's short one, app/rpc.py).
+  (``result_backend_transport_options["retry_policy"]``: the API's short one, tasks/messaging/rpc.py).
 - When the reply consumer's connection drops and reconnecting fails (the broker is still down), it keeps the
   dead consumer; once a later drain connects again, that connection has no consumer on it and every reply is
   missed until the process restarts. Here a failed reconnection forgets the consumer, so the next call starts a

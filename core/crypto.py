@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 
 def _key_path() -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from kombu.utils import json as kombu_json
 
-from app.json_digits import has_long_digit_run
+from core.json_digits import has_long_digit_run
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
 _default = kombu_json.JSONEncoder().default
@@ -57,7 +57,7 @@ def install() -> None:
     from kombu import serialization
     from kombu.transport import redis as kombu_redis
 
-    from tasks import fs_transport
+    from tasks.messaging import fs_transport
 
     serialization.register("json", dumps, loads, content_type="application/json", content_encoding="utf-8")
     for module in (kombu_redis, fs_transport):

@@ -12,8 +12,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, Result
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.json_digits import has_long_digit_run
-from app.settings import get_settings
+from core.json_digits import has_long_digit_run
+from core.settings import get_settings
 
 
 def _json_loads(text: str | bytes) -> object:
@@ -63,7 +63,7 @@ def make_engine(url: str, *, for_writes: bool = False) -> Engine:
     # reconnects. pool_recycle keeps connections younger than the servers' idle timeouts.
     if url.startswith("mysql"):
         return create_engine(url, pool_recycle=3600, isolation_level="READ COMMITTED", json_deserializer=_json_loads)
-    # PostgreSQL through psycopg 3 (app.settings names it for a bare postgresql:// URL): it prepares a statement on
+    # PostgreSQL through psycopg 3 (core.settings names it for a bare postgresql:// URL): it prepares a statement on
     # the server once a connection has run it five times (prepare_threshold), so the server no longer parses and
     # plans the boot's statements each time, about a third of its CPU per boot with psycopg2 (bench/README.md).
     return create_engine(url, pool_recycle=3600, json_deserializer=_json_loads)
@@ -97,7 +97,7 @@ def _factory(for_writes: bool) -> sessionmaker[Session]:
 
 def reset() -> None:
     """Dispose the cached engines and forget cached settings (tests and benchmarks that switch databases)."""
-    from app import settings
+    from core import settings
     for cached in (get_engine, _write_engine):
         if cached.cache_info().currsize:
             cached().dispose()

@@ -11,7 +11,7 @@ import secrets
 import uuid
 from collections.abc import Iterator
 
-from app.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 _NAMESPACE = uuid.UUID("5f0c8a52-2d4e-4c1e-9a8e-7e0b9f6a1c33")
 

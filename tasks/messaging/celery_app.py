@@ -1,10 +1,10 @@
-"""The one Celery application of Stratus (``celery -A tasks.celery_app``)."""
+"""The one Celery application of Stratus (``celery -A tasks.messaging.celery_app``)."""
 from __future__ import annotations
 
 from celery import Celery, Task
 
-from tasks import fast_json, kombu_fixes
-from tasks.transient import TRANSIENT_ERRORS
+from tasks.messaging import fast_json, kombu_fixes
+from tasks.messaging.transient import TRANSIENT_ERRORS
 
 kombu_fixes.apply()
 fast_json.install()

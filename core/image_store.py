@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 CHUNK_SIZE = 1 << 16
 _ID_RE = re.compile(r"^[0-9a-fA-F-]{32,36}$")

@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from sqlalchemy import bindparam, func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from app.models import KeyPair, QuotaClass, QuotaLimit, QuotaUsage, QuotaUserLimit, QuotaUserUsage
-from app.settings import get_settings
+from core.models import KeyPair, QuotaClass, QuotaLimit, QuotaUsage, QuotaUserLimit, QuotaUserUsage
+from core.settings import get_settings
 
 DEFAULT_CLASS = "default"
 MAX_INT = 2147483647

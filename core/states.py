@@ -2,7 +2,7 @@
 task_states.py, nova/api/openstack/common.py)."""
 from __future__ import annotations
 
-from drivers.base import PowerState
+from core.power_state import PowerState
 
 ACTIVE, BUILDING, PAUSED, SUSPENDED, STOPPED, ERROR, DELETED, SOFT_DELETED = (
     "active", "building", "paused", "suspended", "stopped", "error", "deleted", "soft-delete")

@@ -10,8 +10,8 @@ from collections import defaultdict
 from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.db import plain_rows
-from app.models import AggregateHost, AggregateMetadata, ComputeNode
+from core.db import plain_rows
+from core.models import AggregateHost, AggregateMetadata, ComputeNode
 
 AZ_KEY = "availability_zone"
 

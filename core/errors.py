@@ -1,0 +1,29 @@
+"""Errors of Stratus's domain, each with the HTTP status an OpenStack API answers for it (as Nova's exceptions
+carry a ``code``). The conductor replies with them over RPC; the API's handlers (app/errors.py) render them."""
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code, self.message, self.headers = code, message, headers or {}
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, message)
+
+
+def not_found(message: str) -> ApiError:
+    return ApiError(404, message)
+
+
+def conflict(message: str) -> ApiError:
+    return ApiError(409, message)
+
+
+def forbidden(message: str = "Policy doesn't allow this action to be performed.") -> ApiError:
+    return ApiError(403, message)
+
+
+def unavailable(message: str, retry_after: int = 5) -> ApiError:
+    return ApiError(503, message, {"Retry-After": str(retry_after)})
