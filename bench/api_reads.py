@@ -83,13 +83,13 @@ def count_statements():
 
 def _scratch_db(kind: str):
     """(url, drop) for a fresh database of ``kind`` on the local server, or ("", None) for SQLite."""
-    from tests.stack import BACKENDS
+    from harness.stack import BACKENDS
     backend = {"postgresql": BACKENDS["postgresql-redis"], "mariadb": BACKENDS["mariadb-rabbitmq"]}.get(kind)
     if backend is None:
         return "", None
     if backend.missing() and kind in backend.missing():
         return None, None
-    from tests.stack import Backend
+    from harness.stack import Backend
     b = Backend(f"bench-{kind}", kind, "filesystem")
     return b.database_url(), b.cleanup
 

@@ -1,6 +1,6 @@
 """Boot and delete throughput/latency through the real API, scheduler, conductor and compute processes.
 
-A whole cloud is started from the Procfile (tests/stack.py) on one backend, with ``hosts`` fake compute hosts
+A whole cloud is started from the Procfile (harness/stack.py) on one backend, with ``hosts`` fake compute hosts
 served by ONE compute worker process. ``n`` servers are created with POST /v2.1/servers from a pool of
 ``concurrency`` HTTP client threads; one poller thread follows the state changes with
 GET /v2.1/servers/detail?changes-since=<t> (no per-server GETs). Then all are deleted the same way.
@@ -118,7 +118,7 @@ def _create_image(url: str, token: str) -> str:
 def _pg_xacts(db_url: str) -> dict | None:
     if not db_url.startswith("postgresql"):
         return None
-    from tests.stack import pg_admin
+    from harness.stack import pg_admin
     # Each connection reads the statistics afresh (a snapshot lasts for a transaction, and this runs in autocommit).
     commit, rollback = pg_admin("SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s",
                                 (db_url.rsplit("/", 1)[1],))
@@ -267,7 +267,7 @@ def _dt(v) -> dt.datetime:
 
 def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 16, timeout: float | None = None,
         profile: bool = False, keep: bool = False) -> dict:
-    from tests.stack import BACKENDS, Stack
+    from harness.stack import BACKENDS, Stack
 
     backend = BACKENDS[backend_name]
     missing = backend.missing()
@@ -285,7 +285,7 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
         # Room for n servers: unlimited quota, a /16 for fixed IPs.
         "STRATUS_QUOTA_INSTANCES": "-1", "STRATUS_QUOTA_CORES": "-1", "STRATUS_QUOTA_RAM": "-1",
         "STRATUS_NETWORK_CIDR": "10.64.0.0/16",
-        # The shipped default (tests/stack.py uses 2 s, which with 100 hosts is 50 sync tasks/s of noise).
+        # The shipped default (harness/stack.py uses 2 s, which with 100 hosts is 50 sync tasks/s of noise).
         "STRATUS_REPORT_INTERVAL": "10",
     }
     stack = Stack(state, backend, compute_hosts=",".join(f"fake-{i}" for i in range(hosts)), extra_env=extra)

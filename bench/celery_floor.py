@@ -27,7 +27,7 @@ BROKER_OF = {"sqlite-filesystem": "filesystem", "postgresql-redis": "redis", "ma
 def _worker_commands(hosts: int) -> dict[str, list[str]]:
     """The Procfile's conductor and scheduler commands and the compute worker's pool, on the floor's tasks."""
     from tasks.compute_worker import POOL_ARGS
-    from tests.stack import VENV_BIN, procfile_commands
+    from harness.stack import VENV_BIN, procfile_commands
     procfile = procfile_commands()
     shell = {role: ["bash", "-c", "exec " + procfile[role].replace("-A tasks.messaging.celery_app", "-A bench.floor_tasks")]
              for role in ("conductor", "scheduler")}
@@ -52,7 +52,7 @@ def _done(path: Path) -> int:
 
 
 def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 16, timeout: float = 300) -> dict:
-    from tests.stack import BACKENDS
+    from harness.stack import BACKENDS
     backend = BACKENDS[backend_name]
     broker = BROKER_OF[backend_name]
     record: dict = {"bench": "celery_floor", "backend": backend_name, "broker": broker, "n": n, "hosts": hosts,
@@ -62,7 +62,7 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
         return {**record, "skipped": missing}
     state = Path(tempfile.mkdtemp(prefix=f"stratus-floor-{broker}-"))
     done_file = state / "done.txt"
-    from tests.stack import VENV_BIN
+    from harness.stack import VENV_BIN
     env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "STRATUS_STATE_DIR": str(state), "STRATUS_BROKER_URL": backend.broker_url(),
            "STRATUS_BENCH_FLOOR_DONE": str(done_file), "PYTHONUNBUFFERED": "1"}
     env = {k: v for k, v in env.items() if v != "" or not k.startswith("STRATUS_")}

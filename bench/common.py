@@ -51,7 +51,7 @@ def _sql_version(connect, query: str) -> str:
 
 
 def _postgresql_version() -> str:
-    from tests.stack import pg_admin
+    from harness.stack import pg_admin
     return str(pg_admin("SHOW server_version", connect_timeout=2)[0])
 
 

@@ -32,7 +32,7 @@ def _engine(kind: str, tmp: Path):
     from core.db import make_engine
     if kind == "sqlite":  # the conductor's engine: WAL, synchronous=NORMAL, BEGIN IMMEDIATE
         return make_engine(f"sqlite:///{tmp / 'sched.sqlite'}", for_writes=True), None
-    from tests.stack import pg_admin
+    from harness.stack import pg_admin
     name = f"stratus_bench_{uuid.uuid4().hex[:8]}"
     pg_admin(f"CREATE DATABASE {name}")
     return (make_engine(f"postgresql+psycopg://root@127.0.0.1:5432/{name}"),
@@ -130,7 +130,7 @@ def run(host_counts=(1000, 10000, 50000), databases=("sqlite", "postgresql")):
     """Yields one record per database."""
     for kind in databases:
         if kind == "postgresql":
-            from tests.stack import BACKENDS
+            from harness.stack import BACKENDS
             if BACKENDS["postgresql-redis"].missing():
                 yield {"bench": "scheduler", "database": kind, "skipped": "postgresql not running"}
                 continue

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import BACKENDS, REPO, Backend, Stack
+from harness.stack import BACKENDS, REPO, Backend, Stack
 
 URI = "qemu:///system"
 LIBVIRT_BINARIES = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")

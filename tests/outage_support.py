@@ -15,7 +15,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import create_engine, text
 
-from tests.stack import VENV_BIN, Backend, Stack, free_port, wait_port
+from harness.stack import VENV_BIN, Backend, Stack, free_port, wait_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stack import BACKENDS, Stack
+from harness.stack import BACKENDS, Stack
 
 
 @pytest.fixture(scope="session", params=list(BACKENDS), ids=list(BACKENDS))

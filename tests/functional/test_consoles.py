@@ -15,7 +15,7 @@ import pytest
 import requests
 import websocket  # websocket-client
 
-from tests.stack import BACKENDS, Stack, console_proxy_env, wait_port
+from harness.stack import BACKENDS, Stack, console_proxy_env, wait_port
 
 pytestmark = pytest.mark.services
 

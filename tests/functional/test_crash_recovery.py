@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from tests.outage_support import Client, PrivateBackend, PrivateRedis, audit, query
-from tests.stack import Backend, Stack, procfile_commands
+from harness.stack import Backend, Stack, procfile_commands
 
 pytestmark = pytest.mark.slow
 

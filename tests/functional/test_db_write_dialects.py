@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bench.api_reads import app_on
-from tests.stack import BACKENDS, _port_open
+from harness.stack import BACKENDS, _port_open
 
 pytestmark = pytest.mark.services
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.stack import Stack, metadata_stack
+from harness.stack import Stack, metadata_stack
 
 pytestmark = [pytest.mark.services, pytest.mark.backends("sqlite-filesystem")]
 

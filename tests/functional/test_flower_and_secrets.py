@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.stack import free_port, procfile_commands
+from harness.stack import free_port, procfile_commands
 
 pytestmark = pytest.mark.services
 

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.outage_support import Client
-from tests.stack import BACKENDS, REPO, Stack
+from harness.stack import BACKENDS, REPO, Stack
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_conductor_start_expires_builds_a_crash_left(quick_timeout_stack):
     """No beat here: the conductor itself, when it starts, fails the builds stuck past instance_build_timeout."""
     import signal
 
-    from tests.stack import procfile_commands
+    from harness.stack import procfile_commands
     stack = quick_timeout_stack
     hdrs = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"}
     image = Client(stack).upload("hk2", b"z" * 64, "raw", "bare")
@@ -101,7 +101,7 @@ def quick_resume_stack(tmp_path_factory):
 def test_a_boot_whose_message_was_lost_is_resumed_once(quick_resume_stack, dead_worker, queue, task_state):
     """The broker loses the message of a boot's current step (purged here; Redis can do it when it stops right
     after handing a message out): the beat task sends that step again and the boot ends ACTIVE, with an event."""
-    from tests.stack import procfile_commands
+    from harness.stack import procfile_commands
     stack = quick_resume_stack
     api = Client(stack)
     hdrs = api.headers

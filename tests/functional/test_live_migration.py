@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.functional.test_server_actions import Api, boot, fault, host_of, hypervisor_usage, upload_image
-from tests.stack import BACKENDS, Stack
+from harness.stack import BACKENDS, Stack
 
 pytestmark = [pytest.mark.services, pytest.mark.backends("sqlite-filesystem")]
 FAKE_SECONDS = 30  # never reached: each migration here is aborted or forced long before

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from metadata.base import EC2_VERSIONS, OPENSTACK_VERSIONS
-from tests.stack import Stack, metadata_stack
+from harness.stack import Stack, metadata_stack
 
 pytestmark = pytest.mark.services
 

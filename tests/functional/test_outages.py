@@ -15,7 +15,7 @@ import requests
 
 from tests.outage_support import (Client, PrivateBackend, PrivatePostgres, PrivateRabbitMQ, PrivateRedis, audit,
                                   query)
-from tests.stack import Stack
+from harness.stack import Stack
 
 pytestmark = pytest.mark.slow
 

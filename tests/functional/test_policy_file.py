@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from tests.functional.test_admin_apis import make_member
-from tests.stack import BACKENDS, Stack
+from harness.stack import BACKENDS, Stack
 
 pytestmark = pytest.mark.services
 

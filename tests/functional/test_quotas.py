@@ -10,7 +10,7 @@ import pytest
 import requests
 from openstack import exceptions as sdk_exc
 
-from tests.stack import Stack
+from harness.stack import Stack
 
 pytestmark = pytest.mark.services
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.functional.test_housekeeping import run_task
-from tests.stack import BACKENDS, Stack
+from harness.stack import BACKENDS, Stack
 
 pytestmark = [pytest.mark.services, pytest.mark.backends("sqlite-filesystem", "mariadb-rabbitmq")]
 MEMBER_PW, READER_PW, OTHER_PW = "alice-pw", "rita-pw", "bob-pw"

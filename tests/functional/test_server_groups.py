@@ -10,7 +10,7 @@ import openstack
 import pytest
 import requests
 
-from tests.stack import BACKENDS, Stack, procfile_commands
+from harness.stack import BACKENDS, Stack, procfile_commands
 
 pytestmark = pytest.mark.services
 

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.libvirt_support import domains as _domains, libvirt_stack, require_test_image, virsh as _virsh
-from tests.stack import REPO, console_proxy_env, wait_port
+from harness.stack import REPO, console_proxy_env, wait_port
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.browser]
 

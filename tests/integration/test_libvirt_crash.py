@@ -20,7 +20,7 @@ import pytest
 
 from tests.libvirt_support import URI, domstate, libvirt_stack, require_test_image, upload_test_image
 from tests.outage_support import Client, PrivateBackend, PrivateRedis, audit, query
-from tests.stack import Stack, procfile_commands
+from harness.stack import Stack, procfile_commands
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 

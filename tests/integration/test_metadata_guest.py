@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.libvirt_support import domains as _domains, libvirt_stack, require_test_image
-from tests.stack import REPO, Stack, free_port
+from harness.stack import REPO, Stack, free_port
 
 pytestmark = pytest.mark.libvirt
 

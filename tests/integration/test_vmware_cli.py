@@ -21,7 +21,7 @@ import requests
 from pyVim.connect import Disconnect
 
 from tests import vcsim as vc
-from tests.stack import BACKENDS, REPO, Stack, procfile_commands
+from harness.stack import BACKENDS, REPO, Stack, procfile_commands
 
 pytestmark = pytest.mark.vmware
 

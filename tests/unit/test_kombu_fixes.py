@@ -11,7 +11,7 @@ import redis
 from kombu import Connection, Exchange, Queue
 
 import tasks.messaging.celery_app  # noqa: F401  (applies the fixes)
-from tests.stack import _claim_redis_db, _port_open
+from harness.stack import _claim_redis_db, _port_open
 
 pytestmark = pytest.mark.skipif(not _port_open(6379), reason="!!! REDIS IS NOT RUNNING ON 127.0.0.1:6379 !!!")
 
@@ -104,7 +104,7 @@ def test_a_message_taken_as_the_broker_stops_goes_back_on_its_queue(monkeypatch)
 
 def test_putting_back_gives_up_after_its_patience_and_says_so(caplog):
     from tasks.messaging.kombu_fixes import requeue
-    from tests.stack import free_port
+    from harness.stack import free_port
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     assert not requeue(url, {}, {"body": "{}"}, "x", "x", "tag-1", patience=0.5, interval=0.1)
     assert "tag-1 could not be put back" in caplog.text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import osc_forkserver
+from harness import osc_forkserver
 
 PYTHON = sys.executable
 OPENSTACK = str(Path(sys.executable).parent / "openstack")

@@ -8,7 +8,7 @@ import pytest
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from tests.stack import free_port
+from harness.stack import free_port
 
 POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
 

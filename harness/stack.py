@@ -1,5 +1,5 @@
-"""Run a whole Stratus cloud as real processes for functional tests: the Procfile's own commands, a fresh
-database and broker namespace per stack, migrations, bootstrap, and helpers to drive the openstack CLI."""
+"""Run a whole Stratus cloud as real local processes, for the functional tests and the benchmarks: the Procfile's
+own commands, a fresh database and broker namespace per stack, migrations, bootstrap, and helpers to drive the openstack CLI."""
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from tests import osc_forkserver
+from harness import osc_forkserver
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -315,7 +315,7 @@ class Stack:
                   check: bool = True, timeout: float = 180, executable: bool = False) -> subprocess.CompletedProcess:
         """The unmodified openstack CLI: ``executable`` (or STRATUS_TEST_OSC=exec) runs the ``openstack`` console
         script as a new process; otherwise a child of the fork server runs the same code with its imports done
-        (tests/osc_forkserver.py: about 0.2 s a command instead of 1)."""
+        (harness/osc_forkserver.py: about 0.2 s a command instead of 1)."""
         env = self.os_env(user, password, project)
         if executable or os.environ.get("STRATUS_TEST_OSC") == "exec":
             proc = subprocess.run([str(VENV_BIN / "openstack"), *args], env=env, capture_output=True, text=True,

@@ -1,6 +1,6 @@
 """Run the unmodified openstack CLI without paying its imports on every command.
 
-``python -m tests.osc_forkserver SOCKET`` imports ``openstackclient.shell`` (and the SDK and command modules the
+``python -m harness.osc_forkserver SOCKET`` imports ``openstackclient.shell`` (and the SDK and command modules the
 tests use) once, then forks a child per request on a Unix socket; the child takes the request's argv,
 environment and working directory, sends its output to the request's files and runs ``openstackclient.shell.main``
 as the ``openstack`` console script does. Each command starts from the same freshly imported state, as a new
@@ -125,7 +125,7 @@ def _ensure_server(python: str) -> str:
             return _socket_path
         _socket_path = os.path.join(tempfile.mkdtemp(prefix="osc-fork-"), "socket")
         repo = str(Path(__file__).resolve().parent.parent)
-        _server = subprocess.Popen([python, "-m", "tests.osc_forkserver", _socket_path], cwd=repo,
+        _server = subprocess.Popen([python, "-m", "harness.osc_forkserver", _socket_path], cwd=repo,
                                    stdout=subprocess.PIPE, text=True,
                                    env={**os.environ, "PYTHONPATH": repo})
         if _server.stdout.readline().strip() != "ready":
