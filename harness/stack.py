@@ -1,5 +1,6 @@
 """Run a whole Stratus cloud as real local processes, for the functional tests and the benchmarks: the Procfile's
-own commands, a fresh database and broker namespace per stack, migrations, bootstrap, and helpers to drive the openstack CLI."""
+own commands, a fresh database and broker namespace per stack, migrations, bootstrap, and helpers to drive the
+openstack CLI."""
 from __future__ import annotations
 
 import contextlib
