@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("app", "bench", "drivers", "metadata", "proxies", "scheduler", "tasks", "tests", "tools")
+PACKAGES = ("app", "bench", "core", "drivers", "harness", "metadata", "proxies", "scheduler", "tasks", "tests", "tools")
 _ENDS_BLOCK = (ast.Return, ast.Raise, ast.Continue, ast.Break)
 
 
