@@ -10,19 +10,20 @@ import base64
 import secrets
 import uuid
 
-from flask import Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app import auth
 from app.context import current
-from app.identity import bp
 from app.identity.service import (DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME, check_password, hash_password)
 from app.policy import check, enforce, public
 from core import db
 from core.errors import ApiError
 from core.models import Project, Role, RoleAssignment, Token, User, utcnow
 from core.settings import get_settings
+
+bp = Blueprint("identity", __name__)
 
 V3_ID = "v3.14"
 V3_UPDATED = "2020-04-07T00:00:00Z"

@@ -11,16 +11,17 @@ import binascii
 import uuid
 from urllib.parse import urlencode
 
-from flask import Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select, update
 
 from app.context import current
-from app.image import bp
 from app.policy import check, enforce, public
 from core import db, image_store
 from core.errors import ApiError
 from core.models import Image, utcnow
 from core.settings import get_settings
+
+bp = Blueprint("image", __name__)
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
 CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
