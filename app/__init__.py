@@ -20,9 +20,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from app import auth, cli, errors, limits, microversion, openapi, policy, versions
     from app.compute import (admin, aggregates, consoles, flavor_access, flavors, instance_actions, keypairs,
-                             migrations, misc, networks, quotas, server_actions, server_groups, server_metadata,
+                             migrations, misc, networks, quotas, server_diagnostics, server_groups, server_metadata,
                              server_tags, servers, usage)
-    from app.compute import server_moves  # noqa: F401  (its actions join servers.EXTRA_ACTIONS)
     from app.identity import views as identity
     from app.image import views as image
     from app.json_provider import OrjsonProvider
@@ -57,7 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(identity.bp, url_prefix="/identity")
     app.register_blueprint(image.bp, url_prefix="/image")
     for module in (servers, flavors, keypairs, misc, networks, admin, instance_actions, quotas, server_groups,
-                   aggregates, flavor_access, usage, migrations, consoles, server_actions, server_metadata,
+                   aggregates, flavor_access, usage, migrations, consoles, server_diagnostics, server_metadata,
                    server_tags):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
     openapi.init_app(app)

@@ -1,7 +1,8 @@
 """OpenAPI 3 document of the whole API, built from the live url_map on first request (``GET /openapi.json``).
 
-Request bodies come from marshmallow schemas that views declare with ``@body_schema(Schema, root="server")``
-(or a plain JSON-schema dict); routes without one get a generic JSON object. Routes added by any blueprint
+Request bodies come from the marshmallow schemas that views load their bodies with, declared with
+``@body_schema(Schema, root="server")`` (app/compute/request_body.py), and from the server actions' argument
+schemas (app/compute/actions.py); routes without one get a generic JSON object. Routes added by any blueprint
 appear automatically. Responses list the success range and the error codes with each API's error body.
 """
 from __future__ import annotations
@@ -15,9 +16,12 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Flask, current_app, jsonify
 from marshmallow import Schema
 
+from app.auth import PUBLIC_ENDPOINTS
+from app.compute.actions import ACTIONS, ARGUMENT_SCHEMAS
+from app.compute.request_body import BodySchema, declared_body
+from app.microversion import MAX_VERSION, fmt
 from app.policy import public
 
-BODY_ATTR = "_openapi_body"
 # Bodies of routes whose views are not JSON-object endpoints (endpoint -> (content type, JSON schema)).
 SPECIAL_BODIES: dict[str, tuple[str, dict]] = {
     "image.upload_image": ("application/octet-stream", {"type": "string", "format": "binary"}),
@@ -26,9 +30,6 @@ SPECIAL_BODIES: dict[str, tuple[str, dict]] = {
             "op": {"type": "string", "enum": ["add", "replace", "remove"]}, "path": {"type": "string"},
             "value": {}}}}),
 }
-# Server actions whose arguments have a schema (the rest take any value); others may add theirs.
-ACTION_SCHEMAS: dict[str, type[Schema] | dict] = {}
-
 bp = Blueprint("openapi", __name__)
 _ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415)
@@ -45,37 +46,29 @@ _ERROR_SCHEMAS = {
 }
 
 
-def body_schema(schema: type[Schema] | dict, root: str | None = None) -> Callable:
-    """Declare a view's JSON request body (optionally wrapped in ``{root: ...}``) for the OpenAPI document."""
-    def wrap(view: Callable) -> Callable:
-        setattr(view, BODY_ATTR, (schema, root))
-        return view
-    return wrap
-
-
-def _schema_ref(spec: APISpec, schema: type[Schema] | dict) -> dict:
-    if isinstance(schema, dict):
-        return schema
+def _schema_ref(spec: APISpec, schema: type[Schema]) -> dict:
     name = schema.__name__.removesuffix("Schema") or schema.__name__
     if name not in spec.components.schemas:
         spec.components.schema(name, schema=schema)
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _wrapped(spec: APISpec, schema: type[Schema] | dict, root: str | None) -> dict:
-    inner = _schema_ref(spec, schema)
-    if root is None:
+def _declared(spec: APISpec, declared: BodySchema) -> dict:
+    """The body a view loads: its schema (one of them when the microversion picks), under its root key."""
+    refs = [_schema_ref(spec, schema) for schema in declared.schemas()]
+    inner = refs[0] if len(refs) == 1 else {"oneOf": refs}
+    if declared.root is None:
         return inner
-    return {"type": "object", "required": [root], "properties": {root: inner}}
+    body: dict[str, Any] = {"type": "object", "required": [declared.root], "properties": {declared.root: inner}}
+    if declared.siblings is not None:
+        body["properties"].update({name: {"type": "object"} for name in declared.siblings})
+        body["additionalProperties"] = False
+    return body
 
 
 def _action_body(spec: APISpec) -> dict:
-    from app.compute import servers
-    from app.compute.schemas import LockSchema, RebootSchema
-
-    names = set(servers._SIMPLE_ACTIONS) | {"reboot", "os-getConsoleOutput"} | set(servers.EXTRA_ACTIONS)
-    known = {"reboot": RebootSchema, "lock": LockSchema, **ACTION_SCHEMAS}
-    props = {name: (_schema_ref(spec, known[name]) if name in known else {}) for name in sorted(names)}
+    props = {name: (_schema_ref(spec, ARGUMENT_SCHEMAS[name]) if name in ARGUMENT_SCHEMAS else {})
+             for name in sorted(ACTIONS)}
     return {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": props,
             "additionalProperties": False}
 
@@ -86,8 +79,8 @@ def _request_body(spec: APISpec, endpoint: str, view: Callable) -> dict | None:
         return {"required": True, "content": {ctype: {"schema": schema}}}
     if endpoint == "servers.server_action":
         schema = _action_body(spec)
-    elif (declared := getattr(view, BODY_ATTR, None)) is not None:
-        schema = _wrapped(spec, *declared)
+    elif (declared := declared_body(view)) is not None:
+        schema = _declared(spec, declared)
     else:
         schema = {"type": "object"}
     return {"required": True, "content": {"application/json": {"schema": schema}}}
@@ -102,8 +95,6 @@ def _error_schema(path: str) -> str:
 
 
 def _operation(spec: APISpec, rule: Any, method: str, path: str) -> dict:
-    from app.auth import PUBLIC_ENDPOINTS
-
     view = current_app.view_functions[rule.endpoint]
     error = {"description": "Error", "content": {"application/json": {
         "schema": {"$ref": f"#/components/schemas/{_error_schema(path)}"}}}}
@@ -125,8 +116,6 @@ def _operation(spec: APISpec, rule: Any, method: str, path: str) -> dict:
 
 
 def build(app: Flask) -> dict:
-    from app.microversion import MAX_VERSION, fmt
-
     spec = APISpec(title="Stratus API", version=fmt(MAX_VERSION), openapi_version="3.0.3",
                    plugins=[MarshmallowPlugin()],
                    info={"description": "OpenStack Compute v2.1, Identity v3 subset and Image v2 subset."})
@@ -160,7 +149,5 @@ def document():
 
 
 def init_app(app: Flask) -> None:
-    from app.auth import PUBLIC_ENDPOINTS
-
     PUBLIC_ENDPOINTS.add("openapi.document")
     app.register_blueprint(bp)

@@ -16,7 +16,7 @@ ENDPOINT_RULES: dict[str, tuple[str, str]] = {
     "servers.create_server": (f"{_S}:create", _MEMBER),
     "servers.update_server": (f"{_S}:update", _MEMBER),
     "servers.delete_server": (f"{_S}:delete", _MEMBER),
-    "server_actions.diagnostics": ("os_compute_api:os-server-diagnostics", _ADMIN),
+    "server_diagnostics.diagnostics": ("os_compute_api:os-server-diagnostics", _ADMIN),
     "server_metadata.index": ("os_compute_api:server-metadata:index", _READER),
     "server_metadata.show": ("os_compute_api:server-metadata:show", _READER),
     "server_metadata.create": ("os_compute_api:server-metadata:create", _MEMBER),

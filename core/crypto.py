@@ -1,7 +1,9 @@
-"""Encryption of secrets at rest (admin_pass, user_data) with a Fernet key from the state directory."""
+"""Encryption of secrets at rest (admin_pass, user_data) with a Fernet key from the state directory, and the
+hash under which bearer tokens (API tokens, console tokens) are stored and looked up."""
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import secrets
 import threading
@@ -51,3 +53,8 @@ def encrypt(value: str | None) -> str | None:
 
 def decrypt(token: str | None) -> str | None:
     return None if token is None else _fernet().decrypt(token.encode()).decode()
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 of a bearer token, hex: what the database keeps of it (the token itself is never stored)."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -58,7 +58,7 @@ def _flavor_snapshot(flavor: Flavor) -> dict:
 
 
 def _service_up(s, host: str) -> bool:
-    from app.compute.admin import service_is_up
+    from core.services import service_is_up
     svc = s.scalars(select(Service).where(Service.host == host, Service.binary == "stratus-compute")).first()
     return svc is not None and service_is_up(svc)
 

@@ -6,7 +6,8 @@ import re
 from flask import Blueprint, jsonify
 from sqlalchemy import select
 
-from app.compute.schemas import is_uuid, json_body
+from app.compute.request_body import json_body
+from app.compute.schemas import is_uuid
 from app.compute.views import iso_usec
 from app.microversion import current as api_version
 from app.policy import authorize, checks_inside, enforce, register

@@ -7,8 +7,9 @@ from flask import Blueprint, jsonify
 from sqlalchemy import select
 
 from app.compute import extra_spec_rules
-from app.compute.flavors import get_flavor
-from app.compute.schemas import json_body
+from app.compute.request_body import json_body
+from app.compute.visible_flavors import get_flavor
+from app.context import current
 from app.microversion import current as api_version
 from app.policy import authorize, checks_inside, enforce, register
 from core.db import read_session
@@ -25,7 +26,7 @@ register(f"{_ACCESS}:remove_tenant_access", "admin_api", "Remove flavor access f
 
 
 def _access_list(flavor_id: str) -> list[dict]:
-    flavor = get_flavor(flavor_id)
+    flavor = get_flavor(flavor_id, current())
     with read_session() as s:
         projects = s.scalars(select(FlavorProject.project_id).where(FlavorProject.flavor_id == flavor.id)
                              .order_by(FlavorProject.id))
@@ -35,7 +36,7 @@ def _access_list(flavor_id: str) -> list[dict]:
 @bp.get("/flavors/<flavor_id>/os-flavor-access")
 @enforce("admin_api", name=_ACCESS, description="List flavor access information")
 def list_flavor_access(flavor_id: str):
-    if get_flavor(flavor_id).is_public:
+    if get_flavor(flavor_id, current()).is_public:
         raise not_found("Access list not available for public flavors.")
     return jsonify({"flavor_access": _access_list(flavor_id)})
 
@@ -58,12 +59,12 @@ def flavor_action(flavor_id: str):
     if action == "addTenantAccess":
         authorize(f"{_ACCESS}:add_tenant_access")
         tenant = _tenant(args, action)
-        get_flavor(flavor_id)
+        get_flavor(flavor_id, current())
         rpc.call("stratus.conductor.add_flavor_access", flavor_id, tenant)
     elif action == "removeTenantAccess":
         authorize(f"{_ACCESS}:remove_tenant_access")
         tenant = _tenant(args, action)
-        get_flavor(flavor_id)
+        get_flavor(flavor_id, current())
         rpc.call("stratus.conductor.remove_flavor_access", flavor_id, tenant)
     else:
         raise bad_request(f"There is no such action: {action}")
@@ -97,7 +98,7 @@ def _specs(data: object) -> dict[str, str]:
 @bp.get("/flavors/<flavor_id>/os-extra_specs")
 @enforce("project_reader_api", name=f"{_SPECS}:index", description="List extra specs for a flavor")
 def list_extra_specs(flavor_id: str):
-    return jsonify({"extra_specs": dict(get_flavor(flavor_id).extra_specs or {})})
+    return jsonify({"extra_specs": dict(get_flavor(flavor_id, current()).extra_specs or {})})
 
 
 @bp.post("/flavors/<flavor_id>/os-extra_specs")
@@ -107,7 +108,7 @@ def create_extra_specs(flavor_id: str):
     if set(data) != {"extra_specs"}:
         raise bad_request("Invalid input for field/attribute extra_specs. 'extra_specs' is a required property")
     specs = _specs(data["extra_specs"])
-    get_flavor(flavor_id)
+    get_flavor(flavor_id, current())
     rpc.call("stratus.conductor.set_flavor_extra_specs", flavor_id, specs)
     return jsonify({"extra_specs": specs})
 
@@ -115,7 +116,7 @@ def create_extra_specs(flavor_id: str):
 @bp.get("/flavors/<flavor_id>/os-extra_specs/<key>")
 @enforce("project_reader_api", name=f"{_SPECS}:show", description="Show an extra spec for a flavor")
 def show_extra_spec(flavor_id: str, key: str):
-    specs = get_flavor(flavor_id).extra_specs or {}
+    specs = get_flavor(flavor_id, current()).extra_specs or {}
     if key not in specs:
         raise not_found(f"Flavor {flavor_id} has no extra specs with key {key}.")
     return jsonify({key: specs[key]})
@@ -130,7 +131,7 @@ def update_extra_spec(flavor_id: str, key: str):
     if key not in data:
         raise bad_request("Request body and URI mismatch")
     specs = _specs(data)
-    get_flavor(flavor_id)
+    get_flavor(flavor_id, current())
     rpc.call("stratus.conductor.set_flavor_extra_specs", flavor_id, specs)
     return jsonify(specs)
 
@@ -138,6 +139,6 @@ def update_extra_spec(flavor_id: str, key: str):
 @bp.delete("/flavors/<flavor_id>/os-extra_specs/<key>")
 @enforce("admin_api", name=f"{_SPECS}:delete", description="Delete an extra spec for a flavor")
 def delete_extra_spec(flavor_id: str, key: str):
-    get_flavor(flavor_id)
+    get_flavor(flavor_id, current())
     rpc.call("stratus.conductor.delete_flavor_extra_spec", flavor_id, key)
     return "", 200

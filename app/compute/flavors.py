@@ -4,17 +4,18 @@ from __future__ import annotations
 import uuid as uuidlib
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
-from app.compute.schemas import FlavorCreateSchema, json_body, load
+from app.compute.request_body import body_schema, json_body
+from app.compute.schemas import FlavorCreateSchema
 from app.compute.views import flavor_detail, flavor_summary
+from app.compute.visible_flavors import get_flavor, visible_to
 from app.context import current
 from app.microversion import current as api_version
-from app.openapi import body_schema
 from app.policy import enforce
 from core.db import read_session
 from core.errors import bad_request, not_found
-from core.models import Flavor, FlavorProject
+from core.models import Flavor
 from tasks.messaging import rpc
 
 bp = Blueprint("flavors", __name__)
@@ -63,25 +64,6 @@ def _flavors() -> list[Flavor]:
     return rows[:limit] if limit is not None else rows
 
 
-def visible_to(project_id: str | None):
-    """Public flavors, and private ones the project was given access to (Nova)."""
-    granted = select(FlavorProject.flavor_id).where(FlavorProject.project_id == project_id)
-    return or_(Flavor.is_public.is_(True), Flavor.id.in_(granted))
-
-
-def get_flavor(flavor_id: str) -> Flavor:
-    """The flavor, if the caller may see it: admins see every flavor, others public and granted ones."""
-    ctx = current()
-    q = select(Flavor).where(Flavor.flavorid == flavor_id, Flavor.disabled.is_(False))
-    if not ctx.is_admin:
-        q = q.where(visible_to(ctx.project_id))
-    with read_session() as s:
-        f = s.scalars(q).first()
-    if f is None:
-        raise not_found(f"Flavor {flavor_id} could not be found.")
-    return f
-
-
 @bp.get("/flavors")
 @enforce("authenticated", name="os_compute_api:flavors:index")
 def list_flavors():
@@ -99,14 +81,13 @@ def list_flavors_detail():
 @bp.get("/flavors/<flavor_id>")
 @enforce("authenticated", name="os_compute_api:flavors:show")
 def show_flavor(flavor_id: str):
-    return jsonify({"flavor": flavor_detail(get_flavor(flavor_id), api_version())})
+    return jsonify({"flavor": flavor_detail(get_flavor(flavor_id, current()), api_version())})
 
 
 @bp.post("/flavors")
 @enforce("admin_api", name="os_compute_api:os-flavor-manage:create")
 @body_schema(FlavorCreateSchema, root="flavor")
-def create_flavor():
-    body = load(FlavorCreateSchema(), json_body(), root="flavor")
+def create_flavor(body: dict):
     if "description" in body and not api_version().matches("2.55"):
         raise bad_request("Additional properties are not allowed ('description' was unexpected)")
     flavorid = body.get("id") or str(uuidlib.uuid4())
@@ -116,7 +97,7 @@ def create_flavor():
         "swap": body.get("swap", 0), "rxtx_factor": body.get("rxtx_factor", 1.0),
         "is_public": body.get("os_flavor_access_is_public", True), "description": body.get("description"),
         "extra_specs": {}})
-    return jsonify({"flavor": flavor_detail(get_flavor(flavorid), api_version())})
+    return jsonify({"flavor": flavor_detail(get_flavor(flavorid, current()), api_version())})
 
 
 @bp.delete("/flavors/<flavor_id>")
@@ -139,6 +120,6 @@ def update_flavor(flavor_id: str):
     description = body["description"]
     if description is not None and (not isinstance(description, str) or len(description) > 65535):
         raise bad_request(f"Invalid input for field/attribute description. Value: {description!r}.")
-    get_flavor(flavor_id)
+    get_flavor(flavor_id, current())
     rpc.call("stratus.conductor.update_flavor_description", flavor_id, description)
-    return jsonify({"flavor": flavor_detail(get_flavor(flavor_id), api_version())})
+    return jsonify({"flavor": flavor_detail(get_flavor(flavor_id, current()), api_version())})

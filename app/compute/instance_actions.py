@@ -6,7 +6,9 @@ from urllib.parse import urlencode
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app.compute.servers import MAX_LIMIT, _parse_time, get_instance
+from app.compute.instances import get_instance
+from app.compute.paging import MAX_LIMIT
+from app.compute.server_filters import parse_time
 from app.compute.views import base_url, compute_prefix, host_id, iso_usec
 from app.context import current
 from app.microversion import current as api_version
@@ -63,8 +65,8 @@ def _paged(s, query):
     for name in args:
         if name not in known:
             raise bad_request(f"Additional properties are not allowed ('{name}' was unexpected)")
-    since = _parse_time("changes-since", args["changes-since"]) if "changes-since" in args else None
-    before = _parse_time("changes-before", args["changes-before"]) if "changes-before" in args else None
+    since = parse_time("changes-since", args["changes-since"]) if "changes-since" in args else None
+    before = parse_time("changes-before", args["changes-before"]) if "changes-before" in args else None
     if since is not None and before is not None and before < since:
         raise bad_request("The value of changes-since must be less than or equal to changes-before.")
     if since is not None:

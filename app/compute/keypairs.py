@@ -10,11 +10,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app.compute.schemas import KeypairCreateSchema, json_body, load
+from app.compute.request_body import body_schema
+from app.compute.schemas import KeypairCreateSchema
 from app.compute.views import base_url, compute_prefix, iso_usec
 from app.context import current
 from app.microversion import current as api_version
-from app.openapi import body_schema
 from app.policy import enforce, recheck
 from core.db import read_session
 from core.errors import bad_request, not_found
@@ -119,9 +119,8 @@ def show_keypair(name: str):
 @bp.post("/os-keypairs")
 @enforce("authenticated")
 @body_schema(KeypairCreateSchema, root="keypair")
-def create_keypair():
+def create_keypair(body: dict):
     v = api_version()
-    body = load(KeypairCreateSchema(), json_body(), root="keypair")
     if "type" in body and not v.matches("2.2"):
         raise bad_request("Additional properties are not allowed ('type' was unexpected)")
     if not v.matches("2.92") and set(body["name"]) & {"@", "."}:  # 2.92 allows '@' and '.'

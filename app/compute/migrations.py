@@ -8,6 +8,7 @@ import datetime as dt
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
+from app.compute.instances import get_instance, instance_for_subresource
 from app.compute.views import base_url, compute_prefix, iso_usec
 from app.context import current
 from app.microversion import current as api_version
@@ -124,8 +125,6 @@ def _server_migration_body(m: Migration) -> dict:
 
 
 def _live_migrations(server_id: str):
-    from app.compute.servers import get_instance
-    from app.context import current
     if not api_version().matches("2.23"):
         raise not_found("The resource could not be found.")
     with read_session() as s:
@@ -154,7 +153,6 @@ def show_server_migration(server_id: str, migration_id: str):
 
 
 def _control_request(server_id: str, migration_id: str, since: str) -> dict:
-    from app.compute.servers import instance_for_subresource
     if not api_version().matches(since):
         raise not_found("The resource could not be found.")
     inst = instance_for_subresource(server_id, write=True)

@@ -5,7 +5,7 @@ import re
 
 from flask import Blueprint, jsonify, request
 
-from app.compute.schemas import json_body
+from app.compute.request_body import json_body
 from app.microversion import current as api_version
 from app.policy import authorize, checks_inside, enforce
 from core import quota

@@ -1,30 +1,25 @@
-"""Request bodies of the Compute API as marshmallow schemas (unknown fields rejected, as Nova's schemas do)."""
+"""Request bodies of the Compute API as marshmallow schemas (unknown fields rejected, as Nova's schemas do), the
+loader that turns their errors into Nova's messages, and the checks of fields that depend on the microversion.
+Flask-free: views declare a body's schema with ``app.compute.request_body.body_schema``."""
 from __future__ import annotations
 
 import base64
 import binascii
 import re
 import uuid as uuidlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
-from app.microversion import current as api_version
 from core.errors import bad_request
+
+if TYPE_CHECKING:
+    from app.microversion import APIVersion
 
 _NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
 # Nova's database limits (nova/db/constants.py): larger numbers are refused by the schema, not by the database.
 MAX_INT = 2147483647
 SQL_SP_FLOAT_MAX = 3.40282e+38
-
-
-def json_body() -> dict:
-    # Nova reads a body without Content-Type (or text/plain) as JSON; app.limits answers other types with 415.
-    data = request.get_json(silent=True, force=True)
-    if not isinstance(data, dict):
-        raise bad_request("Malformed request body")
-    return data
 
 
 def load(schema: Schema, data: Any, root: str | None = None) -> dict:
@@ -49,6 +44,13 @@ def load(schema: Schema, data: Any, root: str | None = None) -> dict:
                               f"'{field}' is a required property") from None
         value = data.get(field) if isinstance(data, dict) else data
         raise bad_request(f"Invalid input for field/attribute {field}. Value: {value!r}. {problem}") from None
+
+
+def check_no_args(name: str, args: object) -> None:
+    """An action that takes no argument: null or an empty object."""
+    if args not in (None, {}):
+        raise bad_request(f"Invalid input for field/attribute {name}. Value: {args!r}. {args!r} is not of type "
+                          f"'null'")
 
 
 def is_uuid(value: str) -> bool:
@@ -198,10 +200,9 @@ def check_trusted_certs(certs: list[str] | None) -> None:
                           "verify image signatures, so trusted_image_certificates cannot be honoured.")
 
 
-def check_version_gated(body: dict, gates: dict[str, str]) -> None:
-    """Fields newer than the request's microversion (``gates``: field -> first version) are unknown properties,
-    as is ``personality`` from 2.57; hostname and trusted certificates are checked as of that version."""
-    v = api_version()
+def check_version_gated(body: dict, gates: dict[str, str], v: APIVersion) -> None:
+    """Fields newer than the request's microversion ``v`` (``gates``: field -> first version) are unknown
+    properties, as is ``personality`` from 2.57; hostname and trusted certificates are checked as of ``v``."""
     for field, min_version in gates.items():
         if field in body and not v.matches(min_version):
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")

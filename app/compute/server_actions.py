@@ -1,42 +1,34 @@
-"""More server actions (rescue, unrescue, rebuild, createImage, trigger_crash_dump, restore, forceDelete), soft
-delete, and /servers/{id}/diagnostics. Actions register in servers.EXTRA_ACTIONS; the conductor checks the
-state and starts the compute canvas (tasks/conductor_actions.py)."""
+"""The handlers of the server actions that act on one server in place (reboot, lock, unlock,
+os-getConsoleOutput, rescue, unrescue, trigger_crash_dump, rebuild, createImage, restore, forceDelete) and soft
+delete. app/compute/actions.py names them by their body key; the conductor checks the state and starts the compute
+canvas (tasks/conductor_actions.py)."""
 from __future__ import annotations
 
 import secrets
-import uuid as uuidlib
 
-from flask import Blueprint, Response, g, jsonify
+from flask import Response, g, jsonify
 from marshmallow import fields, validate
 from sqlalchemy import select
 
-from app.compute import servers
-from app.compute.schemas import ServerName, StrictSchema, check_version_gated, is_uuid, load
-from app.compute.server_metadata import check_create_quota, validate_metadata
+from app.compute.boot_request import image_for_boot
+from app.compute.instances import get_instance, start_action, writable_instance
+from app.compute.metadata_items import check_create_quota, validate_metadata
+from app.compute.schemas import (LockSchema, RebootSchema, ServerName, StrictSchema, check_no_args,
+                                 check_version_gated, is_uuid, load)
+from app.compute.server_bodies import render
 from app.compute.views import base_url
-from app.context import current
+from app.context import RequestContext, current
+from app.image.snapshots import drop_queued_image, new_snapshot_image
 from app.microversion import current as api_version
-from app.policy import enforce, recheck
+from app.policy import authorize
+from app.policy_names import sub_rule
 from core import crypto, states
-from core.db import read_session, write_session
+from core.db import read_session
 from core.errors import ApiError, bad_request, conflict, not_found
-from core.models import Image, Instance, KeyPair, utcnow
+from core.models import Image, Instance, KeyPair
 from core.routing import compute_queue
 from core.settings import get_settings
 from tasks.messaging import rpc
-
-bp = Blueprint("server_actions", __name__)
-
-
-def _writable_instance(server_id: str) -> Instance:
-    """The caller's instance for a state-changing action: 404 if not visible, 403 for readers, 409 if locked."""
-    ctx = current()
-    with read_session() as s:
-        inst = servers.get_instance(s, server_id, ctx)
-    recheck(inst.project_id)
-    if inst.locked and not ctx.is_admin:
-        raise conflict(f"Instance {inst.uuid} is locked")
-    return inst
 
 
 def _start(inst: Instance, action: str, values: dict | None = None, params: dict | None = None,
@@ -48,10 +40,69 @@ def _start(inst: Instance, action: str, values: dict | None = None, params: dict
         argsrepr=repr(({"instance_uuid": inst.uuid, "action": action},)))
 
 
-def _no_args(name: str, args: object) -> None:
-    if args not in (None, {}):
-        raise bad_request(f"Invalid input for field/attribute {name}. Value: {args!r}. {args!r} is not of type "
-                          f"'null'")
+# --- reboot, lock, unlock, console output --------------------------------------------------------------------------
+
+def reboot(server_id: str, args: object) -> None:
+    body = load(RebootSchema(), {"reboot": args}, root="reboot")
+    start_action(server_id, "reboot_hard" if body["type"].upper() == "HARD" else "reboot")
+
+
+def lock(server_id: str, args: object) -> None:
+    """Nova's lock: the owner's project locking an already-locked server changes nothing; otherwise the lock
+    records who took it (``owner`` or ``admin``), which decides whether unlock needs unlock_override."""
+    ctx = current()
+    reason = None
+    if args is not None:
+        if not api_version().matches("2.73") and args != {}:
+            raise bad_request("Additional properties are not allowed (locked_reason needs microversion 2.73)")
+        reason = load(LockSchema(), args).get("locked_reason")
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+    is_owner = inst.project_id == ctx.project_id
+    if inst.locked and is_owner:
+        return
+    rpc.call("stratus.conductor.update_instance", inst.uuid,
+             {"locked": True, "locked_reason": reason, "locked_by": "owner" if is_owner else "admin"})
+
+
+def expected_locked_by(inst: Instance, ctx: RequestContext) -> bool:
+    """Nova's is_expected_locked_by: unlocked, or locked by the caller's side (owner project / admin)."""
+    expect = "owner" if inst.project_id == ctx.project_id else "admin"
+    return not inst.locked_by or inst.locked_by == expect
+
+
+def unlock(server_id: str, args: object) -> None:
+    ctx = current()
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+    if not expected_locked_by(inst, ctx):
+        authorize(sub_rule("unlock_override"), inst.project_id)
+    rpc.call("stratus.conductor.update_instance", inst.uuid,
+             {"locked": False, "locked_reason": None, "locked_by": None})
+
+
+def console_output(server_id: str, args: object) -> Response:
+    ctx = current()
+    if args is not None and not isinstance(args, dict):
+        raise bad_request(f"Invalid input for field/attribute os-getConsoleOutput. Value: {args!r}. {args!r} is "
+                          f"not of type 'object'")
+    length = (args or {}).get("length")
+    if length is not None:
+        try:
+            length = int(length)
+        except (TypeError, ValueError):
+            raise bad_request(f"Invalid input for field/attribute length. Value: {length}.") from None
+        if length < -1:
+            raise bad_request(f"Invalid input for field/attribute length. Value: {length}.")
+    with read_session() as s:
+        inst = get_instance(s, server_id, ctx)
+    if not inst.host or inst.vm_state == states.BUILDING:
+        raise conflict(f"Instance {inst.uuid} is not ready")
+    output = rpc.call("stratus.compute.console_output", {"host": inst.host, "instance_uuid": inst.uuid},
+                      queue=compute_queue(inst.host))
+    if length is not None and length >= 0:
+        output = "\n".join(output.splitlines()[-length:]) if length else ""
+    return jsonify({"output": output})
 
 
 # --- rescue / unrescue ---------------------------------------------------------------------------------------------
@@ -61,9 +112,9 @@ class RescueSchema(StrictSchema):
     rescue_image_ref = fields.String()
 
 
-def _rescue(server_id: str, args: object) -> Response:
+def rescue(server_id: str, args: object) -> Response:
     body = load(RescueSchema(), args) if args is not None else {}
-    inst = _writable_instance(server_id)
+    inst = writable_instance(server_id)
     params = {}
     if body.get("rescue_image_ref"):
         image_id = body["rescue_image_ref"].rstrip("/").split("/")[-1]
@@ -76,18 +127,18 @@ def _rescue(server_id: str, args: object) -> Response:
     return jsonify({"adminPass": admin_pass})
 
 
-def _unrescue(server_id: str, args: object) -> None:
-    _no_args("unrescue", args)
-    _start(_writable_instance(server_id), "unrescue")
+def unrescue(server_id: str, args: object) -> None:
+    check_no_args("unrescue", args)
+    _start(writable_instance(server_id), "unrescue")
 
 
 # --- trigger_crash_dump (2.17) --------------------------------------------------------------------------------------
 
-def _trigger_crash_dump(server_id: str, args: object) -> None:
+def trigger_crash_dump(server_id: str, args: object) -> None:
     if not api_version().matches("2.17"):
         raise not_found("The resource could not be found.")
-    _no_args("trigger_crash_dump", args)
-    inst = _writable_instance(server_id)
+    check_no_args("trigger_crash_dump", args)
+    inst = writable_instance(server_id)
     ctx = current()
     rpc.call("stratus.conductor.trigger_crash_dump", {"instance_uuid": inst.uuid, "request_id": g.request_id,
                                                       "user_id": ctx.user_id, "project_id": ctx.project_id})
@@ -112,18 +163,18 @@ class RebuildSchema(StrictSchema):
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
 
 
-def _rebuild(server_id: str, args: object) -> Response:
+def rebuild(server_id: str, args: object) -> Response:
     ctx = current()
     body = load(RebuildSchema(), {"rebuild": args}, root="rebuild")
     check_version_gated(body, {"description": "2.19", "key_name": "2.54", "user_data": "2.57",
-                               "trusted_image_certificates": "2.63", "hostname": "2.90"})
+                               "trusted_image_certificates": "2.63", "hostname": "2.90"}, api_version())
     values: dict = {}
     if "metadata" in body:
         values["metadata_items"] = validate_metadata(body["metadata"])
         check_create_quota(values["metadata_items"])
-    inst = _writable_instance(server_id)
+    inst = writable_instance(server_id)
     with read_session() as s:
-        img = servers._image_for_boot(s, body["imageRef"], ctx)
+        img = image_for_boot(s, body["imageRef"], ctx)
         flavor = inst.flavor_snapshot or {}
         if (flavor.get("ram") or 0) < (img.min_ram or 0):
             raise bad_request("Flavor's memory is too small for requested image.")
@@ -148,7 +199,7 @@ def _rebuild(server_id: str, args: object) -> Response:
     _start(inst, "rebuild", values=values,
            params={"preserve_ephemeral": bool(body.get("preserve_ephemeral", False))})
     with read_session() as s:
-        server = servers.render(s, [servers.get_instance(s, inst.uuid, ctx)], ctx, show=True)[0]
+        server = render(s, [get_instance(s, inst.uuid, ctx)], ctx, show=True)[0]
     server["adminPass"] = admin_pass
     return jsonify({"server": server}), 202
 
@@ -160,39 +211,15 @@ class CreateImageSchema(StrictSchema):
     metadata = fields.Raw()
 
 
-def new_snapshot_image(inst: Instance, name: str, metadata: dict) -> str:
-    """A queued private image for a snapshot of ``inst`` (createImage, shelve), as Nova asks Glance for one."""
-    image_id = str(uuidlib.uuid4())
-    now = utcnow()
-    with write_session() as s:  # the image service's own table
-        base = s.get(Image, inst.image_ref)
-        inherited = {k: v for k, v in ((base.properties or {}) if base else {}).items()
-                     if k not in ("instance_uuid", "image_type", "base_image_ref")}
-        s.add(Image(id=image_id, name=name, status="queued", visibility="private", protected=False,
-                    owner=inst.project_id, disk_format=base.disk_format if base else "raw",
-                    container_format=base.container_format if base else "bare",
-                    min_disk=(inst.flavor_snapshot or {}).get("disk") or 0, min_ram=base.min_ram if base else 0,
-                    properties={**inherited, **metadata, "instance_uuid": inst.uuid, "image_type": "snapshot",
-                                "base_image_ref": inst.image_ref, "user_id": current().user_id},
-                    tags=[], created_at=now, updated_at=now))
-    return image_id
-
-
-def drop_queued_image(image_id: str) -> None:
-    """The snapshot's action was refused: its image never gets data."""
-    with write_session() as s:
-        s.query(Image).filter(Image.id == image_id, Image.status == "queued").delete()
-
-
-def _create_image(server_id: str, args: object) -> Response:
+def create_image(server_id: str, args: object) -> Response:
     body = load(CreateImageSchema(), {"createImage": args}, root="createImage")
     metadata = validate_metadata(body.get("metadata") or {})
-    inst = _writable_instance(server_id)
+    inst = writable_instance(server_id)
     # Nova refuses before asking Glance when the state is wrong; the conductor checks again atomically.
     if inst.vm_state not in states.MORE_ACTIONS["snapshot"]["from"] or inst.task_state is not None:
         attr, state = ("task_state", inst.task_state) if inst.task_state else ("vm_state", inst.vm_state)
         raise conflict(f"Cannot 'createImage' instance {inst.uuid} while it is in {attr} {state}")
-    image_id = new_snapshot_image(inst, body["name"], metadata)
+    image_id = new_snapshot_image(inst, body["name"], metadata, current().user_id)
     try:
         _start(inst, "snapshot", params={"image_id": image_id}, api_name="createImage")
     except ApiError:
@@ -212,7 +239,7 @@ def soft_delete(server_id: str) -> bool:
     deleted at once (never launched on a host, still building)."""
     if get_settings().reclaim_instance_interval <= 0:
         return False
-    inst = _writable_instance(server_id)
+    inst = writable_instance(server_id)
     if inst.vm_state == states.SOFT_DELETED and inst.task_state is None:
         return True
     if not inst.host or inst.vm_state == states.BUILDING:
@@ -221,49 +248,14 @@ def soft_delete(server_id: str) -> bool:
     return True
 
 
-def _restore(server_id: str, args: object) -> None:
-    _no_args("restore", args)
-    _start(_writable_instance(server_id), "restore")
+def restore(server_id: str, args: object) -> None:
+    check_no_args("restore", args)
+    _start(writable_instance(server_id), "restore")
 
 
-def _force_delete(server_id: str, args: object) -> None:
-    _no_args("forceDelete", args)
-    inst = _writable_instance(server_id)
+def force_delete(server_id: str, args: object) -> None:
+    check_no_args("forceDelete", args)
+    inst = writable_instance(server_id)
     if inst.task_state is not None:
         raise conflict(f"Cannot 'forceDelete' instance {inst.uuid} while it is in task_state {inst.task_state}")
-    servers._action(server_id, "delete")
-
-
-servers.EXTRA_ACTIONS.update({"rescue": _rescue, "unrescue": _unrescue, "trigger_crash_dump": _trigger_crash_dump,
-                              "rebuild": _rebuild, "createImage": _create_image, "restore": _restore,
-                              "forceDelete": _force_delete})
-
-
-# --- diagnostics ---------------------------------------------------------------------------------------------------
-
-def _legacy_diagnostics(d: dict) -> dict:
-    """Before 2.48 Nova returns the driver's own flat keys; these are libvirt's."""
-    out: dict = {f"cpu{c['id']}_time": c.get("time") for c in d.get("cpu_details", [])}
-    out["memory"] = (d.get("memory_details") or {}).get("maximum", 0) * 1024
-    for i, disk in enumerate(d.get("disk_details", [])):
-        name = f"vd{chr(ord('a') + i)}"
-        out.update({f"{name}_read": disk["read_bytes"], f"{name}_read_req": disk["read_requests"],
-                    f"{name}_write": disk["write_bytes"], f"{name}_write_req": disk["write_requests"],
-                    f"{name}_errors": disk["errors_count"]})
-    for i, nic in enumerate(d.get("nic_details", [])):
-        for key in ("rx_octets", "rx_errors", "rx_drop", "rx_packets", "tx_octets", "tx_errors", "tx_drop",
-                    "tx_packets"):
-            out[f"vnet{i}_{key.replace('_octets', '')}"] = nic[key]
-    return out
-
-
-@bp.get("/servers/<server_id>/diagnostics")
-@enforce("admin_api")
-def diagnostics(server_id: str):
-    with read_session() as s:
-        inst = servers.get_instance(s, server_id, current())
-    if not inst.host or inst.vm_state == states.BUILDING:
-        raise conflict(f"Instance {inst.uuid} is not ready")
-    result = rpc.call("stratus.compute.diagnostics", {"host": inst.host, "instance_uuid": inst.uuid},
-                      queue=compute_queue(inst.host))
-    return jsonify(result if api_version().matches("2.48") else _legacy_diagnostics(result))
+    start_action(server_id, "delete")

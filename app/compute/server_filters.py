@@ -3,6 +3,7 @@
 400 for query parameters Nova does not know."""
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from sqlalchemy import String, cast, false
@@ -39,6 +40,16 @@ _INTEGER = {"power_state": Instance.power_state, "progress": Instance.progress,
 _CONTAINS = {"created_at": Instance.created_at, "launched_at": Instance.launched_at,
              "terminated_at": Instance.terminated_at}  # Nova matches these like a regex (SQL LIKE %value%)
 _TRUE, _FALSE = ("true", "1", "yes", "on", "y", "t"), ("false", "0", "no", "off", "n", "f")
+
+
+def parse_time(name: str, value: str) -> dt.datetime:
+    """A time query parameter (changes-since, changes-before) as a naive UTC datetime; 400 if it is not one."""
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"Invalid input for query parameters {name}. Value: {value}. '{value}' is not a "
+                          f"'date-time'") from None
+    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def check_known(args: MultiDict, v: APIVersion) -> None:

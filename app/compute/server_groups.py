@@ -10,7 +10,8 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.compute.schemas import ServerGroupCreateSchema, ServerGroupCreateV264Schema, is_uuid, json_body, load
+from app.compute.request_body import body_schema
+from app.compute.schemas import ServerGroupCreateSchema, ServerGroupCreateV264Schema, is_uuid
 from app.context import RequestContext, current
 from app.microversion import APIVersion, current as api_version
 from app.policy import authorize, enforce, recheck
@@ -161,18 +162,17 @@ def _rules(rules: object) -> dict:
 
 @bp.post("/os-server-groups")
 @enforce("project_member_api")
-def create_server_group():
+@body_schema(ServerGroupCreateSchema, root="server_group", versions={"2.64": ServerGroupCreateV264Schema})
+def create_server_group(body: dict):
     ctx = current()
     v = api_version()
     if v.matches("2.64"):
-        body = load(ServerGroupCreateV264Schema(), json_body(), root="server_group")
         policy = body["policy"]
         _enum("policy", policy, POLICIES_V215)
         rules = _rules(body.get("rules", {}))
         if policy != "anti-affinity" and rules:
             raise bad_request("Only anti-affinity policy supports rules.")
     else:
-        body = load(ServerGroupCreateSchema(), json_body(), root="server_group")
         policy, rules = _policy_before_264(body, v), {}
     created = rpc.call("stratus.conductor.create_server_group", {
         "name": body["name"], "policy": policy, "rules": rules, "project_id": ctx.project_id,

@@ -1,43 +1,16 @@
 """/servers/{id}/metadata: a server's key/value metadata (Nova's server_metadata controller)."""
 from __future__ import annotations
 
-import re
-
 from flask import Blueprint, jsonify
 
-from app.compute.schemas import json_body
-from app.compute.servers import instance_for_subresource
+from app.compute.instances import instance_for_subresource
+from app.compute.metadata_items import validate_metadata
+from app.compute.request_body import json_body
 from app.policy import enforce
-from core.errors import ApiError, bad_request, not_found
-from core.settings import get_settings
+from core.errors import bad_request, not_found
 from tasks.messaging import rpc
 
 bp = Blueprint("server_metadata", __name__)
-_KEY_RE = re.compile(r"^[a-zA-Z0-9-_:. ]{1,255}$")
-
-
-def validate_metadata(metadata: object, field: str = "metadata") -> dict:
-    """Nova's parameter_types.metadata: keys match ^[a-zA-Z0-9-_:. ]{1,255}$, values are strings ≤ 255."""
-    if not isinstance(metadata, dict):
-        raise bad_request(f"Invalid input for field/attribute {field}. Value: {metadata!r}. {metadata!r} is not of "
-                          f"type 'object'")
-    for key, value in metadata.items():
-        if not _KEY_RE.match(key):
-            raise bad_request(f"Invalid input for field/attribute {field}. Value: {metadata!r}. Additional "
-                              f"properties are not allowed ('{key}' was unexpected)")
-        if not isinstance(value, str):
-            raise bad_request(f"Invalid input for field/attribute {key}. Value: {value!r}. {value!r} is not of "
-                              f"type 'string'")
-        if len(value) > 255:
-            raise bad_request(f"Invalid input for field/attribute {key}. Value: {value}. '{value}' is too long")
-    return metadata
-
-
-def check_create_quota(metadata: dict | None) -> None:
-    """Server create: more items than quota_metadata_items is Nova's 403."""
-    limit = get_settings().quota_metadata_items
-    if metadata and 0 <= limit < len(metadata):
-        raise ApiError(403, f"Maximum number of metadata items exceeds {limit}")
 
 
 def _body(root: str) -> dict:

@@ -1,6 +1,6 @@
-"""Server actions that move a server between flavors or hosts: resize, confirmResize, revertResize, migrate,
-os-migrateLive, evacuate, shelve, shelveOffload, unshelve (registered in servers.EXTRA_ACTIONS; the conductor
-side is tasks/conductor_moves.py)."""
+"""The handlers of the server actions that move a server between flavors or hosts: resize, confirmResize,
+revertResize, migrate, os-migrateLive, evacuate, shelve, shelveOffload, unshelve (app/compute/actions.py names them
+by their body key; the conductor side is tasks/conductor_moves.py)."""
 from __future__ import annotations
 
 import secrets
@@ -8,10 +8,10 @@ import secrets
 from flask import Response, g, jsonify
 from marshmallow import fields, validate
 
-from app.compute import servers
-from app.compute.schemas import StrictSchema, load
-from app.compute.server_actions import _no_args, _writable_instance, drop_queued_image, new_snapshot_image
+from app.compute.instances import writable_instance
+from app.compute.schemas import StrictSchema, check_no_args, load
 from app.context import current
+from app.image.snapshots import drop_queued_image, new_snapshot_image
 from app.microversion import current as api_version
 from app.policy import authorize
 from app.policy_names import sub_rule
@@ -34,36 +34,36 @@ class ResizeSchema(StrictSchema):
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
 
 
-def _resize(server_id: str, args: object) -> None:
+def resize(server_id: str, args: object) -> None:
     body = load(ResizeSchema(), {"resize": args}, root="resize")
     flavor_ref = body["flavorRef"]
     if not isinstance(flavor_ref, (str, int)) or isinstance(flavor_ref, bool) or not str(flavor_ref).strip():
         raise bad_request(f"Invalid input for field/attribute flavorRef. Value: {flavor_ref!r}.")
-    inst = _writable_instance(server_id)
+    inst = writable_instance(server_id)
     rpc.call("stratus.conductor.start_move",
              _request(inst, "resize", flavor_id=str(flavor_ref).rstrip("/").split("/")[-1]))
 
 
-def _confirm_resize(server_id: str, args: object) -> Response:
-    _no_args("confirmResize", args)
-    rpc.call("stratus.conductor.confirm_resize", _request(_writable_instance(server_id), "confirm_resize"))
+def confirm_resize(server_id: str, args: object) -> Response:
+    check_no_args("confirmResize", args)
+    rpc.call("stratus.conductor.confirm_resize", _request(writable_instance(server_id), "confirm_resize"))
     return Response(status=204)
 
 
-def _revert_resize(server_id: str, args: object) -> None:
-    _no_args("revertResize", args)
-    rpc.call("stratus.conductor.revert_resize", _request(_writable_instance(server_id), "revert_resize"))
+def revert_resize(server_id: str, args: object) -> None:
+    check_no_args("revertResize", args)
+    rpc.call("stratus.conductor.revert_resize", _request(writable_instance(server_id), "revert_resize"))
 
 
 class MigrateSchema(StrictSchema):
     host = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
 
 
-def _migrate(server_id: str, args: object) -> None:
+def migrate(server_id: str, args: object) -> None:
     body = load(MigrateSchema(), args) if args is not None else {}
     if "host" in body and not api_version().matches("2.56"):
         raise bad_request("Additional properties are not allowed ('host' was unexpected)")
-    inst = _writable_instance(server_id)
+    inst = writable_instance(server_id)
     if body.get("host"):
         authorize(sub_rule("migrate_host"), inst.project_id)
     rpc.call("stratus.conductor.start_move", _request(inst, "migrate", host=body.get("host")))
@@ -76,7 +76,7 @@ class LiveMigrateSchema(StrictSchema):
     force = fields.Boolean()
 
 
-def _live_migrate(server_id: str, args: object) -> None:
+def live_migrate(server_id: str, args: object) -> None:
     body = load(LiveMigrateSchema(), {"os-migrateLive": args}, root="os-migrateLive")
     block = body["block_migration"]
     if not (isinstance(block, bool) or (block == "auto" and api_version().matches("2.25"))):
@@ -84,7 +84,7 @@ def _live_migrate(server_id: str, args: object) -> None:
     if "disk_over_commit" in body and api_version().matches("2.25"):
         raise bad_request("Additional properties are not allowed ('disk_over_commit' was unexpected)")
     _check_force(body, "2.30")
-    inst = _writable_instance(server_id)
+    inst = writable_instance(server_id)
     # 2.34: the pre-checks (source up, destination found and claimed) run after the 202 (tasks/conductor_live.py)
     rpc.call("stratus.conductor.live_migrate", _request(inst, "live_migrate", host=body.get("host"),
                                                         async_checks=api_version().matches("2.34")))
@@ -105,7 +105,7 @@ class EvacuateSchema(StrictSchema):
     force = fields.Boolean()
 
 
-def _evacuate(server_id: str, args: object) -> Response:
+def evacuate(server_id: str, args: object) -> Response:
     v = api_version()
     body = load(EvacuateSchema(), {"evacuate": args}, root="evacuate")
     if "onSharedStorage" in body and v.matches("2.14"):
@@ -114,7 +114,7 @@ def _evacuate(server_id: str, args: object) -> Response:
         raise bad_request(f"Invalid input for field/attribute evacuate. Value: {args!r}. 'onSharedStorage' is a "
                           f"required property")
     _check_force(body, "2.29")
-    inst = _writable_instance(server_id)
+    inst = writable_instance(server_id)
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
     rpc.call("stratus.conductor.start_move", _request(inst, "evacuate", host=body.get("host"),
                                                       admin_pass_enc=crypto.encrypt(admin_pass),
@@ -128,16 +128,16 @@ def _evacuate(server_id: str, args: object) -> Response:
 SHELVE_FROM = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
 
 
-def _shelve(server_id: str, args: object) -> None:
+def shelve(server_id: str, args: object) -> None:
     """Nova: a snapshot image ``<name>-shelved`` keeps the disk; unshelve boots from it and deletes it."""
-    _no_args("shelve", args)
-    inst = _writable_instance(server_id)
+    check_no_args("shelve", args)
+    inst = writable_instance(server_id)
     if inst.vm_state not in SHELVE_FROM or inst.task_state is not None:  # no image for a refused request
         attr, state = ("task_state", inst.task_state) if inst.task_state else ("vm_state", inst.vm_state)
         raise conflict(f"Cannot 'shelve' instance {inst.uuid} while it is in {attr} {state}")
     image_id = None
     if supports(get_settings().compute_driver, "snapshot"):
-        image_id = new_snapshot_image(inst, f"{inst.display_name}-shelved", {})
+        image_id = new_snapshot_image(inst, f"{inst.display_name}-shelved", {}, current().user_id)
     try:
         rpc.call("stratus.conductor.shelve", _request(inst, "shelve", image_id=image_id))
     except ApiError:
@@ -146,9 +146,9 @@ def _shelve(server_id: str, args: object) -> None:
         raise
 
 
-def _shelve_offload(server_id: str, args: object) -> None:
-    _no_args("shelveOffload", args)
-    rpc.call("stratus.conductor.shelve", _request(_writable_instance(server_id), "shelve_offload"))
+def shelve_offload(server_id: str, args: object) -> None:
+    check_no_args("shelveOffload", args)
+    rpc.call("stratus.conductor.shelve", _request(writable_instance(server_id), "shelve_offload"))
 
 
 class UnshelveSchema(StrictSchema):
@@ -156,7 +156,7 @@ class UnshelveSchema(StrictSchema):
     host = fields.String(validate=validate.Length(min=1, max=255))
 
 
-def _unshelve(server_id: str, args: object) -> None:
+def unshelve(server_id: str, args: object) -> None:
     body = load(UnshelveSchema(), args) if isinstance(args, dict) else {}
     if args is not None and not isinstance(args, dict):
         raise bad_request(f"Invalid input for field/attribute unshelve. Value: {args!r}.")
@@ -168,7 +168,7 @@ def _unshelve(server_id: str, args: object) -> None:
     if "host" in body:
         if not api_version().matches("2.91"):
             raise bad_request("Additional properties are not allowed ('host' was unexpected)")
-    inst = _writable_instance(server_id)
+    inst = writable_instance(server_id)
     if "host" in body:
         authorize(sub_rule("unshelve_to_host"), inst.project_id)
     if inst.vm_state == "shelved":  # not offloaded yet: it starts again on its host
@@ -179,8 +179,3 @@ def _unshelve(server_id: str, args: object) -> None:
     else:
         zone = {"availability_zone": body["availability_zone"]} if "availability_zone" in body else {}
         rpc.call("stratus.conductor.start_move", _request(inst, "unshelve", host=body.get("host"), **zone))
-
-
-servers.EXTRA_ACTIONS.update({"resize": _resize, "confirmResize": _confirm_resize, "revertResize": _revert_resize,
-                              "migrate": _migrate, "os-migrateLive": _live_migrate, "evacuate": _evacuate,
-                              "shelve": _shelve, "shelveOffload": _shelve_offload, "unshelve": _unshelve})

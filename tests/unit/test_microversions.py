@@ -372,7 +372,7 @@ def test_trusted_image_certificates_refused_not_ignored(client, world):
 def test_console_auth_token_lookup_from_2_31(client, world):
     import time
 
-    from app.compute.consoles import token_hash
+    from core.crypto import token_hash
     from core.db import write_session
     from core.models import ConsoleAuthToken
     with write_session() as s:

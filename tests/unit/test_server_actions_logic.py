@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from app.compute.server_metadata import validate_metadata
-from app.compute.server_tags import validate_tag, validate_tags
+from app.compute.instance_tags import validate_tag, validate_tags
+from app.compute.metadata_items import validate_metadata
 from core import states
 from core.errors import ApiError
 from core.power_state import PowerState
