@@ -18,11 +18,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_migrate import Migrate
     from flask_sqlalchemy import SQLAlchemy
 
-    from app import auth, cli, errors, limits, microversion, openapi, policy, versions
-    from app.compute import (admin, aggregates, consoles, flavor_access, flavors, instance_actions, keypairs,
-                             migrations, misc, networks, quotas, server_diagnostics, server_groups, server_metadata,
-                             server_tags, servers, usage)
-    from app.identity import views as identity
+    from app import auth, cli, errors, microversion, openapi, policy, request_limits, versions
+    from app.compute import (aggregates, availability_zones, consoles, flavor_access, flavors, hypervisors,
+                             instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
+                             server_groups, server_metadata, server_tags, servers, services, usage)
+    from app.identity import domains, projects, roles, tokens, users
+    from app.identity import versions as identity_versions
     from app.image import views as image
     from app.json_provider import OrjsonProvider
     from core.models import Base
@@ -48,16 +49,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     Migrate(app, migrate_db, directory=str(_repo_path("migrations")), render_as_batch=True)
 
     errors.register_error_handlers(app)
-    limits.init_app(app)  # before auth: size/shape checks answer first, as Nova's sizelimit does
+    request_limits.init_app(app)  # before auth: size/shape checks answer first, as Nova's sizelimit does
     auth.init_app(app)
     microversion.init_app(app)
     policy.init_app(app)
     app.register_blueprint(versions.bp)
-    app.register_blueprint(identity.bp, url_prefix="/identity")
+    for module in (identity_versions, tokens, domains, projects, users, roles):
+        app.register_blueprint(module.bp, url_prefix="/identity")
     app.register_blueprint(image.bp, url_prefix="/image")
-    for module in (servers, flavors, keypairs, misc, networks, admin, instance_actions, quotas, server_groups,
-                   aggregates, flavor_access, usage, migrations, consoles, server_diagnostics, server_metadata,
-                   server_tags):
+    for module in (servers, flavors, keypairs, limits, availability_zones, networks, services, hypervisors,
+                   instance_actions, quotas, server_groups, aggregates, flavor_access, usage, migrations, consoles,
+                   server_diagnostics, server_metadata, server_tags):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
     openapi.init_app(app)
     cli.init_app(app)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import secrets
 import uuid
 
@@ -11,17 +10,13 @@ from sqlalchemy import and_, bindparam, select
 
 from app.context import RequestContext
 from core import db
+from core.crypto import token_hash
 from core.errors import ApiError
 from core.models import Project, Role, RoleAssignment, Token, User, utcnow
 
 # Routes that answer without a token (version discovery and token issue).
-PUBLIC_ENDPOINTS = {"versions.root", "versions.v2_1", "versions.v2", "identity.versions", "identity.version",
-                    "identity.issue_token",
-                    "image.versions", "static"}
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+PUBLIC_ENDPOINTS = {"versions.root", "versions.v2_1", "versions.v2", "identity_versions.versions",
+                    "identity_versions.version", "identity_tokens.issue_token", "image.versions", "static"}
 
 
 def new_token_string() -> str:
@@ -62,7 +57,7 @@ def validate_token(token: str) -> tuple[Token, User, Project | None, list[Role]]
     """The token's row, user, project and roles, or None when it is unknown, revoked, expired, or its user or
     project is disabled. One query: the token joined to its user, project and role assignments, a row per role."""
     with db.read_session() as s:
-        rows = s.execute(_TOKEN_QUERY, {"id_hash": hash_token(token)}).all()
+        rows = s.execute(_TOKEN_QUERY, {"id_hash": token_hash(token)}).all()
     if not rows:
         return None
     row, user, project, _ = rows[0]
@@ -75,7 +70,7 @@ def validate_token(token: str) -> tuple[Token, User, Project | None, list[Role]]
 def request_context(token: str, request_id: str) -> RequestContext | None:
     """The context of a request made with ``token`` (validate_token's checks, read as plain columns)."""
     with db.read_session() as s:
-        rows = db.plain_rows(s, _CONTEXT_QUERY, {"id_hash": hash_token(token)}).all()
+        rows = db.plain_rows(s, _CONTEXT_QUERY, {"id_hash": token_hash(token)}).all()
     if not rows:
         return None
     revoked, expires_at, project_id, user_id, user_name, user_enabled, project_name, project_enabled, _ = rows[0]

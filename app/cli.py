@@ -9,6 +9,8 @@ from flask import Flask
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from app.identity import service
+from app.policy import sample_file
 from core.db import write_session
 from core.models import Flavor
 from core.settings import get_settings
@@ -23,8 +25,6 @@ DEFAULT_FLAVORS = [("42", "m1.nano", 128, 1, 1), ("84", "m1.micro", 192, 1, 1), 
 
 def bootstrap(admin_password: str) -> dict:
     """Create roles, the admin project and user, and the default flavors. Idempotent."""
-    from app.identity import service
-
     with write_session() as s:
         roles = {name: service.ensure_role(s, name) for name in ("admin", "member", "reader")}
         project = service.ensure_project(s, "admin", description="Bootstrap project for initializing the cloud.")
@@ -93,7 +93,6 @@ def audit_command(delete: bool) -> None:
 @stratus.command("policy-dump")
 def policy_dump_command() -> None:
     """Print every policy rule with its default check string, as a YAML policy file."""
-    from app.policy import sample_file
     click.echo(sample_file(), nl=False)
 
 

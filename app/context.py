@@ -5,6 +5,8 @@ import dataclasses
 
 from flask import g
 
+from core.errors import ApiError
+
 
 @dataclasses.dataclass(frozen=True)
 class RequestContext:
@@ -31,6 +33,5 @@ class RequestContext:
 def current() -> RequestContext:
     ctx = g.get("context")
     if ctx is None:
-        from core.errors import ApiError
         raise ApiError(401, "The request you have made requires authentication.")
     return ctx

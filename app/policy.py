@@ -26,9 +26,10 @@ from flask import Flask, g, request
 
 from app.context import RequestContext, current
 from app.errors import error_response
-from app.policy_names import ENDPOINT_RULES
+from app.policy_names import ACTION_RULES, ENDPOINT_RULES, SUB_RULES
 from app.policy_rules import Check, PolicyError, effective_roles, evaluate, parse
 from core.errors import ApiError
+from core.settings import get_settings
 
 LOG = logging.getLogger(__name__)
 
@@ -138,7 +139,6 @@ _enforcer: Enforcer | None = None
 def enforcer() -> Enforcer:
     global _enforcer
     if _enforcer is None:
-        from core.settings import get_settings
         _enforcer = load_enforcer(get_settings().policy_file)
     return _enforcer
 
@@ -197,7 +197,7 @@ def enforce(level: str, name: str | None = None, description: str = "") -> Calla
 def checks_inside(*rules: tuple[str, str], registry: Mapping[str, tuple[str, str]] | None = None) -> Callable:
     """Declare a view that runs its own named check(s) with ``authorize``: ``rules`` are (rule name, level)
     pairs; ``registry`` a live table key -> (rule name, level) such as the server actions' (registered by
-    ``app.policy_names.register_all``)."""
+    ``init_app``)."""
     for rule, level in rules:
         register(rule, level)
 
@@ -244,10 +244,9 @@ def sample_file() -> str:
 
 def init_app(app: Flask) -> None:
     global _enforcer
-    from app import policy_names
-    from core.settings import get_settings
-
-    policy_names.register_all()  # the Nova names of endpoints whose views declare only a level
+    for table in (ENDPOINT_RULES, SUB_RULES, ACTION_RULES):  # the Nova names of endpoints, sub-rules and actions
+        for name, level in table.values():
+            register(name, level)
     _enforcer = load_enforcer(get_settings().policy_file)  # PolicyError here stops the process at startup
     LOG.info("policy: %d overrides from %s", len(_enforcer.overrides), _enforcer.source)
 

@@ -2,7 +2,8 @@
 for the server actions (``POST /servers/{id}/action``), with Nova's defaults.
 
 Endpoint → (rule name, default level); action → (rule name, default level). A policy file may override these
-names like any other.
+names like any other. Plain data (app.policy registers the tables at start-up), so Flask-free modules may name a
+rule.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ ENDPOINT_RULES: dict[str, tuple[str, str]] = {
     "networks.list_networks": ("os_compute_api:os-networks:list", _READER),
     "networks.show_network": ("os_compute_api:os-networks:view", _READER),
     "consoles.remote_consoles": ("os_compute_api:os-remote-consoles", _MEMBER),
-    "misc.limits": ("os_compute_api:limits", _READER),
+    "limits.show_limits": ("os_compute_api:limits", _READER),
     "quotas.show_quota_set_defaults": ("os_compute_api:os-quota-sets:defaults", "authenticated"),
     "quotas.show_quota_class_set": ("os_compute_api:os-quota-class-sets:show", _ADMIN),
     "quotas.update_quota_class_set": ("os_compute_api:os-quota-class-sets:update", _ADMIN),
@@ -94,11 +95,3 @@ ACTION_RULES: dict[str, tuple[str, str]] = {
 
 def sub_rule(key: str) -> str:
     return SUB_RULES[key][0]
-
-
-def register_all() -> None:
-    from app.policy import register
-
-    for table in (ENDPOINT_RULES, SUB_RULES, ACTION_RULES):
-        for name, level in table.values():
-            register(name, level)

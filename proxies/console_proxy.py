@@ -2,7 +2,7 @@
 (``python -m proxies.spicehtml5``, port 6082).
 
 Each proxy serves its web client's files (Debian's ``novnc`` and ``spice-html5`` packages) and turns a WebSocket
-into a TCP connection to the guest's VNC/SPICE server, for a token the API issued (``app/compute/consoles.py``).
+into a TCP connection to the guest's VNC/SPICE server, for a token the API issued (``app/compute/console_urls.py``).
 
 Rules, checked before any byte reaches a guest:
 - the ``Origin`` header (when a browser sends one) names an allowed host (``console_allowed_origins``, default:
@@ -22,7 +22,6 @@ or broker connection, so nothing is shared across the fork.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import select
@@ -36,6 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockify import websocketproxy, websockifyserver
 
+from core.crypto import token_hash
 from core.settings import Settings, get_settings
 
 LOG = logging.getLogger("stratus.console_proxy")
@@ -57,10 +57,6 @@ class Refused(Exception):
     def __init__(self, reason: str, code: int = 403):
         super().__init__(reason)
         self.reason, self.code = reason, code
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def allowed_origins(cfg: Settings) -> tuple[set[str], set[str]]:

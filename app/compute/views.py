@@ -8,7 +8,7 @@ from flask import request
 
 from app.context import RequestContext
 from app.microversion import APIVersion
-from core.models import Flavor, Instance, InstanceFault
+from core.models import ComputeNode, Flavor, Instance, InstanceFault, Service
 from core.settings import get_settings
 from core.states import status_of
 
@@ -39,6 +39,16 @@ def links(collection: str, ident: str | int, base: str | None = None, prefix: st
 
 def host_id(project_id: str, host: str | None) -> str:
     return hashlib.sha224((project_id + host).encode()).hexdigest() if host else ""
+
+
+def instance_name(instance_id: int) -> str:
+    """Nova's default instance_name_template."""
+    return f"instance-{instance_id:08x}"
+
+
+def api_id(row: Service | ComputeNode, version: APIVersion) -> object:
+    """A service's or hypervisor's id as the API shows it: its uuid from 2.53, its integer id before."""
+    return row.uuid if version.matches("2.53") else row.id
 
 
 def server_summary(inst: Instance) -> dict:
@@ -120,7 +130,7 @@ class ServerView:
         body["os-extended-volumes:volumes_attached"] = []
         if self.admin:
             body["OS-EXT-SRV-ATTR:host"] = inst.host
-            body["OS-EXT-SRV-ATTR:instance_name"] = f"instance-{inst.id:08x}"
+            body["OS-EXT-SRV-ATTR:instance_name"] = instance_name(inst.id)
             body["OS-EXT-SRV-ATTR:hypervisor_hostname"] = inst.node
             if self.admin_2_3:
                 body["OS-EXT-SRV-ATTR:reservation_id"] = inst.reservation_id

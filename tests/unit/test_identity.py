@@ -6,9 +6,9 @@ import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
-from app import auth
 from app.identity import service
 from core import db
+from core.crypto import token_hash
 from core.models import Token, User
 from tests.unit.conftest import ADMIN_PASSWORD, PUBLIC_URL, issue, password_auth
 
@@ -61,7 +61,7 @@ def test_issue_token_password_project_scope(client, admin):
     # Only the hash of the token is stored.
     with db.read_session() as s:
         rows = list(s.scalars(select(Token)))
-        assert auth.hash_token(token) in {r.id_hash for r in rows}
+        assert token_hash(token) in {r.id_hash for r in rows}
         assert all(token not in (r.id_hash, r.audit_id) for r in rows)
 
 
@@ -71,7 +71,7 @@ def test_token_string_never_stored_in_db_files(client, admin, stratus_env):
     get_engine().dispose()
     _write_engine().dispose()
     data = b"".join(p.read_bytes() for p in stratus_env.glob("stratus.sqlite*"))
-    assert auth.hash_token(token).encode() in data
+    assert token_hash(token).encode() in data
     assert token.encode() not in data
 
 
@@ -191,7 +191,7 @@ def test_expired_token_rejected(client, admin, make_user):
     bob = make_user("bob", "p-bob")
     assert client.get("/identity/v3/auth/projects", headers=bob.headers).status_code == 200
     with db.write_session() as s:
-        s.execute(update(Token).where(Token.id_hash == auth.hash_token(bob.token))
+        s.execute(update(Token).where(Token.id_hash == token_hash(bob.token))
                   .values(expires_at=dt.datetime(2000, 1, 1)))
     _keystone_error(client.get("/identity/v3/auth/projects", headers=bob.headers), 401)
     _keystone_error(client.get("/identity/v3/auth/tokens",

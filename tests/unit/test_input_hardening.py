@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from app.limits import MAX_JSON_DEPTH, json_depth
+from app.request_limits import MAX_JSON_DEPTH, json_depth
 from tests.unit.inprocess import COMPUTE, World, inprocess_conductor, world  # noqa: F401  (fixtures)
 
 _ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")

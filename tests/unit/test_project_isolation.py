@@ -22,14 +22,14 @@ BODIES = {
     "flavor_access.flavor_action": [{"addTenantAccess": {"tenant": "x"}}],
     "aggregates.aggregate_action": [{"add_host": {"host": "x"}}],
     "image.update_image": [[{"op": "replace", "path": "/name", "value": "stolen"}]],
-    "identity.update_project": [{"project": {"name": "stolen"}}],
-    "identity.update_user": [{"user": {"name": "stolen"}}],
-    "identity.change_password": [{"user": {"password": "new-pass-123", "original_password": "pw-xxxxxxxx"}}],
+    "identity_projects.update_project": [{"project": {"name": "stolen"}}],
+    "identity_users.update_user": [{"user": {"name": "stolen"}}],
+    "identity_users.change_password": [{"user": {"password": "new-pass-123", "original_password": "pw-xxxxxxxx"}}],
 }
 # Writes a reader may do, as in Nova/Keystone: key pairs are the user's own (os-keypairs policy is admin-or-owner),
 # tokens are issued to anyone and revoked by their holder.
-READER_MAY_WRITE = {"keypairs.create_keypair", "keypairs.delete_keypair", "identity.issue_token",
-                    "identity.revoke_token"}
+READER_MAY_WRITE = {"keypairs.create_keypair", "keypairs.delete_keypair", "identity_tokens.issue_token",
+                    "identity_tokens.revoke_token"}
 
 # Reads that name a project but show nothing of it, open to anyone authenticated as in Nova.
 SHARED_READS = {"quotas.show_quota_set_defaults"}

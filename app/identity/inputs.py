@@ -1,0 +1,89 @@
+"""What the Identity views check of a request (Keystone's messages): the JSON body and its fields, the list
+filters of the query string, the rows a path names (404), and the self-or-admin rule."""
+from __future__ import annotations
+
+from flask import request
+from sqlalchemy import select
+
+from app.context import current
+from app.identity.bodies import collection
+from app.identity.service import DEFAULT_DOMAIN_ID
+from app.policy import check
+from core import db
+from core.errors import ApiError
+
+AUTH_FAILED = "The request you have made requires authentication."
+
+
+def json_body(key: str | None = None) -> dict:
+    data = request.get_json(silent=True, force=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    if key is None:
+        return data
+    inner = data.get(key)
+    if not isinstance(inner, dict):
+        raise ApiError(400, f"Invalid input for field '{key}': a JSON object is required.")
+    return inner
+
+
+def bool_arg(name: str) -> bool | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    return raw.strip().lower() not in ("0", "false", "no", "off")
+
+
+def str_field(data: dict, name: str, *, required: bool = False, max_len: int = 255,
+              nullable: bool = False) -> str | None:
+    if name not in data:
+        if required:
+            raise ApiError(400, f"Invalid input for field '{name}': '{name}' is a required property.")
+        return None
+    value = data[name]
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()) or len(value) > max_len:
+        raise ApiError(400, f"Invalid input for field '{name}': expected a string of at most {max_len} "
+                            "characters.")
+    return value
+
+
+def bool_field(data: dict, name: str) -> bool | None:
+    if name not in data:
+        return None
+    if not isinstance(data[name], bool):
+        raise ApiError(400, f"Invalid input for field '{name}': expected a boolean.")
+    return data[name]
+
+
+def check_domain(domain_id: str | None) -> None:
+    if domain_id not in (None, DEFAULT_DOMAIN_ID):
+        raise ApiError(404, f"Could not find domain: {domain_id}.")
+
+
+def self_or_admin(user_id: str) -> None:
+    ctx = current()
+    check("authenticated" if ctx.user_id == user_id else "admin_api")
+
+
+def get_or_404(session, model, ident: str, what: str):
+    row = session.get(model, ident)
+    if row is None:
+        raise ApiError(404, f"Could not find {what}: {ident}.")
+    return row
+
+
+def filtered_list(model, render, key: str):
+    """Projects or users, filtered by the query's name, domain_id and enabled (Keystone's list filters)."""
+    q = select(model).order_by(model.name)
+    if request.args.get("name") is not None:
+        q = q.where(model.name == request.args["name"])
+    if request.args.get("domain_id") is not None:
+        q = q.where(model.domain_id == request.args["domain_id"])
+    enabled = bool_arg("enabled")
+    if enabled is not None:
+        q = q.where(model.enabled.is_(enabled))
+    with db.read_session() as s:
+        items = [render(row) for row in s.scalars(q)]
+    return collection(key, items, f"/{key}")
