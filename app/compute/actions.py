@@ -1,5 +1,6 @@
 """The server actions of ``POST /servers/{id}/action``: the handler of each body key, and the schemas of the
-arguments the OpenAPI document shows. The view (app/compute/servers.py) checks the action's policy rule
+arguments the OpenAPI document shows (a handler declares the schema it loads its argument with by
+``@action_argument``). The view (app/compute/servers.py) checks the action's policy rule
 (app.policy_names.ACTION_RULES) for the instance's project, then runs the handler: its response, or None for 202.
 """
 from __future__ import annotations
@@ -12,9 +13,9 @@ from marshmallow import Schema
 from app.compute import server_actions, server_moves
 from app.compute.console_urls import legacy_console_action
 from app.compute.instances import start_action
-from app.compute.schemas import LockSchema, RebootSchema
+from app.compute.schemas import LockSchema
 
-Handler = Callable[[str, object], "Response | tuple | None"]
+Handler = Callable[[str, object], Response | tuple | None]
 
 # Actions the conductor runs from the instance alone (their argument is ignored, as Nova's null): body key ->
 # the conductor's action.
@@ -44,5 +45,8 @@ ACTIONS: dict[str, Handler] = {
     "os-migrateLive": server_moves.live_migrate, "evacuate": server_moves.evacuate, "shelve": server_moves.shelve,
     "shelveOffload": server_moves.shelve_offload, "unshelve": server_moves.unshelve,
 }
-# The argument schemas the OpenAPI document shows (the other actions' arguments are documented as any value).
-ARGUMENT_SCHEMAS: dict[str, type[Schema]] = {"reboot": RebootSchema, "lock": LockSchema}
+# The argument schemas the OpenAPI document shows (the other actions' arguments are documented as any value):
+# the ones the handlers load with, and lock's (null, or from 2.73 a reason; the handler loads it itself).
+ARGUMENT_SCHEMAS: dict[str, type[Schema]] = {
+    "lock": LockSchema,
+    **{name: handler.argument_schema for name, handler in ACTIONS.items() if hasattr(handler, "argument_schema")}}

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.compute.boot_request import image_for_boot
 from app.compute.instances import get_instance, start_action, writable_instance
 from app.compute.metadata_items import check_create_quota, validate_metadata
-from app.compute.schemas import (LockSchema, RebootSchema, ServerName, StrictSchema, check_no_args,
+from app.compute.schemas import (LockSchema, RebootSchema, ServerName, StrictSchema, action_argument, check_no_args,
                                  check_version_gated, is_uuid, load)
 from app.compute.server_bodies import render
 from app.compute.views import base_url
@@ -42,8 +42,8 @@ def _start(inst: Instance, action: str, values: dict | None = None, params: dict
 
 # --- reboot, lock, unlock, console output --------------------------------------------------------------------------
 
-def reboot(server_id: str, args: object) -> None:
-    body = load(RebootSchema(), {"reboot": args}, root="reboot")
+@action_argument("reboot", RebootSchema)
+def reboot(server_id: str, body: dict) -> None:
     start_action(server_id, "reboot_hard" if body["type"].upper() == "HARD" else "reboot")
 
 
@@ -163,9 +163,9 @@ class RebuildSchema(StrictSchema):
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
 
 
-def rebuild(server_id: str, args: object) -> Response:
+@action_argument("rebuild", RebuildSchema)
+def rebuild(server_id: str, body: dict) -> Response:
     ctx = current()
-    body = load(RebuildSchema(), {"rebuild": args}, root="rebuild")
     check_version_gated(body, {"description": "2.19", "key_name": "2.54", "user_data": "2.57",
                                "trusted_image_certificates": "2.63", "hostname": "2.90"}, api_version())
     values: dict = {}
@@ -211,8 +211,8 @@ class CreateImageSchema(StrictSchema):
     metadata = fields.Raw()
 
 
-def create_image(server_id: str, args: object) -> Response:
-    body = load(CreateImageSchema(), {"createImage": args}, root="createImage")
+@action_argument("createImage", CreateImageSchema)
+def create_image(server_id: str, body: dict) -> Response:
     metadata = validate_metadata(body.get("metadata") or {})
     inst = writable_instance(server_id)
     # Nova refuses before asking Glance when the state is wrong; the conductor checks again atomically.

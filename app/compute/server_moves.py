@@ -9,7 +9,7 @@ from flask import Response, g, jsonify
 from marshmallow import fields, validate
 
 from app.compute.instances import writable_instance
-from app.compute.schemas import StrictSchema, check_no_args, load
+from app.compute.schemas import StrictSchema, action_argument, check_no_args, load
 from app.context import current
 from app.image.snapshots import drop_queued_image, new_snapshot_image
 from app.microversion import current as api_version
@@ -34,8 +34,8 @@ class ResizeSchema(StrictSchema):
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
 
 
-def resize(server_id: str, args: object) -> None:
-    body = load(ResizeSchema(), {"resize": args}, root="resize")
+@action_argument("resize", ResizeSchema)
+def resize(server_id: str, body: dict) -> None:
     flavor_ref = body["flavorRef"]
     if not isinstance(flavor_ref, (str, int)) or isinstance(flavor_ref, bool) or not str(flavor_ref).strip():
         raise bad_request(f"Invalid input for field/attribute flavorRef. Value: {flavor_ref!r}.")
@@ -76,8 +76,8 @@ class LiveMigrateSchema(StrictSchema):
     force = fields.Boolean()
 
 
-def live_migrate(server_id: str, args: object) -> None:
-    body = load(LiveMigrateSchema(), {"os-migrateLive": args}, root="os-migrateLive")
+@action_argument("os-migrateLive", LiveMigrateSchema)
+def live_migrate(server_id: str, body: dict) -> None:
     block = body["block_migration"]
     if not (isinstance(block, bool) or (block == "auto" and api_version().matches("2.25"))):
         raise bad_request(f"Invalid input for field/attribute block_migration. Value: {block!r}.")

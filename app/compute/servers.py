@@ -19,7 +19,7 @@ from app.compute.schemas import ServerCreateSchema, ServerUpdateSchema, check_ve
 from app.compute.server_actions import soft_delete
 from app.compute.server_bodies import render, server_addresses
 from app.compute.views import base_url, compute_prefix, links, server_summary
-from app.context import current
+from app.context import RequestContext, current
 from app.microversion import current as api_version
 from app.policy import authorize, checks_inside, enforce
 from app.policy_names import ACTION_RULES
