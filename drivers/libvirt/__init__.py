@@ -24,8 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from core.metadata_docs import with_devices
 from core.power_state import PowerState
 from core.settings import Settings
+from drivers import configdrive
 from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices
 from drivers.libvirt import config, imagecache
 
@@ -314,13 +316,12 @@ class LibvirtDriver(ComputeDriver):
         libvirt gave them (Nova's _create_configdrive runs as the define's post-XML callback likewise)."""
         if instance.config_drive_files is None:
             return
-        from metadata import base as metadata_base, configdrive
         target = self._instance_dir(instance.uuid) / "disk.config"
         if target.is_file():
             return
         files = instance.config_drive_files
         if _has_tags(instance):
-            files = metadata_base.with_devices(files, self._devices_of(dom, instance))
+            files = with_devices(files, self._devices_of(dom, instance))
         try:
             configdrive.make_iso(files, target)
         except (configdrive.ConfigDriveError, OSError) as exc:
