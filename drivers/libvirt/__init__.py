@@ -31,6 +31,8 @@ from drivers import configdrive
 from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices
 from drivers.libvirt import config, imagecache
 
+# Without libvirt-python this package still imports and LibvirtDriver says what is missing (the host registers as
+# down); hence the modules that import libvirt themselves (probe, resize, rescue, diagnostics) are imported where used.
 try:
     import libvirt
 except ImportError:  # pragma: no cover - reported by make_driver / init_host
