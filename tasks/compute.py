@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import String, bindparam, select
 
-from core import states
+from core import metadata_docs, metadata_query, states
 from core.db import plain_rows, read_session
 from core.image_store import path_for as image_path
 from core.models import Image, Instance
@@ -24,7 +24,6 @@ from core.power_state import PowerState
 from core.settings import get_settings
 from drivers import load_driver
 from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound, InstanceSpec
-from metadata import base as metadata_base
 from tasks.common import StopCanvas, step
 from tasks.messaging.celery_app import celery
 from tasks.reconcile import InstanceRow, Plan, plan
@@ -79,7 +78,7 @@ def _expect_task_state(found: Any, expected: str | None) -> None:
 _SPEC_COLUMNS = (Instance.task_state, Instance.user_id, Instance.vcpus, Instance.memory_mb, Instance.root_gb,
                  Instance.config_drive, Instance.root_device_tag,
                  *(c.label(f"image_{c.key}") for c in _IMAGE_COLUMNS))
-_SPEC_QUERY = {other: metadata_base.live_instance_query(*_SPEC_COLUMNS, joins=((Image, Image.id == (
+_SPEC_QUERY = {other: metadata_query.live_instance_query(*_SPEC_COLUMNS, joins=((Image, Image.id == (
     bindparam("image_id", type_=String) if other else Instance.image_ref)),)) for other in (False, True)}
 
 
@@ -90,7 +89,7 @@ def instance_spec(uuid: str, expect_task_state: str | None = None, image_id: str
     with read_session() as s:
         row = plain_rows(s, query, params).first()
         _expect_task_state(row, expect_task_state)
-        md = metadata_base.from_row(row)
+        md = metadata_query.from_row(row)
         image = None
         if image_id or row.image_ref:
             if row.image_id is None:
@@ -111,7 +110,7 @@ def _wants_config_drive(inst: Any) -> bool:
     return str(inst.config_drive or "").lower() in ("true", "1", "yes")
 
 
-def _network_of(md: metadata_base.InstanceMetadata) -> dict | None:
+def _network_of(md: metadata_docs.InstanceMetadata) -> dict | None:
     if not md.fixed_ip:
         return None
     info = builtin_network()

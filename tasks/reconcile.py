@@ -81,7 +81,7 @@ def instances_missing(host: str, uuids: list[str]) -> int:
 
 
 @worker_ready.connect(weak=False)
-def _expire_on_conductor_start(sender=None, **_) -> None:
+def expire_on_conductor_start(sender=None, **_) -> None:
     """When a conductor starts, builds and tasks a crash left in a transitional state past their timeout go to
     ERROR (or lose their task) and give their claims back; the same task beat runs every minute."""
     try:

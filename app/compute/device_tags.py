@@ -6,7 +6,7 @@
 
 A tag is Nova's ``parameter_types.tag``: a string of 1–60 characters without ``,`` or ``/``. The tags are stored
 with the NIC (fixed_ips.tag) and the root disk (instances.root_device_tag) and shown to the guest in the
-``devices`` list of openstack/<version>/meta_data.json (metadata/base.py).
+``devices`` list of openstack/<version>/meta_data.json (core/metadata_docs.py).
 """
 from __future__ import annotations
 

@@ -65,7 +65,6 @@ def test_stratus_keeps_its_layout():
     assert not broken, "\n".join(f"{rule}:\n  " + "\n  ".join(found) for rule, found in broken.items())
 
 
-@pytest.mark.xfail(strict=True, reason="the architecture step (issue 24) is being merged")
 def test_workers_and_drivers_run_without_flask():
     """Import every module of the floors below the HTTP layer in a fresh interpreter: none loads Flask."""
     modules = sorted(m for m in layering.sources() if m.split(".")[0] in layering.NO_FLASK)
