@@ -98,7 +98,7 @@ def diagnostics(ctx: dict) -> dict:
     return driver_reply("diagnostics", running_guest_diagnostics)
 
 
-# --- moves (tasks/conductor_moves.py): one step per ``ctx["ops"]`` entry, each on the host it names ---------
+# --- moves (tasks/conductor/moves.py): one step per ``ctx["ops"]`` entry, each on the host it names ---------
 
 def _spec_with_flavor(ctx: dict) -> InstanceSpec:
     spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])

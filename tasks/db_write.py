@@ -517,7 +517,7 @@ IN_FLIGHT_MIGRATIONS = ("migrating", "accepted", "queued", "preparing", "running
 def orphaned_allocations(s: Session) -> list[dict]:
     """Allocations whose instance is deleted or was never created (nova-manage placement audit)."""
     live = select(Instance.uuid).where(Instance.deleted == 0)
-    # A move in flight holds the source's resources under its migration's uuid (tasks/conductor_moves.py).
+    # A move in flight holds the source's resources under its migration's uuid (tasks/conductor/moves.py).
     moving = select(Migration.uuid).where(Migration.status.in_(IN_FLIGHT_MIGRATIONS),
                                           Migration.instance_uuid.in_(live))
     rows = s.execute(select(Allocation.instance_uuid, ComputeNode.host, Allocation.vcpus, Allocation.memory_mb,

@@ -119,7 +119,7 @@ def audit_allocations() -> int:
 def reclaim_soft_deleted() -> int:
     """Nova's _reclaim_queued_deletes: hard-delete servers SOFT_DELETED for longer than
     reclaim_instance_interval (their claim, addresses and quota are released by finish_delete)."""
-    from tasks.conductor_actions import reclaim
+    from tasks.conductor.actions import reclaim
 
     interval = get_settings().reclaim_instance_interval
     if interval <= 0:

@@ -34,9 +34,8 @@ class StratusTask(Task):
 
 
 celery = Celery("stratus", task_cls=StratusTask,
-                include=["tasks.conductor", "tasks.conductor_admin", "tasks.scheduler", "tasks.compute", "tasks.periodic",
-                         "tasks.reconcile", "tasks.conductor_actions", "tasks.conductor_moves",
-                         "tasks.conductor_live",
-                         "tasks.compute_actions"])
+                include=["tasks.conductor.boot", "tasks.conductor.actions", "tasks.conductor.moves",
+                         "tasks.conductor.live", "tasks.conductor.admin", "tasks.scheduler", "tasks.compute",
+                         "tasks.compute_actions", "tasks.periodic", "tasks.reconcile"])
 celery.config_from_object("celeryconfig")
 app = celery

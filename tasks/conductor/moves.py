@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 
 from core import image_store, states
 from core.db import write_session
-from core.models import Allocation, Flavor, Image, Instance, Migration, Service, utcnow
+from core.models import Allocation, ComputeNode, Flavor, Image, Instance, Migration, Service, utcnow
 from core.power_state import PowerState
 from core.settings import get_settings
 from drivers import capability
@@ -27,9 +27,8 @@ from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
 from tasks import db_write
 from tasks.common import new_ctx, sig
-from tasks.conductor import rpc
-from tasks.conductor_actions import (_check_state, _locked_instance, finish_snapshot_image, invalid_state,
-                                     require_driver, snapshot_failed)
+from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
+                                   rpc, snapshot_failed)
 from tasks.db_write import ConductorError
 from tasks.messaging.celery_app import celery
 from tasks.scheduler import load_host_states
@@ -57,17 +56,17 @@ def _flavor_snapshot(flavor: Flavor) -> dict:
             "extra_specs": flavor.extra_specs or {}}
 
 
-def _service_up(s, host: str) -> bool:
+def service_up(s, host: str) -> bool:
     from app.compute.admin import service_is_up
     svc = s.scalars(select(Service).where(Service.host == host, Service.binary == "stratus-compute")).first()
     return svc is not None and service_is_up(svc)
 
 
-def _rekey_allocation(s, old_consumer: str, new_consumer: str) -> None:
+def rekey_allocation(s, old_consumer: str, new_consumer: str) -> None:
     s.execute(update(Allocation).where(Allocation.instance_uuid == old_consumer).values(instance_uuid=new_consumer))
 
 
-def _pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_ok: bool,
+def pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_ok: bool,
                     availability_zone: str | None = None) -> str:
     ignore = set() if same_host_ok or not inst.host else {inst.host}
     spec = RequestSpec(instance_uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
@@ -105,16 +104,16 @@ def _moves_disks() -> bool:
 
 def movable_instance(s, uuid: str, rule: dict, needs_host: bool = True) -> Instance:
     """The instance, locked, if the move ``rule`` may start from its states (Nova's 404 / 409 otherwise)."""
-    inst = _locked_instance(s, uuid)
-    _check_state(inst, rule["api"], rule["from"])
+    inst = locked_instance(s, uuid)
+    check_state(inst, rule["api"], rule["from"])
     if needs_host and not inst.host:
         raise ConductorError(409, f"Instance {uuid} is not ready")
     return inst
 
 
-@rpc("start_move")
+@rpc("start_move", session=False)
 def start_move(req: dict) -> dict:
-    """resize, migrate, evacuate, unshelve (live migration: tasks/conductor_live.py)."""
+    """resize, migrate, evacuate, unshelve (live migration: tasks/conductor/live.py)."""
     uuid, action = req["instance_uuid"], req["action"]
     rule = MOVES[action]
     require_driver(action, rule["api"])
@@ -129,9 +128,9 @@ def start_move(req: dict) -> dict:
                                       f"only a resize on the same host is possible (allow_resize_to_same_host).")
         if requested is not None and requested == source:
             raise ConductorError(400, "The target host can't be the same one.")
-        if action == "evacuate" and _service_up(s, source):
+        if action == "evacuate" and service_up(s, source):
             raise ConductorError(400, f"Compute service of {source} is still in use.")
-        if action == "migrate" and not _service_up(s, source):
+        if action == "migrate" and not service_up(s, source):
             raise ConductorError(400, f"Compute service of {source} is unavailable at this time.")
         old_flavor = dict(inst.flavor_snapshot or {})
         new_flavor = old_flavor
@@ -155,7 +154,7 @@ def start_move(req: dict) -> dict:
                                   user_id=req.get("user_id"), project_id=inst.project_id)
             s.add(migration)
             s.flush()
-            _rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
+            rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
         boot_image_id = _shelved_image(s, inst) if action == "unshelve" else None
         # unshelve (2.77/2.91) may name a new zone or null (unpin); the server stays pinned to it afterwards
         zone = req["availability_zone"] if "availability_zone" in req else inst.requested_availability_zone
@@ -164,7 +163,7 @@ def start_move(req: dict) -> dict:
         same_host_ok = action == "resize" and get_settings().allow_resize_to_same_host
         if in_place_only:
             requested = source  # the disks stay where they are
-        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=same_host_ok, availability_zone=zone)
+        dest = pick_and_claim(s, inst, new_flavor, requested, same_host_ok=same_host_ok, availability_zone=zone)
         if migration is not None:
             migration.dest_compute = migration.dest_node = dest
         # evacuate rebuilds the guest with a new admin password (stored encrypted, as at create)
@@ -184,7 +183,7 @@ def start_move(req: dict) -> dict:
                       prior_vm_state=inst.vm_state, new_flavor=new_flavor, boot_image_id=boot_image_id,
                       power_on=(inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
                                 or action == "unshelve") and not req.get("stop_on_destination"))
-    _run(ctx)
+    run_ops(ctx)
     return {"instance_uuid": uuid, "host": dest}
 
 
@@ -210,7 +209,7 @@ def drop_shelved_image(s, inst) -> tuple[str | None, dict]:
     return image_id, sysmeta
 
 
-def _run(ctx: dict, finish: str = "stratus.conductor.finish_move") -> None:
+def run_ops(ctx: dict, finish: str = "stratus.conductor.finish_move") -> None:
     steps = [sig("stratus.compute.move_op", ctx)] + [sig("stratus.compute.move_op") for _ in ctx["ops"][1:]]
     chain(*steps, sig(finish)).apply_async()
 
@@ -221,15 +220,15 @@ def _latest_migration(s, uuid: str, status: str) -> Migration | None:
 
 
 def _resized_instance(s, uuid: str, api: str):
-    inst = _locked_instance(s, uuid)
-    _check_state(inst, api, (states.RESIZED,))
+    inst = locked_instance(s, uuid)
+    check_state(inst, api, (states.RESIZED,))
     mig = _latest_migration(s, uuid, "finished")
     if mig is None:
         raise ConductorError(400, f"Instance {uuid} has not been resized.")
     return inst, mig
 
 
-@rpc("confirm_resize")
+@rpc("confirm_resize", session=False)
 def confirm_resize(req: dict) -> dict:
     """The new host keeps the server: the source's resources are freed now, its guest removed by a compute task."""
     uuid = req["instance_uuid"]
@@ -251,7 +250,7 @@ def confirm_resize(req: dict) -> dict:
     return {}
 
 
-@rpc("revert_resize")
+@rpc("revert_resize", session=False)
 def revert_resize(req: dict) -> dict:
     uuid = req["instance_uuid"]
     with write_session() as s:
@@ -271,7 +270,7 @@ def revert_resize(req: dict) -> dict:
                       source=mig.source_compute, dest=mig.dest_compute, final_host=mig.source_compute,
                       migration_uuid=mig.uuid,
                       power_on=inst.power_state != PowerState.SHUTDOWN)
-    _run(ctx)
+    run_ops(ctx)
     return {}
 
 
@@ -280,7 +279,7 @@ def revert_resize(req: dict) -> dict:
 _SHELVE_FROM = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
 
 
-@rpc("shelve")
+@rpc("shelve", session=False)
 def shelve(req: dict) -> dict:
     """shelve (offloaded at once when shelved_offload_time is 0, Nova's default), shelveOffload, or unshelve of
     a SHELVED (not offloaded) server, which just starts it again on its host."""
@@ -306,7 +305,7 @@ def shelve(req: dict) -> dict:
         ctx = new_ctx(uuid, req["request_id"], action, host=inst.host, task_state=task_state,
                       ops=[[op, inst.host]], offload=offload, source=inst.host, dest=inst.host,
                       final_host=inst.host, image_id=req.get("image_id") if action == "shelve" else None)
-    _run(ctx)
+    run_ops(ctx)
     return {}
 
 
@@ -346,14 +345,14 @@ def finish_move(ctx: dict) -> None:
                       "vcpus": old["vcpus"], "memory_mb": old["ram"], "root_gb": old["disk"],
                       **({"flavor_id": row} if row is not None else {})}
             db_write.release_allocation(s, uuid)  # the destination's claim
-            _rekey_allocation(s, mig.uuid, uuid)  # the source's resources are the instance's again
+            rekey_allocation(s, mig.uuid, uuid)  # the source's resources are the instance's again
             _quota_delta(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
             event, status = "compute_finish_revert_resize", "reverted"
         elif action == "live_migrate" and ctx.get("aborted"):
             # live_migration_abort: the guest still runs on the source, which gets its resources back
             values = {"power_state": power, "vm_state": ctx["prior_vm_state"]}
             db_write.release_allocation(s, uuid)  # the destination's claim
-            _rekey_allocation(s, mig.uuid, uuid)
+            rekey_allocation(s, mig.uuid, uuid)
             event, status = "compute_live_migration", "cancelled"
         elif action in ("live_migrate", "evacuate"):
             # evacuate: the guest runs again unless it was stopped or the caller asked 2.95's stop on arrival
@@ -392,7 +391,6 @@ def finish_move(ctx: dict) -> None:
 
 
 def _az(s, host: str) -> str:
-    from core.models import ComputeNode
     return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host)) or "nova"
 
 
@@ -411,7 +409,7 @@ def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
 
 
 def move_failed(ctx: dict, message: str, details: str) -> None:
-    """A move step failed (called from conductor.step_failed): give back the destination's claim and the
+    """A move step failed (called from boot.step_failed): give back the destination's claim and the
     source's resources, record the fault, and leave the server where it is (ERROR for resize, migrate and
     evacuate as Nova does; a failed live migration or unshelve keeps its previous state)."""
     uuid, action = ctx["instance_uuid"], ctx["action"]
@@ -429,7 +427,7 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
         if action in ("resize", "migrate", "evacuate", "live_migrate", "unshelve") and ctx.get("dest"):
             db_write.release_allocation(s, uuid)  # the destination's claim
             if mig is not None:
-                _rekey_allocation(s, mig.uuid, uuid)
+                rekey_allocation(s, mig.uuid, uuid)
             if action == "resize":
                 _quota_delta(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
             if action in ("resize", "migrate", "evacuate"):

@@ -1,56 +1,41 @@
-"""Conductor tasks (queue ``conductor``): the only code that writes the compute database.
+"""The conductor's side of a server's life (queue ``conductor``): the create call and the boot canvas's conductor
+steps (claim, finish_boot), the basic server actions (power actions and delete, ``finish_action``,
+``finish_delete``), the failure of any canvas step (``step_failed``: faults, reschedules) and what compute hosts
+report (services, heartbeats, power states).
 
-Two kinds of tasks: RPC calls from the API (they return ``{"ok": ...}`` or ``{"error": {...}}`` and the API
-waits for them), and canvas steps (claim, finish_boot, finish_action, step_failed) that receive the context
-dict of IDs from the step before.
+API calls return ``{"ok": ...}`` or ``{"error": {...}}`` and the API waits for them (tasks/conductor/common.py);
+canvas steps receive the context dict of IDs from the step before. The conductor is the only writer of the
+compute database.
 """
 from __future__ import annotations
 
-import functools
 import logging
-import time
-from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import String, bindparam, select
+from sqlalchemy import String, bindparam, delete, select
 
-from core import states
+from core import image_store, states
 from core.db import plain_rows, write_session
-from core.models import Instance, utcnow
+from core.host_zones import zone_of
+from core.models import ConsoleAuthToken, Instance, utcnow
 from core.power_state import PowerState
 from core.settings import get_settings
 from scheduler.filters import group_filter_rejecting
 from tasks import db_write
 from tasks.common import Chain, StopCanvas, boot_canvas, new_ctx, sig, step
+from tasks.conductor.common import rpc, snapshot_failed
+from tasks.conductor.moves import MOVE_ACTIONS, abandon_moves, drop_shelved_image, move_failed
 from tasks.db_write import ConductorError
 from tasks.groups import group_spec
 from tasks.messaging.celery_app import celery
-from tasks.messaging.transient import BROKER_ERRORS, DB_ERRORS
+from tasks.messaging.transient import BROKER_ERRORS
 
 LOG = logging.getLogger(__name__)
 
 
-def rpc(name: str) -> Callable:
-    """An API-facing conductor call: domain errors become ``{"error": ...}`` replies, not task failures."""
-    def wrap(fn: Callable) -> Any:
-        # No automatic retries: the API is waiting, and answers 503 with Retry-After instead.
-        @celery.task(name=f"stratus.conductor.{name}", acks_late=False, autoretry_for=())
-        @functools.wraps(fn)
-        def task(*args: Any) -> dict:
-            try:
-                return {"ok": fn(*args)}
-            except ConductorError as exc:
-                return {"error": {"code": exc.code, "message": exc.message}}
-            except DB_ERRORS:
-                LOG.exception("database unavailable in %s", name)
-                return {"error": {"code": 503, "message": "The database is temporarily unavailable."}}
-        return task
-    return wrap
-
-
 # --- API calls -----------------------------------------------------------------------------------------------------
 
-@rpc("create_instances")
+@rpc("create_instances", session=False)
 def create_instances(req: dict) -> dict:
     with write_session() as s:
         uuids = db_write.create_instances(s, req)
@@ -79,7 +64,7 @@ def _not_queued(uuids: list[str], request_id: str, exc: BaseException) -> None:
                                       "Error")
 
 
-@rpc("server_action")
+@rpc("server_action", session=False)
 def server_action(req: dict) -> dict:
     """CAS the instance into the action's task_state, record the action, start the compute canvas."""
     uuid, action = req["instance_uuid"], req["action"]
@@ -138,130 +123,6 @@ def server_action(req: dict) -> dict:
 
 def _api_name(action: str) -> str:
     return {"reboot_hard": "reboot"}.get(action, action)
-
-
-@rpc("set_metadata_password")
-def set_metadata_password(instance_uuid: str, password: str) -> None:
-    """From the metadata service: a guest POSTed its (encrypted-by-the-guest) password."""
-    with write_session() as s:
-        db_write.set_metadata_password(s, instance_uuid, password)
-
-
-@rpc("update_instance")
-def update_instance(uuid: str, values: dict) -> None:
-    with write_session() as s:
-        db_write.update_instance(s, uuid, values)
-
-
-@rpc("create_keypair")
-def create_keypair(user_id: str, name: str, public_key: str, fingerprint: str, key_type: str,
-                   project_id: str = "") -> dict:
-    with write_session() as s:
-        return db_write.create_keypair(s, user_id, name, public_key, fingerprint, key_type, project_id)
-
-
-@rpc("update_quota_set")
-def update_quota_set(project_id: str, values: dict, force: bool, user_id: str | None = None) -> None:
-    with write_session() as s:
-        db_write.set_project_quotas(s, project_id, values, force, user_id)
-
-
-@rpc("delete_quota_set")
-def delete_quota_set(project_id: str, user_id: str | None = None) -> None:
-    with write_session() as s:
-        db_write.delete_project_quotas(s, project_id, user_id)
-
-
-@rpc("update_quota_class_set")
-def update_quota_class_set(class_name: str, values: dict) -> None:
-    with write_session() as s:
-        db_write.set_class_quotas(s, class_name, values)
-
-
-@rpc("delete_keypair")
-def delete_keypair(user_id: str, name: str) -> None:
-    with write_session() as s:
-        db_write.delete_keypair(s, user_id, name)
-
-
-@rpc("create_console_token")
-def create_console_token(req: dict) -> dict:
-    """Store a browser-console token's hash, bound to the instance, console type and the guest's host/port."""
-    from sqlalchemy import delete as sql_delete
-
-    from core.models import ConsoleAuthToken
-    now = int(time.time())
-    with write_session() as s:
-        inst = db_write.get_instance(s, req["instance_uuid"])
-        if inst is None or inst.deleted:
-            raise ConductorError(404, f"Instance {req['instance_uuid']} could not be found.")
-        # Housekeeping as in Nova (tokens of this instance that can no longer be used).
-        s.execute(sql_delete(ConsoleAuthToken).where(ConsoleAuthToken.instance_uuid == req["instance_uuid"],
-                                                     ConsoleAuthToken.expires <= now))
-        expires = now + int(req["ttl"])
-        s.add(ConsoleAuthToken(token_hash=req["token_hash"], console_type=req["console_type"], host=req["host"],
-                               port=int(req["port"]), internal_access_path=req.get("internal_access_path"),
-                               instance_uuid=req["instance_uuid"], expires=expires))
-    return {"expires": expires}
-
-
-@rpc("consume_console_token")
-def consume_console_token(token_hash: str, console_type: str, client: str) -> dict:
-    """Single use: mark the token used only if it is unused, unexpired, of this console type and its instance
-    is live (one conditional UPDATE), and return where the proxy may connect."""
-    from sqlalchemy import update as sql_update
-
-    from core.models import ConsoleAuthToken
-    now = int(time.time())
-    with write_session() as s:
-        live = select(Instance.uuid).where(Instance.deleted == 0).scalar_subquery()
-        done = s.execute(sql_update(ConsoleAuthToken).where(
-            ConsoleAuthToken.token_hash == token_hash, ConsoleAuthToken.console_type == console_type,
-            ConsoleAuthToken.used_at.is_(None), ConsoleAuthToken.expires > now,
-            ConsoleAuthToken.instance_uuid.in_(live)).values(used_at=now, used_by=client[:64]))
-        row = s.scalars(select(ConsoleAuthToken).where(ConsoleAuthToken.token_hash == token_hash)).first()
-        if done.rowcount == 1 and row is not None:
-            return {"host": row.host, "port": row.port, "instance_uuid": row.instance_uuid,
-                    "internal_access_path": row.internal_access_path}
-    if row is None:
-        raise ConductorError(404, "unknown token")
-    if row.console_type != console_type:
-        raise ConductorError(403, f"token is for a {row.console_type} console")
-    if row.used_at is not None:
-        raise ConductorError(409, "token already used")
-    if row.expires <= now:
-        raise ConductorError(410, "token expired")
-    raise ConductorError(404, "instance is gone")
-
-
-@rpc("create_flavor")
-def create_flavor(values: dict) -> None:
-    with write_session() as s:
-        db_write.create_flavor(s, values)
-
-
-@rpc("delete_flavor")
-def delete_flavor(flavorid: str) -> None:
-    with write_session() as s:
-        db_write.delete_flavor(s, flavorid)
-
-
-@rpc("create_server_group")
-def create_server_group(req: dict) -> dict:
-    with write_session() as s:
-        return db_write.create_server_group(s, req)
-
-
-@rpc("delete_server_group")
-def delete_server_group(uuid: str) -> None:
-    with write_session() as s:
-        db_write.delete_server_group(s, uuid)
-
-
-@rpc("update_service")
-def update_service(service_uuid: str, changes: dict) -> None:
-    with write_session() as s:
-        db_write.update_service(s, service_uuid, changes)
 
 
 # --- compute service reports ---------------------------------------------------------------------------------------
@@ -336,7 +197,6 @@ def _schedule_again_for_group(ctx: dict, group_uuid: str, rejected: dict[str, st
 
 
 def _az_of(s, host: str) -> str:
-    from core.host_zones import zone_of
     return zone_of(s, host) or "nova"
 
 
@@ -378,9 +238,6 @@ def finish_action(ctx: dict) -> None:
 
 @celery.task(name="stratus.conductor.finish_delete", ignore_result=True)
 def finish_delete(ctx: dict) -> None:
-    from core import image_store
-    from tasks.conductor_moves import abandon_moves, drop_shelved_image
-
     uuid = ctx["instance_uuid"]
     with write_session() as s:
         inst = db_write.get_instance(s, uuid, lock=True)
@@ -407,10 +264,7 @@ def finish_delete(ctx: dict) -> None:
 
 
 def _delete_console_tokens(s, uuid: str) -> None:
-    from sqlalchemy import delete as sql_delete
-
-    from core.models import ConsoleAuthToken
-    s.execute(sql_delete(ConsoleAuthToken).where(ConsoleAuthToken.instance_uuid == uuid))
+    s.execute(delete(ConsoleAuthToken).where(ConsoleAuthToken.instance_uuid == uuid))
 
 
 @celery.task(name="stratus.conductor.step_failed", ignore_result=True)
@@ -422,12 +276,10 @@ def step_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> N
     if action == "cleanup":
         LOG.error("cleanup of deleted instance %s on %s failed: %s", uuid, ctx.get("host"), message)
         return
-    from tasks.conductor_moves import MOVE_ACTIONS, move_failed
     if action in MOVE_ACTIONS:
         move_failed(ctx, message, details)
         return
     if action == "snapshot":
-        from tasks.conductor_actions import snapshot_failed
         snapshot_failed(ctx)
     with write_session() as s:
         values: dict[str, Any] = {"task_state": None}

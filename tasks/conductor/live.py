@@ -21,10 +21,8 @@ from core.db import write_session
 from core.models import Migration
 from tasks import db_write
 from tasks.common import new_ctx, sig
-from tasks.conductor import rpc
-from tasks.conductor_actions import _locked_instance, invalid_state, require_driver
-from tasks.conductor_moves import (LIVE_MIGRATION_ACTIVE, MOVES, _pick_and_claim, _rekey_allocation, _run,
-                                   _service_up, movable_instance)
+from tasks.conductor.common import invalid_state, locked_instance, require_driver, rpc
+from tasks.conductor.moves import MOVES, movable_instance, pick_and_claim, rekey_allocation, run_ops, service_up
 from tasks.db_write import ConductorError
 from tasks.messaging.celery_app import celery
 
@@ -32,7 +30,7 @@ LOG = logging.getLogger(__name__)
 RULE = MOVES["live_migrate"]
 
 
-@rpc("live_migrate")
+@rpc("live_migrate", session=False)
 def live_migrate(req: dict) -> dict:
     uuid = req["instance_uuid"]
     require_driver("live_migrate", RULE["api"])
@@ -60,23 +58,23 @@ def live_migrate(req: dict) -> dict:
     if req.get("async_checks"):
         sig("stratus.conductor.live_migration_prechecks", ctx).apply_async()
     else:
-        _run(ctx)
+        run_ops(ctx)
     return {"instance_uuid": uuid, "migration_id": mig_id}
 
 
 def _precheck_and_claim(s, inst, mig: Migration, ctx: dict) -> None:
     """Nova's LiveMigrationTask checks, then the destination's claim; the migration becomes ``queued``."""
     source, requested = ctx["source"], ctx.get("requested_host")
-    if not _service_up(s, source):
+    if not service_up(s, source):
         raise ConductorError(400, f"Compute service of {source} is unavailable at this time.")
     if requested is not None and requested == source:
         raise ConductorError(400, "The target host can't be the same one.")
-    _rekey_allocation(s, inst.uuid, mig.uuid)  # the source's resources, until the migration ends
+    rekey_allocation(s, inst.uuid, mig.uuid)  # the source's resources, until the migration ends
     try:
-        dest = _pick_and_claim(s, inst, ctx["new_flavor"], requested, same_host_ok=False,
+        dest = pick_and_claim(s, inst, ctx["new_flavor"], requested, same_host_ok=False,
                                availability_zone=inst.requested_availability_zone)
     except ConductorError:
-        _rekey_allocation(s, mig.uuid, inst.uuid)
+        rekey_allocation(s, mig.uuid, inst.uuid)
         raise
     mig.dest_compute = mig.dest_node = dest
     if not db_write.cas_migration(s, mig.uuid, ("accepted",), "queued"):
@@ -106,7 +104,7 @@ def live_migration_prechecks(ctx: dict) -> None:
             db_write.record_event(s, uuid, ctx["request_id"], "conductor_live_migrate_instance", ctx.get("t0"),
                                   "Error", host=ctx["source"], details=exc.message)
     if failure is None:
-        _run(ctx)
+        run_ops(ctx)
     else:
         LOG.info("live migration of %s refused by its pre-checks: %s", uuid, failure)
 
@@ -141,13 +139,13 @@ def _invalid_migration_state(mig: Migration, uuid: str, method: str) -> Conducto
                                f"while the migration is in this state.")
 
 
-@rpc("live_migration_force_complete")
+@rpc("live_migration_force_complete", session=False)
 def live_migration_force_complete(req: dict) -> dict:
     """2.22: Nova answers 409 unless ACTIVE/PAUSED and migrating, 400 for an unknown or not running migration."""
     uuid = req["instance_uuid"]
     require_driver("live_migration_force_complete", "force_complete")
     with write_session() as s:
-        inst = _locked_instance(s, uuid)
+        inst = locked_instance(s, uuid)
         if inst.vm_state not in RULE["from"]:
             raise invalid_state("force_complete", uuid, "vm_state", inst.vm_state)
         if inst.task_state != RULE["task_state"]:
@@ -163,14 +161,14 @@ def live_migration_force_complete(req: dict) -> dict:
     return {}
 
 
-@rpc("live_migration_abort")
+@rpc("live_migration_abort", session=False)
 def live_migration_abort(req: dict) -> dict:
     """2.24: abort a running live migration (the driver cancels the copy); 2.65: also a queued one, which the
     conductor ends itself. 409 unless migrating, 404 unknown migration, 400 not abortable in its status."""
     uuid = req["instance_uuid"]
     require_driver("live_migration_abort", "abort live migration")
     with write_session() as s:
-        inst = _locked_instance(s, uuid)
+        inst = locked_instance(s, uuid)
         if inst.task_state != RULE["task_state"]:
             raise invalid_state("abort live migration", uuid, "task_state", inst.task_state)
         mig = _migration_of(s, uuid, req["migration_id"], 404)
@@ -193,7 +191,7 @@ def _cancel_queued(s, inst, mig: Migration, request_id: str) -> None:
     if not db_write.cas_migration(s, mig.uuid, ("queued", "preparing"), "cancelled"):
         raise ConductorError(409, f"Migration {mig.id} changed state concurrently; retry the request.")
     db_write.release_allocation(s, inst.uuid)  # the destination's claim
-    _rekey_allocation(s, mig.uuid, inst.uuid)
+    rekey_allocation(s, mig.uuid, inst.uuid)
     db_write.cas_instance(s, inst.uuid, expected_task_state=RULE["task_state"], task_state=None)
     db_write.record_event(s, inst.uuid, request_id, "compute_live_migration_abort", None, "Success",
                           host=mig.source_compute)
