@@ -16,13 +16,14 @@ from sqlalchemy import delete, select, update
 
 from core import states
 from core.db import write_session
+from core.errors import ConductorError
 from core.models import ConsoleAuthToken, Instance, InstanceTag, utcnow
-from core.settings import get_settings
-from tasks import db_write
+from core.writes import instances, networking
+from core.writes.instances import cas_instance, get_instance, record_event, start_action
+from core.writes.quotas import check_metadata_items
 from tasks.common import Chain, new_ctx, sig
 from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
                                    rpc)
-from tasks.db_write import ConductorError
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -57,12 +58,12 @@ def instance_op(req: dict) -> dict:
             values["deleted_at"] = utcnow()
         if action == "restore":
             values["deleted_at"] = None
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
-                                     task_state=rule["task_state"], **values):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
+                            task_state=rule["task_state"], **values):
             raise ConductorError(409, f"Cannot '{record_name(action)}' instance {uuid}: it changed state "
                                       f"concurrently; retry the request.")
-        db_write.start_action(s, uuid, record_name(action), req["request_id"], req.get("user_id"),
-                              req.get("project_id"))
+        start_action(s, uuid, record_name(action), req["request_id"], req.get("user_id"),
+                     req.get("project_id"))
         ctx = new_ctx(uuid, req["request_id"], action, host=inst.host, task_state=rule["task_state"],
                       prior_vm_state=inst.vm_state, **(req.get("params") or {}))
     chain(sig("stratus.compute.instance_op", ctx), sig("stratus.conductor.finish_instance_op")).apply_async()
@@ -84,13 +85,13 @@ def finish_instance_op(ctx: dict) -> None:
     uuid, action = ctx["instance_uuid"], ctx["action"]
     target = _target_vm_state(ctx)
     with write_session() as s:
-        done = db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], vm_state=target,
-                                     task_state=None, power_state=ctx.get("power_state", states.POWER_AFTER[target]))
+        done = cas_instance(s, uuid, expected_task_state=ctx["task_state"], vm_state=target,
+                            task_state=None, power_state=ctx.get("power_state", states.POWER_AFTER[target]))
         if action == "snapshot":
             finish_snapshot_image(s, ctx)
         if done:
-            db_write.record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"),
-                                  "Success", host=ctx.get("host"))
+            record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"),
+                         "Success", host=ctx.get("host"))
         else:
             LOG.info("finish_instance_op %s for %s lost its race; nothing written", action, uuid)
 
@@ -102,8 +103,8 @@ def record_op_event(ctx: dict) -> None:
     the migration's own canvas records its outcome)."""
     error = ctx.get("error")
     with write_session() as s:
-        db_write.record_event(s, ctx["instance_uuid"], ctx["request_id"], f"compute_{ctx['action']}",
-                              ctx.get("t0"), "Error" if error else "Success", host=ctx.get("host"), details=error)
+        record_event(s, ctx["instance_uuid"], ctx["request_id"], f"compute_{ctx['action']}",
+                     ctx.get("t0"), "Error" if error else "Success", host=ctx.get("host"), details=error)
 
 
 @rpc("trigger_crash_dump", session=False)
@@ -116,8 +117,8 @@ def trigger_crash_dump(req: dict) -> dict:
         check_state(inst, "trigger_crash_dump", (states.ACTIVE, states.PAUSED, states.RESCUED))
         if not inst.host:
             raise ConductorError(409, f"Instance {uuid} is not ready")
-        db_write.start_action(s, uuid, "trigger_crash_dump", req["request_id"], req.get("user_id"),
-                              req.get("project_id"))
+        start_action(s, uuid, "trigger_crash_dump", req["request_id"], req.get("user_id"),
+                     req.get("project_id"))
         ctx = new_ctx(uuid, req["request_id"], "trigger_crash_dump", host=inst.host, task_state=None)
     chain(sig("stratus.compute.instance_op", ctx), sig("stratus.conductor.record_op_event")).apply_async()
     return {"instance_uuid": uuid}
@@ -126,17 +127,6 @@ def trigger_crash_dump(req: dict) -> dict:
 # --- metadata ------------------------------------------------------------------------------------------------------
 
 _METADATA_STATES = (states.ACTIVE, states.PAUSED, states.SUSPENDED, states.STOPPED)
-
-
-def metadata_limit(s, project_id: str) -> int:
-    limits = db_write.quota_limits(s, project_id)
-    return int(limits.get("metadata_items", get_settings().quota_metadata_items))
-
-
-def check_metadata_quota(s, project_id: str, count: int) -> None:
-    limit = metadata_limit(s, project_id)
-    if 0 <= limit < count:
-        raise ConductorError(403, f"Maximum number of metadata items exceeds {limit}")
 
 
 @rpc("update_metadata")
@@ -156,8 +146,8 @@ def update_metadata(s, uuid: str, op: str, items: dict | None = None, key: str |
     else:
         raise ConductorError(400, f"unknown metadata operation {op}")
     if op != "delete_key":
-        check_metadata_quota(s, inst.project_id, len(new))
-    if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=_METADATA_STATES,
+        check_metadata_items(s, inst.project_id, len(new))
+    if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=_METADATA_STATES,
                                  metadata_items=new):
         raise ConductorError(409, f"Cannot 'update metadata' instance {uuid}: it changed state concurrently; "
                                   f"retry the request.")
@@ -196,22 +186,22 @@ def update_tags(s, uuid: str, op: str, tags: list[str] | None = None) -> dict:
         s.execute(delete(InstanceTag).where(InstanceTag.instance_uuid == uuid, InstanceTag.tag == tags[0]))
     s.flush()
     result = sorted(s.scalars(select(InstanceTag.tag).where(InstanceTag.instance_uuid == uuid)))
-    db_write.cas_instance(s, uuid, updated_at=utcnow())
+    cas_instance(s, uuid, updated_at=utcnow())
     return {"tags": result, "created": created}
 
 
 # --- the server's own fields, its consoles and the password its guest posts -------------------------------------
 
-update_instance = rpc("update_instance")(db_write.update_instance)
+update_instance = rpc("update_instance")(instances.update_instance)
 # From the metadata service: a guest POSTed its (encrypted-by-the-guest) password.
-set_metadata_password = rpc("set_metadata_password")(db_write.set_metadata_password)
+set_metadata_password = rpc("set_metadata_password")(networking.set_metadata_password)
 
 
 @rpc("create_console_token")
 def create_console_token(s, req: dict) -> dict:
     """Store a browser-console token's hash, bound to the instance, console type and the guest's host/port."""
     now = int(time.time())
-    inst = db_write.get_instance(s, req["instance_uuid"])
+    inst = get_instance(s, req["instance_uuid"])
     if inst is None or inst.deleted:
         raise ConductorError(404, f"Instance {req['instance_uuid']} could not be found.")
     # Housekeeping as in Nova (tokens of this instance that can no longer be used).
@@ -254,11 +244,11 @@ def consume_console_token(s, token_hash: str, console_type: str, client: str) ->
 def reclaim(uuid: str, request_id: str) -> bool:
     """Hard-delete one expired soft-deleted instance (the normal terminate | finish_delete canvas)."""
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.deleted or inst.vm_state != states.SOFT_DELETED or inst.task_state is not None:
             return False
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.SOFT_DELETED,),
-                                     task_state=states.DELETING):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.SOFT_DELETED,),
+                            task_state=states.DELETING):
             return False
         host = inst.host
     ctx = new_ctx(uuid, request_id, "delete", host=host, task_state=states.DELETING)

@@ -10,12 +10,12 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.errors import ConductorError
 from core.host_zones import AZ_KEY
 from core.models import (Aggregate, AggregateHost, AggregateMetadata, ComputeNode, Flavor, FlavorProject, Instance,
                          Service, utcnow)
-from tasks import db_write
+from core.writes import catalog, groups, quotas, resources
 from tasks.conductor.common import rpc
-from tasks.db_write import ConductorError
 
 
 # --- aggregates ----------------------------------------------------------------------------------------------------
@@ -152,8 +152,8 @@ def aggregate_remove_host(s: Session, aggregate_id: int, host: str) -> None:
 
 # --- flavors -------------------------------------------------------------------------------------------------------
 
-create_flavor = rpc("create_flavor")(db_write.create_flavor)
-delete_flavor = rpc("delete_flavor")(db_write.delete_flavor)
+create_flavor = rpc("create_flavor")(catalog.create_flavor)
+delete_flavor = rpc("delete_flavor")(catalog.delete_flavor)
 
 def _flavor(s: Session, flavorid: str) -> Flavor:
     flavor = s.scalars(select(Flavor).where(Flavor.flavorid == flavorid, Flavor.disabled.is_(False))
@@ -208,18 +208,18 @@ def update_flavor_description(s: Session, flavorid: str, description: str | None
 
 # --- key pairs, server groups, quotas ------------------------------------------------------------------------------
 
-create_keypair = rpc("create_keypair")(db_write.create_keypair)
-delete_keypair = rpc("delete_keypair")(db_write.delete_keypair)
-create_server_group = rpc("create_server_group")(db_write.create_server_group)
-delete_server_group = rpc("delete_server_group")(db_write.delete_server_group)
-update_quota_set = rpc("update_quota_set")(db_write.set_project_quotas)
-delete_quota_set = rpc("delete_quota_set")(db_write.delete_project_quotas)
-update_quota_class_set = rpc("update_quota_class_set")(db_write.set_class_quotas)
+create_keypair = rpc("create_keypair")(catalog.create_keypair)
+delete_keypair = rpc("delete_keypair")(catalog.delete_keypair)
+create_server_group = rpc("create_server_group")(groups.create_server_group)
+delete_server_group = rpc("delete_server_group")(groups.delete_server_group)
+update_quota_set = rpc("update_quota_set")(quotas.set_project_quotas)
+delete_quota_set = rpc("delete_quota_set")(quotas.delete_project_quotas)
+update_quota_class_set = rpc("update_quota_class_set")(quotas.set_class_quotas)
 
 
 # --- services ------------------------------------------------------------------------------------------------------
 
-update_service = rpc("update_service")(db_write.update_service)
+update_service = rpc("update_service")(resources.update_service)
 
 
 @rpc("delete_service")

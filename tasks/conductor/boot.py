@@ -16,16 +16,21 @@ from sqlalchemy import String, bindparam, delete, select
 
 from core import image_store, states
 from core.db import plain_rows, write_session
+from core.errors import ConductorError
 from core.host_zones import zone_of
 from core.models import ConsoleAuthToken, Instance, utcnow
 from core.power_state import PowerState
 from core.settings import get_settings
+from core.writes import instances, resources
+from core.writes.groups import remove_group_member
+from core.writes.instances import add_fault, cas_instance, get_instance, record_event, start_action
+from core.writes.networking import delete_password, release_fixed_ips
+from core.writes.quotas import release_quota
+from core.writes.resources import release_allocation, report_heartbeat
 from scheduler.filters import group_filter_rejecting
-from tasks import db_write
 from tasks.common import Chain, StopCanvas, boot_canvas, new_ctx, sig, step
 from tasks.conductor.common import rpc, snapshot_failed
 from tasks.conductor.moves import MOVE_ACTIONS, abandon_moves, drop_shelved_image, move_failed
-from tasks.db_write import ConductorError
 from tasks.groups import group_spec
 from tasks.messaging.celery_app import celery
 from tasks.messaging.transient import BROKER_ERRORS
@@ -38,7 +43,7 @@ LOG = logging.getLogger(__name__)
 @rpc("create_instances", session=False)
 def create_instances(req: dict) -> dict:
     with write_session() as s:
-        uuids = db_write.create_instances(s, req)
+        uuids = instances.create_instances(s, req)
     for index, uuid in enumerate(uuids):
         try:
             boot_canvas(new_ctx(uuid, req["request_id"], "create", tried=[],
@@ -56,12 +61,12 @@ def _not_queued(uuids: list[str], request_id: str, exc: BaseException) -> None:
     LOG.error("could not queue the boot of %s: %s", uuids, exc)
     with write_session() as s:
         for uuid in uuids:
-            if db_write.cas_instance(s, uuid, expected_task_state=states.SCHEDULING, vm_state=states.ERROR,
-                                     task_state=None, power_state=PowerState.NOSTATE):
-                db_write.add_fault(s, uuid, 503, f"The boot could not be queued: message broker unavailable "
+            if cas_instance(s, uuid, expected_task_state=states.SCHEDULING, vm_state=states.ERROR,
+                            task_state=None, power_state=PowerState.NOSTATE):
+                add_fault(s, uuid, 503, f"The boot could not be queued: message broker unavailable "
                                                  f"({exc})")
-                db_write.record_event(s, uuid, request_id, "conductor_schedule_and_build_instances", None,
-                                      "Error")
+                record_event(s, uuid, request_id, "conductor_schedule_and_build_instances", None,
+                             "Error")
 
 
 @rpc("server_action", session=False)
@@ -69,7 +74,7 @@ def server_action(req: dict) -> dict:
     """CAS the instance into the action's task_state, record the action, start the compute canvas."""
     uuid, action = req["instance_uuid"], req["action"]
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid)
+        inst = get_instance(s, uuid)
         if inst is None:
             raise ConductorError(404, f"Instance {uuid} could not be found.")
         if action == "delete":
@@ -78,11 +83,11 @@ def server_action(req: dict) -> dict:
             for _ in range(5):
                 if inst.task_state == states.DELETING:
                     return {"instance_uuid": uuid}
-                ok = db_write.cas_instance(s, uuid, expected_task_state=inst.task_state, task_state=task_state)
+                ok = cas_instance(s, uuid, expected_task_state=inst.task_state, task_state=task_state)
                 if ok:
                     break
                 s.expire(inst)
-                inst = db_write.get_instance(s, uuid)
+                inst = get_instance(s, uuid)
                 if inst is None:
                     raise ConductorError(404, f"Instance {uuid} could not be found.")
         else:
@@ -94,13 +99,13 @@ def server_action(req: dict) -> dict:
                 raise ConductorError(409, f"Cannot '{_api_name(action)}' instance {uuid} while it is in "
                                           f"task_state {inst.task_state}")
             task_state = rule["task_state"]
-            ok = db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
-                                       task_state=task_state)
+            ok = cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
+                              task_state=task_state)
         if not ok:
             raise ConductorError(409, f"Cannot '{_api_name(action)}' instance {uuid}: it changed state "
                                       f"concurrently; retry the request.")
-        db_write.start_action(s, uuid, _api_name(action), req["request_id"], req.get("user_id"),
-                              req.get("project_id"))
+        start_action(s, uuid, _api_name(action), req["request_id"], req.get("user_id"),
+                     req.get("project_id"))
         host = inst.host
     ctx = new_ctx(uuid, req["request_id"], action, host=host, task_state=task_state)
     try:
@@ -114,8 +119,8 @@ def server_action(req: dict) -> dict:
     except BROKER_ERRORS as exc:
         LOG.error("could not queue %s of %s: %s", action, uuid, exc)
         with write_session() as s:  # give the task_state back: the action never started
-            db_write.cas_instance(s, uuid, expected_task_state=task_state, task_state=inst.task_state
-                                  if action == "delete" else None)
+            cas_instance(s, uuid, expected_task_state=task_state, task_state=inst.task_state
+                         if action == "delete" else None)
         raise ConductorError(503, "The compute service is temporarily unavailable (message broker "
                                   "unreachable); the action was not started.") from None
     return {"instance_uuid": uuid}
@@ -128,15 +133,15 @@ def _api_name(action: str) -> str:
 # --- compute service reports ---------------------------------------------------------------------------------------
 
 @celery.task(name="stratus.conductor.report_service", ignore_result=True)
-def report_service(host: str, resources: dict) -> None:
+def report_service(host: str, inventory: dict) -> None:
     with write_session() as s:
-        db_write.report_service(s, host, resources)
+        resources.report_service(s, host, inventory)
 
 
 @celery.task(name="stratus.conductor.heartbeat", ignore_result=True)
 def heartbeat(hosts: list[str]) -> None:
     with write_session() as s:
-        db_write.report_heartbeat(s, hosts)
+        report_heartbeat(s, hosts)
 
 
 # --- canvas steps --------------------------------------------------------------------------------------------------
@@ -170,15 +175,15 @@ def claim(ctx: dict) -> dict:
                          group.uuid if group else "")
                 rejected[host] = refused_by
                 continue
-            if db_write.claim(s, inst, host):
+            if resources.claim(s, inst, host):
                 node = host
-                if not db_write.cas_instance(s, uuid, expected_task_state=states.SCHEDULING, host=host, node=node,
-                                             task_state=states.SPAWNING, availability_zone=_az_of(s, host)):
+                if not cas_instance(s, uuid, expected_task_state=states.SCHEDULING, host=host, node=node,
+                                    task_state=states.SPAWNING, availability_zone=_az_of(s, host)):
                     raise StopCanvas("instance changed while claiming")  # rolls the claim back
                 return {**ctx, "host": host, "alternates": hosts, "attempt": ctx.get("attempt", 1)}
     if rejected:
         _schedule_again_for_group(ctx, group.uuid if group else "", rejected)
-    raise db_write.ConductorError(500, "No valid host was found. All chosen hosts were filled by concurrent "
+    raise ConductorError(500, "No valid host was found. All chosen hosts were filled by concurrent "
                                        "requests before the claim.")
 
 
@@ -188,7 +193,7 @@ def _schedule_again_for_group(ctx: dict, group_uuid: str, rejected: dict[str, st
     retries = ctx.get("group_retries", 0)
     summary = "; ".join(f"{name} rejected {host}" for host, name in rejected.items())
     if retries >= get_settings().max_attempts:
-        raise db_write.ConductorError(500, f"No valid host was found. {summary} (server group {group_uuid}: its "
+        raise ConductorError(500, f"No valid host was found. {summary} (server group {group_uuid}: its "
                                            f"other members took these hosts while this boot was scheduled).")
     LOG.info("instance %s: %s at claim time; scheduling again", ctx["instance_uuid"], summary)
     retry = {k: v for k, v in ctx.items() if k not in ("hosts", "explanation")}
@@ -209,12 +214,12 @@ def _device_metadata(ctx: dict) -> dict:
 def finish_boot(ctx: dict) -> None:
     uuid = ctx["instance_uuid"]
     with write_session() as s:
-        ok = db_write.cas_instance(s, uuid, expected_task_state=states.SPAWNING, vm_state=states.ACTIVE,
-                                   task_state=None, power_state=PowerState.RUNNING, launched_at=utcnow(),
-                                   progress=100, **_device_metadata(ctx))
+        ok = cas_instance(s, uuid, expected_task_state=states.SPAWNING, vm_state=states.ACTIVE,
+                          task_state=None, power_state=PowerState.RUNNING, launched_at=utcnow(),
+                          progress=100, **_device_metadata(ctx))
         if ok:
-            db_write.record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance", ctx.get("t0"),
-                                  "Success", host=ctx.get("host"))
+            record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance", ctx.get("t0"),
+                         "Success", host=ctx.get("host"))
             return
         inst = s.scalars(select(Instance).where(Instance.uuid == uuid)).first()
     if inst is None or inst.deleted:
@@ -228,10 +233,10 @@ def finish_action(ctx: dict) -> None:
     uuid, action = ctx["instance_uuid"], ctx["action"]
     target = states.ACTIONS[action]["to"]
     with write_session() as s:
-        if db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], vm_state=target, task_state=None,
-                                 power_state=ctx.get("power_state", states.POWER_AFTER[target])):
-            db_write.record_event(s, uuid, ctx["request_id"], f"compute_{_api_name(action)}_instance",
-                                  ctx.get("t0"), "Success", host=ctx.get("host"))
+        if cas_instance(s, uuid, expected_task_state=ctx["task_state"], vm_state=target, task_state=None,
+                        power_state=ctx.get("power_state", states.POWER_AFTER[target])):
+            record_event(s, uuid, ctx["request_id"], f"compute_{_api_name(action)}_instance",
+                         ctx.get("t0"), "Success", host=ctx.get("host"))
         else:
             LOG.info("finish_action %s for %s lost its race; nothing written", action, uuid)
 
@@ -240,23 +245,23 @@ def finish_action(ctx: dict) -> None:
 def finish_delete(ctx: dict) -> None:
     uuid = ctx["instance_uuid"]
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.task_state != states.DELETING:
             return  # already deleted (a redelivered message)
-        db_write.release_allocation(s, uuid)
+        release_allocation(s, uuid)
         other_hosts = abandon_moves(s, uuid, inst.host)
-        db_write.release_fixed_ips(s, uuid)
-        db_write.delete_password(s, uuid)
-        db_write.release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb, inst.user_id)
-        db_write.remove_group_member(s, uuid)
+        release_fixed_ips(s, uuid)
+        delete_password(s, uuid)
+        release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb, inst.user_id)
+        remove_group_member(s, uuid)
         _delete_console_tokens(s, uuid)
         shelved_image, _ = drop_shelved_image(s, inst)  # Nova deletes a shelved server's snapshot too
         now = utcnow()
-        db_write.cas_instance(s, uuid, expected_task_state=states.DELETING, vm_state=states.DELETED,
-                              task_state=None, power_state=PowerState.NOSTATE, deleted=inst.id, deleted_at=now,
-                              terminated_at=now)
-        db_write.record_event(s, uuid, ctx["request_id"], "compute_terminate_instance", ctx.get("t0"), "Success",
-                              host=ctx.get("host"))
+        cas_instance(s, uuid, expected_task_state=states.DELETING, vm_state=states.DELETED,
+                     task_state=None, power_state=PowerState.NOSTATE, deleted=inst.id, deleted_at=now,
+                     terminated_at=now)
+        record_event(s, uuid, ctx["request_id"], "compute_terminate_instance", ctx.get("t0"), "Success",
+                     host=ctx.get("host"))
     if shelved_image:
         image_store.delete(shelved_image)
     for host in other_hosts:  # e.g. the source guest a resize awaiting confirmation kept
@@ -285,11 +290,11 @@ def step_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> N
         values: dict[str, Any] = {"task_state": None}
         if action == "delete":
             values["vm_state"] = states.ERROR
-        if db_write.cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), **values):
-            db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
-            db_write.record_event(s, uuid, ctx["request_id"], f"compute_{_api_name(action)}_instance",
-                                  ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details,
-                                  details=message)
+        if cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), **values):
+            add_fault(s, uuid, 500, message, details, ctx.get("host"))
+            record_event(s, uuid, ctx["request_id"], f"compute_{_api_name(action)}_instance",
+                         ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details,
+                         details=message)
 
 
 def _boot_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> None:
@@ -298,29 +303,29 @@ def _boot_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> 
     attempt = ctx.get("attempt", 1)
     alternates = list(ctx.get("alternates") or [])
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.task_state not in (states.SCHEDULING, states.SPAWNING):
-            db_write.release_allocation(s, uuid)
+            release_allocation(s, uuid)
             return  # deleted or moved on; the delete path cleans up the rest
-        db_write.release_allocation(s, uuid)
+        release_allocation(s, uuid)
         if reschedulable and alternates and attempt < cfg.max_attempts:
-            db_write.cas_instance(s, uuid, expected_task_state=inst.task_state, task_state=states.SCHEDULING,
-                                  host=None, node=None, attempts=attempt)
-            db_write.record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance",
-                                  ctx.get("t0"), "RescheduledOnHost", host=ctx.get("host"), traceback=details,
-                                  finish_action=False, details=message)
+            cas_instance(s, uuid, expected_task_state=inst.task_state, task_state=states.SCHEDULING,
+                         host=None, node=None, attempts=attempt)
+            record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance",
+                         ctx.get("t0"), "RescheduledOnHost", host=ctx.get("host"), traceback=details,
+                         finish_action=False, details=message)
             retry = {**ctx, "hosts": alternates, "attempt": attempt + 1,
                      "tried": [*ctx.get("tried", []), ctx.get("host")]}
             retry.pop("host", None)
             LOG.info("rescheduling %s to %s after: %s", uuid, alternates, message)
         else:
             retry = None
-            db_write.cas_instance(s, uuid, expected_task_state=inst.task_state, vm_state=states.ERROR,
-                                  task_state=None, power_state=PowerState.NOSTATE)
-            db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
-            db_write.record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance",
-                                  ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details,
-                                  details=message)
+            cas_instance(s, uuid, expected_task_state=inst.task_state, vm_state=states.ERROR,
+                         task_state=None, power_state=PowerState.NOSTATE)
+            add_fault(s, uuid, 500, message, details, ctx.get("host"))
+            record_event(s, uuid, ctx["request_id"], "compute__do_build_and_run_instance",
+                         ctx.get("t0"), "Error", host=ctx.get("host"), traceback=details,
+                         details=message)
     if retry is not None:
         boot_canvas(retry, first="stratus.conductor.claim").apply_async()
 
@@ -331,7 +336,7 @@ def sync_power_states(host: str, changes: list[list]) -> None:
     _sync_power_states stops it)."""
     with write_session() as s:
         for uuid, power in changes:
-            inst = db_write.get_instance(s, uuid)
+            inst = get_instance(s, uuid)
             if inst is None or inst.host != host or inst.task_state is not None:
                 continue
             values: dict[str, Any] = {"power_state": power}
@@ -340,4 +345,4 @@ def sync_power_states(host: str, changes: list[list]) -> None:
                 values["vm_state"] = states.STOPPED
                 LOG.warning("instance %s on %s stopped outside Stratus (power state %s); marking it SHUTOFF",
                             uuid, host, power)
-            db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(inst.vm_state,), **values)
+            cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(inst.vm_state,), **values)

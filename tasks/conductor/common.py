@@ -15,11 +15,11 @@ from sqlalchemy import delete, update
 
 from core import image_store
 from core.db import write_session
+from core.errors import ConductorError
 from core.models import Image, Instance, utcnow
 from core.settings import get_settings
+from core.writes.instances import get_instance
 from drivers import supports
-from tasks import db_write
-from tasks.db_write import ConductorError
 from tasks.messaging.celery_app import celery
 from tasks.messaging.transient import DB_ERRORS
 
@@ -78,7 +78,7 @@ def invalid_state(action: str, uuid: str, attr: str, state: Any) -> ConductorErr
 
 def locked_instance(s, uuid: str) -> Instance:
     """The live instance, locked for the transaction; 404 when it is gone."""
-    inst = db_write.get_instance(s, uuid, lock=True)
+    inst = get_instance(s, uuid, lock=True)
     if inst is None or inst.deleted:
         raise ConductorError(404, f"Instance {uuid} could not be found.")
     return inst

@@ -3,7 +3,7 @@
 A live migration's Migration row goes ``accepted`` (pre-checks pending) → ``queued`` (destination claimed, the
 source's resources held by the migration's uuid) → ``running`` (the driver copies; the compute step reports it)
 → ``completed`` / ``cancelled`` / ``error``. Every transition is a CAS on the expected status
-(db_write.cas_migration), so a late step of a cancelled migration writes nothing.
+(cas_migration), so a late step of a cancelled migration writes nothing.
 
 Below 2.34 the pre-checks (source service up, destination not the source, scheduler + claim) run inside the API's
 call and a failure is its 400. From 2.34 they run in ``live_migration_prechecks``, a conductor task after the 202:
@@ -18,12 +18,13 @@ from celery import chain
 from sqlalchemy import select
 
 from core.db import write_session
+from core.errors import ConductorError
 from core.models import Migration
-from tasks import db_write
+from core.writes.instances import add_fault, cas_instance, get_instance, record_event, start_action
+from core.writes.resources import cas_migration, rekey_allocation, release_allocation
 from tasks.common import new_ctx, sig
 from tasks.conductor.common import invalid_state, locked_instance, require_driver, rpc
-from tasks.conductor.moves import MOVES, movable_instance, pick_and_claim, rekey_allocation, run_ops, service_up
-from tasks.db_write import ConductorError
+from tasks.conductor.moves import MOVES, movable_instance, pick_and_claim, run_ops, service_up
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -44,11 +45,11 @@ def live_migrate(req: dict) -> dict:
         s.add(mig)
         s.flush()
         mig_id = mig.id
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=RULE["from"],
-                                     task_state=RULE["task_state"]):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=RULE["from"],
+                            task_state=RULE["task_state"]):
             raise ConductorError(409, f"Cannot '{RULE['api']}' instance {uuid}: it changed state concurrently; "
                                       f"retry the request.")
-        db_write.start_action(s, uuid, RULE["record"], req["request_id"], req.get("user_id"), req.get("project_id"))
+        start_action(s, uuid, RULE["record"], req["request_id"], req.get("user_id"), req.get("project_id"))
         ctx = new_ctx(uuid, req["request_id"], "live_migrate", host=inst.host, ops=[["live_migrate", inst.host]],
                       task_state=RULE["task_state"], source=inst.host, dest=None, final_host=None,
                       migration_uuid=mig.uuid, prior_vm_state=inst.vm_state, new_flavor=flavor,
@@ -72,12 +73,12 @@ def _precheck_and_claim(s, inst, mig: Migration, ctx: dict) -> None:
     rekey_allocation(s, inst.uuid, mig.uuid)  # the source's resources, until the migration ends
     try:
         dest = pick_and_claim(s, inst, ctx["new_flavor"], requested, same_host_ok=False,
-                               availability_zone=inst.requested_availability_zone)
+                              availability_zone=inst.requested_availability_zone)
     except ConductorError:
         rekey_allocation(s, mig.uuid, inst.uuid)
         raise
     mig.dest_compute = mig.dest_node = dest
-    if not db_write.cas_migration(s, mig.uuid, ("accepted",), "queued"):
+    if not cas_migration(s, mig.uuid, ("accepted",), "queued"):
         raise ConductorError(409, f"Migration {mig.id} changed state concurrently.")
     ctx.update(dest=dest, final_host=dest)
 
@@ -88,7 +89,7 @@ def live_migration_prechecks(ctx: dict) -> None:
     uuid = ctx["instance_uuid"]
     failure = None
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first()
         if inst is None or inst.deleted or inst.task_state != ctx["task_state"] or mig is None \
                 or mig.status != "accepted":
@@ -98,11 +99,11 @@ def live_migration_prechecks(ctx: dict) -> None:
             _precheck_and_claim(s, inst, mig, ctx)
         except ConductorError as exc:
             failure = exc.message
-            db_write.cas_migration(s, mig.uuid, ("accepted",), "error")
-            db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], task_state=None)
-            db_write.add_fault(s, uuid, exc.code, exc.message, host=ctx["source"])
-            db_write.record_event(s, uuid, ctx["request_id"], "conductor_live_migrate_instance", ctx.get("t0"),
-                                  "Error", host=ctx["source"], details=exc.message)
+            cas_migration(s, mig.uuid, ("accepted",), "error")
+            cas_instance(s, uuid, expected_task_state=ctx["task_state"], task_state=None)
+            add_fault(s, uuid, exc.code, exc.message, host=ctx["source"])
+            record_event(s, uuid, ctx["request_id"], "conductor_live_migrate_instance", ctx.get("t0"),
+                         "Error", host=ctx["source"], details=exc.message)
     if failure is None:
         run_ops(ctx)
     else:
@@ -113,7 +114,7 @@ def live_migration_prechecks(ctx: dict) -> None:
 def live_migration_running(ctx: dict) -> None:
     """The driver started copying. If the migration was cancelled while queued meanwhile, abort the copy too."""
     with write_session() as s:
-        if db_write.cas_migration(s, ctx["migration_uuid"], ("queued",), "running"):
+        if cas_migration(s, ctx["migration_uuid"], ("queued",), "running"):
             return
         status = s.scalar(select(Migration.status).where(Migration.uuid == ctx["migration_uuid"]))
     if status == "cancelled":
@@ -153,8 +154,8 @@ def live_migration_force_complete(req: dict) -> dict:
         mig = _migration_of(s, uuid, req["migration_id"], 400)
         if mig.status != "running" or mig.migration_type != "live-migration":
             raise _invalid_migration_state(mig, uuid, "force complete")
-        db_write.start_action(s, uuid, "live_migration_force_complete", req["request_id"], req.get("user_id"),
-                              req.get("project_id"))
+        start_action(s, uuid, "live_migration_force_complete", req["request_id"], req.get("user_id"),
+                     req.get("project_id"))
         ctx = new_ctx(uuid, req["request_id"], "live_migration_force_complete", host=mig.source_compute,
                       migration_uuid=mig.uuid)
     _control(ctx)
@@ -175,8 +176,8 @@ def live_migration_abort(req: dict) -> dict:
         allowed = ("running", "queued", "preparing") if req.get("abort_queued") else ("running",)
         if mig.status not in allowed or mig.migration_type != "live-migration":
             raise _invalid_migration_state(mig, uuid, "abort live migration")
-        db_write.start_action(s, uuid, "live_migration_cancel", req["request_id"], req.get("user_id"),
-                              req.get("project_id"))
+        start_action(s, uuid, "live_migration_cancel", req["request_id"], req.get("user_id"),
+                     req.get("project_id"))
         if mig.status != "running":
             _cancel_queued(s, inst, mig, req["request_id"])
             return {}
@@ -188,10 +189,10 @@ def live_migration_abort(req: dict) -> dict:
 
 def _cancel_queued(s, inst, mig: Migration, request_id: str) -> None:
     """The copy has not started: give the destination's claim back and end the migration here."""
-    if not db_write.cas_migration(s, mig.uuid, ("queued", "preparing"), "cancelled"):
+    if not cas_migration(s, mig.uuid, ("queued", "preparing"), "cancelled"):
         raise ConductorError(409, f"Migration {mig.id} changed state concurrently; retry the request.")
-    db_write.release_allocation(s, inst.uuid)  # the destination's claim
+    release_allocation(s, inst.uuid)  # the destination's claim
     rekey_allocation(s, mig.uuid, inst.uuid)
-    db_write.cas_instance(s, inst.uuid, expected_task_state=RULE["task_state"], task_state=None)
-    db_write.record_event(s, inst.uuid, request_id, "compute_live_migration_abort", None, "Success",
-                          host=mig.source_compute)
+    cas_instance(s, inst.uuid, expected_task_state=RULE["task_state"], task_state=None)
+    record_event(s, inst.uuid, request_id, "compute_live_migration_abort", None, "Success",
+                 host=mig.source_compute)

@@ -15,21 +15,23 @@ import types
 from typing import Any
 
 from celery import chain
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from core import image_store, states
 from core.db import write_session
-from core.models import Allocation, ComputeNode, Flavor, Image, Instance, Migration, Service, utcnow
+from core.errors import ConductorError
+from core.models import ComputeNode, Flavor, Image, Instance, Migration, Service, utcnow
 from core.power_state import PowerState
 from core.settings import get_settings
+from core.writes.instances import add_fault, cas_instance, get_instance, record_event, start_action
+from core.writes.quotas import reserve_resize
+from core.writes.resources import IN_FLIGHT_MIGRATIONS, cas_migration, claim, rekey_allocation, release_allocation
 from drivers import capability
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
-from tasks import db_write
 from tasks.common import new_ctx, sig
 from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
                                    rpc, snapshot_failed)
-from tasks.db_write import ConductorError
 from tasks.messaging.celery_app import celery
 from tasks.scheduler import load_host_states
 
@@ -62,10 +64,6 @@ def service_up(s, host: str) -> bool:
     return svc is not None and service_is_up(svc)
 
 
-def rekey_allocation(s, old_consumer: str, new_consumer: str) -> None:
-    s.execute(update(Allocation).where(Allocation.instance_uuid == old_consumer).values(instance_uuid=new_consumer))
-
-
 def pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_ok: bool,
                     availability_zone: str | None = None) -> str:
     ignore = set() if same_host_ok or not inst.host else {inst.host}
@@ -85,17 +83,10 @@ def pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_
     wanted = types.SimpleNamespace(uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
                                    root_gb=flavor["disk"])
     for host in selection.hosts:
-        if db_write.claim(s, wanted, host):
+        if claim(s, wanted, host):
             return host
     raise ConductorError(400, "No valid host was found. All chosen hosts were filled by concurrent requests "
                               "before the claim.")
-
-
-def _quota_delta(s, inst, old: dict, new: dict, sign: int = 1) -> None:
-    """A resize's change of cores and RAM, counted for the instance's project and user (as Nova's upsize check)."""
-    cores, ram = sign * (new["vcpus"] - old["vcpus"]), sign * (new["ram"] - old["ram"])
-    if cores or ram:
-        db_write.reserve_quota(s, inst.project_id, {"instances": 0, "cores": cores, "ram": ram}, inst.user_id)
 
 
 def _moves_disks() -> bool:
@@ -144,7 +135,7 @@ def start_move(req: dict) -> dict:
             if flavor.root_gb < (old_flavor.get("disk") or 0):
                 raise ConductorError(400, "Resizing to a smaller disk flavor is not allowed.")
             new_flavor = _flavor_snapshot(flavor)
-            _quota_delta(s, inst, old_flavor, new_flavor)
+            reserve_resize(s, inst, old_flavor, new_flavor)
         migration = None
         if rule["type"] is not None:
             migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status="migrating",
@@ -170,11 +161,11 @@ def start_move(req: dict) -> dict:
         secret = {"admin_pass_enc": req["admin_pass_enc"]} if req.get("admin_pass_enc") else {}
         if "availability_zone" in req:
             secret["requested_availability_zone"] = zone
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
-                                     task_state=rule["task_state"], **secret):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
+                            task_state=rule["task_state"], **secret):
             raise ConductorError(409, f"Cannot '{rule['api']}' instance {uuid}: it changed state concurrently; "
                                       f"retry the request.")
-        db_write.start_action(s, uuid, rule["record"], req["request_id"], req.get("user_id"), req.get("project_id"))
+        start_action(s, uuid, rule["record"], req["request_id"], req.get("user_id"), req.get("project_id"))
         ops = {"resize": [["resize_source", source], ["resize_dest", dest]],
                "migrate": [["resize_source", source], ["resize_dest", dest]],
                "evacuate": [["spawn_here", dest]], "unshelve": [["spawn_here", dest]]}[action]
@@ -235,13 +226,13 @@ def confirm_resize(req: dict) -> dict:
     with write_session() as s:
         inst, mig = _resized_instance(s, uuid, "confirmResize")
         target = states.STOPPED if inst.power_state == PowerState.SHUTDOWN else states.ACTIVE
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
-                                     vm_state=target):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
+                            vm_state=target):
             raise ConductorError(409, f"Cannot 'confirmResize' instance {uuid}: it changed state concurrently.")
-        db_write.release_allocation(s, mig.uuid)
+        release_allocation(s, mig.uuid)
         mig.status, mig.updated_at = "confirmed", utcnow()
-        db_write.start_action(s, uuid, "confirmResize", req["request_id"], req.get("user_id"),
-                              req.get("project_id"))
+        start_action(s, uuid, "confirmResize", req["request_id"], req.get("user_id"),
+                     req.get("project_id"))
         # the source drops what it kept for a revert: the old guest, or on the same host only its backup
         ctx = new_ctx(uuid, req["request_id"], "confirm_resize", host=mig.source_compute, task_state=None,
                       ops=[["confirm_source", mig.source_compute]], source=mig.source_compute,
@@ -255,12 +246,12 @@ def revert_resize(req: dict) -> dict:
     uuid = req["instance_uuid"]
     with write_session() as s:
         inst, mig = _resized_instance(s, uuid, "revertResize")
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
-                                     task_state="resize_reverting"):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
+                            task_state="resize_reverting"):
             raise ConductorError(409, f"Cannot 'revertResize' instance {uuid}: it changed state concurrently.")
         mig.status, mig.updated_at = "reverting", utcnow()
-        db_write.start_action(s, uuid, "revertResize", req["request_id"], req.get("user_id"),
-                              req.get("project_id"))
+        start_action(s, uuid, "revertResize", req["request_id"], req.get("user_id"),
+                     req.get("project_id"))
         # resized on its own host: no guest to remove elsewhere, the source's revert replaces the resized one
         ops = [["revert_source", mig.source_compute]]
         if mig.dest_compute != mig.source_compute:
@@ -288,17 +279,17 @@ def shelve(req: dict) -> dict:
                                 "shelve_offload": ((states.SHELVED,), "shelving_offloading", "shelveOffload"),
                                 "unshelve_on_host": ((states.SHELVED,), "unshelving", "unshelve")}[action]
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.deleted:
             raise ConductorError(404, f"Instance {uuid} could not be found.")
         if inst.vm_state not in allowed:
             raise invalid_state(api, uuid, "vm_state", inst.vm_state)
         if inst.task_state is not None:
             raise invalid_state(api, uuid, "task_state", inst.task_state)
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=allowed,
-                                     task_state=task_state):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=allowed,
+                            task_state=task_state):
             raise ConductorError(409, f"Cannot '{api}' instance {uuid}: it changed state concurrently.")
-        db_write.start_action(s, uuid, api, req["request_id"], req.get("user_id"), req.get("project_id"))
+        start_action(s, uuid, api, req["request_id"], req.get("user_id"), req.get("project_id"))
         offload = action == "shelve_offload" or (action == "shelve" and get_settings().shelved_offload_time == 0)
         op = {"shelve": "shelve_offload" if offload else "shelve", "shelve_offload": "offload",
               "unshelve_on_host": "power_on"}[action]
@@ -324,7 +315,7 @@ def finish_move(ctx: dict) -> None:
     with write_session() as s:
         mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
             if ctx.get("migration_uuid") else None
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.deleted or inst.task_state != ctx["task_state"] or (
                 action == "live_migrate" and mig.status not in LIVE_MIGRATION_ACTIVE):
             LOG.info("finish_move %s for %s lost its race; nothing written", action, uuid)
@@ -344,14 +335,14 @@ def finish_move(ctx: dict) -> None:
                       "vm_state": states.ACTIVE if ctx["power_on"] else states.STOPPED, "flavor_snapshot": old,
                       "vcpus": old["vcpus"], "memory_mb": old["ram"], "root_gb": old["disk"],
                       **({"flavor_id": row} if row is not None else {})}
-            db_write.release_allocation(s, uuid)  # the destination's claim
+            release_allocation(s, uuid)  # the destination's claim
             rekey_allocation(s, mig.uuid, uuid)  # the source's resources are the instance's again
-            _quota_delta(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
+            reserve_resize(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
             event, status = "compute_finish_revert_resize", "reverted"
         elif action == "live_migrate" and ctx.get("aborted"):
             # live_migration_abort: the guest still runs on the source, which gets its resources back
             values = {"power_state": power, "vm_state": ctx["prior_vm_state"]}
-            db_write.release_allocation(s, uuid)  # the destination's claim
+            release_allocation(s, uuid)  # the destination's claim
             rekey_allocation(s, mig.uuid, uuid)
             event, status = "compute_live_migration", "cancelled"
         elif action in ("live_migrate", "evacuate"):
@@ -359,7 +350,7 @@ def finish_move(ctx: dict) -> None:
             target = ctx["prior_vm_state"] if action == "live_migrate" else (
                 states.ACTIVE if ctx["power_on"] else states.STOPPED)
             values = {**on_dest, "vm_state": target}
-            db_write.release_allocation(s, mig.uuid)
+            release_allocation(s, mig.uuid)
             event = "compute_live_migration" if action == "live_migrate" else "compute_rebuild_instance"
             status = "completed" if action == "live_migrate" else "done"
         elif action == "unshelve":
@@ -374,18 +365,18 @@ def finish_move(ctx: dict) -> None:
                                              "shelved_at": utcnow().isoformat(), "shelved_host": ctx["source"]}
             if ctx["offload"]:
                 values.update(host=None, node=None)
-                db_write.release_allocation(s, uuid)
+                release_allocation(s, uuid)
             status = None
         else:  # unshelve_on_host: a SHELVED (not offloaded) server starts again where it is
             values = {"vm_state": states.ACTIVE, "power_state": power}
             dropped_image, values["system_metadata"] = drop_shelved_image(s, inst)
             status = None
-        db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], task_state=None, **values)
+        cas_instance(s, uuid, expected_task_state=ctx["task_state"], task_state=None, **values)
         if mig is not None and status and action == "live_migrate":
-            db_write.cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, status)
+            cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, status)
         elif mig is not None and status:
             mig.status, mig.updated_at = status, utcnow()
-        db_write.record_event(s, uuid, ctx["request_id"], event, ctx.get("t0"), "Success", host=ctx.get("host"))
+        record_event(s, uuid, ctx["request_id"], event, ctx.get("t0"), "Success", host=ctx.get("host"))
     if dropped_image:
         image_store.delete(dropped_image)
 
@@ -399,8 +390,8 @@ def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
     still have a guest of it."""
     hosts: set[str] = set()
     for mig in s.scalars(select(Migration).where(Migration.instance_uuid == uuid, Migration.status.in_(
-            db_write.IN_FLIGHT_MIGRATIONS))):
-        db_write.release_allocation(s, mig.uuid)
+            IN_FLIGHT_MIGRATIONS))):
+        release_allocation(s, mig.uuid)
         hosts.update(h for h in (mig.source_compute, mig.dest_compute) if h)
         mig.status = "confirmed" if mig.status == "finished" else "error"
         mig.updated_at = utcnow()
@@ -416,7 +407,7 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
     if action == "shelve" and ctx.get("image_id"):
         snapshot_failed(ctx)  # Nova deletes the snapshot image of a failed shelve
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.deleted or inst.task_state != ctx.get("task_state"):
             return
         mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
@@ -425,23 +416,23 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
             return  # cancelled while queued; the conductor already rolled it back
         values: dict[str, Any] = {}
         if action in ("resize", "migrate", "evacuate", "live_migrate", "unshelve") and ctx.get("dest"):
-            db_write.release_allocation(s, uuid)  # the destination's claim
+            release_allocation(s, uuid)  # the destination's claim
             if mig is not None:
                 rekey_allocation(s, mig.uuid, uuid)
             if action == "resize":
-                _quota_delta(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
+                reserve_resize(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
             if action in ("resize", "migrate", "evacuate"):
                 values["vm_state"] = states.ERROR
         if action == "revert_resize":
             values["vm_state"] = states.ERROR
         if mig is not None and action == "live_migrate":
-            db_write.cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, "error")
+            cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, "error")
         elif mig is not None:
             mig.status, mig.updated_at = "error", utcnow()
-        db_write.cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), task_state=None, **values)
-        db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
-        db_write.record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"), "Error",
-                              host=ctx.get("host"), traceback=details, details=message)
+        cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), task_state=None, **values)
+        add_fault(s, uuid, 500, message, details, ctx.get("host"))
+        record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"), "Error",
+                     host=ctx.get("host"), traceback=details, details=message)
 
 
 MOVE_ACTIONS = (*MOVES, "revert_resize", "shelve", "shelve_offload", "unshelve_on_host")

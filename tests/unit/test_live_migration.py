@@ -25,7 +25,7 @@ def placed(world):
     """world's server ACTIVE on h1 (its resources allocated there), h2 free; both compute services up."""
     from core.db import write_session
     from core.models import ComputeNode, Instance, Service, utcnow
-    from tasks import db_write
+    from core.writes import resources
     with write_session() as s:
         for host in ("h1", "h2"):
             svc = Service(host=host, binary="stratus-compute", topic="compute", last_seen_at=utcnow())
@@ -37,7 +37,7 @@ def placed(world):
         s.flush()
         inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
         inst.vm_state, inst.task_state, inst.host, inst.node = "active", None, "h1", "h1"
-        assert db_write.claim(s, inst, "h1")
+        assert resources.claim(s, inst, "h1")
     return world
 
 

@@ -337,13 +337,13 @@ def test_network_actions_404_from_2_44(client, world):
 def test_failed_event_details_from_2_84(client, world):
     from core.db import read_session, write_session
     from core.models import InstanceAction
-    from tasks import db_write
+    from core.writes import instances
     with read_session() as s:
         request_id = s.scalars(select(InstanceAction.request_id)
                                .where(InstanceAction.instance_uuid == world.server_id)).one()
     with write_session() as s:
-        db_write.record_event(s, world.server_id, request_id, "compute__do_build_and_run_instance", None, "Error",
-                              host="h1", traceback="Traceback ...", details="No valid host was found.")
+        instances.record_event(s, world.server_id, request_id, "compute__do_build_and_run_instance", None, "Error",
+                               host="h1", traceback="Traceback ...", details="No valid host was found.")
     url = f"/v2.1/servers/{world.server_id}/os-instance-actions/{request_id}"
     old = client.get(url, headers={**world.a.headers, **_v("2.83")}).get_json()["instanceAction"]["events"]
     assert old and "details" not in old[0]

@@ -27,12 +27,12 @@ def _place(world, host: str, memory_mb: int) -> None:
     """A compute host (8 vCPUs, 40 GB, ``memory_mb``), up, with world's server ACTIVE on it and claimed."""
     from core.db import write_session
     from core.models import Instance
-    from tasks import db_write
+    from core.writes import resources
     with write_session() as s:
         _add_host(s, host, memory_mb)
         inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
         inst.vm_state, inst.task_state, inst.host, inst.node = "active", None, host, host
-        assert db_write.claim(s, inst, host)
+        assert resources.claim(s, inst, host)
 
 
 @pytest.fixture

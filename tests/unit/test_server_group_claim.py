@@ -9,14 +9,15 @@ from __future__ import annotations
 import pytest
 from celery.exceptions import Ignore
 
-from tasks.db_write import ConductorError
+from core.errors import ConductorError
 
 
 @pytest.fixture
 def cloud(stratus_env, monkeypatch):
     from core import db
     from core.models import Flavor
-    from tasks import common, db_write
+    from core.writes import resources
+    from tasks import common
     from tasks.conductor import boot
 
     started: list[dict] = []
@@ -33,38 +34,38 @@ def cloud(stratus_env, monkeypatch):
     monkeypatch.setattr(common, "report_failure", lambda ctx, exc, reschedulable=False: failures.append((ctx, exc)))
     with db.write_session() as s:
         for host in ("h1", "h2", "h3"):
-            db_write.report_service(s, host, {"hypervisor_hostname": host, "hypervisor_type": "fake",
-                                              "hypervisor_version": 1, "vcpus": 8, "memory_mb": 8192,
-                                              "local_gb": 100, "host_ip": None})
+            resources.report_service(s, host, {"hypervisor_hostname": host, "hypervisor_type": "fake",
+                                               "hypervisor_version": 1, "vcpus": 8, "memory_mb": 8192,
+                                               "local_gb": 100, "host_ip": None})
         s.add(Flavor(flavorid="42", name="m1.nano", vcpus=1, memory_mb=128, root_gb=1))
     return boot, started, failures
 
 
 def _boot_into(group_uuid: str, name: str) -> str:
     from core import db
-    from tasks import db_write
+    from core.writes import instances
     uuid = f"{name}-0000-0000-0000-000000000000"[:36]
     with db.write_session() as s:
-        db_write.create_instances(s, {"uuids": [uuid], "name": name, "project_id": "p", "user_id": "u",
-                                      "image_id": "img", "flavor_id": "42", "networks": "none", "request_id": "req",
-                                      "reservation_id": "r", "scheduler_hints": {"group": group_uuid},
-                                      "group_uuid": group_uuid})
+        instances.create_instances(s, {"uuids": [uuid], "name": name, "project_id": "p", "user_id": "u",
+                                       "image_id": "img", "flavor_id": "42", "networks": "none", "request_id": "req",
+                                       "reservation_id": "r", "scheduler_hints": {"group": group_uuid},
+                                       "group_uuid": group_uuid})
     return uuid
 
 
 def _group(policy: str, rules: dict | None = None) -> str:
     from core import db
-    from tasks import db_write
+    from core.writes import groups
     with db.write_session() as s:
-        return db_write.create_server_group(s, {"name": policy, "policy": policy, "rules": rules or {},
-                                                "project_id": "p", "user_id": "u"})["id"]
+        return groups.create_server_group(s, {"name": policy, "policy": policy, "rules": rules or {},
+                                              "project_id": "p", "user_id": "u"})["id"]
 
 
 def _host_of(uuid: str) -> str | None:
     from core import db
-    from tasks import db_write
+    from core.writes import instances
     with db.read_session() as s:
-        return db_write.get_instance(s, uuid).host
+        return instances.get_instance(s, uuid).host
 
 
 def _ctx(uuid: str, hosts: list[str], **extra) -> dict:
