@@ -13,7 +13,7 @@ from core.power_state import PowerState
 from core.settings import get_settings
 from drivers.base import ComputeDriver, DriverError, DriverUnavailable, InstanceNotFound, InstanceSpec, LiveMigrationAborted
 from tasks.common import StopCanvas, step
-from tasks.compute import _image_spec, driver_for, driver_reply, instance_spec
+from tasks.compute import driver_for, driver_reply, image_spec, instance_spec
 from tasks.messaging.celery_app import celery
 
 
@@ -22,7 +22,7 @@ def _rescue(drv: ComputeDriver, ctx: dict) -> dict:
     rescue_image = None
     if ctx.get("rescue_image_id"):
         with read_session() as s:
-            rescue_image = _image_spec(s, ctx["rescue_image_id"])
+            rescue_image = image_spec(s, ctx["rescue_image_id"])
     drv.rescue(spec, rescue_image)
     return {}
 

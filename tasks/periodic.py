@@ -16,6 +16,7 @@ from core.settings import get_settings
 from core.writes.instances import add_fault, cas_instance, record_event
 from core.writes.resources import orphaned_allocations, release_allocation
 from tasks.common import boot_canvas, new_ctx
+from tasks.conductor.actions import reclaim
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -50,12 +51,12 @@ def expire_stuck_instances() -> int:
                                 task_state=None, power_state=PowerState.NOSTATE):
                     release_allocation(s, uuid)
                     add_fault(s, uuid, 500, f"Instance build timed out: no progress in {task_state} for "
-                                                     f"{cfg.instance_build_timeout} s")
+                                            f"{cfg.instance_build_timeout} s")
                     expired += 1
             elif vm_state != states.BUILDING and task_state != states.DELETING and updated < task_cutoff:
                 if cas_instance(s, uuid, expected_task_state=task_state, task_state=None):
                     add_fault(s, uuid, 500, f"Task {task_state} timed out after "
-                                                     f"{cfg.task_state_timeout} s; the task state was reset")
+                                            f"{cfg.task_state_timeout} s; the task state was reset")
                     expired += 1
     if expired:
         LOG.warning("expired %d stuck instance task(s)", expired)
@@ -99,7 +100,7 @@ def resume_stalled_builds() -> int:
         with write_session() as s:
             record_event(s, row.uuid, row.request_id, RESUME_EVENT, None, "Success", host=row.host,
                          finish_action=False, details=f"No progress in {row.task_state}: the step was "
-                                                               f"sent again")
+                                                      f"sent again")
         LOG.warning("boot of %s made no progress in %s: its step was sent again", row.uuid, row.task_state)
     return len(rows)
 
@@ -120,8 +121,6 @@ def audit_allocations() -> int:
 def reclaim_soft_deleted() -> int:
     """Nova's _reclaim_queued_deletes: hard-delete servers SOFT_DELETED for longer than
     reclaim_instance_interval (their claim, addresses and quota are released by finish_delete)."""
-    from tasks.conductor.actions import reclaim
-
     interval = get_settings().reclaim_instance_interval
     if interval <= 0:
         return 0

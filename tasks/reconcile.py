@@ -73,7 +73,7 @@ def instances_missing(host: str, uuids: list[str]) -> int:
             if cas_instance(s, uuid, expected_task_state=None, expected_vm_states=HAS_GUEST,
                             vm_state=states.ERROR, power_state=PowerState.NOSTATE):
                 add_fault(s, uuid, 500, f"Instance {uuid} was not found on host {host} when its compute "
-                                                 f"service started; the guest is lost", host=host)
+                                        f"service started; the guest is lost", host=host)
                 failed += 1
     if failed:
         LOG.error("%d instance(s) missing on %s at start-up set to ERROR", failed, host)

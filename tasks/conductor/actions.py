@@ -23,7 +23,7 @@ from core.writes.instances import cas_instance, get_instance, record_event, star
 from core.writes.quotas import check_metadata_items
 from tasks.common import Chain, new_ctx, sig
 from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
-                                   rpc)
+                                    rpc)
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def update_metadata(s, uuid: str, op: str, items: dict | None = None, key: str |
     if op != "delete_key":
         check_metadata_items(s, inst.project_id, len(new))
     if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=_METADATA_STATES,
-                                 metadata_items=new):
+                        metadata_items=new):
         raise ConductorError(409, f"Cannot 'update metadata' instance {uuid}: it changed state concurrently; "
                                   f"retry the request.")
     return new
@@ -190,7 +190,7 @@ def update_tags(s, uuid: str, op: str, tags: list[str] | None = None) -> dict:
     return {"tags": result, "created": created}
 
 
-# --- the server's own fields, its consoles and the password its guest posts -------------------------------------
+# --- the server's own fields, its consoles and the password its guest posts ----------------------------------------
 
 update_instance = rpc("update_instance")(instances.update_instance)
 # From the metadata service: a guest POSTed its (encrypted-by-the-guest) password.

@@ -64,7 +64,7 @@ def _not_queued(uuids: list[str], request_id: str, exc: BaseException) -> None:
             if cas_instance(s, uuid, expected_task_state=states.SCHEDULING, vm_state=states.ERROR,
                             task_state=None, power_state=PowerState.NOSTATE):
                 add_fault(s, uuid, 503, f"The boot could not be queued: message broker unavailable "
-                                                 f"({exc})")
+                                        f"({exc})")
                 record_event(s, uuid, request_id, "conductor_schedule_and_build_instances", None,
                              "Error")
 
@@ -184,7 +184,7 @@ def claim(ctx: dict) -> dict:
     if rejected:
         _schedule_again_for_group(ctx, group.uuid if group else "", rejected)
     raise ConductorError(500, "No valid host was found. All chosen hosts were filled by concurrent "
-                                       "requests before the claim.")
+                              "requests before the claim.")
 
 
 def _schedule_again_for_group(ctx: dict, group_uuid: str, rejected: dict[str, str]) -> None:
@@ -194,7 +194,7 @@ def _schedule_again_for_group(ctx: dict, group_uuid: str, rejected: dict[str, st
     summary = "; ".join(f"{name} rejected {host}" for host, name in rejected.items())
     if retries >= get_settings().max_attempts:
         raise ConductorError(500, f"No valid host was found. {summary} (server group {group_uuid}: its "
-                                           f"other members took these hosts while this boot was scheduled).")
+                                  f"other members took these hosts while this boot was scheduled).")
     LOG.info("instance %s: %s at claim time; scheduling again", ctx["instance_uuid"], summary)
     retry = {k: v for k, v in ctx.items() if k not in ("hosts", "explanation")}
     boot_canvas({**retry, "group_retries": retries + 1}).apply_async()

@@ -20,11 +20,12 @@ from sqlalchemy import select
 from core.db import write_session
 from core.errors import ConductorError
 from core.models import Migration
+from core.services import compute_service_up
 from core.writes.instances import add_fault, cas_instance, get_instance, record_event, start_action
 from core.writes.resources import cas_migration, rekey_allocation, release_allocation
 from tasks.common import new_ctx, sig
 from tasks.conductor.common import invalid_state, locked_instance, require_driver, rpc
-from tasks.conductor.moves import MOVES, movable_instance, pick_and_claim, run_ops, service_up
+from tasks.conductor.moves import MOVES, movable_instance, pick_and_claim, run_ops
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def live_migrate(req: dict) -> dict:
 def _precheck_and_claim(s, inst, mig: Migration, ctx: dict) -> None:
     """Nova's LiveMigrationTask checks, then the destination's claim; the migration becomes ``queued``."""
     source, requested = ctx["source"], ctx.get("requested_host")
-    if not service_up(s, source):
+    if not compute_service_up(s, source):
         raise ConductorError(400, f"Compute service of {source} is unavailable at this time.")
     if requested is not None and requested == source:
         raise ConductorError(400, "The target host can't be the same one.")

@@ -20,8 +20,9 @@ from sqlalchemy import delete, select
 from core import image_store, states
 from core.db import write_session
 from core.errors import ConductorError
-from core.models import ComputeNode, Flavor, Image, Instance, Migration, Service, utcnow
+from core.models import ComputeNode, Flavor, Image, Instance, Migration, utcnow
 from core.power_state import PowerState
+from core.services import compute_service_up
 from core.settings import get_settings
 from core.writes.instances import add_fault, cas_instance, get_instance, record_event, start_action
 from core.writes.quotas import reserve_resize
@@ -31,7 +32,7 @@ from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
 from tasks.common import new_ctx, sig
 from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
-                                   rpc, snapshot_failed)
+                                    rpc, snapshot_failed)
 from tasks.messaging.celery_app import celery
 from tasks.scheduler import load_host_states
 
@@ -58,14 +59,10 @@ def _flavor_snapshot(flavor: Flavor) -> dict:
             "extra_specs": flavor.extra_specs or {}}
 
 
-def service_up(s, host: str) -> bool:
-    from app.compute.admin import service_is_up
-    svc = s.scalars(select(Service).where(Service.host == host, Service.binary == "stratus-compute")).first()
-    return svc is not None and service_is_up(svc)
-
-
 def pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_ok: bool,
-                    availability_zone: str | None = None) -> str:
+                   availability_zone: str | None = None) -> str:
+    """Choose the move's destination as the scheduler would (``requested_host`` only, when given) and claim
+    ``flavor``'s resources there; returns the host, or a 400 ConductorError when none fits."""
     ignore = set() if same_host_ok or not inst.host else {inst.host}
     spec = RequestSpec(instance_uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
                        root_gb=flavor["disk"],
@@ -119,9 +116,9 @@ def start_move(req: dict) -> dict:
                                       f"only a resize on the same host is possible (allow_resize_to_same_host).")
         if requested is not None and requested == source:
             raise ConductorError(400, "The target host can't be the same one.")
-        if action == "evacuate" and service_up(s, source):
+        if action == "evacuate" and compute_service_up(s, source):
             raise ConductorError(400, f"Compute service of {source} is still in use.")
-        if action == "migrate" and not service_up(s, source):
+        if action == "migrate" and not compute_service_up(s, source):
             raise ConductorError(400, f"Compute service of {source} is unavailable at this time.")
         old_flavor = dict(inst.flavor_snapshot or {})
         new_flavor = old_flavor
@@ -201,6 +198,7 @@ def drop_shelved_image(s, inst) -> tuple[str | None, dict]:
 
 
 def run_ops(ctx: dict, finish: str = "stratus.conductor.finish_move") -> None:
+    """Start the move's compute canvas: one ``move_op`` step per ``ctx["ops"]`` entry, then ``finish``."""
     steps = [sig("stratus.compute.move_op", ctx)] + [sig("stratus.compute.move_op") for _ in ctx["ops"][1:]]
     chain(*steps, sig(finish)).apply_async()
 

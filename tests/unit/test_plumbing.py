@@ -70,8 +70,8 @@ def test_canvas_steps_show_their_ctx_briefly(monkeypatch):
     import tasks.compute  # noqa: F401  (registers the tasks)
     import tasks.conductor.actions  # noqa: F401
     import tasks.conductor.boot  # noqa: F401
-    from tasks.messaging.celery_app import celery
-    from tasks.common import Chain, ctx_argsrepr
+    from tasks.common import Chain
+    from tasks.messaging.celery_app import celery, ctx_argsrepr
 
     sent: list[tuple[str, dict]] = []
     monkeypatch.setattr(celery, "send_task", lambda name, args=None, kwargs=None, **opts: sent.append((name, opts)))
