@@ -1,6 +1,6 @@
 """Database models shared read-only by every Stratus service.
 
-Compute tables are written only by the conductor (``tasks/conductor.py`` through ``tasks/db_write.py``).
+Compute tables are written only by the conductor (``tasks/conductor/`` through ``core/writes/``).
 Identity and image tables belong to their own services (as Keystone and Glance own their databases) and
 are written by those blueprints. Times are naive UTC.
 """

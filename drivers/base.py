@@ -224,7 +224,7 @@ class ComputeDriver(abc.ABC):
         nic_details, disk_details."""
         raise NotImplementedError
 
-    # --- moves between hosts (tasks/conductor_moves.py) -------------------------------------------------------
+    # --- moves between hosts (tasks/conductor/moves.py) -------------------------------------------------------
 
     def migrate_disk_and_power_off(self, instance_uuid: str) -> None:
         """Resize/cold migration, on the source: stop the guest and keep it (and its disk) for a revert. The

@@ -53,10 +53,11 @@ def _image_spec_of(s, image_id: str, disk_format: str | None, container_format: 
     props = dict(properties or {})
     return ImageSpec(id=image_id, disk_format=disk_format, container_format=container_format, size=size,
                      checksum=checksum, properties=props, path=str(image_path(image_id)),
-                     kernel=_image_spec(s, props.get("kernel_id")), ramdisk=_image_spec(s, props.get("ramdisk_id")))
+                     kernel=image_spec(s, props.get("kernel_id")), ramdisk=image_spec(s, props.get("ramdisk_id")))
 
 
-def _image_spec(s, image_id: str | None) -> ImageSpec | None:
+def image_spec(s, image_id: str | None) -> ImageSpec | None:
+    """What the driver needs of an image (None without an id); DriverError when the image is gone."""
     if not image_id:
         return None
     row = s.execute(select(*_IMAGE_COLUMNS).where(Image.id == image_id)).first()
@@ -395,7 +396,7 @@ def cache_images(host: str, image_ids: list[str]) -> None:
     for image_id in image_ids:
         try:
             with read_session() as s:
-                spec = _image_spec(s, image_id)
+                spec = image_spec(s, image_id)
             drv.cache_image(spec)
             LOG.info("%s: cached image %s", host, image_id)
         except DriverError as exc:

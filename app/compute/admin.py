@@ -1,8 +1,6 @@
 """Admin views of the compute fleet: /os-services and /os-hypervisors (Nova's shapes by microversion)."""
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
@@ -14,16 +12,11 @@ from app.policy import enforce
 from core.db import read_session
 from core.errors import bad_request, not_found
 from core.host_zones import effective_zones, zone_of
-from core.models import ComputeNode, Instance, Service, utcnow
-from core.settings import get_settings
+from core.models import ComputeNode, Instance, Service
+from core.services import service_is_up
 from tasks.messaging import rpc
 
 bp = Blueprint("admin", __name__)
-
-
-def service_is_up(svc: Service, now: dt.datetime | None = None) -> bool:
-    cutoff = (now or utcnow()) - dt.timedelta(seconds=get_settings().service_down_time)
-    return not svc.forced_down and svc.last_seen_at is not None and svc.last_seen_at >= cutoff
 
 
 def _service_id(svc: Service) -> object:

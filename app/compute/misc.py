@@ -4,7 +4,6 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app.compute.admin import service_is_up
 from app.compute.views import iso_usec
 from app.context import current
 from app.microversion import current as api_version
@@ -14,6 +13,7 @@ from core import quota
 from core.db import read_session
 from core.host_zones import effective_zones
 from core.models import Service
+from core.services import service_is_up
 
 bp = Blueprint("misc", __name__)
 

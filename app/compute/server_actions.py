@@ -1,6 +1,6 @@
 """More server actions (rescue, unrescue, rebuild, createImage, trigger_crash_dump, restore, forceDelete), soft
 delete, and /servers/{id}/diagnostics. Actions register in servers.EXTRA_ACTIONS; the conductor checks the
-state and starts the compute canvas (tasks/conductor_actions.py)."""
+state and starts the compute canvas (tasks/conductor/actions.py)."""
 from __future__ import annotations
 
 import secrets

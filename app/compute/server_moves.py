@@ -1,6 +1,6 @@
 """Server actions that move a server between flavors or hosts: resize, confirmResize, revertResize, migrate,
 os-migrateLive, evacuate, shelve, shelveOffload, unshelve (registered in servers.EXTRA_ACTIONS; the conductor
-side is tasks/conductor_moves.py)."""
+side is tasks/conductor/moves.py)."""
 from __future__ import annotations
 
 import secrets
@@ -85,7 +85,7 @@ def _live_migrate(server_id: str, args: object) -> None:
         raise bad_request("Additional properties are not allowed ('disk_over_commit' was unexpected)")
     _check_force(body, "2.30")
     inst = _writable_instance(server_id)
-    # 2.34: the pre-checks (source up, destination found and claimed) run after the 202 (tasks/conductor_live.py)
+    # 2.34: the pre-checks (source up, destination found and claimed) run after the 202 (tasks/conductor/live.py)
     rpc.call("stratus.conductor.live_migrate", _request(inst, "live_migrate", host=body.get("host"),
                                                         async_checks=api_version().matches("2.34")))
 

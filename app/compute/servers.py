@@ -76,7 +76,7 @@ def latest_faults(s: Session, uuids: list[str]) -> dict[str, InstanceFault]:
 
 
 def host_statuses(s: Session, hosts: set[str]) -> dict[str, str]:
-    from app.compute.admin import service_is_up
+    from core.services import service_is_up
 
     if not hosts:
         return {}
