@@ -27,9 +27,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 NO_FLASK = ("core", "scheduler", "drivers", "tasks")
 FLASK_MODULES = ("flask", "flask_migrate", "flask_sqlalchemy", "werkzeug", "marshmallow", "apispec")
 # The conductor's write helpers, and who may call them: the conductor, the beat tasks it runs, start-up
-# reconciliation (until compute hosts lose database access, issue 25) and the `flask stratus` commands.
+# reconciliation (until compute hosts lose database access, issue 25), the `flask stratus` commands and the claim
+# benchmark.
 WRITE_HELPERS = "core.writes"
-WRITERS = ("core.writes", "tasks.conductor", "tasks.periodic", "tasks.reconcile", "app.cli")
+WRITERS = ("core.writes", "tasks.conductor", "tasks.periodic", "tasks.reconcile", "app.cli", "bench")
 
 
 @dataclasses.dataclass(frozen=True)
