@@ -14,6 +14,7 @@ from app.policy import sample_file
 from core.db import write_session
 from core.models import Flavor
 from core.settings import get_settings
+from core.writes.resources import orphaned_allocations, release_allocation
 
 stratus = AppGroup("stratus", help="Stratus administration.")
 
@@ -74,15 +75,13 @@ def bootstrap_command(admin_password: str) -> None:
 @click.option("--delete", "delete", is_flag=True, help="Remove the orphaned allocations (give the resources back).")
 def audit_command(delete: bool) -> None:
     """List allocations without a live instance (like nova-manage placement audit); --delete heals them."""
-    from tasks import db_write
-
     with write_session() as s:
-        orphans = db_write.orphaned_allocations(s)
+        orphans = orphaned_allocations(s)
         for a in orphans:
             click.echo(f"{a['instance_uuid']}  host={a['host']}  vcpus={a['vcpus']}  memory_mb={a['memory_mb']}  "
                        f"disk_gb={a['disk_gb']}  instance={a['instance']}")
             if delete:
-                db_write.release_allocation(s, a["instance_uuid"])
+                release_allocation(s, a["instance_uuid"])
     verb = "deleted" if delete else "found"
     click.echo(f"{len(orphans)} orphaned allocation(s) {verb}"
                + ("" if delete or not orphans else "; run with --delete to remove them"))

@@ -67,7 +67,7 @@ def count_statements():
     from sqlalchemy import event
 
     from core import db
-    engines = {id(e): e for e in (db.get_engine(), db._write_engine())}.values()
+    engines = db.engines()
     seen: list[str] = []
 
     def on_exec(conn, cursor, statement, params, context, executemany):

@@ -16,7 +16,7 @@ from tasks.common import Chain
 from tasks.messaging.celery_app import celery
 
 # No database here: the conductor's start-up sweep of stuck instances would only fail and retry.
-worker_ready.disconnect(reconcile._expire_on_conductor_start)
+worker_ready.disconnect(reconcile.expire_on_conductor_start)
 
 STEPS = ("stratus.scheduler.bench_floor_schedule", "stratus.conductor.bench_floor_claim",
          "stratus.compute.bench_floor_build_disk", "stratus.compute.bench_floor_spawn",

@@ -8,7 +8,7 @@ timed as the scheduler task makes it:
   decision, i.e. the previous claim's host);
 - filter+weigh: tasks.scheduler.decide (a random sample of at most 1,000 hosts; all hosts if none fits) and the
   cache's consume of the chosen host;
-- claim: tasks.db_write.claim on the chosen host (conditional UPDATE + allocation INSERT) and COMMIT.
+- claim: core.writes.resources.claim on the chosen host (conditional UPDATE + allocation INSERT) and COMMIT.
 
 For comparison (the path before the cache): load = every host state from the DB (one Core query) and
 filter+weigh over all hosts. Medians in ms; "total" is the median of the per-decision sums.
@@ -78,9 +78,9 @@ def measure(engine, hosts: int, reps: int) -> dict:
     well, for comparison with the figures before the cache."""
     from sqlalchemy.orm import Session
 
+    from core.writes import resources
     from scheduler.host_state import RequestSpec
     from scheduler.manager import select_destinations
-    from tasks import db_write
     from tasks.host_cache import HostStateCache, load_all
     from tasks.scheduler import decide
 
@@ -99,7 +99,7 @@ def measure(engine, hosts: int, reps: int) -> dict:
         t2 = time.perf_counter()
         with Session(engine) as s:
             inst = types.SimpleNamespace(uuid=spec.instance_uuid, vcpus=1, memory_mb=128, root_gb=1)
-            ok = db_write.claim(s, inst, sel.hosts[0])
+            ok = resources.claim(s, inst, sel.hosts[0])
             s.commit()
         t3, c3 = time.perf_counter(), time.process_time()
         assert ok, "claim failed"

@@ -80,6 +80,11 @@ def _write_engine() -> Engine:
     return make_engine(url, for_writes=True) if url.startswith("sqlite") else get_engine()
 
 
+def engines() -> list[Engine]:
+    """The engines sessions run on (on SQLite writes have their own), e.g. to listen to their statements."""
+    return list({id(e): e for e in (get_engine(), _write_engine())}.values())
+
+
 @functools.cache
 def _read_engine() -> Engine:
     """On PostgreSQL, reads run in autocommit: under its READ COMMITTED each statement takes its own snapshot even

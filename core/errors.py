@@ -3,6 +3,15 @@ carry a ``code``). The conductor replies with them over RPC; the API's handlers 
 from __future__ import annotations
 
 
+class ConductorError(Exception):
+    """A domain error a conductor call answers with (``{"error": {"code": .., "message": ..}}``, shown to the
+    client with ``code``): raised by the conductor and its write helpers (core/writes)."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
 class ApiError(Exception):
     def __init__(self, code: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)

@@ -1,6 +1,6 @@
 """Database models shared read-only by every Stratus service.
 
-Compute tables are written only by the conductor (``tasks/conductor.py`` through ``tasks/db_write.py``).
+Compute tables are written only by the conductor (``tasks/conductor/`` through ``core/writes/``).
 Identity and image tables belong to their own services (as Keystone and Glance own their databases) and
 are written by those blueprints. Times are naive UTC.
 """
@@ -221,7 +221,7 @@ class Instance(Base):
     # The ``tag`` of the image block device mapping (2.32, 2.42+), shown in the guest's device metadata.
     root_device_tag: Mapped[str | None] = mapped_column(String(60))
     # Tagged devices as the driver placed them at spawn (Nova's instance_extra.device_metadata): a list of
-    # {"type": "nic"|"disk", "bus", "address", "mac"|"serial", "tags"}; metadata/base.py renders it per version.
+    # {"type": "nic"|"disk", "bus", "address", "mac"|"serial", "tags"}; core/metadata_docs.py renders it per version.
     device_metadata: Mapped[list | None] = mapped_column(JSON)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     launch_index: Mapped[int] = mapped_column(Integer, default=0)

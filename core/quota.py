@@ -1,6 +1,6 @@
 """Nova's quotas: resources, defaults, effective limits, usage, and the over-quota arithmetic and messages.
 
-Reads only; the conductor writes limits and usage (tasks/db_write.py). Limits resolve as in Nova's DB driver:
+Reads only; the conductor writes limits and usage (core/writes/quotas.py). Limits resolve as in Nova's DB driver:
 a project's own limit, else the ``default`` quota class, else the configured default. -1 means unlimited.
 
 Per-user quotas (``os-quota-sets?user_id=``, Nova's project_user_quotas): a user's limit is their own, else the
@@ -117,6 +117,12 @@ def user_rows(s: Session, project_id: str, user_id: str) -> dict[str, int]:
 def user_limits(s: Session, project_id: str, user_id: str) -> dict[str, int]:
     """Nova's get_user_quotas: the user's own limit, else the project's (own, class, configured)."""
     return project_and_user_limits(s, project_id, user_id)[1]
+
+
+def merged_limit(s: Session, project_id: str, user_id: str | None, resource: str) -> int:
+    """Nova's check of a user-counted resource: the smaller of the project's and the user's limit (plain min)."""
+    limit = project_limits(s, project_id)[resource]
+    return min(limit, user_limits(s, project_id, user_id)[resource]) if user_id else limit
 
 
 def usage(s: Session, project_id: str, user_id: str | None = None) -> dict[str, int]:

@@ -1,9 +1,11 @@
-"""Whether a service is up, as Nova's database service group driver decides: not forced down, and a heartbeat
-within ``service_down_time`` seconds. The API shows it (os-services, os-hypervisors, availability zones, a
-server's host_status) and the conductor checks it before a move."""
+"""Whether a service is up: its last heartbeat is within ``service_down_time`` and it is not forced down (Nova's
+servicegroup DB driver). Read by the API's service and availability-zone views and by the conductor's moves."""
 from __future__ import annotations
 
 import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core.models import Service, utcnow
 from core.settings import get_settings
@@ -12,3 +14,9 @@ from core.settings import get_settings
 def service_is_up(svc: Service, now: dt.datetime | None = None) -> bool:
     cutoff = (now or utcnow()) - dt.timedelta(seconds=get_settings().service_down_time)
     return not svc.forced_down and svc.last_seen_at is not None and svc.last_seen_at >= cutoff
+
+
+def compute_service_up(s: Session, host: str) -> bool:
+    """Whether the compute service of ``host`` is up (False when the host has none)."""
+    svc = s.scalars(select(Service).where(Service.host == host, Service.binary == "stratus-compute")).first()
+    return svc is not None and service_is_up(svc)

@@ -48,7 +48,7 @@ POWER_AFTER = {STOPPED: PowerState.SHUTDOWN, ACTIVE: PowerState.RUNNING, PAUSED:
 
 RESCUED, SHELVED, SHELVED_OFFLOADED, RESIZED = "rescued", "shelved", "shelved_offloaded", "resized"
 
-# Actions of tasks/conductor_actions.py (same shape; "to" None keeps the vm_state the instance had).
+# Actions of tasks/conductor/actions.py (same shape; "to" None keeps the vm_state the instance had).
 MORE_ACTIONS: dict[str, dict] = {
     "rescue": {"from": (ACTIVE, STOPPED, ERROR), "task_state": "rescuing", "to": RESCUED},
     "unrescue": {"from": (RESCUED,), "task_state": "unrescuing", "to": ACTIVE},

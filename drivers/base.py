@@ -74,7 +74,7 @@ class InstanceSpec:
     #: The instance's NIC on the Stratus network, or None (networks "none"): {"address", "mac", "network_id",
     #: "network_name", "cidr", "gateway", "netmask", "prefixlen", "bridge"}.
     network: dict | None = None
-    #: Files of the config drive (relative path -> bytes; metadata/configdrive.make_iso builds the ISO 9660
+    #: Files of the config drive (relative path -> bytes; drivers/configdrive.make_iso builds the ISO 9660
     #: volume "config-2" from them), or None without a config drive. Holds user data: never log or send it.
     config_drive_files: dict | None = dataclasses.field(default=None, repr=False)
     #: The device tag of the root disk (the image block device mapping's ``tag``, API 2.32/2.42+); the NIC's
@@ -224,7 +224,7 @@ class ComputeDriver(abc.ABC):
         nic_details, disk_details."""
         raise NotImplementedError
 
-    # --- moves between hosts (tasks/conductor_moves.py) -------------------------------------------------------
+    # --- moves between hosts (tasks/conductor/moves.py) -------------------------------------------------------
 
     def migrate_disk_and_power_off(self, instance_uuid: str) -> None:
         """Resize/cold migration, on the source: stop the guest and keep it (and its disk) for a revert. The

@@ -7,16 +7,16 @@ that does not carry a valid signature is refused (403); an address that is no li
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask
 
+from core.settings import get_settings
+
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    import logging
-
-    from core.settings import get_settings
-    from metadata import api
+    from metadata import api  # the app factory registers the views (Flask's application factory pattern)
 
     settings = get_settings()
     app = Flask(__name__)

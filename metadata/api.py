@@ -9,18 +9,19 @@ import threading
 import time
 
 from flask import Blueprint, Response, request
-
 from sqlalchemy import select
 
+from core import metadata_query
 from core.db import read_session
+from core.errors import ApiError
+from core.metadata_docs import GRIZZLY, MAX_PASSWORD, OPENSTACK_VERSIONS, InstanceMetadata, NotFound
 from core.models import InstancePassword
 from core.settings import get_settings
-from metadata import base
 
 LOG = logging.getLogger(__name__)
 bp = Blueprint("metadata", __name__)
 
-_cache: dict[str, tuple[float, base.InstanceMetadata]] = {}
+_cache: dict[str, tuple[float, InstanceMetadata]] = {}
 _cache_lock = threading.Lock()
 _CACHE_MAX = 4096
 
@@ -58,7 +59,7 @@ def _identify() -> str:
             raise _Refused(403, "Invalid proxy request signature.")
         tenant = request.headers.get("X-Tenant-ID")
         with read_session() as s:
-            inst = base.live_instance_by_uuid(s, instance_id)
+            inst = metadata_query.live_instance_by_uuid(s, instance_id)
             if inst is None:
                 raise _Refused(404, "Instance not found.")
             if tenant is not None and tenant != inst.project_id:
@@ -67,14 +68,14 @@ def _identify() -> str:
             return inst.uuid
     address = request.remote_addr or ""
     with read_session() as s:
-        inst = base.live_instance_by_address(s, address)
+        inst = metadata_query.live_instance_by_address(s, address)
         if inst is None:
             LOG.info("metadata request from %s, which is no instance's address", address)
             raise _Refused(404, "No instance has this address.")
         return inst.uuid
 
 
-def _metadata(uuid: str) -> base.InstanceMetadata:
+def _metadata(uuid: str) -> InstanceMetadata:
     ttl = get_settings().metadata_cache_ttl
     now = time.monotonic()
     if ttl > 0:
@@ -83,7 +84,7 @@ def _metadata(uuid: str) -> base.InstanceMetadata:
             if hit and hit[0] > now:
                 return hit[1]
     with read_session() as s:
-        md = base.load(s, uuid)
+        md = metadata_query.load(s, uuid)
     if md is None:
         raise _Refused(404, "Instance not found.")
     if ttl > 0:
@@ -120,7 +121,7 @@ def serve(path: str) -> Response:
         return _text(body, 200, mimetype)
     except _Refused as exc:
         return _text(f"{exc.status} {exc.message}\n", exc.status)
-    except base.NotFound:
+    except NotFound:
         return _not_found()
     except Exception:  # a guest must never see a traceback; the operator sees it in the log
         LOG.exception("metadata request %s %s failed", request.method, request.path)
@@ -130,13 +131,14 @@ def serve(path: str) -> Response:
 def _post(uuid: str, path: str) -> Response:
     parts = [p for p in path.split("/") if p]
     if len(parts) != 3 or parts[0] != "openstack" or parts[2] != "password" or not (
-            parts[1] == "latest" or (parts[1] in base.OPENSTACK_VERSIONS and parts[1] >= base.GRIZZLY)):
+            parts[1] == "latest" or (parts[1] in OPENSTACK_VERSIONS and parts[1] >= GRIZZLY)):
         return _text("405 Method Not Allowed\n", 405)
     data = request.get_data(cache=False)
-    if len(data) > base.MAX_PASSWORD:
+    if len(data) > MAX_PASSWORD:
         return _text("400 Request is too large.\n", 400)
+    # Celery's client (kombu, the broker's and backend's libraries: about 0.3 s of imports in each worker) is
+    # loaded by the first password a guest posts, not by every metadata worker at start.
     from tasks.messaging import rpc
-    from core.errors import ApiError
     try:
         rpc.call("stratus.conductor.set_metadata_password", uuid, data.decode("utf-8", "replace"),
                  argsrepr=repr((uuid, "<redacted>")))

@@ -33,10 +33,16 @@ import time
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 from websockify import websocketproxy, websockifyserver
 
 from core.crypto import token_hash
+from core.db import read_session
+from core.errors import ApiError
+from core.models import ConsoleAuthToken, Instance
 from core.settings import Settings, get_settings
+from tasks.messaging import rpc
 
 LOG = logging.getLogger("stratus.console_proxy")
 
@@ -178,18 +184,14 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
             return None
         return row.instance_uuid if row is not None else None
 
-    def _lookup(self):
-        from sqlalchemy import select
+    def _token_row(self, s: Session) -> ConsoleAuthToken | None:
+        return s.scalars(sa.select(ConsoleAuthToken).where(ConsoleAuthToken.token_hash == self.token_digest)).first()
 
-        from core.db import read_session
-        from core.models import ConsoleAuthToken
+    def _lookup(self) -> ConsoleAuthToken | None:
         with read_session() as s:
-            return s.scalars(select(ConsoleAuthToken).where(
-                ConsoleAuthToken.token_hash == self.token_digest)).first()
+            return self._token_row(s)
 
     def _consume(self) -> dict:
-        from tasks.messaging import rpc
-        from core.errors import ApiError
         try:
             return rpc.call("stratus.conductor.consume_console_token", self.token_digest, self.server.console_type,
                             self.client_address[0], timeout=15,
@@ -200,13 +202,9 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
 
     def _spice_channel_session(self) -> dict:
         """A secondary SPICE channel: allowed for the token's consuming client within the channel window."""
-        from sqlalchemy import select
-
-        from core.db import read_session
-        from core.models import ConsoleAuthToken, Instance
         now = int(time.time())
         with read_session() as s:
-            row = s.scalars(select(ConsoleAuthToken).where(ConsoleAuthToken.token_hash == self.token_digest)).first()
+            row = self._token_row(s)
             if row is None:
                 raise Refused("unknown token")
             if row.console_type != self.server.console_type:
@@ -216,7 +214,7 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
             if row.used_by != self.client_address[0] or now > row.used_at + self.server.settings.\
                     console_spice_channel_window:
                 raise Refused("token already used")
-            live = s.scalar(select(Instance.id).where(Instance.uuid == row.instance_uuid, Instance.deleted == 0))
+            live = s.scalar(sa.select(Instance.id).where(Instance.uuid == row.instance_uuid, Instance.deleted == 0))
             if live is None:
                 raise Refused("instance is gone")
             return {"host": row.host, "port": row.port, "instance_uuid": row.instance_uuid}
@@ -307,10 +305,8 @@ def main(console_type: str) -> None:
     logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO), stream=sys.stderr,
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     logging.getLogger("websocket").setLevel(logging.WARNING)
-    # Import what the per-connection processes need once, before they fork (no connections are opened here).
-    import core.db  # noqa: F401
-    import core.models  # noqa: F401
-    import tasks.messaging.rpc  # noqa: F401
+    # rpc.call loads the Celery app on its first call: load it once here, before websockify forks a process per
+    # connection, so that no connection pays for it (importing opens no database or broker connection).
     import tasks.messaging.celery_app  # noqa: F401
     server = build_server(console_type, cfg)
     entries, schemes = allowed_origins(cfg)

@@ -11,7 +11,7 @@ from typing import Any
 from celery import current_task
 from celery.exceptions import Ignore
 
-from tasks.messaging.celery_app import celery
+from tasks.messaging.celery_app import celery, ctx_argsrepr
 from tasks.messaging.transient import is_transient
 
 LOG = logging.getLogger(__name__)
@@ -23,20 +23,6 @@ def sig(name: str, *args: Any):
 
 def new_ctx(instance_uuid: str, request_id: str, action: str, **extra: Any) -> dict:
     return {"instance_uuid": instance_uuid, "request_id": request_id, "action": action, "t0": time.time(), **extra}
-
-
-# What Flower and the logs show of a canvas step's ctx: these keys (the rest, e.g. the scheduler's explanation,
-# stays in the message). Celery's own saferepr of the whole ctx cost about 5 % of a step's CPU.
-_CTX_SHOWN = ("instance_uuid", "action", "request_id", "host", "task_state")
-
-
-def ctx_argsrepr(args: Sequence[Any]) -> str | None:
-    """The argsrepr of a step whose first argument is a ctx; None for other arguments."""
-    ctx = args[0]
-    if not isinstance(ctx, dict) or "instance_uuid" not in ctx:
-        return None
-    shown = {k: ctx[k] for k in _CTX_SHOWN if k in ctx}
-    return repr((shown, *args[1:])) if len(args) > 1 else f"({shown!r},)"
 
 
 BOOT_STEPS = ("stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build_disk",

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import String, bindparam, select
 
-from core import states
+from core import metadata_docs, metadata_query, states
 from core.db import plain_rows, read_session
 from core.image_store import path_for as image_path
 from core.models import Image, Instance
@@ -24,7 +24,6 @@ from core.power_state import PowerState
 from core.settings import get_settings
 from drivers import load_driver
 from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound, InstanceSpec
-from metadata import base as metadata_base
 from tasks.common import StopCanvas, step
 from tasks.messaging.celery_app import celery
 from tasks.reconcile import InstanceRow, Plan, plan
@@ -54,10 +53,11 @@ def _image_spec_of(s, image_id: str, disk_format: str | None, container_format: 
     props = dict(properties or {})
     return ImageSpec(id=image_id, disk_format=disk_format, container_format=container_format, size=size,
                      checksum=checksum, properties=props, path=str(image_path(image_id)),
-                     kernel=_image_spec(s, props.get("kernel_id")), ramdisk=_image_spec(s, props.get("ramdisk_id")))
+                     kernel=image_spec(s, props.get("kernel_id")), ramdisk=image_spec(s, props.get("ramdisk_id")))
 
 
-def _image_spec(s, image_id: str | None) -> ImageSpec | None:
+def image_spec(s, image_id: str | None) -> ImageSpec | None:
+    """What the driver needs of an image (None without an id); DriverError when the image is gone."""
     if not image_id:
         return None
     row = s.execute(select(*_IMAGE_COLUMNS).where(Image.id == image_id)).first()
@@ -79,7 +79,7 @@ def _expect_task_state(found: Any, expected: str | None) -> None:
 _SPEC_COLUMNS = (Instance.task_state, Instance.user_id, Instance.vcpus, Instance.memory_mb, Instance.root_gb,
                  Instance.config_drive, Instance.root_device_tag,
                  *(c.label(f"image_{c.key}") for c in _IMAGE_COLUMNS))
-_SPEC_QUERY = {other: metadata_base.live_instance_query(*_SPEC_COLUMNS, joins=((Image, Image.id == (
+_SPEC_QUERY = {other: metadata_query.live_instance_query(*_SPEC_COLUMNS, joins=((Image, Image.id == (
     bindparam("image_id", type_=String) if other else Instance.image_ref)),)) for other in (False, True)}
 
 
@@ -90,7 +90,7 @@ def instance_spec(uuid: str, expect_task_state: str | None = None, image_id: str
     with read_session() as s:
         row = plain_rows(s, query, params).first()
         _expect_task_state(row, expect_task_state)
-        md = metadata_base.from_row(row)
+        md = metadata_query.from_row(row)
         image = None
         if image_id or row.image_ref:
             if row.image_id is None:
@@ -111,7 +111,7 @@ def _wants_config_drive(inst: Any) -> bool:
     return str(inst.config_drive or "").lower() in ("true", "1", "yes")
 
 
-def _network_of(md: metadata_base.InstanceMetadata) -> dict | None:
+def _network_of(md: metadata_docs.InstanceMetadata) -> dict | None:
     if not md.fixed_ip:
         return None
     info = builtin_network()
@@ -396,7 +396,7 @@ def cache_images(host: str, image_ids: list[str]) -> None:
     for image_id in image_ids:
         try:
             with read_session() as s:
-                spec = _image_spec(s, image_id)
+                spec = image_spec(s, image_id)
             drv.cache_image(spec)
             LOG.info("%s: cached image %s", host, image_id)
         except DriverError as exc:

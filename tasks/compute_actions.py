@@ -13,7 +13,7 @@ from core.power_state import PowerState
 from core.settings import get_settings
 from drivers.base import ComputeDriver, DriverError, DriverUnavailable, InstanceNotFound, InstanceSpec, LiveMigrationAborted
 from tasks.common import StopCanvas, step
-from tasks.compute import _image_spec, driver_for, driver_reply, instance_spec
+from tasks.compute import driver_for, driver_reply, image_spec, instance_spec
 from tasks.messaging.celery_app import celery
 
 
@@ -22,7 +22,7 @@ def _rescue(drv: ComputeDriver, ctx: dict) -> dict:
     rescue_image = None
     if ctx.get("rescue_image_id"):
         with read_session() as s:
-            rescue_image = _image_spec(s, ctx["rescue_image_id"])
+            rescue_image = image_spec(s, ctx["rescue_image_id"])
     drv.rescue(spec, rescue_image)
     return {}
 
@@ -98,7 +98,7 @@ def diagnostics(ctx: dict) -> dict:
     return driver_reply("diagnostics", running_guest_diagnostics)
 
 
-# --- moves (tasks/conductor_moves.py): one step per ``ctx["ops"]`` entry, each on the host it names ---------
+# --- moves (tasks/conductor/moves.py): one step per ``ctx["ops"]`` entry, each on the host it names ---------
 
 def _spec_with_flavor(ctx: dict) -> InstanceSpec:
     spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])

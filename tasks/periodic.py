@@ -13,8 +13,10 @@ from core.db import read_session, write_session
 from core.models import ConsoleAuthToken, Instance, InstanceAction, InstanceActionEvent, Token, utcnow
 from core.power_state import PowerState
 from core.settings import get_settings
-from tasks import db_write
+from core.writes.instances import add_fault, cas_instance, record_event
+from core.writes.resources import orphaned_allocations, release_allocation
 from tasks.common import boot_canvas, new_ctx
+from tasks.conductor.actions import reclaim
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -45,16 +47,16 @@ def expire_stuck_instances() -> int:
             Instance.deleted == 0, Instance.task_state.isnot(None))).all()
         for uuid, vm_state, task_state, updated in rows:
             if vm_state == states.BUILDING and updated < build_cutoff:
-                if db_write.cas_instance(s, uuid, expected_task_state=task_state, vm_state=states.ERROR,
-                                         task_state=None, power_state=PowerState.NOSTATE):
-                    db_write.release_allocation(s, uuid)
-                    db_write.add_fault(s, uuid, 500, f"Instance build timed out: no progress in {task_state} for "
-                                                     f"{cfg.instance_build_timeout} s")
+                if cas_instance(s, uuid, expected_task_state=task_state, vm_state=states.ERROR,
+                                task_state=None, power_state=PowerState.NOSTATE):
+                    release_allocation(s, uuid)
+                    add_fault(s, uuid, 500, f"Instance build timed out: no progress in {task_state} for "
+                                            f"{cfg.instance_build_timeout} s")
                     expired += 1
             elif vm_state != states.BUILDING and task_state != states.DELETING and updated < task_cutoff:
-                if db_write.cas_instance(s, uuid, expected_task_state=task_state, task_state=None):
-                    db_write.add_fault(s, uuid, 500, f"Task {task_state} timed out after "
-                                                     f"{cfg.task_state_timeout} s; the task state was reset")
+                if cas_instance(s, uuid, expected_task_state=task_state, task_state=None):
+                    add_fault(s, uuid, 500, f"Task {task_state} timed out after "
+                                            f"{cfg.task_state_timeout} s; the task state was reset")
                     expired += 1
     if expired:
         LOG.warning("expired %d stuck instance task(s)", expired)
@@ -96,9 +98,9 @@ def resume_stalled_builds() -> int:
             ctx = {**ctx, "host": row.host, "alternates": [], "attempt": max(row.attempts, 1)}
             boot_canvas(ctx, first="stratus.compute.build_disk").apply_async()
         with write_session() as s:
-            db_write.record_event(s, row.uuid, row.request_id, RESUME_EVENT, None, "Success", host=row.host,
-                                  finish_action=False, details=f"No progress in {row.task_state}: the step was "
-                                                               f"sent again")
+            record_event(s, row.uuid, row.request_id, RESUME_EVENT, None, "Success", host=row.host,
+                         finish_action=False, details=f"No progress in {row.task_state}: the step was "
+                                                      f"sent again")
         LOG.warning("boot of %s made no progress in %s: its step was sent again", row.uuid, row.task_state)
     return len(rows)
 
@@ -107,9 +109,9 @@ def resume_stalled_builds() -> int:
 def audit_allocations() -> int:
     """Remove allocations whose instance is gone (deleted or never created), giving the resources back."""
     with write_session() as s:
-        orphans = [a["instance_uuid"] for a in db_write.orphaned_allocations(s)]
+        orphans = [a["instance_uuid"] for a in orphaned_allocations(s)]
         for uuid in orphans:
-            db_write.release_allocation(s, uuid)
+            release_allocation(s, uuid)
     for uuid in orphans:
         LOG.warning("removed orphaned allocation of instance %s", uuid)
     return len(orphans)
@@ -119,8 +121,6 @@ def audit_allocations() -> int:
 def reclaim_soft_deleted() -> int:
     """Nova's _reclaim_queued_deletes: hard-delete servers SOFT_DELETED for longer than
     reclaim_instance_interval (their claim, addresses and quota are released by finish_delete)."""
-    from tasks.conductor_actions import reclaim
-
     interval = get_settings().reclaim_instance_interval
     if interval <= 0:
         return 0

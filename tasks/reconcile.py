@@ -14,7 +14,7 @@ from celery.signals import worker_ready
 from core import states
 from core.db import write_session
 from core.power_state import PowerState
-from tasks import db_write
+from core.writes.instances import add_fault, cas_instance, get_instance
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -67,13 +67,13 @@ def instances_missing(host: str, uuids: list[str]) -> int:
     failed = 0
     with write_session() as s:
         for uuid in uuids:
-            inst = db_write.get_instance(s, uuid)
+            inst = get_instance(s, uuid)
             if inst is None or inst.deleted or inst.host != host:
                 continue
-            if db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=HAS_GUEST,
-                                     vm_state=states.ERROR, power_state=PowerState.NOSTATE):
-                db_write.add_fault(s, uuid, 500, f"Instance {uuid} was not found on host {host} when its compute "
-                                                 f"service started; the guest is lost", host=host)
+            if cas_instance(s, uuid, expected_task_state=None, expected_vm_states=HAS_GUEST,
+                            vm_state=states.ERROR, power_state=PowerState.NOSTATE):
+                add_fault(s, uuid, 500, f"Instance {uuid} was not found on host {host} when its compute "
+                                        f"service started; the guest is lost", host=host)
                 failed += 1
     if failed:
         LOG.error("%d instance(s) missing on %s at start-up set to ERROR", failed, host)
@@ -81,7 +81,7 @@ def instances_missing(host: str, uuids: list[str]) -> int:
 
 
 @worker_ready.connect(weak=False)
-def _expire_on_conductor_start(sender=None, **_) -> None:
+def expire_on_conductor_start(sender=None, **_) -> None:
     """When a conductor starts, builds and tasks a crash left in a transitional state past their timeout go to
     ERROR (or lose their task) and give their claims back; the same task beat runs every minute."""
     try:

@@ -27,9 +27,10 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 NO_FLASK = ("core", "scheduler", "drivers", "tasks")
 FLASK_MODULES = ("flask", "flask_migrate", "flask_sqlalchemy", "werkzeug", "marshmallow", "apispec")
 # The conductor's write helpers, and who may call them: the conductor, the beat tasks it runs, start-up
-# reconciliation (until compute hosts lose database access, issue 25) and the `flask stratus` commands.
+# reconciliation (until compute hosts lose database access, issue 25), the `flask stratus` commands and the claim
+# benchmark.
 WRITE_HELPERS = "core.writes"
-WRITERS = ("core.writes", "tasks.conductor", "tasks.periodic", "tasks.reconcile", "app.cli")
+WRITERS = ("core.writes", "tasks.conductor", "tasks.periodic", "tasks.reconcile", "app.cli", "bench")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +79,15 @@ def _absolute(node: ast.ImportFrom, module: str, path: Path) -> str:
 
 def imports_of(module: str, path: Path, known: dict[str, Path]) -> list[Import]:
     tree = ast.parse(path.read_text(), str(path))
+    typing_only = {n.lineno for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                   for stmt in block.body for n in ast.walk(stmt)}
     nested_lines = {n.lineno for fn in ast.walk(tree)
                     if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                     for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom)) and n is not fn}
     found = []
     for node in ast.walk(tree):
+        if getattr(node, "lineno", 0) in typing_only:  # annotations only: never run (import-linter skips them too)
+            continue
         nested = getattr(node, "lineno", 0) in nested_lines
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -100,6 +105,10 @@ def imports_of(module: str, path: Path, known: dict[str, Path]) -> list[Import]:
                     if target:
                         found.append(Import(module, target, (alias.name,), node.lineno, nested))
     return found
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return getattr(test, "id", getattr(test, "attr", None)) == "TYPE_CHECKING"
 
 
 def outside_imports(path: Path) -> set[str]:

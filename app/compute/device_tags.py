@@ -6,8 +6,8 @@
 
 A tag is Nova's ``parameter_types.tag``: a string of 1–60 characters without ``,`` or ``/``. The tags are stored
 with the NIC (fixed_ips.tag) and the root disk (instances.root_device_tag) and shown to the guest in the
-``devices`` list of openstack/<version>/meta_data.json (metadata/base.py). Flask-free: the request's microversion
-is an argument.
+``devices`` list of openstack/<version>/meta_data.json (core/metadata_docs.py). Flask-free: the request's
+microversion is an argument.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """/os-migrations: the migrations of all instances, filtered and paged as Nova (2.23, 2.59, 2.66, 2.80);
 /servers/{id}/migrations: a server's in-progress live migrations (2.23), force-complete (2.22) and abort (2.24,
-2.65) of one (conductor side: tasks/conductor_live.py)."""
+2.65) of one (conductor side: tasks/conductor/live.py)."""
 from __future__ import annotations
 
 import datetime as dt

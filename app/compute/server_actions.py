@@ -1,7 +1,7 @@
 """The handlers of the server actions that act on one server in place (reboot, lock, unlock,
 os-getConsoleOutput, rescue, unrescue, trigger_crash_dump, rebuild, createImage, restore, forceDelete) and soft
 delete. app/compute/actions.py names them by their body key; the conductor checks the state and starts the compute
-canvas (tasks/conductor_actions.py)."""
+canvas (tasks/conductor/actions.py)."""
 from __future__ import annotations
 
 import secrets

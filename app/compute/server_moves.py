@@ -1,6 +1,6 @@
 """The handlers of the server actions that move a server between flavors or hosts: resize, confirmResize,
 revertResize, migrate, os-migrateLive, evacuate, shelve, shelveOffload, unshelve (app/compute/actions.py names them
-by their body key; the conductor side is tasks/conductor_moves.py)."""
+by their body key; the conductor side is tasks/conductor/moves.py)."""
 from __future__ import annotations
 
 import secrets
@@ -85,7 +85,7 @@ def live_migrate(server_id: str, body: dict) -> None:
         raise bad_request("Additional properties are not allowed ('disk_over_commit' was unexpected)")
     _check_force(body, "2.30")
     inst = writable_instance(server_id)
-    # 2.34: the pre-checks (source up, destination found and claimed) run after the 202 (tasks/conductor_live.py)
+    # 2.34: the pre-checks (source up, destination found and claimed) run after the 202 (tasks/conductor/live.py)
     rpc.call("stratus.conductor.live_migrate", _request(inst, "live_migrate", host=body.get("host"),
                                                         async_checks=api_version().matches("2.34")))
 

@@ -24,11 +24,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from core.metadata_docs import with_devices
 from core.power_state import PowerState
 from core.settings import Settings
+from drivers import configdrive
 from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices
 from drivers.libvirt import config, imagecache
 
+# Without libvirt-python this package still imports and LibvirtDriver says what is missing (the host registers as
+# down); hence the modules that import libvirt themselves (probe, resize, rescue, diagnostics) are imported where used.
 try:
     import libvirt
 except ImportError:  # pragma: no cover - reported by make_driver / init_host
@@ -314,13 +318,12 @@ class LibvirtDriver(ComputeDriver):
         libvirt gave them (Nova's _create_configdrive runs as the define's post-XML callback likewise)."""
         if instance.config_drive_files is None:
             return
-        from metadata import base as metadata_base, configdrive
         target = self._instance_dir(instance.uuid) / "disk.config"
         if target.is_file():
             return
         files = instance.config_drive_files
         if _has_tags(instance):
-            files = metadata_base.with_devices(files, self._devices_of(dom, instance))
+            files = with_devices(files, self._devices_of(dom, instance))
         try:
             configdrive.make_iso(files, target)
         except (configdrive.ConfigDriveError, OSError) as exc:

@@ -1,6 +1,9 @@
 """The one Celery application of Stratus (``celery -A tasks.messaging.celery_app``)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from celery import Celery, Task
 
 from tasks.messaging import fast_json, kombu_fixes
@@ -8,6 +11,20 @@ from tasks.messaging.transient import TRANSIENT_ERRORS
 
 kombu_fixes.apply()
 fast_json.install()
+
+
+# What Flower and the logs show of a canvas step's ctx: these keys (the rest, e.g. the scheduler's explanation,
+# stays in the message). Celery's own saferepr of the whole ctx cost about 5 % of a step's CPU.
+_CTX_SHOWN = ("instance_uuid", "action", "request_id", "host", "task_state")
+
+
+def ctx_argsrepr(args: Sequence[Any]) -> str | None:
+    """The argsrepr of a step whose first argument is a ctx; None for other arguments."""
+    ctx = args[0]
+    if not isinstance(ctx, dict) or "instance_uuid" not in ctx:
+        return None
+    shown = {k: ctx[k] for k in _CTX_SHOWN if k in ctx}
+    return repr((shown, *args[1:])) if len(args) > 1 else f"({shown!r},)"
 
 
 class StratusTask(Task):
@@ -24,9 +41,8 @@ class StratusTask(Task):
 
     def apply_async(self, args=None, kwargs=None, **options):
         # A canvas step forwarded by the worker's tracer: Flower and the logs show the ctx's identifying keys
-        # (tasks.common.ctx_argsrepr) instead of Celery's saferepr of the whole dict.
+        # (ctx_argsrepr) instead of Celery's saferepr of the whole dict.
         if args and "argsrepr" not in options and not kwargs:
-            from tasks.common import ctx_argsrepr
             argsrepr = ctx_argsrepr(args)
             if argsrepr is not None:
                 options.update(argsrepr=argsrepr, kwargsrepr="{}")
@@ -34,9 +50,8 @@ class StratusTask(Task):
 
 
 celery = Celery("stratus", task_cls=StratusTask,
-                include=["tasks.conductor", "tasks.conductor_admin", "tasks.scheduler", "tasks.compute", "tasks.periodic",
-                         "tasks.reconcile", "tasks.conductor_actions", "tasks.conductor_moves",
-                         "tasks.conductor_live",
-                         "tasks.compute_actions"])
+                include=["tasks.conductor.boot", "tasks.conductor.actions", "tasks.conductor.moves",
+                         "tasks.conductor.live", "tasks.conductor.admin", "tasks.scheduler", "tasks.compute",
+                         "tasks.compute_actions", "tasks.periodic", "tasks.reconcile"])
 celery.config_from_object("celeryconfig")
 app = celery

@@ -21,6 +21,7 @@ import orjson
 from kombu.utils import json as kombu_json
 
 from core.json_digits import has_long_digit_run
+from tasks.messaging import fs_transport
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_NON_STR_KEYS
 _default = kombu_json.JSONEncoder().default
@@ -56,8 +57,6 @@ def install() -> None:
     """Use these for the ``json`` serializer and in the transports Stratus runs (Redis, the filesystem one)."""
     from kombu import serialization
     from kombu.transport import redis as kombu_redis
-
-    from tasks.messaging import fs_transport
 
     serialization.register("json", dumps, loads, content_type="application/json", content_encoding="utf-8")
     for module in (kombu_redis, fs_transport):

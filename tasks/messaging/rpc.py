@@ -15,6 +15,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from core.errors import ApiError, unavailable
 from core.settings import get_settings
+from tasks.messaging.celery_app import celery
 from tasks.messaging.transient import BROKER_ERRORS
 
 LOG = logging.getLogger(__name__)
@@ -27,8 +28,6 @@ CLIENT_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step":
 
 def configure_client() -> None:
     """Called by the API factory: a short reconnection policy for the result backend (Redis) in this process."""
-    from tasks.messaging.celery_app import celery
-
     options = dict(celery.conf.result_backend_transport_options or {})
     options["retry_policy"] = CLIENT_RETRY_POLICY
     celery.conf.result_backend_transport_options = options
@@ -37,8 +36,6 @@ def configure_client() -> None:
 
 def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float | None = None,
          queue: str = "conductor.rpc") -> Any:
-    from tasks.messaging.celery_app import celery
-
     timeout = timeout if timeout is not None else get_settings().rpc_timeout
     options: dict[str, Any] = {"queue": queue}
     if argsrepr is not None:
@@ -80,7 +77,6 @@ def _wait_interval(backend: Any) -> float:
 
 def cast(task_name: str, *args: Any, queue: str) -> None:
     """Send a task nobody waits for (e.g. to a compute host's queue); 503 when the broker is unreachable."""
-    from tasks.messaging.celery_app import celery
     try:
         celery.send_task(task_name, args=args, queue=queue, retry=True, retry_policy=CLIENT_RETRY_POLICY)
     except (*BROKER_ERRORS, OSError, RuntimeError) as exc:

@@ -28,12 +28,12 @@ def database(request, tmp_path):
 def test_record_event_finds_the_action_inside_its_insert(database):
     from core import db
     from core.models import InstanceAction, InstanceActionEvent
-    from tasks import db_write
+    from core.writes import instances
     with db.write_session() as s:
-        db_write.start_action(s, "inst-1", "create", "req-1", "u", "p")
-        db_write.record_event(s, "inst-1", "req-1", "compute__do_build_and_run_instance", None, "Error",
-                              host="h1", traceback="Traceback ...", details="it broke")
-        db_write.record_event(s, "inst-1", "req-other", "never", None, "Success")  # no such action: no row
+        instances.start_action(s, "inst-1", "create", "req-1", "u", "p")
+        instances.record_event(s, "inst-1", "req-1", "compute__do_build_and_run_instance", None, "Error",
+                               host="h1", traceback="Traceback ...", details="it broke")
+        instances.record_event(s, "inst-1", "req-other", "never", None, "Success")  # no such action: no row
     with db.read_session() as s:
         action = s.scalars(select(InstanceAction)).one()
         event = s.scalars(select(InstanceActionEvent)).one()
@@ -41,9 +41,9 @@ def test_record_event_finds_the_action_inside_its_insert(database):
             action.id, "compute__do_build_and_run_instance", "Error", "h1", "Traceback ...", "it broke")
         assert event.start_time == event.finish_time == action.finish_time and action.message == "Error"
     with db.write_session() as s:
-        db_write.start_action(s, "inst-2", "stop", "req-2", "u", "p")
-        db_write.record_event(s, "inst-2", "req-2", "compute_stop_instance", 1_700_000_000.5, "Success",
-                              finish_action=False)
+        instances.start_action(s, "inst-2", "stop", "req-2", "u", "p")
+        instances.record_event(s, "inst-2", "req-2", "compute_stop_instance", 1_700_000_000.5, "Success",
+                               finish_action=False)
     with db.read_session() as s:
         action = s.scalars(select(InstanceAction).where(InstanceAction.instance_uuid == "inst-2")).one()
         event = s.scalars(select(InstanceActionEvent).where(InstanceActionEvent.action_id == action.id)).one()
@@ -54,17 +54,17 @@ def test_record_event_finds_the_action_inside_its_insert(database):
 def test_fixed_ip_skips_an_address_taken_in_the_same_transaction(database):
     from core import db, network
     from core.models import FixedIP
-    from tasks import db_write
+    from core.writes import networking
     with db.write_session() as s:
-        first = db_write.allocate_fixed_ip(s, "inst-1")
+        first = networking.allocate_fixed_ip(s, "inst-1")
         info = network.builtin()
         # What a concurrent allocation does: the lowest free address is taken between the read and the INSERT.
-        taken = {"network_id": info.id, "address": db_write.lowest_free_address(info, {first}),
+        taken = {"network_id": info.id, "address": networking.lowest_free_address(info, {first}),
                  "mac": network.random_mac(), "instance_uuid": "inst-2", "tag": None}
-        assert db_write._insert_unless_taken(s, FixedIP.__table__, taken)
-        assert not db_write._insert_unless_taken(s, FixedIP.__table__, {**taken, "mac": network.random_mac(),
-                                                                        "instance_uuid": "inst-3"})
-        third = db_write.allocate_fixed_ip(s, "inst-3", tag="nic1")  # the transaction is still usable
+        assert networking._insert_unless_taken(s, FixedIP.__table__, taken)
+        assert not networking._insert_unless_taken(s, FixedIP.__table__, {**taken, "mac": network.random_mac(),
+                                                                          "instance_uuid": "inst-3"})
+        third = networking.allocate_fixed_ip(s, "inst-3", tag="nic1")  # the transaction is still usable
     with db.read_session() as s:
         rows = {r.instance_uuid: (r.address, r.tag) for r in s.scalars(select(FixedIP))}
         assert s.scalar(select(func.count()).select_from(FixedIP)) == 3
@@ -79,7 +79,7 @@ def test_claim_allocates_only_what_still_fits(database):
 
     from core import db
     from core.models import Allocation, ComputeNode, Service
-    from tasks import db_write
+    from core.writes import resources
     with db.write_session() as s:
         s.add(Service(host="h1", binary="stratus-compute", topic="compute"))
         s.flush()
@@ -89,10 +89,10 @@ def test_claim_allocates_only_what_still_fits(database):
     small = types.SimpleNamespace(uuid="inst-1", vcpus=2, memory_mb=512, root_gb=4)
     big = types.SimpleNamespace(uuid="inst-2", vcpus=1, memory_mb=600, root_gb=1)
     with db.write_session() as s:
-        assert db_write.claim(s, small, "h1") is True
-        assert db_write.claim(s, big, "h1") is False  # 512 + 600 MB > 1024 MB
-        assert db_write.claim(s, types.SimpleNamespace(uuid="inst-3", vcpus=1, memory_mb=1, root_gb=1),
-                              "no-such-host") is False
+        assert resources.claim(s, small, "h1") is True
+        assert resources.claim(s, big, "h1") is False  # 512 + 600 MB > 1024 MB
+        assert resources.claim(s, types.SimpleNamespace(uuid="inst-3", vcpus=1, memory_mb=1, root_gb=1),
+                               "no-such-host") is False
     with db.read_session() as s:
         node = s.scalars(select(ComputeNode)).one()
         assert (node.vcpus_used, node.memory_mb_used, node.local_gb_used, node.running_vms) == (2, 512, 4, 1)
@@ -108,9 +108,9 @@ def test_compare_and_swap_shapes(database):
     import uuid as uuidlib
 
     from core import db
-    from core.models import Flavor, Instance
-    from tasks import db_write
     from core import states
+    from core.models import Flavor, Instance
+    from core.writes import instances
     with db.write_session() as s:
         s.add(Flavor(flavorid="42", name="m1.nano", memory_mb=128, root_gb=1, vcpus=1))
         s.flush()
@@ -126,7 +126,7 @@ def test_compare_and_swap_shapes(database):
 
     def cas(uid: str, **kw) -> bool:
         with db.write_session() as s:
-            return db_write.cas_instance(s, uid, **kw)
+            return instances.cas_instance(s, uid, **kw)
 
     def row(uid: str) -> tuple:
         with db.read_session() as s:
@@ -192,30 +192,31 @@ def test_fixed_ips_come_from_the_low_water_mark(database, monkeypatch):
     from sqlalchemy import delete
 
     from core import db, network, settings
+    from core.errors import ConductorError
     from core.models import FixedIP
-    from tasks import db_write
+    from core.writes import networking
     monkeypatch.setenv("STRATUS_NETWORK_CIDR", "10.65.0.0/25")  # 125 guest addresses: two windows of 64
     settings.get_settings.cache_clear()
     try:
         info = network.builtin()
-        pool = db_write._pool_addresses(info.cidr, info.gateway)
+        pool = networking._pool_addresses(info.cidr, info.gateway)
         with db.write_session() as s:
-            got = [db_write.allocate_fixed_ip(s, f"inst-{i}") for i in range(70)]
+            got = [networking.allocate_fixed_ip(s, f"inst-{i}") for i in range(70)]
         assert got == list(pool[:70])
         with db.write_session() as s:
-            db_write.release_fixed_ips(s, "inst-66")
-            db_write.release_fixed_ips(s, "inst-3")
+            networking.release_fixed_ips(s, "inst-66")
+            networking.release_fixed_ips(s, "inst-3")
         with db.write_session() as s:
-            assert [db_write.allocate_fixed_ip(s, f"again-{i}") for i in range(2)] == [pool[3], pool[66]]
-            rest = [db_write.allocate_fixed_ip(s, f"rest-{i}") for i in range(len(pool) - 70)]
+            assert [networking.allocate_fixed_ip(s, f"again-{i}") for i in range(2)] == [pool[3], pool[66]]
+            rest = [networking.allocate_fixed_ip(s, f"rest-{i}") for i in range(len(pool) - 70)]
         assert sorted(rest, key=pool.index) == list(pool[70:])
-        with pytest.raises(db_write.ConductorError) as full, db.write_session() as s:
-            db_write.allocate_fixed_ip(s, "one-too-many")
+        with pytest.raises(ConductorError) as full, db.write_session() as s:
+            networking.allocate_fixed_ip(s, "one-too-many")
         assert full.value.code == 409
         with db.write_session() as s:  # what another conductor process's delete does: this one is not told
             s.execute(delete(FixedIP).where(FixedIP.address == pool[10]))
         with db.write_session() as s:
-            assert db_write.allocate_fixed_ip(s, "after-wrap") == pool[10]
+            assert networking.allocate_fixed_ip(s, "after-wrap") == pool[10]
     finally:
         monkeypatch.undo()
         settings.get_settings.cache_clear()

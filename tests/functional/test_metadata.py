@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from metadata.base import EC2_VERSIONS, OPENSTACK_VERSIONS
+from core.metadata_docs import EC2_VERSIONS, OPENSTACK_VERSIONS
 from harness.stack import Stack, metadata_stack
 
 pytestmark = pytest.mark.services

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from core import metadata_docs
 from core.power_state import PowerState
 from core.settings import Settings
 from drivers import load_driver
@@ -308,8 +309,7 @@ def test_failed_spawn_leaves_no_domain(driver, image, state_dir):
 def test_tagged_devices_from_the_domain_and_on_the_config_drive(driver, image):
     """device_metadata() reads the PCI addresses libvirt gave the tagged NIC and root disk, and the config drive
     (built after the define) lists the same devices in meta_data.json."""
-    from metadata import base as metadata_base
-    md = metadata_base.InstanceMetadata(id=1, uuid="u", name="tags", hostname="tags", project_id="p",
+    md = metadata_docs.InstanceMetadata(id=1, uuid="u", name="tags", hostname="tags", project_id="p",
                                         availability_zone="nova", launch_index=0, reservation_id="r",
                                         image_ref=image.id, flavor_name="m1.tiny")
     inst = _instance(image, "tagged", network={"mac": "fa:16:3e:12:34:56", "address": "10.9.0.2", "tag": "nic1",
@@ -328,5 +328,5 @@ def test_tagged_devices_from_the_domain_and_on_the_config_drive(driver, image):
     iso = driver.instances_dir / inst.uuid / "disk.config"
     shown = subprocess.run(["isoinfo", "-i", str(iso), "-R", "-x", "/openstack/latest/meta_data.json"],
                            capture_output=True, check=True).stdout
-    assert json.loads(shown)["devices"] == metadata_base.render_devices(devices, "latest")
+    assert json.loads(shown)["devices"] == metadata_docs.render_devices(devices, "latest")
     driver.destroy(inst.uuid)

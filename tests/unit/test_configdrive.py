@@ -1,4 +1,4 @@
-"""The config drive ISO (metadata/configdrive.py) and the metadata tree it is built from (metadata/base.py)."""
+"""The config drive ISO (drivers/configdrive.py) and the metadata tree it is built from (core/metadata_docs.py)."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,11 @@ import subprocess
 
 import pytest
 
-from metadata import base, configdrive
+from core import metadata_docs
+from drivers import configdrive
 
 
-def _md(**overrides) -> base.InstanceMetadata:
+def _md(**overrides) -> metadata_docs.InstanceMetadata:
     values = dict(id=42, uuid="6f1c1d4e-1111-4a4a-9b9b-123456789abc", name="vm", hostname="vm", project_id="p1",
                   availability_zone="nova", launch_index=0, reservation_id="r-1", image_ref="img", flavor_name="m1",
                   key_name="k", key_data="ssh-ed25519 AAAA k", meta={"a": "b"}, user_data=b"#!/bin/sh\n",
@@ -18,7 +19,7 @@ def _md(**overrides) -> base.InstanceMetadata:
                             "network_name": "private", "cidr": "10.77.0.0/24", "gateway": "10.77.0.1",
                             "netmask": "255.255.255.0"})
     values.update(overrides)
-    return base.InstanceMetadata(**values)
+    return metadata_docs.InstanceMetadata(**values)
 
 
 @pytest.mark.skipif(shutil.which("isoinfo") is None or shutil.which("genisoimage") is None,
@@ -52,16 +53,16 @@ def test_lookup_matches_config_drive():
         if path.startswith("openstack/"):
             assert md.lookup(path)[0] == data
     assert "openstack/latest/user_data" not in files
-    with pytest.raises(base.NotFound):
+    with pytest.raises(metadata_docs.NotFound):
         md.lookup("openstack/latest/user_data")
-    with pytest.raises(base.NotFound):
+    with pytest.raises(metadata_docs.NotFound):
         md.lookup("latest/meta-data/public-keys/0/openssh-key")
     assert md.lookup("latest/meta-data/public-keys")[0] == b""
 
 
 def test_user_data_decoding():
-    assert base.decode_user_data("aGVsbG8=") == b"hello"
-    assert base.decode_user_data(None) is None
-    assert base.decode_user_data("not base64!") == b"not base64!"
+    assert metadata_docs.decode_user_data("aGVsbG8=") == b"hello"
+    assert metadata_docs.decode_user_data(None) is None
+    assert metadata_docs.decode_user_data("not base64!") == b"not base64!"
     big = "A" * 100000
-    assert len(base.decode_user_data(big)) == base.MAX_USER_DATA
+    assert len(metadata_docs.decode_user_data(big)) == metadata_docs.MAX_USER_DATA

@@ -7,6 +7,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from core import metadata_docs
 from tests.unit.inprocess import inprocess_conductor, world  # noqa: F401 (fixtures)
 
 
@@ -122,24 +123,25 @@ DEVICES = [{"type": "nic", "mac": "fa:16:3e:00:00:01", "tags": ["nic1"], "bus": 
 
 
 def test_devices_rendered_per_metadata_version():
-    from metadata import base
-    assert base.render_devices(DEVICES, base.NEWTON_ONE) == [
+    assert metadata_docs.render_devices(DEVICES, metadata_docs.NEWTON_ONE) == [
         {"type": "nic", "mac": "fa:16:3e:00:00:01", "bus": "pci", "address": "0000:00:03.0", "tags": ["nic1"]},
         {"type": "disk", "serial": None, "bus": "none", "address": "none", "tags": ["boot"]}]
-    assert base.render_devices(DEVICES, base.ROCKY)[0]["vf_trusted"] is False  # Nova adds it from Rocky
-    md = base.InstanceMetadata(id=1, uuid="u", name="n", hostname="h", project_id="p", availability_zone="nova",
-                               launch_index=0, reservation_id="r", image_ref="i", flavor_name="f", devices=DEVICES)
-    assert "devices" not in md.meta_data(base.LIBERTY)
+    # Nova adds vf_trusted from Rocky
+    assert metadata_docs.render_devices(DEVICES, metadata_docs.ROCKY)[0]["vf_trusted"] is False
+    md = metadata_docs.InstanceMetadata(id=1, uuid="u", name="n", hostname="h", project_id="p",
+                                        availability_zone="nova", launch_index=0, reservation_id="r", image_ref="i",
+                                        flavor_name="f", devices=DEVICES)
+    assert "devices" not in md.meta_data(metadata_docs.LIBERTY)
     assert md.meta_data("latest")["devices"][0]["tags"] == ["nic1"]
     body, _ = md.lookup("openstack/2016-06-30/meta_data.json")
     assert json.loads(body)["devices"][1]["type"] == "disk"
 
 
 def test_config_drive_files_get_the_devices():
-    from metadata import base
-    md = base.InstanceMetadata(id=1, uuid="u", name="n", hostname="h", project_id="p", availability_zone="nova",
-                               launch_index=0, reservation_id="r", image_ref="i", flavor_name="f")
-    files = base.with_devices(md.config_drive_files(), DEVICES)
+    md = metadata_docs.InstanceMetadata(id=1, uuid="u", name="n", hostname="h", project_id="p",
+                                        availability_zone="nova", launch_index=0, reservation_id="r", image_ref="i",
+                                        flavor_name="f")
+    files = metadata_docs.with_devices(md.config_drive_files(), DEVICES)
     assert json.loads(files["openstack/latest/meta_data.json"])["devices"][0]["mac"] == "fa:16:3e:00:00:01"
     assert "devices" not in json.loads(files["openstack/2015-10-15/meta_data.json"])
     assert files["ec2/latest/meta-data.json"] == md.config_drive_files()["ec2/latest/meta-data.json"]

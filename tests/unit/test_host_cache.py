@@ -16,10 +16,10 @@ RESOURCES = {"hypervisor_hostname": "", "hypervisor_type": "fake", "hypervisor_v
 @pytest.fixture
 def hosts(stratus_env):
     from core.db import write_session
-    from tasks import db_write
+    from core.writes import resources
     with write_session() as s:
         for name in ("cache-a", "cache-b"):
-            db_write.report_service(s, name, {**RESOURCES, "hypervisor_hostname": name})
+            resources.report_service(s, name, {**RESOURCES, "hypervisor_hostname": name})
     return ("cache-a", "cache-b")
 
 
@@ -33,7 +33,7 @@ def test_refresh_sees_claims_releases_and_service_changes(hosts):
     from core.db import read_session, write_session
     from core.models import Service
     from sqlalchemy import select
-    from tasks import db_write
+    from core.writes import resources
     from tasks.host_cache import HostStateCache
 
     cache = HostStateCache(full_reload_s=3600)  # only incremental refreshes after the first load
@@ -42,22 +42,22 @@ def test_refresh_sees_claims_releases_and_service_changes(hosts):
 
     inst = types.SimpleNamespace(uuid="11111111-1111-1111-1111-111111111111", vcpus=2, memory_mb=2048, root_gb=10)
     with write_session() as s:
-        assert db_write.claim(s, inst, "cache-a")
+        assert resources.claim(s, inst, "cache-a")
     seen = _states(cache)["cache-a"]
     assert (seen.vcpus_used, seen.memory_mb_used, seen.local_gb_used, seen.running_vms) == (2, 2048, 10, 1)
 
     with write_session() as s:
-        assert db_write.release_allocation(s, inst.uuid)
+        assert resources.release_allocation(s, inst.uuid)
     assert _states(cache)["cache-a"].memory_mb_used == 0
 
     with read_session() as s:
         svc_uuid = s.scalar(select(Service.uuid).where(Service.host == "cache-b"))
     with write_session() as s:
-        db_write.update_service(s, svc_uuid, {"status": "disabled"})
+        resources.update_service(s, svc_uuid, {"status": "disabled"})
     assert not _states(cache)["cache-b"].enabled
 
     with write_session() as s:  # a new compute host registers
-        db_write.report_service(s, "cache-c", {**RESOURCES, "hypervisor_hostname": "cache-c"})
+        resources.report_service(s, "cache-c", {**RESOURCES, "hypervisor_hostname": "cache-c"})
     assert set(_states(cache)) == {"cache-a", "cache-b", "cache-c"}
 
 
@@ -148,7 +148,7 @@ def test_small_clouds_are_not_sampled():
 ])
 def test_lowest_free_address_matches_the_pool_order(cidr, used, expected):
     from core import network
-    from tasks.db_write import lowest_free_address
+    from core.writes.networking import lowest_free_address
     net = network.NetworkInfo(id="n", name="n", cidr=cidr, gateway=cidr.rsplit(".", 1)[0] + ".1",
                               netmask="", prefixlen=0, broadcast="", bridge="b")
     assert lowest_free_address(net, used) == expected
@@ -174,11 +174,11 @@ def test_a_full_reload_keeps_each_hosts_version_with_its_own_row(stratus_env):
     """The full reload shuffles the states: each row's version must still be kept under its own host, or a
     refresh would take unchanged rows for changed ones (and drop what the process consumed) and the reverse."""
     from core.db import read_session, write_session
-    from tasks import db_write
+    from core.writes import resources
     from tasks.host_cache import _QUERY, HostStateCache, _version
     with write_session() as s:
         for i in range(30):
-            db_write.report_service(s, f"shuffled-{i}", {**RESOURCES, "hypervisor_hostname": f"shuffled-{i}",
+            resources.report_service(s, f"shuffled-{i}", {**RESOURCES, "hypervisor_hostname": f"shuffled-{i}",
                                                           "memory_mb": 1024 * (i + 1)})
     cache = HostStateCache(full_reload_s=3600)
     states = _states(cache)

@@ -25,7 +25,7 @@ def placed(world):
     """world's server ACTIVE on h1 (its resources allocated there), h2 free; both compute services up."""
     from core.db import write_session
     from core.models import ComputeNode, Instance, Service, utcnow
-    from tasks import db_write
+    from core.writes import resources
     with write_session() as s:
         for host in ("h1", "h2"):
             svc = Service(host=host, binary="stratus-compute", topic="compute", last_seen_at=utcnow())
@@ -37,14 +37,14 @@ def placed(world):
         s.flush()
         inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
         inst.vm_state, inst.task_state, inst.host, inst.node = "active", None, "h1", "h1"
-        assert db_write.claim(s, inst, "h1")
+        assert resources.claim(s, inst, "h1")
     return world
 
 
 @pytest.fixture
 def canvases(monkeypatch) -> list[tuple[str, tuple]]:
     """Canvases the conductor starts, as (first task name, args); nothing runs."""
-    from tasks import conductor_live
+    from tasks.conductor import live
     started: list[tuple[str, tuple]] = []
 
     class Sig:
@@ -54,9 +54,9 @@ def canvases(monkeypatch) -> list[tuple[str, tuple]]:
         def apply_async(self) -> None:
             started.append((self.name, self.args))
 
-    monkeypatch.setattr(conductor_live, "sig", Sig)
-    monkeypatch.setattr(conductor_live, "chain", lambda first, *rest: first)
-    monkeypatch.setattr(conductor_live, "_run", lambda ctx: started.append(("stratus.compute.move_op", (ctx,))))
+    monkeypatch.setattr(live, "sig", Sig)
+    monkeypatch.setattr(live, "chain", lambda first, *rest: first)
+    monkeypatch.setattr(live, "run_ops", lambda ctx: started.append(("stratus.compute.move_op", (ctx,))))
     return started
 
 
@@ -96,7 +96,7 @@ def _live_migrate(client, world, version: str, host: str | None = "h2"):
 @pytest.mark.parametrize("host, message", [("nowhere", "Compute host nowhere could not be found."),
                                            ("h1", "The target host can't be the same one.")])
 def test_prechecks_are_synchronous_below_2_34_and_recorded_from_2_34(client, placed, canvases, host, message):
-    from tasks import conductor_live
+    from tasks.conductor import live
     before = _state()
     old = _live_migrate(client, placed, "2.33", host)
     assert old.status_code == 400 and old.get_json()["badRequest"]["message"] == message
@@ -107,19 +107,19 @@ def test_prechecks_are_synchronous_below_2_34_and_recorded_from_2_34(client, pla
     ((name, (ctx,)),) = canvases
     assert name == "stratus.conductor.live_migration_prechecks"
     assert _state()["migrations"] == [("accepted", None)]
-    conductor_live.live_migration_prechecks(ctx)
+    live.live_migration_prechecks(ctx)
     after = _state()
     assert after["vm"] == ("active", None, "h1") and after["migrations"] == [("error", None)]
     assert after["allocations"] == [("h1", True)]
     assert _events(client, placed)["live-migration"] == [("conductor_live_migrate_instance", "Error", message)]
-    conductor_live.live_migration_prechecks(ctx)  # redelivered: nothing more happens
+    live.live_migration_prechecks(ctx)  # redelivered: nothing more happens
     assert _state()["migrations"] == [("error", None)] and len(canvases) == 1
 
 
 def test_prechecks_passing_from_2_34_queue_the_migration(client, placed, canvases):
-    from tasks import conductor_live
+    from tasks.conductor import live
     assert _live_migrate(client, placed, "2.34", None).status_code == 202
-    conductor_live.live_migration_prechecks(canvases[0][1][0])
+    live.live_migration_prechecks(canvases[0][1][0])
     assert canvases[1][0] == "stratus.compute.move_op" and canvases[1][1][0]["dest"] == "h2"
     state = _state()
     assert state["vm"] == ("active", "migrating", "h1") and state["migrations"] == [("queued", "h2")]
@@ -153,7 +153,7 @@ def test_force_complete_and_abort_routes_are_version_gated(client, placed, canva
 
 
 def test_abort_and_force_complete_of_a_running_or_queued_migration(client, placed, canvases):
-    from tasks import conductor_live
+    from tasks.conductor import live
     assert _live_migrate(client, placed, "2.25").status_code == 202  # below 2.34: queued at once
     mig_id, mig_uuid = _state()["mig_id"], _state()["mig_uuid"]
     admin = placed.admin.headers
@@ -168,7 +168,7 @@ def test_abort_and_force_complete_of_a_running_or_queued_migration(client, place
     assert queued.status_code == 400 and "is queued. Cannot force complete" in queued.get_data(as_text=True)
     assert client.delete(f"{url}/{mig_id}", headers={**admin, **_v("2.64")}).status_code == 400
     # running (the compute step reported the copy started): both go to the source's driver
-    conductor_live.live_migration_running({"migration_uuid": mig_uuid})
+    live.live_migration_running({"migration_uuid": mig_uuid})
     assert _state()["migrations"] == [("running", "h2")]
     for resp in (client.post(f"{url}/{mig_id}/action", json={"force_complete": None}, headers={**admin,
                                                                                                **_v("2.22")}),
@@ -181,7 +181,7 @@ def test_abort_and_force_complete_of_a_running_or_queued_migration(client, place
 
 
 def test_abort_of_a_queued_migration_from_2_65_ends_it_in_the_conductor(client, placed, canvases):
-    from tasks import conductor_live, conductor_moves
+    from tasks.conductor import live, moves
     assert _live_migrate(client, placed, "2.25").status_code == 202
     (_, (ctx,)), = canvases
     mig_id = _state()["mig_id"]
@@ -194,21 +194,21 @@ def test_abort_of_a_queued_migration_from_2_65_ends_it_in_the_conductor(client, 
     assert _events(client, placed)["live_migration_cancel"] == [
         ("compute_live_migration_abort", "Success", None)]
     # the canvas's late steps write nothing: its compute step would stop, its finish lost the race
-    conductor_moves.finish_move({**ctx, "power_state": PowerState.RUNNING})
-    conductor_moves.move_failed(ctx, "late", "")
+    moves.finish_move({**ctx, "power_state": PowerState.RUNNING})
+    moves.move_failed(ctx, "late", "")
     assert _state() == state
 
 
 def test_finish_of_an_aborted_copy_returns_the_server_to_its_source(client, placed, canvases):
-    from tasks import conductor_live, conductor_moves
+    from tasks.conductor import live, moves
     _live_migrate(client, placed, "2.25")
     (_, (ctx,)), = canvases
-    conductor_live.live_migration_running(ctx)
-    conductor_moves.finish_move({**ctx, "aborted": True, "power_state": PowerState.RUNNING})
+    live.live_migration_running(ctx)
+    moves.finish_move({**ctx, "aborted": True, "power_state": PowerState.RUNNING})
     state = _state()
     assert state["vm"] == ("active", None, "h1") and state["migrations"] == [("cancelled", "h2")]
     assert state["allocations"] == [("h1", True)]
-    conductor_moves.finish_move({**ctx, "power_state": PowerState.RUNNING})  # a redelivery changes nothing
+    moves.finish_move({**ctx, "power_state": PowerState.RUNNING})  # a redelivery changes nothing
     assert _state() == state
 
 

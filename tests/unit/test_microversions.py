@@ -77,17 +77,17 @@ def _hosts() -> None:
 def test_evacuate_leaves_server_stopped_from_2_95(client, world, monkeypatch, version, prior, expected):
     from core.db import read_session
     from core.models import Instance
-    from tasks import conductor_moves
+    from tasks.conductor import moves
     _hosts()
     _set_instance(world.server_id, vm_state=prior, task_state=None, host="h1", node="h1")
     started: list[dict] = []
-    monkeypatch.setattr(conductor_moves, "_run", started.append)
+    monkeypatch.setattr(moves, "run_ops", started.append)
     resp = client.post(f"/v2.1/servers/{world.server_id}/action", json={"evacuate": {}},
                        headers={**world.admin.headers, **_v(version)})
     assert resp.status_code == 200, resp.get_data(as_text=True)
     (ctx,) = started
     assert ctx["dest"] == "h2"
-    conductor_moves.finish_move({**ctx, "power_state": 1 if expected == "active" else 4})
+    moves.finish_move({**ctx, "power_state": 1 if expected == "active" else 4})
     with read_session() as s:
         inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
         assert (inst.vm_state, inst.host, inst.task_state) == (expected, "h2", None)
@@ -224,11 +224,11 @@ def test_hostname_fqdn_only_from_2_94(client, world):
     ("2.77", {"availability_zone": "nova"}, 202, "nova"),
 ])
 def test_unshelve_zone_and_unpin(client, world, monkeypatch, version, body, code, pinned):
-    from tasks import conductor_moves
+    from tasks.conductor import moves
     _hosts()
     _set_instance(world.server_id, vm_state="shelved_offloaded", task_state=None, host=None, node=None,
                   requested_availability_zone="elsewhere")
-    monkeypatch.setattr(conductor_moves, "_run", lambda ctx: None)
+    monkeypatch.setattr(moves, "run_ops", lambda ctx: None)
     resp = client.post(f"/v2.1/servers/{world.server_id}/action", json={"unshelve": body},
                        headers={**world.a.headers, **_v(version)})
     assert resp.status_code == code, resp.get_data(as_text=True)
@@ -242,11 +242,11 @@ def test_unshelve_zone_and_unpin(client, world, monkeypatch, version, body, code
 
 def test_requested_host_at_create_from_2_74(client, world, monkeypatch):
     from scheduler.host_state import HostState, RequestSpec
-    from tasks import conductor
+    from tasks.conductor import boot
     from tasks.scheduler import decide
     _hosts()
     booted: list[dict] = []
-    monkeypatch.setattr(conductor, "boot_canvas", lambda ctx: booted.append(ctx) or type(
+    monkeypatch.setattr(boot, "boot_canvas", lambda ctx: booted.append(ctx) or type(
         "Canvas", (), {"apply_async": lambda self: None})())
     server = {"name": "pinned", "imageRef": world.image_id, "flavorRef": world.flavor_id, "networks": "none",
               "host": "h2"}
@@ -274,10 +274,10 @@ def test_requested_host_at_create_from_2_74(client, world, monkeypatch):
 
 
 def test_zone_host_form_restricts_to_that_host(client, world, monkeypatch):
-    from tasks import conductor
+    from tasks.conductor import boot
     _hosts()
     booted: list[dict] = []
-    monkeypatch.setattr(conductor, "boot_canvas", lambda ctx: booted.append(ctx) or type(
+    monkeypatch.setattr(boot, "boot_canvas", lambda ctx: booted.append(ctx) or type(
         "Canvas", (), {"apply_async": lambda self: None})())
     server = {"name": "forced", "imageRef": world.image_id, "flavorRef": world.flavor_id, "networks": "none",
               "availability_zone": "nova:h2"}
@@ -337,13 +337,13 @@ def test_network_actions_404_from_2_44(client, world):
 def test_failed_event_details_from_2_84(client, world):
     from core.db import read_session, write_session
     from core.models import InstanceAction
-    from tasks import db_write
+    from core.writes import instances
     with read_session() as s:
         request_id = s.scalars(select(InstanceAction.request_id)
                                .where(InstanceAction.instance_uuid == world.server_id)).one()
     with write_session() as s:
-        db_write.record_event(s, world.server_id, request_id, "compute__do_build_and_run_instance", None, "Error",
-                              host="h1", traceback="Traceback ...", details="No valid host was found.")
+        instances.record_event(s, world.server_id, request_id, "compute__do_build_and_run_instance", None, "Error",
+                               host="h1", traceback="Traceback ...", details="No valid host was found.")
     url = f"/v2.1/servers/{world.server_id}/os-instance-actions/{request_id}"
     old = client.get(url, headers={**world.a.headers, **_v("2.83")}).get_json()["instanceAction"]["events"]
     assert old and "details" not in old[0]
@@ -393,12 +393,12 @@ def test_console_auth_token_lookup_from_2_31(client, world):
 def test_live_migration_in_flight_is_listed(client, world, monkeypatch):
     from core.db import write_session
     from core.models import Service, utcnow
-    from tasks import conductor_live
+    from tasks.conductor import live
     _hosts()
     with write_session() as s:
         s.scalars(select(Service).where(Service.host == "h1")).one().last_seen_at = utcnow()
     _set_instance(world.server_id, vm_state="active", task_state=None, host="h1", node="h1")
-    monkeypatch.setattr(conductor_live, "_run", lambda ctx: None)
+    monkeypatch.setattr(live, "run_ops", lambda ctx: None)
     moved = client.post(f"/v2.1/servers/{world.server_id}/action",
                         json={"os-migrateLive": {"host": None, "block_migration": "auto"}},
                         headers={**world.admin.headers, **_v("2.25")})

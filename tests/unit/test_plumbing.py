@@ -68,9 +68,10 @@ def test_canvas_steps_show_their_ctx_briefly(monkeypatch):
     """A step forwarded by the worker's tracer (Task.apply_async) and a chain's first publish carry an argsrepr of
     the ctx's identifying keys, not Celery's repr of the whole ctx; other arguments keep Celery's own."""
     import tasks.compute  # noqa: F401  (registers the tasks)
-    import tasks.conductor  # noqa: F401
-    from tasks.messaging.celery_app import celery
-    from tasks.common import Chain, ctx_argsrepr
+    import tasks.conductor.actions  # noqa: F401
+    import tasks.conductor.boot  # noqa: F401
+    from tasks.common import Chain
+    from tasks.messaging.celery_app import celery, ctx_argsrepr
 
     sent: list[tuple[str, dict]] = []
     monkeypatch.setattr(celery, "send_task", lambda name, args=None, kwargs=None, **opts: sent.append((name, opts)))

@@ -1,4 +1,4 @@
-"""Quota arithmetic (core/quota.py), the conductor's quota writes (tasks/db_write.py) and the read-only views."""
+"""Quota arithmetic (core/quota.py), the conductor's quota writes (core/writes/quotas.py) and the read-only views."""
 from __future__ import annotations
 
 import pytest
@@ -120,42 +120,42 @@ def test_quota_class_keys_per_microversion():
 
 def test_reserve_release_and_project_limits(stratus_env):
     from core.db import read_session, write_session
-    from tasks import db_write
-    from tasks.db_write import ConductorError
+    from core.errors import ConductorError
+    from core.writes import quotas
 
     with write_session() as s:
-        db_write.set_project_quotas(s, "p1", {"instances": 3}, force=False)
+        quotas.set_project_quotas(s, "p1", {"instances": 3}, force=False)
     with write_session() as s:
-        assert db_write.reserve_instances(s, "p1", 1, 64, 1, 5) == 3
+        assert quotas.reserve_instances(s, "p1", 1, 64, 1, 5) == 3
     with pytest.raises(ConductorError) as exc, write_session() as s:
-        db_write.reserve_instances(s, "p1", 1, 64, 1, 1)
+        quotas.reserve_instances(s, "p1", 1, 64, 1, 1)
     assert exc.value.code == 403
     assert exc.value.message == "Quota exceeded for instances: Requested 1, but already used 3 of 3 instances"
     # A limit below usage is refused unless forced.
     with pytest.raises(ConductorError) as exc, write_session() as s:
-        db_write.set_project_quotas(s, "p1", {"instances": 2}, force=False)
+        quotas.set_project_quotas(s, "p1", {"instances": 2}, force=False)
     assert exc.value.code == 400 and "must be greater than or equal to already used and reserved 3" in \
         exc.value.message
     with write_session() as s:
-        db_write.set_project_quotas(s, "p1", {"instances": 2}, force=True)
-        db_write.release_quota(s, "p1", 1, 64)
+        quotas.set_project_quotas(s, "p1", {"instances": 2}, force=True)
+        quotas.release_quota(s, "p1", 1, 64)
     with read_session() as s:
         assert quota.project_limits(s, "p1")["instances"] == 2
         assert quota.usage(s, "p1")["instances"] == 2 and quota.usage(s, "p1")["ram"] == 128
     with write_session() as s:
-        db_write.delete_project_quotas(s, "p1")
+        quotas.delete_project_quotas(s, "p1")
     with read_session() as s:
         assert quota.project_limits(s, "p1")["instances"] == 10
 
 
 def test_default_class_overrides_configuration(stratus_env):
     from core.db import read_session, write_session
-    from tasks import db_write
+    from core.writes import quotas
 
     with write_session() as s:
-        db_write.set_class_quotas(s, "default", {"cores": 7, "server_groups": 2})
-        db_write.set_class_quotas(s, "gold", {"cores": 99})
-        db_write.set_project_quotas(s, "p2", {"server_groups": 5}, force=False)
+        quotas.set_class_quotas(s, "default", {"cores": 7, "server_groups": 2})
+        quotas.set_class_quotas(s, "gold", {"cores": 99})
+        quotas.set_project_quotas(s, "p2", {"server_groups": 5}, force=False)
     with read_session() as s:
         assert quota.class_limits(s)["cores"] == 7
         assert quota.class_limits(s, "gold")["cores"] == 99 and quota.class_limits(s, "gold")["server_groups"] == 2
@@ -165,31 +165,31 @@ def test_default_class_overrides_configuration(stratus_env):
 
 def test_check_and_reserve_for_server_groups(stratus_env):
     from core.db import read_session, write_session
-    from tasks import db_write
-    from tasks.db_write import ConductorError
+    from core.errors import ConductorError
+    from core.writes import quotas
 
     msg = "Quota exceeded, too many server groups."
     with write_session() as s:
-        db_write.set_project_quotas(s, "p3", {"server_groups": 2, "server_group_members": 2}, force=False)
+        quotas.set_project_quotas(s, "p3", {"server_groups": 2, "server_group_members": 2}, force=False)
     for _ in range(2):
         with write_session() as s:
-            db_write.check_and_reserve(s, "p3", {"server_groups": 1}, msg)
+            quotas.check_and_reserve(s, "p3", {"server_groups": 1}, msg)
     with pytest.raises(ConductorError, match=msg), write_session() as s:
-        db_write.check_and_reserve(s, "p3", {"server_groups": 1}, msg)
+        quotas.check_and_reserve(s, "p3", {"server_groups": 1}, msg)
     with write_session() as s:
-        db_write.release(s, "p3", {"server_groups": 1})
-        db_write.check_and_reserve(s, "p3", {"server_groups": 1}, msg)
+        quotas.release(s, "p3", {"server_groups": 1})
+        quotas.check_and_reserve(s, "p3", {"server_groups": 1}, msg)
     with read_session() as s:
         assert quota.usage(s, "p3")["server_groups"] == 2
     with write_session() as s:
-        db_write.check_group_members(s, "p3", 1)
+        quotas.check_group_members(s, "p3", 1)
         with pytest.raises(ConductorError, match="too many servers in group"):
-            db_write.check_group_members(s, "p3", 2)
+            quotas.check_group_members(s, "p3", 2)
         with pytest.raises(ConductorError, match="^Maximum number of metadata items exceeds 128$"):
-            db_write.check_metadata_items(s, "p3", 129)
+            quotas.check_metadata_items(s, "p3", 129)
     with pytest.raises(ValueError):
         with write_session() as s:
-            db_write.check_and_reserve(s, "p3", {"metadata_items": 1})
+            quotas.check_and_reserve(s, "p3", {"metadata_items": 1})
 
 
 # --- read-only API views ------------------------------------------------------------------------------------------
@@ -260,15 +260,15 @@ def test_limits_of_another_project_is_admin_only(client, admin, make_user):
 def test_reserve_quota_deltas_for_other_callers(stratus_env):
     """reserve_quota (kept for existing callers, e.g. a resize's extra cores) shares the counters."""
     from core.db import read_session, write_session
-    from tasks import db_write
-    from tasks.db_write import ConductorError
+    from core.errors import ConductorError
+    from core.writes import quotas
 
     with write_session() as s:
-        db_write.set_project_quotas(s, "p4", {"cores": 4}, force=False)
-        db_write.reserve_quota(s, "p4", {"instances": 1, "cores": 2, "ram": 512})
-        db_write.reserve_quota(s, "p4", {"instances": 0, "cores": 2, "ram": 0})
+        quotas.set_project_quotas(s, "p4", {"cores": 4}, force=False)
+        quotas.reserve_quota(s, "p4", {"instances": 1, "cores": 2, "ram": 512})
+        quotas.reserve_quota(s, "p4", {"instances": 0, "cores": 2, "ram": 0})
     with pytest.raises(ConductorError) as exc, write_session() as s:
-        db_write.reserve_quota(s, "p4", {"cores": 1})
+        quotas.reserve_quota(s, "p4", {"cores": 1})
     assert exc.value.message == "Quota exceeded for cores: Requested 1, but already used 4 of 4 cores"
     with read_session() as s:
         assert (quota.usage(s, "p4")["instances"], quota.usage(s, "p4")["cores"]) == (1, 4)
@@ -278,12 +278,12 @@ def test_reserve_quota_deltas_for_other_callers(stratus_env):
 
 def test_user_limits_settable_range_and_enforcement(stratus_env):
     from core.db import read_session, write_session
-    from tasks import db_write
-    from tasks.db_write import ConductorError
+    from core.errors import ConductorError
+    from core.writes import quotas
 
     def put(values: dict, user: str | None = None, force: bool = False) -> None:
         with write_session() as s:
-            db_write.set_project_quotas(s, "pu", values, force, user)
+            quotas.set_project_quotas(s, "pu", values, force, user)
 
     put({"instances": 10})
     put({"instances": 4, "floating_ips": 7}, "u1")
@@ -304,29 +304,29 @@ def test_user_limits_settable_range_and_enforcement(stratus_env):
     # Counting: u1 is stopped at its 6; u2 still boots; usage is kept per user and per project.
     put({"instances": 2}, "u1")
     with write_session() as s:
-        assert db_write.reserve_instances(s, "pu", 1, 64, 1, 5, "u1") == 2
+        assert quotas.reserve_instances(s, "pu", 1, 64, 1, 5, "u1") == 2
     with pytest.raises(ConductorError) as exc, write_session() as s:
-        db_write.reserve_instances(s, "pu", 1, 64, 1, 1, "u1")
+        quotas.reserve_instances(s, "pu", 1, 64, 1, 1, "u1")
     assert exc.value.code == 403
     assert exc.value.message == "Quota exceeded for instances: Requested 1, but already used 2 of 2 instances"
     with write_session() as s:
-        db_write.reserve_instances(s, "pu", 1, 64, 1, 1, "u2")
+        quotas.reserve_instances(s, "pu", 1, 64, 1, 1, "u2")
     with pytest.raises(ConductorError, match="already used and reserved 2"), write_session() as s:
-        db_write.set_project_quotas(s, "pu", {"instances": 1}, False, "u1")
+        quotas.set_project_quotas(s, "pu", {"instances": 1}, False, "u1")
     with write_session() as s:
-        db_write.release_quota(s, "pu", 1, 64, "u1")
+        quotas.release_quota(s, "pu", 1, 64, "u1")
     with read_session() as s:
         assert quota.usage(s, "pu", "u1")["instances"] == 1 and quota.usage(s, "pu", "u2")["ram"] == 64
         assert quota.usage(s, "pu")["instances"] == 2
 
     # Deleting a user's limits leaves the project's; deleting the project's removes its users' too.
     with write_session() as s:
-        db_write.delete_project_quotas(s, "pu", "u1")
+        quotas.delete_project_quotas(s, "pu", "u1")
     with read_session() as s:
         assert quota.user_limits(s, "pu", "u1")["instances"] == 10
     put({"cores": 3}, "u2")
     with write_session() as s:
-        db_write.delete_project_quotas(s, "pu")
+        quotas.delete_project_quotas(s, "pu")
     with read_session() as s:
         assert quota.user_rows(s, "pu", "u2") == {} and quota.project_limits(s, "pu")["floating_ips"] == -1
 

@@ -27,12 +27,12 @@ def _place(world, host: str, memory_mb: int) -> None:
     """A compute host (8 vCPUs, 40 GB, ``memory_mb``), up, with world's server ACTIVE on it and claimed."""
     from core.db import write_session
     from core.models import Instance
-    from tasks import db_write
+    from core.writes import resources
     with write_session() as s:
         _add_host(s, host, memory_mb)
         inst = s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one()
         inst.vm_state, inst.task_state, inst.host, inst.node = "active", None, host, host
-        assert db_write.claim(s, inst, host)
+        assert resources.claim(s, inst, host)
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def same_host(monkeypatch):
 @pytest.fixture
 def started(monkeypatch) -> list[dict]:
     """The contexts of the compute canvases the conductor starts (nothing runs)."""
-    from tasks import conductor_moves
+    from tasks.conductor import moves
     ctxs: list[dict] = []
 
     class Chain:
@@ -60,9 +60,9 @@ def started(monkeypatch) -> list[dict]:
         def apply_async(self) -> None:
             ctxs.append(self.first[1][0])
 
-    monkeypatch.setattr(conductor_moves, "_run", lambda ctx, finish=None: ctxs.append(ctx))
-    monkeypatch.setattr(conductor_moves, "sig", lambda name, *args: (name, args))
-    monkeypatch.setattr(conductor_moves, "chain", Chain)
+    monkeypatch.setattr(moves, "run_ops", lambda ctx, finish=None: ctxs.append(ctx))
+    monkeypatch.setattr(moves, "sig", lambda name, *args: (name, args))
+    monkeypatch.setattr(moves, "chain", Chain)
     return ctxs
 
 
@@ -111,7 +111,7 @@ def test_resize_never_picks_the_source_when_the_setting_is_off(client, world, bi
 
 
 def test_same_host_resize_holds_both_flavors_until_revert_or_confirm(client, world, big, same_host, started):
-    from tasks import conductor_moves
+    from tasks.conductor import moves
     _place(world, "h1", 4096)
     same_host(True)
     tiny = ("migration", "h1", 64, 1, 1)
@@ -123,7 +123,7 @@ def test_same_host_resize_holds_both_flavors_until_revert_or_confirm(client, wor
     state = _state(world)
     assert state["migrations"] == [("migrating", "h1", "h1")]
     assert {k: state[k] for k in both} == both
-    conductor_moves.finish_move({**ctx, "power_state": PowerState.RUNNING})
+    moves.finish_move({**ctx, "power_state": PowerState.RUNNING})
     state = _state(world)
     assert state["vm"] == ("resized", None, "h1", 128) and {k: state[k] for k in both} == both
 
@@ -131,14 +131,14 @@ def test_same_host_resize_holds_both_flavors_until_revert_or_confirm(client, wor
     assert _act(client, world, {"revertResize": None}).status_code == 202
     ctx = started[-1]
     assert ctx["ops"] == [["revert_source", "h1"]] and ctx["host"] == "h1"
-    conductor_moves.finish_move({**ctx, "power_state": PowerState.RUNNING})
+    moves.finish_move({**ctx, "power_state": PowerState.RUNNING})
     state = _state(world)
     assert state["vm"] == ("active", None, "h1", 64) and state["migrations"] == [("reverted", "h1", "h1")]
     assert state["allocations"] == [("instance", "h1", 64, 1, 1)] and state["usage"] == {"h1": (64, 1, 1)}
 
     # resize again and confirm: the old flavor's (the migration's) allocation goes
     assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
-    conductor_moves.finish_move({**started[-1], "power_state": PowerState.RUNNING})
+    moves.finish_move({**started[-1], "power_state": PowerState.RUNNING})
     assert _state(world)["usage"] == {"h1": (192, 3, 3)}
     assert _act(client, world, {"confirmResize": None}).status_code == 204
     ctx = started[-1]
@@ -157,12 +157,12 @@ def test_same_host_claim_must_fit_both_flavors(client, world, big, same_host, st
 
 
 def test_same_host_failure_gives_back_the_old_allocation(client, world, big, same_host, started):
-    from tasks import conductor_moves
+    from tasks.conductor import moves
     _place(world, "h1", 192)  # exactly both
     same_host(True)
     assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
     assert _state(world)["usage"] == {"h1": (192, 3, 3)}
-    conductor_moves.move_failed(started[-1], "boom", "")
+    moves.move_failed(started[-1], "boom", "")
     state = _state(world)
     assert state["vm"] == ("error", None, "h1", 64) and state["migrations"] == [("error", "h1", "h1")]
     assert state["allocations"] == [("instance", "h1", 64, 1, 1)] and state["usage"] == {"h1": (64, 1, 1)}
@@ -211,8 +211,8 @@ def test_fake_driver_same_host_resize_revert_and_confirm():
 @pytest.fixture
 def in_place_driver(monkeypatch):
     """A compute driver that resizes only where the disks are (libvirt here: no disk copy between hosts)."""
-    from tasks import conductor_moves
-    monkeypatch.setattr(conductor_moves, "_moves_disks", lambda: False)
+    from tasks.conductor import moves
+    monkeypatch.setattr(moves, "_moves_disks", lambda: False)
 
 
 def test_a_driver_that_cannot_move_disks_resizes_in_place_only(client, world, big, same_host, started,

@@ -47,7 +47,7 @@ def specs(draw, n_hosts: int = 12) -> RequestSpec:
 
 
 def fits(h: HostState, spec: RequestSpec) -> bool:
-    """The claim's own rule (tasks.db_write.claim), written independently of the filters."""
+    """The claim's own rule (core.writes.resources.claim), written independently of the filters."""
     return (h.enabled and h.up and h.host not in spec.ignore_hosts
             and spec.availability_zone in (None, h.availability_zone)
             and h.vcpus_used + spec.vcpus <= h.vcpus * h.cpu_allocation_ratio
@@ -116,7 +116,7 @@ def test_database_claims_never_overcommit(hosts, flavors):
     from sqlalchemy.orm import Session
 
     from core.models import Base, ComputeNode, Service
-    from tasks.db_write import claim
+    from core.writes.resources import claim
 
     engine = create_engine("sqlite://")
     Base.metadata.create_all(engine)

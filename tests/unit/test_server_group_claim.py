@@ -9,14 +9,16 @@ from __future__ import annotations
 import pytest
 from celery.exceptions import Ignore
 
-from tasks.db_write import ConductorError
+from core.errors import ConductorError
 
 
 @pytest.fixture
 def cloud(stratus_env, monkeypatch):
     from core import db
     from core.models import Flavor
-    from tasks import common, conductor, db_write
+    from core.writes import resources
+    from tasks import common
+    from tasks.conductor import boot
 
     started: list[dict] = []
     failures: list[tuple] = []
@@ -28,42 +30,42 @@ def cloud(stratus_env, monkeypatch):
         def apply_async(self):
             started.append(self.ctx)
 
-    monkeypatch.setattr(conductor, "boot_canvas", Canvas)
+    monkeypatch.setattr(boot, "boot_canvas", Canvas)
     monkeypatch.setattr(common, "report_failure", lambda ctx, exc, reschedulable=False: failures.append((ctx, exc)))
     with db.write_session() as s:
         for host in ("h1", "h2", "h3"):
-            db_write.report_service(s, host, {"hypervisor_hostname": host, "hypervisor_type": "fake",
-                                              "hypervisor_version": 1, "vcpus": 8, "memory_mb": 8192,
-                                              "local_gb": 100, "host_ip": None})
+            resources.report_service(s, host, {"hypervisor_hostname": host, "hypervisor_type": "fake",
+                                               "hypervisor_version": 1, "vcpus": 8, "memory_mb": 8192,
+                                               "local_gb": 100, "host_ip": None})
         s.add(Flavor(flavorid="42", name="m1.nano", vcpus=1, memory_mb=128, root_gb=1))
-    return conductor, started, failures
+    return boot, started, failures
 
 
 def _boot_into(group_uuid: str, name: str) -> str:
     from core import db
-    from tasks import db_write
+    from core.writes import instances
     uuid = f"{name}-0000-0000-0000-000000000000"[:36]
     with db.write_session() as s:
-        db_write.create_instances(s, {"uuids": [uuid], "name": name, "project_id": "p", "user_id": "u",
-                                      "image_id": "img", "flavor_id": "42", "networks": "none", "request_id": "req",
-                                      "reservation_id": "r", "scheduler_hints": {"group": group_uuid},
-                                      "group_uuid": group_uuid})
+        instances.create_instances(s, {"uuids": [uuid], "name": name, "project_id": "p", "user_id": "u",
+                                       "image_id": "img", "flavor_id": "42", "networks": "none", "request_id": "req",
+                                       "reservation_id": "r", "scheduler_hints": {"group": group_uuid},
+                                       "group_uuid": group_uuid})
     return uuid
 
 
 def _group(policy: str, rules: dict | None = None) -> str:
     from core import db
-    from tasks import db_write
+    from core.writes import groups
     with db.write_session() as s:
-        return db_write.create_server_group(s, {"name": policy, "policy": policy, "rules": rules or {},
-                                                "project_id": "p", "user_id": "u"})["id"]
+        return groups.create_server_group(s, {"name": policy, "policy": policy, "rules": rules or {},
+                                              "project_id": "p", "user_id": "u"})["id"]
 
 
 def _host_of(uuid: str) -> str | None:
     from core import db
-    from tasks import db_write
+    from core.writes import instances
     with db.read_session() as s:
-        return db_write.get_instance(s, uuid).host
+        return instances.get_instance(s, uuid).host
 
 
 def _ctx(uuid: str, hosts: list[str], **extra) -> dict:
@@ -71,45 +73,45 @@ def _ctx(uuid: str, hosts: list[str], **extra) -> dict:
 
 
 def test_claim_skips_hosts_taken_by_other_members_since_scheduling(cloud):
-    conductor, started, _ = cloud
+    boot, started, _ = cloud
     group = _group("anti-affinity")
     first, second = _boot_into(group, "first"), _boot_into(group, "second")
     # Both were scheduled on the same stale view: h1 first.
-    assert conductor.claim(_ctx(first, ["h1", "h2"]))["host"] == "h1"
-    out = conductor.claim(_ctx(second, ["h1", "h2", "h3"]))
+    assert boot.claim(_ctx(first, ["h1", "h2"]))["host"] == "h1"
+    out = boot.claim(_ctx(second, ["h1", "h2", "h3"]))
     assert out["host"] == "h2" and out["alternates"] == ["h3"]
     assert (_host_of(first), _host_of(second)) == ("h1", "h2")
     assert started == []
 
 
 def test_claim_schedules_again_when_every_chosen_host_breaks_the_policy(cloud):
-    conductor, started, failures = cloud
+    boot, started, failures = cloud
     group = _group("anti-affinity", {"max_server_per_host": 2})
     a, b, c = (_boot_into(group, n) for n in ("a", "b", "c"))
-    conductor.claim(_ctx(a, ["h1"]))
-    conductor.claim(_ctx(b, ["h1"]))  # two per host are allowed
+    boot.claim(_ctx(a, ["h1"]))
+    boot.claim(_ctx(b, ["h1"]))  # two per host are allowed
     with pytest.raises(Ignore):
-        conductor.claim(_ctx(c, ["h1"], explanation="stale"))
+        boot.claim(_ctx(c, ["h1"], explanation="stale"))
     assert _host_of(c) is None and failures == []
     assert len(started) == 1 and started[0]["group_retries"] == 1 and "hosts" not in started[0]
     assert started[0]["instance_uuid"] == c
     # Bounded: after max_attempts rounds the boot fails, naming the filter.
     with pytest.raises(ConductorError):
-        conductor.claim(_ctx(c, ["h1"], group_retries=3))
+        boot.claim(_ctx(c, ["h1"], group_retries=3))
     assert "ServerGroupAntiAffinityFilter rejected h1" in str(failures[-1][1])
 
 
 def test_claim_keeps_affinity_members_together(cloud):
-    conductor, started, _ = cloud
+    boot, started, _ = cloud
     group = _group("affinity")
     a, b = _boot_into(group, "a"), _boot_into(group, "b")
-    assert conductor.claim(_ctx(a, ["h2", "h1"]))["host"] == "h2"
-    assert conductor.claim(_ctx(b, ["h1", "h3", "h2"]))["host"] == "h2"
+    assert boot.claim(_ctx(a, ["h2", "h1"]))["host"] == "h2"
+    assert boot.claim(_ctx(b, ["h1", "h3", "h2"]))["host"] == "h2"
 
 
 def test_soft_policies_and_groupless_boots_are_not_rechecked(cloud):
-    conductor, started, _ = cloud
+    boot, started, _ = cloud
     group = _group("soft-anti-affinity")
     a, b = _boot_into(group, "a"), _boot_into(group, "b")
-    assert conductor.claim(_ctx(a, ["h1"]))["host"] == "h1"
-    assert conductor.claim(_ctx(b, ["h1"]))["host"] == "h1"
+    assert boot.claim(_ctx(a, ["h1"]))["host"] == "h1"
+    assert boot.claim(_ctx(b, ["h1"]))["host"] == "h1"

@@ -12,9 +12,9 @@ from core.errors import ApiError
 
 @pytest.fixture
 def api(client, admin, make_user, monkeypatch):
-    from tasks.messaging import rpc
-    from tasks import conductor  # noqa: F401 (registers the conductor tasks)
-    from tasks.messaging import celery_app
+    from tasks.messaging import celery_app, rpc
+
+    celery_app.celery.loader.import_default_modules()  # registers the conductor tasks
 
     def inline_call(name, *args, **_kw):
         reply = celery_app.celery.tasks[name](*args)

@@ -12,9 +12,9 @@ from tests.unit.inprocess import COMPUTE, World, inprocess_conductor, world  # n
 @pytest.fixture
 def runs(monkeypatch) -> list[dict]:
     """The move canvases the conductor starts (their first context), instead of sending them."""
-    from tasks import conductor_moves
+    from tasks.conductor import moves
     started: list[dict] = []
-    monkeypatch.setattr(conductor_moves, "_run", lambda ctx, finish="": started.append(ctx))
+    monkeypatch.setattr(moves, "run_ops", lambda ctx, finish="": started.append(ctx))
     return started
 
 
@@ -52,7 +52,7 @@ def test_shelve_records_its_snapshot_and_unshelve_boots_from_it_then_deletes_it(
     from core.db import read_session
     from core import image_store as store
     from core.models import Image
-    from tasks.conductor_moves import finish_move
+    from tasks.conductor.moves import finish_move
 
     _on_host(world)
     url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
@@ -85,7 +85,7 @@ def test_shelve_records_its_snapshot_and_unshelve_boots_from_it_then_deletes_it(
 def test_refused_or_failed_shelve_leaves_no_image(client, world: World, runs):
     from core.db import read_session
     from core.models import Image
-    from tasks.conductor_moves import move_failed
+    from tasks.conductor.moves import move_failed
 
     url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
     with read_session() as s:
@@ -104,7 +104,7 @@ def test_refused_or_failed_shelve_leaves_no_image(client, world: World, runs):
 def test_unshelve_refuses_when_the_shelved_image_is_gone(client, world: World, runs):
     from core.db import write_session
     from core.models import Image
-    from tasks.conductor_moves import finish_move
+    from tasks.conductor.moves import finish_move
 
     _on_host(world)
     url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}

@@ -15,22 +15,24 @@ import types
 from typing import Any
 
 from celery import chain
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from core import image_store, states
 from core.db import write_session
-from core.models import Allocation, Flavor, Image, Instance, Migration, Service, utcnow
+from core.errors import ConductorError
+from core.models import ComputeNode, Flavor, Image, Instance, Migration, utcnow
 from core.power_state import PowerState
+from core.services import compute_service_up
 from core.settings import get_settings
+from core.writes.instances import add_fault, cas_instance, get_instance, record_event, start_action
+from core.writes.quotas import reserve_resize
+from core.writes.resources import IN_FLIGHT_MIGRATIONS, cas_migration, claim, rekey_allocation, release_allocation
 from drivers import capability
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
-from tasks import db_write
 from tasks.common import new_ctx, sig
-from tasks.conductor import rpc
-from tasks.conductor_actions import (_check_state, _locked_instance, finish_snapshot_image, invalid_state,
-                                     require_driver, snapshot_failed)
-from tasks.db_write import ConductorError
+from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
+                                    rpc, snapshot_failed)
 from tasks.messaging.celery_app import celery
 from tasks.scheduler import load_host_states
 
@@ -57,18 +59,10 @@ def _flavor_snapshot(flavor: Flavor) -> dict:
             "extra_specs": flavor.extra_specs or {}}
 
 
-def _service_up(s, host: str) -> bool:
-    from core.services import service_is_up
-    svc = s.scalars(select(Service).where(Service.host == host, Service.binary == "stratus-compute")).first()
-    return svc is not None and service_is_up(svc)
-
-
-def _rekey_allocation(s, old_consumer: str, new_consumer: str) -> None:
-    s.execute(update(Allocation).where(Allocation.instance_uuid == old_consumer).values(instance_uuid=new_consumer))
-
-
-def _pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_ok: bool,
-                    availability_zone: str | None = None) -> str:
+def pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host_ok: bool,
+                   availability_zone: str | None = None) -> str:
+    """Choose the move's destination as the scheduler would (``requested_host`` only, when given) and claim
+    ``flavor``'s resources there; returns the host, or a 400 ConductorError when none fits."""
     ignore = set() if same_host_ok or not inst.host else {inst.host}
     spec = RequestSpec(instance_uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
                        root_gb=flavor["disk"],
@@ -86,17 +80,10 @@ def _pick_and_claim(s, inst, flavor: dict, requested_host: str | None, same_host
     wanted = types.SimpleNamespace(uuid=inst.uuid, vcpus=flavor["vcpus"], memory_mb=flavor["ram"],
                                    root_gb=flavor["disk"])
     for host in selection.hosts:
-        if db_write.claim(s, wanted, host):
+        if claim(s, wanted, host):
             return host
     raise ConductorError(400, "No valid host was found. All chosen hosts were filled by concurrent requests "
                               "before the claim.")
-
-
-def _quota_delta(s, inst, old: dict, new: dict, sign: int = 1) -> None:
-    """A resize's change of cores and RAM, counted for the instance's project and user (as Nova's upsize check)."""
-    cores, ram = sign * (new["vcpus"] - old["vcpus"]), sign * (new["ram"] - old["ram"])
-    if cores or ram:
-        db_write.reserve_quota(s, inst.project_id, {"instances": 0, "cores": cores, "ram": ram}, inst.user_id)
 
 
 def _moves_disks() -> bool:
@@ -105,16 +92,16 @@ def _moves_disks() -> bool:
 
 def movable_instance(s, uuid: str, rule: dict, needs_host: bool = True) -> Instance:
     """The instance, locked, if the move ``rule`` may start from its states (Nova's 404 / 409 otherwise)."""
-    inst = _locked_instance(s, uuid)
-    _check_state(inst, rule["api"], rule["from"])
+    inst = locked_instance(s, uuid)
+    check_state(inst, rule["api"], rule["from"])
     if needs_host and not inst.host:
         raise ConductorError(409, f"Instance {uuid} is not ready")
     return inst
 
 
-@rpc("start_move")
+@rpc("start_move", session=False)
 def start_move(req: dict) -> dict:
-    """resize, migrate, evacuate, unshelve (live migration: tasks/conductor_live.py)."""
+    """resize, migrate, evacuate, unshelve (live migration: tasks/conductor/live.py)."""
     uuid, action = req["instance_uuid"], req["action"]
     rule = MOVES[action]
     require_driver(action, rule["api"])
@@ -129,9 +116,9 @@ def start_move(req: dict) -> dict:
                                       f"only a resize on the same host is possible (allow_resize_to_same_host).")
         if requested is not None and requested == source:
             raise ConductorError(400, "The target host can't be the same one.")
-        if action == "evacuate" and _service_up(s, source):
+        if action == "evacuate" and compute_service_up(s, source):
             raise ConductorError(400, f"Compute service of {source} is still in use.")
-        if action == "migrate" and not _service_up(s, source):
+        if action == "migrate" and not compute_service_up(s, source):
             raise ConductorError(400, f"Compute service of {source} is unavailable at this time.")
         old_flavor = dict(inst.flavor_snapshot or {})
         new_flavor = old_flavor
@@ -145,7 +132,7 @@ def start_move(req: dict) -> dict:
             if flavor.root_gb < (old_flavor.get("disk") or 0):
                 raise ConductorError(400, "Resizing to a smaller disk flavor is not allowed.")
             new_flavor = _flavor_snapshot(flavor)
-            _quota_delta(s, inst, old_flavor, new_flavor)
+            reserve_resize(s, inst, old_flavor, new_flavor)
         migration = None
         if rule["type"] is not None:
             migration = Migration(instance_uuid=uuid, migration_type=rule["type"], status="migrating",
@@ -155,7 +142,7 @@ def start_move(req: dict) -> dict:
                                   user_id=req.get("user_id"), project_id=inst.project_id)
             s.add(migration)
             s.flush()
-            _rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
+            rekey_allocation(s, uuid, migration.uuid)  # the source's resources, until confirm/revert/finish
         boot_image_id = _shelved_image(s, inst) if action == "unshelve" else None
         # unshelve (2.77/2.91) may name a new zone or null (unpin); the server stays pinned to it afterwards
         zone = req["availability_zone"] if "availability_zone" in req else inst.requested_availability_zone
@@ -164,18 +151,18 @@ def start_move(req: dict) -> dict:
         same_host_ok = action == "resize" and get_settings().allow_resize_to_same_host
         if in_place_only:
             requested = source  # the disks stay where they are
-        dest = _pick_and_claim(s, inst, new_flavor, requested, same_host_ok=same_host_ok, availability_zone=zone)
+        dest = pick_and_claim(s, inst, new_flavor, requested, same_host_ok=same_host_ok, availability_zone=zone)
         if migration is not None:
             migration.dest_compute = migration.dest_node = dest
         # evacuate rebuilds the guest with a new admin password (stored encrypted, as at create)
         secret = {"admin_pass_enc": req["admin_pass_enc"]} if req.get("admin_pass_enc") else {}
         if "availability_zone" in req:
             secret["requested_availability_zone"] = zone
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
-                                     task_state=rule["task_state"], **secret):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=rule["from"],
+                            task_state=rule["task_state"], **secret):
             raise ConductorError(409, f"Cannot '{rule['api']}' instance {uuid}: it changed state concurrently; "
                                       f"retry the request.")
-        db_write.start_action(s, uuid, rule["record"], req["request_id"], req.get("user_id"), req.get("project_id"))
+        start_action(s, uuid, rule["record"], req["request_id"], req.get("user_id"), req.get("project_id"))
         ops = {"resize": [["resize_source", source], ["resize_dest", dest]],
                "migrate": [["resize_source", source], ["resize_dest", dest]],
                "evacuate": [["spawn_here", dest]], "unshelve": [["spawn_here", dest]]}[action]
@@ -184,7 +171,7 @@ def start_move(req: dict) -> dict:
                       prior_vm_state=inst.vm_state, new_flavor=new_flavor, boot_image_id=boot_image_id,
                       power_on=(inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
                                 or action == "unshelve") and not req.get("stop_on_destination"))
-    _run(ctx)
+    run_ops(ctx)
     return {"instance_uuid": uuid, "host": dest}
 
 
@@ -210,7 +197,8 @@ def drop_shelved_image(s, inst) -> tuple[str | None, dict]:
     return image_id, sysmeta
 
 
-def _run(ctx: dict, finish: str = "stratus.conductor.finish_move") -> None:
+def run_ops(ctx: dict, finish: str = "stratus.conductor.finish_move") -> None:
+    """Start the move's compute canvas: one ``move_op`` step per ``ctx["ops"]`` entry, then ``finish``."""
     steps = [sig("stratus.compute.move_op", ctx)] + [sig("stratus.compute.move_op") for _ in ctx["ops"][1:]]
     chain(*steps, sig(finish)).apply_async()
 
@@ -221,28 +209,28 @@ def _latest_migration(s, uuid: str, status: str) -> Migration | None:
 
 
 def _resized_instance(s, uuid: str, api: str):
-    inst = _locked_instance(s, uuid)
-    _check_state(inst, api, (states.RESIZED,))
+    inst = locked_instance(s, uuid)
+    check_state(inst, api, (states.RESIZED,))
     mig = _latest_migration(s, uuid, "finished")
     if mig is None:
         raise ConductorError(400, f"Instance {uuid} has not been resized.")
     return inst, mig
 
 
-@rpc("confirm_resize")
+@rpc("confirm_resize", session=False)
 def confirm_resize(req: dict) -> dict:
     """The new host keeps the server: the source's resources are freed now, its guest removed by a compute task."""
     uuid = req["instance_uuid"]
     with write_session() as s:
         inst, mig = _resized_instance(s, uuid, "confirmResize")
         target = states.STOPPED if inst.power_state == PowerState.SHUTDOWN else states.ACTIVE
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
-                                     vm_state=target):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
+                            vm_state=target):
             raise ConductorError(409, f"Cannot 'confirmResize' instance {uuid}: it changed state concurrently.")
-        db_write.release_allocation(s, mig.uuid)
+        release_allocation(s, mig.uuid)
         mig.status, mig.updated_at = "confirmed", utcnow()
-        db_write.start_action(s, uuid, "confirmResize", req["request_id"], req.get("user_id"),
-                              req.get("project_id"))
+        start_action(s, uuid, "confirmResize", req["request_id"], req.get("user_id"),
+                     req.get("project_id"))
         # the source drops what it kept for a revert: the old guest, or on the same host only its backup
         ctx = new_ctx(uuid, req["request_id"], "confirm_resize", host=mig.source_compute, task_state=None,
                       ops=[["confirm_source", mig.source_compute]], source=mig.source_compute,
@@ -251,17 +239,17 @@ def confirm_resize(req: dict) -> dict:
     return {}
 
 
-@rpc("revert_resize")
+@rpc("revert_resize", session=False)
 def revert_resize(req: dict) -> dict:
     uuid = req["instance_uuid"]
     with write_session() as s:
         inst, mig = _resized_instance(s, uuid, "revertResize")
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
-                                     task_state="resize_reverting"):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=(states.RESIZED,),
+                            task_state="resize_reverting"):
             raise ConductorError(409, f"Cannot 'revertResize' instance {uuid}: it changed state concurrently.")
         mig.status, mig.updated_at = "reverting", utcnow()
-        db_write.start_action(s, uuid, "revertResize", req["request_id"], req.get("user_id"),
-                              req.get("project_id"))
+        start_action(s, uuid, "revertResize", req["request_id"], req.get("user_id"),
+                     req.get("project_id"))
         # resized on its own host: no guest to remove elsewhere, the source's revert replaces the resized one
         ops = [["revert_source", mig.source_compute]]
         if mig.dest_compute != mig.source_compute:
@@ -271,7 +259,7 @@ def revert_resize(req: dict) -> dict:
                       source=mig.source_compute, dest=mig.dest_compute, final_host=mig.source_compute,
                       migration_uuid=mig.uuid,
                       power_on=inst.power_state != PowerState.SHUTDOWN)
-    _run(ctx)
+    run_ops(ctx)
     return {}
 
 
@@ -280,7 +268,7 @@ def revert_resize(req: dict) -> dict:
 _SHELVE_FROM = (states.ACTIVE, states.STOPPED, states.PAUSED, states.SUSPENDED)
 
 
-@rpc("shelve")
+@rpc("shelve", session=False)
 def shelve(req: dict) -> dict:
     """shelve (offloaded at once when shelved_offload_time is 0, Nova's default), shelveOffload, or unshelve of
     a SHELVED (not offloaded) server, which just starts it again on its host."""
@@ -289,24 +277,24 @@ def shelve(req: dict) -> dict:
                                 "shelve_offload": ((states.SHELVED,), "shelving_offloading", "shelveOffload"),
                                 "unshelve_on_host": ((states.SHELVED,), "unshelving", "unshelve")}[action]
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.deleted:
             raise ConductorError(404, f"Instance {uuid} could not be found.")
         if inst.vm_state not in allowed:
             raise invalid_state(api, uuid, "vm_state", inst.vm_state)
         if inst.task_state is not None:
             raise invalid_state(api, uuid, "task_state", inst.task_state)
-        if not db_write.cas_instance(s, uuid, expected_task_state=None, expected_vm_states=allowed,
-                                     task_state=task_state):
+        if not cas_instance(s, uuid, expected_task_state=None, expected_vm_states=allowed,
+                            task_state=task_state):
             raise ConductorError(409, f"Cannot '{api}' instance {uuid}: it changed state concurrently.")
-        db_write.start_action(s, uuid, api, req["request_id"], req.get("user_id"), req.get("project_id"))
+        start_action(s, uuid, api, req["request_id"], req.get("user_id"), req.get("project_id"))
         offload = action == "shelve_offload" or (action == "shelve" and get_settings().shelved_offload_time == 0)
         op = {"shelve": "shelve_offload" if offload else "shelve", "shelve_offload": "offload",
               "unshelve_on_host": "power_on"}[action]
         ctx = new_ctx(uuid, req["request_id"], action, host=inst.host, task_state=task_state,
                       ops=[[op, inst.host]], offload=offload, source=inst.host, dest=inst.host,
                       final_host=inst.host, image_id=req.get("image_id") if action == "shelve" else None)
-    _run(ctx)
+    run_ops(ctx)
     return {}
 
 
@@ -325,7 +313,7 @@ def finish_move(ctx: dict) -> None:
     with write_session() as s:
         mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
             if ctx.get("migration_uuid") else None
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.deleted or inst.task_state != ctx["task_state"] or (
                 action == "live_migrate" and mig.status not in LIVE_MIGRATION_ACTIVE):
             LOG.info("finish_move %s for %s lost its race; nothing written", action, uuid)
@@ -345,22 +333,22 @@ def finish_move(ctx: dict) -> None:
                       "vm_state": states.ACTIVE if ctx["power_on"] else states.STOPPED, "flavor_snapshot": old,
                       "vcpus": old["vcpus"], "memory_mb": old["ram"], "root_gb": old["disk"],
                       **({"flavor_id": row} if row is not None else {})}
-            db_write.release_allocation(s, uuid)  # the destination's claim
-            _rekey_allocation(s, mig.uuid, uuid)  # the source's resources are the instance's again
-            _quota_delta(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
+            release_allocation(s, uuid)  # the destination's claim
+            rekey_allocation(s, mig.uuid, uuid)  # the source's resources are the instance's again
+            reserve_resize(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
             event, status = "compute_finish_revert_resize", "reverted"
         elif action == "live_migrate" and ctx.get("aborted"):
             # live_migration_abort: the guest still runs on the source, which gets its resources back
             values = {"power_state": power, "vm_state": ctx["prior_vm_state"]}
-            db_write.release_allocation(s, uuid)  # the destination's claim
-            _rekey_allocation(s, mig.uuid, uuid)
+            release_allocation(s, uuid)  # the destination's claim
+            rekey_allocation(s, mig.uuid, uuid)
             event, status = "compute_live_migration", "cancelled"
         elif action in ("live_migrate", "evacuate"):
             # evacuate: the guest runs again unless it was stopped or the caller asked 2.95's stop on arrival
             target = ctx["prior_vm_state"] if action == "live_migrate" else (
                 states.ACTIVE if ctx["power_on"] else states.STOPPED)
             values = {**on_dest, "vm_state": target}
-            db_write.release_allocation(s, mig.uuid)
+            release_allocation(s, mig.uuid)
             event = "compute_live_migration" if action == "live_migrate" else "compute_rebuild_instance"
             status = "completed" if action == "live_migrate" else "done"
         elif action == "unshelve":
@@ -375,24 +363,23 @@ def finish_move(ctx: dict) -> None:
                                              "shelved_at": utcnow().isoformat(), "shelved_host": ctx["source"]}
             if ctx["offload"]:
                 values.update(host=None, node=None)
-                db_write.release_allocation(s, uuid)
+                release_allocation(s, uuid)
             status = None
         else:  # unshelve_on_host: a SHELVED (not offloaded) server starts again where it is
             values = {"vm_state": states.ACTIVE, "power_state": power}
             dropped_image, values["system_metadata"] = drop_shelved_image(s, inst)
             status = None
-        db_write.cas_instance(s, uuid, expected_task_state=ctx["task_state"], task_state=None, **values)
+        cas_instance(s, uuid, expected_task_state=ctx["task_state"], task_state=None, **values)
         if mig is not None and status and action == "live_migrate":
-            db_write.cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, status)
+            cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, status)
         elif mig is not None and status:
             mig.status, mig.updated_at = status, utcnow()
-        db_write.record_event(s, uuid, ctx["request_id"], event, ctx.get("t0"), "Success", host=ctx.get("host"))
+        record_event(s, uuid, ctx["request_id"], event, ctx.get("t0"), "Success", host=ctx.get("host"))
     if dropped_image:
         image_store.delete(dropped_image)
 
 
 def _az(s, host: str) -> str:
-    from core.models import ComputeNode
     return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host)) or "nova"
 
 
@@ -401,8 +388,8 @@ def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
     still have a guest of it."""
     hosts: set[str] = set()
     for mig in s.scalars(select(Migration).where(Migration.instance_uuid == uuid, Migration.status.in_(
-            db_write.IN_FLIGHT_MIGRATIONS))):
-        db_write.release_allocation(s, mig.uuid)
+            IN_FLIGHT_MIGRATIONS))):
+        release_allocation(s, mig.uuid)
         hosts.update(h for h in (mig.source_compute, mig.dest_compute) if h)
         mig.status = "confirmed" if mig.status == "finished" else "error"
         mig.updated_at = utcnow()
@@ -411,14 +398,14 @@ def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
 
 
 def move_failed(ctx: dict, message: str, details: str) -> None:
-    """A move step failed (called from conductor.step_failed): give back the destination's claim and the
+    """A move step failed (called from boot.step_failed): give back the destination's claim and the
     source's resources, record the fault, and leave the server where it is (ERROR for resize, migrate and
     evacuate as Nova does; a failed live migration or unshelve keeps its previous state)."""
     uuid, action = ctx["instance_uuid"], ctx["action"]
     if action == "shelve" and ctx.get("image_id"):
         snapshot_failed(ctx)  # Nova deletes the snapshot image of a failed shelve
     with write_session() as s:
-        inst = db_write.get_instance(s, uuid, lock=True)
+        inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.deleted or inst.task_state != ctx.get("task_state"):
             return
         mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
@@ -427,23 +414,23 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
             return  # cancelled while queued; the conductor already rolled it back
         values: dict[str, Any] = {}
         if action in ("resize", "migrate", "evacuate", "live_migrate", "unshelve") and ctx.get("dest"):
-            db_write.release_allocation(s, uuid)  # the destination's claim
+            release_allocation(s, uuid)  # the destination's claim
             if mig is not None:
-                _rekey_allocation(s, mig.uuid, uuid)
+                rekey_allocation(s, mig.uuid, uuid)
             if action == "resize":
-                _quota_delta(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
+                reserve_resize(s, inst, mig.old_flavor, mig.new_flavor, sign=-1)
             if action in ("resize", "migrate", "evacuate"):
                 values["vm_state"] = states.ERROR
         if action == "revert_resize":
             values["vm_state"] = states.ERROR
         if mig is not None and action == "live_migrate":
-            db_write.cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, "error")
+            cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, "error")
         elif mig is not None:
             mig.status, mig.updated_at = "error", utcnow()
-        db_write.cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), task_state=None, **values)
-        db_write.add_fault(s, uuid, 500, message, details, ctx.get("host"))
-        db_write.record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"), "Error",
-                              host=ctx.get("host"), traceback=details, details=message)
+        cas_instance(s, uuid, expected_task_state=ctx.get("task_state"), task_state=None, **values)
+        add_fault(s, uuid, 500, message, details, ctx.get("host"))
+        record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"), "Error",
+                     host=ctx.get("host"), traceback=details, details=message)
 
 
 MOVE_ACTIONS = (*MOVES, "revert_resize", "shelve", "shelve_offload", "unshelve_on_host")

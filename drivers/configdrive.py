@@ -1,4 +1,5 @@
-"""The config drive: an ISO 9660 volume labelled ``config-2`` (Nova's format), made with genisoimage.
+"""The config drive: an ISO 9660 volume labelled ``config-2`` (Nova's format), made with genisoimage on the
+hypervisor's host (as nova/virt/configdrive.py) from the files ``core.metadata_docs`` renders.
 
 genisoimage (or xorriso's mkisofs emulation) comes from Debian: ``apt-get install genisoimage`` (or xorriso).
 Rock Ridge and Joliet keep the file names as written (meta_data.json, user-data), as Nova's mkisofs call does.

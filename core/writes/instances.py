@@ -1,0 +1,212 @@
+"""The conductor's writes of instance rows: the create (quota, rows, actions, tags, fixed IPs, group membership), the
+compare-and-swap of an instance's state, faults, and instance actions and their events.
+
+Every state change is a compare-and-swap: an UPDATE whose WHERE clause names the expected task_state, so a lost
+race changes nothing and the caller learns it from the row count.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from typing import Any
+
+from sqlalchemy import DateTime, String, Text, and_, bindparam, insert, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from core import network, states
+from core.db import plain_rows
+from core.errors import ConductorError
+from core.models import (Flavor, Instance, InstanceAction, InstanceActionEvent, InstanceFault, InstanceGroup,
+                         InstanceGroupMember, InstanceTag, utcnow)
+from core.writes import networking, quotas
+
+_UNSET = object()
+
+
+def get_instance(s: Session, uuid: str, *, lock: bool = False) -> Instance | None:
+    q = select(Instance).where(Instance.uuid == uuid)
+    if lock:
+        q = q.with_for_update()
+    return s.scalars(q).first()
+
+
+def cas_instance(s: Session, uuid: str, expected_task_state: Any = _UNSET, expected_vm_states: tuple = (),
+                 **values: Any) -> bool:
+    """UPDATE the live instance only if its task_state (and vm_state) are still what the caller saw."""
+    params: dict[str, Any] = {"cas_uuid": uuid}
+    if expected_task_state is _UNSET:
+        shape: tuple = ()
+    elif isinstance(expected_task_state, (tuple, list)):
+        named = [t for t in expected_task_state if t is not None]
+        shape = ("in" if named else "", None in expected_task_state)
+        params["cas_task_states"] = named
+    elif expected_task_state is None:
+        shape = ("", True)
+    else:
+        shape = ("one", False)
+        params["cas_task_state"] = expected_task_state
+    if expected_vm_states:
+        params["cas_vm_states"] = list(expected_vm_states)
+    values.setdefault("updated_at", utcnow())
+    params.update({f"cas_set_{k}": v for k, v in values.items()})
+    # A Core UPDATE (the ORM's bulk-update machinery cost more than the statement); a copy of the instance the
+    # session holds is brought up to date by hand, as synchronize_session="evaluate" would. Pending ORM changes
+    # are written first, as the ORM statement's autoflush did.
+    s.flush()
+    if s.execute(_cas_update(shape, bool(expected_vm_states), tuple(values)), params).rowcount != 1:
+        return False
+    for obj in list(s.identity_map.values()):
+        if isinstance(obj, Instance) and obj.__dict__.get("uuid") == uuid:
+            for key, value in values.items():
+                set_committed_value(obj, key, value)
+    return True
+
+
+_I = Instance.__table__.c
+
+
+@functools.lru_cache(maxsize=256)
+def _cas_update(task_state: tuple, vm_states: bool, keys: tuple[str, ...]) -> Any:
+    """cas_instance's UPDATE for one shape of call, built once with bound parameters. ``task_state`` is () (not
+    checked) or (how the named states are matched: "one", "in" or "", whether NULL matches too)."""
+    conds = [_I.uuid == bindparam("cas_uuid", type_=String), _I.deleted == 0]
+    if task_state:
+        how, none_ok = task_state
+        cond = {"one": _I.task_state == bindparam("cas_task_state", type_=String),
+                "in": _I.task_state.in_(bindparam("cas_task_states", expanding=True)), "": None}[how]
+        if none_ok:
+            cond = _I.task_state.is_(None) if cond is None else (cond | _I.task_state.is_(None))
+        conds.append(cond)
+    if vm_states:
+        conds.append(_I.vm_state.in_(bindparam("cas_vm_states", expanding=True)))
+    return update(Instance.__table__).where(and_(*conds)).values(
+        {_I[k]: bindparam(f"cas_set_{k}", type_=_I[k].type) for k in keys})
+
+
+def update_instance(s: Session, uuid: str, values: dict) -> None:
+    """User-settable fields (name, description, hostname, access IPs, lock) of a live instance."""
+    allowed = {"display_name", "display_description", "hostname", "access_ip_v4", "access_ip_v6", "locked",
+               "locked_reason", "locked_by"}
+    if set(values) - allowed:
+        raise ConductorError(400, f"Cannot update {sorted(set(values) - allowed)}")
+    if not cas_instance(s, uuid, **values):
+        raise ConductorError(404, f"Instance {uuid} could not be found.")
+
+
+def add_fault(s: Session, uuid: str, code: int, message: str, details: str = "", host: str | None = None) -> None:
+    s.add(InstanceFault(instance_uuid=uuid, code=code, message=message[:255], details=details, host=host))
+
+
+# The flavor columns a create copies into its instances, plain (an ORM Flavor per boot was 11 % of the conductor).
+_BOOT_FLAVOR = select(Flavor.id, Flavor.flavorid, Flavor.name, Flavor.vcpus, Flavor.memory_mb, Flavor.root_gb,
+                      Flavor.ephemeral_gb, Flavor.swap, Flavor.extra_specs).where(
+    Flavor.flavorid == bindparam("flavorid", type_=String), Flavor.disabled.is_(False))
+
+
+def create_instances(s: Session, req: dict) -> list[str]:
+    """The rows of a (multi-)create in the caller's transaction: quota, instances, their create actions, tags,
+    fixed IPs and group membership (Core INSERTs: nothing here is read back as an object)."""
+    flavor = plain_rows(s, _BOOT_FLAVOR, {"flavorid": req["flavor_id"]}).first()
+    if flavor is None:
+        raise ConductorError(400, f"Flavor {req['flavor_id']} could not be found.")
+    max_count = int(req.get("count", 1))
+    count = quotas.reserve_instances(s, req["project_id"], flavor.vcpus, flavor.memory_mb,
+                                     int(req.get("min_count", max_count)), max_count, req["user_id"])
+    now = utcnow()
+    snapshot = {"id": flavor.flavorid, "name": flavor.name, "vcpus": flavor.vcpus, "ram": flavor.memory_mb,
+                "disk": flavor.root_gb, "ephemeral": flavor.ephemeral_gb, "swap": flavor.swap,
+                "extra_specs": flavor.extra_specs or {}}
+    uuids = list(req["uuids"])[:count]
+    group = _lock_group_for_boot(s, req, count)
+    for index, uuid in enumerate(uuids):
+        name = req["name"] if count == 1 else f"{req['name']}-{index + 1}"
+        s.execute(insert(Instance.__table__), dict(
+            uuid=uuid, display_name=name, display_description=req.get("description"),
+            hostname=req.get("hostname") or _hostname(name), project_id=req["project_id"],
+            user_id=req["user_id"], image_ref=req["image_id"], flavor_id=flavor.id, flavor_snapshot=snapshot,
+            vcpus=flavor.vcpus, memory_mb=flavor.memory_mb, root_gb=flavor.root_gb,
+            vm_state=states.BUILDING, task_state=states.SCHEDULING, power_state=0,
+            requested_availability_zone=req.get("availability_zone"),
+            availability_zone=req.get("availability_zone"), key_name=req.get("key_name"),
+            key_data=req.get("key_data"), user_data_enc=req.get("user_data_enc"),
+            admin_pass_enc=req.get("admin_pass_enc"), config_drive=req.get("config_drive") or "",
+            metadata_items=req.get("metadata") or {}, networks_request=req.get("networks"),
+            scheduler_hints=req.get("scheduler_hints") or {}, access_ip_v4=req.get("access_ip_v4"),
+            access_ip_v6=req.get("access_ip_v6"), root_device_tag=req.get("root_device_tag"), launch_index=index,
+            requested_host=req.get("requested_host"),
+            reservation_id=req["reservation_id"],
+            created_at=now, updated_at=now))
+        start_action(s, uuid, "create", req["request_id"], req["user_id"], req["project_id"], now)
+        tags = list(dict.fromkeys(req.get("tags") or []))
+        if tags:
+            s.execute(insert(InstanceTag.__table__), [{"instance_uuid": uuid, "tag": tag} for tag in tags])
+        if network.wants_network(req.get("networks")):
+            networking.allocate_fixed_ip(s, uuid, network.requested_tag(req.get("networks")))
+        if group is not None:
+            s.execute(insert(InstanceGroupMember.__table__),
+                      {"group_id": group.id, "instance_uuid": uuid, "user_id": req["user_id"]})
+    return uuids
+
+
+def _lock_group_for_boot(s: Session, req: dict, count: int) -> InstanceGroup | None:
+    """The server group named by the boot's ``group`` hint, locked (its member count is checked against quota)."""
+    if not req.get("group_uuid"):
+        return None
+    group = s.scalars(select(InstanceGroup).where(InstanceGroup.uuid == req["group_uuid"]).with_for_update()).first()
+    if group is None:  # deleted since the API looked it up
+        raise ConductorError(400, f"Instance group {req['group_uuid']} could not be found.")
+    quotas.check_server_group_quota(s, req["project_id"], req["user_id"], group_id=group.id, members=count)
+    return group
+
+
+def _hostname(name: str) -> str:
+    out = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-.")
+    return (out or "server")[:63]
+
+
+def start_action(s: Session, uuid: str, action: str, request_id: str, user_id: str | None,
+                 project_id: str | None, now: dt.datetime | None = None) -> None:
+    now = now or utcnow()
+    s.execute(insert(InstanceAction.__table__), {"action": action, "instance_uuid": uuid, "request_id": request_id,
+                                                 "user_id": user_id, "project_id": project_id, "start_time": now,
+                                                 "updated_at": now})
+
+
+def record_event(s: Session, uuid: str, request_id: str, event: str, started: float | None, result: str,
+                 host: str | None = None, traceback: str | None = None, finish_action: bool = True,
+                 details: str | None = None) -> None:
+    """Add an event to the instance's action of ``request_id`` (and finish the action): the action's id is read
+    inside the INSERT (no row when the instance has no such action) and the UPDATE finds the action by the same
+    key, two statements in all."""
+    now = utcnow()
+    start = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None) if started else now
+    s.execute(_EVENT_INSERT, {"ev_uuid": uuid, "ev_request_id": request_id, "ev_event": event, "ev_start_time": start,
+                              "ev_finish_time": now, "ev_result": result, "ev_traceback": traceback,
+                              "ev_host": host, "ev_details": details})
+    s.execute(_finish_action(finish_action, result != "Success"),
+              {"ev_uuid": uuid, "ev_request_id": request_id, "ev_now": now})
+
+
+# record_event's statements, built once with bound parameters (built per call, with literal values, they cost
+# more than their execution).
+_OF_REQUEST = (InstanceAction.instance_uuid == bindparam("ev_uuid", type_=String),
+               InstanceAction.request_id == bindparam("ev_request_id", type_=String))
+_EVENT_FIELDS = {"event": String, "start_time": DateTime, "finish_time": DateTime, "result": String,
+                 "traceback": Text, "host": String, "details": Text}
+_EVENT_INSERT = insert(InstanceActionEvent.__table__).from_select(
+    ["action_id", *_EVENT_FIELDS],
+    select(InstanceAction.id, *(bindparam(f"ev_{name}", type_=kind) for name, kind in _EVENT_FIELDS.items()))
+    .where(*_OF_REQUEST).limit(1))
+
+
+@functools.lru_cache(maxsize=4)
+def _finish_action(finish: bool, failed: bool) -> Any:
+    """The action's UPDATE: its updated_at, and when ``finish`` its finish_time (and message "Error" if failed)."""
+    now = bindparam("ev_now", type_=DateTime)
+    values: dict[str, Any] = {"updated_at": now}
+    if finish:
+        values["finish_time"] = now
+        if failed:
+            values["message"] = "Error"
+    return update(InstanceAction.__table__).where(*_OF_REQUEST).values(**values)
