@@ -11,7 +11,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_migrate import Migrate
     from flask_sqlalchemy import SQLAlchemy
 
-    from app import auth, cli, errors, limits, microversion, openapi, policy
+    from app import auth, cli, errors, limits, microversion, openapi, policy, response_log
     from tasks.messaging import rpc
     from app.compute import register as register_compute
     from app.identity import bp as identity_bp
@@ -31,6 +31,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     app.json = OrjsonProvider(app)  # keys unsorted, as Nova's bodies
+    response_log.init_app(app)  # first registered, so it records the final response; inert unless tests set it
     logging.basicConfig(level=settings.log_level)
     settings.state_path.mkdir(parents=True, exist_ok=True)
 
