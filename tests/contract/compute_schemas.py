@@ -77,7 +77,7 @@ class Amended:
     Nova. Only for Nova's behaviour, never Stratus's."""
     ref: "Ref"
     since: str
-    patch: Callable[[dict], None]
+    patch: Callable[[dict, dict], None]  # (a copy of the schema, the record)
     why: str
 
 
@@ -103,10 +103,36 @@ def _evacuate(record: dict) -> Ref:
     return AdminPass(plain, Fixed(servers_v21, "evacuate_server_with_admin_pass")) if mv < (2, 14) else plain
 
 
-def _with_links(collection: str) -> Callable[[dict], None]:
-    def patch(schema: dict) -> None:
+def _with_links(collection: str) -> Callable[[dict, dict], None]:
+    def patch(schema: dict, record: dict) -> None:
         schema["response_body"]["properties"][f"{collection}_links"] = links
     return patch
+
+
+# Nova 2.88 removed these from a hypervisor's detail and show (nova/api/openstack/compute/hypervisors.py) and added
+# uptime; its schema (schemas/hypervisors.py, _hypervisor_detail_response_v288) keeps disk_available_least optional.
+_GONE_AT_288 = ("cpu_info", "current_workload", "free_disk_gb", "free_ram_mb", "local_gb", "local_gb_used",
+                "memory_mb", "memory_mb_used", "running_vms", "vcpus", "vcpus_used")
+
+
+def _hypervisor_288(*path: str) -> Callable[[dict, dict], None]:
+    def patch(schema: dict, record: dict) -> None:
+        node = schema["response_body"]
+        for key in path:
+            node = node["properties"][key] if key != "items" else node["items"]
+        for field in _GONE_AT_288:
+            node["properties"].pop(field, None)
+        node["required"] = [f for f in node["required"] if f not in _GONE_AT_288 + ("disk_available_least",)]
+        node["properties"]["uptime"] = {"type": ["string", "null"]}
+        node["required"].append("uptime")
+    return patch
+
+
+def _tag_already_there(schema: dict, record: dict) -> None:
+    # Nova answers 204 without a Location when the server already has the tag (server_tags.py update), 201 with
+    # one when it adds it; tempest's update_tag asks for a Location on both.
+    if record["status"] == 204:
+        schema.pop("response_header", None)
 
 
 def _create_server(record: dict) -> Ref | None:
@@ -171,7 +197,9 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("PUT", f"{_V21}/servers/<server_id>/tags"): Versioned(ServersClient, "update_all_tags"),
     ("DELETE", f"{_V21}/servers/<server_id>/tags"): Versioned(ServersClient, "delete_all_tags"),
     ("GET", f"{_V21}/servers/<server_id>/tags/<tag>"): Versioned(ServersClient, "check_tag_existence"),
-    ("PUT", f"{_V21}/servers/<server_id>/tags/<tag>"): Versioned(ServersClient, "update_tag"),
+    ("PUT", f"{_V21}/servers/<server_id>/tags/<tag>"): Amended(
+        Versioned(ServersClient, "update_tag"), "2.26", _tag_already_there,
+        "Nova's 204 for a tag the server already has carries no Location"),
     ("DELETE", f"{_V21}/servers/<server_id>/tags/<tag>"): Versioned(ServersClient, "delete_tag"),
     # flavors, extra specs, access
     ("GET", f"{_V21}/flavors"): Versioned(FlavorsClient, "list_flavors"),
@@ -215,15 +243,21 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
         "set_metadata": Versioned(AggregatesClient, "aggregate_set_metadata")}),
     # hypervisors (tempest's list_hypervisors validates the plain list with list_search_hypervisors)
     ("GET", f"{_V21}/os-hypervisors"): Versioned(HypervisorClient, "list_search_hypervisors"),
-    ("GET", f"{_V21}/os-hypervisors/detail"): Versioned(HypervisorClient, "list_hypervisors_detail"),
-    ("GET", f"{_V21}/os-hypervisors/<hypervisor_id>"): Versioned(HypervisorClient, "get_hypervisor"),
+    ("GET", f"{_V21}/os-hypervisors/detail"): Amended(
+        Versioned(HypervisorClient, "list_hypervisors_detail"), "2.88", _hypervisor_288("hypervisors", "items"),
+        "tempest has no 2.88 hypervisor schema; Nova's detail_response_v288 drops the usage fields, adds uptime"),
+    ("GET", f"{_V21}/os-hypervisors/<hypervisor_id>"): Amended(
+        Versioned(HypervisorClient, "get_hypervisor"), "2.88", _hypervisor_288("hypervisor"),
+        "tempest has no 2.88 hypervisor schema; Nova's show_response_v288 drops the usage fields, adds uptime"),
     ("GET", f"{_V21}/os-hypervisors/<pattern>/search"): Versioned(HypervisorClient, "list_search_hypervisors"),
     ("GET", f"{_V21}/os-hypervisors/<pattern>/servers"): Versioned(HypervisorClient, "get_hypervisors_servers"),
     ("GET", f"{_V21}/os-hypervisors/statistics"): Versioned(HypervisorClient, "get_hypervisor_statistics"),
     # services, migrations, usage
     ("GET", f"{_V21}/os-services"): Versioned(ServicesClient, "list_services"),
     ("PUT", f"{_V21}/os-services/<service_id>"): Select(_services_put, "verbs before 2.53, the UUID from 2.53"),
-    ("GET", f"{_V21}/os-migrations"): Versioned(MigrationsClient, "list_migrations"),
+    ("GET", f"{_V21}/os-migrations"): Amended(
+        Versioned(MigrationsClient, "list_migrations"), "2.59", _with_links("migrations"),
+        "Nova pages migrations from 2.59 and adds migrations_links (schemas/migrations.py index_response_v259)"),
     ("GET", f"{_V21}/os-simple-tenant-usage"): Fixed(usages_v21, "list_tenant_usage"),
     ("GET", f"{_V21}/os-simple-tenant-usage/<tenant_id>"): Select(_tenant_usage, "Nova's {} for an unused project"),
     # quotas

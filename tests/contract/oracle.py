@@ -78,7 +78,7 @@ def resolve(ref: Ref, record: dict) -> tuple[dict, str] | None:
         if found is None or _version(record.get("microversion")) < _version(ref.since):
             return found
         schema = copy.deepcopy(found[0])
-        ref.patch(schema)
+        ref.patch(schema, record)
         return schema, f"{found[1]} (amended: {ref.why})"
     module = _module_for(ref.client, record.get("microversion")) if isinstance(ref, Versioned) else ref.module
     if not hasattr(module, ref.name):

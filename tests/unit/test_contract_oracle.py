@@ -168,3 +168,12 @@ def test_keypairs_links_amendment_follows_nova(version, allowed):
               "kind": "application/json", "body": {"keypairs": [], "keypairs_links": [
                   {"href": "http://x/v2.1/os-keypairs?marker=k", "rel": "next"}]}}
     assert (check(record) == []) is allowed
+
+
+@pytest.mark.parametrize("status, location, allowed", [(204, None, True), (201, None, False),
+                                                       (201, "http://x/v2.1/servers/s/tags/t", True)])
+def test_tag_update_location_follows_nova(status, location, allowed):
+    """Nova's 204 (the server already has the tag) carries no Location; its 201 does."""
+    record = {"method": "PUT", "rule": "/v2.1/servers/<server_id>/tags/<tag>", "microversion": "2.26",
+              "status": status, "kind": "empty", "body": None, "location": location}
+    assert (check(record) == []) is allowed
