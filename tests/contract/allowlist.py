@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
+from tests.contract.compute_schemas import version_tuple
+
 if TYPE_CHECKING:
     from tests.contract.oracle import Violation
 
@@ -25,13 +27,8 @@ class Known:
             return False
         if self.microversions is None:
             return True
-        mv = _version(v.microversion or "2.1")
-        return _version(self.microversions[0]) <= mv <= _version(self.microversions[1])
-
-
-def _version(text: str) -> tuple[int, int]:
-    major, minor = text.split(".")
-    return int(major), int(minor)
+        low, high = self.microversions
+        return version_tuple(low) <= version_tuple(v.microversion) <= version_tuple(high)
 
 
 _SERVERS = "/v2.1/servers/<server_id>"

@@ -83,6 +83,12 @@ class Amended:
 
 Ref = Union[Versioned, Fixed, AdminPass, ByAction, Select, Amended]
 
+def version_tuple(text: str | None) -> tuple[int, int]:
+    """"2.14" -> (2, 14); no microversion is 2.1 (tempest's rule for a request without one)."""
+    major, minor = (text or "2.1").split(".")
+    return int(major), int(minor)
+
+
 _COMMON_ACTION = Fixed(servers_v21, "server_actions_common_schema")  # 202, no body
 _V21 = "/v2.1"
 
@@ -98,9 +104,10 @@ def _services_put(record: dict) -> Ref:
 
 def _evacuate(record: dict) -> Ref:
     # Nova returns adminPass below 2.14 (when enable_instance_password is on) and no body from 2.14.
-    mv = tuple(int(p) for p in (record.get("microversion") or "2.1").split("."))
     plain = Fixed(servers_v21, "evacuate_server")
-    return AdminPass(plain, Fixed(servers_v21, "evacuate_server_with_admin_pass")) if mv < (2, 14) else plain
+    if version_tuple(record.get("microversion")) >= (2, 14):
+        return plain
+    return AdminPass(plain, Fixed(servers_v21, "evacuate_server_with_admin_pass"))
 
 
 def _with_links(collection: str) -> Callable[[dict, dict], None]:

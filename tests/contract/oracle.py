@@ -20,8 +20,8 @@ from tempest.lib.common import api_version_request
 from tempest.lib.common.jsonschema_validator import FORMAT_CHECKER, JSONSCHEMA_VALIDATOR
 
 from tests.contract import allowlist
-from tests.contract.compute_schemas import (
-    ENDPOINTS, NO_SCHEMA, NO_SCHEMA_ACTIONS, AdminPass, Amended, ByAction, Fixed, Ref, Select, Versioned, not_compute)
+from tests.contract.compute_schemas import (ENDPOINTS, NO_SCHEMA, NO_SCHEMA_ACTIONS, AdminPass, Amended, ByAction,
+                                            Fixed, Ref, Select, Versioned, not_compute, version_tuple)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ def resolve(ref: Ref, record: dict) -> tuple[dict, str] | None:
         return resolve(ref.with_pass if has_pass else ref.plain, record)
     if isinstance(ref, Amended):
         found = resolve(ref.ref, record)
-        if found is None or _version(record.get("microversion")) < _version(ref.since):
+        if found is None or version_tuple(record.get("microversion")) < version_tuple(ref.since):
             return found
         schema = copy.deepcopy(found[0])
         ref.patch(schema, record)
@@ -85,11 +85,6 @@ def resolve(ref: Ref, record: dict) -> tuple[dict, str] | None:
         raise Unmapped(f"{module.__name__} has no {ref.name}")
     return getattr(module, ref.name), f"{module.__name__.removeprefix('tempest.lib.api_schema.response.')}." \
                                       f"{ref.name}"
-
-
-def _version(text: str | None) -> tuple[int, int]:
-    major, minor = (text or "2.1").split(".")
-    return int(major), int(minor)
 
 
 def _errors(schema: dict, instance: object) -> list[str]:
