@@ -18,7 +18,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_migrate import Migrate
     from flask_sqlalchemy import SQLAlchemy
 
-    from app import auth, cli, errors, microversion, openapi, policy, request_limits, versions
+    from app import auth, cli, errors, microversion, openapi, policy, request_limits, response_log, versions
     from app.compute import (aggregates, availability_zones, consoles, flavor_access, flavors, hypervisors,
                              instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
                              server_groups, server_metadata, server_tags, servers, services, usage)
@@ -40,6 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     app.json = OrjsonProvider(app)  # keys unsorted, as Nova's bodies
+    response_log.init_app(app)  # first registered, so it records the final response; inert unless tests set it
     logging.basicConfig(level=settings.log_level)
     settings.state_path.mkdir(parents=True, exist_ok=True)
 

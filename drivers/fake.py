@@ -270,7 +270,8 @@ class FakeDriver(ComputeDriver):
         return {
             "state": {PowerState.RUNNING: "running", PowerState.PAUSED: "paused", PowerState.SHUTDOWN: "shutdown",
                       PowerState.SUSPENDED: "suspended"}.get(g["power_state"], "pending"),
-            "driver": "fake", "hypervisor": "fake", "hypervisor_os": "fake-os", "uptime": uptime,
+            # Nova's enumeration has no "fake": its own fake driver reports driver "libvirt" (nova/virt/fake.py)
+            "driver": "libvirt", "hypervisor": "fake", "hypervisor_os": "fake-os", "uptime": uptime,
             "config_drive": bool(g.get("config_drive_attached")), "num_cpus": g["vcpus"],
             "num_nics": len(g.get("nics", [])), "num_disks": 1,
             "memory_details": {"maximum": g["memory_mb"], "used": g["memory_mb"] if running else 0},
