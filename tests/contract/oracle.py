@@ -39,6 +39,9 @@ class Violation:
         return f"{what} @ {self.microversion or '-'} -> {self.status} ({self.schema}): {self.complaint}"
 
 
+UNMAPPED_ROUTE = "route is in neither compute_schemas.ENDPOINTS nor NO_SCHEMA"
+
+
 class Unmapped(Exception):
     """A compute response the mapping does not cover: a new route or action must be added to one list."""
 
@@ -109,7 +112,7 @@ def check(record: dict) -> list[Violation]:
 
     try:
         if (method, rule) not in ENDPOINTS:
-            raise Unmapped("route is in neither compute_schemas.ENDPOINTS nor NO_SCHEMA")
+            raise Unmapped(UNMAPPED_ROUTE)
         found = resolve(ENDPOINTS[(method, rule)], record)
     except Unmapped as exc:
         return [violation("?", str(exc))]

@@ -92,6 +92,7 @@ def test_routes_added_later_appear_automatically(app):
     assert body["schema"]["additionalProperties"] is False and body["schema"]["required"] == ["widget"]
 
 
+@pytest.mark.own_routes
 def test_body_schema_validates_what_the_document_shows(app, request):
     """The view gets the loaded body; what the schema refuses (for the request's microversion) is Nova's 400."""
     app.register_blueprint(_widgets(), url_prefix="/v2.1")
