@@ -308,10 +308,15 @@ def test_rescue_rebuild_image_crash_dump_diagnostics(env):
         assert alice("DELETE", f"/servers/{server}").status_code == 204
 
 
+# Long enough that the first reclaim below runs well within it on a loaded machine (run_task starts a Python
+# process that imports Celery, about 1-3 s here); a 2 s interval let that run reclaim the server already.
+RECLAIM_INTERVAL = 10
+
+
 @pytest.fixture(scope="module")
 def soft_delete_stack(tmp_path_factory):
     st = Stack(tmp_path_factory.mktemp("softdelete"), BACKENDS["sqlite-filesystem"], compute_hosts="fake-1",
-               extra_env={"STRATUS_RECLAIM_INSTANCE_INTERVAL": "2"})
+               extra_env={"STRATUS_RECLAIM_INSTANCE_INTERVAL": str(RECLAIM_INTERVAL)})
     st.start()
     yield st
     st.stop()
@@ -349,10 +354,12 @@ def test_soft_delete_restore_force_delete_and_reclaim(soft_delete_stack):
     assert alice("GET", f"/servers/{force}").status_code == 404
 
     # the periodic task reclaims what stayed soft-deleted longer than the interval, releasing its claim
+    deleted = time.monotonic()
     assert alice("DELETE", f"/servers/{reclaimed}").status_code == 204
     alice.wait(reclaimed, "SOFT_DELETED")
     assert run_task(stack, "stratus.conductor.reclaim_soft_deleted") == "0"  # not old enough yet
-    time.sleep(2.5)
+    assert time.monotonic() - deleted < RECLAIM_INTERVAL, "the check above ran too late to mean anything"
+    time.sleep(max(0.0, deleted + RECLAIM_INTERVAL + 0.5 - time.monotonic()))
     assert run_task(stack, "stratus.conductor.reclaim_soft_deleted") == "1"
     deadline = time.monotonic() + 30
     while alice("GET", f"/servers/{reclaimed}").status_code != 404 and time.monotonic() < deadline:
