@@ -1,14 +1,17 @@
-# Two entry points (see README): `make run` and `make test`.
+# Entry points (see README): `make run`, `make run-vms` and `make test`.
 SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export STRATUS_STATE_DIR ?= $(CURDIR)/var
 PYTEST_ARGS ?=
 
-.PHONY: run test deps-run deps-test db bench
+.PHONY: run run-vms test deps-run deps-vms deps-test db bench
 
 deps-run:
 	tools/install-deps run
+
+deps-vms:
+	tools/install-deps vms
 
 deps-test:
 	tools/install-deps test
@@ -17,14 +20,17 @@ db:
 	flask --app app db upgrade
 	flask --app app stratus bootstrap
 
-# Install and start the whole cloud on the embedded default (SQLite + filesystem broker + fake driver).
-run: deps-run db
-	@echo
-	@echo "Stratus is starting: API http://127.0.0.1:8774, Flower http://127.0.0.1:5555 (admin/stratus)."
-	@echo "In another shell:  source $(STRATUS_STATE_DIR)/openrc && $(CURDIR)/$(VENV)/bin/openstack server list"
-	@echo "  (the openstack CLI: $(VENV)/bin/pip install python-openstackclient, or any installed one)"
-	@echo
-	honcho start -f Procfile
+# Install and start the whole cloud (embedded default: SQLite + filesystem broker + fake driver) and the openstack
+# CLI; prints how to use it once the API answers.
+run: deps-run
+	tools/stratus-run
+
+# The same with real QEMU guests (README "Real virtual machines"): libvirt + QEMU, libvirt-python, libvirtd and
+# virtlogd, the instance network's bridge, the test guest built and uploaded as images.
+run-vms: export STRATUS_COMPUTE_DRIVER := libvirt
+run-vms: deps-vms
+	tools/build-test-image
+	tools/stratus-run --test-image
 
 # Install everything and run the whole test suite (unit, functional on every DB/broker, libvirt, vcsim, browser).
 test: deps-test

@@ -103,7 +103,9 @@ beat_schedule = {
     "expire-stuck-instances": {"task": "stratus.conductor.expire_stuck_instances", "schedule": 60.0},
     "resume-stalled-builds": {"task": "stratus.conductor.resume_stalled_builds", "schedule": 30.0},
     "audit-allocations": {"task": "stratus.conductor.audit_allocations", "schedule": 300.0},
-    # Nova runs _reclaim_queued_deletes every reclaim_instance_interval; a minute bounds the extra delay.
-    "reclaim-soft-deleted": {"task": "stratus.conductor.reclaim_soft_deleted",
-                             "schedule": float(min(max(_settings.reclaim_instance_interval, 1), 60))},
 }
+# Nova runs _reclaim_queued_deletes every reclaim_instance_interval and skips it while the interval is 0 (soft delete
+# off, the default): beat sends nothing then. A minute bounds the extra delay of a long interval.
+if _settings.reclaim_instance_interval > 0:
+    beat_schedule["reclaim-soft-deleted"] = {"task": "stratus.conductor.reclaim_soft_deleted",
+                                             "schedule": float(min(_settings.reclaim_instance_interval, 60))}

@@ -3,7 +3,7 @@
 In-process: the Flask app (the same create_app() gunicorn serves) through its test client, on a fresh
 database (SQLite file, and PostgreSQL / MariaDB when they run here); servers are inserted directly
 (bench/seed.py). Timed: the whole request (auth, query, render, JSON), median and p95 over ``reps`` requests,
-as admin (all fields, host_status) for the admin project. Target (DESIGN.md): <= 150 ms for 1,000 rows, and
+as admin (all fields, host_status) for the admin project. Target (docs/design.md): <= 150 ms for 1,000 rows, and
 a constant number of SQL statements per request (also asserted by tests/functional/test_query_count.py).
 """
 from __future__ import annotations

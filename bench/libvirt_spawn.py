@@ -4,7 +4,7 @@ For each repetition, two fresh overlays of the test image are built (untimed). O
 ``driver.spawn()`` (timed from the call to the domain running: lookup, XML generation, define, start); the other
 is the same XML under another name/UUID, defined beforehand (untimed) and started with ``virsh start`` (timed from
 the command's start to its exit, when the domain runs). Each guest is destroyed before the other starts, and the
-order alternates between repetitions. Prints one JSON line. Target (DESIGN.md): spawn ≤ 10 % over virsh start.
+order alternates between repetitions. Prints one JSON line. Target (docs/design.md): spawn ≤ 10 % over virsh start.
 
     .venv/bin/python bench/libvirt_spawn.py [-n 5]
 """

@@ -7,7 +7,7 @@ bench/results/<timestamp>.jsonl (or --out). Progress goes to stderr. Benchmarks:
 - scheduler          (bench/scheduler_bench.py)  one decision at 1,000 / 10,000 / 50,000 hosts
 - api_servers_detail (bench/api_reads.py)        GET /servers/detail with 1,000 / 10,000 servers, limit=1000
 - celery_floor       (bench/celery_floor.py)     per backend's broker: the boot's six hops with no-op tasks
-- peer_comparison    published upstream Nova figures (DESIGN.md) next to ours; Nova is not run here
+- peer_comparison    published upstream Nova figures (docs/design.md) next to ours; Nova is not run here
 
 --quick (CI, tests/test_bench_smoke.py): SQLite + filesystem broker only, 20 boots on 10 hosts, the scheduler at
 1,000 hosts, the API read with 200 servers.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 from bench.common import REPO, emit, loadavg, log, utc_stamp
 
-# Upstream Nova 34, fake driver, real processes, 2 cores, PostgreSQL + RabbitMQ, 10 fake hosts (DESIGN.md).
+# Upstream Nova 34, fake driver, real processes, 2 cores, PostgreSQL + RabbitMQ, 10 fake hosts (docs/design.md).
 NOVA_PUBLISHED = {
-    "source": "DESIGN.md 'Speed and scale targets' (published/measured upstream Nova figures; Nova not run here)",
+    "source": "docs/design.md 'Speed and scale targets' (published/measured upstream Nova figures; Nova not run here)",
     "boots_per_s": [2.0, 2.7], "deletes_per_s": [7.0, 9.0], "cpu_seconds_per_boot_and_delete": 1.0,
     "db_transactions_per_boot": 250, "placement_http_calls_per_boot": 28, "single_boot_to_active_s": [0.4, 0.9],
     "issue_9_quotes": {"boot_mean_s_at_1000_nodes": 13.1, "servers_detail_s_at_100k_servers": 11.0,
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         emit({**common, "bench": "peer_comparison", "nova_published": NOVA_PUBLISHED, "stratus": ours,
               "celery_floor_measured_here": floor,
               "targets": TARGETS, "nova_run_here": False,
-              "note": "Nova was not installed or run; its figures are the published ones quoted in DESIGN.md.",
+              "note": "Nova was not installed or run; its figures are the published ones quoted in docs/design.md.",
               "load": loadavg()}, out)
     log(f"done in {time.monotonic() - t0:.0f} s -> {out}")
     return 0

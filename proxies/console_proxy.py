@@ -118,6 +118,14 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
             path = "/" + alias
         return super().translate_path(path)
 
+    def send_head(self):
+        if not os.path.isdir(self.server.web_root):  # the proxy still proxies; only its pages are missing
+            package = "novnc" if self.server.protocol == "vnc" else "spice-html5"
+            self.send_error(404, f"The {self.server.console_type} web client is not installed here "
+                                 f"({self.server.web_root}): apt-get install {package}")
+            return None
+        return super().send_head()
+
     def end_headers(self) -> None:
         if not getattr(self, "_upgrading", False):
             self.send_header("X-Content-Type-Options", "nosniff")
@@ -277,9 +285,9 @@ def build_server(console_type: str, cfg: Settings | None = None, port: int | Non
     cfg = cfg or get_settings()
     protocol, web_key, port_key, _base_key, aliases = CONSOLE_TYPES[console_type]
     web_root = os.path.abspath(getattr(cfg, web_key))
-    if not os.path.isdir(web_root):
-        raise SystemExit(f"{console_type} proxy: web client directory {web_root} is missing (Debian package "
-                         f"{'novnc' if protocol == 'vnc' else 'spice-html5'})")
+    if not os.path.isdir(web_root):  # e.g. the embedded default without apt: its pages say what to install
+        LOG.warning("%s proxy: web client directory %s is missing (Debian package %s); its pages answer 404",
+                    console_type, web_root, "novnc" if protocol == "vnc" else "spice-html5")
     tls = bool(cfg.console_ssl_cert)
     if tls and not os.path.exists(cfg.console_ssl_cert):
         raise SystemExit(f"{console_type} proxy: console_ssl_cert {cfg.console_ssl_cert} does not exist")

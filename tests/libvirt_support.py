@@ -16,7 +16,7 @@ from harness.stack import BACKENDS, REPO, Backend, Stack
 URI = "qemu:///system"
 LIBVIRT_BINARIES = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")
 LIBVIRT_PACKAGES = ("libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils "
-                    "cpio kmod busybox-static")
+                    "cpio kmod busybox-static syslinux syslinux-common mtools dosfstools")
 
 
 def virsh(*args: str) -> subprocess.CompletedProcess:
@@ -45,7 +45,7 @@ def require_test_image(extra_binaries: tuple[str, ...] = (), extra_packages: str
         run = subprocess.run([str(REPO / "tools" / tool)], capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, f"tools/{tool} failed:\n{run.stdout}\n{run.stderr}"
     image_dir = Path(os.environ.get("STRATUS_TEST_IMAGE_DIR", REPO / ".cache" / "test-image"))
-    for name in ("vmlinuz", "initrd.img", "disk.qcow2", "cmdline"):
+    for name in ("vmlinuz", "initrd.img", "disk.qcow2", "cmdline", "whole-disk.qcow2"):
         assert (image_dir / name).is_file(), f"build-test-image made no {name}"
     return image_dir
 

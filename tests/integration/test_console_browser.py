@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import sqlite3
 import struct
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -20,6 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 
+from tests.browser_support import chromium, wait_novnc_status
 from tests.libvirt_support import domains as _domains, libvirt_stack, require_test_image, virsh as _virsh
 from harness.stack import REPO, console_proxy_env, wait_port
 
@@ -27,7 +26,6 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.browser]
 
 ARTIFACTS = REPO / "artifacts"
 HOST = "console-1"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 MARKER = "STRATUS-GUEST-UP"
 
 
@@ -94,23 +92,8 @@ def guests(stack, api, test_image) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="stratus-chromium-")
-    opts = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1024,768", f"--user-data-dir={profile}"):
-        opts.add_argument(arg)
-    opts.binary_location = shutil.which("chromium")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def console_url(stack, server: str, kind: str) -> str:
@@ -157,21 +140,6 @@ def wait_ink(browser, selector: str, timeout: float = 30, minimum: int = 200) ->
             return ink
         time.sleep(0.5)
     raise AssertionError(f"the console canvas stayed blank ({ink} pixels differ from the background)")
-
-
-def novnc_status(browser) -> str:
-    return browser.execute_script("const s = document.getElementById('status'); return s ? s.textContent : ''")
-
-
-def wait_novnc_status(browser, pattern: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    status = ""
-    while time.monotonic() < deadline:
-        status = novnc_status(browser)
-        if re.search(pattern, status):
-            return status
-        time.sleep(0.2)
-    raise AssertionError(f"noVNC status is {status!r}, expected /{pattern}/")
 
 
 def test_novnc_console_in_chromium(stack, guests, browser):
