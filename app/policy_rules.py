@@ -11,8 +11,9 @@ import re
 from collections.abc import Mapping
 from typing import Protocol, Union
 
-# Roles imply lower ones (Keystone's default implied roles): admin -> member -> reader.
-IMPLIED_ROLES = {"admin": ("member", "reader"), "member": ("reader",)}
+# Roles imply lower ones (Keystone's 2024.2 default implied roles): admin -> manager -> member -> reader; the
+# service role implies nothing.
+IMPLIED_ROLES = {"admin": ("manager", "member", "reader"), "manager": ("member", "reader"), "member": ("reader",)}
 _MAX_DEPTH = 30
 
 
