@@ -108,7 +108,8 @@ def _usable(revoked: bool, expires_at: dt.datetime, user_enabled: bool, project_
 
 def validate_token(token: str) -> tuple[Token, User, Project | None, list[Role]] | None:
     """The token's row, user, project and roles, or None when it is unknown, revoked, expired, or its user or
-    project is disabled, or (an application credential's) it has no role left."""
+    project is disabled, or it is scoped to a project where its user (or application credential) has no role
+    left."""
     with db.read_session() as s:
         found = s.execute(_TOKEN_QUERY, {"id_hash": token_hash(token)}).first()
         if found is None:
@@ -118,7 +119,7 @@ def validate_token(token: str) -> tuple[Token, User, Project | None, list[Role]]
                        project.enabled if project else None):
             return None
         roles = effective_roles_of(s, user.id, project.id, row.app_cred_id) if project is not None else []
-    if row.app_cred_id is not None and not roles:
+    if project is not None and not roles:  # Keystone: a project token of a user with no role there is invalid
         return None
     return row, user, project, roles
 
@@ -136,7 +137,7 @@ def request_context(token: str, request_id: str) -> RequestContext | None:
     held = [row[-2] for row in rows if row[-2] is not None]
     bound = [row[-1] for row in rows if row[-1] is not None] if app_cred_id is not None else None
     roles = _bounded(held, bound)
-    if app_cred_id is not None and not roles:
+    if project_id and not roles:
         return None
     return RequestContext(user_id=user_id, user_name=user_name, project_id=project_id,
                           project_name=project_name if project_id else None, roles=tuple(roles),

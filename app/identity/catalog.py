@@ -143,6 +143,7 @@ def _endpoint_fields(s, data: dict, ep: Endpoint) -> None:
             if "region_id" in data:
                 raise _validation("endpoint region_id", "region table")
             s.add(Region(id=region_id, description="", parent_region_id=None))  # legacy 'region': created
+            s.flush()
         ep.region_id = region_id
     enabled = bool_field(data, "enabled")
     if enabled is not None:
