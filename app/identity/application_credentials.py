@@ -87,10 +87,10 @@ def _expires_at(data: dict) -> dt.datetime | None:
 
 
 def _requested_roles(s, data: dict, held: list[Role]) -> list[Role]:
-    """The roles asked for (by id or name; default: the token's), each one the user holds on the project."""
-    if "roles" not in data:
+    """The roles asked for (by id or name; default: the token's), each one among the token's."""
+    refs = data.get("roles")
+    if refs is None or refs == []:  # Keystone: none asked for (or an empty list) means the token's roles
         return held
-    refs = data["roles"]
     if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
         raise ApiError(400, "Invalid input for field 'roles': expected a list of objects.")
     chosen: dict[str, Role] = {}
@@ -105,11 +105,9 @@ def _requested_roles(s, data: dict, held: list[Role]) -> list[Role]:
             raise ApiError(400, "Invalid input for field 'roles': each role needs an id or a name.")
         chosen[role.id] = role
     held_ids = {r.id for r in held}
-    for role in chosen.values():
-        if role.id not in held_ids:
-            raise ApiError(400, f"Invalid application credential: Could not find role assignment with role: "
-                                f"{role.id}, user or group: {current().user_id}, project, domain, or system: "
-                                f"{current().project_id}.")
+    if any(role.id not in held_ids for role in chosen.values()):
+        raise ApiError(400, "Invalid application credential: Cannot create an application credential with "
+                            "unassigned role")
     return list(chosen.values())
 
 

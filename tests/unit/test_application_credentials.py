@@ -39,11 +39,13 @@ def test_create_shows_the_secret_once_and_stores_its_hash(client, make_user):
     assert body["name"] == "ci" and body["description"] == "for CI" and body["project_id"] == member.project_id
     assert body["unrestricted"] is False and body["expires_at"] is None and body["access_rules"] == []
     assert sorted(r["name"] for r in body["roles"]) == ["member", "reader"]  # the token's roles by default
+    also = _create(client, member, name="ci2", roles=[], access_rules=[]).get_json()["application_credential"]
+    assert sorted(r["name"] for r in also["roles"]) == ["member", "reader"]  # the SDK sends empty lists
     assert len(body["secret"]) > 40
     assert body["links"]["self"].endswith(f"/users/{member.user_id}/application_credentials/{body['id']}")
     listed = client.get(f"/identity/v3/users/{member.user_id}/application_credentials",
                         headers=member.headers).get_json()["application_credentials"]
-    assert [c["id"] for c in listed] == [body["id"]] and "secret" not in listed[0]
+    assert [c["id"] for c in listed] == [body["id"], also["id"]] and "secret" not in listed[0]
     shown = client.get(f"/identity/v3/users/{member.user_id}/application_credentials/{body['id']}",
                        headers=member.headers).get_json()["application_credential"]
     assert "secret" not in shown and shown["roles"] == body["roles"]
