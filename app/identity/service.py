@@ -131,7 +131,8 @@ def ensure_catalog_service(session, service_type: str, name: str, url: str,
 
 
 def bootstrap_catalog(session) -> None:
-    """Stratus's own services at the configured public URL. Another service registers itself with one line."""
+    """Stratus's own services at the configured public URL. Another service registers itself with one line, e.g.
+    ``ensure_catalog_service(session, "placement", "placement", f"{base}/placement")``."""
     base = get_settings().public_url.rstrip("/")
     ensure_catalog_service(session, "identity", "keystone", f"{base}/identity")
     ensure_catalog_service(session, "compute", "nova", f"{base}/v2.1")
