@@ -13,6 +13,7 @@ from app.context import current
 from app.identity.bodies import collection, domain_ref, role_body, v3_url
 from app.identity.inputs import bool_arg, get_or_404, json_body, self_or_admin, str_field
 from app.policy import check, enforce
+from app.policy_rules import DIRECT_IMPLIED
 from core import db
 from core.errors import ApiError
 from core.models import Group, GroupMembership, GroupRoleAssignment, Project, Role, RoleAssignment, User
@@ -141,6 +142,49 @@ def list_user_project_roles(project_id, user_id):
     return collection("roles", items, f"/projects/{project_id}/users/{user_id}/roles")
 
 
+# --- implied roles (Keystone's bootstrap rules, read-only) ------------------------------------------------------------
+
+def _inference_role(r: Role) -> dict:
+    return {"id": r.id, "name": r.name, "links": {"self": v3_url(f"/roles/{r.id}")}}
+
+
+def _implied_rows(s, prior: Role) -> list[Role]:
+    names = DIRECT_IMPLIED.get(prior.name.lower(), ())
+    rows = {r.name: r for r in s.scalars(select(Role).where(Role.name.in_(names)))} if names else {}
+    return [rows[n] for n in names if n in rows]
+
+
+@bp.get("/v3/role_inferences")
+@enforce("admin_api", "identity:list_role_inference_rules")
+def list_role_inferences():
+    with db.read_session() as s:
+        items = [{"prior_role": _inference_role(r), "implies": [_inference_role(i) for i in implied]}
+                 for r in s.scalars(select(Role).order_by(Role.name)) if (implied := _implied_rows(s, r))]
+    return collection("role_inferences", items, "/role_inferences")
+
+
+@bp.get("/v3/roles/<prior_role_id>/implies")
+@enforce("admin_api", "identity:list_implied_roles")
+def list_implied_roles(prior_role_id):
+    with db.read_session() as s:
+        prior = get_or_404(s, Role, prior_role_id, "role")
+        body = {"prior_role": _inference_role(prior), "implies": [_inference_role(i) for i in _implied_rows(s, prior)]}
+    return jsonify({"role_inference": body, "links": {"self": v3_url(f"/roles/{prior_role_id}/implies")}})
+
+
+@bp.route("/v3/roles/<prior_role_id>/implies/<implied_role_id>", methods=["GET", "HEAD"])
+@enforce("admin_api", "identity:get_implied_role")
+def show_implied_role(prior_role_id, implied_role_id):
+    with db.read_session() as s:
+        prior = get_or_404(s, Role, prior_role_id, "role")
+        implied = get_or_404(s, Role, implied_role_id, "role")
+        if implied.id not in {i.id for i in _implied_rows(s, prior)}:
+            raise ApiError(404, f"{prior_role_id} does not imply {implied_role_id}.")
+        body = {"prior_role": _inference_role(prior), "implies": _inference_role(implied)}
+    return jsonify({"role_inference": body,
+                    "links": {"self": v3_url(f"/roles/{prior_role_id}/implies/{implied_role_id}")}})
+
+
 def _assignment_rows(s, args) -> list[dict]:
     """The assignments the filters ask for, as dicts (user or group, project, role)."""
     rows: list[dict] = []
@@ -171,15 +215,19 @@ def _assignment_rows(s, args) -> list[dict]:
                 members = members.where(GroupMembership.user_id == user_filter)
             rows += [{"user": uid, "project": a.project_id, "role": a.role_id, "link": link,
                       "membership": f"/groups/{a.group_id}/users/{uid}"} for uid in s.scalars(members)]
-    if effective:  # Keystone's effective assignments carry the implied roles too
+    if effective:  # Keystone's effective assignments carry the implied roles too, each with its rule's link
         by_id = {r.id: r for r in s.scalars(select(Role))}
         by_name = {r.name: r for r in by_id.values()}
-        for row in list(rows):
+        todo = list(rows)
+        while todo:
+            row = todo.pop(0)
             prior = by_id[row["role"]]
-            for name in auth.implied_names([prior.name])[1:]:
+            for name in DIRECT_IMPLIED.get(prior.name.lower(), ()):
                 if name in by_name:
-                    rows.append({"user": row["user"], "project": row["project"], "role": by_name[name].id,
-                                 "link": row["link"], "prior_role": f"/roles/{prior.id}/implies/{by_name[name].id}"})
+                    implied = {"user": row["user"], "project": row["project"], "role": by_name[name].id,
+                               "link": row["link"], "prior_role": f"/roles/{prior.id}/implies/{by_name[name].id}"}
+                    rows.append(implied)
+                    todo.append(implied)
     if role_filter is not None:
         rows = [r for r in rows if r["role"] == role_filter]
     return rows

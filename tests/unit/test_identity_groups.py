@@ -105,12 +105,25 @@ def test_role_assignments_with_groups_and_effective(client, admin):
     assert set(by_role) == {"manager", "member", "reader"}
     assert by_role["manager"]["links"] == {"assignment": assignment, "membership": f"{v3}/groups/{gid}/users/{uid}"}
     assert by_role["member"]["links"]["prior_role"] == f"{v3}/roles/{roles['manager']}/implies/{roles['member']}"
+    assert by_role["reader"]["links"]["prior_role"] == f"{v3}/roles/{roles['member']}/implies/{roles['reader']}"
+    rule = client.get(by_role["member"]["links"]["prior_role"].removeprefix(PUBLIC_URL), headers=h).get_json()
+    assert rule["role_inference"]["prior_role"]["name"] == "manager"
+    assert rule["role_inference"]["implies"]["name"] == "member"
     assert all(a["user"]["name"] == "ru" and a["scope"]["project"]["name"] == "rp" for a in effective)
     _error(client.get(f"/identity/v3/role_assignments?group.id={gid}&effective", headers=h), 400)
 
 
 def test_default_roles_and_their_implications(client, admin, make_user):
-    assert set(_roles(client, admin)) == {"admin", "manager", "member", "reader", "service"}
+    roles = _roles(client, admin)
+    assert set(roles) == {"admin", "manager", "member", "reader", "service"}
+    h = admin.headers
+    rules = client.get("/identity/v3/role_inferences", headers=h).get_json()["role_inferences"]
+    assert sorted((r["prior_role"]["name"], [i["name"] for i in r["implies"]]) for r in rules) == \
+        [("admin", ["manager"]), ("manager", ["member"]), ("member", ["reader"])]
+    implied = client.get(f"/identity/v3/roles/{roles['service']}/implies", headers=h).get_json()
+    assert implied["role_inference"]["implies"] == []
+    assert client.head(f"/identity/v3/roles/{roles['admin']}/implies/{roles['reader']}",
+                       headers=h).status_code == 404  # only direct rules, as Keystone stores them
     manager = make_user("mgr", "mgr-project", "manager")
     tok = issue(client, "mgr", manager.password, "mgr-project").get_json()["token"]
     assert [r["name"] for r in tok["roles"]] == ["manager", "member", "reader"]
