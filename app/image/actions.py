@@ -22,11 +22,7 @@ TAG_LIMIT = 128  # Glance's image_tag_quota
 _TRANSITIONS = {"deactivate": ("deactivated", "active"), "reactivate": ("active", "deactivated")}
 
 
-@bp.post("/v2/images/<image_id>/actions/<action>")
-@enforce("authenticated")
-def image_action(image_id, action):
-    if action not in _TRANSITIONS:
-        raise ApiError(404, "The resource could not be found.")
+def _transition(image_id: str, action: str) -> tuple[str, int]:
     target, source = _TRANSITIONS[action]
     with db.write_session() as s:
         img = load_for_write(s, image_id, name=action)
@@ -39,6 +35,18 @@ def image_action(image_id, action):
         if not done:
             raise ApiError(409, f"Image {image_id} changed status while it was being {action}d.")
     return "", 204
+
+
+@bp.post("/v2/images/<image_id>/actions/deactivate")
+@enforce("authenticated")
+def deactivate(image_id):
+    return _transition(image_id, "deactivate")
+
+
+@bp.post("/v2/images/<image_id>/actions/reactivate")
+@enforce("authenticated")
+def reactivate(image_id):
+    return _transition(image_id, "reactivate")
 
 
 @bp.put("/v2/images/<image_id>/tags/<path:tag>")

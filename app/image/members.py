@@ -131,9 +131,9 @@ def update_member(image_id, member_id):
         img = load(s, image_id)
         if img.visibility != "shared":
             raise ApiError(403, f"Not allowed to update members for image {image_id}.")
-        row = _member_row(s, img, member_id)
         # Only the member itself (or an admin) sets its status: Glance's modify_member, project_id:%(member_id)s.
         check("project_member_api", member_id, name="modify_member")
+        row = _member_row(s, img, member_id)
         row.status, row.updated_at = status, utcnow()
         s.flush()
         return jsonify(member_body(row))
@@ -146,8 +146,8 @@ def delete_member(image_id, member_id):
         img = load(s, image_id)
         if img.visibility != "shared":
             raise ApiError(403, f"Not allowed to delete members for image {image_id}.")
-        row = _member_row(s, img, member_id)
         check("project_member_api", img.owner, name="delete_member")
+        row = _member_row(s, img, member_id)
         s.delete(row)
     return "", 204
 
