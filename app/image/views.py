@@ -400,6 +400,8 @@ def update_image(image_id):
                     raise ApiError(403, f"Attribute '{key}' is read-only.")
                 if is_base:
                     raise ApiError(403, f"Properties {key} cannot be removed: it is a base attribute.")
+                if key.startswith("os_glance"):  # the import's own bookkeeping (Glance's reserved namespace)
+                    raise ApiError(403, f"Attribute '{key}' is reserved.")
                 if key not in props:
                     raise ApiError(409, f"Property {key} does not exist.")
                 img.properties = {k: v for k, v in props.items() if k != key}

@@ -61,6 +61,10 @@ def test_glance_direct(client, admin, make_user):
     assert done["os_hash_value"] == hashlib.sha256(DATA).hexdigest()
     assert done["os_glance_importing_to_stores"] == "" and done["os_glance_failed_import"] == ""
     assert "os_glance_import_task" not in done
+    for op in ({"op": "remove", "path": "/os_glance_failed_import"},
+               {"op": "replace", "path": "/os_glance_importing_to_stores", "value": "x"}):
+        _glance_error(client.patch(f"/image/v2/images/{img['id']}", json=[op], headers={
+            **alice.headers, "Content-Type": "application/openstack-images-v2.1-json-patch"}), 403)
     assert client.get(f"/image/v2/images/{img['id']}/file", headers=alice.headers).data == DATA
     assert not store.staged_path(img["id"]).exists()
     _glance_error(_import(client, alice, img["id"], name="glance-direct"), 409)  # active
