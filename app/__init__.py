@@ -25,6 +25,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.identity import (application_credentials, catalog, domains, groups, projects, roles, tokens,
                               users)
     from app.identity import versions as identity_versions
+    from app.image import actions as image_actions
+    from app.image import imports as image_imports
+    from app.image import members as image_members
+    from app.image import metadefs as image_metadefs
     from app.image import views as image
     from app.json_provider import OrjsonProvider
     from core.models import Base
@@ -59,7 +63,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for module in (identity_versions, tokens, domains, projects, users, roles, groups, catalog,
                    application_credentials):
         app.register_blueprint(module.bp, url_prefix="/identity")
-    app.register_blueprint(image.bp, url_prefix="/image")
+    for module in (image, image_members, image_actions, image_imports, image_metadefs):
+        app.register_blueprint(module.bp, url_prefix="/image")
     for module in (servers, flavors, keypairs, limits, availability_zones, networks, services, hypervisors,
                    instance_actions, quotas, server_groups, aggregates, flavor_access, usage, migrations, consoles,
                    server_diagnostics, server_metadata, server_tags):

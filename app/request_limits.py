@@ -14,7 +14,7 @@ from core.errors import ApiError
 from core.settings import get_settings
 
 # Endpoints whose body is a byte stream, not JSON (other modules may add theirs).
-STREAMING_ENDPOINTS: set[str] = {"image.upload_image"}
+STREAMING_ENDPOINTS: set[str] = {"image.upload_image", "image_import.stage"}
 MAX_JSON_DEPTH = 32
 MAX_PATH_ARG = 255
 # Nova's wsgi accepts these as JSON; no Content-Type (or text/plain) is read as JSON too.

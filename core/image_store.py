@@ -39,14 +39,27 @@ def path_for(image_id: str) -> Path:
     return image_dir() / image_id
 
 
+def staging_dir() -> Path:
+    """Where interoperable import keeps staged data (Glance's node_staging_uri) until the import takes it."""
+    path = get_settings().state_path / "staging"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def staged_path(image_id: str) -> Path:
+    path_for(image_id)  # validates the id
+    return staging_dir() / image_id
+
+
 def write_stream(image_id: str, stream: BinaryIO, max_size: int | None = None,
-                 expected_md5: str | None = None, chunk_size: int = CHUNK_SIZE) -> tuple[int, str, str]:
-    """Store ``stream`` as the image's data; return (size, md5 hex, sha256 hex).
+                 expected_md5: str | None = None, chunk_size: int = CHUNK_SIZE, *,
+                 staged: bool = False) -> tuple[int, str, str]:
+    """Store ``stream`` as the image's data (``staged``: in the staging area); return (size, md5 hex, sha256 hex).
 
     Raises ImageTooLarge past ``max_size`` bytes and ChecksumMismatch if ``expected_md5`` (hex) differs; in both
     cases the temporary file is removed and any existing data is left untouched.
     """
-    target = path_for(image_id)
+    target = staged_path(image_id) if staged else path_for(image_id)
     md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
     fd, tmp = tempfile.mkstemp(prefix=f".{image_id}.", suffix=".part", dir=target.parent)
     try:
@@ -100,6 +113,15 @@ def delete(image_id: str) -> bool:
     """Remove the image's data; True if a file was removed."""
     try:
         path_for(image_id).unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def delete_staged(image_id: str) -> bool:
+    """Remove the image's staged data; True if there was some."""
+    try:
+        staged_path(image_id).unlink()
         return True
     except FileNotFoundError:
         return False

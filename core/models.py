@@ -183,6 +183,36 @@ class Image(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 
+class ImageMember(Base):
+    """A project an image is shared with (Glance's image_members): pending, accepted or rejected."""
+    __tablename__ = "image_members"
+    __table_args__ = (UniqueConstraint("image_id", "member", name="uq_image_members_image_member"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    image_id: Mapped[str] = mapped_column(String(36), ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    member: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ImageTask(Base):
+    """An Image service task (Glance's tasks): the interoperable import of one image."""
+    __tablename__ = "image_tasks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    type: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(30), default="pending")
+    owner: Mapped[str | None] = mapped_column(String(255), index=True)
+    image_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    input: Mapped[dict | None] = mapped_column(JSON)
+    result: Mapped[dict | None] = mapped_column(JSON)
+    message: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 # --- Compute ------------------------------------------------------------------------------------------------------
 
 class Flavor(Base):

@@ -115,6 +115,13 @@ class Settings:
     # Limits
     max_request_body: int = 1 << 20
     max_image_size: int = 1 << 34
+    # Image import's web-download fetches only from these hosts (comma-separated; "host" means ports 80 and 443,
+    # "host:port" that port): Glance's [import_filtering_opts] allowed_hosts, but empty means no host at all, so
+    # the API never fetches an arbitrary URL unless the operator allowed it.
+    image_import_allowed_hosts: str = ""
+    # A directory of metadata definition namespaces (Glance's etc/metadefs/*.json format) served read-only by
+    # GET /image/v2/metadefs/...; empty: an empty catalog.
+    metadefs_dir: str = ""
     log_level: str = "INFO"
     # oslo.policy-style YAML file overriding the default rules by name (empty: the defaults only)
     policy_file: str = ""

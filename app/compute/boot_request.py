@@ -21,7 +21,7 @@ from app.compute import device_tags, instance_tags, metadata_items
 from app.compute.schemas import check_version_gated, is_uuid
 from app.compute.visible_flavors import visible_to
 from app.policy_names import sub_rule
-from core import crypto, network, quota
+from core import crypto, image_access, network, quota
 from core.db import plain_rows, read_session
 from core.errors import ApiError, bad_request
 from core.host_zones import effective_zones
@@ -171,10 +171,13 @@ def image_for_boot(s: Session, image_ref: str, ctx: RequestContext) -> Any:
     if not is_uuid(image_id):
         raise bad_request("Invalid imageRef provided.")
     img = plain_rows(s, _BOOT_IMAGE_QUERY, {"image_id": image_id}).first()
-    if img is None or not (img.visibility in ("public", "community") or img.owner == ctx.project_id
-                           or ctx.is_admin):
+    # As Nova asks Glance for the image with the caller's token: a shared image is there for its member projects.
+    shared_with = img is not None and img.visibility == "shared" and img.owner != ctx.project_id \
+        and not ctx.is_admin
+    status = image_access.member_status(s, img.id, ctx.project_id) if shared_with else None
+    if img is None or not image_access.visible(img.visibility, img.owner, ctx.project_id, ctx.is_admin, status):
         raise bad_request("Can not find requested image")
-    if img.status != "active":
+    if img.status != "active":  # a deactivated image too (Nova's ImageNotActive)
         raise bad_request(f"Image {image_id} is not active.")
     return img
 

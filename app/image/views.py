@@ -1,8 +1,9 @@
 """Image API v2 subset (Glance): images (create, list, show, update by JSON patch, delete, upload, download),
 schemas and discovery. Routes are relative to the blueprint's ``/image`` prefix.
 
-Visibility: public and community images are readable by everyone; private and shared images only by the owner
-project (with a reader role) and admins; others get 404. Image members (sharing) are not implemented.
+Visibility (core/image_access.py): public and community images are readable by everyone; private and shared
+images by the owner project (with a reader role) and admins, shared images also by their member projects; others
+get 404. Members, tags, actions, import and metadefs have their own modules.
 """
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import uuid
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, request
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from app.context import current
+from app.image import importer
+from app.image.common import image_body, is_uuid, json_response, load, load_for_write, readable
 from app.policy import check, enforce, public
-from core import db, image_store
+from core import db, image_access, image_store
 from core.errors import ApiError
-from core.models import Image, utcnow
+from core.models import Image, ImageMember, utcnow
 from core.settings import get_settings
 
 bp = Blueprint("image", __name__)
@@ -41,57 +44,6 @@ DEFAULT_LIMIT, MAX_LIMIT = 25, 1000
 
 # --- helpers ----------------------------------------------------------------------------------------------------
 
-def _iso(t) -> str | None:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
-
-
-def image_body(img: Image) -> dict:
-    props = dict(img.properties or {})
-    hidden = bool(props.pop("os_hidden", False))
-    body = {
-        "id": img.id, "name": img.name, "status": img.status, "visibility": img.visibility,
-        "protected": bool(img.protected), "os_hidden": hidden, "checksum": img.checksum,
-        "os_hash_algo": img.os_hash_algo, "os_hash_value": img.os_hash_value, "size": img.size,
-        "virtual_size": None, "min_disk": img.min_disk or 0, "min_ram": img.min_ram or 0,
-        "disk_format": img.disk_format, "container_format": img.container_format, "owner": img.owner,
-        "created_at": _iso(img.created_at), "updated_at": _iso(img.updated_at), "tags": list(img.tags or []),
-        "self": f"/v2/images/{img.id}", "file": f"/v2/images/{img.id}/file", "schema": "/v2/schemas/image",
-    }
-    for key, value in props.items():
-        body.setdefault(key, value)
-    return body
-
-
-def _readable(img: Image) -> bool:
-    ctx = current()
-    if ctx.is_admin or img.visibility in ("public", "community"):
-        return True
-    return ctx.project_id is not None and img.owner == ctx.project_id and ctx.is_reader
-
-
-def _load(session, image_id: str) -> Image:
-    """The image if the caller may see it, else 404 (whether or not it exists)."""
-    img = session.get(Image, image_id) if _is_uuid(image_id) else None
-    if img is None or not _readable(img):
-        raise ApiError(404, f"No image found with ID {image_id}")
-    return img
-
-
-def _load_for_write(session, image_id: str) -> Image:
-    check("authenticated")
-    img = _load(session, image_id)
-    check("project_member_api", img.owner)  # 403 when visible but owned by another project
-    return img
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-        return True
-    except (ValueError, TypeError, AttributeError):
-        return False
-
-
 def _set_attr(img: Image, key: str, value, *, creating: bool) -> None:
     """Validate and set one attribute (base or extra property) on ``img``."""
     ctx = current()
@@ -100,7 +52,7 @@ def _set_attr(img: Image, key: str, value, *, creating: bool) -> None:
     if key == "id":
         if not creating:
             raise ApiError(403, "Attribute 'id' is read-only.")
-        if not isinstance(value, str) or not _is_uuid(value):
+        if not isinstance(value, str) or not is_uuid(value):
             raise ApiError(400, "Invalid input for field 'id': must be a UUID.")
         img.id = str(uuid.UUID(value))
     elif key == "checksum":
@@ -169,14 +121,6 @@ def _is_hex(value: str) -> bool:
         return False
 
 
-def _json(resp_body, status: int = 200, headers: dict | None = None) -> Response:
-    resp = jsonify(resp_body)
-    resp.status_code = status
-    for k, v in (headers or {}).items():
-        resp.headers[k] = v
-    return resp
-
-
 # --- discovery, schemas, info ---------------------------------------------------------------------------------
 
 def _versions_doc() -> dict:
@@ -193,7 +137,7 @@ def _versions_doc() -> dict:
 @public
 def versions():
     status = 200 if request.path.endswith("/versions") else 300
-    return _json(_versions_doc(), status)
+    return json_response(_versions_doc(), status)
 
 
 def _image_schema() -> dict:
@@ -240,19 +184,6 @@ def schema_images():
         "first": {"type": "string"}, "next": {"type": "string"}},
         "links": [{"rel": "first", "href": "{first}"}, {"rel": "next", "href": "{next}"},
                   {"rel": "describedby", "href": "{schema}"}]})
-
-
-@bp.get("/v2/info/import")
-@enforce("authenticated")
-def info_import():
-    return jsonify({"import-methods": {"description": "Import methods available.", "type": "array",
-                                       "value": []}})
-
-
-@bp.get("/v2/info/stores")
-@enforce("authenticated")
-def info_stores():
-    return jsonify({"stores": [{"id": "file", "description": "Local file store", "default": True}]})
 
 
 # --- images -----------------------------------------------------------------------------------------------------
@@ -319,6 +250,9 @@ def list_images():
     visibility = args.get("visibility")
     if visibility is not None and visibility not in (*VISIBILITIES, "all"):
         raise ApiError(400, f"Invalid visibility value: {visibility}")
+    member_filter = args.get("member_status", "accepted")
+    if member_filter not in (*image_access.MEMBER_STATUSES, "all"):
+        raise ApiError(400, f"Invalid status value: {member_filter}")
     q = select(Image)
     for col in ("name", "status", "owner", "disk_format", "container_format", "checksum", "os_hash_value"):
         if args.get(col) is not None:
@@ -338,16 +272,21 @@ def list_images():
         q = q.where(Image.visibility == visibility)
     with db.read_session() as s:
         rows = list(s.scalars(q))
+        shared_with_caller = image_access.memberships(s, ctx.project_id)
         marker_id = args.get("marker")
         marker = None
         if marker_id is not None:
-            marker = s.get(Image, marker_id) if _is_uuid(marker_id) else None
-            if marker is None or not _readable(marker):
+            marker = s.get(Image, marker_id) if is_uuid(marker_id) else None
+            if marker is None or not readable(marker, shared_with_caller.get(marker.id)):
                 raise ApiError(400, f"Invalid marker. Image {marker_id} could not be found.")
 
     def listed(img: Image) -> bool:
-        if not _readable(img):
+        status = shared_with_caller.get(img.id)
+        if not readable(img, status):
             return False
+        if not ctx.is_admin and not image_access.listed(img.visibility, img.owner, ctx.project_id, status,
+                                                        member_filter):
+            return False  # shared with the caller, but not accepted (or not in the member status asked for)
         if visibility is None and not ctx.is_admin and img.visibility == "community" \
                 and img.owner != ctx.project_id:
             return False  # community images are listed only on request (as Glance does)
@@ -405,14 +344,17 @@ def create_image():
         s.add(img)
         s.flush()
         body = image_body(img)
-    return _json(body, 201, {"Location": f"{get_settings().public_url.rstrip('/')}/image/v2/images/{img.id}"})
+    return json_response(body, 201, {"Location": f"{get_settings().public_url.rstrip('/')}/image/v2/images/{img.id}",
+                                      # what interoperable import offers (app/image/imports.py), as Glance says
+                                      "OpenStack-image-import-methods": ",".join(importer.METHODS),
+                                      "OpenStack-image-store-ids": importer.STORE})
 
 
 @bp.get("/v2/images/<image_id>")
 @enforce("authenticated")
 def show_image(image_id):
     with db.read_session() as s:
-        return jsonify(image_body(_load(s, image_id)))
+        return jsonify(image_body(load(s, image_id)))
 
 
 def _unescape(part: str) -> str:
@@ -430,7 +372,7 @@ def update_image(image_id):
         check("authenticated")
         raise ApiError(400, "The request body must be a JSON array of patch operations.")
     with db.write_session() as s:
-        img = _load_for_write(s, image_id)
+        img = load_for_write(s, image_id)
         for op in ops:
             if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "remove") \
                     or not isinstance(op.get("path"), str) or not op["path"].startswith("/"):
@@ -458,6 +400,8 @@ def update_image(image_id):
                     raise ApiError(403, f"Attribute '{key}' is read-only.")
                 if is_base:
                     raise ApiError(403, f"Properties {key} cannot be removed: it is a base attribute.")
+                if key.startswith("os_glance"):  # the import's own bookkeeping (Glance's reserved namespace)
+                    raise ApiError(403, f"Attribute '{key}' is reserved.")
                 if key not in props:
                     raise ApiError(409, f"Property {key} does not exist.")
                 img.properties = {k: v for k, v in props.items() if k != key}
@@ -474,11 +418,13 @@ def update_image(image_id):
 @bp.delete("/v2/images/<image_id>")
 def delete_image(image_id):
     with db.write_session() as s:
-        img = _load_for_write(s, image_id)
+        img = load_for_write(s, image_id)
         if img.protected:
             raise ApiError(403, f"Image {image_id} is protected and cannot be deleted.")
+        s.execute(delete(ImageMember).where(ImageMember.image_id == image_id))
         s.delete(img)
     image_store.delete(image_id)
+    image_store.delete_staged(image_id)
     return "", 204
 
 
@@ -509,7 +455,7 @@ def _set_status(image_id: str, expected: str, **values) -> bool:
 def upload_image(image_id):
     settings = get_settings()
     with db.read_session() as s:
-        img = _load_for_write(s, image_id)
+        img = load_for_write(s, image_id)
         status, preset_md5 = img.status, img.checksum
     header_md5 = _md5_header()
     if header_md5 and preset_md5 and header_md5 != preset_md5:
@@ -545,7 +491,7 @@ def upload_image(image_id):
 @enforce("authenticated")
 def download_image(image_id):
     with db.read_session() as s:
-        img = _load(s, image_id)
+        img = load(s, image_id)
         status, size, checksum = img.status, img.size, img.checksum
     if status == "deactivated" and not current().is_admin:
         raise ApiError(403, "The requested image has been deactivated. Image data download is forbidden.")

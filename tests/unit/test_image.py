@@ -305,4 +305,4 @@ def test_schemas_and_info(client, admin):
     images = client.get("/image/v2/schemas/images", headers=admin.headers).get_json()
     assert images["properties"]["images"]["items"]["name"] == "image"
     assert client.get("/image/v2/info/import", headers=admin.headers).status_code == 200
-    assert client.get("/image/v2/info/stores", headers=admin.headers).get_json()["stores"][0]["default"] is True
+    assert client.get("/image/v2/info/stores", headers=admin.headers).get_json()["stores"][0]["default"] == "true"
