@@ -17,6 +17,8 @@ ENDPOINT_RULES: dict[str, tuple[str, str]] = {
     "servers.create_server": (f"{_S}:create", _MEMBER),
     "servers.update_server": (f"{_S}:update", _MEMBER),
     "servers.delete_server": (f"{_S}:delete", _MEMBER),
+    "server_password.show_password": ("os_compute_api:os-server-password:show", _READER),
+    "server_password.clear_password": ("os_compute_api:os-server-password:clear", _MEMBER),
     "server_diagnostics.diagnostics": ("os_compute_api:os-server-diagnostics", _ADMIN),
     "server_metadata.index": ("os_compute_api:server-metadata:index", _READER),
     "server_metadata.show": ("os_compute_api:server-metadata:show", _READER),
@@ -90,6 +92,8 @@ ACTION_RULES: dict[str, tuple[str, str]] = {
     "shelve": ("os_compute_api:os-shelve:shelve", _MEMBER),
     "shelveOffload": ("os_compute_api:os-shelve:shelve_offload", _ADMIN),
     "unshelve": ("os_compute_api:os-shelve:unshelve", _MEMBER),
+    "os-resetState": ("os_compute_api:os-admin-actions:reset_state", _ADMIN),
+    "createBackup": ("os_compute_api:os-create-backup", _MEMBER),
 }
 
 

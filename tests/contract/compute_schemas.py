@@ -186,6 +186,9 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("PUT", f"{_V21}/servers/<server_id>"): Versioned(ServersClient, "update_server"),
     ("DELETE", f"{_V21}/servers/<server_id>"): Fixed(servers_v21, "delete_server"),
     ("POST", f"{_V21}/servers/<server_id>/action"): ByAction(SERVER_ACTIONS),
+    ("GET", f"{_V21}/servers/<server_id>/os-server-password"): Fixed(servers_v21, "show_password"),
+    ("DELETE", f"{_V21}/servers/<server_id>/os-server-password"):
+        Fixed(servers_v21, "server_actions_delete_password"),
     ("GET", f"{_V21}/servers/<server_id>/diagnostics"): Versioned(ServersClient, "show_server_diagnostics"),
     ("GET", f"{_V21}/servers/<server_id>/metadata"): Fixed(servers_v21, "list_server_metadata"),
     ("POST", f"{_V21}/servers/<server_id>/metadata"): Fixed(servers_v21, "update_server_metadata"),

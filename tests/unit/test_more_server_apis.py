@@ -1,0 +1,158 @@
+"""APIs clients still call that Stratus lacked (issue 28 item 10): os-resetState, createBackup with rotation, and
+os-server-password, with Nova's bodies, policies, microversion rules and errors."""
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.unit.inprocess import COMPUTE, World, inprocess_conductor, world  # noqa: F401  (fixtures)
+
+
+def _v(version: str) -> dict:
+    return {"OpenStack-API-Version": f"compute {version}"}
+
+
+def _instance(uuid: str):
+    from core.db import read_session
+    from core.models import Instance
+    with read_session() as s:
+        return s.query(Instance).filter(Instance.uuid == uuid).one()
+
+
+def _on_host(world: World, vm_state: str = "active", task_state: str | None = None) -> None:
+    from core.db import write_session
+    from core.models import Instance
+    with write_session() as s:
+        inst = s.query(Instance).filter(Instance.uuid == world.server_id).one()
+        inst.vm_state, inst.task_state, inst.host, inst.node = vm_state, task_state, "h1", "h1"
+
+
+def _actions(client, world: World) -> list[dict]:
+    r = client.get(f"/v2.1/servers/{world.server_id}/os-instance-actions", headers={**world.admin.headers, **COMPUTE})
+    return r.get_json()["instanceActions"]
+
+
+# --- os-resetState ------------------------------------------------------------------------------------------------
+
+def test_reset_state_is_admin_only_and_sets_the_state(client, world: World):
+    _on_host(world, "active", "image_snapshot")
+    url = f"/v2.1/servers/{world.server_id}/action"
+    member = client.post(url, json={"os-resetState": {"state": "error"}}, headers={**world.a.headers, **COMPUTE})
+    assert member.status_code == 403 and "forbidden" in member.get_json()
+    for bad in ({"state": "stopped"}, {}, {"state": "error", "extra": 1}, None):
+        r = client.post(url, json={"os-resetState": bad}, headers={**world.admin.headers, **COMPUTE})
+        assert r.status_code == 400 and "badRequest" in r.get_json(), bad
+    r = client.post(url, json={"os-resetState": {"state": "error"}}, headers={**world.admin.headers, **_v("2.1")})
+    assert r.status_code == 202 and not r.data
+    inst = _instance(world.server_id)
+    assert (inst.vm_state, inst.task_state) == ("error", None)
+    server = client.get(f"/v2.1/servers/{world.server_id}", headers={**world.admin.headers, **COMPUTE})
+    assert server.get_json()["server"]["status"] == "ERROR"
+    r = client.post(url, json={"os-resetState": {"state": "active"}}, headers={**world.admin.headers, **COMPUTE})
+    assert r.status_code == 202
+    assert _instance(world.server_id).vm_state == "active"
+    resets = [a for a in _actions(client, world) if a["action"] == "resetState"]
+    assert len(resets) == 2
+    missing = client.post("/v2.1/servers/00000000-0000-0000-0000-000000000000/action",
+                          json={"os-resetState": {"state": "active"}}, headers={**world.admin.headers, **COMPUTE})
+    assert missing.status_code == 404 and "itemNotFound" in missing.get_json()
+
+
+# --- os-server-password --------------------------------------------------------------------------------------------
+
+def test_server_password_shows_what_the_guest_posted_and_delete_clears_it(client, world: World):
+    from tasks.messaging import rpc
+    url = f"/v2.1/servers/{world.server_id}/os-server-password"
+    member, reader = {**world.a.headers, **COMPUTE}, {**world.reader.headers, **COMPUTE}
+    assert client.get(url, headers=member).get_json() == {"password": ""}
+    rpc.call("stratus.conductor.set_metadata_password", world.server_id, "ZW5jcnlwdGVk")  # the metadata POST
+    assert client.get(url, headers=reader).get_json() == {"password": "ZW5jcnlwdGVk"}
+    assert client.get(url, headers={**world.b.headers, **COMPUTE}).status_code == 404  # another project's server
+    assert client.delete(url, headers=reader).status_code == 403  # clearing needs a member
+    r = client.delete(url, headers=member)
+    assert r.status_code == 204 and not r.data
+    assert client.get(url, headers=member).get_json() == {"password": ""}
+    rpc.call("stratus.conductor.set_metadata_password", world.server_id, "bmV3")  # the guest may post again
+    assert client.get(url, headers=member).get_json() == {"password": "bmV3"}
+
+
+# --- createBackup -------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def canvases(monkeypatch) -> list[dict]:
+    """The compute canvases instance_op starts (their first context), instead of sending them."""
+    from tasks.conductor import actions
+    started: list[dict] = []
+
+    def chain(first, *rest):
+        started.append(first.args[0])
+        return type("Canvas", (), {"apply_async": lambda self: None})()
+    monkeypatch.setattr(actions, "chain", chain)
+    return started
+
+
+def _backup(client, world: World, name: str, rotation, version: str = "2.96", backup_type: str = "daily"):
+    return client.post(f"/v2.1/servers/{world.server_id}/action",
+                       json={"createBackup": {"name": name, "backup_type": backup_type, "rotation": rotation}},
+                       headers={**world.a.headers, **_v(version)})
+
+
+def _stored(ctx: dict) -> None:
+    """The compute step stored the snapshot; the conductor finishes the action (and rotates)."""
+    from core import image_store as store
+    from tasks.conductor.actions import finish_instance_op
+    size, md5, sha = store.write_stream(ctx["image_id"], io.BytesIO(b"disk"))
+    finish_instance_op({**ctx, "ops": [], "power_state": 1, "image_size": size, "image_md5": md5,
+                        "image_sha256": sha})
+
+
+def _backups(world: World, backup_type: str = "daily") -> list[str]:
+    from core.db import read_session
+    from core.models import Image
+    with read_session() as s:
+        return [i.name for i in s.query(Image).order_by(Image.created_at) if
+                (i.properties or {}).get("backup_type") == backup_type]
+
+
+def test_create_backup_snapshots_then_keeps_the_newest_rotation(client, world: World, canvases):
+    _on_host(world)
+    for bad in ({"name": "b", "backup_type": "daily"}, {"name": "b", "backup_type": "daily", "rotation": -1},
+                {"name": "b", "backup_type": "daily", "rotation": "x"}, {"backup_type": "daily", "rotation": 1},
+                {"name": "b", "backup_type": "daily", "rotation": 1, "bogus": 1}):
+        r = client.post(f"/v2.1/servers/{world.server_id}/action", json={"createBackup": bad},
+                        headers={**world.a.headers, **COMPUTE})
+        assert r.status_code == 400 and "badRequest" in r.get_json(), bad
+    # before 2.45: 202, no body, the Location of the image under the compute API's image proxy
+    r = _backup(client, world, "b1", 2, version="2.44")
+    assert r.status_code == 202 and not r.data
+    (ctx,) = canvases
+    assert r.headers["Location"].endswith(f"/v2.1/images/{ctx['image_id']}")
+    assert ctx["action"] == "backup" and _instance(world.server_id).task_state == "image_backup"
+    assert _backup(client, world, "too-soon", 2).status_code == 409  # one image task at a time
+    _stored(ctx)
+    assert _instance(world.server_id).task_state is None
+    # from 2.45: {"image_id"} and no Location; rotation "2" as a string is Nova's integer
+    for name in ("b2", "b3"):
+        r = _backup(client, world, name, "2")
+        assert r.status_code == 202 and "Location" not in r.headers
+        assert r.get_json() == {"image_id": canvases[-1]["image_id"]}
+        _stored(canvases[-1])
+    assert _backups(world) == ["b2", "b3"]  # b1, the oldest beyond rotation 2, was deleted
+    r = _backup(client, world, "w1", 1, backup_type="weekly")
+    _stored(canvases[-1])
+    assert _backups(world) == ["b2", "b3"] and _backups(world, "weekly") == ["w1"]  # per backup type
+    actions = [a["action"] for a in _actions(client, world)]
+    assert actions.count("createBackup") == 4
+    # rotation 0 before 2.45: no Location (Nova), and every backup of the type goes once stored
+    r = _backup(client, world, "b4", 0, version="2.1")
+    assert r.status_code == 202 and "Location" not in r.headers
+    _stored(canvases[-1])
+    assert _backups(world) == []
+    # a reader may not back up; another project's server is not found
+    assert client.post(f"/v2.1/servers/{world.server_id}/action",
+                       json={"createBackup": {"name": "x", "backup_type": "d", "rotation": 1}},
+                       headers={**world.reader.headers, **COMPUTE}).status_code == 403
+    assert client.post(f"/v2.1/servers/{world.server_id}/action",
+                       json={"createBackup": {"name": "x", "backup_type": "d", "rotation": 1}},
+                       headers={**world.b.headers, **COMPUTE}).status_code == 404
