@@ -16,6 +16,7 @@ from tempest.lib.api_schema.response.compute.v2_1 import flavors as flavors_v21
 from tempest.lib.api_schema.response.compute.v2_1.parameter_types import links
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_access as flavor_access_v21
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_extra_specs as extra_specs_v21
+from tempest.lib.api_schema.response.compute.v2_1 import instance_usage_audit_logs as audit_v21
 from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_v21
 from tempest.lib.api_schema.response.compute.v2_1 import services as services_v21
 from tempest.lib.api_schema.response.compute.v2_1 import tenant_usages as usages_v21
@@ -268,6 +269,9 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("GET", f"{_V21}/os-migrations"): Amended(
         Versioned(MigrationsClient, "list_migrations"), "2.59", _with_links("migrations"),
         "Nova pages migrations from 2.59 and adds migrations_links (schemas/migrations.py index_response_v259)"),
+    ("GET", f"{_V21}/os-instance_usage_audit_log"): Fixed(audit_v21, "list_instance_usage_audit_log"),
+    ("GET", f"{_V21}/os-instance_usage_audit_log/<before_timestamp>"):
+        Fixed(audit_v21, "get_instance_usage_audit_log"),
     ("GET", f"{_V21}/os-simple-tenant-usage"): Fixed(usages_v21, "list_tenant_usage"),
     ("GET", f"{_V21}/os-simple-tenant-usage/<tenant_id>"): Select(_tenant_usage, "Nova's {} for an unused project"),
     # quotas

@@ -156,3 +156,33 @@ def test_create_backup_snapshots_then_keeps_the_newest_rotation(client, world: W
     assert client.post(f"/v2.1/servers/{world.server_id}/action",
                        json={"createBackup": {"name": "x", "backup_type": "d", "rotation": 1}},
                        headers={**world.b.headers, **COMPUTE}).status_code == 404
+
+
+# --- os-instance_usage_audit_log ------------------------------------------------------------------------------------
+
+def test_instance_usage_audit_log_reports_the_last_completed_month_per_compute_host(client, world: World):
+    import datetime as dt
+    from app.compute.usage_audit_log import last_completed_month
+    from core.db import write_session
+    from core.models import Service
+    with write_session() as s:
+        s.add_all([Service(host="c1", binary="stratus-compute", topic="compute"),
+                   Service(host="c2", binary="stratus-compute", topic="compute", disabled=True),
+                   Service(host="ctl", binary="stratus-conductor", topic="conductor")])
+    admin = {**world.admin.headers, **COMPUTE}
+    assert client.get("/v2.1/os-instance_usage_audit_log", headers={**world.a.headers, **COMPUTE}).status_code == 403
+    log = client.get("/v2.1/os-instance_usage_audit_log", headers=admin).get_json()["instance_usage_audit_logs"]
+    begin, end = last_completed_month()
+    assert (log["period_beginning"], log["period_ending"]) == (str(begin), str(end))
+    assert sorted(log["hosts_not_run"]) == ["c1", "c2"] and log["num_hosts"] == 2 and log["num_hosts_not_run"] == 2
+    assert log["overall_status"] == "0 of 2 hosts done. 0 errors." and log["log"] == {}
+    shown = client.get("/v2.1/os-instance_usage_audit_log/2024-03-15 10:00:00", headers=admin).get_json()
+    assert shown["instance_usage_audit_log"]["period_beginning"] == "2024-02-01 00:00:00"
+    assert shown["instance_usage_audit_log"]["period_ending"] == "2024-03-01 00:00:00"
+    frac = client.get("/v2.1/os-instance_usage_audit_log/2024-01-01 00:00:00.5", headers=admin).get_json()
+    assert frac["instance_usage_audit_log"]["period_ending"] == "2024-01-01 00:00:00"
+    # Nova's edge: exactly the first of a month is not after that month's start
+    assert last_completed_month(dt.datetime(2024, 1, 1)) == (dt.datetime(2023, 11, 1), dt.datetime(2023, 12, 1))
+    bad = client.get("/v2.1/os-instance_usage_audit_log/yesterday", headers=admin)
+    assert bad.status_code == 400 and bad.get_json()["badRequest"]["message"] == \
+        "Invalid timestamp for date yesterday"
