@@ -16,6 +16,7 @@ from tempest.lib.api_schema.response.compute.v2_1 import flavors as flavors_v21
 from tempest.lib.api_schema.response.compute.v2_1.parameter_types import links
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_access as flavor_access_v21
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_extra_specs as extra_specs_v21
+from tempest.lib.api_schema.response.compute.v2_1 import hosts as hosts_v21
 from tempest.lib.api_schema.response.compute.v2_1 import instance_usage_audit_logs as audit_v21
 from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_v21
 from tempest.lib.api_schema.response.compute.v2_1 import services as services_v21
@@ -269,6 +270,12 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("GET", f"{_V21}/os-migrations"): Amended(
         Versioned(MigrationsClient, "list_migrations"), "2.59", _with_links("migrations"),
         "Nova pages migrations from 2.59 and adds migrations_links (schemas/migrations.py index_response_v259)"),
+    ("GET", f"{_V21}/os-hosts"): Fixed(hosts_v21, "list_hosts"),
+    ("GET", f"{_V21}/os-hosts/<host_name>"): Fixed(hosts_v21, "get_host_detail"),
+    ("PUT", f"{_V21}/os-hosts/<host_name>"): Fixed(hosts_v21, "update_host"),
+    ("GET", f"{_V21}/os-hosts/<host_name>/startup"): Fixed(hosts_v21, "startup_host"),
+    ("GET", f"{_V21}/os-hosts/<host_name>/shutdown"): Fixed(hosts_v21, "shutdown_host"),
+    ("GET", f"{_V21}/os-hosts/<host_name>/reboot"): Fixed(hosts_v21, "reboot_host"),
     ("GET", f"{_V21}/os-instance_usage_audit_log"): Fixed(audit_v21, "list_instance_usage_audit_log"),
     ("GET", f"{_V21}/os-instance_usage_audit_log/<before_timestamp>"):
         Fixed(audit_v21, "get_instance_usage_audit_log"),

@@ -186,3 +186,48 @@ def test_instance_usage_audit_log_reports_the_last_completed_month_per_compute_h
     bad = client.get("/v2.1/os-instance_usage_audit_log/yesterday", headers=admin)
     assert bad.status_code == 400 and bad.get_json()["badRequest"]["message"] == \
         "Invalid timestamp for date yesterday"
+
+
+# --- os-hosts (until 2.42) ----------------------------------------------------------------------------------------
+
+def test_os_hosts_until_2_42(client, world: World):
+    from core.db import write_session
+    from core.models import ComputeNode, Instance, Service
+    with write_session() as s:
+        compute = Service(host="h1", binary="stratus-compute", topic="compute")
+        s.add_all([compute, Service(host="ctl", binary="stratus-conductor", topic="conductor")])
+        s.flush()
+        s.add(ComputeNode(service_id=compute.id, host="h1", hypervisor_hostname="h1", hypervisor_type="fake",
+                          vcpus=8, memory_mb=8192, local_gb=80, vcpus_used=1, memory_mb_used=64, local_gb_used=1))
+        inst = s.query(Instance).filter(Instance.uuid == world.server_id).one()
+        inst.host, inst.node, inst.vm_state = "h1", "h1", "active"
+    admin, old = world.admin.headers, _v("2.42")
+    assert client.get("/v2.1/os-hosts", headers={**admin, **_v("2.43")}).status_code == 404
+    assert client.get("/v2.1/os-hosts", headers={**world.a.headers, **old}).status_code == 403
+    hosts = client.get("/v2.1/os-hosts", headers={**admin, **old}).get_json()["hosts"]
+    assert {"host_name": "h1", "service": "compute", "zone": "nova"} in hosts
+    assert {"host_name": "ctl", "service": "conductor", "zone": "internal"} in hosts
+    assert client.get("/v2.1/os-hosts?zone=internal", headers={**admin, **old}).get_json()["hosts"] == \
+        [{"host_name": "ctl", "service": "conductor", "zone": "internal"}]
+    detail = client.get("/v2.1/os-hosts/h1", headers={**admin, **old}).get_json()["host"]
+    by_project = {r["resource"]["project"]: r["resource"] for r in detail}
+    assert by_project["(total)"] == {"host": "h1", "project": "(total)", "cpu": 8, "memory_mb": 8192, "disk_gb": 80}
+    assert by_project["(used_now)"]["memory_mb"] == 64
+    assert by_project["(used_max)"] == {**by_project[world.a.project_id], "project": "(used_max)"} and \
+        by_project[world.a.project_id]["cpu"] == 1
+    missing = client.get("/v2.1/os-hosts/nowhere", headers={**admin, **old})
+    assert missing.status_code == 404 and missing.get_json()["itemNotFound"]["message"] == \
+        "Compute host nowhere could not be found."
+    r = client.put("/v2.1/os-hosts/h1", json={"status": "disable"}, headers={**admin, **old})
+    assert r.status_code == 200 and r.get_json() == {"host": "h1", "status": "disabled"}
+    svc = client.get("/v2.1/os-services?host=h1", headers={**admin, **COMPUTE}).get_json()["services"][0]
+    assert svc["status"] == "disabled"
+    assert client.put("/v2.1/os-hosts/h1", json={"status": "Enable"}, headers={**admin, **old}).get_json() == \
+        {"host": "h1", "status": "enabled"}
+    for bad in ({}, {"status": "off"}, {"status": None}, {"bogus": "enable"}):
+        assert client.put("/v2.1/os-hosts/h1", json=bad, headers={**admin, **old}).status_code == 400, bad
+    r = client.put("/v2.1/os-hosts/h1", json={"maintenance_mode": "enable"}, headers={**admin, **old})
+    assert r.status_code == 501 and "notImplemented" in r.get_json()
+    for action in ("startup", "shutdown", "reboot"):
+        assert client.get(f"/v2.1/os-hosts/h1/{action}", headers={**admin, **old}).status_code == 501
+        assert client.get(f"/v2.1/os-hosts/nowhere/{action}", headers={**admin, **old}).status_code == 404
