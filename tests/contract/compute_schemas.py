@@ -16,6 +16,7 @@ from tempest.lib.api_schema.response.compute.v2_1 import flavors as flavors_v21
 from tempest.lib.api_schema.response.compute.v2_1.parameter_types import links
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_access as flavor_access_v21
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_extra_specs as extra_specs_v21
+from tempest.lib.api_schema.response.compute.v2_1 import extensions as extensions_v21
 from tempest.lib.api_schema.response.compute.v2_1 import hosts as hosts_v21
 from tempest.lib.api_schema.response.compute.v2_1 import instance_usage_audit_logs as audit_v21
 from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_v21
@@ -270,6 +271,7 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("GET", f"{_V21}/os-migrations"): Amended(
         Versioned(MigrationsClient, "list_migrations"), "2.59", _with_links("migrations"),
         "Nova pages migrations from 2.59 and adds migrations_links (schemas/migrations.py index_response_v259)"),
+    ("GET", f"{_V21}/extensions"): Fixed(extensions_v21, "list_extensions"),
     ("GET", f"{_V21}/os-hosts"): Fixed(hosts_v21, "list_hosts"),
     ("GET", f"{_V21}/os-hosts/<host_name>"): Fixed(hosts_v21, "get_host_detail"),
     ("PUT", f"{_V21}/os-hosts/<host_name>"): Fixed(hosts_v21, "update_host"),
@@ -298,6 +300,7 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
 
 # Compute endpoints Stratus serves for which tempest publishes no response schema (no client method validates).
 NO_SCHEMA: dict[tuple[str, str], str] = {
+    ("GET", f"{_V21}/extensions/<alias>"): "tempest's ExtensionsClient.show_extension validates no schema",
     ("POST", f"{_V21}/os-aggregates/<aggregate_id>/images"): "tempest has no aggregate image-cache client (2.81)",
     ("GET", f"{_V21}/os-console-auth-tokens/<token>"):
         "tempest's console_auth_tokens schema exists only from 2.99 (v2_99), beyond Stratus's 2.96",

@@ -231,3 +231,28 @@ def test_os_hosts_until_2_42(client, world: World):
     for action in ("startup", "shutdown", "reboot"):
         assert client.get(f"/v2.1/os-hosts/h1/{action}", headers={**admin, **old}).status_code == 501
         assert client.get(f"/v2.1/os-hosts/nowhere/{action}", headers={**admin, **old}).status_code == 404
+
+
+# --- /extensions ----------------------------------------------------------------------------------------------------
+
+def test_extensions_list_what_stratus_serves(client, world: World, app, monkeypatch):
+    from app.compute import extensions
+    member = {**world.a.headers, **_v("2.1")}
+    listed = client.get("/v2.1/extensions", headers=member).get_json()["extensions"]
+    aliases = [e["alias"] for e in listed]
+    assert aliases == sorted(aliases)
+    assert {"os-hosts", "os-create-backup", "os-admin-actions", "os-server-password", "os-keypairs",
+            "os-instance_usage_audit_log", "OS-EXT-STS"} <= set(aliases)
+    # Nova lists these too, but Stratus has no such API: not claimed
+    assert not {"os-agents", "os-cells", "os-floating-ips", "os-volumes", "os-security-groups"} & set(aliases)
+    shown = client.get("/v2.1/extensions/os-create-backup", headers=member).get_json()["extension"]
+    assert shown == {"alias": "os-create-backup", "description": "Create a backup of a server.", "links": [],
+                     "name": "CreateBackup", "namespace": "http://docs.openstack.org/compute/ext/fake_xml",
+                     "updated": "2014-12-03T00:00:00Z"}
+    missing = client.get("/v2.1/extensions/os-cells", headers=member)
+    assert missing.status_code == 404 and "itemNotFound" in missing.get_json()
+    # an entry goes when its evidence is not served
+    monkeypatch.setattr(extensions, "_KNOWN", (*extensions._KNOWN, ("os-x", "X", "x.", "route", "/v2.1/os-x"),
+                                               ("os-y", "Y", "y.", "action", "os-y")))
+    with app.test_request_context():
+        assert {"os-x", "os-y"}.isdisjoint(e["alias"] for e in extensions.implemented())
