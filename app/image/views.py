@@ -15,6 +15,8 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select, update
 
 from app.context import current
+from app.image.access import is_uuid as _is_uuid, load_visible as _load, load_writable as _load_for_write
+from app.image.access import readable as _readable
 from app.policy import check, enforce, public
 from core import db, image_store
 from core.errors import ApiError
@@ -60,36 +62,6 @@ def image_body(img: Image) -> dict:
     for key, value in props.items():
         body.setdefault(key, value)
     return body
-
-
-def _readable(img: Image) -> bool:
-    ctx = current()
-    if ctx.is_admin or img.visibility in ("public", "community"):
-        return True
-    return ctx.project_id is not None and img.owner == ctx.project_id and ctx.is_reader
-
-
-def _load(session, image_id: str) -> Image:
-    """The image if the caller may see it, else 404 (whether or not it exists)."""
-    img = session.get(Image, image_id) if _is_uuid(image_id) else None
-    if img is None or not _readable(img):
-        raise ApiError(404, f"No image found with ID {image_id}")
-    return img
-
-
-def _load_for_write(session, image_id: str) -> Image:
-    check("authenticated")
-    img = _load(session, image_id)
-    check("project_member_api", img.owner)  # 403 when visible but owned by another project
-    return img
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-        return True
-    except (ValueError, TypeError, AttributeError):
-        return False
 
 
 def _set_attr(img: Image, key: str, value, *, creating: bool) -> None:

@@ -18,6 +18,7 @@ from tempest.lib.api_schema.response.compute.v2_1 import flavors_access as flavo
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_extra_specs as extra_specs_v21
 from tempest.lib.api_schema.response.compute.v2_1 import extensions as extensions_v21
 from tempest.lib.api_schema.response.compute.v2_1 import hosts as hosts_v21
+from tempest.lib.api_schema.response.compute.v2_1 import images as images_v21
 from tempest.lib.api_schema.response.compute.v2_1 import instance_usage_audit_logs as audit_v21
 from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_v21
 from tempest.lib.api_schema.response.compute.v2_1 import services as services_v21
@@ -272,6 +273,17 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
         Versioned(MigrationsClient, "list_migrations"), "2.59", _with_links("migrations"),
         "Nova pages migrations from 2.59 and adds migrations_links (schemas/migrations.py index_response_v259)"),
     ("GET", f"{_V21}/extensions"): Fixed(extensions_v21, "list_extensions"),
+    # the image proxy (until 2.35)
+    ("GET", f"{_V21}/images"): Fixed(images_v21, "list_images"),
+    ("GET", f"{_V21}/images/detail"): Fixed(images_v21, "list_images_details"),
+    ("GET", f"{_V21}/images/<image_id>"): Fixed(images_v21, "get_image"),
+    ("DELETE", f"{_V21}/images/<image_id>"): Fixed(images_v21, "delete"),
+    ("GET", f"{_V21}/images/<image_id>/metadata"): Fixed(images_v21, "image_metadata"),
+    ("POST", f"{_V21}/images/<image_id>/metadata"): Fixed(images_v21, "image_metadata"),
+    ("PUT", f"{_V21}/images/<image_id>/metadata"): Fixed(images_v21, "image_metadata"),
+    ("GET", f"{_V21}/images/<image_id>/metadata/<key>"): Fixed(images_v21, "image_meta_item"),
+    ("PUT", f"{_V21}/images/<image_id>/metadata/<key>"): Fixed(images_v21, "image_meta_item"),
+    ("DELETE", f"{_V21}/images/<image_id>/metadata/<key>"): Fixed(images_v21, "delete"),
     ("GET", f"{_V21}/os-hosts"): Fixed(hosts_v21, "list_hosts"),
     ("GET", f"{_V21}/os-hosts/<host_name>"): Fixed(hosts_v21, "get_host_detail"),
     ("PUT", f"{_V21}/os-hosts/<host_name>"): Fixed(hosts_v21, "update_host"),

@@ -256,3 +256,46 @@ def test_extensions_list_what_stratus_serves(client, world: World, app, monkeypa
                                                ("os-y", "Y", "y.", "action", "os-y")))
     with app.test_request_context():
         assert {"os-x", "os-y"}.isdisjoint(e["alias"] for e in extensions.implemented())
+
+
+# --- the image proxy (until 2.35) ------------------------------------------------------------------------------------
+
+def test_image_proxy_until_2_35(client, world: World):
+    member, old = {**world.a.headers, **_v("2.35")}, _v("2.35")
+    url = f"/v2.1/images/{world.image_id}"
+    assert client.get("/v2.1/images", headers={**world.a.headers, **_v("2.36")}).status_code == 404
+    assert client.get(url, headers={**world.a.headers, **_v("2.36")}).status_code == 404
+    listed = client.get("/v2.1/images", headers=member).get_json()["images"]
+    assert [i["id"] for i in listed] == [world.image_id]
+    assert set(listed[0]) == {"id", "name", "links"}
+    assert [link["rel"] for link in listed[0]["links"]] == ["self", "bookmark", "alternate"]
+    assert client.get("/v2.1/images", headers={**world.b.headers, **old}).get_json()["images"] == []  # private
+    image = client.get(url, headers=member).get_json()["image"]
+    assert (image["status"], image["progress"], image["minRam"], image["OS-EXT-IMG-SIZE:size"]) == \
+        ("ACTIVE", 100, 0, 512)
+    assert client.get(url, headers={**world.b.headers, **old}).status_code == 404
+    detail = client.get("/v2.1/images/detail?status=ACTIVE", headers=member).get_json()["images"]
+    assert detail == [image]
+    assert client.get("/v2.1/images/detail?status=SAVING", headers=member).get_json()["images"] == []
+    # metadata: set, merge, show, replace, delete, and Nova's errors
+    meta = f"{url}/metadata"
+    assert client.get(meta, headers=member).get_json() == {"metadata": {}}
+    assert client.post(meta, json={"metadata": {"a": "1"}}, headers=member).get_json() == {"metadata": {"a": "1"}}
+    assert client.post(meta, json={"metadata": {"b": "2"}}, headers=member).get_json() == \
+        {"metadata": {"a": "1", "b": "2"}}
+    assert client.get(f"{meta}/a", headers=member).get_json() == {"meta": {"a": "1"}}
+    assert client.get(f"{meta}/zz", headers=member).status_code == 404
+    assert client.put(f"{meta}/c", json={"meta": {"c": "3"}}, headers=member).get_json() == {"meta": {"c": "3"}}
+    bad = client.put(f"{meta}/c", json={"meta": {"d": "3"}}, headers=member)
+    assert bad.status_code == 400 and bad.get_json()["badRequest"]["message"] == "Request body and URI mismatch"
+    assert client.put(meta, json={"metadata": {"x": "y"}}, headers=member).get_json() == {"metadata": {"x": "y"}}
+    assert client.get(url, headers=member).get_json()["image"]["metadata"] == {"x": "y"}
+    assert client.delete(f"{meta}/x", headers=member).status_code == 204
+    assert client.delete(f"{meta}/x", headers=member).get_json()["itemNotFound"]["message"] == "Invalid metadata key"
+    assert client.post(meta, json={"metadata": {"k": "v"}}, headers={**world.reader.headers, **old}).status_code \
+        == 403  # a reader sees the image but may not change it
+    # delete
+    assert client.delete(url, headers={**world.b.headers, **old}).status_code == 404
+    assert client.delete(url, headers=member).status_code == 204
+    gone = client.get(url, headers=member)
+    assert gone.status_code == 404 and gone.get_json()["itemNotFound"]["message"] == "Image not found."
