@@ -107,8 +107,8 @@ def finish_snapshot_image(s, ctx: dict) -> bool:
 
 
 def rotate_backups(s, instance_uuid: str, backup_type: str, rotation: int) -> list[str]:
-    """Nova's _rotate_backups: of the instance's backups of ``backup_type`` (newest first), delete those beyond
-    ``rotation``; their ids."""
+    """Nova's _rotate_backups: of the instance's backups of ``backup_type`` (newest first, by created_at, which
+    has whole seconds on MariaDB as Glance's has on MySQL), delete those beyond ``rotation``; their ids."""
     project_id = s.scalar(select(Instance.project_id).where(Instance.uuid == instance_uuid))
     rows = s.execute(select(Image.id, Image.properties, Image.protected).where(Image.owner == project_id).order_by(
         Image.created_at.desc(), Image.id.desc())).all()

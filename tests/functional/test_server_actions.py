@@ -565,6 +565,7 @@ def test_create_backup_rotation_and_reset_state(env):
         assert r.status_code == 202, r.text
         ids.append(r.json()["image_id"])
         alice.wait(sid, "ACTIVE")
+        time.sleep(1.1)  # backups are ordered by created_at, whole seconds on MariaDB (as Glance's on MySQL)
     assert backups() == ["daily-1", "daily-2"]
     newest = images.get(f"{stack.url}/image/v2/images/{ids[-1]}").json()
     assert newest["status"] == "active" and newest["image_type"] == "backup" and newest["size"] == len(data)
