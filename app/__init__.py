@@ -19,9 +19,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_sqlalchemy import SQLAlchemy
 
     from app import auth, cli, errors, microversion, openapi, policy, request_limits, response_log, versions
-    from app.compute import (aggregates, availability_zones, consoles, flavor_access, flavors, hypervisors,
+    from app.compute import (aggregates, availability_zones, consoles, extensions, flavor_access, flavors, hosts,
+                             hypervisors, images,
                              instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
-                             server_groups, server_metadata, server_tags, servers, services, usage)
+                             server_groups, server_password, server_metadata, server_tags, servers, services, usage,
+                             usage_audit_log)
     from app.identity import (application_credentials, catalog, domains, groups, projects, roles, tokens,
                               users)
     from app.identity import versions as identity_versions
@@ -67,7 +69,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(module.bp, url_prefix="/image")
     for module in (servers, flavors, keypairs, limits, availability_zones, networks, services, hypervisors,
                    instance_actions, quotas, server_groups, aggregates, flavor_access, usage, migrations, consoles,
-                   server_diagnostics, server_metadata, server_tags):
+                   server_diagnostics, server_metadata, server_tags, server_password,
+                   usage_audit_log, hosts, extensions, images):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
     openapi.init_app(app)
     cli.init_app(app)

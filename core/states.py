@@ -54,12 +54,13 @@ MORE_ACTIONS: dict[str, dict] = {
     "unrescue": {"from": (RESCUED,), "task_state": "unrescuing", "to": ACTIVE},
     "rebuild": {"from": (ACTIVE, STOPPED, ERROR), "task_state": "rebuilding", "to": None},
     "snapshot": {"from": (ACTIVE, STOPPED, PAUSED, SUSPENDED), "task_state": "image_snapshot", "to": None},
+    "backup": {"from": (ACTIVE, STOPPED, PAUSED, SUSPENDED), "task_state": "image_backup", "to": None},
     "soft_delete": {"from": (ACTIVE, STOPPED, PAUSED, SUSPENDED, ERROR, RESCUED), "task_state": "soft-deleting",
                     "to": SOFT_DELETED},
     "restore": {"from": (SOFT_DELETED,), "task_state": "restoring", "to": ACTIVE},
 }
 # Nova's instance-action names (os-instance-actions) where they differ from the internal action name.
-ACTION_RECORD_NAMES = {"snapshot": "createImage", "soft_delete": "delete", "reboot_hard": "reboot"}
+ACTION_RECORD_NAMES = {"snapshot": "createImage", "backup": "createBackup", "soft_delete": "delete", "reboot_hard": "reboot"}
 POWER_AFTER.update({RESCUED: PowerState.RUNNING, SOFT_DELETED: PowerState.SHUTDOWN})
 
 MAX_TAGS = 50  # per server (Nova: instance.MAX_TAG_COUNT)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from core.power_state import PowerState
+from drivers import fake_console
 from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, LiveMigrationAborted, tagged_devices
 
 _lock = threading.Lock()
@@ -49,6 +50,7 @@ class FakeDriver(ComputeDriver):
         self.build_disk_delay, self.spawn_delay = build_disk_delay, spawn_delay
         self.live_migration_seconds = live_migration_seconds
         self.cached_images: set[str] = set()
+        self.clock: Callable[[], float] = time.time  # the guests' clock (tests move it)
         with _lock:
             fresh = host not in _guests
             self._guests = _guests.setdefault(host, {})
@@ -136,14 +138,11 @@ class FakeDriver(ComputeDriver):
         with _lock:
             guest = self._guest(instance.uuid)
             if not guest["spawned"]:
-                guest["console"].append(f"fake guest {instance.uuid} booted as {instance.hostname}")
-                if instance.network:
-                    guest["console"].append(f"fake guest nic mac={instance.network['mac']} "
-                                            f"ip={instance.network['address']} bridge={instance.network['bridge']}")
                 if instance.config_drive_files is not None:
                     # Recorded, not built: the file list shows what a real driver would put on the ISO.
                     guest["config_drive"] = sorted(instance.config_drive_files)
-                    guest["console"].append("fake config drive config-2: " + " ".join(guest["config_drive"]))
+                now = self.clock()
+                guest.update(console_started=now, boot_log=fake_console.boot_log(instance, now))
             guest.update(spawned=True, spawning=False, power_state=PowerState.RUNNING, started=time.time(),
                          config_drive_attached=instance.config_drive_files is not None,
                          nics=[instance.network["mac"]] if instance.network else [])
@@ -192,7 +191,7 @@ class FakeDriver(ComputeDriver):
             if require and guest["power_state"] not in require and guest["power_state"] != state:
                 raise DriverError(f"Instance {instance_uuid} is in power state {guest['power_state']}")
             guest["power_state"] = state
-            guest["console"].append(line)
+            self._log(guest, line)
             self._save(instance_uuid)
 
     def power_off(self, instance_uuid: str, timeout: int = 0) -> None:
@@ -217,9 +216,16 @@ class FakeDriver(ComputeDriver):
     def resume(self, instance_uuid: str) -> None:
         self._set_power(instance_uuid, PowerState.RUNNING, "fake guest resumed", require=(PowerState.SUSPENDED,))
 
+    def _log(self, guest: dict, line: str) -> None:
+        """Add a line to the guest's console at this moment (call with _lock held)."""
+        guest["console"].append([round(self.clock() - guest.get("console_started", self.clock()), 6), line])
+
     def get_console_output(self, instance_uuid: str) -> str:
         with _lock:
-            return "\n".join(self._guest(instance_uuid)["console"]) + "\n"
+            guest = self._guest(instance_uuid)
+            boot, events = list(guest.get("boot_log", [])), list(guest["console"])
+            elapsed = self.clock() - guest.get("console_started", self.clock())
+        return fake_console.render(boot, events, elapsed)
 
     def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
         self._guest(instance_uuid)
@@ -232,14 +238,14 @@ class FakeDriver(ComputeDriver):
                 return
             image = rescue_image or instance.image
             guest.update(rescued=True, power_state=PowerState.RUNNING)
-            guest["console"].append(f"fake guest rescued from image {image.id if image else 'none'}")
+            self._log(guest, f"fake guest rescued from image {image.id if image else 'none'}")
             self._save(instance.uuid)
 
     def unrescue(self, instance_uuid: str) -> None:
         with _lock:
             guest = self._guest(instance_uuid)
             if guest.pop("rescued", False):
-                guest["console"].append("fake guest unrescued")
+                self._log(guest, "fake guest unrescued")
             guest["power_state"] = PowerState.RUNNING
             self._save(instance_uuid)
 
@@ -247,7 +253,7 @@ class FakeDriver(ComputeDriver):
         """The fake disk is the image it was built from, so its snapshot is that image's data (in its format)."""
         with _lock:
             guest = self._guest(instance_uuid)
-            guest["console"].append("fake guest snapshot taken")
+            self._log(guest, "fake guest snapshot taken")
             path = guest.get("image_path")
         try:
             return open(path, "rb") if path else io.BytesIO(b"")
@@ -259,7 +265,7 @@ class FakeDriver(ComputeDriver):
             guest = self._guest(instance_uuid)
             if guest["power_state"] != PowerState.RUNNING:
                 raise DriverError(f"Instance {instance_uuid} is not running")
-            guest["console"].append("fake guest received an NMI (crash dump)")
+            self._log(guest, "fake guest received an NMI (crash dump)")
             self._save(instance_uuid)
 
     def get_diagnostics(self, instance_uuid: str) -> dict:
@@ -289,7 +295,7 @@ class FakeDriver(ComputeDriver):
             guest = self._guest(instance_uuid)
             if "resize_backup" not in guest:
                 guest["resize_backup"] = {k: guest[k] for k in ("vcpus", "memory_mb", "root_gb")}
-                guest["console"].append("fake guest powered off for migration")
+                self._log(guest, "fake guest powered off for migration")
             guest.update(power_state=PowerState.SHUTDOWN, migrating=True)
             self._save(instance_uuid)
 
@@ -299,7 +305,7 @@ class FakeDriver(ComputeDriver):
         with _lock:
             guest = self._guest(instance.uuid)
             guest.update(vcpus=instance.vcpus, memory_mb=instance.memory_mb, root_gb=instance.root_gb)
-            guest["console"].append(f"fake guest migrated in with flavor {instance.flavor_name}")
+            self._log(guest, f"fake guest migrated in with flavor {instance.flavor_name}")
             if not power_on:
                 guest["power_state"] = PowerState.SHUTDOWN
             self._save(instance.uuid)
@@ -310,7 +316,7 @@ class FakeDriver(ComputeDriver):
             guest.pop("migrating", None)
             guest.update(guest.pop("resize_backup", {}))
             guest["power_state"] = PowerState.RUNNING if power_on else PowerState.SHUTDOWN
-            guest["console"].append("fake guest migration reverted")
+            self._log(guest, "fake guest migration reverted")
             self._save(instance_uuid)
 
     def confirm_migration(self, instance_uuid: str, dest_host: str) -> None:
@@ -321,7 +327,7 @@ class FakeDriver(ComputeDriver):
             guest = self._guest(instance_uuid)
             if guest.pop("resize_backup", None) is not None:
                 guest.pop("migrating", None)
-                guest["console"].append("fake guest resize confirmed")
+                self._log(guest, "fake guest resize confirmed")
                 self._save(instance_uuid)
 
     def cache_image(self, image: ImageSpec) -> None:
@@ -358,11 +364,11 @@ class FakeDriver(ComputeDriver):
                 if self._guests.get(instance_uuid) is not guest:
                     raise InstanceNotFound(instance_uuid)  # destroyed meanwhile
                 if job["abort"]:
-                    guest["console"].append(f"fake guest live migration to {dest_host} aborted")
+                    self._log(guest, f"fake guest live migration to {dest_host} aborted")
                     self._save(instance_uuid)
                     raise LiveMigrationAborted(f"Live migration of {instance_uuid} to {dest_host} was aborted")
                 how = " (forced to complete)" if job["force_complete"] else ""
-                guest["console"].append(f"fake guest live-migrated from {self.host} to {dest_host}{how}")
+                self._log(guest, f"fake guest live-migrated from {self.host} to {dest_host}{how}")
                 _guests[dest_host][instance_uuid] = self._guests.pop(instance_uuid)
                 self._save(instance_uuid)
                 self._save(instance_uuid, dest_host)

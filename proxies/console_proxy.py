@@ -15,7 +15,9 @@ Rules, checked before any byte reaches a guest:
 SPICE opens one WebSocket per channel. Its first (main) channel consumes the token; the session's other channels
 (display, inputs, cursor, ...) may reuse it from the same client address within ``console_spice_channel_window``
 seconds. The proxy reads each SPICE connection's link message to tell them apart, so opening the URL a second
-time (a new main channel) is refused like a reused noVNC token.
+time (a new main channel) is refused like a reused noVNC token. A token that no channel could use (unknown, of
+the other type, expired, or used by another client or beyond the window) is refused with an HTTP 403 instead of
+the upgrade, so no WebSocket is ever opened for it.
 
 websockify forks one process per connection (as nova-novncproxy does); the listener itself never opens a database
 or broker connection, so nothing is shared across the fork.
@@ -167,7 +169,8 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
                 self.console = self._consume()
             else:
                 # Whether this connection may consume the token depends on its SPICE channel, which its first
-                # message tells; refuse what no channel could use before upgrading.
+                # message tells; refuse what no channel could use before upgrading, so a bad, used or expired
+                # token never holds a WebSocket open.
                 row = self._lookup()
                 if row is None:
                     raise Refused("unknown token")
@@ -175,6 +178,8 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
                     raise Refused(f"token is for a {row.console_type} console")
                 if row.used_at is None and row.expires <= int(time.time()):
                     raise Refused("token expired")
+                if row.used_at is not None and not self._may_join(row):
+                    raise Refused("token already used")
         except Refused as exc:
             self._result(f"refused ({exc.reason})", instance=self._instance_of_refused())
             self._upgrading = False
@@ -208,9 +213,13 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
         except ApiError as exc:
             raise Refused(exc.message, 503 if exc.code == 503 else 403) from None
 
+    def _may_join(self, row: ConsoleAuthToken) -> bool:
+        """Whether a used SPICE token still admits its session's other channels from this client."""
+        window = self.server.settings.console_spice_channel_window
+        return row.used_by == self.client_address[0] and int(time.time()) <= row.used_at + window
+
     def _spice_channel_session(self) -> dict:
         """A secondary SPICE channel: allowed for the token's consuming client within the channel window."""
-        now = int(time.time())
         with read_session() as s:
             row = self._token_row(s)
             if row is None:
@@ -219,8 +228,7 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
                 raise Refused(f"token is for a {row.console_type} console")
             if row.used_at is None:
                 raise Refused("SPICE channel before the session's main channel")
-            if row.used_by != self.client_address[0] or now > row.used_at + self.server.settings.\
-                    console_spice_channel_window:
+            if not self._may_join(row):
                 raise Refused("token already used")
             live = s.scalar(sa.select(Instance.id).where(Instance.uuid == row.instance_uuid, Instance.deleted == 0))
             if live is None:

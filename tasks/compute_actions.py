@@ -57,6 +57,7 @@ _OPS: dict[str, Callable[[ComputeDriver, dict], dict]] = {
     "unrescue": lambda d, c: (d.unrescue(c["instance_uuid"]), {})[1],
     "rebuild": _rebuild,
     "snapshot": _snapshot,
+    "backup": _snapshot,
     # Nova's default soft_delete / restore are a power off / power on of the guest.
     "soft_delete": lambda d, c: (d.power_off(c["instance_uuid"], timeout=get_settings().shutdown_timeout), {})[1],
     "restore": lambda d, c: (d.power_on(c["instance_uuid"]), {})[1],

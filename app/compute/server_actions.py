@@ -31,7 +31,7 @@ from core.settings import get_settings
 from tasks.messaging import rpc
 
 
-def _start(inst: Instance, action: str, values: dict | None = None, params: dict | None = None,
+def start_op(inst: Instance, action: str, values: dict | None = None, params: dict | None = None,
            api_name: str | None = None) -> None:
     ctx = current()
     rpc.call("stratus.conductor.instance_op", {
@@ -123,13 +123,13 @@ def rescue(server_id: str, args: object) -> Response:
                 raise bad_request(f"Image {image_id} could not be found.")
         params["rescue_image_id"] = image_id
     admin_pass = body.get("adminPass") or secrets.token_urlsafe(9)[:12]
-    _start(inst, "rescue", values={"admin_pass_enc": crypto.encrypt(admin_pass)}, params=params)
+    start_op(inst, "rescue", values={"admin_pass_enc": crypto.encrypt(admin_pass)}, params=params)
     return jsonify({"adminPass": admin_pass})
 
 
 def unrescue(server_id: str, args: object) -> None:
     check_no_args("unrescue", args)
-    _start(writable_instance(server_id), "unrescue")
+    start_op(writable_instance(server_id), "unrescue")
 
 
 # --- trigger_crash_dump (2.17) --------------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def rebuild(server_id: str, body: dict) -> Response:
                    if k in names})
     if "user_data" in body:
         values["user_data_enc"] = crypto.encrypt(body["user_data"]) if body["user_data"] else None
-    _start(inst, "rebuild", values=values,
+    start_op(inst, "rebuild", values=values,
            params={"preserve_ephemeral": bool(body.get("preserve_ephemeral", False))})
     with read_session() as s:
         server = render(s, [get_instance(s, inst.uuid, ctx)], ctx, show=True)[0]
@@ -221,7 +221,7 @@ def create_image(server_id: str, body: dict) -> Response:
         raise conflict(f"Cannot 'createImage' instance {inst.uuid} while it is in {attr} {state}")
     image_id = new_snapshot_image(inst, body["name"], metadata, current().user_id)
     try:
-        _start(inst, "snapshot", params={"image_id": image_id}, api_name="createImage")
+        start_op(inst, "snapshot", params={"image_id": image_id}, api_name="createImage")
     except ApiError:
         drop_queued_image(image_id)
         raise
@@ -244,13 +244,13 @@ def soft_delete(server_id: str) -> bool:
         return True
     if not inst.host or inst.vm_state == states.BUILDING:
         return False
-    _start(inst, "soft_delete", api_name="delete")
+    start_op(inst, "soft_delete", api_name="delete")
     return True
 
 
 def restore(server_id: str, args: object) -> None:
     check_no_args("restore", args)
-    _start(writable_instance(server_id), "restore")
+    start_op(writable_instance(server_id), "restore")
 
 
 def force_delete(server_id: str, args: object) -> None:

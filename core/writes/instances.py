@@ -94,6 +94,22 @@ def update_instance(s: Session, uuid: str, values: dict) -> None:
         raise ConductorError(404, f"Instance {uuid} could not be found.")
 
 
+def reset_state(s: Session, uuid: str, vm_state: str, request_id: str, user_id: str | None,
+                project_id: str | None) -> None:
+    """Nova's os-resetState: vm_state set, task_state cleared, whatever the instance was doing (a CAS on the task
+    state read under the row lock, so a step finishing meanwhile either lands first or finds the reset), and a
+    finished ``resetState`` instance action."""
+    inst = get_instance(s, uuid, lock=True)
+    if inst is None or inst.deleted:
+        raise ConductorError(404, f"Instance {uuid} could not be found.")
+    if not cas_instance(s, uuid, expected_task_state=inst.task_state, vm_state=vm_state, task_state=None):
+        raise ConductorError(409, f"Instance {uuid} changed state concurrently; retry the request.")
+    now = utcnow()
+    start_action(s, uuid, "resetState", request_id, user_id, project_id, now=now)
+    s.execute(update(InstanceAction).where(InstanceAction.instance_uuid == uuid,
+                                           InstanceAction.request_id == request_id).values(finish_time=now))
+
+
 def add_fault(s: Session, uuid: str, code: int, message: str, details: str = "", host: str | None = None) -> None:
     s.add(InstanceFault(instance_uuid=uuid, code=code, message=message[:255], details=details, host=host))
 

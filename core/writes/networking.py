@@ -183,6 +183,11 @@ def delete_password(s: Session, instance_uuid: str) -> None:
     s.execute(delete(InstancePassword).where(InstancePassword.instance_uuid == instance_uuid))
 
 
+def clear_metadata_password(s: Session, instance_uuid: str) -> None:
+    """os-server-password DELETE: forget the guest's password (the guest may post a new one, as in Nova)."""
+    s.execute(delete(InstancePassword).where(InstancePassword.instance_uuid == instance_uuid))
+
+
 def set_metadata_password(s: Session, instance_uuid: str, password: str) -> None:
     """Store the guest's password once (Nova: a second POST is a 409)."""
     if s.scalar(select(Instance.deleted).where(Instance.uuid == instance_uuid)) != 0:  # None: no such instance

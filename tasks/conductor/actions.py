@@ -23,7 +23,7 @@ from core.writes.instances import cas_instance, get_instance, record_event, star
 from core.writes.quotas import check_metadata_items
 from tasks.common import Chain, new_ctx, sig
 from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
-                                    rpc)
+                                    rotate_backups, rpc)
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -87,8 +87,10 @@ def finish_instance_op(ctx: dict) -> None:
     with write_session() as s:
         done = cas_instance(s, uuid, expected_task_state=ctx["task_state"], vm_state=target,
                             task_state=None, power_state=ctx.get("power_state", states.POWER_AFTER[target]))
-        if action == "snapshot":
+        if action in ("snapshot", "backup"):
             finish_snapshot_image(s, ctx)
+        if action == "backup":
+            rotate_backups(s, uuid, ctx["backup_type"], ctx["rotation"])
         if done:
             record_event(s, uuid, ctx["request_id"], f"compute_{action}_instance", ctx.get("t0"),
                          "Success", host=ctx.get("host"))
@@ -195,6 +197,8 @@ def update_tags(s, uuid: str, op: str, tags: list[str] | None = None) -> dict:
 update_instance = rpc("update_instance")(instances.update_instance)
 # From the metadata service: a guest POSTed its (encrypted-by-the-guest) password.
 set_metadata_password = rpc("set_metadata_password")(networking.set_metadata_password)
+clear_metadata_password = rpc("clear_metadata_password")(networking.clear_metadata_password)
+reset_state = rpc("reset_state")(instances.reset_state)
 
 
 @rpc("create_console_token")

@@ -284,7 +284,7 @@ def step_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> N
     if action in MOVE_ACTIONS:
         move_failed(ctx, message, details)
         return
-    if action == "snapshot":
+    if action in ("snapshot", "backup"):
         snapshot_failed(ctx)
     with write_session() as s:
         values: dict[str, Any] = {"task_state": None}

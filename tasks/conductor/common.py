@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from core import image_store
 from core.db import write_session
@@ -58,7 +58,7 @@ def rpc(name: str, *, session: bool = True) -> Callable:
 
 _MIGRATION_CALLS = ("migrate_disk_and_power_off", "finish_migration", "finish_revert_migration")
 # Optional driver methods each action needs (drivers/base.py); without them the API answers 409 up front.
-_DRIVER_CALLS = {"rescue": ("rescue",), "unrescue": ("unrescue",), "snapshot": ("snapshot",),
+_DRIVER_CALLS = {"rescue": ("rescue",), "unrescue": ("unrescue",), "snapshot": ("snapshot",), "backup": ("snapshot",),
                  "trigger_crash_dump": ("trigger_crash_dump",), "resize": _MIGRATION_CALLS,
                  "migrate": _MIGRATION_CALLS, "live_migrate": ("live_migrate",),
                  "live_migration_abort": ("live_migration_abort",),
@@ -104,6 +104,23 @@ def finish_snapshot_image(s, ctx: dict) -> bool:
     if not done:  # the image was deleted while the snapshot was taken
         image_store.delete(image_id)
     return bool(done)
+
+
+def rotate_backups(s, instance_uuid: str, backup_type: str, rotation: int) -> list[str]:
+    """Nova's _rotate_backups: of the instance's backups of ``backup_type`` (newest first, by created_at, which
+    has whole seconds on MariaDB as Glance's has on MySQL), delete those beyond ``rotation``; their ids."""
+    project_id = s.scalar(select(Instance.project_id).where(Instance.uuid == instance_uuid))
+    rows = s.execute(select(Image.id, Image.properties, Image.protected).where(Image.owner == project_id).order_by(
+        Image.created_at.desc(), Image.id.desc())).all()
+    backups = [(r.id, r.protected) for r in rows if (r.properties or {}).get("image_type") == "backup"
+               and (r.properties or {}).get("instance_uuid") == instance_uuid
+               and (r.properties or {}).get("backup_type") == backup_type]
+    excess = [image_id for image_id, protected in backups[rotation:] if not protected]  # Glance keeps those
+    if excess:
+        s.execute(delete(Image).where(Image.id.in_(excess)))
+        for image_id in excess:
+            image_store.delete(image_id)
+    return excess
 
 
 def snapshot_failed(ctx: dict) -> None:

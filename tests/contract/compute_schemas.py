@@ -16,6 +16,10 @@ from tempest.lib.api_schema.response.compute.v2_1 import flavors as flavors_v21
 from tempest.lib.api_schema.response.compute.v2_1.parameter_types import links
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_access as flavor_access_v21
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_extra_specs as extra_specs_v21
+from tempest.lib.api_schema.response.compute.v2_1 import extensions as extensions_v21
+from tempest.lib.api_schema.response.compute.v2_1 import hosts as hosts_v21
+from tempest.lib.api_schema.response.compute.v2_1 import images as images_v21
+from tempest.lib.api_schema.response.compute.v2_1 import instance_usage_audit_logs as audit_v21
 from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_v21
 from tempest.lib.api_schema.response.compute.v2_1 import services as services_v21
 from tempest.lib.api_schema.response.compute.v2_1 import tenant_usages as usages_v21
@@ -186,6 +190,9 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("PUT", f"{_V21}/servers/<server_id>"): Versioned(ServersClient, "update_server"),
     ("DELETE", f"{_V21}/servers/<server_id>"): Fixed(servers_v21, "delete_server"),
     ("POST", f"{_V21}/servers/<server_id>/action"): ByAction(SERVER_ACTIONS),
+    ("GET", f"{_V21}/servers/<server_id>/os-server-password"): Fixed(servers_v21, "show_password"),
+    ("DELETE", f"{_V21}/servers/<server_id>/os-server-password"):
+        Fixed(servers_v21, "server_actions_delete_password"),
     ("GET", f"{_V21}/servers/<server_id>/diagnostics"): Versioned(ServersClient, "show_server_diagnostics"),
     ("GET", f"{_V21}/servers/<server_id>/metadata"): Fixed(servers_v21, "list_server_metadata"),
     ("POST", f"{_V21}/servers/<server_id>/metadata"): Fixed(servers_v21, "update_server_metadata"),
@@ -265,6 +272,27 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("GET", f"{_V21}/os-migrations"): Amended(
         Versioned(MigrationsClient, "list_migrations"), "2.59", _with_links("migrations"),
         "Nova pages migrations from 2.59 and adds migrations_links (schemas/migrations.py index_response_v259)"),
+    ("GET", f"{_V21}/extensions"): Fixed(extensions_v21, "list_extensions"),
+    # the image proxy (until 2.35)
+    ("GET", f"{_V21}/images"): Fixed(images_v21, "list_images"),
+    ("GET", f"{_V21}/images/detail"): Fixed(images_v21, "list_images_details"),
+    ("GET", f"{_V21}/images/<image_id>"): Fixed(images_v21, "get_image"),
+    ("DELETE", f"{_V21}/images/<image_id>"): Fixed(images_v21, "delete"),
+    ("GET", f"{_V21}/images/<image_id>/metadata"): Fixed(images_v21, "image_metadata"),
+    ("POST", f"{_V21}/images/<image_id>/metadata"): Fixed(images_v21, "image_metadata"),
+    ("PUT", f"{_V21}/images/<image_id>/metadata"): Fixed(images_v21, "image_metadata"),
+    ("GET", f"{_V21}/images/<image_id>/metadata/<key>"): Fixed(images_v21, "image_meta_item"),
+    ("PUT", f"{_V21}/images/<image_id>/metadata/<key>"): Fixed(images_v21, "image_meta_item"),
+    ("DELETE", f"{_V21}/images/<image_id>/metadata/<key>"): Fixed(images_v21, "delete"),
+    ("GET", f"{_V21}/os-hosts"): Fixed(hosts_v21, "list_hosts"),
+    ("GET", f"{_V21}/os-hosts/<host_name>"): Fixed(hosts_v21, "get_host_detail"),
+    ("PUT", f"{_V21}/os-hosts/<host_name>"): Fixed(hosts_v21, "update_host"),
+    ("GET", f"{_V21}/os-hosts/<host_name>/startup"): Fixed(hosts_v21, "startup_host"),
+    ("GET", f"{_V21}/os-hosts/<host_name>/shutdown"): Fixed(hosts_v21, "shutdown_host"),
+    ("GET", f"{_V21}/os-hosts/<host_name>/reboot"): Fixed(hosts_v21, "reboot_host"),
+    ("GET", f"{_V21}/os-instance_usage_audit_log"): Fixed(audit_v21, "list_instance_usage_audit_log"),
+    ("GET", f"{_V21}/os-instance_usage_audit_log/<before_timestamp>"):
+        Fixed(audit_v21, "get_instance_usage_audit_log"),
     ("GET", f"{_V21}/os-simple-tenant-usage"): Fixed(usages_v21, "list_tenant_usage"),
     ("GET", f"{_V21}/os-simple-tenant-usage/<tenant_id>"): Select(_tenant_usage, "Nova's {} for an unused project"),
     # quotas
@@ -284,6 +312,7 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
 
 # Compute endpoints Stratus serves for which tempest publishes no response schema (no client method validates).
 NO_SCHEMA: dict[tuple[str, str], str] = {
+    ("GET", f"{_V21}/extensions/<alias>"): "tempest's ExtensionsClient.show_extension validates no schema",
     ("POST", f"{_V21}/os-aggregates/<aggregate_id>/images"): "tempest has no aggregate image-cache client (2.81)",
     ("GET", f"{_V21}/os-console-auth-tokens/<token>"):
         "tempest's console_auth_tokens schema exists only from 2.99 (v2_99), beyond Stratus's 2.96",

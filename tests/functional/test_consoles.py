@@ -312,3 +312,51 @@ def test_deleting_the_instance_deletes_its_tokens(cstack):
     with db(cstack) as c:
         assert c.execute("SELECT count(*) FROM console_auth_tokens WHERE instance_uuid=?", (uuid,)).fetchone()[0] == 0
     assert refused(cstack.novnc_port, token) == 403
+
+
+def _refused_at_once(port: int, token: str) -> None:
+    """The handshake itself is refused (no WebSocket is opened), and at once."""
+    started = time.monotonic()
+    assert refused(port, token) == 403
+    assert time.monotonic() - started < 3
+
+
+def _set_token(st, token: str, **values) -> None:
+    sets = ", ".join(f"{k}=?" for k in values)
+    with db(st) as c:
+        c.execute(f"UPDATE console_auth_tokens SET {sets} WHERE token_hash=?",
+                  (*values.values(), hashlib.sha256(token.encode()).hexdigest()))
+
+
+def test_bad_used_or_expired_tokens_are_refused_during_the_handshake(cstack, server, fake_vnc_server):
+    """Issue 28 item 12: no WebSocket stays open for a token no channel can use; a valid SPICE main channel still
+    reaches the guest byte for byte."""
+    for port in (cstack.novnc_port, cstack.spice_port):
+        _refused_at_once(port, "not-a-token")
+    # noVNC: used, expired
+    token = token_of(url_of(cstack, server))
+    connect(cstack.novnc_port, token).close()
+    _refused_at_once(cstack.novnc_port, token)
+    token = token_of(url_of(cstack, server))
+    _set_token(cstack, token, expires=int(time.time()) - 1)
+    _refused_at_once(cstack.novnc_port, token)
+    # SPICE: a valid main channel passes its link message through untouched
+    port = cstack.spice_port
+    token = token_of(url_of(cstack, server, "spice", "spice-html5"))
+    ws = connect(port, token)
+    ws.send_binary(spice_link(1))
+    deadline = time.monotonic() + 5
+    while spice_link(1) not in fake_vnc_server and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ws.close()
+    assert spice_link(1) in fake_vnc_server
+    # used by another client, or beyond the channel window: no channel can use it, so no WebSocket opens
+    _set_token(cstack, token, used_by="192.0.2.9")
+    _refused_at_once(port, token)
+    _set_token(cstack, token, used_by="127.0.0.1", used_at=int(time.time()) - 3600)
+    _refused_at_once(port, token)
+    # expired before use
+    token = token_of(url_of(cstack, server, "spice", "spice-html5"))
+    _set_token(cstack, token, expires=int(time.time()) - 1)
+    _refused_at_once(port, token)
+    assert cstack.log("spicehtml5proxy").count("result=refused (token already used)") >= 2

@@ -252,7 +252,7 @@ def test_openstack_root_and_no_user_data(stack, world):
     assert meta["public_keys"] == {} and meta["keys"] == [] and meta["meta"] == {"role": "b"}
 
 
-def test_password_post_once(stack, world):
+def test_password_post_once(stack, api, world):
     src = fixed_ip(world["b"])
     assert md_ok(stack, "/openstack/latest/password", src) == b""
     assert md(stack, "/openstack/latest/password", src, method="POST", body=b"x" * 257)[0] == 400
@@ -265,6 +265,14 @@ def test_password_post_once(stack, world):
     assert md_ok(stack, "/openstack/latest/password", src) == b"encrypted-pw"
     # Another instance's password is its own.
     assert md_ok(stack, "/openstack/latest/password", fixed_ip(world["a"])) == b""
+    # The compute API's os-server-password shows what the guest posted; clearing it lets the guest post a new one.
+    url = f"/servers/{world['b']['id']}/os-server-password"
+    assert api.req("GET", url).json() == {"password": "encrypted-pw"}
+    assert api.req("GET", f"/servers/{world['a']['id']}/os-server-password").json() == {"password": ""}
+    assert api.req("DELETE", url).status_code == 204
+    assert md_ok(stack, "/openstack/latest/password", src) == b""
+    assert md(stack, "/openstack/latest/password", src, method="POST", body=b"second-pw")[0] == 200
+    assert api.req("GET", url).json() == {"password": "second-pw"}
 
 
 # --- the EC2 tree ---------------------------------------------------------------------------------------------------

@@ -543,3 +543,43 @@ def test_shelve_snapshots_and_unshelve_boots_from_the_snapshot(env):
     while alice("GET", f"/servers/{sid}").status_code != 404 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert images.get(f"{stack.url}/image/v2/images/{again['id']}").status_code == 404
+
+
+def test_create_backup_rotation_and_reset_state(env):
+    """createBackup snapshots through the compute host and keeps the newest ``rotation`` backups of its type;
+    os-resetState (admin) puts a server in error and back, recording the action (issue 28 item 10)."""
+    stack, admin, alice = env["stack"], env["admin"], env["alice"]
+    images = requests.Session()
+    images.headers["X-Auth-Token"] = stack.admin_token()
+    data = b"image one " * 100
+    sid = boot(alice, env["images"]["one"], "backed-up")
+
+    def backups() -> list[str]:
+        found = images.get(f"{stack.url}/image/v2/images", params={"sort": "created_at:asc"}).json()["images"]
+        return [i["name"] for i in found if i.get("instance_uuid") == sid and i.get("backup_type") == "daily"]
+
+    ids = []
+    for n in range(3):
+        r = alice("POST", f"/servers/{sid}/action",
+                  {"createBackup": {"name": f"daily-{n}", "backup_type": "daily", "rotation": 2}})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["image_id"])
+        alice.wait(sid, "ACTIVE")
+        time.sleep(1.1)  # backups are ordered by created_at, whole seconds on MariaDB (as Glance's on MySQL)
+    assert backups() == ["daily-1", "daily-2"]
+    newest = images.get(f"{stack.url}/image/v2/images/{ids[-1]}").json()
+    assert newest["status"] == "active" and newest["image_type"] == "backup" and newest["size"] == len(data)
+    assert images.get(f"{stack.url}/image/v2/images/{ids[-1]}/file").content == data
+    assert images.get(f"{stack.url}/image/v2/images/{ids[0]}").status_code == 404
+    # the old image proxy shows the backup as Nova did
+    proxied = alice("GET", f"/images/{ids[-1]}", version="2.35").json()["image"]
+    assert proxied["status"] == "ACTIVE" and proxied["server"]["id"] == sid
+
+    assert fault(alice("POST", f"/servers/{sid}/action", {"os-resetState": {"state": "error"}}), 403)
+    assert admin("POST", f"/servers/{sid}/action", {"os-resetState": {"state": "error"}}).status_code == 202
+    assert admin.server(sid)["status"] == "ERROR"
+    assert admin("POST", f"/servers/{sid}/action", {"os-resetState": {"state": "active"}}).status_code == 202
+    assert admin.wait(sid, "ACTIVE")["status"] == "ACTIVE"
+    actions = [a["action"] for a in admin("GET", f"/servers/{sid}/os-instance-actions").json()["instanceActions"]]
+    assert actions.count("resetState") == 2 and actions.count("createBackup") == 3
+    assert alice("DELETE", f"/servers/{sid}").status_code == 204

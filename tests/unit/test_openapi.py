@@ -47,7 +47,7 @@ def test_request_bodies_come_from_the_marshmallow_schemas(client):
     # the schemas the handlers load their arguments with (@action_argument), and lock's
     assert {name: props[name]["$ref"].rsplit("/", 1)[1] for name in props if props[name]} == {
         "reboot": "Reboot", "lock": "Lock", "rebuild": "Rebuild", "createImage": "CreateImage", "resize": "Resize",
-        "os-migrateLive": "LiveMigrate"}
+        "os-migrateLive": "LiveMigrate", "os-resetState": "ResetState", "createBackup": "CreateBackup"}
     upload = doc["paths"]["/image/v2/images/{image_id}/file"]["put"]["requestBody"]["content"]
     assert "application/octet-stream" in upload
     error = schemas["ComputeFault"]["additionalProperties"]
