@@ -198,9 +198,14 @@ def rebuild(server_id: str, body: dict) -> Response:
         values["user_data_enc"] = crypto.encrypt(body["user_data"]) if body["user_data"] else None
     _start(inst, "rebuild", values=values,
            params={"preserve_ephemeral": bool(body.get("preserve_ephemeral", False))})
-    with read_session() as s:
-        server = render(s, [get_instance(s, inst.uuid, ctx)], ctx, show=True)[0]
+    v = api_version()
+    with read_session() as s:  # Nova's rebuild view: extended attributes from 2.75, key_name from 2.54
+        rebuilt = get_instance(s, inst.uuid, ctx)
+        server = render(s, [rebuilt], ctx, show=True, extended=v.matches("2.75"), key_name=v.matches("2.54"),
+                        admin_user_data=False)[0]
     server["adminPass"] = admin_pass
+    if v.matches("2.57"):
+        server["user_data"] = crypto.decrypt(rebuilt.user_data_enc)
     return jsonify({"server": server}), 202
 
 
