@@ -21,7 +21,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app import auth, cli, errors, microversion, openapi, policy, request_limits, response_log, versions
     from app.compute import (aggregates, availability_zones, consoles, flavor_access, flavors, hypervisors,
                              instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
-                             server_groups, server_metadata, server_tags, servers, services, usage)
+                             server_groups, server_metadata, server_tags, servers, services, usage,
+                             volume_attachments)
     from app.identity import domains, projects, roles, tokens, users
     from app.identity import versions as identity_versions
     from app.image import views as image
@@ -60,7 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(image.bp, url_prefix="/image")
     for module in (servers, flavors, keypairs, limits, availability_zones, networks, services, hypervisors,
                    instance_actions, quotas, server_groups, aggregates, flavor_access, usage, migrations, consoles,
-                   server_diagnostics, server_metadata, server_tags):
+                   server_diagnostics, server_metadata, server_tags, volume_attachments):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
     openapi.init_app(app)
     cli.init_app(app)

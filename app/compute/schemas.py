@@ -84,6 +84,22 @@ class ServerName(fields.String):
                          **kw)
 
 
+class IPv4(fields.IPv4):
+    """An IPv4 address, loaded as its normalized string: what is loaded travels to the conductor as JSON."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        return None if loaded is None else str(loaded)
+
+
+class IPv6(fields.IPv6):
+    """An IPv6 address, loaded as its normalized (compressed) string, as Nova shows it."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        return None if loaded is None else str(loaded)
+
+
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -112,8 +128,8 @@ class ServerCreateSchema(StrictSchema):
     networks = fields.Raw()
     config_drive = fields.Raw()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
-    accessIPv4 = fields.IPv4()
-    accessIPv6 = fields.IPv6()
+    accessIPv4 = IPv4()
+    accessIPv6 = IPv6()
     security_groups = fields.List(fields.Dict())
     block_device_mapping = fields.List(fields.Dict())
     block_device_mapping_v2 = fields.List(fields.Dict())
@@ -189,8 +205,8 @@ class ServerUpdateSchema(StrictSchema):
     name = ServerName()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
     hostname = fields.String(validate=validate.Length(min=1, max=255))
-    accessIPv4 = fields.IPv4()
-    accessIPv6 = fields.IPv6()
+    accessIPv4 = IPv4()
+    accessIPv6 = IPv6()
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
 
 

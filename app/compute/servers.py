@@ -247,7 +247,7 @@ def update_server(body: dict, server_id: str):
     check_version_gated(body, {"description": "2.19", "hostname": "2.90"}, api_version())
     names = {"name": "display_name", "description": "display_description", "hostname": "hostname",
              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
-    values = {names[k]: (str(val) if k.startswith("access") else val) for k, val in body.items() if k in names}
+    values = {names[k]: val for k, val in body.items() if k in names}
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
     if values:

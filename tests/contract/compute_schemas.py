@@ -201,6 +201,10 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
         Versioned(ServersClient, "show_instance_action"),
     ("POST", f"{_V21}/servers/<server_id>/remote-consoles"): Versioned(ServersClient, "get_remote_consoles"),
     ("GET", f"{_V21}/servers/<server_id>/tags"): Versioned(ServersClient, "list_tags"),
+    ("GET", f"{_V21}/servers/<server_id>/os-volume_attachments"): Versioned(ServersClient,
+                                                                          "list_volume_attachments"),
+    ("GET", f"{_V21}/servers/<server_id>/os-volume_attachments/<volume_id>"): Versioned(
+        ServersClient, "show_volume_attachment"),
     ("PUT", f"{_V21}/servers/<server_id>/tags"): Versioned(ServersClient, "update_all_tags"),
     ("DELETE", f"{_V21}/servers/<server_id>/tags"): Versioned(ServersClient, "delete_all_tags"),
     ("GET", f"{_V21}/servers/<server_id>/tags/<tag>"): Versioned(ServersClient, "check_tag_existence"),

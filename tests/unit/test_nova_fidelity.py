@@ -123,3 +123,214 @@ def test_admin_tenant_id_filter_is_ignored_without_all_tenants(client, world: Wo
     assert listed(f"?all_tenants=1&tenant_id={project}") == [world.server_id]
     assert listed(f"?all_tenants=1&project_id={project}") == [world.server_id]
     assert listed(f"?all_tenants=1&tenant_id={world.b.project_id}") == []
+
+
+# --- item 1: nothing a client sends reaches the broker in a shape its encoder refuses ------------------------------
+
+def test_create_update_rebuild_with_access_ips(client, world: World):
+    """The in-process conductor gets its arguments through kombu's JSON as a worker does (kombu's EncodeError on
+    an IPv4Address was a 500)."""
+    from sqlalchemy import select
+
+    from core.db import read_session
+    from core.models import Instance
+    ips = {"accessIPv4": "192.0.2.7", "accessIPv6": "2001:DB8:0:0::1"}
+    created = client.post("/v2.1/servers", json={"server": {
+        "name": "ips", "imageRef": world.image_id, "flavorRef": world.flavor_id, "networks": "none", **ips}},
+        headers={**world.a.headers, **COMPUTE})
+    assert created.status_code == 202, created.get_json()
+    uuid = created.get_json()["server"]["id"]
+    shown = client.get(f"/v2.1/servers/{uuid}", headers={**world.a.headers, **COMPUTE}).get_json()["server"]
+    assert (shown["accessIPv4"], shown["accessIPv6"]) == ("192.0.2.7", "2001:db8::1")  # normalized, as Nova
+    updated = client.put(f"/v2.1/servers/{uuid}", json={"server": {"accessIPv4": "198.51.100.1"}},
+                         headers={**world.a.headers, **COMPUTE})
+    assert updated.status_code == 200 and updated.get_json()["server"]["accessIPv4"] == "198.51.100.1"
+    _set_instance(uuid, vm_state="active", task_state=None, host="h1", node="h1")
+    rebuilt = client.post(f"/v2.1/servers/{uuid}/action", json={"rebuild": {
+        "imageRef": world.image_id, "accessIPv6": "2001:db8::2"}}, headers={**world.a.headers, **COMPUTE})
+    assert rebuilt.status_code == 202, rebuilt.get_json()
+    with read_session() as s:
+        row = s.scalars(select(Instance).where(Instance.uuid == uuid)).one()
+        assert (row.access_ip_v4, row.access_ip_v6) == ("198.51.100.1", "2001:db8::2")
+
+
+@pytest.mark.parametrize("value", [__import__("ipaddress").ip_address("192.0.2.1"), __import__("datetime").date.today(),
+                                   __import__("uuid").uuid4(), __import__("decimal").Decimal("1.5"), {1, 2}, (1, 2),
+                                   {1: "non-string key"}, float("nan"), b"bytes"])
+def test_rpc_refuses_what_is_not_plain_json_before_sending(monkeypatch, value):
+    from tasks.messaging import plain_json, rpc
+    from tasks.messaging.celery_app import celery
+    sent: list = []
+    monkeypatch.setattr(celery, "send_task", lambda *a, **kw: sent.append(a))
+    with pytest.raises(plain_json.NotPlainJson, match=r"args\[1\]\['v'\]"):
+        rpc.call("stratus.conductor.anything", "id", {"v": value})
+    with pytest.raises(plain_json.NotPlainJson):
+        rpc.cast("stratus.compute.anything", [value], queue="compute.h1")
+    assert sent == []
+
+
+def test_plain_json_passes_what_json_carries():
+    from tasks.messaging import plain_json
+    plain_json.check(("a", 1, 2.5, True, None, {"k": [1, {"n": None}]}, []))
+
+
+_NOT_JSON_FIELDS = ("IP", "IPv4", "IPv6", "IPInterface", "IPv4Interface", "IPv6Interface", "UUID", "DateTime",
+                    "NaiveDateTime", "AwareDateTime", "Date", "Time", "TimeDelta", "Decimal", "Enum", "Tuple")
+
+
+def _fields(schema) -> list:
+    from marshmallow import fields
+    out = []
+    for field in schema().fields.values():
+        stack = [field]
+        while stack:
+            f = stack.pop()
+            out.append(f)
+            if isinstance(f, fields.Nested):
+                stack.extend(f.schema.fields.values())
+            if isinstance(f, fields.List):
+                stack.append(f.inner)
+            if isinstance(f, fields.Dict):
+                stack.extend(x for x in (f.key_field, f.value_field) if x is not None)
+    return out
+
+
+def test_no_request_schema_loads_a_value_json_cannot_carry(app):
+    """Every body schema a view or a server action declares loads plain JSON: a marshmallow field that loads an
+    object (an address, a date, a UUID, a Decimal, a tuple) must be one of Stratus's that loads its string."""
+    from marshmallow import fields
+
+    from app.compute.actions import ARGUMENT_SCHEMAS
+    from app.compute.request_body import declared_body
+    schemas = {s for view in app.view_functions.values() if (d := declared_body(view)) for s in d.schemas()}
+    schemas |= set(ARGUMENT_SCHEMAS.values())
+    assert len(schemas) > 5
+    refused = [cls for name in _NOT_JSON_FIELDS if (cls := getattr(fields, name, None))]
+    for schema in schemas:
+        for f in _fields(schema):
+            if isinstance(f, tuple(refused)):
+                assert type(f)._deserialize.__module__.startswith("app."), (schema.__name__, f.name, type(f))
+
+
+# --- item 2: OPTIONS on every path, and 405s with Allow -------------------------------------------------------------
+
+_ARG = __import__("re").compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def _concrete(rule: str) -> str:
+    return _ARG.sub(lambda m: "1" if m.group(1).endswith("id") else "x", rule)
+
+
+def _rules(app) -> list:
+    return sorted((r for r in app.url_map.iter_rules() if r.endpoint != "static"), key=lambda r: r.rule)
+
+
+def test_options_answers_allow_on_every_path_and_runs_no_view(app, client, admin, make_user):
+    member = make_user("mo", "proj-o", "member")
+    for rule in _rules(app):
+        path = _concrete(rule.rule)
+        for who in (admin, member):
+            resp = client.open(path, method="OPTIONS", headers=who.headers)
+            assert resp.status_code == 200, (path, resp.status_code, resp.get_data(as_text=True))
+            allowed = {m.strip() for m in resp.headers["Allow"].split(",")}
+            assert set(rule.methods) <= allowed, (path, allowed)
+            assert resp.get_data() == b""  # nothing of the resource: no view ran
+        assert client.open(path, method="OPTIONS").status_code in (200, 401)  # public routes answer without a token
+
+
+def test_options_needs_a_token_where_the_route_does(client):
+    resp = client.open("/v2.1/servers", method="OPTIONS")
+    assert resp.status_code == 401
+
+
+def test_method_not_allowed_carries_allow_on_every_path(app, client, admin):
+    adapter = app.url_map.bind("stratus.test")
+    checked = 0
+    for rule in _rules(app):
+        path = _concrete(rule.rule)
+        allowed = set(adapter.allowed_methods(path))  # every route on this path, so no view is reached below
+        for method in sorted({"GET", "PUT", "POST", "DELETE", "PATCH"} - allowed):
+            resp = client.open(path, method=method, headers=admin.headers, json={})
+            assert resp.status_code == 405, (method, path, resp.status_code)
+            assert {m.strip() for m in resp.headers["Allow"].split(",")} == allowed, (method, path)
+            checked += 1
+    assert checked > 50
+
+
+# --- item 8: a server's volume attachments ---------------------------------------------------------------------
+
+def test_volume_attachments_of_a_server_without_volumes(client, world: World):
+    url = f"/v2.1/servers/{world.server_id}/os-volume_attachments"
+    for who in (world.a, world.reader, world.admin):
+        resp = client.get(url, headers={**who.headers, **COMPUTE})
+        assert resp.status_code == 200, resp.get_json()
+        assert resp.get_json() == {"volumeAttachments": []}
+    assert client.get(url, headers=world.b.headers).status_code == 404  # another project's server: not there
+    missing = client.get("/v2.1/servers/00000000-0000-0000-0000-000000000000/os-volume_attachments",
+                         headers=world.a.headers)
+    assert missing.status_code == 404 and "itemNotFound" in missing.get_json()
+    one = client.get(f"{url}/11111111-1111-1111-1111-111111111111", headers=world.a.headers)
+    assert one.status_code == 404
+    assert one.get_json()["itemNotFound"]["message"] == (f"Instance {world.server_id} is not attached to volume "
+                                                         f"11111111-1111-1111-1111-111111111111")
+
+
+# --- item 6: key pairs are parsed as keys ---------------------------------------------------------------------------
+
+INVALID = "Keypair data is invalid: failed to generate fingerprint"
+
+
+@pytest.mark.parametrize("public_key", [
+    "ssh-rsa JUNK nova@ubuntu",                            # tempest test_keypair_create_with_invalid_pub_key
+    "ssh-rsa " + "A" * 2048 + " openstack@ubuntu",         # ..._when_public_key_bits_exceeds_maximum
+    " ",                                                   # ..._with_empty_public_key
+    "ssh-ed25519 AAAAC3NzaC1yc2EAAAADAQABAAABAQ== x",       # base64, but no key of its type
+    "ecdsa-sha2-nistp256 AAAA x"])
+def test_keypair_import_refuses_what_is_no_public_key(client, admin, inprocess_conductor, public_key):
+    resp = client.post("/v2.1/os-keypairs", json={"keypair": {"name": "k", "public_key": public_key}},
+                       headers={**admin.headers, **COMPUTE})
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["badRequest"]["message"] == INVALID
+
+
+def test_keypair_import_fingerprints_real_keys_as_nova(client, admin, inprocess_conductor):
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    keys = {"rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            "ecdsa": ec.generate_private_key(ec.SECP256R1())}
+    for name, key in keys.items():
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                               serialization.PublicFormat.OpenSSH).decode() + " me@host\n"
+        resp = client.post("/v2.1/os-keypairs", json={"keypair": {"name": name, "public_key": public}},
+                           headers={**admin.headers, **COMPUTE})
+        assert resp.status_code == 201, resp.get_json()
+        digest = hashlib.md5(base64.b64decode(public.split()[1])).hexdigest()
+        assert resp.get_json()["keypair"]["fingerprint"] == ":".join(digest[i:i + 2] for i in range(0, 32, 2))
+
+
+def test_keypair_import_x509_certificate_as_nova(client, admin, inprocess_conductor):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "me")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    resp = client.post("/v2.1/os-keypairs", json={"keypair": {"name": "cert", "type": "x509", "public_key": pem}},
+                       headers={**admin.headers, **COMPUTE})
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["keypair"]["fingerprint"].replace(":", "") == cert.fingerprint(hashes.SHA1()).hex()
+    bad = client.post("/v2.1/os-keypairs", json={"keypair": {"name": "bad", "type": "x509", "public_key": "x"}},
+                      headers={**admin.headers, **COMPUTE})
+    assert bad.status_code == 400
+    assert bad.get_json()["badRequest"]["message"].startswith(
+        "Keypair data is invalid: failed to generate X509 fingerprint. Error message: ")
