@@ -263,6 +263,7 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("GET", f"{_V21}/os-hypervisors/<pattern>/search"): Versioned(HypervisorClient, "list_search_hypervisors"),
     ("GET", f"{_V21}/os-hypervisors/<pattern>/servers"): Versioned(HypervisorClient, "get_hypervisors_servers"),
     ("GET", f"{_V21}/os-hypervisors/statistics"): Versioned(HypervisorClient, "get_hypervisor_statistics"),
+    ("GET", f"{_V21}/os-hypervisors/<hypervisor_id>/uptime"): Versioned(HypervisorClient, "get_hypervisor_uptime"),
     # services, migrations, usage
     ("GET", f"{_V21}/os-services"): Versioned(ServicesClient, "list_services"),
     ("PUT", f"{_V21}/os-services/<service_id>"): Select(_services_put, "verbs before 2.53, the UUID from 2.53"),

@@ -334,3 +334,83 @@ def test_keypair_import_x509_certificate_as_nova(client, admin, inprocess_conduc
     assert bad.status_code == 400
     assert bad.get_json()["badRequest"]["message"].startswith(
         "Keypair data is invalid: failed to generate X509 fingerprint. Error message: ")
+
+
+# --- item 5: GET /os-hypervisors/{id}/uptime ------------------------------------------------------------------------
+
+def _compute_host(host: str, up: bool = True) -> None:
+    import datetime as dt
+
+    from core.db import write_session
+    from core.models import ComputeNode, Service, utcnow
+    with write_session() as s:
+        svc = Service(host=host, binary="nova-compute", topic="compute",
+                      last_seen_at=utcnow() - dt.timedelta(seconds=0 if up else 3600))
+        s.add(svc)
+        s.flush()
+        s.add(ComputeNode(service_id=svc.id, host=host, hypervisor_hostname=host, hypervisor_type="fake",
+                          hypervisor_version=1, vcpus=8, memory_mb=4096, local_gb=40, vcpus_used=0,
+                          memory_mb_used=0, local_gb_used=0, running_vms=0))
+
+
+@pytest.fixture
+def compute_rpc(monkeypatch):
+    """rpc.call runs the compute host's task in-process too (the fake driver of that host)."""
+    from core.errors import ApiError
+    from tasks.messaging import plain_json, rpc
+    from tasks.messaging.celery_app import celery
+    celery.loader.import_default_modules()
+
+    def call(task_name: str, *args, queue: str = "conductor", **_):
+        plain_json.check(args)
+        reply = celery.tasks[task_name](*args)
+        if "error" in reply:
+            raise ApiError(reply["error"]["code"], reply["error"]["message"])
+        return reply["ok"]
+    monkeypatch.setattr(rpc, "call", call)
+
+
+def test_hypervisor_uptime_for_admins_until_2_87(client, admin, make_user, compute_rpc):
+    import re
+    _compute_host("up-host")
+    _compute_host("down-host", up=False)
+    listed = client.get("/v2.1/os-hypervisors", headers={**admin.headers, **_v("2.87")}).get_json()["hypervisors"]
+    ids = {h["hypervisor_hostname"]: h["id"] for h in listed}
+    resp = client.get(f"/v2.1/os-hypervisors/{ids['up-host']}/uptime", headers={**admin.headers, **_v("2.87")})
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()["hypervisor"]
+    assert body["id"] == ids["up-host"] and body["hypervisor_hostname"] == "up-host"
+    assert re.match(r"^ \d\d:\d\d:\d\d up .*load average: \d+\.\d\d, \d+\.\d\d, \d+\.\d\d$", body["uptime"])
+    old = client.get("/v2.1/os-hypervisors", headers={**admin.headers, **_v("2.1")}).get_json()["hypervisors"]
+    old_id = next(h["id"] for h in old if h["hypervisor_hostname"] == "up-host")
+    assert client.get(f"/v2.1/os-hypervisors/{old_id}/uptime", headers=admin.headers).status_code == 200
+    down = client.get(f"/v2.1/os-hypervisors/{ids['down-host']}/uptime", headers={**admin.headers, **_v("2.87")})
+    assert down.status_code == 400
+    assert down.get_json()["badRequest"]["message"] == "Compute service of down-host is unavailable at this time."
+    member = make_user("m", "p", "member")
+    assert client.get(f"/v2.1/os-hypervisors/{ids['up-host']}/uptime",
+                      headers={**member.headers, **_v("2.87")}).status_code == 403
+    assert client.get(f"/v2.1/os-hypervisors/{ids['up-host']}/uptime",
+                      headers={**admin.headers, **_v("2.88")}).status_code == 404
+    bad = client.get("/v2.1/os-hypervisors/not-a-uuid/uptime", headers={**admin.headers, **_v("2.53")})
+    assert bad.status_code == 400
+    unknown = client.get("/v2.1/os-hypervisors/00000000-0000-0000-0000-000000000000/uptime",
+                         headers={**admin.headers, **_v("2.53")})
+    assert unknown.status_code == 404
+    assert client.get("/v2.1/os-hypervisors/abc/uptime", headers=admin.headers).status_code == 404
+
+
+def test_hypervisor_show_has_the_uptime_from_2_88(client, admin, compute_rpc):
+    _compute_host("up-host")
+    node_id = client.get("/v2.1/os-hypervisors", headers={**admin.headers, **_v("2.88")}).get_json()[
+        "hypervisors"][0]["id"]
+    shown = client.get(f"/v2.1/os-hypervisors/{node_id}", headers={**admin.headers, **_v("2.88")}).get_json()
+    assert " up " in shown["hypervisor"]["uptime"]
+
+
+def test_uptime_line_reads_like_uptime():
+    from drivers.base import uptime_line
+    assert uptime_line(0, 93 * 86400 + 18 * 3600 + 25 * 60, (0.2, 0.12, 0.14)).endswith(
+        " up 93 days, 18:25,  0 users,  load average: 0.20, 0.12, 0.14")
+    assert " up 5 min,  1 user, " in uptime_line(0, 300, (0, 0, 0), users=1)
+    assert " up 1 day,  2:03, " in uptime_line(0, 86400 + 2 * 3600 + 3 * 60 + 10, (0, 0, 0))
