@@ -12,7 +12,7 @@ from app.context import RequestContext
 from app.microversion import current as api_version
 from core.db import plain_rows
 from core.models import FixedIP, Instance, InstanceFault, InstanceGroup, InstanceGroupMember, Network, Service, utcnow
-from core.services import service_is_up
+from core.services import COMPUTE_BINARY, service_is_up
 
 
 def render(s: Session, instances: list[Instance], ctx: RequestContext, show: bool = False,
@@ -44,7 +44,7 @@ def host_statuses(s: Session, hosts: set[str]) -> dict[str, str]:
         return {}
     now = utcnow()
     out = {}
-    for svc in s.scalars(select(Service).where(Service.host.in_(hosts), Service.binary == "stratus-compute")):
+    for svc in s.scalars(select(Service).where(Service.host.in_(hosts), Service.binary == COMPUTE_BINARY)):
         out[svc.host] = "DOWN" if not service_is_up(svc, now) else ("MAINTENANCE" if svc.disabled else "UP")
     return out
 

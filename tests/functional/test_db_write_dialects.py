@@ -81,7 +81,7 @@ def test_claim_allocates_only_what_still_fits(database):
     from core.models import Allocation, ComputeNode, Service
     from core.writes import resources
     with db.write_session() as s:
-        s.add(Service(host="h1", binary="stratus-compute", topic="compute"))
+        s.add(Service(host="h1", binary="nova-compute", topic="compute"))
         s.flush()
         s.add(ComputeNode(service_id=s.scalar(select(Service.id)), host="h1", hypervisor_hostname="h1",
                           hypervisor_type="fake", vcpus=2, memory_mb=1024, local_gb=10, cpu_allocation_ratio=1.0,

@@ -414,3 +414,73 @@ def test_uptime_line_reads_like_uptime():
         " up 93 days, 18:25,  0 users,  load average: 0.20, 0.12, 0.14")
     assert " up 5 min,  1 user, " in uptime_line(0, 300, (0, 0, 0), users=1)
     assert " up 1 day,  2:03, " in uptime_line(0, 86400 + 2 * 3600 + 3 * 60 + 10, (0, 0, 0))
+
+
+# --- item 7: os-services speaks Nova's binaries, with the conductor and the scheduler ------------------------------
+
+def _services(client, admin, query: str = "") -> list[dict]:
+    resp = client.get(f"/v2.1/os-services{query}", headers={**admin.headers, **COMPUTE})
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["services"]
+
+
+def test_services_are_nova_binaries_with_their_heartbeats(client, admin, inprocess_conductor):
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from core.db import write_session
+    from core.models import Service, utcnow
+    from tasks.messaging.celery_app import celery
+    celery.tasks["stratus.conductor.report_service"]("fake-1", {
+        "hypervisor_hostname": "fake-1", "hypervisor_type": "fake", "hypervisor_version": 1, "vcpus": 4,
+        "memory_mb": 1024, "local_gb": 10, "host_ip": None, "availability_zone": "nova", "up": True})
+    for host, binary in (("ctl-1", "nova-conductor"), ("ctl-1", "nova-scheduler"), ("ctl-2", "nova-conductor")):
+        celery.tasks["stratus.conductor.service_heartbeat"](host, binary)
+    celery.tasks["stratus.conductor.service_heartbeat"]("ctl-1", "nova-conductor")  # a second beat: same row
+    with write_session() as s:  # ctl-2's conductor stopped beating long ago
+        s.execute(update(Service).where(Service.host == "ctl-2").values(
+            last_seen_at=utcnow() - dt.timedelta(hours=1)))
+    rows = {(s["binary"], s["host"]): s for s in _services(client, admin)}
+    assert set(rows) == {("nova-compute", "fake-1"), ("nova-conductor", "ctl-1"), ("nova-scheduler", "ctl-1"),
+                         ("nova-conductor", "ctl-2")}
+    assert rows[("nova-compute", "fake-1")]["zone"] == "nova"
+    assert {rows[k]["zone"] for k in rows if k[0] != "nova-compute"} == {"internal"}
+    assert [rows[k]["state"] for k in (("nova-conductor", "ctl-1"), ("nova-scheduler", "ctl-1"),
+                                       ("nova-conductor", "ctl-2"))] == ["up", "up", "down"]
+    assert [s["host"] for s in _services(client, admin, "?binary=nova-compute")] == ["fake-1"]
+    assert {s["host"] for s in _services(client, admin, "?binary=nova-conductor")} == {"ctl-1", "ctl-2"}
+    assert {s["binary"] for s in _services(client, admin, "?host=ctl-1")} == {"nova-conductor", "nova-scheduler"}
+    assert _services(client, admin, "?binary=stratus-compute") == []
+    zones = client.get("/v2.1/os-availability-zone/detail", headers=admin.headers).get_json()["availabilityZoneInfo"]
+    internal = next(z for z in zones if z["zoneName"] == "internal")
+    assert set(internal["hosts"]["ctl-1"]) == {"nova-conductor", "nova-scheduler"}
+
+
+def test_a_conductor_on_a_compute_host_is_still_internal(client, admin, inprocess_conductor):
+    from tasks.messaging.celery_app import celery
+    celery.tasks["stratus.conductor.report_service"]("same", {
+        "hypervisor_hostname": "same", "hypervisor_type": "fake", "hypervisor_version": 1, "vcpus": 4,
+        "memory_mb": 1024, "local_gb": 10, "host_ip": None, "availability_zone": "az-1", "up": True})
+    celery.tasks["stratus.conductor.service_heartbeat"]("same", "nova-conductor")
+    assert {s["binary"]: s["zone"] for s in _services(client, admin, "?host=same")} == {
+        "nova-compute": "az-1", "nova-conductor": "internal"}
+
+
+def test_conductor_and_scheduler_workers_send_expiring_heartbeats(monkeypatch):
+    import threading
+
+    from tasks import service_heartbeat
+    from tasks.messaging.celery_app import celery
+    sent: list = []
+    monkeypatch.setattr(celery, "send_task", lambda name, **kw: sent.append((name, kw)))
+    assert service_heartbeat.binaries_of({"conductor.rpc", "conductor"}) == ["nova-conductor"]
+    assert service_heartbeat.binaries_of({"scheduler"}) == ["nova-scheduler"]
+    assert service_heartbeat.binaries_of({"compute.fake-1"}) == []
+    stop = threading.Event()
+    stop.set()  # one round, then the loop ends
+    service_heartbeat.heartbeat_loop("ctl", ["nova-conductor", "nova-scheduler"], stop)
+    assert [(name, kw["args"], kw["queue"]) for name, kw in sent] == [
+        ("stratus.conductor.service_heartbeat", ("ctl", "nova-conductor"), "conductor"),
+        ("stratus.conductor.service_heartbeat", ("ctl", "nova-scheduler"), "conductor")]
+    assert all(kw["expires"] > 0 for _, kw in sent)
