@@ -31,13 +31,7 @@ class Known:
         return version_tuple(low) <= version_tuple(v.microversion) <= version_tuple(high)
 
 
-_SERVERS = "/v2.1/servers/<server_id>"
-KNOWN: list[Known] = [
-    Known("GET", f"{_SERVERS}/os-instance-actions/<request_id>", "None is not of type 'string' at instanceAction/"
-          "events/", microversions=("2.62", "2.96"),
-          reason="found by the oracle: some events are recorded with no host (tasks/conductor.py record_event "
-                 "calls without host, e.g. a boot that could not be queued); Nova records the service's host"),
-]
+KNOWN: list[Known] = []
 
 
 def allowed(violation: "Violation") -> bool:
