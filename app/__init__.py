@@ -23,7 +23,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                              hypervisors, images,
                              instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
                              server_groups, server_password, server_metadata, server_tags, servers, services, usage,
-                             usage_audit_log)
+                             usage_audit_log, volume_attachments)
     from app.identity import (application_credentials, catalog, domains, groups, projects, roles, tokens,
                               users)
     from app.identity import versions as identity_versions
@@ -70,7 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for module in (servers, flavors, keypairs, limits, availability_zones, networks, services, hypervisors,
                    instance_actions, quotas, server_groups, aggregates, flavor_access, usage, migrations, consoles,
                    server_diagnostics, server_metadata, server_tags, server_password,
-                   usage_audit_log, hosts, extensions, images):
+                   usage_audit_log, hosts, extensions, images, volume_attachments):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
     openapi.init_app(app)
     cli.init_app(app)

@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError as DBOperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from core.errors import ApiError
 
@@ -47,7 +47,10 @@ def register_error_handlers(app: Flask) -> None:
         code = exc.code or 500
         message = {404: "The resource could not be found.", 405: "The method is not allowed for this resource.",
                    413: "Request is too large."}.get(code, exc.description or _TITLES.get(code, "Error"))
-        return error_response(code, message)
+        headers = {}
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # RFC 9110: a 405 lists the allowed methods
+            headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return error_response(code, message, headers)
 
     @app.errorhandler(DBAPIError)
     @app.errorhandler(DisconnectionError)

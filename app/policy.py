@@ -250,6 +250,13 @@ def sample_file() -> str:
     return "\n".join(lines)
 
 
+def _automatic_options() -> bool:
+    """Whether this is an OPTIONS request Flask answers itself: only the methods of the matched route, no view."""
+    rule = request.url_rule
+    return request.method == "OPTIONS" and rule is not None and bool(getattr(rule, "provide_automatic_options",
+                                                                              False))
+
+
 def init_app(app: Flask) -> None:
     global _enforcer
     for table in (ENDPOINT_RULES, SUB_RULES, ACTION_RULES):  # the Nova names of endpoints, sub-rules and actions
@@ -260,8 +267,10 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _fail_closed(resp):
-        # Error responses raised before/inside a view (401, 404 routing, 400) need no policy decision.
-        if resp.status_code < 400 and not g.get("policy_checked") and request.endpoint != "static":
+        # Error responses raised before/inside a view (401, 404 routing, 400) need no policy decision, nor does
+        # Flask's automatic OPTIONS answer (the route's Allow header; no view runs).
+        if resp.status_code < 400 and not g.get("policy_checked") and request.endpoint != "static" \
+                and not _automatic_options():
             LOG.error("view %s returned without a policy check; refusing the response", request.endpoint)
             return error_response(500, "Internal policy enforcement error.")
         return resp

@@ -54,7 +54,7 @@ def _populate(engine, hosts: int) -> None:
     rnd = random.Random(42)
     with engine.begin() as c:
         c.execute(insert(Service), [{"id": i + 1, "uuid": str(uuid.uuid4()), "host": f"h{i}",
-                                     "binary": "stratus-compute", "topic": "compute", "disabled": False,
+                                     "binary": "nova-compute", "topic": "compute", "disabled": False,
                                      "forced_down": False, "last_seen_at": now + dt.timedelta(hours=6),  # up for the whole run "created_at": now,
                                      "updated_at": reported} for i in range(hosts)])
         rows = []

@@ -30,7 +30,7 @@ def seed_servers(session, project_id: str, user_id: str, count: int, hosts: int 
         name = f"seed-host-{h}"
         if name in existing_hosts:
             continue
-        svc = Service(host=name, binary="stratus-compute", topic="compute", last_seen_at=now, updated_at=now)
+        svc = Service(host=name, binary="nova-compute", topic="compute", last_seen_at=now, updated_at=now)
         session.add(svc)
         session.flush()
         session.add(ComputeNode(service_id=svc.id, host=name, hypervisor_hostname=name, hypervisor_type="fake",

@@ -1,7 +1,9 @@
-"""Encryption of secrets at rest (admin_pass, user_data) with a Fernet key from the state directory, and the
-hash under which bearer tokens (API tokens, console tokens) are stored and looked up."""
+"""Encryption of secrets at rest (admin_pass, user_data) with a Fernet key from the state directory, the hash
+under which bearer tokens (API tokens, console tokens) are stored and looked up, and the fingerprints of key
+pairs' public keys (parsed by ``cryptography``, as Nova's nova/crypto.py does)."""
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import os
@@ -9,7 +11,9 @@ import secrets
 import threading
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes, serialization
 
 from core.settings import get_settings
 
@@ -58,3 +62,29 @@ def decrypt(token: str | None) -> str | None:
 def token_hash(token: str) -> str:
     """SHA-256 of a bearer token, hex: what the database keeps of it (the token itself is never stored)."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class InvalidKeypair(ValueError):
+    """A public key that does not parse; ``str()`` is Nova's reason (its message is "Keypair data is invalid: ...")."""
+
+
+def ssh_fingerprint(public_key: str) -> str:
+    """Nova's generate_fingerprint: the key must load as an OpenSSH public key (``ssh-rsa JUNK`` and blobs that are
+    no key of their type do not); the fingerprint is the MD5 of its blob, colon-separated hex."""
+    try:
+        serialization.load_ssh_public_key(public_key.encode())
+        blob = base64.b64decode(public_key.split()[1])
+    except Exception as exc:  # ValueError, UnsupportedAlgorithm, binascii.Error...: Nova catches them all
+        raise InvalidKeypair("failed to generate fingerprint") from exc
+    digest = hashlib.md5(blob, usedforsecurity=False).hexdigest()
+    return ":".join(digest[i:i + 2] for i in range(0, 32, 2))
+
+
+def x509_fingerprint(pem: str) -> str:
+    """Nova's generate_x509_fingerprint: the SHA-1 of a PEM certificate, colon-separated hex."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise InvalidKeypair(f"failed to generate X509 fingerprint. Error message: {exc}") from exc
+    digest = cert.fingerprint(hashes.SHA1()).hex()
+    return ":".join(digest[i:i + 2] for i in range(0, len(digest), 2))

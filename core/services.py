@@ -10,6 +10,14 @@ from sqlalchemy.orm import Session
 from core.models import Service, utcnow
 from core.settings import get_settings
 
+# The services' binaries as the API (and Nova's clients: ``os-services?binary=nova-compute``) names them; the
+# processes keep Stratus's names (the Procfile, Flower).
+COMPUTE_BINARY = "nova-compute"
+CONDUCTOR_BINARY = "nova-conductor"
+SCHEDULER_BINARY = "nova-scheduler"
+# Which process consumes which queue (the conductor's and the scheduler's heartbeats name their row by it).
+BINARY_OF_QUEUE = {"conductor": CONDUCTOR_BINARY, "scheduler": SCHEDULER_BINARY}
+
 
 def service_is_up(svc: Service, now: dt.datetime | None = None) -> bool:
     cutoff = (now or utcnow()) - dt.timedelta(seconds=get_settings().service_down_time)
@@ -18,5 +26,5 @@ def service_is_up(svc: Service, now: dt.datetime | None = None) -> bool:
 
 def compute_service_up(s: Session, host: str) -> bool:
     """Whether the compute service of ``host`` is up (False when the host has none)."""
-    svc = s.scalars(select(Service).where(Service.host == host, Service.binary == "stratus-compute")).first()
+    svc = s.scalars(select(Service).where(Service.host == host, Service.binary == COMPUTE_BINARY)).first()
     return svc is not None and service_is_up(svc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import time
 from collections.abc import Callable
 from typing import BinaryIO, ClassVar
 
@@ -142,6 +143,11 @@ class ComputeDriver(abc.ABC):
         """Return the UUIDs that have local storage on this host, with or without a guest (a build cut short
         leaves a disk and no guest). Used by the start-up reconciliation to find leftovers."""
         return []
+
+    def get_host_uptime(self) -> str:
+        """The host's ``uptime`` line (Nova's driver method, shown by GET /os-hypervisors/{id}/uptime); see
+        uptime_line."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def build_disk(self, instance: InstanceSpec) -> None:
@@ -294,3 +300,15 @@ def tagged_devices(instance: InstanceSpec, buses: dict[str, tuple[str | None, st
         devices.append({"type": "disk", "serial": None, "tags": [instance.root_device_tag], "bus": bus,
                         "address": address})
     return devices
+
+
+def uptime_line(now: float, up_seconds: float, load: tuple[float, float, float], users: int = 0) -> str:
+    """What ``uptime`` prints (procps), which Nova's libvirt driver returns as the host's uptime:
+    `` 08:32:11 up 93 days, 18:25,  0 users,  load average: 0.20, 0.12, 0.14``."""
+    minutes = int(up_seconds // 60)
+    days, hours, mins = minutes // 1440, minutes // 60 % 24, minutes % 60
+    up = f"{days} day{'s' if days != 1 else ''}, " if days else ""
+    up += f"{hours:2d}:{mins:02d}" if hours else f"{mins} min"
+    clock = time.strftime("%H:%M:%S", time.localtime(now))
+    return (f" {clock} up {up},  {users} user{'s' if users != 1 else ''},  load average: "
+            f"{load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from core.power_state import PowerState
 from drivers import fake_console
-from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, LiveMigrationAborted, tagged_devices
+from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, LiveMigrationAborted, tagged_devices, uptime_line
 
 _lock = threading.Lock()
 _guests: dict[str, dict[str, dict]] = {}  # host -> uuid -> guest record
@@ -51,6 +51,7 @@ class FakeDriver(ComputeDriver):
         self.live_migration_seconds = live_migration_seconds
         self.cached_images: set[str] = set()
         self.clock: Callable[[], float] = time.time  # the guests' clock (tests move it)
+        self.started_at = time.time()
         with _lock:
             fresh = host not in _guests
             self._guests = _guests.setdefault(host, {})
@@ -85,6 +86,11 @@ class FakeDriver(ComputeDriver):
             return self._guests[instance_uuid]
         except KeyError:
             raise InstanceNotFound(instance_uuid) from None
+
+    def get_host_uptime(self) -> str:
+        """The fake host has been up since its driver started, idle."""
+        now = time.time()
+        return uptime_line(now, now - self.started_at, (0.0, 0.0, 0.0))
 
     def get_available_resource(self) -> HostResources:
         with _lock:

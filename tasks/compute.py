@@ -237,6 +237,12 @@ def console_output(ctx: dict) -> dict:
     return driver_reply("console output", lambda: driver_for(ctx["host"]).get_console_output(ctx["instance_uuid"]))
 
 
+@celery.task(name="stratus.compute.host_uptime", autoretry_for=())
+def host_uptime(host: str) -> dict:
+    """API-facing: the host's ``uptime`` line (GET /os-hypervisors/{id}/uptime; the show view from 2.88)."""
+    return driver_reply("host uptime", lambda: driver_for(host).get_host_uptime())
+
+
 @celery.task(name="stratus.compute.get_console", autoretry_for=())
 def get_console(ctx: dict) -> dict:
     """API-facing: where a console proxy must connect for the guest's ``ctx["kind"]`` ("vnc" | "spice")."""

@@ -46,10 +46,18 @@ def _get(aggregate_id: str | int) -> Aggregate:
         return agg
 
 
+_DB_INT = range(-2 ** 31, 2 ** 31)
+
+
 def _id(aggregate_id: str) -> int:
-    if not aggregate_id.isdigit():
-        raise bad_request(f"Invalid aggregate id: {aggregate_id}")
-    return int(aggregate_id)
+    """Nova's validate_integer: any integer (a negative one too) is an id, unknown ones are 404s."""
+    try:
+        value = int(aggregate_id)
+    except ValueError:
+        raise bad_request("Invalid input received: id must be an integer") from None
+    if value not in _DB_INT:  # no such row, and the database would refuse to compare with it
+        raise not_found(f"Aggregate {aggregate_id} could not be found.")
+    return value
 
 
 def _name(value: object, field: str = "name", nullable: bool = False) -> str | None:

@@ -11,9 +11,11 @@ from app.compute.views import api_id, instance_name
 from app.microversion import current as api_version
 from app.policy import enforce
 from core.db import read_session
-from core.errors import bad_request, not_found
+from core.errors import ApiError, bad_request, not_found
 from core.models import ComputeNode, Instance
+from core.routing import compute_queue
 from core.services import service_is_up
+from tasks.messaging import rpc
 
 bp = Blueprint("hypervisors", __name__)
 
@@ -144,11 +146,44 @@ def show_hypervisor(hypervisor_id: str):
     for node in _nodes():
         if str(_hypervisor_id(node)) == hypervisor_id:
             body = _hypervisor(node, True)
+            if "uptime" in body and service_is_up(node.service):  # 2.88; None when the host cannot tell
+                body["uptime"] = _uptime(node.host, quiet=True)
             hosted = _instances_by_host().get(node.host, []) if want_servers else []
             if hosted or (want_servers and api_version().matches("2.75")):  # 2.75: always, maybe empty
                 body["servers"] = hosted
             return jsonify({"hypervisor": body})
     raise not_found(f"Hypervisor with ID {hypervisor_id} could not be found.")
+
+
+def _uptime(host: str, quiet: bool = False) -> str | None:
+    """The host's ``uptime`` line, asked of its compute worker (Nova's get_host_uptime RPC). ``quiet``: None
+    instead of the error (a driver without it, a worker that does not answer), as Nova's 2.88 show view."""
+    try:
+        return rpc.call("stratus.compute.host_uptime", host, queue=compute_queue(host))
+    except ApiError:
+        if quiet:
+            return None
+        raise
+
+
+@bp.get("/os-hypervisors/<hypervisor_id>/uptime")
+@enforce("admin_api", name="os_compute_api:os-hypervisors:uptime")
+def hypervisor_uptime(hypervisor_id: str):
+    """Before 2.88 (Nova then shows ``uptime`` in the hypervisor's show view and removes this route)."""
+    v = api_version()
+    if v.matches("2.88"):
+        raise not_found("The resource could not be found.")
+    missing = f"Hypervisor with ID '{hypervisor_id}' could not be found."
+    if v.matches("2.53") and not is_uuid(hypervisor_id):
+        raise bad_request(f"Invalid uuid {hypervisor_id}")
+    if not v.matches("2.53") and not hypervisor_id.lstrip("-").isdigit():
+        raise not_found(missing)
+    node = next((n for n in _nodes() if str(_hypervisor_id(n)) == hypervisor_id), None)
+    if node is None:
+        raise not_found(missing)
+    if not service_is_up(node.service):
+        raise bad_request(f"Compute service of {node.host} is unavailable at this time.")
+    return jsonify({"hypervisor": {**_hypervisor(node, False), "uptime": _uptime(node.host)}})
 
 
 @bp.get("/os-hypervisors/<pattern>/servers")

@@ -1,8 +1,6 @@
 """/os-keypairs: import or generate (before 2.92) SSH key pairs; written by the conductor."""
 from __future__ import annotations
 
-import base64
-import hashlib
 from urllib.parse import quote
 
 from cryptography.hazmat.primitives import serialization
@@ -16,6 +14,7 @@ from app.compute.views import base_url, compute_prefix, iso_usec
 from app.context import current
 from app.microversion import current as api_version
 from app.policy import enforce, recheck
+from core import crypto
 from core.db import read_session
 from core.errors import bad_request, not_found
 from core.models import KeyPair
@@ -24,17 +23,13 @@ from tasks.messaging import rpc
 bp = Blueprint("keypairs", __name__)
 
 
-def fingerprint(public_key: str) -> str:
-    """Nova's fingerprint: MD5 of the key blob, colon-separated hex."""
-    parts = public_key.strip().split()
-    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-")):
-        raise bad_request("Keypair data is invalid: failed to generate fingerprint")
+def fingerprint(public_key: str, key_type: str = "ssh") -> str:
+    """The key's fingerprint as Nova computes it (core/crypto.py); 400 with Nova's message for a key that does
+    not parse."""
     try:
-        blob = base64.b64decode(parts[1], validate=True)
-    except ValueError:
-        raise bad_request("Keypair data is invalid: failed to generate fingerprint") from None
-    digest = hashlib.md5(blob).hexdigest()
-    return ":".join(digest[i:i + 2] for i in range(0, 32, 2))
+        return crypto.x509_fingerprint(public_key) if key_type == "x509" else crypto.ssh_fingerprint(public_key)
+    except crypto.InvalidKeypair as exc:
+        raise bad_request(f"Keypair data is invalid: {exc}") from None
 
 
 def generate() -> tuple[str, str]:
@@ -138,8 +133,8 @@ def create_keypair(body: dict):
             raise bad_request(f"Invalid input for field/attribute keypair. Value: {body!r}. 'public_key' is a "
                               f"required property")
         private_key, public_key = generate()
-    fp = fingerprint(public_key)
     key_type = body.get("type", "ssh")
+    fp = fingerprint(public_key, key_type)
     rpc.call("stratus.conductor.create_keypair", user_id, body["name"], public_key, fp, key_type,
              current().project_id or "")
     out = {"name": body["name"], "public_key": public_key, "fingerprint": fp, "user_id": user_id}

@@ -84,6 +84,22 @@ class ServerName(fields.String):
                          **kw)
 
 
+class IPv4(fields.IPv4):
+    """An IPv4 address, loaded as its normalized string: what is loaded travels to the conductor as JSON."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        return None if loaded is None else str(loaded)
+
+
+class IPv6(fields.IPv6):
+    """An IPv6 address, loaded as its normalized (compressed) string, as Nova shows it."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        return None if loaded is None else str(loaded)
+
+
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -112,8 +128,8 @@ class ServerCreateSchema(StrictSchema):
     networks = fields.Raw()
     config_drive = fields.Raw()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
-    accessIPv4 = fields.IPv4()
-    accessIPv6 = fields.IPv6()
+    accessIPv4 = IPv4()
+    accessIPv6 = IPv6()
     security_groups = fields.List(fields.Dict())
     block_device_mapping = fields.List(fields.Dict())
     block_device_mapping_v2 = fields.List(fields.Dict())
@@ -154,10 +170,26 @@ class KeypairCreateSchema(StrictSchema):
     user_id = fields.String()
 
 
+class FlavorId(fields.Field):
+    """Nova's flavor ``id``: a string (1-255 characters of its pattern), a number or null; stored as a string
+    (nova/compute/flavors.py ``str(flavorid)``), and a false-like one (null, 0) asks for a generated id."""
+    _PATTERN = re.compile(r"^(?! )[a-zA-Z0-9. _-]+(?<! )$")
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValidationError(f"{value!r} is not of type 'string', 'number', 'null'")
+        if not isinstance(value, str):
+            return str(value) if value else None
+        if not 1 <= len(value) <= 255:
+            raise ValidationError(f"'{value}' should be 1 to 255 characters long")
+        if not self._PATTERN.match(value):
+            raise ValidationError(f"'{value}' does not match the flavor id pattern")
+        return value
+
+
 class FlavorCreateSchema(StrictSchema):
     name = ServerName(required=True)
-    id = fields.String(allow_none=True, validate=[validate.Length(min=1, max=255), validate.Regexp(
-        r"^(?! )[a-zA-Z0-9. _-]+(?<! )$", error="'{input}' does not match the flavor id pattern")])
+    id = FlavorId(allow_none=True)
     ram = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_INT))
     vcpus = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_INT))
     disk = fields.Integer(required=True, validate=validate.Range(min=0, max=MAX_INT))
@@ -173,8 +205,8 @@ class ServerUpdateSchema(StrictSchema):
     name = ServerName()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
     hostname = fields.String(validate=validate.Length(min=1, max=255))
-    accessIPv4 = fields.IPv4()
-    accessIPv6 = fields.IPv6()
+    accessIPv4 = IPv4()
+    accessIPv6 = IPv6()
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
 
 

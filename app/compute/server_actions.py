@@ -13,8 +13,8 @@ from sqlalchemy import select
 from app.compute.boot_request import image_for_boot
 from app.compute.instances import get_instance, start_action, writable_instance
 from app.compute.metadata_items import check_create_quota, validate_metadata
-from app.compute.schemas import (LockSchema, RebootSchema, ServerName, StrictSchema, action_argument, check_no_args,
-                                 check_version_gated, is_uuid, load)
+from app.compute.schemas import (IPv4, IPv6, LockSchema, RebootSchema, ServerName, StrictSchema, action_argument,
+                                 check_no_args, check_version_gated, is_uuid, load)
 from app.compute.server_bodies import render
 from app.compute.views import base_url
 from app.context import RequestContext, current
@@ -152,8 +152,8 @@ class RebuildSchema(StrictSchema):
     adminPass = fields.String(validate=validate.Length(max=255))
     metadata = fields.Raw()
     preserve_ephemeral = fields.Boolean(truthy={True}, falsy={False})
-    accessIPv4 = fields.IPv4()
-    accessIPv6 = fields.IPv6()
+    accessIPv4 = IPv4()
+    accessIPv6 = IPv6()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
     key_name = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
     user_data = fields.String(allow_none=True)
@@ -192,15 +192,19 @@ def rebuild(server_id: str, body: dict) -> Response:
     values.update(image_ref=img.id, admin_pass_enc=crypto.encrypt(admin_pass))
     names = {"name": "display_name", "description": "display_description", "hostname": "hostname",
              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
-    values.update({names[k]: (str(val) if k.startswith("access") else val) for k, val in body.items()
-                   if k in names})
+    values.update({names[k]: val for k, val in body.items() if k in names})
     if "user_data" in body:
         values["user_data_enc"] = crypto.encrypt(body["user_data"]) if body["user_data"] else None
     start_op(inst, "rebuild", values=values,
            params={"preserve_ephemeral": bool(body.get("preserve_ephemeral", False))})
-    with read_session() as s:
-        server = render(s, [get_instance(s, inst.uuid, ctx)], ctx, show=True)[0]
+    v = api_version()
+    with read_session() as s:  # Nova's rebuild view: extended attributes from 2.75, key_name from 2.54
+        rebuilt = get_instance(s, inst.uuid, ctx)
+        server = render(s, [rebuilt], ctx, show=True, extended=v.matches("2.75"), key_name=v.matches("2.54"),
+                        admin_user_data=False)[0]
     server["adminPass"] = admin_pass
+    if v.matches("2.57"):
+        server["user_data"] = crypto.decrypt(rebuilt.user_data_enc)
     return jsonify({"server": server}), 202
 
 

@@ -12,17 +12,19 @@ from app.context import RequestContext
 from app.microversion import current as api_version
 from core.db import plain_rows
 from core.models import FixedIP, Instance, InstanceFault, InstanceGroup, InstanceGroupMember, Network, Service, utcnow
-from core.services import service_is_up
+from core.services import COMPUTE_BINARY, service_is_up
 
 
-def render(s: Session, instances: list[Instance], ctx: RequestContext, show: bool = False) -> list[dict]:
+def render(s: Session, instances: list[Instance], ctx: RequestContext, show: bool = False,
+           **view_options: bool | None) -> list[dict]:
+    """The bodies of ``instances``; ``view_options`` are ServerView's (what an update or rebuild leaves out)."""
     faults = latest_faults(s, [i.uuid for i in instances if i.vm_state in ("error", "deleted")])
-    statuses = host_statuses(s, {i.host for i in instances if i.host}) if ctx.is_admin else {}
     v = api_version()
+    view = ServerView(v, ctx, show, **view_options)
+    statuses = host_statuses(s, {i.host for i in instances if i.host}) if view.host_status else {}
     addresses = server_addresses(s, [i.uuid for i in instances])
     groups = server_groups_of(s, [i.uuid for i in instances]) if show and v.matches("2.71") else {}
     tags = instance_tags.tags_of(s, [i.uuid for i in instances]) if v.matches(instance_tags.MIN_VERSION) else {}
-    view = ServerView(v, ctx, show)
     return [view.body(i, faults.get(i.uuid), statuses.get(i.host or "", "UNKNOWN" if i.host else ""),
                       addresses=addresses.get(i.uuid), server_groups=groups.get(i.uuid, []), tags=tags.get(i.uuid))
             for i in instances]
@@ -42,7 +44,7 @@ def host_statuses(s: Session, hosts: set[str]) -> dict[str, str]:
         return {}
     now = utcnow()
     out = {}
-    for svc in s.scalars(select(Service).where(Service.host.in_(hosts), Service.binary == "stratus-compute")):
+    for svc in s.scalars(select(Service).where(Service.host.in_(hosts), Service.binary == COMPUTE_BINARY)):
         out[svc.host] = "DOWN" if not service_is_up(svc, now) else ("MAINTENANCE" if svc.disabled else "UP")
     return out
 

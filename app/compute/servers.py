@@ -52,13 +52,13 @@ def _list_query(ctx: RequestContext) -> tuple[list, int, Instance | None]:
     # Nova: the presence of all_tenants means "all", unless its value is a false-like string.
     all_tenants = ctx.is_admin and "all_tenants" in args and \
         args["all_tenants"].lower() not in ("0", "false", "off", "no")
+    # Nova (lp:1185290): without all_tenants the caller's own project is listed, whatever project_id or
+    # tenant_id asks; with it, either one filters.
     project = args.get("project_id") or args.get("tenant_id")
-    if not ctx.is_admin:
+    if not all_tenants:
         conds.append(Instance.project_id == ctx.project_id)
     elif project:
         conds.append(Instance.project_id == project)
-    elif not all_tenants:
-        conds.append(Instance.project_id == ctx.project_id)
     include_deleted = ("changes-since" in args or "changes-before" in args
                        or (ctx.is_admin and args.get("deleted", "").lower() in ("true", "1")))
     if not include_deleted:
@@ -247,13 +247,14 @@ def update_server(body: dict, server_id: str):
     check_version_gated(body, {"description": "2.19", "hostname": "2.90"}, api_version())
     names = {"name": "display_name", "description": "display_description", "hostname": "hostname",
              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
-    values = {names[k]: (str(val) if k.startswith("access") else val) for k, val in body.items() if k in names}
+    values = {names[k]: val for k, val in body.items() if k in names}
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
     if values:
         rpc.call("stratus.conductor.update_instance", inst.uuid, values)
-    with read_session() as s:
-        return jsonify({"server": render(s, [get_instance(s, server_id, ctx)], ctx, show=True)[0]})
+    with read_session() as s:  # before 2.75 Nova's answer leaves out the extended attributes
+        return jsonify({"server": render(s, [get_instance(s, server_id, ctx)], ctx, show=True,
+                                         extended=api_version().matches("2.75"))[0]})
 
 
 # --- delete and actions --------------------------------------------------------------------------------------------

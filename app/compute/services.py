@@ -14,14 +14,17 @@ from core.db import read_session
 from core.errors import bad_request, not_found
 from core.host_zones import effective_zones, zone_of
 from core.models import Service
-from core.services import service_is_up
+from core.services import COMPUTE_BINARY, service_is_up
 from tasks.messaging import rpc
 
 bp = Blueprint("services", __name__)
 
 
 def _service_body(svc: Service, zone: str | None) -> dict:
-    body = {"id": api_id(svc, api_version()), "binary": svc.binary, "host": svc.host, "zone": zone or "internal",
+    """Nova's service view; a compute service is in its host's zone, the others (conductor, scheduler) in
+    ``internal``."""
+    zone = (zone or "internal") if svc.binary == COMPUTE_BINARY else "internal"
+    body = {"id": api_id(svc, api_version()), "binary": svc.binary, "host": svc.host, "zone": zone,
             "status": "disabled" if svc.disabled else "enabled", "state": "up" if service_is_up(svc) else "down",
             "updated_at": iso_usec(svc.updated_at), "disabled_reason": svc.disabled_reason}
     if api_version().matches("2.11"):

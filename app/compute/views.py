@@ -59,16 +59,25 @@ class ServerView:
     """A server's body as one request shows it: what the microversion and the caller's role add is worked out
     once, then applied to each server (a 1,000-server list renders in a loop of plain dict building)."""
 
-    def __init__(self, version: APIVersion, ctx: RequestContext, show: bool = False):
+    def __init__(self, version: APIVersion, ctx: RequestContext, show: bool = False, extended: bool = True,
+                 key_name: bool | None = None, admin_user_data: bool = True):
+        """``extended`` False: the body of a PUT or rebuild before 2.75 (Nova's ``show_all_attributes`` off): no
+        zone, config drive, usage, extended status and volumes, admin attributes or host status, and plain
+        addresses; ``key_name`` then follows its own argument (rebuild shows it from 2.54). A rebuild never shows
+        ``OS-EXT-SRV-ATTR:user_data`` (``admin_user_data``): it has ``user_data`` of its own from 2.57."""
         self.admin = ctx.is_admin
+        self.extended = extended
+        self.key_name = extended if key_name is None else key_name
+        self.admin_attrs, self.admin_user_data = ctx.is_admin and extended, admin_user_data
         self.base, self.prefix = base_url(), compute_prefix()
         m = version.matches
         self.flavor_embedded = m("2.47")
         self.admin_2_3 = self.admin and m("2.3")
         self.hostname_2_90 = not self.admin and m("2.90")
-        self.locked, self.host_status = m("2.9"), self.admin and m("2.16")
+        self.locked, self.host_status = m("2.9"), self.admin and m("2.16") and extended
         self.description, self.tags, self.certificates = m("2.19"), m("2.26"), m("2.63")
-        self.server_groups, self.locked_reason, self.pinned_az = show and m("2.71"), m("2.73"), m("2.96")
+        self.server_groups, self.locked_reason = show and m("2.71"), m("2.73")
+        self.pinned_az = m("2.96") and extended
         self._host_ids: dict[tuple[str, str | None], str] = {}
 
     def host_id(self, project_id: str, host: str | None) -> str:
@@ -111,7 +120,7 @@ class ServerView:
             "flavor": self.flavor(inst),
             "created": iso(inst.created_at),
             "updated": iso(inst.updated_at),
-            "addresses": addresses or {},
+            "addresses": (addresses or {}) if self.extended else plain_addresses(addresses),
             "accessIPv4": inst.access_ip_v4 or "",
             "accessIPv6": inst.access_ip_v6 or "",
             "links": links("servers", uuid, base, self.prefix),
@@ -119,16 +128,19 @@ class ServerView:
         }
         if status in _PROGRESS_STATUSES:
             body["progress"] = inst.progress or 0
-        body["OS-EXT-AZ:availability_zone"] = inst.availability_zone or ""
-        body["config_drive"] = "True" if inst.config_drive in ("True", "true", "1") else ""
-        body["key_name"] = inst.key_name
-        body["OS-SRV-USG:launched_at"] = iso_usec(inst.launched_at)
-        body["OS-SRV-USG:terminated_at"] = iso_usec(inst.terminated_at)
-        body["OS-EXT-STS:task_state"] = inst.task_state
-        body["OS-EXT-STS:vm_state"] = inst.vm_state
-        body["OS-EXT-STS:power_state"] = inst.power_state
-        body["os-extended-volumes:volumes_attached"] = []
-        if self.admin:
+        if self.extended:
+            body["OS-EXT-AZ:availability_zone"] = inst.availability_zone or ""
+            body["config_drive"] = "True" if inst.config_drive in ("True", "true", "1") else ""
+        if self.key_name:
+            body["key_name"] = inst.key_name
+        if self.extended:
+            body["OS-SRV-USG:launched_at"] = iso_usec(inst.launched_at)
+            body["OS-SRV-USG:terminated_at"] = iso_usec(inst.terminated_at)
+            body["OS-EXT-STS:task_state"] = inst.task_state
+            body["OS-EXT-STS:vm_state"] = inst.vm_state
+            body["OS-EXT-STS:power_state"] = inst.power_state
+            body["os-extended-volumes:volumes_attached"] = []
+        if self.admin_attrs:
             body["OS-EXT-SRV-ATTR:host"] = inst.host
             body["OS-EXT-SRV-ATTR:instance_name"] = instance_name(inst.id)
             body["OS-EXT-SRV-ATTR:hypervisor_hostname"] = inst.node
@@ -139,7 +151,8 @@ class ServerView:
                 body["OS-EXT-SRV-ATTR:kernel_id"] = ""
                 body["OS-EXT-SRV-ATTR:ramdisk_id"] = ""
                 body["OS-EXT-SRV-ATTR:root_device_name"] = "/dev/vda"
-                body["OS-EXT-SRV-ATTR:user_data"] = None
+                if self.admin_user_data:
+                    body["OS-EXT-SRV-ATTR:user_data"] = None
         elif self.hostname_2_90:
             body["OS-EXT-SRV-ATTR:hostname"] = inst.hostname
         if self.locked:
@@ -162,6 +175,11 @@ class ServerView:
         if fault_body:
             body["fault"] = fault_body
         return body
+
+
+def plain_addresses(addresses: dict | None) -> dict:
+    """Nova's addresses without the OS-EXT-IPS extensions (``extend_address`` off)."""
+    return {net: [{"version": a["version"], "addr": a["addr"]} for a in ips] for net, ips in (addresses or {}).items()}
 
 
 def flavor_summary(f: Flavor, version: APIVersion) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import socket
 from typing import Any
 
 from sqlalchemy import DateTime, String, Text, and_, bindparam, insert, select, update
@@ -194,16 +195,18 @@ def record_event(s: Session, uuid: str, request_id: str, event: str, started: fl
                  details: str | None = None) -> None:
     """Add an event to the instance's action of ``request_id`` (and finish the action): the action's id is read
     inside the INSERT (no row when the instance has no such action) and the UPDATE finds the action by the same
-    key, two statements in all."""
+    key, two statements in all. An event without a compute ``host`` is the conductor's: Nova records the host of
+    the service that ran it, never null (its schema requires a string)."""
     now = utcnow()
     start = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None) if started else now
     s.execute(_EVENT_INSERT, {"ev_uuid": uuid, "ev_request_id": request_id, "ev_event": event, "ev_start_time": start,
                               "ev_finish_time": now, "ev_result": result, "ev_traceback": traceback,
-                              "ev_host": host, "ev_details": details})
+                              "ev_host": host or _SERVICE_HOST, "ev_details": details})
     s.execute(_finish_action(finish_action, result != "Success"),
               {"ev_uuid": uuid, "ev_request_id": request_id, "ev_now": now})
 
 
+_SERVICE_HOST = socket.gethostname()
 # record_event's statements, built once with bound parameters (built per call, with literal values, they cost
 # more than their execution).
 _OF_REQUEST = (InstanceAction.instance_uuid == bindparam("ev_uuid", type_=String),

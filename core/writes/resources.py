@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import ConductorError
 from core.models import Allocation, ComputeNode, Instance, Migration, Service, utcnow
+from core.services import COMPUTE_BINARY
 from core.settings import get_settings
 
 
@@ -92,7 +93,7 @@ def orphaned_allocations(s: Session) -> list[dict]:
              "instance": "deleted" if deleted else "missing"} for u, h, c, m, d, deleted in rows]
 
 
-def report_service(s: Session, host: str, resources: dict, binary: str = "stratus-compute") -> None:
+def report_service(s: Session, host: str, resources: dict, binary: str = COMPUTE_BINARY) -> None:
     cfg = get_settings()
     now = utcnow()
     up = resources.get("up", True)
@@ -132,6 +133,17 @@ def update_service(s: Session, service_uuid: str, changes: dict) -> None:
     svc.updated_at = utcnow()
 
 
-def report_heartbeat(s: Session, hosts: list[str], binary: str = "stratus-compute") -> None:
+def report_heartbeat(s: Session, hosts: list[str], binary: str = COMPUTE_BINARY) -> None:
     s.execute(update(Service).where(Service.host.in_(hosts), Service.binary == binary).values(
         last_seen_at=utcnow()))
+
+
+def report_process_heartbeat(s: Session, host: str, binary: str) -> None:
+    """A conductor's or scheduler's heartbeat: its service row (Nova's ``internal`` zone) is registered on the
+    first one, then only ``last_seen_at`` moves (``updated_at`` is the scheduler cache's change mark)."""
+    now = utcnow()
+    moved = s.execute(update(Service).where(Service.host == host, Service.binary == binary).values(
+        last_seen_at=now)).rowcount
+    if not moved:
+        s.add(Service(host=host, binary=binary, topic=binary.removeprefix("nova-"), last_seen_at=now,
+                      updated_at=now))

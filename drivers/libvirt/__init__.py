@@ -28,7 +28,7 @@ from core.metadata_docs import with_devices
 from core.power_state import PowerState
 from core.settings import Settings
 from drivers import configdrive
-from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices
+from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices, uptime_line
 from drivers.libvirt import config, imagecache
 
 # Without libvirt-python this package still imports and LibvirtDriver says what is missing (the host registers as
@@ -197,6 +197,13 @@ class LibvirtDriver(ComputeDriver):
                 wanted = probe.detect_virt_type(self.conn, self.instances_dir)
             self._virt_type = wanted
         return self._virt_type
+
+    def get_host_uptime(self) -> str:
+        """This host's ``uptime`` line, as Nova's libvirt driver runs ``uptime`` (the compute worker runs on the
+        hypervisor's host)."""
+        with open("/proc/uptime") as fh:
+            up_seconds = float(fh.read().split()[0])
+        return uptime_line(time.time(), up_seconds, os.getloadavg())
 
     def get_available_resource(self) -> HostResources:
         with self._errors("read host resources"):

@@ -144,6 +144,14 @@ def heartbeat(hosts: list[str]) -> None:
         report_heartbeat(s, hosts)
 
 
+@celery.task(name="stratus.conductor.service_heartbeat", ignore_result=True, autoretry_for=())
+def service_heartbeat(host: str, binary: str) -> None:
+    """The heartbeat of a conductor or scheduler process (tasks/service_heartbeat.py); a late one expires in
+    the queue instead of marking a stopped process up."""
+    with write_session() as s:
+        resources.report_process_heartbeat(s, host, binary)
+
+
 # --- canvas steps --------------------------------------------------------------------------------------------------
 
 # What a claim reads of the instance (not its large columns: user data, flavor snapshot, metadata, ...).

@@ -15,6 +15,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from core.errors import ApiError, unavailable
 from core.settings import get_settings
+from tasks.messaging import plain_json
 from tasks.messaging.celery_app import celery
 from tasks.messaging.transient import BROKER_ERRORS
 
@@ -36,6 +37,7 @@ def configure_client() -> None:
 
 def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float | None = None,
          queue: str = "conductor.rpc") -> Any:
+    plain_json.check(args)
     timeout = timeout if timeout is not None else get_settings().rpc_timeout
     options: dict[str, Any] = {"queue": queue}
     if argsrepr is not None:
@@ -77,6 +79,7 @@ def _wait_interval(backend: Any) -> float:
 
 def cast(task_name: str, *args: Any, queue: str) -> None:
     """Send a task nobody waits for (e.g. to a compute host's queue); 503 when the broker is unreachable."""
+    plain_json.check(args)
     try:
         celery.send_task(task_name, args=args, queue=queue, retry=True, retry_policy=CLIENT_RETRY_POLICY)
     except (*BROKER_ERRORS, OSError, RuntimeError) as exc:

@@ -31,19 +31,7 @@ class Known:
         return version_tuple(low) <= version_tuple(v.microversion) <= version_tuple(high)
 
 
-_SERVERS = "/v2.1/servers/<server_id>"
-KNOWN: list[Known] = [
-    Known("PUT", _SERVERS, "Additional properties are not allowed", microversions=("2.1", "2.74"),
-          reason="issue 28 item 4: PUT /servers/{id} renders the full show view before 2.75 (app/compute/servers.py, "
-                 "being restructured)"),
-    Known("POST", f"{_SERVERS}/action", "'user_data' is a required property", action="rebuild",
-          microversions=("2.57", "2.96"),
-          reason="issue 28 item 11: rebuild answers lack user_data from 2.57 (server actions, being restructured)"),
-    Known("GET", f"{_SERVERS}/os-instance-actions/<request_id>", "None is not of type 'string' at instanceAction/"
-          "events/", microversions=("2.62", "2.96"),
-          reason="found by the oracle: some events are recorded with no host (tasks/conductor.py record_event "
-                 "calls without host, e.g. a boot that could not be queued); Nova records the service's host"),
-]
+KNOWN: list[Known] = []
 
 
 def allowed(violation: "Violation") -> bool:

@@ -208,6 +208,10 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
         Versioned(ServersClient, "show_instance_action"),
     ("POST", f"{_V21}/servers/<server_id>/remote-consoles"): Versioned(ServersClient, "get_remote_consoles"),
     ("GET", f"{_V21}/servers/<server_id>/tags"): Versioned(ServersClient, "list_tags"),
+    ("GET", f"{_V21}/servers/<server_id>/os-volume_attachments"): Versioned(ServersClient,
+                                                                          "list_volume_attachments"),
+    ("GET", f"{_V21}/servers/<server_id>/os-volume_attachments/<volume_id>"): Versioned(
+        ServersClient, "show_volume_attachment"),
     ("PUT", f"{_V21}/servers/<server_id>/tags"): Versioned(ServersClient, "update_all_tags"),
     ("DELETE", f"{_V21}/servers/<server_id>/tags"): Versioned(ServersClient, "delete_all_tags"),
     ("GET", f"{_V21}/servers/<server_id>/tags/<tag>"): Versioned(ServersClient, "check_tag_existence"),
@@ -266,6 +270,7 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("GET", f"{_V21}/os-hypervisors/<pattern>/search"): Versioned(HypervisorClient, "list_search_hypervisors"),
     ("GET", f"{_V21}/os-hypervisors/<pattern>/servers"): Versioned(HypervisorClient, "get_hypervisors_servers"),
     ("GET", f"{_V21}/os-hypervisors/statistics"): Versioned(HypervisorClient, "get_hypervisor_statistics"),
+    ("GET", f"{_V21}/os-hypervisors/<hypervisor_id>/uptime"): Versioned(HypervisorClient, "get_hypervisor_uptime"),
     # services, migrations, usage
     ("GET", f"{_V21}/os-services"): Versioned(ServicesClient, "list_services"),
     ("PUT", f"{_V21}/os-services/<service_id>"): Select(_services_put, "verbs before 2.53, the UUID from 2.53"),

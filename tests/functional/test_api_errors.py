@@ -147,3 +147,25 @@ def test_rename_and_lock(api):
     assert r.status_code == 202
     assert session.get(f"{stack.url}/v2.1/servers/{sid}").json()["server"]["locked"] is False
     assert session.delete(f"{stack.url}/v2.1/servers/{sid}").status_code == 204
+
+
+def test_access_ips_cross_the_broker_and_options_is_no_500(api):
+    """Issue 28 items 1, 2 against real processes: validated access IPs reach the conductor through the broker
+    (kombu refused the ipaddress objects: a 500), and OPTIONS answers Allow."""
+    stack, session, image_id = api
+    session.post(f"{stack.url}/v2.1/flavors", json={"flavor": {"name": "ips-flavor", "ram": 64, "vcpus": 1,
+                                                               "disk": 1, "id": 4242}}).raise_for_status()
+    r = session.post(f"{stack.url}/v2.1/servers", json=server_body(
+        image_id, name="ips-vm", flavorRef="4242", accessIPv4="192.0.2.9", accessIPv6="2001:db8::9"))
+    assert r.status_code == 202, r.text
+    server_id = r.json()["server"]["id"]
+    try:
+        shown = session.get(f"{stack.url}/v2.1/servers/{server_id}").json()["server"]
+        assert (shown["accessIPv4"], shown["accessIPv6"]) == ("192.0.2.9", "2001:db8::9")
+        options = session.options(f"{stack.url}/v2.1/servers/{server_id}")
+        assert options.status_code == 200 and {"GET", "PUT", "DELETE"} <= set(options.headers["Allow"].split(", "))
+        refused = session.patch(f"{stack.url}/v2.1/servers/{server_id}", json={})
+        assert refused.status_code == 405 and "GET" in refused.headers["Allow"]
+    finally:
+        session.delete(f"{stack.url}/v2.1/servers/{server_id}")
+        session.delete(f"{stack.url}/v2.1/flavors/4242")

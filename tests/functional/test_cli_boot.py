@@ -91,15 +91,20 @@ def test_no_valid_host_fault_names_the_filter(stack):
 
 
 def test_admin_fleet_views(stack):
-    services = stack.openstack_json("compute", "service", "list")
+    services = stack.openstack_json("compute", "service", "list", "--service", "nova-compute")
     assert {(s["Host"], s["State"], s["Status"]) for s in services} == {("fake-1", "up", "enabled"),
                                                                          ("fake-2", "up", "enabled")}
+    # Nova's binaries: the conductor and the scheduler report their own heartbeats, in the internal zone.
+    everything = stack.openstack_json("compute", "service", "list")
+    assert {(s["Binary"], s["Zone"], s["State"]) for s in everything if s["Binary"] != "nova-compute"} == {
+        ("nova-conductor", "internal", "up"), ("nova-scheduler", "internal", "up")}
+    assert stack.openstack_json("compute", "service", "list", "--service", "stratus-compute") == []
     hypervisors = stack.openstack_json("hypervisor", "list")
     assert {h["Hypervisor Hostname"] for h in hypervisors} == {"fake-1", "fake-2"}
     assert {h["Hypervisor Type"] for h in hypervisors} == {"fake"}
     svc = next(s for s in services if s["Host"] == "fake-2")
     stack.openstack("compute", "service", "set", "--disable", "--disable-reason", "maintenance", "fake-2",
-                    "stratus-compute")
+                    "nova-compute")
     try:
         state = {s["Host"]: s for s in stack.openstack_json("compute", "service", "list", "--long")}
         assert state["fake-2"]["Status"] == "disabled" and state["fake-2"]["Disabled Reason"] == "maintenance"
@@ -113,7 +118,7 @@ def test_admin_fleet_views(stack):
         stack.openstack("server", "delete", "on-enabled-host")
         stack.wait_server(info["id"], "DELETED")
     finally:
-        stack.openstack("compute", "service", "set", "--enable", "fake-2", "stratus-compute")
+        stack.openstack("compute", "service", "set", "--enable", "fake-2", "nova-compute")
     assert svc["ID"]
 
 

@@ -476,7 +476,7 @@ def test_resize_migrate_shelve_live_migrate_evacuate(env):
     assert fault(admin("POST", f"/servers/{sid}/action", {"evacuate": {}}), 400) == \
         f"Compute service of {host} is still in use."
     stack.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--down", host,
-                    "stratus-compute")
+                    "nova-compute")
     try:
         fault(admin("POST", f"/servers/{sid}/action", {"evacuate": {}}, version="2.13"), 400)
         r = admin("POST", f"/servers/{sid}/action", {"evacuate": {"onSharedStorage": False,
@@ -486,7 +486,7 @@ def test_resize_migrate_shelve_live_migrate_evacuate(env):
         assert host_of(admin, sid) == other
     finally:
         stack.openstack("--os-compute-api-version", "2.53", "compute", "service", "set", "--up", host,
-                        "stratus-compute")
+                        "nova-compute")
     assert event_names(alice, sid)[:5] == ["evacuate", "unshelve", "shelve", "live-migration", "confirmResize"]
 
     # deleting a server that awaits its resize confirmation frees both hosts

@@ -144,11 +144,11 @@ def service_state(stack: Stack, api: requests.Session, host: str) -> str:
     """'up' or 'down' for the host's compute service: `openstack compute service list` where the API has
     os-services; until then the rule the API applies (forced down, or not heard from in service_down_time)."""
     if api.get(f"{stack.url}/v2.1/os-services", timeout=10).status_code != 404:
-        services = stack.openstack_json("compute", "service", "list", "--service", "stratus-compute")
+        services = stack.openstack_json("compute", "service", "list", "--service", "nova-compute")
         (svc,) = [s for s in services if s["Host"] == host]
         return svc["State"]
     (row,) = db_rows(stack, "SELECT forced_down, last_seen_at FROM services WHERE host = :h "
-                            "AND binary = 'stratus-compute'", h=host)
+                            "AND binary = 'nova-compute'", h=host)
     forced_down, last_seen = row
     if forced_down or last_seen is None:
         return "down"

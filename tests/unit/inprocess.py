@@ -24,7 +24,9 @@ class _DroppedResult:
 @pytest.fixture
 def inprocess_conductor(monkeypatch) -> list[str]:
     """Patch rpc.call to run conductor tasks in-process; returns the names of canvas tasks that were dropped."""
-    from tasks.messaging import rpc
+    from kombu.utils import json as kombu_json
+
+    from tasks.messaging import plain_json, rpc
     from core.errors import ApiError
     from tasks.messaging.celery_app import celery
 
@@ -34,6 +36,8 @@ def inprocess_conductor(monkeypatch) -> list[str]:
 
     def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float | None = None,
              queue: str = "conductor") -> Any:
+        plain_json.check(args)  # as rpc.call does; the task then gets what a worker would decode
+        args = tuple(kombu_json.loads(kombu_json.dumps(args)))
         if not task_name.startswith("stratus.conductor."):
             raise ApiError(503, f"{task_name} needs a compute worker, which in-process tests do not run.")
         reply = celery.tasks[task_name](*args)
@@ -42,6 +46,7 @@ def inprocess_conductor(monkeypatch) -> list[str]:
         return reply["ok"]
 
     def send_task(name: str, *args: Any, **kwargs: Any) -> _DroppedResult:
+        kombu_json.dumps(kwargs.get("args") or ())  # a canvas the broker could not carry fails here too
         sent.append(name)
         return _DroppedResult()
 

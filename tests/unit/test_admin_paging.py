@@ -22,7 +22,7 @@ def nodes(stratus_env) -> list[tuple[int, str]]:
     out = []
     with write_session() as s:
         for i, name in enumerate(("node-a1", "node-a2", "node-b1")):
-            svc = Service(host=f"c{i}", binary="stratus-compute", topic="compute", last_seen_at=utcnow())
+            svc = Service(host=f"c{i}", binary="nova-compute", topic="compute", last_seen_at=utcnow())
             s.add(svc)
             s.flush()
             node = ComputeNode(service_id=svc.id, host=f"c{i}", hypervisor_hostname=name, hypervisor_type="fake",

@@ -46,7 +46,7 @@ def cloud(stratus_env):
                    Flavor(flavorid="small", name="m.small", vcpus=2, memory_mb=256, root_gb=5),
                    Flavor(flavorid="tiny", name="m.tiny", vcpus=1, memory_mb=64, root_gb=1),
                    KeyPair(name="a-key", user_id="u-alice", fingerprint="fp", public_key="ssh-ed25519 AAAA a@b")])
-        svc = Service(host="h1", binary="stratus-compute", topic="compute")
+        svc = Service(host="h1", binary="nova-compute", topic="compute")
         s.add(svc)
         s.flush()
         s.add(ComputeNode(service_id=svc.id, host="h1", hypervisor_hostname="h1.node", hypervisor_type="fake",

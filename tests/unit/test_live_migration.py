@@ -28,7 +28,7 @@ def placed(world):
     from core.writes import resources
     with write_session() as s:
         for host in ("h1", "h2"):
-            svc = Service(host=host, binary="stratus-compute", topic="compute", last_seen_at=utcnow())
+            svc = Service(host=host, binary="nova-compute", topic="compute", last_seen_at=utcnow())
             s.add(svc)
             s.flush()
             s.add(ComputeNode(service_id=svc.id, host=host, hypervisor_hostname=host, hypervisor_type="fake",

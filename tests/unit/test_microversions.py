@@ -64,7 +64,7 @@ def _hosts() -> None:
     from core.models import ComputeNode, Service, utcnow
     with write_session() as s:
         for host, seen in (("h1", utcnow() - dt.timedelta(hours=1)), ("h2", utcnow())):
-            svc = Service(host=host, binary="stratus-compute", topic="compute", last_seen_at=seen)
+            svc = Service(host=host, binary="nova-compute", topic="compute", last_seen_at=seen)
             s.add(svc)
             s.flush()
             s.add(ComputeNode(service_id=svc.id, host=host, hypervisor_hostname=host, hypervisor_type="fake",

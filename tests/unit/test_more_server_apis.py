@@ -166,8 +166,8 @@ def test_instance_usage_audit_log_reports_the_last_completed_month_per_compute_h
     from core.db import write_session
     from core.models import Service
     with write_session() as s:
-        s.add_all([Service(host="c1", binary="stratus-compute", topic="compute"),
-                   Service(host="c2", binary="stratus-compute", topic="compute", disabled=True),
+        s.add_all([Service(host="c1", binary="nova-compute", topic="compute"),
+                   Service(host="c2", binary="nova-compute", topic="compute", disabled=True),
                    Service(host="ctl", binary="stratus-conductor", topic="conductor")])
     admin = {**world.admin.headers, **COMPUTE}
     assert client.get("/v2.1/os-instance_usage_audit_log", headers={**world.a.headers, **COMPUTE}).status_code == 403
@@ -194,7 +194,7 @@ def test_os_hosts_until_2_42(client, world: World):
     from core.db import write_session
     from core.models import ComputeNode, Instance, Service
     with write_session() as s:
-        compute = Service(host="h1", binary="stratus-compute", topic="compute")
+        compute = Service(host="h1", binary="nova-compute", topic="compute")
         s.add_all([compute, Service(host="ctl", binary="stratus-conductor", topic="conductor")])
         s.flush()
         s.add(ComputeNode(service_id=compute.id, host="h1", hypervisor_hostname="h1", hypervisor_type="fake",

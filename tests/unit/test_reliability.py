@@ -84,7 +84,7 @@ def test_audit_command_lists_and_heals_orphaned_allocations(app):
     from core.models import Allocation, ComputeNode, Service
 
     with write_session() as s:
-        svc = Service(host="h1", binary="stratus-compute", topic="compute")
+        svc = Service(host="h1", binary="nova-compute", topic="compute")
         s.add(svc)
         s.flush()
         node = ComputeNode(service_id=svc.id, host="h1", hypervisor_hostname="h1", hypervisor_type="fake",

@@ -14,7 +14,7 @@ from tests.unit.test_fake_driver import spec
 
 def _add_host(s, host: str, memory_mb: int) -> None:
     from core.models import ComputeNode, Service, utcnow
-    svc = Service(host=host, binary="stratus-compute", topic="compute", last_seen_at=utcnow())
+    svc = Service(host=host, binary="nova-compute", topic="compute", last_seen_at=utcnow())
     s.add(svc)
     s.flush()
     s.add(ComputeNode(service_id=svc.id, host=host, hypervisor_hostname=host, hypervisor_type="fake",

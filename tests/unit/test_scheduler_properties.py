@@ -122,7 +122,7 @@ def test_database_claims_never_overcommit(hosts, flavors):
     Base.metadata.create_all(engine)
     with Session(engine) as s:
         for h in hosts:
-            svc = Service(host=h.host, binary="stratus-compute", topic="compute")
+            svc = Service(host=h.host, binary="nova-compute", topic="compute")
             s.add(svc)
             s.flush()
             s.add(ComputeNode(service_id=svc.id, host=h.host, hypervisor_hostname=h.host, hypervisor_type="fake",

@@ -29,7 +29,7 @@ def _on_host(world: World) -> None:
     from core.db import write_session
     from core.models import ComputeNode, Instance, Service, utcnow
     with write_session() as s:
-        svc = Service(host="h1", binary="stratus-compute", topic="compute", last_seen_at=utcnow())
+        svc = Service(host="h1", binary="nova-compute", topic="compute", last_seen_at=utcnow())
         s.add(svc)
         s.flush()
         s.add(ComputeNode(service_id=svc.id, host="h1", hypervisor_hostname="h1", hypervisor_type="fake", vcpus=8,
