@@ -42,9 +42,10 @@ def boot_log(instance: InstanceSpec, started: float) -> list[Entry]:
     mem_kb = instance.memory_mb * 1024
     sectors = instance.root_gb * 2 * 1024 * 1024
     cmdline = "BOOT_IMAGE=/vmlinuz root=LABEL=cloudimg-rootfs ro console=tty0 console=ttyS0,115200n8"
-    if net:
-        cmdline += f" stratus.ip={net['address']}/{net['prefixlen']} stratus.gw={net['gateway']}" \
-                   f" stratus.mac={net['mac']}"
+    if net and net.get("address"):  # a spec may carry only part of the network (the address, the MAC)
+        cmdline += f" stratus.ip={net['address']}/{net.get('prefixlen', 24)}"
+        cmdline += f" stratus.gw={net['gateway']}" if net.get("gateway") else ""
+        cmdline += f" stratus.mac={net['mac']}" if net.get("mac") else ""
     kernel = [
         "Linux version 6.1.0-28-cloud-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14) 12.2.0)"
         " #1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1",
@@ -102,8 +103,8 @@ def boot_log(instance: InstanceSpec, started: float) -> list[Entry]:
         "cloud-init[402]: ci-info: | Device |  Up  |    Address    |    Mask   |     Hw-Address    |",
     ]
     if net:
-        userspace.append(f"cloud-init[402]: ci-info: |  ens3  | True | {net['address']} | {net['netmask']} "
-                         f"| {net['mac']} |")
+        mask = net.get("netmask", "255.255.255.0")
+        userspace.append(f"cloud-init[402]: ci-info: |  ens3  | True | {net['address']} | {mask} | {net['mac']} |")
     userspace += [
         "cloud-init[402]: ci-info: |   lo   | True |   127.0.0.1   | 255.0.0.0 |         .         |",
         "cloud-init[402]: ci-info: +--------+------+---------------+-----------+-------------------+",
