@@ -54,6 +54,7 @@ LEVELS: dict[str, str] = {
     "project_reader_api": "rule:project_reader_or_admin",
     "admin_or_owner": "rule:context_is_admin or user_id:%(user_id)s",  # Nova's keypair rules
     "authenticated": "@",
+    "admin_or_service": "rule:admin_api or role:service",  # Placement's ADMIN_OR_SERVICE
 }
 
 

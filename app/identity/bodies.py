@@ -69,7 +69,8 @@ def service_catalog() -> list[dict]:
     base = base_url()
     services = [("identity", "keystone", f"{base}/identity"),
                 ("compute", "nova", f"{base}/v2.1"),
-                ("image", "glance", f"{base}/image")]
+                ("image", "glance", f"{base}/image"),
+                ("placement", "placement", f"{base}/placement")]
     catalog = []
     for stype, name, url in services:
         catalog.append({

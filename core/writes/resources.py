@@ -19,11 +19,12 @@ _HOST, _UUID, _NOW = (bindparam("claim_host", type_=String), bindparam("claim_uu
 _VCPUS, _RAM, _DISK = (bindparam(f"claim_{name}", type_=Integer) for name in ("vcpus", "ram", "disk"))
 _TAKE = update(ComputeNode.__table__).where(
     _N.host == _HOST,
-    _N.vcpus_used + _VCPUS <= _N.vcpus * _N.cpu_allocation_ratio,
-    _N.memory_mb_used + _RAM <= _N.memory_mb * _N.ram_allocation_ratio,
-    _N.local_gb_used + _DISK <= _N.local_gb * _N.disk_allocation_ratio,
+    _N.vcpus_used + _VCPUS <= (_N.vcpus - _N.vcpus_reserved) * _N.cpu_allocation_ratio,
+    _N.memory_mb_used + _RAM <= (_N.memory_mb - _N.memory_mb_reserved) * _N.ram_allocation_ratio,
+    _N.local_gb_used + _DISK <= (_N.local_gb - _N.local_gb_reserved) * _N.disk_allocation_ratio,
 ).values(vcpus_used=_N.vcpus_used + _VCPUS, memory_mb_used=_N.memory_mb_used + _RAM,
-         local_gb_used=_N.local_gb_used + _DISK, running_vms=_N.running_vms + 1, updated_at=_NOW)
+         local_gb_used=_N.local_gb_used + _DISK, running_vms=_N.running_vms + 1, generation=_N.generation + 1,
+         updated_at=_NOW)
 # PostgreSQL: one statement, the UPDATE in a data-modifying CTE and the allocation inserted from the node id it
 # returns (no row when it did not fit). created_at is given: a column default is not run for INSERT ... SELECT.
 _CLAIMED = _TAKE.returning(_N.id).cte("claimed")
@@ -56,7 +57,7 @@ def release_allocation(s: Session, instance_uuid: str) -> bool:
     s.execute(update(ComputeNode).where(ComputeNode.id == alloc.compute_node_id).values(
         vcpus_used=ComputeNode.vcpus_used - alloc.vcpus, memory_mb_used=ComputeNode.memory_mb_used - alloc.memory_mb,
         local_gb_used=ComputeNode.local_gb_used - alloc.disk_gb, running_vms=ComputeNode.running_vms - 1,
-        updated_at=utcnow()))
+        generation=ComputeNode.generation + 1, updated_at=utcnow()))
     s.execute(delete(Allocation).where(Allocation.id == alloc.id))
     return True
 
