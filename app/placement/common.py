@@ -80,6 +80,12 @@ def base_url() -> str:
     return request.script_root + PREFIX
 
 
+def location(path: str) -> str:
+    """An absolute Location (clients such as osc-placement GET it as given; a path would be joined to the
+    endpoint, which already ends in /placement)."""
+    return request.url_root.rstrip("/") + PREFIX + path
+
+
 def provider_body(prov: view.Provider) -> dict:
     href = f"{base_url()}/resource_providers/{prov.uuid}"
     links = [{"rel": "self", "href": href}, {"rel": "inventories", "href": f"{href}/inventories"},

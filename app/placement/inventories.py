@@ -71,7 +71,7 @@ def create_inventory(uuid: str):
     common.call("set_inventories", prov.uuid, common.generation(data), {rc: inv}, False)
     resp = jsonify(_provider(uuid).inventories[rc] | {"resource_provider_generation": prov.generation + 1})
     resp.status_code = 201
-    resp.headers["Location"] = f"{common.base_url()}/resource_providers/{uuid}/inventories/{rc}"
+    resp.headers["Location"] = common.location(f"/resource_providers/{uuid}/inventories/{rc}")
     return resp
 
 

@@ -91,7 +91,7 @@ def create_provider():
         resp = jsonify(body)
     else:
         resp = Response(status=201)
-    resp.headers["Location"] = f"{common.base_url()}/resource_providers/{uuid}"
+    resp.headers["Location"] = common.location(f"/resource_providers/{uuid}")
     return resp
 
 

@@ -38,7 +38,7 @@ def create_class():
     name = _custom(data["name"])
     common.call("ensure_resource_class", name, True)
     resp = Response(status=201)
-    resp.headers["Location"] = f"{common.base_url()}/resource_classes/{name}"
+    resp.headers["Location"] = common.location(f"/resource_classes/{name}")
     return resp
 
 
@@ -59,7 +59,7 @@ def put_class(name: str):
     created = common.call("ensure_resource_class", _custom(name), False)
     resp = Response(status=201 if created else 204)
     if created:
-        resp.headers["Location"] = f"{common.base_url()}/resource_classes/{name}"
+        resp.headers["Location"] = common.location(f"/resource_classes/{name}")
     return resp
 
 

@@ -55,7 +55,7 @@ def put_trait(name: str):
                                  f"and \"_\"")
     created = common.call("ensure_trait", name)
     resp = Response(status=201 if created else 204)
-    resp.headers["Location"] = f"{common.base_url()}/traits/{name}"
+    resp.headers["Location"] = common.location(f"/traits/{name}")
     return resp
 
 
