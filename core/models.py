@@ -182,6 +182,8 @@ class ComputeNode(Base):
     memory_mb_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     local_gb_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the Placement traits its driver reports (standard os-traits names only)
+    driver_traits: Mapped[list | None] = mapped_column(JSON)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # scheduler cache refresh
     service: Mapped[Service] = relationship(lazy="joined")
 

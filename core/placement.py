@@ -49,6 +49,9 @@ class Provider:
     node_id: int | None = None  # a compute node's
     provider_id: int | None = None  # a hand-added provider's
     host: str | None = None
+    # traits that come from Stratus's rows, not from Placement writes: the driver's, COMPUTE_NODE, and
+    # COMPUTE_STATUS_DISABLED while the host's compute service is disabled (as Nova's compute sets them)
+    implied_traits: tuple[str, ...] = ()
 
     @property
     def is_compute(self) -> bool:
@@ -79,7 +82,10 @@ def _node_provider(node: ComputeNode) -> Provider:
     return Provider(uuid=node.uuid, name=node.hypervisor_hostname, generation=node.generation or 0,
                     parent_uuid=None, root_uuid=node.uuid, inventories=node_inventories(node),
                     usages={rc: getattr(node, cols[3]) or 0 for rc, cols in COMPUTE_CLASSES.items()},
-                    updated_at=node.updated_at, node_id=node.id, host=node.host)
+                    updated_at=node.updated_at, node_id=node.id, host=node.host,
+                    implied_traits=tuple(sorted({*(node.driver_traits or ()), "COMPUTE_NODE"} | (
+                        {"COMPUTE_STATUS_DISABLED"} if node.service is not None and node.service.disabled
+                        else set()))))
 
 
 def _custom_providers(s: Session, rows: list[ResourceProvider]) -> list[Provider]:
@@ -129,12 +135,13 @@ def name_taken(s: Session, name: str, except_uuid: str | None = None) -> bool:
     return any(p.uuid != except_uuid for p in providers(s, name=name))
 
 
-def traits_of(s: Session, uuids: list[str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {u: [] for u in uuids}
+def traits_of(s: Session, provs: list[Provider]) -> dict[str, list[str]]:
+    """Each provider's traits: those set through Placement and those its rows imply."""
+    out: dict[str, set[str]] = {p.uuid: set(p.implied_traits) for p in provs}
     for u, t in s.execute(select(ProviderTrait.provider_uuid, ProviderTrait.trait)
-                          .where(ProviderTrait.provider_uuid.in_(uuids)).order_by(ProviderTrait.trait)):
-        out[u].append(t)
-    return out
+                          .where(ProviderTrait.provider_uuid.in_(list(out)))):
+        out[u].add(t)
+    return {u: sorted(ts) for u, ts in out.items()}
 
 
 def aggregates_of(s: Session, provs: list[Provider]) -> dict[str, list[str]]:
@@ -237,14 +244,17 @@ def provider_allocations(s: Session, prov: Provider) -> dict[str, dict]:
 
 
 def project_usages(s: Session, project_id: str, user_id: str | None = None,
-                   consumer_type: str | None = None) -> dict[str, int]:
-    """Totals of what a project's (or a user's) consumers hold: servers and their moves, then others."""
+                   consumer_type: str | None = None, with_count: bool = False) -> dict[str, int]:
+    """Totals of what a project's (or a user's) consumers hold: servers and their moves, then others
+    (``with_count``: and ``consumer_count``, 1.38)."""
     totals: dict[str, int] = {}
+    count = 0
     owner_of_move = select(Migration.uuid.label("consumer"), Instance.project_id, Instance.user_id).join(
         Instance, Instance.uuid == Migration.instance_uuid)
     owners = select(Instance.uuid.label("consumer"), Instance.project_id, Instance.user_id).union_all(
         owner_of_move).subquery()
-    q = select(func.sum(Allocation.vcpus), func.sum(Allocation.memory_mb), func.sum(Allocation.disk_gb)).join(
+    q = select(func.count(), func.sum(Allocation.vcpus), func.sum(Allocation.memory_mb),
+               func.sum(Allocation.disk_gb)).join(
         owners, owners.c.consumer == Allocation.instance_uuid).where(owners.c.project_id == project_id)
     if user_id is not None:
         q = q.where(owners.c.user_id == user_id)
@@ -252,8 +262,9 @@ def project_usages(s: Session, project_id: str, user_id: str | None = None,
         if consumer_type in ("INSTANCE", "MIGRATION"):
             q = q.where(owners.c.consumer.in_(select(Instance.uuid) if consumer_type == "INSTANCE"
                                               else select(Migration.uuid)))
-        row = s.execute(q).first()
-        for rc, value in zip(ALLOCATION_COLUMNS, row or ()):
+        n, *row = s.execute(q).first()
+        count += n
+        for rc, value in zip(ALLOCATION_COLUMNS, row):
             if value:
                 totals[rc] = totals.get(rc, 0) + int(value)
     q = select(ConsumerAllocation.resource_class, func.sum(ConsumerAllocation.used)).join(
@@ -262,8 +273,13 @@ def project_usages(s: Session, project_id: str, user_id: str | None = None,
         q = q.where(Consumer.user_id == user_id)
     if consumer_type not in (None, "all"):
         q = q.where(Consumer.consumer_type == consumer_type)
+    if with_count:
+        consumers = q.with_only_columns(ConsumerAllocation.consumer_uuid).subquery()
+        count += s.scalar(select(func.count(func.distinct(consumers.c.consumer_uuid)))) or 0
     for rc, value in s.execute(q.group_by(ConsumerAllocation.resource_class)):
         totals[rc] = totals.get(rc, 0) + int(value)
+    if with_count and totals:
+        totals["consumer_count"] = count
     return totals
 
 
@@ -369,10 +385,6 @@ def matching_providers(s: Session, resources: dict[str, int], traits: TraitFilte
             q = q.where(ComputeNode.hypervisor_hostname == name)
         if in_tree is not None:
             q = q.where(ComputeNode.uuid == in_tree)
-        if traits is not None and traits.required:
-            have_all = select(ProviderTrait.provider_uuid).where(ProviderTrait.trait.in_(traits.required)).group_by(
-                ProviderTrait.provider_uuid).having(func.count() == len(traits.required))
-            q = q.where(ComputeNode.uuid.in_(have_all))
         found = [_node_provider(n) for n in s.scalars(q)]
     custom = select(ResourceProvider).order_by(ResourceProvider.id)
     if uuids is not None:
@@ -385,7 +397,7 @@ def matching_providers(s: Session, resources: dict[str, int], traits: TraitFilte
     found += _custom_providers(s, list(s.scalars(custom)))
     found = [p for p in found if all(p.fits(rc, amount) for rc, amount in resources.items())]
     if traits is not None and traits.names():
-        have = traits_of(s, [p.uuid for p in found])
+        have = traits_of(s, found)
         found = [p for p in found if traits.passes(set(have[p.uuid]))]
     if member_of is not None and (member_of.any_of or member_of.none_of):
         aggs = aggregates_of(s, found)

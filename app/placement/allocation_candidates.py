@@ -58,7 +58,7 @@ def list_candidates():
             if not view.trait_exists(s, t):
                 raise common.bad_request(f"No such trait(s): {t}")
         found = view.matching_providers(s, resources, **params)
-        traits = view.traits_of(s, [p.uuid for p in found]) if at_least("1.17") else {}
+        traits = view.traits_of(s, found) if at_least("1.17") else {}
     requests, summaries = [], {}
     for prov in found:
         if at_least("1.12"):

@@ -29,7 +29,7 @@ def list_traits():
                 raise common.bad_request(f"Badly formatted name parameter. Expected name query string parameter in "
                                          f"form: ?name=[in|startswith]:[name1,name2|prefix]. Got: \"{name}\"")
         if request.args.get("associated") in ("true", "false"):
-            used = {t for ts in view.traits_of(s, [p.uuid for p in view.providers(s)]).values() for t in ts}
+            used = {t for ts in view.traits_of(s, view.providers(s)).values() for t in ts}
             want = request.args["associated"] == "true"
             found = [t for t in found if (t in used) == want]
     return jsonify({"traits": found})
@@ -73,7 +73,7 @@ def provider_traits(uuid: str):
     require("1.6")
     with read_session() as s:
         prov = common.provider_or_404(s, uuid)
-        return jsonify({"traits": view.traits_of(s, [prov.uuid])[prov.uuid],
+        return jsonify({"traits": view.traits_of(s, [prov])[prov.uuid],
                         "resource_provider_generation": prov.generation})
 
 
@@ -89,7 +89,10 @@ def set_provider_traits(uuid: str):
     with read_session() as s:
         prov = common.provider_or_404(s, uuid)
     generation = common.call("set_provider_traits", prov.uuid, common.generation(data), traits)
-    return jsonify({"traits": sorted(set(traits)), "resource_provider_generation": generation})
+    with read_session() as s:
+        prov = common.provider_or_404(s, uuid)
+        return jsonify({"traits": view.traits_of(s, [prov])[prov.uuid],
+                        "resource_provider_generation": generation})
 
 
 @bp.delete("/resource_providers/<uuid>/traits")

@@ -39,7 +39,7 @@ def project_usages():
             "INSTANCE", "MIGRATION", "UNKNOWN"]
         out = {}
         for ctype in types:
-            totals = view.project_usages(s, project, user, ctype)
+            totals = view.project_usages(s, project, user, ctype, with_count=True)
             if totals or ctype == "all":
-                out[ctype] = totals
+                out[ctype] = totals or {"consumer_count": 0}
         return jsonify({"usages": out})

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import ConductorError
 from core.models import Allocation, ComputeNode, Instance, Migration, Service, utcnow
+from core.placement import STANDARD_TRAITS
 from core.settings import get_settings
 
 
@@ -110,14 +111,20 @@ def report_service(s: Session, host: str, resources: dict, binary: str = "stratu
     node = s.scalars(select(ComputeNode).where(ComputeNode.host == host)).first()
     inventory = {k: resources[k] for k in ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "vcpus",
                                            "memory_mb", "local_gb", "host_ip")}
+    traits = sorted(t for t in resources.get("traits") or () if t in STANDARD_TRAITS)
     if node is None:
         s.add(ComputeNode(service_id=service.id, host=host, availability_zone=resources.get("availability_zone")
                           or cfg.availability_zone, cpu_allocation_ratio=cfg.cpu_allocation_ratio,
                           ram_allocation_ratio=cfg.ram_allocation_ratio,
-                          disk_allocation_ratio=cfg.disk_allocation_ratio, updated_at=now, **inventory))
+                          disk_allocation_ratio=cfg.disk_allocation_ratio, updated_at=now, driver_traits=traits,
+                          **inventory))
     else:
+        changed = any(getattr(node, k) != v for k, v in inventory.items()) or (node.driver_traits or []) != traits
         for k, v in inventory.items():
             setattr(node, k, v)
+        node.driver_traits = traits
+        if changed:  # Placement's provider generation moves with its inventories and traits
+            node.generation = ComputeNode.generation + 1
         node.updated_at = now
 
 

@@ -20,6 +20,7 @@ def upgrade():
     with op.batch_alter_table('compute_nodes') as batch_op:
         for name in ('vcpus_reserved', 'memory_mb_reserved', 'local_gb_reserved', 'generation'):
             batch_op.add_column(sa.Column(name, sa.Integer(), nullable=False, server_default='0'))
+        batch_op.add_column(sa.Column('driver_traits', sa.JSON(), nullable=True))
     op.create_table(
         'placement_providers',
         sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -93,5 +94,5 @@ def downgrade():
                   'placement_inventories', 'placement_providers'):
         op.drop_table(table)
     with op.batch_alter_table('compute_nodes') as batch_op:
-        for name in ('generation', 'local_gb_reserved', 'memory_mb_reserved', 'vcpus_reserved'):
+        for name in ('driver_traits', 'generation', 'local_gb_reserved', 'memory_mb_reserved', 'vcpus_reserved'):
             batch_op.drop_column(name)

@@ -108,7 +108,7 @@ def test_claim_is_the_allocation_and_usage(client, admin, node, inprocess_conduc
     assert client.get("/placement/usages?project_id=p1&user_id=other", headers=_h(admin, "1.9")).get_json()[
         "usages"] == {}
     grouped = client.get("/placement/usages?project_id=p1", headers=_h(admin)).get_json()["usages"]
-    assert grouped["INSTANCE"]["VCPU"] == 2
+    assert grouped["INSTANCE"] == {"consumer_count": 1, "VCPU": 2, "MEMORY_MB": 512, "DISK_GB": 10}
     # a live server's claim is not Placement's to delete
     resp = client.delete(f"/placement/allocations/{server}", headers=_h(admin))
     assert resp.status_code == 409
@@ -255,3 +255,25 @@ def test_list_filters(client, admin, node, inprocess_conductor):
     classes = [c["name"] for c in client.get("/placement/resource_classes", headers=_h(admin)).get_json()[
         "resource_classes"]]
     assert classes[:3] == ["VCPU", "MEMORY_MB", "DISK_GB"]
+
+
+def test_traits_the_rows_imply_driver_compute_node_and_disabled(client, admin, node, inprocess_conductor):
+    from core import db
+    from core.models import ComputeNode, Service
+    from core.writes.resources import report_service
+    with db.write_session() as s:
+        before = s.query(ComputeNode).one().generation
+        report_service(s, "h1", {"hypervisor_hostname": "h1.example", "hypervisor_type": "fake",
+                                 "hypervisor_version": 1, "vcpus": 8, "memory_mb": 4096, "local_gb": 100,
+                                 "host_ip": "10.0.0.1", "traits": ["HW_ARCH_X86_64", "HW_CPU_X86_NOT_A_FLAG"]})
+    with db.read_session() as s:
+        assert s.query(ComputeNode).one().generation == before + 1  # its traits changed
+    traits = client.get(f"/placement/resource_providers/{node}/traits", headers=_h(admin)).get_json()["traits"]
+    assert traits == ["COMPUTE_NODE", "HW_ARCH_X86_64"]  # only standard names are kept
+    q = "/placement/allocation_candidates?resources=VCPU:1&required=!COMPUTE_STATUS_DISABLED"
+    assert len(client.get(q, headers=_h(admin)).get_json()["allocation_requests"]) == 1
+    with db.write_session() as s:
+        s.query(Service).update({"disabled": True})
+    assert len(client.get(q, headers=_h(admin)).get_json()["allocation_requests"]) == 0
+    assert "COMPUTE_STATUS_DISABLED" in client.get(f"/placement/resource_providers/{node}/traits",
+                                                   headers=_h(admin)).get_json()["traits"]
