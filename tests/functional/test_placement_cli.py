@@ -3,6 +3,7 @@ backend: Placement's face of the compute hosts' rows and of a server's claim."""
 from __future__ import annotations
 
 import pytest
+import requests
 
 pytestmark = pytest.mark.services
 
@@ -83,3 +84,113 @@ def test_placement_with_osc_placement(stack, tmp_path):
 
     stack.openstack("server", "delete", "--wait", "placement-vm")
     assert stack.openstack_json("resource", "provider", "allocation", "show", server["id"]) == []
+    # leave the shared stack as it was
+    stack.openstack("aggregate", "remove", "host", "placement-agg", host)
+    stack.openstack("aggregate", "delete", "placement-agg")
+    stack.openstack("resource", "provider", "delete", pool["uuid"])
+    stack.openstack("resource", "provider", "trait", "delete", node["uuid"])
+
+
+def _placement(stack) -> requests.Session:
+    s = requests.Session()
+    s.headers.update({"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "placement 1.39"})
+    return s
+
+
+def _compute(stack) -> requests.Session:
+    s = requests.Session()
+    s.headers.update({"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.96"})
+    return s
+
+
+def _check_one_truth(stack, p: requests.Session) -> None:
+    """Every provider's usages are the sum of its allocations; every allocation is a live server's or an
+    in-progress move's."""
+    nova = _compute(stack)
+    live = {s["id"] for s in nova.get(f"{stack.url}/v2.1/servers?all_tenants=1").json()["servers"]}
+    moving = {m["uuid"] for m in nova.get(f"{stack.url}/v2.1/os-migrations").json()["migrations"]
+              if m["status"] in ("migrating", "accepted", "queued", "preparing", "running", "finished", "reverting")}
+    for prov in p.get(f"{stack.url}/placement/resource_providers").json()["resource_providers"]:
+        usages = p.get(f"{stack.url}/placement/resource_providers/{prov['uuid']}/usages").json()["usages"]
+        allocations = p.get(f"{stack.url}/placement/resource_providers/{prov['uuid']}/allocations").json()[
+            "allocations"]
+        summed: dict[str, int] = {}
+        for consumer, entry in allocations.items():
+            assert consumer in live or consumer in moving, (consumer, live, moving)
+            for rc, n in entry["resources"].items():
+                summed[rc] = summed.get(rc, 0) + n
+        assert {rc: n for rc, n in usages.items() if n} == summed, prov["name"]
+
+
+def test_one_truth_after_a_storm_and_an_exhausted_inventory(stack, tmp_path):
+    """Boots, a resize held (two consumers), a migration, deletes; then every provider's MEMORY_MB reserved up to
+    its total makes the next boot fail with the scheduler naming the memory filter."""
+    image_file = tmp_path / "disk.img"
+    image_file.write_bytes(b"\x00" * 4096)
+    image = stack.openstack_json("image", "create", "--file", str(image_file), "--disk-format", "raw",
+                                 "--container-format", "bare", "storm-image")
+    nova, p = _compute(stack), _placement(stack)
+    ids = []
+    for i in range(6):
+        r = nova.post(f"{stack.url}/v2.1/servers", json={"server": {
+            "name": f"storm-{i}", "imageRef": image["id"], "flavorRef": "42", "networks": "none"}})
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["server"]["id"])
+    for sid in ids:
+        stack.wait_server(sid, "ACTIVE")
+    act = lambda sid, body: nova.post(f"{stack.url}/v2.1/servers/{sid}/action", json=body)  # noqa: E731
+    assert act(ids[0], {"resize": {"flavorRef": "84"}}).status_code == 202
+    assert act(ids[1], {"migrate": None}).status_code == 202
+    for sid in ids[2:4]:
+        assert nova.delete(f"{stack.url}/v2.1/servers/{sid}").status_code == 204
+    stack.wait_server(ids[0], "VERIFY_RESIZE")
+    stack.wait_server(ids[1], "VERIFY_RESIZE")
+    for sid in ids[2:4]:
+        stack.wait_server(sid, "DELETED")
+    # during the move: the server's consumer holds the new flavor, the migration's the old one
+    held = p.get(f"{stack.url}/placement/allocations/{ids[0]}").json()["allocations"]
+    assert [e["resources"]["MEMORY_MB"] for e in held.values()] == [192]
+    migration = next(m for m in nova.get(f"{stack.url}/v2.1/os-migrations?instance_uuid={ids[0]}").json()[
+        "migrations"] if m["status"] == "finished")
+    source = p.get(f"{stack.url}/placement/allocations/{migration['uuid']}").json()
+    assert [e["resources"]["MEMORY_MB"] for e in source["allocations"].values()] == [128]
+    assert source["consumer_type"] == "MIGRATION"
+    _check_one_truth(stack, p)
+    assert act(ids[0], {"confirmResize": None}).status_code == 204
+    assert act(ids[1], {"revertResize": None}).status_code == 202
+    stack.wait_server(ids[0], "ACTIVE")
+    stack.wait_server(ids[1], "ACTIVE")
+    _check_one_truth(stack, p)
+    assert p.get(f"{stack.url}/placement/allocations/{migration['uuid']}").json()["allocations"] == {}
+
+    providers = p.get(f"{stack.url}/placement/resource_providers?resources=VCPU:1").json()["resource_providers"]
+    saved = {}
+    try:
+        for prov in providers:
+            url = f"{stack.url}/placement/resource_providers/{prov['uuid']}/inventories/MEMORY_MB"
+            inv = p.get(url).json()
+            saved[prov["uuid"]] = inv
+            used = p.get(f"{stack.url}/placement/resource_providers/{prov['uuid']}/usages").json()["usages"][
+                "MEMORY_MB"]
+            r = p.put(url, json={"resource_provider_generation": inv["resource_provider_generation"],
+                                 "total": inv["total"], "reserved": inv["total"] - used,
+                                 "allocation_ratio": inv["allocation_ratio"]})
+            assert r.status_code == 200, r.text
+        r = nova.post(f"{stack.url}/v2.1/servers", json={"server": {
+            "name": "storm-starved", "imageRef": image["id"], "flavorRef": "42", "networks": "none"}})
+        starved = r.json()["server"]["id"]
+        stack.wait_server(starved, "ERROR")
+        fault = nova.get(f"{stack.url}/v2.1/servers/{starved}").json()["server"]["fault"]["message"]
+        assert "RamFilter removed" in fault, fault
+        nova.delete(f"{stack.url}/v2.1/servers/{starved}")
+    finally:
+        for uuid, inv in saved.items():
+            url = f"{stack.url}/placement/resource_providers/{uuid}/inventories/MEMORY_MB"
+            gen = p.get(url).json()["resource_provider_generation"]
+            p.put(url, json={"resource_provider_generation": gen, "total": inv["total"], "reserved": 0,
+                             "allocation_ratio": inv["allocation_ratio"]})
+    for sid in (ids[0], ids[1], ids[4], ids[5]):
+        nova.delete(f"{stack.url}/v2.1/servers/{sid}")
+    for sid in (ids[0], ids[1], ids[4], ids[5]):
+        stack.wait_server(sid, "DELETED")
+    _check_one_truth(stack, p)
