@@ -277,3 +277,53 @@ def test_traits_the_rows_imply_driver_compute_node_and_disabled(client, admin, n
     assert len(client.get(q, headers=_h(admin)).get_json()["allocation_requests"]) == 0
     assert "COMPUTE_STATUS_DISABLED" in client.get(f"/placement/resource_providers/{node}/traits",
                                                    headers=_h(admin)).get_json()["traits"]
+
+
+def test_routes_and_shapes_follow_the_microversion(client, admin, node, inprocess_conductor):
+    assert client.get("/placement/usages?project_id=p", headers=_h(admin, "1.8")).status_code == 404
+    assert client.get("/placement/traits", headers=_h(admin, "1.5")).status_code == 404
+    assert client.get("/placement/allocation_candidates?resources=VCPU:1",
+                      headers=_h(admin, "1.9")).status_code == 404
+    resp = client.get("/placement/nothing-here", headers=_h(admin))
+    assert resp.status_code == 404 and resp.get_json()["errors"][0]["code"] == "placement.undefined_code"
+    resp = client.post("/placement/resource_providers", headers=_h(admin, "1.19"), json={"name": "pool"})
+    assert resp.status_code == 201 and not resp.data
+    uuid = resp.headers["Location"].rsplit("/", 1)[1]
+    assert resp.headers["Location"] == f"http://localhost/placement/resource_providers/{uuid}"
+    assert client.delete(f"/placement/resource_providers/{uuid}/inventories",
+                         headers=_h(admin, "1.4")).status_code == 405
+    assert "parent_provider_uuid" not in client.get(f"/placement/resource_providers/{uuid}",
+                                                    headers=_h(admin, "1.13")).get_json()
+    client.put(f"/placement/resource_providers/{uuid}/inventories", headers=_h(admin),
+               json={"resource_provider_generation": 0, "inventories": {"DISK_GB": {"total": 100}}})
+    # 1.0-1.11: allocations as a list
+    consumer = str(uuidlib.uuid4())
+    resp = client.put(f"/placement/allocations/{consumer}", headers=_h(admin, "1.0"), json={
+        "allocations": [{"resource_provider": {"uuid": uuid}, "resources": {"DISK_GB": 10}}]})
+    assert resp.status_code == 204, resp.get_json()
+    assert client.get(f"/placement/allocations/{consumer}", headers=_h(admin, "1.0")).get_json() == {
+        "allocations": {uuid: {"resources": {"DISK_GB": 10}, "generation": 2}}}
+    # 1.13: several consumers at once, all or none
+    a, b = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+    one = {"allocations": {uuid: {"resources": {"DISK_GB": 10}}}, "project_id": "p", "user_id": "u",
+           "consumer_generation": None, "consumer_type": "INSTANCE"}
+    assert client.post("/placement/allocations", headers=_h(admin, "1.12"), json={a: one}).status_code == 404
+    too_much = dict(one, allocations={uuid: {"resources": {"DISK_GB": 90}}})
+    assert client.post("/placement/allocations", headers=_h(admin), json={a: one, b: too_much}).status_code == 409
+    assert client.get(f"/placement/allocations/{a}", headers=_h(admin)).get_json()["allocations"] == {}
+    assert client.post("/placement/allocations", headers=_h(admin), json={a: one, b: one}).status_code == 204
+    assert client.get(f"/placement/resource_providers/{uuid}/usages", headers=_h(admin)).get_json()[
+        "usages"] == {"DISK_GB": 30}
+
+
+def test_an_orphaned_claim_can_be_deleted_a_live_one_cannot(client, admin, node, inprocess_conductor):
+    from core import db
+    from core.models import Instance
+    server = _server("p1", "u1", 1, 128, 1)
+    assert client.delete(f"/placement/allocations/{server}", headers=_h(admin)).status_code == 409
+    with db.write_session() as s:
+        s.query(Instance).filter_by(uuid=server).update({"deleted": 1})
+    assert client.delete(f"/placement/allocations/{server}", headers=_h(admin)).status_code == 204
+    assert client.get(f"/placement/resource_providers/{node}/usages", headers=_h(admin)).get_json()[
+        "usages"] == {"VCPU": 0, "MEMORY_MB": 0, "DISK_GB": 0}
+    assert client.delete(f"/placement/allocations/{server}", headers=_h(admin)).status_code == 404
