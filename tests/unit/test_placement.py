@@ -327,3 +327,19 @@ def test_an_orphaned_claim_can_be_deleted_a_live_one_cannot(client, admin, node,
     assert client.get(f"/placement/resource_providers/{node}/usages", headers=_h(admin)).get_json()[
         "usages"] == {"VCPU": 0, "MEMORY_MB": 0, "DISK_GB": 0}
     assert client.delete(f"/placement/allocations/{server}", headers=_h(admin)).status_code == 404
+
+
+def test_deleting_a_compute_service_removes_its_provider_traits(client, admin, node, inprocess_conductor):
+    from core import db
+    from core.models import ProviderTrait, Service
+    client.put("/placement/traits/CUSTOM_GONE", headers=_h(admin))
+    assert client.put(f"/placement/resource_providers/{node}/traits", headers=_h(admin),
+                      json={"traits": ["CUSTOM_GONE"], "resource_provider_generation": 0}).status_code == 200
+    with db.read_session() as s:
+        service = s.query(Service).one().uuid
+    resp = client.delete(f"/v2.1/os-services/{service}",
+                         headers={**admin.headers, "OpenStack-API-Version": "compute 2.53"})
+    assert resp.status_code == 204, resp.get_json()
+    with db.read_session() as s:
+        assert s.query(ProviderTrait).count() == 0
+    assert client.delete("/placement/traits/CUSTOM_GONE", headers=_h(admin)).status_code == 204
