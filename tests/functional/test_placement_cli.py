@@ -182,6 +182,7 @@ def test_one_truth_after_a_storm_and_an_exhausted_inventory(stack, tmp_path):
         stack.wait_server(starved, "ERROR")
         fault = nova.get(f"{stack.url}/v2.1/servers/{starved}").json()["server"]["fault"]["message"]
         assert "RamFilter removed" in fault, fault
+        assert all(prov["name"] in fault for prov in providers), fault  # the exhausted hosts are named
         nova.delete(f"{stack.url}/v2.1/servers/{starved}")
     finally:
         for uuid, inv in saved.items():

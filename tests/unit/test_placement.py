@@ -343,3 +343,18 @@ def test_deleting_a_compute_service_removes_its_provider_traits(client, admin, n
     with db.read_session() as s:
         assert s.query(ProviderTrait).count() == 0
     assert client.delete("/placement/traits/CUSTOM_GONE", headers=_h(admin)).status_code == 204
+
+
+def test_no_valid_host_names_the_exhausted_hosts():
+    from scheduler.host_state import HostState, RequestSpec
+    from scheduler.manager import NoValidHost, select_destinations
+    hosts = [HostState(host=f"h{i}", node_id=i, availability_zone="nova", enabled=True, up=True, vcpus=8,
+                       memory_mb=4096, local_gb=100, memory_mb_reserved=4096 if i == 2 else 0) for i in range(3)]
+    hosts[0].up = False
+    hosts[1].memory_mb_used = 4000
+    with pytest.raises(NoValidHost) as exc:
+        select_destinations(hosts, RequestSpec("x", 1, 512, 1))
+    assert exc.value.reason == "ComputeFilter removed 1 of 3 hosts (h0); RamFilter removed 2 of 2 hosts (h1, h2)."
+    # a decision that finds a host keeps the short explanation
+    assert select_destinations(hosts, RequestSpec("x", 1, 64, 1)).explanation == \
+        "1 of 3 hosts passed the filters (ComputeFilter removed 1 of 3 hosts; RamFilter removed 1 of 2 hosts)"
