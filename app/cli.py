@@ -25,14 +25,13 @@ DEFAULT_FLAVORS = [("42", "m1.nano", 128, 1, 1), ("84", "m1.micro", 192, 1, 1), 
 
 
 def bootstrap(admin_password: str) -> dict:
-    """Create roles, the admin project and user, and the default flavors. Idempotent."""
+    """Create the default roles, the admin project and user, the service catalog, and the default flavors.
+    Idempotent."""
     with write_session() as s:
-        roles = {name: service.ensure_role(s, name) for name in ("admin", "member", "reader")}
-        project = service.ensure_project(s, "admin", description="Bootstrap project for initializing the cloud.")
-        service.ensure_project(s, "service", description="Service project")
-        user = service.ensure_user(s, "admin", admin_password, default_project_id=project.id)
-        for role in roles.values():
-            service.grant(s, user.id, project.id, role.id)
+        user = service.bootstrap(s, admin_password)
+        project = service.ensure_project(s, "admin")
+        for name in ("member", "reader"):  # implied by admin; granted too, as Stratus always did
+            service.grant(s, user.id, project.id, service.ensure_role(s, name).id)
         existing = set(s.scalars(select(Flavor.flavorid)))
         for flavorid, name, ram, disk, vcpus in DEFAULT_FLAVORS:
             if flavorid not in existing:
@@ -65,7 +64,7 @@ def write_client_files(admin_password: str) -> Path:
 @click.option("--admin-password", envvar="STRATUS_ADMIN_PASSWORD", default="stratus",
               help="Password of the admin user (env STRATUS_ADMIN_PASSWORD).")
 def bootstrap_command(admin_password: str) -> None:
-    """Create the admin user and project, the roles admin/member/reader, and default flavors."""
+    """Create the admin user and project, the default roles, the service catalog, and default flavors."""
     ids = bootstrap(admin_password)
     openrc = write_client_files(admin_password)
     click.echo(f"admin project {ids['project_id']}, admin user {ids['user_id']}; credentials in {openrc}")

@@ -16,14 +16,19 @@ class RequestContext:
     project_name: str | None
     roles: tuple[str, ...]
     request_id: str
+    app_cred_id: str | None = None  # the application credential the token was issued for
 
     @property
     def is_admin(self) -> bool:
         return "admin" in self.roles
 
     @property
+    def is_manager(self) -> bool:
+        return self.is_admin or "manager" in self.roles
+
+    @property
     def is_member(self) -> bool:
-        return self.is_admin or "member" in self.roles
+        return self.is_manager or "member" in self.roles
 
     @property
     def is_reader(self) -> bool:

@@ -5,7 +5,8 @@ Defaults follow Nova's secure RBAC (admin, project member, project reader). A YA
 malformed check string stops the process with a clear error.
 
 Views declare their rule with ``@enforce(level, name=...)``: ``level`` is the default (``admin_api``,
-``project_member_api``, ``project_reader_api``, ``admin_or_owner`` or ``authenticated``), ``name`` the rule the
+``admin_or_service``, ``project_manager_api``, ``project_member_api``, ``project_reader_api``, ``admin_or_owner``
+or ``authenticated``), ``name`` the rule the
 file may override. Views without a name use the Nova name of their endpoint from ``app.policy_names``. Views
 that decide per request which rule applies (action dispatchers) declare their rules with ``@checks_inside`` and
 call ``authorize(name, project)``; ``recheck(project)`` runs the view's rule again once the target resource
@@ -37,24 +38,30 @@ LOG = logging.getLogger(__name__)
 BASE_RULES: dict[str, tuple[str, str]] = {
     "context_is_admin": ("role:admin", "Decides what is required for the 'is_admin:True' check to succeed."),
     "admin_api": ("role:admin", "Default rule for administrative APIs."),
+    "project_manager_api": ("role:manager and project_id:%(project_id)s",
+                            "Default rule for Project level management APIs."),
     "project_member_api": ("role:member and project_id:%(project_id)s",
                            "Default rule for Project level non admin APIs."),
     "project_reader_api": ("role:reader and project_id:%(project_id)s",
                            "Default rule for Project level read only APIs."),
+    "project_manager_or_admin": ("rule:project_manager_api or rule:context_is_admin",
+                                 "Default rule for Project Manager or admin APIs."),
     "project_member_or_admin": ("rule:project_member_api or rule:context_is_admin",
                                 "Default rule for Project Member or admin APIs."),
     "project_reader_or_admin": ("rule:project_reader_api or rule:context_is_admin",
                                 "Default rule for Project reader or admin APIs."),
+    "service_api": ("role:service", "Default rule for service-to-service APIs (Keystone's service role)."),
 }
 
 # The levels views declare, as check strings over the base rules (admins act on any project, as today).
 LEVELS: dict[str, str] = {
     "admin_api": "rule:admin_api",
+    "admin_or_service": "rule:context_is_admin or rule:service_api",  # Placement's and Nova's service calls
+    "project_manager_api": "rule:project_manager_or_admin",
     "project_member_api": "rule:project_member_or_admin",
     "project_reader_api": "rule:project_reader_or_admin",
     "admin_or_owner": "rule:context_is_admin or user_id:%(user_id)s",  # Nova's keypair rules
     "authenticated": "@",
-    "admin_or_service": "rule:admin_api or role:service",  # Placement's ADMIN_OR_SERVICE
 }
 
 

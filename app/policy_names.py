@@ -9,6 +9,7 @@ from __future__ import annotations
 
 _S = "os_compute_api:servers"
 _MEMBER, _READER, _ADMIN = "project_member_api", "project_reader_api", "admin_api"
+_MANAGER = "project_manager_api"  # Nova 2025.1: a project manager moves its servers, an admin picks the host
 
 ENDPOINT_RULES: dict[str, tuple[str, str]] = {
     "servers.list_servers": (f"{_S}:index", _READER),
@@ -56,6 +57,7 @@ SUB_RULES: dict[str, tuple[str, str]] = {
     "limits_other_project": ("os_compute_api:limits:other_project", _ADMIN),
     "server_groups_all_projects": ("os_compute_api:os-server-groups:index:all_projects", _ADMIN),
     "migrate_host": ("os_compute_api:os-migrate-server:migrate:host", _ADMIN),
+    "migrate_live_host": ("os_compute_api:os-migrate-server:migrate_live:host", _ADMIN),
     "unshelve_to_host": ("os_compute_api:os-shelve:unshelve_to_host", _ADMIN),
     "unlock_override": ("os_compute_api:os-lock-server:unlock:unlock_override", _ADMIN),
 }
@@ -84,8 +86,8 @@ ACTION_RULES: dict[str, tuple[str, str]] = {
     "resize": (f"{_S}:resize", _MEMBER),
     "confirmResize": (f"{_S}:confirm_resize", _MEMBER),
     "revertResize": (f"{_S}:revert_resize", _MEMBER),
-    "migrate": ("os_compute_api:os-migrate-server:migrate", _ADMIN),
-    "os-migrateLive": ("os_compute_api:os-migrate-server:migrate_live", _ADMIN),
+    "migrate": ("os_compute_api:os-migrate-server:migrate", _MANAGER),
+    "os-migrateLive": ("os_compute_api:os-migrate-server:migrate_live", _MANAGER),
     "evacuate": ("os_compute_api:os-evacuate", _ADMIN),
     "shelve": ("os_compute_api:os-shelve:shelve", _MEMBER),
     "shelveOffload": ("os_compute_api:os-shelve:shelve_offload", _ADMIN),

@@ -11,8 +11,23 @@ import re
 from collections.abc import Mapping
 from typing import Protocol, Union
 
-# Roles imply lower ones (Keystone's default implied roles): admin -> member -> reader.
-IMPLIED_ROLES = {"admin": ("member", "reader"), "member": ("reader",)}
+# Roles imply lower ones (Keystone's 2024.2 bootstrap rules): admin -> manager -> member -> reader; the service
+# role implies nothing. DIRECT_IMPLIED are the rules, IMPLIED_ROLES everything each role implies.
+DIRECT_IMPLIED: dict[str, tuple[str, ...]] = {"admin": ("manager",), "manager": ("member",), "member": ("reader",)}
+
+
+def _closure(role: str) -> tuple[str, ...]:
+    out: list[str] = []
+    todo = list(DIRECT_IMPLIED.get(role, ()))
+    while todo:
+        name = todo.pop(0)
+        if name not in out:
+            out.append(name)
+            todo.extend(DIRECT_IMPLIED.get(name, ()))
+    return tuple(out)
+
+
+IMPLIED_ROLES: dict[str, tuple[str, ...]] = {role: _closure(role) for role in DIRECT_IMPLIED}
 _MAX_DEPTH = 30
 
 

@@ -80,6 +80,83 @@ class Token(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     # Auth methods that produced the token, comma-separated ("password", "password,token").
     methods: Mapped[str] = mapped_column(String(64), default="password", server_default="password")
+    # The application credential it was issued for: its roles bound the token's, and deleting it ends the token.
+    app_cred_id: Mapped[str | None] = mapped_column(
+        ForeignKey("application_credentials.id", ondelete="CASCADE"), index=True)
+
+
+class Group(Base):
+    """A Keystone group of users (table name avoids the SQL keyword)."""
+    __tablename__ = "identity_groups"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_hex_id)
+    name: Mapped[str] = mapped_column(String(64))
+    domain_id: Mapped[str] = mapped_column(String(64), default="default")
+    description: Mapped[str] = mapped_column(Text, default="")
+    __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_identity_groups_domain_name"),)
+
+
+class GroupMembership(Base):
+    __tablename__ = "group_memberships"
+    group_id: Mapped[str] = mapped_column(ForeignKey("identity_groups.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class GroupRoleAssignment(Base):
+    """A role a group holds on a project: every member holds it there."""
+    __tablename__ = "group_role_assignments"
+    group_id: Mapped[str] = mapped_column(ForeignKey("identity_groups.id", ondelete="CASCADE"), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ApplicationCredential(Base):
+    """A user's application credential on one project; only the secret's hash is stored."""
+    __tablename__ = "application_credentials"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_hex_id)
+    name: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    description: Mapped[str | None] = mapped_column(Text)
+    secret_hash: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    unrestricted: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (UniqueConstraint("user_id", "name", name="uq_application_credentials_user_name"),)
+
+
+class ApplicationCredentialRole(Base):
+    __tablename__ = "application_credential_roles"
+    app_cred_id: Mapped[str] = mapped_column(ForeignKey("application_credentials.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
+# --- Service catalog (Keystone's regions, services, endpoints) ----------------------------------------------------
+
+class Region(Base):
+    __tablename__ = "regions"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    parent_region_id: Mapped[str | None] = mapped_column(String(255))
+
+
+class CatalogService(Base):
+    """A service of the catalog (``compute``, ``image`` ...): not Nova's compute services (table ``services``)."""
+    __tablename__ = "catalog_services"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_hex_id)
+    type: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Endpoint(Base):
+    __tablename__ = "endpoints"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_hex_id)
+    service_id: Mapped[str] = mapped_column(ForeignKey("catalog_services.id", ondelete="CASCADE"), index=True)
+    interface: Mapped[str] = mapped_column(String(8))
+    region_id: Mapped[str | None] = mapped_column(ForeignKey("regions.id"))
+    url: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 # --- Image (Glance v2 subset) -----------------------------------------------------------------------------------

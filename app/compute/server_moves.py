@@ -85,6 +85,8 @@ def live_migrate(server_id: str, body: dict) -> None:
         raise bad_request("Additional properties are not allowed ('disk_over_commit' was unexpected)")
     _check_force(body, "2.30")
     inst = writable_instance(server_id)
+    if body.get("host"):
+        authorize(sub_rule("migrate_live_host"), inst.project_id)
     # 2.34: the pre-checks (source up, destination found and claimed) run after the 202 (tasks/conductor/live.py)
     rpc.call("stratus.conductor.live_migrate", _request(inst, "live_migrate", host=body.get("host"),
                                                         async_checks=api_version().matches("2.34")))

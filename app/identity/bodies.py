@@ -2,15 +2,13 @@
 users, roles, collections, and the service catalog a project-scoped token carries."""
 from __future__ import annotations
 
-import uuid
-
 from flask import Response, jsonify
+from sqlalchemy import select
 
 from app.identity.service import DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME
-from core.models import Project, Role, User
+from core import db
+from core.models import CatalogService, Endpoint, Project, Role, User
 from core.settings import get_settings
-
-REGION = "RegionOne"
 
 
 def base_url() -> str:
@@ -61,21 +59,34 @@ def collection(key: str, items: list[dict], path: str) -> Response:
     return jsonify({key: items, "links": {"self": v3_url(path), "previous": None, "next": None}})
 
 
-def _endpoint_id(service_type: str, interface: str) -> str:
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"stratus:{service_type}:{interface}").hex
+_URL_VARS = ("$(project_id)s", "$(tenant_id)s", "%(project_id)s", "%(tenant_id)s")
 
 
-def service_catalog() -> list[dict]:
-    base = base_url()
-    services = [("identity", "keystone", f"{base}/identity"),
-                ("compute", "nova", f"{base}/v2.1"),
-                ("image", "glance", f"{base}/image"),
-                ("placement", "placement", f"{base}/placement")]
-    catalog = []
-    for stype, name, url in services:
-        catalog.append({
-            "id": uuid.uuid5(uuid.NAMESPACE_URL, f"stratus:{stype}").hex, "type": stype, "name": name,
-            "endpoints": [{"id": _endpoint_id(stype, iface), "interface": iface, "region": REGION,
-                           "region_id": REGION, "url": url} for iface in ("public", "internal", "admin")],
-        })
-    return catalog
+def _catalog_url(url: str, project_id: str | None) -> str | None:
+    """Keystone's endpoint URL substitution of the token's project; None when the URL needs one it has not."""
+    if not any(var in url for var in _URL_VARS):
+        return url
+    if project_id is None:
+        return None
+    for var in _URL_VARS:
+        url = url.replace(var, project_id)
+    return url
+
+
+def service_catalog(project_id: str | None = None) -> list[dict]:
+    """The catalog a token carries: enabled services with their enabled endpoints (services without one are
+    left out, as Keystone does)."""
+    with db.read_session() as s:
+        rows = s.execute(select(CatalogService, Endpoint).join(Endpoint, Endpoint.service_id == CatalogService.id)
+                         .where(CatalogService.enabled.is_(True), Endpoint.enabled.is_(True))
+                         .order_by(CatalogService.type, CatalogService.id, Endpoint.interface)).all()
+        catalog: dict[str, dict] = {}
+        for svc, ep in rows:
+            url = _catalog_url(ep.url, project_id)
+            if url is None:
+                continue
+            entry = catalog.setdefault(svc.id, {"endpoints": [], "id": svc.id, "type": svc.type,
+                                                "name": svc.name})
+            entry["endpoints"].append({"id": ep.id, "interface": ep.interface, "region_id": ep.region_id,
+                                       "url": url, "region": ep.region_id})
+    return list(catalog.values())

@@ -13,9 +13,10 @@ from app.context import current
 from app.identity.bodies import collection, domain_ref, role_body, v3_url
 from app.identity.inputs import bool_arg, get_or_404, json_body, self_or_admin, str_field
 from app.policy import check, enforce
+from app.policy_rules import DIRECT_IMPLIED
 from core import db
 from core.errors import ApiError
-from core.models import Project, Role, RoleAssignment, User
+from core.models import Group, GroupMembership, GroupRoleAssignment, Project, Role, RoleAssignment, User
 
 bp = Blueprint("identity_roles", __name__)
 
@@ -141,6 +142,97 @@ def list_user_project_roles(project_id, user_id):
     return collection("roles", items, f"/projects/{project_id}/users/{user_id}/roles")
 
 
+# --- implied roles (Keystone's bootstrap rules, read-only) ------------------------------------------------------------
+
+def _inference_role(r: Role) -> dict:
+    return {"id": r.id, "name": r.name, "links": {"self": v3_url(f"/roles/{r.id}")}}
+
+
+def _implied_rows(s, prior: Role) -> list[Role]:
+    names = DIRECT_IMPLIED.get(prior.name.lower(), ())
+    rows = {r.name: r for r in s.scalars(select(Role).where(Role.name.in_(names)))} if names else {}
+    return [rows[n] for n in names if n in rows]
+
+
+@bp.get("/v3/role_inferences")
+@enforce("admin_api", "identity:list_role_inference_rules")
+def list_role_inferences():
+    with db.read_session() as s:
+        items = [{"prior_role": _inference_role(r), "implies": [_inference_role(i) for i in implied]}
+                 for r in s.scalars(select(Role).order_by(Role.name)) if (implied := _implied_rows(s, r))]
+    return collection("role_inferences", items, "/role_inferences")
+
+
+@bp.get("/v3/roles/<prior_role_id>/implies")
+@enforce("admin_api", "identity:list_implied_roles")
+def list_implied_roles(prior_role_id):
+    with db.read_session() as s:
+        prior = get_or_404(s, Role, prior_role_id, "role")
+        body = {"prior_role": _inference_role(prior), "implies": [_inference_role(i) for i in _implied_rows(s, prior)]}
+    return jsonify({"role_inference": body, "links": {"self": v3_url(f"/roles/{prior_role_id}/implies")}})
+
+
+@bp.route("/v3/roles/<prior_role_id>/implies/<implied_role_id>", methods=["GET", "HEAD"])
+@enforce("admin_api", "identity:get_implied_role")
+def show_implied_role(prior_role_id, implied_role_id):
+    with db.read_session() as s:
+        prior = get_or_404(s, Role, prior_role_id, "role")
+        implied = get_or_404(s, Role, implied_role_id, "role")
+        if implied.id not in {i.id for i in _implied_rows(s, prior)}:
+            raise ApiError(404, f"{prior_role_id} does not imply {implied_role_id}.")
+        body = {"prior_role": _inference_role(prior), "implies": _inference_role(implied)}
+    return jsonify({"role_inference": body,
+                    "links": {"self": v3_url(f"/roles/{prior_role_id}/implies/{implied_role_id}")}})
+
+
+def _assignment_rows(s, args) -> list[dict]:
+    """The assignments the filters ask for, as dicts (user or group, project, role)."""
+    rows: list[dict] = []
+    user_filter, group_filter = args.get("user.id"), args.get("group.id")
+    project_filter, role_filter = args.get("scope.project.id"), args.get("role.id")
+    effective = bool_arg("effective") or False
+    if group_filter is None or effective:
+        q = select(RoleAssignment)
+        if user_filter is not None:
+            q = q.where(RoleAssignment.user_id == user_filter)
+        if project_filter is not None:
+            q = q.where(RoleAssignment.project_id == project_filter)
+        rows += [{"user": a.user_id, "project": a.project_id, "role": a.role_id,
+                  "link": f"/projects/{a.project_id}/users/{a.user_id}/roles/{a.role_id}"} for a in s.scalars(q)]
+    if user_filter is None or effective:
+        q = select(GroupRoleAssignment)
+        if group_filter is not None:
+            q = q.where(GroupRoleAssignment.group_id == group_filter)
+        if project_filter is not None:
+            q = q.where(GroupRoleAssignment.project_id == project_filter)
+        for a in s.scalars(q):
+            link = f"/projects/{a.project_id}/groups/{a.group_id}/roles/{a.role_id}"
+            if not effective:
+                rows.append({"group": a.group_id, "project": a.project_id, "role": a.role_id, "link": link})
+                continue
+            members = select(GroupMembership.user_id).where(GroupMembership.group_id == a.group_id)
+            if user_filter is not None:
+                members = members.where(GroupMembership.user_id == user_filter)
+            rows += [{"user": uid, "project": a.project_id, "role": a.role_id, "link": link,
+                      "membership": f"/groups/{a.group_id}/users/{uid}"} for uid in s.scalars(members)]
+    if effective:  # Keystone's effective assignments carry the implied roles too, each with its rule's link
+        by_id = {r.id: r for r in s.scalars(select(Role))}
+        by_name = {r.name: r for r in by_id.values()}
+        todo = list(rows)
+        while todo:
+            row = todo.pop(0)
+            prior = by_id[row["role"]]
+            for name in DIRECT_IMPLIED.get(prior.name.lower(), ()):
+                if name in by_name:
+                    implied = {"user": row["user"], "project": row["project"], "role": by_name[name].id,
+                               "link": row["link"], "prior_role": f"/roles/{prior.id}/implies/{by_name[name].id}"}
+                    rows.append(implied)
+                    todo.append(implied)
+    if role_filter is not None:
+        rows = [r for r in rows if r["role"] == role_filter]
+    return rows
+
+
 @bp.get("/v3/role_assignments")
 def list_role_assignments():
     args = request.args
@@ -149,27 +241,40 @@ def list_role_assignments():
     # Admins see everything; anyone may list their own assignments.
     check("authenticated" if user_filter is not None and user_filter == ctx.user_id else "admin_api")
     include_names = bool_arg("include_names") or False
-    if any(k in args for k in ("group.id", "scope.domain.id", "scope.system", "scope.OS-INHERIT:inherited_to")):
+    if bool_arg("effective") and args.get("group.id") is not None:
+        raise ApiError(400, "Combining effective and group filter will always result in an empty list.")
+    if any(k in args for k in ("scope.domain.id", "scope.system", "scope.OS-INHERIT:inherited_to")):
         return collection("role_assignments", [], "/role_assignments")
-    q = (select(RoleAssignment, User, Project, Role)
-         .join(User, User.id == RoleAssignment.user_id)
-         .join(Project, Project.id == RoleAssignment.project_id)
-         .join(Role, Role.id == RoleAssignment.role_id)
-         .order_by(Project.name, User.name, Role.name))
-    if user_filter is not None:
-        q = q.where(RoleAssignment.user_id == user_filter)
-    if args.get("scope.project.id") is not None:
-        q = q.where(RoleAssignment.project_id == args["scope.project.id"])
-    if args.get("role.id") is not None:
-        q = q.where(RoleAssignment.role_id == args["role.id"])
     items = []
     with db.read_session() as s:
-        for ra, u, p, r in s.execute(q):
-            item = {"role": {"id": r.id}, "scope": {"project": {"id": p.id}}, "user": {"id": u.id},
-                    "links": {"assignment": v3_url(f"/projects/{p.id}/users/{u.id}/roles/{r.id}")}}
+        rows = _assignment_rows(s, args)
+        names: dict[tuple[type, str], object] = {}
+        if include_names:
+            for model, key in ((User, "user"), (Group, "group"), (Project, "project"), (Role, "role")):
+                ids = {r[key] for r in rows if key in r}
+                if ids:
+                    names.update({(model, o.id): o for o in s.scalars(select(model).where(model.id.in_(ids)))})
+        seen = set()
+        for row in rows:
+            actor = "user" if "user" in row else "group"
+            key = (actor, row[actor], row["project"], row["role"], row.get("membership"), row.get("prior_role"))
+            if key in seen:
+                continue
+            seen.add(key)
+            links = {"assignment": v3_url(row["link"])}
+            for extra in ("membership", "prior_role"):
+                if extra in row:
+                    links[extra] = v3_url(row[extra])
+            item = {"role": {"id": row["role"]}, "scope": {"project": {"id": row["project"]}},
+                    actor: {"id": row[actor]}, "links": links}
             if include_names:
-                item["role"]["name"] = r.name
-                item["scope"]["project"].update(name=p.name, domain=domain_ref())
-                item["user"].update(name=u.name, domain=domain_ref())
+                role, project = names[(Role, row["role"])], names[(Project, row["project"])]
+                who = names[(User if actor == "user" else Group, row[actor])]
+                item["role"]["name"] = role.name
+                item["scope"]["project"].update(name=project.name, domain=domain_ref())
+                item[actor].update(name=who.name, domain=domain_ref())
             items.append(item)
+    order = {"user": 0, "group": 1}
+    items.sort(key=lambda i: (i["scope"]["project"]["id"], order["user" if "user" in i else "group"],
+                              (i.get("user") or i.get("group"))["id"], i["role"]["id"]))
     return collection("role_assignments", items, "/role_assignments")

@@ -11,11 +11,15 @@ import hashlib
 import bcrypt
 from sqlalchemy import select
 
-from core.models import Project, Role, RoleAssignment, User
+from core.models import CatalogService, Endpoint, Project, Region, Role, RoleAssignment, User
 from core.settings import get_settings
 
 DEFAULT_DOMAIN_ID = "default"
 DEFAULT_DOMAIN_NAME = "Default"
+DEFAULT_REGION = "RegionOne"
+INTERFACES = ("public", "internal", "admin")
+# Keystone's (2024.2) bootstrap roles; admin implies manager implies member implies reader, service stands apart.
+DEFAULT_ROLES = ("admin", "manager", "member", "reader", "service")
 # A valid hash of a random string, checked when the user does not exist so timing does not reveal user names.
 _DUMMY_HASH: bytes | None = None
 
@@ -93,11 +97,56 @@ def grant(session, user_id: str, project_id: str, role_id: str) -> RoleAssignmen
     return ra
 
 
+def ensure_region(session, region_id: str = DEFAULT_REGION) -> Region:
+    region = session.get(Region, region_id)
+    if region is None:
+        region = Region(id=region_id, description="", parent_region_id=None)
+        session.add(region)
+        session.flush()
+    return region
+
+
+def ensure_catalog_service(session, service_type: str, name: str, url: str,
+                           region_id: str = DEFAULT_REGION) -> CatalogService:
+    """The catalog entry ``service_type`` with a public, internal and admin endpoint on ``url`` in the region;
+    an existing entry's endpoints get the URL (keystone-manage bootstrap's behaviour when URLs change)."""
+    ensure_region(session, region_id)
+    svc = session.scalar(select(CatalogService).where(CatalogService.type == service_type,
+                                                      CatalogService.name == name))
+    if svc is None:
+        svc = CatalogService(type=service_type, name=name, description="", enabled=True)
+        session.add(svc)
+        session.flush()
+    existing = {e.interface: e for e in session.scalars(
+        select(Endpoint).where(Endpoint.service_id == svc.id, Endpoint.region_id == region_id))}
+    for interface in INTERFACES:
+        endpoint = existing.get(interface)
+        if endpoint is None:
+            session.add(Endpoint(service_id=svc.id, interface=interface, region_id=region_id, url=url,
+                                 enabled=True))
+        elif endpoint.url != url:
+            endpoint.url = url
+    session.flush()
+    return svc
+
+
+def bootstrap_catalog(session) -> None:
+    """Stratus's own services at the configured public URL. Another service registers itself with one line, e.g.
+    ``ensure_catalog_service(session, "placement", "placement", f"{base}/placement")``."""
+    base = get_settings().public_url.rstrip("/")
+    ensure_catalog_service(session, "identity", "keystone", f"{base}/identity")
+    ensure_catalog_service(session, "compute", "nova", f"{base}/v2.1")
+    ensure_catalog_service(session, "image", "glance", f"{base}/image")
+    ensure_catalog_service(session, "placement", "placement", f"{base}/placement")
+
+
 def bootstrap(session, admin_password: str, admin_user: str = "admin", admin_project: str = "admin") -> User:
-    """Roles admin/member/reader, project `admin`, user `admin` with the admin role on it (idempotent)."""
-    roles = {name: ensure_role(session, name) for name in ("admin", "member", "reader")}
+    """The default roles, project `admin`, user `admin` with the admin role on it, and the service catalog
+    (idempotent)."""
+    roles = {name: ensure_role(session, name) for name in DEFAULT_ROLES}
     project = ensure_project(session, admin_project, "Bootstrap project for initializing the cloud.")
     ensure_project(session, "service", "Service project.")
     user = ensure_user(session, admin_user, admin_password, default_project_id=project.id)
     grant(session, user.id, project.id, roles["admin"].id)
+    bootstrap_catalog(session)
     return user

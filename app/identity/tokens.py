@@ -19,7 +19,7 @@ from app.policy import check, enforce, public
 from core import db
 from core.crypto import token_hash
 from core.errors import ApiError
-from core.models import Project, Role, RoleAssignment, Token, User, utcnow
+from core.models import ApplicationCredential, Project, Role, Token, User, utcnow
 from core.settings import get_settings
 
 bp = Blueprint("identity_tokens", __name__)
@@ -61,8 +61,32 @@ def _find_project(session, ref: dict) -> Project | None:
     return session.scalar(select(Project).where(Project.domain_id == DEFAULT_DOMAIN_ID, Project.name == name))
 
 
+def _app_cred_auth(session, ref: object) -> tuple[ApplicationCredential, User]:
+    """Keystone's application_credential method: by id, or by name and its user; the secret checked (bcrypt, in
+    the caller's read session) and the credential not expired."""
+    if not isinstance(ref, dict) or not isinstance(ref.get("secret"), str):
+        raise ApiError(400, "Invalid input for field 'identity/application_credential/secret'.")
+    if isinstance(ref.get("id"), str):
+        cred = session.get(ApplicationCredential, ref["id"])
+    elif isinstance(ref.get("name"), str) and isinstance(ref.get("user"), dict):
+        owner = _find_user(session, ref["user"])
+        cred = None if owner is None else session.scalar(select(ApplicationCredential).where(
+            ApplicationCredential.user_id == owner.id, ApplicationCredential.name == ref["name"]))
+    else:
+        raise ApiError(400, "Invalid input for field 'identity/application_credential': an id, or a name and a "
+                            "user, is required.")
+    if not check_password(ref["secret"], cred.secret_hash if cred else None):
+        raise ApiError(401, AUTH_FAILED)
+    if cred.expires_at is not None and cred.expires_at <= utcnow():
+        raise ApiError(401, AUTH_FAILED)
+    user = session.get(User, cred.user_id)
+    if user is None or not user.enabled:
+        raise ApiError(401, AUTH_FAILED)
+    return cred, user
+
+
 def _token_body(methods: list[str], user: User, project: Project | None, roles: list[Role], token: Token,
-                with_catalog: bool = True) -> dict:
+                with_catalog: bool = True, app_cred: ApplicationCredential | None = None) -> dict:
     body: dict = {
         "methods": methods,
         "user": {"id": user.id, "name": user.name, "domain": domain_ref(), "password_expires_at": None},
@@ -75,7 +99,10 @@ def _token_body(methods: list[str], user: User, project: Project | None, roles: 
         body["is_domain"] = False
         body["roles"] = [{"id": r.id, "name": r.name} for r in roles]
         if with_catalog:
-            body["catalog"] = service_catalog()
+            body["catalog"] = service_catalog(project.id)
+    if app_cred is not None:
+        body["application_credential"] = {"id": app_cred.id, "name": app_cred.name,
+                                          "restricted": not app_cred.unrestricted}
     return body
 
 
@@ -91,9 +118,17 @@ def issue_token():
     scope = data.get("scope")
     now = utcnow()
     expires_at = auth.token_expiry(get_settings().token_ttl)
+    app_cred = None
     # Checks run in a read session: bcrypt takes ~0.25 s and must not hold the (SQLite) write lock.
     with db.read_session() as s:
-        if "password" in methods:
+        if "application_credential" in methods:
+            if scope is not None:
+                raise ApiError(401, "Application credentials cannot request a scope.")
+            app_cred, user = _app_cred_auth(s, identity.get("application_credential"))
+            token_methods = ["application_credential"]
+            if app_cred.expires_at is not None:
+                expires_at = min(expires_at, app_cred.expires_at)
+        elif "password" in methods:
             pw = identity.get("password")
             if not isinstance(pw, dict) or not isinstance(pw.get("user"), dict):
                 raise ApiError(400, "Invalid input for field 'identity/password/user'.")
@@ -112,20 +147,31 @@ def issue_token():
             if found is None:
                 raise ApiError(401, AUTH_FAILED)
             parent = found[0]
+            if parent.app_cred_id is not None:
+                raise ApiError(403, "You are not authorized to perform the requested action: Using a token "
+                                    "issued with an application credential to get another token is not allowed.")
             user = s.get(User, parent.user_id)
             token_methods = list(dict.fromkeys(["token"] + parent.methods.split(",")))
             expires_at = min(expires_at, parent.expires_at)  # a re-scoped token never outlives its parent
         else:
-            raise ApiError(401, "Unsupported authentication method. Stratus supports password and token.")
+            raise ApiError(401, "Unsupported authentication method. Stratus supports password, token and "
+                                "application_credential.")
 
         project = None
-        if isinstance(scope, dict):
+        if app_cred is not None:
+            project = s.get(Project, app_cred.project_id)
+            if project is None or not project.enabled:
+                raise ApiError(401, AUTH_FAILED)
+            roles = auth.effective_roles_of(s, user.id, project.id, app_cred.id)
+            if not roles:
+                raise ApiError(401, f"User {user.id} has no access to project {project.id}.")
+        elif isinstance(scope, dict):
             if "project" not in scope:
                 raise ApiError(401, "Stratus supports project-scoped and unscoped tokens only.")
             project = _find_project(s, scope["project"])
             if project is None or not project.enabled:
                 raise ApiError(401, AUTH_FAILED)
-            roles = auth.roles_of(s, user.id, project.id)
+            roles = auth.effective_roles_of(s, user.id, project.id)
             if not roles:
                 raise ApiError(401, f"User {user.id} has no access to project {project.id}.")
         elif scope in (None, "unscoped"):
@@ -133,7 +179,7 @@ def issue_token():
             if scope is None and user.default_project_id:
                 # Keystone scopes to the default project when no scope is asked for and the user has a role there.
                 dp = s.get(Project, user.default_project_id)
-                dp_roles = auth.roles_of(s, user.id, dp.id) if dp is not None and dp.enabled else []
+                dp_roles = auth.effective_roles_of(s, user.id, dp.id) if dp is not None and dp.enabled else []
                 if dp_roles:
                     project, roles = dp, dp_roles
         else:
@@ -143,8 +189,9 @@ def issue_token():
         row = Token(id_hash=token_hash(token_string), user_id=user.id,
                     project_id=project.id if project else None,
                     audit_id=base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode(),
-                    issued_at=now, expires_at=expires_at, revoked=False, methods=",".join(token_methods))
-        body = _token_body(token_methods, user, project, roles, row, "nocatalog" not in request.args)
+                    issued_at=now, expires_at=expires_at, revoked=False, methods=",".join(token_methods),
+                    app_cred_id=app_cred.id if app_cred else None)
+        body = _token_body(token_methods, user, project, roles, row, "nocatalog" not in request.args, app_cred)
     try:
         with db.write_session() as w:
             w.add(row)
@@ -174,7 +221,12 @@ def _subject():
 @bp.route("/v3/auth/tokens", methods=["GET", "HEAD"])
 def validate_token():
     subject, row, user, project, roles = _subject()
-    body = _token_body(row.methods.split(","), user, project, roles, row, "nocatalog" not in request.args)
+    app_cred = None
+    if row.app_cred_id is not None:
+        with db.read_session() as s:
+            app_cred = s.get(ApplicationCredential, row.app_cred_id)
+    body = _token_body(row.methods.split(","), user, project, roles, row, "nocatalog" not in request.args,
+                       app_cred)
     resp = jsonify({"token": body})
     resp.headers["X-Subject-Token"] = subject
     return resp
@@ -193,9 +245,8 @@ def revoke_token():
 def auth_projects():
     ctx = current()
     with db.read_session() as s:
-        rows = s.scalars(select(Project).join(RoleAssignment, RoleAssignment.project_id == Project.id)
-                         .where(RoleAssignment.user_id == ctx.user_id, Project.enabled.is_(True))
-                         .distinct().order_by(Project.name))
+        rows = s.scalars(select(Project).where(Project.id.in_(auth.projects_of(ctx.user_id)),
+                                               Project.enabled.is_(True)).order_by(Project.name))
         items = [project_body(p) for p in rows]
     return collection("projects", items, "/auth/projects")
 
@@ -211,5 +262,5 @@ def auth_domains():
 def auth_catalog():
     if current().project_id is None:
         raise ApiError(403, "A project-scoped token is required to produce a service catalog.")
-    return jsonify({"catalog": service_catalog(), "links": {"self": v3_url("/auth/catalog"),
+    return jsonify({"catalog": service_catalog(current().project_id), "links": {"self": v3_url("/auth/catalog"),
                                                            "previous": None, "next": None}})

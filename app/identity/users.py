@@ -7,6 +7,7 @@ import uuid
 from flask import Blueprint, jsonify, request
 from sqlalchemy import delete, select, update
 
+from app import auth
 from app.context import current
 from app.identity.bodies import collection, project_body, user_body
 from app.identity.inputs import (AUTH_FAILED, bool_arg, bool_field, check_domain, filtered_list, get_or_404,
@@ -139,8 +140,7 @@ def user_projects(user_id):
     self_or_admin(user_id)
     with db.read_session() as s:
         get_or_404(s, User, user_id, "user")
-        q = (select(Project).join(RoleAssignment, RoleAssignment.project_id == Project.id)
-             .where(RoleAssignment.user_id == user_id).distinct().order_by(Project.name))
+        q = select(Project).where(Project.id.in_(auth.projects_of(user_id))).order_by(Project.name)
         if request.args.get("name") is not None:
             q = q.where(Project.name == request.args["name"])
         enabled = bool_arg("enabled")

@@ -52,7 +52,7 @@ def test_issue_token_password_project_scope(client, admin):
                             "password_expires_at": None}
     assert body["project"] == {"id": admin.project_id, "name": "admin",
                                "domain": {"id": "default", "name": "Default"}}
-    assert [r["name"] for r in body["roles"]] == ["admin"]
+    assert [r["name"] for r in body["roles"]] == ["admin", "manager", "member", "reader"]  # implied, as Keystone
     assert body["expires_at"].endswith("Z") and body["issued_at"].endswith("Z")
     expires = dt.datetime.strptime(body["expires_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
     issued = dt.datetime.strptime(body["issued_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -302,7 +302,7 @@ def test_role_crud(client, admin):
     r = resp.get_json()["role"]
     _keystone_error(client.post("/identity/v3/roles", json={"role": {"name": "operator"}}, headers=h), 409)
     names = [x["name"] for x in client.get("/identity/v3/roles", headers=h).get_json()["roles"]]
-    assert names == sorted(["admin", "member", "reader", "operator"])
+    assert names == sorted(["admin", "manager", "member", "reader", "service", "operator"])
     assert client.get("/identity/v3/roles?name=operator", headers=h).get_json()["roles"][0]["id"] == r["id"]
     resp = client.patch(f"/identity/v3/roles/{r['id']}", json={"role": {"name": "op"}}, headers=h)
     assert resp.get_json()["role"]["name"] == "op"
@@ -337,7 +337,7 @@ def test_role_assignments(client, admin):
     _keystone_error(client.put(f"/identity/v3/projects/{pid}/users/{uid}/roles/nope", headers=h), 404)
     _keystone_error(client.put(f"/identity/v3/projects/nope/users/{uid}/roles/{roles['member']}", headers=h), 404)
     tok = issue(client, "u2", "x", "p2")
-    assert tok.status_code == 201 and [r["name"] for r in tok.get_json()["token"]["roles"]] == ["member"]
+    assert tok.status_code == 201 and [r["name"] for r in tok.get_json()["token"]["roles"]] == ["member", "reader"]
     listed = client.get(f"/identity/v3/projects/{pid}/users/{uid}/roles", headers=h).get_json()["roles"]
     assert [r["name"] for r in listed] == ["member"]
     ra = client.get(f"/identity/v3/role_assignments?user.id={uid}", headers=h).get_json()["role_assignments"]

@@ -37,7 +37,8 @@ def test_policy_dump_lists_action_and_sub_rules(app):
     from app.policy import sample_file
     dump = sample_file()
     for line in ("os_compute_api:os-pause-server:pause: rule:project_member_or_admin",
-                 "os_compute_api:os-migrate-server:migrate_live: rule:admin_api",
+                 "os_compute_api:os-migrate-server:migrate_live: rule:project_manager_or_admin",
+                 "os_compute_api:os-migrate-server:migrate_live:host: rule:admin_api",
                  "os_compute_api:os-shelve:shelve_offload: rule:admin_api",
                  "os_compute_api:os-server-tags:update: rule:project_member_or_admin",
                  "os_compute_api:server-metadata:create: rule:project_member_or_admin",
