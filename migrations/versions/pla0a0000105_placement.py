@@ -2,7 +2,7 @@
 inventories, consumers and allocations; custom resource classes and traits; provider traits and aggregates
 
 Revision ID: pla0a0000105
-Revises: f4a0b0000104
+Revises: ida0b0000105
 Create Date: 2026-12-07 04:00:00.000000
 
 """
@@ -11,7 +11,7 @@ from alembic import op
 
 
 revision = 'pla0a0000105'
-down_revision = 'f4a0b0000104'
+down_revision = 'ida0b0000105'
 branch_labels = None
 depends_on = None
 
