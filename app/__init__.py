@@ -32,6 +32,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.image import members as image_members
     from app.image import metadefs as image_metadefs
     from app.image import views as image
+    from app.placement import aggregates as placement_aggregates
+    from app.placement import allocation_candidates, allocations, inventories, providers, resource_classes
+    from app.placement import microversion as placement_microversion
+    from app.placement import root as placement_root
+    from app.placement import traits as placement_traits
+    from app.placement import usages as placement_usages
     from app.json_provider import OrjsonProvider
     from core.models import Base
     from core.settings import get_settings
@@ -60,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     request_limits.init_app(app)  # before auth: size/shape checks answer first, as Nova's sizelimit does
     auth.init_app(app)
     microversion.init_app(app)
+    placement_microversion.init_app(app)
     policy.init_app(app)
     app.register_blueprint(versions.bp)
     for module in (identity_versions, tokens, domains, projects, users, roles, groups, catalog,
@@ -67,6 +74,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(module.bp, url_prefix="/identity")
     for module in (image, image_members, image_actions, image_imports, image_metadefs):
         app.register_blueprint(module.bp, url_prefix="/image")
+    for module in (placement_root, providers, inventories, placement_usages, allocations, allocation_candidates,
+                   resource_classes, placement_traits, placement_aggregates):
+        app.register_blueprint(module.bp, url_prefix="/placement")
     for module in (servers, flavors, keypairs, limits, availability_zones, networks, services, hypervisors,
                    instance_actions, quotas, server_groups, aggregates, flavor_access, usage, migrations, consoles,
                    server_diagnostics, server_metadata, server_tags, server_password,

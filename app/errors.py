@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError as DBOperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
@@ -20,8 +20,15 @@ _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not 
            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 
 
-def _body(code: int, message: str) -> dict:
+def _body(code: int, message: str, error_code: str | None = None) -> dict:
     path = request.path
+    if path == "/placement" or path.startswith("/placement/"):
+        error = {"status": code, "title": _TITLES.get(code, "Error"), "detail": message,
+                 "code": error_code or "placement.undefined_code", "request_id": g.get("request_id")}
+        if code == 406:  # clients (osc-placement) fall back to the max_version it names
+            from app.placement.microversion import MAX_VERSION, MIN_VERSION
+            error.update(max_version="%d.%d" % MAX_VERSION, min_version="%d.%d" % MIN_VERSION)
+        return {"errors": [error]}
     if path.startswith("/identity"):
         return {"error": {"code": code, "message": message, "title": _TITLES.get(code, "Error")}}
     if path.startswith("/image"):
@@ -29,8 +36,9 @@ def _body(code: int, message: str) -> dict:
     return {_NOVA_FAULT_NAMES.get(code, "computeFault"): {"code": code, "message": message}}
 
 
-def error_response(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    resp = jsonify(_body(code, message))
+def error_response(code: int, message: str, headers: dict[str, str] | None = None,
+                   error_code: str | None = None) -> Response:
+    resp = jsonify(_body(code, message, error_code))
     resp.status_code = code
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -40,7 +48,7 @@ def error_response(code: int, message: str, headers: dict[str, str] | None = Non
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.code, exc.message, exc.headers)
+        return error_response(exc.code, exc.message, exc.headers, exc.error_code)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

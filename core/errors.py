@@ -7,15 +7,18 @@ class ConductorError(Exception):
     """A domain error a conductor call answers with (``{"error": {"code": .., "message": ..}}``, shown to the
     client with ``code``): raised by the conductor and its write helpers (core/writes)."""
 
-    def __init__(self, code: int, message: str):
+    def __init__(self, code: int, message: str, error_code: str | None = None):
         super().__init__(message)
         self.code, self.message = code, message
+        self.error_code = error_code  # Placement's machine-readable code ("placement.concurrent_update")
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None):
+    def __init__(self, code: int, message: str, headers: dict[str, str] | None = None,
+                 error_code: str | None = None):
         super().__init__(message)
         self.code, self.message, self.headers = code, message, headers or {}
+        self.error_code = error_code  # Placement's machine-readable code ("placement.concurrent_update")
 
 
 def bad_request(message: str) -> ApiError:

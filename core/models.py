@@ -282,6 +282,15 @@ class ComputeNode(Base):
     cpu_allocation_ratio: Mapped[float] = mapped_column(Float, default=4.0)
     ram_allocation_ratio: Mapped[float] = mapped_column(Float, default=1.0)
     disk_allocation_ratio: Mapped[float] = mapped_column(Float, default=1.0)
+    # Placement's view of the node (core/placement.py): capacity an operator holds back from the scheduler
+    # ((total - reserved) * ratio is what the claim and the filters may use), and the provider generation,
+    # moved by every claim, release and Placement write of this node.
+    vcpus_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    memory_mb_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    local_gb_reserved: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # the Placement traits its driver reports (standard os-traits names only)
+    driver_traits: Mapped[list | None] = mapped_column(JSON)
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # scheduler cache refresh
     service: Mapped[Service] = relationship(lazy="joined")
 
@@ -608,3 +617,80 @@ class Migration(Base):
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     deleted: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- Placement: what compute nodes do not already say (core/placement.py builds the API's views) --------------------
+
+class ResourceProvider(Base):
+    """A resource provider an operator added through the Placement API (compute nodes are providers by
+    themselves: their rows are the truth)."""
+    __tablename__ = "placement_providers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    parent_provider_uuid: Mapped[str | None] = mapped_column(String(36), index=True)
+    root_provider_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ProviderInventory(Base):
+    """An inventory of a hand-added provider."""
+    __tablename__ = "placement_inventories"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("placement_providers.id", ondelete="CASCADE"), index=True)
+    resource_class: Mapped[str] = mapped_column(String(255))
+    total: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    min_unit: Mapped[int] = mapped_column(Integer, default=1)
+    max_unit: Mapped[int] = mapped_column(Integer)
+    step_size: Mapped[int] = mapped_column(Integer, default=1)
+    allocation_ratio: Mapped[float] = mapped_column(Float, default=1.0)
+    __table_args__ = (UniqueConstraint("provider_id", "resource_class", name="uq_placement_inventories_class"),)
+
+
+class ConsumerAllocation(Base):
+    """Resources a consumer other than a server holds on a hand-added provider (servers' are ``allocations``)."""
+    __tablename__ = "placement_allocations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    consumer_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("placement_providers.id", ondelete="CASCADE"), index=True)
+    resource_class: Mapped[str] = mapped_column(String(255))
+    used: Mapped[int] = mapped_column(Integer)
+
+
+class Consumer(Base):
+    """A consumer of hand-added providers' resources, with its generation (Placement 1.28)."""
+    __tablename__ = "placement_consumers"
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[str] = mapped_column(String(255))
+    consumer_type: Mapped[str] = mapped_column(String(255), default="UNKNOWN")
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CustomResourceClass(Base):
+    __tablename__ = "placement_resource_classes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class CustomTrait(Base):
+    __tablename__ = "placement_traits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+
+
+class ProviderTrait(Base):
+    """A trait of a provider (a compute node's or a hand-added one's, by the provider's uuid)."""
+    __tablename__ = "placement_provider_traits"
+    provider_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    trait: Mapped[str] = mapped_column(String(255), primary_key=True)
+
+
+class ProviderAggregate(Base):
+    """A hand-added provider's aggregate (a compute node's are the host aggregates it is in)."""
+    __tablename__ = "placement_provider_aggregates"
+    provider_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    aggregate_uuid: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)

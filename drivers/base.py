@@ -103,6 +103,9 @@ class HostResources:
     memory_mb_used: int = 0
     local_gb_used: int = 0
     host_ip: str | None = None
+    # Placement traits the host truly has (os-traits names: HW_ARCH_X86_64, HW_CPU_X86_AVX2, ...); the conductor
+    # keeps the standard ones.
+    traits: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,7 +58,8 @@ class RamFilter:
 
     def filter_all(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
         need = spec.memory_mb
-        return [h for h in hosts if h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used >= need]
+        return [h for h in hosts if (h.memory_mb - h.memory_mb_reserved) * h.ram_allocation_ratio
+                - h.memory_mb_used >= need]
 
 
 class CoreFilter:
@@ -69,7 +70,7 @@ class CoreFilter:
 
     def filter_all(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
         need = spec.vcpus
-        return [h for h in hosts if h.vcpus * h.cpu_allocation_ratio - h.vcpus_used >= need]
+        return [h for h in hosts if (h.vcpus - h.vcpus_reserved) * h.cpu_allocation_ratio - h.vcpus_used >= need]
 
 
 class DiskFilter:
@@ -80,7 +81,8 @@ class DiskFilter:
 
     def filter_all(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
         need = spec.root_gb
-        return [h for h in hosts if h.local_gb * h.disk_allocation_ratio - h.local_gb_used >= need]
+        return [h for h in hosts if (h.local_gb - h.local_gb_reserved) * h.disk_allocation_ratio
+                - h.local_gb_used >= need]
 
 
 class ServerGroupAffinityFilter:

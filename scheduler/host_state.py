@@ -21,20 +21,24 @@ class HostState:
     ram_allocation_ratio: float = 1.0
     disk_allocation_ratio: float = 1.0
     running_vms: int = 0
+    # capacity held back by the operator (Placement's inventory ``reserved``): free = (total - reserved) * ratio - used
+    vcpus_reserved: int = 0
+    memory_mb_reserved: int = 0
+    local_gb_reserved: int = 0
     # metadata key -> values, over the host aggregates this host is in
     aggregate_metadata: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def free_ram_mb(self) -> float:
-        return self.memory_mb * self.ram_allocation_ratio - self.memory_mb_used
+        return (self.memory_mb - self.memory_mb_reserved) * self.ram_allocation_ratio - self.memory_mb_used
 
     @property
     def free_vcpus(self) -> float:
-        return self.vcpus * self.cpu_allocation_ratio - self.vcpus_used
+        return (self.vcpus - self.vcpus_reserved) * self.cpu_allocation_ratio - self.vcpus_used
 
     @property
     def free_disk_gb(self) -> float:
-        return self.local_gb * self.disk_allocation_ratio - self.local_gb_used
+        return (self.local_gb - self.local_gb_reserved) * self.disk_allocation_ratio - self.local_gb_used
 
 
 @dataclasses.dataclass(frozen=True)

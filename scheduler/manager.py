@@ -25,22 +25,34 @@ class Selection:
     explanation: str
 
 
+# When nothing passes, a filter that removed at most this many hosts names them ("RamFilter removed 1 of 1 hosts
+# (fake-1)"): an operator who exhausted one provider's inventory reads which one.
+NAME_HOSTS_UP_TO = 5
+
+
 def filter_hosts(hosts: list[HostState], spec: RequestSpec,
                  filters: tuple[HostFilter, ...]) -> tuple[list[HostState], list[str]]:
     remaining = hosts
-    removed: list[str] = []
+    stages: list[tuple[str, list[HostState], list[HostState]]] = []  # (filter, before, after) where some left
     for f in filters:
-        before = len(remaining)
+        before = remaining
         bulk = getattr(f, "filter_all", None)
         if bulk is not None:
             remaining = bulk(remaining, spec)
         else:
             passes = f.host_passes
             remaining = [h for h in remaining if passes(h, spec)]
-        if len(remaining) < before:
-            removed.append(f"{f.name} removed {before - len(remaining)} of {before} hosts")
+        if len(remaining) < len(before):
+            stages.append((f.name, before, remaining))
         if not remaining:
             break
+    removed = []
+    for name, before, after in stages:
+        text = f"{name} removed {len(before) - len(after)} of {len(before)} hosts"
+        if not remaining and len(before) - len(after) <= NAME_HOSTS_UP_TO:  # the failure path only: O(hosts)
+            kept = {id(h) for h in after}
+            text += f" ({', '.join(sorted(h.host for h in before if id(h) not in kept))})"
+        removed.append(text)
     return remaining, removed
 
 

@@ -25,7 +25,7 @@ class RAMWeigher:
         return host.free_ram_mb
 
     def weigh_all(self, hosts: list[HostState], spec: RequestSpec) -> list[float]:
-        return [h.memory_mb * h.ram_allocation_ratio - h.memory_mb_used for h in hosts]
+        return [(h.memory_mb - h.memory_mb_reserved) * h.ram_allocation_ratio - h.memory_mb_used for h in hosts]
 
 
 class _GroupMembersWeigher:

@@ -350,7 +350,7 @@ def report_all(hosts: list[str]) -> list[str]:
             "hypervisor_hostname": res.hypervisor_hostname, "hypervisor_type": res.hypervisor_type,
             "hypervisor_version": res.hypervisor_version, "vcpus": res.vcpus, "memory_mb": res.memory_mb,
             "local_gb": res.local_gb, "host_ip": res.host_ip, "availability_zone": cfg.availability_zone,
-            "up": True}))
+            "up": True, "traits": list(res.traits)}))
     return healthy
 
 

@@ -38,7 +38,8 @@ MAX_CANDIDATES = 1000
 _N, _S = ComputeNode, Service
 _COLUMNS = (_N.host, _N.id, _N.availability_zone, _S.disabled, _S.forced_down, _S.last_seen_at, _N.vcpus,
             _N.memory_mb, _N.local_gb, _N.vcpus_used, _N.memory_mb_used, _N.local_gb_used, _N.cpu_allocation_ratio,
-            _N.ram_allocation_ratio, _N.disk_allocation_ratio, _N.running_vms, _N.updated_at, _S.updated_at)
+            _N.ram_allocation_ratio, _N.disk_allocation_ratio, _N.running_vms, _N.vcpus_reserved, _N.memory_mb_reserved,
+            _N.local_gb_reserved, _N.updated_at, _S.updated_at)
 _QUERY = select(*_COLUMNS).join(_S, _N.service_id == _S.id)
 # The rows changed since a time: two index range scans in one statement (an OR across the join would scan every
 # row), built once.
@@ -56,9 +57,11 @@ def _states(rows, cutoff: dt.datetime, session) -> list[HostState]:
                       up=not forced_down and seen is not None and seen >= cutoff, vcpus=vcpus, memory_mb=ram,
                       local_gb=disk, vcpus_used=vcpus_used, memory_mb_used=ram_used, local_gb_used=disk_used,
                       cpu_allocation_ratio=cpu_ratio, ram_allocation_ratio=ram_ratio,
-                      disk_allocation_ratio=disk_ratio, running_vms=running)
+                      disk_allocation_ratio=disk_ratio, running_vms=running, vcpus_reserved=vcpus_reserved,
+                      memory_mb_reserved=ram_reserved, local_gb_reserved=disk_reserved)
             for (host, node_id, az, disabled, forced_down, seen, vcpus, ram, disk, vcpus_used, ram_used, disk_used,
-                 cpu_ratio, ram_ratio, disk_ratio, running, _node_changed, _svc_changed) in rows]
+                 cpu_ratio, ram_ratio, disk_ratio, running, vcpus_reserved, ram_reserved, disk_reserved,
+                 _node_changed, _svc_changed) in rows]
 
 
 def _version(row) -> tuple:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from core.errors import ConductorError
 from core.models import Allocation, ComputeNode, Instance, Migration, Service, utcnow
 from core.services import COMPUTE_BINARY
+from core.placement import STANDARD_TRAITS
 from core.settings import get_settings
 
 
@@ -20,11 +21,12 @@ _HOST, _UUID, _NOW = (bindparam("claim_host", type_=String), bindparam("claim_uu
 _VCPUS, _RAM, _DISK = (bindparam(f"claim_{name}", type_=Integer) for name in ("vcpus", "ram", "disk"))
 _TAKE = update(ComputeNode.__table__).where(
     _N.host == _HOST,
-    _N.vcpus_used + _VCPUS <= _N.vcpus * _N.cpu_allocation_ratio,
-    _N.memory_mb_used + _RAM <= _N.memory_mb * _N.ram_allocation_ratio,
-    _N.local_gb_used + _DISK <= _N.local_gb * _N.disk_allocation_ratio,
+    _N.vcpus_used + _VCPUS <= (_N.vcpus - _N.vcpus_reserved) * _N.cpu_allocation_ratio,
+    _N.memory_mb_used + _RAM <= (_N.memory_mb - _N.memory_mb_reserved) * _N.ram_allocation_ratio,
+    _N.local_gb_used + _DISK <= (_N.local_gb - _N.local_gb_reserved) * _N.disk_allocation_ratio,
 ).values(vcpus_used=_N.vcpus_used + _VCPUS, memory_mb_used=_N.memory_mb_used + _RAM,
-         local_gb_used=_N.local_gb_used + _DISK, running_vms=_N.running_vms + 1, updated_at=_NOW)
+         local_gb_used=_N.local_gb_used + _DISK, running_vms=_N.running_vms + 1, generation=_N.generation + 1,
+         updated_at=_NOW)
 # PostgreSQL: one statement, the UPDATE in a data-modifying CTE and the allocation inserted from the node id it
 # returns (no row when it did not fit). created_at is given: a column default is not run for INSERT ... SELECT.
 _CLAIMED = _TAKE.returning(_N.id).cte("claimed")
@@ -57,7 +59,7 @@ def release_allocation(s: Session, instance_uuid: str) -> bool:
     s.execute(update(ComputeNode).where(ComputeNode.id == alloc.compute_node_id).values(
         vcpus_used=ComputeNode.vcpus_used - alloc.vcpus, memory_mb_used=ComputeNode.memory_mb_used - alloc.memory_mb,
         local_gb_used=ComputeNode.local_gb_used - alloc.disk_gb, running_vms=ComputeNode.running_vms - 1,
-        updated_at=utcnow()))
+        generation=ComputeNode.generation + 1, updated_at=utcnow()))
     s.execute(delete(Allocation).where(Allocation.id == alloc.id))
     return True
 
@@ -110,14 +112,20 @@ def report_service(s: Session, host: str, resources: dict, binary: str = COMPUTE
     node = s.scalars(select(ComputeNode).where(ComputeNode.host == host)).first()
     inventory = {k: resources[k] for k in ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "vcpus",
                                            "memory_mb", "local_gb", "host_ip")}
+    traits = sorted(t for t in resources.get("traits") or () if t in STANDARD_TRAITS)
     if node is None:
         s.add(ComputeNode(service_id=service.id, host=host, availability_zone=resources.get("availability_zone")
                           or cfg.availability_zone, cpu_allocation_ratio=cfg.cpu_allocation_ratio,
                           ram_allocation_ratio=cfg.ram_allocation_ratio,
-                          disk_allocation_ratio=cfg.disk_allocation_ratio, updated_at=now, **inventory))
+                          disk_allocation_ratio=cfg.disk_allocation_ratio, updated_at=now, driver_traits=traits,
+                          **inventory))
     else:
+        changed = any(getattr(node, k) != v for k, v in inventory.items()) or (node.driver_traits or []) != traits
         for k, v in inventory.items():
             setattr(node, k, v)
+        node.driver_traits = traits
+        if changed:  # Placement's provider generation moves with its inventories and traits
+            node.generation = ComputeNode.generation + 1
         node.updated_at = now
 
 

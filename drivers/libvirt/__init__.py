@@ -223,7 +223,7 @@ class LibvirtDriver(ComputeDriver):
             hypervisor_hostname=self.host, hypervisor_type="QEMU", hypervisor_version=version,
             vcpus=cpus, memory_mb=mem_total, local_gb=total // imagecache.GiB,
             vcpus_used=vcpus_used, memory_mb_used=memory_used, local_gb_used=(total - free) // imagecache.GiB,
-            host_ip=_host_ip())
+            host_ip=_host_ip(), traits=_host_traits())
 
     def list_instances(self) -> list[str]:
         with self._errors("list domains"):
@@ -705,6 +705,20 @@ class LibvirtDriver(ComputeDriver):
 
 def _has_tags(instance: InstanceSpec) -> bool:
     return bool(instance.root_device_tag or (instance.network or {}).get("tag"))
+
+
+def _host_traits() -> tuple[str, ...]:
+    """This host's architecture and CPU flags as os-traits names, and the image formats the driver boots (a
+    cached image keeps its format, raw or qcow2, under a qcow2 overlay)."""
+    import platform
+    traits = {f"HW_ARCH_{platform.machine().upper()}", "COMPUTE_IMAGE_TYPE_RAW", "COMPUTE_IMAGE_TYPE_QCOW2"}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return tuple(sorted(traits))
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    traits.update(f"HW_CPU_X86_{flag.upper()}" for flag in flags)
+    return tuple(sorted(traits))
 
 
 def _meminfo() -> dict[str, int]:

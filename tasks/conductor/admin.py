@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from core.errors import ConductorError
 from core.host_zones import AZ_KEY
 from core.models import (Aggregate, AggregateHost, AggregateMetadata, ComputeNode, Flavor, FlavorProject, Instance,
-                         Service, utcnow)
+                         ProviderTrait, Service, utcnow)
 from core.writes import catalog, groups, quotas, resources
 from tasks.conductor.common import rpc
 
@@ -238,5 +238,7 @@ def delete_service(s: Session, service_ref: str, by_uuid: bool) -> None:
             raise ConductorError(409, "Unable to delete compute service that is hosting instances. Migrate "
                                       "or delete the instances first.")
         s.execute(delete(AggregateHost).where(AggregateHost.host == svc.host))
+        nodes = select(ComputeNode.uuid).where(ComputeNode.service_id == svc.id)
+        s.execute(delete(ProviderTrait).where(ProviderTrait.provider_uuid.in_(nodes)))  # its Placement traits
         s.execute(delete(ComputeNode).where(ComputeNode.service_id == svc.id))
     s.delete(svc)

@@ -46,7 +46,10 @@ def rpc(name: str, *, session: bool = True) -> Callable:
                     result = fn(s, *args)
                 return {"ok": result}
             except ConductorError as exc:
-                return {"error": {"code": exc.code, "message": exc.message}}
+                error = {"code": exc.code, "message": exc.message}
+                if exc.error_code:
+                    error["error_code"] = exc.error_code
+                return {"error": error}
             except DB_ERRORS:
                 LOG.exception("database unavailable in %s", name)
                 return {"error": {"code": 503, "message": "The database is temporarily unavailable."}}

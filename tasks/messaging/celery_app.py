@@ -51,7 +51,8 @@ class StratusTask(Task):
 
 celery = Celery("stratus", task_cls=StratusTask,
                 include=["tasks.conductor.boot", "tasks.conductor.actions", "tasks.conductor.moves",
-                         "tasks.conductor.live", "tasks.conductor.admin", "tasks.scheduler", "tasks.compute",
-                         "tasks.compute_actions", "tasks.periodic", "tasks.reconcile", "tasks.service_heartbeat"])
+                         "tasks.conductor.live", "tasks.conductor.admin", "tasks.conductor.placement",
+                         "tasks.scheduler", "tasks.compute", "tasks.compute_actions", "tasks.periodic",
+                         "tasks.reconcile", "tasks.service_heartbeat"])
 celery.config_from_object("celeryconfig")
 app = celery

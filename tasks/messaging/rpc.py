@@ -64,7 +64,7 @@ def call(task_name: str, *args: Any, argsrepr: str | None = None, timeout: float
         err = reply["error"]
         if int(err["code"]) == 503:
             raise unavailable(err["message"])
-        raise ApiError(int(err["code"]), err["message"])
+        raise ApiError(int(err["code"]), err["message"], error_code=err.get("error_code"))
     return reply["ok"]
 
 

@@ -42,7 +42,8 @@ def inprocess_conductor(monkeypatch) -> list[str]:
             raise ApiError(503, f"{task_name} needs a compute worker, which in-process tests do not run.")
         reply = celery.tasks[task_name](*args)
         if isinstance(reply, dict) and "error" in reply:
-            raise ApiError(int(reply["error"]["code"]), reply["error"]["message"])
+            raise ApiError(int(reply["error"]["code"]), reply["error"]["message"],
+                           error_code=reply["error"].get("error_code"))
         return reply["ok"]
 
     def send_task(name: str, *args: Any, **kwargs: Any) -> _DroppedResult:

@@ -19,17 +19,18 @@ def _catalog(client, cred) -> dict[str, dict]:
 
 def test_bootstrap_seeds_the_catalog_the_token_carries(client, admin):
     catalog = _catalog(client, admin)
-    assert set(catalog) == {"identity", "compute", "image"}
+    assert set(catalog) == {"identity", "compute", "image", "placement"}
     assert catalog["compute"]["name"] == "nova"
     urls = {(e["interface"], e["region_id"], e["region"], e["url"]) for e in catalog["compute"]["endpoints"]}
     assert urls == {(i, "RegionOne", "RegionOne", f"{PUBLIC_URL}/v2.1") for i in ("public", "internal", "admin")}
     assert {e["url"] for e in catalog["identity"]["endpoints"]} == {f"{PUBLIC_URL}/identity"}
     assert {e["url"] for e in catalog["image"]["endpoints"]} == {f"{PUBLIC_URL}/image"}
+    assert {e["url"] for e in catalog["placement"]["endpoints"]} == {f"{PUBLIC_URL}/placement"}
     same = client.get("/identity/v3/auth/catalog", headers=admin.headers).get_json()["catalog"]
     assert {s["type"]: s for s in same} == catalog
     services = client.get("/identity/v3/services", headers=admin.headers).get_json()["services"]
-    assert sorted(s["type"] for s in services) == ["compute", "identity", "image"]
-    assert len(client.get("/identity/v3/endpoints", headers=admin.headers).get_json()["endpoints"]) == 9
+    assert sorted(s["type"] for s in services) == ["compute", "identity", "image", "placement"]
+    assert len(client.get("/identity/v3/endpoints", headers=admin.headers).get_json()["endpoints"]) == 12
 
 
 def test_bootstrap_again_is_idempotent_and_follows_a_new_url(client, admin, monkeypatch):
@@ -45,39 +46,39 @@ def test_bootstrap_again_is_idempotent_and_follows_a_new_url(client, admin, monk
         monkeypatch.setenv("STRATUS_PUBLIC_URL", PUBLIC_URL)
         get_settings.cache_clear()
     eps = client.get("/identity/v3/endpoints", headers=admin.headers).get_json()["endpoints"]
-    assert len(eps) == 9
+    assert len(eps) == 12
     assert {e["url"] for e in eps} == {"http://moved.test/v2.1", "http://moved.test/identity",
-                                       "http://moved.test/image"}
+                                       "http://moved.test/image", "http://moved.test/placement"}
 
 
 def test_service_and_endpoint_crud_changes_the_catalog(client, admin):
     h = admin.headers
-    resp = client.post("/identity/v3/services", json={"service": {"type": "placement", "name": "placement",
-                                                                   "description": "Placement API"}}, headers=h)
+    resp = client.post("/identity/v3/services", json={"service": {"type": "block-storage", "name": "cinder",
+                                                                   "description": "Block Storage API"}}, headers=h)
     assert resp.status_code == 201
     svc = resp.get_json()["service"]
-    assert svc["type"] == "placement" and svc["enabled"] is True and svc["links"]["self"].endswith(svc["id"])
+    assert svc["type"] == "block-storage" and svc["enabled"] is True and svc["links"]["self"].endswith(svc["id"])
     # A service without endpoints is not in the catalog.
-    assert "placement" not in _catalog(client, admin)
+    assert "block-storage" not in _catalog(client, admin)
     resp = client.post("/identity/v3/endpoints", json={"endpoint": {
-        "service_id": svc["id"], "interface": "public", "url": "http://placement.test/$(project_id)s",
+        "service_id": svc["id"], "interface": "public", "url": "http://volume.test/$(project_id)s",
         "region_id": "RegionOne"}}, headers=h)
     assert resp.status_code == 201
     ep = resp.get_json()["endpoint"]
     assert ep["region"] == ep["region_id"] == "RegionOne" and ep["enabled"] is True
-    placement = _catalog(client, admin)["placement"]
-    assert [e["url"] for e in placement["endpoints"]] == [f"http://placement.test/{admin.project_id}"]
+    storage = _catalog(client, admin)["block-storage"]
+    assert [e["url"] for e in storage["endpoints"]] == [f"http://volume.test/{admin.project_id}"]
     assert client.get(f"/identity/v3/endpoints?service_id={svc['id']}", headers=h).get_json()["endpoints"] \
         == [ep]
-    assert client.get("/identity/v3/services?type=placement", headers=h).get_json()["services"] == [svc]
+    assert client.get("/identity/v3/services?type=block-storage", headers=h).get_json()["services"] == [svc]
 
     resp = client.patch(f"/identity/v3/endpoints/{ep['id']}", json={"endpoint": {"enabled": False}}, headers=h)
     assert resp.get_json()["endpoint"]["enabled"] is False
-    assert "placement" not in _catalog(client, admin)
+    assert "block-storage" not in _catalog(client, admin)
     client.patch(f"/identity/v3/endpoints/{ep['id']}", json={"endpoint": {"enabled": True}}, headers=h)
     resp = client.patch(f"/identity/v3/services/{svc['id']}", json={"service": {"enabled": False}}, headers=h)
     assert resp.get_json()["service"]["enabled"] is False
-    assert "placement" not in _catalog(client, admin)
+    assert "block-storage" not in _catalog(client, admin)
 
     assert client.delete(f"/identity/v3/services/{svc['id']}", headers=h).status_code == 204
     _error(client.get(f"/identity/v3/services/{svc['id']}", headers=h), 404)
@@ -105,7 +106,7 @@ def test_catalog_input_errors(client, admin):
     from core import db
     from core.models import Endpoint
     with db.read_session() as s:
-        assert s.query(Endpoint).count() == 10  # nothing half-written by the refused requests
+        assert s.query(Endpoint).count() == 13  # 12 bootstrapped + 1 created: nothing half-written by refused requests
 
 
 def test_regions(client, admin):
@@ -147,4 +148,4 @@ def test_catalog_policy(client, make_user):
     _error(client.post("/identity/v3/regions", json={"region": {"id": "R"}}, headers=h), 403)
     # The catalog itself is every project token's.
     assert {s["type"] for s in client.get("/identity/v3/auth/catalog", headers=h).get_json()["catalog"]} \
-        == {"identity", "compute", "image"}
+        == {"identity", "compute", "image", "placement"}

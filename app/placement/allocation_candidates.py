@@ -1,0 +1,78 @@
+"""GET /placement/allocation_candidates (1.10+): providers that can take the request on their own, with the
+claim's and the scheduler's arithmetic ((total - reserved) * ratio - used). Each candidate is one provider:
+granular groups (resources1=...), nested trees and sharing providers are not combined (docs/placement.md)."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from app.placement import common
+from app.placement.microversion import at_least, require
+from core import placement as view
+from core.db import read_session
+
+bp = Blueprint("placement_allocation_candidates", __name__)
+
+
+def _params() -> dict:
+    allowed = {"resources", "limit"} | ({"required"} if at_least("1.17") else set()) | (
+        {"member_of"} if at_least("1.21") else set()) | ({"in_tree"} if at_least("1.31") else set()) | (
+        {"group_policy"} if at_least("1.25") else set())
+    extra = sorted(set(request.args) - allowed)
+    if extra:
+        raise common.bad_request(f"Invalid query string parameters: '{extra[0]}' was unexpected (granular request "
+                                 f"groups are not supported)" if extra[0][-1:].isdigit() else
+                                 f"Invalid query string parameters: '{extra[0]}' was unexpected")
+    if "resources" not in request.args:
+        raise common.bad_request("Invalid query string parameters: 'resources' is a required property")
+    out: dict = {}
+    try:
+        out["resources"] = view.parse_resources(request.args["resources"])
+        if "required" in request.args:
+            out["traits"] = view.parse_required(common.query_list("required"), at_least("1.22"), at_least("1.39"))
+        if "member_of" in request.args:
+            out["member_of"] = view.parse_member_of(common.query_list("member_of"), at_least("1.24"),
+                                                    at_least("1.32"))
+    except ValueError as exc:
+        raise common.bad_request(str(exc)) from None
+    if "limit" in request.args:
+        if not request.args["limit"].isdigit() or int(request.args["limit"]) < 1:
+            raise common.bad_request("Invalid query string parameters: limit must be an integer >= 1")
+        out["limit"] = int(request.args["limit"])
+    if "in_tree" in request.args:
+        out["in_tree"] = common.uuid_arg(request.args["in_tree"], "in_tree")
+    return out
+
+
+@bp.get("/allocation_candidates")
+@common.rule("allocation_candidates:list", "List allocation candidates")
+def list_candidates():
+    require("1.10")
+    params = _params()
+    resources = params.pop("resources")
+    with read_session() as s:
+        for rc in resources:
+            if not view.resource_class_exists(s, rc):
+                raise common.bad_request(f"Invalid resource class in resources parameter: No such resource class "
+                                         f"{rc}.")
+        for t in sorted(params["traits"].names()) if "traits" in params else ():
+            if not view.trait_exists(s, t):
+                raise common.bad_request(f"No such trait(s): {t}")
+        found = view.matching_providers(s, resources, **params)
+        traits = view.traits_of(s, found) if at_least("1.17") else {}
+    requests, summaries = [], {}
+    for prov in found:
+        if at_least("1.12"):
+            requests.append({"allocations": {prov.uuid: {"resources": resources}}})
+        else:
+            requests.append({"allocations": [{"resource_provider": {"uuid": prov.uuid}, "resources": resources}]})
+        if at_least("1.34"):
+            requests[-1]["mappings"] = {"": [prov.uuid]}
+        classes = prov.inventories if at_least("1.27") else resources
+        summary: dict = {"resources": {rc: {"capacity": int(prov.capacity(rc)), "used": prov.usages.get(rc, 0)}
+                                       for rc in classes}}
+        if at_least("1.17"):
+            summary["traits"] = traits[prov.uuid]
+        if at_least("1.29"):
+            summary.update(parent_provider_uuid=prov.parent_uuid, root_provider_uuid=prov.root_uuid)
+        summaries[prov.uuid] = summary
+    return jsonify({"allocation_requests": requests, "provider_summaries": summaries})
