@@ -16,6 +16,7 @@ class RequestContext:
     project_name: str | None
     roles: tuple[str, ...]
     request_id: str
+    system_scope: str | None = None  # "all" for a system-scoped token (then project_id is None)
 
     @property
     def is_admin(self) -> bool:

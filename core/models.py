@@ -68,6 +68,13 @@ class RoleAssignment(Base):
     role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
 
 
+class SystemRoleAssignment(Base):
+    """A role a user holds on the system (Keystone's system assignments, target ``all``)."""
+    __tablename__ = "system_role_assignments"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
 class Token(Base):
     """An issued token. Only the SHA-256 of the token string is stored."""
     __tablename__ = "tokens"
@@ -80,6 +87,8 @@ class Token(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     # Auth methods that produced the token, comma-separated ("password", "password,token").
     methods: Mapped[str] = mapped_column(String(64), default="password", server_default="password")
+    # "all" for a system-scoped token (Keystone's ``system: {all: true}``); a system token has no project.
+    system_scope: Mapped[str | None] = mapped_column(String(16))
 
 
 # --- Image (Glance v2 subset) -----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ bp = Blueprint("identity_projects", __name__)
 
 
 @bp.get("/v3/projects")
-@enforce("admin_api")
+@enforce("system_reader_api")
 def list_projects():
     return filtered_list(Project, project_body, "projects")
 

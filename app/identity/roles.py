@@ -12,10 +12,11 @@ from app import auth
 from app.context import current
 from app.identity.bodies import collection, domain_ref, role_body, v3_url
 from app.identity.inputs import bool_arg, get_or_404, json_body, self_or_admin, str_field
+from app.identity.service import system_assignments
 from app.policy import check, enforce
 from core import db
 from core.errors import ApiError
-from core.models import Project, Role, RoleAssignment, User
+from core.models import Project, Role, RoleAssignment, SystemRoleAssignment, User
 
 bp = Blueprint("identity_roles", __name__)
 
@@ -23,7 +24,7 @@ bp = Blueprint("identity_roles", __name__)
 # --- roles ------------------------------------------------------------------------------------------------------------
 
 @bp.get("/v3/roles")
-@enforce("admin_api")
+@enforce("system_reader_api")
 def list_roles():
     q = select(Role).order_by(Role.name)
     if request.args.get("name") is not None:
@@ -56,7 +57,7 @@ def create_role():
 
 
 @bp.get("/v3/roles/<role_id>")
-@enforce("admin_api")
+@enforce("system_reader_api")
 def show_role(role_id):
     with db.read_session() as s:
         return jsonify({"role": role_body(get_or_404(s, Role, role_id, "role"))})
@@ -85,6 +86,7 @@ def delete_role(role_id):
     with db.write_session() as s:
         r = get_or_404(s, Role, role_id, "role")
         s.execute(delete(RoleAssignment).where(RoleAssignment.role_id == role_id))
+        s.execute(delete(SystemRoleAssignment).where(SystemRoleAssignment.role_id == role_id))
         s.delete(r)
     return "", 204
 
@@ -109,7 +111,7 @@ def grant_role(project_id, user_id, role_id):
 
 @bp.route("/v3/projects/<project_id>/users/<user_id>/roles/<role_id>", methods=["HEAD"])
 def check_role(project_id, user_id, role_id):
-    self_or_admin(user_id)
+    self_or_admin(user_id, "system_reader_api")
     with db.read_session() as s:
         _assignment_parts(s, project_id, user_id, role_id)
         if s.get(RoleAssignment, (user_id, project_id, role_id)) is None:
@@ -133,7 +135,7 @@ def revoke_role(project_id, user_id, role_id):
 
 @bp.get("/v3/projects/<project_id>/users/<user_id>/roles")
 def list_user_project_roles(project_id, user_id):
-    self_or_admin(user_id)
+    self_or_admin(user_id, "system_reader_api")
     with db.read_session() as s:
         get_or_404(s, Project, project_id, "project")
         get_or_404(s, User, user_id, "user")
@@ -143,33 +145,51 @@ def list_user_project_roles(project_id, user_id):
 
 @bp.get("/v3/role_assignments")
 def list_role_assignments():
+    """Project and system assignments (Keystone's shapes and filters; no groups, domains or inheritance here)."""
     args = request.args
-    user_filter = args.get("user.id")
+    user_filter, role_filter = args.get("user.id"), args.get("role.id")
+    project_filter, system_filter = args.get("scope.project.id"), args.get("scope.system")
     ctx = current()
-    # Admins see everything; anyone may list their own assignments.
-    check("authenticated" if user_filter is not None and user_filter == ctx.user_id else "admin_api")
+    # Admins and system readers see everything; anyone may list their own assignments.
+    check("authenticated" if user_filter is not None and user_filter == ctx.user_id else "system_reader_api")
     include_names = bool_arg("include_names") or False
-    if any(k in args for k in ("group.id", "scope.domain.id", "scope.system", "scope.OS-INHERIT:inherited_to")):
+    if any(k in args for k in ("group.id", "scope.domain.id", "scope.OS-INHERIT:inherited_to")):
         return collection("role_assignments", [], "/role_assignments")
+    items = []
+    with db.read_session() as s:
+        if system_filter is None:
+            items += _project_assignments(s, user_filter, role_filter, project_filter, include_names)
+        if project_filter is None and system_filter in (None, "all"):
+            for u, r in system_assignments(s, user_filter, role_filter):
+                item = {"role": {"id": r.id}, "scope": {"system": {"all": True}}, "user": {"id": u.id},
+                        "links": {"assignment": v3_url(f"/system/users/{u.id}/roles/{r.id}")}}
+                if include_names:
+                    item["role"]["name"] = r.name
+                    item["user"].update(name=u.name, domain=domain_ref())
+                items.append(item)
+    return collection("role_assignments", items, "/role_assignments")
+
+
+def _project_assignments(s, user_id: str | None, role_id: str | None, project_id: str | None,
+                         include_names: bool) -> list[dict]:
     q = (select(RoleAssignment, User, Project, Role)
          .join(User, User.id == RoleAssignment.user_id)
          .join(Project, Project.id == RoleAssignment.project_id)
          .join(Role, Role.id == RoleAssignment.role_id)
          .order_by(Project.name, User.name, Role.name))
-    if user_filter is not None:
-        q = q.where(RoleAssignment.user_id == user_filter)
-    if args.get("scope.project.id") is not None:
-        q = q.where(RoleAssignment.project_id == args["scope.project.id"])
-    if args.get("role.id") is not None:
-        q = q.where(RoleAssignment.role_id == args["role.id"])
+    if user_id is not None:
+        q = q.where(RoleAssignment.user_id == user_id)
+    if project_id is not None:
+        q = q.where(RoleAssignment.project_id == project_id)
+    if role_id is not None:
+        q = q.where(RoleAssignment.role_id == role_id)
     items = []
-    with db.read_session() as s:
-        for ra, u, p, r in s.execute(q):
-            item = {"role": {"id": r.id}, "scope": {"project": {"id": p.id}}, "user": {"id": u.id},
-                    "links": {"assignment": v3_url(f"/projects/{p.id}/users/{u.id}/roles/{r.id}")}}
-            if include_names:
-                item["role"]["name"] = r.name
-                item["scope"]["project"].update(name=p.name, domain=domain_ref())
-                item["user"].update(name=u.name, domain=domain_ref())
-            items.append(item)
-    return collection("role_assignments", items, "/role_assignments")
+    for ra, u, p, r in s.execute(q):
+        item = {"role": {"id": r.id}, "scope": {"project": {"id": p.id}}, "user": {"id": u.id},
+                "links": {"assignment": v3_url(f"/projects/{p.id}/users/{u.id}/roles/{r.id}")}}
+        if include_names:
+            item["role"]["name"] = r.name
+            item["scope"]["project"].update(name=p.name, domain=domain_ref())
+            item["user"].update(name=u.name, domain=domain_ref())
+        items.append(item)
+    return items
