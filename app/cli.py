@@ -25,7 +25,8 @@ DEFAULT_FLAVORS = [("42", "m1.nano", 128, 1, 1), ("84", "m1.micro", 192, 1, 1), 
 
 
 def bootstrap(admin_password: str) -> dict:
-    """Create roles, the admin project and user, and the default flavors. Idempotent."""
+    """Create roles, the admin project and user (admin on the project and on the system), and the default
+    flavors. Idempotent."""
     with write_session() as s:
         roles = {name: service.ensure_role(s, name) for name in ("admin", "member", "reader")}
         project = service.ensure_project(s, "admin", description="Bootstrap project for initializing the cloud.")
@@ -33,6 +34,7 @@ def bootstrap(admin_password: str) -> dict:
         user = service.ensure_user(s, "admin", admin_password, default_project_id=project.id)
         for role in roles.values():
             service.grant(s, user.id, project.id, role.id)
+        service.grant_system(s, user.id, roles["admin"].id)  # as `keystone-manage bootstrap` does
         existing = set(s.scalars(select(Flavor.flavorid)))
         for flavorid, name, ram, disk, vcpus in DEFAULT_FLAVORS:
             if flavorid not in existing:
@@ -56,6 +58,11 @@ def write_client_files(admin_password: str) -> Path:
         "clouds:\n  stratus:\n    auth:\n"
         f"      auth_url: {auth_url}\n      username: admin\n      password: {admin_password}\n"
         "      project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n"
+        "    region_name: RegionOne\n    identity_api_version: 3\n"
+        # the same admin with a system-scoped token (Keystone's admin APIs; Nova and Glance refuse it)
+        "  stratus-system:\n    auth:\n"
+        f"      auth_url: {auth_url}\n      username: admin\n      password: {admin_password}\n"
+        "      user_domain_name: Default\n      system_scope: all\n"
         "    region_name: RegionOne\n    identity_api_version: 3\n")
     os.chmod(clouds, 0o600)
     return openrc
