@@ -26,7 +26,7 @@ from flask import Flask, g, request
 
 from app.context import RequestContext, current
 from app.errors import error_response
-from app.policy_names import ACTION_RULES, ENDPOINT_RULES, SUB_RULES
+from app.policy_names import ACTION_RULES, ENDPOINT_RULES, GLANCE_ACTIONS, SUB_RULES
 from app.policy_rules import Check, PolicyError, effective_roles, evaluate, parse
 from core.errors import ApiError
 from core.settings import get_settings
@@ -161,7 +161,15 @@ def check(level: str, target_project: str | None = None, name: str | None = None
     ctx = current()
     if not scope_allowed(ctx, request.path) or not enforcer().allowed(name, level, ctx, target_project,
                                                                        target_user):
-        raise ApiError(403, f"Policy doesn't allow {name or request.endpoint} to be performed.")
+        raise ApiError(403, _refusal(name))
+
+
+def _refusal(name: str | None) -> str:
+    """The 403 message of the API's policy engine: Glance's names its action, Nova's (and ours) the rule."""
+    endpoint = request.endpoint or ""
+    if request.path.startswith("/image"):
+        return f"You are not authorized to complete {GLANCE_ACTIONS.get(endpoint, endpoint)} action."
+    return f"Policy doesn't allow {name or endpoint} to be performed."
 
 
 def level_of(name: str) -> str:

@@ -58,6 +58,8 @@ def test_system_admin_passes_keystones_admin_rules_and_nova_glance_refuse_it(cli
                            json={"server": {}} if method == "POST" else None)
         assert resp.status_code == 403, (url, resp.get_data(as_text=True))
     assert "forbidden" in client.get("/v2.1/os-services", headers=headers).get_json()
+    assert "You are not authorized to complete get_images action." in client.get(
+        "/image/v2/images", headers=headers).get_data(as_text=True)  # Glance's Forbidden
     # The same admin's project-scoped token is still an admin there.
     assert client.get("/v2.1/os-services", headers=admin.headers).status_code == 200
 
