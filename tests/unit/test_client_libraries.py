@@ -86,3 +86,21 @@ def test_novaclient_raises_its_own_exceptions(session):
         nova.flavors.create("client-lib", ram=64, vcpus=1, disk=1)
     with pytest.raises(exceptions.BadRequest, match="Invalid imageRef"):
         nova.servers.create("client-lib", image="not-a-uuid", flavor="42", nics="none")
+
+
+def test_glance_cli_image_show_of_a_missing_image(served):
+    """`glance image-show <missing>` (the issue's report): the CLI says the image is not found, not a traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env.update(OS_AUTH_URL=f"{served}/identity/v3", OS_USERNAME="admin", OS_PASSWORD=ADMIN_PASSWORD,
+               OS_PROJECT_NAME="admin", OS_USER_DOMAIN_NAME="Default", OS_PROJECT_DOMAIN_NAME="Default")
+    missing = str(uuid.uuid4())
+    proc = subprocess.run([str(Path(sys.executable).parent / "glance"), "image-show", missing], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout
+    # glanceclient's reading of Glance's HTML page: its <title> and <h1>, then the explanation
+    assert proc.stderr.strip() == f"HTTP 404 Not Found: No image found with ID {missing}", proc.stderr
