@@ -80,6 +80,7 @@ def test_system_role_assignments_api(client, admin, make_user):
     # Keystone's ADMIN_OR_SYSTEM_READER: a system reader reads, does not write.
     assert client.get("/identity/v3/users", headers=reader).status_code == 200
     assert client.get("/identity/v3/role_assignments", headers=reader).status_code == 200
+    assert client.get(f"/identity/v3/projects/{admin.project_id}", headers=reader).status_code == 200
     assert client.post("/identity/v3/users", headers=reader, json={"user": {"name": "u2"}}).status_code == 403
     assert client.get("/identity/v3/users", headers=bob.headers).status_code == 403  # a project member does not
     assert client.delete(url, headers=admin.headers).status_code == 204
