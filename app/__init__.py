@@ -22,8 +22,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.compute import (aggregates, availability_zones, consoles, flavor_access, flavors, hypervisors,
                              instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
                              server_groups, server_metadata, server_tags, servers, services, usage)
-    from app.identity import (application_credentials, catalog, domains, groups, projects, roles, tokens,
-                              users)
+    from app.identity import (application_credentials, catalog, domains, groups, projects, roles, system,
+                              tokens, users)
     from app.identity import versions as identity_versions
     from app.image import views as image
     from app.json_provider import OrjsonProvider
@@ -57,7 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     policy.init_app(app)
     app.register_blueprint(versions.bp)
     for module in (identity_versions, tokens, domains, projects, users, roles, groups, catalog,
-                   application_credentials):
+                   application_credentials, system):
         app.register_blueprint(module.bp, url_prefix="/identity")
     app.register_blueprint(image.bp, url_prefix="/image")
     for module in (servers, flavors, keypairs, limits, availability_zones, networks, services, hypervisors,

@@ -1,36 +1,41 @@
-"""OpenStack-shaped errors. Views raise ApiError; handlers render Nova's, Keystone's or Glance's body."""
+"""OpenStack-shaped errors. Views raise ApiError; the handlers answer as the reference service of the API the
+request went to (app/error_formats.py): Keystone's body under /identity, Glance's (webob's, by content
+negotiation) under /image, Nova's fault elsewhere, and keystonemiddleware's 401 wherever the token is refused."""
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError as DBOperationalError
 from werkzeug.exceptions import HTTPException
 
+from app.error_formats import keystone_body, nova_body, webob_error
 from core.errors import ApiError
+from core.settings import get_settings
 
 LOG = logging.getLogger(__name__)
 
-# Nova's fault names (nova/api/openstack/wsgi.py); anything else is "computeFault".
-_NOVA_FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
-                     405: "badMethod", 409: "conflictingRequest", 413: "overLimit", 415: "badMediaType",
-                     429: "overLimit", 501: "notImplemented", 503: "serviceUnavailable"}
-_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           406: "Not Acceptable", 409: "Conflict", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
-           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 
-
-def _body(code: int, message: str) -> dict:
+def _render(code: int, message: str) -> Response:
     path = request.path
+    if code == 401:
+        # Keystone's own 401, and keystonemiddleware's (auth_token) in front of Nova and Glance: the same body,
+        # and the header that tells the client where to authenticate.
+        resp = Response(json.dumps(keystone_body(code, message)), content_type="application/json")
+        resp.headers["WWW-Authenticate"] = f'Keystone uri="{get_settings().public_url.rstrip("/")}/identity"'
+        return resp
     if path.startswith("/identity"):
-        return {"error": {"code": code, "message": message, "title": _TITLES.get(code, "Error")}}
+        return jsonify(keystone_body(code, message))
     if path.startswith("/image"):
-        return {"code": code, "title": _TITLES.get(code, "Error"), "message": message}
-    return {_NOVA_FAULT_NAMES.get(code, "computeFault"): {"code": code, "message": message}}
+        body, content_type = webob_error(code, message, request.headers.get("Accept"),
+                                          request.headers.get("Content-Type", ""))
+        return Response(body, content_type=content_type)
+    return jsonify(nova_body(code, message))
 
 
 def error_response(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    resp = jsonify(_body(code, message))
+    resp = _render(code, message)
     resp.status_code = code
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -46,7 +51,7 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> Response:
         code = exc.code or 500
         message = {404: "The resource could not be found.", 405: "The method is not allowed for this resource.",
-                   413: "Request is too large."}.get(code, exc.description or _TITLES.get(code, "Error"))
+                   413: "Request is too large."}.get(code, exc.description or "Error")
         return error_response(code, message)
 
     @app.errorhandler(DBAPIError)
