@@ -23,6 +23,10 @@ def served(app, admin, inprocess_conductor, monkeypatch):  # noqa: F811
     url = f"http://127.0.0.1:{server.server_port}"
     monkeypatch.setenv("STRATUS_PUBLIC_URL", url)
     settings.get_settings.cache_clear()
+    from app.identity import service
+    from core import db
+    with db.write_session() as s:  # the seeded catalog's endpoints move to the new URL, as a re-bootstrap does
+        service.bootstrap_catalog(s)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield url
