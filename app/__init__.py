@@ -24,8 +24,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
                              instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
                              server_groups, server_password, server_metadata, server_tags, servers, services, usage,
                              usage_audit_log, volume_attachments)
-    from app.identity import (application_credentials, catalog, domains, groups, projects, roles, tokens,
-                              users)
+    from app.identity import (application_credentials, catalog, domains, groups, projects, roles, system,
+                              tokens, users)
     from app.identity import versions as identity_versions
     from app.image import actions as image_actions
     from app.image import imports as image_imports
@@ -70,7 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     policy.init_app(app)
     app.register_blueprint(versions.bp)
     for module in (identity_versions, tokens, domains, projects, users, roles, groups, catalog,
-                   application_credentials):
+                   application_credentials, system):
         app.register_blueprint(module.bp, url_prefix="/identity")
     for module in (image, image_members, image_actions, image_imports, image_metadefs):
         app.register_blueprint(module.bp, url_prefix="/image")

@@ -25,8 +25,8 @@ DEFAULT_FLAVORS = [("42", "m1.nano", 128, 1, 1), ("84", "m1.micro", 192, 1, 1), 
 
 
 def bootstrap(admin_password: str) -> dict:
-    """Create the default roles, the admin project and user, the service catalog, and the default flavors.
-    Idempotent."""
+    """Create the default roles, the admin project and user (admin on the project and on the system), the service
+    project, the service catalog, and the default flavors. Idempotent."""
     with write_session() as s:
         user = service.bootstrap(s, admin_password)
         project = service.ensure_project(s, "admin")
@@ -55,6 +55,11 @@ def write_client_files(admin_password: str) -> Path:
         "clouds:\n  stratus:\n    auth:\n"
         f"      auth_url: {auth_url}\n      username: admin\n      password: {admin_password}\n"
         "      project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n"
+        "    region_name: RegionOne\n    identity_api_version: 3\n"
+        # the same admin with a system-scoped token (Keystone's admin APIs; Nova and Glance refuse it)
+        "  stratus-system:\n    auth:\n"
+        f"      auth_url: {auth_url}\n      username: admin\n      password: {admin_password}\n"
+        "      user_domain_name: Default\n      system_scope: all\n"
         "    region_name: RegionOne\n    identity_api_version: 3\n")
     os.chmod(clouds, 0o600)
     return openrc

@@ -17,6 +17,7 @@ class RequestContext:
     roles: tuple[str, ...]
     request_id: str
     app_cred_id: str | None = None  # the application credential the token was issued for
+    system_scope: str | None = None  # "all" for a system-scoped token (then project_id is None)
 
     @property
     def is_admin(self) -> bool:

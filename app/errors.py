@@ -1,44 +1,53 @@
-"""OpenStack-shaped errors. Views raise ApiError; handlers render Nova's, Keystone's or Glance's body."""
+"""OpenStack-shaped errors. Views raise ApiError; the handlers answer as the reference service of the API the
+request went to (app/error_formats.py): Keystone's body under /identity, Glance's (webob's, by content
+negotiation) under /image, Nova's fault elsewhere, and keystonemiddleware's 401 wherever the token is refused."""
 from __future__ import annotations
 
+import json
 import logging
 
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError as DBOperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from app.error_formats import keystone_body, nova_body, title, webob_error
 from core.errors import ApiError
+from core.settings import get_settings
 
 LOG = logging.getLogger(__name__)
 
-# Nova's fault names (nova/api/openstack/wsgi.py); anything else is "computeFault".
-_NOVA_FAULT_NAMES = {400: "badRequest", 401: "unauthorized", 403: "forbidden", 404: "itemNotFound",
-                     405: "badMethod", 409: "conflictingRequest", 413: "overLimit", 415: "badMediaType",
-                     429: "overLimit", 501: "notImplemented", 503: "serviceUnavailable"}
-_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           406: "Not Acceptable", 409: "Conflict", 413: "Request Entity Too Large", 415: "Unsupported Media Type",
-           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+
+def _placement_body(code: int, message: str, error_code: str | None) -> dict:
+    error = {"status": code, "title": title(code), "detail": message,
+             "code": error_code or "placement.undefined_code", "request_id": g.get("request_id")}
+    if code == 406:  # clients (osc-placement) fall back to the max_version it names
+        from app.placement.microversion import MAX_VERSION, MIN_VERSION
+        error.update(max_version="%d.%d" % MAX_VERSION, min_version="%d.%d" % MIN_VERSION)
+    return {"errors": [error]}
 
 
-def _body(code: int, message: str, error_code: str | None = None) -> dict:
+def _render(code: int, message: str, error_code: str | None = None) -> Response:
     path = request.path
+    if code == 401:
+        # Keystone's own 401, and keystonemiddleware's (auth_token) in front of Nova, Glance and Placement: the
+        # same body, and the header that tells the client where to authenticate.
+        resp = Response(json.dumps(keystone_body(code, message)), content_type="application/json")
+        resp.headers["WWW-Authenticate"] = f'Keystone uri="{get_settings().public_url.rstrip("/")}/identity"'
+        return resp
     if path == "/placement" or path.startswith("/placement/"):
-        error = {"status": code, "title": _TITLES.get(code, "Error"), "detail": message,
-                 "code": error_code or "placement.undefined_code", "request_id": g.get("request_id")}
-        if code == 406:  # clients (osc-placement) fall back to the max_version it names
-            from app.placement.microversion import MAX_VERSION, MIN_VERSION
-            error.update(max_version="%d.%d" % MAX_VERSION, min_version="%d.%d" % MIN_VERSION)
-        return {"errors": [error]}
+        return jsonify(_placement_body(code, message, error_code))
     if path.startswith("/identity"):
-        return {"error": {"code": code, "message": message, "title": _TITLES.get(code, "Error")}}
+        return jsonify(keystone_body(code, message))
     if path.startswith("/image"):
-        return {"code": code, "title": _TITLES.get(code, "Error"), "message": message}
-    return {_NOVA_FAULT_NAMES.get(code, "computeFault"): {"code": code, "message": message}}
+        body, content_type = webob_error(code, message, request.headers.get("Accept"),
+                                          request.headers.get("Content-Type", ""))
+        return Response(body, content_type=content_type)
+    return jsonify(nova_body(code, message))
 
 
 def error_response(code: int, message: str, headers: dict[str, str] | None = None,
                    error_code: str | None = None) -> Response:
-    resp = jsonify(_body(code, message, error_code))
+    resp = _render(code, message, error_code)
     resp.status_code = code
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -54,7 +63,7 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> Response:
         code = exc.code or 500
         message = {404: "The resource could not be found.", 405: "The method is not allowed for this resource.",
-                   413: "Request is too large."}.get(code, exc.description or _TITLES.get(code, "Error"))
+                   413: "Request is too large."}.get(code, exc.description or title(code))
         headers = {}
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # RFC 9110: a 405 lists the allowed methods
             headers["Allow"] = ", ".join(sorted(exc.valid_methods))

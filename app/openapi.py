@@ -40,8 +40,9 @@ _ERROR_SCHEMAS = {
     "IdentityError": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message", "title"],
         "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "title": {"type": "string"}}}}},
+    # webob's JSON error (Glance): ``code`` is the status line ("404 Not Found").
     "ImageError": {"type": "object", "required": ["code", "message", "title"],
-                   "properties": {"code": {"type": "integer"}, "message": {"type": "string"},
+                   "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                                   "title": {"type": "string"}}},
 }
 
@@ -94,12 +95,20 @@ def _error_schema(path: str) -> str:
     return "ComputeFault"
 
 
+def _error(path: str) -> dict:
+    json_error = {"schema": {"$ref": f"#/components/schemas/{_error_schema(path)}"}}
+    if path.startswith("/image"):  # Glance answers as webob does, by the request's Accept header
+        return {"description": "Error", "content": {"text/html": {"schema": {"type": "string"}},
+                                                     "application/json": json_error,
+                                                     "text/plain": {"schema": {"type": "string"}}}}
+    return {"description": "Error", "content": {"application/json": json_error}}
+
+
 def _operation(spec: APISpec, rule: Any, method: str, path: str) -> dict:
     view = current_app.view_functions[rule.endpoint]
-    error = {"description": "Error", "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{_error_schema(path)}"}}}}
     responses: dict[str, Any] = {"2XX": {"description": "Success"}}
-    responses.update({str(code): error for code in _ERROR_CODES})
+    responses.update({str(code): _error(path) for code in _ERROR_CODES})
+    responses["401"] = _error("/identity")  # keystonemiddleware's body in front of every API
     op: dict[str, Any] = {
         "operationId": f"{rule.endpoint}:{method.lower()}:{path}",
         "tags": [rule.endpoint.split(".")[0]],

@@ -27,7 +27,7 @@ from flask import Flask, g, request
 
 from app.context import RequestContext, current
 from app.errors import error_response
-from app.policy_names import ACTION_RULES, ENDPOINT_RULES, SUB_RULES
+from app.policy_names import ACTION_RULES, ENDPOINT_RULES, GLANCE_ACTIONS, SUB_RULES
 from app.policy_rules import Check, PolicyError, effective_roles, evaluate, parse
 from core.errors import ApiError
 from core.settings import get_settings
@@ -62,7 +62,16 @@ LEVELS: dict[str, str] = {
     "project_reader_api": "rule:project_reader_or_admin",
     "admin_or_owner": "rule:context_is_admin or user_id:%(user_id)s",  # Nova's keypair rules
     "authenticated": "@",
+    # Keystone's ADMIN_OR_SYSTEM_READER (its identity reads): an admin, or a reader on the system.
+    "system_reader_api": "rule:admin_api or (role:reader and system_scope:all)",
 }
+
+
+def scope_allowed(ctx: RequestContext, path: str) -> bool:
+    """Token scope against the API's rules' scope types, which no policy file changes: Keystone's rules accept
+    system-scoped tokens; every Nova and Glance rule is project-scoped (``scope_types=['project']``, always
+    enforced), so a system-scoped token gets their 403 whatever its roles."""
+    return ctx.system_scope is None or path.startswith("/identity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,7 +123,7 @@ class Enforcer:
                 target_user: str | None = None) -> bool:
         target = {"project_id": target_project or ctx.project_id, "user_id": target_user or ctx.user_id}
         creds = {"roles": effective_roles(ctx.roles), "project_id": ctx.project_id, "user_id": ctx.user_id,
-                 "is_admin": ctx.is_admin}
+                 "is_admin": ctx.is_admin, "system_scope": ctx.system_scope}
         if name is None:
             return evaluate(self._levels[level], target, creds, self)
         rule = self.get(name)
@@ -157,8 +166,18 @@ def check(level: str, target_project: str | None = None, name: str | None = None
     g.policy_checked = True
     if level not in LEVELS:
         raise KeyError(f"unknown policy level {level}")
-    if not enforcer().allowed(name, level, current(), target_project, target_user):
-        raise ApiError(403, f"Policy doesn't allow {name or request.endpoint} to be performed.")
+    ctx = current()
+    if not scope_allowed(ctx, request.path) or not enforcer().allowed(name, level, ctx, target_project,
+                                                                       target_user):
+        raise ApiError(403, _refusal(name))
+
+
+def _refusal(name: str | None) -> str:
+    """The 403 message of the API's policy engine: Glance's names its action, Nova's (and ours) the rule."""
+    endpoint = request.endpoint or ""
+    if request.path.startswith("/image"):
+        return f"You are not authorized to complete {GLANCE_ACTIONS.get(endpoint, endpoint)} action."
+    return f"Policy doesn't allow {name or endpoint} to be performed."
 
 
 def level_of(name: str) -> str:

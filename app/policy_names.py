@@ -103,3 +103,12 @@ ACTION_RULES: dict[str, tuple[str, str]] = {
 
 def sub_rule(key: str) -> str:
     return SUB_RULES[key][0]
+
+
+# Glance's policy action per Image endpoint: its 403 names the action ("You are not authorized to complete
+# get_images action.", glance.common.exception.Forbidden).
+GLANCE_ACTIONS: dict[str, str] = {
+    "image.list_images": "get_images", "image.show_image": "get_image", "image.create_image": "add_image",
+    "image.update_image": "modify_image", "image.delete_image": "delete_image",
+    "image.upload_image": "upload_image", "image.download_image": "download_image",
+}

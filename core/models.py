@@ -68,6 +68,13 @@ class RoleAssignment(Base):
     role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
 
 
+class SystemRoleAssignment(Base):
+    """A role a user holds on the system (Keystone's system assignments, target ``all``)."""
+    __tablename__ = "system_role_assignments"
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    role_id: Mapped[str] = mapped_column(ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True)
+
+
 class Token(Base):
     """An issued token. Only the SHA-256 of the token string is stored."""
     __tablename__ = "tokens"
@@ -83,6 +90,8 @@ class Token(Base):
     # The application credential it was issued for: its roles bound the token's, and deleting it ends the token.
     app_cred_id: Mapped[str | None] = mapped_column(
         ForeignKey("application_credentials.id", ondelete="CASCADE"), index=True)
+    # "all" for a system-scoped token (Keystone's ``system: {all: true}``); a system token has no project.
+    system_scope: Mapped[str | None] = mapped_column(String(16))
 
 
 class Group(Base):

@@ -62,9 +62,10 @@ def check_domain(domain_id: str | None) -> None:
         raise ApiError(404, f"Could not find domain: {domain_id}.")
 
 
-def self_or_admin(user_id: str) -> None:
+def self_or_admin(user_id: str, level: str = "admin_api") -> None:
+    """The user itself, else ``level`` (``system_reader_api`` for Keystone's reads: admin or system reader)."""
     ctx = current()
-    check("authenticated" if ctx.user_id == user_id else "admin_api")
+    check("authenticated" if ctx.user_id == user_id else level)
 
 
 def get_or_404(session, model, ident: str, what: str):

@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from app.context import current
 from app.identity.bodies import project_body
 from app.identity.inputs import bool_field, check_domain, filtered_list, get_or_404, json_body, str_field
 from app.identity.service import DEFAULT_DOMAIN_ID
@@ -20,7 +21,7 @@ bp = Blueprint("identity_projects", __name__)
 
 
 @bp.get("/v3/projects")
-@enforce("admin_api")
+@enforce("system_reader_api")
 def list_projects():
     return filtered_list(Project, project_body, "projects")
 
@@ -56,8 +57,8 @@ def create_project():
 
 @bp.get("/v3/projects/<project_id>")
 def show_project(project_id):
-    # Keystone's identity:get_project: admin, or a token scoped to that project.
-    check("project_reader_api", project_id)
+    # Keystone's identity:get_project: admin, a system reader, or a token scoped to that project.
+    check("system_reader_api" if current().system_scope else "project_reader_api", project_id)
     with db.read_session() as s:
         return jsonify({"project": project_body(get_or_404(s, Project, project_id, "project"))})
 

@@ -12,11 +12,13 @@ from app import auth
 from app.context import current
 from app.identity.bodies import collection, domain_ref, role_body, v3_url
 from app.identity.inputs import bool_arg, get_or_404, json_body, self_or_admin, str_field
+from app.identity.service import system_assignments
 from app.policy import check, enforce
 from app.policy_rules import DIRECT_IMPLIED
 from core import db
 from core.errors import ApiError
-from core.models import Group, GroupMembership, GroupRoleAssignment, Project, Role, RoleAssignment, User
+from core.models import (Group, GroupMembership, GroupRoleAssignment, Project, Role, RoleAssignment,
+                         SystemRoleAssignment, User)
 
 bp = Blueprint("identity_roles", __name__)
 
@@ -24,7 +26,7 @@ bp = Blueprint("identity_roles", __name__)
 # --- roles ------------------------------------------------------------------------------------------------------------
 
 @bp.get("/v3/roles")
-@enforce("admin_api")
+@enforce("system_reader_api")
 def list_roles():
     q = select(Role).order_by(Role.name)
     if request.args.get("name") is not None:
@@ -57,7 +59,7 @@ def create_role():
 
 
 @bp.get("/v3/roles/<role_id>")
-@enforce("admin_api")
+@enforce("system_reader_api")
 def show_role(role_id):
     with db.read_session() as s:
         return jsonify({"role": role_body(get_or_404(s, Role, role_id, "role"))})
@@ -86,6 +88,7 @@ def delete_role(role_id):
     with db.write_session() as s:
         r = get_or_404(s, Role, role_id, "role")
         s.execute(delete(RoleAssignment).where(RoleAssignment.role_id == role_id))
+        s.execute(delete(SystemRoleAssignment).where(SystemRoleAssignment.role_id == role_id))
         s.delete(r)
     return "", 204
 
@@ -110,7 +113,7 @@ def grant_role(project_id, user_id, role_id):
 
 @bp.route("/v3/projects/<project_id>/users/<user_id>/roles/<role_id>", methods=["HEAD"])
 def check_role(project_id, user_id, role_id):
-    self_or_admin(user_id)
+    self_or_admin(user_id, "system_reader_api")
     with db.read_session() as s:
         _assignment_parts(s, project_id, user_id, role_id)
         if s.get(RoleAssignment, (user_id, project_id, role_id)) is None:
@@ -134,7 +137,7 @@ def revoke_role(project_id, user_id, role_id):
 
 @bp.get("/v3/projects/<project_id>/users/<user_id>/roles")
 def list_user_project_roles(project_id, user_id):
-    self_or_admin(user_id)
+    self_or_admin(user_id, "system_reader_api")
     with db.read_session() as s:
         get_or_404(s, Project, project_id, "project")
         get_or_404(s, User, user_id, "user")
@@ -190,8 +193,9 @@ def _assignment_rows(s, args) -> list[dict]:
     rows: list[dict] = []
     user_filter, group_filter = args.get("user.id"), args.get("group.id")
     project_filter, role_filter = args.get("scope.project.id"), args.get("role.id")
+    system_filter = args.get("scope.system")
     effective = bool_arg("effective") or False
-    if group_filter is None or effective:
+    if system_filter is None and (group_filter is None or effective):
         q = select(RoleAssignment)
         if user_filter is not None:
             q = q.where(RoleAssignment.user_id == user_filter)
@@ -199,7 +203,7 @@ def _assignment_rows(s, args) -> list[dict]:
             q = q.where(RoleAssignment.project_id == project_filter)
         rows += [{"user": a.user_id, "project": a.project_id, "role": a.role_id,
                   "link": f"/projects/{a.project_id}/users/{a.user_id}/roles/{a.role_id}"} for a in s.scalars(q)]
-    if user_filter is None or effective:
+    if system_filter is None and (user_filter is None or effective):
         q = select(GroupRoleAssignment)
         if group_filter is not None:
             q = q.where(GroupRoleAssignment.group_id == group_filter)
@@ -215,6 +219,9 @@ def _assignment_rows(s, args) -> list[dict]:
                 members = members.where(GroupMembership.user_id == user_filter)
             rows += [{"user": uid, "project": a.project_id, "role": a.role_id, "link": link,
                       "membership": f"/groups/{a.group_id}/users/{uid}"} for uid in s.scalars(members)]
+    if project_filter is None and group_filter is None and system_filter in (None, "all"):
+        rows += [{"user": u.id, "system": "all", "role": r.id, "link": f"/system/users/{u.id}/roles/{r.id}"}
+                 for u, r in system_assignments(s, user_filter, None)]
     if effective:  # Keystone's effective assignments carry the implied roles too, each with its rule's link
         by_id = {r.id: r for r in s.scalars(select(Role))}
         by_name = {r.name: r for r in by_id.values()}
@@ -224,8 +231,8 @@ def _assignment_rows(s, args) -> list[dict]:
             prior = by_id[row["role"]]
             for name in DIRECT_IMPLIED.get(prior.name.lower(), ()):
                 if name in by_name:
-                    implied = {"user": row["user"], "project": row["project"], "role": by_name[name].id,
-                               "link": row["link"], "prior_role": f"/roles/{prior.id}/implies/{by_name[name].id}"}
+                    implied = {**row, "role": by_name[name].id,
+                               "prior_role": f"/roles/{prior.id}/implies/{by_name[name].id}"}
                     rows.append(implied)
                     todo.append(implied)
     if role_filter is not None:
@@ -235,15 +242,17 @@ def _assignment_rows(s, args) -> list[dict]:
 
 @bp.get("/v3/role_assignments")
 def list_role_assignments():
+    """Project (user and group) and system assignments, in Keystone's shapes and filters; no domains or
+    inheritance here."""
     args = request.args
     user_filter = args.get("user.id")
     ctx = current()
-    # Admins see everything; anyone may list their own assignments.
-    check("authenticated" if user_filter is not None and user_filter == ctx.user_id else "admin_api")
+    # Admins and system readers see everything; anyone may list their own assignments.
+    check("authenticated" if user_filter is not None and user_filter == ctx.user_id else "system_reader_api")
     include_names = bool_arg("include_names") or False
     if bool_arg("effective") and args.get("group.id") is not None:
         raise ApiError(400, "Combining effective and group filter will always result in an empty list.")
-    if any(k in args for k in ("scope.domain.id", "scope.system", "scope.OS-INHERIT:inherited_to")):
+    if any(k in args for k in ("scope.domain.id", "scope.OS-INHERIT:inherited_to")):
         return collection("role_assignments", [], "/role_assignments")
     items = []
     with db.read_session() as s:
@@ -257,7 +266,7 @@ def list_role_assignments():
         seen = set()
         for row in rows:
             actor = "user" if "user" in row else "group"
-            key = (actor, row[actor], row["project"], row["role"], row.get("membership"), row.get("prior_role"))
+            key = (actor, row[actor], row.get("project"), row["role"], row.get("membership"), row.get("prior_role"))
             if key in seen:
                 continue
             seen.add(key)
@@ -265,16 +274,17 @@ def list_role_assignments():
             for extra in ("membership", "prior_role"):
                 if extra in row:
                     links[extra] = v3_url(row[extra])
-            item = {"role": {"id": row["role"]}, "scope": {"project": {"id": row["project"]}},
-                    actor: {"id": row[actor]}, "links": links}
+            scope = {"project": {"id": row["project"]}} if "project" in row else {"system": {"all": True}}
+            item = {"role": {"id": row["role"]}, "scope": scope, actor: {"id": row[actor]}, "links": links}
             if include_names:
-                role, project = names[(Role, row["role"])], names[(Project, row["project"])]
                 who = names[(User if actor == "user" else Group, row[actor])]
-                item["role"]["name"] = role.name
-                item["scope"]["project"].update(name=project.name, domain=domain_ref())
+                item["role"]["name"] = names[(Role, row["role"])].name
+                if "project" in row:
+                    item["scope"]["project"].update(name=names[(Project, row["project"])].name, domain=domain_ref())
                 item[actor].update(name=who.name, domain=domain_ref())
             items.append(item)
-    order = {"user": 0, "group": 1}
-    items.sort(key=lambda i: (i["scope"]["project"]["id"], order["user" if "user" in i else "group"],
-                              (i.get("user") or i.get("group"))["id"], i["role"]["id"]))
+    order = {"user": 0, "group": 1}  # project assignments (by project), then the system's
+    items.sort(key=lambda i: ("system" in i["scope"], i["scope"].get("project", {}).get("id", ""),
+                              order["user" if "user" in i else "group"], (i.get("user") or i.get("group"))["id"],
+                              i["role"]["id"]))
     return collection("role_assignments", items, "/role_assignments")

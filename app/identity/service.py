@@ -11,7 +11,7 @@ import hashlib
 import bcrypt
 from sqlalchemy import select
 
-from core.models import CatalogService, Endpoint, Project, Region, Role, RoleAssignment, User
+from core.models import CatalogService, Endpoint, Project, Region, Role, RoleAssignment, SystemRoleAssignment, User
 from core.settings import get_settings
 
 DEFAULT_DOMAIN_ID = "default"
@@ -97,6 +97,15 @@ def grant(session, user_id: str, project_id: str, role_id: str) -> RoleAssignmen
     return ra
 
 
+def grant_system(session, user_id: str, role_id: str) -> SystemRoleAssignment:
+    ra = session.get(SystemRoleAssignment, (user_id, role_id))
+    if ra is None:
+        ra = SystemRoleAssignment(user_id=user_id, role_id=role_id)
+        session.add(ra)
+        session.flush()
+    return ra
+
+
 def ensure_region(session, region_id: str = DEFAULT_REGION) -> Region:
     region = session.get(Region, region_id)
     if region is None:
@@ -141,12 +150,26 @@ def bootstrap_catalog(session) -> None:
 
 
 def bootstrap(session, admin_password: str, admin_user: str = "admin", admin_project: str = "admin") -> User:
-    """The default roles, project `admin`, user `admin` with the admin role on it, and the service catalog
-    (idempotent)."""
+    """The default roles, project `admin`, user `admin` with the admin role on it and on the system (as
+    `keystone-manage bootstrap` grants), and the service catalog (idempotent)."""
     roles = {name: ensure_role(session, name) for name in DEFAULT_ROLES}
     project = ensure_project(session, admin_project, "Bootstrap project for initializing the cloud.")
     ensure_project(session, "service", "Service project.")
     user = ensure_user(session, admin_user, admin_password, default_project_id=project.id)
     grant(session, user.id, project.id, roles["admin"].id)
+    grant_system(session, user.id, roles["admin"].id)
     bootstrap_catalog(session)
     return user
+
+
+def system_assignments(s, user_id: str | None, role_id: str | None) -> list[tuple[User, Role]]:
+    """The system assignments, optionally of one user or role, as (user, role), by user and role name."""
+    q = (select(User, Role).select_from(SystemRoleAssignment)
+         .join(User, User.id == SystemRoleAssignment.user_id)
+         .join(Role, Role.id == SystemRoleAssignment.role_id)
+         .order_by(User.name, Role.name))
+    if user_id is not None:
+        q = q.where(SystemRoleAssignment.user_id == user_id)
+    if role_id is not None:
+        q = q.where(SystemRoleAssignment.role_id == role_id)
+    return [(u, r) for u, r in s.execute(q)]

@@ -87,6 +87,8 @@ def _app_cred_auth(session, ref: object) -> tuple[ApplicationCredential, User]:
 
 def _token_body(methods: list[str], user: User, project: Project | None, roles: list[Role], token: Token,
                 with_catalog: bool = True, app_cred: ApplicationCredential | None = None) -> dict:
+    """Keystone's token: a project-scoped one carries its project, a system-scoped one ``system: {all: true}``;
+    both their roles and the catalog; an unscoped one neither. An application credential's names it."""
     body: dict = {
         "methods": methods,
         "user": {"id": user.id, "name": user.name, "domain": domain_ref(), "password_expires_at": None},
@@ -97,9 +99,12 @@ def _token_body(methods: list[str], user: User, project: Project | None, roles: 
     if project is not None:
         body["project"] = {"id": project.id, "name": project.name, "domain": domain_ref()}
         body["is_domain"] = False
+    elif token.system_scope:
+        body["system"] = {token.system_scope: True}
+    if project is not None or token.system_scope:
         body["roles"] = [{"id": r.id, "name": r.name} for r in roles]
         if with_catalog:
-            body["catalog"] = service_catalog(project.id)
+            body["catalog"] = service_catalog(project.id if project else None)
     if app_cred is not None:
         body["application_credential"] = {"id": app_cred.id, "name": app_cred.name,
                                           "restricted": not app_cred.unrestricted}
@@ -157,7 +162,7 @@ def issue_token():
             raise ApiError(401, "Unsupported authentication method. Stratus supports password, token and "
                                 "application_credential.")
 
-        project = None
+        project, system_scope = None, None
         if app_cred is not None:
             project = s.get(Project, app_cred.project_id)
             if project is None or not project.enabled:
@@ -165,9 +170,18 @@ def issue_token():
             roles = auth.effective_roles_of(s, user.id, project.id, app_cred.id)
             if not roles:
                 raise ApiError(401, f"User {user.id} has no access to project {project.id}.")
+        elif isinstance(scope, dict) and "system" in scope:
+            if len(scope) != 1 or not isinstance(scope["system"], dict):
+                raise ApiError(400, "Invalid input for field 'scope': give one of project or system.")
+            if scope["system"].get("all") is not True:
+                raise ApiError(400, "Invalid input for field 'scope/system': only {\"all\": true} is supported.")
+            system_scope = "all"
+            roles = auth.effective_system_roles_of(s, user.id)
+            if not roles:
+                raise ApiError(401, f"User {user.id} has no access to the system")
         elif isinstance(scope, dict):
             if "project" not in scope:
-                raise ApiError(401, "Stratus supports project-scoped and unscoped tokens only.")
+                raise ApiError(401, "Stratus supports project-scoped, system-scoped and unscoped tokens only.")
             project = _find_project(s, scope["project"])
             if project is None or not project.enabled:
                 raise ApiError(401, AUTH_FAILED)
@@ -190,7 +204,7 @@ def issue_token():
                     project_id=project.id if project else None,
                     audit_id=base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode(),
                     issued_at=now, expires_at=expires_at, revoked=False, methods=",".join(token_methods),
-                    app_cred_id=app_cred.id if app_cred else None)
+                    app_cred_id=app_cred.id if app_cred else None, system_scope=system_scope)
         body = _token_body(token_methods, user, project, roles, row, "nocatalog" not in request.args, app_cred)
     try:
         with db.write_session() as w:
@@ -257,10 +271,21 @@ def auth_domains():
     return collection("domains", [], "/auth/domains")
 
 
+@bp.get("/v3/auth/system")
+@enforce("authenticated")
+def auth_system():
+    """The systems the caller has a role on (Keystone: ``[{"all": true}]`` or none)."""
+    with db.read_session() as s:
+        has = bool(auth.system_roles_of(s, current().user_id))
+    return jsonify({"system": [{"all": True}] if has else [],
+                    "links": {"self": v3_url("/auth/system"), "previous": None, "next": None}})
+
+
 @bp.get("/v3/auth/catalog")
 @enforce("authenticated")
 def auth_catalog():
-    if current().project_id is None:
+    ctx = current()
+    if ctx.project_id is None and ctx.system_scope is None:
         raise ApiError(403, "A project-scoped token is required to produce a service catalog.")
-    return jsonify({"catalog": service_catalog(current().project_id), "links": {"self": v3_url("/auth/catalog"),
+    return jsonify({"catalog": service_catalog(ctx.project_id), "links": {"self": v3_url("/auth/catalog"),
                                                            "previous": None, "next": None}})

@@ -16,13 +16,13 @@ from app.identity.service import DEFAULT_DOMAIN_ID, check_password, hash_passwor
 from app.policy import enforce
 from core import db
 from core.errors import ApiError
-from core.models import Project, RoleAssignment, Token, User
+from core.models import Project, RoleAssignment, SystemRoleAssignment, Token, User
 
 bp = Blueprint("identity_users", __name__)
 
 
 @bp.get("/v3/users")
-@enforce("admin_api")
+@enforce("system_reader_api")
 def list_users():
     return filtered_list(User, user_body, "users")
 
@@ -77,7 +77,7 @@ def create_user():
 
 @bp.get("/v3/users/<user_id>")
 def show_user(user_id):
-    self_or_admin(user_id)
+    self_or_admin(user_id, "system_reader_api")
     with db.read_session() as s:
         return jsonify({"user": user_body(get_or_404(s, User, user_id, "user"))})
 
@@ -111,6 +111,7 @@ def delete_user(user_id):
     with db.write_session() as s:
         u = get_or_404(s, User, user_id, "user")
         s.execute(delete(RoleAssignment).where(RoleAssignment.user_id == user_id))
+        s.execute(delete(SystemRoleAssignment).where(SystemRoleAssignment.user_id == user_id))
         s.execute(delete(Token).where(Token.user_id == user_id))
         s.delete(u)
     return "", 204
@@ -137,7 +138,7 @@ def change_password(user_id):
 
 @bp.get("/v3/users/<user_id>/projects")
 def user_projects(user_id):
-    self_or_admin(user_id)
+    self_or_admin(user_id, "system_reader_api")
     with db.read_session() as s:
         get_or_404(s, User, user_id, "user")
         q = select(Project).where(Project.id.in_(auth.projects_of(user_id))).order_by(Project.name)

@@ -366,7 +366,8 @@ def update_image(image_id):
     ctype = (request.content_type or "").split(";")[0].strip()
     if ctype not in PATCH_TYPES:
         check("authenticated")
-        raise ApiError(415, f"Unsupported Content-Type {ctype or '(none)'}; use {PATCH_TYPES[0]}.")
+        allowed = ", ".join(sorted(PATCH_TYPES))
+        raise ApiError(415, f"Image PATCH expects Content-Type one of: {allowed}", {"Accept-Patch": allowed})
     ops = request.get_json(silent=True, force=True)
     if not isinstance(ops, list):
         check("authenticated")

@@ -100,7 +100,8 @@ def test_microversion_echoed(api):
 def test_no_token(api):
     stack, _, _ = api
     r = requests.get(f"{stack.url}/v2.1/servers")
-    assert r.status_code == 401 and r.json()["unauthorized"]["code"] == 401
+    assert r.status_code == 401 and r.json()["error"]["code"] == 401  # keystonemiddleware's body, as in Nova
+    assert r.headers["WWW-Authenticate"] == f'Keystone uri="{stack.url}/identity"'
 
 
 def test_token_of_another_project(api):

@@ -353,7 +353,8 @@ def test_role_assignments(client, admin):
         "links": {"assignment": f"{PUBLIC_URL}/identity/v3/projects/{admin.project_id}/users/{admin.user_id}"
                                 f"/roles/{roles['admin']}"}}]
     everything = client.get("/identity/v3/role_assignments", headers=h).get_json()["role_assignments"]
-    assert len(everything) == 2
+    assert len(everything) == 3  # the two on projects, and the bootstrap admin's on the system
+    assert [a["scope"] for a in everything].count({"system": {"all": True}}) == 1
     assert client.get("/identity/v3/role_assignments?group.id=x", headers=h).get_json()["role_assignments"] == []
     user_projects = client.get(f"/identity/v3/users/{uid}/projects", headers=h).get_json()["projects"]
     assert [p["id"] for p in user_projects] == [pid]

@@ -55,7 +55,11 @@ def _assert_sane(resp, what: str) -> int:
     assert resp.status_code < 500, f"{what} -> {resp.status_code}: {text[:500]}"
     assert "Traceback" not in text, what
     if resp.status_code >= 400 and resp.status_code != 405 or resp.status_code in (413, 415):
-        assert resp.is_json, f"{what} -> {resp.status_code} is not a JSON error body: {text[:200]}"
+        if " /image" in what and not resp.is_json:  # Glance's are webob's: plain text without an Accept header
+            assert resp.mimetype == "text/plain" and text.startswith(f"{resp.status_code} "), \
+                f"{what} -> {resp.status_code} is not webob's plain-text error body: {text[:200]}"
+        else:
+            assert resp.is_json, f"{what} -> {resp.status_code} is not a JSON error body: {text[:200]}"
     return resp.status_code
 
 
@@ -95,9 +99,11 @@ def test_oversized_bodies_get_each_apis_413(client, world):
     for url, method, key in (("/v2.1/servers", "POST", "overLimit"), ("/identity/v3/users", "POST", "error"),
                              ("/image/v2/images", "POST", "code")):
         resp = client.open(url, method=method, data=HUGE, content_type="application/json",
-                           headers=world.a.headers)
+                           headers={**world.a.headers, "Accept": "application/json"})
         assert resp.status_code == 413, resp.get_data(as_text=True)[:200]
         assert key in resp.get_json()
+    # Glance's is webob's JSON: the status line as its code
+    assert resp.get_json()["code"] == "413 Request Entity Too Large"
     resp = client.post("/v2.1/servers", data=HUGE, content_type="application/json", headers=world.a.headers)
     assert resp.get_json() == {"overLimit": {"code": 413, "message": "Request is too large."}}
 
