@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from tasks.messaging import fast_json, kombu_fixes
+from tasks.messaging import fast_json, kombu_fixes, liveness
 from tasks.messaging.transient import TRANSIENT_ERRORS
 
 kombu_fixes.apply()
@@ -54,4 +54,5 @@ celery = Celery("stratus", task_cls=StratusTask,
                          "tasks.conductor.live", "tasks.conductor.admin", "tasks.scheduler", "tasks.compute",
                          "tasks.compute_actions", "tasks.periodic", "tasks.reconcile"])
 celery.config_from_object("celeryconfig")
+liveness.install(celery)
 app = celery
