@@ -26,6 +26,7 @@ from drivers import load_driver
 from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound, InstanceSpec
 from tasks.common import StopCanvas, step
 from tasks.messaging.celery_app import celery
+from tasks.messaging.liveness import consumer_alive
 from tasks.reconcile import InstanceRow, Plan, plan
 
 LOG = logging.getLogger(__name__)
@@ -376,7 +377,13 @@ def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:
 
 def _heartbeat_tick(hosts: list[str], healthy: list[str] | None, unreconciled: list[str],
                     tick: int) -> tuple[list[str], list[str]]:
-    """One interval's reports; returns the healthy hosts and those whose power states are not reconciled yet."""
+    """One interval's reports; returns the healthy hosts and those whose power states are not reconciled yet.
+    Nothing is reported while this worker's task consumer is dead (tasks/messaging/liveness.py): its hosts then
+    show down after service_down_time and the scheduler stops sending boots to a queue no one reads."""
+    alive, why = consumer_alive()
+    if not alive:
+        LOG.error("compute %s: no heartbeat, %s", ", ".join(hosts), why)
+        return healthy, unreconciled
     if healthy is None or tick % 10 == 0:
         healthy = report_all(hosts)  # a registration counts as a heartbeat
     else:

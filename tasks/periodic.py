@@ -12,12 +12,14 @@ from core import states
 from core.db import read_session, write_session
 from core.models import ConsoleAuthToken, Instance, InstanceAction, InstanceActionEvent, Token, utcnow
 from core.power_state import PowerState
+from core.routing import compute_queue
 from core.settings import get_settings
 from core.writes.instances import add_fault, cas_instance, record_event
 from core.writes.resources import orphaned_allocations, release_allocation
 from tasks.common import boot_canvas, new_ctx
 from tasks.conductor.actions import reclaim
 from tasks.messaging.celery_app import celery
+from tasks.messaging.liveness import live_queues
 
 LOG = logging.getLogger(__name__)
 
@@ -74,7 +76,10 @@ def resume_stalled_builds() -> int:
     and shuts down before the reply leaves (seen in the Redis-restart test: one schedule message of 100 boots
     vanished). No worker holds it, so no visibility timeout brings it back. The instance's state says where the
     boot stands, and every step is idempotent (compare-and-swap on task_state), so sending that step again is safe
-    even if the original message was only slow. Recorded as an instance-action event the user and operator see."""
+    even if the original message was only slow. Recorded as an instance-action event the user and operator see.
+
+    A step goes only to a queue some live consumer serves (tasks/messaging/liveness.py): sent to a queue nobody
+    reads it would only wait there, and the boot would count as resumed. Such a boot is tried on a later run."""
     cfg = get_settings()
     now = utcnow()
     stalled_since = now - dt.timedelta(seconds=cfg.stalled_build_resume_after)
@@ -90,7 +95,14 @@ def resume_stalled_builds() -> int:
             .where(Instance.deleted == 0, Instance.vm_state == states.BUILDING,
                    Instance.task_state.in_((states.SCHEDULING, states.SPAWNING)),
                    Instance.updated_at < stalled_since, Instance.updated_at >= expires_at, ~resumed_before)).all()
+    consumed = live_queues(celery) if rows else set()
+    resumed = 0
     for row in rows:  # sent first, recorded after: a resend that failed is tried again on the next run
+        queue = "scheduler" if row.task_state == states.SCHEDULING else compute_queue(row.host)
+        if consumed is not None and queue not in consumed:
+            LOG.warning("boot of %s made no progress in %s, but no live worker consumes %s: its step is not sent "
+                        "(tried again on the next run)", row.uuid, row.task_state, queue)
+            continue
         ctx = new_ctx(row.uuid, row.request_id, "create", tried=[], requested_host=row.requested_host)
         if row.task_state == states.SCHEDULING:
             boot_canvas(ctx).apply_async()
@@ -102,7 +114,8 @@ def resume_stalled_builds() -> int:
                          finish_action=False, details=f"No progress in {row.task_state}: the step was "
                                                       f"sent again")
         LOG.warning("boot of %s made no progress in %s: its step was sent again", row.uuid, row.task_state)
-    return len(rows)
+        resumed += 1
+    return resumed
 
 
 @celery.task(name="stratus.conductor.audit_allocations")

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from tasks.messaging import fast_json, kombu_fixes
+from tasks.messaging import fast_json, kombu_fixes, liveness
 from tasks.messaging.transient import TRANSIENT_ERRORS
 
 kombu_fixes.apply()
@@ -55,4 +55,5 @@ celery = Celery("stratus", task_cls=StratusTask,
                          "tasks.scheduler", "tasks.compute", "tasks.compute_actions", "tasks.periodic",
                          "tasks.reconcile", "tasks.service_heartbeat"])
 celery.config_from_object("celeryconfig")
+liveness.install(celery)
 app = celery

@@ -10,6 +10,13 @@ the reconnection and acknowledges through its old, closed channel: kombu raises 
 worker's event loop, and the worker exits. That message also stays in the unacked set and comes back after the
 visibility timeout; every task is idempotent (compare-and-swap on task_state), so running it again is harmless.
 
+The same holds for a task that finishes while the broker is down on a channel Celery still thinks alive (the
+consumer had not noticed the loss: its prefetch credit was all taken, so it was not reading its BRPOP socket).
+kombu's ack raises before it releases the message's prefetch credit, and the worker never asked Redis for another
+message again: no BRPOP, no read of the dead socket, so no reconnection and no log line, a consumer that looks
+alive and consumes nothing (the Redis-restart test's lost boots, docs/architecture-notes.md). A failed ack or
+reject now always releases the credit; the consumer then polls its dead socket, sees the loss and reconnects.
+
 kombu takes a message off its queue (BRPOP) and only then registers it as unacknowledged (a second command): if the
 broker stops between the two, the message exists nowhere but in this worker, which drops it with the connection.
 The worker now puts such a message back on its queue as soon as the broker answers again (_requeue_unregistered).
@@ -153,14 +160,19 @@ def _guarded(original, forget):
 
     @functools.wraps(original)
     def settle(self, delivery_tag, *args, **kwargs):
-        if self.channel.connection is not None:  # a live channel: kombu's own path, errors and all
-            return original(self, delivery_tag, *args, **kwargs)
         try:
             return original(self, delivery_tag, *args, **kwargs)
         except errors as exc:
-            LOG.warning("message %s finished after its broker connection was lost: it stays unacknowledged and is "
-                        "delivered again after the visibility timeout (%r)", delivery_tag, exc)
-            forget(self, delivery_tag)  # drop this worker's bookkeeping of the dead channel's message
+            if self.channel.connection is None:
+                LOG.warning("message %s finished after its broker connection was lost: it stays unacknowledged "
+                            "and is delivered again after the visibility timeout (%r)", delivery_tag, exc)
+            else:
+                LOG.warning("message %s could not be acknowledged, the broker is unreachable: it stays "
+                            "unacknowledged and is delivered again after the visibility timeout; the consumer "
+                            "reconnects (%r)", delivery_tag, exc)
+            # Release its prefetch credit: kombu raises before its own bookkeeping, and a channel whose credit
+            # is all held by such messages never polls its queues again (no BRPOP, no reconnection).
+            forget(self, delivery_tag)
             return None
 
     settle._stratus_fixed = True

@@ -147,6 +147,7 @@ def test_heartbeats_go_on_after_publishes_fail(monkeypatch):
     monkeypatch.setattr(compute.celery, "send_task", send_task)
     monkeypatch.setattr(compute.sync_power_states, "apply_async", lambda **_: None)
     monkeypatch.setattr(compute, "_reconcile_all", lambda hosts: [])
+    monkeypatch.setattr(compute, "consumer_alive", lambda: (True, ""))  # the worker's consumer (none here)
     monkeypatch.setattr(compute, "driver_for", lambda host: fake.FakeDriver(host))
     monkeypatch.setattr(compute, "get_settings", lambda: type("S", (), {
         "report_interval": 0.01, "compute_driver": "fake", "availability_zone": "nova"})())

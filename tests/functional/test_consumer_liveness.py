@@ -1,0 +1,94 @@
+"""A Celery worker (the threads pool of the scheduler and conductor) across a restart of its private Redis, with
+the broker stopped at a chosen point of the consumer's cycle: every prefetch slot taken by a running task, the tasks
+finishing while the broker is down. The worker must consume again once the broker is back (docs/architecture-notes.md,
+"Consumers across a broker restart")."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from harness.stack import VENV_BIN
+from tasks.messaging.liveness import live_queues
+from tests.outage_support import PrivateRedis
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.fixture
+def redis_worker(tmp_path):
+    missing = PrivateRedis.available()
+    if missing:
+        pytest.skip(f"!!! PRIVATE REDIS UNAVAILABLE: {missing} !!!")
+    server = PrivateRedis(durable=True)
+    server.start()
+    env = {**os.environ, "STRATUS_BROKER_URL": server.url, "STRATUS_STATE_DIR": str(tmp_path / "state"),
+           "PYTHONPATH": str(REPO)}
+    log = open(tmp_path / "worker.log", "wb")
+    worker = subprocess.Popen([str(VENV_BIN / "celery"), "-A", "tests.functional.probe_app", "worker", "-Q", "probe",
+                               "-n", "probe@%h", "--pool", "threads", "--concurrency", "2", "-l", "INFO"],
+                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    client = Celery("probe-client", broker=server.url)
+    client.conf.update(task_default_queue="probe", broker_transport_options={"priority_steps": [0]})
+    try:
+        yield server, client, tmp_path, worker
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+        log.close()
+        print((tmp_path / "worker.log").read_text(errors="replace")[-4000:])
+        client.close()
+        server.close()
+
+
+def test_a_worker_whose_slots_were_all_taken_consumes_again_after_a_redis_restart(redis_worker):
+    server, client, tmp, _ = redis_worker
+    d = str(tmp)
+    client.send_task("probe.mark", (d, "ready"))
+    assert _wait_for(lambda: (tmp / "ready.done").exists(), 120), "the worker never consumed"
+    for name in ("slot-1", "slot-2"):  # concurrency 2, prefetch multiplier 1: both slots
+        client.send_task("probe.hold", (d, name, 3))
+    assert _wait_for(lambda: all((tmp / f"slot-{i}.started").exists() for i in (1, 2)), 60)
+    server.stop()  # the consumer is not reading its BRPOP socket: no credit left
+    assert _wait_for(lambda: all((tmp / f"slot-{i}.done").exists() for i in (1, 2)), 60)
+    time.sleep(2)  # their acknowledgements meet a stopped broker
+    server.start()
+    client.send_task("probe.mark", (d, "after"))
+    assert _wait_for(lambda: (tmp / "after.done").exists(), 60), \
+        "a task sent after the broker came back was never consumed: the consumer is dead"
+    assert _wait_for(lambda: "probe" in (live_queues(client) or ()), 30)
+
+
+def test_a_worker_whose_event_loop_stands_still_serves_no_queue(redis_worker):
+    """resume_stalled_builds asks which queues live consumers serve (liveness.live_queues): a worker whose event
+    loop does not run (stopped here) does not answer, so nothing is sent to its queue."""
+    _, client, tmp, worker = redis_worker
+    client.send_task("probe.mark", (str(tmp), "ready"))
+    assert _wait_for(lambda: (tmp / "ready.done").exists(), 120), "the worker never consumed"
+    assert _wait_for(lambda: live_queues(client) == {"probe"}, 30)
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        assert live_queues(client) == set()
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    assert _wait_for(lambda: live_queues(client) == {"probe"}, 30)
