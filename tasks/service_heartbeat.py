@@ -2,7 +2,8 @@
 ``conductor`` or ``scheduler`` queue sends ``stratus.conductor.service_heartbeat`` (this machine's host name and
 its Nova binary), so GET /os-services shows ``nova-conductor`` and ``nova-scheduler`` rows whose state is up only
 while such a worker runs (Nova's servicegroup DB driver). The message expires after one interval: a heartbeat
-that waited in the queue longer (the conductors were down) is dropped instead of marking its sender up."""
+that waited in the queue longer (the conductors were down) is dropped instead of marking its sender up, and no
+heartbeat is sent while the worker's own consumer is dead (tasks/messaging/liveness.py)."""
 from __future__ import annotations
 
 import logging
@@ -15,6 +16,7 @@ from celery.signals import worker_ready, worker_shutdown
 from core.services import BINARY_OF_QUEUE
 from core.settings import get_settings
 from tasks.messaging.celery_app import celery
+from tasks.messaging.liveness import consumer_alive
 
 LOG = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -37,7 +39,11 @@ def heartbeat_loop(host: str, binaries: list[str], stop: threading.Event) -> Non
     interval = get_settings().report_interval
     while True:
         try:
-            send_heartbeats(host, binaries)
+            alive, why = consumer_alive()
+            if alive:
+                send_heartbeats(host, binaries)
+            else:  # a worker whose consumer is dead must not look up (issue 27)
+                LOG.error("%s: no heartbeat, %s", ", ".join(binaries), why)
         except Exception as exc:
             LOG.warning("%s heartbeat failed, trying again in %s s: %s", ", ".join(binaries), interval, exc)
         if stop.wait(interval):

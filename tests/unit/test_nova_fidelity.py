@@ -479,6 +479,10 @@ def test_conductor_and_scheduler_workers_send_expiring_heartbeats(monkeypatch):
     assert service_heartbeat.binaries_of({"compute.fake-1"}) == []
     stop = threading.Event()
     stop.set()  # one round, then the loop ends
+    monkeypatch.setattr(service_heartbeat, "consumer_alive", lambda: (False, "the task consumer has not started"))
+    service_heartbeat.heartbeat_loop("ctl", ["nova-conductor", "nova-scheduler"], stop)
+    assert sent == []  # a worker whose consumer is dead sends no heartbeat (issue 27)
+    monkeypatch.setattr(service_heartbeat, "consumer_alive", lambda: (True, ""))
     service_heartbeat.heartbeat_loop("ctl", ["nova-conductor", "nova-scheduler"], stop)
     assert [(name, kw["args"], kw["queue"]) for name, kw in sent] == [
         ("stratus.conductor.service_heartbeat", ("ctl", "nova-conductor"), "conductor"),
