@@ -8,6 +8,8 @@ Flower does (the ``enable_events`` broadcast): every task sent to a queue some w
 What an idle minute may hold, and why:
 - ``heartbeat`` (or, every tenth interval, one ``report_service`` per host): the compute worker's one report per
   report_interval, which keeps its hosts "up" (Nova's service report, every report_interval too);
+- ``service_heartbeat``: one per report_interval from the conductor worker and one from the scheduler worker,
+  which keep their ``nova-conductor`` and ``nova-scheduler`` rows up (Nova's conductor and scheduler report too);
 - ``compute.sync_power_states``: one per report_interval for all of a worker's hosts, as Nova's
   _sync_power_states; it sends nothing on to the conductor while no guest changed;
 - beat's housekeeping: ``expire_stuck_instances`` every 60 s, ``resume_stalled_builds`` every 30 s,
@@ -74,12 +76,15 @@ def test_idle_cloud_sends_only_reports_and_housekeeping(idle_stack):
     assert run.returncode == 0, run.stderr
     counts = json.loads(run.stdout.strip().splitlines()[-1])
     print(f"tasks received in {WINDOW:.0f} s of an idle cloud: {counts}")
-    # 6 reports + 6 power syncs + beat's 2-3: about 15 a minute (it was 75 with reclaim every second)
-    assert sum(counts.values()) <= 2 * (PER_WINDOW + 1) + 4, counts
+    # 6 reports + 6 power syncs + 12 conductor/scheduler heartbeats + beat's 2-3: about 27 a minute (it was 75 with
+    # reclaim every second)
+    assert sum(counts.values()) <= 4 * (PER_WINDOW + 1) + 4, counts
 
     assert counts.get("stratus.conductor.reclaim_soft_deleted", 0) == 0, "reclaim is off (interval 0)"
     reports = counts.pop("stratus.conductor.heartbeat", 0) + counts.pop("stratus.conductor.report_service", 0) / 2
     assert PER_WINDOW - 1 <= reports <= PER_WINDOW + 1, counts
+    service_beats = counts.pop("stratus.conductor.service_heartbeat", 0)
+    assert 2 * (PER_WINDOW - 1) <= service_beats <= 2 * (PER_WINDOW + 1), counts
     syncs = counts.pop("stratus.compute.sync_power_states", 0)
     assert PER_WINDOW - 1 <= syncs <= PER_WINDOW + 1, counts
     beat_bounds = {"stratus.conductor.expire_stuck_instances": (0, 2), "stratus.conductor.resume_stalled_builds": (1, 3),
