@@ -39,16 +39,32 @@ bp = Blueprint("openapi", __name__)
 _ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
-def _schema_ref(spec: APISpec, schema: type[Schema]) -> dict:
+def _schema_ref(spec: APISpec, schema: type[Schema], version: APIVersion) -> dict:
+    """The component of ``schema`` as a request at ``version`` may carry it (without its fields gated to a newer
+    microversion or removed by an older one)."""
     name = schema.__name__.removesuffix("Schema") or schema.__name__
+    absent = [key for key, since in getattr(schema, "gates", {}).items() if not version.matches(since)] + \
+        [key for key, until in getattr(schema, "removed", {}).items() if version.matches(until)]
+    if absent:
+        name = f"{name}_{version}".replace(".", "_")
     if name not in spec.components.schemas:
-        spec.components.schema(name, schema=schema)
+        by_key = {field.data_key or attr: attr for attr, field in schema._declared_fields.items()}
+        spec.components.schema(name, schema=schema(exclude=[by_key[key] for key in absent]) if absent else schema)
+        # JSON Schema keywords the schema's own validation enforces and marshmallow cannot name (one action of
+        # several: maxProperties 1)
+        spec.components.schemas[name].update(getattr(schema.Meta, "json_schema", {}))
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _field_keywords(self: Any, field: Any, ret: dict, **kwargs: Any) -> dict:
+    """A field's own JSON Schema keywords (``json_schema``, next to the validator enforcing them: a map's key
+    pattern, a value of several types)."""
+    return dict(getattr(field, "json_schema", {}))
 
 
 def _declared(spec: APISpec, declared: BodySchema, version: APIVersion) -> dict:
     """The body a view loads at ``version``: the schema it loads with, under its root key."""
-    inner = _schema_ref(spec, declared.schema_for(version))
+    inner = _schema_ref(spec, declared.schema_for(version), version)
     if declared.root is None:
         return inner
     body: dict[str, Any] = {"type": "object", "required": [declared.root], "properties": {declared.root: inner}}
@@ -58,8 +74,8 @@ def _declared(spec: APISpec, declared: BodySchema, version: APIVersion) -> dict:
     return body
 
 
-def _action_body(spec: APISpec) -> dict:
-    props = {name: (_schema_ref(spec, ARGUMENT_SCHEMAS[name]) if name in ARGUMENT_SCHEMAS else {})
+def _action_body(spec: APISpec, version: APIVersion) -> dict:
+    props = {name: (_schema_ref(spec, ARGUMENT_SCHEMAS[name], version) if name in ARGUMENT_SCHEMAS else {})
              for name in sorted(ACTIONS)}
     return {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": props,
             "additionalProperties": False}
@@ -70,7 +86,7 @@ def _request_body(spec: APISpec, endpoint: str, view: Callable, version: APIVers
         ctype, schema = SPECIAL_BODIES[endpoint]
         return {"required": True, "content": {ctype: {"schema": schema}}}
     if endpoint == "servers.server_action":
-        schema = _action_body(spec)
+        schema = _action_body(spec, version)
     elif (declared := declared_body(view)) is not None:
         schema = _declared(spec, declared, version)
     else:
@@ -135,12 +151,13 @@ def _operation(spec: APISpec, rule: Any, method: str, path: str, version: APIVer
 def build(app: Flask, version: APIVersion | None = None, server: str = "/") -> dict:
     """The document of every route, with the Compute bodies and headers of ``version`` (the newest without one)."""
     version = version or APIVersion(*MAX_VERSION)
-    spec = APISpec(title="Stratus API", version=str(version), openapi_version="3.0.3",
-                   plugins=[MarshmallowPlugin()],
+    plugin = MarshmallowPlugin()
+    spec = APISpec(title="Stratus API", version=str(version), openapi_version="3.1.0", plugins=[plugin],
                    info={"description": f"OpenStack Compute v2.1 at microversion {version} (other microversions: "
                                         f"/openapi.json?microversion=2.N), Identity v3 subset (/identity/v3) and "
                                         f"Image v2 subset (/image/v2)."},
                    servers=[{"url": server, "description": "Stratus (Compute, Identity and Image)"}])
+    plugin.converter.add_attribute_function(_field_keywords)
     spec.components.security_scheme("token", {"type": "apiKey", "in": "header", "name": "X-Auth-Token"})
     for name, schema in {**tables.ERROR_SCHEMAS, **tables.VERSION_SCHEMAS}.items():
         spec.components.schema(name, schema)

@@ -6,7 +6,8 @@ import re
 from flask import Blueprint, jsonify
 from sqlalchemy import select
 
-from app.compute.request_body import json_body
+from app.compute.body_schemas import AggregateActionSchema, AggregateCreateSchema, AggregateUpdateSchema
+from app.compute.request_body import body_schema, json_body
 from app.compute.schemas import is_uuid
 from app.compute.views import iso_usec
 from app.microversion import current as api_version
@@ -86,7 +87,8 @@ def list_aggregates():
 
 @bp.post("/os-aggregates")
 @enforce("admin_api", name=f"{_P}:create", description="Create an aggregate")
-def create_aggregate():
+@body_schema(AggregateCreateSchema, root="aggregate")
+def create_aggregate(_loaded: dict):
     body = _body("aggregate", {"name", "availability_zone"}, {"name"})
     name = _name(body["name"])
     zone = _name(body.get("availability_zone"), "availability_zone", nullable=True)
@@ -102,7 +104,8 @@ def show_aggregate(aggregate_id: str):
 
 @bp.put("/os-aggregates/<aggregate_id>")
 @enforce("admin_api", name=f"{_P}:update", description="Update name and/or availability zone of an aggregate")
-def update_aggregate(aggregate_id: str):
+@body_schema(AggregateUpdateSchema, root="aggregate")
+def update_aggregate(_loaded: dict, aggregate_id: str):
     agg_id = _id(aggregate_id)
     body = _body("aggregate", {"name", "availability_zone"}, set())
     if not body:
@@ -149,7 +152,8 @@ def _metadata_arg(args: object) -> dict:
 
 @bp.post("/os-aggregates/<aggregate_id>/action")
 @checks_inside(*((f"{_P}:{a}", "admin_api") for a in ("add_host", "remove_host", "set_metadata")))
-def aggregate_action(aggregate_id: str):
+@body_schema(AggregateActionSchema)
+def aggregate_action(_loaded: dict, aggregate_id: str):
     data = json_body()
     if len(data) != 1:
         raise bad_request("Invalid aggregate action: exactly one action is required.")

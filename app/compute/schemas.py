@@ -9,7 +9,7 @@ import functools
 import re
 import uuid as uuidlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
@@ -85,6 +85,12 @@ class ServerName(fields.String):
 
 
 class StrictSchema(Schema):
+    """Unknown fields are refused. ``gates``: fields (by JSON key) a request may carry only from a microversion on;
+    ``removed``: fields refused from a microversion on (views check both with check_version_gated; the OpenAPI
+    document of a microversion leaves them out)."""
+    gates: ClassVar[dict[str, str]] = {}
+    removed: ClassVar[dict[str, str]] = {}
+
     class Meta:
         unknown = RAISE
 
@@ -97,9 +103,12 @@ class NetworkSchema(StrictSchema):
 
 
 class ServerCreateSchema(StrictSchema):
+    gates = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
+             "hypervisor_hostname": "2.74", "hostname": "2.90"}
+    removed = {"personality": "2.57"}
     name = ServerName(required=True)
     imageRef = fields.String(load_default="")
-    flavorRef = fields.Raw(required=True)
+    flavorRef = fields.Raw(required=True, metadata={"type": ["string", "integer"], "minLength": 1})
     adminPass = fields.String(validate=validate.Length(max=255))
     metadata = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=255)),
                            values=fields.String(validate=validate.Length(max=255)))
@@ -146,12 +155,20 @@ class RebootSchema(StrictSchema):
 
 
 class KeypairCreateSchema(StrictSchema):
+    gates = {"type": "2.2", "user_id": "2.10"}
     name = fields.String(required=True, validate=[validate.Length(min=1, max=255),
-                                                  validate.Regexp(r"^[a-zA-Z0-9 _\-@.]+$",
+                                                  validate.Regexp(r"^[a-zA-Z0-9 _\-]+$",
                                                                   error="Keypair name contains unsafe characters")])
     public_key = fields.String(validate=validate.Length(max=16384))
     type = fields.String(validate=validate.OneOf(["ssh", "x509"]))
     user_id = fields.String()
+
+
+class KeypairCreateV292Schema(KeypairCreateSchema):
+    """2.92 allows '@' and '.' in names."""
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=255),
+                                                  validate.Regexp(r"^[a-zA-Z0-9 _\-@.]+$",
+                                                                  error="Keypair name contains unsafe characters")])
 
 
 class FlavorCreateSchema(StrictSchema):
@@ -170,6 +187,7 @@ class FlavorCreateSchema(StrictSchema):
 
 
 class ServerUpdateSchema(StrictSchema):
+    gates = {"description": "2.19", "hostname": "2.90"}
     name = ServerName()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
     hostname = fields.String(validate=validate.Length(min=1, max=255))
@@ -182,17 +200,32 @@ class LockSchema(StrictSchema):
     locked_reason = fields.String(validate=validate.Length(min=1, max=255))
 
 
+_GROUP_POLICIES = ["anti-affinity", "affinity"]
+_SOFT_POLICIES = [*_GROUP_POLICIES, "soft-anti-affinity", "soft-affinity"]
+
+
 class ServerGroupCreateSchema(StrictSchema):
-    """Before 2.64; ``policies`` (a one-item list) is checked by the view, with Nova's messages."""
+    """Before 2.64: ``policies``, a list of exactly one policy (the view words the errors as Nova)."""
     name = ServerName(required=True)
-    policies = fields.Raw(required=True)
+    policies = fields.List(fields.String(validate=validate.OneOf(_GROUP_POLICIES)), required=True,
+                           validate=validate.Length(equal=1), metadata={"minItems": 1, "maxItems": 1})
+
+
+class ServerGroupCreateV215Schema(ServerGroupCreateSchema):
+    """2.15: the soft policies."""
+    policies = fields.List(fields.String(validate=validate.OneOf(_SOFT_POLICIES)), required=True,
+                           validate=validate.Length(equal=1), metadata={"minItems": 1, "maxItems": 1})
+
+
+class GroupRulesSchema(StrictSchema):
+    max_server_per_host = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT))
 
 
 class ServerGroupCreateV264Schema(StrictSchema):
-    """From 2.64: one ``policy`` and its ``rules`` (checked by the view)."""
+    """From 2.64: one ``policy`` and its ``rules`` (only anti-affinity takes any: the view checks that)."""
     name = ServerName(required=True)
-    policy = fields.Raw(required=True)
-    rules = fields.Raw()
+    policy = fields.String(required=True, validate=validate.OneOf(_SOFT_POLICIES))
+    rules = fields.Nested(GroupRulesSchema)
 
 
 _HOST_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
@@ -222,7 +255,7 @@ def check_version_gated(body: dict, gates: dict[str, str], v: APIVersion) -> Non
     for field, min_version in gates.items():
         if field in body and not v.matches(min_version):
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
-    if "personality" in body and v.matches("2.57"):
+    if "personality" in body and v.matches("2.57"):  # the create's and rebuild's ``removed``
         raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
     if "hostname" in body:
         check_hostname(body["hostname"], v.matches("2.94"))

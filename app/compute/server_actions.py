@@ -147,6 +147,9 @@ def trigger_crash_dump(server_id: str, args: object) -> None:
 # --- rebuild -------------------------------------------------------------------------------------------------------
 
 class RebuildSchema(StrictSchema):
+    gates = {"description": "2.19", "key_name": "2.54", "user_data": "2.57", "trusted_image_certificates": "2.63",
+             "hostname": "2.90"}
+    removed = {"personality": "2.57"}
     imageRef = fields.String(required=True)
     name = ServerName()
     adminPass = fields.String(validate=validate.Length(max=255))
@@ -166,8 +169,7 @@ class RebuildSchema(StrictSchema):
 @action_argument("rebuild", RebuildSchema)
 def rebuild(server_id: str, body: dict) -> Response:
     ctx = current()
-    check_version_gated(body, {"description": "2.19", "key_name": "2.54", "user_data": "2.57",
-                               "trusted_image_certificates": "2.63", "hostname": "2.90"}, api_version())
+    check_version_gated(body, RebuildSchema.gates, api_version())
     values: dict = {}
     if "metadata" in body:
         values["metadata_items"] = validate_metadata(body["metadata"])

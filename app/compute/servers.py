@@ -244,7 +244,7 @@ def create_server(body: dict):
 @body_schema(ServerUpdateSchema, root="server")
 def update_server(body: dict, server_id: str):
     ctx = current()
-    check_version_gated(body, {"description": "2.19", "hostname": "2.90"}, api_version())
+    check_version_gated(body, ServerUpdateSchema.gates, api_version())
     names = {"name": "display_name", "description": "display_description", "hostname": "hostname",
              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
     values = {names[k]: (str(val) if k.startswith("access") else val) for k, val in body.items() if k in names}

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app.compute.request_body import json_body
+from app.compute.body_schemas import ServiceUpdateSchema
+from app.compute.request_body import body_schema, json_body
 from app.compute.schemas import is_uuid
 from app.compute.views import api_id, iso_usec
 from app.microversion import current as api_version
@@ -45,7 +46,8 @@ def list_services():
 
 @bp.put("/os-services/<service_id>")
 @enforce("admin_api", name="os_compute_api:os-services:update")
-def update_service(service_id: str):
+@body_schema(ServiceUpdateSchema)
+def update_service(_loaded: dict, service_id: str):
     if not api_version().matches("2.53"):
         raise not_found("Use microversion 2.53 or later to update a service by its UUID.")
     if not is_uuid(service_id):
