@@ -168,6 +168,9 @@ def build(app: Flask, version: APIVersion | None = None, server: str = "/") -> d
                 continue
             path = _ARG.sub(r"{\1}", rule.rule)
             methods = (rule.methods or set()) - {"OPTIONS"}
+            declared = declared_body(app.view_functions[rule.endpoint])
+            if declared and declared.since and not version.matches(declared.since):
+                continue  # the route appears at a newer microversion
             for method in sorted(methods - {"HEAD"} if "GET" in methods else methods):
                 paths.setdefault(path, {})[method.lower()] = _operation(spec, rule, method, path, version)
     tables.links(paths)

@@ -45,6 +45,7 @@ class BodySchema:
     versions: Mapping[str, type[Schema]] = dataclasses.field(default_factory=dict)
     siblings: tuple[str, ...] | None = None
     dialect: Dialect | None = None
+    since: str | None = None
     # (first microversion, schema instance), oldest first: loading keeps no state in an instance, so one of each
     # serves every request.
     _loaders: list[tuple[str, Schema]] = dataclasses.field(init=False, repr=False)
@@ -79,13 +80,16 @@ class BodySchema:
 
 def body_schema(dialect: Dialect, schema: type[Schema], root: str | None = None, *,
                 versions: Mapping[str, type[Schema]] | None = None,
-                siblings: tuple[str, ...] | None = None) -> Callable:
-    """Load the view's JSON body with ``schema`` (see BodySchema) and pass the loaded value as its first argument."""
-    declared = BodySchema(schema, root, dict(versions or {}), siblings, dialect)
+                siblings: tuple[str, ...] | None = None, since: str | None = None) -> Callable:
+    """Load the view's JSON body with ``schema`` (see BodySchema) and pass the loaded value as its first argument.
+    ``since``: the Compute microversion the route appears at; before it the view gets None (and answers 404)."""
+    declared = BodySchema(schema, root, dict(versions or {}), siblings, dialect, since)
 
     def wrap(view: Callable) -> Callable:
         @functools.wraps(view)
         def inner(*args: Any, **kwargs: Any) -> Any:
+            if since is not None and not api_version().matches(since):
+                return view(None, *args, **kwargs)
             version = api_version() if declared.versions else None
             return view(declared.load(dialect.read(), version), *args, **kwargs)
         setattr(inner, _DECLARED, declared)

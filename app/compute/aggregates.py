@@ -6,7 +6,8 @@ import re
 from flask import Blueprint, jsonify
 from sqlalchemy import select
 
-from app.compute.body_schemas import AggregateActionSchema, AggregateCreateSchema, AggregateUpdateSchema
+from app.compute.body_schemas import (AggregateActionSchema, AggregateCreateSchema, AggregateUpdateSchema,
+                                      CacheImagesSchema)
 from app.compute.request_body import body_schema, json_body
 from app.compute.schemas import is_uuid
 from app.compute.views import iso_usec
@@ -174,7 +175,8 @@ def aggregate_action(_loaded: dict, aggregate_id: str):
 
 @bp.post("/os-aggregates/<aggregate_id>/images")
 @enforce("admin_api", name="compute:aggregates:images", description="Request image caching for an aggregate")
-def cache_aggregate_images(aggregate_id: str):
+@body_schema(CacheImagesSchema, since="2.81")
+def cache_aggregate_images(_loaded: dict, aggregate_id: str):
     """2.81: ask every host of the aggregate to pre-cache the images; 202, the hosts work in the background."""
     if not api_version().matches("2.81"):
         raise not_found("The resource could not be found.")

@@ -9,6 +9,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.compute.console_urls import TYPE_PROTOCOL
 from app.compute.schemas import MAX_INT, StrictSchema
 from core import quota
 from core.states import MAX_TAGS
@@ -177,3 +178,43 @@ def _quota_versions(filtered, prefix: str, force: bool) -> tuple[type[Schema], d
 
 QUOTA_SET, QUOTA_SET_VERSIONS = _quota_versions(quota.filtered_for_quota_sets, "QuotaSet", True)
 QUOTA_CLASS_SET, QUOTA_CLASS_SET_VERSIONS = _quota_versions(quota.filtered_for_quota_classes, "QuotaClassSet", False)
+
+
+class ImageRefSchema(StrictSchema):
+    id = fields.UUID(required=True)
+
+
+class CacheImagesSchema(StrictSchema):
+    """2.81: the images an aggregate's hosts pre-cache, each once."""
+    cache = fields.List(fields.Nested(ImageRefSchema), required=True, validate=validate.Length(min=1),
+                        metadata={"minItems": 1, "uniqueItems": True})
+
+
+class NullArgument(fields.Field):
+    """An action that takes no argument: ``null``."""
+
+    def __init__(self, **kw: Any):
+        super().__init__(allow_none=True, **kw)
+        self.json_schema = {"type": "null"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
+        raise ValidationError(f"{value!r} is not of type 'null'")
+
+
+class MigrationActionSchema(StrictSchema):
+    force_complete = NullArgument(required=True)
+
+
+class RemoteConsoleSchema(StrictSchema):
+    """A console type and its protocol, among the ones Stratus serves."""
+    protocol = fields.String(required=True, validate=validate.OneOf(sorted(set(TYPE_PROTOCOL.values()))))
+    type = fields.String(required=True, validate=validate.OneOf(sorted(TYPE_PROTOCOL)))
+
+    class Meta(StrictSchema.Meta):
+        json_schema = {"oneOf": [{"properties": {"protocol": {"const": protocol}, "type": {"const": kind}}}
+                                 for kind, protocol in sorted(TYPE_PROTOCOL.items())]}
+
+    @validates_schema
+    def _pair(self, data: dict, **kw: Any) -> None:
+        if TYPE_PROTOCOL.get(data.get("type")) != data.get("protocol"):
+            raise ValidationError(f"Unavailable console type {data.get('type')}.")

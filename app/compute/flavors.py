@@ -110,7 +110,7 @@ def delete_flavor(flavor_id: str):
 
 @bp.put("/flavors/<flavor_id>")
 @enforce("admin_api", name="os_compute_api:os-flavor-manage:update")
-@body_schema(FlavorUpdateSchema, root="flavor")
+@body_schema(FlavorUpdateSchema, root="flavor", since="2.55")
 def update_flavor(_loaded: dict, flavor_id: str):
     if not api_version().matches("2.55"):
         raise not_found("The resource could not be found.")

@@ -32,6 +32,6 @@ NOVA = request_body.Dialect(
 
 
 def body_schema(schema: type[Schema], root: str | None = None, *, versions: Mapping[str, type[Schema]] | None = None,
-                siblings: tuple[str, ...] | None = None) -> Callable:
+                siblings: tuple[str, ...] | None = None, since: str | None = None) -> Callable:
     """Load the view's JSON body with ``schema`` (Nova's 400s) and pass the loaded value as its first argument."""
-    return request_body.body_schema(NOVA, schema, root, versions=versions, siblings=siblings)
+    return request_body.body_schema(NOVA, schema, root, versions=versions, siblings=siblings, since=since)

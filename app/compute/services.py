@@ -46,7 +46,7 @@ def list_services():
 
 @bp.put("/os-services/<service_id>")
 @enforce("admin_api", name="os_compute_api:os-services:update")
-@body_schema(ServiceUpdateSchema)
+@body_schema(ServiceUpdateSchema, since="2.53")
 def update_service(_loaded: dict, service_id: str):
     if not api_version().matches("2.53"):
         raise not_found("Use microversion 2.53 or later to update a service by its UUID.")

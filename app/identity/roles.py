@@ -10,8 +10,9 @@ from sqlalchemy import delete, select
 
 from app import auth
 from app.context import current
+from app.identity.body_schemas import RoleCreateSchema, RoleUpdateSchema
 from app.identity.bodies import collection, domain_ref, role_body, v3_url
-from app.identity.inputs import bool_arg, get_or_404, json_body, self_or_admin, str_field
+from app.identity.inputs import body_schema, bool_arg, get_or_404, json_body, self_or_admin, str_field
 from app.policy import check, enforce
 from core import db
 from core.errors import ApiError
@@ -37,7 +38,8 @@ def list_roles():
 
 @bp.post("/v3/roles")
 @enforce("admin_api")
-def create_role():
+@body_schema(RoleCreateSchema, root="role")
+def create_role(_loaded: dict):
     data = json_body("role")
     name = str_field(data, "name", required=True)
     if data.get("domain_id"):
@@ -64,7 +66,8 @@ def show_role(role_id):
 
 @bp.patch("/v3/roles/<role_id>")
 @enforce("admin_api")
-def update_role(role_id):
+@body_schema(RoleUpdateSchema, root="role")
+def update_role(_loaded: dict, role_id):
     data = json_body("role")
     name = str_field(data, "name")
     with db.write_session() as s:

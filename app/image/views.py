@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select, update
 
+from app.image.body_schemas import CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES, ImageCreateSchema, body_schema
 from app.context import current
 from app.policy import check, enforce, public
 from core import db, image_store
@@ -23,9 +24,6 @@ from core.settings import get_settings
 
 bp = Blueprint("image", __name__)
 
-DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
-CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
-VISIBILITIES = ("public", "private", "shared", "community")
 READ_ONLY = ("status", "size", "virtual_size", "created_at", "updated_at", "self", "file", "schema",
              "os_hash_algo", "os_hash_value", "direct_url", "locations", "checksum")
 BASE_ATTRS = ("id", "name", "disk_format", "container_format", "visibility", "protected", "min_disk", "min_ram",
@@ -389,11 +387,10 @@ def list_images():
 
 @bp.post("/v2/images")
 @enforce("project_member_api")
-def create_image():
+@body_schema(ImageCreateSchema)
+def create_image(_loaded: dict):
     ctx = current()
     data = request.get_json(silent=True, force=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
     now = utcnow()
     img = Image(id=str(uuid.uuid4()), status="queued", visibility="shared", protected=False, owner=ctx.project_id,
                 min_disk=0, min_ram=0, properties={}, tags=[], created_at=now, updated_at=now)
