@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.compute.body_schemas import (AggregateActionSchema, AggregateCreateSchema, AggregateUpdateSchema,
                                       CacheImagesSchema)
 from app.compute.request_body import body_schema, json_body
-from app.compute.schemas import is_uuid
+from app.compute.schemas import MAX_INT, is_uuid
 from app.compute.views import iso_usec
 from app.microversion import current as api_version
 from app.policy import authorize, checks_inside, enforce, register
@@ -49,8 +49,10 @@ def _get(aggregate_id: str | int) -> Aggregate:
 
 
 def _id(aggregate_id: str) -> int:
-    if not aggregate_id.isdigit():
+    if not (aggregate_id.isascii() and aggregate_id.isdigit()):  # "²" is a digit int() refuses
         raise bad_request(f"Invalid aggregate id: {aggregate_id}")
+    if int(aggregate_id) > MAX_INT:  # beyond the id column: no such aggregate
+        raise not_found(f"Aggregate {aggregate_id} could not be found.")
     return int(aggregate_id)
 
 
