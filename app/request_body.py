@@ -100,3 +100,4 @@ def body_schema(dialect: Dialect, schema: type[Schema], root: str | None = None,
 def declared_body(view: Callable) -> BodySchema | None:
     """The body a view declared with ``@body_schema`` (kept on the wrappers around it), if any."""
     return getattr(view, _DECLARED, None)
+

@@ -144,7 +144,9 @@ class ServiceUpdateSchema(StrictSchema):
     forced_down = fields.Boolean(truthy={True}, falsy={False})
 
     class Meta(StrictSchema.Meta):
-        json_schema = {"minProperties": 1}
+        # a disabled_reason goes with status "disabled" (the view words the error as Nova)
+        json_schema = {"minProperties": 1, "dependentSchemas": {"disabled_reason": {
+            "required": ["status"], "properties": {"status": {"const": "disabled"}}}}}
 
 
 class QuotaValue(fields.Field):

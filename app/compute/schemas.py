@@ -13,11 +13,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
+from app.fields import WholeNumber
 from core.errors import bad_request
 
 if TYPE_CHECKING:
     from app.microversion import APIVersion
 
+_HOST_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+_HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}$")
+_FQDN_RE = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
 _NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
 # Nova's database limits (nova/db/constants.py): larger numbers are refused by the schema, not by the database.
 MAX_INT = 2147483647
@@ -102,6 +106,12 @@ class NetworkSchema(StrictSchema):
     tag = fields.String()
 
 
+# A create's network: the built-in one, named by its uuid (Stratus has no ports and picks the fixed IP itself).
+NETWORK_ITEM = {"type": "object", "required": ["uuid"], "additionalProperties": False,
+                "properties": {"uuid": {"type": "string", "format": "uuid"}}}
+BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
 class ServerCreateSchema(StrictSchema):
     gates = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
              "hypervisor_hostname": "2.74", "hostname": "2.90"}
@@ -112,13 +122,13 @@ class ServerCreateSchema(StrictSchema):
     adminPass = fields.String(validate=validate.Length(max=255))
     metadata = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=255)),
                            values=fields.String(validate=validate.Length(max=255)))
-    user_data = fields.String()
+    user_data = fields.String(validate=validate.Regexp(BASE64))
     key_name = fields.String(validate=validate.Length(min=1, max=255))
     availability_zone = fields.String(validate=validate.Length(min=1, max=255))
-    min_count = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT))
-    max_count = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT))
+    min_count = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
+    max_count = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
     return_reservation_id = fields.Boolean()
-    networks = fields.Raw()
+    networks = fields.Raw(metadata={"type": "array", "maxItems": 1, "items": NETWORK_ITEM})  # the view checks it
     config_drive = fields.Raw()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
     accessIPv4 = fields.IPv4()
@@ -128,10 +138,10 @@ class ServerCreateSchema(StrictSchema):
     block_device_mapping_v2 = fields.List(fields.Dict())
     personality = fields.List(fields.Dict())
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=60)), validate=validate.Length(max=50))
-    hostname = fields.String(validate=validate.Length(min=1, max=255))
+    hostname = fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(_HOSTNAME_RE)])
     host = fields.String()
     hypervisor_hostname = fields.String()
-    trusted_image_certificates = fields.List(fields.String(), allow_none=True)
+    trusted_image_certificates = fields.List(fields.String(), allow_none=True, validate=validate.Length(max=0))
     # Legacy extension keys some clients send.
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
 
@@ -148,6 +158,12 @@ class ServerCreateSchema(StrictSchema):
             base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise ValidationError("User data needs to be valid base 64.") from None
+
+
+class ServerCreateV237Schema(ServerCreateSchema):
+    """2.37: ``networks`` is required, and may be "auto" or "none"."""
+    networks = fields.Raw(required=True, metadata={"oneOf": [
+        {"type": "string", "enum": ["auto", "none"]}, {"type": "array", "maxItems": 1, "items": NETWORK_ITEM}]})
 
 
 class RebootSchema(StrictSchema):
@@ -190,7 +206,7 @@ class ServerUpdateSchema(StrictSchema):
     gates = {"description": "2.19", "hostname": "2.90"}
     name = ServerName()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
-    hostname = fields.String(validate=validate.Length(min=1, max=255))
+    hostname = fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(_HOSTNAME_RE)])
     accessIPv4 = fields.IPv4()
     accessIPv6 = fields.IPv6()
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
@@ -218,7 +234,7 @@ class ServerGroupCreateV215Schema(ServerGroupCreateSchema):
 
 
 class GroupRulesSchema(StrictSchema):
-    max_server_per_host = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT))
+    max_server_per_host = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
 
 
 class ServerGroupCreateV264Schema(StrictSchema):
@@ -227,10 +243,12 @@ class ServerGroupCreateV264Schema(StrictSchema):
     policy = fields.String(required=True, validate=validate.OneOf(_SOFT_POLICIES))
     rules = fields.Nested(GroupRulesSchema)
 
+    class Meta(StrictSchema.Meta):
+        # only anti-affinity takes rules (the view words the error as Nova)
+        json_schema = {"if": {"properties": {"policy": {"const": "anti-affinity"}}},
+                       "else": {"properties": {"rules": {"maxProperties": 0}}}}
 
-_HOST_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-_HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}$")
-_FQDN_RE = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
+
 
 
 def check_hostname(value: str, fqdn_allowed: bool) -> None:

@@ -155,5 +155,9 @@ class ScopeField(fields.Field):
 
 
 class AuthSchema(_Open):
-    identity = fields.Nested(IdentitySchema, required=True)
+    # the first method of password and token that ``methods`` names needs its own object
+    identity = _keywords(fields.Nested(IdentitySchema, required=True), **{
+        "if": {"properties": {"methods": {"contains": {"const": "password"}}}}, "then": {"required": ["password"]},
+        "else": {"if": {"properties": {"methods": {"contains": {"const": "token"}}}},
+                 "then": {"required": ["token"]}}})
     scope = ScopeField()

@@ -10,6 +10,7 @@ from flask import request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app import request_body
+from app.fields import WholeNumber
 from core.errors import ApiError
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
@@ -30,8 +31,8 @@ class ImageCreateSchema(Schema):
     visibility = fields.String(validate=validate.OneOf(VISIBILITIES))
     protected = _bool()
     os_hidden = _bool()
-    min_disk = fields.Integer(strict=True, validate=validate.Range(min=0, max=_MAX_INT))
-    min_ram = fields.Integer(strict=True, validate=validate.Range(min=0, max=_MAX_INT))
+    min_disk = WholeNumber(validate=validate.Range(min=0, max=_MAX_INT))
+    min_ram = WholeNumber(validate=validate.Range(min=0, max=_MAX_INT))
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=255)))
     owner = fields.String(allow_none=True, validate=validate.Length(max=64))
 

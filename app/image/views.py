@@ -132,7 +132,9 @@ def _set_attr(img: Image, key: str, value, *, creating: bool) -> None:
         else:
             img.properties = {**(img.properties or {}), "os_hidden": value}
     elif key in ("min_disk", "min_ram"):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, float) and value.is_integer():  # JSON Schema's integer: 3.0 is 3
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2147483647:
             raise ApiError(400, f"Invalid input for field '{key}': must be a non-negative integer.")
         setattr(img, key, value)
     elif key == "tags":

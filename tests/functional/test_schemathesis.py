@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from app.response_log import ENV
 from harness.stack import BACKENDS, REPO, VENV_BIN, Stack
@@ -51,24 +53,32 @@ def _member(stack: Stack) -> str:
 
 
 def _config(stack: Stack, token: str) -> str:
-    """schemathesis.toml: the test data a schema-valid request needs to be accepted (a flavor and an image that
-    exist, the token's project for the quota APIs), as Schemathesis's configuration supplies it."""
+    """schemathesis.toml: the test data a schema-valid request needs to be accepted (flavors, images and the
+    network that exist, a real public key, the token's project for the quota APIs), as Schemathesis's
+    configuration supplies it: references the document can type but not enumerate."""
     hdrs = {"X-Auth-Token": token}
     flavors = [f["id"] for f in requests.get(f"{stack.url}/v2.1/flavors", headers=hdrs).json()["flavors"]]
     images = [i["id"] for i in requests.get(f"{stack.url}/image/v2/images", headers=hdrs).json()["images"]]
     project = requests.get(f"{stack.url}/identity/v3/auth/tokens",
                            headers={**hdrs, "X-Subject-Token": token}).json()["token"]["project"]["id"]
+    networks = [n["id"] for n in requests.get(f"{stack.url}/v2.1/os-networks", headers=hdrs).json()["networks"]]
+    public_key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
     lines = [f"max-time = {MAX_TIME}", "[generation]", f"max-examples = {MAX_EXAMPLES}",
              "[dictionaries.flavors]", f"values = {json.dumps(flavors)}"]
+    lines += ["[dictionaries.networks]", f"values = {json.dumps(networks)}",
+              "[dictionaries.public_keys]", f"values = {json.dumps([public_key.decode() + ' fuzz@stratus'])}"]
     if images:
         lines += ["[dictionaries.images]", f"values = {json.dumps(images)}"]
     lines += ["[checks.negative_data_rejection]",  # the HTTP server refuses a request line over its limit
               f"expected-statuses = {json.dumps(NEGATIVE_REJECTED)}",
               "[parameters]", '"body.server.flavorRef" = { dictionary = "flavors" }',
-              '"body.resize.flavorRef" = { dictionary = "flavors" }']
+              '"body.resize.flavorRef" = { dictionary = "flavors" }',
+              '"body.server.networks[*].uuid" = { dictionary = "networks" }',
+              '"body.keypair.public_key" = { dictionary = "public_keys" }']
     if images:
         lines += ['"body.server.imageRef" = { dictionary = "images" }',
-                  '"body.rebuild.imageRef" = { dictionary = "images" }']
+                  '"body.rebuild.imageRef" = { dictionary = "images" }',
+                  '"body.cache[*].id" = { dictionary = "images" }']
     lines += ["[[operations]]", 'include-path-regex = "^/v2.1/os-(quota-sets|simple-tenant-usage)/"',
               f'parameters = {{ "path.project_id" = "{project}", "path.tenant_id" = "{project}" }}']
     return "\n".join(lines) + "\n"
@@ -80,7 +90,8 @@ def _run(stack: Stack, token: str, who: str, microversion: str, out: Path) -> di
     report = out / f"{who}.json"
     cmd = [str(VENV_BIN / "schemathesis"), "--config-file", str(config), "run",
            f"{stack.url}/openapi.json?microversion={microversion}", "-H", f"X-Auth-Token: {token}",
-           "-H", f"OpenStack-API-Version: compute {microversion}", "--checks", "all", "--exclude-checks", ",".join(EXCLUDED_CHECKS),
+           "-H", f"OpenStack-API-Version: compute {microversion}",
+           "--checks", "all", "--exclude-checks", ",".join(EXCLUDED_CHECKS),
            "--phases", "examples,coverage,fuzzing,stateful", "--workers", "1", "--seed", "28",
            "--request-timeout", "30", "--report", "json", "--report-json-path", str(report), "--no-color"]
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=MAX_TIME * 3,
@@ -125,7 +136,8 @@ def test_schemathesis_all_checks_admin_and_member(fuzz_stack: Stack, tmp_path: P
             "admin": _run(fuzz_stack, fuzz_stack.admin_token(), "admin", ADMIN_MICROVERSION, tmp_path)}
     records = _responses_since(offset)
     figures: dict = {"backend": fuzz_stack.backend.name,
-                     "microversions": {"member": MEMBER_MICROVERSION, "admin": ADMIN_MICROVERSION}, "excluded_checks": EXCLUDED_CHECKS,
+                     "microversions": {"member": MEMBER_MICROVERSION, "admin": ADMIN_MICROVERSION},
+                     "excluded_checks": EXCLUDED_CHECKS,
                      "responses": len(records), "responses_5xx": sum(r["status"] >= 500 for r in records),
                      "runs": {}}
     for who, data in runs.items():
