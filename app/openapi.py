@@ -31,9 +31,12 @@ from core.settings import get_settings
 SPECIAL_BODIES: dict[str, tuple[str, dict]] = {
     "image.upload_image": ("application/octet-stream", {"type": "string", "format": "binary"}),
     "image.update_image": ("application/openstack-images-v2.1-json-patch", {
-        "type": "array", "items": {"type": "object", "required": ["op", "path"], "properties": {
-            "op": {"type": "string", "enum": ["add", "replace", "remove"]}, "path": {"type": "string", "pattern": "^/"},
-            "value": {}}}}),
+        "type": "array", "items": {"oneOf": [
+            {"type": "object", "required": ["op", "path", "value"], "properties": {
+                "op": {"type": "string", "enum": ["add", "replace"]}, "path": {"type": "string", "pattern": "^/"},
+                "value": {}}},
+            {"type": "object", "required": ["op", "path"], "properties": {
+                "op": {"type": "string", "enum": ["remove"]}, "path": {"type": "string", "pattern": "^/"}}}]}}),
 }
 bp = Blueprint("openapi", __name__)
 _ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")

@@ -79,6 +79,14 @@ class AggregateUpdateSchema(StrictSchema):
     name = _agg_name()
     availability_zone = _agg_name(allow_none=True)
 
+    class Meta(StrictSchema.Meta):
+        json_schema = {"minProperties": 1}
+
+    @validates_schema
+    def _something(self, data: dict, **kw: Any) -> None:
+        if not data:
+            raise ValidationError("{} does not have enough properties")
+
 
 class AggregateHostSchema(StrictSchema):
     host = _agg_name(required=True)

@@ -134,8 +134,10 @@ class ServerCreateSchema(StrictSchema):
     accessIPv4 = fields.IPv4()
     accessIPv6 = fields.IPv6()
     security_groups = fields.List(fields.Dict())
-    block_device_mapping = fields.List(fields.Dict())
-    block_device_mapping_v2 = fields.List(fields.Dict())
+    # Stratus has no volume service: a mapping can only restate the local image disk (the view checks it), so
+    # the document shows none
+    block_device_mapping = fields.List(fields.Dict(), metadata={"maxItems": 0})
+    block_device_mapping_v2 = fields.List(fields.Dict(), metadata={"maxItems": 0})
     personality = fields.List(fields.Dict())
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=60)), validate=validate.Length(max=50))
     hostname = fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(_HOSTNAME_RE)])
