@@ -12,6 +12,7 @@ UUID = {"type": "string", "format": "uuid"}
 # Path parameters whose view refuses other shapes with a 400 (Nova: "Invalid aggregate id", "Invalid ID").
 PATH_PARAMETERS: dict[str, dict] = {
     "aggregate_id": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+    "tag": {"type": "string", "minLength": 1, "maxLength": 60, "pattern": "^[^,/]*$"},  # Nova's server tag
 }
 
 

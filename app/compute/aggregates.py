@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from app.compute.body_schemas import (AggregateActionSchema, AggregateCreateSchema, AggregateUpdateSchema,
@@ -127,7 +127,9 @@ def update_aggregate(_loaded: dict, aggregate_id: str):
 @enforce("admin_api", name=f"{_P}:delete", description="Delete an aggregate")
 def delete_aggregate(aggregate_id: str):
     rpc.call("stratus.conductor.delete_aggregate", _id(aggregate_id))
-    return "", 200
+    resp = Response(status=200)
+    del resp.headers["Content-Type"]  # Nova's 200 has no body, so no media type
+    return resp
 
 
 def _host_arg(args: object, action: str) -> str:

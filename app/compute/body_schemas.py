@@ -10,21 +10,9 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.compute.console_urls import TYPE_PROTOCOL
-from app.compute.schemas import MAX_INT, StrictSchema
+from app.compute.schemas import KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, StrictSchema
 from core import quota
 from core.states import MAX_TAGS
-
-KEY_PATTERN = r"^[a-zA-Z0-9-_:. ]{1,255}$"  # Nova's metadata / extra spec / aggregate metadata keys
-_KEY_RE = re.compile(KEY_PATTERN)
-
-
-class KeyedMap(fields.Dict):
-    """A JSON object whose keys match Nova's key pattern; ``values`` as for fields.Dict."""
-
-    def __init__(self, values: fields.Field, **kw: Any):
-        super().__init__(keys=fields.String(validate=validate.Regexp(_KEY_RE)), values=values, **kw)
-        self.json_schema = {"propertyNames": {"pattern": KEY_PATTERN}}
-
 
 def _text(max_len: int = 255, **kw: Any) -> fields.String:
     return fields.String(validate=validate.Length(max=max_len), **kw)
@@ -137,7 +125,7 @@ class ExtraSpecBodySchema(Schema):
         if len(data) != 1:
             raise ValidationError("Request body contains too many items" if data else "An extra spec is required")
         ((key, value),) = data.items()
-        if not _KEY_RE.match(key):
+        if not KEY_RE.match(key):
             raise ValidationError(f"'{key}' does not match '{KEY_PATTERN}'")
         StringNumberOrBool().deserialize(value)
 

@@ -88,6 +88,18 @@ class ServerName(fields.String):
                          **kw)
 
 
+KEY_PATTERN = r"^[a-zA-Z0-9-_:. ]{1,255}$"  # Nova's metadata / extra spec / aggregate metadata keys
+KEY_RE = re.compile(KEY_PATTERN)
+
+
+class KeyedMap(fields.Dict):
+    """A JSON object whose keys match Nova's key pattern; ``values`` as for fields.Dict."""
+
+    def __init__(self, values: fields.Field, **kw: Any):
+        super().__init__(keys=fields.String(validate=validate.Regexp(KEY_RE)), values=values, **kw)
+        self.json_schema = {"propertyNames": {"pattern": KEY_PATTERN}}
+
+
 class StrictSchema(Schema):
     """Unknown fields are refused. ``gates``: fields (by JSON key) a request may carry only from a microversion on;
     ``removed``: fields refused from a microversion on (views check both with check_version_gated; the OpenAPI
@@ -113,6 +125,11 @@ BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 
 class ServerCreateSchema(StrictSchema):
+    class Meta(StrictSchema.Meta):
+        # a hostname names one server (the view words the error as Nova)
+        json_schema = {"dependentSchemas": {"hostname": {"properties": {"max_count": {"maximum": 1},
+                                                                         "min_count": {"maximum": 1}}}}}
+
     gates = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
              "hypervisor_hostname": "2.74", "hostname": "2.90"}
     removed = {"personality": "2.57"}
@@ -120,8 +137,7 @@ class ServerCreateSchema(StrictSchema):
     imageRef = fields.String(load_default="")
     flavorRef = fields.Raw(required=True, metadata={"type": ["string", "integer"], "minLength": 1})
     adminPass = fields.String(validate=validate.Length(max=255))
-    metadata = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=255)),
-                           values=fields.String(validate=validate.Length(max=255)))
+    metadata = KeyedMap(fields.String(validate=validate.Length(max=255)))
     user_data = fields.String(validate=validate.Regexp(BASE64))
     key_name = fields.String(validate=validate.Length(min=1, max=255))
     availability_zone = fields.String(validate=validate.Length(min=1, max=255))

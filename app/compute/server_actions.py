@@ -13,8 +13,8 @@ from sqlalchemy import select
 from app.compute.boot_request import image_for_boot
 from app.compute.instances import get_instance, start_action, writable_instance
 from app.compute.metadata_items import check_create_quota, validate_metadata
-from app.compute.schemas import (LockSchema, RebootSchema, ServerName, StrictSchema, action_argument, check_no_args,
-                                 check_version_gated, is_uuid, load)
+from app.compute.schemas import (KeyedMap, LockSchema, RebootSchema, ServerName, StrictSchema, action_argument,
+                                 check_no_args, check_version_gated, is_uuid, load)
 from app.compute.server_bodies import render
 from app.compute.views import base_url
 from app.context import RequestContext, current
@@ -153,7 +153,7 @@ class RebuildSchema(StrictSchema):
     imageRef = fields.String(required=True)
     name = ServerName()
     adminPass = fields.String(validate=validate.Length(max=255))
-    metadata = fields.Raw()
+    metadata = KeyedMap(fields.String(validate=validate.Length(max=255)))
     preserve_ephemeral = fields.Boolean(truthy={True}, falsy={False})
     accessIPv4 = fields.IPv4()
     accessIPv6 = fields.IPv6()
@@ -210,7 +210,7 @@ def rebuild(server_id: str, body: dict) -> Response:
 
 class CreateImageSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    metadata = fields.Raw()
+    metadata = KeyedMap(fields.String(validate=validate.Length(max=255)))
 
 
 @action_argument("createImage", CreateImageSchema)

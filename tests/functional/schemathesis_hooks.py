@@ -44,6 +44,8 @@ def _with_refs(path: str, body: dict) -> dict:
         server["flavorRef"] = _REFS["flavors"][0]
         if _REFS["images"]:
             server["imageRef"] = _REFS["images"][0]
+        if isinstance(server.get("min_count"), int) and isinstance(server.get("max_count"), int):
+            server["max_count"] = max(server["min_count"], server["max_count"])  # Nova: min_count <= max_count
         if isinstance(server.get("networks"), list):
             server["networks"] = [{"uuid": _REFS["networks"][0]} for _ in server["networks"][:1]]
         body["server"] = server
