@@ -33,7 +33,7 @@ SPECIAL_BODIES: dict[str, tuple[str, dict]] = {
     "image.update_image": ("application/openstack-images-v2.1-json-patch", {
         "type": "array", "items": {"oneOf": [
             {"type": "object", "required": ["op", "path", "value"], "properties": {
-                "op": {"type": "string", "enum": ["add", "replace"]}, "path": {"type": "string", "pattern": "^/"},
+                "op": {"type": "string", "enum": ["add", "replace"]}, "path": {"type": "string", "pattern": "^/.{1,255}$"},
                 "value": {}}},
             {"type": "object", "required": ["op", "path"], "properties": {
                 "op": {"type": "string", "enum": ["remove"]}, "path": {"type": "string", "pattern": "^/"}}}]}}),

@@ -126,15 +126,16 @@ BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 
 class ServerCreateSchema(StrictSchema):
     class Meta(StrictSchema.Meta):
-        # a hostname names one server (the view words the error as Nova)
-        json_schema = {"dependentSchemas": {"hostname": {"properties": {"max_count": {"maximum": 1},
-                                                                         "min_count": {"maximum": 1}}}}}
+        # a hostname names one server (the view words the error as Nova); without a volume service the server
+        # boots from an image (a block device mapping may only restate it, and the document shows none)
+        json_schema = {"required": ["name", "flavorRef", "imageRef"], "dependentSchemas": {"hostname": {
+            "properties": {"max_count": {"maximum": 1}, "min_count": {"maximum": 1}}}}}
 
     gates = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
              "hypervisor_hostname": "2.74", "hostname": "2.90"}
     removed = {"personality": "2.57"}
     name = ServerName(required=True)
-    imageRef = fields.String(load_default="")
+    imageRef = fields.String(load_default="", metadata={"minLength": 1})
     flavorRef = fields.Raw(required=True, metadata={"type": ["string", "integer"], "minLength": 1})
     adminPass = fields.String(validate=validate.Length(max=255))
     metadata = KeyedMap(fields.String(validate=validate.Length(max=255)))
@@ -199,10 +200,11 @@ class KeypairCreateSchema(StrictSchema):
 
 
 class KeypairCreateV292Schema(KeypairCreateSchema):
-    """2.92 allows '@' and '.' in names."""
+    """2.92 allows '@' and '.' in names, and takes no more requests to generate a key: public_key is required."""
     name = fields.String(required=True, validate=[validate.Length(min=1, max=255),
                                                   validate.Regexp(r"^[a-zA-Z0-9 _\-@.]+$",
                                                                   error="Keypair name contains unsafe characters")])
+    public_key = fields.String(required=True, validate=validate.Length(max=16384))
 
 
 class FlavorCreateSchema(StrictSchema):

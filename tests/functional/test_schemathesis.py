@@ -65,6 +65,16 @@ def _refs(stack: Stack, token: str) -> dict:
             "public_key": public_key.decode() + " fuzz@stratus"}
 
 
+def _image(stack: Stack) -> str:
+    """A public active image (1 KiB of raw data) the member's and the admin's boots and rebuilds can name."""
+    hdrs = {"X-Auth-Token": stack.admin_token()}
+    image = requests.post(f"{stack.url}/image/v2/images", headers=hdrs, json={
+        "name": "fuzz-image", "disk_format": "raw", "container_format": "bare", "visibility": "public"}).json()
+    requests.put(f"{stack.url}/image/v2/images/{image['id']}/file", data=b"\0" * 1024,
+                 headers={**hdrs, "Content-Type": "application/octet-stream"}).raise_for_status()
+    return image["id"]
+
+
 def _config(stack: Stack, token: str) -> str:
     """schemathesis.toml: the time box, and the token's project for the quota and usage APIs (a project that
     exists: Nova answers 400 for another)."""
@@ -123,6 +133,7 @@ def fuzz_stack(request, tmp_path_factory):
 
 
 def test_schemathesis_all_checks_admin_and_member(fuzz_stack: Stack, tmp_path: Path):
+    _image(fuzz_stack)
     log = Path(os.environ[ENV])
     offset = log.stat().st_size if log.exists() else 0
     # The member first: the admin's run may delete what the member's token needs (the admin's own user and
