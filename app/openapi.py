@@ -28,15 +28,15 @@ from core.errors import ApiError
 from core.settings import get_settings
 
 # Bodies of routes whose views are not JSON-object endpoints (endpoint -> (content type, JSON schema)).
+_PATCH_PATH = {"type": "string", "pattern": "^/.{1,255}$"}  # a property of the image
 SPECIAL_BODIES: dict[str, tuple[str, dict]] = {
     "image.upload_image": ("application/octet-stream", {"type": "string", "format": "binary"}),
     "image.update_image": ("application/openstack-images-v2.1-json-patch", {
         "type": "array", "items": {"oneOf": [
             {"type": "object", "required": ["op", "path", "value"], "properties": {
-                "op": {"type": "string", "enum": ["add", "replace"]}, "path": {"type": "string", "pattern": "^/.{1,255}$"},
-                "value": {}}},
+                "op": {"type": "string", "enum": ["add", "replace"]}, "path": _PATCH_PATH, "value": {}}},
             {"type": "object", "required": ["op", "path"], "properties": {
-                "op": {"type": "string", "enum": ["remove"]}, "path": {"type": "string", "pattern": "^/"}}}]}}),
+                "op": {"type": "string", "enum": ["remove"]}, "path": _PATCH_PATH}}]}}),
 }
 bp = Blueprint("openapi", __name__)
 _ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -55,7 +55,9 @@ def _schema_ref(spec: APISpec, schema: type[Schema], version: APIVersion) -> dic
         spec.components.schema(name, schema=schema(exclude=[by_key[key] for key in absent]) if absent else schema)
         # JSON Schema keywords the schema's own validation enforces and marshmallow cannot name (one action of
         # several: maxProperties 1)
-        spec.components.schemas[name].update(getattr(schema.Meta, "json_schema", {}))
+        component = spec.components.schemas[name]
+        for key, value in getattr(schema.Meta, "json_schema", {}).items():
+            component[key] = sorted({*component.get(key, []), *value}) if key == "required" else value
     return {"$ref": f"#/components/schemas/{name}"}
 
 

@@ -1,7 +1,10 @@
 """os-quota-sets and os-quota-class-sets (Nova's shapes per microversion; writes go through the conductor)."""
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 
@@ -20,6 +23,17 @@ bp = Blueprint("quotas", __name__)
 _INT_RE = re.compile(r"^-?[0-9]+$")
 _TRUE = ("true", "1", "on", "yes")
 _FALSE = ("false", "0", "off", "no")
+
+
+def _authorized(rule: str) -> Callable:
+    """The project's policy rule before the body is read: a reader gets 403 whatever it sends."""
+    def wrap(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def inner(*args: Any, project_id: str, **kwargs: Any) -> Any:
+            authorize(rule, project_id)
+            return view(*args, project_id=project_id, **kwargs)
+        return inner
+    return wrap
 
 
 def _verify_project(project_id: str) -> None:
@@ -134,6 +148,7 @@ def show_quota_set_defaults(project_id: str):
 
 @bp.put("/os-quota-sets/<project_id>")
 @checks_inside(("os_compute_api:os-quota-sets:update", "admin_api"))
+@_authorized("os_compute_api:os-quota-sets:update")
 @body_schema(QUOTA_SET, root="quota_set", versions=QUOTA_SET_VERSIONS)
 def update_quota_set(_loaded: dict, project_id: str):
     """Admin only: the project's limits, or (``?user_id=``) a user's, within Nova's settable range unless

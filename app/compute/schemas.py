@@ -157,10 +157,12 @@ class ServerCreateSchema(StrictSchema):
     block_device_mapping_v2 = fields.List(fields.Dict(), metadata={"maxItems": 0})
     personality = fields.List(fields.Dict())
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=60)), validate=validate.Length(max=50))
-    hostname = fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(_HOSTNAME_RE)])
+    hostname = fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(
+        _FQDN_RE, error="'{input}' does not match '{regex}'")])
     host = fields.String()
     hypervisor_hostname = fields.String()
-    trusted_image_certificates = fields.List(fields.String(), allow_none=True, validate=validate.Length(max=0))
+    # refused when not empty (Stratus does not verify image signatures: check_trusted_certs)
+    trusted_image_certificates = fields.List(fields.String(), allow_none=True, metadata={"maxItems": 0})
     # Legacy extension keys some clients send.
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
 
@@ -226,7 +228,8 @@ class ServerUpdateSchema(StrictSchema):
     gates = {"description": "2.19", "hostname": "2.90"}
     name = ServerName()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
-    hostname = fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(_HOSTNAME_RE)])
+    hostname = fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(
+        _FQDN_RE, error="'{input}' does not match '{regex}'")])
     accessIPv4 = fields.IPv4()
     accessIPv6 = fields.IPv6()
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
@@ -240,31 +243,31 @@ _GROUP_POLICIES = ["anti-affinity", "affinity"]
 _SOFT_POLICIES = [*_GROUP_POLICIES, "soft-anti-affinity", "soft-affinity"]
 
 
+def _policies(choices: list[str]) -> fields.Raw:
+    return fields.Raw(required=True, metadata={"type": "array", "minItems": 1, "maxItems": 1,
+                                               "items": {"type": "string", "enum": choices}})
+
+
 class ServerGroupCreateSchema(StrictSchema):
-    """Before 2.64: ``policies``, a list of exactly one policy (the view words the errors as Nova)."""
+    """Before 2.64: ``policies``, a list of exactly one policy; the view checks it with Nova's messages."""
     name = ServerName(required=True)
-    policies = fields.List(fields.String(validate=validate.OneOf(_GROUP_POLICIES)), required=True,
-                           validate=validate.Length(equal=1), metadata={"minItems": 1, "maxItems": 1})
+    policies = _policies(_GROUP_POLICIES)
 
 
 class ServerGroupCreateV215Schema(ServerGroupCreateSchema):
     """2.15: the soft policies."""
-    policies = fields.List(fields.String(validate=validate.OneOf(_SOFT_POLICIES)), required=True,
-                           validate=validate.Length(equal=1), metadata={"minItems": 1, "maxItems": 1})
-
-
-class GroupRulesSchema(StrictSchema):
-    max_server_per_host = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
+    policies = _policies(_SOFT_POLICIES)
 
 
 class ServerGroupCreateV264Schema(StrictSchema):
-    """From 2.64: one ``policy`` and its ``rules`` (only anti-affinity takes any: the view checks that)."""
+    """From 2.64: one ``policy`` and its ``rules`` (only anti-affinity's max_server_per_host); the view checks them
+    with Nova's messages."""
     name = ServerName(required=True)
-    policy = fields.String(required=True, validate=validate.OneOf(_SOFT_POLICIES))
-    rules = fields.Nested(GroupRulesSchema)
+    policy = fields.Raw(required=True, metadata={"type": "string", "enum": _SOFT_POLICIES})
+    rules = fields.Raw(metadata={"type": "object", "additionalProperties": False, "properties": {
+        "max_server_per_host": {"type": "integer", "minimum": 1, "maximum": MAX_INT}}})
 
     class Meta(StrictSchema.Meta):
-        # only anti-affinity takes rules (the view words the error as Nova)
         json_schema = {"if": {"properties": {"policy": {"const": "anti-affinity"}}},
                        "else": {"properties": {"rules": {"maxProperties": 0}}}}
 

@@ -35,10 +35,13 @@ def test_request_bodies_come_from_the_marshmallow_schemas(client):
     schemas = doc["components"]["schemas"]
     create = doc["paths"]["/v2.1/servers"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     # personality is refused from 2.57 on: this microversion's component leaves it out
-    assert create["required"] == ["server"] and create["properties"]["server"]["$ref"].endswith("/ServerCreate_2_96")
-    server = schemas["ServerCreate_2_96"]
+    assert create["required"] == ["server"]
+    assert create["properties"]["server"]["$ref"].endswith("/ServerCreateV237_2_96")
+    server = schemas["ServerCreateV237_2_96"]
     assert server["additionalProperties"] is False  # unknown fields are rejected, as the schema does
-    assert set(server["required"]) == {"name", "flavorRef"} and "personality" not in server["properties"]
+    # networks from 2.37; imageRef: without a volume service a server boots from an image
+    assert set(server["required"]) == {"name", "flavorRef", "imageRef", "networks"}
+    assert "personality" not in server["properties"]
     assert server["properties"]["name"]["maxLength"] == 255 and "OS-DCF:diskConfig" in server["properties"]
     assert server["properties"]["flavorRef"]["type"] == ["string", "integer"]
     keypair = doc["paths"]["/v2.1/os-keypairs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
