@@ -34,7 +34,8 @@ SPECIAL_BODIES: dict[str, tuple[str, dict]] = {
     "image.update_image": ("application/openstack-images-v2.1-json-patch", {
         "type": "array", "items": {"oneOf": [
             {"type": "object", "required": ["op", "path", "value"], "properties": {
-                "op": {"type": "string", "enum": ["add", "replace"]}, "path": _PATCH_PATH, "value": {}}},
+                "op": {"type": "string", "enum": ["add", "replace"]}, "path": _PATCH_PATH,
+                "value": {"type": ["string", "number", "boolean"]}}},
             {"type": "object", "required": ["op", "path"], "properties": {
                 "op": {"type": "string", "enum": ["remove"]}, "path": _PATCH_PATH}}]}}),
 }
@@ -73,8 +74,8 @@ def _declared(spec: APISpec, declared: BodySchema, version: APIVersion) -> dict:
     if declared.root is None:
         return inner
     body: dict[str, Any] = {"type": "object", "required": [declared.root], "properties": {declared.root: inner}}
-    if declared.siblings is not None:
-        body["properties"].update({name: {"type": "object"} for name in declared.siblings})
+    if declared.siblings is not None or (declared.dialect and declared.dialect.closed_root):
+        body["properties"].update({name: {"type": "object"} for name in declared.siblings or ()})
         body["additionalProperties"] = False
     return body
 

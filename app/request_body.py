@@ -28,6 +28,8 @@ class Dialect:
     load: Callable[[Schema, Any, str | None], dict]
     extra_key: Callable[[str], Exception]
     not_object: Callable[[str, Any], Exception]
+    # a body with a root key has no other top-level keys (Nova's schemas), unless the view names them (siblings)
+    closed_root: bool = False
 
 
 def _version_key(text: str) -> tuple[int, ...]:
@@ -68,11 +70,13 @@ class BodySchema:
 
     def load(self, body: dict, version: APIVersion | None) -> dict:
         assert self.dialect is not None
-        if self.siblings is not None:
-            extra = set(body) - {self.root, *self.siblings}
+        if self.siblings is None and self.root is not None and self.root not in body:  # as Nova reports it
+            return self.dialect.load(self._instance_for(version), body, self.root)
+        if self.siblings is not None or (self.dialect.closed_root and self.root is not None):
+            extra = set(body) - {self.root, *(self.siblings or ())}
             if extra:
                 raise self.dialect.extra_key(sorted(extra)[0])
-            for name in self.siblings:
+            for name in self.siblings or ():
                 if name in body and not isinstance(body[name], dict):
                     raise self.dialect.not_object(name, body[name])
         return self.dialect.load(self._instance_for(version), body, self.root)

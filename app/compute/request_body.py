@@ -28,7 +28,8 @@ NOVA = request_body.Dialect(
     read=json_body, load=load,
     extra_key=lambda key: bad_request(f"Additional properties are not allowed ('{key}' was unexpected)"),
     not_object=lambda name, value: bad_request(f"Invalid input for field/attribute {name}. Value: {value!r}. "
-                                               f"{value!r} is not of type 'object'"))
+                                               f"{value!r} is not of type 'object'"),
+    closed_root=True)
 
 
 def body_schema(schema: type[Schema], root: str | None = None, *, versions: Mapping[str, type[Schema]] | None = None,

@@ -54,6 +54,9 @@ def _with_refs(path: str, body: dict) -> dict:
             if "public_key" in body["keypair"] else body["keypair"]
     elif path.endswith("/images") and isinstance(body.get("cache"), list) and _REFS["images"]:
         body["cache"] = [{"id": image} for image in _REFS["images"][:len(body["cache"])]]
+    elif path.startswith("/v2.1/os-quota-sets/") and isinstance(body.get("quota_set"), dict):
+        # Nova refuses a limit under the usage unless forced; the document cannot know the usage
+        body["quota_set"] = {**body["quota_set"], "force": True}
     elif path.endswith("/action"):
         if isinstance(body.get("rebuild"), dict) and _REFS["images"]:
             body["rebuild"] = {**body["rebuild"], "imageRef": _REFS["images"][0]}
