@@ -162,6 +162,6 @@ def test_schemathesis_all_checks_admin_and_member(fuzz_stack: Stack, tmp_path: P
     for who, run in figures["runs"].items():
         detail = runs[who]["output"]
         assert not run["errors"], f"{who}: {run['errors']}\n{detail[-6000:]}"
-        assert run["operations"] >= 130 and run["test_cases"] >= 1000, run
+        assert run["operations"] >= 120 and run["test_cases"] >= 1000, run  # 2.1 has fewer routes than 2.96
         assert not run["failures"], f"{who}: {run['failures']}\n{detail[-12000:]}"
     assert figures["responses_5xx"] == 0, [r for r in records if r["status"] >= 500][:10]
