@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.compute.request_body import body_schema
-from app.compute.schemas import ServerGroupCreateSchema, ServerGroupCreateV264Schema, is_uuid
+from app.compute.schemas import (ServerGroupCreateSchema, ServerGroupCreateV215Schema, ServerGroupCreateV264Schema,
+                                 is_uuid)
 from app.context import RequestContext, current
 from app.microversion import APIVersion, current as api_version
 from app.policy import authorize, enforce, recheck
@@ -162,7 +163,8 @@ def _rules(rules: object) -> dict:
 
 @bp.post("/os-server-groups")
 @enforce("project_member_api")
-@body_schema(ServerGroupCreateSchema, root="server_group", versions={"2.64": ServerGroupCreateV264Schema})
+@body_schema(ServerGroupCreateSchema, root="server_group", versions={"2.15": ServerGroupCreateV215Schema,
+                                                                   "2.64": ServerGroupCreateV264Schema})
 def create_server_group(body: dict):
     ctx = current()
     v = api_version()
