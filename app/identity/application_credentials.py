@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from app import auth
 from app.context import current
 from app.identity.bodies import collection, iso, v3_url
-from app.identity.inputs import bool_field, get_or_404, json_body, str_field
+from app.identity.body_schemas import ApplicationCredentialCreateSchema
+from app.identity.inputs import body_schema, bool_field, get_or_404, json_body, str_field
 from app.identity.service import hash_password
 from app.policy import authorize, checks_inside
 from core import db
@@ -113,7 +114,8 @@ def _requested_roles(s, data: dict, held: list[Role]) -> list[Role]:
 
 @bp.post("/v3/users/<user_id>/application_credentials")
 @checks_inside((_CREATE, "admin_or_owner"))
-def create_application_credential(user_id):
+@body_schema(ApplicationCredentialCreateSchema, root="application_credential")
+def create_application_credential(_loaded: dict, user_id):
     ctx = current()
     authorize(_CREATE, target_user=user_id)
     _refuse_restricted_token()

@@ -114,15 +114,28 @@ class TokenMethodSchema(_Open):
     id = fields.String(required=True)
 
 
+class ApplicationCredentialMethodSchema(_Open):
+    """By id, or by name and its user (as a password method's user: by id, or by name and domain)."""
+    id = fields.String()
+    name = fields.String()
+    user = _keywords(fields.Dict(), **_ID_OR_NAME)
+    secret = fields.String(required=True)
+
+
+_METHODS = ("application_credential", "password", "token")  # the view's order when several are named
+
+
 class IdentitySchema(_Open):
-    methods = fields.List(fields.String(validate=validate.OneOf(["password", "token"])), required=True,
+    methods = fields.List(fields.String(validate=validate.OneOf(_METHODS)), required=True,
                           validate=validate.Length(min=1), metadata={"minItems": 1})
+    application_credential = _keywords(fields.Nested(ApplicationCredentialMethodSchema),
+                                       anyOf=[{"required": ["id"]}, {"required": ["name", "user"]}])
     password = fields.Nested(PasswordMethodSchema)
     token = fields.Nested(TokenMethodSchema)
 
     @validates_schema
     def _method_body(self, data: dict, **kw: Any) -> None:
-        for method in ("password", "token"):
+        for method in _METHODS:
             if method in data.get("methods", []):
                 if method not in data:
                     raise ValidationError(f"'{method}' is a required property", method)
@@ -134,7 +147,8 @@ class ProjectScopeSchema(_Open):
 
 
 class ScopeField(fields.Field):
-    """``"unscoped"``, or a project scope (other scopes are Keystone's, not Stratus's: 401)."""
+    """``"unscoped"``, a project scope or the system scope ``{"system": {"all": true}}`` (other scopes are
+    Keystone's, not Stratus's: 401)."""
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
@@ -142,7 +156,10 @@ class ScopeField(fields.Field):
             "id": {"type": "string", "minLength": 1}, "name": {"type": "string", "minLength": 1},
             "domain": {"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}}}}}
         self.json_schema = {"oneOf": [{"type": "string", "enum": ["unscoped"]},
-                                      {"type": "object", "required": ["project"], "properties": {"project": ref}}]}
+                                      {"type": "object", "required": ["project"], "properties": {"project": ref}},
+                                      {"type": "object", "required": ["system"], "maxProperties": 1, "properties": {
+                                          "system": {"type": "object", "required": ["all"],
+                                                     "properties": {"all": {"const": True}}}}}]}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
         if value == "unscoped":
@@ -161,3 +178,86 @@ class AuthSchema(_Open):
         "else": {"if": {"properties": {"methods": {"contains": {"const": "token"}}}},
                  "then": {"required": ["token"]}}})
     scope = ScopeField()
+
+
+class GroupCreateSchema(_Open):
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=64), _NOT_BLANK])
+    description = fields.String(allow_none=True, validate=validate.Length(max=65535))
+    domain_id = fields.String(allow_none=True)  # an unknown domain is a 404
+
+
+class _KeepsId(_Open):
+    """An update (or a create at a path naming the id): the body's ``id`` may only repeat the path's, so the
+    document shows none."""
+    class Meta(_Open.Meta):
+        json_schema = {"not": {"required": ["id"]}}
+
+
+class GroupUpdateSchema(_KeepsId):
+    name = fields.String(validate=validate.Length(max=64))
+    description = fields.String(allow_none=True, validate=validate.Length(max=65535))
+    domain_id = _default_domain()
+
+
+class _ServiceFields(_Open):
+    name = fields.String(allow_none=True, validate=validate.Length(max=255))
+    description = fields.String(allow_none=True, validate=validate.Length(max=255))
+    enabled = _bool()
+
+
+class ServiceCreateSchema(_ServiceFields):
+    type = fields.String(required=True, validate=[validate.Length(min=1, max=255), _NOT_BLANK])
+
+
+class ServiceUpdateSchema(_ServiceFields, _KeepsId):
+    type = fields.String(validate=[validate.Length(min=1, max=255), _NOT_BLANK])
+
+
+# an http(s) URL with a host (urllib reads it: no brackets outside an IPv6 literal, which Stratus does not need)
+_URL = validate.Regexp(r"^https?://[^/?#\[\]\s]+([/?#][^\s\[\]]*)?$", error="'{input}' is not a valid URL")
+
+
+class _EndpointFields(_Open):
+    region_id = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))  # unknown: 400
+    region = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))  # legacy: created
+    enabled = _bool()
+
+
+class EndpointCreateSchema(_EndpointFields):
+    service_id = fields.String(required=True, validate=validate.Length(min=1, max=64))  # unknown: 400
+    interface = fields.String(required=True, validate=validate.OneOf(["public", "internal", "admin"]))
+    url = fields.String(required=True, validate=[validate.Length(max=2048), _URL])
+
+
+class EndpointUpdateSchema(_EndpointFields, _KeepsId):
+    service_id = fields.String(validate=validate.Length(min=1, max=64))
+    interface = fields.String(validate=validate.OneOf(["public", "internal", "admin"]))
+    url = fields.String(validate=[validate.Length(max=2048), _URL])
+
+
+class _RegionFields(_Open):
+    description = fields.String(allow_none=True, validate=validate.Length(max=255))
+    parent_region_id = fields.String(allow_none=True)  # unknown: 404
+
+
+class RegionCreateSchema(_RegionFields):
+    id = fields.String(allow_none=True, validate=validate.Length(min=1, max=255))
+
+
+class RegionUpdateSchema(_RegionFields, _KeepsId):
+    pass
+
+
+class ApplicationCredentialCreateSchema(_Open):
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=255), _NOT_BLANK])
+    description = fields.String(allow_none=True, validate=validate.Length(max=65535))
+    secret = fields.String(allow_none=True, validate=validate.Length(min=1, max=4096))
+    unrestricted = _bool()
+    expires_at = fields.String(allow_none=True, metadata={"format": "date-time"})  # in the future (the view)
+    # each role by id or by name (the view reads them: unknown ones are 404s, ones the token lacks 400s)
+    roles = _keywords(fields.List(fields.Dict(), allow_none=True), items={"type": "object", "anyOf": [
+        {"required": ["id"], "properties": {"id": {"type": "string"}}},
+        {"required": ["name"], "properties": {"name": {"type": "string"}}}]})
+    # Stratus keeps no access rules
+    access_rules = fields.List(fields.Dict(), allow_none=True, validate=validate.Length(max=0),
+                               metadata={"maxItems": 0})

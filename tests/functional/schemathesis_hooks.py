@@ -57,6 +57,16 @@ def _with_refs(path: str, body: dict) -> dict:
     elif path.startswith("/v2.1/os-quota-sets/") and isinstance(body.get("quota_set"), dict):
         # Nova refuses a limit under the usage unless forced; the document cannot know the usage
         body["quota_set"] = {**body["quota_set"], "force": True}
+    elif path.startswith("/identity/v3/endpoints") and isinstance(body.get("endpoint"), dict):
+        # Keystone: an unknown service or region is a validation error (400), and the document cannot list them
+        endpoint = {k: v for k, v in body["endpoint"].items() if k != "region_id"}
+        if "service_id" in endpoint and _REFS.get("services"):
+            endpoint["service_id"] = _REFS["services"][0]
+        body["endpoint"] = endpoint
+    elif path.endswith("/application_credentials") and isinstance(body.get("application_credential"), dict):
+        # the roles must be the token's and the expiry in the future (400s otherwise): the token's, no expiry
+        body["application_credential"] = {k: v for k, v in body["application_credential"].items()
+                                          if k not in ("roles", "expires_at")}
     elif path.endswith("/action"):
         if isinstance(body.get("rebuild"), dict) and _REFS["images"]:
             body["rebuild"] = {**body["rebuild"], "imageRef": _REFS["images"][0]}

@@ -21,6 +21,9 @@ def test_document_is_public_and_lists_every_route(app, client):
         if rule.endpoint == "static":
             continue
         path = _ARG.sub(r"{\1}", rule.rule)
+        if path == "/placement" or path.startswith("/placement/"):  # its own service and microversions
+            assert path not in doc["paths"]
+            continue
         methods = rule.methods - {"OPTIONS"}
         for method in methods - {"HEAD"} if "GET" in methods else methods:
             op = doc["paths"][path][method.lower()]
@@ -114,7 +117,8 @@ def test_every_view_that_reads_a_body_declares_it(app):
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]
         if not {"POST", "PUT", "PATCH"} & set(rule.methods) or declared_body(view) or \
-                rule.endpoint in SPECIAL_BODIES or rule.endpoint == "servers.server_action":
+                rule.endpoint in SPECIAL_BODIES or rule.endpoint == "servers.server_action" or \
+                rule.rule.startswith("/placement"):  # Placement is not in the document (its own service)
             continue
         source = inspect.getsource(inspect.unwrap(view))
         if "json_body(" in source or "get_json(" in source:
