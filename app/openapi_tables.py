@@ -20,6 +20,11 @@ def path_parameter(name: str, endpoint: str, version: APIVersion) -> dict:
     """The JSON schema of path parameter ``name`` of ``endpoint`` at ``version``."""
     if name == "service_id":  # os-services: integer ids until 2.52, UUIDs from 2.53 (Nova's service_id)
         return UUID if version.matches("2.53") else {"type": "integer", "minimum": 0, "maximum": 2147483647}
+    if name == "tag" and endpoint.startswith("image"):  # Glance's image tag (Nova's server tag pattern aside)
+        return {"type": "string", "minLength": 1, "maxLength": 255}
+    if name == "before_timestamp":  # os-instance_usage_audit_log: Nova's "%Y-%m-%d %H:%M:%S[.%f]"
+        return {"type": "string", "pattern": r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]) "
+                                             r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?$"}
     return PATH_PARAMETERS.get(name, {"type": "string", "minLength": 1, "maxLength": 255})
 
 

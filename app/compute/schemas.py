@@ -299,7 +299,7 @@ class ServerGroupCreateV264Schema(StrictSchema):
     name = ServerName(required=True)
     policy = fields.Raw(required=True, metadata={"type": "string", "enum": _SOFT_POLICIES})
     rules = fields.Raw(metadata={"type": "object", "additionalProperties": False, "properties": {
-        "max_server_per_host": {"type": ["integer", "string"], "pattern": "^[0-9]*$", "minLength": 1, "minimum": 1,
+        "max_server_per_host": {"type": ["integer", "string"], "pattern": "^0*[1-9][0-9]{0,8}$", "minimum": 1,
                                 "maximum": MAX_INT}}})  # Nova's positive_integer
 
     class Meta(StrictSchema.Meta):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.compute.request_body import body_schema
 from app.compute.schemas import (ServerGroupCreateSchema, ServerGroupCreateV215Schema, ServerGroupCreateV264Schema,
-                                 is_uuid)
+                                 MAX_INT, is_uuid)
 from app.context import RequestContext, current
 from app.microversion import APIVersion, current as api_version
 from app.policy import authorize, enforce, recheck
@@ -153,11 +153,13 @@ def _rules(rules: object) -> dict:
     prefix = f"Invalid input for field/attribute max_server_per_host. Value: {value}."
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise bad_request(f"{prefix} {value!r} is not of type 'integer', 'string'")
-    if isinstance(value, str) and not value.isdigit():
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):  # int() refuses "²"
         raise bad_request(f"{prefix} {value!r} does not match '^[0-9]*$'" if value else
                           f"{prefix} {value!r} should be non-empty")
     if int(value) < 1:
         raise bad_request(f"{prefix} {value!r} is less than the minimum of 1")
+    if int(value) > MAX_INT:  # beyond the rule's column
+        raise bad_request(f"{prefix} {value!r} is greater than the maximum of {MAX_INT}")
     return {"max_server_per_host": int(value)}
 
 

@@ -172,11 +172,14 @@ class ScopeField(fields.Field):
 
 
 class AuthSchema(_Open):
-    # the first method of password and token that ``methods`` names needs its own object
+    # the first method of application_credential, password and token that ``methods`` names needs its object
     identity = _keywords(fields.Nested(IdentitySchema, required=True), **{
-        "if": {"properties": {"methods": {"contains": {"const": "password"}}}}, "then": {"required": ["password"]},
-        "else": {"if": {"properties": {"methods": {"contains": {"const": "token"}}}},
-                 "then": {"required": ["token"]}}})
+        "if": {"properties": {"methods": {"contains": {"const": "application_credential"}}}},
+        "then": {"required": ["application_credential"]},
+        "else": {"if": {"properties": {"methods": {"contains": {"const": "password"}}}},
+                 "then": {"required": ["password"]},
+                 "else": {"if": {"properties": {"methods": {"contains": {"const": "token"}}}},
+                          "then": {"required": ["token"]}}}})
     scope = ScopeField()
 
 
@@ -205,11 +208,11 @@ class _ServiceFields(_Open):
     enabled = _bool()
 
 
-class ServiceCreateSchema(_ServiceFields):
+class CatalogServiceCreateSchema(_ServiceFields):
     type = fields.String(required=True, validate=[validate.Length(min=1, max=255), _NOT_BLANK])
 
 
-class ServiceUpdateSchema(_ServiceFields, _KeepsId):
+class CatalogServiceUpdateSchema(_ServiceFields, _KeepsId):
     type = fields.String(validate=[validate.Length(min=1, max=255), _NOT_BLANK])
 
 

@@ -10,8 +10,8 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import delete, select
 
 from app.identity.bodies import collection, v3_url
-from app.identity.body_schemas import (EndpointCreateSchema, EndpointUpdateSchema, RegionCreateSchema,
-                                       RegionUpdateSchema, ServiceCreateSchema, ServiceUpdateSchema)
+from app.identity.body_schemas import (CatalogServiceCreateSchema, CatalogServiceUpdateSchema, EndpointCreateSchema,
+                                       EndpointUpdateSchema, RegionCreateSchema, RegionUpdateSchema)
 from app.identity.inputs import body_schema, bool_arg, bool_field, get_or_404, json_body, str_field
 from app.identity.service import INTERFACES
 from app.policy import enforce
@@ -69,7 +69,7 @@ def list_services():
 
 @bp.post("/v3/services")
 @enforce("admin_api", "identity:create_service")
-@body_schema(ServiceCreateSchema, root="service")
+@body_schema(CatalogServiceCreateSchema, root="service")
 def create_service(_loaded: dict):
     data = json_body("service")
     if "type" not in data:
@@ -92,7 +92,7 @@ def show_service(service_id):
 
 @bp.patch("/v3/services/<service_id>")
 @enforce("admin_api", "identity:update_service")
-@body_schema(ServiceUpdateSchema, root="service")
+@body_schema(CatalogServiceUpdateSchema, root="service")
 def update_service(_loaded: dict, service_id):
     data = json_body("service")
     if data.get("id") not in (None, service_id):

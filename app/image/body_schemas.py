@@ -78,3 +78,39 @@ GLANCE = request_body.Dialect(read=_read, load=_load,
 
 def body_schema(schema: type[Schema]) -> Callable:
     return request_body.body_schema(GLANCE, schema)
+
+
+class MemberCreateSchema(Schema):
+    """POST /v2/images/{id}/members: the project to share with (the view words the errors as Glance)."""
+    class Meta:
+        unknown = INCLUDE
+
+    member = fields.String(required=True, validate=validate.Length(min=1, max=255))
+
+
+class MemberUpdateSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    status = fields.String(required=True, validate=validate.OneOf(("pending", "accepted", "rejected")))
+
+
+class ImportMethodSchema(Schema):
+    class Meta:
+        unknown = INCLUDE
+
+    name = fields.String(required=True, validate=validate.OneOf(("glance-direct", "web-download")))
+    uri = fields.String(metadata={"format": "uri"})  # web-download's, through the view's URI filter
+
+
+class ImportSchema(Schema):
+    """POST /v2/images/{id}/import: the method, and the one store Stratus has (``file``)."""
+    class Meta:
+        unknown = INCLUDE
+
+    method = fields.Nested(ImportMethodSchema, required=True)
+    stores = fields.List(fields.String(validate=validate.OneOf(("file",))))
+    all_stores = _bool()
+    all_stores_must_succeed = _bool()
+    method.json_schema = {  # type: ignore[attr-defined]
+        "if": {"properties": {"name": {"const": "web-download"}}}, "then": {"required": ["uri"]}}

@@ -15,7 +15,7 @@ def _json_patch(ctx, value) -> bytes:
 
 # Operations whose path names the one item their body carries (Nova: "Request body and URI mismatch" otherwise):
 # path -> where the item is in the body. OpenAPI cannot relate a path parameter to a body key.
-_KEY_IN_BODY = {"/v2.1/servers/{server_id}/metadata/{key}": "meta",
+_KEY_IN_BODY = {"/v2.1/servers/{server_id}/metadata/{key}": "meta", "/v2.1/images/{image_id}/metadata/{key}": "meta",
                 "/v2.1/flavors/{flavor_id}/os-extra_specs/{key}": None}
 
 
@@ -50,8 +50,8 @@ def _with_refs(path: str, body: dict) -> dict:
             server["networks"] = [{"uuid": _REFS["networks"][0]} for _ in server["networks"][:1]]
         body["server"] = server
     elif path == "/v2.1/os-keypairs" and isinstance(body.get("keypair"), dict):
-        body["keypair"] = {**body["keypair"], "public_key": _REFS["public_key"]} \
-            if "public_key" in body["keypair"] else body["keypair"]
+        keypair = {k: v for k, v in body["keypair"].items() if k != "type"}  # an x509 one needs a certificate
+        body["keypair"] = {**keypair, "public_key": _REFS["public_key"]} if "public_key" in keypair else keypair
     elif path.endswith("/images") and isinstance(body.get("cache"), list) and _REFS["images"]:
         body["cache"] = [{"id": image} for image in _REFS["images"][:len(body["cache"])]]
     elif path.startswith("/v2.1/os-quota-sets/") and isinstance(body.get("quota_set"), dict):
