@@ -63,6 +63,9 @@ def _with_refs(path: str, body: dict) -> dict:
         if "service_id" in endpoint and _REFS.get("services"):
             endpoint["service_id"] = _REFS["services"][0]
         body["endpoint"] = endpoint
+    elif path.endswith("/import") and isinstance(body.get("method"), dict):
+        # web-download's URI goes through the deployment's filter (400 otherwise), which the document cannot know
+        body["method"] = {"name": "glance-direct"}
     elif path.endswith("/application_credentials") and isinstance(body.get("application_credential"), dict):
         # the roles must be the token's and the expiry in the future (400s otherwise): the token's, no expiry
         body["application_credential"] = {k: v for k, v in body["application_credential"].items()
