@@ -10,7 +10,7 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.compute.console_urls import TYPE_PROTOCOL
-from app.compute.schemas import KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, StrictSchema
+from app.compute.schemas import KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, StrictSchema, is_uuid
 from core import quota
 from core.states import MAX_TAGS
 
@@ -179,7 +179,8 @@ QUOTA_CLASS_SET, QUOTA_CLASS_SET_VERSIONS = _quota_versions(quota.filtered_for_q
 
 
 class ImageRefSchema(StrictSchema):
-    id = fields.UUID(required=True)
+    # a UUID, kept as the string it came as (what a schema loads stays JSON)
+    id = fields.String(required=True, validate=lambda value: is_uuid(value), metadata={"format": "uuid"})
 
 
 class CacheImagesSchema(StrictSchema):

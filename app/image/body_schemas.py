@@ -24,7 +24,8 @@ def _bool(**kw: Any) -> fields.Boolean:
 
 
 class ImageCreateSchema(Schema):
-    id = fields.UUID()
+    id = fields.String(validate=validate.Regexp(  # a UUID, kept as the string it came as
+        r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"), metadata={"format": "uuid"})
     name = fields.String(allow_none=True, validate=validate.Length(max=255))
     disk_format = fields.String(allow_none=True, validate=validate.OneOf(DISK_FORMATS))
     container_format = fields.String(allow_none=True, validate=validate.OneOf(CONTAINER_FORMATS))
@@ -100,7 +101,8 @@ class ImportMethodSchema(Schema):
         unknown = INCLUDE
 
     name = fields.String(required=True, validate=validate.OneOf(("glance-direct", "web-download")))
-    uri = fields.String(metadata={"format": "uri"})  # web-download's, through the view's URI filter
+    # web-download's, through the view's URI filter (which words a missing or null one)
+    uri = fields.String(allow_none=True, metadata={"type": "string", "format": "uri"})
 
 
 class ImportSchema(Schema):
