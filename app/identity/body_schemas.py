@@ -39,7 +39,7 @@ class ProjectCreateSchema(_Open):
     enabled = _bool()
     domain_id = fields.String(allow_none=True)  # an unknown domain is a 404
     parent_id = _default_domain()  # no project hierarchies
-    is_domain = fields.Boolean(validate=validate.OneOf([False]))
+    is_domain = _bool(validate=validate.OneOf([False]))  # JSON false only (0 is not a boolean)
 
 
 class ProjectUpdateSchema(_Open):
