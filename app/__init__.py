@@ -18,7 +18,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from flask_migrate import Migrate
     from flask_sqlalchemy import SQLAlchemy
 
-    from app import auth, cli, errors, microversion, openapi, policy, request_limits, response_log, versions
+    from app import allow, auth, cli, errors, microversion, openapi, policy, request_limits, response_log, versions
     from app.compute import (aggregates, availability_zones, consoles, extensions, flavor_access, flavors, hosts,
                              hypervisors, images,
                              instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
@@ -63,6 +63,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     Migrate(app, migrate_db, directory=str(_repo_path("migrations")), render_as_batch=True)
 
     errors.register_error_handlers(app)
+    allow.init_app(app)
     request_limits.init_app(app)  # before auth: size/shape checks answer first, as Nova's sizelimit does
     auth.init_app(app)
     microversion.init_app(app)

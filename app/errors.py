@@ -10,6 +10,7 @@ from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError as DBOperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from app.allow import allowed_methods
 from app.error_formats import keystone_body, nova_body, title, webob_error
 from core.errors import ApiError
 from core.settings import get_settings
@@ -66,7 +67,7 @@ def register_error_handlers(app: Flask) -> None:
                    413: "Request is too large."}.get(code, exc.description or title(code))
         headers = {}
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:  # RFC 9110: a 405 lists the allowed methods
-            headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+            headers["Allow"] = ", ".join(sorted(allowed_methods() or exc.valid_methods))
         return error_response(code, message, headers)
 
     @app.errorhandler(DBAPIError)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
-from app.compute.request_body import json_body
+from app.compute.body_schemas import (AggregateActionSchema, AggregateCreateSchema, AggregateUpdateSchema,
+                                      CacheImagesSchema)
+from app.compute.request_body import body_schema, json_body
 from app.compute.schemas import is_uuid
 from app.compute.views import iso_usec
 from app.microversion import current as api_version
@@ -50,11 +52,14 @@ _DB_INT = range(-2 ** 31, 2 ** 31)
 
 
 def _id(aggregate_id: str) -> int:
-    """Nova's validate_integer: any integer (a negative one too) is an id, unknown ones are 404s."""
+    """Nova's validate_integer: any integer (a negative one too) is an id, unknown ones are 404s; digits int()
+    would read beyond ASCII ("\u0663") are not an id."""
     try:
-        value = int(aggregate_id)
+        value = int(aggregate_id) if aggregate_id.isascii() else None
     except ValueError:
-        raise bad_request("Invalid input received: id must be an integer") from None
+        value = None
+    if value is None:
+        raise bad_request("Invalid input received: id must be an integer")
     if value not in _DB_INT:  # no such row, and the database would refuse to compare with it
         raise not_found(f"Aggregate {aggregate_id} could not be found.")
     return value
@@ -94,7 +99,8 @@ def list_aggregates():
 
 @bp.post("/os-aggregates")
 @enforce("admin_api", name=f"{_P}:create", description="Create an aggregate")
-def create_aggregate():
+@body_schema(AggregateCreateSchema, root="aggregate")
+def create_aggregate(_loaded: dict):
     body = _body("aggregate", {"name", "availability_zone"}, {"name"})
     name = _name(body["name"])
     zone = _name(body.get("availability_zone"), "availability_zone", nullable=True)
@@ -110,7 +116,8 @@ def show_aggregate(aggregate_id: str):
 
 @bp.put("/os-aggregates/<aggregate_id>")
 @enforce("admin_api", name=f"{_P}:update", description="Update name and/or availability zone of an aggregate")
-def update_aggregate(aggregate_id: str):
+@body_schema(AggregateUpdateSchema, root="aggregate")
+def update_aggregate(_loaded: dict, aggregate_id: str):
     agg_id = _id(aggregate_id)
     body = _body("aggregate", {"name", "availability_zone"}, set())
     if not body:
@@ -129,7 +136,9 @@ def update_aggregate(aggregate_id: str):
 @enforce("admin_api", name=f"{_P}:delete", description="Delete an aggregate")
 def delete_aggregate(aggregate_id: str):
     rpc.call("stratus.conductor.delete_aggregate", _id(aggregate_id))
-    return "", 200
+    resp = Response(status=200)
+    del resp.headers["Content-Type"]  # Nova's 200 has no body, so no media type
+    return resp
 
 
 def _host_arg(args: object, action: str) -> str:
@@ -157,7 +166,8 @@ def _metadata_arg(args: object) -> dict:
 
 @bp.post("/os-aggregates/<aggregate_id>/action")
 @checks_inside(*((f"{_P}:{a}", "admin_api") for a in ("add_host", "remove_host", "set_metadata")))
-def aggregate_action(aggregate_id: str):
+@body_schema(AggregateActionSchema)
+def aggregate_action(_loaded: dict, aggregate_id: str):
     data = json_body()
     if len(data) != 1:
         raise bad_request("Invalid aggregate action: exactly one action is required.")
@@ -178,7 +188,8 @@ def aggregate_action(aggregate_id: str):
 
 @bp.post("/os-aggregates/<aggregate_id>/images")
 @enforce("admin_api", name="compute:aggregates:images", description="Request image caching for an aggregate")
-def cache_aggregate_images(aggregate_id: str):
+@body_schema(CacheImagesSchema, since="2.81")
+def cache_aggregate_images(_loaded: dict, aggregate_id: str):
     """2.81: ask every host of the aggregate to pre-cache the images; 202, the hosts work in the background."""
     if not api_version().matches("2.81"):
         raise not_found("The resource could not be found.")

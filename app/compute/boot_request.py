@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.compute import device_tags, instance_tags, metadata_items
-from app.compute.schemas import check_version_gated, is_uuid
+from app.compute.schemas import ServerCreateSchema, check_version_gated, is_uuid
 from app.compute.visible_flavors import visible_to
 from app.policy_names import sub_rule
 from core import crypto, image_access, network, quota
@@ -34,8 +34,7 @@ if TYPE_CHECKING:
 Authorize = Callable[[str, str | None], None]  # a policy check: rule name, target project; 403 if refused
 
 # Fields newer than 2.1, and the microversion that brought each.
-CREATE_GATES = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
-                "hypervisor_hostname": "2.74", "hostname": "2.90"}
+CREATE_GATES = ServerCreateSchema.gates
 SCHEDULER_HINTS = ("OS-SCH-HNT:scheduler_hints", "os:scheduler_hints")
 
 # What a boot or rebuild checks of its image, read as plain columns (no ORM object per request).

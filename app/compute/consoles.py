@@ -10,7 +10,8 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from app.compute.console_urls import create_console
-from app.compute.request_body import json_body
+from app.compute.body_schemas import RemoteConsoleSchema
+from app.compute.request_body import body_schema, json_body
 from app.microversion import current as api_version
 from app.policy import enforce
 from core.crypto import token_hash
@@ -23,7 +24,8 @@ bp = Blueprint("consoles", __name__)
 
 @bp.post("/servers/<server_id>/remote-consoles")
 @enforce("project_member_api")
-def remote_consoles(server_id: str) -> Response:
+@body_schema(RemoteConsoleSchema, root="remote_console", since="2.6")
+def remote_consoles(_loaded: dict, server_id: str) -> Response:
     if not api_version().matches("2.6"):
         raise ApiError(404, "The resource could not be found.")
     body = json_body()

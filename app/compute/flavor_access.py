@@ -7,7 +7,8 @@ from flask import Blueprint, jsonify
 from sqlalchemy import select
 
 from app.compute import extra_spec_rules
-from app.compute.request_body import json_body
+from app.compute.body_schemas import ExtraSpecBodySchema, ExtraSpecsBodySchema, FlavorActionSchema
+from app.compute.request_body import body_schema, json_body
 from app.compute.visible_flavors import get_flavor
 from app.context import current
 from app.microversion import current as api_version
@@ -51,7 +52,8 @@ def _tenant(args: object, action: str) -> str:
 
 @bp.post("/flavors/<flavor_id>/action")
 @checks_inside(*((f"{_ACCESS}:{a}", "admin_api") for a in ("add_tenant_access", "remove_tenant_access")))
-def flavor_action(flavor_id: str):
+@body_schema(FlavorActionSchema)
+def flavor_action(_loaded: dict, flavor_id: str):
     data = json_body()
     if len(data) != 1:
         raise bad_request("Invalid flavor action: exactly one action is required.")
@@ -103,7 +105,8 @@ def list_extra_specs(flavor_id: str):
 
 @bp.post("/flavors/<flavor_id>/os-extra_specs")
 @enforce("admin_api", name=f"{_SPECS}:create", description="Create extra specs for a flavor")
-def create_extra_specs(flavor_id: str):
+@body_schema(ExtraSpecsBodySchema)
+def create_extra_specs(_loaded: dict, flavor_id: str):
     data = json_body()
     if set(data) != {"extra_specs"}:
         raise bad_request("Invalid input for field/attribute extra_specs. 'extra_specs' is a required property")
@@ -124,7 +127,8 @@ def show_extra_spec(flavor_id: str, key: str):
 
 @bp.put("/flavors/<flavor_id>/os-extra_specs/<key>")
 @enforce("admin_api", name=f"{_SPECS}:update", description="Update an extra spec for a flavor")
-def update_extra_spec(flavor_id: str, key: str):
+@body_schema(ExtraSpecBodySchema)
+def update_extra_spec(_loaded: dict, flavor_id: str, key: str):
     data = json_body()
     if len(data) > 1:
         raise bad_request("Request body contains too many items")

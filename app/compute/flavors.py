@@ -6,6 +6,7 @@ import uuid as uuidlib
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
+from app.compute.body_schemas import FlavorUpdateSchema
 from app.compute.request_body import body_schema, json_body
 from app.compute.schemas import FlavorCreateSchema
 from app.compute.views import flavor_detail, flavor_summary
@@ -109,7 +110,8 @@ def delete_flavor(flavor_id: str):
 
 @bp.put("/flavors/<flavor_id>")
 @enforce("admin_api", name="os_compute_api:os-flavor-manage:update")
-def update_flavor(flavor_id: str):
+@body_schema(FlavorUpdateSchema, root="flavor", since="2.55")
+def update_flavor(_loaded: dict, flavor_id: str):
     if not api_version().matches("2.55"):
         raise not_found("The resource could not be found.")
     data = json_body()

@@ -12,7 +12,8 @@ from collections import defaultdict
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app.compute.request_body import json_body
+from app.compute.body_schemas import HostUpdateSchema
+from app.compute.request_body import body_schema, json_body
 from app.microversion import current as api_version
 from app.policy import enforce
 from core.db import read_session
@@ -90,7 +91,8 @@ def _enabled(body: dict, key: str) -> bool | None:
 
 @bp.put("/os-hosts/<host_name>")
 @enforce("admin_api", name="os_compute_api:os-hosts:update")
-def update_host(host_name: str):
+@body_schema(HostUpdateSchema)
+def update_host(_loaded: dict, host_name: str):
     _check_version()
     body = json_body()
     if not isinstance(body, dict) or set(body) - {"status", "maintenance_mode"}:

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from app.compute.metadata_items import validate_metadata
 from app.compute.paging import limit_and_marker, next_links, page
-from app.compute.request_body import json_body
+from app.compute.body_schemas import MetaBodySchema, MetadataBodySchema
+from app.compute.request_body import body_schema, json_body
 from app.compute.views import base_url, compute_prefix, links
 from app.context import current
 from app.image.common import load as load_visible, load_for_write as load_writable, readable
@@ -191,21 +192,24 @@ def _body_metadata(root: str) -> dict:
 
 @bp.post("/images/<image_id>/metadata")
 @enforce("authenticated", name="os_compute_api:image-metadata:create")
-def update_metadata(image_id: str):
+@body_schema(MetadataBodySchema)
+def update_metadata(_loaded: dict, image_id: str):
     new = _body_metadata("metadata")
     return jsonify({"metadata": _write_metadata(image_id, lambda old: {**old, **new})})
 
 
 @bp.put("/images/<image_id>/metadata")
 @enforce("authenticated", name="os_compute_api:image-metadata:update_all")
-def replace_metadata(image_id: str):
+@body_schema(MetadataBodySchema)
+def replace_metadata(_loaded: dict, image_id: str):
     new = _body_metadata("metadata")
     return jsonify({"metadata": _write_metadata(image_id, lambda old: dict(new))})
 
 
 @bp.put("/images/<image_id>/metadata/<key>")
 @enforce("authenticated", name="os_compute_api:image-metadata:update")
-def set_metadata_item(image_id: str, key: str):
+@body_schema(MetaBodySchema)
+def set_metadata_item(_loaded: dict, image_id: str, key: str):
     meta = _body_metadata("meta")
     if key not in meta:
         raise bad_request("Request body and URI mismatch")

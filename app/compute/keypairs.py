@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app.compute.request_body import body_schema
-from app.compute.schemas import KeypairCreateSchema
+from app.compute.schemas import KeypairCreateSchema, KeypairCreateV292Schema
 from app.compute.views import base_url, compute_prefix, iso_usec
 from app.context import current
 from app.microversion import current as api_version
@@ -113,7 +113,7 @@ def show_keypair(name: str):
 
 @bp.post("/os-keypairs")
 @enforce("authenticated")
-@body_schema(KeypairCreateSchema, root="keypair")
+@body_schema(KeypairCreateSchema, root="keypair", versions={"2.92": KeypairCreateV292Schema})
 def create_keypair(body: dict):
     v = api_version()
     if "type" in body and not v.matches("2.2"):

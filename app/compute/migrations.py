@@ -8,7 +8,9 @@ import datetime as dt
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
+from app.compute.body_schemas import MigrationActionSchema
 from app.compute.instances import get_instance, instance_for_subresource
+from app.compute.request_body import body_schema
 from app.compute.views import base_url, compute_prefix, iso_usec
 from app.context import current
 from app.microversion import current as api_version
@@ -164,7 +166,8 @@ def _control_request(server_id: str, migration_id: str, since: str) -> dict:
 @bp.post("/servers/<server_id>/migrations/<migration_id>/action")
 @enforce("admin_api", name="os_compute_api:servers:migrations:force_complete",
          description="Force an in-progress live migration for a given server to complete")
-def server_migration_action(server_id: str, migration_id: str):
+@body_schema(MigrationActionSchema, since="2.22")
+def server_migration_action(_loaded: dict, server_id: str, migration_id: str):
     if not api_version().matches("2.22"):
         raise not_found("The resource could not be found.")
     body = request.get_json(silent=True)

@@ -1,11 +1,15 @@
 """os-quota-sets and os-quota-class-sets (Nova's shapes per microversion; writes go through the conductor)."""
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 
-from app.compute.request_body import json_body
+from app.compute.body_schemas import QUOTA_CLASS_SET, QUOTA_CLASS_SET_VERSIONS, QUOTA_SET, QUOTA_SET_VERSIONS
+from app.compute.request_body import body_schema, json_body
 from app.microversion import current as api_version
 from app.policy import authorize, checks_inside, enforce
 from core import quota
@@ -19,6 +23,17 @@ bp = Blueprint("quotas", __name__)
 _INT_RE = re.compile(r"^-?[0-9]+$")
 _TRUE = ("true", "1", "on", "yes")
 _FALSE = ("false", "0", "off", "no")
+
+
+def _authorized(rule: str) -> Callable:
+    """The project's policy rule before the body is read: a reader gets 403 whatever it sends."""
+    def wrap(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def inner(*args: Any, project_id: str, **kwargs: Any) -> Any:
+            authorize(rule, project_id)
+            return view(*args, project_id=project_id, **kwargs)
+        return inner
+    return wrap
 
 
 def _verify_project(project_id: str) -> None:
@@ -133,7 +148,9 @@ def show_quota_set_defaults(project_id: str):
 
 @bp.put("/os-quota-sets/<project_id>")
 @checks_inside(("os_compute_api:os-quota-sets:update", "admin_api"))
-def update_quota_set(project_id: str):
+@_authorized("os_compute_api:os-quota-sets:update")
+@body_schema(QUOTA_SET, root="quota_set", versions=QUOTA_SET_VERSIONS)
+def update_quota_set(_loaded: dict, project_id: str):
     """Admin only: the project's limits, or (``?user_id=``) a user's, within Nova's settable range unless
     ``force`` (the conductor checks it in the transaction that writes)."""
     authorize("os_compute_api:os-quota-sets:update", project_id)
@@ -181,7 +198,8 @@ def show_quota_class_set(class_name: str):
 
 @bp.put("/os-quota-class-sets/<class_name>")
 @enforce("admin_api")
-def update_quota_class_set(class_name: str):
+@body_schema(QUOTA_CLASS_SET, root="quota_class_set", versions=QUOTA_CLASS_SET_VERSIONS)
+def update_quota_class_set(_loaded: dict, class_name: str):
     _check_class_name(class_name)
     keys = _class_keys()
     values, _ = _parse("quota_class_set", keys, with_force=False)

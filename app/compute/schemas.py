@@ -9,15 +9,19 @@ import functools
 import re
 import uuid as uuidlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
+from app.fields import WholeNumber
 from core.errors import bad_request
 
 if TYPE_CHECKING:
     from app.microversion import APIVersion
 
+_HOST_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+_HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}$")
+_FQDN_RE = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
 _NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
 # Nova's database limits (nova/db/constants.py): larger numbers are refused by the schema, not by the database.
 MAX_INT = 2147483647
@@ -100,7 +104,25 @@ class IPv6(fields.IPv6):
         return None if loaded is None else str(loaded)
 
 
+KEY_PATTERN = r"^[a-zA-Z0-9-_:. ]{1,255}$"  # Nova's metadata / extra spec / aggregate metadata keys
+KEY_RE = re.compile(KEY_PATTERN)
+
+
+class KeyedMap(fields.Dict):
+    """A JSON object whose keys match Nova's key pattern; ``values`` as for fields.Dict."""
+
+    def __init__(self, values: fields.Field, **kw: Any):
+        super().__init__(keys=fields.String(validate=validate.Regexp(KEY_RE)), values=values, **kw)
+        self.json_schema = {"propertyNames": {"pattern": KEY_PATTERN}}
+
+
 class StrictSchema(Schema):
+    """Unknown fields are refused. ``gates``: fields (by JSON key) a request may carry only from a microversion on;
+    ``removed``: fields refused from a microversion on (views check both with check_version_gated; the OpenAPI
+    document of a microversion leaves them out)."""
+    gates: ClassVar[dict[str, str]] = {}
+    removed: ClassVar[dict[str, str]] = {}
+
     class Meta:
         unknown = RAISE
 
@@ -112,33 +134,51 @@ class NetworkSchema(StrictSchema):
     tag = fields.String()
 
 
+# A create's network: the built-in one, named by its uuid (Stratus has no ports and picks the fixed IP itself).
+NETWORK_ITEM = {"type": "object", "required": ["uuid"], "additionalProperties": False,
+                "properties": {"uuid": {"type": "string", "format": "uuid"}}}
+BASE64 = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
 class ServerCreateSchema(StrictSchema):
+    class Meta(StrictSchema.Meta):
+        # a hostname names one server (the view words the error as Nova); without a volume service the server
+        # boots from an image (a block device mapping may only restate it, and the document shows none)
+        json_schema = {"required": ["name", "flavorRef", "imageRef"], "dependentSchemas": {"hostname": {
+            "properties": {"max_count": {"maximum": 1}, "min_count": {"maximum": 1}}}}}
+
+    gates = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63", "host": "2.74",
+             "hypervisor_hostname": "2.74", "hostname": "2.90"}
+    removed = {"personality": "2.57"}
     name = ServerName(required=True)
-    imageRef = fields.String(load_default="")
-    flavorRef = fields.Raw(required=True)
+    imageRef = fields.String(load_default="", metadata={"minLength": 1})
+    flavorRef = fields.Raw(required=True, metadata={"type": ["string", "integer"], "minLength": 1})
     adminPass = fields.String(validate=validate.Length(max=255))
-    metadata = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=255)),
-                           values=fields.String(validate=validate.Length(max=255)))
-    user_data = fields.String()
+    metadata = KeyedMap(fields.String(validate=validate.Length(max=255)))
+    user_data = fields.String(validate=validate.Regexp(BASE64))
     key_name = fields.String(validate=validate.Length(min=1, max=255))
     availability_zone = fields.String(validate=validate.Length(min=1, max=255))
-    min_count = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT))
-    max_count = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_INT))
+    min_count = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
+    max_count = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
     return_reservation_id = fields.Boolean()
-    networks = fields.Raw()
+    networks = fields.Raw(metadata={"type": "array", "maxItems": 1, "items": NETWORK_ITEM})  # the view checks it
     config_drive = fields.Raw()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
     accessIPv4 = IPv4()
     accessIPv6 = IPv6()
     security_groups = fields.List(fields.Dict())
-    block_device_mapping = fields.List(fields.Dict())
-    block_device_mapping_v2 = fields.List(fields.Dict())
+    # Stratus has no volume service: a mapping can only restate the local image disk (the view checks it), so
+    # the document shows none
+    block_device_mapping = fields.List(fields.Dict(), metadata={"maxItems": 0})
+    block_device_mapping_v2 = fields.List(fields.Dict(), metadata={"maxItems": 0})
     personality = fields.List(fields.Dict())
     tags = fields.List(fields.String(validate=validate.Length(min=1, max=60)), validate=validate.Length(max=50))
-    hostname = fields.String(validate=validate.Length(min=1, max=255))
+    hostname = fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(
+        _FQDN_RE, error="'{input}' does not match '{regex}'")])
     host = fields.String()
     hypervisor_hostname = fields.String()
-    trusted_image_certificates = fields.List(fields.String(), allow_none=True)
+    # refused when not empty (Stratus does not verify image signatures: check_trusted_certs)
+    trusted_image_certificates = fields.List(fields.String(), allow_none=True, metadata={"maxItems": 0})
     # Legacy extension keys some clients send.
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
 
@@ -157,13 +197,20 @@ class ServerCreateSchema(StrictSchema):
             raise ValidationError("User data needs to be valid base 64.") from None
 
 
+class ServerCreateV237Schema(ServerCreateSchema):
+    """2.37: ``networks`` is required, and may be "auto" or "none"."""
+    networks = fields.Raw(required=True, metadata={"oneOf": [
+        {"type": "string", "enum": ["auto", "none"]}, {"type": "array", "maxItems": 1, "items": NETWORK_ITEM}]})
+
+
 class RebootSchema(StrictSchema):
     type = fields.String(required=True, validate=validate.OneOf(["SOFT", "HARD", "soft", "hard"]))
 
 
 class KeypairCreateSchema(StrictSchema):
+    gates = {"type": "2.2", "user_id": "2.10"}
     name = fields.String(required=True, validate=[validate.Length(min=1, max=255),
-                                                  validate.Regexp(r"^[a-zA-Z0-9 _\-@.]+$",
+                                                  validate.Regexp(r"^[a-zA-Z0-9 _\-]+$",
                                                                   error="Keypair name contains unsafe characters")])
     public_key = fields.String(validate=validate.Length(max=16384))
     type = fields.String(validate=validate.OneOf(["ssh", "x509"]))
@@ -174,6 +221,8 @@ class FlavorId(fields.Field):
     """Nova's flavor ``id``: a string (1-255 characters of its pattern), a number or null; stored as a string
     (nova/compute/flavors.py ``str(flavorid)``), and a false-like one (null, 0) asks for a generated id."""
     _PATTERN = re.compile(r"^(?! )[a-zA-Z0-9. _-]+(?<! )$")
+    json_schema = {"type": ["string", "number", "null"], "minLength": 1, "maxLength": 255,
+                   "pattern": _PATTERN.pattern}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -185,6 +234,14 @@ class FlavorId(fields.Field):
         if not self._PATTERN.match(value):
             raise ValidationError(f"'{value}' does not match the flavor id pattern")
         return value
+
+
+class KeypairCreateV292Schema(KeypairCreateSchema):
+    """2.92 allows '@' and '.' in names, and takes no more requests to generate a key: public_key is required."""
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=255),
+                                                  validate.Regexp(r"^[a-zA-Z0-9 _\-@.]+$",
+                                                                  error="Keypair name contains unsafe characters")])
+    public_key = fields.String(required=True, validate=validate.Length(max=16384))
 
 
 class FlavorCreateSchema(StrictSchema):
@@ -202,9 +259,11 @@ class FlavorCreateSchema(StrictSchema):
 
 
 class ServerUpdateSchema(StrictSchema):
+    gates = {"description": "2.19", "hostname": "2.90"}
     name = ServerName()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
-    hostname = fields.String(validate=validate.Length(min=1, max=255))
+    hostname = fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(
+        _FQDN_RE, error="'{input}' does not match '{regex}'")])
     accessIPv4 = IPv4()
     accessIPv6 = IPv6()
     OS_DCF_diskConfig = fields.String(data_key="OS-DCF:diskConfig", validate=validate.OneOf(["AUTO", "MANUAL"]))
@@ -214,22 +273,40 @@ class LockSchema(StrictSchema):
     locked_reason = fields.String(validate=validate.Length(min=1, max=255))
 
 
+_GROUP_POLICIES = ["anti-affinity", "affinity"]
+_SOFT_POLICIES = [*_GROUP_POLICIES, "soft-anti-affinity", "soft-affinity"]
+
+
+def _policies(choices: list[str]) -> fields.Raw:
+    return fields.Raw(required=True, metadata={"type": "array", "minItems": 1, "maxItems": 1,
+                                               "items": {"type": "string", "enum": choices}})
+
+
 class ServerGroupCreateSchema(StrictSchema):
-    """Before 2.64; ``policies`` (a one-item list) is checked by the view, with Nova's messages."""
+    """Before 2.64: ``policies``, a list of exactly one policy; the view checks it with Nova's messages."""
     name = ServerName(required=True)
-    policies = fields.Raw(required=True)
+    policies = _policies(_GROUP_POLICIES)
+
+
+class ServerGroupCreateV215Schema(ServerGroupCreateSchema):
+    """2.15: the soft policies."""
+    policies = _policies(_SOFT_POLICIES)
 
 
 class ServerGroupCreateV264Schema(StrictSchema):
-    """From 2.64: one ``policy`` and its ``rules`` (checked by the view)."""
+    """From 2.64: one ``policy`` and its ``rules`` (only anti-affinity's max_server_per_host); the view checks them
+    with Nova's messages."""
     name = ServerName(required=True)
-    policy = fields.Raw(required=True)
-    rules = fields.Raw()
+    policy = fields.Raw(required=True, metadata={"type": "string", "enum": _SOFT_POLICIES})
+    rules = fields.Raw(metadata={"type": "object", "additionalProperties": False, "properties": {
+        "max_server_per_host": {"type": ["integer", "string"], "pattern": "^0*[1-9][0-9]{0,8}$", "minimum": 1,
+                                "maximum": MAX_INT}}})  # Nova's positive_integer
+
+    class Meta(StrictSchema.Meta):
+        json_schema = {"if": {"properties": {"policy": {"const": "anti-affinity"}}},
+                       "else": {"properties": {"rules": {"maxProperties": 0}}}}
 
 
-_HOST_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-_HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}$")
-_FQDN_RE = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
 
 
 def check_hostname(value: str, fqdn_allowed: bool) -> None:
@@ -254,7 +331,7 @@ def check_version_gated(body: dict, gates: dict[str, str], v: APIVersion) -> Non
     for field, min_version in gates.items():
         if field in body and not v.matches(min_version):
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)")
-    if "personality" in body and v.matches("2.57"):
+    if "personality" in body and v.matches("2.57"):  # the create's and rebuild's ``removed``
         raise bad_request("Additional properties are not allowed ('personality' was unexpected)")
     if "hostname" in body:
         check_hostname(body["hostname"], v.matches("2.94"))

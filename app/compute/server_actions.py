@@ -13,8 +13,8 @@ from sqlalchemy import select
 from app.compute.boot_request import image_for_boot
 from app.compute.instances import get_instance, start_action, writable_instance
 from app.compute.metadata_items import check_create_quota, validate_metadata
-from app.compute.schemas import (IPv4, IPv6, LockSchema, RebootSchema, ServerName, StrictSchema, action_argument,
-                                 check_no_args, check_version_gated, is_uuid, load)
+from app.compute.schemas import (IPv4, IPv6, KeyedMap, LockSchema, RebootSchema, ServerName, StrictSchema,
+                                 action_argument, check_no_args, check_version_gated, is_uuid, load)
 from app.compute.server_bodies import render
 from app.compute.views import base_url
 from app.context import RequestContext, current
@@ -147,10 +147,13 @@ def trigger_crash_dump(server_id: str, args: object) -> None:
 # --- rebuild -------------------------------------------------------------------------------------------------------
 
 class RebuildSchema(StrictSchema):
+    gates = {"description": "2.19", "key_name": "2.54", "user_data": "2.57", "trusted_image_certificates": "2.63",
+             "hostname": "2.90"}
+    removed = {"personality": "2.57"}
     imageRef = fields.String(required=True)
     name = ServerName()
     adminPass = fields.String(validate=validate.Length(max=255))
-    metadata = fields.Raw()
+    metadata = KeyedMap(fields.String(validate=validate.Length(max=255)))
     preserve_ephemeral = fields.Boolean(truthy={True}, falsy={False})
     accessIPv4 = IPv4()
     accessIPv6 = IPv6()
@@ -166,8 +169,7 @@ class RebuildSchema(StrictSchema):
 @action_argument("rebuild", RebuildSchema)
 def rebuild(server_id: str, body: dict) -> Response:
     ctx = current()
-    check_version_gated(body, {"description": "2.19", "key_name": "2.54", "user_data": "2.57",
-                               "trusted_image_certificates": "2.63", "hostname": "2.90"}, api_version())
+    check_version_gated(body, RebuildSchema.gates, api_version())
     values: dict = {}
     if "metadata" in body:
         values["metadata_items"] = validate_metadata(body["metadata"])
@@ -212,7 +214,7 @@ def rebuild(server_id: str, body: dict) -> Response:
 
 class CreateImageSchema(StrictSchema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    metadata = fields.Raw()
+    metadata = KeyedMap(fields.String(validate=validate.Length(max=255)))
 
 
 @action_argument("createImage", CreateImageSchema)

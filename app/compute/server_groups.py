@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.compute.request_body import body_schema
-from app.compute.schemas import ServerGroupCreateSchema, ServerGroupCreateV264Schema, is_uuid
+from app.compute.schemas import (ServerGroupCreateSchema, ServerGroupCreateV215Schema, ServerGroupCreateV264Schema,
+                                 MAX_INT, is_uuid)
 from app.context import RequestContext, current
 from app.microversion import APIVersion, current as api_version
 from app.policy import authorize, enforce, recheck
@@ -152,17 +153,20 @@ def _rules(rules: object) -> dict:
     prefix = f"Invalid input for field/attribute max_server_per_host. Value: {value}."
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise bad_request(f"{prefix} {value!r} is not of type 'integer', 'string'")
-    if isinstance(value, str) and not value.isdigit():
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):  # int() refuses "²"
         raise bad_request(f"{prefix} {value!r} does not match '^[0-9]*$'" if value else
                           f"{prefix} {value!r} should be non-empty")
     if int(value) < 1:
         raise bad_request(f"{prefix} {value!r} is less than the minimum of 1")
+    if int(value) > MAX_INT:  # beyond the rule's column
+        raise bad_request(f"{prefix} {value!r} is greater than the maximum of {MAX_INT}")
     return {"max_server_per_host": int(value)}
 
 
 @bp.post("/os-server-groups")
 @enforce("project_member_api")
-@body_schema(ServerGroupCreateSchema, root="server_group", versions={"2.64": ServerGroupCreateV264Schema})
+@body_schema(ServerGroupCreateSchema, root="server_group", versions={"2.15": ServerGroupCreateV215Schema,
+                                                                   "2.64": ServerGroupCreateV264Schema})
 def create_server_group(body: dict):
     ctx = current()
     v = api_version()

@@ -5,7 +5,8 @@ from flask import Blueprint, jsonify
 
 from app.compute.instances import instance_for_subresource
 from app.compute.metadata_items import validate_metadata
-from app.compute.request_body import json_body
+from app.compute.body_schemas import MetaBodySchema, MetadataBodySchema
+from app.compute.request_body import body_schema, json_body
 from app.policy import enforce
 from core.errors import bad_request, not_found
 from tasks.messaging import rpc
@@ -41,7 +42,8 @@ def show(server_id: str, key: str):
 
 @bp.post("/servers/<server_id>/metadata")
 @enforce("project_member_api")
-def create(server_id: str):
+@body_schema(MetadataBodySchema)
+def create(body: dict, server_id: str):
     items = _body("metadata")
     inst = instance_for_subresource(server_id, write=True)
     return jsonify({"metadata": rpc.call("stratus.conductor.update_metadata", inst.uuid, "merge", items)})
@@ -49,7 +51,8 @@ def create(server_id: str):
 
 @bp.put("/servers/<server_id>/metadata")
 @enforce("project_member_api")
-def update_all(server_id: str):
+@body_schema(MetadataBodySchema)
+def update_all(body: dict, server_id: str):
     items = _body("metadata")
     inst = instance_for_subresource(server_id, write=True)
     return jsonify({"metadata": rpc.call("stratus.conductor.update_metadata", inst.uuid, "replace", items)})
@@ -57,7 +60,8 @@ def update_all(server_id: str):
 
 @bp.put("/servers/<server_id>/metadata/<key>")
 @enforce("project_member_api")
-def update_key(server_id: str, key: str):
+@body_schema(MetaBodySchema)
+def update_key(body: dict, server_id: str, key: str):
     meta = _body("meta")
     if len(meta) > 1:
         raise bad_request("Request body contains too many items")

@@ -6,7 +6,8 @@ from flask import Blueprint, Response, jsonify
 
 from app.compute.instance_tags import MIN_VERSION, tags_of, validate_tag, validate_tags
 from app.compute.instances import instance_for_subresource
-from app.compute.request_body import json_body
+from app.compute.body_schemas import TagsBodySchema
+from app.compute.request_body import body_schema
 from app.compute.views import base_url, compute_prefix
 from app.microversion import current as api_version
 from app.policy import enforce
@@ -44,10 +45,8 @@ def show(server_id: str, tag: str):
 
 @bp.put("/servers/<server_id>/tags")
 @enforce("project_member_api")
-def update_all(server_id: str):
-    body = json_body()
-    if set(body) != {"tags"}:
-        raise bad_request(f"Invalid input for field/attribute tags. Value: {body!r}. 'tags' is a required property")
+@body_schema(TagsBodySchema)
+def update_all(body: dict, server_id: str):
     tags = validate_tags(body["tags"])
     inst = _instance(server_id, write=True)
     return jsonify({"tags": rpc.call("stratus.conductor.update_tags", inst.uuid, "replace", tags)["tags"]})

@@ -15,7 +15,7 @@ from app.compute.actions import ACTIONS, NOVA_NETWORK_ACTIONS
 from app.compute.instances import get_instance, start_action
 from app.compute.paging import MAX_LIMIT
 from app.compute.request_body import body_schema, json_body
-from app.compute.schemas import ServerCreateSchema, ServerUpdateSchema, check_version_gated
+from app.compute.schemas import ServerCreateSchema, ServerCreateV237Schema, ServerUpdateSchema, check_version_gated
 from app.compute.server_actions import soft_delete
 from app.compute.server_bodies import render, server_addresses
 from app.compute.views import base_url, compute_prefix, links, server_summary
@@ -221,7 +221,8 @@ def show_server(server_id: str):
 
 @bp.post("/servers")
 @enforce("project_member_api")
-@body_schema(ServerCreateSchema, root="server", siblings=boot_request.SCHEDULER_HINTS)
+@body_schema(ServerCreateSchema, root="server", siblings=boot_request.SCHEDULER_HINTS,
+             versions={"2.37": ServerCreateV237Schema})
 def create_server(body: dict):
     boot = boot_request.build(body, boot_request.scheduler_hints(json_body()), current(), api_version(),
                               authorize)
@@ -244,7 +245,7 @@ def create_server(body: dict):
 @body_schema(ServerUpdateSchema, root="server")
 def update_server(body: dict, server_id: str):
     ctx = current()
-    check_version_gated(body, {"description": "2.19", "hostname": "2.90"}, api_version())
+    check_version_gated(body, ServerUpdateSchema.gates, api_version())
     names = {"name": "display_name", "description": "display_description", "hostname": "hostname",
              "accessIPv4": "access_ip_v4", "accessIPv6": "access_ip_v6"}
     values = {names[k]: val for k, val in body.items() if k in names}

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from app.compute.request_body import json_body
-from app.compute.schemas import is_uuid
+from app.compute.body_schemas import ServiceUpdateSchema
+from app.compute.request_body import body_schema, json_body
+from app.compute.schemas import MAX_INT, is_uuid
 from app.compute.views import api_id, iso_usec
 from app.microversion import current as api_version
 from app.policy import enforce
@@ -48,7 +49,8 @@ def list_services():
 
 @bp.put("/os-services/<service_id>")
 @enforce("admin_api", name="os_compute_api:os-services:update")
-def update_service(service_id: str):
+@body_schema(ServiceUpdateSchema, since="2.53")
+def update_service(_loaded: dict, service_id: str):
     if not api_version().matches("2.53"):
         raise not_found("Use microversion 2.53 or later to update a service by its UUID.")
     if not is_uuid(service_id):
@@ -77,7 +79,9 @@ def update_service(service_id: str):
 @enforce("admin_api", name="os_compute_api:os-services:delete")
 def delete_service(service_id: str):
     by_uuid = api_version().matches("2.53")
-    if not by_uuid and not service_id.isdigit():
+    if not by_uuid and not (service_id.isascii() and service_id.isdigit()):
         raise bad_request(f"Invalid ID {service_id}")
+    if not by_uuid and int(service_id) > MAX_INT:  # beyond the id column
+        raise not_found(f"Service {service_id} not found.")
     rpc.call("stratus.conductor.delete_service", service_id, by_uuid)
     return "", 204

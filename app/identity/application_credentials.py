@@ -4,9 +4,12 @@ The secret is shown once, at creation, and stored hashed; deleting the credentia
 from __future__ import annotations
 
 import base64
+import functools
 import datetime as dt
 import secrets
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 from sqlalchemy import delete, select
@@ -15,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from app import auth
 from app.context import current
 from app.identity.bodies import collection, iso, v3_url
-from app.identity.inputs import bool_field, get_or_404, json_body, str_field
+from app.identity.body_schemas import ApplicationCredentialCreateSchema
+from app.identity.inputs import body_schema, bool_field, get_or_404, json_body, str_field
 from app.identity.service import hash_password
 from app.policy import authorize, checks_inside
 from core import db
@@ -111,16 +115,28 @@ def _requested_roles(s, data: dict, held: list[Role]) -> list[Role]:
     return list(chosen.values())
 
 
+def _may_create(view: Callable) -> Callable:
+    """Keystone authorizes a create before it reads the body: the caller itself, with a project-scoped token
+    that does not come from a restricted application credential."""
+    @functools.wraps(view)
+    def checked(user_id: str) -> Any:
+        ctx = current()
+        authorize(_CREATE, target_user=user_id)
+        _refuse_restricted_token()
+        if ctx.user_id != user_id:
+            raise _forbidden("Cannot create an application credential for another user")
+        if ctx.project_id is None:
+            raise ApiError(400, "Application credentials are created with a project-scoped token.")
+        return view(user_id=user_id)
+    return checked
+
+
 @bp.post("/v3/users/<user_id>/application_credentials")
 @checks_inside((_CREATE, "admin_or_owner"))
-def create_application_credential(user_id):
+@_may_create
+@body_schema(ApplicationCredentialCreateSchema, root="application_credential")
+def create_application_credential(_loaded: dict, user_id):
     ctx = current()
-    authorize(_CREATE, target_user=user_id)
-    _refuse_restricted_token()
-    if ctx.user_id != user_id:
-        raise _forbidden("Cannot create an application credential for another user")
-    if ctx.project_id is None:
-        raise ApiError(400, "Application credentials are created with a project-scoped token.")
     data = json_body("application_credential")
     name = str_field(data, "name", required=True)
     description = str_field(data, "description", max_len=65535, nullable=True)

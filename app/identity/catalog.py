@@ -10,7 +10,9 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import delete, select
 
 from app.identity.bodies import collection, v3_url
-from app.identity.inputs import bool_arg, bool_field, get_or_404, json_body, str_field
+from app.identity.body_schemas import (CatalogServiceCreateSchema, CatalogServiceUpdateSchema, EndpointCreateSchema,
+                                       EndpointUpdateSchema, RegionCreateSchema, RegionUpdateSchema)
+from app.identity.inputs import body_schema, bool_arg, bool_field, get_or_404, json_body, str_field
 from app.identity.service import INTERFACES
 from app.policy import enforce
 from core import db
@@ -67,7 +69,8 @@ def list_services():
 
 @bp.post("/v3/services")
 @enforce("admin_api", "identity:create_service")
-def create_service():
+@body_schema(CatalogServiceCreateSchema, root="service")
+def create_service(_loaded: dict):
     data = json_body("service")
     if "type" not in data:
         raise ApiError(400, "Invalid input for field 'type': 'type' is a required property.")
@@ -89,7 +92,8 @@ def show_service(service_id):
 
 @bp.patch("/v3/services/<service_id>")
 @enforce("admin_api", "identity:update_service")
-def update_service(service_id):
+@body_schema(CatalogServiceUpdateSchema, root="service")
+def update_service(_loaded: dict, service_id):
     data = json_body("service")
     if data.get("id") not in (None, service_id):
         raise ApiError(400, "Cannot change ID.")
@@ -167,7 +171,8 @@ def list_endpoints():
 
 @bp.post("/v3/endpoints")
 @enforce("admin_api", "identity:create_endpoint")
-def create_endpoint():
+@body_schema(EndpointCreateSchema, root="endpoint")
+def create_endpoint(_loaded: dict):
     data = json_body("endpoint")
     for name in ("service_id", "interface", "url"):
         if name not in data:
@@ -190,7 +195,8 @@ def show_endpoint(endpoint_id):
 
 @bp.patch("/v3/endpoints/<endpoint_id>")
 @enforce("admin_api", "identity:update_endpoint")
-def update_endpoint(endpoint_id):
+@body_schema(EndpointUpdateSchema, root="endpoint")
+def update_endpoint(_loaded: dict, endpoint_id):
     data = json_body("endpoint")
     if data.get("id") not in (None, endpoint_id):
         raise ApiError(400, "Cannot change ID.")
@@ -263,7 +269,8 @@ def list_regions():
 
 @bp.post("/v3/regions")
 @enforce("admin_api", "identity:create_region")
-def create_region():
+@body_schema(RegionCreateSchema, root="region")
+def create_region(_loaded: dict):
     data = json_body("region")
     region_id = data.get("id")
     if region_id is not None and not isinstance(region_id, str):
@@ -273,7 +280,8 @@ def create_region():
 
 @bp.put("/v3/regions/<region_id>")
 @enforce("admin_api", "identity:create_region")
-def create_region_with_id(region_id):
+@body_schema(RegionUpdateSchema, root="region")
+def create_region_with_id(_loaded: dict, region_id):
     data = json_body("region")
     if data.get("id") not in (None, region_id):
         raise ApiError(400, "The region id in the body does not match the one in the URL.")
@@ -289,7 +297,8 @@ def show_region(region_id):
 
 @bp.patch("/v3/regions/<region_id>")
 @enforce("admin_api", "identity:update_region")
-def update_region(region_id):
+@body_schema(RegionUpdateSchema, root="region")
+def update_region(_loaded: dict, region_id):
     data = json_body("region")
     if data.get("id") not in (None, region_id):
         raise ApiError(400, "Cannot change ID.")

@@ -9,7 +9,8 @@ from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
 from app.identity.bodies import collection, role_body, user_body, v3_url
-from app.identity.inputs import check_domain, get_or_404, json_body, self_or_admin, str_field
+from app.identity.body_schemas import GroupCreateSchema, GroupUpdateSchema
+from app.identity.inputs import body_schema, check_domain, get_or_404, json_body, self_or_admin, str_field
 from app.identity.service import DEFAULT_DOMAIN_ID
 from app.policy import enforce
 from core import db
@@ -43,7 +44,8 @@ def list_groups():
 
 @bp.post("/v3/groups")
 @enforce("admin_api", "identity:create_group")
-def create_group():
+@body_schema(GroupCreateSchema, root="group")
+def create_group(_loaded: dict):
     data = json_body("group")
     name = str_field(data, "name", required=True, max_len=64)
     description = str_field(data, "description", max_len=65535, nullable=True) or ""
@@ -69,7 +71,8 @@ def show_group(group_id):
 
 @bp.patch("/v3/groups/<group_id>")
 @enforce("admin_api", "identity:update_group")
-def update_group(group_id):
+@body_schema(GroupUpdateSchema, root="group")
+def update_group(_loaded: dict, group_id):
     data = json_body("group")
     name = str_field(data, "name", max_len=64)
     if data.get("domain_id") not in (None, DEFAULT_DOMAIN_ID):

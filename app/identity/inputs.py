@@ -2,13 +2,18 @@
 filters of the query string, the rows a path names (404), and the self-or-admin rule."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import request
+from marshmallow import Schema, ValidationError
 from sqlalchemy import select
 
 from app.context import current
 from app.identity.bodies import collection
 from app.identity.service import DEFAULT_DOMAIN_ID
 from app.policy import check
+from app import request_body
 from core import db
 from core.errors import ApiError
 
@@ -25,6 +30,44 @@ def json_body(key: str | None = None) -> dict:
     if not isinstance(inner, dict):
         raise ApiError(400, f"Invalid input for field '{key}': a JSON object is required.")
     return inner
+
+
+def _first_problem(messages: Any, path: str = "") -> tuple[str, str]:
+    """The first (field path, message) of marshmallow's nested error messages."""
+    if isinstance(messages, dict):
+        key, inner = next(iter(sorted(messages.items(), key=lambda item: str(item[0]))))
+        name = "" if key == "_schema" else str(key)
+        return _first_problem(inner, f"{path}/{name}".strip("/") if name else path)
+    if isinstance(messages, list) and messages:
+        return _first_problem(messages[0], path)
+    return path, str(messages)
+
+
+def _load(schema: Schema, data: Any, root: str | None) -> dict:
+    """Keystone's validation errors: "Invalid input for field '<path>': <problem>"."""
+    if root is not None:
+        if not isinstance(data.get(root), dict):
+            raise ApiError(400, f"Invalid input for field '{root}': a JSON object is required.")
+        data = data[root]
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        field, problem = _first_problem(exc.messages)
+        if problem == "Missing data for required field.":
+            problem = f"'{field.rsplit('/', 1)[-1]}' is a required property."
+        raise ApiError(400, f"Invalid input for field '{field or root}': {problem}") from None
+
+
+KEYSTONE = request_body.Dialect(
+    read=json_body, load=_load,
+    extra_key=lambda key: ApiError(400, f"Additional properties are not allowed ('{key}' was unexpected)"),
+    not_object=lambda name, value: ApiError(400, f"Invalid input for field '{name}': a JSON object is required."))
+
+
+def body_schema(schema: type[Schema], root: str | None = None) -> Callable:
+    """Load the view's JSON body with ``schema`` (Keystone's 400s) and pass the loaded value as its first
+    argument; the OpenAPI document shows the schema."""
+    return request_body.body_schema(KEYSTONE, schema, root)
 
 
 def bool_arg(name: str) -> bool | None:

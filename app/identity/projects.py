@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.context import current
 from app.identity.bodies import project_body
-from app.identity.inputs import bool_field, check_domain, filtered_list, get_or_404, json_body, str_field
+from app.identity.body_schemas import ProjectCreateSchema, ProjectUpdateSchema
+from app.identity.inputs import body_schema, bool_field, check_domain, filtered_list, get_or_404, json_body, str_field
 from app.identity.service import DEFAULT_DOMAIN_ID
 from app.policy import check, enforce
 from core import db
@@ -28,7 +29,8 @@ def list_projects():
 
 @bp.post("/v3/projects")
 @enforce("admin_api")
-def create_project():
+@body_schema(ProjectCreateSchema, root="project")
+def create_project(_loaded: dict):
     data = json_body("project")
     name = str_field(data, "name", required=True, max_len=64)
     description = str_field(data, "description", max_len=65535, nullable=True) or ""
@@ -65,7 +67,8 @@ def show_project(project_id):
 
 @bp.patch("/v3/projects/<project_id>")
 @enforce("admin_api")
-def update_project(project_id):
+@body_schema(ProjectUpdateSchema, root="project")
+def update_project(_loaded: dict, project_id):
     data = json_body("project")
     name = str_field(data, "name", max_len=64)
     description = str_field(data, "description", max_len=65535, nullable=True)

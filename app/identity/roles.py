@@ -10,8 +10,9 @@ from sqlalchemy import delete, select
 
 from app import auth
 from app.context import current
+from app.identity.body_schemas import RoleCreateSchema, RoleUpdateSchema
 from app.identity.bodies import collection, domain_ref, role_body, v3_url
-from app.identity.inputs import bool_arg, get_or_404, json_body, self_or_admin, str_field
+from app.identity.inputs import body_schema, bool_arg, get_or_404, json_body, self_or_admin, str_field
 from app.identity.service import system_assignments
 from app.policy import check, enforce
 from app.policy_rules import DIRECT_IMPLIED
@@ -40,7 +41,8 @@ def list_roles():
 
 @bp.post("/v3/roles")
 @enforce("admin_api")
-def create_role():
+@body_schema(RoleCreateSchema, root="role")
+def create_role(_loaded: dict):
     data = json_body("role")
     name = str_field(data, "name", required=True)
     if data.get("domain_id"):
@@ -67,7 +69,8 @@ def show_role(role_id):
 
 @bp.patch("/v3/roles/<role_id>")
 @enforce("admin_api")
-def update_role(role_id):
+@body_schema(RoleUpdateSchema, root="role")
+def update_role(_loaded: dict, role_id):
     data = json_body("role")
     name = str_field(data, "name")
     with db.write_session() as s:

@@ -12,8 +12,9 @@ from sqlalchemy.exc import IntegrityError
 
 from app import auth
 from app.context import current
+from app.identity.body_schemas import AuthSchema
 from app.identity.bodies import collection, domain_ref, iso, project_body, service_catalog, v3_url
-from app.identity.inputs import AUTH_FAILED, json_body
+from app.identity.inputs import AUTH_FAILED, body_schema, json_body
 from app.identity.service import DEFAULT_DOMAIN_ID, check_password
 from app.policy import check, enforce, public
 from core import db
@@ -113,7 +114,8 @@ def _token_body(methods: list[str], user: User, project: Project | None, roles: 
 
 @bp.post("/v3/auth/tokens")
 @public
-def issue_token():
+@body_schema(AuthSchema, root="auth")
+def issue_token(_loaded: dict):
     data = json_body("auth")
     identity = data.get("identity")
     if not isinstance(identity, dict) or not isinstance(identity.get("methods"), list) \

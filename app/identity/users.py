@@ -9,9 +9,10 @@ from sqlalchemy import delete, select, update
 
 from app import auth
 from app.context import current
+from app.identity.body_schemas import PasswordChangeSchema, UserCreateSchema, UserUpdateSchema
 from app.identity.bodies import collection, project_body, user_body
-from app.identity.inputs import (AUTH_FAILED, bool_arg, bool_field, check_domain, filtered_list, get_or_404,
-                                 json_body, self_or_admin, str_field)
+from app.identity.inputs import (AUTH_FAILED, body_schema, bool_arg, bool_field, check_domain, filtered_list,
+                                 get_or_404, json_body, self_or_admin, str_field)
 from app.identity.service import DEFAULT_DOMAIN_ID, check_password, hash_password
 from app.policy import enforce
 from core import db
@@ -56,7 +57,8 @@ def _user_fields(data: dict, s, user: User, password_hash: str | None) -> None:
 
 @bp.post("/v3/users")
 @enforce("admin_api")
-def create_user():
+@body_schema(UserCreateSchema, root="user")
+def create_user(_loaded: dict):
     data = json_body("user")
     name = str_field(data, "name", required=True)
     check_domain(data.get("domain_id"))
@@ -84,7 +86,8 @@ def show_user(user_id):
 
 @bp.patch("/v3/users/<user_id>")
 @enforce("admin_api")
-def update_user(user_id):
+@body_schema(UserUpdateSchema, root="user")
+def update_user(_loaded: dict, user_id):
     data = json_body("user")
     name = str_field(data, "name")
     if data.get("domain_id") not in (None, DEFAULT_DOMAIN_ID):
@@ -118,7 +121,8 @@ def delete_user(user_id):
 
 
 @bp.post("/v3/users/<user_id>/password")
-def change_password(user_id):
+@body_schema(PasswordChangeSchema, root="user")
+def change_password(_loaded: dict, user_id):
     self_or_admin(user_id)
     if current().user_id != user_id:
         raise ApiError(403, "You are not authorized to change another user's password.")

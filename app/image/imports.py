@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from app.context import current
 from app.image import importer
+from app.image.body_schemas import ImportSchema, body_schema
 from app.image.common import is_uuid, iso, load, load_for_write
 from app.policy import enforce, register
 from core import db, image_store
@@ -90,7 +91,8 @@ def _import_request() -> dict:
 
 
 @bp.post("/v2/images/<image_id>/import")
-def import_image(image_id):
+@body_schema(ImportSchema)
+def import_image(_loaded: dict, image_id):
     body = _import_request()
     method = body["method"]["name"]
     uri = body["method"].get("uri")

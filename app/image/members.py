@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.context import current
+from app.image.body_schemas import MemberCreateSchema, MemberUpdateSchema, body_schema
 from app.image.common import iso, json_response, load
 from app.policy import check, enforce, register
 from core import db, image_access
@@ -54,7 +55,8 @@ def _body() -> dict:
 
 @bp.post("/v2/images/<image_id>/members")
 @enforce("authenticated")
-def add_member(image_id):
+@body_schema(MemberCreateSchema)
+def add_member(_loaded: dict, image_id):
     data = _body()
     if "member" not in data:
         raise ApiError(400, "Member to be added not specified")
@@ -119,7 +121,8 @@ def show_member(image_id, member_id):
 
 @bp.put("/v2/images/<image_id>/members/<member_id>")
 @enforce("authenticated")
-def update_member(image_id, member_id):
+@body_schema(MemberUpdateSchema)
+def update_member(_loaded: dict, image_id, member_id):
     data = _body()
     if "status" not in data:
         raise ApiError(400, "Status not specified")

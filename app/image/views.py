@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import delete, select, update
 
+from app.image.body_schemas import CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES, ImageCreateSchema, body_schema
 from app.context import current
 from app.image import importer
 from app.image.common import image_body, is_uuid, json_response, load, load_for_write, readable
@@ -26,9 +27,6 @@ from core.settings import get_settings
 
 bp = Blueprint("image", __name__)
 
-DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
-CONTAINER_FORMATS = ("ami", "ari", "aki", "bare", "ovf", "ova", "docker", "compressed")
-VISIBILITIES = ("public", "private", "shared", "community")
 READ_ONLY = ("status", "size", "virtual_size", "created_at", "updated_at", "self", "file", "schema",
              "os_hash_algo", "os_hash_value", "direct_url", "locations", "checksum")
 BASE_ATTRS = ("id", "name", "disk_format", "container_format", "visibility", "protected", "min_disk", "min_ram",
@@ -86,7 +84,9 @@ def _set_attr(img: Image, key: str, value, *, creating: bool) -> None:
         else:
             img.properties = {**(img.properties or {}), "os_hidden": value}
     elif key in ("min_disk", "min_ram"):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if isinstance(value, float) and value.is_integer():  # JSON Schema's integer: 3.0 is 3
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2147483647:
             raise ApiError(400, f"Invalid input for field '{key}': must be a non-negative integer.")
         setattr(img, key, value)
     elif key == "tags":
@@ -328,11 +328,10 @@ def list_images():
 
 @bp.post("/v2/images")
 @enforce("project_member_api")
-def create_image():
+@body_schema(ImageCreateSchema)
+def create_image(_loaded: dict):
     ctx = current()
     data = request.get_json(silent=True, force=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "The request body must be a JSON object.")
     now = utcnow()
     img = Image(id=str(uuid.uuid4()), status="queued", visibility="shared", protected=False, owner=ctx.project_id,
                 min_disk=0, min_ram=0, properties={}, tags=[], created_at=now, updated_at=now)
