@@ -46,7 +46,8 @@ CASES = [
      "Invalid flavorRef"),
     ("unknown field", lambda img: server_body(img, bogus=1), 400, "badRequest", "'bogus' was unexpected"),
     ("networks missing at 2.37+", lambda img: server_body(img, networks=None), 400, "badRequest", "networks"),
-    ("bad user_data", lambda img: server_body(img, user_data="%%%not base64"), 400, "badRequest", "base 64"),
+    ("bad user_data", lambda img: server_body(img, user_data="%%%not base64"), 400, "badRequest",
+     "Invalid input for field/attribute user_data"),
     ("unknown key", lambda img: server_body(img, key_name="nope"), 400, "badRequest", "Invalid key_name"),
     ("empty name", lambda img: server_body(img, name=""), 400, "badRequest", "name"),
 ]
