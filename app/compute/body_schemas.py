@@ -14,8 +14,17 @@ from app.compute.schemas import KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, StrictSc
 from core import quota
 from core.states import MAX_TAGS
 
+class NovaText(fields.String):
+    """A string whose errors read as Nova's JSON Schema ones ("1 is not of type 'string'", "'...' is too long")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValidationError(f"{value!r} is not of type 'string'")
+        return super()._deserialize(value, attr, data, **kw)
+
+
 def _text(max_len: int = 255, **kw: Any) -> fields.String:
-    return fields.String(validate=validate.Length(max=max_len), **kw)
+    return NovaText(validate=validate.Length(max=max_len, error="'{input}' is too long"), **kw)
 
 
 def _spec_value() -> fields.Field:
@@ -47,8 +56,10 @@ class MetaBodySchema(StrictSchema):
 
 
 class TagsBodySchema(StrictSchema):
-    tags = fields.List(fields.String(validate=[validate.Length(min=1, max=60), validate.Regexp(r"^[^,/]*$")]),
-                       required=True, validate=validate.Length(max=MAX_TAGS))
+    tags = fields.List(NovaText(validate=[  # Nova's JSON Schema wording (clients and tests match on it)
+        validate.Length(min=1, error="'{input}' is too short"), validate.Length(max=60, error="'{input}' is too long"),
+        validate.Regexp(r"^[^,/]*$", error="'{input}' does not match '^[^,/]*$'")]),
+                       required=True, metadata={"maxItems": MAX_TAGS})  # the view counts them, in Nova's words
 
 
 _AGG_NAME = r"^(?! )[^\x00-\x1f\x7f]*(?<! )$"

@@ -112,7 +112,10 @@ class KeyedMap(fields.Dict):
     """A JSON object whose keys match Nova's key pattern; ``values`` as for fields.Dict."""
 
     def __init__(self, values: fields.Field, **kw: Any):
-        super().__init__(keys=fields.String(validate=validate.Regexp(KEY_RE)), values=values, **kw)
+        # a key outside the pattern reads as Nova's (patternProperties + additionalProperties: false)
+        key = fields.String(validate=validate.Regexp(
+            KEY_RE, error="Additional properties are not allowed ('{input}' was unexpected)"))
+        super().__init__(keys=key, values=values, **kw)
         self.json_schema = {"propertyNames": {"pattern": KEY_PATTERN}}
 
 
