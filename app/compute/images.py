@@ -121,6 +121,18 @@ def _image(image_id: str) -> Image:
             raise not_found("Image not found.") from None
 
 
+def _writable(s, image_id: str, forbidden: str | None = None) -> Image:
+    """The image this caller may change, or Nova's proxy 404 ("Image not found.") / ``forbidden`` as a 403."""
+    try:
+        return load_writable(s, image_id)
+    except ApiError as exc:
+        if exc.code == 404:
+            raise not_found("Image not found.") from None
+        if forbidden is None:
+            raise
+        raise ApiError(403, forbidden) from None
+
+
 @bp.get("/images/<image_id>")
 @enforce("authenticated", name="os_compute_api:image-proxy:show")
 def show_image(image_id: str):
@@ -132,12 +144,7 @@ def show_image(image_id: str):
 def delete_image(image_id: str):
     _check_version()
     with db.write_session() as s:
-        try:
-            img = load_writable(s, image_id)
-        except ApiError as exc:
-            if exc.code == 404:
-                raise not_found("Image not found.") from None
-            raise ApiError(403, "You are not allowed to delete the image.") from None
+        img = _writable(s, image_id, "You are not allowed to delete the image.")
         if img.protected:
             raise ApiError(403, "You are not allowed to delete the image.")
         s.delete(img)
@@ -166,12 +173,7 @@ def _write_metadata(image_id: str, change) -> dict:
     """Apply ``change(current metadata) -> new metadata`` to the image's properties; the new metadata."""
     _check_version()
     with db.write_session() as s:
-        try:
-            img = load_writable(s, image_id)
-        except ApiError as exc:
-            if exc.code == 404:
-                raise not_found("Image not found.") from None
-            raise
+        img = _writable(s, image_id)
         hidden = {k: v for k, v in (img.properties or {}).items() if k == "os_hidden"}
         metadata = change(_metadata(img))
         limit = get_settings().quota_metadata_items

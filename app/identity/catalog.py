@@ -6,13 +6,14 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlparse
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint
 from sqlalchemy import delete, select
 
-from app.identity.bodies import collection, v3_url
+from app.identity.bodies import v3_url
 from app.identity.body_schemas import (CatalogServiceCreateSchema, CatalogServiceUpdateSchema, EndpointCreateSchema,
                                        EndpointUpdateSchema, RegionCreateSchema, RegionUpdateSchema)
-from app.identity.inputs import body_schema, bool_arg, bool_field, get_or_404, json_body, str_field
+from app.identity.inputs import (body_schema, bool_field, created, filtered_list, get_or_404, json_body, shown,
+                                 str_field, updated)
 from app.identity.service import INTERFACES
 from app.policy import enforce
 from core import db
@@ -28,12 +29,6 @@ def _validation(attribute: str, target: str) -> ApiError:
                          "be in error.")
 
 
-def _created(key: str, body: dict):
-    resp = jsonify({key: body})
-    resp.status_code = 201
-    return resp
-
-
 # --- services ---------------------------------------------------------------------------------------------------------
 
 def service_body(svc: CatalogService) -> dict:
@@ -45,7 +40,7 @@ def service_body(svc: CatalogService) -> dict:
     return body
 
 
-def _service_fields(data: dict, svc: CatalogService) -> None:
+def _service_fields(_s, data: dict, svc: CatalogService) -> None:
     for name in ("type", "name", "description"):
         if name in data:
             value = str_field(data, name, required=name == "type", max_len=255, nullable=name != "type")
@@ -58,13 +53,8 @@ def _service_fields(data: dict, svc: CatalogService) -> None:
 @bp.get("/v3/services")
 @enforce("admin_api", "identity:list_services")
 def list_services():
-    q = select(CatalogService).order_by(CatalogService.type, CatalogService.id)
-    for name in ("type", "name"):
-        if request.args.get(name) is not None:
-            q = q.where(getattr(CatalogService, name) == request.args[name])
-    with db.read_session() as s:
-        items = [service_body(svc) for svc in s.scalars(q)]
-    return collection("services", items, "/services")
+    return filtered_list(CatalogService, service_body, "services", ("type", "name"),
+                         (CatalogService.type, CatalogService.id), enabled=False)
 
 
 @bp.post("/v3/services")
@@ -74,35 +64,21 @@ def create_service(_loaded: dict):
     data = json_body("service")
     if "type" not in data:
         raise ApiError(400, "Invalid input for field 'type': 'type' is a required property.")
-    with db.write_session() as s:
-        svc = CatalogService(id=uuid.uuid4().hex, name="", description="", enabled=True)
-        _service_fields(data, svc)
-        s.add(svc)
-        s.flush()
-        body = service_body(svc)
-    return _created("service", body)
+    return created("service", lambda _s: CatalogService(id=uuid.uuid4().hex, name="", description="", enabled=True),
+                   _service_fields, data, service_body)
 
 
 @bp.get("/v3/services/<service_id>")
 @enforce("admin_api", "identity:get_service")
 def show_service(service_id):
-    with db.read_session() as s:
-        return jsonify({"service": service_body(get_or_404(s, CatalogService, service_id, "service"))})
+    return shown(CatalogService, service_id, "service", service_body)
 
 
 @bp.patch("/v3/services/<service_id>")
 @enforce("admin_api", "identity:update_service")
 @body_schema(CatalogServiceUpdateSchema, root="service")
 def update_service(_loaded: dict, service_id):
-    data = json_body("service")
-    if data.get("id") not in (None, service_id):
-        raise ApiError(400, "Cannot change ID.")
-    with db.write_session() as s:
-        svc = get_or_404(s, CatalogService, service_id, "service")
-        _service_fields(data, svc)
-        s.flush()
-        body = service_body(svc)
-    return jsonify({"service": body})
+    return updated(CatalogService, service_id, "service", _service_fields, json_body("service"), service_body)
 
 
 @bp.delete("/v3/services/<service_id>")
@@ -157,16 +133,8 @@ def _endpoint_fields(s, data: dict, ep: Endpoint) -> None:
 @bp.get("/v3/endpoints")
 @enforce("admin_api", "identity:list_endpoints")
 def list_endpoints():
-    q = select(Endpoint).order_by(Endpoint.service_id, Endpoint.interface, Endpoint.id)
-    for name in ("interface", "service_id", "region_id"):
-        if request.args.get(name) is not None:
-            q = q.where(getattr(Endpoint, name) == request.args[name])
-    enabled = bool_arg("enabled")
-    if enabled is not None:
-        q = q.where(Endpoint.enabled.is_(enabled))
-    with db.read_session() as s:
-        items = [endpoint_body(ep) for ep in s.scalars(q)]
-    return collection("endpoints", items, "/endpoints")
+    return filtered_list(Endpoint, endpoint_body, "endpoints", ("interface", "service_id", "region_id"),
+                         (Endpoint.service_id, Endpoint.interface, Endpoint.id))
 
 
 @bp.post("/v3/endpoints")
@@ -177,35 +145,21 @@ def create_endpoint(_loaded: dict):
     for name in ("service_id", "interface", "url"):
         if name not in data:
             raise ApiError(400, f"Invalid input for field '{name}': '{name}' is a required property.")
-    with db.write_session() as s:
-        ep = Endpoint(id=uuid.uuid4().hex, enabled=True, region_id=None)
-        _endpoint_fields(s, data, ep)
-        s.add(ep)
-        s.flush()
-        body = endpoint_body(ep)
-    return _created("endpoint", body)
+    return created("endpoint", lambda _s: Endpoint(id=uuid.uuid4().hex, enabled=True, region_id=None),
+                   _endpoint_fields, data, endpoint_body)
 
 
 @bp.get("/v3/endpoints/<endpoint_id>")
 @enforce("admin_api", "identity:get_endpoint")
 def show_endpoint(endpoint_id):
-    with db.read_session() as s:
-        return jsonify({"endpoint": endpoint_body(get_or_404(s, Endpoint, endpoint_id, "endpoint"))})
+    return shown(Endpoint, endpoint_id, "endpoint", endpoint_body)
 
 
 @bp.patch("/v3/endpoints/<endpoint_id>")
 @enforce("admin_api", "identity:update_endpoint")
 @body_schema(EndpointUpdateSchema, root="endpoint")
 def update_endpoint(_loaded: dict, endpoint_id):
-    data = json_body("endpoint")
-    if data.get("id") not in (None, endpoint_id):
-        raise ApiError(400, "Cannot change ID.")
-    with db.write_session() as s:
-        ep = get_or_404(s, Endpoint, endpoint_id, "endpoint")
-        _endpoint_fields(s, data, ep)
-        s.flush()
-        body = endpoint_body(ep)
-    return jsonify({"endpoint": body})
+    return updated(Endpoint, endpoint_id, "endpoint", _endpoint_fields, json_body("endpoint"), endpoint_body)
 
 
 @bp.delete("/v3/endpoints/<endpoint_id>")
@@ -244,27 +198,19 @@ def _region_fields(s, data: dict, region: Region) -> None:
 def _create_region(region_id: str | None, data: dict):
     if region_id is not None and (not region_id or len(region_id) > 255):
         raise ApiError(400, "Invalid input for field 'id': expected a string of at most 255 characters.")
-    with db.write_session() as s:
-        region_id = region_id or uuid.uuid4().hex
+    region_id = region_id or uuid.uuid4().hex
+
+    def new_region(s) -> Region:
         if s.get(Region, region_id) is not None:
             raise ApiError(409, f"Conflict occurred attempting to store region - Duplicate ID, {region_id}.")
-        region = Region(id=region_id, description="", parent_region_id=None)
-        _region_fields(s, data, region)
-        s.add(region)
-        s.flush()
-        body = region_body(region)
-    return _created("region", body)
+        return Region(id=region_id, description="", parent_region_id=None)
+    return created("region", new_region, _region_fields, data, region_body)
 
 
 @bp.get("/v3/regions")
 @enforce("authenticated", "identity:list_regions")
 def list_regions():
-    q = select(Region).order_by(Region.id)
-    if request.args.get("parent_region_id") is not None:
-        q = q.where(Region.parent_region_id == request.args["parent_region_id"])
-    with db.read_session() as s:
-        items = [region_body(r) for r in s.scalars(q)]
-    return collection("regions", items, "/regions")
+    return filtered_list(Region, region_body, "regions", ("parent_region_id",), (Region.id,), enabled=False)
 
 
 @bp.post("/v3/regions")
@@ -291,23 +237,14 @@ def create_region_with_id(_loaded: dict, region_id):
 @bp.get("/v3/regions/<region_id>")
 @enforce("authenticated", "identity:get_region")
 def show_region(region_id):
-    with db.read_session() as s:
-        return jsonify({"region": region_body(get_or_404(s, Region, region_id, "region"))})
+    return shown(Region, region_id, "region", region_body)
 
 
 @bp.patch("/v3/regions/<region_id>")
 @enforce("admin_api", "identity:update_region")
 @body_schema(RegionUpdateSchema, root="region")
 def update_region(_loaded: dict, region_id):
-    data = json_body("region")
-    if data.get("id") not in (None, region_id):
-        raise ApiError(400, "Cannot change ID.")
-    with db.write_session() as s:
-        region = get_or_404(s, Region, region_id, "region")
-        _region_fields(s, data, region)
-        s.flush()
-        body = region_body(region)
-    return jsonify({"region": body})
+    return updated(Region, region_id, "region", _region_fields, json_body("region"), region_body)
 
 
 def _subtree(s, region_id: str) -> list[str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, request
 from sqlalchemy import select
 
 from app.identity.bodies import collection, role_body, user_body, v3_url
 from app.identity.body_schemas import GroupCreateSchema, GroupUpdateSchema
-from app.identity.inputs import body_schema, check_domain, get_or_404, json_body, self_or_admin, str_field
+from app.identity.inputs import (body_schema, check_domain, created, filtered_list, get_or_404, json_body,
+                                 self_or_admin, shown, str_field, updated)
 from app.identity.service import DEFAULT_DOMAIN_ID
 from app.policy import enforce
 from core import db
@@ -30,64 +31,46 @@ def _duplicate(name: str) -> ApiError:
                          f"at domain ID {DEFAULT_DOMAIN_ID}.")
 
 
+def _group_fields(s, data: dict, g: Group) -> None:
+    """Name (unique in the domain; required on create), description; the domain cannot move."""
+    name = str_field(data, "name", required=g.name is None, max_len=64)
+    if g.name is None:
+        check_domain(data.get("domain_id"))
+    elif data.get("domain_id") not in (None, DEFAULT_DOMAIN_ID):
+        raise ApiError(400, "Update of `domain_id` is not allowed.")
+    if name is not None and name != g.name:
+        if s.scalar(select(Group.id).where(Group.domain_id == g.domain_id, Group.name == name)):
+            raise _duplicate(name)
+        g.name = name
+    if "description" in data or g.description is None:
+        g.description = str_field(data, "description", max_len=65535, nullable=True) or ""
+
+
 @bp.get("/v3/groups")
 @enforce("admin_api", "identity:list_groups")
 def list_groups():
-    q = select(Group).order_by(Group.name)
-    for name in ("name", "domain_id"):
-        if request.args.get(name) is not None:
-            q = q.where(getattr(Group, name) == request.args[name])
-    with db.read_session() as s:
-        items = [group_body(g) for g in s.scalars(q)]
-    return collection("groups", items, "/groups")
+    return filtered_list(Group, group_body, "groups", enabled=False)
 
 
 @bp.post("/v3/groups")
 @enforce("admin_api", "identity:create_group")
 @body_schema(GroupCreateSchema, root="group")
 def create_group(_loaded: dict):
-    data = json_body("group")
-    name = str_field(data, "name", required=True, max_len=64)
-    description = str_field(data, "description", max_len=65535, nullable=True) or ""
-    check_domain(data.get("domain_id"))
-    with db.write_session() as s:
-        if s.scalar(select(Group.id).where(Group.domain_id == DEFAULT_DOMAIN_ID, Group.name == name)):
-            raise _duplicate(name)
-        g = Group(id=uuid.uuid4().hex, name=name, description=description, domain_id=DEFAULT_DOMAIN_ID)
-        s.add(g)
-        s.flush()
-        body = group_body(g)
-    resp = jsonify({"group": body})
-    resp.status_code = 201
-    return resp
+    return created("group", lambda _s: Group(id=uuid.uuid4().hex, domain_id=DEFAULT_DOMAIN_ID), _group_fields,
+                   json_body("group"), group_body)
 
 
 @bp.get("/v3/groups/<group_id>")
 @enforce("admin_api", "identity:get_group")
 def show_group(group_id):
-    with db.read_session() as s:
-        return jsonify({"group": group_body(get_or_404(s, Group, group_id, "group"))})
+    return shown(Group, group_id, "group", group_body)
 
 
 @bp.patch("/v3/groups/<group_id>")
 @enforce("admin_api", "identity:update_group")
 @body_schema(GroupUpdateSchema, root="group")
 def update_group(_loaded: dict, group_id):
-    data = json_body("group")
-    name = str_field(data, "name", max_len=64)
-    if data.get("domain_id") not in (None, DEFAULT_DOMAIN_ID):
-        raise ApiError(400, "Update of `domain_id` is not allowed.")
-    with db.write_session() as s:
-        g = get_or_404(s, Group, group_id, "group")
-        if name is not None and name != g.name:
-            if s.scalar(select(Group.id).where(Group.domain_id == g.domain_id, Group.name == name)):
-                raise _duplicate(name)
-            g.name = name
-        if "description" in data:
-            g.description = str_field(data, "description", max_len=65535, nullable=True) or ""
-        s.flush()
-        body = group_body(g)
-    return jsonify({"group": body})
+    return updated(Group, group_id, "group", _group_fields, json_body("group"), group_body)
 
 
 @bp.delete("/v3/groups/<group_id>")

@@ -1,11 +1,12 @@
 """What the Identity views check of a request (Keystone's messages): the JSON body and its fields, the list
-filters of the query string, the rows a path names (404), and the self-or-admin rule."""
+filters of the query string, the rows a path names (404), the self-or-admin rule, and the list/show/create/
+update shapes the catalog and group views share."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from flask import request
+from flask import Response, jsonify, request
 from marshmallow import Schema, ValidationError
 from sqlalchemy import select
 
@@ -118,16 +119,48 @@ def get_or_404(session, model, ident: str, what: str):
     return row
 
 
-def filtered_list(model, render, key: str):
-    """Projects or users, filtered by the query's name, domain_id and enabled (Keystone's list filters)."""
-    q = select(model).order_by(model.name)
-    if request.args.get("name") is not None:
-        q = q.where(model.name == request.args["name"])
-    if request.args.get("domain_id") is not None:
-        q = q.where(model.domain_id == request.args["domain_id"])
-    enabled = bool_arg("enabled")
-    if enabled is not None:
-        q = q.where(model.enabled.is_(enabled))
+def filtered_list(model, render, key: str, filters: tuple[str, ...] = ("name", "domain_id"),
+                  order_by: tuple = (), enabled: bool = True) -> Response:
+    """A collection of ``model`` rows filtered by the query's equality ``filters`` (and ``enabled``, a boolean),
+    Keystone's list filters; projects and users by default."""
+    q = select(model).order_by(*(order_by or (model.name,)))
+    for name in filters:
+        if request.args.get(name) is not None:
+            q = q.where(getattr(model, name) == request.args[name])
+    flag = bool_arg("enabled") if enabled else None
+    if flag is not None:
+        q = q.where(model.enabled.is_(flag))
     with db.read_session() as s:
         items = [render(row) for row in s.scalars(q)]
     return collection(key, items, f"/{key}")
+
+
+def shown(model, ident: str, what: str, render) -> Response:
+    with db.read_session() as s:
+        return jsonify({what: render(get_or_404(s, model, ident, what))})
+
+
+def created(what: str, new_row: Callable[[Any], Any], apply: Callable[[Any, dict, Any], None], data: dict,
+            render) -> Response:
+    """201 with the body of a row made by ``new_row(session)`` and filled by ``apply(session, data, row)``."""
+    with db.write_session() as s:
+        row = new_row(s)
+        apply(s, data, row)
+        s.add(row)
+        s.flush()
+        body = render(row)
+    resp = jsonify({what: body})
+    resp.status_code = 201
+    return resp
+
+
+def updated(model, ident: str, what: str, apply: Callable[[Any, dict, Any], None], data: dict, render) -> Response:
+    """PATCH of one row: Keystone refuses a body naming another id."""
+    if data.get("id") not in (None, ident):
+        raise ApiError(400, "Cannot change ID.")
+    with db.write_session() as s:
+        row = get_or_404(s, model, ident, what)
+        apply(s, data, row)
+        s.flush()
+        body = render(row)
+    return jsonify({what: body})
