@@ -26,19 +26,24 @@ from core.settings import get_settings
 bp = Blueprint("identity_tokens", __name__)
 
 
-def _find_user(session, ref: dict) -> User | None:
+def _find_named(session, model, ref: object, what: str, field: str):
+    """A user or project named in an auth body by id, or by name in the default domain (Keystone's refs)."""
     if not isinstance(ref, dict):
-        raise ApiError(400, "Invalid input for field 'identity/password/user'.")
+        raise ApiError(400, f"Invalid input for field '{field}'.")
     if ref.get("id"):
-        return session.get(User, ref["id"])
+        return session.get(model, ref["id"])
     name = ref.get("name")
     domain = ref.get("domain")
     if not name or not isinstance(domain, dict):
-        raise ApiError(400, "Expecting to find domain in user. The server could not comply with the request "
+        raise ApiError(400, f"Expecting to find domain in {what}. The server could not comply with the request "
                             "since it is either malformed or otherwise incorrect.")
     if not _is_default_domain(domain):
         return None
-    return session.scalar(select(User).where(User.domain_id == DEFAULT_DOMAIN_ID, User.name == name))
+    return session.scalar(select(model).where(model.domain_id == DEFAULT_DOMAIN_ID, model.name == name))
+
+
+def _find_user(session, ref: dict) -> User | None:
+    return _find_named(session, User, ref, "user", "identity/password/user")
 
 
 def _is_default_domain(ref: dict) -> bool:
@@ -48,18 +53,7 @@ def _is_default_domain(ref: dict) -> bool:
 
 
 def _find_project(session, ref: dict) -> Project | None:
-    if not isinstance(ref, dict):
-        raise ApiError(400, "Invalid input for field 'scope/project'.")
-    if ref.get("id"):
-        return session.get(Project, ref["id"])
-    name = ref.get("name")
-    domain = ref.get("domain")
-    if not name or not isinstance(domain, dict):
-        raise ApiError(400, "Expecting to find domain in project. The server could not comply with the request "
-                            "since it is either malformed or otherwise incorrect.")
-    if not _is_default_domain(domain):
-        return None
-    return session.scalar(select(Project).where(Project.domain_id == DEFAULT_DOMAIN_ID, Project.name == name))
+    return _find_named(session, Project, ref, "project", "scope/project")
 
 
 def _app_cred_auth(session, ref: object) -> tuple[ApplicationCredential, User]:
