@@ -10,8 +10,10 @@ a step only to a queue someone consumes). A blocked event loop does not answer t
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 from celery import bootsteps
@@ -30,6 +32,7 @@ _lock = threading.Lock()
 _consumer: Any = None
 _last_check = 0.0
 _starved_since: float | None = None
+_stacks_logged_for = 0.0  # the _last_check whose silence was explained with every thread's stack
 
 
 def _credit_held_by_no_request(consumer: Any) -> bool:
@@ -69,17 +72,31 @@ def consumer_alive(now: float | None = None) -> tuple[bool, str]:
     if getattr(consumer, "connection", None) is None:
         return False, "the task consumer has no broker connection"
     if now - last > LOOP_SILENCE_MAX:
+        _log_stacks_once(last)
         return False, f"the consumer's event loop has not run for {now - last:.0f} s"
     if starved_since is not None and now - starved_since >= STARVED_MAX:
         return False, f"the task consumer is starved (credit held by no task for {now - starved_since:.0f} s)"
     return True, ""
 
 
+def _log_stacks_once(last: float) -> None:
+    """Once per silence: where every thread of this process is, so a stuck event loop shows what holds it."""
+    global _stacks_logged_for
+    with _lock:
+        if _stacks_logged_for == last:
+            return
+        _stacks_logged_for = last
+    names = {t.ident: t.name for t in threading.enumerate()}
+    dump = "".join(f"\n--- thread {names.get(ident, '?')} ({ident}) ---\n" + "".join(traceback.format_stack(frame))
+                   for ident, frame in sys._current_frames().items())
+    LOG.error("the consumer's event loop is silent; the stacks of this process's threads:%s", dump)
+
+
 def reset() -> None:
     """Forget the consumer (tests)."""
-    global _consumer, _last_check, _starved_since
+    global _consumer, _last_check, _starved_since, _stacks_logged_for
     with _lock:
-        _consumer, _last_check, _starved_since = None, 0.0, None
+        _consumer, _last_check, _starved_since, _stacks_logged_for = None, 0.0, None, 0.0
 
 
 class ConsumerWatch(bootsteps.StartStopStep):

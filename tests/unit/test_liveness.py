@@ -63,6 +63,19 @@ def test_an_event_loop_that_stopped_checking_is_not_alive():
     assert not alive and "event loop" in why
 
 
+def test_a_silent_event_loop_logs_every_threads_stack_once(caplog):
+    liveness.check(_consumer(free=True), now=100.0)
+    late = 100.0 + liveness.LOOP_SILENCE_MAX + 1
+    liveness.consumer_alive(now=late)
+    liveness.consumer_alive(now=late + 2)
+    dumps = [r for r in caplog.records if "stacks of this process's threads" in r.getMessage()]
+    assert len(dumps) == 1
+    assert "test_a_silent_event_loop_logs_every_threads_stack_once" in dumps[0].getMessage()  # this thread's frame
+    liveness.check(_consumer(free=True), now=200.0)  # the loop ran again, then fell silent again: a new dump
+    liveness.consumer_alive(now=200.0 + liveness.LOOP_SILENCE_MAX + 1)
+    assert len([r for r in caplog.records if "stacks of this process's threads" in r.getMessage()]) == 2
+
+
 def test_no_consumer_or_no_connection_is_not_alive():
     assert not liveness.consumer_alive()[0]
     consumer = _consumer(free=True)
