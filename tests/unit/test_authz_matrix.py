@@ -1,0 +1,380 @@
+"""The authorization matrix: every route of the URL map × nine callers, expected outcomes derived from the
+policy defaults the views declare (``@enforce(level)``, named rules in ``app.policy.DEFAULTS``), plus a short
+table of views whose rule is checked inside the view against the resource.
+
+Callers: the admin, project A's member and reader, project B's member, and five that must get 401 (no token,
+an expired one, a revoked one, a disabled user's, a disabled project's). A refused caller gets 401 (invalid
+token), 403 (its own project, or an admin API) or the reference service's answer for another project's resource
+(Nova and Glance hide it: 404); an allowed one anything but 401/403/5xx. A refused write changes no row of any
+table. The world (project A's server, image, key pair...) is restored from a snapshot before each route.
+
+To cover a new API (e.g. Networking): one ``FAMILIES`` line per blueprint; its views declare their level with
+``@enforce``; views that check inside against the resource get an ``INSIDE`` line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.unit.conftest import PUBLIC_URL, Cred, bootstrap_admin, issue, user_maker
+from tests.unit.inprocess import COMPUTE, build_world, patch_conductor
+from tests.unit.test_project_isolation import BODIES, LAST_VERSION, OWNED, PATCH_TYPE
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """A reference service: how it refuses another project's resource, and the headers its clients send."""
+    name: str
+    other_refusal: frozenset[int]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+NOVA = Service("nova", frozenset({403, 404}), tuple(COMPUTE.items()))  # 404: project_only lookups hide it
+KEYSTONE = Service("keystone", frozenset({403}))
+GLANCE = Service("glance", frozenset({403, 404}))  # 404: another project's private image is invisible
+PLACEMENT = Service("placement", frozenset({403}), (("OpenStack-API-Version", "placement 1.39"),))
+PUBLIC = Service("public", frozenset())
+
+# Blueprint -> reference service. A route whose blueprint is not here fails the matrix (one line per new API).
+FAMILIES: dict[str, Service] = {
+    **{bp: PUBLIC for bp in ("versions", "identity_versions", "openapi", "placement_root", "static")},
+    **{f"identity_{bp}": KEYSTONE for bp in ("tokens", "domains", "projects", "users", "roles", "groups",
+                                             "catalog", "application_credentials", "system")},
+    **{bp: GLANCE for bp in ("image", "image_members", "image_actions", "image_import", "image_metadefs")},
+    **{f"placement_{bp}": PLACEMENT for bp in ("providers", "inventories", "usages", "allocations",
+                                               "allocation_candidates", "resource_classes", "traits",
+                                               "aggregates")},
+    **{bp: NOVA for bp in ("servers", "flavors", "keypairs", "limits", "availability_zones", "networks", "services",
+                           "hypervisors", "instance_actions", "quotas", "server_groups", "aggregates",
+                           "flavor_access", "usage", "migrations", "consoles", "server_diagnostics",
+                           "server_metadata", "server_tags", "server_password", "usage_audit_log", "hosts",
+                           "extensions", "images", "volume_attachments")},
+}
+
+# Views whose decorator admits more callers than the rule they check inside against the resource (Keystone's
+# "self or admin" reads, Glance's owner rules): endpoint -> the level that really applies. Nothing else here.
+_SELF_OR_ADMIN = "admin_or_owner"  # Keystone's "admin or the user itself" (the user: A's member)
+INSIDE: dict[str, str] = {
+    # Keystone: identity:validate_token / revoke_token are admin or the token's subject (A's member's token)
+    "identity_tokens.validate_token": _SELF_OR_ADMIN, "identity_tokens.revoke_token": _SELF_OR_ADMIN,
+    "identity_projects.show_project": "project_reader_api",  # identity:get_project: admin or scoped to it
+    "identity_roles.list_role_assignments": "system_reader_api",  # without ?user.id= of oneself
+    **{e: _SELF_OR_ADMIN for e in ("identity_users.show_user", "identity_users.user_projects",
+                                   "identity_groups.list_groups_for_user", "identity_roles.list_user_project_roles",
+                                   "identity_system.list_system_roles", "identity_system.check_system_role")},
+    "identity_users.change_password": "self",  # only the user itself, with its original password
+    # Glance: modify_image, delete_image, upload_image, add_image (import, stage): the owner's members or admin
+    **{e: "project_member_api" for e in ("image.update_image", "image.delete_image", "image.upload_image",
+                                         "image_import.import_image", "image_import.stage")},
+}
+
+VALID = ("admin", "member", "reader", "other")
+INVALID = ("no_token", "expired", "revoked", "disabled_user", "disabled_project")
+
+# Who passes each level when the target is project A's resource (or A's member user). A route whose path names
+# nothing owned targets the caller's own project or user: then B's member passes wherever A's member does.
+PASSES: dict[str, frozenset[str]] = {
+    "admin_api": frozenset({"admin"}),
+    "admin_or_service": frozenset({"admin"}),  # nobody here holds the service role
+    "system_reader_api": frozenset({"admin"}),  # nobody here holds a system-scoped token
+    "project_manager_api": frozenset({"admin"}),
+    "project_member_api": frozenset({"admin", "member"}),
+    "project_reader_api": frozenset({"admin", "member", "reader"}),
+    "admin_or_owner": frozenset({"admin", "member"}),
+    "authenticated": frozenset(VALID),
+    "self": frozenset({"member"}),
+}
+_ARG = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _passes(level: str, owned: bool) -> frozenset[str]:
+    passes = PASSES[level]
+    if not owned and "member" in passes:
+        passes |= {"other"} | ({"reader"} if level == "admin_or_owner" else set())
+    return passes
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    rule: str
+    method: str
+    endpoint: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.rule}"
+
+
+def _cases(app) -> list[Case]:
+    return sorted((Case(r.rule, m, r.endpoint) for r in app.url_map.iter_rules()
+                   for m in r.methods - {"HEAD", "OPTIONS"}), key=lambda c: (c.rule, c.method))
+
+
+def _levels(app, endpoint: str, body) -> tuple[str | None, str]:
+    """(the level that decides ``endpoint`` for ``body`` or None for a public view, or None and why not)."""
+    from app.policy import level_of, view_rules
+    from app.policy_names import ACTION_RULES
+
+    view = app.view_functions[endpoint]
+    if getattr(view, "policy_public", False) or endpoint == "static":
+        return "public", ""
+    if endpoint in INSIDE:
+        return INSIDE[endpoint], ""
+    if endpoint == "servers.server_action":
+        return ACTION_RULES[next(iter(body))][1], ""
+    level = getattr(view, "policy_level", None)
+    levels = {level} if level else {level_of(n) for n in view_rules(endpoint, view)}
+    if len(levels) == 1:
+        return levels.pop(), ""
+    return None, (f"its view declares {sorted(levels) or 'no policy level'}: decorate it with @enforce(level) "
+                  f"or add it to INSIDE")
+
+
+def coverage_problems(app) -> list[str]:
+    """Every route of the URL map the matrix cannot judge, with what it needs."""
+    problems = []
+    for case in _cases(app):
+        blueprint = case.endpoint.split(".")[0]
+        if blueprint not in FAMILIES:
+            problems.append(f"{case.id} ({case.endpoint}): no matrix entry: add blueprint {blueprint!r} to "
+                            f"FAMILIES in tests/unit/test_authz_matrix.py")
+            continue
+        for body in BODIES.get(case.endpoint, [{}]):
+            level, why = _levels(app, case.endpoint, body)
+            if level is None:
+                problems.append(f"{case.id} ({case.endpoint}): {why}")
+    return problems
+
+
+# --- the world, built once and restored before each route -------------------------------------------------
+
+@dataclasses.dataclass
+class Matrix:
+    app: object
+    client: object
+    creds: dict[str, dict[str, str]]  # caller -> headers
+    ids: dict[str, str]
+    db_path: Path
+    state: Path
+    pristine: sqlite3.Connection
+    images: Path
+
+
+def _token_of(client, name: str, password: str, project: str) -> str:
+    resp = issue(client, name, password, project)
+    assert resp.status_code == 201, resp.get_json()
+    return resp.headers["X-Subject-Token"]
+
+
+def _invalid_tokens(client, admin: Cred, make_user, a: Cred) -> dict[str, str]:
+    """The five callers that must get 401, each of which would pass every project rule of A if it were valid."""
+    from core import db
+    from core.crypto import token_hash
+    from core.models import Token, utcnow
+
+    expired = _token_of(client, a.user_name, a.password, a.project_name)
+    with db.write_session() as s:
+        s.query(Token).filter(Token.id_hash == token_hash(expired)).update(
+            {"expires_at": utcnow().replace(year=2000)})
+    revoked = _token_of(client, a.user_name, a.password, a.project_name)
+    assert client.delete("/identity/v3/auth/tokens", headers={**admin.headers,
+                                                              "X-Subject-Token": revoked}).status_code == 204
+    dave = make_user("dave", a.project_name, "member")
+    pat = make_user("pat", "proj-c", "admin")
+    assert client.patch(f"/identity/v3/users/{dave.user_id}", json={"user": {"enabled": False}},
+                        headers=admin.headers).status_code == 200
+    assert client.patch(f"/identity/v3/projects/{pat.project_id}", json={"project": {"enabled": False}},
+                        headers=admin.headers).status_code == 200
+    return {"no_token": "", "expired": expired, "revoked": revoked, "disabled_user": dave.token,
+            "disabled_project": pat.token}
+
+
+def _ids(client, w) -> dict[str, str]:
+    actions = client.get(f"/v2.1/servers/{w.server_id}/os-instance-actions", headers={**w.a.headers, **COMPUTE})
+    group = client.post("/v2.1/os-server-groups", json={"server_group": {"name": "g", "policy": "affinity"}},
+                        headers={**w.a.headers, **COMPUTE})
+    assert group.status_code == 200, group.get_json()
+    return {"server_id": w.server_id, "image_id": w.image_id, "name": w.keypair, "project_id": w.a.project_id,
+            "tenant_id": w.a.project_id, "user_id": w.a.user_id, "member_id": w.b.project_id,
+            "request_id": actions.get_json()["instanceActions"][0]["request_id"], "flavor_id": w.flavor_id,
+            "group_id": group.get_json()["server_group"]["id"], "role_id": "member", "domain_id": "default",
+            "network_id": str(uuid.uuid4()), "hypervisor_id": "1", "service_id": str(uuid.uuid4()),
+            "consumer": w.server_id, "uuid": str(uuid.uuid4())}
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory):
+    from core.db import get_engine, reset as db_reset
+    from core.models import Base
+
+    tmp = tmp_path_factory.mktemp("authz")
+    with pytest.MonkeyPatch.context() as mp:
+        state = tmp / "state"
+        for var, value in (("STRATUS_STATE_DIR", str(state)), ("STRATUS_PUBLIC_URL", PUBLIC_URL),
+                           ("STRATUS_MAX_IMAGE_SIZE", str(1 << 20)), ("STRATUS_TOKEN_TTL", "3600"),
+                           ("STRATUS_PASSWORD_HASH_ROUNDS", "4")):
+            mp.setenv(var, value)
+        for var in ("STRATUS_DATABASE_URL", "STRATUS_CONFIG", "STRATUS_POLICY_FILE"):
+            mp.delenv(var, raising=False)
+        db_reset()
+        state.mkdir()
+        Base.metadata.create_all(get_engine())
+        from app import create_app
+        app = create_app({"TESTING": True})
+        client = app.test_client()
+        patch_conductor(mp)
+        admin = bootstrap_admin(client)
+        make_user = user_maker(client)
+        w = build_world(client, admin, make_user)
+        creds = {"admin": admin.headers, "member": w.a.headers, "reader": w.reader.headers,
+                 "other": w.b.headers}
+        ids = _ids(client, w)
+        creds.update({k: {"X-Auth-Token": v} if v else {}
+                      for k, v in _invalid_tokens(client, admin, make_user, w.a).items()})
+        db_path = state / "stratus.sqlite"
+        pristine = sqlite3.connect(":memory:")
+        with sqlite3.connect(db_path) as live:
+            live.backup(pristine)
+        images = tmp / "images-pristine"
+        shutil.copytree(state / "images", images)
+        yield Matrix(app, client, creds, ids, db_path, state, pristine, images)
+        db_reset()
+
+
+def _restore(m: Matrix) -> None:
+    live = sqlite3.connect(m.db_path)
+    try:
+        m.pristine.backup(live)
+    finally:
+        live.close()
+    shutil.rmtree(m.state / "images")
+    shutil.copytree(m.images, m.state / "images")
+
+
+def _snapshot(m: Matrix) -> dict[str, str]:
+    """A digest of every table's rows."""
+    conn = sqlite3.connect(m.db_path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: hashlib.sha256(repr(sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"')))).encode())
+                .hexdigest() for t in tables}
+    finally:
+        conn.close()
+
+
+def _send(m: Matrix, case: Case, caller: str, body):
+    service = FAMILIES[case.endpoint.split(".")[0]]
+    url = _ARG.sub(lambda g: m.ids.get(g.group(1), "x"), case.rule)
+    headers = {**dict(service.headers), **m.creds[caller]}
+    if case.endpoint in ("identity_tokens.validate_token", "identity_tokens.revoke_token"):
+        headers["X-Subject-Token"] = m.creds["member"]["X-Auth-Token"]
+    last = LAST_VERSION.get(case.endpoint.split(".")[0])
+    if last and service is NOVA:
+        headers["OpenStack-API-Version"] = f"compute {last}"
+    if case.endpoint == "image.update_image":
+        return m.client.open(url, method=case.method, data=json.dumps(body), content_type=PATCH_TYPE,
+                             headers=headers)
+    if case.endpoint in ("image.upload_image", "image_import.stage"):
+        return m.client.open(url, method=case.method, data=b"z" * 64, content_type="application/octet-stream",
+                             headers=headers)
+    return m.client.open(url, method=case.method, json=body if case.method in WRITES else None, headers=headers)
+
+
+def _judge(case: Case, caller: str, level: str, owned: bool, resp) -> tuple[bool, str | None]:
+    """Whether ``caller`` passes ``level`` here, and what is wrong with ``resp`` (None: nothing)."""
+    code = resp.status_code
+    service = FAMILIES[case.endpoint.split(".")[0]]
+    if level == "public":
+        allowed, refusal = True, set()
+    elif caller in INVALID:
+        allowed, refusal = False, {401}
+    else:
+        allowed = caller in _passes(level, owned)
+        refusal = set(service.other_refusal) if caller == "other" else {403}
+    if allowed:
+        in_process = code == 503 and b"in-process tests" in resp.data  # needs a compute worker
+        if code in (401, 403) or (code >= 500 and not in_process):
+            return True, f"allowed by {level} but got {code}"
+        return True, None
+    if code not in refusal:
+        return False, f"refused by {level} (expected {sorted(refusal)}) but got {code}"
+    return False, None
+
+
+def test_every_route_has_a_matrix_entry(app):
+    problems = coverage_problems(app)
+    assert not problems, "routes the authorization matrix cannot judge:\n" + "\n".join(problems)
+
+
+def test_a_route_without_an_entry_fails_the_matrix(app):
+    """A new blueprint without a FAMILIES line, and a view that declares no level, are both named."""
+    from flask import Blueprint
+
+    from app.policy import check
+    bp = Blueprint("unlisted_widgets", __name__)
+
+    @bp.get("/v2.1/os-widgets")
+    def list_widgets():
+        check("admin_api")
+        return {}
+
+    app.register_blueprint(bp)
+    app.add_url_rule("/v2.1/os-gadgets", "servers.gadgets", lambda: {})
+    problems = coverage_problems(app)
+    assert any(p.startswith("GET /v2.1/os-widgets (unlisted_widgets.list_widgets): no matrix entry")
+               for p in problems), problems
+    assert any(p.startswith("GET /v2.1/os-gadgets (servers.gadgets): its view declares no policy level")
+               for p in problems), problems
+
+
+def _all_cases() -> list[Case]:
+    import os
+    import tempfile
+    from core.db import reset as db_reset
+    old = os.environ.get("STRATUS_STATE_DIR")
+    with tempfile.TemporaryDirectory() as tmp:  # the URL map only: no database is opened
+        os.environ["STRATUS_STATE_DIR"] = tmp
+        try:
+            from app import create_app
+            return _cases(create_app({"TESTING": True}))
+        finally:
+            if old is None:
+                os.environ.pop("STRATUS_STATE_DIR")
+            else:
+                os.environ["STRATUS_STATE_DIR"] = old
+            db_reset()
+
+
+@pytest.mark.parametrize("case", _all_cases(), ids=lambda c: c.id)
+def test_authorization_matrix(matrix: Matrix, case: Case):
+    blueprint = case.endpoint.split(".")[0]
+    assert blueprint in FAMILIES, f"{case.id} ({case.endpoint}): no matrix entry: add {blueprint!r} to FAMILIES"
+    _restore(matrix)
+    arguments = set(_ARG.findall(case.rule))
+    owned = bool(arguments & OWNED) or bool(arguments & {"tenant_id", "member_id", "group_id", "consumer"})
+    wrong = []
+    for body in BODIES.get(case.endpoint, [{}]):
+        level, why = _levels(matrix.app, case.endpoint, body)
+        assert level is not None, f"{case.id} ({case.endpoint}): {why}"
+        valid = sorted(VALID, key=lambda c: c in _passes(level, owned) if level != "public" else 0)
+        for caller in INVALID + tuple(valid):  # refused callers first: an allowed write may change the world
+            write = case.method in WRITES
+            before = _snapshot(matrix) if write and level != "public" else None
+            resp = _send(matrix, case, caller, body)
+            allowed, problem = _judge(case, caller, level, owned, resp)
+            if not allowed and before is not None:
+                changed = sorted(t for t, digest in _snapshot(matrix).items() if before.get(t) != digest)
+                if changed:
+                    problem = f"{problem or 'refused'}, and changed the tables {changed}"
+            if problem:
+                wrong.append(f"{caller:16} {body!s:40.40} {problem}: {resp.get_data(as_text=True)[:160]}")
+    assert not wrong, f"{case.id} ({case.endpoint}):\n" + "\n".join(wrong)
