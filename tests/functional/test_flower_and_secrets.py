@@ -4,17 +4,15 @@ did on that stack is scanned too)."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import re
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from harness.stack import ADMIN_PASSWORD, free_port, procfile_commands
+from harness.stack import free_port, procfile_commands
+from tests.functional import secret_scan
 
 pytestmark = pytest.mark.services
 
@@ -134,38 +132,6 @@ def test_boot_steps_in_flower_and_no_secrets_anywhere(stack, flower):
     requests.delete(f"{stack.url}/v2.1/servers/{server_id}", headers=hdrs)
 
 
-# A bearer token as Stratus makes them (secrets.token_urlsafe(32)): 43 URL-safe characters.
-_TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
-
-
-def _result_backend_text(stack) -> str:
-    """Every stored task result: the filesystem backend's files, or Redis's celery-task-meta keys (RabbitMQ's
-    rpc:// backend keeps none: replies are messages to their caller)."""
-    if stack.backend.broker == "filesystem":
-        return "\n".join(p.read_text(errors="replace") for p in (stack.state_dir / "results").rglob("*")
-                         if p.is_file())
-    if stack.backend.broker == "redis":
-        import redis
-        client = redis.Redis.from_url(stack.env["STRATUS_BROKER_URL"])
-        return "\n".join(str(client.get(k)) for k in client.scan_iter("celery-task-meta-*"))
-    return ""
-
-
-def _leaked_tokens(stack, text: str) -> list[str]:
-    """Every string in ``text`` shaped like a token whose hash is a token the stack issued (any test's, any
-    client's: the database keeps only hashes)."""
-    from sqlalchemy import create_engine, text as sql
-    url = stack.env.get("STRATUS_DATABASE_URL") or f"sqlite:///{stack.state_dir / 'stratus.sqlite'}"
-    engine = create_engine(url)
-    try:
-        with engine.connect() as c:
-            issued = {row[0] for row in c.execute(sql("SELECT id_hash FROM tokens"))}
-    finally:
-        engine.dispose()
-    assert issued, "the stack issued no token?"
-    return sorted({t for t in _TOKEN_LIKE.findall(text) if hashlib.sha256(t.encode()).hexdigest() in issued})
-
-
 def test_no_secret_in_any_log_flower_or_result_backend(stack, flower):
     """After the stack's other work: a user's password, a generated private key, adminPass, user-data and every
     token issued appear in no log file, in nothing Flower lists and in no stored task result."""
@@ -209,20 +175,16 @@ def test_no_secret_in_any_log_flower_or_result_backend(stack, flower):
     requests.delete(f"{stack.url}/v2.1/servers/{server_id}", headers=admin)
     time.sleep(2)  # the last log lines and Flower's events
 
-    logs = {p: p.read_text(errors="replace") for p in sorted(Path(stack.state_dir).rglob("*.log"))}
-    assert {"api", "conductor", "scheduler", "compute", "flower"} <= {p.stem for p in logs}, sorted(logs)
-    places = {**{str(p.relative_to(stack.state_dir)): text for p, text in logs.items()},
-              "flower tasks": json.dumps(requests.get(f"{flower}/api/tasks", auth=("ops", "flower-pw"),
-                                                      timeout=10).json()),
-              "result backend": _result_backend_text(stack)}
-    assert "scan-vm" in places["flower tasks"] or server_id in places["flower tasks"]
+    where = secret_scan.places(stack)
+    assert {"api.log", "conductor.log", "scheduler.log", "compute.log", "flower.log"} <= set(where), sorted(where)
+    where["flower tasks"] = json.dumps(requests.get(f"{flower}/api/tasks", auth=("ops", "flower-pw"),
+                                                    timeout=10).json())
+    assert server_id in where["flower tasks"]
     key_lines = [line for line in private_key.splitlines() if len(line) >= 40 and "PRIVATE KEY" not in line]
-    secrets = {"the admin password": ADMIN_PASSWORD, "a user's password": user_password,
-               "a user's new password": user_password + "-2", "a failed sign-in's password": user_password + "-x",
-               "adminPass": ADMIN_PASS, "user-data": "stratus-user-data-secret-0451",
-               "user-data (base64)": base64.b64encode(USER_DATA.encode()).decode(),
-               "the private key": private_key, **{f"private key line {i}": line for i, line in enumerate(key_lines)}}
-    found = [f"{what} in {place}" for place, text in places.items() for what, value in secrets.items()
-             if value in text]
-    found += [f"token {t[:6]}... in {place}" for place, text in places.items() for t in _leaked_tokens(stack, text)]
+    found = secret_scan.scan(stack, where, {
+        "a user's password": user_password, "a user's new password": user_password + "-2",
+        "a failed sign-in's password": user_password + "-x", "adminPass": ADMIN_PASS,
+        "user-data": "stratus-user-data-secret-0451",
+        "user-data (base64)": base64.b64encode(USER_DATA.encode()).decode(),
+        **{f"private key line {i}": line for i, line in enumerate(key_lines)}})
     assert not found, "secrets found:\n" + "\n".join(found)
