@@ -8,8 +8,9 @@ token), 403 (its own project, or an admin API) or the reference service's answer
 (Nova and Glance hide it: 404); an allowed one anything but 401/403/5xx. A refused write changes no row of any
 table. The world (project A's server, image, key pair...) is restored from a snapshot before each route.
 
-To cover a new API (e.g. Networking): one ``FAMILIES`` line per blueprint; its views declare their level with
-``@enforce``; views that check inside against the resource get an ``INSIDE`` line.
+To cover a new API (e.g. Networking): one ``FAMILIES`` line per blueprint (``NEUTRON`` is ready); its views
+declare their level with ``@enforce``; views that check inside against the resource get an ``INSIDE`` line; ids
+of A's resources for its path arguments go in ``_ids`` (else "x": every caller's answer is then a 404 or 403).
 """
 from __future__ import annotations
 
@@ -35,12 +36,17 @@ class Service:
     name: str
     other_refusal: frozenset[int]
     headers: tuple[tuple[str, str], ...] = ()
+    owned_args: frozenset[str] = frozenset()  # path arguments naming a project's resource, beyond OWNED
 
 
 NOVA = Service("nova", frozenset({403, 404}), tuple(COMPUTE.items()))  # 404: project_only lookups hide it
 KEYSTONE = Service("keystone", frozenset({403}))
 GLANCE = Service("glance", frozenset({403, 404}))  # 404: another project's private image is invisible
 PLACEMENT = Service("placement", frozenset({403}), (("OpenStack-API-Version", "placement 1.39"),))
+# Networking: 404 for another project's network, port... (invisible to it); give ids of A's resources in _ids
+NEUTRON = Service("neutron", frozenset({403, 404}), owned_args=frozenset({
+    "network_id", "subnet_id", "port_id", "router_id", "floatingip_id", "security_group_id",
+    "security_group_rule_id"}))
 PUBLIC = Service("public", frozenset())
 
 # Blueprint -> reference service. A route whose blueprint is not here fails the matrix (one line per new API).
@@ -411,11 +417,15 @@ def test_a_route_without_an_entry_fails_the_matrix(app):
 
 
 def _all_cases() -> list[Case]:
+    """The URL map's routes, at collection: an app built in a scratch state dir, Celery left unconfigured (its
+    configuration is read once per process, from the settings of the first app that touches it)."""
     import os
     import tempfile
+    from unittest import mock
+
     from core.db import reset as db_reset
     old = os.environ.get("STRATUS_STATE_DIR")
-    with tempfile.TemporaryDirectory() as tmp:  # the URL map only: no database is opened
+    with tempfile.TemporaryDirectory() as tmp, mock.patch("tasks.messaging.rpc.configure_client"):
         os.environ["STRATUS_STATE_DIR"] = tmp
         try:
             from app import create_app
@@ -434,7 +444,8 @@ def test_authorization_matrix(matrix: Matrix, case: Case):
     assert blueprint in FAMILIES, f"{case.id} ({case.endpoint}): no matrix entry: add {blueprint!r} to FAMILIES"
     _restore(matrix)
     arguments = set(_ARG.findall(case.rule))
-    owned = bool(arguments & (OWNED | {"tenant_id", "member_id", "group_id", "consumer"})) \
+    service = FAMILIES[blueprint]
+    owned = bool(arguments & (OWNED | service.owned_args | {"tenant_id", "member_id", "group_id", "consumer"})) \
         or case.endpoint in TARGETS_A
     wrong = []
     for body in MATRIX_BODIES.get(case.endpoint, [{}]):
