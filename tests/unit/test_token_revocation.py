@@ -140,7 +140,7 @@ def test_lockout_ends_after_its_duration(client, admin, make_user, lockout):
         assert s.get(User, alice.user_id).failed_auth_count is None
 
 
-def test_lockout_settings_are_checked(monkeypatch):
+def test_lockout_settings_are_checked():
     from core.settings import load_settings
     with pytest.raises(ValueError, match="lockout"):
         load_settings({"STRATUS_LOCKOUT_FAILURE_ATTEMPTS": "-1"})
