@@ -343,14 +343,17 @@ def _restore(m: Matrix) -> None:
 
 
 def _snapshot(m: Matrix) -> dict[str, str]:
-    """A digest of every table's rows."""
+    """A digest of every table's rows, and of the image store's files (names and sizes)."""
     conn = sqlite3.connect(m.db_path)
     try:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {t: hashlib.sha256(repr(sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"')))).encode())
-                .hexdigest() for t in tables}
+        out = {t: hashlib.sha256(repr(sorted(map(repr, conn.execute(f'SELECT * FROM "{t}"')))).encode())
+               .hexdigest() for t in tables}
     finally:
         conn.close()
+    store = m.state / "images"
+    out["<image store>"] = repr(sorted((str(p.relative_to(store)), p.stat().st_size) for p in store.rglob("*")))
+    return out
 
 
 def _send(m: Matrix, case: Case, caller: str, body):
