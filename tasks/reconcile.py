@@ -96,6 +96,7 @@ def instances_missing(host: str, uuids: list[str]) -> int:
         for uuid in uuids:
             inst = get_instance(s, uuid)
             if inst is None or inst.deleted or inst.host != host:
+                LOG.warning("missing-instance report from %s about %s refused: it is not on that host", host, uuid)
                 continue
             if cas_instance(s, uuid, expected_task_state=None, expected_vm_states=HAS_GUEST,
                             vm_state=states.ERROR, power_state=PowerState.NOSTATE):
