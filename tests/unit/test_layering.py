@@ -112,3 +112,29 @@ def test_a_compute_worker_loads_no_database_driver():
                              env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_running_compute_worker_has_no_database_module():
+    """The same, in a compute worker started as the Procfile starts it (tasks.compute_worker.main, embedded
+    filesystem broker, no database URL): when it is ready, no DB module is loaded and no conductor task known."""
+    code = ("import os, sys\n"
+            "from celery.signals import worker_ready\n"
+            "from tasks import compute_worker\n"
+            "from tasks.messaging.celery_app import celery\n"
+            "@worker_ready.connect(weak=False)\n"
+            "def check(**_):\n"
+            f"    db = sorted(m for m in sys.modules if m.split('.')[0] in {layering.DB_LIBRARIES!r} or "
+            f"any(m == p or m.startswith(p + '.') for p in {layering.DB_LAYER!r}))\n"
+            "    conductor = sorted(t for t in celery.tasks if t.startswith('stratus.conductor'))\n"
+            "    with open(os.environ['RESULT_FILE'], 'w') as out:\n"
+            "        out.write(repr((db, conductor, 'stratus.compute.spawn' in celery.tasks)))\n"
+            "    os._exit(0)\n"
+            "compute_worker.main(['-l', 'ERROR'])\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATUS_")}
+    with tempfile.TemporaryDirectory() as state:
+        result = Path(state) / "result"
+        env.update(STRATUS_STATE_DIR=state, STRATUS_COMPUTE_HOSTS="nodb-1", RESULT_FILE=str(result))
+        out = subprocess.run([sys.executable, "-c", code], cwd=layering.ROOT, capture_output=True, text=True,
+                             env=env, timeout=120)
+        assert result.exists(), out.stdout + out.stderr
+        assert result.read_text() == "([], [], True)"
