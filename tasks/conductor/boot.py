@@ -170,6 +170,7 @@ def claim(ctx: dict) -> dict:
     sees the others' committed hosts. If every chosen host breaks the policy, the boot is scheduled again."""
     uuid = ctx["instance_uuid"]
     rejected: dict[str, str] = {}
+    keyless: list[str] = []
     with write_session() as s:
         inst = plain_rows(s, _CLAIM_QUERY, {"uuid": uuid}).first()
         if inst is None or inst.task_state != states.SCHEDULING:
@@ -188,6 +189,7 @@ def claim(ctx: dict) -> dict:
             if specs.needs_sealing(spec_row) and not specs.sealing_key(s, host):
                 LOG.warning("instance %s: %s has reported no sealing key; its user data cannot go there", uuid,
                             host)
+                keyless.append(host)
                 continue
             if resources.claim(s, inst, host):
                 node, zone = host, _az_of(s, host)
@@ -199,6 +201,9 @@ def claim(ctx: dict) -> dict:
                         "spec": specs.spec_message(s, uuid, host, row=spec_row, zone=zone)}
     if rejected:
         _schedule_again_for_group(ctx, group.uuid if group else "", rejected)
+    if keyless:
+        raise ConductorError(500, f"No valid host was found. {', '.join(keyless)}: no sealing key reported, so the "
+                                  f"server's user data cannot be sent there (compute service too old?).")
     raise ConductorError(500, "No valid host was found. All chosen hosts were filled by concurrent "
                               "requests before the claim.")
 

@@ -112,7 +112,7 @@ def test_a_host_without_a_sealing_key_gets_no_user_data(instance):
         _message(instance, "h2")
 
 
-def test_the_claim_puts_the_spec_of_the_chosen_host_in_the_next_steps_message(instance):
+def test_the_claim_puts_the_spec_of_the_chosen_host_in_the_next_steps_message(instance, monkeypatch):
     from sqlalchemy import update
 
     from core.db import write_session
@@ -125,6 +125,13 @@ def test_the_claim_puts_the_spec_of_the_chosen_host_in_the_next_steps_message(in
     out = boot.claim({"instance_uuid": instance, "request_id": "req-1", "action": "create", "hosts": ["h1", "h2"]})
     assert out["host"] == "h2" and out["spec"]["uuid"] == instance
     assert host_keys.open_sealed("h2", out["spec"]["config_drive"]["sealed"], instance) == USER_DATA
+    with write_session() as s:
+        s.execute(update(Instance).where(Instance.uuid == instance).values(task_state=states.SCHEDULING, host=None))
+    from core.errors import ConductorError
+    import tasks.common
+    monkeypatch.setattr(tasks.common, "report_failure", lambda *a, **kw: None)
+    with pytest.raises(ConductorError, match="h1: no sealing key reported"):
+        boot.claim({"instance_uuid": instance, "request_id": "req-1", "action": "create", "hosts": ["h1"]})
 
 
 def test_build_and_spawn_run_from_the_message_alone(instance, monkeypatch):
