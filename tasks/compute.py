@@ -20,7 +20,7 @@ from core.image_store import path_for as image_path
 from core.power_state import PowerState
 from core.settings import get_settings
 from drivers import load_driver
-from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound, InstanceSpec
+from drivers.base import ComputeDriver, DriverError, HostLocalError, ImageSpec, InstanceNotFound, InstanceSpec
 from tasks.common import StopCanvas, step
 from tasks.messaging.celery_app import celery
 from tasks.messaging.liveness import consumer_alive
@@ -63,8 +63,8 @@ def instance_spec(ctx: dict, host: str | None = None) -> InstanceSpec:
         if drive.get("sealed"):
             try:
                 user_data = host_keys.open_sealed(host or ctx["host"], drive["sealed"], msg["uuid"])
-            except host_keys.SealError as exc:
-                raise DriverError(str(exc)) from None
+            except host_keys.SealError as exc:  # this host's key changed since it reported it: try another
+                raise HostLocalError(str(exc)) from None
         files = metadata_docs.InstanceMetadata(**drive["metadata"], user_data=user_data).config_drive_files()
     return InstanceSpec(uuid=msg["uuid"], name=msg["name"], hostname=msg["hostname"], project_id=msg["project_id"],
                         user_id=msg["user_id"], vcpus=msg["vcpus"], memory_mb=msg["memory_mb"],
