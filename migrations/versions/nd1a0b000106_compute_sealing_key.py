@@ -1,7 +1,7 @@
 """Compute nodes: the public X25519 key a compute host reports, for the secrets the conductor seals for it
 
 Revision ID: nd1a0b000106
-Revises: cl1a0b000105
+Revises: au1a0b000106
 Create Date: 2026-12-07 10:00:00.000000
 
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 
 revision = 'nd1a0b000106'
-down_revision = 'cl1a0b000105'
+down_revision = 'au1a0b000106'
 branch_labels = None
 depends_on = None
 
