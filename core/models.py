@@ -303,6 +303,8 @@ class ComputeNode(Base):
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # the Placement traits its driver reports (standard os-traits names only)
     driver_traits: Mapped[list | None] = mapped_column(JSON)
+    # the host's public X25519 key (core/host_keys.py): the conductor seals a step's secrets for this host with it
+    sealing_key: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # scheduler cache refresh
     service: Mapped[Service] = relationship(lazy="joined")
 
