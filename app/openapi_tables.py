@@ -90,7 +90,7 @@ ERROR_SCHEMA_OF_API = {"compute": "ComputeFault", "identity": "IdentityError", "
 ERROR_CODES = {"compute": (400, 401, 403, 404, 405, 406, 409, 413, 415),
                "identity": (400, 401, 403, 404, 405, 409, 413),
                "image": (400, 401, 403, 404, 405, 409, 413, 415),
-               "network": (400, 401, 403, 404, 405, 413, 501)}
+               "network": (400, 401, 403, 404, 405, 409, 413)}
 
 # Creates whose answer names what they made: create endpoint -> (path parameter, where the answer has it). Every
 # operation under the created resource's path gets a link from the create's success response.

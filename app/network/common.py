@@ -31,9 +31,11 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, message, error_code="HTTPBadRequest")
 
 
-def not_implemented(message: str) -> ApiError:
-    """What Stratus's network does not do (Neutron's answer when its plugin lacks an operation: 501)."""
-    return ApiError(501, message, error_code="NotImplementedError")
+def unsupported(message: str) -> ApiError:
+    """A write the policy allows that Stratus's network cannot make (its network and subnet come from the
+    configuration, its ports with servers): Neutron's 409 ``Conflict``, the state of the resource refusing it (not
+    Neutron's 501 for a plugin without the operation: a 5xx would say the cloud is broken)."""
+    return ApiError(409, message, error_code="Conflict")
 
 
 def write_check(rule: str, owner: str) -> None:

@@ -2,7 +2,7 @@
 
 Its name, address range and id come from the configuration, so it is not created, renamed or deleted through the
 API: those writes are admin-only (Neutron's policy answers others 403, or 404 for a network of another project),
-and an admin gets Neutron's 501 for an operation its plugin does not implement."""
+and an admin gets a 409 Conflict saying why."""
 from __future__ import annotations
 
 from flask import Blueprint
@@ -46,7 +46,7 @@ def show_network(network_id: str):
 @bp.post("/v2.0/networks")
 @enforce("admin_api", name="create_network", description="Create a network")
 def create_network():
-    raise common.not_implemented("Stratus has one network, its built-in flat network, set by the configuration "
+    raise common.unsupported("Stratus has one network, its built-in flat network, set by the configuration "
                                  "(network_name, network_cidr): no other network can be created.")
 
 
@@ -55,7 +55,7 @@ def create_network():
 def update_network(network_id: str):
     net = _network(network_id)
     common.write_check("update_network", common.network_owner())
-    raise common.not_implemented(_CONFIGURED.format("changed") + f" ({net.name})")
+    raise common.unsupported(_CONFIGURED.format("changed") + f" ({net.name})")
 
 
 @bp.delete("/v2.0/networks/<network_id>")
@@ -63,4 +63,4 @@ def update_network(network_id: str):
 def delete_network(network_id: str):
     net = _network(network_id)
     common.write_check("delete_network", common.network_owner())
-    raise common.not_implemented(_CONFIGURED.format("deleted") + f" ({net.name})")
+    raise common.unsupported(_CONFIGURED.format("deleted") + f" ({net.name})")

@@ -3,7 +3,7 @@
 server and goes with it. ``status`` follows the server (ACTIVE while its guest runs or is paused, else DOWN).
 
 Ports are made by booting a server on the network; creating, changing or deleting one through this API is
-Neutron's 501 for the caller its policy allows (a project member), 403 for a reader."""
+a 409 Conflict for the caller Neutron's policy allows (a project member), 403 for a reader."""
 from __future__ import annotations
 
 from flask import Blueprint
@@ -99,18 +99,18 @@ def show_port(port_id: str):
 @bp.post("/v2.0/ports")
 @enforce("project_member_api", name="create_port", description="Create a port")
 def create_port():
-    raise common.not_implemented(_READ_ONLY)
+    raise common.unsupported(_READ_ONLY)
 
 
 @bp.put("/v2.0/ports/<port_id>")
 @checks_inside(("update_port", "project_member_api"))
 def update_port(port_id: str):
     common.write_check("update_port", _port(port_id)["project_id"])
-    raise common.not_implemented(_READ_ONLY)
+    raise common.unsupported(_READ_ONLY)
 
 
 @bp.delete("/v2.0/ports/<port_id>")
 @checks_inside(("delete_port", "project_member_api"))
 def delete_port(port_id: str):
     common.write_check("delete_port", _port(port_id)["project_id"])
-    raise common.not_implemented(_READ_ONLY + " Delete the server to remove its port.")
+    raise common.unsupported(_READ_ONLY + " Delete the server to remove its port.")

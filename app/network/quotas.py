@@ -1,6 +1,6 @@
 """/networking/v2.0/quotas: Neutron's quotas for what Stratus's network has. No project can create a network or
 a subnet (limit 0; the built-in ones count for the project that owns them); ports come with servers and are
-bounded by the Compute quotas, not by a quota of their own (-1). Limits are not settable here (501)."""
+bounded by the Compute quotas, not by a quota of their own (-1). Limits are not settable here (409)."""
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
@@ -64,11 +64,11 @@ def show_quota_details(project_id: str):
 @checks_inside(("update_quota", "admin_api"))
 def update_quota(project_id: str):
     authorize("update_quota", project_id)
-    raise common.not_implemented(_NOT_SETTABLE)
+    raise common.unsupported(_NOT_SETTABLE)
 
 
 @bp.delete("/v2.0/quotas/<project_id>")
 @checks_inside(("delete_quota", "admin_api"))
 def delete_quota(project_id: str):
     authorize("delete_quota", project_id)
-    raise common.not_implemented(_NOT_SETTABLE)
+    raise common.unsupported(_NOT_SETTABLE)

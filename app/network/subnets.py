@@ -44,7 +44,7 @@ def show_subnet(subnet_id: str):
 @bp.post("/v2.0/subnets")
 @enforce("admin_api", name="create_subnet", description="Create a subnet")
 def create_subnet():
-    raise common.not_implemented("Stratus's built-in network has one subnet, set by the configuration "
+    raise common.unsupported("Stratus's built-in network has one subnet, set by the configuration "
                                  "(network_cidr): no other subnet can be created.")
 
 
@@ -53,7 +53,7 @@ def create_subnet():
 def update_subnet(subnet_id: str):
     _subnet(subnet_id)
     common.write_check("update_subnet", common.network_owner())
-    raise common.not_implemented(_CONFIGURED.format("changed"))
+    raise common.unsupported(_CONFIGURED.format("changed"))
 
 
 @bp.delete("/v2.0/subnets/<subnet_id>")
@@ -61,4 +61,4 @@ def update_subnet(subnet_id: str):
 def delete_subnet(subnet_id: str):
     _subnet(subnet_id)
     common.write_check("delete_subnet", common.network_owner())
-    raise common.not_implemented(_CONFIGURED.format("deleted"))
+    raise common.unsupported(_CONFIGURED.format("deleted"))

@@ -224,7 +224,8 @@ def test_writes_as_neutron_refuses_them(client, world: World, net):
                                                 "message": "rule:create_network is disallowed by policy"}}
     assert client.post(f"{N}/subnets", json={}, headers=world.a.headers).status_code == 403
     resp = client.post(f"{N}/networks", json={"network": {"name": "n2"}}, headers=world.admin.headers)
-    assert resp.status_code == 501 and resp.get_json()["NotImplementedError"]["type"] == "NotImplementedError"
+    assert resp.status_code == 409 and resp.get_json()["NeutronError"]["type"] == "Conflict"
+    assert "set by the configuration" in resp.get_json()["NeutronError"]["message"]
     # another project's network: Neutron pretends it is not there
     for method in ("put", "delete"):
         resp = getattr(client, method)(f"{N}/networks/{info.id}", json={"network": {"name": "x"}},
@@ -234,15 +235,15 @@ def test_writes_as_neutron_refuses_them(client, world: World, net):
                                                    "message": "The resource could not be found."}
     assert client.delete(f"{N}/subnets/{info.subnet_id}", headers=world.a.headers).status_code == 404
     assert client.delete(f"{N}/networks/{uuid.uuid4()}", headers=world.admin.headers).status_code == 404
-    assert client.delete(f"{N}/networks/{info.id}", headers=world.admin.headers).status_code == 501
+    assert client.delete(f"{N}/networks/{info.id}", headers=world.admin.headers).status_code == 409
     # ports: a reader is refused, a member of the port's project is told Stratus does not do it
     port = _ports(client, world.a)[0]["id"]
     resp = client.put(f"{N}/ports/{port}", json={"port": {"name": "p"}}, headers=world.reader.headers)
     assert resp.status_code == 403
     assert resp.get_json()["NeutronError"]["message"] == "rule:update_port is disallowed by policy"
     assert client.post(f"{N}/ports", json={"port": {}}, headers=world.reader.headers).status_code == 403
-    assert client.post(f"{N}/ports", json={"port": {}}, headers=world.a.headers).status_code == 501
-    assert client.delete(f"{N}/ports/{port}", headers=world.a.headers).status_code == 501
+    assert client.post(f"{N}/ports", json={"port": {}}, headers=world.a.headers).status_code == 409
+    assert client.delete(f"{N}/ports/{port}", headers=world.a.headers).status_code == 409
     resp = client.delete(f"{N}/ports/{port}", headers=world.b.headers)
     assert resp.status_code == 404 and resp.get_json()["NeutronError"]["type"] == "PortNotFound"
     assert len(_ports(client, world.a)) == 2  # nothing changed
@@ -268,7 +269,7 @@ def test_quotas(client, world: World, net):
     resp = client.put(f"{N}/quotas/{a.project_id}", json={"quota": {"port": 5}}, headers=a.headers)
     assert resp.status_code == 403
     resp = client.put(f"{N}/quotas/{a.project_id}", json={"quota": {"port": 5}}, headers=world.admin.headers)
-    assert resp.status_code == 501
+    assert resp.status_code == 409
 
 
 def test_boot_onto_the_network_by_id_and_unknown_networks(client, world: World):
