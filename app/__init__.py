@@ -22,7 +22,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.compute import (aggregates, availability_zones, consoles, extensions, flavor_access, flavors, hosts,
                              hypervisors, images,
                              instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
-                             server_groups, server_password, server_metadata, server_tags, servers, services, usage,
+                             security_groups, server_groups, server_password, server_metadata, server_tags, servers,
+                             services, usage,
                              usage_audit_log, volume_attachments)
     from app.identity import (application_credentials, catalog, domains, groups, projects, roles, system,
                               tokens, users)
@@ -87,7 +88,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.register_blueprint(module.bp, url_prefix="/networking")
     for module in (servers, flavors, keypairs, limits, availability_zones, networks, services, hypervisors,
                    instance_actions, quotas, server_groups, aggregates, flavor_access, usage, migrations, consoles,
-                   server_diagnostics, server_metadata, server_tags, server_password,
+                   server_diagnostics, server_metadata, server_tags, server_password, security_groups,
                    usage_audit_log, hosts, extensions, images, volume_attachments):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
     openapi.init_app(app)

@@ -312,3 +312,36 @@ def test_every_networking_route_has_a_policy_rule(app):
         if not names or any(n not in DEFAULTS for n in names):
             unnamed.append(rule.rule)
     assert not unnamed
+
+
+def test_compute_security_groups_as_nova_on_neutron_without_the_extension(client, world: World):
+    h = {**world.a.headers, **COMPUTE}
+    ok = client.post("/v2.1/servers", json={"server": {"name": "sg", "imageRef": world.image_id,
+                                                       "flavorRef": world.flavor_id, "networks": "none",
+                                                       "security_groups": [{"name": "default"}]}}, headers=h)
+    assert ok.status_code == 202 and ok.get_json()["server"]["security_groups"] == [{"name": "default"}]
+    resp = client.post("/v2.1/servers", json={"server": {"name": "sg2", "imageRef": world.image_id,
+                                                         "flavorRef": world.flavor_id, "networks": "none",
+                                                         "security_groups": [{"name": "web"}]}}, headers=h)
+    assert resp.status_code == 400
+    assert resp.get_json()["badRequest"]["message"] == "Unable to find security_group with name or id 'web'"
+    server = _ok(client.get(f"/v2.1/servers/{world.server_id}", headers=h), 200)["server"]
+    assert "security_groups" not in server
+    assert _ok(client.get(f"/v2.1/servers/{world.server_id}/os-security-groups", headers=h), 200) == \
+        {"security_groups": []}
+    assert client.get(f"/v2.1/servers/{world.server_id}/os-security-groups",
+                      headers={**world.b.headers, **COMPUTE}).status_code == 404
+    for action in ("addSecurityGroup", "removeSecurityGroup"):
+        resp = client.post(f"/v2.1/servers/{world.server_id}/action", json={action: {"name": "default"}}, headers=h)
+        assert resp.status_code == 404
+        assert resp.get_json()["itemNotFound"]["message"] == \
+            f"Security group default is not found for project {world.a.project_id}"
+        resp = client.post(f"/v2.1/servers/{world.server_id}/action", json={action: {}}, headers=h)
+        assert resp.status_code == 400
+        resp = client.post(f"/v2.1/servers/{world.server_id}/action", json={action: {"name": "default"}},
+                           headers={**world.reader.headers, **COMPUTE})
+        assert resp.status_code == 403
+    for version in ("2.1", "2.96"):
+        assert client.get("/v2.1/os-security-groups", headers={**world.a.headers,
+                                                               "OpenStack-API-Version": f"compute {version}"}
+                          ).status_code == 404
