@@ -39,8 +39,9 @@ def unsupported(message: str) -> ApiError:
 
 
 def write_check(rule: str, owner: str) -> None:
-    """Neutron's policy on an update or delete of an item the caller can see: allowed, or 403 when the caller's
-    project owns it, else 404 (Neutron's policy hook pretends another project's item is not there)."""
+    """The view's rule again, for the item's project (the caller passed it for its own): Neutron's policy on an
+    update or delete of an item the caller can see, 403 when the caller's project owns the item, else 404 (Neutron
+    pretends another project's item is not there)."""
     try:
         authorize(rule, owner)
     except ApiError as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from app.network import common
-from app.policy import checks_inside, enforce
+from app.policy import enforce
 from core.network import NetworkInfo, builtin
 
 bp = Blueprint("network_networks", __name__)
@@ -51,7 +51,7 @@ def create_network():
 
 
 @bp.put("/v2.0/networks/<network_id>")
-@checks_inside(("update_network", "admin_api"))
+@enforce("admin_api", name="update_network", description="Update a network")
 def update_network(network_id: str):
     net = _network(network_id)
     common.write_check("update_network", common.network_owner())
@@ -59,7 +59,7 @@ def update_network(network_id: str):
 
 
 @bp.delete("/v2.0/networks/<network_id>")
-@checks_inside(("delete_network", "admin_api"))
+@enforce("admin_api", name="delete_network", description="Delete a network")
 def delete_network(network_id: str):
     net = _network(network_id)
     common.write_check("delete_network", common.network_owner())

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.context import current
 from app.network import common
-from app.policy import checks_inside, enforce
+from app.policy import enforce
 from core import network
 from core.db import plain_rows, read_session
 from core.models import FixedIP, Instance, Network
@@ -103,14 +103,14 @@ def create_port():
 
 
 @bp.put("/v2.0/ports/<port_id>")
-@checks_inside(("update_port", "project_member_api"))
+@enforce("project_member_api", name="update_port", description="Update a port")
 def update_port(port_id: str):
     common.write_check("update_port", _port(port_id)["project_id"])
     raise common.unsupported(_READ_ONLY)
 
 
 @bp.delete("/v2.0/ports/<port_id>")
-@checks_inside(("delete_port", "project_member_api"))
+@enforce("project_member_api", name="delete_port", description="Delete a port")
 def delete_port(port_id: str):
     common.write_check("delete_port", _port(port_id)["project_id"])
     raise common.unsupported(_READ_ONLY + " Delete the server to remove its port.")

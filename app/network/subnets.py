@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from app.network import common
-from app.policy import checks_inside, enforce
+from app.policy import enforce
 from core.network import NetworkInfo, builtin
 
 bp = Blueprint("network_subnets", __name__)
@@ -49,7 +49,7 @@ def create_subnet():
 
 
 @bp.put("/v2.0/subnets/<subnet_id>")
-@checks_inside(("update_subnet", "admin_api"))
+@enforce("admin_api", name="update_subnet", description="Update a subnet")
 def update_subnet(subnet_id: str):
     _subnet(subnet_id)
     common.write_check("update_subnet", common.network_owner())
@@ -57,7 +57,7 @@ def update_subnet(subnet_id: str):
 
 
 @bp.delete("/v2.0/subnets/<subnet_id>")
-@checks_inside(("delete_subnet", "admin_api"))
+@enforce("admin_api", name="delete_subnet", description="Delete a subnet")
 def delete_subnet(subnet_id: str):
     _subnet(subnet_id)
     common.write_check("delete_subnet", common.network_owner())

@@ -226,14 +226,14 @@ def test_writes_as_neutron_refuses_them(client, world: World, net):
     resp = client.post(f"{N}/networks", json={"network": {"name": "n2"}}, headers=world.admin.headers)
     assert resp.status_code == 409 and resp.get_json()["NeutronError"]["type"] == "Conflict"
     assert "set by the configuration" in resp.get_json()["NeutronError"]["message"]
-    # another project's network: Neutron pretends it is not there
+    # changing or deleting the network or its subnet: admin-only
     for method in ("put", "delete"):
         resp = getattr(client, method)(f"{N}/networks/{info.id}", json={"network": {"name": "x"}},
                                        headers=world.a.headers)
-        assert resp.status_code == 404, resp.get_json()
-        assert resp.get_json()["NeutronError"] == {"type": "HTTPNotFound", "detail": "",
-                                                   "message": "The resource could not be found."}
-    assert client.delete(f"{N}/subnets/{info.subnet_id}", headers=world.a.headers).status_code == 404
+        assert resp.status_code == 403, resp.get_json()
+        assert resp.get_json()["NeutronError"]["message"] == f"rule:{method.replace('put', 'update')}_network is " \
+                                                             f"disallowed by policy"
+    assert client.delete(f"{N}/subnets/{info.subnet_id}", headers=world.a.headers).status_code == 403
     assert client.delete(f"{N}/networks/{uuid.uuid4()}", headers=world.admin.headers).status_code == 404
     assert client.delete(f"{N}/networks/{info.id}", headers=world.admin.headers).status_code == 409
     # ports: a reader is refused, a member of the port's project is told Stratus does not do it
@@ -345,3 +345,23 @@ def test_compute_security_groups_as_nova_on_neutron_without_the_extension(client
         assert client.get("/v2.1/os-security-groups", headers={**world.a.headers,
                                                                "OpenStack-API-Version": f"compute {version}"}
                           ).status_code == 404
+
+
+@pytest.fixture
+def network_owner_rule(tmp_path, monkeypatch):
+    """A policy file letting a project's member update its own networks (Neutron's rule for non-shared ones)."""
+    f = tmp_path / "policy.yaml"
+    f.write_text('"update_network": "role:member and project_id:%(project_id)s"\n')
+    monkeypatch.setenv("STRATUS_POLICY_FILE", str(f))
+
+
+def test_another_projects_network_is_not_there_for_a_write(network_owner_rule, client, world: World):
+    """With a rule the caller passes for its own project but not for the network's (the admin project's), the
+    answer is Neutron's 404, not a 403 that would confirm the network's owner."""
+    from core.network import builtin
+    resp = client.put(f"{N}/networks/{builtin().id}", json={"network": {"name": "x"}}, headers=world.a.headers)
+    assert resp.status_code == 404
+    assert resp.get_json()["NeutronError"] == {"type": "HTTPNotFound", "detail": "",
+                                               "message": "The resource could not be found."}
+    resp = client.put(f"{N}/networks/{builtin().id}", json={"network": {"name": "x"}}, headers=world.admin.headers)
+    assert resp.status_code == 409
