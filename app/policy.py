@@ -220,6 +220,7 @@ def enforce(level: str, name: str | None = None, description: str = "") -> Calla
             check(level, name=g.policy_rule)
             return view(*args, **kwargs)
         inner.policy_rules = (name,) if name else ()  # type: ignore[attr-defined]
+        inner.policy_level = level  # type: ignore[attr-defined]  (the authorization matrix reads it)
         return inner
     return wrap
 

@@ -52,6 +52,9 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(String(255))
     description: Mapped[str] = mapped_column(Text, default="")
     default_project_id: Mapped[str | None] = mapped_column(String(64))
+    # Keystone's lockout: failed password sign-ins in a row, and when the last one was
+    failed_auth_count: Mapped[int | None] = mapped_column(Integer)
+    failed_auth_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     __table_args__ = (UniqueConstraint("domain_id", "name", name="uq_users_domain_name"),)
 
 

@@ -28,6 +28,11 @@ class Settings:
     # bcrypt cost of new password hashes (Keystone's [identity] password_hash_rounds; bcrypt allows 4-31). Each
     # step doubles a password check: 12 takes about 0.25 s here. Existing hashes keep the cost they were made with.
     password_hash_rounds: int = 12
+    # Keystone's [security_compliance] lockout: after this many failed password sign-ins in a row a user is
+    # locked (401 "The account is locked for user: <id>.") for lockout_duration seconds, or until an admin
+    # enables it again when that is 0. 0 attempts: off (Keystone's default, None).
+    lockout_failure_attempts: int = 0
+    lockout_duration: int = 0
     rpc_timeout: float = 30.0
     # Redis: seconds before a message a dead worker took (unacknowledged) is delivered again. Below
     # instance_build_timeout, so a killed compute worker's boot resumes before it is expired; above the longest
@@ -216,6 +221,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     settings = Settings(**{k: _coerce(known[k], v) for k, v in values.items()})
     if not 4 <= settings.password_hash_rounds <= 31:
         raise ValueError(f"password_hash_rounds must be 4 to 31 (bcrypt's range), not {settings.password_hash_rounds}")
+    if settings.lockout_failure_attempts < 0 or settings.lockout_duration < 0:
+        raise ValueError("lockout_failure_attempts and lockout_duration must be 0 (off) or more")
     return settings
 
 

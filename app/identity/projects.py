@@ -86,6 +86,8 @@ def update_project(_loaded: dict, project_id):
                 p.description = description or ""
             if enabled is not None:
                 p.enabled = enabled
+            if enabled is False:  # Keystone: disabling a project revokes the tokens scoped to it
+                s.execute(update(Token).where(Token.project_id == project_id).values(revoked=True))
             s.flush()
             body = project_body(p)
     except IntegrityError:

@@ -14,6 +14,7 @@ from app import auth
 from app.context import current
 from app.identity.body_schemas import AuthSchema
 from app.identity.bodies import collection, domain_ref, iso, project_body, service_catalog, v3_url
+from app.identity import lockout
 from app.identity.inputs import AUTH_FAILED, body_schema, json_body
 from app.identity.service import DEFAULT_DOMAIN_ID, check_password
 from app.policy import check, enforce, public
@@ -137,8 +138,15 @@ def issue_token(_loaded: dict):
             password = pw["user"].get("password")
             if not isinstance(password, str):
                 raise ApiError(400, "Invalid input for field 'identity/password/user/password'.")
-            if not check_password(password, user.password_hash if user else None) or not user.enabled:
+            if user is not None:
+                lockout.check_not_locked(user)
+            if not check_password(password, user.password_hash if user else None):
+                if user is not None:
+                    lockout.record_failure(user)
                 raise ApiError(401, AUTH_FAILED)
+            if not user.enabled:
+                raise ApiError(401, AUTH_FAILED)
+            lockout.reset(user)
             token_methods = ["password"]
         elif "token" in methods:
             tok = identity.get("token")

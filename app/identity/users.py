@@ -53,6 +53,8 @@ def _user_fields(data: dict, s, user: User, password_hash: str | None) -> None:
     enabled = bool_field(data, "enabled")
     if enabled is not None:
         user.enabled = enabled
+    if enabled:  # Keystone: enabling a user unlocks it (lockout)
+        user.failed_auth_count, user.failed_auth_at = None, None
 
 
 @bp.post("/v3/users")

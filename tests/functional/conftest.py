@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from harness.stack import BACKENDS, Stack
+from tests.functional import secret_scan
 
 
 @pytest.fixture(scope="session", params=list(BACKENDS), ids=list(BACKENDS))
@@ -19,7 +20,13 @@ def stack(request, tmp_path_factory):
         st.stop()
         raise
     yield st
-    st.stop()
+    # After the whole session's work on this stack: no admin password, token or private key in any log file
+    # or stored task result (tests/functional/test_flower_and_secrets.py scans for more, Flower included).
+    try:
+        leaks = secret_scan.scan(st, secret_scan.places(st))
+    finally:
+        st.stop()
+    assert not leaks, f"secrets in the {backend.name} stack's logs or results:\n" + "\n".join(leaks)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,7 +1,10 @@
-"""Operators see every boot step in Flower, and no secret reaches the broker, Flower or the logs."""
+"""Operators see every boot step in Flower, and no secret reaches the broker, Flower, the result backend or the
+logs (the scan at the end of this module reads every log file of the session's stack, so what earlier test modules
+did on that stack is scanned too)."""
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 
@@ -9,6 +12,7 @@ import pytest
 import requests
 
 from harness.stack import free_port, procfile_commands
+from tests.functional import secret_scan
 
 pytestmark = pytest.mark.services
 
@@ -126,3 +130,61 @@ def test_boot_steps_in_flower_and_no_secrets_anywhere(stack, flower):
     create = [t for t in tasks.values() if t["name"] == "stratus.conductor.create_instances"]
     assert create and all("<redacted>" in (t.get("args") or "") for t in create)
     requests.delete(f"{stack.url}/v2.1/servers/{server_id}", headers=hdrs)
+
+
+def test_no_secret_in_any_log_flower_or_result_backend(stack, flower):
+    """After the stack's other work: a user's password, a generated private key, adminPass, user-data and every
+    token issued appear in no log file, in nothing Flower lists and in no stored task result."""
+    admin = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.91"}
+    user_password = "Scan-User-Pw-7731"
+    project = requests.post(f"{stack.url}/identity/v3/projects", headers=admin,
+                            json={"project": {"name": "scan-proj"}}).json()["project"]
+    user = requests.post(f"{stack.url}/identity/v3/users", headers=admin, json={"user": {
+        "name": "scan-user", "password": user_password, "default_project_id": project["id"]}}).json()["user"]
+    member = {r["name"]: r["id"] for r in requests.get(f"{stack.url}/identity/v3/roles",
+                                                         headers=admin).json()["roles"]}["member"]
+    requests.put(f"{stack.url}/identity/v3/projects/{project['id']}/users/{user['id']}/roles/{member}",
+                 headers=admin).raise_for_status()
+    token = stack.token("scan-user", user_password, "scan-proj")
+    hdrs = {"X-Auth-Token": token, "OpenStack-API-Version": "compute 2.91"}
+    key = requests.post(f"{stack.url}/v2.1/os-keypairs", headers=hdrs, json={"keypair": {"name": "scan-key"}})
+    assert key.status_code == 201, key.status_code  # (its body holds the private key: not shown)
+    private_key = key.json()["keypair"]["private_key"]
+    assert "PRIVATE KEY" in private_key
+    img = requests.post(f"{stack.url}/image/v2/images", headers=hdrs, json={
+        "name": "scan-img", "disk_format": "raw", "container_format": "bare"}).json()
+    requests.put(f"{stack.url}/image/v2/images/{img['id']}/file", data=b"s" * 256,
+                 headers={**hdrs, "Content-Type": "application/octet-stream"}).raise_for_status()
+    r = requests.post(f"{stack.url}/v2.1/servers", headers=hdrs, json={"server": {
+        "name": "scan-vm", "imageRef": img["id"], "flavorRef": "42", "networks": "none", "key_name": "scan-key",
+        "adminPass": ADMIN_PASS, "user_data": base64.b64encode(USER_DATA.encode()).decode()}})
+    assert r.status_code == 202, r.text
+    server_id = r.json()["server"]["id"]
+    deadline = time.monotonic() + 60
+    while requests.get(f"{stack.url}/v2.1/servers/{server_id}", headers=hdrs).json()["server"]["status"] \
+            != "ACTIVE":
+        assert time.monotonic() < deadline, "server did not become ACTIVE"
+        time.sleep(0.2)
+    # a password change (its tokens revoked) and a failed sign-in with a near-miss password, both logged nowhere
+    requests.post(f"{stack.url}/identity/v3/users/{user['id']}/password", headers={"X-Auth-Token": token},
+                  json={"user": {"password": user_password + "-2", "original_password": user_password}}
+                  ).raise_for_status()
+    assert requests.post(f"{stack.url}/identity/v3/auth/tokens", json={"auth": {"identity": {
+        "methods": ["password"], "password": {"user": {"name": "scan-user", "domain": {"id": "default"},
+                                                       "password": user_password + "-x"}}}}}).status_code == 401
+    requests.delete(f"{stack.url}/v2.1/servers/{server_id}", headers=admin)
+    time.sleep(2)  # the last log lines and Flower's events
+
+    where = secret_scan.places(stack)
+    assert {"api.log", "conductor.log", "scheduler.log", "compute.log", "flower.log"} <= set(where), sorted(where)
+    where["flower tasks"] = json.dumps(requests.get(f"{flower}/api/tasks", auth=("ops", "flower-pw"),
+                                                    timeout=10).json())
+    assert server_id in where["flower tasks"]
+    key_lines = [line for line in private_key.splitlines() if len(line) >= 40 and "PRIVATE KEY" not in line]
+    found = secret_scan.scan(stack, where, {
+        "a user's password": user_password, "a user's new password": user_password + "-2",
+        "a failed sign-in's password": user_password + "-x", "adminPass": ADMIN_PASS,
+        "user-data": "stratus-user-data-secret-0451",
+        "user-data (base64)": base64.b64encode(USER_DATA.encode()).decode(),
+        **{f"private key line {i}": line for i, line in enumerate(key_lines)}})
+    assert not found, "secrets found:\n" + "\n".join(found)

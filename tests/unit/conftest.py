@@ -70,6 +70,11 @@ def issue(client, user_name: str, password: str, project_name: str | None = None
 
 @pytest.fixture
 def admin(client) -> Cred:
+    return bootstrap_admin(client)
+
+
+def bootstrap_admin(client) -> Cred:
+    """The bootstrapped admin with a token scoped to the admin project."""
     from core import db
     from app.identity import service
     with db.write_session() as s:
@@ -83,6 +88,10 @@ def admin(client) -> Cred:
 
 @pytest.fixture
 def make_user(client, admin):
+    return user_maker(client)
+
+
+def user_maker(client):
     """make_user(name, project_name, role) -> Cred: creates project/user/role through the helpers, issues a token."""
     def _make(name: str, project_name: str, role: str = "member", password: str = "pw-" + "x" * 8) -> Cred:
         from core import db

@@ -23,6 +23,10 @@ class _DroppedResult:
 
 @pytest.fixture
 def inprocess_conductor(monkeypatch) -> list[str]:
+    return patch_conductor(monkeypatch)
+
+
+def patch_conductor(monkeypatch) -> list[str]:
     """Patch rpc.call to run conductor tasks in-process; returns the names of canvas tasks that were dropped."""
     from kombu.utils import json as kombu_json
 
@@ -80,6 +84,11 @@ def _ok(resp, code: int) -> dict:
 
 @pytest.fixture
 def world(client, admin, make_user, inprocess_conductor) -> World:
+    return build_world(client, admin, make_user)
+
+
+def build_world(client, admin, make_user) -> World:
+    """A's resources (the conductor must run in-process: ``patch_conductor``)."""
     a = make_user("alice", "proj-a", "member")
     b = make_user("bob", "proj-b", "member")
     reader = make_user("rita", "proj-a", "reader")
