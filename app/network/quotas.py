@@ -6,11 +6,9 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from sqlalchemy import func, select
 
-from app.context import current
 from app.network import common
 from app.policy import authorize, checks_inside, enforce
 from core.db import plain_rows, read_session
-from core.errors import ApiError
 from core.models import FixedIP, Instance
 
 bp = Blueprint("network_quotas", __name__)
@@ -29,11 +27,9 @@ def _used(project_id: str) -> dict[str, int]:
 
 
 @bp.get("/v2.0/quotas")
-@enforce("project_reader_api", name="get_quota", description="Get a resource quota")
+@enforce("admin_api", name="get_quotas", description="List the projects with quotas of their own (Neutron: "
+                                                      "admins only)")
 def list_quotas():
-    if not current().is_admin:  # Neutron's quotasv2 index: admins only, whatever the policy says
-        raise ApiError(403, "User does not have admin privileges: Only admin can view or configure quota.",
-                       error_code="AdminRequired")
     return jsonify({"quotas": []})  # no project has limits of its own
 
 

@@ -264,7 +264,7 @@ def test_quotas(client, world: World, net):
     assert resp.status_code == 403
     assert resp.get_json()["NeutronError"]["message"] == "rule:get_quota is disallowed by policy"
     resp = client.get(f"{N}/quotas", headers=a.headers)
-    assert resp.status_code == 403 and resp.get_json()["NeutronError"]["type"] == "AdminRequired"
+    assert resp.status_code == 403 and resp.get_json()["NeutronError"]["type"] == "PolicyNotAuthorized"
     assert _ok(client.get(f"{N}/quotas", headers=world.admin.headers), 200) == {"quotas": []}
     resp = client.put(f"{N}/quotas/{a.project_id}", json={"quota": {"port": 5}}, headers=a.headers)
     assert resp.status_code == 403
