@@ -1,7 +1,7 @@
 """The Networking API's port id of a fixed IP (a port is its fixed IP row, not a second copy)
 
 Revision ID: neu0a0000107
-Revises: au1a0b000106
+Revises: nd1a0b000106
 Create Date: 2026-12-07 10:00:00.000000
 
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = 'neu0a0000107'
-down_revision = 'au1a0b000106'
+down_revision = 'nd1a0b000106'
 branch_labels = None
 depends_on = None
 
