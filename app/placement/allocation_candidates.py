@@ -57,22 +57,29 @@ def list_candidates():
         for t in sorted(params["traits"].names()) if "traits" in params else ():
             if not view.trait_exists(s, t):
                 raise common.bad_request(f"No such trait(s): {t}")
-        found = view.matching_providers(s, resources, **params)
-        traits = view.traits_of(s, found) if at_least("1.17") else {}
+        found = view.candidates(s, resources, with_traits=at_least("1.17"), **params)
+    return jsonify(_body(found, resources))
+
+
+def _body(found: list[view.Candidate], resources: dict[str, int]) -> dict:
+    """allocation_requests and provider_summaries in the negotiated version's shape: the version is read once,
+    not per candidate, and what every candidate shares (its request's resources) is one object."""
+    v12, v17, v27, v29, v34 = (at_least(v) for v in ("1.12", "1.17", "1.27", "1.29", "1.34"))
     requests, summaries = [], {}
-    for prov in found:
-        if at_least("1.12"):
-            requests.append({"allocations": {prov.uuid: {"resources": resources}}})
+    asked = {"resources": resources}
+    for uuid, inventories, traits, parent, root in found:
+        if v12:
+            request_ = {"allocations": {uuid: asked}}
+            if v34:
+                request_["mappings"] = {"": [uuid]}
         else:
-            requests.append({"allocations": [{"resource_provider": {"uuid": prov.uuid}, "resources": resources}]})
-        if at_least("1.34"):
-            requests[-1]["mappings"] = {"": [prov.uuid]}
-        classes = prov.inventories if at_least("1.27") else resources
-        summary: dict = {"resources": {rc: {"capacity": int(prov.capacity(rc)), "used": prov.usages.get(rc, 0)}
-                                       for rc in classes}}
-        if at_least("1.17"):
-            summary["traits"] = traits[prov.uuid]
-        if at_least("1.29"):
-            summary.update(parent_provider_uuid=prov.parent_uuid, root_provider_uuid=prov.root_uuid)
-        summaries[prov.uuid] = summary
-    return jsonify({"allocation_requests": requests, "provider_summaries": summaries})
+            request_ = {"allocations": [{"resource_provider": {"uuid": uuid}, "resources": resources}]}
+        requests.append(request_)
+        summary: dict = {"resources": inventories if v27 else {rc: inventories[rc] for rc in resources}}
+        if v17:
+            summary["traits"] = traits
+        if v29:
+            summary["parent_provider_uuid"] = parent
+            summary["root_provider_uuid"] = root
+        summaries[uuid] = summary
+    return {"allocation_requests": requests, "provider_summaries": summaries}
