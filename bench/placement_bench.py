@@ -103,7 +103,7 @@ def measure(kind: str, hosts: int, reps: int) -> dict:
     url, drop = _scratch_db(kind)
     if url is None:
         return {"bench": "placement_candidates", "database": kind, "skipped": f"{kind} not running"}
-    load_before = loadavg()
+    load_before, threshold = loadavg(), gc.get_threshold()
     out: dict = {"bench": "placement_candidates", "database": kind, "providers": hosts, "reps": reps,
                  "target_ms": TARGET_MS, "target_query": "nova", "load_before": load_before}
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,13 +136,25 @@ def measure(kind: str, hosts: int, reps: int) -> dict:
                         "sql_statements": len(stmts),
                         **{k: round(statistics.median(s[k] for s in splits), 1) for k in splits[0]}}
                     log(f"  {name}: {rows[name]}")
-                out.update(queries=rows, meets_target=rows["nova"]["p50_ms"] <= TARGET_MS)
+                out.update(queries=rows, meets_target=rows["nova"]["p50_ms"] <= TARGET_MS if hosts == 10_000 else None)
         finally:
             gc.unfreeze()
+            gc.set_threshold(*threshold)
             if drop:
                 drop()
     out.update(env=environment(kind, "none"), load_after=loadavg())
     return out
+
+
+def table(rec: dict) -> str:
+    """A record's figures as a Markdown table."""
+    lines = ["| query | candidates | p50 ms | min-max ms | CPU p50 ms | SQL ms | body ms | JSON ms | statements "
+             "| bytes |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, q in rec["queries"].items():
+        lines.append(f"| {name} ({q['microversion']}) | {q['candidates']} | {q['p50_ms']} | {q['min_ms']}-"
+                     f"{q['max_ms']} | {q['cpu_p50_ms']} | {q['sql_ms']} | {q['body_ms']} | {q['json_ms']} "
+                     f"| {q['sql_statements']} | {q['response_bytes']} |")
+    return "\n".join(lines)
 
 
 def run(databases=("sqlite", "postgresql", "mariadb"), hosts: int = 10_000, reps: int = 15):
@@ -159,6 +171,8 @@ def main() -> None:
     args = ap.parse_args()
     for rec in run(tuple(args.db), args.hosts, args.reps):
         print(json.dumps(rec))
+        if rec.get("queries"):
+            log(f"{rec['database']}, load {rec['load_before']} -> {rec['load_after']}\n" + table(rec))
 
 
 if __name__ == "__main__":
