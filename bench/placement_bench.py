@@ -75,22 +75,27 @@ def populate(hosts: int) -> None:
 
 
 def _split(app, headers: dict, version: str, query: str) -> dict:
-    """One request's parts, timed apart: the view's rows, the body, orjson."""
+    """One request's parts, timed apart: the view's rows (core.placement.candidates), the body, orjson."""
+    from urllib.parse import parse_qs
+
     import orjson
 
-    from app.placement import allocation_candidates as ac
+    from app.placement.common import candidates_body
     from core import placement as view
     from core.db import read_session
+    args = {k: v[0] for k, v in parse_qs(query).items()}
+    resources = view.parse_resources(args["resources"])
+    params: dict = {"limit": int(args["limit"])} if "limit" in args else {}
+    if "required" in args:
+        params["traits"] = view.parse_required([args["required"]], True, True)
     with app.test_request_context(f"/placement/allocation_candidates?{query}",
                                   headers={**headers, "OpenStack-API-Version": f"placement {version}"}):
-        app.preprocess_request()
-        params = ac._params()
-        resources = params.pop("resources")
+        app.preprocess_request()  # authentication and the microversion, as the request has them
         t0 = time.perf_counter()
         with read_session() as s:
             found = view.candidates(s, resources, with_traits=True, **params)
         t1 = time.perf_counter()
-        body = ac._body(found, resources)
+        body = candidates_body(found, resources)
         t2 = time.perf_counter()
         orjson.dumps(body)
         t3 = time.perf_counter()
@@ -99,8 +104,8 @@ def _split(app, headers: dict, version: str, query: str) -> dict:
 
 
 def measure(kind: str, hosts: int, reps: int) -> dict:
-    from bench.api_reads import _scratch_db, app_on, count_statements
-    url, drop = _scratch_db(kind)
+    from bench.api_reads import scratch_db, app_on, count_statements
+    url, drop = scratch_db(kind)
     if url is None:
         return {"bench": "placement_candidates", "database": kind, "skipped": f"{kind} not running"}
     load_before, threshold = loadavg(), gc.get_threshold()
