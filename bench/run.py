@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     if "placement" in only:
         from bench import placement_bench
         dbs = ("sqlite",) if quick else ("sqlite", "postgresql", "mariadb")
-        for rec in _guarded_iter(placement_bench.run(dbs, hosts=1000 if quick else 10_000, reps=3 if quick else 15),
+        for rec in _guarded_iter(placement_bench.run(dbs, hosts=1000 if quick else 10_000, reps=3 if quick else 25),
                                  "placement_candidates"):
             emit({**common, **rec}, out)
             if rec.get("queries"):
