@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import re
 
 import os_resource_classes
 import os_traits
-from sqlalchemy import Text, bindparam, cast, func, select
+from sqlalchemy import Integer, Text, bindparam, cast, func, select
 from sqlalchemy.orm import Session
 
 from core.db import plain_rows
@@ -455,6 +456,23 @@ _CANDIDATES = select(ComputeNode.id, ComputeNode.uuid, cast(ComputeNode.driver_t
 _DISABLED_SERVICES = select(Service.id).where(Service.disabled.is_(True))
 
 
+@functools.lru_cache(maxsize=64)
+def _candidates_select(classes: tuple[str, ...], enabled_only: bool, in_tree: bool, limited: bool):
+    """The candidates' SELECT for a shape of request, built once (amounts, in_tree and the limit are parameters):
+    building and keying a fresh one costs ~0.5 ms of a ~10 ms request."""
+    n = ComputeNode
+    q = _CANDIDATES
+    for rc in classes:
+        total, reserved, ratio, used = (getattr(n, c) for c in COMPUTE_CLASSES[rc])
+        amount = bindparam(f"amount_{rc}", type_=Integer)
+        q = q.where(total > 0, amount <= total, used + amount <= (total - reserved) * ratio)
+    if enabled_only:
+        q = q.where(n.service_id.not_in(_DISABLED_SERVICES))
+    if in_tree:
+        q = q.where(n.uuid == bindparam("in_tree"))
+    return q.limit(bindparam("limit", type_=Integer)) if limited else q
+
+
 def compute_candidates(s: Session, resources: dict[str, int], traits: TraitFilter | None = None,
                        in_tree: str | None = None, limit: int | None = None,
                        with_traits: bool = True) -> list[Candidate]:
@@ -462,22 +480,21 @@ def compute_candidates(s: Session, resources: dict[str, int], traits: TraitFilte
     the database's order (as Placement's, deterministic but undefined): the capacity test and the limit in the
     SQL, one tuple per node. When the trait test leaves out some of the first ``limit`` rows, every fitting node
     is read. ``with_traits`` False: no traits read or returned (empty lists) unless ``traits`` needs them."""
-    q = _CANDIDATES.where(*compute_capacity_clause(resources))
-    if in_tree is not None:
-        q = q.where(ComputeNode.uuid == in_tree)
     filtering = traits is not None and bool(traits.names())
     with_traits = with_traits or filtering
+    # Nova's prefilter, !COMPUTE_STATUS_DISABLED: a disabled service implies the trait, so its nodes are left out
+    # in the SQL (the trait test still runs: the trait may also have been set through Placement)
+    enabled_only = filtering and "COMPUTE_STATUS_DISABLED" in traits.forbidden
     disabled: set[int] | frozenset[int] = frozenset()
-    if filtering and "COMPUTE_STATUS_DISABLED" in traits.forbidden:
-        # Nova's prefilter: a disabled service implies the trait, so its nodes are left out in the SQL (the trait
-        # test below still runs: the trait may also have been set through Placement)
-        q = q.where(ComputeNode.service_id.not_in(_DISABLED_SERVICES))
-    elif with_traits:
+    if with_traits and not enabled_only:
         disabled = set(plain_rows(s, _DISABLED_SERVICES).scalars())
-    page = plain_rows(s, q.limit(limit)).all()
+    classes = tuple(sorted(resources))
+    params: dict = {f"amount_{rc}": resources[rc] for rc in classes} | {"in_tree": in_tree, "limit": limit}
+    page = plain_rows(s, _candidates_select(classes, enabled_only, in_tree is not None, bool(limit)), params).all()
     out = _candidate_tuples(s, page, disabled, traits if filtering else None, with_traits)
     if limit and len(out) < limit == len(page):
-        out = _candidate_tuples(s, plain_rows(s, q).all(), disabled, traits, with_traits)
+        every = plain_rows(s, _candidates_select(classes, enabled_only, in_tree is not None, False), params).all()
+        out = _candidate_tuples(s, every, disabled, traits, with_traits)
     return out[:limit] if limit else out
 
 
