@@ -270,6 +270,9 @@ def test_allocation_candidates_at_several_hosts_limit_traits_and_shapes(client, 
     assert summaries[uuids["h5"]]["traits"] == ["COMPUTE_NODE", "CUSTOM_LAST", "HW_CPU_X86_AVX2"]
     assert summaries[uuids["h1"]]["resources"]["DISK_GB"] == {"capacity": 100, "used": 0}
     assert len(client.get(q + "&limit=2", headers=_h(admin)).get_json()["allocation_requests"]) == 2
+    assert list(client.get(q + f"&in_tree={uuids['h4']}", headers=_h(admin)).get_json()[
+        "provider_summaries"]) == [uuids["h4"]]
+    assert client.get(q + f"&in_tree={uuids['h3']}", headers=_h(admin)).get_json()["provider_summaries"] == {}
     enabled = client.get(q + "&required=!COMPUTE_STATUS_DISABLED&limit=10", headers=_h(admin)).get_json()
     assert set(enabled["provider_summaries"]) == {uuids[h] for h in ("h1", "h4", "h5")}
     # the first row the limit lets through lacks the trait: the filter reads on until one has it
