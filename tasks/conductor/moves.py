@@ -317,6 +317,8 @@ def finish_move(ctx: dict) -> None:
         if inst is None or inst.deleted or inst.task_state != ctx["task_state"] or (
                 action == "live_migrate" and mig.status not in LIVE_MIGRATION_ACTIVE):
             LOG.info("finish_move %s for %s lost its race; nothing written", action, uuid)
+            if inst is None or inst.deleted or inst.task_state == states.DELETING:
+                _deleted_during_move(s, ctx)
             return
         event, values = f"compute_{action}_instance", {}
         if action in ("resize", "migrate"):
@@ -377,6 +379,18 @@ def finish_move(ctx: dict) -> None:
         record_event(s, uuid, ctx["request_id"], event, ctx.get("t0"), "Success", host=ctx.get("host"))
     if dropped_image:
         image_store.delete(dropped_image)
+
+
+def _deleted_during_move(s, ctx: dict) -> None:
+    """The instance was deleted while it moved: the delete destroyed the guest where the instance was then (or
+    nowhere: a SHELVED_OFFLOADED server has no host), perhaps before this move made one on its destination. As
+    finish_boot does for a boot, destroy it on every host of the move, and finish the move's action (failed)."""
+    uuid = ctx["instance_uuid"]
+    record_event(s, uuid, ctx["request_id"], f"compute_{ctx['action']}_instance", ctx.get("t0"), "Error",
+                 host=ctx.get("host"), details="The instance was deleted during the operation.")
+    for host in sorted({h for h in (ctx.get("source"), ctx.get("dest")) if h}):
+        LOG.info("instance %s was deleted during its %s; cleaning up on %s", uuid, ctx["action"], host)
+        sig("stratus.compute.terminate", {**ctx, "host": host, "action": "cleanup"}).apply_async()
 
 
 def _az(s, host: str) -> str:

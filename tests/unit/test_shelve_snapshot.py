@@ -115,3 +115,34 @@ def test_unshelve_refuses_when_the_shelved_image_is_gone(client, world: World, r
     resp = client.post(url, json={"unshelve": None}, headers=member)
     assert resp.status_code == 409 and "shelved image" in resp.get_json()["conflictingRequest"]["message"]
     assert _instance(world.server_id).vm_state == "shelved_offloaded"
+
+
+def test_delete_during_unshelve_destroys_the_new_guest_and_finishes_the_action(client, world: World, runs,
+                                                                               monkeypatch):
+    """Found by the chaos soak: a SHELVED_OFFLOADED server has no host, so a delete during its unshelve destroys
+    nothing; the guest the unshelve then spawned was left behind and its action never finished."""
+    import types
+
+    from core.db import read_session, write_session
+    from core.models import Instance, InstanceAction, InstanceActionEvent
+    from tasks.conductor import moves
+
+    _on_host(world)
+    url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
+    assert client.post(url, json={"shelve": None}, headers=member).status_code == 202
+    moves.finish_move(_compute_did(runs[0], b"disk"))
+    assert client.post(url, json={"unshelve": None}, headers=member).status_code == 202
+    unshelve = runs[1]
+    with write_session() as s:  # the delete ran meanwhile (finish_delete: the row is deleted)
+        inst = s.query(Instance).filter(Instance.uuid == world.server_id).one()
+        inst.deleted, inst.vm_state, inst.task_state = inst.id, "deleted", None
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(moves, "sig", lambda name, ctx: types.SimpleNamespace(
+        apply_async=lambda: sent.append((name, ctx))))
+    moves.finish_move(_compute_did(unshelve))
+    assert [(n, c["host"], c["action"]) for n, c in sent] == [("stratus.compute.terminate", "h1", "cleanup")]
+    with read_session() as s:
+        action = s.query(InstanceAction).filter(InstanceAction.request_id == unshelve["request_id"]).one()
+        assert action.action == "unshelve" and action.finish_time is not None and action.message == "Error"
+        (event,) = s.query(InstanceActionEvent).filter(InstanceActionEvent.action_id == action.id)
+        assert event.result == "Error"
