@@ -27,7 +27,7 @@ from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound
 from tasks.common import StopCanvas, step
 from tasks.messaging.celery_app import celery
 from tasks.messaging.liveness import consumer_alive
-from tasks.reconcile import InstanceRow, Plan, plan
+from tasks.reconcile import InstanceRow, Plan, move_hosts, plan
 
 LOG = logging.getLogger(__name__)
 _drivers: dict[str, ComputeDriver] = {}
@@ -293,7 +293,8 @@ def reconcile_host(host: str) -> Plan:
     drv = driver_for(host)
     guests, disks = set(drv.list_instances()), set(drv.list_disks())
     with read_session() as s:
-        rows = [InstanceRow(u, h, bool(d), vm, ts) for u, h, d, vm, ts in s.execute(
+        moving = move_hosts(s, guests | disks)
+        rows = [InstanceRow(u, h, bool(d), vm, ts, moving.get(u, ())) for u, h, d, vm, ts in s.execute(
             select(Instance.uuid, Instance.host, Instance.deleted, Instance.vm_state, Instance.task_state).where(
                 ((Instance.host == host) & (Instance.deleted == 0)) | Instance.uuid.in_(guests | disks)))]
     todo = plan(host, guests, disks, rows)

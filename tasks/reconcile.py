@@ -10,11 +10,14 @@ import dataclasses
 import logging
 
 from celery.signals import worker_ready
+from sqlalchemy import select
 
 from core import states
 from core.db import write_session
 from core.power_state import PowerState
+from core.models import Migration
 from core.writes.instances import add_fault, cas_instance, get_instance
+from core.writes.resources import IN_FLIGHT_MIGRATIONS
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ class InstanceRow:
     deleted: bool
     vm_state: str
     task_state: str | None
+    move_hosts: tuple[str, ...] = ()  # source and destination of its moves in flight (a resize to confirm)
 
 
 @dataclasses.dataclass
@@ -49,7 +53,9 @@ def plan(host: str, guests: set[str], disks: set[str], rows: list[InstanceRow]) 
         row = by_uuid.get(uuid)
         if row is None:
             out.unknown.append(uuid)
-        elif row.deleted or row.host != host:
+        elif row.deleted or (row.host != host and row.task_state is None and host not in row.move_hosts):
+            # not a move's other guest (the source a resize keeps until confirm/revert), nor a task's (an
+            # unshelve spawns where the row has no host yet)
             out.orphans.append(uuid)
         elif uuid in guests and row.task_state is None:
             out.adopt.append(uuid)
@@ -58,6 +64,16 @@ def plan(host: str, guests: set[str], disks: set[str], rows: list[InstanceRow]) 
                 and row.uuid not in guests):
             out.missing.append(row.uuid)
     return out
+
+
+def move_hosts(s, uuids: set[str]) -> dict[str, tuple[str, ...]]:
+    """The hosts of each instance's moves in flight: both hold a guest of it until the move ends."""
+    out: dict[str, set[str]] = {}
+    for uuid, source, dest in s.execute(select(Migration.instance_uuid, Migration.source_compute,
+                                               Migration.dest_compute).where(
+            Migration.status.in_(IN_FLIGHT_MIGRATIONS), Migration.instance_uuid.in_(uuids))):
+        out.setdefault(uuid, set()).update(h for h in (source, dest) if h)
+    return {u: tuple(sorted(h)) for u, h in out.items()}
 
 
 @celery.task(name="stratus.conductor.instances_missing", ignore_result=True)

@@ -437,6 +437,8 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
                 values["vm_state"] = states.ERROR
         if action == "revert_resize":
             values["vm_state"] = states.ERROR
+            if mig is not None:  # the migration ends here: the source's resources it held are free again
+                release_allocation(s, mig.uuid)
         if mig is not None and action == "live_migrate":
             cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, "error")
         elif mig is not None:

@@ -239,3 +239,18 @@ def test_drivers_declare_whether_they_move_disks():
     from drivers import capability
     assert capability("fake", "supports_migrate_to_other_host")
     assert not capability("libvirt", "supports_migrate_to_other_host")
+
+
+def test_failed_revert_frees_the_resources_its_migration_held(client, world, big, same_host, started):
+    """Found by the chaos soak: a revert whose source step fails ends the migration in ``error``; the source's
+    resources the migration held stayed allocated to it for ever (no live instance, no move in flight)."""
+    from tasks.conductor import moves
+    _place(world, "h1", 4096)
+    same_host(True)
+    assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
+    moves.finish_move({**started[-1], "power_state": PowerState.RUNNING})
+    assert _act(client, world, {"revertResize": None}).status_code == 202
+    moves.move_failed(started[-1], "Instance could not be found on this host.", "")
+    state = _state(world)
+    assert state["vm"][0] == "error" and state["migrations"] == [("error", "h1", "h1")]
+    assert state["allocations"] == [("instance", "h1", 128, 2, 2)] and state["usage"] == {"h1": (128, 2, 2)}
