@@ -270,6 +270,7 @@ def finish_delete(ctx: dict) -> None:
                      terminated_at=now)
         record_event(s, uuid, ctx["request_id"], "compute_terminate_instance", ctx.get("t0"), "Success",
                      host=ctx.get("host"))
+        instances.finish_open_actions(s, uuid, now)
     if shelved_image:
         image_store.delete(shelved_image)
     for host in other_hosts:  # e.g. the source guest a resize awaiting confirmation kept

@@ -146,3 +146,27 @@ def test_delete_during_unshelve_destroys_the_new_guest_and_finishes_the_action(c
         assert action.action == "unshelve" and action.finish_time is not None and action.message == "Error"
         (event,) = s.query(InstanceActionEvent).filter(InstanceActionEvent.action_id == action.id)
         assert event.result == "Error"
+
+
+def test_delete_finishes_the_actions_it_cut_short(client, world: World, runs):
+    """Found by the chaos soak: an unshelve whose compute step found the server deleting ended quietly, and its
+    action stayed unfinished for ever; the delete finishes it (failed), and its own action succeeds."""
+    from core.db import read_session, write_session
+    from core.models import Instance, InstanceAction
+    from tasks.conductor import boot, moves
+
+    _on_host(world)
+    url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
+    assert client.post(url, json={"shelve": None}, headers=member).status_code == 202
+    moves.finish_move(_compute_did(runs[0], b"disk"))
+    assert client.post(url, json={"unshelve": None}, headers=member).status_code == 202
+    with write_session() as s:  # the delete's conductor step: task_state deleting, its action started
+        s.query(Instance).filter(Instance.uuid == world.server_id).one().task_state = "deleting"
+        moves.start_action(s, world.server_id, "delete", "req-delete", None, None)
+    boot.finish_delete({"instance_uuid": world.server_id, "request_id": "req-delete", "action": "delete",
+                        "host": None, "task_state": "deleting"})
+    with read_session() as s:
+        actions = {a.action: (a.finish_time is not None, a.message) for a in
+                   s.query(InstanceAction).filter(InstanceAction.instance_uuid == world.server_id)}
+    assert actions["unshelve"] == (True, "Error") and actions["delete"] == (True, None)
+    assert all(done for done, _ in actions.values())
