@@ -58,8 +58,13 @@ class History:
                 self.counts[entry["op"]] += 1
 
     def chaos(self, what: str) -> None:
+        """A fault injected (the checker counts these)."""
         print(f"[{time.strftime('%H:%M:%S')}] chaos: {what}", flush=True)
         self.write(chaos=what)
+
+    def note(self, what: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {what}", flush=True)
+        self.write(note=what)
 
 
 class Services:
@@ -243,7 +248,7 @@ def chaos(stack: Stack, services: Services, history: History, duration: float, r
             server.stop()
             time.sleep(5)
             server.start()
-            history.chaos(f"restarted {what}")
+            history.note(f"{what} up again")
         elif now >= next_kill:
             name = rng.choice(PROCESSES)
             proc = stack.procs.get(name)
