@@ -14,6 +14,7 @@ from tests.outage_support import PrivatePostgres, PrivateRedis
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.timeout(1500)  # 180 s of chaos, up to 300 s waiting for quiet, the stack's start and stop
 @pytest.mark.parametrize("backend", ["sqlite-fs", "postgresql-redis"])
 def test_soak_3_minutes(backend, tmp_path):
     if backend == "postgresql-redis":
