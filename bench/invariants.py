@@ -196,8 +196,16 @@ def _quotas(c: Connection, report: Report) -> None:
 
 
 def _images_and_ips(c: Connection, report: Report) -> None:
-    for i in c.execute(select(Image.id, Image.name, Image.updated_at).where(Image.status == "saving")):
-        report.bad("image-stuck-saving", f"{i.id} {i.name!r} since {i.updated_at}")
+    """An image ``saving``, or a snapshot still ``queued`` (the compute API's SAVING too) whose server is gone
+    or no longer busy with a task."""
+    busy = {u for (u,) in c.execute(select(Instance.uuid).where(Instance.deleted == 0,
+                                                                Instance.task_state.isnot(None)))}
+    for i in c.execute(select(Image.id, Image.name, Image.status, Image.properties, Image.updated_at).where(
+            Image.status.in_(("saving", "queued")))):
+        props = i.properties or {}
+        snapshot = props.get("image_type") in ("snapshot", "backup") and props.get("instance_uuid")
+        if i.status == "saving" or (snapshot and props["instance_uuid"] not in busy):
+            report.bad("image-stuck-saving", f"{i.id} {i.name!r} {i.status} since {i.updated_at}")
     live = select(Instance.uuid).where(Instance.deleted == 0)
     for ip in c.execute(select(FixedIP.address, FixedIP.instance_uuid).where(~FixedIP.instance_uuid.in_(live))):
         report.bad("fixed-ip-of-deleted-server", f"{ip.address} held by {ip.instance_uuid}")

@@ -405,6 +405,9 @@ def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
             IN_FLIGHT_MIGRATIONS))):
         release_allocation(s, mig.uuid)
         hosts.update(h for h in (mig.source_compute, mig.dest_compute) if h)
+        if mig.migration_type == "resize" and mig.status == "migrating":
+            # the quota already counts the new flavor; the row still has the old one, which the delete gives back
+            reserve_resize(s, get_instance(s, uuid), mig.old_flavor, mig.new_flavor, sign=-1)
         mig.status = "confirmed" if mig.status == "finished" else "error"
         mig.updated_at = utcnow()
     hosts.discard(current_host or "")

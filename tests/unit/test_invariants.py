@@ -189,6 +189,17 @@ def test_image_stuck_saving(cloud):
     assert _violated(cloud.check()) == {"image-stuck-saving"}
 
 
+def test_snapshot_queued_for_a_deleted_server(cloud):
+    gone = cloud.server(deleted=True, guest=False)
+    busy = cloud.server(task_state="image_snapshot")
+    for n, u in enumerate((gone, busy)):  # only the deleted server's is stuck; an upload not yet sent is not
+        cloud.s.add(Image(id=str(uuid.uuid4()), name=f"snap{n}", status="queued",
+                          properties={"instance_uuid": u, "image_type": "snapshot"}))
+    cloud.s.add(Image(id=str(uuid.uuid4()), name="upload", status="queued"))
+    report = cloud.check()
+    assert _violated(report) == {"image-stuck-saving"} and len(report.violations["image-stuck-saving"]) == 1
+
+
 def test_fixed_ip_of_deleted_server(cloud):
     u = cloud.server(deleted=True, guest=False)
     cloud.s.add(FixedIP(network_id="n1", address="10.0.0.9", mac="fa:16:3e:00:00:09", instance_uuid=u))

@@ -170,3 +170,30 @@ def test_delete_finishes_the_actions_it_cut_short(client, world: World, runs):
                    s.query(InstanceAction).filter(InstanceAction.instance_uuid == world.server_id)}
     assert actions["unshelve"] == (True, "Error") and actions["delete"] == (True, None)
     assert all(done for done, _ in actions.values())
+
+
+def test_delete_during_shelve_deletes_the_unfinished_snapshot(client, world: World, runs):
+    """Found by the chaos soak: a delete while shelve was taking its snapshot left the ``<name>-shelved`` image
+    queued for ever (Nova deletes the image of a snapshot whose instance disappeared)."""
+    from core.db import read_session, write_session
+    from core.models import Image, Instance
+    from tasks.conductor import boot
+
+    _on_host(world)
+    url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
+    with write_session() as s:  # another server's snapshot in flight, and a user's queued image: both kept
+        other = Image(id="11111111-1111-1111-1111-111111111111", name="other", status="queued",
+                      owner=world.a.project_id, properties={"instance_uuid": "another", "image_type": "snapshot"})
+        mine = Image(id="22222222-2222-2222-2222-222222222222", name="upload", status="queued",
+                     owner=world.a.project_id, properties={"instance_uuid": world.server_id})
+        s.add_all([other, mine])
+    assert client.post(url, json={"shelve": None}, headers=member).status_code == 202
+    image_id = runs[0]["image_id"]
+    with write_session() as s:
+        s.query(Instance).filter(Instance.uuid == world.server_id).one().task_state = "deleting"
+    boot.finish_delete({"instance_uuid": world.server_id, "request_id": "req-delete", "action": "delete",
+                        "host": "h1", "task_state": "deleting"})
+    with read_session() as s:
+        assert s.get(Image, image_id) is None
+        assert s.get(Image, "11111111-1111-1111-1111-111111111111") is not None
+        assert s.get(Image, "22222222-2222-2222-2222-222222222222") is not None
