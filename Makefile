@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export STRATUS_STATE_DIR ?= $(CURDIR)/var
 PYTEST_ARGS ?=
 
-.PHONY: run run-vms test deps-run deps-vms deps-test db bench
+.PHONY: run run-vms test deps-run deps-vms deps-test db bench soak
 
 deps-run:
 	tools/install-deps run
@@ -40,3 +40,9 @@ test: deps-test
 
 bench: deps-run
 	python -m bench.run
+
+# The chaos soak (bench/README.md "Chaos soak"): SOAK_ARGS="--backend postgresql-redis --duration 1800".
+SOAK_ARGS ?=
+soak: deps-run
+	tools/ensure-services
+	python tools/soak.py $(SOAK_ARGS)

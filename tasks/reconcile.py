@@ -11,15 +11,15 @@ import dataclasses
 import logging
 
 from celery.signals import worker_ready
-
 from sqlalchemy import select
 
 from core import states
 from core.db import read_session, write_session
-from core.models import Instance
-from core.routing import compute_queue
+from core.models import Instance, Migration
 from core.power_state import PowerState
+from core.routing import compute_queue
 from core.writes.instances import add_fault, cas_instance, get_instance
+from core.writes.resources import IN_FLIGHT_MIGRATIONS
 from tasks.messaging.celery_app import celery
 
 LOG = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class InstanceRow:
     deleted: bool
     vm_state: str
     task_state: str | None
+    move_hosts: tuple[str, ...] = ()  # source and destination of its moves in flight (a resize to confirm)
 
 
 @dataclasses.dataclass
@@ -54,7 +55,9 @@ def plan(host: str, guests: set[str], disks: set[str], rows: list[InstanceRow]) 
         row = by_uuid.get(uuid)
         if row is None:
             out.unknown.append(uuid)
-        elif row.deleted or row.host != host:
+        elif row.deleted or (row.host != host and row.task_state is None and host not in row.move_hosts):
+            # not a move's other guest (the source a resize keeps until confirm/revert), nor a task's (an
+            # unshelve spawns where the row has no host yet)
             out.orphans.append(uuid)
         elif uuid in guests and row.task_state is None:
             out.adopt.append(uuid)
@@ -65,17 +68,29 @@ def plan(host: str, guests: set[str], disks: set[str], rows: list[InstanceRow]) 
     return out
 
 
+def move_hosts(s, uuids: set[str]) -> dict[str, tuple[str, ...]]:
+    """The hosts of each instance's moves in flight: both hold a guest of it until the move ends."""
+    out: dict[str, set[str]] = {}
+    for uuid, source, dest in s.execute(select(Migration.instance_uuid, Migration.source_compute,
+                                               Migration.dest_compute).where(
+            Migration.status.in_(IN_FLIGHT_MIGRATIONS), Migration.instance_uuid.in_(uuids))):
+        out.setdefault(uuid, set()).update(h for h in (source, dest) if h)
+    return {u: tuple(sorted(h)) for u, h in out.items()}
+
+
 @celery.task(name="stratus.conductor.reconcile_host", ignore_result=True)
 def reconcile_host(host: str, guests: list[str], disks: list[str]) -> dict:
     """A compute worker started on ``host`` with these guests and disks: plan, set the missing instances to
     ERROR, and send the compute its part (orphans to destroy; guests to adopt, with the power state the DB has)."""
     found = set(guests) | set(disks)
     with read_session() as s:
+        moving = move_hosts(s, found)
         rows = s.execute(
             select(Instance.uuid, Instance.host, Instance.deleted, Instance.vm_state, Instance.task_state,
                    Instance.power_state).where(
                 ((Instance.host == host) & (Instance.deleted == 0)) | Instance.uuid.in_(found))).all()
-    todo = plan(host, set(guests), set(disks), [InstanceRow(u, h, bool(d), vm, ts) for u, h, d, vm, ts, _ in rows])
+    todo = plan(host, set(guests), set(disks), [InstanceRow(u, h, bool(d), vm, ts, moving.get(u, ()))
+                                                  for u, h, d, vm, ts, _ in rows])
     power = {r.uuid: r.power_state for r in rows}
     if todo.missing:
         LOG.error("reconcile %s: %d instance(s) missing from the hypervisor: %s", host, len(todo.missing),

@@ -111,6 +111,13 @@ def reset_state(s: Session, uuid: str, vm_state: str, request_id: str, user_id: 
                                            InstanceAction.request_id == request_id).values(finish_time=now))
 
 
+def finish_open_actions(s: Session, uuid: str, now: dt.datetime) -> None:
+    """The instance is deleted: an action it had in flight (an unshelve whose step found it deleting and ended
+    quietly) will never finish otherwise; it is finished as failed ("Error", as an action with a failed event)."""
+    s.execute(update(InstanceAction).where(InstanceAction.instance_uuid == uuid, InstanceAction.finish_time.is_(None))
+              .values(finish_time=now, updated_at=now, message="Error"))
+
+
 def add_fault(s: Session, uuid: str, code: int, message: str, details: str = "", host: str | None = None) -> None:
     s.add(InstanceFault(instance_uuid=uuid, code=code, message=message[:255], details=details, host=host))
 

@@ -30,7 +30,7 @@ from core.writes.resources import release_allocation, report_heartbeat
 from scheduler.filters import group_filter_rejecting
 from tasks.common import Chain, StopCanvas, boot_canvas, new_ctx, sig, step
 from tasks.conductor import specs
-from tasks.conductor.common import rpc, snapshot_failed
+from tasks.conductor.common import drop_unfinished_snapshots, rpc, snapshot_failed
 from tasks.conductor.moves import MOVE_ACTIONS, abandon_moves, drop_shelved_image, move_failed
 from tasks.groups import group_spec
 from tasks.messaging.celery_app import celery
@@ -277,14 +277,16 @@ def finish_delete(ctx: dict) -> None:
         remove_group_member(s, uuid)
         _delete_console_tokens(s, uuid)
         shelved_image, _ = drop_shelved_image(s, inst)  # Nova deletes a shelved server's snapshot too
+        unfinished = drop_unfinished_snapshots(s, inst)  # a snapshot or shelve the delete cut short
         now = utcnow()
         cas_instance(s, uuid, expected_task_state=states.DELETING, vm_state=states.DELETED,
                      task_state=None, power_state=PowerState.NOSTATE, deleted=inst.id, deleted_at=now,
                      terminated_at=now)
         record_event(s, uuid, ctx["request_id"], "compute_terminate_instance", ctx.get("t0"), "Success",
                      host=ctx.get("host"))
-    if shelved_image:
-        image_store.delete(shelved_image)
+        instances.finish_open_actions(s, uuid, now)
+    for image_id in ([shelved_image] if shelved_image else []) + unfinished:
+        image_store.delete(image_id)
     for host in other_hosts:  # e.g. the source guest a resize awaiting confirmation kept
         sig("stratus.compute.terminate", {**ctx, "host": host, "action": "cleanup"}).apply_async()
 

@@ -109,6 +109,19 @@ def finish_snapshot_image(s, ctx: dict) -> bool:
     return bool(done)
 
 
+def drop_unfinished_snapshots(s, inst: Instance) -> list[str]:
+    """The instance is deleted: the images its createImage, createBackup or shelve had not finished (queued or
+    saving) would stay so for ever; Nova deletes them ("Instance disappeared during snapshot"). Their ids: the
+    caller removes their data after the commit (a step still writing it finds the image gone and drops it)."""
+    rows = s.execute(select(Image.id, Image.properties).where(Image.owner == inst.project_id,
+                                                             Image.status.in_(("queued", "saving")))).all()
+    ids = [r.id for r in rows if (r.properties or {}).get("instance_uuid") == inst.uuid
+           and (r.properties or {}).get("image_type") in ("snapshot", "backup")]
+    if ids:
+        s.execute(delete(Image).where(Image.id.in_(ids), Image.status.in_(("queued", "saving"))))
+    return ids
+
+
 def rotate_backups(s, instance_uuid: str, backup_type: str, rotation: int) -> list[str]:
     """Nova's _rotate_backups: of the instance's backups of ``backup_type`` (newest first, by created_at, which
     has whole seconds on MariaDB as Glance's has on MySQL), delete those beyond ``rotation``; their ids."""

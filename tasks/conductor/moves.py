@@ -324,6 +324,8 @@ def finish_move(ctx: dict) -> None:
         if inst is None or inst.deleted or inst.task_state != ctx["task_state"] or (
                 action == "live_migrate" and mig.status not in LIVE_MIGRATION_ACTIVE):
             LOG.info("finish_move %s for %s lost its race; nothing written", action, uuid)
+            if inst is None or inst.deleted or inst.task_state == states.DELETING:
+                _deleted_during_move(s, ctx)
             return
         event, values = f"compute_{action}_instance", {}
         if action in ("resize", "migrate"):
@@ -386,6 +388,18 @@ def finish_move(ctx: dict) -> None:
         image_store.delete(dropped_image)
 
 
+def _deleted_during_move(s, ctx: dict) -> None:
+    """The instance was deleted while it moved: the delete destroyed the guest where the instance was then (or
+    nowhere: a SHELVED_OFFLOADED server has no host), perhaps before this move made one on its destination. As
+    finish_boot does for a boot, destroy it on every host of the move, and finish the move's action (failed)."""
+    uuid = ctx["instance_uuid"]
+    record_event(s, uuid, ctx["request_id"], f"compute_{ctx['action']}_instance", ctx.get("t0"), "Error",
+                 host=ctx.get("host"), details="The instance was deleted during the operation.")
+    for host in sorted({h for h in (ctx.get("source"), ctx.get("dest")) if h}):
+        LOG.info("instance %s was deleted during its %s; cleaning up on %s", uuid, ctx["action"], host)
+        sig("stratus.compute.terminate", {**ctx, "host": host, "action": "cleanup"}).apply_async()
+
+
 def _az(s, host: str) -> str:
     return s.scalar(select(ComputeNode.availability_zone).where(ComputeNode.host == host)) or "nova"
 
@@ -398,6 +412,9 @@ def abandon_moves(s, uuid: str, current_host: str | None) -> list[str]:
             IN_FLIGHT_MIGRATIONS))):
         release_allocation(s, mig.uuid)
         hosts.update(h for h in (mig.source_compute, mig.dest_compute) if h)
+        if mig.migration_type == "resize" and mig.status == "migrating":
+            # the quota already counts the new flavor; the row still has the old one, which the delete gives back
+            reserve_resize(s, get_instance(s, uuid), mig.old_flavor, mig.new_flavor, sign=-1)
         mig.status = "confirmed" if mig.status == "finished" else "error"
         mig.updated_at = utcnow()
     hosts.discard(current_host or "")
@@ -430,6 +447,8 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
                 values["vm_state"] = states.ERROR
         if action == "revert_resize":
             values["vm_state"] = states.ERROR
+            if mig is not None:  # the migration ends here: the source's resources it held are free again
+                release_allocation(s, mig.uuid)
         if mig is not None and action == "live_migrate":
             cas_migration(s, mig.uuid, LIVE_MIGRATION_ACTIVE, "error")
         elif mig is not None:

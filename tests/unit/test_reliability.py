@@ -157,3 +157,15 @@ def test_heartbeats_go_on_after_publishes_fail(monkeypatch):
     assert not loop.is_alive(), f"the heartbeat loop stopped sending after the outage: {sent}"
     assert sent[0][0] == "stratus.conductor.report_service"  # registered once the broker was back
     assert [n for n, _ in sent[1:]].count("stratus.conductor.heartbeat") == 2
+
+
+def test_plan_keeps_the_guests_of_moves_in_flight():
+    """Found by the chaos soak: a compute worker restarted while a resize awaited confirmation destroyed the
+    source guest the revert needs (the row's host is the destination); a guest an unshelve is spawning (the row
+    has no host yet) was destroyed too."""
+    resized = _row(host="h2", vm_state="resized")
+    resized = InstanceRow(resized.uuid, "h2", False, "resized", None, ("h1", "h2"))
+    unshelving = _row(host=None, vm_state="shelved_offloaded", task_state="unshelving")
+    moved_away = _row(host="h2")
+    out = plan("h1", {resized.uuid, unshelving.uuid, moved_away.uuid}, set(), [resized, unshelving, moved_away])
+    assert out.orphans == [moved_away.uuid] and out.missing == []

@@ -239,3 +239,44 @@ def test_drivers_declare_whether_they_move_disks():
     from drivers import capability
     assert capability("fake", "supports_migrate_to_other_host")
     assert not capability("libvirt", "supports_migrate_to_other_host")
+
+
+def test_failed_revert_frees_the_resources_its_migration_held(client, world, big, same_host, started):
+    """Found by the chaos soak: a revert whose source step fails ends the migration in ``error``; the source's
+    resources the migration held stayed allocated to it for ever (no live instance, no move in flight)."""
+    from tasks.conductor import moves
+    _place(world, "h1", 4096)
+    same_host(True)
+    assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
+    moves.finish_move({**started[-1], "power_state": PowerState.RUNNING})
+    assert _act(client, world, {"revertResize": None}).status_code == 202
+    moves.move_failed(started[-1], "Instance could not be found on this host.", "")
+    state = _state(world)
+    assert state["vm"][0] == "error" and state["migrations"] == [("error", "h1", "h1")]
+    assert state["allocations"] == [("instance", "h1", 128, 2, 2)] and state["usage"] == {"h1": (128, 2, 2)}
+
+
+def test_delete_during_resize_gives_back_the_new_flavors_quota(client, world, big, same_host, started):
+    """Found by the chaos soak: a resize counts its new flavor in the quota when it starts, the row takes it when
+    the destination is done; a delete in between gave back the row's (old) flavor only, and the difference stayed
+    used for ever."""
+    from core.db import read_session, write_session
+    from core.models import Instance, QuotaUsage
+    from tasks.conductor import boot
+    _place(world, "h1", 4096)
+    same_host(True)
+    with read_session() as s:
+        before = s.get(QuotaUsage, world.a.project_id)
+        before = (before.instances, before.cores, before.ram)
+    assert _act(client, world, {"resize": {"flavorRef": big}}).status_code == 202
+    with read_session() as s:
+        during = s.get(QuotaUsage, world.a.project_id)
+        assert (during.cores, during.ram) == (before[1] + 1, before[2] + 64)  # the new flavor counted already
+    with write_session() as s:
+        s.scalars(select(Instance).where(Instance.uuid == world.server_id)).one().task_state = "deleting"
+    boot.finish_delete({"instance_uuid": world.server_id, "request_id": "req-delete", "action": "delete",
+                        "host": "h1", "task_state": "deleting"})
+    with read_session() as s:
+        after = s.get(QuotaUsage, world.a.project_id)
+        assert (after.instances, after.cores, after.ram) == (before[0] - 1, before[1] - 1, before[2] - 64)
+    assert _state(world)["allocations"] == [] and _state(world)["usage"] == {"h1": (0, 0, 0)}

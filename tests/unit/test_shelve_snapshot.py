@@ -115,3 +115,85 @@ def test_unshelve_refuses_when_the_shelved_image_is_gone(client, world: World, r
     resp = client.post(url, json={"unshelve": None}, headers=member)
     assert resp.status_code == 409 and "shelved image" in resp.get_json()["conflictingRequest"]["message"]
     assert _instance(world.server_id).vm_state == "shelved_offloaded"
+
+
+def test_delete_during_unshelve_destroys_the_new_guest_and_finishes_the_action(client, world: World, runs,
+                                                                               monkeypatch):
+    """Found by the chaos soak: a SHELVED_OFFLOADED server has no host, so a delete during its unshelve destroys
+    nothing; the guest the unshelve then spawned was left behind and its action never finished."""
+    import types
+
+    from core.db import read_session, write_session
+    from core.models import Instance, InstanceAction, InstanceActionEvent
+    from tasks.conductor import moves
+
+    _on_host(world)
+    url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
+    assert client.post(url, json={"shelve": None}, headers=member).status_code == 202
+    moves.finish_move(_compute_did(runs[0], b"disk"))
+    assert client.post(url, json={"unshelve": None}, headers=member).status_code == 202
+    unshelve = runs[1]
+    with write_session() as s:  # the delete ran meanwhile (finish_delete: the row is deleted)
+        inst = s.query(Instance).filter(Instance.uuid == world.server_id).one()
+        inst.deleted, inst.vm_state, inst.task_state = inst.id, "deleted", None
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(moves, "sig", lambda name, ctx: types.SimpleNamespace(
+        apply_async=lambda: sent.append((name, ctx))))
+    moves.finish_move(_compute_did(unshelve))
+    assert [(n, c["host"], c["action"]) for n, c in sent] == [("stratus.compute.terminate", "h1", "cleanup")]
+    with read_session() as s:
+        action = s.query(InstanceAction).filter(InstanceAction.request_id == unshelve["request_id"]).one()
+        assert action.action == "unshelve" and action.finish_time is not None and action.message == "Error"
+        (event,) = s.query(InstanceActionEvent).filter(InstanceActionEvent.action_id == action.id)
+        assert event.result == "Error"
+
+
+def test_delete_finishes_the_actions_it_cut_short(client, world: World, runs):
+    """Found by the chaos soak: an unshelve whose compute step found the server deleting ended quietly, and its
+    action stayed unfinished for ever; the delete finishes it (failed), and its own action succeeds."""
+    from core.db import read_session, write_session
+    from core.models import Instance, InstanceAction
+    from tasks.conductor import boot, moves
+
+    _on_host(world)
+    url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
+    assert client.post(url, json={"shelve": None}, headers=member).status_code == 202
+    moves.finish_move(_compute_did(runs[0], b"disk"))
+    assert client.post(url, json={"unshelve": None}, headers=member).status_code == 202
+    with write_session() as s:  # the delete's conductor step: task_state deleting, its action started
+        s.query(Instance).filter(Instance.uuid == world.server_id).one().task_state = "deleting"
+        moves.start_action(s, world.server_id, "delete", "req-delete", None, None)
+    boot.finish_delete({"instance_uuid": world.server_id, "request_id": "req-delete", "action": "delete",
+                        "host": None, "task_state": "deleting"})
+    with read_session() as s:
+        actions = {a.action: (a.finish_time is not None, a.message) for a in
+                   s.query(InstanceAction).filter(InstanceAction.instance_uuid == world.server_id)}
+    assert actions["unshelve"] == (True, "Error") and actions["delete"] == (True, None)
+    assert all(done for done, _ in actions.values())
+
+
+def test_delete_during_shelve_deletes_the_unfinished_snapshot(client, world: World, runs):
+    """Found by the chaos soak: a delete while shelve was taking its snapshot left the ``<name>-shelved`` image
+    queued for ever (Nova deletes the image of a snapshot whose instance disappeared)."""
+    from core.db import read_session, write_session
+    from core.models import Image, Instance
+    from tasks.conductor import boot
+
+    _on_host(world)
+    url, member = f"/v2.1/servers/{world.server_id}/action", {**world.a.headers, **COMPUTE}
+    with write_session() as s:  # another server's snapshot in flight, and a user's queued image: both kept
+        other = Image(id="11111111-1111-1111-1111-111111111111", name="other", status="queued",
+                      owner=world.a.project_id, properties={"instance_uuid": "another", "image_type": "snapshot"})
+        mine = Image(id="22222222-2222-2222-2222-222222222222", name="upload", status="queued",
+                     owner=world.a.project_id, properties={"instance_uuid": world.server_id})
+        s.add_all([other, mine])
+    assert client.post(url, json={"shelve": None}, headers=member).status_code == 202
+    image_id = runs[0]["image_id"]
+    with write_session() as s:
+        s.query(Instance).filter(Instance.uuid == world.server_id).one().task_state = "deleting"
+    boot.finish_delete({"instance_uuid": world.server_id, "request_id": "req-delete", "action": "delete",
+                        "host": "h1", "task_state": "deleting"})
+    with read_session() as s:
+        assert s.get(Image, image_id) is None
+        assert s.get(Image, "11111111-1111-1111-1111-111111111111") is not None
+        assert s.get(Image, "22222222-2222-2222-2222-222222222222") is not None
