@@ -1,0 +1,208 @@
+"""Per-host broker credentials (tools/compute-credentials, tasks/messaging/broker_users.py) on a private RabbitMQ
+node and a private redis-server: host A's user consumes compute.A and publishes to conductor, and is refused
+reading compute.B or conductor (RabbitMQ 403 ACCESS_REFUSED, Redis NOPERM); a whole stack boots and deletes a
+server on a compute worker that has only that user. Private servers: the machine's shared ones are not changed."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kombu import Connection, Exchange, Producer, Queue
+
+from harness.stack import REPO, Stack
+from tasks.messaging import broker_users
+from tests.outage_support import Client, PrivateBackend, PrivateRabbitMQ, PrivateRedis
+
+pytestmark = [pytest.mark.services, pytest.mark.slow]
+
+REFUSED = ("ACCESS_REFUSED", "NOPERM", "403", "AccessRefused", "NoPermission")
+REDIS_OPTIONS = {"priority_steps": [0]}  # as celeryconfig.py: one list per queue
+
+
+class Broker:
+    """A private broker and how to make a host's user on it (as the tool does)."""
+
+    def __init__(self, kind: str, server: PrivateRabbitMQ | PrivateRedis):
+        self.kind, self.server = kind, server
+
+    @property
+    def admin_url(self) -> str:
+        return self.server.url
+
+    def rabbitmqctl(self) -> list[str]:
+        env = self.server.env  # type: ignore[union-attr]
+        private = [f"{k}={v}" for k, v in env.items() if os.environ.get(k) != v]
+        return ["env", *private, str(PrivateRabbitMQ.SBIN / "rabbitmqctl"), "-n", self.server.node]  # type: ignore
+
+    def tool(self, host: str, *extra: str) -> subprocess.CompletedProcess:
+        args = [str(REPO / "tools" / "compute-credentials"), host, "--admin-url", self.admin_url, *extra]
+        if self.kind == "rabbitmq":
+            args += ["--rabbitmqctl", " ".join(self.rabbitmqctl())]
+        return subprocess.run(args, capture_output=True, text=True, timeout=180)
+
+    def host_url(self, host: str) -> str:
+        made = self.tool(host)
+        assert made.returncode == 0, made.stdout + made.stderr
+        line = [x for x in made.stdout.splitlines() if x.startswith("STRATUS_BROKER_URL=")][-1]
+        return line.partition("=")[2]
+
+    def connection(self, url: str) -> Connection:
+        return Connection(url, transport_options=REDIS_OPTIONS if self.kind == "redis" else {},
+                          connect_timeout=5)
+
+
+@pytest.fixture(scope="module", params=["rabbitmq", "redis"])
+def broker(request) -> Iterator[Broker]:
+    cls = PrivateRabbitMQ if request.param == "rabbitmq" else PrivateRedis
+    missing = cls.available()
+    if missing:
+        pytest.skip(f"!!! PRIVATE {request.param.upper()} UNAVAILABLE: {missing} !!!")
+    server = cls() if cls is PrivateRabbitMQ else PrivateRedis(durable=False)
+    try:
+        server.start()
+        yield Broker(request.param, server)
+    finally:
+        server.close()
+
+
+def _queue(name: str, no_declare: bool = False) -> Queue:
+    return Queue(name, Exchange(name), routing_key=name, no_declare=no_declare)
+
+
+def _refused(broker: Broker, url: str, action) -> str:
+    """Run ``action(channel)`` on a fresh connection of ``url``; the broker's refusal as text (fails if none)."""
+    with broker.connection(url) as conn:
+        channel = conn.channel()
+        try:
+            action(channel)
+        except Exception as exc:  # amqp.exceptions.AccessRefused, redis NoPermissionError
+            text = f"{type(exc).__name__}: {exc}"
+            assert any(r in text for r in REFUSED), text
+            return text
+    raise AssertionError("the broker allowed it")
+
+
+def test_host_user_reaches_its_queue_and_conductor_only(broker):
+    admin = broker.admin_url
+    with broker.connection(admin) as conn:  # the controller's workers declare these
+        for name in ("conductor", "compute.b"):
+            _queue(name)(conn.channel()).declare()
+        Producer(conn.channel()).publish({"for": "b"}, exchange="compute.b", routing_key="compute.b")
+    url_a = broker.host_url("a")
+    assert "compute-a" in url_a and url_a != admin
+
+    with broker.connection(url_a) as conn:
+        own = _queue("compute.a")(conn.channel())
+        own.declare()
+        Producer(conn.channel()).publish({"for": "a"}, exchange="compute.a", routing_key="compute.a")
+        Producer(conn.channel()).publish({"report": "a"}, exchange="conductor", routing_key="conductor")
+        got = _wait_get(own)
+        assert got.payload == {"for": "a"}
+        got.ack()
+    with broker.connection(admin) as conn:
+        reported = _wait_get(_queue("conductor")(conn.channel()))
+        assert reported.payload == {"report": "a"}
+        reported.ack()
+
+    for queue in ("compute.b", "conductor"):
+        _refused(broker, url_a, lambda ch, q=queue: ch.basic_get(q, no_ack=True))
+        _refused(broker, url_a, lambda ch, q=queue: _queue(q)(ch).declare())  # no configure / binding write
+    # Host B's message is still there, for B.
+    url_b = broker.host_url("b")
+    with broker.connection(url_b) as conn:
+        assert _wait_get(_queue("compute.b")(conn.channel())).payload == {"for": "b"}
+        _refused(broker, url_b, lambda ch: ch.basic_get("compute.a", no_ack=True))
+
+    # Idempotent: a second run changes the password (the old URL stops working), --remove deletes the user.
+    url_a2 = broker.host_url("a")
+    assert url_a2 != url_a
+    with broker.connection(url_a2) as conn:
+        conn.connect()
+    with pytest.raises(Exception):
+        with broker.connection(url_a) as conn:
+            conn.connect()
+    removed = broker.tool("a", "--remove")
+    assert removed.returncode == 0 and "removed compute-a" in removed.stdout, removed.stdout + removed.stderr
+    with pytest.raises(Exception):
+        with broker.connection(url_a2) as conn:
+            conn.connect()
+    assert "did not exist" in broker.tool("a", "--remove").stdout
+
+
+def _wait_get(queue: Queue, timeout: float = 10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = queue.get(no_ack=False)
+        if message is not None:
+            return message
+        time.sleep(0.1)
+    raise AssertionError(f"nothing in {queue.name}")
+
+
+def test_stack_boots_on_a_compute_worker_with_its_own_user(broker, tmp_path):
+    """API, conductor and scheduler with the admin's URL; the compute worker (hosts cred-a) with cred-a's user
+    only: it registers, builds, answers the liveness broadcast and deletes, with no refusal in its log."""
+    host = "cred-a"
+    backend = PrivateBackend(f"sqlite-private-{broker.kind}", "sqlite", broker.kind, mq_url=broker.admin_url)
+    stack = Stack(tmp_path / "stack", backend, compute_hosts=host, processes=("api", "conductor", "scheduler"))
+    try:
+        stack.start()
+        env = {**stack.env, "STRATUS_BROKER_URL": broker.host_url(host)}
+        log = open(stack.state_dir / "compute.log", "ab")
+        stack.procs["compute"] = subprocess.Popen([sys.executable, "-m", "tasks.compute_worker"], cwd=REPO,
+                                                  env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                  start_new_session=True)
+        log.close()
+        _wait(lambda: stack.registered_hosts() >= 1, 60, stack)
+        api = Client(stack)
+        booted = api.boot(api.image(), "cred")
+        assert booted.status_code == 202, booted.text
+        server_id = booted.json()["server"]["id"]
+        settled = api.wait_settled({server_id}, 90)
+        assert settled[server_id]["status"] == "ACTIVE", settled[server_id]
+        assert settled[server_id]["OS-EXT-SRV-ATTR:host"] == host
+        assert _consuming(broker.admin_url, f"compute.{host}")
+        assert api.delete(server_id) == 204
+        assert not api.wait_gone(60)
+        text = stack.log("compute")
+        assert stack.procs["compute"].poll() is None, text[-3000:]
+        assert not [r for r in REFUSED if r in text], text[-5000:]
+    finally:
+        stack.stop()
+
+
+def _consuming(admin_url: str, queue: str) -> bool:
+    """The liveness broadcast (tasks/messaging/liveness.py) reaches the worker and its reply comes back."""
+    from celery import Celery
+    app = Celery("probe", broker=admin_url)
+    app.conf.broker_transport_options = REDIS_OPTIONS if admin_url.startswith("redis") else {}
+    try:
+        for _ in range(10):
+            replies = app.control.broadcast("stratus_consuming", reply=True, timeout=2)
+            if queue in repr(replies):
+                return True
+        return False
+    finally:
+        app.close()
+
+
+def _wait(check, timeout: float, stack: Stack) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out:\n" + "\n".join(f"--- {n}\n{stack.log(n)[-3000:]}" for n in stack.procs))
+        proc = stack.procs.get("compute")
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"compute worker exited:\n{stack.log('compute')[-3000:]}")
+        time.sleep(0.5)
+
+
+def test_tool_refuses_unknown_scheme() -> None:
+    done = subprocess.run([str(Path(REPO) / "tools" / "compute-credentials"), "a", "--admin-url", "sqs://x"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "unsupported broker scheme" in done.stderr
