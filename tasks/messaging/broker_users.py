@@ -107,14 +107,18 @@ def redis_acl_rules(hosts: Sequence[str], password: str, publish_to: Sequence[st
         raise ValueError("at least one host")
     fanout = f"/{db}."
     own = [_glob(compute_queue(h)) for h in hosts]
-    keys = [f"~{q}" for q in own] + [f"~_kombu.binding.{q}" for q in own]
-    keys += ["~unacked", "~unacked_index", "~unacked_mutex", "~celery-task-meta-*",
-             f"~_kombu.binding.{_glob(PIDBOX_EXCHANGE)}",  # its pidbox queue's binding (fanout: PUBLISH delivers)
+    # kombu's binding tables: _kombu.binding.<exchange>, its _kombu.binding_permanent.<exchange> twin, and the
+    # deadlines of expiring queues' bindings (the pidbox queues), which any consumer refreshes and sweeps.
+    tables = [*own, _glob(PIDBOX_EXCHANGE), _glob(REPLY_EXCHANGE)]
+    pidbox = f"{_glob(node_prefix(hosts[0]))}@*.{_glob(PIDBOX_EXCHANGE)}"  # its pidbox queue (a list, unused)
+    keys = [f"~{q}" for q in [*own, pidbox]] + [f"~_kombu.binding{kind}.{t}" for t in tables for kind in ("", "_permanent")]
+    keys += ["~unacked", "~unacked_index", "~unacked_mutex", "~celery-task-meta-*", "~_kombu.binding_deadlines",
              "%R~_kombu.binding.*",  # routes of every publish
              *(f"%W~{_glob(q)}" for q in publish_to),
-             f"%W~*.{_glob(REPLY_EXCHANGE)}",  # broadcast replies to the caller's reply list
-             f"%W~{_glob(EVENT_EXCHANGE)}.*"]  # events/heartbeats to event consumers (Flower)
-    channels = [f"&{_glob(fanout + PIDBOX_EXCHANGE)}*", f"&{_glob(fanout + EVENT_EXCHANGE)}*", "&celery-task-meta-*"]
+             f"%W~*.{_glob(REPLY_EXCHANGE)}"]  # broadcast replies to the caller's reply list
+    # kombu PSUBSCRIBEs the fanout's channel, and Redis checks a PSUBSCRIBE's pattern literally: no glob here.
+    # Worker events (heartbeats, online/offline; task events while Flower asks) are PUBLISHed on celeryev/<type>.
+    channels = [f"&{fanout}{PIDBOX_EXCHANGE}", f"&{_glob(fanout + EVENT_EXCHANGE)}/*", "&celery-task-meta-*"]
     return ["reset", "on", f">{password}", "+@all", "-@dangerous", "-@admin", *keys, *channels]
 
 
