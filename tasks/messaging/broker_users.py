@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import re
 import secrets
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -168,7 +169,8 @@ def rabbitmq_apply(rabbitmqctl: Sequence[str], vhost: str, user: str, password: 
 
 def rabbitmq_remove(rabbitmqctl: Sequence[str], user: str) -> bool:
     done = _ctl(rabbitmqctl, "delete_user", user, check=False)
-    if done.returncode != 0 and "no_such_user" not in done.stdout + done.stderr:
+    out = done.stdout + done.stderr
+    if done.returncode != 0 and "no_such_user" not in out and "does not exist" not in out:
         raise RuntimeError(f"rabbitmqctl delete_user failed: {done.stdout}{done.stderr}".strip())
     return done.returncode == 0
 
@@ -218,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     user = user_name(args.host)
     scheme = urlsplit(args.admin_url).scheme
     if scheme in ("amqp", "amqps", "pyamqp"):
-        ctl = args.rabbitmqctl.split()
+        ctl = shlex.split(args.rabbitmqctl)
         if args.remove:
             print(f"removed {user}" if rabbitmq_remove(ctl, user) else f"{user} did not exist")
             return 0

@@ -5,6 +5,7 @@ server on a compute worker that has only that user. Private servers: the machine
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ class Broker:
     def tool(self, host: str, *extra: str) -> subprocess.CompletedProcess:
         args = [str(REPO / "tools" / "compute-credentials"), host, "--admin-url", self.admin_url, *extra]
         if self.kind == "rabbitmq":
-            args += ["--rabbitmqctl", " ".join(self.rabbitmqctl())]
+            args += ["--rabbitmqctl", shlex.join(self.rabbitmqctl())]
         return subprocess.run(args, capture_output=True, text=True, timeout=180)
 
     def host_url(self, host: str) -> str:
@@ -177,6 +178,10 @@ def test_stack_boots_on_a_compute_worker_with_its_own_user(broker, tmp_path):
         text = stack.log("compute")
         assert stack.procs["compute"].poll() is None, text[-3000:]
         assert not [r for r in REFUSED if r in text], text[-5000:]
+        if broker.kind == "rabbitmq":  # the node logs every refusal (a channel or connection error)
+            node_log = "".join(f.read_text(errors="replace") for f in (broker.server.dir / "log").glob("*.log"))
+            assert "refused for user 'compute-cred-a'" not in node_log, node_log[-5000:]
+            assert "refused for user 'compute-a'" in node_log  # the other test's refusals: the check can fail
         if broker.kind == "redis":
             import redis
             with redis.Redis.from_url(broker.admin_url) as client:
