@@ -1,0 +1,74 @@
+"""The per-host broker permission builders (tasks/messaging/broker_users.py); the real brokers' verdicts are in
+tests/functional/test_broker_credentials.py."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tasks.messaging.broker_users import (host_broker_url, publish_queues, rabbitmq_permissions, redis_acl_rules,
+                                          user_name)
+
+PIDBOX = "compute-a@vm1.celery.pidbox"
+REPLY_QUEUE = "6f1c1d4e-3a8b-3c2d-9e0f-0123456789ab"
+
+
+def _allows(regex: str, name: str) -> bool:
+    return re.search(regex, name) is not None
+
+
+def test_rabbitmq_read_reaches_own_queues_only():
+    perms = rabbitmq_permissions(["a", "a2"])
+    for name in ("compute.a", "compute.a2", PIDBOX, "celery.pidbox", REPLY_QUEUE):
+        assert _allows(perms.read, name), name
+    for name in ("conductor", "scheduler", "compute.b", "compute.a.x", "compute.ab", "xcompute.a",
+                 "compute-b@vm1.celery.pidbox", "compute-a@vm1@x.celery.pidbox", "celeryev", "amq.default",
+                 "reply.celery.pidbox", "compute.a\nconductor"):
+        assert not _allows(perms.read, name), name
+
+
+def test_rabbitmq_write_and_configure():
+    perms = rabbitmq_permissions(["a"])
+    for name in ("compute.a", "conductor", "amq.default", "celeryev", "reply.celery.pidbox", PIDBOX):
+        assert _allows(perms.write, name), name
+    # celery.pidbox written is a broadcast to every worker (shutdown); another host's queue is not bound to.
+    for name in ("celery.pidbox", "compute.b", "scheduler", "compute-b@vm1.celery.pidbox"):
+        assert not _allows(perms.write, name), name
+    # The conductor's queue is published to, never declared (no configure: no delete either).
+    for name in ("conductor", "scheduler", "compute.b", "amq.default"):
+        assert not _allows(perms.configure, name), name
+    for name in ("compute.a", PIDBOX, "celery.pidbox", "reply.celery.pidbox", "celeryev", REPLY_QUEUE):
+        assert _allows(perms.configure, name), name
+
+
+def test_rabbitmq_host_names_are_literal():
+    perms = rabbitmq_permissions(["a.b"])
+    assert _allows(perms.read, "compute.a.b")
+    assert not _allows(perms.read, "compute.aXb")
+    with pytest.raises(ValueError):
+        rabbitmq_permissions([])
+
+
+def test_redis_rules():
+    rules = redis_acl_rules(["a*"], "s3cret", db=2)
+    assert rules[:3] == ["reset", "on", ">s3cret"]
+    assert r"~compute.a\*" in rules and r"~_kombu.binding.compute.a\*" in rules
+    assert "%W~conductor" in rules and "~conductor" not in rules and "%R~conductor" not in rules
+    assert not [r for r in rules if "compute.*" in r or r in ("~*", "allkeys", "allchannels", "&*")]
+    assert "&/2.celery.pidbox" in rules and "-@dangerous" in rules
+    assert r"~compute-a\*@*.celery.pidbox" in rules
+
+
+def test_urls():
+    assert user_name("h1") == "compute-h1"
+    assert host_broker_url("amqp://admin:pw@127.0.0.1:5672/%2Fstratus", "compute-h1", "p/w+") == \
+        "amqp://compute-h1:p%2Fw%2B@127.0.0.1:5672/%2Fstratus"
+    assert host_broker_url("rediss://:pw@ctl:6380/0?ssl_cert_reqs=required", "u", "p", "10.0.0.1:6380") == \
+        "rediss://u:p@10.0.0.1:6380/0?ssl_cert_reqs=required"
+
+
+def test_publish_queues_not_declared_on_brokers_only():
+    queues = publish_queues("amqp://x@h//")
+    assert [(q.name, q.no_declare, q.exchange.name) for q in queues] == [("conductor", True, "conductor")]
+    assert publish_queues("redis://h/0")[0].no_declare
+    assert publish_queues("filesystem://") == []  # routes live in each process there: it must declare
