@@ -32,6 +32,8 @@ from core.routing import compute_queue
 
 # Queues a compute worker publishes to besides its own (tasks/compute.py sends conductor reports).
 PUBLISH_QUEUES = ("conductor",)
+# Redis: every task queue, write-only, for the visibility sweep (redis_acl_rules).
+RESTORED_QUEUES = ("conductor", "scheduler", "compute.*")
 # Celery's remote-control and event exchanges (kombu.pidbox, celery.events).
 PIDBOX_EXCHANGE = "celery.pidbox"
 REPLY_EXCHANGE = "reply.celery.pidbox"
@@ -43,11 +45,12 @@ WORKER_OPTIONS = ("--without-mingle", "--without-gossip")
 
 
 def publish_queues(broker_url: str, names: Sequence[str] = PUBLISH_QUEUES) -> list:
-    """``task_queues`` for a compute worker: the destinations it publishes to, never declared by it (so its user
-    needs no configure or read on them; the controller's workers declare them). Only for RabbitMQ and Redis,
-    whose routes live in the broker; the filesystem transport keeps them in each process, which must declare."""
+    """``task_queues`` for a compute worker whose broker user is a host's (``compute-<host>``, made by the tool):
+    the destinations it publishes to, never declared by it, so its user needs no configure or read on them (the
+    controller's workers declare them; until they did, a publish is refused and retried). Any other user keeps
+    Celery's declarations: with Redis, a publish to an undeclared queue is silently dead-lettered."""
     from kombu import Exchange, Queue
-    if not broker_url.startswith(("amqp", "pyamqp", "redis")):
+    if not (urlsplit(broker_url).username or "").startswith(user_name("")):
         return []
     return [Queue(q, Exchange(q), routing_key=q, no_declare=True) for q in names]
 
@@ -99,10 +102,12 @@ def redis_acl_rules(hosts: Sequence[str], password: str, publish_to: Sequence[st
                     db: int = 0) -> list[str]:
     """The ``ACL SETUSER <user>`` rules of the user of a worker serving ``hosts`` (Redis 7: ``%R~``/``%W~``).
 
-    Isolated: its own queue lists and binding sets; other queues are write-only (LPUSH), never read, and other
-    hosts' queues not even that. Shared, because kombu keeps them so: the ``unacked`` hash and its index (every
-    consumer's in-flight messages, restored by any consumer), fanout channels (PUBLISH/SUBSCRIBE have no separate
-    permissions), result keys ``celery-task-meta-*`` and every binding set (read: a publish looks its routes up).
+    Isolated: its own queue lists and binding sets are the only queues it reads; the other task queues are
+    write-only (LPUSH/RPUSH: the conductor's for its reports, all of them for kombu's visibility sweep, which any
+    consumer runs). Shared, because kombu keeps them so: the ``unacked`` hash and its index (every consumer's
+    in-flight messages, readable), fanout channels (PUBLISH and SUBSCRIBE share one permission: a host can
+    broadcast remote-control commands and read worker events), result keys ``celery-task-meta-*`` and every binding
+    set (read: a publish looks its routes up).
     """
     if not hosts:
         raise ValueError("at least one host")
@@ -116,6 +121,9 @@ def redis_acl_rules(hosts: Sequence[str], password: str, publish_to: Sequence[st
     keys += ["~unacked", "~unacked_index", "~unacked_mutex", "~celery-task-meta-*", "~_kombu.binding_deadlines",
              "%R~_kombu.binding.*",  # routes of every publish
              *(f"%W~{_glob(q)}" for q in publish_to),
+             # Any consumer restores any dead consumer's unacknowledged messages (kombu's visibility sweep) to
+             # their queues; a refused push there is an "unrecoverable error" that stops the worker.
+             *(f"%W~{q}" for q in RESTORED_QUEUES),
              f"%W~*.{_glob(REPLY_EXCHANGE)}"]  # broadcast replies to the caller's reply list
     # kombu PSUBSCRIBEs the fanout's channel, and Redis checks a PSUBSCRIBE's pattern literally: no glob here.
     # Worker events (heartbeats, online/offline; task events while Flower asks) are PUBLISHed on celeryev/<type>.

@@ -208,6 +208,16 @@ def _consuming(admin_url: str, queue: str) -> bool:
         app.close()
 
 
+def _dead_consumers_message(client, queue: str) -> None:
+    """A message of ``queue`` that a consumer took and died with (kombu's unacked hash, delivered long ago)."""
+    import json
+    client.sadd(f"_kombu.binding.{queue}", f"{queue}\x06\x16\x06\x16{queue}")
+    payload = {"body": "e30=", "headers": {}, "content-type": "application/json", "content-encoding": "utf-8",
+               "properties": {"delivery_tag": "dead-1", "delivery_info": {"exchange": queue, "routing_key": queue}}}
+    client.hset("unacked", "dead-1", json.dumps([payload, queue, queue]))
+    client.zadd("unacked_index", {"dead-1": 1})
+
+
 def _node_log(broker: Broker) -> str:
     return "".join(f.read_text(errors="replace") for f in (broker.server.dir / "log").glob("*.log"))
 
@@ -231,3 +241,32 @@ def test_tool_refuses_unknown_scheme() -> None:
     done = subprocess.run([str(Path(REPO) / "tools" / "compute-credentials"), "a", "--admin-url", "sqs://x"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "unsupported broker scheme" in done.stderr
+
+
+def test_redis_host_worker_restores_another_hosts_message(broker, tmp_path):
+    """kombu's visibility sweep runs in every consumer: host a's worker alone (no controller) gives a dead
+    consumer's message back to compute.b, which a's user may push to but not read; refused, kombu would stop the
+    worker ("Unrecoverable error")."""
+    if broker.kind != "redis":
+        pytest.skip("Redis only: RabbitMQ requeues a dead consumer's messages itself")
+    import redis
+    with redis.Redis.from_url(broker.admin_url) as client:
+        client.delete("compute.b", "unacked", "unacked_index")
+        _dead_consumers_message(client, "compute.b")
+        env = {**os.environ, "STRATUS_BROKER_URL": broker.host_url("a"), "STRATUS_COMPUTE_HOSTS": "a",
+               "STRATUS_STATE_DIR": str(tmp_path), "STRATUS_DATABASE_URL": "", "PYTHONUNBUFFERED": "1"}
+        with open(tmp_path / "compute.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "tasks.compute_worker"], cwd=REPO, env=env, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while client.hexists("unacked", "dead-1") and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(1)
+            text = (tmp_path / "compute.log").read_text(errors="replace")
+            assert proc.poll() is None, text[-3000:]
+            assert client.llen("compute.b") == 1 and not client.hexists("unacked", "dead-1"), text[-3000:]
+            assert not [r for r in REFUSED if r in text], text[-3000:]
+        finally:
+            proc.terminate()
+            proc.wait(30)

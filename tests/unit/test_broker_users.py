@@ -54,7 +54,10 @@ def test_redis_rules():
     assert rules[:3] == ["reset", "on", ">s3cret"]
     assert r"~compute.a\*" in rules and r"~_kombu.binding.compute.a\*" in rules
     assert "%W~conductor" in rules and "~conductor" not in rules and "%R~conductor" not in rules
-    assert not [r for r in rules if "compute.*" in r or r in ("~*", "allkeys", "allchannels", "&*")]
+    # Other task queues: write-only (the visibility sweep restores any consumer's messages), never read.
+    assert "%W~compute.*" in rules and "%W~scheduler" in rules
+    assert not [r for r in rules if r in ("~compute.*", "%R~compute.*", "%RW~compute.*", "~scheduler", "~*",
+                                          "%R~*", "allkeys", "allchannels", "&*")]
     assert "&/2.celery.pidbox" in rules and "-@dangerous" in rules
     assert r"~compute-a\*@*.celery.pidbox" in rules
 
@@ -67,8 +70,9 @@ def test_urls():
         "rediss://u:p@10.0.0.1:6380/0?ssl_cert_reqs=required"
 
 
-def test_publish_queues_not_declared_on_brokers_only():
-    queues = publish_queues("amqp://x@h//")
+def test_publish_queues_not_declared_by_host_users_only():
+    queues = publish_queues("amqp://compute-h1:pw@h//")
     assert [(q.name, q.no_declare, q.exchange.name) for q in queues] == [("conductor", True, "conductor")]
-    assert publish_queues("redis://h/0")[0].no_declare
-    assert publish_queues("filesystem://") == []  # routes live in each process there: it must declare
+    assert publish_queues("rediss://compute-h1:pw@h/0")[0].no_declare
+    for url in ("amqp://guest:guest@h//", "redis://:pw@h/0", "redis://h/0", "filesystem://"):
+        assert publish_queues(url) == [], url
