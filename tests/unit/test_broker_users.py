@@ -76,3 +76,28 @@ def test_publish_queues_not_declared_by_host_users_only():
     assert publish_queues("rediss://compute-h1:pw@h/0")[0].no_declare
     for url in ("amqp://guest:guest@h//", "redis://:pw@h/0", "redis://h/0", "filesystem://"):
         assert publish_queues(url) == [], url
+
+
+def test_documented_tls_urls_are_what_the_libraries_accept():
+    """README "Per-host broker credentials": the TLS URL forms it documents."""
+    import ssl
+
+    from celery import Celery
+    from celery.backends.redis import RedisBackend
+    from kombu import Connection
+    from sqlalchemy import create_engine
+
+    url = "rediss://u:p@h:6379/0?ssl_cert_reqs=required&ssl_ca_certs=/etc/stratus/ca.pem"
+    assert Connection(url).ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_ca_certs": "/etc/stratus/ca.pem"}
+    app = Celery("tls")
+    assert RedisBackend(app=app, url=url).connparams["ssl_cert_reqs"] == ssl.CERT_REQUIRED
+    with pytest.raises(ValueError):
+        RedisBackend(app=app, url="rediss://u:p@h:6379/0")
+    amqps = Connection("amqps://u:p@h:5671//")
+    assert amqps.transport is not None and amqps.ssl is True  # the amqps transport turns ssl on
+    engine = create_engine("mysql+pymysql://u:p@h/stratus?ssl_ca=/etc/stratus/ca.pem&ssl_check_hostname=true")
+    _, kwargs = engine.dialect.create_connect_args(engine.url)
+    assert kwargs["ssl"] == {"ca": "/etc/stratus/ca.pem", "check_hostname": True}
+    engine = create_engine("postgresql+psycopg://u:p@h/stratus?sslmode=verify-full&sslrootcert=/etc/stratus/ca.pem")
+    _, kwargs = engine.dialect.create_connect_args(engine.url)
+    assert kwargs["sslmode"] == "verify-full" and kwargs["sslrootcert"] == "/etc/stratus/ca.pem"
