@@ -26,6 +26,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from core.routing import compute_queue
@@ -34,6 +35,8 @@ from core.routing import compute_queue
 PUBLISH_QUEUES = ("conductor",)
 # Redis: every task queue, write-only, for the visibility sweep (redis_acl_rules).
 RESTORED_QUEUES = ("conductor", "scheduler", "compute.*")
+# RabbitMQ: other hosts' exchanges, written (not declared, not read): a move's chain goes from host to host.
+OTHER_COMPUTE = r"compute\..+"
 # Celery's remote-control and event exchanges (kombu.pidbox, celery.events).
 PIDBOX_EXCHANGE = "celery.pidbox"
 REPLY_EXCHANGE = "reply.celery.pidbox"
@@ -50,9 +53,32 @@ def publish_queues(broker_url: str, names: Sequence[str] = PUBLISH_QUEUES) -> li
     controller's workers declare them; until they did, a publish is refused and retried). Any other user keeps
     Celery's declarations: with Redis, a publish to an undeclared queue is silently dead-lettered."""
     from kombu import Exchange, Queue
-    if not (urlsplit(broker_url).username or "").startswith(user_name("")):
+    if not is_host_user(broker_url):
         return []
     return [Queue(q, Exchange(q), routing_key=q, no_declare=True) for q in names]
+
+
+def is_host_user(broker_url: str) -> bool:
+    return (urlsplit(broker_url).username or "").startswith(user_name(""))
+
+
+def restrict_declarations(app: Any, broker_url: str, hosts: Sequence[str]) -> bool:
+    """In a compute worker whose broker user is a host's: declare only its own queues. The conductor's queue
+    (``publish_queues``) and other hosts' queues (the next step of a move's chain runs on the destination host)
+    are published to as they are. Returns whether it applied; call before the worker starts."""
+    if not is_host_user(broker_url):
+        return False
+    app.conf.task_queues = publish_queues(broker_url)
+    queues = app.amqp.queues
+    own = {compute_queue(h) for h in hosts}
+    create = queues.new_missing
+
+    def new_missing(name: str) -> Any:
+        queue = create(name)
+        queue.no_declare = name not in own
+        return queue
+    queues.new_missing = new_missing
+    return True
 
 
 def user_name(host: str) -> str:
@@ -87,8 +113,8 @@ def rabbitmq_permissions(hosts: Sequence[str], publish_to: Sequence[str] = PUBLI
         # Declared: own queues/exchanges, pidbox queue and exchanges, the event exchange, its own reply queue.
         configure=_alternatives([*own, pidbox, pidbox_x, reply_x, event_x, UUID_RE]),
         # Published to (exchanges) or bound (queues): never celery.pidbox (broadcasts); amq.default carries the
-        # rpc:// results to the caller's reply queue.
-        write=_alternatives([*own, *dests, pidbox, reply_x, event_x, "amq\\.default", UUID_RE]),
+        # rpc:// results to the caller's reply queue; other hosts' exchanges: a move's next step on the destination.
+        write=_alternatives([*own, *dests, pidbox, reply_x, event_x, "amq\\.default", UUID_RE, OTHER_COMPUTE]),
         # Consumed (queues) or bound from (exchanges): its own queues, its pidbox, its reply queue.
         read=_alternatives([*own, pidbox, pidbox_x, UUID_RE]))
 

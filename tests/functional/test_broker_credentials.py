@@ -102,6 +102,8 @@ def test_host_user_reaches_its_queue_and_conductor_only(broker):
         own.declare()
         Producer(conn.channel()).publish({"for": "a"}, exchange="compute.a", routing_key="compute.a")
         Producer(conn.channel()).publish({"report": "a"}, exchange="conductor", routing_key="conductor")
+        # A move's next step runs on the destination host: published to its queue, not declared.
+        Producer(conn.channel()).publish({"move": "a"}, exchange="compute.b", routing_key="compute.b")
         got = _wait_get(own)
         assert got.payload == {"for": "a"}
         got.ack()
@@ -116,7 +118,8 @@ def test_host_user_reaches_its_queue_and_conductor_only(broker):
     # Host B's message is still there, for B.
     url_b = broker.host_url("b")
     with broker.connection(url_b) as conn:
-        assert _wait_get(_queue("compute.b")(conn.channel())).payload == {"for": "b"}
+        theirs = _queue("compute.b")(conn.channel())
+        assert [_wait_get(theirs).payload, _wait_get(theirs).payload] == [{"for": "b"}, {"move": "a"}]
         _refused(broker, url_b, lambda ch: ch.basic_get("compute.a", no_ack=True))
     if broker.kind == "rabbitmq":  # the wording the stack test looks for in the node's log
         assert "refused for user 'compute-a'" in _node_log(broker)

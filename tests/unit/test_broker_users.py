@@ -29,10 +29,11 @@ def test_rabbitmq_read_reaches_own_queues_only():
 
 def test_rabbitmq_write_and_configure():
     perms = rabbitmq_permissions(["a"])
-    for name in ("compute.a", "conductor", "amq.default", "celeryev", "reply.celery.pidbox", PIDBOX):
+    # Another host's exchange: a move's next step runs there (published, not declared or read).
+    for name in ("compute.a", "conductor", "amq.default", "celeryev", "reply.celery.pidbox", PIDBOX, "compute.b"):
         assert _allows(perms.write, name), name
-    # celery.pidbox written is a broadcast to every worker (shutdown); another host's queue is not bound to.
-    for name in ("celery.pidbox", "compute.b", "scheduler", "compute-b@vm1.celery.pidbox"):
+    # celery.pidbox written is a broadcast to every worker (shutdown).
+    for name in ("celery.pidbox", "scheduler", "compute-b@vm1.celery.pidbox"):
         assert not _allows(perms.write, name), name
     # The conductor's queue is published to, never declared (no configure: no delete either).
     for name in ("conductor", "scheduler", "compute.b", "amq.default"):
@@ -101,3 +102,16 @@ def test_documented_tls_urls_are_what_the_libraries_accept():
     engine = create_engine("postgresql+psycopg://u:p@h/stratus?sslmode=verify-full&sslrootcert=/etc/stratus/ca.pem")
     _, kwargs = engine.dialect.create_connect_args(engine.url)
     assert kwargs["sslmode"] == "verify-full" and kwargs["sslrootcert"] == "/etc/stratus/ca.pem"
+
+
+def test_restrict_declarations_keeps_other_queues_undeclared():
+    from celery import Celery
+
+    from tasks.messaging.broker_users import restrict_declarations
+    app = Celery("restrict")
+    assert not restrict_declarations(app, "amqp://guest:guest@h//", ["a"])
+    app = Celery("restrict")
+    assert restrict_declarations(app, "amqp://compute-a:pw@h//", ["a"])
+    queues = app.amqp.queues
+    assert not queues["compute.a"].no_declare
+    assert queues["compute.b"].no_declare and queues["conductor"].no_declare
