@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from kombu import Connection, Exchange, Producer, Queue
 
 from harness.stack import REPO, Stack
@@ -150,42 +151,57 @@ def _wait_get(queue: Queue, timeout: float = 10):
     raise AssertionError(f"nothing in {queue.name}")
 
 
-def test_stack_boots_on_a_compute_worker_with_its_own_user(broker, tmp_path):
-    """API, conductor and scheduler with the admin's URL; the compute worker (hosts cred-a) with cred-a's user
-    only: it registers, builds, answers the liveness broadcast and deletes, with no refusal in its log."""
-    host = "cred-a"
+def test_stack_boots_and_migrates_on_compute_workers_with_their_own_users(broker, tmp_path):
+    """API, conductor and scheduler with the admin's URL; two compute workers (hosts cred-a, cred-b), each with
+    its own host's user only: they register, build, answer the liveness broadcast, cold-migrate a server from
+    one to the other (the move's chain goes from host to host) and delete it, with no refusal anywhere."""
+    hosts = ("cred-a", "cred-b")
     backend = PrivateBackend(f"sqlite-private-{broker.kind}", "sqlite", broker.kind, mq_url=broker.admin_url)
-    stack = Stack(tmp_path / "stack", backend, compute_hosts=host, processes=("api", "conductor", "scheduler"))
+    stack = Stack(tmp_path / "stack", backend, compute_hosts=",".join(hosts),
+                  processes=("api", "conductor", "scheduler"))
     if broker.kind == "redis":
         import redis
         with redis.Redis.from_url(broker.admin_url) as client:
-            client.execute_command("ACL", "LOG", "RESET")  # the other test's refusals
+            client.execute_command("ACL", "LOG", "RESET")  # the other tests' refusals
     try:
         stack.start()
-        env = {**stack.env, "STRATUS_BROKER_URL": broker.host_url(host)}
-        log = open(stack.state_dir / "compute.log", "ab")
-        stack.procs["compute"] = subprocess.Popen([sys.executable, "-m", "tasks.compute_worker"], cwd=REPO,
-                                                  env=env, stdout=log, stderr=subprocess.STDOUT,
-                                                  start_new_session=True)
-        log.close()
-        _wait(lambda: stack.registered_hosts() >= 1, 60, stack)
+        for host in hosts:
+            env = {**stack.env, "STRATUS_BROKER_URL": broker.host_url(host), "STRATUS_COMPUTE_HOSTS": host}
+            log = open(stack.state_dir / f"compute-{host}.log", "ab")
+            stack.procs[f"compute-{host}"] = subprocess.Popen(
+                [sys.executable, "-m", "tasks.compute_worker"], cwd=REPO, env=env, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
+        _wait(lambda: stack.registered_hosts() >= 2, 60, stack)
         api = Client(stack)
         booted = api.boot(api.image(), "cred")
         assert booted.status_code == 202, booted.text
         server_id = booted.json()["server"]["id"]
-        settled = api.wait_settled({server_id}, 90)
+        settled = api.wait_settled({server_id}, 90)[server_id]
         _check_compute(stack)
-        assert settled[server_id]["status"] == "ACTIVE", settled[server_id]
-        assert settled[server_id]["OS-EXT-SRV-ATTR:host"] == host
-        assert _consuming(broker.admin_url, f"compute.{host}")
+        assert settled["status"] == "ACTIVE", settled
+        source = settled["OS-EXT-SRV-ATTR:host"]
+        dest = next(h for h in hosts if h != source)
+        for host in hosts:
+            assert _consuming(broker.admin_url, f"compute.{host}"), host
+
+        action = f"{api.url}/servers/{server_id}/action"
+        moved = requests.post(action, headers=api.headers, json={"migrate": {"host": dest}}, timeout=60)
+        assert moved.status_code == 202, moved.text
+        resized = api.wait_settled({server_id}, 90)[server_id]
+        assert resized["status"] == "VERIFY_RESIZE" and resized["OS-EXT-SRV-ATTR:host"] == dest, resized
+        confirmed = requests.post(action, headers=api.headers, json={"confirmResize": None}, timeout=60)
+        assert confirmed.status_code == 204, confirmed.text
+        assert api.wait_settled({server_id}, 90)[server_id]["status"] == "ACTIVE"
+
         assert api.delete(server_id) == 204
         assert not api.wait_gone(60)
-        text = stack.log("compute")
-        assert stack.procs["compute"].poll() is None, text[-3000:]
+        _check_compute(stack)
+        text = "".join(stack.log(f"compute-{h}") for h in hosts)
         assert not [r for r in REFUSED if r in text], text[-5000:]
         if broker.kind == "rabbitmq":  # the node logs every refusal (a channel or connection error)
             node_log = _node_log(broker)
-            assert "refused for user 'compute-cred-a'" not in node_log, node_log[-5000:]
+            assert "refused for user 'compute-cred-" not in node_log, node_log[-5000:]
         if broker.kind == "redis":
             import redis
             with redis.Redis.from_url(broker.admin_url) as client:
@@ -226,9 +242,9 @@ def _node_log(broker: Broker) -> str:
 
 
 def _check_compute(stack: Stack) -> None:
-    proc = stack.procs.get("compute")
-    if proc is not None and proc.poll() is not None:
-        raise AssertionError(f"compute worker exited:\n{stack.log('compute')[-3000:]}")
+    for name, proc in stack.procs.items():
+        if name.startswith("compute") and proc.poll() is not None:
+            raise AssertionError(f"{name} exited:\n{stack.log(name)[-3000:]}")
 
 
 def _wait(check, timeout: float, stack: Stack) -> None:
