@@ -8,6 +8,8 @@ does on the broker, and so what its user needs:
 - publishes to ``conductor`` without declaring it (the compute worker marks it ``no_declare``, see
   ``publish_queues``): Celery declares a destination queue on every publish, and binding a queue needs read on the
   exchange, which in RabbitMQ is the same name pattern as the queue's, so declaring would mean reading it;
+- publishes a move's next step to the destination host's queue (tasks/conductor/moves.py chains ``move_op``
+  steps from host to host), also undeclared: written, never read;
 - remote control (the ``stratus_consuming`` broadcast of tasks/messaging/liveness.py, ``celery inspect``): its
   pidbox queue ``compute-<host>@<hostname>.celery.pidbox`` bound to the fanout ``celery.pidbox``, replies
   published to ``reply.celery.pidbox``. Never a write to ``celery.pidbox``: that is sending broadcasts (shutdown)
