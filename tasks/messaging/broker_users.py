@@ -244,7 +244,8 @@ def _acl_save(client) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="compute-credentials", description=__doc__.split("\n\n")[0])
     p.add_argument("host", help="the compute host's name (its queue is compute.<host>)")
-    p.add_argument("--also", default="", help="comma-separated further host names this worker serves")
+    p.add_argument("--also", default="", help="comma-separated further host names this worker serves (its "
+                   "STRATUS_COMPUTE_HOSTS must name HOST first: the worker's node, hence its pidbox, is named by it)")
     p.add_argument("--admin-url", required=True,
                    help="the controller's broker URL with admin rights (redis://:pw@host:6379/0, amqp://...)")
     p.add_argument("--address", help="controller address in the printed URL (default: the admin URL's)")
