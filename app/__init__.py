@@ -1,4 +1,4 @@
-"""Stratus API: Compute v2.1, Identity v3 subset and Image v2 subset in one Flask application.
+"""Stratus API: Compute v2.1, Identity v3, Image v2, Placement and Networking v2.0 subsets in one Flask application.
 
 ``create_app`` is the only importer of the views modules (the modules that define a blueprint); importing
 anything else of ``app`` loads no view, and the Flask-free modules load no Flask.
@@ -22,7 +22,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.compute import (aggregates, availability_zones, consoles, extensions, flavor_access, flavors, hosts,
                              hypervisors, images,
                              instance_actions, keypairs, limits, migrations, networks, quotas, server_diagnostics,
-                             server_groups, server_password, server_metadata, server_tags, servers, services, usage,
+                             security_groups, server_groups, server_password, server_metadata, server_tags, servers,
+                             services, usage,
                              usage_audit_log, volume_attachments)
     from app.identity import (application_credentials, catalog, domains, groups, projects, roles, system,
                               tokens, users)
@@ -32,6 +33,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.image import members as image_members
     from app.image import metadefs as image_metadefs
     from app.image import views as image
+    from app.network import networks as network_networks
+    from app.network import ports as network_ports
+    from app.network import quotas as network_quotas
+    from app.network import root as network_root
+    from app.network import subnets as network_subnets
     from app.placement import aggregates as placement_aggregates
     from app.placement import allocation_candidates, allocations, inventories, providers, resource_classes
     from app.placement import microversion as placement_microversion
@@ -78,9 +84,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     for module in (placement_root, providers, inventories, placement_usages, allocations, allocation_candidates,
                    resource_classes, placement_traits, placement_aggregates):
         app.register_blueprint(module.bp, url_prefix="/placement")
+    for module in (network_root, network_networks, network_subnets, network_ports, network_quotas):
+        app.register_blueprint(module.bp, url_prefix="/networking")
     for module in (servers, flavors, keypairs, limits, availability_zones, networks, services, hypervisors,
                    instance_actions, quotas, server_groups, aggregates, flavor_access, usage, migrations, consoles,
-                   server_diagnostics, server_metadata, server_tags, server_password,
+                   server_diagnostics, server_metadata, server_tags, server_password, security_groups,
                    usage_audit_log, hosts, extensions, images, volume_attachments):
         app.register_blueprint(module.bp, url_prefix="/v2.1")
     openapi.init_app(app)

@@ -20,7 +20,7 @@ from core.models import (ApplicationCredentialRole, GroupMembership, GroupRoleAs
 # Routes that answer without a token (version discovery and token issue).
 PUBLIC_ENDPOINTS = {"versions.root", "versions.v2_1", "versions.v2", "identity_versions.versions",
                     "identity_versions.version", "identity_tokens.issue_token", "image.versions", "static",
-                    "placement_root.versions"}
+                    "placement_root.versions", "network_root.versions"}
 
 
 def new_token_string() -> str:

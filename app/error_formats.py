@@ -2,6 +2,7 @@
 
 - Keystone, and keystonemiddleware's 401 in front of Nova and Glance: ``{"error": {"code", "title", "message"}}``.
 - Nova: ``{"<faultName>": {"code", "message"}}`` (nova/api/openstack/wsgi.py).
+- Neutron: ``{"NeutronError": {"type", "message", "detail"}}``.
 - Glance: webob's rendering of ``webob.exc.HTTPNotFound(explanation=msg)``, chosen by the request's Accept header
   among text/html and application/json, else text/plain (webob's ``WSGIHTTPException.generate_response``).
   python-glanceclient sends ``Accept: */*`` and so reads the HTML page; webob's JSON has the *status line* as its
@@ -33,6 +34,21 @@ def title(code: int) -> str:
 
 def keystone_body(code: int, message: str) -> dict:
     return {"error": {"code": code, "title": title(code), "message": message}}
+
+
+# webob's exception class names: the ``type`` of Neutron's body for an error raised as a bare HTTP error.
+WEBOB_NAMES = {400: "HTTPBadRequest", 403: "HTTPForbidden", 404: "HTTPNotFound", 405: "HTTPMethodNotAllowed",
+               409: "HTTPConflict", 413: "HTTPRequestEntityTooLarge", 415: "HTTPUnsupportedMediaType",
+               500: "HTTPInternalServerError", 501: "HTTPNotImplemented", 503: "HTTPServiceUnavailable"}
+
+
+def neutron_body(code: int, message: str, error_type: str | None = None) -> dict:
+    """Neutron's (neutron/api/api_common.py convert_exception_to_http_exc): ``{"NeutronError": {"type": <the
+    exception's class name>, "message", "detail": ""}}``; what the plugin does not implement is a 501 under
+    ``NotImplementedError``."""
+    data = {"type": error_type or WEBOB_NAMES.get(code, "HTTPInternalServerError"), "message": message,
+            "detail": ""}
+    return {"NotImplementedError" if code == 501 else "NeutronError": data}
 
 
 def nova_body(code: int, message: str) -> dict:

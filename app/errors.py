@@ -1,6 +1,6 @@
 """OpenStack-shaped errors. Views raise ApiError; the handlers answer as the reference service of the API the
 request went to (app/error_formats.py): Keystone's body under /identity, Glance's (webob's, by content
-negotiation) under /image, Nova's fault elsewhere, and keystonemiddleware's 401 wherever the token is refused."""
+negotiation) under /image, Neutron's under /networking, Nova's fault elsewhere, and keystonemiddleware's 401 wherever the token is refused."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app.allow import allowed_methods
-from app.error_formats import keystone_body, nova_body, title, webob_error
+from app.error_formats import keystone_body, neutron_body, nova_body, title, webob_error
 from core.errors import ApiError
 from core.settings import get_settings
 
@@ -37,6 +37,8 @@ def _render(code: int, message: str, error_code: str | None = None) -> Response:
         return resp
     if path == "/placement" or path.startswith("/placement/"):
         return jsonify(_placement_body(code, message, error_code))
+    if path == "/networking" or path.startswith("/networking/"):
+        return jsonify(neutron_body(code, message, error_code))
     if path.startswith("/identity"):
         return jsonify(keystone_body(code, message))
     if path.startswith("/image"):

@@ -171,8 +171,8 @@ def build(app: Flask, version: APIVersion | None = None, server: str = "/") -> d
     spec = APISpec(title="Stratus API", version=str(version), openapi_version="3.1.0", plugins=[plugin],
                    info={"description": f"OpenStack Compute v2.1 at microversion {version} (other microversions: "
                                         f"/openapi.json?microversion=2.N), Identity v3 subset (/identity/v3) and "
-                                        f"Image v2 subset (/image/v2)."},
-                   servers=[{"url": server, "description": "Stratus (Compute, Identity and Image)"}])
+                                        f"Image v2 subset (/image/v2), Networking v2.0 subset (/networking/v2.0)."},
+                   servers=[{"url": server, "description": "Stratus (Compute, Identity, Image and Networking)"}])
     plugin.converter.add_attribute_function(_field_keywords)
     spec.components.security_scheme("token", {"type": "apiKey", "in": "header", "name": "X-Auth-Token"})
     for name, schema in {**tables.ERROR_SCHEMAS, **tables.VERSION_SCHEMAS}.items():

@@ -35,7 +35,7 @@ SUBJECT_TOKEN_ENDPOINTS = {"identity_tokens.validate_token", "identity_tokens.re
 MULTIPLE_CHOICES = {("identity_versions.versions", "/identity"), ("identity_versions.versions", "/identity/"),
                     ("image.versions", "/image"), ("image.versions", "/image/")}
 VERSION_DOCUMENTS = {"versions.root", "versions.v2_1", "versions.v2", "identity_versions.versions",
-                     "identity_versions.version", "image.versions"}
+                     "identity_versions.version", "image.versions", "network_root.versions"}
 # Responses whose success body is not JSON: endpoint -> content type (an image's data).
 BINARY_RESPONSES = {"image.download_image": "application/octet-stream"}
 
@@ -62,6 +62,10 @@ ERROR_SCHEMAS: dict[str, dict] = {
     "IdentityError": {"type": "object", "required": ["error"], "properties": {"error": {
         "type": "object", "required": ["code", "message", "title"],
         "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "title": {"type": "string"}}}}},
+    # Neutron's: {"NeutronError": {...}}, or {"NotImplementedError": {...}} for its 501
+    "NetworkError": {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": {
+        "type": "object", "required": ["type", "message", "detail"],
+        "properties": {"type": {"type": "string"}, "message": {"type": "string"}, "detail": {"type": "string"}}}},
     # webob's JSON error (Glance): ``code`` is the status line ("404 Not Found").
     "ImageError": {"type": "object", "required": ["code", "message", "title"],
                    "properties": {"code": {"type": "string"}, "message": {"type": "string"},
@@ -76,13 +80,17 @@ def api_of(path: str) -> str:
         return "image"
     if path == "/placement" or path.startswith("/placement/"):
         return "placement"
+    if path == "/networking" or path.startswith("/networking/"):
+        return "network"
     return "compute"
 
 
-ERROR_SCHEMA_OF_API = {"compute": "ComputeFault", "identity": "IdentityError", "image": "ImageError"}
+ERROR_SCHEMA_OF_API = {"compute": "ComputeFault", "identity": "IdentityError", "image": "ImageError",
+                       "network": "NetworkError"}
 ERROR_CODES = {"compute": (400, 401, 403, 404, 405, 406, 409, 413, 415),
                "identity": (400, 401, 403, 404, 405, 409, 413),
-               "image": (400, 401, 403, 404, 405, 409, 413, 415)}
+               "image": (400, 401, 403, 404, 405, 409, 413, 415),
+               "network": (400, 401, 403, 404, 405, 409, 413)}
 
 # Creates whose answer names what they made: create endpoint -> (path parameter, where the answer has it). Every
 # operation under the created resource's path gets a link from the create's success response.

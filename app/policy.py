@@ -169,7 +169,8 @@ def check(level: str, target_project: str | None = None, name: str | None = None
     ctx = current()
     if not scope_allowed(ctx, request.path) or not enforcer().allowed(name, level, ctx, target_project,
                                                                        target_user):
-        raise ApiError(403, _refusal(name))
+        raise ApiError(403, _refusal(name),
+                       error_code="PolicyNotAuthorized" if request.path.startswith("/networking/") else None)
 
 
 def _refusal(name: str | None) -> str:
@@ -177,6 +178,8 @@ def _refusal(name: str | None) -> str:
     endpoint = request.endpoint or ""
     if request.path.startswith("/image"):
         return f"You are not authorized to complete {GLANCE_ACTIONS.get(endpoint, endpoint)} action."
+    if request.path.startswith("/networking/"):  # oslo.policy's PolicyNotAuthorized, as Neutron raises it
+        return f"rule:{name or endpoint} is disallowed by policy"
     return f"Policy doesn't allow {name or endpoint} to be performed."
 
 

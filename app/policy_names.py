@@ -45,6 +45,7 @@ ENDPOINT_RULES: dict[str, tuple[str, str]] = {
     "keypairs.delete_keypair": ("os_compute_api:os-keypairs:delete", "admin_or_owner"),
     "instance_actions.list_actions": ("os_compute_api:os-instance-actions:list", _READER),
     "instance_actions.show_action": ("os_compute_api:os-instance-actions:show", _READER),
+    "security_groups.list_server_security_groups": ("os_compute_api:os-security-groups:list", _READER),
     "networks.list_networks": ("os_compute_api:os-networks:list", _READER),
     "networks.show_network": ("os_compute_api:os-networks:view", _READER),
     "consoles.remote_consoles": ("os_compute_api:os-remote-consoles", _MEMBER),
@@ -98,6 +99,8 @@ ACTION_RULES: dict[str, tuple[str, str]] = {
     "unshelve": ("os_compute_api:os-shelve:unshelve", _MEMBER),
     "os-resetState": ("os_compute_api:os-admin-actions:reset_state", _ADMIN),
     "createBackup": ("os_compute_api:os-create-backup", _MEMBER),
+    "addSecurityGroup": ("os_compute_api:os-security-groups:add", _MEMBER),
+    "removeSecurityGroup": ("os_compute_api:os-security-groups:remove", _MEMBER),
 }
 
 

@@ -81,7 +81,7 @@ def count_statements():
             event.remove(e, "before_cursor_execute", on_exec)
 
 
-def _scratch_db(kind: str):
+def scratch_db(kind: str):
     """(url, drop) for a fresh database of ``kind`` on the local server, or ("", None) for SQLite."""
     from harness.stack import BACKENDS
     backend = {"postgresql": BACKENDS["postgresql-redis"], "mariadb": BACKENDS["mariadb-rabbitmq"]}.get(kind)
@@ -95,7 +95,7 @@ def _scratch_db(kind: str):
 
 
 def measure(kind: str, sizes=(1000, 10000), reps: int = 10) -> dict:
-    url, drop = _scratch_db(kind)
+    url, drop = scratch_db(kind)
     if url is None:
         return {"bench": "api_servers_detail", "database": kind, "skipped": f"{kind} not running"}
     rows = []

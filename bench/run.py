@@ -7,10 +7,12 @@ bench/results/<timestamp>.jsonl (or --out). Progress goes to stderr. Benchmarks:
 - scheduler          (bench/scheduler_bench.py)  one decision at 1,000 / 10,000 / 50,000 hosts
 - api_servers_detail (bench/api_reads.py)        GET /servers/detail with 1,000 / 10,000 servers, limit=1000
 - celery_floor       (bench/celery_floor.py)     per backend's broker: the boot's six hops with no-op tasks
+- placement_candidates (bench/placement_bench.py) GET /placement/allocation_candidates at 10,000 providers: Nova's
+                     query (limit 1000), and without a limit (SQLite, PostgreSQL, MariaDB)
 - peer_comparison    published upstream Nova figures (docs/design.md) next to ours; Nova is not run here
 
 --quick (CI, tests/test_bench_smoke.py): SQLite + filesystem broker only, 20 boots on 10 hosts, the scheduler at
-1,000 hosts, the API read with 200 servers.
+1,000 hosts, the API read with 200 servers, allocation candidates at 1,000 providers.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ NOVA_PUBLISHED = {
                        "scheduler": "chokes at 10k hosts"},
 }
 TARGETS = {"boots_per_s": 50.0, "boot_p50_ms": 300.0, "db_transactions_per_boot": 25.0, "scheduler_10k_ms": 10.0,
-           "servers_detail_1000_ms": 150.0}
+           "servers_detail_1000_ms": 150.0, "placement_candidates_10k_ms": 20.0}
 ALL_BACKENDS = ("sqlite-filesystem", "postgresql-redis", "mariadb-rabbitmq")
 
 
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, help="boots per backend (default 1000; --quick 20)")
     ap.add_argument("--hosts", type=int, help="fake compute hosts in the one compute worker (default 100)")
     ap.add_argument("--concurrency", type=int, default=16, help="HTTP client threads (default 16)")
-    ap.add_argument("--only", nargs="+", choices=("boot", "floor", "scheduler", "api", "peer"),
+    ap.add_argument("--only", nargs="+", choices=("boot", "floor", "scheduler", "api", "placement", "peer"),
                     help="run only these")
     ap.add_argument("--profile", action="store_true", help="py-spy every process role during the boot phase")
     ap.add_argument("--out", type=Path, help="results file (default bench/results/<timestamp>.jsonl)")
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = args.backends or (("sqlite-filesystem",) if quick else ALL_BACKENDS)
     n = args.n or (20 if quick else 1000)
     hosts = args.hosts or (10 if quick else 100)
-    only = set(args.only or ("boot", "floor", "scheduler", "api", "peer"))
+    only = set(args.only or ("boot", "floor", "scheduler", "api", "placement", "peer"))
     out = args.out or (REPO / "bench" / "results" / f"{utc_stamp()}{'-quick' if quick else ''}.jsonl")
     common = {"quick": quick, "command": "python -m bench.run " + " ".join(argv if argv is not None else
                                                                              sys.argv[1:])}
@@ -114,6 +116,15 @@ def main(argv: list[str] | None = None) -> int:
         dbs = ("sqlite",) if quick else ("sqlite", "postgresql", "mariadb")
         for rec in _guarded_iter(api_reads.run(dbs, sizes, reps=3 if quick else 5), "api_servers_detail"):
             emit({**common, **rec}, out)
+
+    if "placement" in only:
+        from bench import placement_bench
+        dbs = ("sqlite",) if quick else ("sqlite", "postgresql", "mariadb")
+        for rec in _guarded_iter(placement_bench.run(dbs, hosts=1000 if quick else 10_000, reps=3 if quick else 25),
+                                 "placement_candidates"):
+            emit({**common, **rec}, out)
+            if rec.get("queries"):
+                log("placement candidates (" + rec["database"] + ")\n" + placement_bench.table(rec))
 
     if "scheduler" in only:
         from bench import scheduler_bench

@@ -118,6 +118,12 @@ def summarize(path: Path) -> str:
                            f"{row['response_bytes'] // 1024} | "
                            f"{r['load_before']} → {r['load_after']} |")
         out.append("")
+    for r in recs:
+        if r["bench"] == "placement_candidates" and r.get("queries"):
+            from bench.placement_bench import table
+            out += [f"### GET /placement/allocation_candidates, {r['providers']:,} providers ({r['database']}; "
+                    f"{r['reps']} requests each, in-process Flask; target ≤ {r['target_ms']} ms for "
+                    f"'{r['target_query']}'; load avg {r['load_before']} → {r['load_after']})", "", table(r), ""]
     return "\n".join(out)
 
 

@@ -10,7 +10,8 @@ class ConductorError(Exception):
     def __init__(self, code: int, message: str, error_code: str | None = None):
         super().__init__(message)
         self.code, self.message = code, message
-        self.error_code = error_code  # Placement's machine-readable code ("placement.concurrent_update")
+        # Placement's machine-readable code ("placement.concurrent_update"); Neutron's error type ("PortNotFound")
+        self.error_code = error_code
 
 
 class ApiError(Exception):
@@ -18,7 +19,8 @@ class ApiError(Exception):
                  error_code: str | None = None):
         super().__init__(message)
         self.code, self.message, self.headers = code, message, headers or {}
-        self.error_code = error_code  # Placement's machine-readable code ("placement.concurrent_update")
+        # Placement's machine-readable code ("placement.concurrent_update"); Neutron's error type ("PortNotFound")
+        self.error_code = error_code
 
 
 def bad_request(message: str) -> ApiError:

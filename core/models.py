@@ -303,6 +303,8 @@ class ComputeNode(Base):
     generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # the Placement traits its driver reports (standard os-traits names only)
     driver_traits: Mapped[list | None] = mapped_column(JSON)
+    # the host's public X25519 key (core/host_keys.py): the conductor seals a step's secrets for this host with it
+    sealing_key: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)  # scheduler cache refresh
     service: Mapped[Service] = relationship(lazy="joined")
 
@@ -537,13 +539,16 @@ class FixedIP(Base):
     """An address (and MAC) allocated to an instance on a network; the row exists only while allocated."""
     __tablename__ = "fixed_ips"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The Networking API's port id of this address (a port is this row: app/network/ports.py)
+    port_id: Mapped[str] = mapped_column(String(36), default=new_uuid)
     network_id: Mapped[str] = mapped_column(ForeignKey("networks.id", ondelete="CASCADE"))
     address: Mapped[str] = mapped_column(String(64))
     mac: Mapped[str] = mapped_column(String(32), unique=True)
     instance_uuid: Mapped[str] = mapped_column(String(36), index=True)
     tag: Mapped[str | None] = mapped_column(String(60))  # the ``networks`` entry's device tag (2.32)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    __table_args__ = (UniqueConstraint("network_id", "address", name="uq_fixed_ips_network_address"),)
+    __table_args__ = (UniqueConstraint("network_id", "address", name="uq_fixed_ips_network_address"),
+                      UniqueConstraint("port_id", name="uq_fixed_ips_port_id"))
 
 
 class InstancePassword(Base):

@@ -27,11 +27,29 @@ class NetworkInfo:
     broadcast: str
     bridge: str
 
+    @property
+    def subnet_id(self) -> str:
+        """The id of its one subnet in the Networking API (as stable as the network's own)."""
+        return subnet_id_of(self.id, self.cidr)
+
+    def allocation_pools(self) -> list[dict[str, str]]:
+        """The pool as Neutron's ``allocation_pools``: ranges of host addresses around the gateway."""
+        net = ipaddress.ip_network(self.cidr)
+        first, last = int(net.network_address) + 1, int(net.broadcast_address) - 1
+        gateway = int(ipaddress.ip_address(self.gateway))
+        ranges = [(first, gateway - 1), (gateway + 1, last)] if first <= gateway <= last else [(first, last)]
+        return [{"start": str(ipaddress.ip_address(a)), "end": str(ipaddress.ip_address(b))}
+                for a, b in ranges if a <= b]
+
     def pool(self) -> Iterator[str]:
         """Addresses guests may get: every host address but the gateway's."""
         for addr in ipaddress.ip_network(self.cidr).hosts():
             if str(addr) != self.gateway:
                 yield str(addr)
+
+
+def subnet_id_of(network_id: str, cidr: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"subnet|{network_id}|{cidr}"))
 
 
 def builtin(settings: Settings | None = None) -> NetworkInfo:

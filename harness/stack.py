@@ -183,6 +183,10 @@ BACKENDS = {
 }
 
 
+# What a compute worker's settings name as its database: no such host (it must never connect).
+NO_DATABASE_URL = "postgresql+psycopg://nobody@compute-hosts-have-no-database.invalid:1/none"
+
+
 # --- the stack -----------------------------------------------------------------------------------------------------
 
 class Stack:
@@ -229,7 +233,10 @@ class Stack:
 
     def start_process(self, name: str, command: str) -> None:
         log = open(self.state_dir / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, env=self.env, stdout=log,
+        # Compute hosts have no database (issue 25): the compute worker gets a URL nothing answers at, so any use
+        # of the DB there fails the test instead of reaching the controller's database.
+        env = {**self.env, "STRATUS_DATABASE_URL": NO_DATABASE_URL} if name.startswith("compute") else self.env
+        self.procs[name] = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:

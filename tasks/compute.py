@@ -1,33 +1,29 @@
 """Compute tasks (queue ``compute.<host>``): thin wrappers that call the host's driver.
 
 One worker process may serve several hosts (many fake hosts for scale tests); the task's context names the
-host, and the worker keeps one driver object per host. Compute workers read the DB but never write it.
+host, and the worker keeps one driver object per host. Compute workers never touch the DB (issue 25): what a step
+needs of an instance arrives in its message (``ctx["spec"]``, made by tasks/conductor/specs.py; the user data
+sealed for this host), and what they find (power states, guests at start-up) goes to the conductor as reports.
 """
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import String, bindparam, select
-
-from core import metadata_docs, metadata_query, states
-from core.db import plain_rows, read_session
+from core import host_keys, metadata_docs
 from core.image_store import path_for as image_path
-from core.models import Image, Instance
-from core.network import builtin as builtin_network
 from core.power_state import PowerState
 from core.settings import get_settings
 from drivers import load_driver
-from drivers.base import ComputeDriver, DriverError, ImageSpec, InstanceNotFound, InstanceSpec
+from drivers.base import ComputeDriver, DriverError, HostLocalError, ImageSpec, InstanceNotFound, InstanceSpec
 from tasks.common import StopCanvas, step
 from tasks.messaging.celery_app import celery
 from tasks.messaging.liveness import consumer_alive
-from tasks.reconcile import InstanceRow, Plan, plan
 
 LOG = logging.getLogger(__name__)
 _drivers: dict[str, ComputeDriver] = {}
@@ -44,81 +40,39 @@ def driver_for(host: str) -> ComputeDriver:
         return drv
 
 
-# An image's columns a driver's ImageSpec is made of.
-_IMAGE_COLUMNS = (Image.id, Image.disk_format, Image.container_format, Image.size, Image.checksum, Image.properties)
-
-
-def _image_spec_of(s, image_id: str, disk_format: str | None, container_format: str | None, size: int | None,
-                   checksum: str | None, properties: dict | None) -> ImageSpec:
-    """An ImageSpec from the values of ``_IMAGE_COLUMNS`` (a kernel or ramdisk it names is read)."""
-    props = dict(properties or {})
-    return ImageSpec(id=image_id, disk_format=disk_format, container_format=container_format, size=size,
-                     checksum=checksum, properties=props, path=str(image_path(image_id)),
-                     kernel=image_spec(s, props.get("kernel_id")), ramdisk=image_spec(s, props.get("ramdisk_id")))
-
-
-def image_spec(s, image_id: str | None) -> ImageSpec | None:
-    """What the driver needs of an image (None without an id); DriverError when the image is gone."""
-    if not image_id:
+def image_spec(msg: dict | None) -> ImageSpec | None:
+    """The driver's ImageSpec of an image in a message (tasks/conductor/specs.image_message); None for None."""
+    if not msg:
         return None
-    row = s.execute(select(*_IMAGE_COLUMNS).where(Image.id == image_id)).first()
-    if row is None:
-        raise DriverError(f"Image {image_id} could not be found.")
-    return _image_spec_of(s, *row)
+    return ImageSpec(id=msg["id"], disk_format=msg["disk_format"], container_format=msg["container_format"],
+                     size=msg["size"], checksum=msg["checksum"], properties=dict(msg["properties"] or {}),
+                     path=str(image_path(msg["id"])), kernel=image_spec(msg.get("kernel")),
+                     ramdisk=image_spec(msg.get("ramdisk")))
 
 
-def _expect_task_state(found: Any, expected: str | None) -> None:
-    """End the canvas unless the live instance (a row with ``task_state``, or None: deleted) is in ``expected``."""
-    if found is None:
-        raise StopCanvas("instance was deleted")
-    if expected is not None and found.task_state != expected:
-        raise StopCanvas(f"instance is {found.task_state}, not {expected}")
-
-
-# Beyond its metadata's columns, what a driver's spec takes from the instance, and its boot image (outer-joined:
-# its absence is told by the image's own columns being NULL): its own image, or the bound ``image_id``.
-_SPEC_COLUMNS = (Instance.task_state, Instance.user_id, Instance.vcpus, Instance.memory_mb, Instance.root_gb,
-                 Instance.config_drive, Instance.root_device_tag,
-                 *(c.label(f"image_{c.key}") for c in _IMAGE_COLUMNS))
-_SPEC_QUERY = {other: metadata_query.live_instance_query(*_SPEC_COLUMNS, joins=((Image, Image.id == (
-    bindparam("image_id", type_=String) if other else Instance.image_ref)),)) for other in (False, True)}
-
-
-def instance_spec(uuid: str, expect_task_state: str | None = None, image_id: str | None = None) -> InstanceSpec:
-    """The driver's view of the instance, read in one statement with its network, password and image (the same
-    row the metadata service builds from); ``image_id`` boots it from another image than its own (unshelve)."""
-    query, params = _SPEC_QUERY[bool(image_id)], {"uuid": uuid, "image_id": image_id}
-    with read_session() as s:
-        row = plain_rows(s, query, params).first()
-        _expect_task_state(row, expect_task_state)
-        md = metadata_query.from_row(row)
-        image = None
-        if image_id or row.image_ref:
-            if row.image_id is None:
-                raise DriverError(f"Image {image_id or row.image_ref} could not be found.")
-            image = _image_spec_of(s, *(getattr(row, f"image_{c.key}") for c in _IMAGE_COLUMNS))
-        flavor = row.flavor_snapshot or {}
-        return InstanceSpec(uuid=row.uuid, name=row.display_name, hostname=row.hostname,
-                            project_id=row.project_id, user_id=row.user_id, vcpus=row.vcpus,
-                            memory_mb=row.memory_mb, root_gb=row.root_gb, flavor_name=flavor.get("name", ""),
-                            flavor_id=flavor.get("id", ""), image=image,
-                            key_data=row.key_data, metadata=dict(row.metadata_items or {}),
-                            extra_specs=dict(flavor.get("extra_specs") or {}), network=_network_of(md),
-                            config_drive_files=md.config_drive_files() if _wants_config_drive(row) else None,
-                            root_device_tag=row.root_device_tag)
-
-
-def _wants_config_drive(inst: Any) -> bool:
-    return str(inst.config_drive or "").lower() in ("true", "1", "yes")
-
-
-def _network_of(md: metadata_docs.InstanceMetadata) -> dict | None:
-    if not md.fixed_ip:
-        return None
-    info = builtin_network()
-    prefixlen = info.prefixlen if md.fixed_ip["network_id"] == info.id else \
-        ipaddress.ip_network(md.fixed_ip["cidr"], strict=False).prefixlen
-    return {**md.fixed_ip, "prefixlen": prefixlen, "bridge": info.bridge}
+def instance_spec(ctx: dict, host: str | None = None) -> InstanceSpec:
+    """The driver's view of the instance from the step's message (``ctx["spec"]``, for ``host``: the config
+    drive's user data is sealed for it)."""
+    msg = ctx.get("spec")
+    if not msg:
+        raise DriverError(f"The message of this step carries no instance spec for {ctx['instance_uuid']}.")
+    files = None
+    if msg.get("config_drive") is not None:
+        drive = msg["config_drive"]
+        user_data = None
+        if drive.get("sealed"):
+            try:
+                user_data = host_keys.open_sealed(host or ctx["host"], drive["sealed"], msg["uuid"])
+            except host_keys.SealError as exc:  # this host's key changed since it reported it: try another
+                raise HostLocalError(str(exc)) from None
+        files = metadata_docs.InstanceMetadata(**drive["metadata"], user_data=user_data).config_drive_files()
+    return InstanceSpec(uuid=msg["uuid"], name=msg["name"], hostname=msg["hostname"], project_id=msg["project_id"],
+                        user_id=msg["user_id"], vcpus=msg["vcpus"], memory_mb=msg["memory_mb"],
+                        root_gb=msg["root_gb"], flavor_name=msg["flavor_name"], flavor_id=msg["flavor_id"],
+                        image=image_spec(msg.get("image")), key_data=msg.get("key_data"),
+                        metadata=dict(msg.get("metadata") or {}), extra_specs=dict(msg.get("extra_specs") or {}),
+                        network=msg.get("network"), config_drive_files=files,
+                        root_device_tag=msg.get("root_device_tag"))
 
 
 def _cleanup_after_failure(host: str, uuid: str) -> None:
@@ -128,41 +82,53 @@ def _cleanup_after_failure(host: str, uuid: str) -> None:
         LOG.exception("cleanup of %s on %s failed", uuid, host)
 
 
-# What build_disk read, for the spawn step that follows it on the same host and process: Nova reads the instance
-# once for its whole build, and between the two steps only the task_state can move (a delete), which spawn reads
-# again. A spawn that finds nothing here (another process, a redelivery) reads everything.
-_BOOT_SPECS: OrderedDict[tuple[str, str], InstanceSpec] = OrderedDict()
-_BOOT_SPECS_MAX = 1024
-_boot_specs_lock = threading.Lock()
+# Instances this process destroyed for a delete (uuid -> monotonic time): a boot step of one still queued behind
+# the delete ends quietly instead of building a guest nobody wants (what a task-state read did before compute
+# hosts lost the DB; a step that misses this, in another process, is cleaned up by finish_boot).
+_TERMINATED: OrderedDict[str, float] = OrderedDict()
+_TERMINATED_MAX = 4096
+_terminated_lock = threading.Lock()
 
 
-_TASK_STATE_QUERY = select(Instance.task_state).where(Instance.uuid == bindparam("uuid", type_=String),
-                                                       Instance.deleted == 0)
+def _note_terminated(uuid: str) -> None:
+    with _terminated_lock:
+        _TERMINATED[uuid] = time.monotonic()
+        _TERMINATED.move_to_end(uuid)
+        while len(_TERMINATED) > _TERMINATED_MAX:
+            _TERMINATED.popitem(last=False)
 
 
-def _boot_spec(ctx: dict, call: str) -> InstanceSpec:
-    key = (ctx["instance_uuid"], ctx["host"])
-    with _boot_specs_lock:
-        spec = _BOOT_SPECS.pop(key, None) if call == "spawn" else None
-    if spec is None:
-        return instance_spec(key[0], states.SPAWNING)
-    with read_session() as s:
-        _expect_task_state(plain_rows(s, _TASK_STATE_QUERY, {"uuid": key[0]}).first(), states.SPAWNING)
-    return spec
+def _was_terminated(uuid: str) -> bool:
+    with _terminated_lock:
+        return uuid in _TERMINATED
 
 
-def _keep_boot_spec(ctx: dict, spec: InstanceSpec) -> None:
-    with _boot_specs_lock:
-        _BOOT_SPECS[(ctx["instance_uuid"], ctx["host"])] = spec
-        while len(_BOOT_SPECS) > _BOOT_SPECS_MAX:
-            _BOOT_SPECS.popitem(last=False)
+# What this process last knew of each guest it runs (host -> uuid -> power state): seeded by start-up
+# reconciliation from the conductor's view, updated by every step that reports a power state. The power sync
+# looks at these guests only, and reports to the conductor only what changed.
+_KNOWN: dict[str, dict[str, int]] = {}
+_known_lock = threading.Lock()
+
+
+def track(host: str, uuid: str, power: int) -> None:
+    with _known_lock:
+        _KNOWN.setdefault(host, {})[uuid] = power
+
+
+def forget(uuid: str, host: str | None = None) -> None:
+    with _known_lock:
+        for h, guests in _KNOWN.items():
+            if host is None or h == host:
+                guests.pop(uuid, None)
 
 
 def _build_step(ctx: dict, call: str) -> dict:
     """Run one driver step of a boot; on failure remove what the step left, so a reschedule starts clean.
     After spawn, a guest with a tagged NIC or root disk also reports where the driver put them: finish_boot
     stores that for the metadata service (Nova's spawn saves instance.device_metadata); a few small dicts."""
-    spec = _boot_spec(ctx, call)
+    if _was_terminated(ctx["instance_uuid"]):
+        raise StopCanvas("instance was deleted")
+    spec = instance_spec(ctx)
     driver = driver_for(ctx["host"])
     try:
         getattr(driver, call)(spec)
@@ -171,8 +137,9 @@ def _build_step(ctx: dict, call: str) -> dict:
     except Exception:
         _cleanup_after_failure(ctx["host"], spec.uuid)
         raise
-    if call == "build_disk":
-        _keep_boot_spec(ctx, spec)
+    if call == "spawn":  # finish_boot needs the IDs only
+        track(ctx["host"], spec.uuid, PowerState.RUNNING)
+        return {k: v for k, v in ctx.items() if k != "spec"}
     return ctx
 
 
@@ -208,13 +175,18 @@ def power_action(ctx: dict) -> dict:
         _POWER_CALLS[ctx["action"]](drv, ctx["instance_uuid"])
     except NotImplementedError:
         raise DriverError(f"The {get_settings().compute_driver} driver does not support {ctx['action']}.") from None
-    return {**ctx, "power_state": drv.get_info(ctx["instance_uuid"]).power_state}
+    power = drv.get_info(ctx["instance_uuid"]).power_state
+    track(ctx["host"], ctx["instance_uuid"], power)
+    return {**ctx, "power_state": power}
 
 
 @celery.task(name="stratus.compute.terminate")
 @step
 def terminate(ctx: dict) -> dict:
+    if ctx.get("action") == "delete":
+        _note_terminated(ctx["instance_uuid"])
     driver_for(ctx["host"]).destroy(ctx["instance_uuid"], destroy_disks=True)
+    forget(ctx["instance_uuid"], ctx["host"])
     return ctx
 
 
@@ -263,15 +235,15 @@ def get_console(ctx: dict) -> dict:
 def sync_power_states(ctx: dict) -> None:
     """Tell the conductor about guests whose power state changed behind Stratus's back.
 
-    One task covers every host this worker serves (``ctx["hosts"]``; routed by ``ctx["host"]``), with one
-    DB read for all of them, so many fake hosts in one process do not mean many tasks per interval.
+    One task covers every host this worker serves (``ctx["hosts"]``; routed by ``ctx["host"]``): the guests this
+    process knows on them (``_KNOWN``) are asked of the driver, and only changes are sent on, one report per host
+    (the conductor applies those of instances it places on that host and drops the rest).
     """
     hosts = ctx.get("hosts") or [ctx["host"]]
-    with read_session() as s:
-        rows = s.execute(select(Instance.uuid, Instance.power_state, Instance.host).where(
-            Instance.host.in_(hosts), Instance.deleted == 0, Instance.task_state.is_(None))).all()
+    with _known_lock:
+        known = [(host, uuid, power) for host in hosts for uuid, power in _KNOWN.get(host, {}).items()]
     changes: dict[str, list] = {}
-    for uuid, db_power, host in rows:
+    for host, uuid, last in known:
         try:
             power = driver_for(host).get_info(uuid).power_state
         except InstanceNotFound:
@@ -279,42 +251,50 @@ def sync_power_states(ctx: dict) -> None:
         except DriverError as exc:
             LOG.warning("power state of %s on %s unknown: %s", uuid, host, exc)
             continue
-        if power != db_power:
+        if power != last:
             changes.setdefault(host, []).append([uuid, power])
+            if power == PowerState.NOSTATE:
+                forget(uuid, host)
+            else:
+                track(host, uuid, power)
     for host, host_changes in changes.items():
         celery.send_task("stratus.conductor.sync_power_states", args=(host, host_changes), queue="conductor")
 
 
 # --- worker lifecycle ----------------------------------------------------------------------------------------------
 
-def reconcile_host(host: str) -> Plan:
-    """At worker start: adopt the guests the DB knows (power sync), report the ones it expects but the driver
-    lacks (the conductor sets them to ERROR), and destroy the ones the DB deleted or placed on another host."""
+def reconcile_host(host: str) -> None:
+    """At worker start: send the conductor the guests and disks the driver has; it answers with
+    ``reconciled`` (which guests to destroy, which to adopt) and sets the ones it expects but the driver lacks
+    to ERROR."""
     drv = driver_for(host)
-    guests, disks = set(drv.list_instances()), set(drv.list_disks())
-    with read_session() as s:
-        rows = [InstanceRow(u, h, bool(d), vm, ts) for u, h, d, vm, ts in s.execute(
-            select(Instance.uuid, Instance.host, Instance.deleted, Instance.vm_state, Instance.task_state).where(
-                ((Instance.host == host) & (Instance.deleted == 0)) | Instance.uuid.in_(guests | disks)))]
-    todo = plan(host, guests, disks, rows)
-    for uuid in todo.orphans:
+    celery.send_task("stratus.conductor.reconcile_host", queue="conductor",
+                     args=(host, sorted(drv.list_instances()), sorted(drv.list_disks())))
+
+
+@celery.task(name="stratus.compute.reconciled", ignore_result=True)
+def reconciled(host: str, todo: dict) -> None:
+    """The conductor's answer to ``reconcile_host``: destroy the orphans (deleted in the DB, or placed on
+    another host), adopt the known guests with the power state the DB has (the next power sync reports any
+    difference), and log the unknown ones (left alone)."""
+    drv = driver_for(host)
+    for uuid in todo.get("orphans", ()):
         LOG.warning("reconcile %s: destroying orphan %s (deleted in the DB, or placed on another host)", host, uuid)
         drv.destroy(uuid, destroy_disks=True)
-    for uuid in todo.unknown:
+        forget(uuid, host)
+    for uuid in todo.get("unknown", ()):
         LOG.warning("reconcile %s: guest %s is unknown to this cloud's database; left alone", host, uuid)
-    if todo.missing:
-        LOG.error("reconcile %s: %d instance(s) missing from the hypervisor: %s", host, len(todo.missing),
-                  todo.missing)
-        celery.send_task("stratus.conductor.instances_missing", args=(host, todo.missing), queue="conductor")
-    if todo.adopt:
+    for uuid, power in (todo.get("adopt") or {}).items():
+        track(host, uuid, power)
+    if todo.get("adopt"):
         sync_power_states.apply_async(args=({"host": host, "hosts": [host]},))
-    LOG.info("reconcile %s: %d adopted, %d missing, %d orphan(s) destroyed, %d unknown", host, len(todo.adopt),
-             len(todo.missing), len(todo.orphans), len(todo.unknown))
-    return todo
+    LOG.info("reconcile %s: %d adopted, %d missing, %d orphan(s) destroyed, %d unknown", host,
+             len(todo.get("adopt") or {}), len(todo.get("missing", ())), len(todo.get("orphans", ())),
+             len(todo.get("unknown", ())))
 
 
 def _reconcile_all(hosts: list[str]) -> list[str]:
-    """Reconcile each host; return those that could not be (database or driver down: tried again later)."""
+    """Reconcile each host; return those that could not be (broker or driver down: tried again later)."""
     pending = []
     for host in hosts:
         try:
@@ -344,14 +324,15 @@ def report_all(hosts: list[str]) -> list[str]:
             celery.send_task("stratus.conductor.report_service", queue="conductor", args=(host, {
                 "hypervisor_hostname": host, "hypervisor_type": cfg.compute_driver, "hypervisor_version": 0,
                 "vcpus": 0, "memory_mb": 0, "local_gb": 0, "host_ip": None,
-                "availability_zone": cfg.availability_zone, "up": False}))
+                "availability_zone": cfg.availability_zone, "up": False,
+                "sealing_key": host_keys.public_key(host)}))
             continue
         healthy.append(host)
         celery.send_task("stratus.conductor.report_service", queue="conductor", args=(host, {
             "hypervisor_hostname": res.hypervisor_hostname, "hypervisor_type": res.hypervisor_type,
             "hypervisor_version": res.hypervisor_version, "vcpus": res.vcpus, "memory_mb": res.memory_mb,
             "local_gb": res.local_gb, "host_ip": res.host_ip, "availability_zone": cfg.availability_zone,
-            "up": True, "traits": list(res.traits)}))
+            "up": True, "traits": list(res.traits), "sealing_key": host_keys.public_key(host)}))
     return healthy
 
 
@@ -399,18 +380,17 @@ def _heartbeat_tick(hosts: list[str], healthy: list[str] | None, unreconciled: l
 
 
 @celery.task(name="stratus.compute.cache_images", ignore_result=True)
-def cache_images(host: str, image_ids: list[str]) -> None:
-    """os-aggregates/{id}/images (2.81): pre-cache images on this host. Like Nova, a driver without an image
-    cache or an image that fails is logged and skipped; there is no caller waiting for the result."""
+def cache_images(host: str, images: list[dict]) -> None:
+    """os-aggregates/{id}/images (2.81): pre-cache images on this host (each as tasks/conductor/specs.image_message
+    gives it). Like Nova, a driver without an image cache or an image that fails is logged and skipped; there is
+    no caller waiting for the result."""
     drv = driver_for(host)
     if type(drv).cache_image is ComputeDriver.cache_image:
         LOG.info("%s: the %s driver has no image cache; nothing to pre-cache", host, type(drv).__name__)
         return
-    for image_id in image_ids:
+    for image in images:
         try:
-            with read_session() as s:
-                spec = image_spec(s, image_id)
-            drv.cache_image(spec)
-            LOG.info("%s: cached image %s", host, image_id)
+            drv.cache_image(image_spec(image))
+            LOG.info("%s: cached image %s", host, image["id"])
         except DriverError as exc:
-            LOG.warning("%s: could not cache image %s: %s", host, image_id, exc)
+            LOG.warning("%s: could not cache image %s: %s", host, image["id"], exc)

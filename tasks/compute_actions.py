@@ -1,36 +1,29 @@
-"""Compute side of the further server actions (queue ``compute.<host>``): driver calls only, no DB writes."""
+"""Compute side of the further server actions (queue ``compute.<host>``): driver calls only, no DB at all: what
+a step needs (the instance spec, a rescue image, a snapshot's disk format) is in its message, put there by the
+conductor (tasks/conductor/actions.compute_needs, tasks/conductor/moves.py)."""
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
 
-from sqlalchemy import select
-
 from core import image_store, states
-from core.db import read_session
-from core.models import Image, Migration
 from core.power_state import PowerState
 from core.settings import get_settings
 from drivers.base import ComputeDriver, DriverError, DriverUnavailable, InstanceNotFound, InstanceSpec, LiveMigrationAborted
 from tasks.common import StopCanvas, step
-from tasks.compute import driver_for, driver_reply, image_spec, instance_spec
+from tasks.compute import driver_for, driver_reply, forget, image_spec, instance_spec, track
 from tasks.messaging.celery_app import celery
 
 
 def _rescue(drv: ComputeDriver, ctx: dict) -> dict:
-    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
-    rescue_image = None
-    if ctx.get("rescue_image_id"):
-        with read_session() as s:
-            rescue_image = image_spec(s, ctx["rescue_image_id"])
-    drv.rescue(spec, rescue_image)
+    drv.rescue(instance_spec(ctx), image_spec(ctx.get("rescue_image")))
     return {}
 
 
 def _rebuild(drv: ComputeDriver, ctx: dict) -> dict:
     """Nova's default rebuild: destroy the guest, build the disk from the (new) image, spawn, and stop it again
     when it was stopped. preserve_ephemeral has no effect: Stratus guests have no ephemeral disk."""
-    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
+    spec = instance_spec(ctx)
     drv.destroy(spec.uuid, destroy_disks=True)
     drv.build_disk(spec)
     drv.spawn(spec)
@@ -40,11 +33,10 @@ def _rebuild(drv: ComputeDriver, ctx: dict) -> dict:
 
 
 def _snapshot(drv: ComputeDriver, ctx: dict) -> dict:
-    with read_session() as s:
-        row = s.execute(select(Image.id, Image.disk_format).where(Image.id == ctx["image_id"])).first()
-        if row is None:
-            raise StopCanvas("the snapshot's image was deleted before the snapshot")
-    stream = drv.snapshot(ctx["instance_uuid"], disk_format=row.disk_format)
+    disk_format = ctx.get("image_disk_format")
+    if disk_format is None:  # the conductor found no image row when the action started
+        raise StopCanvas("the snapshot's image was deleted before the snapshot")
+    stream = drv.snapshot(ctx["instance_uuid"], disk_format=disk_format)
     try:
         size, md5_hex, sha256_hex = image_store.write_stream(ctx["image_id"], stream, get_settings().max_image_size)
     finally:
@@ -76,9 +68,12 @@ def instance_op(ctx: dict) -> dict:
                           f"{ctx['action']}.") from None
     try:
         power = drv.get_info(ctx["instance_uuid"]).power_state
+        track(ctx["host"], ctx["instance_uuid"], power)
     except InstanceNotFound:
         power = PowerState.NOSTATE
-    return {**ctx, **extra, "power_state": power}
+    out = {**ctx, **extra, "power_state": power}
+    out.pop("spec", None)  # the conductor's next step needs the IDs only
+    return out
 
 
 _POWER_NAMES = {PowerState.RUNNING: "running", PowerState.PAUSED: "paused", PowerState.SHUTDOWN: "shutdown",
@@ -102,7 +97,7 @@ def diagnostics(ctx: dict) -> dict:
 # --- moves (tasks/conductor/moves.py): one step per ``ctx["ops"]`` entry, each on the host it names ---------
 
 def _spec_with_flavor(ctx: dict) -> InstanceSpec:
-    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"])
+    spec = instance_spec(ctx)
     flavor = ctx["new_flavor"]
     return dataclasses.replace(spec, vcpus=flavor["vcpus"], memory_mb=flavor["ram"], root_gb=flavor["disk"],
                                flavor_name=flavor["name"], flavor_id=flavor["id"],
@@ -112,7 +107,7 @@ def _spec_with_flavor(ctx: dict) -> InstanceSpec:
 def _spawn_here(drv: ComputeDriver, ctx: dict) -> None:
     """Evacuate / unshelve from offloaded: build the guest on this host from the instance's image (unshelve:
     from the snapshot shelve took, ``boot_image_id``)."""
-    spec = instance_spec(ctx["instance_uuid"], ctx["task_state"], image_id=ctx.get("boot_image_id"))
+    spec = instance_spec(ctx)
     drv.build_disk(spec)
     drv.spawn(spec)
     if not ctx.get("power_on", True):
@@ -134,12 +129,8 @@ def _shelve(drv: ComputeDriver, ctx: dict, offload: bool) -> dict:
 
 
 def _live_migrate(drv: ComputeDriver, ctx: dict) -> dict:
-    """Starts only while the migration is still queued (an abort of a queued migration ends it here); tells the
-    conductor once the copy runs, so it shows ``running`` only while the driver can abort or force it."""
-    with read_session() as s:
-        status = s.scalar(select(Migration.status).where(Migration.uuid == ctx["migration_uuid"]))
-    if status not in ("queued", "running"):
-        raise StopCanvas(f"live migration {ctx['migration_uuid']} is {status}")
+    """Tells the conductor once the copy runs, so it shows ``running`` only while the driver can abort or force
+    it; a migration cancelled while it was queued is aborted by the conductor then (live_migration_running)."""
     try:
         drv.live_migrate(ctx["instance_uuid"], ctx["dest"], on_started=lambda: celery.send_task(
             "stratus.conductor.live_migration_running", args=(ctx,)))
@@ -179,8 +170,14 @@ def move_op(ctx: dict) -> dict:
         power = driver_for(final_host).get_info(ctx["instance_uuid"]).power_state
     except InstanceNotFound:
         power = PowerState.NOSTATE
-    return {**ctx, **extra, "ops": rest, "host": rest[0][1] if rest else host,
-            "power_state": power}
+    if not rest:  # the guest's home is final_host now: only that host's power sync looks at it
+        forget(ctx["instance_uuid"])
+        if power != PowerState.NOSTATE:
+            track(final_host, ctx["instance_uuid"], power)
+    out = {**ctx, **extra, "ops": rest, "host": rest[0][1] if rest else host, "power_state": power}
+    if not rest:
+        out.pop("spec", None)
+    return out
 
 
 @celery.task(name="stratus.compute.live_migration_control")

@@ -3,6 +3,7 @@
 It consumes ``compute.<host>`` for every host in ``compute_hosts`` (several fake hosts per process are fine),
 registers each host's service and inventory through the conductor, then heartbeats every report_interval.
 The pool is threads: a driver's connection and a fake driver's guests live in this one process.
+It loads the compute task modules only (COMPUTE_MODULES), not the conductor's: no database driver is imported.
 """
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from tasks.messaging.broker_users import WORKER_OPTIONS, restrict_declarations
 from tasks.messaging.celery_app import celery
 
 _stop = threading.Event()
+# The task modules a compute worker runs: the controller's (conductor, scheduler, beat) talk to the DB and stay out.
+COMPUTE_MODULES = ("tasks.compute", "tasks.compute_actions")
 # Threads: a driver's connection and a fake driver's guests live in this one process.
 POOL_ARGS = ("-P", "threads", "-c", "8")
 
 
 def main(argv: list[str] | None = None) -> None:
     hosts = get_settings().host_names
+    celery.conf.include = COMPUTE_MODULES
 
     @worker_ready.connect(weak=False)
     def _start_heartbeat(**_):

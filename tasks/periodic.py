@@ -16,7 +16,9 @@ from core.routing import compute_queue
 from core.settings import get_settings
 from core.writes.instances import add_fault, cas_instance, record_event
 from core.writes.resources import orphaned_allocations, release_allocation
-from tasks.common import boot_canvas, new_ctx
+from drivers.base import DriverError
+from tasks.common import StopCanvas, boot_canvas, new_ctx
+from tasks.conductor import specs
 from tasks.conductor.actions import reclaim
 from tasks.messaging.celery_app import celery
 from tasks.messaging.liveness import live_queues
@@ -107,7 +109,14 @@ def resume_stalled_builds() -> int:
         if row.task_state == states.SCHEDULING:
             boot_canvas(ctx).apply_async()
         else:
-            ctx = {**ctx, "host": row.host, "alternates": [], "attempt": max(row.attempts, 1)}
+            with read_session() as s:  # the compute steps read no DB: their message carries the spec
+                try:
+                    spec = specs.spec_message(s, row.uuid, row.host)
+                except (StopCanvas, specs.NoSealingKey, DriverError) as exc:
+                    LOG.warning("boot of %s made no progress in %s and cannot be resumed: %s", row.uuid,
+                                row.task_state, exc)
+                    continue
+            ctx = {**ctx, "host": row.host, "alternates": [], "attempt": max(row.attempts, 1), "spec": spec}
             boot_canvas(ctx, first="stratus.compute.build_disk").apply_async()
         with write_session() as s:
             record_event(s, row.uuid, row.request_id, RESUME_EVENT, None, "Success", host=row.host,

@@ -1,8 +1,9 @@
 """Start-up reconciliation: make the DB and the hypervisors agree again after a crash.
 
-Compute side (``plan``, used by tasks.compute.reconcile_host when a worker starts): compare the driver's guests
-and disks with the DB's instances for the host. Conductor side: record what the compute worker found (the only
-DB writes), and on conductor start expire the builds a crash left behind.
+When a compute worker starts it sends the conductor its driver's guests and disks (tasks.compute.reconcile_host);
+the conductor compares them with the DB's instances for the host (``plan``), sets the missing ones to ERROR and
+answers the compute (``stratus.compute.reconciled``) with the orphans to destroy and the guests to adopt. The
+compute host never reads the DB. On conductor start, the builds a crash left behind expire.
 """
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ import logging
 
 from celery.signals import worker_ready
 
+from sqlalchemy import select
+
 from core import states
-from core.db import write_session
+from core.db import read_session, write_session
+from core.models import Instance
+from core.routing import compute_queue
 from core.power_state import PowerState
 from core.writes.instances import add_fault, cas_instance, get_instance
 from tasks.messaging.celery_app import celery
@@ -60,6 +65,28 @@ def plan(host: str, guests: set[str], disks: set[str], rows: list[InstanceRow]) 
     return out
 
 
+@celery.task(name="stratus.conductor.reconcile_host", ignore_result=True)
+def reconcile_host(host: str, guests: list[str], disks: list[str]) -> dict:
+    """A compute worker started on ``host`` with these guests and disks: plan, set the missing instances to
+    ERROR, and send the compute its part (orphans to destroy; guests to adopt, with the power state the DB has)."""
+    found = set(guests) | set(disks)
+    with read_session() as s:
+        rows = s.execute(
+            select(Instance.uuid, Instance.host, Instance.deleted, Instance.vm_state, Instance.task_state,
+                   Instance.power_state).where(
+                ((Instance.host == host) & (Instance.deleted == 0)) | Instance.uuid.in_(found))).all()
+    todo = plan(host, set(guests), set(disks), [InstanceRow(u, h, bool(d), vm, ts) for u, h, d, vm, ts, _ in rows])
+    power = {r.uuid: r.power_state for r in rows}
+    if todo.missing:
+        LOG.error("reconcile %s: %d instance(s) missing from the hypervisor: %s", host, len(todo.missing),
+                  todo.missing)
+        instances_missing(host, todo.missing)
+    answer = {"orphans": todo.orphans, "unknown": todo.unknown, "missing": todo.missing,
+              "adopt": {uuid: power[uuid] for uuid in todo.adopt}}
+    celery.send_task("stratus.compute.reconciled", args=(host, answer), queue=compute_queue(host))
+    return answer
+
+
 @celery.task(name="stratus.conductor.instances_missing", ignore_result=True)
 def instances_missing(host: str, uuids: list[str]) -> int:
     """A compute host started without guests the DB says it runs: ERROR with a fault (Nova leaves them for
@@ -69,6 +96,7 @@ def instances_missing(host: str, uuids: list[str]) -> int:
         for uuid in uuids:
             inst = get_instance(s, uuid)
             if inst is None or inst.deleted or inst.host != host:
+                LOG.warning("missing-instance report from %s about %s refused: it is not on that host", host, uuid)
                 continue
             if cas_instance(s, uuid, expected_task_state=None, expected_vm_states=HAS_GUEST,
                             vm_state=states.ERROR, power_state=PowerState.NOSTATE):

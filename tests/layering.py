@@ -26,9 +26,15 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 # Packages that never import a web framework, directly or through another module.
 NO_FLASK = ("core", "scheduler", "drivers", "tasks")
 FLASK_MODULES = ("flask", "flask_migrate", "flask_sqlalchemy", "werkzeug", "marshmallow", "apispec")
-# The conductor's write helpers, and who may call them: the conductor, the beat tasks it runs, start-up
-# reconciliation (until compute hosts lose database access, issue 25), the `flask stratus` commands and the claim
-# benchmark.
+# The conductor's write helpers, and who may call them: the conductor, the beat tasks it runs, the conductor's
+# side of start-up reconciliation, the `flask stratus` commands and the claim benchmark.
+# Compute hosts have no database (issue 25): the modules a compute worker loads (tasks/compute_worker.py's
+# COMPUTE_MODULES, the drivers) and every Stratus module they reach through imports, nested ones included, import
+# neither the DB layer nor a database library.
+COMPUTE_SIDE = ("tasks.compute_worker", "tasks.compute", "tasks.compute_actions", "drivers")
+DB_LAYER = ("core.db", "core.models", "core.writes")
+DB_LIBRARIES = ("sqlalchemy", "flask_sqlalchemy", "flask_migrate", "alembic", "psycopg", "psycopg2", "pymysql",
+                "MySQLdb", "sqlite3")
 WRITE_HELPERS = "core.writes"
 WRITERS = ("core.writes", "tasks.conductor", "tasks.periodic", "tasks.reconcile", "app.cli", "bench")
 
@@ -226,4 +232,30 @@ def violations(root: Path = ROOT) -> dict[str, list[str]]:
         if i.target != i.source:
             edges.setdefault(i.source, set()).add(i.target)
     found["import cycle"] = [" -> ".join(c) for c in cycles(edges)]
+    found["database on the compute side"] = compute_side_db_imports(product, edges)
+    return found
+
+
+def compute_side_db_imports(product: dict[str, Path], edges: dict[str, set[str]]) -> list[str]:
+    """Each module a compute worker reaches (from COMPUTE_SIDE, through Stratus imports) that is the DB layer or
+    imports a database library, with the chain of imports that reaches it."""
+    parent: dict[str, str | None] = {m: None for m in product if _within(m, COMPUTE_SIDE)}
+    todo = sorted(parent)
+    while todo:
+        m = todo.pop()
+        for target in sorted(edges.get(m, ())):
+            if target not in parent:
+                parent[target] = m
+                todo.append(target)
+
+    def chain(m: str) -> str:
+        path = [m]
+        while parent[path[-1]] is not None:
+            path.append(parent[path[-1]])
+        return " -> ".join(reversed(path))
+    found = []
+    for m in sorted(parent):
+        libraries = sorted(outside_imports(product[m]) & set(DB_LIBRARIES)) if m in product else []
+        if _within(m, DB_LAYER) or libraries:
+            found.append(f"{chain(m)}" + (f" imports {', '.join(libraries)}" if libraries else " (the DB layer)"))
     return found

@@ -22,8 +22,8 @@ def test_bench_quick_prints_every_figure(tmp_path):
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert [json.loads(line) for line in out.read_text().splitlines()] == lines
     by = {rec["bench"]: rec for rec in lines}
-    assert set(by) == {"scheduler", "api_servers_detail", "boot_delete", "celery_floor", "peer_comparison"}, \
-        proc.stderr[-3000:]
+    assert set(by) == {"scheduler", "api_servers_detail", "placement_candidates", "boot_delete", "celery_floor",
+                       "peer_comparison"}, proc.stderr[-3000:]
     for rec in lines:
         assert rec["quick"] is True and "ts" in rec
 
@@ -38,6 +38,14 @@ def test_bench_quick_prints_every_figure(tmp_path):
     assert api["rows"][0]["returned"] == api["rows"][0]["servers_in_db"] == 200
     assert api["rows"][0]["p50_ms"] > 0 and api["rows"][0]["sql_statements"] > 0
     assert api["statements_constant"] is True
+
+    placement = by["placement_candidates"]
+    assert "error" not in placement, placement.get("error")
+    assert placement["providers"] == 1000 and placement["database"] == "sqlite"
+    for name, q in placement["queries"].items():
+        assert q["p50_ms"] > 0 and q["sql_statements"] > 0 and q["sql_ms"] > 0, name
+    counts = {name: q["candidates"] for name, q in placement["queries"].items()}
+    assert 0 < counts["nova"] < counts["limit_1000"] == counts["no_limit"] < 1000, counts  # ~10 % full or disabled
 
     boot = by["boot_delete"]
     assert "error" not in boot, boot.get("error")

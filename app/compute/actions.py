@@ -10,7 +10,7 @@ from collections.abc import Callable
 from flask import Response
 from marshmallow import Schema
 
-from app.compute import server_actions, server_admin_actions, server_moves
+from app.compute import security_group_actions, server_actions, server_admin_actions, server_moves
 from app.compute.console_urls import legacy_console_action
 from app.compute.instances import start_action
 from app.compute.schemas import LockSchema
@@ -45,6 +45,8 @@ ACTIONS: dict[str, Handler] = {
     "os-migrateLive": server_moves.live_migrate, "evacuate": server_moves.evacuate, "shelve": server_moves.shelve,
     "shelveOffload": server_moves.shelve_offload, "unshelve": server_moves.unshelve,
     "os-resetState": server_admin_actions.reset_state, "createBackup": server_admin_actions.create_backup,
+    "addSecurityGroup": security_group_actions.add_security_group,
+    "removeSecurityGroup": security_group_actions.remove_security_group,
 }
 # The argument schemas the OpenAPI document shows (the other actions' arguments are documented as any value):
 # the ones the handlers load with, and lock's (null, or from 2.73 a reason; the handler loads it itself).

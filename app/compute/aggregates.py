@@ -18,6 +18,7 @@ from core.errors import bad_request, not_found
 from core.host_zones import AZ_KEY
 from core.models import Aggregate, Image
 from core.routing import compute_queue
+from tasks.conductor.specs import image_message
 from tasks.messaging import rpc
 
 bp = Blueprint("aggregates", __name__)
@@ -209,10 +210,12 @@ def cache_aggregate_images(_loaded: dict, aggregate_id: str):
             raise not_found(f"Aggregate {aggregate_id} could not be found.")
         hosts = [h.host for h in agg.hosts]
         known = set(s.scalars(select(Image.id).where(Image.id.in_(image_ids))))
-    missing = [i for i in image_ids if i not in known]
-    if missing:
-        raise bad_request(f"Image {missing[0]} could not be found.")
+        missing = [i for i in image_ids if i not in known]
+        if missing:
+            raise bad_request(f"Image {missing[0]} could not be found.")
+        # compute hosts read no DB: each image goes as the driver needs it (tasks/conductor/specs.py)
+        images = [image_message(s, i) for i in image_ids]
     for host in hosts:
-        rpc.cast("stratus.compute.cache_images", host, image_ids, queue=compute_queue(host))
+        rpc.cast("stratus.compute.cache_images", host, images, queue=compute_queue(host))
     return "", 202
 

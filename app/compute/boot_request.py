@@ -68,6 +68,7 @@ def build(body: dict, hints: dict, ctx: RequestContext, v: APIVersion, authorize
     metadata_items.check_create_quota(body.get("metadata"))
     tags = instance_tags.parse_create_tags(body)
     networks = requested_networks(body, v)
+    check_security_groups(body)
     device_tags.check_network_tags(networks, v)
     root_tag = device_tags.root_device_tag(body.get("block_device_mapping_v2") or [], v)
     _check_block_devices(body)
@@ -153,6 +154,15 @@ def requested_networks(body: dict, v: APIVersion) -> object:
     if len(nets) > 1:
         raise bad_request("Only one NIC per server is supported: the built-in network.")
     return nets
+
+
+def check_security_groups(body: dict) -> None:
+    """``security_groups``: Stratus's Networking API has no security-group extension, so, as Nova on such a
+    Neutron, ``default`` is dropped (Nova leaves it to Neutron's port default) and any other name is not found."""
+    for group in body.get("security_groups") or []:
+        name = group.get("name") if isinstance(group, dict) else None
+        if name and name != "default":
+            raise bad_request(f"Unable to find security_group with name or id '{name}'")
 
 
 def _check_block_devices(body: dict) -> None:

@@ -231,7 +231,7 @@ def create_server(body: dict):
         return jsonify({"reservation_id": boot.reservation_id}), 202
     uuid = result["uuids"][0]
     server = {"id": uuid, "links": links("servers", uuid), "OS-DCF:diskConfig": "MANUAL",
-              "security_groups": [{"name": "default"}], "adminPass": boot.admin_pass}
+              "security_groups": body.get("security_groups", [{"name": "default"}]), "adminPass": boot.admin_pass}
     resp = jsonify({"server": server})
     resp.status_code = 202
     resp.headers["Location"] = f"{base_url()}{compute_prefix()}/servers/{uuid}"

@@ -147,6 +147,7 @@ def bootstrap_catalog(session) -> None:
     ensure_catalog_service(session, "compute", "nova", f"{base}/v2.1")
     ensure_catalog_service(session, "image", "glance", f"{base}/image")
     ensure_catalog_service(session, "placement", "placement", f"{base}/placement")
+    ensure_catalog_service(session, "network", "neutron", f"{base}/networking")
 
 
 def bootstrap(session, admin_password: str, admin_user: str = "admin", admin_project: str = "admin") -> User:

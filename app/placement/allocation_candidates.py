@@ -57,22 +57,5 @@ def list_candidates():
         for t in sorted(params["traits"].names()) if "traits" in params else ():
             if not view.trait_exists(s, t):
                 raise common.bad_request(f"No such trait(s): {t}")
-        found = view.matching_providers(s, resources, **params)
-        traits = view.traits_of(s, found) if at_least("1.17") else {}
-    requests, summaries = [], {}
-    for prov in found:
-        if at_least("1.12"):
-            requests.append({"allocations": {prov.uuid: {"resources": resources}}})
-        else:
-            requests.append({"allocations": [{"resource_provider": {"uuid": prov.uuid}, "resources": resources}]})
-        if at_least("1.34"):
-            requests[-1]["mappings"] = {"": [prov.uuid]}
-        classes = prov.inventories if at_least("1.27") else resources
-        summary: dict = {"resources": {rc: {"capacity": int(prov.capacity(rc)), "used": prov.usages.get(rc, 0)}
-                                       for rc in classes}}
-        if at_least("1.17"):
-            summary["traits"] = traits[prov.uuid]
-        if at_least("1.29"):
-            summary.update(parent_provider_uuid=prov.parent_uuid, root_provider_uuid=prov.root_uuid)
-        summaries[prov.uuid] = summary
-    return jsonify({"allocation_requests": requests, "provider_summaries": summaries})
+        found = view.candidates(s, resources, with_traits=at_least("1.17"), **params)
+    return jsonify(common.candidates_body(found, resources))

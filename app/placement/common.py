@@ -104,3 +104,27 @@ def provider_body(prov: view.Provider) -> dict:
 
 def query_list(key: str) -> list[str]:
     return request.args.getlist(key)
+
+
+def candidates_body(found: list[view.Candidate], resources: dict[str, int]) -> dict:
+    """allocation_requests and provider_summaries in the negotiated version's shape: the version is read once,
+    not per candidate, and what every candidate shares (its request's resources) is one object."""
+    v12, v17, v27, v29, v34 = (at_least(v) for v in ("1.12", "1.17", "1.27", "1.29", "1.34"))
+    requests, summaries = [], {}
+    asked = {"resources": resources}
+    for uuid, inventories, traits, parent, root in found:
+        if v12:
+            entry = {"allocations": {uuid: asked}}
+            if v34:
+                entry["mappings"] = {"": [uuid]}
+        else:
+            entry = {"allocations": [{"resource_provider": {"uuid": uuid}, "resources": resources}]}
+        requests.append(entry)
+        summary: dict = {"resources": inventories if v27 else {rc: inventories[rc] for rc in resources}}
+        if v17:
+            summary["traits"] = traits
+        if v29:
+            summary["parent_provider_uuid"] = parent
+            summary["root_provider_uuid"] = root
+        summaries[uuid] = summary
+    return {"allocation_requests": requests, "provider_summaries": summaries}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -125,7 +126,8 @@ def _allocate_from(s: Session, info: network.NetworkInfo, instance_uuid: str, ta
         if address is None:
             raise ConductorError(409, f"No fixed IP addresses available on network {info.name} ({info.cidr}).")
         if _insert_unless_taken(s, FixedIP.__table__, {"network_id": info.id, "address": address,
-                                                       "mac": network.random_mac(), "instance_uuid": instance_uuid,
+                                                       "mac": network.random_mac(), "port_id": str(uuid.uuid4()),
+                                                       "instance_uuid": instance_uuid,
                                                        "tag": tag}):
             return address
     raise ConductorError(503, f"Could not allocate a fixed IP on network {info.name}: too much contention.")

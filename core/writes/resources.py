@@ -113,6 +113,8 @@ def report_service(s: Session, host: str, resources: dict, binary: str = COMPUTE
     inventory = {k: resources[k] for k in ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "vcpus",
                                            "memory_mb", "local_gb", "host_ip")}
     traits = sorted(t for t in resources.get("traits") or () if t in STANDARD_TRAITS)
+    if resources.get("sealing_key"):  # a host whose driver is down still reports its key
+        inventory["sealing_key"] = resources["sealing_key"]
     if node is None:
         s.add(ComputeNode(service_id=service.id, host=host, availability_zone=resources.get("availability_zone")
                           or cfg.availability_zone, cpu_allocation_ratio=cfg.cpu_allocation_ratio,
@@ -120,7 +122,8 @@ def report_service(s: Session, host: str, resources: dict, binary: str = COMPUTE
                           disk_allocation_ratio=cfg.disk_allocation_ratio, updated_at=now, driver_traits=traits,
                           **inventory))
     else:
-        changed = any(getattr(node, k) != v for k, v in inventory.items()) or (node.driver_traits or []) != traits
+        changed = any(getattr(node, k) != v for k, v in inventory.items() if k != "sealing_key") \
+            or (node.driver_traits or []) != traits
         for k, v in inventory.items():
             setattr(node, k, v)
         node.driver_traits = traits

@@ -21,7 +21,9 @@ from core.models import ConsoleAuthToken, Instance, InstanceTag, utcnow
 from core.writes import instances, networking
 from core.writes.instances import cas_instance, get_instance, record_event, start_action
 from core.writes.quotas import check_metadata_items
+from drivers.base import DriverError
 from tasks.common import Chain, new_ctx, sig
+from tasks.conductor import specs
 from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
                                     rotate_backups, rpc)
 from tasks.messaging.celery_app import celery
@@ -66,6 +68,7 @@ def instance_op(req: dict) -> dict:
                      req.get("project_id"))
         ctx = new_ctx(uuid, req["request_id"], action, host=inst.host, task_state=rule["task_state"],
                       prior_vm_state=inst.vm_state, **(req.get("params") or {}))
+        ctx.update(compute_needs(s, ctx))
     chain(sig("stratus.compute.instance_op", ctx), sig("stratus.conductor.finish_instance_op")).apply_async()
     return {"instance_uuid": uuid}
 
@@ -78,6 +81,23 @@ def _target_vm_state(ctx: dict) -> str:
     if ctx["action"] == "rebuild":  # Nova: a stopped server is stopped again after its rebuild; ERROR → ACTIVE
         return states.STOPPED if prior == states.STOPPED else states.ACTIVE
     return prior
+
+
+def compute_needs(s, ctx: dict) -> dict:
+    """What the compute step of ``ctx["action"]`` needs of the DB, for its message (compute hosts read none):
+    the instance spec for a rebuild or rescue (sealed for ``ctx["host"]``), the rescue image, the disk format a
+    snapshot is written in. A ConductorError (409) when it cannot be given: the action does not start."""
+    action, needs = ctx["action"], {}
+    try:
+        if action in ("rescue", "rebuild"):
+            needs["spec"] = specs.spec_message(s, ctx["instance_uuid"], ctx["host"])
+        if action == "rescue" and ctx.get("rescue_image_id"):
+            needs["rescue_image"] = specs.image_message(s, ctx["rescue_image_id"])
+        if action in ("snapshot", "backup"):
+            needs["image_disk_format"] = specs.image_disk_format(s, ctx.get("image_id"))
+    except (DriverError, specs.NoSealingKey) as exc:
+        raise ConductorError(409, str(exc)) from None
+    return needs
 
 
 @celery.task(name="stratus.conductor.finish_instance_op", ignore_result=True)

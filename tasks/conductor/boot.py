@@ -29,6 +29,7 @@ from core.writes.quotas import release_quota
 from core.writes.resources import release_allocation, report_heartbeat
 from scheduler.filters import group_filter_rejecting
 from tasks.common import Chain, StopCanvas, boot_canvas, new_ctx, sig, step
+from tasks.conductor import specs
 from tasks.conductor.common import rpc, snapshot_failed
 from tasks.conductor.moves import MOVE_ACTIONS, abandon_moves, drop_shelved_image, move_failed
 from tasks.groups import group_spec
@@ -169,11 +170,13 @@ def claim(ctx: dict) -> dict:
     sees the others' committed hosts. If every chosen host breaks the policy, the boot is scheduled again."""
     uuid = ctx["instance_uuid"]
     rejected: dict[str, str] = {}
+    keyless: list[str] = []
     with write_session() as s:
         inst = plain_rows(s, _CLAIM_QUERY, {"uuid": uuid}).first()
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas(f"instance is {inst.task_state if inst else 'deleted'}, not scheduling")
         group = group_spec(s, uuid, lock=True) if (inst.scheduler_hints or {}).get("group") else None
+        spec_row = specs.read_spec(s, uuid)
         hosts = list(ctx["hosts"])
         while hosts:
             host = hosts.pop(0)
@@ -183,14 +186,24 @@ def claim(ctx: dict) -> dict:
                          group.uuid if group else "")
                 rejected[host] = refused_by
                 continue
+            if specs.needs_sealing(spec_row) and not specs.sealing_key(s, host):
+                LOG.warning("instance %s: %s has reported no sealing key; its user data cannot go there", uuid,
+                            host)
+                keyless.append(host)
+                continue
             if resources.claim(s, inst, host):
-                node = host
+                node, zone = host, _az_of(s, host)
                 if not cas_instance(s, uuid, expected_task_state=states.SCHEDULING, host=host, node=node,
-                                    task_state=states.SPAWNING, availability_zone=_az_of(s, host)):
+                                    task_state=states.SPAWNING, availability_zone=zone):
                     raise StopCanvas("instance changed while claiming")  # rolls the claim back
-                return {**ctx, "host": host, "alternates": hosts, "attempt": ctx.get("attempt", 1)}
+                # The compute steps read no DB: the spec travels in their message (its user data sealed for host)
+                return {**ctx, "host": host, "alternates": hosts, "attempt": ctx.get("attempt", 1),
+                        "spec": specs.spec_message(s, uuid, host, row=spec_row, zone=zone)}
     if rejected:
         _schedule_again_for_group(ctx, group.uuid if group else "", rejected)
+    if keyless:
+        raise ConductorError(500, f"No valid host was found. {', '.join(keyless)}: no sealing key reported, so the "
+                                  f"server's user data cannot be sent there (compute service too old?).")
     raise ConductorError(500, "No valid host was found. All chosen hosts were filled by concurrent "
                               "requests before the claim.")
 
@@ -204,7 +217,7 @@ def _schedule_again_for_group(ctx: dict, group_uuid: str, rejected: dict[str, st
         raise ConductorError(500, f"No valid host was found. {summary} (server group {group_uuid}: its "
                                   f"other members took these hosts while this boot was scheduled).")
     LOG.info("instance %s: %s at claim time; scheduling again", ctx["instance_uuid"], summary)
-    retry = {k: v for k, v in ctx.items() if k not in ("hosts", "explanation")}
+    retry = {k: v for k, v in ctx.items() if k not in ("hosts", "explanation", "spec")}
     boot_canvas({**retry, "group_retries": retries + 1}).apply_async()
     raise StopCanvas(f"scheduled again after {summary}")
 
@@ -325,6 +338,7 @@ def _boot_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> 
             retry = {**ctx, "hosts": alternates, "attempt": attempt + 1,
                      "tried": [*ctx.get("tried", []), ctx.get("host")]}
             retry.pop("host", None)
+            retry.pop("spec", None)  # sealed for the failed host; the claim makes the next one's
             LOG.info("rescheduling %s to %s after: %s", uuid, alternates, message)
         else:
             retry = None
@@ -341,11 +355,16 @@ def _boot_failed(ctx: dict, message: str, details: str, reschedulable: bool) -> 
 @celery.task(name="stratus.conductor.sync_power_states", ignore_result=True)
 def sync_power_states(host: str, changes: list[list]) -> None:
     """Record power states a compute host observed; a guest that stopped by itself becomes SHUTOFF (as Nova's
-    _sync_power_states stops it)."""
+    _sync_power_states stops it). A report about an instance the DB does not place on ``host`` is refused (logged
+    and dropped): a host speaks only for its own guests."""
     with write_session() as s:
         for uuid, power in changes:
             inst = get_instance(s, uuid)
-            if inst is None or inst.host != host or inst.task_state is not None:
+            if inst is None or inst.deleted or inst.host != host:
+                LOG.warning("power state report from %s about instance %s refused: it is not on that host (%s)",
+                            host, uuid, "deleted" if inst is None or inst.deleted else f"on {inst.host}")
+                continue
+            if inst.task_state is not None or inst.power_state == power:
                 continue
             values: dict[str, Any] = {"power_state": power}
             if inst.vm_state == states.ACTIVE and power in (PowerState.SHUTDOWN, PowerState.CRASHED,

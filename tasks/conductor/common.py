@@ -21,7 +21,7 @@ from core.settings import get_settings
 from core.writes.instances import get_instance
 from drivers import supports
 from tasks.messaging.celery_app import celery
-from tasks.messaging.transient import DB_ERRORS
+from tasks.messaging.transient import db_errors
 
 LOG = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def rpc(name: str, *, session: bool = True) -> Callable:
                 if exc.error_code:
                     error["error_code"] = exc.error_code
                 return {"error": error}
-            except DB_ERRORS:
+            except db_errors():
                 LOG.exception("database unavailable in %s", name)
                 return {"error": {"code": 503, "message": "The database is temporarily unavailable."}}
         return task

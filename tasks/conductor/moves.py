@@ -28,9 +28,11 @@ from core.writes.instances import add_fault, cas_instance, get_instance, record_
 from core.writes.quotas import reserve_resize
 from core.writes.resources import IN_FLIGHT_MIGRATIONS, cas_migration, claim, rekey_allocation, release_allocation
 from drivers import capability
+from drivers.base import DriverError
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
 from tasks.common import new_ctx, sig
+from tasks.conductor import specs
 from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
                                     rpc, snapshot_failed)
 from tasks.messaging.celery_app import celery
@@ -171,6 +173,10 @@ def start_move(req: dict) -> dict:
                       prior_vm_state=inst.vm_state, new_flavor=new_flavor, boot_image_id=boot_image_id,
                       power_on=(inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
                                 or action == "unshelve") and not req.get("stop_on_destination"))
+        try:  # the destination's step reads no DB: the spec (its user data sealed for dest) is in the message
+            ctx["spec"] = specs.spec_message(s, uuid, dest, image_id=boot_image_id)
+        except (DriverError, specs.NoSealingKey) as exc:
+            raise ConductorError(409, str(exc)) from None
     run_ops(ctx)
     return {"instance_uuid": uuid, "host": dest}
 
@@ -294,6 +300,7 @@ def shelve(req: dict) -> dict:
         ctx = new_ctx(uuid, req["request_id"], action, host=inst.host, task_state=task_state,
                       ops=[[op, inst.host]], offload=offload, source=inst.host, dest=inst.host,
                       final_host=inst.host, image_id=req.get("image_id") if action == "shelve" else None)
+        ctx["image_disk_format"] = specs.image_disk_format(s, ctx["image_id"])
     run_ops(ctx)
     return {}
 

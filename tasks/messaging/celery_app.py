@@ -7,7 +7,7 @@ from typing import Any
 from celery import Celery, Task
 
 from tasks.messaging import fast_json, kombu_fixes, liveness
-from tasks.messaging.transient import TRANSIENT_ERRORS
+from tasks.messaging.transient import transient_errors
 
 kombu_fixes.apply()
 fast_json.install()
@@ -31,7 +31,7 @@ class StratusTask(Task):
     """Every task retries, with exponential backoff and jitter, when the database, the broker or a hypervisor
     connection is briefly unavailable (about three minutes in all); a lasting failure then surfaces as usual.
     API-facing tasks opt out (``autoretry_for=()``): the API is waiting and answers 503 instead."""
-    autoretry_for = TRANSIENT_ERRORS
+    autoretry_for = property(lambda self: transient_errors())  # read when a task is defined (after its imports)
     retry_backoff = 1
     retry_backoff_max = 30
     retry_jitter = True

@@ -18,6 +18,7 @@ from tempest.lib.api_schema.response.compute.v2_1 import flavors_access as flavo
 from tempest.lib.api_schema.response.compute.v2_1 import flavors_extra_specs as extra_specs_v21
 from tempest.lib.api_schema.response.compute.v2_1 import extensions as extensions_v21
 from tempest.lib.api_schema.response.compute.v2_1 import hosts as hosts_v21
+from tempest.lib.api_schema.response.compute.v2_1 import security_groups as security_groups_v21
 from tempest.lib.api_schema.response.compute.v2_1 import images as images_v21
 from tempest.lib.api_schema.response.compute.v2_1 import instance_usage_audit_logs as audit_v21
 from tempest.lib.api_schema.response.compute.v2_1 import servers as servers_v21
@@ -191,6 +192,8 @@ ENDPOINTS: dict[tuple[str, str], Ref] = {
     ("DELETE", f"{_V21}/servers/<server_id>"): Fixed(servers_v21, "delete_server"),
     ("POST", f"{_V21}/servers/<server_id>/action"): ByAction(SERVER_ACTIONS),
     ("GET", f"{_V21}/servers/<server_id>/os-server-password"): Fixed(servers_v21, "show_password"),
+    ("GET", f"{_V21}/servers/<server_id>/os-security-groups"):
+        Fixed(security_groups_v21, "list_security_groups"),
     ("DELETE", f"{_V21}/servers/<server_id>/os-server-password"):
         Fixed(servers_v21, "server_actions_delete_password"),
     ("GET", f"{_V21}/servers/<server_id>/diagnostics"): Versioned(ServersClient, "show_server_diagnostics"),
@@ -341,6 +344,8 @@ NOT_COMPUTE_PREFIXES: dict[str, str] = {
     "/identity": "Keystone: tempest publishes no identity v3 response schemas",
     "/image": "Glance: tempest publishes no image v2 response schemas",
     "/placement": "Placement: tempest publishes no placement response schemas (tests/unit/test_placement.py checks its shapes)",
+    "/networking": "Neutron: tempest publishes no network response schemas (tests/unit/test_network_api.py checks "
+                   "its shapes)",
     "/openapi.json": "Stratus's own OpenAPI document",
     "/static/": "static files",
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 
@@ -85,7 +86,9 @@ def test_boot_steps_in_flower_and_no_secrets_anywhere(stack, flower):
     requests.put(f"{stack.url}/image/v2/images/{img['id']}/file", data=b"y" * 256,
                  headers={**hdrs, "Content-Type": "application/octet-stream"}).raise_for_status()
     body = {"server": {"name": "flower-vm", "imageRef": img["id"], "flavorRef": "42", "networks": "none",
-                       "adminPass": ADMIN_PASS, "user_data": base64.b64encode(USER_DATA.encode()).decode()}}
+                       "adminPass": ADMIN_PASS, "user_data": base64.b64encode(USER_DATA.encode()).decode(),
+                       # the user data then goes to the compute host for its config drive, sealed for that host
+                       "config_drive": True}}
     monitor = RedisMonitor(stack.env["STRATUS_BROKER_URL"]) if stack.backend.broker == "redis" else None
     if monitor:
         monitor.__enter__()
@@ -125,6 +128,12 @@ def test_boot_steps_in_flower_and_no_secrets_anywhere(stack, flower):
     if monitor:
         raw = "\n".join(monitor.seen)
         assert "stratus.conductor.create_instances" in raw  # the monitor did see the message
+        # the message bodies (base64 on Redis), decoded: the spec for the compute carries the user data sealed
+        bodies = "\n".join(base64.b64decode(b).decode(errors="replace")
+                           for b in re.findall(r'body\\?":\s*\\?"([A-Za-z0-9+/=]{16,})', raw))
+        assert "x25519-chacha20poly1305:" in bodies, "the compute's spec (its user data sealed) was not seen"
+        for secret in secrets:
+            assert secret not in bodies
         for secret in secrets:
             assert secret not in raw
     create = [t for t in tasks.values() if t["name"] == "stratus.conductor.create_instances"]

@@ -147,7 +147,7 @@ def test_addresses_and_networks(stack, api, world):
     assert api.req("GET", "/os-networks/9d6d6a28-8a8d-4a0c-9d5e-000000000000", version="2.1").status_code == 404
     assert api.req("GET", "/os-networks", version="2.36").status_code == 404
 
-    # The CLI's --nic net-id= resolves through /os-networks and sends [{"uuid": ...}].
+    # The CLI's --nic net-id= resolves through the Networking API (/networking) and sends [{"uuid": ...}].
     stack.openstack("server", "create", "--image", "md-image", "--flavor", "m1.nano", "--nic", f"net-id={net['id']}",
                     "md-nic")
     server = stack.wait_server("md-nic", "ACTIVE")

@@ -126,8 +126,12 @@ def _print_traces(stack: Stack, uuids) -> None:
 
 def _stack_env() -> dict[str, str]:
     # A boot whose step message the broker lost is sent again by beat's resume_stalled_builds after 60 s.
-    return {"STRATUS_QUOTA_INSTANCES": "1000", "STRATUS_QUOTA_CORES": "1000", "STRATUS_QUOTA_RAM": "1000000",
-            "STRATUS_FAKE_VCPUS": "64", "STRATUS_BROKER_VISIBILITY_TIMEOUT": "30",
+    # Room for a storm that outlasts a slow broker stop: a RabbitMQ node confirms publishes while it stops, which
+    # took up to 60 s on a loaded machine, and ten clients had ~1,000 boots accepted meanwhile (quota and the fake
+    # host's capacity must not be what refuses them).
+    return {"STRATUS_QUOTA_INSTANCES": "10000", "STRATUS_QUOTA_CORES": "10000", "STRATUS_QUOTA_RAM": "10000000",
+            "STRATUS_FAKE_VCPUS": "1024", "STRATUS_FAKE_MEMORY_MB": "1048576",
+            "STRATUS_BROKER_VISIBILITY_TIMEOUT": "30",
             "STRATUS_STALLED_BUILD_RESUME_AFTER": "60"}
 
 

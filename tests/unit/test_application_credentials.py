@@ -69,7 +69,7 @@ def test_sign_in_by_id_or_name_carries_its_roles_and_project(client, admin, make
     assert token["project"]["id"] == member.project_id
     assert [r["name"] for r in token["roles"]] == ["reader"]
     assert token["application_credential"] == {"id": body["id"], "name": "ci", "restricted": True}
-    assert {s["type"] for s in token["catalog"]} == {"identity", "compute", "image", "placement"}
+    assert {s["type"] for s in token["catalog"]} == {"identity", "compute", "image", "placement", "network"}
     h = {"X-Auth-Token": resp.headers["X-Subject-Token"]}
     # A reader: reads servers, cannot create one.
     assert client.get("/v2.1/servers", headers=h).status_code == 200

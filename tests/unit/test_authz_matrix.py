@@ -43,10 +43,10 @@ NOVA = Service("nova", frozenset({403, 404}), tuple(COMPUTE.items()))  # 404: pr
 KEYSTONE = Service("keystone", frozenset({403}))
 GLANCE = Service("glance", frozenset({403, 404}))  # 404: another project's private image is invisible
 PLACEMENT = Service("placement", frozenset({403}), (("OpenStack-API-Version", "placement 1.39"),))
-# Networking: 404 for another project's network, port... (invisible to it); give ids of A's resources in _ids
+# Networking: 404 for another project's port (invisible to it); give ids of A's resources in _ids. Stratus's one
+# network and its subnet are shared, owned by no project of the world (the admin's): not owned arguments.
 NEUTRON = Service("neutron", frozenset({403, 404}), owned_args=frozenset({
-    "network_id", "subnet_id", "port_id", "router_id", "floatingip_id", "security_group_id",
-    "security_group_rule_id"}))
+    "port_id", "router_id", "floatingip_id", "security_group_id", "security_group_rule_id"}))
 PUBLIC = Service("public", frozenset())
 
 # Blueprint -> reference service. A route whose blueprint is not here fails the matrix (one line per new API).
@@ -58,11 +58,12 @@ FAMILIES: dict[str, Service] = {
     **{f"placement_{bp}": PLACEMENT for bp in ("providers", "inventories", "usages", "allocations",
                                                "allocation_candidates", "resource_classes", "traits",
                                                "aggregates")},
+    **{f"network_{bp}": NEUTRON for bp in ("root", "networks", "subnets", "ports", "quotas")},
     **{bp: NOVA for bp in ("servers", "flavors", "keypairs", "limits", "availability_zones", "networks", "services",
                            "hypervisors", "instance_actions", "quotas", "server_groups", "aggregates",
                            "flavor_access", "usage", "migrations", "consoles", "server_diagnostics",
                            "server_metadata", "server_tags", "server_password", "usage_audit_log", "hosts",
-                           "extensions", "images", "volume_attachments")},
+                           "extensions", "images", "volume_attachments", "security_groups")},
 }
 
 # Views whose decorator admits more callers than the rule they check inside against the resource (Keystone's
@@ -278,6 +279,14 @@ def _ids(client, admin: Cred, w) -> dict[str, str]:
     _made(client.put("/placement/resource_classes/CUSTOM_RC", headers=ph))
     _made(client.put(f"/placement/resource_providers/{rp['uuid']}/inventories", json={
         "resource_provider_generation": rp["generation"], "inventories": {"VCPU": {"total": 8}}}, headers=ph), code=200)
+    # Networking: A's server gets its address on the built-in network (as a boot with a NIC): A's port
+    from core.models import FixedIP
+    from core.network import builtin
+    from core.writes.networking import allocate_fixed_ip
+    with db.write_session() as s:
+        allocate_fixed_ip(s, w.server_id)
+    with db.read_session() as s:
+        port_id = s.query(FixedIP.port_id).filter(FixedIP.instance_uuid == w.server_id).scalar()
     actions = client.get(f"/v2.1/servers/{w.server_id}/os-instance-actions", headers=a)
     return {"server_id": w.server_id, "image_id": w.image_id, "name": w.keypair, "project_id": w.a.project_id,
             "tenant_id": w.a.project_id, "user_id": w.a.user_id, "member_id": w.b.project_id,
@@ -290,6 +299,8 @@ def _ids(client, admin: Cred, w) -> dict[str, str]:
             "implied_role_id": roles["manager"], "cred_id": cred["id"], "domain_id": "default",
             "consumer": w.server_id, "uuid": rp["uuid"], "rc": "VCPU", "placement:name": "CUSTOM_T",
             "placement_resource_classes:name": "CUSTOM_RC",
+            "neutron:network_id": builtin().id, "subnet_id": builtin().subnet_id, "port_id": port_id,
+            "neutron:alias": "quotas",
             "subject_token": _token_of(client, w.a.user_name, w.a.password, w.a.project_name)}
 
 

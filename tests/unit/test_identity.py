@@ -78,9 +78,9 @@ def test_token_string_never_stored_in_db_files(client, admin, stratus_env):
 def test_catalog_shape(client, admin):
     body = issue(client, "admin", ADMIN_PASSWORD, "admin").get_json()["token"]
     catalog = {svc["type"]: svc for svc in body["catalog"]}
-    assert set(catalog) == {"identity", "compute", "image", "placement"}
+    assert set(catalog) == {"identity", "compute", "image", "placement", "network"}
     urls = {"identity": f"{PUBLIC_URL}/identity", "compute": f"{PUBLIC_URL}/v2.1", "image": f"{PUBLIC_URL}/image",
-            "placement": f"{PUBLIC_URL}/placement"}
+            "placement": f"{PUBLIC_URL}/placement", "network": f"{PUBLIC_URL}/networking"}
     for stype, svc in catalog.items():
         assert svc["id"] and svc["name"]
         assert sorted(e["interface"] for e in svc["endpoints"]) == ["admin", "internal", "public"]

@@ -19,18 +19,20 @@ def _catalog(client, cred) -> dict[str, dict]:
 
 def test_bootstrap_seeds_the_catalog_the_token_carries(client, admin):
     catalog = _catalog(client, admin)
-    assert set(catalog) == {"identity", "compute", "image", "placement"}
+    assert set(catalog) == {"identity", "compute", "image", "placement", "network"}
     assert catalog["compute"]["name"] == "nova"
     urls = {(e["interface"], e["region_id"], e["region"], e["url"]) for e in catalog["compute"]["endpoints"]}
     assert urls == {(i, "RegionOne", "RegionOne", f"{PUBLIC_URL}/v2.1") for i in ("public", "internal", "admin")}
     assert {e["url"] for e in catalog["identity"]["endpoints"]} == {f"{PUBLIC_URL}/identity"}
     assert {e["url"] for e in catalog["image"]["endpoints"]} == {f"{PUBLIC_URL}/image"}
     assert {e["url"] for e in catalog["placement"]["endpoints"]} == {f"{PUBLIC_URL}/placement"}
+    assert {e["url"] for e in catalog["network"]["endpoints"]} == {f"{PUBLIC_URL}/networking"}
+    assert catalog["network"]["name"] == "neutron"
     same = client.get("/identity/v3/auth/catalog", headers=admin.headers).get_json()["catalog"]
     assert {s["type"]: s for s in same} == catalog
     services = client.get("/identity/v3/services", headers=admin.headers).get_json()["services"]
-    assert sorted(s["type"] for s in services) == ["compute", "identity", "image", "placement"]
-    assert len(client.get("/identity/v3/endpoints", headers=admin.headers).get_json()["endpoints"]) == 12
+    assert sorted(s["type"] for s in services) == ["compute", "identity", "image", "network", "placement"]
+    assert len(client.get("/identity/v3/endpoints", headers=admin.headers).get_json()["endpoints"]) == 15
 
 
 def test_bootstrap_again_is_idempotent_and_follows_a_new_url(client, admin, monkeypatch):
@@ -46,9 +48,10 @@ def test_bootstrap_again_is_idempotent_and_follows_a_new_url(client, admin, monk
         monkeypatch.setenv("STRATUS_PUBLIC_URL", PUBLIC_URL)
         get_settings.cache_clear()
     eps = client.get("/identity/v3/endpoints", headers=admin.headers).get_json()["endpoints"]
-    assert len(eps) == 12
+    assert len(eps) == 15
     assert {e["url"] for e in eps} == {"http://moved.test/v2.1", "http://moved.test/identity",
-                                       "http://moved.test/image", "http://moved.test/placement"}
+                                       "http://moved.test/image", "http://moved.test/placement",
+                                       "http://moved.test/networking"}
 
 
 def test_service_and_endpoint_crud_changes_the_catalog(client, admin):
@@ -106,7 +109,7 @@ def test_catalog_input_errors(client, admin):
     from core import db
     from core.models import Endpoint
     with db.read_session() as s:
-        assert s.query(Endpoint).count() == 13  # 12 bootstrapped + 1 created: nothing half-written by refused requests
+        assert s.query(Endpoint).count() == 16  # 15 bootstrapped + 1 created: nothing half-written by refused requests
 
 
 def test_regions(client, admin):
@@ -148,4 +151,4 @@ def test_catalog_policy(client, make_user):
     _error(client.post("/identity/v3/regions", json={"region": {"id": "R"}}, headers=h), 403)
     # The catalog itself is every project token's.
     assert {s["type"] for s in client.get("/identity/v3/auth/catalog", headers=h).get_json()["catalog"]} \
-        == {"identity", "compute", "image", "placement"}
+        == {"identity", "compute", "image", "placement", "network"}

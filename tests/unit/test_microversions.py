@@ -432,8 +432,10 @@ def test_aggregate_image_cache_from_2_81(client, world, monkeypatch):
     assert casts == []
     resp = client.post(url, json=body, headers=admin)
     assert resp.status_code == 202, resp.get_data(as_text=True)
-    assert sorted(casts) == [("stratus.compute.cache_images", (h, [world.image_id]), f"compute.{h}")
-                             for h in ("h1", "h2")]
+    # compute hosts read no DB: the image goes as the driver needs it (id, formats, size, checksum, properties)
+    assert [(name, args[0], [i["id"] for i in args[1]], queue) for name, args, queue in sorted(casts)] == [
+        ("stratus.compute.cache_images", h, [world.image_id], f"compute.{h}") for h in ("h1", "h2")]
+    assert {"disk_format", "container_format", "size", "checksum", "properties"} <= set(casts[0][1][1][0])
 
 
 def test_compute_cache_images_task_uses_the_driver(world, monkeypatch):
@@ -443,5 +445,10 @@ def test_compute_cache_images_task_uses_the_driver(world, monkeypatch):
     from tasks import compute
     drv = FakeDriver(f"cache-{uuid.uuid4().hex[:6]}")
     monkeypatch.setattr(compute, "driver_for", lambda host: drv)
-    compute.cache_images(drv.host, [world.image_id, "0b5d2c72-12cc-4ba6-a8d7-3ff5cc1d8cb8"])  # 2nd: logged, skipped
+    from core.db import read_session
+    from tasks.conductor.specs import image_message
+    with read_session() as s:
+        image = image_message(s, world.image_id)
+    gone = {**image, "id": "0b5d2c72-12cc-4ba6-a8d7-3ff5cc1d8cb8"}  # no data in the store: logged, skipped
+    compute.cache_images(drv.host, [image, gone])
     assert drv.cached_images == {world.image_id}

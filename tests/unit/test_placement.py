@@ -239,6 +239,63 @@ def test_allocation_candidates_follow_capacity_traits_and_aggregates(client, adm
     assert resp.status_code == 400
 
 
+def test_allocation_candidates_at_several_hosts_limit_traits_and_shapes(client, admin, node, inprocess_conductor):
+    """The candidates' fast path (plain rows, limit in the SQL): every host's summary and traits, the limit, Nova's
+    !COMPUTE_STATUS_DISABLED left out in the SQL, a trait filter that needs more than the first `limit` rows, a
+    hand-added provider after the compute nodes, and the older shapes."""
+    from core import db
+    from core.models import ComputeNode, Service
+    from core.writes.resources import report_service
+    with db.write_session() as s:
+        for i in range(2, 6):
+            report_service(s, f"h{i}", {"hypervisor_hostname": f"h{i}.example", "hypervisor_type": "fake",
+                                        "hypervisor_version": 1, "vcpus": 8, "memory_mb": 4096, "local_gb": 0,
+                                        "host_ip": "10.0.0.1", "traits": ["HW_CPU_X86_AVX2"] if i % 2 else []})
+        s.query(Service).filter_by(host="h2").update({"disabled": True})
+        s.query(ComputeNode).filter_by(host="h3").update({"vcpus_used": 32})  # full
+    with db.read_session() as s:
+        uuids = {n.host: n.uuid for n in s.query(ComputeNode)}
+    client.put("/placement/traits/CUSTOM_LAST", headers=_h(admin))
+    assert client.put(f"/placement/resource_providers/{uuids['h5']}/traits", headers=_h(admin), json={
+        "traits": ["CUSTOM_LAST"], "resource_provider_generation": 0}).status_code == 200
+    q = "/placement/allocation_candidates?resources=VCPU:1,MEMORY_MB:512"
+    body = client.get(q, headers=_h(admin)).get_json()
+    summaries = body["provider_summaries"]
+    assert set(summaries) == {uuids[h] for h in ("h1", "h2", "h4", "h5")}
+    assert [next(iter(r["allocations"])) for r in body["allocation_requests"]] == list(summaries)
+    assert summaries[uuids["h2"]] == {
+        "resources": {"VCPU": {"capacity": 32, "used": 0}, "MEMORY_MB": {"capacity": 4096, "used": 0}},
+        "traits": ["COMPUTE_NODE", "COMPUTE_STATUS_DISABLED"], "parent_provider_uuid": None,
+        "root_provider_uuid": uuids["h2"]}  # no DISK_GB inventory: its total is 0
+    assert summaries[uuids["h5"]]["traits"] == ["COMPUTE_NODE", "CUSTOM_LAST", "HW_CPU_X86_AVX2"]
+    assert summaries[uuids["h1"]]["resources"]["DISK_GB"] == {"capacity": 100, "used": 0}
+    assert len(client.get(q + "&limit=2", headers=_h(admin)).get_json()["allocation_requests"]) == 2
+    assert list(client.get(q + f"&in_tree={uuids['h4']}", headers=_h(admin)).get_json()[
+        "provider_summaries"]) == [uuids["h4"]]
+    assert client.get(q + f"&in_tree={uuids['h3']}", headers=_h(admin)).get_json()["provider_summaries"] == {}
+    enabled = client.get(q + "&required=!COMPUTE_STATUS_DISABLED&limit=10", headers=_h(admin)).get_json()
+    assert set(enabled["provider_summaries"]) == {uuids[h] for h in ("h1", "h4", "h5")}
+    # the first row the limit lets through lacks the trait: the filter reads on until one has it
+    last = client.get(q + "&required=CUSTOM_LAST&limit=1", headers=_h(admin)).get_json()
+    assert list(last["provider_summaries"]) == [uuids["h5"]]
+    assert client.get(q + "&required=CUSTOM_LAST,!CUSTOM_LAST",
+                      headers=_h(admin)).get_json()["allocation_requests"] == []
+    # a hand-added provider with VCPU comes after the compute nodes, within the limit
+    pool = client.post("/placement/resource_providers", headers=_h(admin), json={"name": "pool"}).get_json()["uuid"]
+    client.put(f"/placement/resource_providers/{pool}/inventories", headers=_h(admin), json={
+        "resource_provider_generation": 0, "inventories": {"VCPU": {"total": 4}, "MEMORY_MB": {"total": 1024}}})
+    every = client.get(q, headers=_h(admin)).get_json()["provider_summaries"]
+    assert list(every)[-1] == pool and every[pool]["traits"] == []
+    assert pool not in client.get(q + "&limit=4", headers=_h(admin)).get_json()["provider_summaries"]
+    # older shapes: 1.26 summaries hold the asked classes only, 1.16 no traits, 1.11 allocations as a list
+    assert set(client.get(q, headers=_h(admin, "1.26")).get_json()["provider_summaries"][uuids["h1"]][
+        "resources"]) == {"VCPU", "MEMORY_MB"}
+    assert "traits" not in client.get(q, headers=_h(admin, "1.16")).get_json()["provider_summaries"][uuids["h1"]]
+    old = client.get(q, headers=_h(admin, "1.11")).get_json()["allocation_requests"][0]
+    assert old == {"allocations": [{"resource_provider": {"uuid": uuids["h1"]},
+                                    "resources": {"VCPU": 1, "MEMORY_MB": 512}}]}
+
+
 def test_list_filters(client, admin, node, inprocess_conductor):
     client.post("/placement/resource_providers", headers=_h(admin), json={"name": "other"})
     names = lambda q: [p["name"] for p in client.get(  # noqa: E731

@@ -15,7 +15,7 @@ from core.errors import ConductorError
 @pytest.fixture
 def cloud(stratus_env, monkeypatch):
     from core import db
-    from core.models import Flavor
+    from core.models import Flavor, Image
     from core.writes import resources
     from tasks import common
     from tasks.conductor import boot
@@ -38,6 +38,8 @@ def cloud(stratus_env, monkeypatch):
                                                "hypervisor_version": 1, "vcpus": 8, "memory_mb": 8192,
                                                "local_gb": 100, "host_ip": None})
         s.add(Flavor(flavorid="42", name="m1.nano", vcpus=1, memory_mb=128, root_gb=1))
+        # the claim puts the boot image in the compute steps' message (compute hosts read no DB)
+        s.add(Image(id="img", name="img", status="active", owner="p", visibility="public"))
     return boot, started, failures
 
 

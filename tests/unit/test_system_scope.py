@@ -21,7 +21,7 @@ def test_bootstrap_admin_gets_a_system_token_with_roles_and_catalog(client, admi
     assert token["system"] == {"all": True} and "project" not in token
     # Keystone expands implied roles for system tokens too (admin => manager => member => reader)
     assert [r["name"] for r in token["roles"]] == ["admin", "manager", "member", "reader"]
-    assert {s["type"] for s in token["catalog"]} == {"identity", "compute", "image", "placement"}
+    assert {s["type"] for s in token["catalog"]} == {"identity", "compute", "image", "placement", "network"}
     headers = {"X-Auth-Token": resp.headers["X-Subject-Token"]}
     validated = client.get(TOKENS, headers={**headers, "X-Subject-Token": resp.headers["X-Subject-Token"]})
     assert validated.status_code == 200 and validated.get_json()["token"]["system"] == {"all": True}
