@@ -15,6 +15,7 @@ from celery.signals import worker_ready, worker_shutdown
 from core.routing import compute_queue
 from core.settings import get_settings
 from tasks.compute import heartbeat_loop
+from tasks.messaging.broker_users import WORKER_OPTIONS, restrict_declarations
 from tasks.messaging.celery_app import celery
 
 _stop = threading.Event()
@@ -36,8 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     def _stop_heartbeat(**_):
         _stop.set()
 
+    # Least broker rights (tasks/messaging/broker_users.py, a user per host): with a host's user it declares only
+    # its own queues; neither mingle nor gossip runs (broadcasts sent, every worker's events read).
+    restrict_declarations(celery, get_settings().celery_broker_url, hosts)
     queues = ",".join(compute_queue(h) for h in hosts)
-    celery.worker_main(["worker", "-Q", queues, *POOL_ARGS, "-n", f"compute-{hosts[0]}@%h",
+    celery.worker_main(["worker", "-Q", queues, *POOL_ARGS, *WORKER_OPTIONS, "-n", f"compute-{hosts[0]}@%h",
                         "-l", get_settings().log_level, *(argv if argv is not None else sys.argv[1:])])
 
 
