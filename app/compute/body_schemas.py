@@ -10,7 +10,8 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.compute.console_urls import TYPE_PROTOCOL
-from app.compute.schemas import KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, StrictSchema, is_uuid
+from app.compute.names import AZ_NAME_PATTERN, NAME_WITH_SPACES_PATTERN
+from app.compute.schemas import KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, NovaName, StrictSchema, is_uuid
 from core import quota
 from core.states import MAX_TAGS
 
@@ -45,6 +46,9 @@ class StringNumberOrBool(fields.Field):
         return value
 
 
+FQDN_CHARS = "^[a-zA-Z0-9-._]*$"
+
+
 class MetadataBodySchema(StrictSchema):
     metadata = KeyedMap(_text(), required=True)
 
@@ -62,21 +66,15 @@ class TagsBodySchema(StrictSchema):
                        required=True, metadata={"maxItems": MAX_TAGS})  # the view counts them, in Nova's words
 
 
-_AGG_NAME = r"^(?! )[^\x00-\x1f\x7f]*(?<! )$"
-
-
-def _agg_name(**kw: Any) -> fields.String:
-    return fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(_AGG_NAME)], **kw)
-
-
 class AggregateCreateSchema(StrictSchema):
-    name = _agg_name(required=True)
-    availability_zone = _agg_name(allow_none=True)
+    name = NovaName(required=True)
+    availability_zone = NovaName(AZ_NAME_PATTERN, allow_none=True)
 
 
 class AggregateUpdateSchema(StrictSchema):
-    name = _agg_name()
-    availability_zone = _agg_name(allow_none=True)
+    """Nova's update takes a name with leading or trailing spaces (not its create)."""
+    name = NovaName(NAME_WITH_SPACES_PATTERN)
+    availability_zone = NovaName(AZ_NAME_PATTERN, allow_none=True)
 
     class Meta(StrictSchema.Meta):
         json_schema = {"minProperties": 1}
@@ -88,7 +86,9 @@ class AggregateUpdateSchema(StrictSchema):
 
 
 class AggregateHostSchema(StrictSchema):
-    host = _agg_name(required=True)
+    host = NovaText(required=True, validate=[  # Nova's parameter_types.fqdn
+        validate.Length(min=1, error="'{input}' is too short"), validate.Length(max=255, error="'{input}' is too long"),
+        validate.Regexp(FQDN_CHARS, error=f"'{{input}}' does not match '{FQDN_CHARS}'")])
 
 
 class AggregateMetadataSchema(StrictSchema):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
+from app.compute.names import INVALID_NAME, NAME_PATTERN, invalid_name
 from app.fields import WholeNumber
 from core.errors import bad_request
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 _HOST_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 _HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}$")
 _FQDN_RE = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
-_NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
 # Nova's database limits (nova/db/constants.py): larger numbers are refused by the schema, not by the database.
 MAX_INT = 2147483647
 SQL_SP_FLOAT_MAX = 3.40282e+38
@@ -45,6 +45,8 @@ def load(schema: Schema, data: Any, root: str | None = None) -> dict:
         problem = problems[0] if isinstance(problems, list) else str(problems)
         if problem == "Unknown field.":
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)") from None
+        if problem.startswith(INVALID_NAME):  # Nova's InvalidName is the whole message
+            raise bad_request(problem) from None
         if problem == "Missing data for required field.":
             raise bad_request(f"Invalid input for field/attribute {root or field}. Value: {data!r}. "
                               f"'{field}' is a required property") from None
@@ -81,11 +83,25 @@ def is_uuid(value: str) -> bool:
         return False
 
 
-class ServerName(fields.String):
-    def __init__(self, **kw: Any):
-        super().__init__(validate=[validate.Length(min=1, max=255),
-                                   validate.Regexp(_NAME_RE, error="'{input}' does not match the name pattern")],
-                         **kw)
+class NovaName(fields.String):
+    """A name in one of Nova's name formats (app/compute/names.py), 1 to 255 characters; the document shows the
+    format's pattern."""
+
+    def __init__(self, pattern: str = NAME_PATTERN, **kw: Any):
+        super().__init__(validate=validate.Length(min=1, max=255), **kw)
+        self.pattern = pattern
+        self.json_schema = {"pattern": pattern}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        problem = invalid_name(self.pattern, loaded)
+        if problem:
+            raise ValidationError(problem)
+        return loaded
+
+
+class ServerName(NovaName):
+    """Nova's parameter_types.name (servers, flavors, server groups, images and backups of servers)."""
 
 
 class IPv4(fields.IPv4):

@@ -85,3 +85,23 @@ def _references(ctx, case):
     if _REFS and meta is not None and meta.generation.mode.is_positive and isinstance(case.body, dict):
         case.body = _with_refs(case.operation.path, case.body)
     return case
+
+
+# The run's own credentials (its tokens' users, projects and roles) -> decoys of the same kind
+# (test_schemathesis._decoys): a fuzzed write may disable, delete or re-password whatever the API lets it, except
+# what the run logs in with (Keystone rightly lets an admin disable their own project, which ends the run's token).
+_DECOYS: dict[str, str] = _REFS.get("decoys", {})
+_READS = ("GET", "HEAD", "OPTIONS")
+
+
+def protected(method: str, path_parameters: dict | None) -> dict | None:
+    """The path parameters a request is sent with: a write's own-credential ids swapped for their decoys."""
+    if method.upper() in _READS or not path_parameters:
+        return path_parameters
+    return {key: _DECOYS.get(value, value) if isinstance(value, str) else value
+            for key, value in path_parameters.items()}
+
+
+@schemathesis.hook
+def before_call(ctx, case, **kwargs):
+    case.path_parameters = protected(case.method, case.path_parameters)

@@ -56,9 +56,29 @@ def _member(stack: Stack) -> str:
     return stack.token(name, "pw-" + name, name)
 
 
-def _refs(stack: Stack, token: str) -> dict:
+def _decoys(stack: Stack, tokens: list[str]) -> dict[str, str]:
+    """The run's own credentials (the tokens' users, projects and roles) -> a decoy of the same kind the run
+    created for the purpose: schemathesis_hooks.py sends a write naming one of them to its decoy, so the fuzzer may
+    disable, delete or re-password anything the API allows except what the run itself logs in with."""
+    ident, hdrs = f"{stack.url}/identity/v3", {"X-Auth-Token": stack.admin_token()}
+    name = f"decoy-{uuid.uuid4().hex[:6]}"
+    decoy = {"project": requests.post(f"{ident}/projects", json={"project": {"name": name}}, headers=hdrs),
+             "user": requests.post(f"{ident}/users", json={"user": {"name": name, "password": name}}, headers=hdrs),
+             "role": requests.post(f"{ident}/roles", json={"role": {"name": name}}, headers=hdrs)}
+    decoy_ids = {kind: resp.json()[kind]["id"] for kind, resp in decoy.items()}
+    mapping: dict[str, str] = {}
+    for token in tokens:
+        info = requests.get(f"{ident}/auth/tokens", headers={**hdrs, "X-Subject-Token": token}).json()["token"]
+        mapping[info["user"]["id"]] = decoy_ids["user"]
+        mapping[info["project"]["id"]] = decoy_ids["project"]
+        mapping.update({role["id"]: decoy_ids["role"] for role in info["roles"]})
+    return mapping
+
+
+def _refs(stack: Stack, token: str, decoys: dict[str, str]) -> dict:
     """What exists on the stack for the references a schema-valid request makes (schemathesis_hooks.py puts them
-    in positive cases): flavors, images, the network, a real public key and the catalog's services."""
+    in positive cases): flavors, images, the network, a real public key and the catalog's services; and the
+    run's own credentials with their decoys."""
     hdrs = {"X-Auth-Token": token}
     public_key = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
     return {"flavors": [f["id"] for f in requests.get(f"{stack.url}/v2.1/flavors", headers=hdrs).json()["flavors"]],
@@ -68,7 +88,8 @@ def _refs(stack: Stack, token: str) -> dict:
                 "networks"]],
             "public_key": public_key.decode() + " fuzz@stratus",
             "services": [svc["id"] for svc in requests.get(f"{stack.url}/identity/v3/services", headers={
-                "X-Auth-Token": stack.admin_token()}).json()["services"]]}
+                "X-Auth-Token": stack.admin_token()}).json()["services"]],
+            "decoys": decoys}
 
 
 def _image(stack: Stack) -> str:
@@ -95,7 +116,7 @@ def _config(stack: Stack, token: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run(stack: Stack, token: str, who: str, microversion: str, out: Path) -> dict:
+def _run(stack: Stack, token: str, who: str, microversion: str, out: Path, decoys: dict[str, str]) -> dict:
     config = out / f"{who}.toml"
     config.write_text(_config(stack, token))
     report = out / f"{who}.json"
@@ -107,7 +128,7 @@ def _run(stack: Stack, token: str, who: str, microversion: str, out: Path) -> di
            "--request-timeout", "30", "--report", "json", "--report-json-path", str(report), "--no-color"]
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=MAX_TIME * 3,
                           env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.functional.schemathesis_hooks",
-                               "PYTHONPATH": str(REPO), "STRATUS_FUZZ_REFS": json.dumps(_refs(stack, token))})
+                               "PYTHONPATH": str(REPO), "STRATUS_FUZZ_REFS": json.dumps(_refs(stack, token, decoys))})
     (out / f"{who}.txt").write_text(proc.stdout + proc.stderr)
     if not report.exists():
         raise AssertionError(f"schemathesis wrote no report ({proc.returncode}):\n{proc.stdout[-3000:]}"
@@ -124,7 +145,7 @@ def _responses_since(offset: int) -> list[dict]:
         return [json.loads(line) for line in fh.read().splitlines() if line.strip()]
 
 
-@pytest.fixture(params=["sqlite-filesystem", "postgresql-redis"])
+@pytest.fixture(params=["sqlite-filesystem", "postgresql-redis", "mariadb-rabbitmq"])
 def fuzz_stack(request, tmp_path_factory):
     backend = BACKENDS[request.param]
     missing = backend.missing()
@@ -142,10 +163,21 @@ def test_schemathesis_all_checks_admin_and_member(fuzz_stack: Stack, tmp_path: P
     _image(fuzz_stack)
     log = Path(os.environ[ENV])
     offset = log.stat().st_size if log.exists() else 0
-    # The member first: the admin's run may delete what the member's token needs (the admin's own user and
-    # project are safe: ids come from the creates' answers or are random).
-    runs = {"member": _run(fuzz_stack, _member(fuzz_stack), "member", MEMBER_MICROVERSION, tmp_path),
-            "admin": _run(fuzz_stack, fuzz_stack.admin_token(), "admin", ADMIN_MICROVERSION, tmp_path)}
+    # The member first: the admin's run may delete what the member's token needs. The admin's own user, project
+    # and roles are safe: a write naming them goes to a decoy (_decoys).
+    member, admin = _member(fuzz_stack), fuzz_stack.admin_token()
+    decoys = _decoys(fuzz_stack, [member, admin])
+    runs = {"member": _run(fuzz_stack, member, "member", MEMBER_MICROVERSION, tmp_path, decoys),
+            "admin": _run(fuzz_stack, admin, "admin", ADMIN_MICROVERSION, tmp_path, decoys)}
+    # The run's own credentials came through it: its tokens still validate and the admin still logs in.
+    ident = f"{fuzz_stack.url}/identity/v3/auth/tokens"
+    own_tokens = {who: requests.get(ident, headers={"X-Auth-Token": admin, "X-Subject-Token": token}).status_code
+                  for who, token in (("member", member), ("admin", admin))}
+    try:
+        fuzz_stack.admin_token()
+        own_tokens["admin login"] = 200
+    except requests.HTTPError as exc:
+        own_tokens["admin login"] = exc.response.status_code
     records = _responses_since(offset)
     figures: dict = {"backend": fuzz_stack.backend.name,
                      "microversions": {"member": MEMBER_MICROVERSION, "admin": ADMIN_MICROVERSION},
@@ -173,3 +205,4 @@ def test_schemathesis_all_checks_admin_and_member(fuzz_stack: Stack, tmp_path: P
         gating = {name: count for name, count in run["failures"].items() if name.split()[0] not in REPORTED_ONLY}
         assert not gating, f"{who}: {gating}\n{detail[-12000:]}"
     assert figures["responses_5xx"] == 0, [r for r in records if r["status"] >= 500][:10]
+    assert own_tokens == {"member": 200, "admin": 200, "admin login": 200}, own_tokens

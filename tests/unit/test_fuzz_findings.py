@@ -1,0 +1,79 @@
+"""Issue 28's remainder: what Schemathesis found where Stratus and Nova (Keystone, Glance) disagreed on a request,
+each checked against the reference's own rule (its JSON schema and what its view does after it)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.compute import names
+from tests.unit.inprocess import COMPUTE, World, inprocess_conductor, world  # noqa: F401  (fixtures)
+
+INVALID_NAME = "An invalid 'name' value was provided. The name must be: "
+
+
+# --- names: Nova's parameter_types.name / az_name / name_with_leading_trailing_spaces ---------------------------------
+
+@pytest.mark.parametrize("value, ok", [
+    ("web 1", True), ("é-ü", True), ("x", True), ("a\u00a0b", True),  # a no-break space inside is a space (Zs)
+    ("agg\x85", False), ("a\x85b", False),  # NEL is a control character (Cc), anywhere
+    (" lead", False), ("trail ", False), ("trail\u3000", False), ("\u2003lead", False),  # Zs at an end
+    ("a\u2028b", False), ("a\u200bb", False),  # a line separator (Zl), a format character (Cf)
+    ("smile \U0001F600", False),  # outside the Basic Multilingual Plane: in none of Nova's classes
+    ("", True),  # the pattern allows it; minLength refuses it
+])
+def test_name_pattern_is_novas(value, ok):
+    assert (names.invalid_name(names.NAME_PATTERN, value) is None) is ok
+
+
+def test_az_and_spaced_name_patterns_are_novas():
+    assert names.invalid_name(names.AZ_NAME_PATTERN, "zone:1") == \
+        INVALID_NAME + "printable characters except :.Can not start or end with whitespace."
+    assert names.invalid_name(names.AZ_NAME_PATTERN, "zone-1") is None
+    assert names.invalid_name(names.NAME_WITH_SPACES_PATTERN, " padded ") is None
+    assert names.invalid_name(names.NAME_WITH_SPACES_PATTERN, "   ") is not None
+    assert names.invalid_name(names.NAME_WITH_SPACES_PATTERN, "a\x85") is not None
+
+
+def test_patterns_are_plain_json_schema_regexes():
+    """The document carries the patterns as validated: ASCII text, \\uXXXX escapes that ECMA and Python read."""
+    for pattern in (names.NAME_PATTERN, names.AZ_NAME_PATTERN, names.NAME_WITH_SPACES_PATTERN):
+        assert pattern.isascii() and re.compile(pattern)
+
+
+def _aggregate(client, admin, body: dict, agg_id: int | None = None):
+    if agg_id is None:
+        return client.post("/v2.1/os-aggregates", json={"aggregate": body}, headers=admin.headers)
+    return client.put(f"/v2.1/os-aggregates/{agg_id}", json={"aggregate": body}, headers=admin.headers)
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"name": "agg\x85"}, "printable characters. Can not start or end with whitespace."),
+    ({"name": " padded"}, "printable characters. Can not start or end with whitespace."),
+    ({"name": "ok", "availability_zone": "a:b"}, "printable characters except :.Can not start or end with whitespace."),
+])
+def test_aggregate_create_refuses_what_nova_refuses(client, admin, inprocess_conductor, body, reason):
+    resp = _aggregate(client, admin, body)
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["badRequest"]["message"] == INVALID_NAME + reason
+
+
+def test_aggregate_update_takes_a_padded_name_as_nova(client, admin, inprocess_conductor):
+    created = _aggregate(client, admin, {"name": "agg-1"})
+    assert created.status_code == 200, created.get_json()
+    agg_id = created.get_json()["aggregate"]["id"]
+    resp = _aggregate(client, admin, {"name": " padded "}, agg_id)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["aggregate"]["name"] == " padded "
+    assert _aggregate(client, admin, {"name": "agg\x85"}, agg_id).status_code == 400
+    host = client.post(f"/v2.1/os-aggregates/{agg_id}/action", json={"add_host": {"host": "bad host"}},
+                       headers=admin.headers)
+    assert host.status_code == 400  # Nova's parameter_types.fqdn
+    assert "does not match '^[a-zA-Z0-9-._]*$'" in host.get_json()["badRequest"]["message"]
+
+
+def test_server_name_with_a_control_character_is_novas_invalid_name(client, world: World):
+    resp = client.put(f"/v2.1/servers/{world.server_id}", json={"server": {"name": "web\x85"}},
+                      headers={**world.a.headers, **COMPUTE})
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["badRequest"]["message"].startswith(INVALID_NAME)
