@@ -11,7 +11,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, vali
 
 from app.compute.console_urls import TYPE_PROTOCOL
 from app.compute.names import AZ_NAME_PATTERN, NAME_WITH_SPACES_PATTERN
-from app.compute.schemas import KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, NovaName, StrictSchema, is_uuid
+from app.compute.schemas import FQDN_CHARS, KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, NovaName, StrictSchema, is_uuid
 from core import quota
 from core.states import MAX_TAGS
 
@@ -44,9 +44,6 @@ class StringNumberOrBool(fields.Field):
         if isinstance(value, str) and len(value) > 255:
             raise ValidationError(f"'{value}' is too long")
         return value
-
-
-FQDN_CHARS = "^[a-zA-Z0-9-._]*$"
 
 
 class MetadataBodySchema(StrictSchema):
@@ -156,13 +153,20 @@ class ServiceUpdateSchema(StrictSchema):
             "required": ["status"], "properties": {"status": {"const": "disabled"}}}}}
 
 
+# Nova's quota string: '^-?[0-9]+$' whose number is -1 .. MAX_INT (2147483647), leading zeros and "-0" included.
+_UP_TO_MAX_INT = ("[0-9]{1,9}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}|"
+                  "21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7]")
+QUOTA_STRING = f"^(-0*1|-0+|0*({_UP_TO_MAX_INT}))$"
+
+
 class QuotaValue(fields.Field):
-    """A limit: an integer, or a string of digits, from -1 (unlimited) to MAX_INT."""
+    """A limit: an integer (5.0 is one too), or a string of digits, from -1 (unlimited) to MAX_INT."""
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
+        assert MAX_INT == 2147483647  # QUOTA_STRING spells it out
         self.json_schema = {"oneOf": [{"type": "integer", "minimum": -1, "maximum": MAX_INT},
-                                      {"type": "string", "pattern": "^(-1|[0-9]{1,9})$"}]}
+                                      {"type": "string", "pattern": QUOTA_STRING}]}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
         return value  # the view checks the range with Nova's messages

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 _HOST_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 _HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}$")
 _FQDN_RE = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
+FQDN_CHARS = "^[a-zA-Z0-9-._]*$"  # Nova's parameter_types.fqdn (with 1 to 255 characters)
 # Nova's database limits (nova/db/constants.py): larger numbers are refused by the schema, not by the database.
 MAX_INT = 2147483647
 SQL_SP_FLOAT_MAX = 3.40282e+38
@@ -98,6 +99,19 @@ class NovaName(fields.String):
         if problem:
             raise ValidationError(problem)
         return loaded
+
+
+class RxtxFactor(fields.Float):
+    """Nova's flavor rxtx_factor: a number or a string of digits (with decimals), above 0 (Nova's flavor code
+    refuses 0, which its schema's exclusiveMinimum cannot say of a string) up to SQL_SP_FLOAT_MAX."""
+    _STRING = r"^[0-9]+(\.[0-9]+)?$"
+    json_schema = {"type": ["number", "string"], "exclusiveMinimum": 0,
+                   "pattern": r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, str) and not re.match(self._STRING, value)):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class ServerName(NovaName):
@@ -272,7 +286,7 @@ class FlavorCreateSchema(StrictSchema):
     OS_FLV_EXT_DATA_ephemeral = fields.Integer(data_key="OS-FLV-EXT-DATA:ephemeral",
                                                validate=validate.Range(min=0, max=MAX_INT))
     swap = fields.Integer(validate=validate.Range(min=0, max=MAX_INT))
-    rxtx_factor = fields.Float(validate=validate.Range(min=0, max=SQL_SP_FLOAT_MAX, min_inclusive=False))
+    rxtx_factor = RxtxFactor(validate=validate.Range(min=0, max=SQL_SP_FLOAT_MAX, min_inclusive=False))
     os_flavor_access_is_public = fields.Boolean(data_key="os-flavor-access:is_public")
     description = fields.String(allow_none=True, validate=validate.Length(max=65535))
 

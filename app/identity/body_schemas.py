@@ -9,6 +9,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.fields import StrictBoolean
 from app.identity.service import DEFAULT_DOMAIN_ID
 
 _NOT_BLANK = validate.Regexp(r"^\s*\S", error="'{input}' is not a valid name")
@@ -25,7 +26,7 @@ class _Open(Schema):
 
 
 def _bool(**kw: Any) -> fields.Boolean:
-    return fields.Boolean(truthy={True}, falsy={False}, **kw)
+    return StrictBoolean(**kw)
 
 
 def _default_domain(**kw: Any) -> fields.String:
@@ -43,10 +44,19 @@ class ProjectCreateSchema(_Open):
 
 
 class ProjectUpdateSchema(_Open):
-    name = fields.String(validate=validate.Length(max=64))
+    """Keystone's project_update: at least one property; a name as at create."""
+    class Meta(_Open.Meta):
+        json_schema = {"minProperties": 1}
+
+    name = fields.String(validate=[validate.Length(min=1, max=64), _NOT_BLANK])
     description = fields.String(allow_none=True, validate=validate.Length(max=65535))
     enabled = _bool()
     domain_id = _default_domain()
+
+    @validates_schema(pass_original=True)
+    def _something(self, data: dict, original: Any, **kw: Any) -> None:
+        if not original:
+            raise ValidationError("{} does not have enough properties")
 
 
 class _UserFields(_Open):

@@ -94,9 +94,10 @@ _DECOYS: dict[str, str] = _REFS.get("decoys", {})
 _READS = ("GET", "HEAD", "OPTIONS")
 
 
-def protected(method: str, path_parameters: dict | None) -> dict | None:
-    """The path parameters a request is sent with: a write's own-credential ids swapped for their decoys."""
-    if method.upper() in _READS or not path_parameters:
+def protected(method: str, path: str, path_parameters: dict | None) -> dict | None:
+    """The path parameters a request is sent with: an Identity write's own-credential ids swapped for their decoys
+    (the Compute quota and usage APIs keep the run's project: the decoy project may be gone)."""
+    if method.upper() in _READS or not path.startswith("/identity/") or not path_parameters:
         return path_parameters
     return {key: _DECOYS.get(value, value) if isinstance(value, str) else value
             for key, value in path_parameters.items()}
@@ -104,4 +105,4 @@ def protected(method: str, path_parameters: dict | None) -> dict | None:
 
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
-    case.path_parameters = protected(case.method, case.path_parameters)
+    case.path_parameters = protected(case.method, case.operation.path, case.path_parameters)

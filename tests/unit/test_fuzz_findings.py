@@ -77,3 +77,65 @@ def test_server_name_with_a_control_character_is_novas_invalid_name(client, worl
                       headers={**world.a.headers, **COMPUTE})
     assert resp.status_code == 400, resp.get_json()
     assert resp.get_json()["badRequest"]["message"].startswith(INVALID_NAME)
+
+
+# --- numbers: JSON Schema's integer is 5 and 5.0 (Nova's quota schemas, then int(value)) ------------------------------
+
+def test_quota_values_take_whole_number_floats_as_nova(client, admin, inprocess_conductor):
+    url = f"/v2.1/os-quota-sets/{admin.project_id}"
+    resp = client.put(url, json={"quota_set": {"instances": 7.0, "cores": "0012", "force": True}},
+                      headers=admin.headers)
+    assert resp.status_code == 200, resp.get_json()
+    assert (resp.get_json()["quota_set"]["instances"], resp.get_json()["quota_set"]["cores"]) == (7, 12)
+    for value in (7.5, "7.0", -2, "-2", 2 ** 31, True):
+        assert client.put(url, json={"quota_set": {"instances": value}}, headers=admin.headers).status_code == 400
+    resp = client.put("/v2.1/os-quota-class-sets/default", json={"quota_class_set": {"ram": 2048.0}},
+                      headers=admin.headers)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["quota_class_set"]["ram"] == 2048
+
+
+def test_quota_string_pattern_is_the_views_range():
+    from app.compute.body_schemas import QUOTA_STRING
+    for text in ("-1", "-01", "-0", "0", "0002147483647", "2147483647", "999999999", "1999999999"):
+        assert re.match(QUOTA_STRING, text), text
+    for text in ("-2", "2147483648", "9999999999", "1.0", "", " 1", "+1"):
+        assert not re.match(QUOTA_STRING, text), text
+
+
+def test_rxtx_factor_zero_is_refused_and_documented_so(client, admin, inprocess_conductor):
+    from app.compute.schemas import RxtxFactor
+    flavor = {"name": "r", "ram": 1, "vcpus": 1, "disk": 1}
+    for value, status in ((0.0, 400), ("0", 400), ("0.0", 400), ("1e3", 400), (True, 400), ("1.5", 200), (2, 200)):
+        resp = client.post("/v2.1/flavors", json={"flavor": {**flavor, "name": f"r-{value!r}", "rxtx_factor": value}},
+                           headers={**admin.headers, "OpenStack-API-Version": "compute 2.55"})
+        assert resp.status_code == status, (value, resp.get_json())
+    pattern = RxtxFactor.json_schema["pattern"]
+    assert RxtxFactor.json_schema["exclusiveMinimum"] == 0
+    assert [bool(re.match(pattern, t)) for t in ("0", "0.00", "00.10", "3", "1.5")] == [False, False, True, True, True]
+
+
+# --- booleans and ids: Keystone's and Glance's JSON Schema types ------------------------------------------------------
+
+@pytest.mark.parametrize("value", [0, 1, 0.0, "false"])
+def test_project_is_domain_is_a_json_boolean(client, admin, value):
+    resp = client.post("/identity/v3/projects", json={"project": {"name": f"p-{value!r}", "is_domain": value}},
+                       headers=admin.headers)
+    assert resp.status_code == 400, resp.get_json()
+
+
+def test_project_update_name_and_empty_body_as_keystone(client, admin):
+    created = client.post("/identity/v3/projects", json={"project": {"name": "renamed"}}, headers=admin.headers)
+    url = f"/identity/v3/projects/{created.get_json()['project']['id']}"
+    for body in ({"name": ""}, {"name": "   "}, {}):
+        assert client.patch(url, json={"project": body}, headers=admin.headers).status_code == 400, body
+    assert client.get(url, headers=admin.headers).get_json()["project"]["name"] == "renamed"
+
+
+@pytest.mark.parametrize("image_id", ["00000000000000000000000000000000", "{12345678-1234-1234-1234-123456789012}",
+                                      "urn:uuid:12345678-1234-1234-1234-123456789012"])
+def test_image_id_is_a_hyphenated_uuid_as_glance(client, admin, image_id):
+    resp = client.post("/image/v2/images", json={"id": image_id, "name": "x"}, headers=admin.headers)
+    assert resp.status_code == 400, resp.get_json()
+    ok = client.post("/image/v2/images", json={"id": "12345678-1234-1234-1234-123456789012"}, headers=admin.headers)
+    assert ok.status_code == 201, ok.get_json()
