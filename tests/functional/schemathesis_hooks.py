@@ -103,6 +103,14 @@ def protected(method: str, path: str, path_parameters: dict | None) -> dict | No
             for key, value in path_parameters.items()}
 
 
+# The Compute microversion the run's document describes: each Compute request is sent at it (the document declares
+# the header with that one value). Set on the case, not on the command line, so a case whose header a negative
+# mutation changed is known to be sent valid (a header the CLI overrides still counts as the mutated one).
+_MICROVERSION = os.environ.get("STRATUS_FUZZ_MICROVERSION")
+
+
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
     case.path_parameters = protected(case.method, case.operation.path, case.path_parameters)
+    if _MICROVERSION and case.operation.path.startswith("/v2.1"):
+        case.headers = {**(case.headers or {}), "OpenStack-API-Version": f"compute {_MICROVERSION}"}
