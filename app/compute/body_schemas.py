@@ -12,6 +12,7 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, vali
 from app.compute.console_urls import TYPE_PROTOCOL
 from app.compute.names import AZ_NAME_PATTERN, NAME_WITH_SPACES_PATTERN
 from app.compute.schemas import FQDN_CHARS, KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, NovaName, StrictSchema, is_uuid
+from app.fields import NovaBoolean
 from core import quota
 from core.states import MAX_TAGS
 
@@ -145,7 +146,7 @@ class FlavorUpdateSchema(StrictSchema):
 class ServiceUpdateSchema(StrictSchema):
     status = fields.String(validate=validate.OneOf(["enabled", "disabled"]))
     disabled_reason = fields.String(validate=validate.Length(min=1, max=255))
-    forced_down = fields.Boolean(truthy={True}, falsy={False})
+    forced_down = NovaBoolean()
 
     class Meta(StrictSchema.Meta):
         # a disabled_reason goes with status "disabled" (the view words the error as Nova)

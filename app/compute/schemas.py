@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from app.compute.names import INVALID_NAME, NAME_PATTERN, invalid_name
-from app.fields import WholeNumber
+from app.fields import NovaBoolean, WholeNumber
 from core.errors import bad_request
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ class ServerCreateSchema(StrictSchema):
     availability_zone = fields.String(validate=validate.Length(min=1, max=255))
     min_count = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
     max_count = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
-    return_reservation_id = fields.Boolean()
+    return_reservation_id = NovaBoolean()
     networks = fields.Raw(metadata={"type": "array", "maxItems": 1, "items": NETWORK_ITEM})  # the view checks it
     config_drive = fields.Raw()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
@@ -287,7 +287,7 @@ class FlavorCreateSchema(StrictSchema):
                                                validate=validate.Range(min=0, max=MAX_INT))
     swap = fields.Integer(validate=validate.Range(min=0, max=MAX_INT))
     rxtx_factor = RxtxFactor(validate=validate.Range(min=0, max=SQL_SP_FLOAT_MAX, min_inclusive=False))
-    os_flavor_access_is_public = fields.Boolean(data_key="os-flavor-access:is_public")
+    os_flavor_access_is_public = NovaBoolean(data_key="os-flavor-access:is_public")
     description = fields.String(allow_none=True, validate=validate.Length(max=65535))
 
 

@@ -18,7 +18,7 @@ from app.compute.schemas import (IPv4, IPv6, KeyedMap, LockSchema, RebootSchema,
 from app.compute.server_bodies import render
 from app.compute.views import base_url
 from app.context import RequestContext, current
-from app.fields import StrictBoolean
+from app.fields import NovaBoolean
 from app.image.snapshots import drop_queued_image, new_snapshot_image
 from app.microversion import current as api_version
 from app.policy import authorize
@@ -157,7 +157,7 @@ class RebuildSchema(StrictSchema):
     name = ServerName()
     adminPass = fields.String(validate=validate.Length(max=255))
     metadata = KeyedMap(fields.String(validate=validate.Length(max=255)))
-    preserve_ephemeral = StrictBoolean()
+    preserve_ephemeral = NovaBoolean()
     accessIPv4 = IPv4()
     accessIPv6 = IPv6()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))

@@ -139,3 +139,38 @@ def test_image_id_is_a_hyphenated_uuid_as_glance(client, admin, image_id):
     assert resp.status_code == 400, resp.get_json()
     ok = client.post("/image/v2/images", json={"id": "12345678-1234-1234-1234-123456789012"}, headers=admin.headers)
     assert ok.status_code == 201, ok.get_json()
+
+
+# --- Nova's parameter_types.boolean: true/false and its strings, not 0/1 nor marshmallow's "t"/"y" -----------------
+
+def test_nova_boolean_takes_novas_strings_only():
+    from marshmallow import ValidationError
+
+    from app.fields import NovaBoolean
+    field = NovaBoolean(extra=("auto",))
+    assert [field.deserialize(v) for v in (True, "True", "on", "YES", "0", "off", "auto")] == \
+        [True, True, True, True, False, False, "auto"]
+    for value in (1, 0, "t", "y", "tRuE", None, "Auto"):
+        with pytest.raises(ValidationError):
+            field.deserialize(value)
+    assert field.json_schema["type"] == ["boolean", "string"] and "auto" in field.json_schema["enum"]
+
+
+@pytest.mark.parametrize("value, status", [("yes", 200), (1, 400), ("t", 400)])
+def test_flavor_is_public_is_a_nova_boolean(client, admin, inprocess_conductor, value, status):
+    flavor = {"name": f"pub-{value}", "ram": 1, "vcpus": 1, "disk": 1, "os-flavor-access:is_public": value}
+    resp = client.post("/v2.1/flavors", json={"flavor": flavor}, headers=admin.headers)
+    assert resp.status_code == status, resp.get_json()
+
+
+def test_live_migrate_arguments_are_novas_per_microversion(app):
+    from app.compute.server_moves import LiveMigrateSchema
+    from app.microversion import APIVersion
+    from app.openapi import build
+    doc = build(app, APIVersion(2, 96))
+    action = doc["paths"]["/v2.1/servers/{server_id}/action"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]["properties"]["os-migrateLive"]
+    component = doc["components"]["schemas"][action["$ref"].rsplit("/", 1)[-1]]
+    assert set(component["properties"]) == {"host", "block_migration"}  # force until 2.67, disk_over_commit 2.24
+    assert "auto" in component["properties"]["block_migration"]["enum"]
+    assert LiveMigrateSchema.removed == {"disk_over_commit": "2.25", "force": "2.68"}
