@@ -195,7 +195,7 @@ class ServerCreateSchema(StrictSchema):
     max_count = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
     return_reservation_id = NovaBoolean()
     networks = fields.Raw(metadata={"type": "array", "maxItems": 1, "items": NETWORK_ITEM})  # the view checks it
-    config_drive = fields.Raw()
+    config_drive = NovaBoolean()  # Nova's parameter_types.boolean
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
     accessIPv4 = IPv4()
     accessIPv6 = IPv6()

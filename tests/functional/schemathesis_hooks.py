@@ -44,8 +44,9 @@ def _with_refs(path: str, body: dict) -> dict:
         server["flavorRef"] = _REFS["flavors"][0]
         if _REFS["images"]:
             server["imageRef"] = _REFS["images"][0]
-        if isinstance(server.get("min_count"), int) and isinstance(server.get("max_count"), int):
-            server["max_count"] = max(server["min_count"], server["max_count"])  # Nova: min_count <= max_count
+        counts = [server.get(key) for key in ("min_count", "max_count")]
+        if all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in counts):
+            server["max_count"] = max(counts)  # Nova: min_count <= max_count
         if isinstance(server.get("networks"), list):
             server["networks"] = [{"uuid": _REFS["networks"][0]} for _ in server["networks"][:1]]
         body["server"] = server
@@ -78,11 +79,14 @@ def _with_refs(path: str, body: dict) -> dict:
     return body
 
 
+def _is_positive(case) -> bool:
+    return bool(_REFS) and case.meta is not None and case.meta.generation.mode.is_positive
+
+
 @schemathesis.hook("map_case")
 def _references(ctx, case):
     """A schema-valid (positive) case names flavors, images, networks and keys that exist."""
-    meta = case.meta
-    if _REFS and meta is not None and meta.generation.mode.is_positive and isinstance(case.body, dict):
+    if _is_positive(case) and isinstance(case.body, dict):
         case.body = _with_refs(case.operation.path, case.body)
     return case
 
@@ -103,14 +107,14 @@ def protected(method: str, path: str, path_parameters: dict | None) -> dict | No
             for key, value in path_parameters.items()}
 
 
-# The Compute microversion the run's document describes: each Compute request is sent at it (the document declares
-# the header with that one value). Set on the case, not on the command line, so a case whose header a negative
-# mutation changed is known to be sent valid (a header the CLI overrides still counts as the mutated one).
-_MICROVERSION = os.environ.get("STRATUS_FUZZ_MICROVERSION")
-
-
 @schemathesis.hook
 def before_call(ctx, case, **kwargs):
-    case.path_parameters = protected(case.method, case.operation.path, case.path_parameters)
-    if _MICROVERSION and case.operation.path.startswith("/v2.1"):
-        case.headers = {**(case.headers or {}), "OpenStack-API-Version": f"compute {_MICROVERSION}"}
+    """Every phase's request, just before it is sent: the own credentials protected, and a positive case's
+    references made real (a coverage-phase case may not have passed through map_case)."""
+    params = protected(case.method, case.operation.path, case.path_parameters)
+    if params != case.path_parameters:
+        case.path_parameters = params
+    if _is_positive(case) and isinstance(case.body, dict):
+        body = _with_refs(case.operation.path, case.body)
+        if body != case.body:
+            case.body = body

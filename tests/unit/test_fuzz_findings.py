@@ -174,3 +174,12 @@ def test_live_migrate_arguments_are_novas_per_microversion(app):
     assert set(component["properties"]) == {"host", "block_migration"}  # force until 2.67, disk_over_commit 2.24
     assert "auto" in component["properties"]["block_migration"]["enum"]
     assert LiveMigrateSchema.removed == {"disk_over_commit": "2.25", "force": "2.68"}
+
+
+@pytest.mark.parametrize("value, status", [("yes", 202), (False, 202), (None, 400), (1, 400), ("t", 400)])
+def test_config_drive_is_a_nova_boolean(client, world: World, value, status):
+    server = {"name": "cd", "imageRef": world.image_id, "flavorRef": world.flavor_id, "networks": "none",
+              "config_drive": value}
+    resp = client.post("/v2.1/servers", json={"server": server},
+                       headers={**world.a.headers, "OpenStack-API-Version": "compute 2.37"})
+    assert resp.status_code == status, resp.get_json()
