@@ -51,7 +51,9 @@ def _with_refs(path: str, body: dict) -> dict:
             server["networks"] = [{"uuid": _REFS["networks"][0]} for _ in server["networks"][:1]]
         body["server"] = server
     elif path == "/v2.1/os-keypairs" and isinstance(body.get("keypair"), dict):
-        keypair = {k: v for k, v in body["keypair"].items() if k != "type"}  # an x509 one needs a certificate
+        # an x509 one needs a certificate; a key pair of another user (user_id, 2.10) is addressed with ?user_id=,
+        # which the links from the create to show/delete cannot carry (the document describes no query parameters)
+        keypair = {k: v for k, v in body["keypair"].items() if k not in ("type", "user_id")}
         body["keypair"] = {**keypair, "public_key": _REFS["public_key"]} if "public_key" in keypair else keypair
     elif path.endswith("/images") and isinstance(body.get("cache"), list) and _REFS["images"]:
         body["cache"] = [{"id": image} for image in _REFS["images"][:len(body["cache"])]]
