@@ -183,3 +183,19 @@ def test_config_drive_is_a_nova_boolean(client, world: World, value, status):
     resp = client.post("/v2.1/servers", json={"server": server},
                        headers={**world.a.headers, "OpenStack-API-Version": "compute 2.37"})
     assert resp.status_code == status, resp.get_json()
+
+
+# --- the fuzz run keeps its own credentials (tests/functional/schemathesis_hooks.py) ----------------------------------
+
+def test_fuzz_hooks_send_identity_writes_on_the_runs_credentials_to_decoys(monkeypatch):
+    from tests.functional import schemathesis_hooks as hooks
+    monkeypatch.setattr(hooks, "_DECOYS", {"own-project": "decoy-project", "own-user": "decoy-user"})
+    path = "/identity/v3/projects/{project_id}/users/{user_id}/roles/{role_id}"
+    params = {"project_id": "own-project", "user_id": "own-user", "role_id": "r"}
+    assert hooks.protected("DELETE", path, params) == {"project_id": "decoy-project", "user_id": "decoy-user",
+                                                       "role_id": "r"}
+    assert hooks.protected("PATCH", "/identity/v3/projects/{project_id}", {"project_id": "own-project"}) == {
+        "project_id": "decoy-project"}
+    assert hooks.protected("HEAD", path, params) == params  # reads change nothing
+    quota = {"project_id": "own-project"}  # the Compute quota API keeps the run's (existing) project
+    assert hooks.protected("PUT", "/v2.1/os-quota-sets/{project_id}", quota) == quota
