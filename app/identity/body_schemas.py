@@ -226,8 +226,10 @@ class CatalogServiceUpdateSchema(_ServiceFields, _KeepsId):
     type = fields.String(validate=[validate.Length(min=1, max=255), _NOT_BLANK])
 
 
-# an http(s) URL with a host (urllib reads it: no brackets outside an IPv6 literal, which Stratus does not need)
-_URL = validate.Regexp(r"^https?://[^/?#\[\]\s]+([/?#][^\s\[\]]*)?$", error="'{input}' is not a valid URL")
+# an http(s) URL with a host (urllib reads it: no brackets outside an IPv6 literal, which Stratus does not need).
+# Blanks are spelled out: "\s" is not the same class in Python's re and in a JSON Schema (ECMA) engine.
+_URL = validate.Regexp(r"^https?://[^/?#\[\]\x00-\x20\x7f]+([/?#][^\x00-\x20\x7f\[\]]*)?$",
+                       error="'{input}' is not a valid URL")
 
 
 class _EndpointFields(_Open):

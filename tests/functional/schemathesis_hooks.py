@@ -66,6 +66,11 @@ def _with_refs(path: str, body: dict) -> dict:
         if "service_id" in endpoint and _REFS.get("services"):
             endpoint["service_id"] = _REFS["services"][0]
         body["endpoint"] = endpoint
+    elif path.startswith("/v2.1/os-aggregates/") and path.endswith("/action") and _REFS.get("hosts"):
+        # a host that exists (Nova: 404 otherwise); removing one that is no member is a 404 too, so add it
+        args = body.get("add_host", body.get("remove_host"))
+        if isinstance(args, dict) and "host" in args:
+            body = {"add_host": {**args, "host": _REFS["hosts"][0]}}
     elif path.endswith("/import") and isinstance(body.get("method"), dict):
         # web-download's URI goes through the deployment's filter (400 otherwise), which the document cannot know
         body["method"] = {"name": "glance-direct"}
@@ -98,12 +103,13 @@ def _references(ctx, case):
 # what the run logs in with (Keystone rightly lets an admin disable their own project, which ends the run's token).
 _DECOYS: dict[str, str] = _REFS.get("decoys", {})
 _READS = ("GET", "HEAD", "OPTIONS")
+_PROTECTED = ("/identity/", "/v2.1/flavors/", "/image/v2/images/", "/v2.1/images/")
 
 
 def protected(method: str, path: str, path_parameters: dict | None) -> dict | None:
-    """The path parameters a request is sent with: an Identity write's own-credential ids swapped for their decoys
-    (the Compute quota and usage APIs keep the run's project: the decoy project may be gone)."""
-    if method.upper() in _READS or not path.startswith("/identity/") or not path_parameters:
+    """The path parameters a request is sent with: an Identity, flavor or image write's own ids swapped for their
+    decoys (the Compute quota and usage APIs keep the run's project: the decoy project may be gone)."""
+    if method.upper() in _READS or not path.startswith(_PROTECTED) or not path_parameters:
         return path_parameters
     return {key: _DECOYS.get(value, value) if isinstance(value, str) else value
             for key, value in path_parameters.items()}

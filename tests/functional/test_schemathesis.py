@@ -56,16 +56,25 @@ def _member(stack: Stack) -> str:
 
 
 def _decoys(stack: Stack, tokens: list[str]) -> dict[str, str]:
-    """The run's own credentials (the tokens' users, projects and roles) -> a decoy of the same kind the run
-    created for the purpose: schemathesis_hooks.py sends a write naming one of them to its decoy, so the fuzzer may
-    disable, delete or re-password anything the API allows except what the run itself logs in with."""
+    """The run's own credentials (the tokens' users, projects and roles) and the flavor and images its positive
+    cases name -> a decoy of the same kind the run created for the purpose: schemathesis_hooks.py sends a write
+    naming one of them to its decoy, so the fuzzer may disable, delete or re-password anything the API allows
+    except what the run itself logs in with and boots from."""
     ident, hdrs = f"{stack.url}/identity/v3", {"X-Auth-Token": stack.admin_token()}
     name = f"decoy-{uuid.uuid4().hex[:6]}"
     decoy = {"project": requests.post(f"{ident}/projects", json={"project": {"name": name}}, headers=hdrs),
              "user": requests.post(f"{ident}/users", json={"user": {"name": name, "password": name}}, headers=hdrs),
              "role": requests.post(f"{ident}/roles", json={"role": {"name": name}}, headers=hdrs)}
     decoy_ids = {kind: resp.json()[kind]["id"] for kind, resp in decoy.items()}
-    mapping: dict[str, str] = {}
+    # ... and the flavor and image every positive boot names (a private flavor, a queued image: in no listing)
+    compute = {**hdrs, "OpenStack-API-Version": "compute 2.55"}
+    flavors = requests.get(f"{stack.url}/v2.1/flavors", headers=compute).json()["flavors"]
+    images = [i["id"] for i in requests.get(f"{stack.url}/image/v2/images", headers=hdrs).json()["images"]
+              if i["status"] == "active"]
+    decoy_flavor = requests.post(f"{stack.url}/v2.1/flavors", headers=compute, json={"flavor": {
+        "name": name, "ram": 64, "vcpus": 1, "disk": 1, "os-flavor-access:is_public": False}}).json()["flavor"]
+    decoy_image = requests.post(f"{stack.url}/image/v2/images", headers=hdrs, json={"name": name}).json()
+    mapping: dict[str, str] = {flavors[0]["id"]: decoy_flavor["id"], **{i: decoy_image["id"] for i in images}}
     for token in tokens:
         info = requests.get(f"{ident}/auth/tokens", headers={**hdrs, "X-Subject-Token": token}).json()["token"]
         mapping[info["user"]["id"]] = decoy_ids["user"]
@@ -88,6 +97,8 @@ def _refs(stack: Stack, token: str, decoys: dict[str, str]) -> dict:
             "public_key": public_key.decode() + " fuzz@stratus",
             "services": [svc["id"] for svc in requests.get(f"{stack.url}/identity/v3/services", headers={
                 "X-Auth-Token": stack.admin_token()}).json()["services"]],
+            "hosts": [h["hypervisor_hostname"] for h in requests.get(f"{stack.url}/v2.1/os-hypervisors", headers={
+                "X-Auth-Token": stack.admin_token()}).json()["hypervisors"]],
             "decoys": decoys}
 
 

@@ -199,3 +199,20 @@ def test_fuzz_hooks_send_identity_writes_on_the_runs_credentials_to_decoys(monke
     assert hooks.protected("HEAD", path, params) == params  # reads change nothing
     quota = {"project_id": "own-project"}  # the Compute quota API keeps the run's (existing) project
     assert hooks.protected("PUT", "/v2.1/os-quota-sets/{project_id}", quota) == quota
+
+
+def test_endpoint_url_blanks_are_the_same_class_for_python_and_json_schema(client, admin):
+    from app.identity.body_schemas import _URL
+    assert re.match(_URL.regex, "https://0\x1d|n") is None  # a control character is no URL character, in both
+    assert re.match(_URL.regex, "https://h\u00a0x/p") is not None  # "\s" in Python only: no longer refused
+
+
+def test_tag_added_answers_201_without_a_media_type(client, world: World, monkeypatch):
+    from types import SimpleNamespace
+
+    from app.compute import server_tags
+    monkeypatch.setattr(server_tags, "_instance", lambda server_id, write: SimpleNamespace(uuid=server_id))
+    monkeypatch.setattr(server_tags.rpc, "call", lambda *args, **kw: {"created": True})  # an active server's add
+    resp = client.put(f"/v2.1/servers/{world.server_id}/tags/t-new", headers={**world.a.headers, **COMPUTE})
+    assert resp.status_code == 201 and not resp.get_data()
+    assert "Content-Type" not in resp.headers and resp.headers["Location"].endswith("/tags/t-new")
