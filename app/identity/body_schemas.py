@@ -200,10 +200,10 @@ class GroupCreateSchema(_Open):
 
 
 class _KeepsId(_Open):
-    """An update (or a create at a path naming the id): the body's ``id`` may only repeat the path's, so the
-    document shows none."""
+    """An update (or a create at a path naming the id): the body's ``id`` may only be null or repeat the path's
+    (Keystone's _require_matching_id), so the document shows it null."""
     class Meta(_Open.Meta):
-        json_schema = {"not": {"required": ["id"]}}
+        json_schema = {"dependentSchemas": {"id": {"properties": {"id": {"type": "null"}}}}}
 
 
 class GroupUpdateSchema(_KeepsId):

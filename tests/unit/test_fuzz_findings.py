@@ -216,3 +216,17 @@ def test_tag_added_answers_201_without_a_media_type(client, world: World, monkey
     resp = client.put(f"/v2.1/servers/{world.server_id}/tags/t-new", headers={**world.a.headers, **COMPUTE})
     assert resp.status_code == 201 and not resp.get_data()
     assert "Content-Type" not in resp.headers and resp.headers["Location"].endswith("/tags/t-new")
+
+
+def test_region_update_id_may_be_null_as_keystone_and_is_documented_so(client, admin, app):
+    from app.openapi import build
+    assert client.post("/identity/v3/regions", json={"region": {"id": "r-1"}}, headers=admin.headers).status_code == 201
+    url = "/identity/v3/regions/r-1"
+    assert client.patch(url, json={"region": {"id": None, "description": "d"}}, headers=admin.headers).status_code \
+        == 200
+    assert client.patch(url, json={"region": {"id": "r-2"}}, headers=admin.headers).status_code == 400
+    doc = build(app)
+    ref = doc["paths"]["/identity/v3/regions/{region_id}"]["patch"]["requestBody"]["content"]["application/json"][
+        "schema"]["properties"]["region"]["$ref"]
+    component = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert component["dependentSchemas"] == {"id": {"properties": {"id": {"type": "null"}}}}
