@@ -35,10 +35,10 @@ _PRINTABLE = _class(_printable)
 _PRINTABLE_NO_COLON = _class(lambda c: _printable(c) and c != ord(":"))
 _NO_SPACE = _class(lambda c: _printable(c) and _CATEGORIES[c] != "Zs")
 _NO_SPACE_NO_COLON = _class(lambda c: _printable(c) and _CATEGORIES[c] != "Zs" and c != ord(":"))
-_EDGE = _class(lambda c: not (_printable(c) and _CATEGORIES[c] != "Zs"))  # what may not start or end a name
-
-NAME_PATTERN = f"^(?![{_EDGE}])[{_PRINTABLE}]*(?<![{_EDGE}])$"
-AZ_NAME_PATTERN = f"^(?![{_EDGE}])[{_PRINTABLE_NO_COLON}]*(?<![{_EDGE}])$"
+# Nova's '^(?![edge])[printable]*(?<![edge])$' (edge: not printable, or a space) without its lookarounds, which a
+# generator from the document would have to filter: a first and last character that is printable and no space.
+NAME_PATTERN = f"^([{_NO_SPACE}]([{_PRINTABLE}]*[{_NO_SPACE}])?)?$"
+AZ_NAME_PATTERN = f"^([{_NO_SPACE_NO_COLON}]([{_PRINTABLE_NO_COLON}]*[{_NO_SPACE_NO_COLON}])?)?$"
 NAME_WITH_SPACES_PATTERN = (f"^[{_PRINTABLE}]*[{_NO_SPACE}]+[{_PRINTABLE}]*$|"
                             f"^[{_PRINTABLE}]*[{_NO_SPACE}][{_NO_SPACE}{_PRINTABLE}]+[{_NO_SPACE}][{_PRINTABLE}]*$")
 AZ_NAME_WITH_SPACES_PATTERN = (
