@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import requests
 import schemathesis
 
 
@@ -135,3 +136,15 @@ def filter_case(ctx, case) -> bool:
     meta = case.meta
     return not (meta is not None and meta.generation.mode.is_negative
                 and getattr(meta.phase.data, "description", None) == "Default positive test case")
+
+
+@schemathesis.hook
+def after_call(ctx, case, response):
+    """A host a positive case added to an aggregate is removed again at once: Nova refuses to delete an aggregate
+    with hosts (400), which the document cannot say of a schema-valid DELETE."""
+    body = case.body if isinstance(case.body, dict) else {}
+    if (case.operation.path == "/v2.1/os-aggregates/{aggregate_id}/action" and response.status_code == 200
+            and isinstance(body.get("add_host"), dict)):
+        sent = response.request
+        requests.post(sent.url, json={"remove_host": body["add_host"]}, timeout=30, headers={
+            k: v for k, v in sent.headers.items() if k.lower() in ("x-auth-token", "openstack-api-version")})
