@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from marshmallow import Schema
 
 from app.auth import PUBLIC_ENDPOINTS
-from app.compute.actions import ACTIONS, ARGUMENT_SCHEMAS
+from app.compute.actions import ACTIONS, ARGUMENT_SCHEMAS, ARGUMENT_SINCE, NULLABLE_ARGUMENTS
 from app import openapi_tables as tables
 from app.microversion import MAX_VERSION, MIN_VERSION, APIVersion
 from app.policy import public
@@ -81,8 +81,14 @@ def _declared(spec: APISpec, declared: BodySchema, version: APIVersion) -> dict:
 
 
 def _action_body(spec: APISpec, version: APIVersion) -> dict:
-    props = {name: (_schema_ref(spec, ARGUMENT_SCHEMAS[name], version) if name in ARGUMENT_SCHEMAS else {})
-             for name in sorted(ACTIONS)}
+    props: dict[str, dict] = {}
+    for name in sorted(ACTIONS):
+        if name not in ARGUMENT_SCHEMAS or not version.matches(ARGUMENT_SINCE.get(name, "2.1")):
+            props[name] = {}
+        elif name in NULLABLE_ARGUMENTS:
+            props[name] = {"anyOf": [_schema_ref(spec, ARGUMENT_SCHEMAS[name], version), {"type": "null"}]}
+        else:
+            props[name] = _schema_ref(spec, ARGUMENT_SCHEMAS[name], version)
     return {"type": "object", "minProperties": 1, "maxProperties": 1, "properties": props,
             "additionalProperties": False}
 

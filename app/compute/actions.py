@@ -49,7 +49,10 @@ ACTIONS: dict[str, Handler] = {
     "removeSecurityGroup": security_group_actions.remove_security_group,
 }
 # The argument schemas the OpenAPI document shows (the other actions' arguments are documented as any value):
-# the ones the handlers load with, and lock's (null, or from 2.73 a reason; the handler loads it itself).
+# the ones the handlers load with, and lock's (from 2.73 null or a reason, any value before; the handler loads it).
 ARGUMENT_SCHEMAS: dict[str, type[Schema]] = {
     "lock": LockSchema,
     **{name: handler.argument_schema for name, handler in ACTIONS.items() if hasattr(handler, "argument_schema")}}
+# Arguments documented by their schema only from a microversion on (any value before), and those that may be null.
+ARGUMENT_SINCE: dict[str, str] = {"lock": server_actions.LOCK_REASON_SINCE}
+NULLABLE_ARGUMENTS = frozenset({"lock"})

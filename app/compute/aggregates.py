@@ -66,30 +66,6 @@ def _id(aggregate_id: str) -> int:
     return value
 
 
-def _name(value: object, field: str = "name", nullable: bool = False) -> str | None:
-    if value is None and nullable:
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= 255 or value.strip() != value:
-        raise bad_request(f"Invalid input for field/attribute {field}. Value: {value!r}. It must be a string of "
-                          f"1 to 255 characters without leading or trailing whitespace.")
-    return value
-
-
-def _body(root: str, allowed: set[str], required: set[str]) -> dict:
-    data = json_body()
-    if set(data) != {root} or not isinstance(data[root], dict):
-        raise bad_request(f"Invalid input for field/attribute {root}. '{root}' is a required property")
-    body = data[root]
-    extra = set(body) - allowed
-    if extra:
-        raise bad_request(f"Additional properties are not allowed ({', '.join(repr(k) for k in sorted(extra))} "
-                          f"{'was' if len(extra) == 1 else 'were'} unexpected)")
-    missing = required - set(body)
-    if missing:
-        raise bad_request(f"'{sorted(missing)[0]}' is a required property")
-    return body
-
-
 @bp.get("/os-aggregates")
 @enforce("admin_api", name=f"{_P}:index", description="List all aggregates")
 def list_aggregates():
@@ -101,11 +77,8 @@ def list_aggregates():
 @bp.post("/os-aggregates")
 @enforce("admin_api", name=f"{_P}:create", description="Create an aggregate")
 @body_schema(AggregateCreateSchema, root="aggregate")
-def create_aggregate(_loaded: dict):
-    body = _body("aggregate", {"name", "availability_zone"}, {"name"})
-    name = _name(body["name"])
-    zone = _name(body.get("availability_zone"), "availability_zone", nullable=True)
-    agg_id = rpc.call("stratus.conductor.create_aggregate", name, zone)
+def create_aggregate(body: dict):
+    agg_id = rpc.call("stratus.conductor.create_aggregate", body["name"], body.get("availability_zone"))
     return jsonify({"aggregate": aggregate_body(_get(agg_id), with_members=False)})
 
 
@@ -118,18 +91,12 @@ def show_aggregate(aggregate_id: str):
 @bp.put("/os-aggregates/<aggregate_id>")
 @enforce("admin_api", name=f"{_P}:update", description="Update name and/or availability zone of an aggregate")
 @body_schema(AggregateUpdateSchema, root="aggregate")
-def update_aggregate(_loaded: dict, aggregate_id: str):
+def update_aggregate(body: dict, aggregate_id: str):
     agg_id = _id(aggregate_id)
-    body = _body("aggregate", {"name", "availability_zone"}, set())
     if not body:
         raise bad_request("Invalid input for field/attribute aggregate. Value: {}. {} does not have enough "
                           "properties")
-    values = {}
-    if "name" in body:
-        values["name"] = _name(body["name"])
-    if "availability_zone" in body:
-        values["availability_zone"] = _name(body["availability_zone"], "availability_zone", nullable=True)
-    rpc.call("stratus.conductor.update_aggregate", agg_id, values)
+    rpc.call("stratus.conductor.update_aggregate", agg_id, body)
     return jsonify({"aggregate": aggregate_body(_get(agg_id))})
 
 
@@ -140,13 +107,6 @@ def delete_aggregate(aggregate_id: str):
     resp = Response(status=200)
     del resp.headers["Content-Type"]  # Nova's 200 has no body, so no media type
     return resp
-
-
-def _host_arg(args: object, action: str) -> str:
-    if not isinstance(args, dict) or set(args) != {"host"}:
-        raise bad_request(f"Invalid input for field/attribute {action}. 'host' is a required property and the "
-                          f"only one allowed")
-    return _name(args["host"], "host")
 
 
 def _metadata_arg(args: object) -> dict:
@@ -160,15 +120,13 @@ def _metadata_arg(args: object) -> dict:
         if value is not None and (not isinstance(value, str) or len(value) > 255):
             raise bad_request(f"Invalid input for field/attribute {key}. Value: {value!r}. It must be a string "
                               f"of at most 255 characters or null.")
-    if metadata.get(AZ_KEY) is not None:
-        _name(metadata[AZ_KEY], AZ_KEY)
     return metadata
 
 
 @bp.post("/os-aggregates/<aggregate_id>/action")
 @checks_inside(*((f"{_P}:{a}", "admin_api") for a in ("add_host", "remove_host", "set_metadata")))
 @body_schema(AggregateActionSchema)
-def aggregate_action(_loaded: dict, aggregate_id: str):
+def aggregate_action(loaded: dict, aggregate_id: str):
     data = json_body()
     if len(data) != 1:
         raise bad_request("Invalid aggregate action: exactly one action is required.")
@@ -179,9 +137,9 @@ def aggregate_action(_loaded: dict, aggregate_id: str):
     authorize(f"{_P}:{action}")  # Nova checks the policy before the id
     agg_id = _id(aggregate_id)
     if action == "add_host":
-        rpc.call("stratus.conductor.aggregate_add_host", agg_id, _host_arg(args, action))
+        rpc.call("stratus.conductor.aggregate_add_host", agg_id, loaded[action]["host"])
     elif action == "remove_host":
-        rpc.call("stratus.conductor.aggregate_remove_host", agg_id, _host_arg(args, action))
+        rpc.call("stratus.conductor.aggregate_remove_host", agg_id, loaded[action]["host"])
     else:
         rpc.call("stratus.conductor.set_aggregate_metadata", agg_id, _metadata_arg(args))
     return jsonify({"aggregate": aggregate_body(_get(agg_id))})

@@ -10,7 +10,9 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.compute.console_urls import TYPE_PROTOCOL
-from app.compute.schemas import KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, StrictSchema, is_uuid
+from app.compute.names import AZ_NAME_PATTERN, NAME_WITH_SPACES_PATTERN
+from app.compute.schemas import FQDN_CHARS, KEY_PATTERN, KEY_RE, MAX_INT, KeyedMap, NovaName, StrictSchema, is_uuid
+from app.fields import NovaBoolean
 from core import quota
 from core.states import MAX_TAGS
 
@@ -62,21 +64,15 @@ class TagsBodySchema(StrictSchema):
                        required=True, metadata={"maxItems": MAX_TAGS})  # the view counts them, in Nova's words
 
 
-_AGG_NAME = r"^(?! )[^\x00-\x1f\x7f]*(?<! )$"
-
-
-def _agg_name(**kw: Any) -> fields.String:
-    return fields.String(validate=[validate.Length(min=1, max=255), validate.Regexp(_AGG_NAME)], **kw)
-
-
 class AggregateCreateSchema(StrictSchema):
-    name = _agg_name(required=True)
-    availability_zone = _agg_name(allow_none=True)
+    name = NovaName(required=True)
+    availability_zone = NovaName(AZ_NAME_PATTERN, allow_none=True)
 
 
 class AggregateUpdateSchema(StrictSchema):
-    name = _agg_name()
-    availability_zone = _agg_name(allow_none=True)
+    """Nova's update takes a name with leading or trailing spaces (not its create)."""
+    name = NovaName(NAME_WITH_SPACES_PATTERN)
+    availability_zone = NovaName(AZ_NAME_PATTERN, allow_none=True)
 
     class Meta(StrictSchema.Meta):
         json_schema = {"minProperties": 1}
@@ -88,7 +84,9 @@ class AggregateUpdateSchema(StrictSchema):
 
 
 class AggregateHostSchema(StrictSchema):
-    host = _agg_name(required=True)
+    host = NovaText(required=True, validate=[  # Nova's parameter_types.fqdn
+        validate.Length(min=1, error="'{input}' is too short"), validate.Length(max=255, error="'{input}' is too long"),
+        validate.Regexp(FQDN_CHARS, error=f"'{{input}}' does not match '{FQDN_CHARS}'")])
 
 
 class AggregateMetadataSchema(StrictSchema):
@@ -148,7 +146,7 @@ class FlavorUpdateSchema(StrictSchema):
 class ServiceUpdateSchema(StrictSchema):
     status = fields.String(validate=validate.OneOf(["enabled", "disabled"]))
     disabled_reason = fields.String(validate=validate.Length(min=1, max=255))
-    forced_down = fields.Boolean(truthy={True}, falsy={False})
+    forced_down = NovaBoolean()
 
     class Meta(StrictSchema.Meta):
         # a disabled_reason goes with status "disabled" (the view words the error as Nova)
@@ -156,13 +154,20 @@ class ServiceUpdateSchema(StrictSchema):
             "required": ["status"], "properties": {"status": {"const": "disabled"}}}}}
 
 
+# Nova's quota string: '^-?[0-9]+$' whose number is -1 .. MAX_INT (2147483647), leading zeros and "-0" included.
+_UP_TO_MAX_INT = ("[0-9]{1,9}|1[0-9]{9}|20[0-9]{8}|21[0-3][0-9]{7}|214[0-6][0-9]{6}|2147[0-3][0-9]{5}|"
+                  "21474[0-7][0-9]{4}|214748[0-2][0-9]{3}|2147483[0-5][0-9]{2}|21474836[0-3][0-9]|214748364[0-7]")
+QUOTA_STRING = f"^(-0*1|-0+|0*({_UP_TO_MAX_INT}))$"
+
+
 class QuotaValue(fields.Field):
-    """A limit: an integer, or a string of digits, from -1 (unlimited) to MAX_INT."""
+    """A limit: an integer (5.0 is one too), or a string of digits, from -1 (unlimited) to MAX_INT."""
 
     def __init__(self, **kw: Any):
         super().__init__(**kw)
+        assert MAX_INT == 2147483647  # QUOTA_STRING spells it out
         self.json_schema = {"oneOf": [{"type": "integer", "minimum": -1, "maximum": MAX_INT},
-                                      {"type": "string", "pattern": "^(-1|[0-9]{1,9})$"}]}
+                                      {"type": "string", "pattern": QUOTA_STRING}]}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Any:
         return value  # the view checks the range with Nova's messages

@@ -109,7 +109,7 @@ def build(body: dict, hints: dict, ctx: RequestContext, v: APIVersion, authorize
         "description": body.get("description"), "hostname": body.get("hostname"), "image_id": img.id,
         "flavor_id": flavor.flavorid, "key_name": body.get("key_name"), "key_data": key_data,
         "availability_zone": az or None, "metadata": body.get("metadata") or {}, "networks": networks,
-        "config_drive": "True" if str(body.get("config_drive", "")).lower() in ("true", "1") else "",
+        "config_drive": "True" if body.get("config_drive") else "",
         "scheduler_hints": hints, "access_ip_v4": body.get("accessIPv4"), "access_ip_v6": body.get("accessIPv6"),
         "reservation_id": "r-" + secrets.token_hex(4), "group_uuid": group_uuid, "tags": tags,
         "requested_host": requested_host, "root_device_tag": root_tag,

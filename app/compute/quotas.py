@@ -44,7 +44,10 @@ def _verify_project(project_id: str) -> None:
 
 
 def _limit_value(resource: str, value: object) -> int:
-    """One quota value as Nova's schema takes it: an integer or a string of digits, -1 (unlimited) .. MAX_INT."""
+    """One quota value as Nova's schema takes it: an integer (JSON Schema's, so 5.0 too) or a string of digits,
+    -1 (unlimited) .. MAX_INT; Nova stores int(value)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise bad_request(f"Invalid input for field/attribute {resource}. Value: {value!r}. {value!r} is not of "
                           f"type 'integer', 'string'")

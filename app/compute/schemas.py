@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
-from app.fields import WholeNumber
+from app.compute.names import INVALID_NAME, NAME_PATTERN, invalid_name
+from app.fields import NovaBoolean, WholeNumber
 from core.errors import bad_request
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 _HOST_LABEL = r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 _HOSTNAME_RE = re.compile(rf"^{_HOST_LABEL}$")
 _FQDN_RE = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
-_NAME_RE = re.compile(r"^(?! )[^\x00-\x1f\x7f]*(?<! )$")
+FQDN_CHARS = "^[a-zA-Z0-9-._]*$"  # Nova's parameter_types.fqdn (with 1 to 255 characters)
 # Nova's database limits (nova/db/constants.py): larger numbers are refused by the schema, not by the database.
 MAX_INT = 2147483647
 SQL_SP_FLOAT_MAX = 3.40282e+38
@@ -45,6 +46,8 @@ def load(schema: Schema, data: Any, root: str | None = None) -> dict:
         problem = problems[0] if isinstance(problems, list) else str(problems)
         if problem == "Unknown field.":
             raise bad_request(f"Additional properties are not allowed ('{field}' was unexpected)") from None
+        if problem.startswith(INVALID_NAME):  # Nova's InvalidName is the whole message
+            raise bad_request(problem) from None
         if problem == "Missing data for required field.":
             raise bad_request(f"Invalid input for field/attribute {root or field}. Value: {data!r}. "
                               f"'{field}' is a required property") from None
@@ -81,11 +84,38 @@ def is_uuid(value: str) -> bool:
         return False
 
 
-class ServerName(fields.String):
-    def __init__(self, **kw: Any):
-        super().__init__(validate=[validate.Length(min=1, max=255),
-                                   validate.Regexp(_NAME_RE, error="'{input}' does not match the name pattern")],
-                         **kw)
+class NovaName(fields.String):
+    """A name in one of Nova's name formats (app/compute/names.py), 1 to 255 characters; the document shows the
+    format's pattern."""
+
+    def __init__(self, pattern: str = NAME_PATTERN, **kw: Any):
+        super().__init__(validate=validate.Length(min=1, max=255), **kw)
+        self.pattern = pattern
+        self.json_schema = {"pattern": pattern}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        loaded = super()._deserialize(value, attr, data, **kwargs)
+        problem = invalid_name(self.pattern, loaded)
+        if problem:
+            raise ValidationError(problem)
+        return loaded
+
+
+class RxtxFactor(fields.Float):
+    """Nova's flavor rxtx_factor: a number or a string of digits (with decimals), above 0 (Nova's flavor code
+    refuses 0, which its schema's exclusiveMinimum cannot say of a string) up to SQL_SP_FLOAT_MAX."""
+    _STRING = r"^[0-9]+(\.[0-9]+)?$"
+    json_schema = {"type": ["number", "string"], "exclusiveMinimum": 0,
+                   "pattern": r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, str) and not re.match(self._STRING, value)):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class ServerName(NovaName):
+    """Nova's parameter_types.name (servers, flavors, server groups, images and backups of servers)."""
 
 
 class IPv4(fields.IPv4):
@@ -163,9 +193,9 @@ class ServerCreateSchema(StrictSchema):
     availability_zone = fields.String(validate=validate.Length(min=1, max=255))
     min_count = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
     max_count = WholeNumber(validate=validate.Range(min=1, max=MAX_INT))
-    return_reservation_id = fields.Boolean()
+    return_reservation_id = NovaBoolean()
     networks = fields.Raw(metadata={"type": "array", "maxItems": 1, "items": NETWORK_ITEM})  # the view checks it
-    config_drive = fields.Raw()
+    config_drive = NovaBoolean()  # Nova's parameter_types.boolean
     description = fields.String(allow_none=True, validate=validate.Length(max=255))
     accessIPv4 = IPv4()
     accessIPv6 = IPv6()
@@ -256,8 +286,8 @@ class FlavorCreateSchema(StrictSchema):
     OS_FLV_EXT_DATA_ephemeral = fields.Integer(data_key="OS-FLV-EXT-DATA:ephemeral",
                                                validate=validate.Range(min=0, max=MAX_INT))
     swap = fields.Integer(validate=validate.Range(min=0, max=MAX_INT))
-    rxtx_factor = fields.Float(validate=validate.Range(min=0, max=SQL_SP_FLOAT_MAX, min_inclusive=False))
-    os_flavor_access_is_public = fields.Boolean(data_key="os-flavor-access:is_public")
+    rxtx_factor = RxtxFactor(validate=validate.Range(min=0, max=SQL_SP_FLOAT_MAX, min_inclusive=False))
+    os_flavor_access_is_public = NovaBoolean(data_key="os-flavor-access:is_public")
     description = fields.String(allow_none=True, validate=validate.Length(max=65535))
 
 

@@ -18,6 +18,7 @@ from app.compute.schemas import (IPv4, IPv6, KeyedMap, LockSchema, RebootSchema,
 from app.compute.server_bodies import render
 from app.compute.views import base_url
 from app.context import RequestContext, current
+from app.fields import NovaBoolean
 from app.image.snapshots import drop_queued_image, new_snapshot_image
 from app.microversion import current as api_version
 from app.policy import authorize
@@ -47,14 +48,16 @@ def reboot(server_id: str, body: dict) -> None:
     start_action(server_id, "reboot_hard" if body["type"].upper() == "HARD" else "reboot")
 
 
+LOCK_REASON_SINCE = "2.73"
+
+
 def lock(server_id: str, args: object) -> None:
     """Nova's lock: the owner's project locking an already-locked server changes nothing; otherwise the lock
     records who took it (``owner`` or ``admin``), which decides whether unlock needs unlock_override."""
     ctx = current()
     reason = None
-    if args is not None:
-        if not api_version().matches("2.73") and args != {}:
-            raise bad_request("Additional properties are not allowed (locked_reason needs microversion 2.73)")
+    # Nova's schemas: before 2.73 any argument is taken and ignored; from 2.73 null or {"locked_reason": ...}.
+    if args is not None and api_version().matches(LOCK_REASON_SINCE):
         reason = load(LockSchema(), args).get("locked_reason")
     with read_session() as s:
         inst = get_instance(s, server_id, ctx)
@@ -154,7 +157,7 @@ class RebuildSchema(StrictSchema):
     name = ServerName()
     adminPass = fields.String(validate=validate.Length(max=255))
     metadata = KeyedMap(fields.String(validate=validate.Length(max=255)))
-    preserve_ephemeral = fields.Boolean(truthy={True}, falsy={False})
+    preserve_ephemeral = NovaBoolean()
     accessIPv4 = IPv4()
     accessIPv6 = IPv6()
     description = fields.String(allow_none=True, validate=validate.Length(max=255))

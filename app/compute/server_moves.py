@@ -9,8 +9,9 @@ from flask import Response, g, jsonify
 from marshmallow import fields, validate
 
 from app.compute.instances import writable_instance
-from app.compute.schemas import StrictSchema, action_argument, check_no_args, load
+from app.compute.schemas import FQDN_CHARS, StrictSchema, action_argument, check_no_args, load
 from app.context import current
+from app.fields import NovaBoolean
 from app.image.snapshots import drop_queued_image, new_snapshot_image
 from app.microversion import current as api_version
 from app.policy import authorize
@@ -70,16 +71,22 @@ def migrate(server_id: str, args: object) -> None:
 
 
 class LiveMigrateSchema(StrictSchema):
-    host = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=255))
-    block_migration = fields.Raw(required=True)
-    disk_over_commit = fields.Boolean()
-    force = fields.Boolean()
+    """Nova's migrate_live schemas: booleans are parameter_types.boolean, block_migration may be "auto" from 2.25
+    (when disk_over_commit goes), force exists from 2.30 to 2.67; the host is an fqdn or null."""
+    gates = {"force": "2.30"}
+    removed = {"disk_over_commit": "2.25", "force": "2.68"}
+    host = fields.String(required=True, allow_none=True, validate=[
+        validate.Length(min=1, max=255),
+        validate.Regexp(FQDN_CHARS, error=f"'{{input}}' does not match '{FQDN_CHARS}'")])
+    block_migration = NovaBoolean(extra=("auto",), required=True)
+    disk_over_commit = NovaBoolean()
+    force = NovaBoolean()
 
 
 @action_argument("os-migrateLive", LiveMigrateSchema)
 def live_migrate(server_id: str, body: dict) -> None:
     block = body["block_migration"]
-    if not (isinstance(block, bool) or (block == "auto" and api_version().matches("2.25"))):
+    if block == "auto" and not api_version().matches("2.25"):
         raise bad_request(f"Invalid input for field/attribute block_migration. Value: {block!r}.")
     if "disk_over_commit" in body and api_version().matches("2.25"):
         raise bad_request("Additional properties are not allowed ('disk_over_commit' was unexpected)")
@@ -101,10 +108,12 @@ def _check_force(body: dict, since: str) -> None:
 
 
 class EvacuateSchema(StrictSchema):
+    removed = {"onSharedStorage": "2.14", "force": "2.68"}
+    gates = {"force": "2.29"}
     host = fields.String(validate=validate.Length(min=1, max=255))
     adminPass = fields.String(validate=validate.Length(max=255))
-    onSharedStorage = fields.Boolean()
-    force = fields.Boolean()
+    onSharedStorage = NovaBoolean()
+    force = NovaBoolean()
 
 
 def evacuate(server_id: str, args: object) -> Response:

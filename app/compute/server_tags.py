@@ -61,6 +61,7 @@ def update(server_id: str, tag: str):
     if not result["created"]:
         return "", 204
     resp = Response(status=201)
+    del resp.headers["Content-Type"]  # Nova's 201 has no body, so no media type
     resp.headers["Location"] = f"{base_url()}{compute_prefix()}/servers/{inst.uuid}/tags/{tag}"
     return resp
 

@@ -66,8 +66,8 @@ def update_service(_loaded: dict, service_id: str):
         raise bad_request(f"Invalid input for field/attribute disabled_reason. Value: {reason!r}.")
     if "disabled_reason" in body and body.get("status") != "disabled":
         raise bad_request("Specifying 'disabled_reason' with status 'enabled' is invalid.")
-    if "forced_down" in body and not isinstance(body["forced_down"], bool):
-        raise bad_request(f"Invalid input for field/attribute forced_down. Value: {body['forced_down']}.")
+    if "forced_down" in body:  # Nova's parameter_types.boolean, read with bool_from_string
+        body["forced_down"] = _loaded["forced_down"]
     rpc.call("stratus.conductor.update_service", service_id, body)
     with read_session() as s:
         svc = s.scalars(select(Service).where(Service.uuid == service_id)).first()

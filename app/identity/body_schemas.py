@@ -9,6 +9,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from app.fields import StrictBoolean
 from app.identity.service import DEFAULT_DOMAIN_ID
 
 _NOT_BLANK = validate.Regexp(r"^\s*\S", error="'{input}' is not a valid name")
@@ -25,7 +26,7 @@ class _Open(Schema):
 
 
 def _bool(**kw: Any) -> fields.Boolean:
-    return fields.Boolean(truthy={True}, falsy={False}, **kw)
+    return StrictBoolean(**kw)
 
 
 def _default_domain(**kw: Any) -> fields.String:
@@ -43,10 +44,19 @@ class ProjectCreateSchema(_Open):
 
 
 class ProjectUpdateSchema(_Open):
-    name = fields.String(validate=validate.Length(max=64))
+    """Keystone's project_update: at least one property; a name as at create."""
+    class Meta(_Open.Meta):
+        json_schema = {"minProperties": 1}
+
+    name = fields.String(validate=[validate.Length(min=1, max=64), _NOT_BLANK])
     description = fields.String(allow_none=True, validate=validate.Length(max=65535))
     enabled = _bool()
     domain_id = _default_domain()
+
+    @validates_schema(pass_original=True)
+    def _something(self, data: dict, original: Any, **kw: Any) -> None:
+        if not original:
+            raise ValidationError("{} does not have enough properties")
 
 
 class _UserFields(_Open):
@@ -190,10 +200,10 @@ class GroupCreateSchema(_Open):
 
 
 class _KeepsId(_Open):
-    """An update (or a create at a path naming the id): the body's ``id`` may only repeat the path's, so the
-    document shows none."""
+    """An update (or a create at a path naming the id): the body's ``id`` may only be null or repeat the path's
+    (Keystone's _require_matching_id), so the document shows it null."""
     class Meta(_Open.Meta):
-        json_schema = {"not": {"required": ["id"]}}
+        json_schema = {"dependentSchemas": {"id": {"properties": {"id": {"type": "null"}}}}}
 
 
 class GroupUpdateSchema(_KeepsId):
@@ -216,8 +226,10 @@ class CatalogServiceUpdateSchema(_ServiceFields, _KeepsId):
     type = fields.String(validate=[validate.Length(min=1, max=255), _NOT_BLANK])
 
 
-# an http(s) URL with a host (urllib reads it: no brackets outside an IPv6 literal, which Stratus does not need)
-_URL = validate.Regexp(r"^https?://[^/?#\[\]\s]+([/?#][^\s\[\]]*)?$", error="'{input}' is not a valid URL")
+# an http(s) URL with a host (urllib reads it: no brackets outside an IPv6 literal, which Stratus does not need).
+# Blanks are spelled out: "\s" is not the same class in Python's re and in a JSON Schema (ECMA) engine.
+_URL = validate.Regexp(r"^https?://[^/?#\[\]\x00-\x20\x7f]+([/?#][^\x00-\x20\x7f\[\]]*)?$",
+                       error="'{input}' is not a valid URL")
 
 
 class _EndpointFields(_Open):

@@ -10,7 +10,7 @@ from flask import request
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from app import request_body
-from app.fields import WholeNumber
+from app.fields import StrictBoolean, WholeNumber
 from core.errors import ApiError
 
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop")
@@ -20,12 +20,13 @@ _MAX_INT = 2147483647
 
 
 def _bool(**kw: Any) -> fields.Boolean:
-    return fields.Boolean(truthy={True}, falsy={False}, **kw)
+    return StrictBoolean(**kw)
 
 
 class ImageCreateSchema(Schema):
-    id = fields.String(validate=validate.Regexp(  # a UUID, kept as the string it came as
-        r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"), metadata={"format": "uuid"})
+    id = fields.String(validate=validate.Regexp(  # Glance's pattern: a hyphenated UUID, kept as it came
+        r"^([0-9a-fA-F]){8}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){4}-([0-9a-fA-F]){12}$"),
+        metadata={"format": "uuid"})
     name = fields.String(allow_none=True, validate=validate.Length(max=255))
     disk_format = fields.String(allow_none=True, validate=validate.OneOf(DISK_FORMATS))
     container_format = fields.String(allow_none=True, validate=validate.OneOf(CONTAINER_FORMATS))

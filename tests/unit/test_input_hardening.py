@@ -251,8 +251,12 @@ def test_unpaired_surrogates_are_refused_before_any_database_sees_them(client, w
         body = b'{"keypair": {"name": "' + text + b'", "public_key": "k"}}'
         resp = client.post("/v2.1/os-keypairs", data=body, content_type="application/json", headers=world.a.headers)
         assert resp.status_code == 400 and "surrogate" in resp.get_json()["badRequest"]["message"]
-    paired = b'{"server": {"name": "\\ud83d\\ude00"}}'  # an emoji as a surrogate pair is fine
-    resp = client.put(f"/v2.1/servers/{world.server_id}", data=paired, content_type="application/json",
-                      headers=world.a.headers)
-    assert resp.status_code == 200, resp.get_data(as_text=True)
-    assert resp.get_json()["server"]["name"] == "\U0001f600"
+    paired = b'{"project": {"name": "emoji", "description": "\\ud83d\\ude00"}}'  # a surrogate pair is fine
+    resp = client.post("/identity/v3/projects", data=paired, content_type="application/json",
+                       headers=world.admin.headers)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert resp.get_json()["project"]["description"] == "\U0001f600"
+    # (a name is Nova's format: characters of the Basic Multilingual Plane only, so an emoji name is a 400)
+    resp = client.put(f"/v2.1/servers/{world.server_id}", data=b'{"server": {"name": "\\ud83d\\ude00"}}',
+                      content_type="application/json", headers=world.a.headers)
+    assert resp.status_code == 400, resp.get_data(as_text=True)

@@ -55,3 +55,25 @@ def test_override_rule_can_be_opened_by_a_policy_file(client, world, tmp_path, m
     monkeypatch.setattr(policy, "_enforcer", policy.load_enforcer(str(path)))
     assert _act(client, world.a, world.server_id, {"unlock": None}).status_code == 202
     assert _locked(world.server_id)[0] is False
+
+
+def test_lock_argument_before_2_73_is_any_value_and_ignored(client, world):
+    """Nova's lock schema before 2.73 is ``{"lock": {}}`` (any value, never read); from 2.73 null or a reason."""
+    old = {**world.a.headers, "OpenStack-API-Version": "compute 2.72"}
+    url = f"/v2.1/servers/{world.server_id}/action"
+    for args in ({"locked_reason": "early"}, [1], "x"):
+        assert client.post(url, json={"lock": args}, headers=old).status_code == 202, args
+        assert _locked(world.server_id) == (True, "owner", None)
+        assert client.post(url, json={"unlock": None}, headers=old).status_code == 202
+    for args in ([1], "x", {"locked_reason": ""}, {"other": 1}):
+        assert _act(client, world.a, world.server_id, {"lock": args}).status_code == 400, args
+
+
+def test_openapi_lock_argument_follows_the_microversion(app):
+    from app.microversion import APIVersion
+    from app.openapi import build
+    for version, expected in (((2, 72), {}), ((2, 73), "anyOf")):
+        doc = build(app, APIVersion(*version))
+        lock = doc["paths"]["/v2.1/servers/{server_id}/action"]["post"]["requestBody"]["content"][
+            "application/json"]["schema"]["properties"]["lock"]
+        assert (lock == expected) if expected == {} else ({"type": "null"} in lock[expected]), (version, lock)
