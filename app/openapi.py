@@ -123,6 +123,8 @@ def _responses(endpoint: str, method: str, path: str) -> dict:
         "202": {"description": "Accepted"}, "204": {"description": "No content"},
         # the HTTP server's answer to a request line over its limit (gunicorn's limit_request_line)
         "414": {"description": "URI too long"}}
+    if endpoint in tables.EMPTY_CREATED:
+        responses["201"] = {"description": "Created (no body)"}
     if (endpoint, path) in tables.MULTIPLE_CHOICES:
         responses["300"] = {"description": "Multiple choices: the API's versions", "content": {
             "application/json": {"schema": {"$ref": "#/components/schemas/Versions"}}}}

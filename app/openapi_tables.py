@@ -38,6 +38,8 @@ VERSION_DOCUMENTS = {"versions.root", "versions.v2_1", "versions.v2", "identity_
                      "identity_versions.version", "image.versions", "network_root.versions"}
 # Responses whose success body is not JSON: endpoint -> content type (an image's data).
 BINARY_RESPONSES = {"image.download_image": "application/octet-stream"}
+# Creates that answer 201 with no body and no media type (Nova's server tag PUT)
+EMPTY_CREATED = frozenset({"server_tags.update"})
 
 _LINK = {"type": "object", "required": ["href", "rel"],
          "properties": {"href": {"type": "string"}, "rel": {"type": "string"}}}

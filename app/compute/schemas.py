@@ -306,6 +306,12 @@ class LockSchema(StrictSchema):
     locked_reason = fields.String(validate=validate.Length(min=1, max=255))
 
 
+class SecurityGroupArgument(Schema):
+    """``addSecurityGroup``/``removeSecurityGroup``'s argument as the document shows it: an object naming a group
+    with something other than blanks (Nova's own parse, app/compute/security_group_actions.py, answers the rest)."""
+    name = fields.String(required=True, metadata={"pattern": r"\S"})
+
+
 _GROUP_POLICIES = ["anti-affinity", "affinity"]
 _SOFT_POLICIES = [*_GROUP_POLICIES, "soft-anti-affinity", "soft-affinity"]
 

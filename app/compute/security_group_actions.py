@@ -3,6 +3,7 @@ security-group extension (Stratus's Networking API does not list it; docs/networ
 found (404), ``default`` included. The view has checked the instance and the action's rule already."""
 from __future__ import annotations
 
+from app.compute.schemas import SecurityGroupArgument
 from app.context import current
 from core.errors import bad_request, not_found
 
@@ -27,3 +28,8 @@ def add_security_group(server_id: str, args: object) -> None:
 def remove_security_group(server_id: str, args: object) -> None:
     name = _group_name(args)
     raise not_found(f"Security group {name} is not found for project {current().project_id}")
+
+
+# The OpenAPI document shows this argument (app/compute/actions.py ARGUMENT_SCHEMAS); the handlers parse it as Nova.
+add_security_group.argument_schema = SecurityGroupArgument  # type: ignore[attr-defined]
+remove_security_group.argument_schema = SecurityGroupArgument  # type: ignore[attr-defined]

@@ -57,7 +57,8 @@ def test_request_bodies_come_from_the_marshmallow_schemas(client):
     assert {name: props[name]["$ref"].rsplit("/", 1)[1] for name in props if props[name] and name != "lock"} == {
         "reboot": "Reboot", "rebuild": "Rebuild_2_96", "createImage": "CreateImage",
         "resize": "Resize", "os-migrateLive": "LiveMigrate_2_96", "os-resetState": "ResetState",
-        "createBackup": "CreateBackup"}
+        "createBackup": "CreateBackup", "addSecurityGroup": "SecurityGroupArgument",
+        "removeSecurityGroup": "SecurityGroupArgument"}
     metadata = schemas["MetadataBody"]["properties"]["metadata"]
     assert metadata["propertyNames"] == {"pattern": "^[a-zA-Z0-9-_:. ]{1,255}$"}
     assert metadata["additionalProperties"] == {"type": "string", "maxLength": 255}
