@@ -53,7 +53,7 @@ def _done(path: Path) -> int:
 
 def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 16, timeout: float = 300) -> dict:
     from harness.stack import BACKENDS
-    backend = BACKENDS[backend_name]
+    backend = BACKENDS[backend_name].own()
     broker = BROKER_OF[backend_name]
     record: dict = {"bench": "celery_floor", "backend": backend_name, "broker": broker, "n": n, "hosts": hosts,
                     "client_threads": concurrency, "env": environment("none", broker), "load_before": loadavg()}

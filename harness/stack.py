@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,6 +117,12 @@ class Backend:
     broker: str  # filesystem | redis | rabbitmq
     cleanups: list = field(default_factory=list)
 
+    def own(self) -> "Backend":
+        """A copy whose databases, vhosts and Redis databases, and their cleanups, are its user's alone: BACKENDS'
+        instances are shared, and one user's cleanup() must not drop what another (the session's stack) still
+        uses (a fuzz stack's teardown dropped the session stack's MariaDB database)."""
+        return replace(self, cleanups=[])
+
     def missing(self) -> str | None:
         need = {"postgresql": 5432, "mariadb": 3306}.get(self.database)
         if need and not _port_open(need):
@@ -194,7 +200,7 @@ class Stack:
                  extra_env: dict[str, str] | None = None, processes: tuple[str, ...] = ("api", "conductor",
                                                                                         "scheduler", "compute")):
         self.state_dir = state_dir
-        self.backend = backend
+        self.backend = backend = backend.own()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}

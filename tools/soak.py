@@ -72,6 +72,7 @@ class Services:
 
     def __init__(self, backend: str):
         self.backend = backend
+        self.shared = BACKENDS["mariadb-rabbitmq"].own()  # the machine's MariaDB: a database of the soak's own
         self.db = self.broker = None
         if backend == "postgresql-redis":
             self.db, self.broker = PrivatePostgres(), PrivateRedis(durable=True)
@@ -83,7 +84,7 @@ class Services:
     def start(self) -> PrivateBackend:
         db_url = self.db.init() if self.db else ""
         if self.backend == "mariadb-rabbitmq":
-            db_url = BACKENDS["mariadb-rabbitmq"].database_url()
+            db_url = self.shared.database_url()
         if self.broker:
             self.broker.start()
         kind = {"sqlite-fs": ("sqlite", "filesystem"), "postgresql-redis": ("postgresql", "redis"),
@@ -96,7 +97,7 @@ class Services:
             if server:
                 server.close()
         if self.backend == "mariadb-rabbitmq":
-            BACKENDS["mariadb-rabbitmq"].cleanup()
+            self.shared.cleanup()
 
 
 class Workload:

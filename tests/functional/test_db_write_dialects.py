@@ -14,7 +14,7 @@ pytestmark = pytest.mark.services
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def database(request, tmp_path):
-    backend = next(b for b in BACKENDS.values() if b.database == request.param)
+    backend = next(b for b in BACKENDS.values() if b.database == request.param).own()
     port = {"postgresql": 5432, "mariadb": 3306}.get(request.param)
     if port and not _port_open(port):
         pytest.skip(f"SKIPPED LOUDLY: {request.param} is not running on 127.0.0.1:{port}")
