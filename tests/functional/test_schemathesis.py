@@ -30,7 +30,7 @@ ARTIFACT = REPO / "artifacts" / "schemathesis.json"
 # Per run: test cases per operation and phase, and the whole run's time budget (the test stays well under 5 min;
 # STRATUS_FUZZ_MAX_TIME gives a loaded machine more seconds for the same number of cases).
 MAX_EXAMPLES = 8
-MAX_TIME = int(os.environ.get("STRATUS_FUZZ_MAX_TIME", "70"))
+MAX_TIME = int(os.environ.get("STRATUS_FUZZ_MAX_TIME", "50"))
 # The member's run describes and speaks the oldest Compute microversion, the admin's the newest.
 MEMBER_MICROVERSION, ADMIN_MICROVERSION = "2.1", "2.96"
 NEGATIVE_REJECTED = ["400", "401", "403", "404", "405", "406", "409", "413", "414", "415", "422", "428", "429",
