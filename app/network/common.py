@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from flask import g, jsonify, request
@@ -48,6 +48,12 @@ def write_check(rule: str, owner: str) -> None:
         if exc.code == 403 and owner != current().project_id:
             raise ApiError(404, "The resource could not be found.", error_code="HTTPNotFound") from None
         raise
+
+
+def refuse_write(rule: str, owner: str, message: str) -> NoReturn:
+    """An update or delete Stratus cannot make: the item's policy first (403/404 as Neutron), then 409 ``message``."""
+    write_check(rule, owner)
+    raise unsupported(message)
 
 
 def parse_bool(text: str) -> bool:

@@ -54,13 +54,13 @@ def create_network():
 @enforce("admin_api", name="update_network", description="Update a network")
 def update_network(network_id: str):
     net = _network(network_id)
-    common.write_check("update_network", common.network_owner())
-    raise common.unsupported(_CONFIGURED.format("changed") + f" ({net.name})")
+    common.refuse_write("update_network", common.network_owner(),
+                        _CONFIGURED.format("changed") + f" ({net.name})")
 
 
 @bp.delete("/v2.0/networks/<network_id>")
 @enforce("admin_api", name="delete_network", description="Delete a network")
 def delete_network(network_id: str):
     net = _network(network_id)
-    common.write_check("delete_network", common.network_owner())
-    raise common.unsupported(_CONFIGURED.format("deleted") + f" ({net.name})")
+    common.refuse_write("delete_network", common.network_owner(),
+                        _CONFIGURED.format("deleted") + f" ({net.name})")

@@ -105,12 +105,11 @@ def create_port():
 @bp.put("/v2.0/ports/<port_id>")
 @enforce("project_member_api", name="update_port", description="Update a port")
 def update_port(port_id: str):
-    common.write_check("update_port", _port(port_id)["project_id"])
-    raise common.unsupported(_READ_ONLY)
+    common.refuse_write("update_port", _port(port_id)["project_id"], _READ_ONLY)
 
 
 @bp.delete("/v2.0/ports/<port_id>")
 @enforce("project_member_api", name="delete_port", description="Delete a port")
 def delete_port(port_id: str):
-    common.write_check("delete_port", _port(port_id)["project_id"])
-    raise common.unsupported(_READ_ONLY + " Delete the server to remove its port.")
+    common.refuse_write("delete_port", _port(port_id)["project_id"],
+                        _READ_ONLY + " Delete the server to remove its port.")

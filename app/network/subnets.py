@@ -52,13 +52,11 @@ def create_subnet():
 @enforce("admin_api", name="update_subnet", description="Update a subnet")
 def update_subnet(subnet_id: str):
     _subnet(subnet_id)
-    common.write_check("update_subnet", common.network_owner())
-    raise common.unsupported(_CONFIGURED.format("changed"))
+    common.refuse_write("update_subnet", common.network_owner(), _CONFIGURED.format("changed"))
 
 
 @bp.delete("/v2.0/subnets/<subnet_id>")
 @enforce("admin_api", name="delete_subnet", description="Delete a subnet")
 def delete_subnet(subnet_id: str):
     _subnet(subnet_id)
-    common.write_check("delete_subnet", common.network_owner())
-    raise common.unsupported(_CONFIGURED.format("deleted"))
+    common.refuse_write("delete_subnet", common.network_owner(), _CONFIGURED.format("deleted"))
