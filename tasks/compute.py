@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -82,17 +81,17 @@ def _cleanup_after_failure(host: str, uuid: str) -> None:
         LOG.exception("cleanup of %s on %s failed", uuid, host)
 
 
-# Instances this process destroyed for a delete (uuid -> monotonic time): a boot step of one still queued behind
+# Instances this process destroyed for a delete (the newest _TERMINATED_MAX, oldest first): a boot step of one still queued behind
 # the delete ends quietly instead of building a guest nobody wants (what a task-state read did before compute
 # hosts lost the DB; a step that misses this, in another process, is cleaned up by finish_boot).
-_TERMINATED: OrderedDict[str, float] = OrderedDict()
+_TERMINATED: OrderedDict[str, None] = OrderedDict()
 _TERMINATED_MAX = 4096
 _terminated_lock = threading.Lock()
 
 
 def _note_terminated(uuid: str) -> None:
     with _terminated_lock:
-        _TERMINATED[uuid] = time.monotonic()
+        _TERMINATED[uuid] = None
         _TERMINATED.move_to_end(uuid)
         while len(_TERMINATED) > _TERMINATED_MAX:
             _TERMINATED.popitem(last=False)
