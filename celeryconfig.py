@@ -7,11 +7,16 @@ from __future__ import annotations
 
 from core.routing import route_task
 from core.settings import get_settings
+from core.broker_tls import broker_ssl_options
 
 _settings = get_settings()
 
 broker_url = _settings.celery_broker_url
 result_backend = _settings.celery_result_backend
+broker_use_ssl = broker_ssl_options(broker_url, _settings.broker_ssl_ca, _settings.broker_ssl_cert,
+                                    _settings.broker_ssl_key)
+if broker_use_ssl and result_backend == broker_url:
+    redis_backend_use_ssl = broker_use_ssl  # the results live on the same Redis
 # Workers wait out broker outages: reconnect forever (1 s, 2 s, ... capped by kombu), never exit.
 broker_connection_retry_on_startup = True
 broker_connection_retry = True
@@ -51,7 +56,7 @@ elif broker_url.startswith(("redis://", "rediss://")):
     redis_socket_connect_timeout = 4
     redis_retry_on_timeout = True
     redis_backend_health_check_interval = 10
-elif broker_url.startswith(("amqp://", "pyamqp://")):
+elif broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
     # Publisher confirms: a publish returns only once RabbitMQ has taken the (persistent) message, so the
     # API never answers 202 for a boot the broker did not accept.
     broker_transport_options = {"confirm_publish": True}

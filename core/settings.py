@@ -18,6 +18,11 @@ class Settings:
     state_dir: str = "var"
     database_url: str = ""
     broker_url: str = ""
+    # TLS to the broker (amqps:// or rediss://): the CA to verify it by (empty: the system's) and the client
+    # certificate + key where the broker asks for one (core/broker_tls.py).
+    broker_ssl_ca: str = ""
+    broker_ssl_cert: str = ""
+    broker_ssl_key: str = ""
     result_backend: str = ""
     secret_key_file: str = ""
     # Seconds between polls of the embedded filesystem broker: lower is faster per hop, higher idles cheaper.
@@ -169,7 +174,7 @@ class Settings:
         url = self.celery_broker_url
         if url.startswith(("redis://", "rediss://")):
             return url
-        if url.startswith(("amqp://", "pyamqp://")):
+        if url.startswith(("amqp://", "amqps://", "pyamqp://")):
             return "rpc://"
         return f"file://{self.state_path / 'results'}"
 

@@ -16,6 +16,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from harness.stack import VENV_BIN, Backend, Stack, free_port, wait_port
+from tests.tls_support import TLSFiles
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -35,15 +36,17 @@ class PrivateRedis:
     """``redis-server`` on a free port. ``durable`` turns on the append-only file with an fsync per write, so a
     restart keeps every message the server acknowledged (without it a restart empties the queues)."""
 
-    def __init__(self, durable: bool = True):
+    def __init__(self, durable: bool = True, tls: TLSFiles | None = None):
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="stratus-redis-"))
         self.durable = durable
+        self.tls = tls  # TLS only (no plain port), clients must show a certificate of the same CA
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        # TLS: the name the server's certificate carries, so the client's host name check has something to check
+        return f"rediss://localhost:{self.port}/0" if self.tls else f"redis://127.0.0.1:{self.port}/0"
 
     @staticmethod
     def available() -> str | None:
@@ -52,6 +55,10 @@ class PrivateRedis:
     def start(self) -> None:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--save", "", "--logfile", str(self.dir / "redis.log")]
+        if self.tls:
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.server_cert),
+                         "--tls-key-file", str(self.tls.server_key), "--tls-ca-cert-file", str(self.tls.ca),
+                         "--tls-auth-clients", "yes"]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         wait_port(self.port)
@@ -79,11 +86,17 @@ class PrivateRabbitMQ:
 
     SBIN = Path("/usr/lib/rabbitmq/bin")
 
-    def __init__(self):
+    def __init__(self, tls: TLSFiles | None = None):
         self.port, self.dist_port = free_port(), free_port()
         self.node = f"stratus-{self.port}@localhost"
         self.dir = Path(tempfile.mkdtemp(prefix="stratus-rabbitmq-"))
-        (self.dir / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        conf = f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
+        self.tls_port = free_port() if tls else None
+        if tls:  # a TLS listener beside the plain one; clients must show a certificate of the same CA
+            conf += (f"listeners.ssl.local = 127.0.0.1:{self.tls_port}\nssl_options.cacertfile = {tls.ca}\n"
+                     f"ssl_options.certfile = {tls.server_cert}\nssl_options.keyfile = {tls.server_key}\n"
+                     "ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n")
+        (self.dir / "rabbitmq.conf").write_text(conf)
         for empty in ("rabbitmq-env.conf", "enabled_plugins"):
             (self.dir / empty).write_text("")
         self.pid_file = self.dir / "rabbitmq.pid"
@@ -92,6 +105,10 @@ class PrivateRabbitMQ:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def tls_url(self) -> str:
+        return f"amqps://guest:guest@localhost:{self.tls_port}//"
 
     @classmethod
     def available(cls) -> str | None:
@@ -161,6 +178,20 @@ class PrivatePostgres:
         self.dir = Path(tempfile.mkdtemp(prefix="stratus-pg-"))
         shutil.chown(self.dir, "postgres", "postgres")
         self.data = self.dir / "data"
+        self.options = ""  # more server settings (-c name=value ...)
+
+    def require_tls(self, tls: TLSFiles) -> None:
+        """From the next start on, only TLS connections with a client certificate of ``tls``'s CA whose common name
+        is the role (pg_hba ``hostssl ... cert``): a plain or certificate-less connection is refused."""
+        for name in ("server_cert", "server_key", "ca"):
+            copy = self.dir / Path(getattr(tls, name)).name
+            shutil.copy(getattr(tls, name), copy)
+            shutil.chown(copy, "postgres", "postgres")
+            copy.chmod(0o600)
+        (self.data / "pg_hba.conf").write_text("local all all trust\nhostssl all all 127.0.0.1/32 cert\n")
+        self.options = (f"-c ssl=on -c ssl_cert_file={self.dir / Path(tls.server_cert).name} "
+                        f"-c ssl_key_file={self.dir / Path(tls.server_key).name} "
+                        f"-c ssl_ca_file={self.dir / Path(tls.ca).name}")
 
     @staticmethod
     def available() -> str | None:
@@ -181,7 +212,8 @@ class PrivatePostgres:
 
     def start(self) -> None:
         self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.dir / "pg.log"),
-                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+                          f"{self.options}",
                           "start")
         wait_port(self.port)
 

@@ -200,7 +200,8 @@ def _requeue_unregistered() -> None:
             info = message.delivery_info
             threading.Thread(target=requeue, name=f"requeue-{delivery_tag}", daemon=True,
                              args=(client.as_uri(include_password=True), dict(client.transport_options),
-                                   message._raw, info["exchange"], info["routing_key"], delivery_tag)).start()
+                                   message._raw, info["exchange"], info["routing_key"], delivery_tag,
+                                   client.ssl)).start()
             raise
 
     append._stratus_fixed = True
@@ -208,7 +209,7 @@ def _requeue_unregistered() -> None:
 
 
 def requeue(url: str, transport_options: dict, payload: dict, exchange: str, routing_key: str, tag: str,
-            patience: float = REQUEUE_PATIENCE, interval: float = 1.0) -> bool:
+            ssl: dict | bool = False, patience: float = REQUEUE_PATIENCE, interval: float = 1.0) -> bool:
     """Put ``payload`` back on the queues ``exchange``/``routing_key`` lead to (kombu's own restore path, marked
     redelivered), retrying while the broker is unreachable. Returns whether it succeeded."""
     from kombu import Connection
@@ -220,7 +221,7 @@ def requeue(url: str, transport_options: dict, payload: dict, exchange: str, rou
     last_error: BaseException | None = None
     while time.monotonic() < give_up:
         try:
-            with Connection(url, transport_options=transport_options, connect_timeout=2) as conn:
+            with Connection(url, transport_options=transport_options, connect_timeout=2, ssl=ssl) as conn:
                 channel = conn.default_channel
                 with channel.conn_or_acquire() as client:
                     pipe = client.pipeline()
