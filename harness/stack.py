@@ -47,11 +47,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
+def wait_port(port: int, timeout: float = 30, address: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((address, port)) == 0:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"nothing listens on {port}")
@@ -198,11 +198,13 @@ NO_DATABASE_URL = "postgresql+psycopg://nobody@compute-hosts-have-no-database.in
 class Stack:
     def __init__(self, state_dir: Path, backend: Backend, compute_hosts: str = "fake-1,fake-2",
                  extra_env: dict[str, str] | None = None, processes: tuple[str, ...] = ("api", "conductor",
-                                                                                        "scheduler", "compute")):
+                                                                                        "scheduler", "compute"),
+                 address: str = "127.0.0.1"):
+        """``address``: where the API listens and what the public URL names (another machine's view of it)."""
         self.state_dir = state_dir
         self.backend = backend = backend.own()
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{address}:{self.port}"
         self.procs: dict[str, subprocess.Popen] = {}
         self.process_names = processes
         self.env = {
@@ -212,7 +214,7 @@ class Stack:
             "STRATUS_DATABASE_URL": backend.database_url(),
             "STRATUS_BROKER_URL": backend.broker_url(),
             "STRATUS_PUBLIC_URL": self.url,
-            "STRATUS_API_BIND": f"127.0.0.1:{self.port}",
+            "STRATUS_API_BIND": f"{address}:{self.port}",
             "STRATUS_COMPUTE_HOSTS": compute_hosts,
             "STRATUS_REPORT_INTERVAL": "2",
             "STRATUS_ADMIN_PASSWORD": ADMIN_PASSWORD,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -36,8 +37,11 @@ class PrivateRedis:
     """``redis-server`` on a free port. ``durable`` turns on the append-only file with an fsync per write, so a
     restart keeps every message the server acknowledged (without it a restart empties the queues)."""
 
-    def __init__(self, durable: bool = True, tls: TLSFiles | None = None):
+    def __init__(self, durable: bool = True, tls: TLSFiles | None = None, address: str = "127.0.0.1"):
         self.port = free_port()
+        self.address = address
+        # Reached from other hosts: a password, as Redis's protected mode demands (and any real deployment).
+        self.password = "" if address == "127.0.0.1" else secrets.token_hex(12)
         self.dir = Path(tempfile.mkdtemp(prefix="stratus-redis-"))
         self.durable = durable
         self.tls = tls  # TLS only (no plain port), clients must show a certificate of the same CA
@@ -46,22 +50,26 @@ class PrivateRedis:
     @property
     def url(self) -> str:
         # TLS: the name the server's certificate carries, so the client's host name check has something to check
-        return f"rediss://localhost:{self.port}/0" if self.tls else f"redis://127.0.0.1:{self.port}/0"
+        if self.tls:
+            return f"rediss://localhost:{self.port}/0"
+        return f"redis://{f':{self.password}@' if self.password else ''}{self.address}:{self.port}/0"
 
     @staticmethod
     def available() -> str | None:
         return None if shutil.which("redis-server") else "redis-server is not installed"
 
     def start(self) -> None:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+        args = ["redis-server", "--port", str(self.port), "--bind", self.address, "--dir", str(self.dir),
                 "--save", "", "--logfile", str(self.dir / "redis.log")]
+        if self.password:
+            args += ["--requirepass", self.password]
         if self.tls:
             args[1:3] = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.server_cert),
                          "--tls-key-file", str(self.tls.server_key), "--tls-ca-cert-file", str(self.tls.ca),
                          "--tls-auth-clients", "yes"]
         args += ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        wait_port(self.port)
+        wait_port(self.port, address=self.address)
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM): the server flushes its append-only file and exits."""

@@ -3,6 +3,8 @@ read for all the listed servers at once: the latest fault, the host's status (ad
 server group (2.71) and the tags (2.26)."""
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -45,8 +47,18 @@ def host_statuses(s: Session, hosts: set[str]) -> dict[str, str]:
     now = utcnow()
     out = {}
     for svc in s.scalars(select(Service).where(Service.host.in_(hosts), Service.binary == COMPUTE_BINARY)):
-        out[svc.host] = "DOWN" if not service_is_up(svc, now) else ("MAINTENANCE" if svc.disabled else "UP")
+        out[svc.host] = host_status(svc, now)
     return out
+
+
+def host_status(svc: Service, now: dt.datetime) -> str:
+    """Nova's order (compute API get_instance_host_status): forced down is DOWN, disabled is MAINTENANCE, a
+    service whose heartbeats stopped is UNKNOWN (the host may be fine and only cut off), else UP."""
+    if svc.forced_down:
+        return "DOWN"
+    if svc.disabled:
+        return "MAINTENANCE"
+    return "UP" if service_is_up(svc, now) else "UNKNOWN"
 
 
 def server_groups_of(s: Session, uuids: list[str]) -> dict[str, list[str]]:
