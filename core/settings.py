@@ -84,6 +84,13 @@ class Settings:
     # Metadata service (metadata/, port 8775; guests reach it at 169.254.169.254 through the bridge's DNAT)
     metadata_proxy_shared_secret: str = ""  # non-empty: accept X-Instance-ID(-Signature) from a proxy in front
     metadata_cache_ttl: int = 15  # seconds an instance's metadata is cached per process (Nova: 15)
+    # Per-host metadata proxy (``python -m metadata.proxy`` on a compute host of a cloud spread over machines):
+    # it listens where the host's bridge DNATs guests' 169.254.169.254:80 and relays to the central service,
+    # naming the guest's address and this host, signed with this host's key (docs/architecture-notes.md).
+    metadata_url: str = ""  # the central metadata service, e.g. http://controller:8775
+    metadata_proxy_bind: str = ""  # empty: <network gateway>:8775
+    metadata_proxy_host: str = ""  # the host it speaks for; empty: the first of compute_hosts
+    metadata_host_key: str = ""  # this host's key, derived from the shared secret: python -m metadata.proxy key HOST
     # VNC/SPICE listen address in the domain XML (Nova's [vnc] server_listen); empty: the proxies' address above
     libvirt_console_listen: str = ""
     libvirt_soft_reboot_timeout: int = 60  # seconds a SOFT reboot waits before rebooting HARD (Nova: 120)
