@@ -33,7 +33,7 @@ TIMEOUT = 30.0
 
 
 def proxy_host(cfg: Settings) -> str:
-    return cfg.metadata_proxy_host or cfg.host_names()[0]
+    return cfg.metadata_proxy_host or cfg.host_names[0]
 
 
 def bind_address(cfg: Settings) -> tuple[str, int]:
