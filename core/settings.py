@@ -91,6 +91,9 @@ class Settings:
     metadata_proxy_bind: str = ""  # empty: <network gateway>:8775
     metadata_proxy_host: str = ""  # the host it speaks for; empty: the first of compute_hosts
     metadata_host_key: str = ""  # this host's key, derived from the shared secret: python -m metadata.proxy key HOST
+    # Hosts whose guests the service may identify by a request's own source address (not relayed by a proxy):
+    # "*" every host (one machine); a comma list; "none" (every guest's request comes through its host's proxy).
+    metadata_direct_hosts: str = "*"
     # VNC/SPICE listen address in the domain XML (Nova's [vnc] server_listen); empty: the proxies' address above
     libvirt_console_listen: str = ""
     libvirt_soft_reboot_timeout: int = 60  # seconds a SOFT reboot waits before rebooting HARD (Nova: 120)

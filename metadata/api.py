@@ -71,7 +71,17 @@ def _identify() -> str:
         if inst is None:
             LOG.info("metadata request from %s, which is no instance's address", address)
             raise _Refused(404, "No instance has this address.")
+        if not direct_host_allowed(get_settings().metadata_direct_hosts, inst.host):
+            LOG.warning("direct metadata request from %s, the address of instance %s on host %s, whose guests "
+                        "come through its proxy: refused", address, inst.uuid, inst.host)
+            raise _Refused(404, "No instance has this address.")
         return inst.uuid
+
+
+def direct_host_allowed(setting: str, host: str | None) -> bool:
+    """Whether ``metadata_direct_hosts`` lets a guest on ``host`` be identified by its own source address."""
+    names = {h.strip() for h in setting.split(",") if h.strip()} - {"none"}
+    return "*" in names or host in names
 
 
 def _identify_relayed(secret: str) -> str:

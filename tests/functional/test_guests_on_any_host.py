@@ -77,7 +77,9 @@ def cloud(tmp_path_factory):
     md_port, proxy_port, console_port = free_port(), free_port(), free_port()
     env.update({"STRATUS_NETWORK_CIDR": CIDR, "STRATUS_METADATA_BIND": f"127.0.0.1:{md_port}",
                 "STRATUS_METADATA_PROXY_SHARED_SECRET": SECRET, "STRATUS_METADATA_CACHE_TTL": "0",
-                "STRATUS_FAKE_CONSOLE_PORT": str(console_port)})
+                "STRATUS_FAKE_CONSOLE_PORT": str(console_port),
+                # host-a stands for a compute on the controller's machine, whose guests reach the service directly
+                "STRATUS_METADATA_DIRECT_HOSTS": "host-a"})
     st = Stack(tmp_path_factory.mktemp("any-host"), BACKENDS["sqlite-filesystem"], compute_hosts=",".join(HOSTS),
                extra_env=env, processes=("api", "conductor", "scheduler", "novncproxy", "metadata"))
     try:
@@ -187,10 +189,14 @@ def _via_proxy(cloud, host: str, source: str, path: str = "/openstack/latest/met
         conn.close()
 
 
-def _direct(cloud, headers: dict) -> int:
-    r = requests.get(f"http://127.0.0.1:{cloud.md_port}/openstack/latest/meta_data.json", headers=headers,
-                     timeout=10)
-    return r.status_code
+def _direct(cloud, headers: dict | None = None, source: str | None = None) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", cloud.md_port, timeout=10,
+                                      source_address=(source, 0) if source else None)
+    try:
+        conn.request("GET", "/openstack/latest/meta_data.json", headers=headers or {})
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def test_metadata_through_each_hosts_proxy(cloud, guests):
@@ -225,3 +231,11 @@ def test_cross_host_spoofing_is_refused(cloud, guests):
                            "X-Stratus-Host-Signature": host_signature(key_a, "host-a", a["address"])}) == 403
     assert _direct(cloud, {"X-Stratus-Host": "host-a", "X-Forwarded-For": a["address"],
                            "X-Stratus-Host-Signature": host_signature(key_a, "host-a", a["address"])}) == 200
+
+
+def test_direct_requests_only_for_the_hosts_allowed(cloud, guests):
+    """metadata_direct_hosts = host-a: its guest may reach the service directly (the controller's own compute);
+    host-b's guests come through host-b's proxy, so a direct request from B's address is refused."""
+    assert _direct(cloud, source=guests["host-a"]["address"]) == 200
+    assert _direct(cloud, source=guests["host-b"]["address"]) == 404
+    assert "whose guests come through its proxy: refused" in cloud.log("metadata")

@@ -91,3 +91,12 @@ def test_proxy_loads_no_flask_and_no_database_driver():
     code = ("import sys, metadata.proxy; bad = [m for m in ('flask', 'sqlalchemy', 'psycopg', 'pymysql') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("setting,host,allowed", [
+    ("*", "h1", True), ("*", None, True), ("h1,h2", "h2", True), ("h1", "h2", False), ("none", "h1", False),
+    ("", "h1", False), ("h1", None, False),
+])
+def test_direct_hosts(setting, host, allowed):
+    from metadata.api import direct_host_allowed  # noqa: PLC0415 (the service's module loads Flask)
+    assert direct_host_allowed(setting, host) is allowed
