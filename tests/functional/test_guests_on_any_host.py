@@ -22,7 +22,7 @@ import requests
 
 from harness.stack import BACKENDS, NO_DATABASE_URL, Stack, console_proxy_env, free_port, wait_port
 from metadata.signing import host_key, host_signature
-from tests.functional.test_consoles import connect, token_of
+from tests.functional.test_consoles import active_server, connect, token_of
 
 pytestmark = pytest.mark.services
 
@@ -114,25 +114,10 @@ def cloud(tmp_path_factory):
 
 
 def _boot(st, name: str, host: str) -> dict:
-    s = st.session
-    if not hasattr(st, "image_id"):
-        img = s.post(f"{st.url}/image/v2/images", json={"name": "any-host", "disk_format": "raw",
-                                                         "container_format": "bare"}).json()
-        s.put(f"{st.url}/image/v2/images/{img['id']}/file", data=b"x" * 512,
-              headers={"Content-Type": "application/octet-stream"}).raise_for_status()
-        st.image_id = img["id"]
-    r = s.post(f"{st.url}/v2.1/servers", json={"server": {"name": name, "imageRef": st.image_id, "flavorRef": "42",
-                                                           "networks": "auto", "host": host}})
-    assert r.status_code == 202, r.text
-    uuid = r.json()["server"]["id"]
-    deadline = time.monotonic() + 30
-    while True:
-        body = s.get(f"{st.url}/v2.1/servers/{uuid}").json()["server"]
-        if body["status"] == "ACTIVE":
-            assert body["OS-EXT-SRV-ATTR:host"] == host
-            return {"id": uuid, "host": host, "address": body["addresses"]["private"][0]["addr"]}
-        assert body["status"] == "BUILD" and time.monotonic() < deadline, body
-        time.sleep(0.1)
+    uuid = active_server(st, name, networks="auto", host=host)
+    body = st.session.get(f"{st.url}/v2.1/servers/{uuid}").json()["server"]
+    assert body["OS-EXT-SRV-ATTR:host"] == host
+    return {"id": uuid, "host": host, "address": body["addresses"]["private"][0]["addr"]}
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +163,9 @@ def test_console_output_and_diagnostics_go_to_the_guests_host(cloud, guests):
         assert r.status_code == 200, r.text
 
 
-def _via_proxy(cloud, host: str, source: str, path: str = "/openstack/latest/meta_data.json",
-               headers: dict | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(HOSTS[host], cloud.proxy_port, timeout=10, source_address=(source, 0))
+def _get(address: str, port: int, source: str | None = None, headers: dict | None = None,
+         path: str = "/openstack/latest/meta_data.json") -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(address, port, timeout=10, source_address=(source, 0) if source else None)
     try:
         conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
@@ -189,14 +174,14 @@ def _via_proxy(cloud, host: str, source: str, path: str = "/openstack/latest/met
         conn.close()
 
 
+def _via_proxy(cloud, host: str, source: str, headers: dict | None = None) -> tuple[int, bytes]:
+    """A guest's request from ``source`` through ``host``'s metadata proxy."""
+    return _get(HOSTS[host], cloud.proxy_port, source, headers)
+
+
 def _direct(cloud, headers: dict | None = None, source: str | None = None) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", cloud.md_port, timeout=10,
-                                      source_address=(source, 0) if source else None)
-    try:
-        conn.request("GET", "/openstack/latest/meta_data.json", headers=headers or {})
-        return conn.getresponse().status
-    finally:
-        conn.close()
+    """A request to the central metadata service itself."""
+    return _get("127.0.0.1", cloud.md_port, source, headers)[0]
 
 
 def test_metadata_through_each_hosts_proxy(cloud, guests):
