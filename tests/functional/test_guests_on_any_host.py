@@ -149,6 +149,13 @@ def test_console_token_and_proxy_reach_the_guests_host(cloud, guests):
             assert (f"instance={guest['id']} client=127.0.0.1 result=accepted "
                     f"target={HOSTS[host]}:{cloud.console_port}") in cloud.log("novncproxy")
         assert [s.accepted for s in stand_ins.values()] == [1, 1]
+        # SPICE tokens take the same address from the guest's host.
+        b = guests["host-b"]["id"]
+        r = cloud.session.post(f"{cloud.url}/v2.1/servers/{b}/remote-consoles",
+                               json={"remote_console": {"protocol": "spice", "type": "spice-html5"}})
+        assert r.status_code == 200, r.text
+        assert cloud.scalar_sql("SELECT host FROM console_auth_tokens WHERE instance_uuid = :u AND console_type = "
+                                "'spice-html5'", u=b) == HOSTS["host-b"]
     finally:
         for s in stand_ins.values():
             s.sock.close()
