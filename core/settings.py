@@ -49,6 +49,13 @@ class Settings:
     compute_hosts: str = ""  # comma-separated host names this worker serves; default: the machine's name
     availability_zone: str = "nova"
     report_interval: int = 10
+    # This host's address on the management network (Nova's my_ip): the compute node's reported host_ip, and by
+    # default where the console proxies reach its guests' VNC/SPICE servers. Set it on every compute host of a
+    # cloud spread over machines. Empty: fake 127.0.0.1, libvirt the source address of the default route.
+    my_ip: str = ""
+    # Where the console proxies connect for this host's guests (Nova's [vnc] server_proxyclient_address), when
+    # not my_ip (a NAT between proxy and host). Neither set: 127.0.0.1 (proxies and guests on one machine).
+    console_proxyclient_address: str = ""
     # An instance whose task_state has not moved for this long goes to ERROR (BUILD) or back to no task.
     instance_build_timeout: int = 900
     # A boot with no progress for this long has its current step sent again, once (a broker can lose a message it
@@ -64,6 +71,7 @@ class Settings:
     # Fake guests outlive the worker process (one JSON file per guest under <state_dir>/fake-guests/<host>),
     # as real guests outlive nova-compute; 0 keeps them in process memory only.
     fake_persist: int = 1
+    fake_console_port: int = 5900  # the port the fake driver names for every guest's VNC/SPICE console
     # Seconds the fake driver spends inside build_disk / spawn (lets tests kill a worker mid-step).
     fake_build_disk_delay: float = 0.0
     fake_spawn_delay: float = 0.0
@@ -81,7 +89,18 @@ class Settings:
     # Metadata service (metadata/, port 8775; guests reach it at 169.254.169.254 through the bridge's DNAT)
     metadata_proxy_shared_secret: str = ""  # non-empty: accept X-Instance-ID(-Signature) from a proxy in front
     metadata_cache_ttl: int = 15  # seconds an instance's metadata is cached per process (Nova: 15)
-    libvirt_console_listen: str = "127.0.0.1"  # VNC/SPICE listen address (the console proxies reach it)
+    # Per-host metadata proxy (``python -m metadata.proxy`` on a compute host of a cloud spread over machines):
+    # it listens where the host's bridge DNATs guests' 169.254.169.254:80 and relays to the central service,
+    # naming the guest's address and this host, signed with this host's key (docs/architecture-notes.md).
+    metadata_url: str = ""  # the central metadata service, e.g. http://controller:8775
+    metadata_proxy_bind: str = ""  # empty: <network gateway>:8775
+    metadata_proxy_host: str = ""  # the host it speaks for; empty: the first of compute_hosts
+    metadata_host_key: str = ""  # this host's key, derived from the shared secret: python -m metadata.proxy key HOST
+    # Hosts whose guests the service may identify by a request's own source address (not relayed by a proxy):
+    # "*" every host (one machine); a comma list; "none" (every guest's request comes through its host's proxy).
+    metadata_direct_hosts: str = "*"
+    # VNC/SPICE listen address in the domain XML (Nova's [vnc] server_listen); empty: the proxies' address above
+    libvirt_console_listen: str = ""
     libvirt_soft_reboot_timeout: int = 60  # seconds a SOFT reboot waits before rebooting HARD (Nova: 120)
     # VMware driver (credentials are never logged)
     vmware_host: str = ""

@@ -13,7 +13,10 @@ import abc
 import dataclasses
 import time
 from collections.abc import Callable
-from typing import BinaryIO, ClassVar
+from typing import TYPE_CHECKING, BinaryIO, ClassVar
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 
 class DriverError(Exception):
@@ -114,6 +117,28 @@ class ConsoleEndpoint:
     host: str
     port: int
     kind: str  # "vnc" | "spice"
+
+
+def console_address(settings: Settings) -> str:
+    """Where the console proxies connect for this host's guests: console_proxyclient_address, else my_ip, else
+    127.0.0.1 (proxies and guests on one machine, Nova's default)."""
+    return settings.console_proxyclient_address or settings.my_ip or "127.0.0.1"
+
+
+def console_listen(settings: Settings) -> str:
+    """The address a guest's VNC/SPICE server listens on: libvirt_console_listen, else the proxies' address."""
+    return settings.libvirt_console_listen or console_address(settings)
+
+
+def console_endpoint_host(listen: str, settings: Settings, detected: Callable[[], str]) -> str:
+    """The host of a console endpoint whose server listens on ``listen`` (the live domain's address): an
+    explicit console_proxyclient_address wins (NAT); a wildcard listen is reached at my_ip, else at
+    ``detected()`` (this host's own address); a specific address is reached there."""
+    if settings.console_proxyclient_address:
+        return settings.console_proxyclient_address
+    if listen in ("0.0.0.0", "::", ""):
+        return settings.my_ip or detected()
+    return listen
 
 
 class ComputeDriver(abc.ABC):

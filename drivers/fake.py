@@ -43,8 +43,10 @@ class FakeDriver(ComputeDriver):
 
     def __init__(self, host: str, vcpus: int = 16, memory_mb: int = 32768, local_gb: int = 512,
                  state_dir: Path | None = None, build_disk_delay: float = 0.0, spawn_delay: float = 0.0,
-                 live_migration_seconds: float = 0.0):
+                 live_migration_seconds: float = 0.0, host_ip: str = "127.0.0.1",
+                 console_address: str = "127.0.0.1", console_port: int = 5900):
         super().__init__(host)
+        self.host_ip, self.console_address, self.console_port = host_ip, console_address, console_port
         self.vcpus, self.memory_mb, self.local_gb = vcpus, memory_mb, local_gb
         self.state_dir = Path(state_dir) if state_dir else None
         self.build_disk_delay, self.spawn_delay = build_disk_delay, spawn_delay
@@ -99,7 +101,7 @@ class FakeDriver(ComputeDriver):
             hypervisor_hostname=self.host, hypervisor_type="fake", hypervisor_version=1000,
             vcpus=self.vcpus, memory_mb=self.memory_mb, local_gb=self.local_gb,
             vcpus_used=sum(g["vcpus"] for g in guests), memory_mb_used=sum(g["memory_mb"] for g in guests),
-            local_gb_used=sum(g["root_gb"] for g in guests), host_ip="127.0.0.1")
+            local_gb_used=sum(g["root_gb"] for g in guests), host_ip=self.host_ip)
 
     def list_instances(self) -> list[str]:
         with _lock:
@@ -235,7 +237,7 @@ class FakeDriver(ComputeDriver):
 
     def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
         self._guest(instance_uuid)
-        return ConsoleEndpoint(host="127.0.0.1", port=5900, kind=kind)
+        return ConsoleEndpoint(host=self.console_address, port=self.console_port, kind=kind)
 
     def rescue(self, instance: InstanceSpec, rescue_image: ImageSpec | None) -> None:
         with _lock:

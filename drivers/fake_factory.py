@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from core.settings import Settings
+from drivers.base import console_address
 from drivers.fake import FakeDriver
 
 
@@ -9,4 +10,6 @@ def make(host: str, settings: Settings) -> FakeDriver:
     return FakeDriver(host, vcpus=settings.fake_vcpus, memory_mb=settings.fake_memory_mb,
                       local_gb=settings.fake_local_gb, state_dir=state_dir,
                       build_disk_delay=settings.fake_build_disk_delay, spawn_delay=settings.fake_spawn_delay,
-                      live_migration_seconds=settings.fake_live_migration_seconds)
+                      live_migration_seconds=settings.fake_live_migration_seconds,
+                      host_ip=settings.my_ip or "127.0.0.1", console_address=console_address(settings),
+                      console_port=settings.fake_console_port)

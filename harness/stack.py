@@ -239,11 +239,14 @@ class Stack:
         self.wait_ready()
         return self
 
-    def start_process(self, name: str, command: str) -> None:
+    def start_process(self, name: str, command: str, env: dict[str, str] | None = None) -> None:
+        """Start ``command`` as process ``name`` with the stack's environment (and ``env`` over it)."""
         log = open(self.state_dir / f"{name}.log", "ab")
+        env = {**self.env, **(env or {})}
         # Compute hosts have no database (issue 25): the compute worker gets a URL nothing answers at, so any use
         # of the DB there fails the test instead of reaching the controller's database.
-        env = {**self.env, "STRATUS_DATABASE_URL": NO_DATABASE_URL} if name.startswith("compute") else self.env
+        if name.startswith("compute"):
+            env["STRATUS_DATABASE_URL"] = NO_DATABASE_URL
         self.procs[name] = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 import logging
 import threading
@@ -17,6 +16,7 @@ from core.errors import ApiError
 from core.metadata_docs import GRIZZLY, MAX_PASSWORD, OPENSTACK_VERSIONS, InstanceMetadata, NotFound
 from core.models import InstancePassword
 from core.settings import get_settings
+from metadata.signing import ADDRESS_HEADER, HOST_HEADER, HOST_SIGNATURE_HEADER, sign, valid_host_signature
 
 LOG = logging.getLogger(__name__)
 bp = Blueprint("metadata", __name__)
@@ -40,16 +40,15 @@ class _Refused(Exception):
         self.status, self.message = status, message
 
 
-def sign(instance_id: str, secret: str) -> str:
-    """Nova's X-Instance-ID-Signature: HMAC-SHA256 of the instance id, hex."""
-    return hmac.new(secret.encode(), instance_id.encode(), hashlib.sha256).hexdigest()
-
-
 def _identify() -> str:
     """The UUID of the live instance this request speaks for, or raise _Refused."""
     secret = get_settings().metadata_proxy_shared_secret
     instance_id = request.headers.get("X-Instance-ID")
     signature = request.headers.get("X-Instance-ID-Signature")
+    if request.headers.get(HOST_HEADER) is not None or request.headers.get(HOST_SIGNATURE_HEADER) is not None:
+        if instance_id is not None or signature is not None:
+            raise _Refused(403, "Instance identity headers are not accepted with a host's.")
+        return _identify_relayed(secret)
     if instance_id is not None or signature is not None:
         if not secret:
             LOG.warning("refused identity headers from %s: no metadata proxy is configured", request.remote_addr)
@@ -71,6 +70,42 @@ def _identify() -> str:
         inst = metadata_query.live_instance_by_address(s, address)
         if inst is None:
             LOG.info("metadata request from %s, which is no instance's address", address)
+            raise _Refused(404, "No instance has this address.")
+        if not direct_host_allowed(get_settings().metadata_direct_hosts, inst.host):
+            LOG.warning("direct metadata request from %s, the address of instance %s on host %s, whose guests "
+                        "come through its proxy: refused", address, inst.uuid, inst.host)
+            raise _Refused(404, "No instance has this address.")
+        return inst.uuid
+
+
+def direct_host_allowed(setting: str, host: str | None) -> bool:
+    """Whether ``metadata_direct_hosts`` lets a guest on ``host`` be identified by its own source address."""
+    names = {h.strip() for h in setting.split(",") if h.strip()} - {"none"}
+    return "*" in names or host in names
+
+
+def _identify_relayed(secret: str) -> str:
+    """A request relayed by a compute host's proxy: the guest's address identifies the instance, as for a
+    direct request, and that instance must be on the host whose key signed the relay (metadata/signing.py)."""
+    host = request.headers.get(HOST_HEADER) or ""
+    address = request.headers.get(ADDRESS_HEADER) or ""
+    if not secret:
+        LOG.warning("refused a relayed request from %s: no metadata proxy is configured", request.remote_addr)
+        raise _Refused(403, "Instance identity headers are not accepted here.")
+    if not host or not address or not valid_host_signature(
+            secret, host, address, request.headers.get(HOST_SIGNATURE_HEADER) or ""):
+        LOG.warning("%s mismatch from %s (host %s, address %s)", HOST_SIGNATURE_HEADER, request.remote_addr,
+                    host, address)
+        raise _Refused(403, "Invalid proxy request signature.")
+    with read_session() as s:
+        inst = metadata_query.live_instance_by_address(s, address)
+        if inst is None:
+            LOG.info("metadata request relayed by host %s from %s, which is no instance's address", host, address)
+            raise _Refused(404, "No instance has this address.")
+        if inst.host != host:
+            # A guest on ``host`` using the address of a guest elsewhere (or a host speaking for another's guest).
+            LOG.warning("host %s relayed a request from %s, the address of instance %s on host %s: refused",
+                        host, address, inst.uuid, inst.host)
             raise _Refused(404, "No instance has this address.")
         return inst.uuid
 

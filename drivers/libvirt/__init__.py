@@ -28,7 +28,7 @@ from core.metadata_docs import with_devices
 from core.power_state import PowerState
 from core.settings import Settings
 from drivers import configdrive
-from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices, uptime_line
+from drivers.base import ComputeDriver, ConsoleEndpoint, console_endpoint_host, console_listen, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices, uptime_line
 from drivers.libvirt import config, imagecache
 
 # Without libvirt-python this package still imports and LibvirtDriver says what is missing (the host registers as
@@ -85,7 +85,7 @@ class LibvirtDriver(ComputeDriver):
     soft_reboot_timeout: float = 60.0
     #: While waiting for an ACPI shutdown, press the power button again this often (Nova: 10 s).
     shutdown_retry_interval: float = 10.0
-    #: Address the VNC/SPICE servers listen on (the console proxies must reach it).
+    #: Address the VNC/SPICE servers listen on (the console proxies must reach it; drivers.base.console_listen).
     console_listen: str = "127.0.0.1"
     poll_interval: float = 0.05
 
@@ -101,7 +101,7 @@ class LibvirtDriver(ComputeDriver):
         self._connection = None
         self._conn_pid = 0
         self._virt_type: str | None = None
-        self.console_listen = getattr(settings, "libvirt_console_listen", "") or self.console_listen
+        self.console_listen = console_listen(settings)
         self.soft_reboot_timeout = float(getattr(settings, "libvirt_soft_reboot_timeout", self.soft_reboot_timeout))
 
     # -- connection and errors --------------------------------------------------------------------------
@@ -223,7 +223,7 @@ class LibvirtDriver(ComputeDriver):
             hypervisor_hostname=self.host, hypervisor_type="QEMU", hypervisor_version=version,
             vcpus=cpus, memory_mb=mem_total, local_gb=total // imagecache.GiB,
             vcpus_used=vcpus_used, memory_mb_used=memory_used, local_gb_used=(total - free) // imagecache.GiB,
-            host_ip=_host_ip(), traits=_host_traits())
+            host_ip=self.settings.my_ip or _host_ip(), traits=_host_traits())
 
     def list_instances(self) -> list[str]:
         with self._errors("list domains"):
@@ -615,10 +615,8 @@ class LibvirtDriver(ComputeDriver):
             found = config.graphics_port(dom.XMLDesc(0), kind)
         if found is None:
             raise DriverError(f"Instance {instance_uuid} has no {kind} console")
-        host, port = found
-        if host in ("0.0.0.0", "::"):
-            host = _host_ip()
-        return ConsoleEndpoint(host=host, port=port, kind=kind)
+        listen, port = found
+        return ConsoleEndpoint(host=console_endpoint_host(listen, self.settings, _host_ip), port=port, kind=kind)
 
     # -- rescue (drivers/libvirt/rescue.py) ----------------------------------------------------------------------
     def rescue(self, instance: InstanceSpec, rescue_image: ImageSpec | None) -> None:

@@ -42,7 +42,8 @@ def cstack(tmp_path_factory):
     st.stop()
 
 
-def _server(st, name: str) -> str:
+def active_server(st, name: str, **fields) -> str:
+    """An ACTIVE fake server's id (``fields`` go into the create body: networks, host, ...)."""
     s = st.session
     if not hasattr(st, "image_id"):
         img = s.post(f"{st.url}/image/v2/images", json={"name": "console-img", "disk_format": "raw",
@@ -51,7 +52,7 @@ def _server(st, name: str) -> str:
               headers={"Content-Type": "application/octet-stream"}).raise_for_status()
         st.image_id = img["id"]
     r = s.post(f"{st.url}/v2.1/servers", json={"server": {"name": name, "imageRef": st.image_id, "flavorRef": "42",
-                                                           "networks": "none"}})
+                                                           "networks": "none", **fields}})
     assert r.status_code == 202, r.text
     uuid = r.json()["server"]["id"]
     deadline = time.monotonic() + 30
@@ -66,7 +67,7 @@ def _server(st, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(cstack):
-    return _server(cstack, "console-a")
+    return active_server(cstack, "console-a")
 
 
 def remote_console(st, uuid: str, protocol: str = "vnc", type_: str = "novnc", **kw) -> requests.Response:
@@ -164,7 +165,7 @@ def test_remote_consoles_needs_2_6_and_a_live_instance(cstack, server):
 
 
 def test_console_of_a_stopped_instance_is_409(cstack):
-    uuid = _server(cstack, "console-stopped")
+    uuid = active_server(cstack, "console-stopped")
     assert cstack.session.post(f"{cstack.url}/v2.1/servers/{uuid}/action", json={"os-stop": None}).status_code == 202
     deadline = time.monotonic() + 20
     while cstack.session.get(f"{cstack.url}/v2.1/servers/{uuid}").json()["server"]["status"] != "SHUTOFF":
@@ -301,7 +302,7 @@ def test_spice_channels_share_one_session_but_a_second_session_is_refused(cstack
 
 
 def test_deleting_the_instance_deletes_its_tokens(cstack):
-    uuid = _server(cstack, "console-doomed")
+    uuid = active_server(cstack, "console-doomed")
     token = token_of(url_of(cstack, uuid))
     url_of(cstack, uuid, "spice", "spice-html5")
     assert cstack.session.delete(f"{cstack.url}/v2.1/servers/{uuid}").status_code == 204
