@@ -6,6 +6,8 @@ from one host to the other, and delete it; a host cut off from the controller go
 servers' host_status UNKNOWN) and comes back when the partition heals, and builds again."""
 from __future__ import annotations
 
+import json
+import secrets
 import subprocess
 import sys
 import time
@@ -13,13 +15,28 @@ import time
 import pytest
 import requests
 
-from harness.stack import NO_DATABASE_URL, REPO, Backend, Stack
+from harness.stack import REPO, Backend, Stack, free_port
 from tests import netns_support
 from tests.outage_support import Client, PrivateBackend, PrivateRedis
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 HOSTS = ("mh-a", "mh-b")
 DB_PORTS = (5432, 3306)
+METADATA_PROXY_PORT = 8775  # inside each host's namespace: no clash with the machine's own
+
+
+def _guest_metadata(net: netns_support.HostNetwork, host: str, guest_address: str) -> tuple[int, str]:
+    """GET meta_data.json from host ``host``'s metadata proxy as a guest with ``guest_address`` would (its TCP
+    source address): (status, body)."""
+    code = ("import http.client, sys\n"
+            f"c = http.client.HTTPConnection('127.0.0.1', {METADATA_PROXY_PORT}, timeout=20, "
+            f"source_address=('{guest_address}', 0))\n"
+            "c.request('GET', '/openstack/latest/meta_data.json')\n"
+            "r = c.getresponse()\nprint(r.status)\nprint(r.read().decode())\n")
+    done = net.run(host, sys.executable, "-c", code)
+    assert done.returncode == 0, done.stderr
+    status, _, body = done.stdout.partition("\n")
+    return int(status), body
 
 
 @pytest.fixture
@@ -37,15 +54,26 @@ def network():
 
 
 def _start_compute(stack: Stack, net: netns_support.HostNetwork, host: str) -> None:
+    """README "Several machines": `tools/stratus-node add-compute` on the controller writes HOST.env; the node runs
+    `tools/stratus-node compute HOST.env` with nothing else of the controller's: no database URL, no state dir."""
     ns, address = net.hosts[host]
-    state = stack.state_dir.parent / host  # a disk of its own: nothing of the controller's state dir
-    state.mkdir()
-    env = {**stack.env, "STRATUS_COMPUTE_HOSTS": host, "STRATUS_STATE_DIR": str(state),
-           "STRATUS_DATABASE_URL": NO_DATABASE_URL, "STRATUS_MY_IP": address}
+    node_dir = stack.state_dir.parent / host  # a disk of its own: nothing of the controller's state dir
+    node_dir.mkdir()
+    added = subprocess.run([str(REPO / "tools/stratus-node"), "add-compute", host, address], cwd=REPO,
+                           env={**stack.env, "STRATUS_NODE_ENV_DIR": str(node_dir),
+                                "STRATUS_NODE_METADATA_URL": stack.env["STRATUS_METADATA_URL"]},
+                           capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    env_file = (node_dir / f"{host}.env").read_text()
+    assert "DATABASE" not in env_file and f"compute-{host}:" in env_file, env_file  # its own broker user
+    env = {"PATH": stack.env["PATH"], "HOME": str(node_dir), "STRATUS_STATE_DIR": str(node_dir / "state"),
+           "STRATUS_NODE_SKIP_INSTALL": "1", "STRATUS_REPORT_INTERVAL": "2", "PYTHONUNBUFFERED": "1",
+           # the namespace has no instance bridge: its metadata proxy listens on every address of the host
+           "STRATUS_METADATA_PROXY_BIND": f"0.0.0.0:{METADATA_PROXY_PORT}"}
     log = open(stack.state_dir / f"compute-{host}.log", "ab")
     stack.procs[f"compute-{host}"] = subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, "-m", "tasks.compute_worker"], cwd=REPO, env=env, stdout=log,
-        stderr=subprocess.STDOUT, start_new_session=True)
+        ["ip", "netns", "exec", ns, str(REPO / "tools/stratus-node"), "compute", str(node_dir / f"{host}.env")],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
 
 
@@ -66,9 +94,9 @@ def _wait(check, timeout: float, what: str, stack: Stack):
         f"--- {name}\n{stack.log(name)[-2500:]}" for name in stack.procs))
 
 
-def _boot_on(api: Client, image: str, host: str, name: str) -> str:
+def _boot_on(api: Client, image: str, host: str, name: str, networks: str = "none") -> str:
     r = requests.post(f"{api.url}/servers", headers=api.headers, timeout=60, json={"server": {
-        "name": name, "imageRef": image, "flavorRef": "42", "networks": "none",
+        "name": name, "imageRef": image, "flavorRef": "42", "networks": networks,
         "availability_zone": f"nova:{host}"}})
     assert r.status_code == 202, r.text
     return r.json()["server"]["id"]
@@ -83,9 +111,13 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
         redis.start()
         backend = PrivateBackend("multihost-pg-redis", "postgresql", "redis", db_url=database.database_url(),
                                  mq_url=redis.url)
+        metadata = f"{net.controller}:{free_port()}"
         stack = Stack(tmp_path / "controller", backend, compute_hosts=",".join(HOSTS),
-                      processes=("api", "conductor", "scheduler"), address=net.controller,
-                      extra_env={"STRATUS_SERVICE_DOWN_TIME": "8"})
+                      processes=("api", "conductor", "scheduler", "metadata"), address=net.controller,
+                      extra_env={"STRATUS_SERVICE_DOWN_TIME": "8", "STRATUS_METADATA_BIND": metadata,
+                                 "STRATUS_METADATA_URL": f"http://{metadata}",
+                                 "STRATUS_METADATA_PROXY_SHARED_SECRET": secrets.token_hex(16),
+                                 "STRATUS_METADATA_DIRECT_HOSTS": "none"})
         stack.start()
         for host in HOSTS:
             # the namespace reaches the controller's bridge address, and nothing at the database ports
@@ -99,9 +131,18 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
             assert _wait(lambda: _service(api, host)["state"] == "up", 60, f"{host} up", stack)
 
         image = api.image()
-        server = _boot_on(api, image, "mh-a", "mh-1")
+        server = _boot_on(api, image, "mh-a", "mh-1", networks="auto")
         settled = api.wait_settled({server}, 90)[server]
         assert settled["status"] == "ACTIVE" and settled["OS-EXT-SRV-ATTR:host"] == "mh-a", settled
+
+        # Metadata through each host's proxy: the guest's address on its own host gets its document; the same
+        # address through the other host's proxy (a guest there taking it) gets nothing.
+        guest = next(a["addr"] for nets in settled["addresses"].values() for a in nets)
+        for host in HOSTS:
+            assert net.run(host, "ip", "addr", "add", f"{guest}/32", "dev", "lo").returncode == 0
+        status, body = _guest_metadata(net, "mh-a", guest)
+        assert status == 200 and json.loads(body)["uuid"] == server, (status, body)
+        assert _guest_metadata(net, "mh-b", guest)[0] == 404
         action = f"{api.url}/servers/{server}/action"
         log = requests.post(action, headers=api.headers, json={"os-getConsoleOutput": {"length": 5}}, timeout=60)
         assert log.status_code == 200 and log.json()["output"], log.text
