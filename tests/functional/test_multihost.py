@@ -173,6 +173,17 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
         for host in HOSTS:
             text = stack.log(f"compute-{host}")
             assert "Traceback" not in text and "psycopg" not in text, text[-4000:]
+
+        # Removing a node (README): stop its worker, then remove-compute deletes its service and broker user.
+        stack.stop_process("compute-mh-b")
+        removed = subprocess.run([str(REPO / "tools/stratus-node"), "remove-compute", "mh-b"], cwd=REPO,
+                                 env=stack.env, capture_output=True, text=True, timeout=120)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        r = requests.get(f"{api.url}/os-services", params={"binary": "nova-compute"}, headers=api.headers, timeout=30)
+        assert [s["host"] for s in r.json()["services"]] == ["mh-a"], r.text
+        import redis as redis_client
+        with redis_client.Redis.from_url(redis.url) as admin:
+            assert b"compute-mh-b" not in admin.execute_command("ACL", "USERS")
     finally:
         if stack:
             stack.stop()
