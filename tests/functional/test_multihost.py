@@ -1,9 +1,11 @@
 """Compute hosts on other machines (issue 25), each host in its own network namespace: the controller (API,
 conductor, scheduler, PostgreSQL, a Redis of its own) is in the root namespace and reachable only at a bridge
 address; two compute workers run in namespaces of their own, with their own state directories, no database URL and
-the database ports rejected by their firewall. They register, boot, print console output, cold-migrate a server
-from one host to the other, and delete it; a host cut off from the controller goes down in the service list (its
-servers' host_status UNKNOWN) and comes back when the partition heals, and builds again."""
+the database ports rejected by their firewall, set up by tools/stratus-node. They register, boot, serve metadata
+through each host's proxy, print console output, cold-migrate, stop/start, resize across hosts and revert; a host
+cut off from the controller goes down in the service list (its servers' host_status UNKNOWN), no build lands
+there, it comes back when the partition heals with every guest exactly once; a server is evacuated from a host
+forced down; a node is removed."""
 from __future__ import annotations
 
 import json
@@ -155,6 +157,24 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
         assert confirmed.status_code == 204, confirmed.text
         assert api.wait_settled({server}, 90)[server]["status"] == "ACTIVE"
 
+        def post(body: dict, version: str = "2.96") -> requests.Response:
+            return requests.post(action, json=body, timeout=60,
+                                 headers={**api.headers, "OpenStack-API-Version": f"compute {version}"})
+
+        def settle(expected: str, host: str) -> None:
+            shown = api.wait_settled({server}, 90)[server]
+            assert (shown["status"], shown["OS-EXT-SRV-ATTR:host"]) == (expected, host), shown
+
+        assert post({"os-stop": None}).status_code == 202
+        settle("SHUTOFF", "mh-b")
+        assert post({"os-start": None}).status_code == 202
+        settle("ACTIVE", "mh-b")
+        # resize moves it to the other host (not to its own: allow_resize_to_same_host is off); revert brings it back
+        assert post({"resize": {"flavorRef": "84"}}).status_code == 202
+        settle("VERIFY_RESIZE", "mh-a")
+        assert post({"revertResize": None}).status_code == 202
+        settle("ACTIVE", "mh-b")
+
         # Partition: mh-b cannot reach the controller (broker, API) and the controller cannot reach it.
         cut = ["OUTPUT", "-d", net.controller, "-j", "DROP"]
         assert net.run("mh-b", "iptables", "-I", *cut).returncode == 0
@@ -162,12 +182,31 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
         shown = requests.get(f"{api.url}/servers/{server}", headers=api.headers, timeout=30).json()["server"]
         assert shown["host_status"] == "UNKNOWN" and shown["status"] == "ACTIVE", shown
         assert _service(api, "mh-a")["state"] == "up"
+        meanwhile = api.boot(image, "mh-meanwhile")  # no build lands on the host that is down
+        assert meanwhile.status_code == 202, meanwhile.text
+        meanwhile_id = meanwhile.json()["server"]["id"]
+        landed = api.wait_settled({meanwhile_id}, 90)[meanwhile_id]
+        assert (landed["status"], landed["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "mh-a"), landed
         assert net.run("mh-b", "iptables", "-D", *cut).returncode == 0
         _wait(lambda: _service(api, "mh-b")["state"] == "up", 90, "mh-b up after the partition healed", stack)
         again = _boot_on(api, image, "mh-b", "mh-2")
         assert api.wait_settled({again}, 90)[again]["status"] == "ACTIVE"
+        # every guest exactly once, on the host its row names (the fake driver's guests are files on each host)
+        for host, expected in (("mh-a", {meanwhile_id}), ("mh-b", {server, again})):
+            guests = {p.stem for p in (stack.state_dir.parent / host / "state" / "fake-guests").rglob("*.json")}
+            assert guests == expected, (host, guests)
 
-        for sid in (server, again):
+        # Evacuate from a host an operator forced down: rebuilt on the other (stopped, as from 2.95)
+        mh_b = _service(api, "mh-b")["id"]
+        forced = requests.put(f"{api.url}/os-services/{mh_b}", json={"forced_down": True}, timeout=30,
+                              headers={**api.headers, "OpenStack-API-Version": "compute 2.53"})
+        assert forced.status_code == 200, forced.text
+        assert post({"evacuate": {}}).status_code == 200
+        settle("SHUTOFF", "mh-a")
+        requests.put(f"{api.url}/os-services/{mh_b}", json={"forced_down": False}, timeout=30,
+                     headers={**api.headers, "OpenStack-API-Version": "compute 2.53"}).raise_for_status()
+
+        for sid in (server, again, meanwhile_id):
             assert api.delete(sid) == 204
         assert not api.wait_gone(60)
         for host in HOSTS:
