@@ -32,6 +32,8 @@ def _find_named(session, model, ref: object, what: str, field: str):
     if not isinstance(ref, dict):
         raise ApiError(400, f"Invalid input for field '{field}'.")
     if ref.get("id"):
+        if not isinstance(ref["id"], str):  # Keystone's schema: a string (a list or object would reach the query)
+            raise ApiError(400, f"Invalid input for field '{field}/id': expected a string.")
         return session.get(model, ref["id"])
     name = ref.get("name")
     domain = ref.get("domain")

@@ -157,3 +157,12 @@ def test_losing_the_role_ends_the_credentials_tokens(client, admin, make_user):
     assert client.get("/v2.1/servers", headers={"X-Auth-Token": token}).status_code == 401
     _error(_auth(client, {"id": body["id"], "secret": body["secret"]}), 401)
     assert issue(client, "ac-lose", member.password, "ac-p4").status_code == 401
+
+
+def test_a_user_id_that_is_not_a_string_is_a_400_not_a_500(client):
+    """Found by Schemathesis: a list or object as the user's id reached the primary-key lookup (500)."""
+    for bad in ([1, 2], {"x": 1}, 7):
+        message = _error(_auth(client, {"name": "ci", "secret": "s", "user": {"id": bad}}), 400)
+        assert "identity/password/user/id" in message or "user" in message
+        body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {"id": bad, "password": "x"}}}}}
+        assert client.post("/identity/v3/auth/tokens", json=body).status_code == 400
