@@ -341,7 +341,8 @@ def driver_env(driver: str, out: Path) -> tuple[dict[str, str], dict]:
     instances.mkdir(mode=0o755, exist_ok=True)
     return {"STRATUS_COMPUTE_DRIVER": "libvirt", "STRATUS_LIBVIRT_URI": URI, "STRATUS_INSTANCES_PATH": str(instances),
             "STRATUS_ALLOW_RESIZE_TO_SAME_HOST": "1", "STRATUS_SHUTDOWN_TIMEOUT": "10",
-            "STRATUS_LIBVIRT_SOFT_REBOOT_TIMEOUT": "10"}, {"compute_hosts": LIBVIRT_HOST}
+            "STRATUS_LIBVIRT_SOFT_REBOOT_TIMEOUT": "10",
+            "STRATUS_CPU_ALLOCATION_RATIO": "8"}, {"compute_hosts": LIBVIRT_HOST}  # 16 vCPUs on 2 cores
 
 
 def soak(duration: float, backend: str, rate: float, seed: int, out: Path, quiet_timeout: float,
