@@ -12,7 +12,8 @@ sqlite-fs: neither the database (embedded SQLite) nor the broker (files) is a se
 restart; mariadb-rabbitmq: the machine's shared MariaDB is not restarted (other runs use it), the broker is a
 private RabbitMQ node. --driver libvirt: one compute host on the machine's libvirtd with real TCG guests (the test
 guest of tools/build-test-image, 128 MB), resizes on the same host, at most LIBVIRT_MAX_SERVERS servers a project;
-the checker compares the libvirt domains of the stack's instances path with the rows. Exit 0: every invariant holds; 1: a violation; 2: the soak itself failed."""
+the checker compares the libvirt domains of the stack's instances path with the rows.
+Exit 0: every invariant holds; 1: a violation; 2: the soak itself failed."""
 from __future__ import annotations
 
 import argparse
@@ -114,7 +115,7 @@ class Workload:
         self.max_servers = MAX_SERVERS
         if driver == "libvirt":  # the test guest (kernel + ramdisk + qcow2) and two flavors it fits
             from tests.libvirt_support import upload_test_image
-            self.image, small = upload_test_image(self.admin, test_image_dir())
+            self.image, small = upload_test_image(self.admin, guest_image_dir())
             self._make_public(self.image)
             big = requests.post(f"{self.admin.url}/flavors", headers=self.admin.headers, timeout=30, json={"flavor": {
                 "name": "guest.small", "ram": 192, "vcpus": 1, "disk": 2}}).json()["flavor"]["id"]
@@ -321,7 +322,7 @@ def wait_quiet(wl: Workload, timeout: float) -> bool:
     return False
 
 
-def test_image_dir() -> Path:
+def guest_image_dir() -> Path:
     """libvirtd up and the test guest built (tools/libvirt-up, tools/build-test-image); its directory."""
     import subprocess
     for tool in ("libvirt-up", "build-test-image"):
@@ -358,7 +359,7 @@ def soak(duration: float, backend: str, rate: float, seed: int, out: Path, quiet
         env, stack_args = driver_env(driver, out)
         if driver == "libvirt":
             from tests.libvirt_support import domains
-            test_image_dir()
+            guest_image_dir()
             domains_before = domains()
         stack = Stack(out / "state", services.start(), processes=PROCESSES, extra_env={
             **proxies, **{k: str(v) for k, v in TIMEOUTS.items()}, **env,
