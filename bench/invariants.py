@@ -2,10 +2,12 @@
 PostgreSQL, MariaDB), optionally its fake driver's guest registry and a history of API requests (the chaos soak,
 tools/soak.py, writes one). Meant for a quiet cloud: nothing in flight that the workload still waits for.
 
-    python -m bench.invariants --db URL [--guests DIR] [--history FILE] [--build-timeout S] [--task-timeout S]
+    python -m bench.invariants --db URL [--guests DIR | --libvirt URI --instances DIR --host H] [--history FILE]
+        [--build-timeout S] [--task-timeout S]
 
 ``--guests``: the fake driver's registry, ``<state_dir>/fake-guests`` (one ``<host>/<uuid>.json`` per guest,
-drivers/fake.py). ``--history``: JSON lines, one request each: ``{"op", "status", "server_id"?}`` (status 0: no
+drivers/fake.py); or ``--libvirt URI --instances PATH --host HOST``: the libvirt domains whose disks are under
+PATH, as HOST's guests. ``--history``: JSON lines, one request each: ``{"op", "status", "server_id"?}`` (status 0: no
 HTTP answer), and ``{"chaos": what}`` for each fault injected. Prints every violation and the counts; exit 1 on
 any violation."""
 from __future__ import annotations
@@ -58,7 +60,9 @@ def read_history(path: Path) -> list[dict]:
 
 
 def check(db_url: str, guests_dir: Path | None = None, history: list[dict] | None = None,
-          build_timeout: int = 900, task_timeout: int = 900, now: dt.datetime | None = None) -> Report:
+          build_timeout: int = 900, task_timeout: int = 900, now: dt.datetime | None = None,
+          guests: dict[str, set[str]] | None = None) -> Report:
+    """``guests_dir``: the fake driver's registry; or ``guests`` read elsewhere (``libvirt_guests``)."""
     report = Report()
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # the rows' naive UTC (core.models.utcnow)
     engine = create_engine(db_url)
@@ -72,7 +76,9 @@ def check(db_url: str, guests_dir: Path | None = None, history: list[dict] | Non
             _quotas(c, report)
             _images_and_ips(c, report)
             if guests_dir is not None:
-                _guests(c, guests_dir, report)
+                guests = fake_guests(guests_dir)
+            if guests is not None:
+                _guests(c, guests, report)
             _counts(c, report)
     finally:
         engine.dispose()
@@ -211,11 +217,28 @@ def _images_and_ips(c: Connection, report: Report) -> None:
         report.bad("fixed-ip-of-deleted-server", f"{ip.address} held by {ip.instance_uuid}")
 
 
-def _guests(c: Connection, guests_dir: Path, report: Report) -> None:
-    """The fake driver's registry: ``<guests_dir>/<host>/<uuid>.json``."""
+def fake_guests(guests_dir: Path) -> dict[str, set[str]]:
+    """The fake driver's registry, ``<guests_dir>/<host>/<uuid>.json``: the hosts of each guest."""
     guests: dict[str, set[str]] = collections.defaultdict(set)
     for path in guests_dir.glob("*/*.json"):
         guests[path.stem].add(path.parent.name)
+    return guests
+
+
+def libvirt_guests(uri: str, instances_path: Path, host: str) -> dict[str, set[str]]:
+    """The domains of one libvirt host (``uri``) whose disks live under ``instances_path`` (a shared libvirtd
+    may run other clouds' domains too), as guests of ``host``; a domain is named by its instance's uuid."""
+    import libvirt
+    conn = libvirt.openReadOnly(uri)
+    try:
+        return {d.name(): {host} for d in conn.listAllDomains(0) if str(instances_path) in d.XMLDesc(0)}
+    finally:
+        conn.close()
+
+
+def _guests(c: Connection, guests: dict[str, set[str]], report: Report) -> None:
+    """Guests (fake registry or libvirt domains) against rows: no guest without a live row, no live row whose
+    host lacks its guest."""
     instances = _instances(c)
     for uuid, hosts in sorted(guests.items()):
         inst = instances.get(uuid)
@@ -241,15 +264,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.invariants", description=__doc__.split("\n\n")[0])
     p.add_argument("--db", required=True, help="SQLAlchemy URL of the Stratus database")
     p.add_argument("--guests", type=Path, help="the fake driver's registry (<state_dir>/fake-guests)")
+    p.add_argument("--libvirt", metavar="URI", help="compare the libvirt domains of this URI with the rows")
+    p.add_argument("--instances", type=Path, help="with --libvirt: the cloud's instances_path (its domains' disks)")
+    p.add_argument("--host", help="with --libvirt: the compute host that libvirt serves")
     p.add_argument("--history", type=Path, help="JSON lines of the API requests made (tools/soak.py)")
     p.add_argument("--build-timeout", type=int, help="instance_build_timeout (default: this environment's setting)")
     p.add_argument("--task-timeout", type=int, help="task_state_timeout (default: this environment's setting)")
     args = p.parse_args(argv)
     from core.settings import get_settings
     cfg = get_settings()
+    if args.libvirt and not (args.instances and args.host):
+        p.error("--libvirt needs --instances and --host")
     report = check(args.db, args.guests, read_history(args.history) if args.history else None,
                    build_timeout=args.build_timeout or cfg.instance_build_timeout,
-                   task_timeout=args.task_timeout or cfg.task_state_timeout)
+                   task_timeout=args.task_timeout or cfg.task_state_timeout,
+                   guests=libvirt_guests(args.libvirt, args.instances, args.host) if args.libvirt else None)
     print(report.render())
     return 1 if report.total else 0
 

@@ -400,6 +400,9 @@ class InstanceAction(Base):
     finish_time: Mapped[dt.datetime | None] = mapped_column(DateTime)
     message: Mapped[str | None] = mapped_column(String(255))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The compute canvas the action sent (step names and its context of IDs, no spec or secret), so that
+    # tasks/resume.py can send it again when a broker lost its message (Stratus's own; Nova has no such column).
+    canvas: Mapped[dict | None] = mapped_column(JSON)
 
 
 class InstanceActionEvent(Base):

@@ -58,8 +58,9 @@ class Settings:
     console_proxyclient_address: str = ""
     # An instance whose task_state has not moved for this long goes to ERROR (BUILD) or back to no task.
     instance_build_timeout: int = 900
-    # A boot with no progress for this long has its current step sent again, once (a broker can lose a message it
-    # handed out, see tasks/periodic.resume_stalled_builds). Above broker_visibility_timeout, below the timeout.
+    # A boot or another action with no progress for this long has its current step sent again, once (a broker can
+    # lose a message it handed out: tasks/periodic.resume_stalled_builds, tasks/conductor/resume.py). Above
+    # broker_visibility_timeout, below both timeouts.
     stalled_build_resume_after: int = 360
     task_state_timeout: int = 900
     service_down_time: int = 60

@@ -4,6 +4,7 @@ conductor (tasks/conductor/actions.compute_needs, tasks/conductor/moves.py)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 
 from core import image_store, states
@@ -116,7 +117,12 @@ def _spawn_here(drv: ComputeDriver, ctx: dict) -> None:
 
 def _shelve(drv: ComputeDriver, ctx: dict, offload: bool) -> dict:
     """Nova's shelve: power off, snapshot the disk into the ``<name>-shelved`` image, destroy when offloading."""
-    drv.power_off(ctx["instance_uuid"], timeout=get_settings().shutdown_timeout)
+    try:
+        drv.power_off(ctx["instance_uuid"], timeout=get_settings().shutdown_timeout)
+    except InstanceNotFound:
+        if not offload:
+            raise
+        return _offloaded_before(ctx)
     extra: dict = {}
     if ctx.get("image_id"):
         try:
@@ -126,6 +132,21 @@ def _shelve(drv: ComputeDriver, ctx: dict, offload: bool) -> dict:
     if offload:
         drv.destroy(ctx["instance_uuid"], destroy_disks=True)
     return extra
+
+
+def _offloaded_before(ctx: dict) -> dict:
+    """The guest is gone: an earlier run of this step offloaded it and its finish was lost (the canvas was sent
+    again, tasks/conductor/resume.py). Its snapshot, if it was written, is in the store: report that one."""
+    image_id = ctx.get("image_id")
+    if not image_id or not image_store.exists(image_id):
+        return {"image_id": None}
+    md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
+    with image_store.open_data(image_id) as fh:
+        for chunk in image_store.iter_data(fh):
+            md5.update(chunk)
+            sha256.update(chunk)
+            size += len(chunk)
+    return {"image_size": size, "image_md5": md5.hexdigest(), "image_sha256": sha256.hexdigest()}
 
 
 def _live_migrate(drv: ComputeDriver, ctx: dict) -> dict:

@@ -20,6 +20,7 @@ from drivers.base import DriverError
 from tasks.common import StopCanvas, boot_canvas, new_ctx
 from tasks.conductor import specs
 from tasks.conductor.actions import reclaim
+from tasks.conductor.resume import resume_actions, stalled_actions
 from tasks.messaging.celery_app import celery
 from tasks.messaging.liveness import live_queues
 
@@ -72,7 +73,8 @@ RESUME_EVENT = "conductor_resume_build"
 
 @celery.task(name="stratus.conductor.resume_stalled_builds")
 def resume_stalled_builds() -> int:
-    """Send the current step of a boot that made no progress again, once per boot, before it would time out.
+    """Send the current step of a boot that made no progress again, once per boot, before it would time out;
+    likewise the canvas of any other action (tasks/conductor/resume.py). Returns how many were sent.
 
     A broker can lose a message it already handed out: Redis pops a message for a worker's BRPOP, persists the pop
     and shuts down before the reply leaves (seen in the Redis-restart test: one schedule message of 100 boots
@@ -89,7 +91,7 @@ def resume_stalled_builds() -> int:
     resumed_before = exists().where(InstanceActionEvent.action_id == InstanceAction.id,
                                     InstanceActionEvent.event == RESUME_EVENT)
     with read_session() as s:
-        rows = s.execute(
+        boots = s.execute(
             select(Instance.uuid, Instance.task_state, Instance.host, Instance.requested_host, Instance.attempts,
                    InstanceAction.request_id)
             .join(InstanceAction, and_(InstanceAction.instance_uuid == Instance.uuid,
@@ -97,9 +99,10 @@ def resume_stalled_builds() -> int:
             .where(Instance.deleted == 0, Instance.vm_state == states.BUILDING,
                    Instance.task_state.in_((states.SCHEDULING, states.SPAWNING)),
                    Instance.updated_at < stalled_since, Instance.updated_at >= expires_at, ~resumed_before)).all()
-    consumed = live_queues(celery) if rows else set()
-    resumed = 0
-    for row in rows:  # sent first, recorded after: a resend that failed is tried again on the next run
+    actions = stalled_actions(now)  # every other action's canvas (tasks/conductor/resume.py)
+    consumed = live_queues(celery) if boots or actions else set()
+    resumed = resume_actions(actions, consumed)
+    for row in boots:  # sent first, recorded after: a resend that failed is tried again on the next run
         queue = "scheduler" if row.task_state == states.SCHEDULING else compute_queue(row.host)
         if consumed is not None and queue not in consumed:
             LOG.warning("boot of %s made no progress in %s, but no live worker consumes %s: its step is not sent "

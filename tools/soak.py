@@ -6,10 +6,14 @@ process every 20-60 s and starts it again, restarts the broker twice and the dat
 quiet and runs the invariant checker (bench/invariants.py) over the database, the fake guests and the history.
 
     python tools/soak.py [--duration 180] [--backend sqlite-fs|postgresql-redis|mariadb-rabbitmq] [--rate 3]
+                         [--driver fake|libvirt]
 
 sqlite-fs: neither the database (embedded SQLite) nor the broker (files) is a server, so there is nothing to
 restart; mariadb-rabbitmq: the machine's shared MariaDB is not restarted (other runs use it), the broker is a
-private RabbitMQ node. Exit 0: every invariant holds; 1: a violation; 2: the soak itself failed."""
+private RabbitMQ node. --driver libvirt: one compute host on the machine's libvirtd with real TCG guests (the test
+guest of tools/build-test-image, 128 MB), resizes on the same host, at most LIBVIRT_MAX_SERVERS servers a project;
+the checker compares the libvirt domains of the stack's instances path with the rows.
+Exit 0: every invariant holds; 1: a violation; 2: the soak itself failed."""
 from __future__ import annotations
 
 import argparse
@@ -38,6 +42,8 @@ from tests.outage_support import (Client, PrivateBackend, PrivatePostgres, Priva
 PROCESSES = ("api", "conductor", "scheduler", "compute", "beat", "novncproxy", "spicehtml5proxy")
 PROJECTS = 3  # plus one with a small quota
 MAX_SERVERS = 6  # per project: above it the workload deletes more than it boots
+LIBVIRT_MAX_SERVERS = 2  # TCG guests: 128 MB and a share of 2 cores each
+LIBVIRT_HOST = "soak-kvm"
 TIMEOUTS = {"STRATUS_INSTANCE_BUILD_TIMEOUT": 900, "STRATUS_TASK_STATE_TIMEOUT": 900}
 MICROVERSION = {"OpenStack-API-Version": "compute 2.96"}
 
@@ -101,15 +107,37 @@ class Services:
 
 
 class Workload:
-    def __init__(self, stack: Stack, history: History, rate: float, seed: int):
+    def __init__(self, stack: Stack, history: History, rate: float, seed: int, driver: str = "fake"):
         self.stack, self.history, self.rate = stack, history, rate
         self.rng = random.Random(seed)
         self.stop = threading.Event()
         self.admin = Client(stack)
-        self.image = self.admin.upload("soak", b"s" * 4096, "raw", "bare", visibility="public")
+        self.max_servers = MAX_SERVERS
+        if driver == "libvirt":  # the test guest (kernel + ramdisk + qcow2) and two flavors it fits
+            from tests.libvirt_support import upload_test_image
+            self.image, small = upload_test_image(self.admin, guest_image_dir())
+            self._make_public(self.image)
+            big = requests.post(f"{self.admin.url}/flavors", headers=self.admin.headers, timeout=30, json={"flavor": {
+                "name": "guest.small", "ram": 192, "vcpus": 1, "disk": 2}}).json()["flavor"]["id"]
+            self.flavors = {"guest.tiny": small, "guest.small": big}
+            self.max_servers = LIBVIRT_MAX_SERVERS
+        else:
+            self.image = self.admin.upload("soak", b"s" * 4096, "raw", "bare", visibility="public")
+            self.flavors = {"m1.nano": "42", "m1.micro": "84"}
         self.projects = [self._project(f"soak-p{i}") for i in range(PROJECTS)]
         self.projects.append(self._project("soak-quota", instances=2))
         self.groups: dict[str, list[str]] = {p["id"]: [] for p in self.projects}
+
+    def _make_public(self, image_id: str) -> None:
+        """The projects boot the admin's test guest: make its disk image (and kernel, ramdisk) public."""
+        url = f"{self.stack.url}/image/v2/images"
+        props = requests.get(f"{url}/{image_id}", headers=self.admin.headers, timeout=30).json()
+        for iid in (image_id, props.get("kernel_id"), props.get("ramdisk_id")):
+            if iid:
+                requests.patch(f"{url}/{iid}", headers={**self.admin.headers, "Content-Type":
+                                                         "application/openstack-images-v2.1-json-patch"},
+                               data=json.dumps([{"op": "replace", "path": "/visibility", "value": "public"}]),
+                               timeout=30).raise_for_status()
 
     def _project(self, name: str, instances: int = 50) -> dict:
         """A project, its member user, a quota on it, a token."""
@@ -150,7 +178,8 @@ class Workload:
             return []
 
     def boot_body(self, name: str, group: str | None = None) -> dict:
-        body = {"server": {"name": name, "imageRef": self.image, "flavorRef": "42", "networks": "none"}}
+        body = {"server": {"name": name, "imageRef": self.image, "flavorRef": next(iter(self.flavors.values())),
+                           "networks": "none"}}
         if group:
             body["os:scheduler_hints"] = {"group": group}
         return body
@@ -172,8 +201,9 @@ class Workload:
         for s in servers:
             if not s["OS-EXT-STS:task_state"]:
                 by_status[s["status"]].append(s)
-        choices = [("boot", 6 if len(servers) < MAX_SERVERS else 1), ("group-boot", 1),
-                   ("delete", 4 if len(servers) >= MAX_SERVERS else 1)]
+        full = len(servers) >= self.max_servers
+        choices = [("boot", 1 if full else 6), ("group-boot", 0 if full and self.max_servers < MAX_SERVERS else 1),
+                   ("delete", 4 if full else 1)]
         choices += [(op, 2) for op, st in (("stop", "ACTIVE"), ("reboot", "ACTIVE"), ("start", "SHUTOFF"),
                                            ("resize", "ACTIVE"), ("snapshot", "ACTIVE"), ("shelve", "ACTIVE"),
                                            ("unshelve", "SHELVED_OFFLOADED"), ("confirm", "VERIFY_RESIZE"),
@@ -203,7 +233,7 @@ class Workload:
                   "snapshot": "ACTIVE", "shelve": "ACTIVE", "unshelve": "SHELVED_OFFLOADED",
                   "confirm": "VERIFY_RESIZE", "revert": "VERIFY_RESIZE"}[op]
         s = rng.choice(by_status[status])
-        flavor = "84" if s["flavor"].get("original_name") == "m1.nano" else "42"
+        flavor = next(f for name, f in self.flavors.items() if name != s["flavor"].get("original_name"))
         body = {"stop": {"os-stop": None}, "start": {"os-start": None},
                 "reboot": {"reboot": {"type": rng.choice(["SOFT", "HARD"])}},
                 "resize": {"resize": {"flavorRef": flavor}}, "snapshot": {"createImage": {"name": f"snap-{name}"}},
@@ -292,21 +322,52 @@ def wait_quiet(wl: Workload, timeout: float) -> bool:
     return False
 
 
-def soak(duration: float, backend: str, rate: float, seed: int, out: Path, quiet_timeout: float) -> int:
+def guest_image_dir() -> Path:
+    """libvirtd up and the test guest built (tools/libvirt-up, tools/build-test-image); its directory."""
+    import subprocess
+    for tool in ("libvirt-up", "build-test-image"):
+        run = subprocess.run([str(REPO / "tools" / tool)], capture_output=True, text=True, timeout=900)
+        if run.returncode:
+            raise RuntimeError(f"tools/{tool} failed:\n{run.stdout}\n{run.stderr}")
+    return Path(os.environ.get("STRATUS_TEST_IMAGE_DIR", REPO / ".cache" / "test-image"))
+
+
+def driver_env(driver: str, out: Path) -> tuple[dict[str, str], dict]:
+    """The stack's settings and Stack arguments for the compute driver."""
+    if driver == "fake":
+        return {"STRATUS_FAKE_VCPUS": "64"}, {}
+    from tests.libvirt_support import URI
+    os.chmod(out, 0o755)  # QEMU runs as libvirt-qemu: it must reach the instances path
+    instances = out / "instances"
+    instances.mkdir(mode=0o755, exist_ok=True)
+    return {"STRATUS_COMPUTE_DRIVER": "libvirt", "STRATUS_LIBVIRT_URI": URI, "STRATUS_INSTANCES_PATH": str(instances),
+            "STRATUS_ALLOW_RESIZE_TO_SAME_HOST": "1", "STRATUS_SHUTDOWN_TIMEOUT": "10",
+            "STRATUS_LIBVIRT_SOFT_REBOOT_TIMEOUT": "10",
+            "STRATUS_CPU_ALLOCATION_RATIO": "8"}, {"compute_hosts": LIBVIRT_HOST}  # 16 vCPUs on 2 cores
+
+
+def soak(duration: float, backend: str, rate: float, seed: int, out: Path, quiet_timeout: float,
+         driver: str = "fake") -> int:
     out.mkdir(parents=True, exist_ok=True)
     history = History(out / "history.jsonl")
     services = Services(backend)
     rng = random.Random(seed)
     stack = None
+    domains_before: set[str] = set()
     try:
         proxies, _, _ = console_proxy_env()
+        env, stack_args = driver_env(driver, out)
+        if driver == "libvirt":
+            from tests.libvirt_support import domains
+            guest_image_dir()
+            domains_before = domains()
         stack = Stack(out / "state", services.start(), processes=PROCESSES, extra_env={
-            **proxies, **{k: str(v) for k, v in TIMEOUTS.items()},
-            "STRATUS_FAKE_VCPUS": "64", "STRATUS_BROKER_VISIBILITY_TIMEOUT": "30",
-            "STRATUS_STALLED_BUILD_RESUME_AFTER": "60"})
+            **proxies, **{k: str(v) for k, v in TIMEOUTS.items()}, **env,
+            "STRATUS_BROKER_VISIBILITY_TIMEOUT": "30", "STRATUS_STALLED_BUILD_RESUME_AFTER": "60"}, **stack_args)
         stack.start()
-        print(f"soak: {backend}, {duration:.0f} s at {rate} op/s, seed {seed}, state and history in {out}", flush=True)
-        wl = Workload(stack, history, rate, seed)
+        print(f"soak: {backend}, {driver} driver, {duration:.0f} s at {rate} op/s, seed {seed}, state and history in "
+              f"{out}", flush=True)
+        wl = Workload(stack, history, rate, seed, driver)
         stop = threading.Event()
         clients = wl.run()
         chaos(stack, services, history, duration, rng, stop)
@@ -318,11 +379,14 @@ def soak(duration: float, backend: str, rate: float, seed: int, out: Path, quiet
         quiet = wait_quiet(wl, quiet_timeout)
         print(f"soak: {'quiet' if quiet else 'NOT quiet'} {time.monotonic() - t0:.0f} s after the workload stopped; "
               f"{sum(history.counts.values())} requests", flush=True)
+        guests = invariants.libvirt_guests(env["STRATUS_LIBVIRT_URI"], Path(env["STRATUS_INSTANCES_PATH"]),
+                                           LIBVIRT_HOST) if driver == "libvirt" else None
         report = invariants.check(stack.env.get("STRATUS_DATABASE_URL") or
                                   f"sqlite:///{stack.state_dir / 'stratus.sqlite'}",
-                                  stack.state_dir / "fake-guests", invariants.read_history(history.path),
+                                  stack.state_dir / "fake-guests" if guests is None else None,
+                                  invariants.read_history(history.path),
                                   build_timeout=TIMEOUTS["STRATUS_INSTANCE_BUILD_TIMEOUT"],
-                                  task_timeout=TIMEOUTS["STRATUS_TASK_STATE_TIMEOUT"])
+                                  task_timeout=TIMEOUTS["STRATUS_TASK_STATE_TIMEOUT"], guests=guests)
         print(report.render(), flush=True)
         (out / "checker.txt").write_text(report.render() + "\n")
         return 1 if report.total else 0
@@ -334,6 +398,9 @@ def soak(duration: float, backend: str, rate: float, seed: int, out: Path, quiet
     finally:
         if stack is not None:
             stack.stop()
+        if driver == "libvirt":  # this stack's domains only: libvirtd is shared
+            from tests.libvirt_support import destroy_own_domains
+            destroy_own_domains(out / "instances", domains_before)
         services.close()
 
 
@@ -342,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=180, help="seconds of workload and chaos (default 180)")
     p.add_argument("--backend", default="sqlite-fs", choices=["sqlite-fs", "postgresql-redis", "mariadb-rabbitmq"])
     p.add_argument("--rate", type=float, default=3.0, help="API operations a second, all clients (default 3)")
+    p.add_argument("--driver", default="fake", choices=["fake", "libvirt"],
+                   help="compute driver (libvirt: real TCG guests on this machine's libvirtd)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", type=Path, default=None, help="state, logs, history.jsonl, checker.txt (default: a "
                                                           "new directory under /tmp)")
@@ -349,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     out = args.out or Path(tempfile.mkdtemp(prefix=f"stratus-soak-{args.backend}-"))
-    return soak(args.duration, args.backend, args.rate, seed, out, args.quiet_timeout)
+    return soak(args.duration, args.backend, args.rate, seed, out, args.quiet_timeout, args.driver)
 
 
 if __name__ == "__main__":

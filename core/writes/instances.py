@@ -197,6 +197,20 @@ def start_action(s: Session, uuid: str, action: str, request_id: str, user_id: s
                                                  "updated_at": now})
 
 
+# What a canvas's context carries that is rebuilt when it is sent again, never stored: the instance spec (its user
+# data is sealed for one host) and the rescue image (tasks/conductor/resume.py).
+_REBUILT_KEYS = ("spec", "rescue_image")
+
+
+def remember_canvas(s: Session, ctx: dict, steps: list[str] | tuple[str, ...]) -> None:
+    """Keep the compute canvas an action sends on the action's row (same transaction as its task_state CAS), so
+    that tasks/conductor/resume.py can send it again if a broker loses its message."""
+    stored = {k: v for k, v in ctx.items() if k not in _REBUILT_KEYS}
+    s.execute(update(InstanceAction).where(
+        InstanceAction.instance_uuid == ctx["instance_uuid"], InstanceAction.request_id == ctx["request_id"])
+        .values(canvas={"steps": list(steps), "ctx": stored}))
+
+
 def record_event(s: Session, uuid: str, request_id: str, event: str, started: float | None, result: str,
                  host: str | None = None, traceback: str | None = None, finish_action: bool = True,
                  details: str | None = None) -> None:

@@ -69,8 +69,12 @@ def instance_op(req: dict) -> dict:
         ctx = new_ctx(uuid, req["request_id"], action, host=inst.host, task_state=rule["task_state"],
                       prior_vm_state=inst.vm_state, **(req.get("params") or {}))
         ctx.update(compute_needs(s, ctx))
-    chain(sig("stratus.compute.instance_op", ctx), sig("stratus.conductor.finish_instance_op")).apply_async()
+        instances.remember_canvas(s, ctx, INSTANCE_OP_STEPS)
+    Chain(INSTANCE_OP_STEPS, ctx).apply_async()
     return {"instance_uuid": uuid}
+
+
+INSTANCE_OP_STEPS = ("stratus.compute.instance_op", "stratus.conductor.finish_instance_op")
 
 
 def _target_vm_state(ctx: dict) -> str:

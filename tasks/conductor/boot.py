@@ -108,15 +108,14 @@ def server_action(req: dict) -> dict:
         start_action(s, uuid, _api_name(action), req["request_id"], req.get("user_id"),
                      req.get("project_id"))
         host = inst.host
-    ctx = new_ctx(uuid, req["request_id"], action, host=host, task_state=task_state)
-    try:
+        ctx = new_ctx(uuid, req["request_id"], action, host=host, task_state=task_state)
         if action == "delete":
-            if host:
-                Chain(("stratus.compute.terminate", "stratus.conductor.finish_delete"), ctx).apply_async()
-            else:
-                sig("stratus.conductor.finish_delete", ctx).apply_async()
+            steps = DELETE_STEPS if host else DELETE_STEPS[1:]
         else:
-            Chain(("stratus.compute.power_action", "stratus.conductor.finish_action"), ctx).apply_async()
+            steps = ("stratus.compute.power_action", "stratus.conductor.finish_action")
+        instances.remember_canvas(s, ctx, steps)
+    try:
+        Chain(steps, ctx).apply_async()
     except BROKER_ERRORS as exc:
         LOG.error("could not queue %s of %s: %s", action, uuid, exc)
         with write_session() as s:  # give the task_state back: the action never started
@@ -125,6 +124,9 @@ def server_action(req: dict) -> dict:
         raise ConductorError(503, "The compute service is temporarily unavailable (message broker "
                                   "unreachable); the action was not started.") from None
     return {"instance_uuid": uuid}
+
+
+DELETE_STEPS = ("stratus.compute.terminate", "stratus.conductor.finish_delete")
 
 
 def _api_name(action: str) -> str:

@@ -24,14 +24,14 @@ from core.models import ComputeNode, Flavor, Image, Instance, Migration, utcnow
 from core.power_state import PowerState
 from core.services import compute_service_up
 from core.settings import get_settings
-from core.writes.instances import add_fault, cas_instance, get_instance, record_event, start_action
+from core.writes.instances import add_fault, cas_instance, get_instance, record_event, remember_canvas, start_action
 from core.writes.quotas import reserve_resize
 from core.writes.resources import IN_FLIGHT_MIGRATIONS, cas_migration, claim, rekey_allocation, release_allocation
 from drivers import capability
 from drivers.base import DriverError
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
-from tasks.common import new_ctx, sig
+from tasks.common import Chain, new_ctx, sig
 from tasks.conductor import specs
 from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
                                     rpc, snapshot_failed)
@@ -177,6 +177,7 @@ def start_move(req: dict) -> dict:
             ctx["spec"] = specs.spec_message(s, uuid, dest, image_id=boot_image_id)
         except (DriverError, specs.NoSealingKey) as exc:
             raise ConductorError(409, str(exc)) from None
+        remember_canvas(s, ctx, move_steps(ctx))
     run_ops(ctx)
     return {"instance_uuid": uuid, "host": dest}
 
@@ -203,10 +204,15 @@ def drop_shelved_image(s, inst) -> tuple[str | None, dict]:
     return image_id, sysmeta
 
 
-def run_ops(ctx: dict, finish: str = "stratus.conductor.finish_move") -> None:
-    """Start the move's compute canvas: one ``move_op`` step per ``ctx["ops"]`` entry, then ``finish``."""
-    steps = [sig("stratus.compute.move_op", ctx)] + [sig("stratus.compute.move_op") for _ in ctx["ops"][1:]]
-    chain(*steps, sig(finish)).apply_async()
+def move_steps(ctx: dict, finish: str = "stratus.conductor.finish_move") -> list[str]:
+    """The move's compute canvas: one ``move_op`` step per ``ctx["ops"]`` entry, then ``finish``."""
+    return ["stratus.compute.move_op"] * len(ctx["ops"]) + [finish]
+
+
+def run_ops(ctx: dict) -> None:
+    """Start the move's compute canvas (``move_steps``; the conductor keeps it on the action beforehand, in the
+    transaction that set the task_state: ``remember_canvas``)."""
+    Chain(move_steps(ctx), ctx).apply_async()
 
 
 def _latest_migration(s, uuid: str, status: str) -> Migration | None:
@@ -265,6 +271,7 @@ def revert_resize(req: dict) -> dict:
                       source=mig.source_compute, dest=mig.dest_compute, final_host=mig.source_compute,
                       migration_uuid=mig.uuid,
                       power_on=inst.power_state != PowerState.SHUTDOWN)
+        remember_canvas(s, ctx, move_steps(ctx))
     run_ops(ctx)
     return {}
 
@@ -301,6 +308,7 @@ def shelve(req: dict) -> dict:
                       ops=[[op, inst.host]], offload=offload, source=inst.host, dest=inst.host,
                       final_host=inst.host, image_id=req.get("image_id") if action == "shelve" else None)
         ctx["image_disk_format"] = specs.image_disk_format(s, ctx["image_id"])
+        remember_canvas(s, ctx, move_steps(ctx))
     run_ops(ctx)
     return {}
 

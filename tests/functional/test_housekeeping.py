@@ -137,3 +137,56 @@ def test_a_boot_whose_message_was_lost_is_resumed_once(quick_resume_stack, dead_
     events = requests.get(f"{stack.url}/v2.1/servers/{sid}/os-instance-actions/{req}", headers=hdrs).json()
     names = [e["event"] for e in events["instanceAction"]["events"]]
     assert "conductor_resume_build" in names and "compute__do_build_and_run_instance" in names, names
+
+
+@pytest.mark.parametrize("action, body, task_state, status", [
+    ("stop", {"os-stop": None}, "powering-off", "SHUTOFF"),
+    ("reboot", {"reboot": {"type": "SOFT"}}, "rebooting", "ACTIVE"),
+    ("createImage", {"createImage": {"name": "lost-snap"}}, "image_snapshot", "ACTIVE")])
+def test_an_action_whose_message_was_lost_is_resumed_once(quick_resume_stack, action, body, task_state, status):
+    """The compute's message of a server action is lost (purged here; a worker SIGKILLed between Redis's BRPOP
+    and kombu's unacked registration loses it the same way): the beat task sends the action's canvas again once
+    the host's worker consumes, and the server reaches the action's end state, with an event in its action."""
+    from harness.stack import procfile_commands
+    stack = quick_resume_stack
+    api = Client(stack)
+    hdrs = api.headers
+    image = api.upload(f"act-{action}", b"z" * 64, "raw", "bare")
+    sid = api.boot(image, f"act-{action}").json()["server"]["id"]
+    assert api.wait_settled({sid}, 60)[sid]["status"] == "ACTIVE"
+    stack.stop_process("compute")
+    r = requests.post(f"{stack.url}/v2.1/servers/{sid}/action", headers=hdrs, json=body)
+    assert r.status_code == 202, r.text
+    image_id = r.json().get("image_id") if action == "createImage" else None
+    deadline = time.monotonic() + 30
+    while requests.get(f"{stack.url}/v2.1/servers/{sid}", headers=hdrs).json()["server"][
+            "OS-EXT-STS:task_state"] != task_state and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the step's message is on its queue now
+    purged = stack.run(".venv/bin/celery", "-A", "tasks.messaging.celery_app", "purge", "-f", "-Q",
+                       "compute.fake-1")
+    assert purged.stdout.startswith("Purged ") and "Purged 0 " not in purged.stdout, purged.stdout + purged.stderr
+    assert run_task(stack, "stratus.conductor.resume_stalled_builds") == "0", "sent to a queue nobody consumes"
+    stack.start_process("compute", procfile_commands()["compute"])
+    time.sleep(1.5)  # past stalled_build_resume_after (1 s)
+    deadline = time.monotonic() + 60
+    while (resumed := run_task(stack, "stratus.conductor.resume_stalled_builds")) == "0" and \
+            time.monotonic() < deadline:
+        time.sleep(1)
+    assert resumed == "1"
+    assert run_task(stack, "stratus.conductor.resume_stalled_builds") == "0", "an action is resumed only once"
+    deadline = time.monotonic() + 60
+    while (server := requests.get(f"{stack.url}/v2.1/servers/{sid}", headers=hdrs).json()["server"])[
+            "OS-EXT-STS:task_state"] is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server["status"] == status and server["OS-EXT-STS:task_state"] is None, server
+    assert "fault" not in server, server
+    actions = requests.get(f"{stack.url}/v2.1/servers/{sid}/os-instance-actions", headers=hdrs).json()
+    req = next(a["request_id"] for a in actions["instanceActions"] if a["action"] == action)
+    events = requests.get(f"{stack.url}/v2.1/servers/{sid}/os-instance-actions/{req}", headers=hdrs).json()
+    names = [e["event"] for e in events["instanceAction"]["events"]]
+    assert "conductor_resume_task" in names and len(names) == 2, names
+    if image_id:
+        img = requests.get(f"{stack.url}/image/v2/images/{image_id}", headers={"X-Auth-Token": hdrs["X-Auth-Token"]})
+        assert img.json()["status"] == "active", img.text
+    assert requests.delete(f"{stack.url}/v2.1/servers/{sid}", headers=hdrs).status_code == 204

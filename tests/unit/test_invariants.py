@@ -216,3 +216,35 @@ def test_command_line_exit_code(cloud, tmp_path, capsys):
     assert "VIOLATION row-without-guest (1)" in out and "VIOLATION refused-with-5xx (1)" in out
     (cloud.guests / "fake-1").rename(cloud.guests / "gone")
     assert invariants.main(["--db", cloud.url]) == 0
+
+
+def test_libvirt_domains_are_compared_with_the_rows(cloud, monkeypatch, tmp_path):
+    """The libvirt variant (tools/soak.py --driver libvirt): this cloud's domains (disks under its instances path;
+    libvirtd is shared) against the rows, on the one host libvirt serves."""
+    import sys
+    import types
+    ours, stray, foreign = cloud.server(guest=False), str(uuid.uuid4()), str(uuid.uuid4())
+    missing = cloud.server(guest=False)
+    path = tmp_path / "instances"
+
+    class Dom:
+        def __init__(self, name: str, disk_dir: str):
+            self._name, self._xml = name, f"<domain><name>{name}</name><source file='{disk_dir}/{name}/disk'/>"
+
+        def name(self) -> str:
+            return self._name
+
+        def XMLDesc(self, _flags: int) -> str:  # noqa: N802 (libvirt's name)
+            return self._xml
+
+    conn = types.SimpleNamespace(listAllDomains=lambda _f: [Dom(ours, str(path)), Dom(stray, str(path)),
+                                                             Dom(foreign, "/var/tmp/another-cloud")],
+                                 close=lambda: None)
+    monkeypatch.setitem(sys.modules, "libvirt", types.SimpleNamespace(openReadOnly=lambda uri: conn))
+    guests = invariants.libvirt_guests("qemu:///system", path, "fake-1")
+    assert guests == {ours: {"fake-1"}, stray: {"fake-1"}}
+    cloud.check()  # the books
+    report = invariants.check(cloud.url, None, None, now=NOW, guests=guests)
+    assert _violated(report) == {"guest-without-row", "row-without-guest"}
+    assert report.violations["guest-without-row"] == [f"{stray} on ['fake-1'] (no row)"]
+    assert report.violations["row-without-guest"] == [f"{missing} active on fake-1"]
