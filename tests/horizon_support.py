@@ -121,7 +121,8 @@ class Horizon:
 
     def sign_in(self, browser, user: str, password: str) -> None:
         from selenium.webdriver.common.by import By
-        browser.get(f"{self.url}/auth/logout/")
+        browser.get(f"{self.url}/auth/login/")
+        browser.delete_all_cookies()  # whoever was signed in is not any more
         browser.get(f"{self.url}/auth/login/")
         browser.find_element(By.ID, "id_username").send_keys(user)
         browser.find_element(By.ID, "id_password").send_keys(password)

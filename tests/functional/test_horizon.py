@@ -57,10 +57,11 @@ def browser():
         yield driver
 
 
-def _click(browser, css: str) -> None:
+def _click(browser, css: str, visible: bool = True) -> None:
+    """Click the first (visible, unless ``visible`` is false: a row action in a closed menu) element ``css``."""
     from selenium.webdriver.common.by import By
-    el = hz.wait_for(lambda: next((e for e in browser.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()),
-                                  None), css, browser, timeout=30)
+    el = hz.wait_for(lambda: next((e for e in browser.find_elements(By.CSS_SELECTOR, css)
+                                   if e.is_displayed() or not visible), None), css, browser, timeout=30)
     browser.execute_script("arguments[0].click()", el)
 
 
@@ -95,9 +96,11 @@ def _wait_row(browser, horizon, server_id: str, text: str, timeout: float = 90) 
     hz.wait_for(ready, f"instance row {text or 'gone'}", browser, timeout=timeout, every=1)
 
 
-def _row_action(browser, horizon, server_id: str, action: str, what: str) -> None:
-    _click(browser, f"tr[data-object-id='{server_id}'] [id$='__action_{action}']")
-    _click(browser, ".modal-footer a.btn:not(.cancel)")
+def _row_action(browser, horizon, server_id: str, action: str, what: str, confirm: bool = True) -> None:
+    """A row action of the instance list; Horizon asks to confirm the dangerous ones (shut off, delete)."""
+    _click(browser, f"tr[data-object-id='{server_id}'] [id$='__action_{action}']", visible=False)
+    if confirm:
+        _click(browser, ".modal-footer a.btn:not(.cancel)")
     horizon.check(browser, what)
 
 
@@ -138,7 +141,7 @@ def test_member_launches_watches_consoles_and_deletes(stack, horizon, cloud, bro
     assert info["key_name"] == "hz-key" and info["flavor"]["name"] == "m1.nano", info
     assert "private" in str(info["addresses"]), info
 
-    for tab in ("overview", "log", "console", "audit"):
+    for tab in ("overview", "interfaces", "log", "console", "audit"):
         horizon.open(browser, f"/project/instances/{sid}/?tab=instance_details__{tab}", f"instance detail {tab}")
         assert SERVER in browser.page_source
 
@@ -146,7 +149,7 @@ def test_member_launches_watches_consoles_and_deletes(stack, horizon, cloud, bro
     _row_action(browser, horizon, sid, "stop", "shut off requested")
     _wait_row(browser, horizon, sid, "Shutoff")
     horizon.check(browser, "instance shut off")
-    _row_action(browser, horizon, sid, "start", "start requested")
+    _row_action(browser, horizon, sid, "start", "start requested", confirm=False)
     _wait_row(browser, horizon, sid, "Active")
     horizon.check(browser, "instance started again")
     _row_action(browser, horizon, sid, "delete", "delete requested")
