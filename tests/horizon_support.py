@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import time
 import urllib.request
@@ -59,11 +60,11 @@ def serve(keystone_url: str, name: str) -> Iterator["Horizon"]:
                 time.sleep(0.3)
         yield Horizon(url, log_path, name)
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)  # tools/dashboard serve execs Django's server: one process
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
