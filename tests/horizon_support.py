@@ -145,3 +145,81 @@ def wait_for(predicate, what: str, browser=None, timeout: float = 60, every: flo
                 browser.save_screenshot(str(ARTIFACTS / f"timeout-{re.sub(r'[^a-z0-9]+', '-', what.lower())}.png"))
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(every)
+
+
+# --- the instance list and the Launch Instance wizard ---
+
+def _click(browser, css: str, visible: bool = True) -> None:
+    """Click the first (visible, unless ``visible`` is false: a row action in a closed menu) element ``css``."""
+    from selenium.webdriver.common.by import By
+    el = wait_for(lambda: next((e for e in browser.find_elements(By.CSS_SELECTOR, css)
+                                   if e.is_displayed() or not visible), None), css, browser, timeout=30)
+    browser.execute_script("arguments[0].click()", el)
+
+
+def _wizard_step(browser, horizon, step: str, allowed_alerts: tuple[str, ...]) -> None:
+    from selenium.webdriver.common.by import By
+    link = browser.find_element(By.XPATH, f"//div[contains(@class,'modal')]//a[normalize-space()='{step}']")
+    browser.execute_script("arguments[0].click()", link)
+    horizon.check(browser, f"launch wizard {step}", allowed_alerts=allowed_alerts)
+
+
+def _allocate(browser, item_id: str) -> None:
+    """Move a row of the wizard's Available table (Source, Flavor, Networks) to Allocated."""
+    _click(browser, f"tr:has(input[id='{item_id}']) button.fa-arrow-up")
+    wait_for(lambda: browser.execute_script(
+        "return !!document.querySelector(arguments[0])", f"tr:has(input[id='{item_id}']) button.fa-arrow-down"),
+        f"{item_id} allocated", browser)
+
+
+def _row_text(browser, server_id: str) -> str:
+    """The text of the server's row in the instance list ("" without one)."""
+    return browser.execute_script("const r = document.querySelector(`tr[data-object-id='${arguments[0]}']`);"
+                                  "return r ? r.textContent.replace(/\\s+/g, ' ') : ''", server_id)
+
+
+def wait_row(browser, horizon, server_id: str, text: str, timeout: float = 90) -> None:
+    """Reload the instance list until the server's row says ``text`` (or, for "", until the row is gone)."""
+    def ready() -> bool:
+        browser.get(f"{horizon.url}/project/instances/")
+        row = _row_text(browser, server_id)
+        return (text in row) if text else not row
+    wait_for(ready, f"instance row {text or 'gone'}", browser, timeout=timeout, every=1)
+
+
+def row_action(browser, horizon, server_id: str, action: str, what: str, confirm: bool = True) -> None:
+    """A row action of the instance list; Horizon asks to confirm the dangerous ones (shut off, delete)."""
+    _click(browser, f"tr[data-object-id='{server_id}'] [id$='__action_{action}']", visible=False)
+    if confirm:
+        _click(browser, ".modal-footer a.btn:not(.cancel)")
+    horizon.check(browser, what)
+
+
+def launch(browser, horizon, name: str, image: str, flavor: str, network: str, key_pair: bool,
+           allowed_alerts: tuple[str, ...]) -> None:
+    """Project > Compute > Instances > Launch Instance: the wizard's Details, Source (``image``), Flavor, Networks
+    (``network``: Horizon allocates the only one by itself) and, with ``key_pair``, the project's only key pair
+    (allocated by Horizon too), then Launch."""
+    from selenium.webdriver.common.by import By
+    browser.get(f"{horizon.url}/project/instances/")
+    horizon.settle(browser)
+    _click(browser, "#instances__action_launch-ng")
+    field = wait_for(lambda: next((e for e in browser.find_elements(By.ID, "name") if e.is_displayed()), None),
+                     "launch wizard", browser)
+    horizon.check(browser, "launch wizard details", allowed_alerts=allowed_alerts)
+    field.send_keys(name)
+    _wizard_step(browser, horizon, "Source", allowed_alerts)
+    _allocate(browser, image)
+    _wizard_step(browser, horizon, "Flavor", allowed_alerts)
+    _allocate(browser, flavor)
+    _wizard_step(browser, horizon, "Networks", allowed_alerts)
+    if not browser.execute_script("return !!document.querySelector(arguments[0])",
+                                  f"tr:has(input[id='{network}']) button.fa-arrow-down"):
+        _allocate(browser, network)
+    if key_pair:
+        _wizard_step(browser, horizon, "Key Pair", allowed_alerts)
+        assert browser.execute_script("return !!document.querySelector('tr:has(td) button.fa-arrow-down')")
+    _click(browser, ".modal-footer button.finish")
+    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, ".modal-footer button.finish"), "wizard closed",
+             browser)
+    horizon.check(browser, "launched")

@@ -57,84 +57,19 @@ def browser():
         yield driver
 
 
-def _click(browser, css: str, visible: bool = True) -> None:
-    """Click the first (visible, unless ``visible`` is false: a row action in a closed menu) element ``css``."""
-    from selenium.webdriver.common.by import By
-    el = hz.wait_for(lambda: next((e for e in browser.find_elements(By.CSS_SELECTOR, css)
-                                   if e.is_displayed() or not visible), None), css, browser, timeout=30)
-    browser.execute_script("arguments[0].click()", el)
-
-
-def _wizard_step(browser, horizon, step: str) -> None:
-    from selenium.webdriver.common.by import By
-    link = browser.find_element(By.XPATH, f"//div[contains(@class,'modal')]//a[normalize-space()='{step}']")
-    browser.execute_script("arguments[0].click()", link)
-    horizon.check(browser, f"launch wizard {step}", allowed_alerts=NO_SECURITY_GROUPS)
-
-
-def _allocate(browser, item_id: str) -> None:
-    """Move a row of the wizard's Available table (Source, Flavor, Networks) to Allocated."""
-    _click(browser, f"tr:has(input[id='{item_id}']) button.fa-arrow-up")
-    hz.wait_for(lambda: browser.execute_script(
-        "return !!document.querySelector(arguments[0])", f"tr:has(input[id='{item_id}']) button.fa-arrow-down"),
-        f"{item_id} allocated", browser)
-
-
-def _row_status(browser, server_id: str) -> str:
-    return browser.execute_script(
-        "const r = document.querySelector(`tr[data-object-id='${arguments[0]}']`);"
-        "return r ? r.querySelector('td.status_up, td.status_down, td.status_unknown, td[class*=status]') ?"
-        " r.textContent.replace(/\\s+/g, ' ') : r.textContent.replace(/\\s+/g, ' ') : ''", server_id)
-
-
-def _wait_row(browser, horizon, server_id: str, text: str, timeout: float = 90) -> None:
-    """Reload the instance list until the server's row says ``text`` (or, for "", until the row is gone)."""
-    def ready() -> bool:
-        browser.get(f"{horizon.url}/project/instances/")
-        row = _row_status(browser, server_id)
-        return (text in row) if text else not row
-    hz.wait_for(ready, f"instance row {text or 'gone'}", browser, timeout=timeout, every=1)
-
-
-def _row_action(browser, horizon, server_id: str, action: str, what: str, confirm: bool = True) -> None:
-    """A row action of the instance list; Horizon asks to confirm the dangerous ones (shut off, delete)."""
-    _click(browser, f"tr[data-object-id='{server_id}'] [id$='__action_{action}']", visible=False)
-    if confirm:
-        _click(browser, ".modal-footer a.btn:not(.cancel)")
-    horizon.check(browser, what)
-
-
 def test_member_launches_watches_consoles_and_deletes(stack, horizon, cloud, browser):
-    from selenium.webdriver.common.by import By
     horizon.sign_in(browser, MEMBER, PASSWORD)
     horizon.open(browser, "/project/", "project compute overview")
     horizon.open(browser, "/project/instances/", "project instances empty")
 
     t0 = time.monotonic()
-    _click(browser, "#instances__action_launch-ng")
-    name = hz.wait_for(lambda: next((e for e in browser.find_elements(By.ID, "name") if e.is_displayed()), None),
-                       "launch wizard", browser)
-    horizon.check(browser, "launch wizard details", allowed_alerts=NO_SECURITY_GROUPS)
-    name.send_keys(SERVER)
-    _wizard_step(browser, horizon, "Source")
-    _allocate(browser, cloud["image"])
-    _wizard_step(browser, horizon, "Flavor")
-    _allocate(browser, "42")  # m1.nano
-    _wizard_step(browser, horizon, "Networks")
     network = stack.openstack_json("network", "list", user=MEMBER, password=PASSWORD, project=PROJECT)[0]["ID"]
-    if not browser.execute_script("return !!document.querySelector(arguments[0])",
-                                  f"tr:has(input[id='{network}']) button.fa-arrow-down"):
-        _allocate(browser, network)  # Horizon allocates the only network by itself
-    _wizard_step(browser, horizon, "Key Pair")
-    assert browser.execute_script("return !!document.querySelector(\"tr:has(td) button.fa-arrow-down\")")
-    _click(browser, ".modal-footer button.finish")
-    hz.wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, ".modal-footer button.finish"),
-                "wizard closed", browser)
-    horizon.check(browser, "launched")
+    hz.launch(browser, horizon, SERVER, cloud["image"], "42", network, key_pair=True,  # m1.nano
+              allowed_alerts=NO_SECURITY_GROUPS)
 
     server = stack.wait_server(SERVER, "ACTIVE", "BUILD", timeout=60)
     sid = server["id"]
-    _wait_row(browser, horizon, sid, "Active")
+    hz.wait_row(browser, horizon, sid, "Active")
     print(f"horizon: launch to Active in the list {time.monotonic() - t0:.1f} s")
     horizon.check(browser, "instance active")
     info = stack.openstack_json("server", "show", sid, user=MEMBER, password=PASSWORD, project=PROJECT)
@@ -146,14 +81,14 @@ def test_member_launches_watches_consoles_and_deletes(stack, horizon, cloud, bro
         assert SERVER in browser.page_source
 
     browser.get(f"{horizon.url}/project/instances/")
-    _row_action(browser, horizon, sid, "stop", "shut off requested")
-    _wait_row(browser, horizon, sid, "Shutoff")
+    hz.row_action(browser, horizon, sid, "stop", "shut off requested")
+    hz.wait_row(browser, horizon, sid, "Shutoff")
     horizon.check(browser, "instance shut off")
-    _row_action(browser, horizon, sid, "start", "start requested", confirm=False)
-    _wait_row(browser, horizon, sid, "Active")
+    hz.row_action(browser, horizon, sid, "start", "start requested", confirm=False)
+    hz.wait_row(browser, horizon, sid, "Active")
     horizon.check(browser, "instance started again")
-    _row_action(browser, horizon, sid, "delete", "delete requested")
-    _wait_row(browser, horizon, sid, "")
+    hz.row_action(browser, horizon, sid, "delete", "delete requested")
+    hz.wait_row(browser, horizon, sid, "")
     horizon.check(browser, "instance deleted")
     stack.wait_server(sid, "DELETED")
 
