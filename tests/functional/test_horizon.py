@@ -34,19 +34,19 @@ def horizon(stack):
 
 @pytest.fixture(scope="module")
 def cloud(stack) -> dict:
-    """A member in a project of their own with one key pair, and a public image."""
+    """A member in a project of their own with one key pair and one image."""
     stack.openstack("project", "create", PROJECT)
     stack.openstack("user", "create", "--password", PASSWORD, "--project", PROJECT, MEMBER)
     stack.openstack("role", "add", "--user", MEMBER, "--project", PROJECT, "member")
     stack.openstack("keypair", "create", "hz-key", user=MEMBER, password=PASSWORD, project=PROJECT)
-    admin = requests.Session()
-    admin.headers["X-Auth-Token"] = stack.admin_token()
-    img = admin.post(f"{stack.url}/image/v2/images", json={"name": "hz-image", "disk_format": "raw",
-                                                           "container_format": "bare", "visibility": "public"},
-                     timeout=30)
+    # The image is the project's own (private): the session stack's other tests see no new public image.
+    s = requests.Session()
+    s.headers["X-Auth-Token"] = stack.token(MEMBER, PASSWORD, PROJECT)
+    img = s.post(f"{stack.url}/image/v2/images", json={"name": "hz-image", "disk_format": "raw",
+                                                       "container_format": "bare"}, timeout=30)
     img.raise_for_status()
-    admin.put(f"{stack.url}/image/v2/images/{img.json()['id']}/file", data=b"\0" * 65536,
-              headers={"Content-Type": "application/octet-stream"}, timeout=60).raise_for_status()
+    s.put(f"{stack.url}/image/v2/images/{img.json()['id']}/file", data=b"\0" * 65536,
+          headers={"Content-Type": "application/octet-stream"}, timeout=60).raise_for_status()
     return {"image": img.json()["id"]}
 
 

@@ -14,7 +14,7 @@ from tests.integration.test_console_browser import MARKER, wait_ink
 from tests.libvirt_support import libvirt_stack, require_test_image, upload_test_image
 from tests.outage_support import Client
 
-pytestmark = [pytest.mark.libvirt, pytest.mark.browser]
+pytestmark = [pytest.mark.libvirt, pytest.mark.browser, pytest.mark.slow]
 SERVER = "hz-guest"
 NO_SECURITY_GROUPS = (r"Unable to retrieve the security groups",)
 
