@@ -125,7 +125,8 @@ class Horizon:
         browser.get(f"{self.url}/auth/login/")
         browser.delete_all_cookies()  # whoever was signed in is not any more
         browser.get(f"{self.url}/auth/login/")
-        browser.find_element(By.ID, "id_username").send_keys(user)
+        name = wait_for(lambda: browser.find_element(By.ID, "id_username"), "the sign-in form", browser)
+        name.send_keys(user)
         browser.find_element(By.ID, "id_password").send_keys(password)
         browser.find_element(By.ID, "loginBtn").click()
         wait_for(lambda: "/auth/login" not in browser.current_url, f"{user} signed in", browser)
@@ -142,7 +143,9 @@ def wait_for(predicate, what: str, browser=None, timeout: float = 60, every: flo
             return value
         if time.monotonic() > deadline:
             if browser is not None:
-                browser.save_screenshot(str(ARTIFACTS / f"timeout-{re.sub(r'[^a-z0-9]+', '-', what.lower())}.png"))
+                stem = ARTIFACTS / f"timeout-{re.sub(r'[^a-z0-9]+', '-', what.lower())}"
+                browser.save_screenshot(f"{stem}.png")
+                stem.with_suffix(".html").write_text(browser.page_source)
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(every)
 
