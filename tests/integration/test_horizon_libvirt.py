@@ -9,13 +9,13 @@ import requests
 
 from harness.stack import ADMIN_PASSWORD, console_proxy_env, wait_port
 from tests import horizon_support as hz
-from tests.browser_support import chromium
-from tests.integration.test_console_browser import MARKER, wait_ink
+from tests.browser_support import chromium, wait_ink
 from tests.libvirt_support import libvirt_stack, require_test_image, upload_test_image
 from tests.outage_support import Client
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.browser, pytest.mark.slow]
 SERVER = "hz-guest"
+MARKER = "STRATUS-GUEST-UP"  # the test guest's console line once userspace runs
 NO_SECURITY_GROUPS = (r"Unable to retrieve the security groups",)
 
 
