@@ -1,11 +1,11 @@
-# Entry points (see README): `make run`, `make run-vms` and `make test`.
+# Entry points (see README): `make run`, `make run-vms`, `make dashboard` and `make test`.
 SHELL := /bin/bash
 VENV := .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export STRATUS_STATE_DIR ?= $(CURDIR)/var
 PYTEST_ARGS ?=
 
-.PHONY: run run-vms test deps-run deps-vms deps-test db bench soak
+.PHONY: run run-vms dashboard test deps-run deps-vms deps-test db bench soak
 
 deps-run:
 	tools/install-deps run
@@ -31,6 +31,11 @@ run-vms: export STRATUS_COMPUTE_DRIVER := libvirt
 run-vms: deps-vms
 	tools/build-test-image
 	tools/stratus-run --test-image
+
+# `make run` with Horizon, the OpenStack dashboard (unmodified, from PyPI, in its own venv .venv-horizon), in front
+# of it on STRATUS_DASHBOARD_BIND (127.0.0.1:8080); prints its URL and credentials once both answer.
+dashboard: deps-run
+	tools/dashboard
 
 # Install everything and run the whole test suite (unit, functional on every DB/broker, libvirt, vcsim, browser).
 test: deps-test

@@ -46,3 +46,29 @@ def wait_novnc_status(browser, pattern: str, timeout: float = 30) -> str:
             return status
         time.sleep(0.2)
     raise AssertionError(f"noVNC status is {status!r}, expected /{pattern}/")
+
+
+# Pixels of the largest canvas that differ from its top-left (background) pixel.
+CANVAS_INK = """
+const cs = Array.from(document.querySelectorAll(arguments[0]));
+let best = null;
+for (const c of cs) { if (c.width > 0 && c.height > 0 && (!best || c.width * c.height > best.width * best.height)) best = c; }
+if (!best) return -1;
+const d = best.getContext('2d').getImageData(0, 0, best.width, best.height).data;
+let n = 0;
+for (let i = 0; i < d.length; i += 4) {
+  if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) n++;
+}
+return n;
+"""
+
+
+def wait_ink(browser, selector: str, timeout: float = 30, minimum: int = 200) -> int:
+    deadline = time.monotonic() + timeout
+    ink = -1
+    while time.monotonic() < deadline:
+        ink = browser.execute_script(CANVAS_INK, selector)
+        if ink >= minimum:
+            return ink
+        time.sleep(0.5)
+    raise AssertionError(f"the console canvas stayed blank ({ink} pixels differ from the background)")

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 import requests
 
-from tests.browser_support import chromium, wait_novnc_status
+from tests.browser_support import CANVAS_INK as _CANVAS_INK, chromium, wait_ink, wait_novnc_status
 from tests.libvirt_support import domains as _domains, libvirt_stack, require_test_image, virsh as _virsh
 from harness.stack import REPO, console_proxy_env, wait_port
 
@@ -114,32 +114,6 @@ def set_expires(stack, token: str, expires: int) -> None:
         n = c.execute("UPDATE console_auth_tokens SET expires=? WHERE token_hash=?",
                       (expires, hashlib.sha256(token.encode()).hexdigest())).rowcount
     assert n == 1
-
-
-# Pixels of the largest canvas that differ from its top-left (background) pixel.
-_CANVAS_INK = """
-const cs = Array.from(document.querySelectorAll(arguments[0]));
-let best = null;
-for (const c of cs) { if (c.width > 0 && c.height > 0 && (!best || c.width * c.height > best.width * best.height)) best = c; }
-if (!best) return -1;
-const d = best.getContext('2d').getImageData(0, 0, best.width, best.height).data;
-let n = 0;
-for (let i = 0; i < d.length; i += 4) {
-  if (d[i] !== d[0] || d[i + 1] !== d[1] || d[i + 2] !== d[2]) n++;
-}
-return n;
-"""
-
-
-def wait_ink(browser, selector: str, timeout: float = 30, minimum: int = 200) -> int:
-    deadline = time.monotonic() + timeout
-    ink = -1
-    while time.monotonic() < deadline:
-        ink = browser.execute_script(_CANVAS_INK, selector)
-        if ink >= minimum:
-            return ink
-        time.sleep(0.5)
-    raise AssertionError(f"the console canvas stayed blank ({ink} pixels differ from the background)")
 
 
 def test_novnc_console_in_chromium(stack, guests, browser):
