@@ -76,7 +76,9 @@ class Settings:
     # Metadata service (metadata/, port 8775; guests reach it at 169.254.169.254 through the bridge's DNAT)
     metadata_proxy_shared_secret: str = ""  # non-empty: accept X-Instance-ID(-Signature) from a proxy in front
     metadata_cache_ttl: int = 15  # seconds an instance's metadata is cached per process (Nova: 15)
-    libvirt_console_listen: str = "127.0.0.1"  # VNC/SPICE listen address (the console proxies reach it)
+    # Where guests' VNC/SPICE servers and serial-console TCP ports listen (the console proxies reach it; Nova's
+    # [vnc]/[spice] server_proxyclient_address and [serial_console] proxyclient_address)
+    libvirt_console_listen: str = "127.0.0.1"
     libvirt_soft_reboot_timeout: int = 60  # seconds a SOFT reboot waits before rebooting HARD (Nova: 120)
     # VMware driver (credentials are never logged)
     vmware_host: str = ""
@@ -143,6 +145,14 @@ class Settings:
     # SPICE opens one WebSocket per channel: after the main channel consumed a token, the same client may open
     # the session's other channels with it for this many seconds.
     console_spice_channel_window: int = 30
+    # Serial consoles (Nova's [serial_console]): each guest's first serial port is a TCP listener on
+    # libvirt_console_listen, a port of this range (start:stop, stop excluded) per host, logged to console.log;
+    # the serial proxy (6083) turns a WebSocket into that TCP stream. Off: a pty (still logged) and the API answers
+    # 400 "Unavailable console type serial." as Nova does with [serial_console] enabled = False.
+    serial_console_enabled: bool = True
+    serial_port_range: str = "10000:20000"
+    serial_base_url: str = "ws://127.0.0.1:6083/"
+    serialproxy_port: int = 6083
     novnc_web: str = "/usr/share/novnc"  # web client files (Debian packages novnc, spice-html5)
     spicehtml5_web: str = "/usr/share/spice-html5"
 

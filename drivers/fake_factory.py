@@ -9,4 +9,5 @@ def make(host: str, settings: Settings) -> FakeDriver:
     return FakeDriver(host, vcpus=settings.fake_vcpus, memory_mb=settings.fake_memory_mb,
                       local_gb=settings.fake_local_gb, state_dir=state_dir,
                       build_disk_delay=settings.fake_build_disk_delay, spawn_delay=settings.fake_spawn_delay,
-                      live_migration_seconds=settings.fake_live_migration_seconds)
+                      live_migration_seconds=settings.fake_live_migration_seconds,
+                      serial_port_range=settings.serial_port_range)
