@@ -303,7 +303,7 @@ def build_server(console_type: str, cfg: Settings | None = None, port: int | Non
     cfg = cfg or get_settings()
     protocol, web_key, port_key, _base_key, aliases = CONSOLE_TYPES[console_type]
     web_root = os.path.abspath(getattr(cfg, web_key)) if web_key else None
-    if web_root and not os.path.isdir(web_root):  # e.g. the embedded default without apt: its pages say what to install
+    if web_root and not os.path.isdir(web_root):  # the embedded default without apt: its pages say what to install
         LOG.warning("%s proxy: web client directory %s is missing (Debian package %s); its pages answer 404",
                     console_type, web_root, WEB_PACKAGES[protocol])
     tls = bool(cfg.console_ssl_cert)

@@ -1,6 +1,7 @@
 """A console's URL for a server: the API asks the instance's compute host where the guest's VNC/SPICE server
-(or, for the serial console, its serial port's TCP listener) listens, makes a random token and has the conductor store only its hash (core.crypto.token_hash), bound to
-the instance, the console type and that host/port, with an expiry. The URL points at the console proxy
+(or, for the serial console, its serial port's TCP listener) listens, makes a random token and has the conductor
+store only its hash (core.crypto.token_hash), bound to the instance, the console type and that host/port, with an
+expiry. The URL points at the console proxy
 (``proxies/``), which lets the token through once. Used by ``POST /servers/{id}/remote-consoles``
 (app/compute/consoles.py) and by the legacy ``os-getVNCConsole`` / ``os-getSPICEConsole`` / ``os-getSerialConsole``
 actions here."""

@@ -400,4 +400,5 @@ def test_serial_console_through_the_cli_and_the_proxy(cstack, server):
     legacy = cstack.session.post(f"{cstack.url}/v2.1/servers/{server}/action",
                                  json={"os-getSerialConsole": {"type": "serial"}},
                                  headers={"OpenStack-API-Version": "compute 2.1"})
-    assert legacy.status_code == 200 and legacy.json()["console"]["url"].startswith(f"ws://127.0.0.1:{cstack.serial_port}/")
+    assert legacy.status_code == 200, legacy.text
+    assert legacy.json()["console"]["url"].startswith(f"ws://127.0.0.1:{cstack.serial_port}/")
