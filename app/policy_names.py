@@ -81,6 +81,7 @@ ACTION_RULES: dict[str, tuple[str, str]] = {
     "os-getConsoleOutput": ("os_compute_api:os-console-output", _MEMBER),
     "os-getVNCConsole": ("os_compute_api:os-remote-consoles", _MEMBER),
     "os-getSPICEConsole": ("os_compute_api:os-remote-consoles", _MEMBER),
+    "os-getSerialConsole": ("os_compute_api:os-remote-consoles", _MEMBER),
     "rescue": ("os_compute_api:os-rescue", _MEMBER),
     "unrescue": ("os_compute_api:os-unrescue", _MEMBER),
     "trigger_crash_dump": (f"{_S}:trigger_crash_dump", _MEMBER),

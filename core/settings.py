@@ -168,6 +168,14 @@ class Settings:
     # SPICE opens one WebSocket per channel: after the main channel consumed a token, the same client may open
     # the session's other channels with it for this many seconds.
     console_spice_channel_window: int = 30
+    # Serial consoles (Nova's [serial_console]): each guest's first serial port is a TCP listener on
+    # libvirt_console_listen, a port of this range (start:stop, stop excluded) per host, logged to console.log;
+    # the serial proxy (6083) turns a WebSocket into that TCP stream. Off: a pty (still logged) and the API answers
+    # 400 "Unavailable console type serial." as Nova does with [serial_console] enabled = False.
+    serial_console_enabled: bool = True
+    serial_port_range: str = "10000:20000"
+    serial_base_url: str = "ws://127.0.0.1:6083/"
+    serialproxy_port: int = 6083
     novnc_web: str = "/usr/share/novnc"  # web client files (Debian packages novnc, spice-html5)
     spicehtml5_web: str = "/usr/share/spice-html5"
 

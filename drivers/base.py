@@ -38,6 +38,13 @@ class LiveMigrationAborted(DriverError):
     """live_migrate() ended because live_migration_abort() was called: the guest still runs on the source."""
 
 
+class ConsoleUnavailable(DriverError):
+    """The guest has no console of this type (Nova's ConsoleTypeUnavailable: the API answers 400)."""
+
+    def __init__(self, kind: str):
+        super().__init__(f"Unavailable console type {kind}.")
+
+
 class InstanceNotFound(DriverError):
     def __init__(self, instance_uuid: str):
         super().__init__(f"Instance {instance_uuid} could not be found on this host.")
@@ -113,10 +120,10 @@ class HostResources:
 
 @dataclasses.dataclass(frozen=True)
 class ConsoleEndpoint:
-    """Where a proxy must connect for a graphical console of an instance."""
+    """Where a proxy must connect for a console of an instance."""
     host: str
     port: int
-    kind: str  # "vnc" | "spice"
+    kind: str  # "vnc" | "spice" | "serial"
 
 
 def console_address(settings: Settings) -> str:
@@ -149,6 +156,7 @@ class ComputeDriver(abc.ABC):
         "supports_console_output": False,
         "supports_vnc_console": False,
         "supports_spice_console": False,
+        "supports_serial_console": False,
         # resize/migrate can move the guest's disks to another host (not only resize it in place)
         "supports_migrate_to_other_host": False,
     }
@@ -228,6 +236,9 @@ class ComputeDriver(abc.ABC):
         raise NotImplementedError
 
     def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
+        """Where the running guest's ``kind`` console ("vnc", "spice": its graphics server; "serial": its first
+        serial port as a raw TCP listener) accepts a proxy's connection. Raises ConsoleUnavailable when the guest
+        has none of that type, for drivers whose capabilities say they support the type."""
         raise NotImplementedError
 
     # --- further server actions (tasks/compute_actions.py). Drivers without them raise NotImplementedError;

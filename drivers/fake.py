@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from core.power_state import PowerState
-from drivers import fake_console
+from drivers import fake_console, fake_serial, serial_ports
 from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, LiveMigrationAborted, tagged_devices, uptime_line
 
 _lock = threading.Lock()
@@ -38,19 +38,22 @@ class FakeDriver(ComputeDriver):
         "supports_console_output": True,
         "supports_vnc_console": True,
         "supports_spice_console": True,
+        "supports_serial_console": True,
         "supports_migrate_to_other_host": True,
     }
 
     def __init__(self, host: str, vcpus: int = 16, memory_mb: int = 32768, local_gb: int = 512,
                  state_dir: Path | None = None, build_disk_delay: float = 0.0, spawn_delay: float = 0.0,
                  live_migration_seconds: float = 0.0, host_ip: str = "127.0.0.1",
-                 console_address: str = "127.0.0.1", console_port: int = 5900):
+                 console_address: str = "127.0.0.1", console_port: int = 5900,
+                 serial_port_range: str = serial_ports.DEFAULT_RANGE):
         super().__init__(host)
         self.host_ip, self.console_address, self.console_port = host_ip, console_address, console_port
         self.vcpus, self.memory_mb, self.local_gb = vcpus, memory_mb, local_gb
         self.state_dir = Path(state_dir) if state_dir else None
         self.build_disk_delay, self.spawn_delay = build_disk_delay, spawn_delay
         self.live_migration_seconds = live_migration_seconds
+        self.serial_port_range = serial_port_range
         self.cached_images: set[str] = set()
         self.clock: Callable[[], float] = time.time  # the guests' clock (tests move it)
         self.started_at = time.time()
@@ -179,6 +182,7 @@ class FakeDriver(ComputeDriver):
         return str(disk)
 
     def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:
+        fake_serial.close_port(f"{self.host}/{instance_uuid}")
         with _lock:
             guest = self._guests.pop(instance_uuid, None)
             self._save(instance_uuid)
@@ -236,7 +240,12 @@ class FakeDriver(ComputeDriver):
         return fake_console.render(boot, events, elapsed)
 
     def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
-        self._guest(instance_uuid)
+        with _lock:
+            self._guest(instance_uuid)
+        if kind == "serial":  # a real listener serving the console log (drivers/fake_serial.py)
+            port = fake_serial.open_port(f"{self.host}/{instance_uuid}", self.serial_port_range,
+                                         lambda: self.get_console_output(instance_uuid))
+            return ConsoleEndpoint(host=fake_serial.ADDRESS, port=port, kind=kind)
         return ConsoleEndpoint(host=self.console_address, port=self.console_port, kind=kind)
 
     def rescue(self, instance: InstanceSpec, rescue_image: ImageSpec | None) -> None:
@@ -380,6 +389,7 @@ class FakeDriver(ComputeDriver):
                 _guests[dest_host][instance_uuid] = self._guests.pop(instance_uuid)
                 self._save(instance_uuid)
                 self._save(instance_uuid, dest_host)
+            fake_serial.close_port(f"{self.host}/{instance_uuid}")  # the destination opens its own
         finally:
             with _lock:
                 self._jobs.pop(instance_uuid, None)

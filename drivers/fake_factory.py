@@ -12,4 +12,5 @@ def make(host: str, settings: Settings) -> FakeDriver:
                       build_disk_delay=settings.fake_build_disk_delay, spawn_delay=settings.fake_spawn_delay,
                       live_migration_seconds=settings.fake_live_migration_seconds,
                       host_ip=settings.my_ip or "127.0.0.1", console_address=console_address(settings),
-                      console_port=settings.fake_console_port)
+                      console_port=settings.fake_console_port,
+                      serial_port_range=settings.serial_port_range)

@@ -58,11 +58,14 @@ def wait_port(port: int, timeout: float = 30, address: str = "127.0.0.1") -> Non
 
 
 def console_proxy_env() -> tuple[dict[str, str], int, int]:
-    """Settings for a stack's noVNC and SPICE proxies on free ports: (env, novnc_port, spice_port)."""
-    novnc, spice = free_port(), free_port()
+    """Settings for a stack's noVNC, SPICE and serial proxies on free ports: (env, novnc_port, spice_port); the
+    serial proxy's port is ``env["STRATUS_SERIALPROXY_PORT"]``."""
+    novnc, spice, serial = free_port(), free_port(), free_port()
     env = {"STRATUS_NOVNCPROXY_PORT": str(novnc), "STRATUS_SPICEHTML5PROXY_PORT": str(spice),
+           "STRATUS_SERIALPROXY_PORT": str(serial),
            "STRATUS_NOVNCPROXY_BASE_URL": f"http://127.0.0.1:{novnc}/vnc_auto.html",
-           "STRATUS_HTML5PROXY_BASE_URL": f"http://127.0.0.1:{spice}/spice_auto.html"}
+           "STRATUS_HTML5PROXY_BASE_URL": f"http://127.0.0.1:{spice}/spice_auto.html",
+           "STRATUS_SERIAL_BASE_URL": f"ws://127.0.0.1:{serial}/"}
     return env, novnc, spice
 
 

@@ -1,12 +1,16 @@
-"""Browser-console proxies on websockify: noVNC (``python -m proxies.novnc``, port 6080) and SPICE HTML5
-(``python -m proxies.spicehtml5``, port 6082).
+"""Console proxies on websockify: noVNC (``python -m proxies.novnc``, port 6080), SPICE HTML5
+(``python -m proxies.spicehtml5``, port 6082) and the serial console (``python -m proxies.serial``, port 6083,
+nova-serialproxy's role).
 
-Each proxy serves its web client's files (Debian's ``novnc`` and ``spice-html5`` packages) and turns a WebSocket
-into a TCP connection to the guest's VNC/SPICE server, for a token the API issued (``app/compute/console_urls.py``).
+Each proxy turns a WebSocket into a TCP connection to the guest's VNC/SPICE server or serial port (a raw byte
+stream, as nova-serialproxy passes it), for a token the API issued (``app/compute/console_urls.py``). The noVNC
+and SPICE proxies also serve their web client's files (Debian's ``novnc`` and ``spice-html5`` packages); the
+serial proxy serves no pages (its URL is the WebSocket's, for Horizon's serial console or any terminal client).
 
 Rules, checked before any byte reaches a guest:
 - the ``Origin`` header (when a browser sends one) names an allowed host (``console_allowed_origins``, default:
-  the hosts of ``novncproxy_base_url`` / ``html5proxy_base_url``) with the expected scheme;
+  the hosts of ``novncproxy_base_url`` / ``html5proxy_base_url`` / ``serial_base_url``) with the expected scheme
+  (for the serial base URL, as Nova's verify_origin_proto: ws allows http, wss https);
 - the token (``?token=`` in the WebSocket URL, or the ``token`` cookie spice_auto.html sets) exists, is of this
   proxy's console type, has not expired and was not used: the first connection consumes it through the
   conductor (a conditional UPDATE, so two connections racing for one token cannot both win);
@@ -58,7 +62,10 @@ CONSOLE_TYPES = {
               # vnc_auto.html is a link to the full vnc.html, which waits for a click).
               {"vnc_auto.html": "vnc_lite.html"}),
     "spice-html5": ("spice", "spicehtml5_web", "spicehtml5proxy_port", "html5proxy_base_url", {}),
+    "serial": ("serial", None, "serialproxy_port", "serial_base_url", {}),
 }
+WEB_PACKAGES = {"vnc": "novnc", "spice": "spice-html5"}  # Debian packages of the web clients
+WS_ORIGIN_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 class Refused(Exception):
@@ -69,11 +76,11 @@ class Refused(Exception):
 
 def allowed_origins(cfg: Settings) -> tuple[set[str], set[str]]:
     """(allowed host names or full origins, allowed schemes)."""
-    bases = [urlsplit(cfg.novncproxy_base_url), urlsplit(cfg.html5proxy_base_url)]
+    bases = [urlsplit(getattr(cfg, spec[3])) for spec in CONSOLE_TYPES.values()]
     entries = {o.strip().lower().rstrip("/") for o in cfg.console_allowed_origins.split(",") if o.strip()}
     if not entries:
         entries = {b.hostname.lower() for b in bases if b.hostname}
-    schemes = {b.scheme.lower() for b in bases if b.scheme}
+    schemes = {WS_ORIGIN_SCHEMES.get(b.scheme.lower(), b.scheme.lower()) for b in bases if b.scheme}
     if cfg.console_ssl_cert:
         schemes.add("https")
     return entries, schemes
@@ -113,7 +120,7 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
     # -- static files ---------------------------------------------------------------------------------------------
     def translate_path(self, path: str) -> str:
         server = self.server
-        self.directory = server.web_root
+        self.directory = server.web_root or os.devnull
         name = urlsplit(path).path.lstrip("/")
         alias = server.aliases.get(name)
         if alias and os.path.exists(os.path.join(server.web_root, alias)):
@@ -121,10 +128,13 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
         return super().translate_path(path)
 
     def send_head(self):
+        if self.server.web_root is None:
+            self.send_error(404, f"The {self.server.console_type} console proxy serves no pages: open a WebSocket "
+                                 f"with the URL the API gave")
+            return None
         if not os.path.isdir(self.server.web_root):  # the proxy still proxies; only its pages are missing
-            package = "novnc" if self.server.protocol == "vnc" else "spice-html5"
             self.send_error(404, f"The {self.server.console_type} web client is not installed here "
-                                 f"({self.server.web_root}): apt-get install {package}")
+                                 f"({self.server.web_root}): apt-get install {WEB_PACKAGES[self.server.protocol]}")
             return None
         return super().send_head()
 
@@ -164,7 +174,7 @@ class ConsoleProxyHandler(websocketproxy.ProxyRequestHandler):
             check_origin(self.headers.get("Origin"), self.headers.get("X-Forwarded-Proto"), self.server.settings)
             if self.token_digest is None:
                 raise Refused("no token")
-            if self.server.protocol == "vnc":
+            if self.server.protocol != "spice":
                 # One WebSocket per console: consume the token now, so a refusal is a plain HTTP 403.
                 self.console = self._consume()
             else:
@@ -292,10 +302,10 @@ def build_server(console_type: str, cfg: Settings | None = None, port: int | Non
                  ) -> websocketproxy.WebSocketProxy:
     cfg = cfg or get_settings()
     protocol, web_key, port_key, _base_key, aliases = CONSOLE_TYPES[console_type]
-    web_root = os.path.abspath(getattr(cfg, web_key))
-    if not os.path.isdir(web_root):  # e.g. the embedded default without apt: its pages say what to install
+    web_root = os.path.abspath(getattr(cfg, web_key)) if web_key else None
+    if web_root and not os.path.isdir(web_root):  # the embedded default without apt: its pages say what to install
         LOG.warning("%s proxy: web client directory %s is missing (Debian package %s); its pages answer 404",
-                    console_type, web_root, "novnc" if protocol == "vnc" else "spice-html5")
+                    console_type, web_root, WEB_PACKAGES[protocol])
     tls = bool(cfg.console_ssl_cert)
     if tls and not os.path.exists(cfg.console_ssl_cert):
         raise SystemExit(f"{console_type} proxy: console_ssl_cert {cfg.console_ssl_cert} does not exist")
@@ -327,6 +337,7 @@ def main(console_type: str) -> None:
     server = build_server(console_type, cfg)
     entries, schemes = allowed_origins(cfg)
     LOG.info("%s proxy on %s://%s:%s serving %s; allowed origins %s (%s)", console_type,
-             "https" if cfg.console_ssl_cert else "http", server.listen_host, server.listen_port, server.web_root,
+             "https" if cfg.console_ssl_cert else "http", server.listen_host, server.listen_port,
+             server.web_root or "no pages",
              ",".join(sorted(entries)), ",".join(sorted(schemes)))
     server.start_server()

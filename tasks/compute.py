@@ -19,7 +19,8 @@ from core.image_store import path_for as image_path
 from core.power_state import PowerState
 from core.settings import get_settings
 from drivers import load_driver
-from drivers.base import ComputeDriver, DriverError, HostLocalError, ImageSpec, InstanceNotFound, InstanceSpec
+from drivers.base import ComputeDriver, ConsoleUnavailable, DriverError, HostLocalError, ImageSpec, InstanceNotFound, InstanceSpec
+from drivers.serial_ports import PortRangeExhausted
 from tasks.common import StopCanvas, step
 from tasks.messaging.celery_app import celery
 from tasks.messaging.liveness import consumer_alive
@@ -191,7 +192,7 @@ def terminate(ctx: dict) -> dict:
 
 def driver_reply(what: str, call: Callable[[], Any]) -> dict:
     """An API-facing driver query as an RPC reply: {"ok": result}, or 404 (no such guest), 501 (the driver cannot
-    do ``what``), 409 (the guest cannot now)."""
+    do ``what``), 400 (the guest has no console of the type asked), 409 (the guest cannot now)."""
     try:
         return {"ok": call()}
     except InstanceNotFound as exc:
@@ -199,6 +200,8 @@ def driver_reply(what: str, call: Callable[[], Any]) -> dict:
     except NotImplementedError:
         return {"error": {"code": 501, "message": f"The {get_settings().compute_driver} compute driver does not "
                                                   f"support {what}."}}
+    except (ConsoleUnavailable, PortRangeExhausted) as exc:  # Nova: 400 for both
+        return {"error": {"code": 400, "message": str(exc)}}
     except DriverError as exc:
         return {"error": {"code": 409, "message": str(exc)}}
 
@@ -217,8 +220,12 @@ def host_uptime(host: str) -> dict:
 
 @celery.task(name="stratus.compute.get_console", autoretry_for=())
 def get_console(ctx: dict) -> dict:
-    """API-facing: where a console proxy must connect for the guest's ``ctx["kind"]`` ("vnc" | "spice")."""
+    """API-facing: where a console proxy must connect for the guest's ``ctx["kind"]`` ("vnc" | "spice" |
+    "serial"). As Nova's compute manager: serial consoles turned off on this host are 400 "Unavailable console
+    type", a driver without the console type 501."""
     kind = ctx["kind"]
+    if kind == "serial" and not get_settings().serial_console_enabled:
+        return {"error": {"code": 400, "message": ConsoleUnavailable(kind).args[0]}}
     drv = driver_for(ctx["host"])
     if not drv.capabilities.get(f"supports_{kind}_console"):
         return {"error": {"code": 501, "message": f"The {get_settings().compute_driver} compute driver does not "

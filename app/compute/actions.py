@@ -36,6 +36,7 @@ ACTIONS: dict[str, Handler] = {
     "reboot": server_actions.reboot, "os-getConsoleOutput": server_actions.console_output,
     "lock": server_actions.lock, "unlock": server_actions.unlock,
     "os-getVNCConsole": legacy_console_action("vnc"), "os-getSPICEConsole": legacy_console_action("spice"),
+    "os-getSerialConsole": legacy_console_action("serial"),
     "rescue": server_actions.rescue, "unrescue": server_actions.unrescue,
     "trigger_crash_dump": server_actions.trigger_crash_dump, "rebuild": server_actions.rebuild,
     "createImage": server_actions.create_image, "restore": server_actions.restore,

@@ -1,8 +1,10 @@
-"""A browser console's URL for a server: the API asks the instance's compute host where the guest's VNC/SPICE
-server listens, makes a random token and has the conductor store only its hash (core.crypto.token_hash), bound to
-the instance, the console type and that host/port, with an expiry. The URL points at the console proxy
+"""A console's URL for a server: the API asks the instance's compute host where the guest's VNC/SPICE server
+(or, for the serial console, its serial port's TCP listener) listens, makes a random token and has the conductor
+store only its hash (core.crypto.token_hash), bound to the instance, the console type and that host/port, with an
+expiry. The URL points at the console proxy
 (``proxies/``), which lets the token through once. Used by ``POST /servers/{id}/remote-consoles``
-(app/compute/consoles.py) and by the legacy ``os-getVNCConsole`` / ``os-getSPICEConsole`` actions here."""
+(app/compute/consoles.py) and by the legacy ``os-getVNCConsole`` / ``os-getSPICEConsole`` / ``os-getSerialConsole``
+actions here."""
 from __future__ import annotations
 
 import secrets
@@ -22,13 +24,15 @@ from core.settings import get_settings
 from tasks.messaging import rpc
 
 # console type -> protocol it speaks; protocol -> types Nova knows for it
-TYPE_PROTOCOL = {"novnc": "vnc", "spice-html5": "spice"}
+TYPE_PROTOCOL = {"novnc": "vnc", "spice-html5": "spice", "serial": "serial"}
 KNOWN_PROTOCOLS = {"vnc": ("novnc", "xvpvnc"), "spice": ("spice-html5", "spice-direct"), "rdp": ("rdp-html5",),
                    "serial": ("serial",), "mks": ("webmks",)}
 
 
 def console_url(console_type: str, token: str) -> str:
     cfg = get_settings()
+    if console_type == "serial":  # Nova's form: the proxy's WebSocket URL itself
+        return f"{cfg.serial_base_url}?token={token}"
     if console_type == "novnc":
         # Nova's form: noVNC puts ``path`` after ws://host:port/, so the WebSocket URL carries ?token=.
         return f"{cfg.novncproxy_base_url}?path=%3Ftoken%3D{token}"
@@ -73,7 +77,8 @@ def create_console(server_id: str, protocol: str, console_type: str) -> str:
 
 
 def legacy_console_action(protocol: str) -> Callable[[str, object], Response]:
-    """The handler of os-getVNCConsole / os-getSPICEConsole (before 2.6): ``{"type": ...}`` -> ``{"console"}``."""
+    """The handler of os-getVNCConsole / os-getSPICEConsole / os-getSerialConsole (before 2.6): ``{"type": ...}``
+    -> ``{"console"}``."""
     def handler(server_id: str, args: object) -> Response:
         if not isinstance(args, dict) or "type" not in args:
             raise bad_request("Invalid input for field/attribute type. 'type' is a required property")

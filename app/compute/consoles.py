@@ -1,5 +1,5 @@
-"""Browser consoles: ``POST /servers/{id}/remote-consoles`` (2.6+) makes a console URL (app/compute/console_urls.py,
-which also serves the legacy ``os-getVNCConsole`` / ``os-getSPICEConsole`` actions), and
+"""Remote consoles: ``POST /servers/{id}/remote-consoles`` (2.6+) makes a console URL (app/compute/console_urls.py,
+which also serves the legacy ``os-getVNCConsole`` / ``os-getSPICEConsole`` / ``os-getSerialConsole`` actions), and
 ``GET /os-console-auth-tokens/{token}`` shows what a live token connects to.
 """
 from __future__ import annotations

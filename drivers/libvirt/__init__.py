@@ -28,7 +28,8 @@ from core.metadata_docs import with_devices
 from core.power_state import PowerState
 from core.settings import Settings
 from drivers import configdrive
-from drivers.base import ComputeDriver, ConsoleEndpoint, console_endpoint_host, console_listen, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices, uptime_line
+from drivers import serial_ports
+from drivers.base import ComputeDriver, ConsoleEndpoint, ConsoleUnavailable, console_endpoint_host, console_listen, DriverError, DriverUnavailable, HostLocalError, HostResources, ImageSpec, InstanceInfo, InstanceNotFound, InstanceSpec, tagged_devices, uptime_line
 from drivers.libvirt import config, imagecache
 
 # Without libvirt-python this package still imports and LibvirtDriver says what is missing (the host registers as
@@ -80,6 +81,7 @@ class LibvirtDriver(ComputeDriver):
         "supports_console_output": True,
         "supports_vnc_console": True,
         "supports_spice_console": True,
+        "supports_serial_console": True,
     }
     #: Seconds a SOFT reboot waits for the guest to shut down before a HARD reboot (Nova: 120).
     soft_reboot_timeout: float = 60.0
@@ -336,10 +338,29 @@ class LibvirtDriver(ComputeDriver):
         except (configdrive.ConfigDriveError, OSError) as exc:
             raise HostLocalError(f"Cannot build the config drive of instance {instance.uuid}: {exc}") from exc
 
-    def domain_xml(self, instance: InstanceSpec) -> str:
+    def domain_xml(self, instance: InstanceSpec, paths: config.DiskPaths | None = None) -> str:
         bridge, mac = self._nic(instance)
-        return config.domain_xml(instance, self._paths(instance), self.virt_type, bridge=bridge,
-                                 listen=self.console_listen, mac=mac)
+        return config.domain_xml(instance, paths or self._paths(instance), self.virt_type, bridge=bridge,
+                                 listen=self.console_listen, mac=mac, serial=self._serial_listener(instance.uuid))
+
+    def _serial_listener(self, instance_uuid: str) -> tuple[str, int] | None:
+        """Where the guest's serial port listens: the port its domain already has (a redefinition keeps it), else
+        a free one of the range on this host; None when serial consoles are off."""
+        if not self.settings.serial_console_enabled:
+            return None
+        dom = self._find(instance_uuid)
+        if dom is not None:
+            with self._errors("read the domain XML", instance_uuid):
+                own = config.serial_listeners(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            if own:
+                return own[0]
+        with self._errors("list the domains"):
+            others = [d.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for d in self.conn.listAllDomains(0)
+                      if d.UUIDString() != instance_uuid]
+        taken = {port for xml in others for addr, port in config.serial_listeners(xml)
+                 if addr in (self.console_listen, "0.0.0.0", "::")}
+        port = serial_ports.acquire(self.console_listen, instance_uuid, self.settings.serial_port_range, taken)
+        return self.console_listen, port
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def spawn(self, instance: InstanceSpec) -> None:
@@ -395,6 +416,7 @@ class LibvirtDriver(ComputeDriver):
                     raise HostLocalError(f"Cannot remove {inst_dir}")
                 from drivers.libvirt import resize
                 resize.remove_backup(self, instance_uuid)  # a same-host resize's <uuid>_resize (Nova deletes it too)
+            serial_ports.release(instance_uuid)
 
     def _undefine(self, dom, instance_uuid: str, quiet: bool = False) -> None:
         try:
@@ -606,13 +628,19 @@ class LibvirtDriver(ComputeDriver):
         return data.decode("utf-8", errors="replace")
 
     def get_console(self, instance_uuid: str, kind: str) -> ConsoleEndpoint:
-        if kind not in ("vnc", "spice"):
+        if kind not in ("vnc", "spice", "serial"):
             raise DriverError(f"Unsupported console type {kind!r}")
         dom = self._lookup(instance_uuid)
         with self._errors(f"read the {kind} console of", instance_uuid):
             if not dom.isActive():
                 raise DriverError(f"Instance {instance_uuid} is not running, so it has no {kind} console")
-            found = config.graphics_port(dom.XMLDesc(0), kind)
+            xml = dom.XMLDesc(0)
+        if kind == "serial":  # Nova's get_serial_console: the first port in bind mode
+            found = next(iter(config.serial_listeners(xml)), None)
+            if found is None:  # defined while serial consoles were off
+                raise ConsoleUnavailable(kind)
+        else:
+            found = config.graphics_port(xml, kind)
         if found is None:
             raise DriverError(f"Instance {instance_uuid} has no {kind} console")
         listen, port = found

@@ -51,8 +51,10 @@ def _metadata(root: ET.Element, inst: InstanceSpec) -> None:
 
 
 def domain_xml(inst: InstanceSpec, paths: DiskPaths, virt_type: str, bridge: str = "",
-               disk_format: str = "qcow2", listen: str = "127.0.0.1", mac: str | None = None) -> str:
-    """Return the persistent domain XML for ``inst``: name and uuid are the instance UUID."""
+               disk_format: str = "qcow2", listen: str = "127.0.0.1", mac: str | None = None,
+               serial: tuple[str, int] | None = None) -> str:
+    """Return the persistent domain XML for ``inst``: name and uuid are the instance UUID. ``serial``: the
+    (address, port) the first serial port listens on for the serial console (else a pty)."""
     root = ET.Element("domain", type=virt_type)
     _sub(root, "name", inst.uuid)
     _sub(root, "uuid", inst.uuid)
@@ -118,12 +120,17 @@ def domain_xml(inst: InstanceSpec, paths: DiskPaths, virt_type: str, bridge: str
         _sub(nic, "mac", address=mac)
     _sub(nic, "model", type="virtio")
 
-    # One serial port: a pty for interactive use, logged (append) to console.log for get_console_output.
-    serial = _sub(dev, "serial", type="pty")
-    _sub(serial, "log", file=paths.console_log, append="on")
-    _sub(serial, "target", port="0")
-    console = _sub(dev, "console", type="pty")
-    _sub(console, "target", type="serial", port="0")
+    # One serial port, logged (append) to console.log for get_console_output (virtlogd writes it whether or not
+    # a client is connected): a raw TCP listener for the serial console proxy (Nova's _create_serial_consoles),
+    # else a pty. libvirt adds the <console> that aliases it.
+    if serial:
+        port = _sub(dev, "serial", type="tcp")
+        _sub(port, "source", mode="bind", host=serial[0], service=str(serial[1]))
+        _sub(port, "protocol", type="raw")
+    else:
+        port = _sub(dev, "serial", type="pty")
+    _sub(port, "log", file=paths.console_log, append="on")
+    _sub(port, "target", port="0")
 
     _sub(dev, "input", type="tablet", bus="usb")
     for kind in ("vnc", "spice"):
@@ -149,6 +156,17 @@ def graphics_port(xml: str, kind: str) -> tuple[str, int] | None:
             return None
         return g.get("listen") or "127.0.0.1", port
     return None
+
+
+def serial_listeners(xml: str) -> list[tuple[str, int]]:
+    """(address, port) of each serial port of a domain that listens on TCP (mode bind), in device order."""
+    out = []
+    for dev in ET.fromstring(xml).iterfind("./devices/serial"):
+        source = dev.find("source")
+        if dev.get("type") == "tcp" and source is not None and source.get("mode") == "bind" \
+                and (source.get("service") or "").isdigit():
+            out.append((source.get("host") or "127.0.0.1", int(source.get("service"))))
+    return out
 
 
 def _bus_address(dev: ET.Element, target_bus: str | None = None) -> tuple[str | None, str | None]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import libvirt
 
 from drivers.base import DriverError, HostLocalError, ImageSpec, InstanceSpec
-from drivers.libvirt import config, imagecache
+from drivers.libvirt import imagecache
 
 if TYPE_CHECKING:
     from drivers.libvirt import LibvirtDriver
@@ -58,8 +58,7 @@ def rescue(drv: LibvirtDriver, instance: InstanceSpec, rescue_image: ImageSpec |
             raise HostLocalError(f"Cannot prepare the rescue of instance {instance.uuid}: {exc}") from exc
         drv._build_config_drive(instance, dom)
         paths = dataclasses.replace(drv._paths(instance), disk=str(rescue_disk), second_disk=str(inst_dir / "disk"))
-        bridge, mac = drv._nic(instance)
-        xml = config.domain_xml(instance, paths, drv.virt_type, bridge=bridge, listen=drv.console_listen, mac=mac)
+        xml = drv.domain_xml(instance, paths)
         _replace_definition(drv, dom, xml, instance.uuid)
 
 

@@ -1,5 +1,5 @@
-"""Browser-console API and token rules against real processes (fake driver, SQLite + filesystem broker), with the
-noVNC and SPICE HTML5 proxies running from the Procfile. The real-guest, real-browser proof is
+"""Console API and token rules against real processes (fake driver, SQLite + filesystem broker), with the noVNC,
+SPICE HTML5 and serial proxies running from the Procfile. The real-guest, real-browser proof is
 tests/integration/test_console_browser.py."""
 from __future__ import annotations
 
@@ -27,15 +27,15 @@ def cstack(tmp_path_factory):
     env, novnc, spice = console_proxy_env()
     st = Stack(tmp_path_factory.mktemp("consoles"), BACKENDS["sqlite-filesystem"], compute_hosts="fake-1",
                extra_env=env, processes=("api", "conductor", "scheduler", "compute", "novncproxy",
-                                         "spicehtml5proxy"))
+                                         "spicehtml5proxy", "serialproxy"))
+    st.novnc_port, st.spice_port, st.serial_port = novnc, spice, int(env["STRATUS_SERIALPROXY_PORT"])
     try:
         st.start()
-        wait_port(novnc)
-        wait_port(spice)
+        for port in (novnc, spice, st.serial_port):
+            wait_port(port)
     except Exception:
         st.stop()
         raise
-    st.novnc_port, st.spice_port = novnc, spice
     st.session = requests.Session()
     st.session.headers.update({"X-Auth-Token": st.admin_token(), **MV})
     yield st
@@ -361,3 +361,45 @@ def test_bad_used_or_expired_tokens_are_refused_during_the_handshake(cstack, ser
     _set_token(cstack, token, expires=int(time.time()) - 1)
     _refused_at_once(port, token)
     assert cstack.log("spicehtml5proxy").count("result=refused (token already used)") >= 2
+
+
+# --- serial console (issue 29 item 5) ------------------------------------------------------------------------------
+
+def test_serial_console_through_the_cli_and_the_proxy(cstack, server):
+    """The unmodified CLI's ``console url show --serial`` gives Nova's ws:// URL; a WebSocket client through the
+    serial proxy reads the fake guest's console from its TCP listener and what it types comes back; the token is
+    single use and refused by the other proxies."""
+    out = cstack.openstack_json("console", "url", "show", "--serial", server)
+    assert out["type"] == "serial" and out.get("protocol", "serial") == "serial", out
+    url = out["url"]
+    assert url.startswith(f"ws://127.0.0.1:{cstack.serial_port}/?token="), url
+    token = token_of(url)
+    assert refused(cstack.novnc_port, token) == 403, "a serial token is not a VNC one (and is not consumed)"
+    ws = websocket.create_connection(url, subprotocols=["binary"], timeout=10,
+                                     origin=f"http://127.0.0.1:{cstack.serial_port}")
+    try:
+        screen = b""
+        while b"login: " not in screen:
+            screen += ws.recv()
+        assert b"\r\nDebian GNU/Linux 12 console-a ttyS0\r\n" in screen
+        ws.send_binary(b"root\r")
+        echoed = b""
+        while b"root\r\n" not in echoed:
+            echoed += ws.recv()
+    finally:
+        ws.close()
+    assert refused(cstack.serial_port, token) == 403, "single use"
+    log = cstack.log("serialproxy")
+    assert f"type=serial instance={server} client=127.0.0.1 result=accepted target=127.0.0.1:" in log
+    assert "result=refused (token already used)" in log
+    assert "token is for a serial console" in cstack.log("novncproxy")
+    # a page request gets a 404 that says what the URL is for, a foreign Origin a 403
+    page = requests.get(f"http://127.0.0.1:{cstack.serial_port}/", timeout=5)
+    assert page.status_code == 404 and "serves no pages" in page.text
+    fresh = token_of(url_of(cstack, server, "serial", "serial"))
+    assert refused(cstack.serial_port, fresh, origin="http://evil.example.com") == 403
+    legacy = cstack.session.post(f"{cstack.url}/v2.1/servers/{server}/action",
+                                 json={"os-getSerialConsole": {"type": "serial"}},
+                                 headers={"OpenStack-API-Version": "compute 2.1"})
+    assert legacy.status_code == 200, legacy.text
+    assert legacy.json()["console"]["url"].startswith(f"ws://127.0.0.1:{cstack.serial_port}/")

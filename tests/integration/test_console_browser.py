@@ -1,5 +1,6 @@
 """Issue 6 acceptance: the noVNC and SPICE HTML5 consoles of a real QEMU guest, opened in headless Chromium
-through Stratus's console proxies, with URLs the unmodified ``openstack console url show`` CLI prints.
+through Stratus's console proxies, with URLs the unmodified ``openstack console url show`` CLI prints; and (issue
+29 item 5) the same guest's serial console, a shell typed into through the serial proxy by a WebSocket client.
 
 The whole cloud runs as real processes (api, conductor, scheduler, compute with the libvirt driver, novncproxy,
 spicehtml5proxy). Screenshots go to ``artifacts/``. Token rules that need a forged request (foreign Origin,
@@ -38,10 +39,11 @@ def test_image() -> Path:
 def stack(test_image):
     env, novnc, spice = console_proxy_env()
     with libvirt_stack("console", HOST, extra_env=env, processes=("api", "conductor", "scheduler", "compute",
-                                                                  "novncproxy", "spicehtml5proxy")) as st:
-        st.novnc_port, st.spice_port = novnc, spice
-        wait_port(novnc)
-        wait_port(spice)
+                                                                  "novncproxy", "spicehtml5proxy",
+                                                                  "serialproxy")) as st:
+        st.novnc_port, st.spice_port, st.serial_port = novnc, spice, int(env["STRATUS_SERIALPROXY_PORT"])
+        for port in (novnc, spice, st.serial_port):
+            wait_port(port)
         yield st
 
 
@@ -187,6 +189,40 @@ def _rfb_desktop_name(ws) -> str:
     read(4 + 16)
     (length,) = struct.unpack(">I", read(4))
     return read(length).decode()
+
+
+def test_serial_console_of_a_real_guest(stack, guests, api):
+    """Through the serial proxy to guest A's ttyS0, a raw TCP listener of the serial range: the shell's prompt,
+    a command typed and its output, which the console log (virtlogd's, on the same port) also shows."""
+    import websocket
+
+    a = guests["con-a"]
+    out = stack.openstack_json("console", "url", "show", "--serial", "con-a")
+    assert out["type"] == "serial", out
+    assert out["url"].startswith(f"ws://127.0.0.1:{stack.serial_port}/?token="), out
+    listen = re.search(r"<serial type='tcp'>\s*<source mode='bind' host='127\.0\.0\.1' service='(\d+)'",
+                       _virsh("dumpxml", a).stdout)
+    assert listen and 10000 <= int(listen.group(1)) < 20000, _virsh("dumpxml", a).stdout
+    ws = websocket.create_connection(out["url"], subprotocols=["binary"], timeout=30)
+    seen = b""
+
+    def until(needle: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while needle not in seen:
+            assert time.monotonic() < deadline, seen[-500:]
+            seen += ws.recv()
+    try:
+        ws.send_binary(b"\r")  # what the guest printed before anyone connected is in the log only
+        until(b"# ")  # busybox sh's prompt
+        ws.send_binary(b"echo STRATUS-SERIAL-$((6*7))\r")
+        until(b"STRATUS-SERIAL-42")
+    finally:
+        ws.close()
+    assert f"type=serial instance={a} client=127.0.0.1 result=accepted target=127.0.0.1:{listen.group(1)}" in \
+        stack.log("serialproxy")
+    log = api.post(f"{stack.url}/v2.1/servers/{a}/action", json={"os-getConsoleOutput": {}}, timeout=30)
+    assert MARKER in log.json()["output"] and "STRATUS-SERIAL-42" in log.json()["output"]
 
 
 def test_token_rules_with_real_guests(stack, guests, api):

@@ -66,6 +66,14 @@ def _domain(stack, uuid: str) -> tuple[int, int, int]:
     return mem_kib // 1024, cpus, json.loads(out)["virtual-size"]
 
 
+def _serial_port(uuid: str) -> int:
+    """The TCP port of the domain's serial console (a raw listener in bind mode)."""
+    found = re.search(r"<serial type='tcp'>\s*<source mode='bind' host='[^']*' service='(\d+)'",
+                      virsh("dumpxml", uuid).stdout)
+    assert found, virsh("dumpxml", uuid).stdout
+    return int(found.group(1))
+
+
 @pytest.fixture(scope="module")
 def stack(request):
     image_dir = require_test_image()
@@ -92,6 +100,7 @@ def test_resize_on_the_same_host_revert_then_confirm(stack):
     backup = stack.instances / f"{uuid}_resize"
     assert _domain(stack, uuid) == (128, 1, GiB)
     assert _usage(api) == (mem0 + 128, cpu0 + 1, vms0 + 1)
+    serial_port = _serial_port(uuid)
 
     # resize: the same host holds the old flavor (the migration's allocation) and the new one until confirm/revert
     r = _call(api, "POST", f"/servers/{uuid}/action", {"resize": {"flavorRef": big}})
@@ -101,6 +110,7 @@ def test_resize_on_the_same_host_revert_then_confirm(stack):
     (mig,) = _call(api, "GET", f"/os-migrations?instance_uuid={uuid}", version="2.59").json()["migrations"]
     assert (mig["source_compute"], mig["dest_compute"], mig["status"]) == (HOST, HOST, "finished")
     assert _domain(stack, uuid) == (192, 2, 2 * GiB) and domstate(uuid) == "running"
+    assert _serial_port(uuid) == serial_port, "the redefined domain keeps its serial console port"
     assert (backup / "disk").is_file() and (backup / "domain.xml").is_file()
     assert _usage(api)[:2] == (mem0 + 128 + 192, cpu0 + 1 + 2)
     _wait_boots(api, uuid, 2)
