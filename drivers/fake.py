@@ -170,8 +170,10 @@ class FakeDriver(ComputeDriver):
         """The guest's "disk": with a state_dir a hard link to (or copy of) its image's data, so it outlives the
         image as a real disk does (unshelve deletes the snapshot it booted from); else the image file itself."""
         image_path = Path(instance.image.data_path())
-        if self.state_dir is None or not image_path.exists():
+        if self.state_dir is None:
             return str(image_path)
+        if not image_path.exists():  # as a real driver: a disk is made of the image's data, which must be here
+            raise DriverError(f"Image {instance.image.id} has no data on this host at {image_path}")
         disk = self.state_dir / "disks" / f"{instance.uuid}-{instance.image.id}"
         disk.parent.mkdir(parents=True, exist_ok=True)
         if not disk.exists():
