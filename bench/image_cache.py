@@ -42,7 +42,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(Path(tmp), BACKENDS["sqlite-filesystem"], compute_hosts="fake-1").start()
         try:
-            headers = {"X-Auth-Token": stack.admin_token()}
+            headers = {"X-Auth-Token": stack.admin_token(), "OpenStack-API-Version": "compute 2.37"}
             img = requests.post(f"{stack.url}/image/v2/images", headers=headers, timeout=30, json={
                 "name": "bench", "disk_format": "raw", "container_format": "bare"}).json()
             data = os.urandom(args.mib << 20)
