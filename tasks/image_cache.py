@@ -70,12 +70,12 @@ class ImageCache:
     def fetch(self, image_id: str) -> str:
         """The local path of the image's data, downloaded first when this host does not have it."""
         dest = self.path(image_id)
-        if dest.is_file():  # the common case: no lock, just mark it used
-            return self._touch(dest)
+        if self._touch(dest):  # the common case: no lock, just mark it used
+            return str(dest)
         self.dir.mkdir(parents=True, exist_ok=True)
         with _flock(self.dir / f".{image_id}.lock"):
-            if dest.is_file():  # another build downloaded it while this one waited
-                return self._touch(dest)
+            if self._touch(dest):  # another build downloaded it while this one waited
+                return str(dest)
             for stale in self.dir.glob(f".{image_id}.*.part"):  # a crashed download (we hold the lock)
                 stale.unlink(missing_ok=True)
             size = self._download(image_id, dest)
@@ -84,12 +84,14 @@ class ImageCache:
         return str(dest)
 
     @staticmethod
-    def _touch(dest: Path) -> str:
+    def _touch(dest: Path) -> bool:
+        """Mark the cached image used now; False when it is not cached. Eviction re-checks the time under the
+        image's lock, so an image touched here is not removed under the step that asked for it."""
         try:
             os.utime(dest)
-        except FileNotFoundError:  # evicted between the check and now (only past GRACE): fetched again next time
-            pass
-        return str(dest)
+            return True
+        except FileNotFoundError:
+            return False
 
     def _download(self, image_id: str, dest: Path) -> int:
         svc = self.service()
@@ -145,7 +147,8 @@ class ImageCache:
                     continue
                 with _flock(self.dir / f".{path.name}.lock"):
                     try:
-                        if path.stat().st_nlink > 1:  # a disk was linked to it meanwhile
+                        now_st = path.stat()
+                        if now_st.st_nlink > 1 or time.time() - now_st.st_mtime < GRACE:  # used meanwhile
                             continue
                         path.unlink()
                     except FileNotFoundError:
