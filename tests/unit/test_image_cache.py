@@ -154,3 +154,14 @@ def test_the_service_credential_uploads_snapshot_data_only(client, admin, stratu
                         json={"name": "plain", "disk_format": "raw", "container_format": "bare"}).get_json()["id"]
     with pytest.raises(DriverError, match=r"refused the snapshot data .*\(403\)"):
         svc.upload(plain, HashingReader(io.BytesIO(b"x")))
+
+
+def test_without_a_setting_the_endpoint_comes_from_the_catalog(client, admin, monkeypatch):
+    from core.settings import get_settings
+    http = image_service.client().http  # the in-process transport
+    image_id = _image(client, admin, b"c" * 10)
+    monkeypatch.delenv("STRATUS_IMAGE_API_URL")
+    get_settings.cache_clear()
+    svc = image_service.ImageService(session=http)
+    assert svc.show(image_id)["id"] == image_id
+    assert svc._endpoint == "http://stratus.test/image"  # noqa: SLF001 - the bootstrap's catalog entry
