@@ -5,6 +5,8 @@ under the state directory, so one machine runs everything with no server.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.routing import route_task
 from core.settings import get_settings
 from core.broker_tls import broker_ssl_options
@@ -29,7 +31,7 @@ task_publish_retry_policy = {"max_retries": 20, "interval_start": 0, "interval_s
 
 if broker_url.startswith("filesystem://"):
     broker_transport = "tasks.messaging.fs_transport:Transport"
-    _queue_dir = _settings.state_path / "broker"
+    _queue_dir = Path(_settings.fs_broker_dir).resolve() if _settings.fs_broker_dir else _settings.state_path / "broker"
     for sub in ("queue", "processed", "control"):
         (_queue_dir / sub).mkdir(parents=True, exist_ok=True)
     (_settings.state_path / "results").mkdir(parents=True, exist_ok=True)

@@ -32,11 +32,23 @@ def bootstrap(admin_password: str) -> dict:
         project = service.ensure_project(s, "admin")
         for name in ("member", "reader"):  # implied by admin; granted too, as Stratus always did
             service.grant(s, user.id, project.id, service.ensure_role(s, name).id)
+        ensure_compute_user(s)
         existing = set(s.scalars(select(Flavor.flavorid)))
         for flavorid, name, ram, disk, vcpus in DEFAULT_FLAVORS:
             if flavorid not in existing:
                 s.add(Flavor(flavorid=flavorid, name=name, memory_mb=ram, root_gb=disk, vcpus=vcpus))
     return {"project_id": project.id, "user_id": user.id}
+
+
+def ensure_compute_user(s) -> None:
+    """The compute hosts' own credential for the Image API (issue 25), when STRATUS_SERVICE_PASSWORD is set: user
+    ``service_user`` with the ``service`` role in project ``service_project`` (as DevStack's nova/glance users)."""
+    cfg = get_settings()
+    if not cfg.service_password:
+        return
+    project = service.ensure_project(s, cfg.service_project)
+    user = service.ensure_user(s, cfg.service_user, cfg.service_password, default_project_id=project.id)
+    service.grant(s, user.id, project.id, service.ensure_role(s, "service").id)
 
 
 def write_client_files(admin_password: str) -> Path:

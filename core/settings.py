@@ -83,6 +83,21 @@ class Settings:
     libvirt_virt_type: str = "auto"  # auto | kvm | qemu
     libvirt_bridge: str = ""  # empty: user-mode NIC; else an existing Linux bridge
     instances_path: str = ""  # default: <state_dir>/instances
+    # Compute hosts reach images through the Image API only (issue 25): its endpoint (empty: the "image" endpoint
+    # of the service catalog), and the compute's own service credential (Keystone v3 password auth, project-scoped;
+    # `flask stratus bootstrap` creates the user with the `service` role in project `service` when
+    # STRATUS_SERVICE_PASSWORD is set). service_auth_url empty: <public_url>/identity/v3.
+    image_api_url: str = ""
+    service_auth_url: str = ""
+    service_user: str = "compute"
+    service_password: str = dataclasses.field(default="", repr=False)
+    service_project: str = "service"
+    # Downloaded images per host (<state_dir>/image-cache): least recently used ones beyond this size are removed,
+    # never one a guest's disk still uses. 0: no limit.
+    image_cache_max_mb: int = 10240
+    # The embedded filesystem broker's directory (empty: <state_dir>/broker), when a compute keeps its own state
+    # dir on the controller's machine.
+    fs_broker_dir: str = ""
     # Instance networking: one flat network managed by Stratus (tools/stratus-network up|down makes the bridge)
     network_name: str = "private"
     network_cidr: str = "10.77.0.0/24"  # gateway = first host address (on the bridge); guests get the others

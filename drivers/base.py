@@ -59,11 +59,18 @@ class ImageSpec:
     size: int | None
     checksum: str | None
     properties: dict
-    #: Local path of the image data in the image store (readable by the compute worker).
+    #: Local path of the image data, when it is known without fetching (tests); see data_path().
     path: str
     #: For kernel/ramdisk boot (image properties kernel_id / ramdisk_id / os_command_line, as in Nova).
     kernel: "ImageSpec | None" = None
     ramdisk: "ImageSpec | None" = None
+    #: Fetches the data into this host's image cache (from the Image API) and returns its path.
+    fetch: "Callable[[], str] | None" = dataclasses.field(default=None, compare=False, repr=False)
+
+    def data_path(self) -> str:
+        """Local path of the image's data on this host, downloaded on first use: drivers call this only when
+        they need the data (a step that does not, or a driver cache hit, downloads nothing)."""
+        return self.fetch() if self.fetch is not None else self.path
 
 
 @dataclasses.dataclass(frozen=True)

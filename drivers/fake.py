@@ -120,10 +120,15 @@ class FakeDriver(ComputeDriver):
         if instance.image is None:
             raise DriverError("Fake driver needs an image to build a disk")
         with _lock:
-            guest = self._guests.setdefault(instance.uuid, {
-                "power_state": PowerState.NOSTATE, "vcpus": instance.vcpus, "memory_mb": instance.memory_mb,
-                "root_gb": instance.root_gb, "console": [], "spawned": False, "disk": "building",
-                "image_path": self._disk_of(instance)})
+            known = instance.uuid in self._guests
+        disk = None if known else self._disk_of(instance)  # may download the image: not under the lock
+        with _lock:
+            guest = self._guests.get(instance.uuid)
+            if guest is None:
+                guest = self._guests[instance.uuid] = {
+                    "power_state": PowerState.NOSTATE, "vcpus": instance.vcpus, "memory_mb": instance.memory_mb,
+                    "root_gb": instance.root_gb, "console": [], "spawned": False, "disk": "building",
+                    "image_path": disk if disk is not None else self._disk_of(instance)}
             if guest.get("disk", "ready") == "ready":
                 return
             guest.update(vcpus=instance.vcpus, memory_mb=instance.memory_mb, root_gb=instance.root_gb)
@@ -169,9 +174,11 @@ class FakeDriver(ComputeDriver):
     def _disk_of(self, instance: InstanceSpec) -> str:
         """The guest's "disk": with a state_dir a hard link to (or copy of) its image's data, so it outlives the
         image as a real disk does (unshelve deletes the snapshot it booted from); else the image file itself."""
-        image_path = Path(instance.image.path)
-        if self.state_dir is None or not image_path.exists():
+        image_path = Path(instance.image.data_path())
+        if self.state_dir is None:
             return str(image_path)
+        if not image_path.exists():  # as a real driver: a disk is made of the image's data, which must be here
+            raise DriverError(f"Image {instance.image.id} has no data on this host at {image_path}")
         disk = self.state_dir / "disks" / f"{instance.uuid}-{instance.image.id}"
         disk.parent.mkdir(parents=True, exist_ok=True)
         if not disk.exists():
@@ -350,7 +357,7 @@ class FakeDriver(ComputeDriver):
     def cache_image(self, image: ImageSpec) -> None:
         """The fake "cache" is the set of image ids whose data this host has read once."""
         try:
-            with open(image.path, "rb") as fh:
+            with open(image.data_path(), "rb") as fh:
                 fh.read(1)
         except OSError as exc:
             raise DriverError(f"Cannot cache image {image.id}: {exc}") from exc

@@ -27,6 +27,8 @@ from harness import osc_forkserver
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 ADMIN_PASSWORD = "stratus-test-admin"
+# The compute hosts' own Image API credential (user "compute", role "service" in project "service").
+SERVICE_PASSWORD = "stratus-test-compute-service"
 
 
 # `flask --app app db upgrade` then `flask --app app stratus bootstrap` (README), the same click commands in one
@@ -221,6 +223,7 @@ class Stack:
             "STRATUS_COMPUTE_HOSTS": compute_hosts,
             "STRATUS_REPORT_INTERVAL": "2",
             "STRATUS_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "STRATUS_SERVICE_PASSWORD": SERVICE_PASSWORD,
             # bcrypt's lowest cost, as Keystone's own tests: every CLI command signs in (0.25 s at the default 12)
             "STRATUS_PASSWORD_HASH_ROUNDS": "4",
             "PYTHONUNBUFFERED": "1",
@@ -245,13 +248,30 @@ class Stack:
     def start_process(self, name: str, command: str, env: dict[str, str] | None = None) -> None:
         """Start ``command`` as process ``name`` with the stack's environment (and ``env`` over it)."""
         log = open(self.state_dir / f"{name}.log", "ab")
-        env = {**self.env, **(env or {})}
+        compute = self.compute_env() if name.startswith("compute") else {}
+        env = {**self.env, **compute, **(env or {})}
         # Compute hosts have no database (issue 25): the compute worker gets a URL nothing answers at, so any use
         # of the DB there fails the test instead of reaching the controller's database.
-        if name.startswith("compute"):
+        if compute:
             env["STRATUS_DATABASE_URL"] = NO_DATABASE_URL
         self.procs[name] = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=REPO, env=env, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def compute_state_dir(self) -> Path:
+        """The compute hosts' own state dir (fake guests, host keys, image cache), apart from the controller's."""
+        return self.state_dir / "compute-node"
+
+    def compute_env(self) -> dict[str, str]:
+        """What a compute worker's settings differ in (issue 25): no database, its own state dir (so it cannot
+        read the controller's image store by path: images come from the Image API at STRATUS_IMAGE_API_URL with
+        the service credential); the filesystem broker's and results' directories stay the controller's."""
+        env = {"STRATUS_DATABASE_URL": NO_DATABASE_URL, "STRATUS_STATE_DIR": str(self.compute_state_dir),
+               "STRATUS_IMAGE_API_URL": f"{self.url}/image"}
+        if self.backend.broker == "filesystem":
+            env |= {"STRATUS_FS_BROKER_DIR": str(self.state_dir / "broker"),
+                    "STRATUS_RESULT_BACKEND": f"file://{self.state_dir / 'results'}"}
+        return env
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
         proc = self.procs.pop(name, None)

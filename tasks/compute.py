@@ -15,13 +15,13 @@ from collections.abc import Callable
 from typing import Any
 
 from core import host_keys, metadata_docs
-from core.image_store import path_for as image_path
 from core.power_state import PowerState
 from core.settings import get_settings
 from drivers import load_driver
 from drivers.base import ComputeDriver, ConsoleUnavailable, DriverError, HostLocalError, ImageSpec, InstanceNotFound, InstanceSpec
 from drivers.serial_ports import PortRangeExhausted
 from tasks.common import StopCanvas, step
+from tasks.image_cache import host_cache
 from tasks.messaging.celery_app import celery
 from tasks.messaging.liveness import consumer_alive
 
@@ -41,13 +41,16 @@ def driver_for(host: str) -> ComputeDriver:
 
 
 def image_spec(msg: dict | None) -> ImageSpec | None:
-    """The driver's ImageSpec of an image in a message (tasks/conductor/specs.image_message); None for None."""
+    """The driver's ImageSpec of an image in a message (tasks/conductor/specs.image_message); None for None. Its
+    data comes from the Image API into this host's image cache when the driver asks for it (tasks/image_cache.py):
+    compute hosts share no disk with the controller."""
     if not msg:
         return None
+    cache = host_cache()
     return ImageSpec(id=msg["id"], disk_format=msg["disk_format"], container_format=msg["container_format"],
                      size=msg["size"], checksum=msg["checksum"], properties=dict(msg["properties"] or {}),
-                     path=str(image_path(msg["id"])), kernel=image_spec(msg.get("kernel")),
-                     ramdisk=image_spec(msg.get("ramdisk")))
+                     path=str(cache.path(msg["id"])), kernel=image_spec(msg.get("kernel")),
+                     ramdisk=image_spec(msg.get("ramdisk")), fetch=lambda: cache.fetch(msg["id"]))
 
 
 def instance_spec(ctx: dict, host: str | None = None) -> InstanceSpec:

@@ -7,12 +7,13 @@ import dataclasses
 import hashlib
 from collections.abc import Callable
 
-from core import image_store, states
+from core import states
 from core.power_state import PowerState
 from core.settings import get_settings
 from drivers.base import ComputeDriver, DriverError, DriverUnavailable, InstanceNotFound, InstanceSpec, LiveMigrationAborted
 from tasks.common import StopCanvas, step
 from tasks.compute import driver_for, driver_reply, forget, image_spec, instance_spec, track
+from tasks import image_service, snapshot_upload
 from tasks.messaging.celery_app import celery
 
 
@@ -39,10 +40,14 @@ def _snapshot(drv: ComputeDriver, ctx: dict) -> dict:
         raise StopCanvas("the snapshot's image was deleted before the snapshot")
     stream = drv.snapshot(ctx["instance_uuid"], disk_format=disk_format)
     try:
-        size, md5_hex, sha256_hex = image_store.write_stream(ctx["image_id"], stream, get_settings().max_image_size)
+        # Through the Image API (issue 25: no shared disk): it stores the data and makes the image active; a
+        # 404/409 means the image was deleted meanwhile (or a redelivered step finds it uploaded): the conductor's
+        # finish step tells which.
+        data = snapshot_upload.HashingReader(stream)
+        image_service.client().upload(ctx["image_id"], data)
     finally:
         stream.close()
-    return {"image_size": size, "image_md5": md5_hex, "image_sha256": sha256_hex}
+    return {"image_size": data.size, "image_md5": data.md5.hexdigest(), "image_sha256": data.sha256.hexdigest()}
 
 
 _OPS: dict[str, Callable[[ComputeDriver, dict], dict]] = {

@@ -383,7 +383,7 @@ def soak(duration: float, backend: str, rate: float, seed: int, out: Path, quiet
                                            LIBVIRT_HOST) if driver == "libvirt" else None
         report = invariants.check(stack.env.get("STRATUS_DATABASE_URL") or
                                   f"sqlite:///{stack.state_dir / 'stratus.sqlite'}",
-                                  stack.state_dir / "fake-guests" if guests is None else None,
+                                  stack.compute_state_dir / "fake-guests" if guests is None else None,
                                   invariants.read_history(history.path),
                                   build_timeout=TIMEOUTS["STRATUS_INSTANCE_BUILD_TIMEOUT"],
                                   task_timeout=TIMEOUTS["STRATUS_TASK_STATE_TIMEOUT"], guests=guests)

@@ -15,6 +15,8 @@ from core.models import Image
 
 # Properties Glance keeps for itself and never shows (glance/api/v2/images.py ResponseSerializer).
 HIDDEN_PROPERTIES = ("os_glance_stage_host", "os_glance_hash_op_host")
+# Keystone's service role: the compute hosts' credential (issue 25) reads every image and uploads snapshots.
+SERVICE_ROLE = "service"
 
 
 def iso(t) -> str | None:
@@ -58,6 +60,8 @@ def readable(img: Image, member_status: str | None) -> bool:
     """Whether the caller sees ``img``: its project owns it or is a member of it (with a reader role), it is
     public or community, or the caller is an admin."""
     ctx = current()
+    if SERVICE_ROLE in ctx.roles:  # a compute host's credential: Nova boots any image it is asked to
+        return True
     if img.visibility not in ("public", "community") and not ctx.is_admin and not ctx.is_reader:
         return False
     return image_access.visible(img.visibility, img.owner, ctx.project_id, ctx.is_admin, member_status)
@@ -78,3 +82,15 @@ def load_for_write(session: Session, image_id: str, name: str | None = None) -> 
     img = load(session, image_id)
     check("project_member_api", img.owner, name=name)
     return img
+
+
+def load_for_upload(session: Session, image_id: str) -> Image:
+    """load_for_write, or for a compute host's service credential the image of a snapshot (createImage,
+    createBackup, shelve: the compute uploads the data of the image the Compute API created for it)."""
+    if SERVICE_ROLE in current().roles:
+        check("admin_or_service")
+        img = load(session, image_id)
+        props = img.properties or {}
+        if props.get("image_type") in ("snapshot", "backup") and props.get("instance_uuid"):
+            return img
+    return load_for_write(session, image_id)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from app.image.body_schemas import CONTAINER_FORMATS, DISK_FORMATS, VISIBILITIES, ImageCreateSchema, body_schema
 from app.context import current
 from app.image import importer
-from app.image.common import image_body, is_uuid, json_response, load, load_for_write, readable
+from app.image.common import image_body, is_uuid, json_response, load, load_for_upload, load_for_write, readable
 from app.policy import check, enforce, public
 from core import db, image_access, image_store
 from core.errors import ApiError
@@ -455,7 +455,7 @@ def _set_status(image_id: str, expected: str, **values) -> bool:
 def upload_image(image_id):
     settings = get_settings()
     with db.read_session() as s:
-        img = load_for_write(s, image_id)
+        img = load_for_upload(s, image_id)
         status, preset_md5 = img.status, img.checksum
     header_md5 = _md5_header()
     if header_md5 and preset_md5 and header_md5 != preset_md5:

@@ -53,13 +53,15 @@ def _locked(lock_path: Path):
 
 
 def _copy_verified(image: ImageSpec, dest: Path) -> None:
-    """Copy image.path to dest (via a temporary name), checking its md5 against image.checksum."""
-    if not image.path or not os.path.isfile(image.path):
-        raise DriverError(f"Image {image.id} has no data at {image.path!r}")
+    """Copy the image's data (fetched into the host's image cache) to dest (via a temporary name), checking its md5
+    against image.checksum."""
+    source = image.data_path()
+    if not source or not os.path.isfile(source):
+        raise DriverError(f"Image {image.id} has no data at {source!r}")
     tmp = dest.with_name(f".{dest.name}.part.{os.getpid()}")
     md5 = hashlib.md5()  # noqa: S324 - Glance v2's "checksum" field is md5
     try:
-        with open(image.path, "rb") as src, open(tmp, "wb") as out:
+        with open(source, "rb") as src, open(tmp, "wb") as out:
             while chunk := src.read(1 << 20):
                 md5.update(chunk)
                 out.write(chunk)

@@ -285,10 +285,11 @@ class VMwareDriver(ComputeDriver):
         if instance.image is None:
             return  # blank root disk, made by spawn
         image = instance.image
+        path = image.data_path()
         try:
-            size = os.path.getsize(image.path)
+            size = os.path.getsize(path)
         except OSError as exc:
-            raise DriverError(f"image {image.id} data is not readable at {image.path}: {exc}") from None
+            raise DriverError(f"image {image.id} data is not readable at {path}: {exc}") from None
         ds_file = self._image_file_name(instance)
 
         def run(si, inv):
@@ -303,7 +304,7 @@ class VMwareDriver(ComputeDriver):
                 if head.status_code in (401, 403) and attempt == 0:
                     self.session.relogin(si)
                     continue
-                with open(image.path, "rb") as fh:
+                with open(path, "rb") as fh:
                     resp = requests.put(url, data=fh, verify=verify, timeout=self.session.task_timeout,
                                         headers={**headers, "Content-Type": "application/octet-stream",
                                                  "Content-Length": str(size)})

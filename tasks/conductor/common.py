@@ -98,15 +98,13 @@ def check_state(inst: Instance, name: str, vm_states: tuple) -> None:
 # --- snapshot images -----------------------------------------------------------------------------------------------
 
 def finish_snapshot_image(s, ctx: dict) -> bool:
-    """The compute step stored the snapshot's data; the image becomes active (as Glance does after an upload).
-    False when the image was deleted meanwhile."""
+    """The compute step uploaded the snapshot's data through the Image API (PUT .../file), which made the image
+    active. False when the image was deleted meanwhile (its data, if the upload raced the delete, is removed)."""
     image_id = ctx["image_id"]
-    done = s.execute(update(Image).where(Image.id == image_id, Image.status.in_(("queued", "saving"))).values(
-        status="active", size=ctx["image_size"], checksum=ctx["image_md5"], os_hash_algo="sha256",
-        os_hash_value=ctx["image_sha256"], updated_at=utcnow())).rowcount
-    if not done:  # the image was deleted while the snapshot was taken
+    status = s.scalar(select(Image.status).where(Image.id == image_id))
+    if status is None:
         image_store.delete(image_id)
-    return bool(done)
+    return status == "active"
 
 
 def drop_unfinished_snapshots(s, inst: Instance) -> list[str]:

@@ -7,7 +7,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from harness.stack import ADMIN_PASSWORD
+from harness.stack import ADMIN_PASSWORD, SERVICE_PASSWORD
 
 # A bearer token as Stratus makes them (secrets.token_urlsafe(32)): 43 URL-safe characters.
 _TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
@@ -47,7 +47,8 @@ def issued_token_hashes(stack) -> set[str]:
 
 def scan(stack, where: dict[str, str], secrets: dict[str, str] | None = None) -> list[str]:
     """What leaked where: ``secrets`` (what -> value), the admin password, issued tokens, private keys."""
-    secrets = {"the admin password": ADMIN_PASSWORD, **(secrets or {})}
+    secrets = {"the admin password": ADMIN_PASSWORD, "the compute's service password": SERVICE_PASSWORD,
+               **(secrets or {})}
     issued = issued_token_hashes(stack)
     assert issued, "the stack issued no token?"
     found = [f"{what} in {place}" for place, text in where.items() for what, value in secrets.items()

@@ -166,7 +166,8 @@ def test_stack_boots_and_migrates_on_compute_workers_with_their_own_users(broker
     try:
         stack.start()
         for host in hosts:
-            env = {**stack.env, "STRATUS_BROKER_URL": broker.host_url(host), "STRATUS_COMPUTE_HOSTS": host}
+            env = {**stack.env, **stack.compute_env(), "STRATUS_BROKER_URL": broker.host_url(host),
+                   "STRATUS_COMPUTE_HOSTS": host}
             log = open(stack.state_dir / f"compute-{host}.log", "ab")
             stack.procs[f"compute-{host}"] = subprocess.Popen(
                 [sys.executable, "-m", "tasks.compute_worker"], cwd=REPO, env=env, stdout=log,

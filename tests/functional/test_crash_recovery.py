@@ -54,7 +54,7 @@ def crash_stack(request, tmp_path_factory):
 def guests(stack: Stack) -> dict[str, dict]:
     """The fake hypervisor's guests (they outlive the worker process as files)."""
     out = {}
-    for path in (stack.state_dir / "fake-guests" / HOST).glob("*.json"):
+    for path in (stack.compute_state_dir / "fake-guests" / HOST).glob("*.json"):
         try:
             out[path.stem] = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -163,7 +163,7 @@ def test_startup_reconciliation(crash_stack):
     remembered = guests(stack)[lost]
 
     kill_compute(stack)
-    guest_dir = stack.state_dir / "fake-guests" / HOST
+    guest_dir = stack.compute_state_dir / "fake-guests" / HOST
     (guest_dir / f"{lost}.json").unlink()  # the hypervisor lost this guest while its worker was down
     (guest_dir / f"{deleted}.json").write_text(json.dumps(remembered))  # a destroy that never happened
     stranger = str(uuid.uuid4())  # a guest this cloud never created

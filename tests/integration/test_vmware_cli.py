@@ -66,7 +66,7 @@ def stack(vcsim, bad_password, tmp_path_factory):
     try:
         st.start()
         # The second compute worker: same simulator, wrong password, its own host, zone and log file.
-        env = {**st.env, **_vmware_env(vcsim, bad_password), "STRATUS_COMPUTE_HOSTS": BAD_HOST,
+        env = {**st.env, **st.compute_env(), **_vmware_env(vcsim, bad_password), "STRATUS_COMPUTE_HOSTS": BAD_HOST,
                "STRATUS_AVAILABILITY_ZONE": BAD_AZ}
         log = open(st.state_dir / "compute-bad.log", "ab")
         st.procs["compute-bad"] = subprocess.Popen(

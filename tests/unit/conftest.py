@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 
 from core.db import reset as db_reset
+from tests.unit import image_api
 
 PUBLIC_URL = "http://stratus.test"
 ADMIN_PASSWORD = "admin-secret"
@@ -18,6 +19,8 @@ def stratus_env(tmp_path, monkeypatch):
     monkeypatch.setenv("STRATUS_PUBLIC_URL", PUBLIC_URL)
     monkeypatch.setenv("STRATUS_MAX_IMAGE_SIZE", str(1 << 20))
     monkeypatch.setenv("STRATUS_TOKEN_TTL", "3600")
+    monkeypatch.setenv("STRATUS_SERVICE_PASSWORD", image_api.SERVICE_PASSWORD)  # the compute's (tests/unit/image_api)
+    monkeypatch.setenv("STRATUS_IMAGE_API_URL", f"{PUBLIC_URL}/image")
     for var in ("STRATUS_DATABASE_URL", "STRATUS_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("STRATUS_PASSWORD_HASH_ROUNDS", "4")  # bcrypt's lowest cost: tests sign in often
@@ -33,7 +36,9 @@ def stratus_env(tmp_path, monkeypatch):
 @pytest.fixture
 def app(stratus_env):
     from app import create_app
-    return create_app({"TESTING": True})
+    flask_app = create_app({"TESTING": True})
+    image_api.wire(flask_app, PUBLIC_URL)  # in-process compute steps reach images through the Image API
+    return flask_app
 
 
 @pytest.fixture

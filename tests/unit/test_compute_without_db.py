@@ -5,13 +5,14 @@ conductor, which refuses a report about an instance that is not on the reporting
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
 
 import pytest
 from celery.exceptions import Ignore
 
-from core import host_keys, states
+from core import host_keys, image_store, states
 from core.power_state import PowerState
 
 UUID = "11111111-2222-3333-4444-555555555555"
@@ -37,9 +38,11 @@ def instance(keys):
     with write_session() as s:
         flavor = Flavor(flavorid="f1", name="f1", vcpus=1, memory_mb=64)
         s.add(flavor)
+        size, md5_hex, sha256_hex = image_store.write_stream("22222222-3333-4444-5555-666666666666",
+                                                             io.BytesIO(b"abc"))
         s.add(Image(id="22222222-3333-4444-5555-666666666666", name="img", status="active", disk_format="qcow2",
-                    container_format="bare", size=3, checksum="abc", owner="p", visibility="public",
-                    properties={"hw_disk_bus": "virtio"}))
+                    container_format="bare", size=size, checksum=md5_hex, os_hash_algo="sha256",
+                    os_hash_value=sha256_hex, owner="p", visibility="public", properties={"hw_disk_bus": "virtio"}))
         s.flush()
         s.add(Instance(uuid=UUID, display_name="vm", hostname="vm", project_id="p", user_id="u",
                        image_ref="22222222-3333-4444-5555-666666666666", flavor_id=flavor.id,
@@ -134,7 +137,8 @@ def test_the_claim_puts_the_spec_of_the_chosen_host_in_the_next_steps_message(in
         boot.claim({"instance_uuid": instance, "request_id": "req-1", "action": "create", "hosts": ["h1"]})
 
 
-def test_build_and_spawn_run_from_the_message_alone(instance, monkeypatch):
+def test_build_and_spawn_run_from_the_message_alone(instance, app, monkeypatch):
+    """The image's data comes over the Image API (``app``, in-process) into the host's cache."""
     from drivers.fake import FakeDriver
     from tasks import compute
     drv = FakeDriver("h1")
@@ -147,7 +151,7 @@ def test_build_and_spawn_run_from_the_message_alone(instance, monkeypatch):
     assert drv.get_info(instance).power_state == PowerState.RUNNING
 
 
-def test_a_boot_step_queued_behind_the_delete_ends_quietly(instance, monkeypatch):
+def test_a_boot_step_queued_behind_the_delete_ends_quietly(instance, app, monkeypatch):
     from drivers.fake import FakeDriver
     from tasks import compute
     drv = FakeDriver("h1")
