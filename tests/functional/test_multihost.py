@@ -169,6 +169,17 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
         settle("SHUTOFF", "mh-b")
         assert post({"os-start": None}).status_code == 202
         settle("ACTIVE", "mh-b")
+        # snapshot on mh-b (uploaded through the Image API), then boot it on mh-a (downloaded the same way)
+        snap = post({"createImage": {"name": "mh-snap"}})
+        assert snap.status_code == 202, snap.text
+        snap_id = snap.json()["image_id"]
+        _wait(lambda: requests.get(f"{stack.url}/image/v2/images/{snap_id}", headers=api.headers,
+                                   timeout=30).json()["status"] == "active", 90, "the snapshot active", stack)
+        settle("ACTIVE", "mh-b")
+        from_snap = _boot_on(api, snap_id, "mh-a", "mh-from-snap")
+        assert api.wait_settled({from_snap}, 90)[from_snap]["status"] == "ACTIVE"
+        assert (stack.state_dir.parent / "mh-a" / "state" / "image-cache" / snap_id).is_file()
+        assert api.delete(from_snap) == 204
         # resize moves it to the other host (not to its own: allow_resize_to_same_host is off); revert brings it back
         assert post({"resize": {"flavorRef": "84"}}).status_code == 202
         settle("VERIFY_RESIZE", "mh-a")
