@@ -11,16 +11,15 @@ step that asked for it. Drivers with their own copy (libvirt's ``_base``, a VMwa
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
+from core.file_lock import exclusive
 from core.settings import get_settings
 from drivers.base import DriverError, HostLocalError
 from tasks.image_service import ImageService, client
@@ -32,16 +31,6 @@ _ID = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,200}$")
 
 class ImageCorrupt(DriverError):
     """The downloaded data does not match the image's checksum; nothing was kept."""
-
-
-@contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _hashers(meta: dict) -> list[tuple[str, "hashlib._Hash", str]]:
@@ -73,7 +62,7 @@ class ImageCache:
         if self._touch(dest):  # the common case: no lock, just mark it used
             return str(dest)
         self.dir.mkdir(parents=True, exist_ok=True)
-        with _flock(self.dir / f".{image_id}.lock"):
+        with exclusive(self.dir / f".{image_id}.lock"):
             if self._touch(dest):  # another build downloaded it while this one waited
                 return str(dest)
             for stale in self.dir.glob(f".{image_id}.*.part"):  # a crashed download (we hold the lock)
@@ -136,7 +125,7 @@ class ImageCache:
         if self.max_bytes <= 0 or not self.dir.is_dir():
             return []
         removed = []
-        with _flock(self.dir / ".evict.lock"):
+        with exclusive(self.dir / ".evict.lock"):
             files = sorted(self.entries(), key=lambda e: e[1].st_mtime)
             total = sum(st.st_size for _, st in files)
             now = time.time()
@@ -145,7 +134,7 @@ class ImageCache:
                     break
                 if path.name == keep or st.st_nlink > 1 or now - st.st_mtime < GRACE:
                     continue
-                with _flock(self.dir / f".{path.name}.lock"):
+                with exclusive(self.dir / f".{path.name}.lock"):
                     try:
                         now_st = path.stat()
                         if now_st.st_nlink > 1 or time.time() - now_st.st_mtime < GRACE:  # used meanwhile

@@ -15,7 +15,7 @@ ROOT_MODULES = ("celeryconfig", "gunicorn.conf")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "core": ("core",),
     "scheduler": ("scheduler",),
-    "drivers": ("drivers", "core.settings", "core.power_state", "core.metadata_docs"),
+    "drivers": ("drivers", "core.settings", "core.power_state", "core.metadata_docs", "core.file_lock"),
     "tasks": ("core", "scheduler", "drivers", "tasks", "celeryconfig"),
     "app": ("core", "scheduler", "drivers", "tasks", "app"),
     "metadata": ("core", "scheduler", "drivers", "tasks", "metadata"),

@@ -1,16 +1,15 @@
 """Base-image cache (``<instances_dir>/_base``, as in Nova) and qcow2 overlays, through qemu-img."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
+from core.file_lock import exclusive
 from drivers.base import DriverError, HostLocalError, ImageSpec
 
 GiB = 1 << 30
@@ -39,17 +38,6 @@ def cache_name(image_id: str) -> str:
     if _SAFE.match(image_id):
         return image_id
     return hashlib.sha1(image_id.encode()).hexdigest()
-
-
-@contextmanager
-def _locked(lock_path: Path):
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _copy_verified(image: ImageSpec, dest: Path) -> None:
@@ -81,7 +69,7 @@ def fetch_file(image: ImageSpec, base_dir: Path) -> Path:
     dest = base_dir / cache_name(image.id)
     if dest.is_file():
         return dest
-    with _locked(base_dir / f".{dest.name}.lock"):
+    with exclusive(base_dir / f".{dest.name}.lock"):
         if not dest.is_file():
             _copy_verified(image, dest)
     return dest
@@ -94,7 +82,7 @@ def fetch_base(image: ImageSpec, base_dir: Path) -> tuple[Path, str, int]:
     be qcow2, or garbage, is refused); images with a backing file are refused (they could read host files).
     """
     dest = base_dir / cache_name(image.id)
-    with _locked(base_dir / f".{dest.name}.lock"):
+    with exclusive(base_dir / f".{dest.name}.lock"):
         if not dest.is_file():
             _copy_verified(image, dest)
             try:
