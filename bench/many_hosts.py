@@ -123,6 +123,35 @@ def scheduler_times(log_text: str) -> list[float]:
     return [float(m.group(1)) for m in SCHEDULE_DONE.finditer(log_text)]
 
 
+def wait_drained(broker_url: str, queue: str = "conductor", quiet: float = 3, timeout: float = 600) -> float:
+    """Seconds until ``queue`` (a Redis list, priority_steps [0]) stays empty for ``quiet`` s: the registrations'
+    and start-up reconciliations' backlog is through, so the idle window measures the steady state."""
+    import redis
+    r, t0, empty_since = redis.Redis.from_url(broker_url), time.monotonic(), None
+    while time.monotonic() - t0 < timeout:
+        if r.llen(queue):
+            empty_since = None
+        elif empty_since is None:
+            empty_since = time.monotonic()
+        elif time.monotonic() - empty_since >= quiet:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+TASK_DONE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+: INFO/\w+\] Task ([\w.]+)\[[^\]]+\] succeeded",
+                       re.M)
+
+
+def tasks_between(log_text: str, start: str, end: str) -> dict[str, int]:
+    """Tasks a worker finished in [start, end) (its log's local 'YYYY-mm-dd HH:MM:SS' stamps), by name."""
+    out: dict[str, int] = {}
+    for stamp, name in TASK_DONE.findall(log_text):
+        if start <= stamp < end:
+            out[name] = out.get(name, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def idle_cpu(sids: dict[str, int], window: float) -> dict:
     before, sb, t0 = session_cpu(sids), service_cpu(), time.monotonic()
     time.sleep(window)
@@ -136,7 +165,7 @@ def idle_cpu(sids: dict[str, int], window: float) -> dict:
 
 
 def run(workers: int = 10, per_worker: int = 1000, n: int = 1000, concurrency: int = 16, idle_window: float = 60,
-        settle: float = 25, page_limit: int = 1000, keep: bool = False) -> dict:
+        settle: float = 5, page_limit: int = 1000, keep: bool = False) -> dict:
     from harness.stack import BACKENDS, Stack, procfile_commands
 
     backend = BACKENDS[BACKEND]
@@ -168,9 +197,16 @@ def run(workers: int = 10, per_worker: int = 1000, n: int = 1000, concurrency: i
         record["broker_connections_by_controller"] = {name: broker_connections(stack.procs[name].pid)
                                                       for name in CONTROLLERS}
         log(f"broker connections per worker: {record['broker_connections_per_worker']}")
-        time.sleep(settle)  # the registrations' aftermath (first power syncs, reconciliation) out of the window
+        # The registrations' aftermath (the conductor's backlog of report_service and reconcile_host) out of the
+        # window; then ``settle`` s more.
+        record["conductor_backlog_drained_s"] = round(wait_drained(stack.env["STRATUS_BROKER_URL"]), 1)
+        time.sleep(settle)
         sids = {name: p.pid for name, p in stack.procs.items()}
+        start = time.strftime("%Y-%m-%d %H:%M:%S")
         record["idle"] = idle_cpu(sids, idle_window)
+        end = time.strftime("%Y-%m-%d %H:%M:%S")
+        record["idle"]["tasks_in_window"] = {name: tasks_between(stack.log(name), start, end)
+                                             for name in ("conductor", "scheduler", "compute-0")}
         log(f"idle: {record['idle']['total_cores']} cores ({record['idle']['cores_by_process']}, "
             f"{record['idle']['cores_services']})")
         record["hypervisors_detail_paged"] = hypervisor_pages(stack.url, token, page_limit)
