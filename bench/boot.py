@@ -265,6 +265,19 @@ def _dt(v) -> dt.datetime:
     return v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(str(v))
 
 
+def bench_env(txdir: Path) -> dict[str, str]:
+    """The stack settings of a boot benchmark: the per-process DB counters (bench/hook) and room for n servers."""
+    return {
+        "PYTHONPATH": f"{HOOK_DIR}:{os.environ.get('PYTHONPATH', '')}".rstrip(":"),
+        "STRATUS_BENCH_TXDIR": str(txdir),
+        # Room for n servers: unlimited quota, a /16 for fixed IPs.
+        "STRATUS_QUOTA_INSTANCES": "-1", "STRATUS_QUOTA_CORES": "-1", "STRATUS_QUOTA_RAM": "-1",
+        "STRATUS_NETWORK_CIDR": "10.64.0.0/16",
+        # The shipped default (harness/stack.py uses 2 s, which with 100 hosts is 50 sync tasks/s of noise).
+        "STRATUS_REPORT_INTERVAL": "10",
+    }
+
+
 def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 16, timeout: float | None = None,
         profile: bool = False, keep: bool = False) -> dict:
     from harness.stack import BACKENDS, Stack
@@ -279,88 +292,14 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
     state = Path(tempfile.mkdtemp(prefix=f"stratus-bench-{backend_name}-"))
     txdir = state / "txcount"
     txdir.mkdir()
-    extra = {
-        "PYTHONPATH": f"{HOOK_DIR}:{os.environ.get('PYTHONPATH', '')}".rstrip(":"),
-        "STRATUS_BENCH_TXDIR": str(txdir),
-        # Room for n servers: unlimited quota, a /16 for fixed IPs.
-        "STRATUS_QUOTA_INSTANCES": "-1", "STRATUS_QUOTA_CORES": "-1", "STRATUS_QUOTA_RAM": "-1",
-        "STRATUS_NETWORK_CIDR": "10.64.0.0/16",
-        # The shipped default (harness/stack.py uses 2 s, which with 100 hosts is 50 sync tasks/s of noise).
-        "STRATUS_REPORT_INTERVAL": "10",
-    }
+    extra = bench_env(txdir)
     stack = Stack(state, backend, compute_hosts=",".join(f"fake-{i}" for i in range(hosts)), extra_env=extra)
     timeout = timeout or max(120.0, n * 0.5)
     t_start = time.monotonic()
     try:
         stack.start()
         record["stack_start_s"] = round(time.monotonic() - t_start, 1)
-        sids = {name: p.pid for name, p in stack.procs.items()}
-        token = stack.admin_token()
-        image_id = _create_image(stack.url, token)
-        local = threading.local()
-
-        def http() -> requests.Session:
-            if not hasattr(local, "s"):
-                local.s = requests.Session()
-                local.s.headers["X-Auth-Token"] = token
-            return local.s
-
-        def create(i: int) -> str:
-            r = http().post(f"{stack.url}{COMPUTE}/servers", json={"server": {
-                "name": f"bench-{i}", "imageRef": image_id, "flavorRef": "42"}}, timeout=120)
-            if r.status_code != 202:
-                raise _refused(r)
-            return r.json()["server"]["id"]
-
-        def delete(uid: str) -> str:
-            r = http().delete(f"{stack.url}{COMPUTE}/servers/{uid}", timeout=120)
-            if r.status_code != 204:
-                raise _refused(r)
-            return uid
-
-        # Warm-up: one server through the whole canvas (imports, connections), not counted.
-        poller = Poller(stack.url, token)
-        poller.start()
-        warm = _run_phase("warmup", [0], create, poller, "ACTIVE", 1, 60)
-        record["single_boot_client_latency_ms"] = warm["client_latency"].get("p50_ms")
-        _run_phase("warmup-delete", warm["_uids"], delete, poller, "DELETED", 1, 60)
-        record["sequential_boot"] = _sequential_boots(stack, http, create, delete, SEQUENTIAL_BOOTS)
-        time.sleep(1.5)
-
-        phase = Phase(stack, txdir, sids)
-        duration = min(60, max(5, int(n / 40)))
-        profilers = {role: _start_profile(stack, state, role, duration) for role in PROFILED_ROLES} if profile \
-            else {}
-        before = phase.snap()
-        boot = _run_phase("boot", list(range(n)), create, poller, "ACTIVE", concurrency, timeout)
-        time.sleep(1.5)  # counters are flushed every 0.5 s; PostgreSQL stats at transaction end
-        after = phase.snap()
-        boot.update(Phase.delta(before, after, boot["completed"]), load_during=after["load"])
-        for role, profiler in profilers.items():
-            if profiler:
-                record[f"profile_{role}"] = _finish_profile(profiler)
-
-        before = phase.snap()
-        dele = _run_phase("delete", boot["_uids"], delete, poller, "DELETED", concurrency, timeout)
-        time.sleep(1.5)
-        after = phase.snap()
-        dele.update(Phase.delta(before, after, dele["completed"]), load_during=after["load"])
-        poller.stop_event.set()
-        poller.join(10)
-        db_boot, db_delete = _db_latencies(stack, boot["_uids"])
-        boot["server_latency_created_to_launched"] = db_boot
-        dele["server_latency_accepted_to_terminated"] = db_delete
-        for ph in (boot, dele):
-            ph.pop("_uids")
-        if boot["errors_http"] or dele["errors_http"]:
-            record["api_tracebacks"] = _tracebacks(stack.log("api"))
-            record["conductor_tracebacks"] = _tracebacks(stack.log("conductor"))
-            record["log_warnings"] = {role: [line[-400:] for line in stack.log(role).splitlines()
-                                             if "WARNING" in line or "ERROR" in line][-20:]
-                                      for role in ("api", "conductor")}
-        record.update(boot=boot, delete=dele,
-                      poller={"polls": poller.polls, "rows": poller.rows, "errors": poller.errors,
-                              "poll_latency": summary_ms(poller.poll_times)})
+        measure(stack, state, txdir, record, n, concurrency, timeout, profile)
     except Exception as exc:
         record["error"] = f"{type(exc).__name__}: {exc}"[:2000]
         record["log_tails"] = {name: stack.log(name)[-3000:] for name in ("conductor", "scheduler", "compute")}
@@ -372,6 +311,81 @@ def run(backend_name: str, n: int = 1000, hosts: int = 100, concurrency: int = 1
         if not keep:
             shutil.rmtree(state, ignore_errors=True)
     return record
+
+
+def measure(stack, state: Path, txdir: Path, record: dict, n: int, concurrency: int, timeout: float,
+            profile: bool = False, sequential: bool = True) -> None:
+    """On a started ``stack``: a warm-up boot, ``SEQUENTIAL_BOOTS`` lone boots (if ``sequential``), then ``n``
+    boots and their deletes with the figures of each phase, into ``record`` (boot, delete, poller)."""
+    sids = {name: p.pid for name, p in stack.procs.items()}
+    token = stack.admin_token()
+    image_id = _create_image(stack.url, token)
+    local = threading.local()
+
+    def http() -> requests.Session:
+        if not hasattr(local, "s"):
+            local.s = requests.Session()
+            local.s.headers["X-Auth-Token"] = token
+        return local.s
+
+    def create(i: int) -> str:
+        r = http().post(f"{stack.url}{COMPUTE}/servers", json={"server": {
+            "name": f"bench-{i}", "imageRef": image_id, "flavorRef": "42"}}, timeout=120)
+        if r.status_code != 202:
+            raise _refused(r)
+        return r.json()["server"]["id"]
+
+    def delete(uid: str) -> str:
+        r = http().delete(f"{stack.url}{COMPUTE}/servers/{uid}", timeout=120)
+        if r.status_code != 204:
+            raise _refused(r)
+        return uid
+
+    # Warm-up: one server through the whole canvas (imports, connections), not counted.
+    poller = Poller(stack.url, token)
+    poller.start()
+    warm = _run_phase("warmup", [0], create, poller, "ACTIVE", 1, 60)
+    record["single_boot_client_latency_ms"] = warm["client_latency"].get("p50_ms")
+    _run_phase("warmup-delete", warm["_uids"], delete, poller, "DELETED", 1, 60)
+    if sequential:
+        record["sequential_boot"] = _sequential_boots(stack, http, create, delete, SEQUENTIAL_BOOTS)
+    time.sleep(1.5)
+
+    phase = Phase(stack, txdir, sids)
+    duration = min(60, max(5, int(n / 40)))
+    profilers = {role: _start_profile(stack, state, role, duration) for role in PROFILED_ROLES
+                 if role in stack.procs} if profile \
+        else {}
+    before = phase.snap()
+    boot = _run_phase("boot", list(range(n)), create, poller, "ACTIVE", concurrency, timeout)
+    time.sleep(1.5)  # counters are flushed every 0.5 s; PostgreSQL stats at transaction end
+    after = phase.snap()
+    boot.update(Phase.delta(before, after, boot["completed"]), load_during=after["load"])
+    for role, profiler in profilers.items():
+        if profiler:
+            record[f"profile_{role}"] = _finish_profile(profiler)
+
+    before = phase.snap()
+    dele = _run_phase("delete", boot["_uids"], delete, poller, "DELETED", concurrency, timeout)
+    time.sleep(1.5)
+    after = phase.snap()
+    dele.update(Phase.delta(before, after, dele["completed"]), load_during=after["load"])
+    poller.stop_event.set()
+    poller.join(10)
+    db_boot, db_delete = _db_latencies(stack, boot["_uids"])
+    boot["server_latency_created_to_launched"] = db_boot
+    dele["server_latency_accepted_to_terminated"] = db_delete
+    for ph in (boot, dele):
+        ph.pop("_uids")
+    if boot["errors_http"] or dele["errors_http"]:
+        record["api_tracebacks"] = _tracebacks(stack.log("api"))
+        record["conductor_tracebacks"] = _tracebacks(stack.log("conductor"))
+        record["log_warnings"] = {role: [line[-400:] for line in stack.log(role).splitlines()
+                                         if "WARNING" in line or "ERROR" in line][-20:]
+                                  for role in ("api", "conductor")}
+    record.update(boot=boot, delete=dele,
+                  poller={"polls": poller.polls, "rows": poller.rows, "errors": poller.errors,
+                          "poll_latency": summary_ms(poller.poll_times)})
 
 
 SEQUENTIAL_BOOTS = 10

@@ -9,6 +9,8 @@ bench/results/<timestamp>.jsonl (or --out). Progress goes to stderr. Benchmarks:
 - celery_floor       (bench/celery_floor.py)     per backend's broker: the boot's six hops with no-op tasks
 - placement_candidates (bench/placement_bench.py) GET /placement/allocation_candidates at 10,000 providers: Nova's
                      query (limit 1000), and without a limit (SQLite, PostgreSQL, MariaDB)
+- many_hosts         (bench/many_hosts.py)       only with --only hosts: 10 compute workers x 1,000 fake hosts on
+                     PostgreSQL+Redis (--hosts: hosts per worker, --n: boots)
 - peer_comparison    published upstream Nova figures (docs/design.md) next to ours; Nova is not run here
 
 --quick (CI, tests/test_bench_smoke.py): SQLite + filesystem broker only, 20 boots on 10 hosts, the scheduler at
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, help="boots per backend (default 1000; --quick 20)")
     ap.add_argument("--hosts", type=int, help="fake compute hosts in the one compute worker (default 100)")
     ap.add_argument("--concurrency", type=int, default=16, help="HTTP client threads (default 16)")
-    ap.add_argument("--only", nargs="+", choices=("boot", "floor", "scheduler", "api", "placement", "peer"),
+    ap.add_argument("--only", nargs="+", choices=("boot", "floor", "scheduler", "api", "placement", "peer", "hosts"),
                     help="run only these")
     ap.add_argument("--profile", action="store_true", help="py-spy every process role during the boot phase")
     ap.add_argument("--out", type=Path, help="results file (default bench/results/<timestamp>.jsonl)")
@@ -134,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             emit({**common, **rec}, out)
             if rec.get("rows"):
                 log("scheduler (" + rec["database"] + ")\n" + scheduler_bench.table(rec))
+
+    if "hosts" in only:
+        from bench import many_hosts
+        per_worker = args.hosts or 1000
+        rec = _guard(lambda: many_hosts.run(per_worker=per_worker, n=n, concurrency=args.concurrency),
+                     {"bench": "many_hosts", "n": n})
+        emit({**common, **rec}, out)
 
     if "peer" in only:
         ours = {}
