@@ -4,7 +4,6 @@ conductor (tasks/conductor/actions.compute_needs, tasks/conductor/moves.py)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Callable
 
 from core import states
@@ -141,17 +140,16 @@ def _shelve(drv: ComputeDriver, ctx: dict, offload: bool) -> dict:
 
 def _offloaded_before(ctx: dict) -> dict:
     """The guest is gone: an earlier run of this step offloaded it and its finish was lost (the canvas was sent
-    again, tasks/conductor/resume.py). Its snapshot, if it was written, is in the store: report that one."""
+    again, tasks/conductor/resume.py). Its snapshot counts if that run's upload made the image active (the Image
+    API says; the conductor's finish checks the same); else the server is shelved without one."""
     image_id = ctx.get("image_id")
-    if not image_id or not image_store.exists(image_id):
+    if not image_id:
         return {"image_id": None}
-    md5, sha256, size = hashlib.md5(usedforsecurity=False), hashlib.sha256(), 0
-    with image_store.open_data(image_id) as fh:
-        for chunk in image_store.iter_data(fh):
-            md5.update(chunk)
-            sha256.update(chunk)
-            size += len(chunk)
-    return {"image_size": size, "image_md5": md5.hexdigest(), "image_sha256": sha256.hexdigest()}
+    try:
+        active = image_service.client().show(image_id).get("status") == "active"
+    except image_service.ImageNotFound:
+        active = False
+    return {} if active else {"image_id": None}
 
 
 def _live_migrate(drv: ComputeDriver, ctx: dict) -> dict:

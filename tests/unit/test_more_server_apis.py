@@ -2,7 +2,6 @@
 os-server-password, with Nova's bodies, policies, microversion rules and errors."""
 from __future__ import annotations
 
-import io
 
 import pytest
 
@@ -85,10 +84,13 @@ def canvases(monkeypatch) -> list[dict]:
     from tasks.conductor import actions
     started: list[dict] = []
 
-    def chain(first, *rest):
-        started.append(first.args[0])
-        return type("Canvas", (), {"apply_async": lambda self: None})()
-    monkeypatch.setattr(actions, "chain", chain)
+    class Captured:
+        def __init__(self, steps, ctx: dict):
+            started.append(ctx)
+
+        def apply_async(self) -> None:
+            pass
+    monkeypatch.setattr(actions, "Chain", Captured)
     return started
 
 
@@ -100,11 +102,9 @@ def _backup(client, world: World, name: str, rotation, version: str = "2.96", ba
 
 def _stored(ctx: dict) -> None:
     """The compute step stored the snapshot; the conductor finishes the action (and rotates)."""
-    from core import image_store as store
     from tasks.conductor.actions import finish_instance_op
-    size, md5, sha = store.write_stream(ctx["image_id"], io.BytesIO(b"disk"))
-    finish_instance_op({**ctx, "ops": [], "power_state": 1, "image_size": size, "image_md5": md5,
-                        "image_sha256": sha})
+    from tests.unit.test_shelve_snapshot import upload
+    finish_instance_op({**ctx, "ops": [], "power_state": 1, **upload(ctx["image_id"], b"disk")})
 
 
 def _backups(world: World, backup_type: str = "daily") -> list[str]:

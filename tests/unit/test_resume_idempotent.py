@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from core import image_store
 from core.power_state import PowerState
 from drivers import fake
 from drivers.base import ImageSpec, InstanceSpec
@@ -23,19 +22,27 @@ def _guest(drv: fake.FakeDriver, tmp_path) -> InstanceSpec:
     return spec
 
 
-def test_shelve_offload_sent_twice_reports_the_snapshot_it_stored(stratus_env, tmp_path, monkeypatch):
+def test_shelve_offload_sent_twice_keeps_the_snapshot_it_uploaded(client, admin, tmp_path, monkeypatch):
     drv = fake.FakeDriver(f"resume-{uuid.uuid4().hex[:6]}", state_dir=tmp_path)
     monkeypatch.setattr(compute_actions, "driver_for", lambda host: drv)
     spec = _guest(drv, tmp_path)
+    made = client.post("/image/v2/images", headers=admin.headers, json={
+        "name": "r-shelved", "disk_format": "raw", "container_format": "bare", "image_type": "snapshot",
+        "instance_uuid": spec.uuid})
+    assert made.status_code == 201, made.get_json()
+    image_id = made.get_json()["id"]
     ctx = {"instance_uuid": spec.uuid, "request_id": "req-1", "action": "shelve", "task_state": "shelving",
            "ops": [["shelve_offload", drv.host]], "host": drv.host, "final_host": drv.host, "offload": True,
-           "image_id": str(uuid.uuid4()), "image_disk_format": "raw"}
+           "image_id": image_id, "image_disk_format": "raw"}
     first = compute_actions.move_op.run(dict(ctx))
-    assert drv.list_instances() == [] and image_store.exists(ctx["image_id"])
+    assert drv.list_instances() == [] and first["image_size"] == 512
+    assert client.get(f"/image/v2/images/{image_id}", headers=admin.headers).get_json()["status"] == "active"
     again = compute_actions.move_op.run(dict(ctx))  # the finish was lost; the conductor sends the canvas again
-    keys = ("image_size", "image_md5", "image_sha256")
-    assert {k: again[k] for k in keys} == {k: first[k] for k in keys} and again["image_size"] == 512
+    assert again["image_id"] == image_id  # the guest is gone, its uploaded snapshot still counts
     assert again["power_state"] == PowerState.NOSTATE and again["ops"] == []
+    # no upload ever made it: the server is shelved without an image
+    assert client.delete(f"/image/v2/images/{image_id}", headers=admin.headers).status_code == 204
+    assert compute_actions.move_op.run(dict(ctx))["image_id"] is None
 
 
 def test_power_steps_sent_twice_end_in_the_same_state(tmp_path):

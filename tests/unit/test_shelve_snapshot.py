@@ -39,13 +39,20 @@ def _on_host(world: World) -> None:
 
 
 def _compute_did(ctx: dict, data: bytes | None = None) -> dict:
-    """What the compute step returns: the snapshot's data written to the image store, the guest gone."""
-    from core import image_store as store
+    """What the compute step returns: the snapshot's data uploaded through the Image API (the compute's own
+    client and credential, tests/unit/image_api.py), the guest gone."""
     done = {**ctx, "ops": [], "power_state": 0}
     if data is not None:
-        size, md5, sha = store.write_stream(ctx["image_id"], io.BytesIO(data))
-        done.update(image_size=size, image_md5=md5, image_sha256=sha)
+        done.update(upload(ctx["image_id"], data))
     return done
+
+
+def upload(image_id: str, data: bytes) -> dict:
+    """A compute's snapshot upload (tasks/compute_actions._snapshot): PUT .../file with the service credential."""
+    from tasks import image_service, snapshot_upload
+    body = snapshot_upload.HashingReader(io.BytesIO(data))
+    image_service.client().upload(image_id, body)
+    return {"image_size": body.size, "image_md5": body.md5.hexdigest(), "image_sha256": body.sha256.hexdigest()}
 
 
 def test_shelve_records_its_snapshot_and_unshelve_boots_from_it_then_deletes_it(client, world: World, runs):
