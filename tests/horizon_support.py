@@ -38,12 +38,14 @@ def install() -> float:
 
 
 @contextlib.contextmanager
-def serve(keystone_url: str, name: str) -> Iterator["Horizon"]:
-    """Horizon (tools/dashboard serve) on a free port against ``keystone_url``; its log in artifacts/horizon/."""
+def serve(keystone_url: str, name: str, console_type: str = "AUTO") -> Iterator["Horizon"]:
+    """Horizon (tools/dashboard serve) on a free port against ``keystone_url``, its Console tab of
+    ``console_type`` (Horizon's CONSOLE_TYPE); its log in artifacts/horizon/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = ARTIFACTS / f"{name}.log"
-    env = {**os.environ, "STRATUS_DASHBOARD_BIND": f"127.0.0.1:{port}", "STRATUS_DASHBOARD_KEYSTONE_URL": keystone_url}
+    env = {**os.environ, "STRATUS_DASHBOARD_BIND": f"127.0.0.1:{port}", "STRATUS_DASHBOARD_KEYSTONE_URL": keystone_url,
+           "STRATUS_DASHBOARD_CONSOLE_TYPE": console_type}
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([str(REPO / "tools" / "dashboard"), "serve"], cwd=REPO, env=env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,7 +1,9 @@
 """Horizon's local_settings.py for a Stratus cloud (tools/dashboard copies it into Horizon's own venv).
 
 Everything a deployment changes comes from the environment tools/dashboard exports:
-STRATUS_DASHBOARD_KEYSTONE_URL (Stratus's Identity v3), STRATUS_DASHBOARD_STATE (secret key, static files)."""
+STRATUS_DASHBOARD_KEYSTONE_URL (Stratus's Identity v3), STRATUS_DASHBOARD_STATE (secret key, static files),
+STRATUS_DASHBOARD_CONSOLE_TYPE (the Console tab's: AUTO, the first of VNC, SPICE, RDP, SERIAL, MKS the cloud gives;
+SERIAL for the serial console through Stratus's serial proxy in Horizon's own terminal page; NONE for no tab)."""
 import os
 
 from horizon.utils import secret_key
@@ -34,6 +36,9 @@ OPENSTACK_HYPERVISOR_FEATURES = {"can_set_mount_point": False, "can_set_password
                                  "requires_keypair": False, "enable_quotas": True}
 # Images are uploaded by the browser to Horizon, which sends them to Glance (no CORS on Stratus's Image API).
 HORIZON_IMAGES_UPLOAD_MODE = "legacy"
+CONSOLE_TYPE = os.environ.get("STRATUS_DASHBOARD_CONSOLE_TYPE", "AUTO").upper()
+if CONSOLE_TYPE == "NONE":
+    CONSOLE_TYPE = None
 TIME_ZONE = "UTC"
 SESSION_TIMEOUT = 3600
 
