@@ -39,6 +39,10 @@ HORIZON_IMAGES_UPLOAD_MODE = "legacy"
 CONSOLE_TYPE = os.environ.get("STRATUS_DASHBOARD_CONSOLE_TYPE", "AUTO").upper()
 if CONSOLE_TYPE == "NONE":
     CONSOLE_TYPE = None
+# The serial Console tab frames Horizon's own serial page (/project/instances/<id>/serial): Django's default
+# X-Frame-Options DENY makes the browser refuse it (ERR_BLOCKED_BY_RESPONSE). SAMEORIGIN still keeps other sites
+# from framing Horizon.
+X_FRAME_OPTIONS = "SAMEORIGIN"
 TIME_ZONE = "UTC"
 SESSION_TIMEOUT = 3600
 
