@@ -108,6 +108,20 @@ def test_fake_serial_port_serves_the_console_and_echoes_until_the_guest_is_destr
     assert serial_ports.held(f"{driver.host}/{s.uuid}") == []
 
 
+def test_fake_serial_port_streams_what_the_guest_prints_after_the_client_connected():
+    """A client connected during the boot sees the login prompt when the guest prints it, as on a serial line
+    (the CI run found a client that connected early waiting for ever)."""
+    start, stop = _free_range()
+    driver, clock, s = booted()
+    driver.serial_port_range = f"{start}:{stop}"
+    endpoint = driver.get_console(s.uuid, "serial")  # at once: the boot has not reached its prompt yet
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=5) as conn:
+        _read_until(conn, b"\r\n")
+        clock.now += 60  # the boot goes on while the client is connected
+        assert b"web-1 login: " in _read_until(conn, b"web-1 login: ")
+    driver.destroy(s.uuid)
+
+
 # --- the API ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture
