@@ -111,3 +111,19 @@ def libvirt_stack(name: str, host: str, extra_env: dict[str, str] | None = None,
             print(f"{name}: a test failed; the stack's logs are in {base / 'state'}")
         else:
             shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_libvirtd(name: str, port: int, address: str = "127.0.0.1") -> Iterator[str]:
+    """A libvirt daemon of its own (tools/libvirt-node): another hypervisor host with its own domains, host UUID
+    and TCP listener, for moves between hosts. Yields its qemu+tcp URI; stops it and its guests afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=f"stratus-libvirtd-{name}-", dir="/var/tmp"))
+    tool = str(REPO / "tools" / "libvirt-node")
+    run = subprocess.run([tool, "start", str(base), str(port), address], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, f"tools/libvirt-node start failed:\n{run.stdout}\n{run.stderr}"
+    try:
+        yield run.stdout.split()[0]
+    finally:
+        subprocess.run([tool, "stop", str(base)], capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
