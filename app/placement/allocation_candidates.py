@@ -24,16 +24,7 @@ def _params() -> dict:
                                  f"Invalid query string parameters: '{extra[0]}' was unexpected")
     if "resources" not in request.args:
         raise common.bad_request("Invalid query string parameters: 'resources' is a required property")
-    out: dict = {}
-    try:
-        out["resources"] = view.parse_resources(request.args["resources"])
-        if "required" in request.args:
-            out["traits"] = view.parse_required(common.query_list("required"), at_least("1.22"), at_least("1.39"))
-        if "member_of" in request.args:
-            out["member_of"] = view.parse_member_of(common.query_list("member_of"), at_least("1.24"),
-                                                    at_least("1.32"))
-    except ValueError as exc:
-        raise common.bad_request(str(exc)) from None
+    out = common.resource_filters()
     if "limit" in request.args:
         if not request.args["limit"].isdigit() or int(request.args["limit"]) < 1:
             raise common.bad_request("Invalid query string parameters: limit must be an integer >= 1")

@@ -106,6 +106,22 @@ def query_list(key: str) -> list[str]:
     return request.args.getlist(key)
 
 
+def resource_filters() -> dict:
+    """The query's ``resources``, ``required`` and ``member_of``, parsed with Placement's 400s (the caller has
+    checked which of them the negotiated version allows)."""
+    out: dict = {}
+    try:
+        if "resources" in request.args:
+            out["resources"] = view.parse_resources(request.args["resources"])
+        if "required" in request.args:
+            out["traits"] = view.parse_required(query_list("required"), at_least("1.22"), at_least("1.39"))
+        if "member_of" in request.args:
+            out["member_of"] = view.parse_member_of(query_list("member_of"), at_least("1.24"), at_least("1.32"))
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    return out
+
+
 def candidates_body(found: list[view.Candidate], resources: dict[str, int]) -> dict:
     """allocation_requests and provider_summaries in the negotiated version's shape: the version is read once,
     not per candidate, and what every candidate shares (its request's resources) is one object."""

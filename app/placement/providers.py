@@ -22,17 +22,7 @@ def list_filters() -> dict:
         if key not in _FILTERS or not at_least(_FILTERS[key]):
             raise common.bad_request(f"Invalid query string parameters: Additional properties are not allowed "
                                      f"('{key}' was unexpected)")
-    out: dict = {}
-    try:
-        if "resources" in request.args:
-            out["resources"] = view.parse_resources(request.args["resources"])
-        if "required" in request.args:
-            out["traits"] = view.parse_required(common.query_list("required"), at_least("1.22"), at_least("1.39"))
-        if "member_of" in request.args:
-            out["member_of"] = view.parse_member_of(common.query_list("member_of"), at_least("1.24"),
-                                                    at_least("1.32"))
-    except ValueError as exc:
-        raise common.bad_request(str(exc)) from None
+    out = common.resource_filters()
     if "uuid" in request.args:
         out["uuids"] = [common.uuid_arg(request.args["uuid"])]
     if "in_tree" in request.args:
