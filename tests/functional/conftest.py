@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from harness.stack import BACKENDS, Stack
@@ -27,6 +29,18 @@ def stack(request, tmp_path_factory):
     finally:
         st.stop()
     assert not leaks, f"secrets in the {backend.name} stack's logs or results:\n" + "\n".join(leaks)
+
+
+@pytest.fixture
+def image(stack, tmp_path):
+    """A small public raw image made with the CLI, deleted afterwards; its name."""
+    name = f"img-{uuid.uuid4().hex[:6]}"
+    f = tmp_path / "disk.img"
+    f.write_bytes(b"\x00" * 1024)
+    stack.openstack("image", "create", "--file", str(f), "--disk-format", "raw", "--container-format", "bare",
+                    "--public", name)
+    yield name
+    stack.openstack("image", "delete", name, check=False)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -41,17 +41,6 @@ def api(stack, version: str = "2.96", token: str | None = None) -> requests.Sess
     return s
 
 
-@pytest.fixture
-def image(stack, tmp_path):
-    name = f"adm-img-{uuid.uuid4().hex[:6]}"
-    f = tmp_path / "disk.img"
-    f.write_bytes(b"\x00" * 1024)
-    stack.openstack("image", "create", "--file", str(f), "--disk-format", "raw", "--container-format", "bare",
-                    "--public", name)
-    yield name
-    stack.openstack("image", "delete", name, check=False)
-
-
 def test_aggregates_zones_and_extra_specs_scheduling(stack, image):
     agg = stack.openstack_json("aggregate", "create", "--zone", "az-ssd", "agg-ssd")
     assert agg["availability_zone"] == "az-ssd" and agg["name"] == "agg-ssd"

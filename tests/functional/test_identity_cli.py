@@ -80,17 +80,6 @@ def test_catalog_services_endpoints_regions(stack):
     assert "RegionTwo" not in {r["Region"] for r in stack.openstack_json("region", "list")}
 
 
-@pytest.fixture
-def image(stack, tmp_path):
-    name = f"id-img-{uuid.uuid4().hex[:6]}"
-    f = tmp_path / "disk.img"
-    f.write_bytes(b"\x00" * 1024)
-    stack.openstack("image", "create", "--file", str(f), "--disk-format", "raw", "--container-format", "bare",
-                    "--public", name)
-    yield name
-    stack.openstack("image", "delete", name, check=False)
-
-
 def test_application_credential_drives_a_server(stack, image):
     name, password, project_id, user_id = _member(stack)
     as_user = {"user": name, "password": password, "project": name}

@@ -11,6 +11,23 @@ from typing import Any
 import pytest
 
 
+def compute_version(version: str) -> dict[str, str]:
+    """The header asking for compute API microversion ``version``."""
+    return {"OpenStack-API-Version": f"compute {version}"}
+
+
+def set_instance(uuid: str, **values: object) -> None:
+    """Write instance columns directly, to put a server into a state no API call reaches quickly."""
+    from sqlalchemy import select
+
+    from core.db import write_session
+    from core.models import Instance
+    with write_session() as s:
+        inst = s.scalars(select(Instance).where(Instance.uuid == uuid)).one()
+        for key, value in values.items():
+            setattr(inst, key, value)
+
+
 class _DroppedResult:
     id = "dropped"
 

@@ -12,12 +12,10 @@ from sqlalchemy import select
 from core.power_state import PowerState
 from drivers.base import DriverError, LiveMigrationAborted
 from drivers.fake import FakeDriver
+from tests.unit.inprocess import compute_version as _v
 from tests.unit.inprocess import inprocess_conductor, world  # noqa: F401 (fixtures)
 from tests.unit.test_fake_driver import spec
 
-
-def _v(version: str) -> dict[str, str]:
-    return {"OpenStack-API-Version": f"compute {version}"}
 
 
 @pytest.fixture

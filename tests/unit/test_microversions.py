@@ -7,20 +7,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
+from tests.unit.inprocess import compute_version as _v, set_instance as _set_instance
 from tests.unit.inprocess import PUBLIC_KEY, inprocess_conductor, world  # noqa: F401 (fixtures)
 
 
-def _v(version: str) -> dict[str, str]:
-    return {"OpenStack-API-Version": f"compute {version}"}
-
-
-def _set_instance(uuid: str, **values: object) -> None:
-    from core.db import write_session
-    from core.models import Instance
-    with write_session() as s:
-        inst = s.scalars(select(Instance).where(Instance.uuid == uuid)).one()
-        for key, value in values.items():
-            setattr(inst, key, value)
 
 
 # --- 2.92: '@' and '.' in key pair names ---------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.inprocess import COMPUTE, World, inprocess_conductor, world  # noqa: F401  (fixtures)
+from tests.unit.inprocess import compute_version as _v, set_instance as _set_instance
+from tests.unit.inprocess import COMPUTE, World, inprocess_conductor, world  # noqa: F401 (fixtures)
 
 V21 = {"OpenStack-API-Version": "compute 2.1"}
 
@@ -36,19 +37,6 @@ def test_flavor_id_null_or_zero_gets_a_generated_id(client, admin, inprocess_con
         assert len(resp.get_json()["flavor"]["id"]) == 36
 
 
-def _v(version: str) -> dict[str, str]:
-    return {"OpenStack-API-Version": f"compute {version}"}
-
-
-def _set_instance(uuid: str, **values: object) -> None:
-    from sqlalchemy import select
-
-    from core.db import write_session
-    from core.models import Instance
-    with write_session() as s:
-        inst = s.scalars(select(Instance).where(Instance.uuid == uuid)).one()
-        for key, value in values.items():
-            setattr(inst, key, value)
 
 
 # --- item 4: PUT /servers/{id} and rebuild show the extended attributes only from 2.75 ---------------------------
