@@ -1,5 +1,5 @@
-"""Private Redis, RabbitMQ and PostgreSQL servers that a test may stop, kill and restart without touching the shared
-services other test runs use, a Backend that points a Stack at them, and a small REST client for boots."""
+"""Private Redis, RabbitMQ, PostgreSQL and MariaDB servers that a test may stop, kill and restart without touching
+the shared services other test runs use, a Backend that points a Stack at them, and a small REST client for boots."""
 from __future__ import annotations
 
 import contextlib
@@ -234,6 +234,60 @@ class PrivatePostgres:
             self.stop("immediate")
         except Exception:
             pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateMariaDB:
+    """A throw-away MariaDB server (mariadb-install-db into a temp dir, run as the mysql user) on a free port that
+    accepts only TLS connections whose client certificate was signed by ``tls``'s CA: the user ``root``@127.0.0.1
+    is created ``REQUIRE X509`` and the server runs with ``require_secure_transport``."""
+
+    def __init__(self, tls: TLSFiles):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="stratus-mariadb-"))
+        self.tls = tls
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def available() -> str | None:
+        missing = [b for b in ("mariadb-install-db", "mariadbd", "mariadb") if shutil.which(b) is None
+                   and not Path(f"/usr/sbin/{b}").exists()]
+        return f"{', '.join(missing)} not installed" if missing else None
+
+    def start(self) -> None:
+        own = {name: self.dir / Path(getattr(self.tls, name)).name for name in ("ca", "server_cert", "server_key")}
+        for name, copy in own.items():
+            shutil.copy(getattr(self.tls, name), copy)
+        subprocess.run(["chown", "-R", "mysql:mysql", str(self.dir)], check=True)
+        subprocess.run(["mariadb-install-db", "--user=mysql", f"--datadir={self.dir / 'data'}",
+                        "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       check=True, capture_output=True, timeout=120)
+        self.proc = subprocess.Popen(
+            [shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults", "--user=mysql",
+             f"--datadir={self.dir / 'data'}", f"--port={self.port}", "--bind-address=127.0.0.1",
+             f"--socket={self.dir / 'sock'}", f"--pid-file={self.dir / 'pid'}", f"--ssl-ca={own['ca']}",
+             f"--ssl-cert={own['server_cert']}", f"--ssl-key={own['server_key']}", "--skip-log-bin",
+             "--skip-name-resolve", "--innodb-flush-log-at-trx-commit=0"],
+            stdout=subprocess.DEVNULL, stderr=open(self.dir / "error.log", "wb"))
+        wait_port(self.port)
+        # Over the local socket (no TLS there): a TLS-only network user, the database, TLS required of all
+        sql = ("CREATE OR REPLACE USER 'root'@'127.0.0.1' REQUIRE X509; GRANT ALL ON *.* TO 'root'@'127.0.0.1'; "
+               "CREATE DATABASE stratus CHARACTER SET utf8mb4; SET GLOBAL require_secure_transport = ON;")
+        subprocess.run(["mariadb", f"--socket={self.dir / 'sock'}", "-uroot", "-e", sql], check=True,
+                       capture_output=True, timeout=60)
+
+    def url(self, with_client_cert: bool = True) -> str:
+        base = (f"mysql+pymysql://root@127.0.0.1:{self.port}/stratus?charset=utf8mb4&ssl_ca={self.tls.ca}"
+                f"&ssl_check_hostname=true")
+        return base + (f"&ssl_cert={self.tls.client_cert}&ssl_key={self.tls.client_key}" if with_client_cert else "")
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

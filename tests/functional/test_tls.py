@@ -1,7 +1,8 @@
 """TLS to the database and the broker, as README "Several machines / TLS" documents it: a whole stack (API,
 conductor, scheduler, a compute worker) boots and deletes a server with private servers that accept nothing but
 TLS with a client certificate of a throw-away CA: PostgreSQL (``hostssl ... cert``) with RabbitMQ (amqps://, the
-STRATUS_BROKER_SSL_* settings), and Redis (rediss://, TLS port only). Each server is also shown to refuse a
+STRATUS_BROKER_SSL_* settings), and MariaDB (a user ``REQUIRE X509``, ``require_secure_transport``) with Redis
+(rediss://, TLS port only). Each server is also shown to refuse a
 connection without the client certificate, so the stack's success is the settings' doing."""
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import sqlalchemy
 from kombu import Connection
 
 from harness.stack import Stack
-from tests.outage_support import Client, PrivateBackend, PrivatePostgres, PrivateRabbitMQ, PrivateRedis
+from tests.outage_support import (Client, PrivateBackend, PrivateMariaDB, PrivatePostgres, PrivateRabbitMQ,
+                                  PrivateRedis)
 from tests.tls_support import TLSFiles, make_tls_files
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -88,16 +90,21 @@ def test_postgresql_and_rabbitmq_over_tls_with_client_certificates(tmp_path):
         pg.close()
 
 
-def test_redis_over_tls_with_client_certificates(tmp_path):
-    if missing := PrivateRedis.available():
-        pytest.skip(f"!!! PRIVATE REDIS UNAVAILABLE: {missing} !!!")
+def test_mariadb_and_redis_over_tls_with_client_certificates(tmp_path):
+    for missing in (PrivateMariaDB.available(), PrivateRedis.available()):
+        if missing:
+            pytest.skip(f"!!! PRIVATE MARIADB/REDIS UNAVAILABLE: {missing} !!!")
     tls = make_tls_files(tmp_path / "tls")
-    redis = PrivateRedis(durable=False, tls=tls)
+    redis, mariadb = PrivateRedis(durable=False, tls=tls), PrivateMariaDB(tls)
     try:
         redis.start()
+        mariadb.start()
         assert _refused_without_client_cert(redis.url, tls)
-        stack = Stack(tmp_path / "stack", PrivateBackend("sqlite-private-redis-tls", "sqlite", "redis",
-                                                         mq_url=redis.url),
+        for refused in (mariadb.url(with_client_cert=False), f"mysql+pymysql://root@127.0.0.1:{mariadb.port}/stratus"):
+            with pytest.raises(sqlalchemy.exc.OperationalError):
+                sqlalchemy.create_engine(refused).connect().close()
+        stack = Stack(tmp_path / "stack", PrivateBackend("private-mariadb-tls-redis-tls", "mariadb", "redis",
+                                                         db_url=mariadb.url(), mq_url=redis.url),
                       compute_hosts="tls-1", extra_env=_ssl_env(tls))
         try:
             stack.start()
@@ -106,7 +113,14 @@ def test_redis_over_tls_with_client_certificates(tmp_path):
                                       "--key", str(tls.client_key), "-h", "localhost", "-p", str(redis.port),
                                       "CLIENT", "LIST"], capture_output=True, text=True, timeout=10)
             assert clients.returncode == 0 and clients.stdout.count("cmd=") >= 3, clients  # the services' and ours
+            # Every session of the stack's user is TLS (the user requires X509): count them from inside
+            with sqlalchemy.create_engine(mariadb.url()).connect() as conn:
+                sessions = conn.exec_driver_sql("SELECT count(*) FROM information_schema.processlist "
+                                                "WHERE user = 'root' AND db = 'stratus'").scalar()
+                cipher = conn.exec_driver_sql("SHOW SESSION STATUS LIKE 'Ssl_cipher'").one()[1]
+            assert sessions >= 2 and cipher, (sessions, cipher)  # this query's own session and the services'
         finally:
             stack.stop()
     finally:
+        mariadb.close()
         redis.close()
