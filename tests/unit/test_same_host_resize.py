@@ -238,7 +238,9 @@ def test_a_driver_that_cannot_move_disks_resizes_in_place_only(client, world, bi
 def test_drivers_declare_whether_they_move_disks():
     from drivers import capability
     assert capability("fake", "supports_migrate_to_other_host")
-    assert not capability("libvirt", "supports_migrate_to_other_host")
+    assert capability("libvirt", "supports_migrate_to_other_host")  # its disk travels through the Image API
+    assert capability("libvirt", "moves_disk_through_image_api")
+    assert not capability("fake", "moves_disk_through_image_api")  # fake hosts share their state: nothing to copy
 
 
 def test_failed_revert_frees_the_resources_its_migration_held(client, world, big, same_host, started):
