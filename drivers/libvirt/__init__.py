@@ -674,6 +674,10 @@ class LibvirtDriver(ComputeDriver):
 
     def receive_migrated_disk(self, instance_uuid: str, fetch: Callable[[], str]) -> None:
         from drivers.libvirt import migrate_disk
+        try:  # the directory first, so that the instance's lock serialises a redelivered step
+            self._instance_dir(instance_uuid).mkdir(mode=0o755, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HostLocalError(f"Cannot make the directory of instance {instance_uuid}: {exc}") from exc
         with self._instance_lock(instance_uuid):
             migrate_disk.import_disk(self, instance_uuid, fetch)
 
