@@ -210,7 +210,7 @@ def test_fake_driver_same_host_resize_revert_and_confirm():
 
 @pytest.fixture
 def in_place_driver(monkeypatch):
-    """A compute driver that resizes only where the disks are (libvirt here: no disk copy between hosts)."""
+    """A compute driver that resizes only where the disks are (one declaring no supports_migrate_to_other_host)."""
     from tasks.conductor import moves
     monkeypatch.setattr(moves, "_moves_disks", lambda: False)
 
