@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from core.models import ImageMember
 
 MEMBER_STATUSES = ("pending", "accepted", "rejected")
+# image_type of the hidden image a cold migration's disk travels in between compute hosts (tasks/conductor/transfer)
+MIGRATION_IMAGE_TYPE = "migration"
 
 
 def member_status(s: Session, image_id: str, project_id: str | None) -> str | None:

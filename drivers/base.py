@@ -283,6 +283,12 @@ class ComputeDriver(abc.ABC):
         destination may be this same host (resize with allow_resize_to_same_host)."""
         raise NotImplementedError
 
+    def receive_migrated_disk(self, instance_uuid: str, fetch: Callable[[], str]) -> None:
+        """Cold migration / resize to this host by a driver whose capability ``moves_disk_through_image_api`` is
+        set: make the disk the source uploaded (``fetch()`` downloads it, checksum-verified, and gives its local
+        path) the guest's disk here, before finish_migration. Idempotent."""
+        raise NotImplementedError
+
     def finish_migration(self, instance: InstanceSpec, power_on: bool) -> None:
         """Resize/cold migration, on the destination: create the guest with the (new) flavor of ``instance``;
         running if ``power_on``. On the source host itself (same-host resize) the guest becomes the new one

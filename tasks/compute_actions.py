@@ -12,7 +12,7 @@ from core.settings import get_settings
 from drivers.base import ComputeDriver, DriverError, DriverUnavailable, InstanceNotFound, InstanceSpec, LiveMigrationAborted
 from tasks.common import StopCanvas, step
 from tasks.compute import driver_for, driver_reply, forget, image_spec, instance_spec, track
-from tasks import image_service, snapshot_upload
+from tasks import image_cache, image_service, snapshot_upload
 from tasks.messaging.celery_app import celery
 
 
@@ -152,6 +152,28 @@ def _offloaded_before(ctx: dict) -> dict:
     return {} if active else {"image_id": None}
 
 
+def _resize_source(drv: ComputeDriver, ctx: dict) -> None:
+    """Power off and keep the guest for a revert; for a move to another host by a driver whose disk travels
+    through the Image API, upload the stopped guest's disk (standalone) as the migration's transfer image."""
+    drv.migrate_disk_and_power_off(ctx["instance_uuid"])
+    if ctx.get("transfer_image_id") and ctx["dest"] != ctx["host"]:
+        stream = drv.snapshot(ctx["instance_uuid"], disk_format="qcow2")  # the guest is off: copied as it is
+        try:
+            # 409: a redelivered step finds the image uploaded already; 404: the move ended meanwhile
+            status = image_service.client().upload(ctx["transfer_image_id"], snapshot_upload.HashingReader(stream))
+        finally:
+            stream.close()
+        if status == 404:
+            raise DriverError(f"The transfer image {ctx['transfer_image_id']} of the migration is gone")
+
+
+def _resize_dest(drv: ComputeDriver, ctx: dict) -> None:
+    spec = _spec_with_flavor(ctx)
+    if ctx.get("transfer_image_id") and ctx["source"] != ctx["host"]:
+        drv.receive_migrated_disk(spec.uuid, lambda: image_cache.host_cache().fetch(ctx["transfer_image_id"]))
+    drv.finish_migration(spec, power_on=ctx["power_on"])
+
+
 def _live_migrate(drv: ComputeDriver, ctx: dict) -> dict:
     """Tells the conductor once the copy runs, so it shows ``running`` only while the driver can abort or force
     it; a migration cancelled while it was queued is aborted by the conductor then (live_migration_running)."""
@@ -165,8 +187,8 @@ def _live_migrate(drv: ComputeDriver, ctx: dict) -> dict:
 
 # Ops return None, or values for the context (the shelve snapshot's size and checksums).
 _MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], dict | None]] = {
-    "resize_source": lambda d, c: d.migrate_disk_and_power_off(c["instance_uuid"]),
-    "resize_dest": lambda d, c: d.finish_migration(_spec_with_flavor(c), power_on=c["power_on"]),
+    "resize_source": _resize_source,
+    "resize_dest": _resize_dest,
     "confirm_source": lambda d, c: d.confirm_migration(c["instance_uuid"], dest_host=c.get("dest") or ""),
     "revert_dest": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
     "revert_source": lambda d, c: d.finish_revert_migration(c["instance_uuid"], power_on=c["power_on"]),

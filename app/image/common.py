@@ -93,4 +93,8 @@ def load_for_upload(session: Session, image_id: str) -> Image:
         props = img.properties or {}
         if props.get("image_type") in ("snapshot", "backup") and props.get("instance_uuid"):
             return img
+        # a cold migration's transfer image (tasks/conductor/moves.py): the source host uploads the guest's disk
+        if props.get("image_type") == image_access.MIGRATION_IMAGE_TYPE and props.get("migration_uuid") \
+                and props.get("instance_uuid") and img.visibility == "private":
+            return img
     return load_for_write(session, image_id)

@@ -8,8 +8,7 @@ and the domain redefined with the new flavor. Confirm deletes the backup; revert
 redefines the old domain and deletes the backup. The backup is written under a temporary name and renamed, so a
 retried step finds it whole or not at all; each step checks what is already done before doing it.
 
-Moving a guest's disk to another host is not implemented: finish_migration refuses a guest that was not
-powered off on this host.
+A guest that comes from another host (its disk moved by drivers/libvirt/migrate_disk.py) is finished there.
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING
 import libvirt
 
 from drivers.base import DriverError, HostLocalError, InstanceNotFound, InstanceSpec
-from drivers.libvirt import imagecache
+from drivers.libvirt import imagecache, migrate_disk
 
 if TYPE_CHECKING:
     from drivers.libvirt import LibvirtDriver
@@ -69,10 +68,12 @@ def finish_migration(drv: LibvirtDriver, instance: InstanceSpec, power_on: bool)
     uuid = instance.uuid
     disk, backup = drv._instance_dir(uuid) / "disk", backup_dir(drv, uuid)
     dom = drv._find(uuid)
+    if not (backup / DOMAIN_XML).is_file() and migrate_disk.is_incoming(drv, uuid):
+        migrate_disk.finish_on_new_host(drv, instance, power_on, dom)
+        return
     if dom is None or not (backup / DOMAIN_XML).is_file():
-        raise DriverError(f"Instance {uuid} was not powered off for a resize on {drv.host}: the libvirt driver "
-                          f"resizes only on the server's own host (allow_resize_to_same_host), it does not move "
-                          f"disks between hosts")
+        raise DriverError(f"Instance {uuid} was neither powered off for a resize on {drv.host} nor has its "
+                          f"migrated disk here")
     if power_on and _runs_as(dom, instance):
         return  # a retry after the resized guest started
     new_size = instance.root_gb * imagecache.GiB

@@ -32,7 +32,7 @@ from drivers.base import DriverError
 from scheduler.host_state import RequestSpec
 from scheduler.manager import NoValidHost, select_destinations
 from tasks.common import Chain, new_ctx, sig
-from tasks.conductor import specs
+from tasks.conductor import specs, transfer
 from tasks.conductor.common import (check_state, finish_snapshot_image, invalid_state, locked_instance, require_driver,
                                     rpc, snapshot_failed)
 from tasks.messaging.celery_app import celery
@@ -156,6 +156,9 @@ def start_move(req: dict) -> dict:
         dest = pick_and_claim(s, inst, new_flavor, requested, same_host_ok=same_host_ok, availability_zone=zone)
         if migration is not None:
             migration.dest_compute = migration.dest_node = dest
+        # the disk travels in a hidden image when the hosts share none (tasks/conductor/transfer.py)
+        transfer_image_id = transfer.create(s, uuid, migration.uuid) \
+            if transfer.needed(action, source, dest) else None
         # evacuate rebuilds the guest with a new admin password (stored encrypted, as at create)
         secret = {"admin_pass_enc": req["admin_pass_enc"]} if req.get("admin_pass_enc") else {}
         if "availability_zone" in req:
@@ -171,6 +174,7 @@ def start_move(req: dict) -> dict:
         ctx = new_ctx(uuid, req["request_id"], action, host=ops[0][1], ops=ops, task_state=rule["task_state"],
                       source=source, dest=dest, final_host=dest, migration_uuid=migration.uuid if migration else None,
                       prior_vm_state=inst.vm_state, new_flavor=new_flavor, boot_image_id=boot_image_id,
+                      transfer_image_id=transfer_image_id,
                       power_on=(inst.vm_state not in (states.STOPPED, states.SHELVED_OFFLOADED)
                                 or action == "unshelve") and not req.get("stop_on_destination"))
         try:  # the destination's step reads no DB: the spec (its user data sealed for dest) is in the message
@@ -241,12 +245,14 @@ def confirm_resize(req: dict) -> dict:
             raise ConductorError(409, f"Cannot 'confirmResize' instance {uuid}: it changed state concurrently.")
         release_allocation(s, mig.uuid)
         mig.status, mig.updated_at = "confirmed", utcnow()
+        dropped = transfer.drop(s, mig.uuid)  # (finish_move dropped it already, unless that step was lost)
         start_action(s, uuid, "confirmResize", req["request_id"], req.get("user_id"),
                      req.get("project_id"))
         # the source drops what it kept for a revert: the old guest, or on the same host only its backup
         ctx = new_ctx(uuid, req["request_id"], "confirm_resize", host=mig.source_compute, task_state=None,
                       ops=[["confirm_source", mig.source_compute]], source=mig.source_compute,
                       dest=mig.dest_compute)
+    transfer.remove_data(dropped)
     chain(sig("stratus.compute.move_op", ctx), sig("stratus.conductor.record_op_event")).apply_async()
     return {}
 
@@ -260,6 +266,7 @@ def revert_resize(req: dict) -> dict:
                             task_state="resize_reverting"):
             raise ConductorError(409, f"Cannot 'revertResize' instance {uuid}: it changed state concurrently.")
         mig.status, mig.updated_at = "reverting", utcnow()
+        dropped = transfer.drop(s, mig.uuid)
         start_action(s, uuid, "revertResize", req["request_id"], req.get("user_id"),
                      req.get("project_id"))
         # resized on its own host: no guest to remove elsewhere, the source's revert replaces the resized one
@@ -272,6 +279,7 @@ def revert_resize(req: dict) -> dict:
                       migration_uuid=mig.uuid,
                       power_on=inst.power_state != PowerState.SHUTDOWN)
         remember_canvas(s, ctx, move_steps(ctx))
+    transfer.remove_data(dropped)
     run_ops(ctx)
     return {}
 
@@ -324,7 +332,11 @@ def finish_move(ctx: dict) -> None:
     uuid, action = ctx["instance_uuid"], ctx["action"]
     power = ctx.get("power_state", PowerState.NOSTATE)
     on_dest = {"host": ctx.get("dest"), "node": ctx.get("dest"), "power_state": power}
-    dropped_image = None
+    dropped_image, transfers = None, []
+    if ctx.get("transfer_image_id"):  # the destination has the disk now: the transfer image goes, whatever follows
+        with write_session() as s:
+            transfers = transfer.drop(s, ctx["migration_uuid"])
+        transfer.remove_data(transfers)
     with write_session() as s:
         mig = s.scalars(select(Migration).where(Migration.uuid == ctx["migration_uuid"])).first() \
             if ctx.get("migration_uuid") else None
@@ -436,6 +448,10 @@ def move_failed(ctx: dict, message: str, details: str) -> None:
     uuid, action = ctx["instance_uuid"], ctx["action"]
     if action == "shelve" and ctx.get("image_id"):
         snapshot_failed(ctx)  # Nova deletes the snapshot image of a failed shelve
+    if ctx.get("transfer_image_id"):
+        with write_session() as s:
+            transfers = transfer.drop(s, ctx["migration_uuid"])
+        transfer.remove_data(transfers)
     with write_session() as s:
         inst = get_instance(s, uuid, lock=True)
         if inst is None or inst.deleted or inst.task_state != ctx.get("task_state"):

@@ -210,7 +210,7 @@ def test_fake_driver_same_host_resize_revert_and_confirm():
 
 @pytest.fixture
 def in_place_driver(monkeypatch):
-    """A compute driver that resizes only where the disks are (libvirt here: no disk copy between hosts)."""
+    """A compute driver that resizes only where the disks are (one declaring no supports_migrate_to_other_host)."""
     from tasks.conductor import moves
     monkeypatch.setattr(moves, "_moves_disks", lambda: False)
 
@@ -238,7 +238,9 @@ def test_a_driver_that_cannot_move_disks_resizes_in_place_only(client, world, bi
 def test_drivers_declare_whether_they_move_disks():
     from drivers import capability
     assert capability("fake", "supports_migrate_to_other_host")
-    assert not capability("libvirt", "supports_migrate_to_other_host")
+    assert capability("libvirt", "supports_migrate_to_other_host")  # its disk travels through the Image API
+    assert capability("libvirt", "moves_disk_through_image_api")
+    assert not capability("fake", "moves_disk_through_image_api")  # fake hosts share their state: nothing to copy
 
 
 def test_failed_revert_frees_the_resources_its_migration_held(client, world, big, same_host, started):
