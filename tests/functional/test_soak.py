@@ -31,7 +31,8 @@ def _missing(backend: str) -> str | None:
 def soaks(request, tmp_path_factory):
     """backend -> (its soak process, its output dir), started together for every soak this session runs."""
     wanted = {item.callspec.params["backend"] for item in request.session.items
-              if item.module is request.module and item.originalname == "test_soak_3_minutes"}
+              if getattr(item, "module", None) is request.module
+              and getattr(item, "originalname", None) == "test_soak_3_minutes"}
     running: dict[str, tuple[subprocess.Popen, Path]] = {}
     for backend in (b for b in BACKENDS if b in wanted and not _missing(b)):
         out = tmp_path_factory.mktemp(f"soak-{backend}")
