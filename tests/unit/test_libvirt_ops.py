@@ -179,11 +179,35 @@ def test_rescue_xml_boots_the_rescue_disk_with_the_own_disk_second():
     assert [d.find("target").get("dev") for d in plain.iterfind("./devices/disk")] == ["vda"]
 
 
-def test_libvirt_rescues_and_resizes_but_refuses_live_migration():
+def test_libvirt_rescues_resizes_and_live_migrates():
     assert supports("libvirt", "rescue") and supports("libvirt", "unrescue")
     assert all(supports("libvirt", call) for call in ("migrate_disk_and_power_off", "finish_migration",
-                                                      "finish_revert_migration"))
-    assert not supports("libvirt", "live_migrate") and not supports("vmware", "finish_migration")
+                                                      "finish_revert_migration", "live_migrate",
+                                                      "live_migration_abort", "live_migration_force_complete"))
+    assert not supports("vmware", "finish_migration")
+
+
+def test_live_migration_destination_xml_names_the_destinations_paths_and_listeners():
+    import xml.etree.ElementTree as ET
+    from drivers.libvirt import live_migration
+    src = """<domain type='qemu'><name>u</name><os><kernel>/src/inst/_base/k</kernel></os><devices>
+      <disk type='file' device='disk'><source file='/src/inst/u/disk'/><target dev='vda'/></disk>
+      <disk type='file' device='disk'><source file='/src/inst/u/disk.config'/><readonly/><target dev='vdb'/></disk>
+      <serial type='tcp'><source mode='bind' host='127.0.0.2' service='10001'/><log file='/src/inst/u/console.log'/>
+      </serial><console type='tcp'><source mode='bind' host='127.0.0.2' service='10001'/></console>
+      <graphics type='vnc' port='5900' autoport='yes' listen='127.0.0.2'><listen type='address' address='127.0.0.2'/>
+      </graphics><disk type='file' device='disk'><source file='/elsewhere/src/inst/x'/><target dev='vdc'/></disk>
+    </devices></domain>"""
+    out = ET.fromstring(live_migration.destination_xml(src, "/src/inst/", {
+        "instances_dir": "/dst/i", "console_listen": "127.0.0.3", "serial": ["127.0.0.3", 10007]}))
+    assert out.find("./os/kernel").text == "/dst/i/_base/k"
+    assert [d.find("source").get("file") for d in out.iterfind("./devices/disk")] == \
+        ["/dst/i/u/disk", "/dst/i/u/disk.config", "/elsewhere/src/inst/x"]
+    assert out.find("./devices/serial/log").get("file") == "/dst/i/u/console.log"
+    assert [(d.find("source").get("host"), d.find("source").get("service"))
+            for d in (out.find("./devices/serial"), out.find("./devices/console"))] == [("127.0.0.3", "10007")] * 2
+    graphics = out.find("./devices/graphics")
+    assert graphics.get("listen") == "127.0.0.3" and graphics.find("listen").get("address") == "127.0.0.3"
 
 
 class Conn:
