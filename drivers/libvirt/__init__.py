@@ -362,6 +362,31 @@ class LibvirtDriver(ComputeDriver):
         port = serial_ports.acquire(self.console_listen, instance_uuid, self.settings.serial_port_range, taken)
         return self.console_listen, port
 
+    # -- live migration (drivers/libvirt/live_migration.py) --------------------------------------------------
+    def pre_live_migration(self, instance: InstanceSpec) -> dict:
+        from drivers.libvirt import live_migration
+        self._instance_dir(instance.uuid)
+        return live_migration.pre_live_migration(self, instance)
+
+    def live_migrate(self, instance_uuid: str, dest_host: str, on_started=None,
+                     migrate_data: dict | None = None) -> dict | None:
+        from drivers.libvirt import live_migration
+        self._instance_dir(instance_uuid)
+        with self._instance_lock(instance_uuid):
+            return live_migration.live_migrate(self, instance_uuid, dest_host, on_started, migrate_data)
+
+    def post_live_migration_at_destination(self, instance: InstanceSpec, migrate_data: dict | None) -> None:
+        from drivers.libvirt import live_migration
+        live_migration.post_live_migration_at_destination(self, instance, migrate_data)
+
+    def live_migration_abort(self, instance_uuid: str) -> None:
+        from drivers.libvirt import live_migration
+        live_migration.abort(self, instance_uuid)
+
+    def live_migration_force_complete(self, instance_uuid: str) -> None:
+        from drivers.libvirt import live_migration
+        live_migration.force_complete(self, instance_uuid)
+
     # -- lifecycle ------------------------------------------------------------------------------------------
     def spawn(self, instance: InstanceSpec) -> None:
         self._instance_dir(instance.uuid)
