@@ -315,3 +315,83 @@ def test_resize_on_this_host_grows_the_disk_and_revert_brings_back_the_old_one(t
     for _ in range(2):
         drv.confirm_migration(old.uuid, dest_host=drv.host)
     assert not backup.exists() and (inst_dir / "disk").is_file() and 'name="big"' in dom.defined[-1]
+
+
+class MigratingDomain(Domain):
+    """migrateToURI3 blocks like a copy that does not converge, until abortJob (VIR_ERR_OPERATION_ABORTED) or a
+    suspend (the paused guest's copy completes)."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+        self.wake, self.active, self.aborted, self.migrations = threading.Event(), False, False, []
+
+    def migrateToURI3(self, uri: str, params: dict, flags: int) -> None:
+        self.migrations.append((uri, params, flags))
+        self.active = True
+        try:
+            assert self.wake.wait(10)
+            if self.aborted:
+                raise _error(libvirt.VIR_ERR_OPERATION_ABORTED)
+        finally:
+            self.active, self.aborted = False, False
+            self.wake.clear()
+
+    def jobInfo(self):
+        return [libvirt.VIR_DOMAIN_JOB_UNBOUNDED if self.active else libvirt.VIR_DOMAIN_JOB_NONE] + [0] * 11
+
+    def abortJob(self) -> None:
+        self.aborted = True
+        self.wake.set()
+
+    def suspend(self) -> None:
+        self.state_code = libvirt.VIR_DOMAIN_PAUSED
+        self.wake.set()
+
+    def resume(self) -> None:
+        self.state_code = libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_live_migration_is_peer_to_peer_block_migration_and_can_be_aborted_or_forced():
+    import threading
+    from drivers.base import LiveMigrationAborted
+    from drivers.libvirt import live_migration
+    dom = MigratingDomain()
+    drv = LibvirtDriver("lv-unit", Settings(instances_path="/i", libvirt_virt_type="qemu"))
+    drv._lookup = lambda u: dom
+    data = {"instances_dir": "/dst", "console_listen": "127.0.0.3", "serial": None,
+            "target_connect_addr": "127.0.0.1:16599"}
+
+    def migrate() -> tuple[threading.Thread, dict]:
+        started, outcome = threading.Event(), {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = drv.live_migrate(dom.uuid, "lv-b", on_started=started.set, migrate_data=data)
+            except LiveMigrationAborted as exc:
+                outcome["aborted"] = exc
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert started.wait(5) and dom.active  # on_started once libvirt reports the job
+        return thread, outcome
+
+    thread, outcome = migrate()
+    uri, params, flags = dom.migrations[0]
+    assert uri == "qemu+tcp://127.0.0.1:16599/system"
+    assert flags == (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
+                     | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_NON_SHARED_INC)
+    assert f"/dst/{dom.uuid}/disk" in params[libvirt.VIR_MIGRATE_PARAM_DEST_XML]
+    assert params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] == ["vda", "vdb"]
+    assert libvirt.VIR_MIGRATE_PARAM_URI not in params  # a loopback address: libvirt picks the host name's
+    drv.live_migration_abort(dom.uuid)
+    thread.join(5)
+    assert "aborted" in outcome and dom.state_code == libvirt.VIR_DOMAIN_RUNNING
+    with pytest.raises(DriverError, match="No live migration"):
+        drv.live_migration_abort(dom.uuid)
+
+    thread, outcome = migrate()
+    drv.live_migration_force_complete(dom.uuid)  # pauses the guest: the copy converges
+    thread.join(5)
+    assert outcome == {"result": {"resume": True}}  # the destination resumes it
+    with pytest.raises(DriverError, match="No live migration"):
+        drv.live_migration_force_complete(dom.uuid)
