@@ -225,7 +225,11 @@ class LibvirtDriver(ComputeDriver):
             hypervisor_hostname=self.host, hypervisor_type="QEMU", hypervisor_version=version,
             vcpus=cpus, memory_mb=mem_total, local_gb=total // imagecache.GiB,
             vcpus_used=vcpus_used, memory_mb_used=memory_used, local_gb_used=(total - free) // imagecache.GiB,
-            host_ip=self.settings.my_ip or _host_ip(), traits=_host_traits())
+            host_ip=self.host_ip(), traits=_host_traits())
+
+    def host_ip(self) -> str:
+        """This host's address on the management network (settings.my_ip, else the default route's source)."""
+        return self.settings.my_ip or _host_ip()
 
     def list_instances(self) -> list[str]:
         with self._errors("list domains"):

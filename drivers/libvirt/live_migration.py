@@ -45,8 +45,7 @@ def pre_live_migration(drv: LibvirtDriver, instance: InstanceSpec) -> dict:
         except (configdrive.ConfigDriveError, OSError) as exc:
             raise HostLocalError(f"Cannot build the config drive of instance {instance.uuid}: {exc}") from exc
     serial = drv._serial_listener(instance.uuid)  # a free port of this host's range (None: serial consoles off)
-    from drivers.libvirt import _host_ip
-    address = drv.settings.live_migration_inbound_addr or drv.settings.my_ip or _host_ip()
+    address = drv.settings.live_migration_inbound_addr or drv.host_ip()
     return {"instances_dir": str(drv.instances_dir), "console_listen": drv.console_listen, "serial": list(serial) if serial else None,
             "target_connect_addr": address}
 
