@@ -80,6 +80,8 @@ def _params(drv: LibvirtDriver, dom, data: dict) -> dict:
              if d.get("device") == "disk" and d.find("readonly") is None and (t := d.find("target")) is not None]
     params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml, libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: dest_xml,
               libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: disks}
+    if drv.settings.live_migration_bandwidth:
+        params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(drv.settings.live_migration_bandwidth)
     host = data["target_connect_addr"].rsplit(":", 1)[0] if data["target_connect_addr"].count(":") == 1 \
         else data["target_connect_addr"]
     if not host.startswith("127."):  # (libvirt refuses a loopback address: the destination's host name's then)

@@ -90,7 +90,9 @@ def cloud(request):
     failed = request.session.testsfailed
     with private_libvirtd("live-a", ports[HOSTS[0]]) as uri_a, private_libvirtd("live-b", ports[HOSTS[1]]) as uri_b, \
             libvirt_stack("libvirt-live", ",".join(HOSTS), processes=("api", "conductor", "scheduler"),
-                          extra_env={"STRATUS_LIVE_MIGRATION_URI": "qemu+tcp://%s/system"},
+                          # a copy slow enough to be caught running and aborted
+                          extra_env={"STRATUS_LIVE_MIGRATION_URI": "qemu+tcp://%s/system",
+                                     "STRATUS_LIVE_MIGRATION_BANDWIDTH": "4"},
                           keep_logs=lambda: request.session.testsfailed != failed) as st:
         st.uris = dict(zip(HOSTS, (uri_a, uri_b)))
         st.paths = {}
@@ -124,11 +126,21 @@ def test_live_migration_between_libvirt_hosts_without_shared_disk(cloud):
     # something only this boot's memory holds (/tmp is the initramfs' RAM)
     _type(_serial_port(uris[a], uuid), "echo moved-$((6*7)) > /tmp/live-mark; cat /tmp/live-mark", "moved-42")
 
-    r = _call(api, "POST", f"/servers/{uuid}/action", {"os-migrateLive": {"host": b, "block_migration": "auto"}})
-    assert r.status_code == 202, r.text
+    # aborted while it copies (2.24): abortJob; the guest runs on A as before, B's daemon and disk have nothing
+    body = {"os-migrateLive": {"host": b, "block_migration": "auto"}}
+    assert _call(api, "POST", f"/servers/{uuid}/action", body).status_code == 202
+    mig = _wait("a running migration", lambda: [m for m in _call(api, "GET", f"/servers/{uuid}/migrations").json()[
+        "migrations"] if m["status"] == "running"], interval=0.2)[0]
+    assert _call(api, "DELETE", f"/servers/{uuid}/migrations/{mig['id']}").status_code == 202
+    server = _wait("ACTIVE after the abort", lambda: _settled(api, uuid, "ACTIVE"), interval=1)
+    assert server["OS-EXT-SRV-ATTR:host"] == a and _virsh(uris[a], "domstate", uuid).stdout.strip() == "running"
+    _wait("B's rollback", lambda: not (paths[b] / uuid).exists() and _virsh(uris[b], "domstate", uuid).returncode)
+
+    assert _call(api, "POST", f"/servers/{uuid}/action", body).status_code == 202
     server = _wait("ACTIVE after the live migration", lambda: _settled(api, uuid, "ACTIVE"), interval=2)
-    (mig,) = _call(api, "GET", f"/os-migrations?instance_uuid={uuid}", version="2.59").json()["migrations"]
-    assert (mig["status"], mig["source_compute"], mig["dest_compute"]) == ("completed", a, b)
+    migs = _call(api, "GET", f"/os-migrations?instance_uuid={uuid}", version="2.59").json()["migrations"]
+    assert [(m["status"], m["source_compute"], m["dest_compute"]) for m in migs] == \
+        [("completed", a, b), ("cancelled", a, b)]
     assert server["OS-EXT-SRV-ATTR:host"] == b and server["OS-EXT-STS:power_state"] == 1
 
     # the domain runs on B's daemon with its disk (and its base) under B's instances path, gone from A's
