@@ -21,13 +21,13 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import libvirt
+
 from drivers import configdrive, serial_ports
 from drivers.base import DriverError, HostLocalError, InstanceNotFound, InstanceSpec, LiveMigrationAborted
 
 if TYPE_CHECKING:
     from drivers.libvirt import LibvirtDriver
-
-import libvirt
 
 LOG = logging.getLogger(__name__)
 FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
