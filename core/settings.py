@@ -83,6 +83,12 @@ class Settings:
     libvirt_virt_type: str = "auto"  # auto | kvm | qemu
     libvirt_bridge: str = ""  # empty: user-mode NIC; else an existing Linux bridge
     instances_path: str = ""  # default: <state_dir>/instances
+    # Live migration between libvirt hosts (Nova's [libvirt] live_migration_uri / live_migration_inbound_addr): the
+    # source's libvirtd connects peer-to-peer to this template filled with the destination's inbound address, which
+    # the destination names itself (its live_migration_inbound_addr, else my_ip / its reported host_ip).
+    live_migration_uri: str = "qemu+tcp://%s/system"
+    live_migration_inbound_addr: str = ""
+    live_migration_bandwidth: int = 0  # MiB/s a live migration may use (Nova's); 0: no limit
     # Compute hosts reach images through the Image API only (issue 25): its endpoint (empty: the "image" endpoint
     # of the service catalog), and the compute's own service credential (Keystone v3 password auth, project-scoped;
     # `flask stratus bootstrap` creates the user with the `service` role in project `service` when

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO, ClassVar
 
+from core.power_state import PowerState
+
 if TYPE_CHECKING:
     from core.settings import Settings
 
@@ -308,13 +310,35 @@ class ComputeDriver(abc.ABC):
             raise NotImplementedError
         self.destroy(instance_uuid, destroy_disks=True)
 
+    def pre_live_migration(self, instance: InstanceSpec) -> dict:
+        """On the destination, before the copy (Nova's pre_live_migration): make what the guest needs here and
+        the copy does not bring (instance dir, the image in the cache, empty disks of the right size, the config
+        drive). Returns the destination's migrate data for the source's live_migrate (paths, addresses; no
+        secrets). Idempotent."""
+        return {}
+
     def live_migrate(self, instance_uuid: str, dest_host: str,
-                     on_started: Callable[[], None] | None = None) -> None:
-        """Move the running guest to ``dest_host`` (a host of the same driver) without stopping it; blocks until
-        the guest runs there. ``on_started`` is called once the transfer is under way (from then on
-        live_migration_abort / live_migration_force_complete act on it). Raises LiveMigrationAborted when aborted
-        (the guest keeps running here). Called again after the guest arrived, it returns at once."""
+                     on_started: Callable[[], None] | None = None, migrate_data: dict | None = None) -> dict | None:
+        """Move the running guest to ``dest_host`` (a host of the same driver, prepared by its pre_live_migration,
+        whose result is ``migrate_data``) without stopping it; blocks until the guest runs there and this host
+        dropped it. ``on_started`` is called once the transfer is under way (from then on live_migration_abort /
+        live_migration_force_complete act on it). Raises LiveMigrationAborted when aborted (the guest keeps
+        running here). Called again after the guest arrived, it returns at once. Returns data for the
+        destination's post_live_migration_at_destination (or None)."""
         raise NotImplementedError
+
+    def post_live_migration_at_destination(self, instance: InstanceSpec, migrate_data: dict | None) -> None:
+        """On the destination once the guest arrived (``migrate_data``: what the source's live_migrate returned)."""
+
+    def rollback_live_migration_at_destination(self, instance_uuid: str) -> None:
+        """On the destination after an aborted or failed copy: remove what pre_live_migration made, unless the
+        guest runs here."""
+        try:
+            if self.get_info(instance_uuid).power_state in (PowerState.RUNNING, PowerState.PAUSED):
+                return
+        except InstanceNotFound:
+            pass
+        self.destroy(instance_uuid, destroy_disks=True)
 
     def live_migration_force_complete(self, instance_uuid: str) -> None:
         """Make the running live migration of the guest finish now (libvirt: switch to post-copy or pause the

@@ -18,6 +18,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 from pathlib import Path
 from collections.abc import Callable
 from typing import BinaryIO
@@ -29,6 +30,12 @@ from drivers.base import ComputeDriver, ConsoleEndpoint, DriverError, HostLocalE
 _lock = threading.Lock()
 _guests: dict[str, dict[str, dict]] = {}  # host -> uuid -> guest record
 _live_jobs: dict[str, dict[str, dict]] = {}  # source host -> uuid -> running live migration (in memory only)
+_PROCESS_ID = uuid.uuid4().hex  # tells a destination served by this worker process from another's
+
+
+def _arrived(host: str, instance_uuid: str) -> bool:
+    guest = _guests.get(host, {}).get(instance_uuid)
+    return guest is not None and not guest.get("incoming")
 
 
 class FakeDriver(ComputeDriver):
@@ -193,10 +200,14 @@ class FakeDriver(ComputeDriver):
         with _lock:
             guest = self._guests.pop(instance_uuid, None)
             self._save(instance_uuid)
-            disk = (guest or {}).get("image_path")
+        if destroy_disks:
+            self._drop_disk((guest or {}).get("image_path"))
+
+    def _drop_disk(self, disk: str | None) -> None:
+        """Remove a guest's disk file of this host's state dir, unless a guest still uses it."""
+        with _lock:
             in_use = any(g.get("image_path") == disk for host in _guests.values() for g in host.values())
-            if destroy_disks and disk and self.state_dir is not None and not in_use \
-                    and Path(disk).parent == self.state_dir / "disks":
+            if disk and self.state_dir is not None and not in_use and Path(disk).parent == self.state_dir / "disks":
                 Path(disk).unlink(missing_ok=True)
 
     def get_info(self, instance_uuid: str) -> InstanceInfo:
@@ -364,15 +375,31 @@ class FakeDriver(ComputeDriver):
         with _lock:
             self.cached_images.add(image.id)
 
-    def live_migrate(self, instance_uuid: str, dest_host: str,
-                     on_started: Callable[[], None] | None = None) -> None:
-        """Fake hosts of one worker process share the registry, so the guest record moves between them. The copy
-        takes ``live_migration_seconds``, in steps that look at the job's abort / force-complete marks."""
+    def pre_live_migration(self, instance: InstanceSpec) -> dict:
+        """The arriving guest's disk is built here from its image (through this host's image cache); its record
+        waits, not spawned, for the copy. The migrate data names this worker process, so a source served by the
+        same process moves the record itself and another process's source hands it over in the message."""
+        self.build_disk(instance)
         with _lock:
-            if dest_host not in _guests:
+            guest = self._guest(instance.uuid)
+            if not guest.get("spawned"):
+                guest["incoming"] = True
+                self._save(instance.uuid)
+        return {"fake_process": _PROCESS_ID, "pid": os.getpid()}
+
+    def live_migrate(self, instance_uuid: str, dest_host: str, on_started: Callable[[], None] | None = None,
+                     migrate_data: dict | None = None) -> dict | None:
+        """Fake hosts of one worker process share the registry, so the guest record moves between them; to a
+        host of another worker process (``migrate_data`` from its pre_live_migration names it) the record goes
+        in the returned data and the destination's post_live_migration_at_destination takes it in. The copy
+        takes ``live_migration_seconds``, in steps that look at the job's abort / force-complete marks."""
+        local = not migrate_data or (migrate_data.get("fake_process"), migrate_data.get("pid")) == (
+            _PROCESS_ID, os.getpid())
+        with _lock:
+            if local and dest_host not in _guests:
                 raise DriverError(f"Fake host {dest_host} is not served by this compute worker process")
-            if instance_uuid not in self._guests and instance_uuid in _guests[dest_host]:
-                return  # a retried task: the guest already arrived
+            if instance_uuid not in self._guests and (not local or _arrived(dest_host, instance_uuid)):
+                return None  # a retried task: the guest already left
             guest = self._guest(instance_uuid)
             if guest["power_state"] not in (PowerState.RUNNING, PowerState.PAUSED):
                 raise DriverError(f"Instance {instance_uuid} is not running")
@@ -393,13 +420,31 @@ class FakeDriver(ComputeDriver):
                     raise LiveMigrationAborted(f"Live migration of {instance_uuid} to {dest_host} was aborted")
                 how = " (forced to complete)" if job["force_complete"] else ""
                 self._log(guest, f"fake guest live-migrated from {self.host} to {dest_host}{how}")
-                _guests[dest_host][instance_uuid] = self._guests.pop(instance_uuid)
+                moved = self._guests.pop(instance_uuid)
+                source_disk = moved.get("image_path")
                 self._save(instance_uuid)
-                self._save(instance_uuid, dest_host)
+                if local:
+                    arriving = _guests[dest_host].get(instance_uuid) or {}
+                    moved["image_path"] = arriving.get("image_path", moved.get("image_path"))
+                    _guests[dest_host][instance_uuid] = moved
+                    self._save(instance_uuid, dest_host)
+            self._drop_disk(source_disk)
             fake_serial.close_port(f"{self.host}/{instance_uuid}")  # the destination opens its own
         finally:
             with _lock:
                 self._jobs.pop(instance_uuid, None)
+        return None if local else {"fake_guest": {k: v for k, v in moved.items() if k != "image_path"}}
+
+    def post_live_migration_at_destination(self, instance: InstanceSpec, migrate_data: dict | None) -> None:
+        """A guest from another worker process: its record (power state, console, devices) comes in the data
+        the source returned; the disk is the one pre_live_migration built here."""
+        record = (migrate_data or {}).get("fake_guest")
+        with _lock:
+            guest = self._guest(instance.uuid)
+            if record is not None and guest.get("incoming"):
+                guest.update({**record, "image_path": guest.get("image_path"), "disk": "ready"})
+            guest.pop("incoming", None)
+            self._save(instance.uuid)
 
     def _job(self, instance_uuid: str) -> dict:
         job = self._jobs.get(instance_uuid)

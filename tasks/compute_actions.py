@@ -174,15 +174,30 @@ def _resize_dest(drv: ComputeDriver, ctx: dict) -> None:
     drv.finish_migration(spec, power_on=ctx["power_on"])
 
 
+def _pre_live_migration(drv: ComputeDriver, ctx: dict) -> dict:
+    """On the destination, before the copy: its migrate data goes to the source's step in the message."""
+    return {"migrate_data": drv.pre_live_migration(instance_spec(ctx)) or {}}
+
+
 def _live_migrate(drv: ComputeDriver, ctx: dict) -> dict:
     """Tells the conductor once the copy runs, so it shows ``running`` only while the driver can abort or force
     it; a migration cancelled while it was queued is aborted by the conductor then (live_migration_running)."""
     try:
-        drv.live_migrate(ctx["instance_uuid"], ctx["dest"], on_started=lambda: celery.send_task(
-            "stratus.conductor.live_migration_running", args=(ctx,)))
+        arrived = drv.live_migrate(ctx["instance_uuid"], ctx["dest"], on_started=lambda: celery.send_task(
+            "stratus.conductor.live_migration_running", args=(ctx,)), migrate_data=ctx.get("migrate_data"))
     except LiveMigrationAborted:
         return {"aborted": True}
-    return {}
+    forget(ctx["instance_uuid"], ctx["host"])  # no longer this host's guest: its power sync stops looking
+    return {"migrate_data": arrived or {}}
+
+
+def _post_live_migration(drv: ComputeDriver, ctx: dict) -> None:
+    """On the destination after the copy: finish the arrived guest, or after an abort remove what the
+    pre-step made (Nova's post_live_migration_at_destination / rollback_live_migration_at_destination)."""
+    if ctx.get("aborted"):
+        drv.rollback_live_migration_at_destination(ctx["instance_uuid"])
+    else:
+        drv.post_live_migration_at_destination(instance_spec(ctx), ctx.get("migrate_data"))
 
 
 # Ops return None, or values for the context (the shelve snapshot's size and checksums).
@@ -192,7 +207,9 @@ _MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], dict | None]] = {
     "confirm_source": lambda d, c: d.confirm_migration(c["instance_uuid"], dest_host=c.get("dest") or ""),
     "revert_dest": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
     "revert_source": lambda d, c: d.finish_revert_migration(c["instance_uuid"], power_on=c["power_on"]),
+    "pre_live_migration": _pre_live_migration,
     "live_migrate": _live_migrate,
+    "post_live_migration": _post_live_migration,
     "spawn_here": _spawn_here,
     "shelve": lambda d, c: _shelve(d, c, offload=False),
     "shelve_offload": lambda d, c: _shelve(d, c, offload=True),
@@ -211,14 +228,22 @@ def move_op(ctx: dict) -> dict:
         raise DriverError(f"The {get_settings().compute_driver} compute driver does not support "
                           f"{op.replace('_', ' ')}.") from None
     extra = extra if isinstance(extra, dict) else {}
-    final_host = host if extra.get("aborted") else (ctx.get("final_host") or host)
-    try:
-        power = driver_for(final_host).get_info(ctx["instance_uuid"]).power_state
-    except InstanceNotFound:
-        power = PowerState.NOSTATE
+    if extra.get("aborted"):
+        final_host = host
+    elif ctx.get("aborted"):  # a step after an aborted live migration: the guest stayed on the source
+        final_host = ctx["source"]
+    else:
+        final_host = ctx.get("final_host") or host
+    if final_host == host:
+        try:
+            power = driver_for(host).get_info(ctx["instance_uuid"]).power_state
+        except InstanceNotFound:
+            power = PowerState.NOSTATE
+    else:  # another host's worker (a later step) says; this one may not serve that host
+        power = ctx.get("power_state", PowerState.NOSTATE)
     if not rest:  # the guest's home is final_host now: only that host's power sync looks at it
         forget(ctx["instance_uuid"])
-        if power != PowerState.NOSTATE:
+        if power != PowerState.NOSTATE and final_host == host:
             track(final_host, ctx["instance_uuid"], power)
     out = {**ctx, **extra, "ops": rest, "host": rest[0][1] if rest else host, "power_state": power}
     if not rest:

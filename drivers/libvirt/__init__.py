@@ -229,7 +229,11 @@ class LibvirtDriver(ComputeDriver):
             hypervisor_hostname=self.host, hypervisor_type="QEMU", hypervisor_version=version,
             vcpus=cpus, memory_mb=mem_total, local_gb=total // imagecache.GiB,
             vcpus_used=vcpus_used, memory_mb_used=memory_used, local_gb_used=(total - free) // imagecache.GiB,
-            host_ip=self.settings.my_ip or _host_ip(), traits=_host_traits())
+            host_ip=self.host_ip(), traits=_host_traits())
+
+    def host_ip(self) -> str:
+        """This host's address on the management network (settings.my_ip, else the default route's source)."""
+        return self.settings.my_ip or _host_ip()
 
     def list_instances(self) -> list[str]:
         with self._errors("list domains"):
@@ -365,6 +369,31 @@ class LibvirtDriver(ComputeDriver):
                  if addr in (self.console_listen, "0.0.0.0", "::")}
         port = serial_ports.acquire(self.console_listen, instance_uuid, self.settings.serial_port_range, taken)
         return self.console_listen, port
+
+    # -- live migration (drivers/libvirt/live_migration.py) --------------------------------------------------
+    def pre_live_migration(self, instance: InstanceSpec) -> dict:
+        from drivers.libvirt import live_migration
+        self._instance_dir(instance.uuid)
+        return live_migration.pre_live_migration(self, instance)
+
+    def live_migrate(self, instance_uuid: str, dest_host: str, on_started=None,
+                     migrate_data: dict | None = None) -> dict | None:
+        from drivers.libvirt import live_migration
+        self._instance_dir(instance_uuid)
+        with self._instance_lock(instance_uuid):
+            return live_migration.live_migrate(self, instance_uuid, dest_host, on_started, migrate_data)
+
+    def post_live_migration_at_destination(self, instance: InstanceSpec, migrate_data: dict | None) -> None:
+        from drivers.libvirt import live_migration
+        live_migration.post_live_migration_at_destination(self, instance, migrate_data)
+
+    def live_migration_abort(self, instance_uuid: str) -> None:
+        from drivers.libvirt import live_migration
+        live_migration.abort(self, instance_uuid)
+
+    def live_migration_force_complete(self, instance_uuid: str) -> None:
+        from drivers.libvirt import live_migration
+        live_migration.force_complete(self, instance_uuid)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     def spawn(self, instance: InstanceSpec) -> None:

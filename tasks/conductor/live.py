@@ -23,7 +23,9 @@ from core.models import Migration
 from core.services import compute_service_up
 from core.writes.instances import add_fault, cas_instance, get_instance, record_event, start_action
 from core.writes.resources import cas_migration, rekey_allocation, release_allocation
+from drivers.base import DriverError
 from tasks.common import new_ctx, sig
+from tasks.conductor import specs
 from tasks.conductor.common import invalid_state, locked_instance, require_driver, rpc
 from tasks.conductor.moves import MOVES, movable_instance, pick_and_claim, run_ops
 from tasks.messaging.celery_app import celery
@@ -78,10 +80,19 @@ def _precheck_and_claim(s, inst, mig: Migration, ctx: dict) -> None:
     except ConductorError:
         rekey_allocation(s, mig.uuid, inst.uuid)
         raise
+    try:  # the destination's steps read no DB: the spec (its user data sealed for dest) is in the message
+        spec = specs.spec_message(s, inst.uuid, dest)
+    except (DriverError, specs.NoSealingKey) as exc:
+        release_allocation(s, inst.uuid)  # the destination's claim
+        rekey_allocation(s, mig.uuid, inst.uuid)
+        raise ConductorError(409, str(exc)) from None
     mig.dest_compute = mig.dest_node = dest
     if not cas_migration(s, mig.uuid, ("accepted",), "queued"):
         raise ConductorError(409, f"Migration {mig.id} changed state concurrently.")
-    ctx.update(dest=dest, final_host=dest)
+    # Nova's flow: the destination prepares (pre_live_migration), the source copies and drops the guest, the
+    # destination finishes (post_live_migration_at_destination, or its rollback after an abort).
+    ctx.update(dest=dest, final_host=dest, host=dest, spec=spec,
+               ops=[["pre_live_migration", dest], ["live_migrate", source], ["post_live_migration", dest]])
 
 
 @celery.task(name="stratus.conductor.live_migration_prechecks", ignore_result=True)

@@ -179,11 +179,35 @@ def test_rescue_xml_boots_the_rescue_disk_with_the_own_disk_second():
     assert [d.find("target").get("dev") for d in plain.iterfind("./devices/disk")] == ["vda"]
 
 
-def test_libvirt_rescues_and_resizes_but_refuses_live_migration():
+def test_libvirt_rescues_resizes_and_live_migrates():
     assert supports("libvirt", "rescue") and supports("libvirt", "unrescue")
     assert all(supports("libvirt", call) for call in ("migrate_disk_and_power_off", "finish_migration",
-                                                      "finish_revert_migration"))
-    assert not supports("libvirt", "live_migrate") and not supports("vmware", "finish_migration")
+                                                      "finish_revert_migration", "live_migrate",
+                                                      "live_migration_abort", "live_migration_force_complete"))
+    assert not supports("vmware", "finish_migration")
+
+
+def test_live_migration_destination_xml_names_the_destinations_paths_and_listeners():
+    import xml.etree.ElementTree as ET
+    from drivers.libvirt import live_migration
+    src = """<domain type='qemu'><name>u</name><os><kernel>/src/inst/_base/k</kernel></os><devices>
+      <disk type='file' device='disk'><source file='/src/inst/u/disk'/><target dev='vda'/></disk>
+      <disk type='file' device='disk'><source file='/src/inst/u/disk.config'/><readonly/><target dev='vdb'/></disk>
+      <serial type='tcp'><source mode='bind' host='127.0.0.2' service='10001'/><log file='/src/inst/u/console.log'/>
+      </serial><console type='tcp'><source mode='bind' host='127.0.0.2' service='10001'/></console>
+      <graphics type='vnc' port='5900' autoport='yes' listen='127.0.0.2'><listen type='address' address='127.0.0.2'/>
+      </graphics><disk type='file' device='disk'><source file='/elsewhere/src/inst/x'/><target dev='vdc'/></disk>
+    </devices></domain>"""
+    out = ET.fromstring(live_migration.destination_xml(src, "/src/inst/", {
+        "instances_dir": "/dst/i", "console_listen": "127.0.0.3", "serial": ["127.0.0.3", 10007]}))
+    assert out.find("./os/kernel").text == "/dst/i/_base/k"
+    assert [d.find("source").get("file") for d in out.iterfind("./devices/disk")] == \
+        ["/dst/i/u/disk", "/dst/i/u/disk.config", "/elsewhere/src/inst/x"]
+    assert out.find("./devices/serial/log").get("file") == "/dst/i/u/console.log"
+    assert [(d.find("source").get("host"), d.find("source").get("service"))
+            for d in (out.find("./devices/serial"), out.find("./devices/console"))] == [("127.0.0.3", "10007")] * 2
+    graphics = out.find("./devices/graphics")
+    assert graphics.get("listen") == "127.0.0.3" and graphics.find("listen").get("address") == "127.0.0.3"
 
 
 class Conn:
@@ -291,3 +315,83 @@ def test_resize_on_this_host_grows_the_disk_and_revert_brings_back_the_old_one(t
     for _ in range(2):
         drv.confirm_migration(old.uuid, dest_host=drv.host)
     assert not backup.exists() and (inst_dir / "disk").is_file() and 'name="big"' in dom.defined[-1]
+
+
+class MigratingDomain(Domain):
+    """migrateToURI3 blocks like a copy that does not converge, until abortJob (VIR_ERR_OPERATION_ABORTED) or a
+    suspend (the paused guest's copy completes)."""
+
+    def __init__(self):
+        super().__init__()
+        import threading
+        self.wake, self.active, self.aborted, self.migrations = threading.Event(), False, False, []
+
+    def migrateToURI3(self, uri: str, params: dict, flags: int) -> None:
+        self.migrations.append((uri, params, flags))
+        self.active = True
+        try:
+            assert self.wake.wait(10)
+            if self.aborted:
+                raise _error(libvirt.VIR_ERR_OPERATION_ABORTED)
+        finally:
+            self.active, self.aborted = False, False
+            self.wake.clear()
+
+    def jobInfo(self):
+        return [libvirt.VIR_DOMAIN_JOB_UNBOUNDED if self.active else libvirt.VIR_DOMAIN_JOB_NONE] + [0] * 11
+
+    def abortJob(self) -> None:
+        self.aborted = True
+        self.wake.set()
+
+    def suspend(self) -> None:
+        self.state_code = libvirt.VIR_DOMAIN_PAUSED
+        self.wake.set()
+
+    def resume(self) -> None:
+        self.state_code = libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_live_migration_is_peer_to_peer_block_migration_and_can_be_aborted_or_forced():
+    import threading
+    from drivers.base import LiveMigrationAborted
+    from drivers.libvirt import live_migration
+    dom = MigratingDomain()
+    drv = LibvirtDriver("lv-unit", Settings(instances_path="/i", libvirt_virt_type="qemu"))
+    drv._lookup = lambda u: dom
+    data = {"instances_dir": "/dst", "console_listen": "127.0.0.3", "serial": None,
+            "target_connect_addr": "127.0.0.1:16599"}
+
+    def migrate() -> tuple[threading.Thread, dict]:
+        started, outcome = threading.Event(), {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = drv.live_migrate(dom.uuid, "lv-b", on_started=started.set, migrate_data=data)
+            except LiveMigrationAborted as exc:
+                outcome["aborted"] = exc
+        thread = threading.Thread(target=run)
+        thread.start()
+        assert started.wait(5) and dom.active  # on_started once libvirt reports the job
+        return thread, outcome
+
+    thread, outcome = migrate()
+    uri, params, flags = dom.migrations[0]
+    assert uri == "qemu+tcp://127.0.0.1:16599/system"
+    assert flags == (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
+                     | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_NON_SHARED_INC)
+    assert f"/dst/{dom.uuid}/disk" in params[libvirt.VIR_MIGRATE_PARAM_DEST_XML]
+    assert params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] == ["vda", "vdb"]
+    assert libvirt.VIR_MIGRATE_PARAM_URI not in params  # a loopback address: libvirt picks the host name's
+    drv.live_migration_abort(dom.uuid)
+    thread.join(5)
+    assert "aborted" in outcome and dom.state_code == libvirt.VIR_DOMAIN_RUNNING
+    with pytest.raises(DriverError, match="No live migration"):
+        drv.live_migration_abort(dom.uuid)
+
+    thread, outcome = migrate()
+    drv.live_migration_force_complete(dom.uuid)  # pauses the guest: the copy converges
+    thread.join(5)
+    assert outcome == {"result": {"resume": True}}  # the destination resumes it
+    with pytest.raises(DriverError, match="No live migration"):
+        drv.live_migration_force_complete(dom.uuid)

@@ -253,6 +253,31 @@ def test_fake_live_migration_can_be_aborted_or_forced():
         drv.live_migration_force_complete(guest)
 
 
-def test_libvirt_has_no_live_migration_calls():
+def test_libvirt_and_fake_have_the_live_migration_calls():
     from drivers import supports
-    assert not supports("libvirt", "live_migration_abort") and supports("fake", "live_migration_abort")
+    assert supports("libvirt", "live_migration_abort") and supports("fake", "live_migration_abort")
+
+
+def test_fake_live_migration_to_another_worker_process_hands_the_guest_over():
+    """The destination's pre step names another process: the source hands the guest over in its result and drops
+    it; the destination's post step takes it in (its record, not a new boot). An abort rolls the pre step back."""
+    src, dst = FakeDriver(f"src-{uuid.uuid4().hex[:6]}"), FakeDriver(f"dst-{uuid.uuid4().hex[:6]}")
+    s = spec()
+    src.build_disk(s)
+    src.spawn(s)
+    console = src.get_console_output(s.uuid)
+    data = {**dst.pre_live_migration(s), "fake_process": "another worker process"}
+    assert s.uuid not in dst.list_instances() and s.uuid in dst.list_disks()  # prepared, not running
+    handed = src.live_migrate(s.uuid, dst.host, migrate_data=data)
+    assert s.uuid not in src.list_disks()
+    assert src.live_migrate(s.uuid, dst.host, migrate_data=data) is None  # a retried step: the guest left
+    dst.post_live_migration_at_destination(s, handed)
+    assert dst.list_instances() == [s.uuid] and dst.get_info(s.uuid).power_state == PowerState.RUNNING
+    assert dst.get_console_output(s.uuid).startswith(console.rsplit("\n", 2)[0])
+    assert f"live-migrated from {src.host} to {dst.host}" in dst.get_console_output(s.uuid)
+
+    other = FakeDriver(f"dst-{uuid.uuid4().hex[:6]}")
+    data = {**other.pre_live_migration(s), "fake_process": "another worker process"}
+    assert s.uuid in other.list_disks()
+    other.rollback_live_migration_at_destination(s.uuid)  # (after an aborted copy)
+    assert other.list_disks() == [] and dst.list_instances() == [s.uuid]
