@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import libvirt
+
 from drivers.base import DriverError, HostLocalError, InstanceSpec
 from drivers.libvirt import imagecache
 
@@ -54,8 +56,7 @@ def finish_on_new_host(drv: LibvirtDriver, instance: InstanceSpec, power_on: boo
     if not disk.is_file():
         raise DriverError(f"Instance {uuid} has no migrated disk on {drv.host}")
     image = instance.image
-    from drivers.libvirt.resize import _runs_as
-    if dom is not None and power_on and _runs_as(dom, instance):
+    if dom is not None and power_on and runs_as(dom, instance):
         return  # a retry after the migrated guest started
     with drv._errors("finish the migration of", uuid):
         if dom is not None and dom.isActive():
@@ -76,11 +77,15 @@ def finish_on_new_host(drv: LibvirtDriver, instance: InstanceSpec, power_on: boo
             dom.create()
 
 
-def is_incoming(drv: LibvirtDriver, instance_uuid: str) -> bool:
-    """Whether this host holds a migrated disk and no same-host resize backup (the resize module's case)."""
-    from drivers.libvirt import resize
-    return (drv._instance_dir(instance_uuid) / "disk").is_file() and \
-        not (resize.backup_dir(drv, instance_uuid) / resize.DOMAIN_XML).is_file()
+__all__ = ["import_disk", "finish_on_new_host", "has_migrated_disk", "runs_as"]
 
 
-__all__ = ["import_disk", "finish_on_new_host", "is_incoming"]
+def runs_as(dom, instance: InstanceSpec) -> bool:
+    """The domain runs and is defined with ``instance``'s flavor (written only after the disk grew)."""
+    with_flavor = f'flavor name="{instance.flavor_name}" id="{instance.flavor_id}"'
+    return bool(dom.isActive()) and with_flavor in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).replace("'", '"')
+
+
+def has_migrated_disk(drv: LibvirtDriver, instance_uuid: str) -> bool:
+    """Whether this host's instance dir holds a disk (moved in by import_disk, when no resize backup is here)."""
+    return (drv._instance_dir(instance_uuid) / "disk").is_file()

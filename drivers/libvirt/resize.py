@@ -68,13 +68,13 @@ def finish_migration(drv: LibvirtDriver, instance: InstanceSpec, power_on: bool)
     uuid = instance.uuid
     disk, backup = drv._instance_dir(uuid) / "disk", backup_dir(drv, uuid)
     dom = drv._find(uuid)
-    if not (backup / DOMAIN_XML).is_file() and migrate_disk.is_incoming(drv, uuid):
+    if not (backup / DOMAIN_XML).is_file() and migrate_disk.has_migrated_disk(drv, uuid):
         migrate_disk.finish_on_new_host(drv, instance, power_on, dom)
         return
     if dom is None or not (backup / DOMAIN_XML).is_file():
         raise DriverError(f"Instance {uuid} was neither powered off for a resize on {drv.host} nor has its "
                           f"migrated disk here")
-    if power_on and _runs_as(dom, instance):
+    if power_on and migrate_disk.runs_as(dom, instance):
         return  # a retry after the resized guest started
     new_size = instance.root_gb * imagecache.GiB
     if new_size and new_size < imagecache.qemu_img_info(backup / "disk")["virtual-size"]:
@@ -87,12 +87,6 @@ def finish_migration(drv: LibvirtDriver, instance: InstanceSpec, power_on: bool)
         drv._build_config_drive(instance, dom)  # kept from the old guest unless it is missing
         if power_on and not dom.isActive():
             dom.create()
-
-
-def _runs_as(dom, instance: InstanceSpec) -> bool:
-    """The domain runs and is defined with ``instance``'s flavor (written only after the disk grew)."""
-    with_flavor = f'flavor name="{instance.flavor_name}" id="{instance.flavor_id}"'
-    return bool(dom.isActive()) and with_flavor in dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).replace("'", '"')
 
 
 def finish_revert_migration(drv: LibvirtDriver, instance_uuid: str, power_on: bool) -> None:
