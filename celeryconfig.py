@@ -101,7 +101,8 @@ task_track_started = False
 # Canvas steps hand their result to the next step inside the chain's message: nothing reads it from the result
 # backend, so it is not written there. API RPCs (tasks/messaging/rpc.py) and periodic tasks keep their results.
 task_annotations = {name: {"ignore_result": True} for name in (
-    "stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build_disk", "stratus.compute.spawn",
+    "stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build", "stratus.compute.build_disk",
+    "stratus.compute.spawn",
     "stratus.compute.terminate", "stratus.compute.power_action")}
 worker_hijack_root_logger = False
 

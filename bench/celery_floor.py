@@ -5,7 +5,8 @@ compute: threads ×8 on one queue per fake host), on Stratus's own Celery app an
 tasks of bench/floor_tasks.py. ``concurrency`` client threads each make the API's call (tasks.messaging.rpc.call: publish,
 wait for the result, forget it); the RPC publishes the five-step chain. Reported: chains per second, CPU seconds
 per chain by role, the client's and the whole machine's busy CPU per chain, and what that machine CPU alone
-allows on this machine's cores (the ceiling of the design before any database or driver work).
+allows on this machine's cores (the ceiling of the design before any database or driver work). Then a delete's
+floor (``delete``): the same n RPCs publishing a delete's chain (compute terminate, conductor finish).
 """
 from __future__ import annotations
 
@@ -114,7 +115,19 @@ def client_main(n: int, hosts: int, concurrency: int, sids_text: str, timeout: f
     cpu1, machine1, client1 = session_cpu(sids), proc_stat_cpu(), time.process_time()
     cpu = {r: round((cpu1[r] - cpu0[r]) / n, 4) for r in sids}
     busy = (busy_seconds(machine1) - busy_seconds(machine0)) / n
-    return {"wall_s": round(wall, 2), "chains_per_s": round(n / wall, 1),
+    # A delete's floor: its RPC and two-step chain (compute terminate, conductor finish), the same n, same threads.
+    base = _done(done_file)
+    dcpu0, dmachine0, dt0 = session_cpu(sids), proc_stat_cpu(), time.monotonic()
+    _submit(rpc.call, [_ctx(i, hosts) for i in range(n)], pool, "stratus.conductor.bench_floor_delete")
+    _wait_done(done_file, base + n, timeout)
+    dwall = time.monotonic() - dt0
+    dcpu1, dmachine1 = session_cpu(sids), proc_stat_cpu()
+    dcpu = {r: round((dcpu1[r] - dcpu0[r]) / n, 4) for r in sids}
+    dbusy = (busy_seconds(dmachine1) - busy_seconds(dmachine0)) / n
+    return {"delete": {"wall_s": round(dwall, 2), "chains_per_s": round(n / dwall, 1),
+                       "cpu_seconds_per_chain": {**dcpu, "total": round(sum(dcpu.values()), 4)},
+                       "machine_busy_cpu_seconds_per_chain": round(dbusy, 4)},
+            "wall_s": round(wall, 2), "chains_per_s": round(n / wall, 1),
             "cpu_seconds_per_chain": {**cpu, "total": round(sum(cpu.values()), 4)},
             "client_cpu_seconds_per_chain": round((client1 - client0) / n, 4),
             "machine_busy_cpu_seconds_per_chain": round(busy, 4),
@@ -122,10 +135,10 @@ def client_main(n: int, hosts: int, concurrency: int, sids_text: str, timeout: f
             "ceiling_per_s_at_machine_cpu": round((os.cpu_count() or 1) / busy, 1) if busy else None}
 
 
-def _submit(call, ctxs: list[dict], pool: ThreadPoolExecutor) -> None:
+def _submit(call, ctxs: list[dict], pool: ThreadPoolExecutor, task: str = "stratus.conductor.bench_floor_create") -> None:
     # The same threads every time: the rpc:// result backend sends a reply to its calling thread's own queue.
-    for reply in pool.map(lambda ctx: call("stratus.conductor.bench_floor_create", ctx), ctxs):
-        assert reply["uuids"], reply
+    for reply in pool.map(lambda ctx: call(task, ctx), ctxs):
+        assert reply, reply
 
 
 def _wait_ready(call, timeout: float) -> None:

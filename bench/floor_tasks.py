@@ -2,7 +2,8 @@
 
 The same app, configuration, routes, kombu fixes, pools and message shapes as a boot (bench/celery_floor.py
 starts the workers as the Procfile does): an RPC whose result the caller waits for, which publishes a five-step
-chain (scheduler → conductor → compute → compute → conductor) with tasks.common.Chain. Each step only copies the
+chain (scheduler → conductor → compute → compute → conductor) with tasks.common.Chain; and a delete's:
+an RPC that publishes terminate (compute) → finish (conductor). Each step only copies the
 ctx and adds a key, so what the workers spend is the floor that Celery, kombu and the broker set for a boot.
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ from tasks.messaging.celery_app import celery
 # No database here: the conductor's start-up sweep of stuck instances would only fail and retry.
 worker_ready.disconnect(reconcile.expire_on_conductor_start)
 
+# The boot's hops as issue 30 found them (six with the RPC; the boot itself now has five: build_disk and spawn are
+# one step), kept so that floors measured before and after compare.
 STEPS = ("stratus.scheduler.bench_floor_schedule", "stratus.conductor.bench_floor_claim",
          "stratus.compute.bench_floor_build_disk", "stratus.compute.bench_floor_spawn",
          "stratus.conductor.bench_floor_finish")
@@ -27,6 +30,16 @@ STEPS = ("stratus.scheduler.bench_floor_schedule", "stratus.conductor.bench_floo
 def create(ctx: dict) -> dict:
     Chain(STEPS, ctx).apply_async()
     return {"ok": {"uuids": [ctx["instance_uuid"]]}}
+
+
+# A delete's hops: the API's RPC (the conductor's CAS into deleting), then terminate on the host and finish_delete.
+DELETE_STEPS = ("stratus.compute.bench_floor_terminate", "stratus.conductor.bench_floor_finish")
+
+
+@celery.task(name="stratus.conductor.bench_floor_delete", acks_late=False, autoretry_for=())
+def delete(ctx: dict) -> dict:
+    Chain(DELETE_STEPS, ctx).apply_async()
+    return {"ok": {"instance_uuid": ctx["instance_uuid"]}}
 
 
 def _step(key: str):
@@ -39,6 +52,7 @@ schedule = celery.task(name=STEPS[0], ignore_result=True)(_step("hosts"))
 claim = celery.task(name=STEPS[1], ignore_result=True)(_step("claimed"))
 build_disk = celery.task(name=STEPS[2], ignore_result=True)(_step("disk"))
 spawn = celery.task(name=STEPS[3], ignore_result=True)(_step("spawned"))
+terminate = celery.task(name=DELETE_STEPS[0], ignore_result=True)(_step("terminated"))
 
 
 @celery.task(name=STEPS[4], ignore_result=True)

@@ -25,8 +25,10 @@ def new_ctx(instance_uuid: str, request_id: str, action: str, **extra: Any) -> d
     return {"instance_uuid": instance_uuid, "request_id": request_id, "action": action, "t0": time.time(), **extra}
 
 
-BOOT_STEPS = ("stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build_disk",
-              "stratus.compute.spawn", "stratus.conductor.finish_boot")
+# The compute host builds the disk and spawns the guest in one step (tasks/compute.build): five hops with the API's
+# RPC, not six (bench/JOURNAL.md, 2026-12-07 evening).
+BOOT_STEPS = ("stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build",
+              "stratus.conductor.finish_boot")
 
 
 class Chain:

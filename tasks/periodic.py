@@ -120,7 +120,7 @@ def resume_stalled_builds() -> int:
                                 row.task_state, exc)
                     continue
             ctx = {**ctx, "host": row.host, "alternates": [], "attempt": max(row.attempts, 1), "spec": spec}
-            boot_canvas(ctx, first="stratus.compute.build_disk").apply_async()
+            boot_canvas(ctx, first="stratus.compute.build").apply_async()
         with write_session() as s:
             record_event(s, row.uuid, row.request_id, RESUME_EVENT, None, "Success", host=row.host,
                          finish_action=False, details=f"No progress in {row.task_state}: the step was "

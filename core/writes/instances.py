@@ -190,11 +190,15 @@ def _hostname(name: str) -> str:
 
 
 def start_action(s: Session, uuid: str, action: str, request_id: str, user_id: str | None,
-                 project_id: str | None, now: dt.datetime | None = None) -> None:
+                 project_id: str | None, now: dt.datetime | None = None,
+                 canvas: tuple[dict, list[str] | tuple[str, ...]] | None = None) -> None:
+    """Record the action; ``canvas`` (ctx, steps) is kept on its row at once, as ``remember_canvas`` would."""
     now = now or utcnow()
-    s.execute(insert(InstanceAction.__table__), {"action": action, "instance_uuid": uuid, "request_id": request_id,
-                                                 "user_id": user_id, "project_id": project_id, "start_time": now,
-                                                 "updated_at": now})
+    row = {"action": action, "instance_uuid": uuid, "request_id": request_id, "user_id": user_id,
+           "project_id": project_id, "start_time": now, "updated_at": now}
+    if canvas is not None:
+        row["canvas"] = _canvas(*canvas)
+    s.execute(insert(InstanceAction.__table__), row)
 
 
 # What a canvas's context carries that is rebuilt when it is sent again, never stored: the instance spec (its user
@@ -205,10 +209,13 @@ _REBUILT_KEYS = ("spec", "rescue_image")
 def remember_canvas(s: Session, ctx: dict, steps: list[str] | tuple[str, ...]) -> None:
     """Keep the compute canvas an action sends on the action's row (same transaction as its task_state CAS), so
     that tasks/conductor/resume.py can send it again if a broker loses its message."""
-    stored = {k: v for k, v in ctx.items() if k not in _REBUILT_KEYS}
     s.execute(update(InstanceAction).where(
         InstanceAction.instance_uuid == ctx["instance_uuid"], InstanceAction.request_id == ctx["request_id"])
-        .values(canvas={"steps": list(steps), "ctx": stored}))
+        .values(canvas=_canvas(ctx, steps)))
+
+
+def _canvas(ctx: dict, steps: list[str] | tuple[str, ...]) -> dict:
+    return {"steps": list(steps), "ctx": {k: v for k, v in ctx.items() if k not in _REBUILT_KEYS}}
 
 
 def record_event(s: Session, uuid: str, request_id: str, event: str, started: float | None, result: str,

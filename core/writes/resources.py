@@ -53,14 +53,16 @@ def claim(s: Session, instance: Instance, host: str) -> bool:
 
 
 def release_allocation(s: Session, instance_uuid: str) -> bool:
-    alloc = s.scalars(select(Allocation).where(Allocation.instance_uuid == instance_uuid).with_for_update()).first()
+    # One DELETE ... RETURNING (it locks the row as SELECT ... FOR UPDATE did; of two concurrent releases only one
+    # gets it back), then the node's usage.
+    alloc = s.execute(delete(Allocation).where(Allocation.instance_uuid == instance_uuid).returning(
+        Allocation.compute_node_id, Allocation.vcpus, Allocation.memory_mb, Allocation.disk_gb)).first()
     if alloc is None:
         return False
     s.execute(update(ComputeNode).where(ComputeNode.id == alloc.compute_node_id).values(
         vcpus_used=ComputeNode.vcpus_used - alloc.vcpus, memory_mb_used=ComputeNode.memory_mb_used - alloc.memory_mb,
         local_gb_used=ComputeNode.local_gb_used - alloc.disk_gb, running_vms=ComputeNode.running_vms - 1,
         generation=ComputeNode.generation + 1, updated_at=utcnow()))
-    s.execute(delete(Allocation).where(Allocation.id == alloc.id))
     return True
 
 

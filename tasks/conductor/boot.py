@@ -105,15 +105,15 @@ def server_action(req: dict) -> dict:
         if not ok:
             raise ConductorError(409, f"Cannot '{_api_name(action)}' instance {uuid}: it changed state "
                                       f"concurrently; retry the request.")
-        start_action(s, uuid, _api_name(action), req["request_id"], req.get("user_id"),
-                     req.get("project_id"))
         host = inst.host
         ctx = new_ctx(uuid, req["request_id"], action, host=host, task_state=task_state)
         if action == "delete":
             steps = DELETE_STEPS if host else DELETE_STEPS[1:]
         else:
             steps = ("stratus.compute.power_action", "stratus.conductor.finish_action")
-        instances.remember_canvas(s, ctx, steps)
+        # The action's row with its canvas in one INSERT (tasks/conductor/resume.py sends it again if lost).
+        start_action(s, uuid, _api_name(action), req["request_id"], req.get("user_id"), req.get("project_id"),
+                     canvas=(ctx, steps))
     try:
         Chain(steps, ctx).apply_async()
     except BROKER_ERRORS as exc:
@@ -276,7 +276,8 @@ def finish_delete(ctx: dict) -> None:
         release_fixed_ips(s, uuid)
         delete_password(s, uuid)
         release_quota(s, inst.project_id, inst.vcpus, inst.memory_mb, inst.user_id)
-        remove_group_member(s, uuid)
+        if (inst.scheduler_hints or {}).get("group"):  # members join at boot, by this hint only
+            remove_group_member(s, uuid)
         _delete_console_tokens(s, uuid)
         shelved_image, _ = drop_shelved_image(s, inst)  # Nova deletes a shelved server's snapshot too
         unfinished = drop_unfinished_snapshots(s, inst)  # a snapshot or shelve the delete cut short

@@ -101,6 +101,13 @@ def test_claim_allocates_only_what_still_fits(database):
         assert (alloc.instance_uuid, alloc.compute_node_id, alloc.vcpus, alloc.memory_mb, alloc.disk_gb) == (
             "inst-1", node.id, 2, 512, 4)
         assert alloc.created_at is not None
+    with db.write_session() as s:  # the release's DELETE ... RETURNING gives the node's resources back, once
+        assert resources.release_allocation(s, "inst-1") is True
+        assert resources.release_allocation(s, "inst-1") is False
+    with db.read_session() as s:
+        node = s.scalars(select(ComputeNode)).one()
+        assert (node.vcpus_used, node.memory_mb_used, node.local_gb_used, node.running_vms) == (0, 0, 0, 0)
+        assert s.scalar(select(func.count()).select_from(Allocation)) == 0
 
 
 def test_compare_and_swap_shapes(database):

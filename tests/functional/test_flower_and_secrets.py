@@ -19,8 +19,8 @@ pytestmark = pytest.mark.services
 
 ADMIN_PASS = "Sup3r-Secret-AdminPass"
 USER_DATA = "#!/bin/sh\necho stratus-user-data-secret-0451\n"
-BOOT_STEPS = ["stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build_disk",
-              "stratus.compute.spawn", "stratus.conductor.finish_boot"]
+BOOT_STEPS = ["stratus.scheduler.schedule", "stratus.conductor.claim", "stratus.compute.build",
+              "stratus.conductor.finish_boot"]
 
 
 @pytest.fixture(scope="module")

@@ -151,6 +151,44 @@ def test_build_and_spawn_run_from_the_message_alone(instance, app, monkeypatch):
     assert drv.get_info(instance).power_state == PowerState.RUNNING
 
 
+def test_the_boot_builds_the_disk_and_spawns_in_one_step(instance, app, monkeypatch):
+    """The boot's compute step (one broker hop): the disk, then the running guest, from the message alone."""
+    from drivers.fake import FakeDriver
+    from tasks import compute
+    from tasks.common import BOOT_STEPS
+    assert BOOT_STEPS[BOOT_STEPS.index("stratus.conductor.claim") + 1:] == ("stratus.compute.build",
+                                                                            "stratus.conductor.finish_boot")
+    drv = FakeDriver("h1")
+    monkeypatch.setattr(compute, "driver_for", lambda host: drv)
+    ctx = {"instance_uuid": instance, "host": "h1", "request_id": "r", "action": "create", "spec": _message(instance, "h1")}
+    out = compute.build.run(ctx)
+    assert "spec" not in out  # finish_boot needs the IDs only
+    assert drv.get_info(instance).power_state == PowerState.RUNNING
+    assert compute.build.run(ctx)["instance_uuid"] == instance  # redelivered: finds the guest, builds nothing twice
+    assert drv.list_instances() == [instance]
+
+
+def test_a_delete_between_disk_and_spawn_leaves_no_guest(instance, app, monkeypatch):
+    """The delete's terminate runs while the one boot step builds the disk: no guest is spawned for the deleted
+    server and the disk built after the terminate is removed."""
+    from drivers.fake import FakeDriver
+    from tasks import compute
+    drv = FakeDriver("h1")
+    monkeypatch.setattr(compute, "driver_for", lambda host: drv)
+    ctx = {"instance_uuid": instance, "host": "h1", "request_id": "r", "action": "create", "spec": _message(instance, "h1")}
+    build_disk = drv.build_disk
+
+    def disk_then_delete(spec):
+        build_disk(spec)
+        compute.terminate.run({**ctx, "action": "delete"})
+        build_disk(spec)  # the disk the step was still making when the delete ran
+
+    monkeypatch.setattr(drv, "build_disk", disk_then_delete)
+    with pytest.raises(Ignore):  # StopCanvas: the canvas ends without a fault
+        compute.build.run(ctx)
+    assert instance not in drv.list_instances() and instance not in drv.list_disks()
+
+
 def test_a_boot_step_queued_behind_the_delete_ends_quietly(instance, app, monkeypatch):
     from drivers.fake import FakeDriver
     from tasks import compute
