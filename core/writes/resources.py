@@ -96,20 +96,45 @@ def orphaned_allocations(s: Session) -> list[dict]:
 
 
 def report_service(s: Session, host: str, resources: dict, binary: str = COMPUTE_BINARY) -> None:
+    service = s.scalars(select(Service).where(Service.host == host, Service.binary == binary)).first()
+    node = s.scalars(select(ComputeNode).where(ComputeNode.host == host)).first()
+    _apply_report(s, host, resources, service, node, binary)
+
+
+# Hosts per IN list of a batched report (SQLite's bound-parameter limit is 32,766; PostgreSQL has none to speak of).
+_REPORT_CHUNK = 1000
+
+
+def report_services(s: Session, reports: dict[str, dict], binary: str = COMPUTE_BINARY) -> None:
+    """A compute worker's batched report (``{host: resources}``, only the hosts whose inventory changed, or all
+    of them at registration and at the rare full refresh): two reads per chunk of hosts, and writes only where a
+    row is new or a value differs (``updated_at`` is the scheduler cache's change mark)."""
+    hosts = sorted(reports)
+    for i in range(0, len(hosts), _REPORT_CHUNK):
+        chunk = hosts[i:i + _REPORT_CHUNK]
+        services = {r.host: r for r in s.scalars(select(Service).where(Service.host.in_(chunk),
+                                                                        Service.binary == binary))}
+        nodes = {r.host: r for r in s.scalars(select(ComputeNode).where(ComputeNode.host.in_(chunk)))}
+        for host in chunk:
+            _apply_report(s, host, reports[host], services.get(host), nodes.get(host), binary, touch=False)
+
+
+def _apply_report(s: Session, host: str, resources: dict, service: Service | None, node: ComputeNode | None,
+                  binary: str, touch: bool = True) -> None:
+    """Register or update one host's service and node. ``touch``: move ``updated_at`` even when nothing changed
+    (the single report's behaviour); a batched report leaves unchanged rows alone."""
     cfg = get_settings()
     now = utcnow()
     up = resources.get("up", True)
-    service = s.scalars(select(Service).where(Service.host == host, Service.binary == binary)).first()
     if service is None:
         service = Service(host=host, binary=binary, topic="compute", last_seen_at=now if up else None,
                           updated_at=now)
         s.add(service)
         s.flush()
-    else:
+    elif touch:
         service.updated_at = now
         if up:
             service.last_seen_at = now
-    node = s.scalars(select(ComputeNode).where(ComputeNode.host == host)).first()
     inventory = {k: resources[k] for k in ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "vcpus",
                                            "memory_mb", "local_gb", "host_ip")}
     traits = sorted(t for t in resources.get("traits") or () if t in STANDARD_TRAITS)
@@ -121,15 +146,19 @@ def report_service(s: Session, host: str, resources: dict, binary: str = COMPUTE
                           ram_allocation_ratio=cfg.ram_allocation_ratio,
                           disk_allocation_ratio=cfg.disk_allocation_ratio, updated_at=now, driver_traits=traits,
                           **inventory))
-    else:
-        changed = any(getattr(node, k) != v for k, v in inventory.items() if k != "sealing_key") \
-            or (node.driver_traits or []) != traits
-        for k, v in inventory.items():
-            setattr(node, k, v)
-        node.driver_traits = traits
-        if changed:  # Placement's provider generation moves with its inventories and traits
-            node.generation = ComputeNode.generation + 1
-        node.updated_at = now
+        return
+    changed = any(getattr(node, k) != v for k, v in inventory.items() if k != "sealing_key") \
+        or (node.driver_traits or []) != traits
+    if not touch and not changed and node.sealing_key == inventory.get("sealing_key", node.sealing_key):
+        return
+    for k, v in inventory.items():
+        setattr(node, k, v)
+    node.driver_traits = traits
+    if changed:  # Placement's provider generation moves with its inventories and traits
+        node.generation = ComputeNode.generation + 1
+    node.updated_at = now
+    if not touch:
+        service.updated_at = now
 
 
 def update_service(s: Session, service_uuid: str, changes: dict) -> None:
