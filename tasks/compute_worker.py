@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 
+from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from core.routing import compute_queue
@@ -23,6 +24,18 @@ _stop = threading.Event()
 COMPUTE_MODULES = ("tasks.compute", "tasks.compute_actions")
 # Threads: a driver's connection and a fake driver's guests live in this one process.
 POOL_ARGS = ("-P", "threads", "-c", "8")
+
+
+# Broker connections (issue 25: 10 workers x 1,000 hosts held 8 each idle, 20 under load): one producer connection
+# shared by the pool threads (kombu's pool opened one per publishing thread, up to broker_pool_limit = 10), and no
+# worker heartbeat events (a PUBLISH every 2 s on a connection of their own, read by Flower only; the hosts'
+# liveness is the heartbeat task). Remote control stays: resume_stalled_builds asks the compute workers which
+# queues they consume (tasks/messaging/liveness.py).
+COMPUTE_OPTIONS = ("--without-heartbeat",)
+
+
+def limit_connections(app: Celery) -> None:
+    app.conf.broker_pool_limit = 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,8 +53,10 @@ def main(argv: list[str] | None = None) -> None:
     # Least broker rights (tasks/messaging/broker_users.py, a user per host): with a host's user it declares only
     # its own queues; neither mingle nor gossip runs (broadcasts sent, every worker's events read).
     restrict_declarations(celery, get_settings().celery_broker_url, hosts)
+    limit_connections(celery)
     queues = ",".join(compute_queue(h) for h in hosts)
-    celery.worker_main(["worker", "-Q", queues, *POOL_ARGS, *WORKER_OPTIONS, "-n", f"compute-{hosts[0]}@%h",
+    celery.worker_main(["worker", "-Q", queues, *POOL_ARGS, *WORKER_OPTIONS, *COMPUTE_OPTIONS,
+                        "-n", f"compute-{hosts[0]}@%h",
                         "-l", get_settings().log_level, *(argv if argv is not None else sys.argv[1:])])
 
 
