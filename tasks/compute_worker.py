@@ -27,10 +27,11 @@ POOL_ARGS = ("-P", "threads", "-c", "8")
 
 
 # Broker connections (issue 25: 10 workers x 1,000 hosts held 8 each idle, 20 under load): one producer connection
-# shared by the pool threads (kombu's pool opened one per publishing thread, up to broker_pool_limit = 10), and no
-# worker heartbeat events (a PUBLISH every 2 s on a connection of their own, read by Flower only; the hosts'
-# liveness is the heartbeat task). Remote control stays: resume_stalled_builds asks the compute workers which
-# queues they consume (tasks/messaging/liveness.py).
+# shared by the pool threads (kombu's pool opened one per publishing pool thread, up to broker_pool_limit = 10),
+# and no worker heartbeat events (a PUBLISH every 2 s on a connection of their own, read by Flower only; a host's
+# liveness is its heartbeat task). Remote control stays on: resume_stalled_builds asks the workers which queues a
+# live consumer serves (tasks/messaging/liveness.py) and must see a stopped compute worker at once; its pidbox
+# holds two connections (the fanout subscription and its channel's commands).
 COMPUTE_OPTIONS = ("--without-heartbeat",)
 
 
