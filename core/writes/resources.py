@@ -3,6 +3,8 @@ statuses, and the compute services and nodes their hosts report.
 """
 from __future__ import annotations
 
+import datetime
+
 from sqlalchemy import DateTime, Integer, String, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -10,7 +12,7 @@ from core.errors import ConductorError
 from core.models import Allocation, ComputeNode, Instance, Migration, Service, utcnow
 from core.services import COMPUTE_BINARY
 from core.placement import STANDARD_TRAITS
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 
 
 _N = ComputeNode.__table__.c
@@ -107,16 +109,47 @@ _REPORT_CHUNK = 1000
 
 def report_services(s: Session, reports: dict[str, dict], binary: str = COMPUTE_BINARY) -> None:
     """A compute worker's batched report (``{host: resources}``, only the hosts whose inventory changed, or all
-    of them at registration and at the rare full refresh): two reads per chunk of hosts, and writes only where a
-    row is new or a value differs (``updated_at`` is the scheduler cache's change mark)."""
+    of them at registration and at the rare full refresh): per chunk of hosts two reads, one INSERT each for the
+    new services and nodes (a worker's registration), and writes only where a value differs (``updated_at`` is
+    the scheduler cache's change mark)."""
+    cfg = get_settings()
+    now = utcnow()
     hosts = sorted(reports)
     for i in range(0, len(hosts), _REPORT_CHUNK):
         chunk = hosts[i:i + _REPORT_CHUNK]
         services = {r.host: r for r in s.scalars(select(Service).where(Service.host.in_(chunk),
                                                                         Service.binary == binary))}
+        if new := [h for h in chunk if h not in services]:
+            s.execute(insert(Service), [{"host": h, "binary": binary, "topic": "compute", "updated_at": now,
+                                         "last_seen_at": now if reports[h].get("up", True) else None}
+                                        for h in new])
+            services.update((r.host, r) for r in s.scalars(select(Service).where(Service.host.in_(new),
+                                                                                 Service.binary == binary)))
         nodes = {r.host: r for r in s.scalars(select(ComputeNode).where(ComputeNode.host.in_(chunk)))}
+        if new_nodes := [h for h in chunk if h not in nodes]:
+            s.execute(insert(ComputeNode), [{**_node_values(h, reports[h], cfg, now),
+                                             "service_id": services[h].id} for h in new_nodes])
         for host in chunk:
-            _apply_report(s, host, reports[host], services.get(host), nodes.get(host), binary, touch=False)
+            if host in nodes:
+                _apply_report(s, host, reports[host], services[host], nodes[host], binary, touch=False)
+
+
+def _inventory_of(resources: dict) -> tuple[dict, list[str]]:
+    """The node columns and the standard traits a report gives."""
+    inventory = {k: resources[k] for k in ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "vcpus",
+                                           "memory_mb", "local_gb", "host_ip")}
+    if resources.get("sealing_key"):  # a host whose driver is down still reports its key
+        inventory["sealing_key"] = resources["sealing_key"]
+    return inventory, sorted(t for t in resources.get("traits") or () if t in STANDARD_TRAITS)
+
+
+def _node_values(host: str, resources: dict, cfg: Settings, now: datetime.datetime) -> dict:
+    """A new compute node's columns (its service_id apart)."""
+    inventory, traits = _inventory_of(resources)
+    return {"host": host, "availability_zone": resources.get("availability_zone") or cfg.availability_zone,
+            "cpu_allocation_ratio": cfg.cpu_allocation_ratio, "ram_allocation_ratio": cfg.ram_allocation_ratio,
+            "disk_allocation_ratio": cfg.disk_allocation_ratio, "updated_at": now, "driver_traits": traits,
+            **inventory}
 
 
 def _apply_report(s: Session, host: str, resources: dict, service: Service | None, node: ComputeNode | None,
@@ -135,17 +168,9 @@ def _apply_report(s: Session, host: str, resources: dict, service: Service | Non
         service.updated_at = now
         if up:
             service.last_seen_at = now
-    inventory = {k: resources[k] for k in ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "vcpus",
-                                           "memory_mb", "local_gb", "host_ip")}
-    traits = sorted(t for t in resources.get("traits") or () if t in STANDARD_TRAITS)
-    if resources.get("sealing_key"):  # a host whose driver is down still reports its key
-        inventory["sealing_key"] = resources["sealing_key"]
+    inventory, traits = _inventory_of(resources)
     if node is None:
-        s.add(ComputeNode(service_id=service.id, host=host, availability_zone=resources.get("availability_zone")
-                          or cfg.availability_zone, cpu_allocation_ratio=cfg.cpu_allocation_ratio,
-                          ram_allocation_ratio=cfg.ram_allocation_ratio,
-                          disk_allocation_ratio=cfg.disk_allocation_ratio, updated_at=now, driver_traits=traits,
-                          **inventory))
+        s.add(ComputeNode(service_id=service.id, **_node_values(host, resources, cfg, now)))
         return
     changed = any(getattr(node, k) != v for k, v in inventory.items() if k != "sealing_key") \
         or (node.driver_traits or []) != traits
