@@ -27,12 +27,11 @@ POOL_ARGS = ("-P", "threads", "-c", "8")
 
 
 # Broker connections (issue 25: 10 workers x 1,000 hosts held 8 each idle, 20 under load): one producer connection
-# shared by the pool threads (kombu's pool opened one per publishing pool thread, up to broker_pool_limit = 10),
-# and no worker heartbeat events (a PUBLISH every 2 s on a connection of their own, read by Flower only; a host's
-# liveness is its heartbeat task). Remote control stays on: resume_stalled_builds asks the workers which queues a
-# live consumer serves (tasks/messaging/liveness.py) and must see a stopped compute worker at once; its pidbox
-# holds two connections (the fanout subscription and its channel's commands).
-COMPUTE_OPTIONS = ("--without-heartbeat",)
+# shared by the pool threads (kombu's pool opened one per publishing pool thread, up to broker_pool_limit = 10).
+# Worker heartbeats stay on: without them (and without gossip and task events) Celery builds no event
+# dispatcher, and Flower's enable_events could not turn on the compute steps' task events. Remote control stays
+# on: resume_stalled_builds asks the workers which queues a live consumer serves (tasks/messaging/liveness.py)
+# and must see a stopped compute worker at once.
 
 
 def limit_connections(app: Celery) -> None:
@@ -56,8 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     restrict_declarations(celery, get_settings().celery_broker_url, hosts)
     limit_connections(celery)
     queues = ",".join(compute_queue(h) for h in hosts)
-    celery.worker_main(["worker", "-Q", queues, *POOL_ARGS, *WORKER_OPTIONS, *COMPUTE_OPTIONS,
-                        "-n", f"compute-{hosts[0]}@%h",
+    celery.worker_main(["worker", "-Q", queues, *POOL_ARGS, *WORKER_OPTIONS, "-n", f"compute-{hosts[0]}@%h",
                         "-l", get_settings().log_level, *(argv if argv is not None else sys.argv[1:])])
 
 
