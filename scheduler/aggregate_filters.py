@@ -87,3 +87,7 @@ class AggregateMultiTenancyIsolation:
                 for value in values:
                     allowed.update(t.strip() for t in value.split(",") if t.strip())
         return not allowed or spec.project_id in allowed
+
+    def filter_all(self, hosts: list[HostState], spec: RequestSpec) -> list[HostState]:
+        # Most hosts are in no aggregate: an empty dict passes without building the allowed set.
+        return [h for h in hosts if not h.aggregate_metadata or self.host_passes(h, spec)]

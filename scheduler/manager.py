@@ -65,9 +65,12 @@ def select_destinations(hosts: list[HostState], spec: RequestSpec, max_attempts:
     if not passed:
         raise NoValidHost("; ".join(removed) + ".")
     scores = normalised_scores(passed, spec, weighers)
-    # Only the best max_attempts hosts are needed: a bounded heap is O(n), a full sort O(n log n).
-    best = heapq.nsmallest(max(1, max_attempts), zip(scores, passed), key=lambda p: (-p[0], p[1].host))
-    chosen = [h.host for _, h in best]
+    # Only the best max_attempts hosts are needed: a bounded heap is O(n), a full sort O(n log n). Equal weights
+    # keep the order of ``hosts`` (Nova's stable sort keeps Placement's candidate order): the scheduler's cache
+    # list is shuffled, so empty hosts of equal weight are chosen at random, not by name (by name, every boot of
+    # a 10,000-host cloud landed on one compute worker's hosts, whose names sort first).
+    best = heapq.nlargest(max(1, max_attempts), range(len(passed)), key=scores.__getitem__)  # stable: ties in order
+    chosen = [passed[i].host for i in best]
     explanation = f"{len(passed)} of {len(hosts)} hosts passed the filters" + (
         f" ({'; '.join(removed)})" if removed else "")
     return Selection(hosts=chosen, explanation=explanation)

@@ -290,19 +290,34 @@ def sync_power_states(ctx: dict) -> None:
 # --- worker lifecycle ----------------------------------------------------------------------------------------------
 
 def reconcile_host(host: str) -> None:
-    """At worker start: send the conductor the guests and disks the driver has; it answers with
-    ``reconciled`` (which guests to destroy, which to adopt) and sets the ones it expects but the driver lacks
-    to ERROR."""
-    drv = driver_for(host)
-    celery.send_task("stratus.conductor.reconcile_host", queue="conductor",
-                     args=(host, sorted(drv.list_instances()), sorted(drv.list_disks())))
+    """Start-up reconciliation of one host (``_reconcile_all`` batches a worker's hosts into one message)."""
+    _reconcile_all([host])
 
 
 @celery.task(name="stratus.compute.reconciled", ignore_result=True)
 def reconciled(host: str, todo: dict) -> None:
-    """The conductor's answer to ``reconcile_host``: destroy the orphans (deleted in the DB, or placed on
-    another host), adopt the known guests with the power state the DB has (the next power sync reports any
-    difference), and log the unknown ones (left alone)."""
+    """The conductor's answer to ``reconcile_hosts`` for one host: destroy the orphans (deleted in the DB, or
+    placed on another host), adopt the known guests with the power state the DB has (the next power sync reports
+    any difference), and log the unknown ones (left alone)."""
+    _reconciled(host, todo)
+    if todo.get("adopt"):
+        sync_power_states.apply_async(args=({"host": host, "hosts": [host]},))
+
+
+@celery.task(name="stratus.compute.reconciled_hosts", ignore_result=True)
+def reconciled_hosts(answers: dict[str, dict]) -> None:
+    """The conductor's answer to a worker's batched reconciliation: ``reconciled`` for each host, then one power
+    sync for the hosts that adopted guests."""
+    adopted = []
+    for host, todo in answers.items():
+        _reconciled(host, todo)
+        if todo.get("adopt"):
+            adopted.append(host)
+    if adopted:
+        sync_power_states.apply_async(args=({"host": adopted[0], "hosts": adopted},))
+
+
+def _reconciled(host: str, todo: dict) -> None:
     drv = driver_for(host)
     for uuid in todo.get("orphans", ()):
         LOG.warning("reconcile %s: destroying orphan %s (deleted in the DB, or placed on another host)", host, uuid)
@@ -312,59 +327,88 @@ def reconciled(host: str, todo: dict) -> None:
         LOG.warning("reconcile %s: guest %s is unknown to this cloud's database; left alone", host, uuid)
     for uuid, power in (todo.get("adopt") or {}).items():
         track(host, uuid, power)
-    if todo.get("adopt"):
-        sync_power_states.apply_async(args=({"host": host, "hosts": [host]},))
-    LOG.info("reconcile %s: %d adopted, %d missing, %d orphan(s) destroyed, %d unknown", host,
-             len(todo.get("adopt") or {}), len(todo.get("missing", ())), len(todo.get("orphans", ())),
-             len(todo.get("unknown", ())))
+    if any(todo.get(k) for k in ("adopt", "missing", "orphans", "unknown")):
+        LOG.info("reconcile %s: %d adopted, %d missing, %d orphan(s) destroyed, %d unknown", host,
+                 len(todo.get("adopt") or {}), len(todo.get("missing", ())), len(todo.get("orphans", ())),
+                 len(todo.get("unknown", ())))
 
 
 def _reconcile_all(hosts: list[str]) -> list[str]:
-    """Reconcile each host; return those that could not be (broker or driver down: tried again later)."""
+    """At worker start: send the conductor, in one message, the guests and disks each host's driver has; it answers
+    with ``reconciled_hosts`` (which guests to destroy, which to adopt) and sets the ones it expects but a driver
+    lacks to ERROR. Returns the hosts that could not be reconciled (driver or broker down: tried again later)."""
+    found: dict[str, list] = {}
     pending = []
     for host in hosts:
         try:
-            reconcile_host(host)
+            drv = driver_for(host)
+            found[host] = [sorted(drv.list_instances()), sorted(drv.list_disks())]
         except Exception as exc:
             LOG.warning("reconcile %s failed, will retry: %s", host, exc)
             pending.append(host)
+    if found:
+        try:
+            celery.send_task("stratus.conductor.reconcile_hosts", queue="conductor", args=(found,))
+        except Exception as exc:
+            LOG.warning("reconcile of %d host(s) failed, will retry: %s", len(found), exc)
+            pending.extend(found)
     return pending
 
 
-def report_all(hosts: list[str]) -> list[str]:
-    """Register each host's service and inventory; return the hosts whose driver works.
-
-    A host whose driver cannot start (bad credentials, hypervisor gone) is registered with an empty inventory
-    and no heartbeat, so it shows as down and the scheduler's ComputeFilter explains why boots avoid it.
-    """
+def _inventory(host: str) -> dict:
+    """What the conductor records of one host: its driver's inventory, or, for a driver that cannot start (bad
+    credentials, hypervisor gone), an empty one marked down, so the host shows down and the scheduler's
+    ComputeFilter explains why boots avoid it."""
     cfg = get_settings()
-    healthy = []
-    for host in hosts:
-        try:
-            res = driver_for(host).get_available_resource()
-        except Exception as exc:
-            LOG.error("compute host %s: the %s driver is not working (%s); reporting the service down until it "
-                      "recovers", host, cfg.compute_driver, exc)
-            with _drivers_lock:
-                _drivers.pop(host, None)  # retry init at the next report
-            celery.send_task("stratus.conductor.report_service", queue="conductor", args=(host, {
-                "hypervisor_hostname": host, "hypervisor_type": cfg.compute_driver, "hypervisor_version": 0,
+    try:
+        res = driver_for(host).get_available_resource()
+    except Exception as exc:
+        LOG.error("compute host %s: the %s driver is not working (%s); reporting the service down until it "
+                  "recovers", host, cfg.compute_driver, exc)
+        with _drivers_lock:
+            _drivers.pop(host, None)  # retry init at the next report
+        return {"hypervisor_hostname": host, "hypervisor_type": cfg.compute_driver, "hypervisor_version": 0,
                 "vcpus": 0, "memory_mb": 0, "local_gb": 0, "host_ip": None,
-                "availability_zone": cfg.availability_zone, "up": False,
-                "sealing_key": host_keys.public_key(host)}))
-            continue
-        healthy.append(host)
-        celery.send_task("stratus.conductor.report_service", queue="conductor", args=(host, {
-            "hypervisor_hostname": res.hypervisor_hostname, "hypervisor_type": res.hypervisor_type,
+                "availability_zone": cfg.availability_zone, "up": False, "sealing_key": host_keys.public_key(host)}
+    return {"hypervisor_hostname": res.hypervisor_hostname, "hypervisor_type": res.hypervisor_type,
             "hypervisor_version": res.hypervisor_version, "vcpus": res.vcpus, "memory_mb": res.memory_mb,
             "local_gb": res.local_gb, "host_ip": res.host_ip, "availability_zone": cfg.availability_zone,
-            "up": True, "traits": list(res.traits), "sealing_key": host_keys.public_key(host)}))
+            "up": True, "traits": list(res.traits), "sealing_key": host_keys.public_key(host)}
+
+
+def report_all(hosts: list[str], reported: dict[str, dict] | None = None, served: list[str] | None = None,
+               alive: list[str] = ()) -> list[str]:
+    """Read each host's inventory and send the conductor ONE message (``stratus.conductor.heartbeat``) with the
+    inventories that differ from ``reported`` (what this worker last sent; None: send all), which also marks the
+    working hosts and ``alive`` up; ``reported`` is updated once the message went out. Returns the hosts of
+    ``hosts`` whose driver works. A registration counts as a heartbeat."""
+    inventories = {host: _inventory(host) for host in hosts}
+    healthy = [h for h in hosts if inventories[h]["up"]]
+    changed = {h: inv for h, inv in inventories.items() if reported is None or reported.get(h) != inv}
+    up = [*alive, *(h for h in healthy if h not in alive)]
+    if changed:  # the conductor checks that each report is about a host this worker serves
+        celery.send_task("stratus.conductor.heartbeat", queue="conductor",
+                         args=(up, changed, list(served if served is not None else hosts)))
+    elif up:
+        celery.send_task("stratus.conductor.heartbeat", queue="conductor", args=(up,))
+    if reported is not None:
+        reported.update(changed)
     return healthy
+
+
+# Every tenth interval each host's inventory is read again (Nova's update_available_resource, every 60 s by
+# default) and only changes are sent; every FULL_REPORT_EVERY intervals all of them are, in the same one message:
+# the conductor's rows can change behind the worker's back (a service deleted by an admin while it runs, a
+# database restored), and the conductor writes only what differs, so a full report costs it two reads per
+# thousand hosts.
+INVENTORY_EVERY = 10
+FULL_REPORT_EVERY = 60
 
 
 def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:
     """Register every host, then send one heartbeat for the healthy ones per interval and sync their power
-    states; the full inventory is re-sent every tenth interval, and failed hosts are retried every interval.
+    states; the inventories are read every INVENTORY_EVERY intervals and the changed ones ride on that
+    interval's heartbeat, failed hosts are retried every interval, all are re-sent every FULL_REPORT_EVERY.
 
     A tick that fails (the broker down for longer than the publish retries last) is logged and the next one
     tries again: the loop ends only with the worker, or the hosts would look down for good after an outage.
@@ -372,37 +416,40 @@ def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:
     interval = get_settings().report_interval
     healthy: list[str] | None = None  # None until a full report went through
     unreconciled = list(hosts)
+    reported: dict[str, dict] = {}
     for tick in itertools.count():
         try:
-            healthy, unreconciled = _heartbeat_tick(hosts, healthy, unreconciled, tick)
+            healthy, unreconciled = _heartbeat_tick(hosts, healthy, unreconciled, tick, reported)
         except Exception as exc:
-            LOG.warning("compute heartbeat for %s failed, trying again in %s s: %s", ", ".join(hosts), interval,
-                        exc)
+            LOG.warning("compute heartbeat for %s failed, trying again in %s s: %s", ", ".join(hosts[:3]),
+                        interval, exc)
         if stop.wait(interval):
             return
 
 
-def _heartbeat_tick(hosts: list[str], healthy: list[str] | None, unreconciled: list[str],
-                    tick: int) -> tuple[list[str], list[str]]:
-    """One interval's reports; returns the healthy hosts and those whose power states are not reconciled yet.
-    Nothing is reported while this worker's task consumer is dead (tasks/messaging/liveness.py): its hosts then
-    show down after service_down_time and the scheduler stops sending boots to a queue no one reads."""
+def _heartbeat_tick(hosts: list[str], healthy: list[str] | None, unreconciled: list[str], tick: int,
+                    reported: dict[str, dict] | None = None) -> tuple[list[str], list[str]]:
+    """One interval's report (one message); returns the healthy hosts and those whose power states are not
+    reconciled yet. Nothing is reported while this worker's task consumer is dead (tasks/messaging/liveness.py):
+    its hosts then show down after service_down_time and the scheduler stops sending boots to a queue no one
+    reads."""
     alive, why = consumer_alive()
     if not alive:
-        LOG.error("compute %s: no heartbeat, %s", ", ".join(hosts), why)
+        LOG.error("compute %s: no heartbeat, %s", ", ".join(hosts[:3]), why)
         return healthy, unreconciled
-    if healthy is None or tick % 10 == 0:
-        healthy = report_all(hosts)  # a registration counts as a heartbeat
+    reported = {} if reported is None else reported
+    if healthy is None or tick % FULL_REPORT_EVERY == 0:
+        reported.clear()
+        healthy = report_all(hosts, reported, hosts)
+    elif tick % INVENTORY_EVERY == 0:
+        healthy = report_all(hosts, reported, hosts)
     else:
         failed = [h for h in hosts if h not in healthy]
-        if failed:
-            healthy = [*healthy, *report_all(failed)]
-        if healthy:
-            celery.send_task("stratus.conductor.heartbeat", args=(healthy,), queue="conductor")
+        healthy = [*healthy, *report_all(failed, reported, hosts, alive=healthy)]
     if healthy and tick:
         sync_power_states.apply_async(args=({"host": healthy[0], "hosts": healthy},))
     ready = [h for h in unreconciled if h in healthy]
-    return healthy, [h for h in unreconciled if h not in ready] + _reconcile_all(ready)
+    return healthy, [h for h in unreconciled if h not in ready] + (_reconcile_all(ready) if ready else [])
 
 
 @celery.task(name="stratus.compute.cache_images", ignore_result=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 
+from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
 from core.routing import compute_queue
@@ -23,6 +24,18 @@ _stop = threading.Event()
 COMPUTE_MODULES = ("tasks.compute", "tasks.compute_actions")
 # Threads: a driver's connection and a fake driver's guests live in this one process.
 POOL_ARGS = ("-P", "threads", "-c", "8")
+
+
+# Broker connections (issue 25: 10 workers x 1,000 hosts held 8 each idle, 20 under load): one producer connection
+# shared by the pool threads (kombu's pool opened one per publishing pool thread, up to broker_pool_limit = 10).
+# Worker heartbeats stay on: without them (and without gossip and task events) Celery builds no event
+# dispatcher, and Flower's enable_events could not turn on the compute steps' task events. Remote control stays
+# on: resume_stalled_builds asks the workers which queues a live consumer serves (tasks/messaging/liveness.py)
+# and must see a stopped compute worker at once.
+
+
+def limit_connections(app: Celery) -> None:
+    app.conf.broker_pool_limit = 1
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     # Least broker rights (tasks/messaging/broker_users.py, a user per host): with a host's user it declares only
     # its own queues; neither mingle nor gossip runs (broadcasts sent, every worker's events read).
     restrict_declarations(celery, get_settings().celery_broker_url, hosts)
+    limit_connections(celery)
     queues = ",".join(compute_queue(h) for h in hosts)
     celery.worker_main(["worker", "-Q", queues, *POOL_ARGS, *WORKER_OPTIONS, "-n", f"compute-{hosts[0]}@%h",
                         "-l", get_settings().log_level, *(argv if argv is not None else sys.argv[1:])])

@@ -78,6 +78,11 @@ def move_hosts(s, uuids: set[str]) -> dict[str, tuple[str, ...]]:
     return {u: tuple(sorted(h)) for u, h in out.items()}
 
 
+# What reconciliation reads of an instance.
+_ROWS = select(Instance.uuid, Instance.host, Instance.deleted, Instance.vm_state, Instance.task_state,
+               Instance.power_state)
+
+
 @celery.task(name="stratus.conductor.reconcile_host", ignore_result=True)
 def reconcile_host(host: str, guests: list[str], disks: list[str]) -> dict:
     """A compute worker started on ``host`` with these guests and disks: plan, set the missing instances to
@@ -85,21 +90,55 @@ def reconcile_host(host: str, guests: list[str], disks: list[str]) -> dict:
     found = set(guests) | set(disks)
     with read_session() as s:
         moving = move_hosts(s, found)
-        rows = s.execute(
-            select(Instance.uuid, Instance.host, Instance.deleted, Instance.vm_state, Instance.task_state,
-                   Instance.power_state).where(
-                ((Instance.host == host) & (Instance.deleted == 0)) | Instance.uuid.in_(found))).all()
-    todo = plan(host, set(guests), set(disks), [InstanceRow(u, h, bool(d), vm, ts, moving.get(u, ()))
-                                                  for u, h, d, vm, ts, _ in rows])
+        rows = s.execute(_ROWS.where(((Instance.host == host) & (Instance.deleted == 0))
+                                     | Instance.uuid.in_(found))).all()
+    answer = _answer(host, set(guests), set(disks), rows, moving)
+    celery.send_task("stratus.compute.reconciled", args=(host, answer), queue=compute_queue(host))
+    return answer
+
+
+@celery.task(name="stratus.conductor.reconcile_hosts", ignore_result=True)
+def reconcile_hosts(found: dict[str, list]) -> dict[str, dict]:
+    """A compute worker started with these guests and disks on each of its hosts (``{host: [guests, disks]}``):
+    ``reconcile_host``'s plan for every host from one read, the missing instances set to ERROR (each checked to be
+    on its host), and one answer (``stratus.compute.reconciled_hosts``) to the worker's first host's queue."""
+    if not found:
+        return {}
+    hosts = sorted(found)
+    uuids = {u for guests, disks in found.values() for u in (*guests, *disks)}
+    with read_session() as s:
+        moving = move_hosts(s, uuids) if uuids else {}
+        rows = []
+        for i in range(0, len(hosts), 1000):
+            chunk = hosts[i:i + 1000]
+            rows += s.execute(_ROWS.where(Instance.host.in_(chunk), Instance.deleted == 0)).all()
+        if uuids:
+            rows += s.execute(_ROWS.where(Instance.uuid.in_(uuids))).all()
+    by_uuid = {r.uuid: r for r in rows}
+    by_host: dict[str | None, list] = {}
+    for row in by_uuid.values():
+        by_host.setdefault(row.host, []).append(row)
+    answers = {}
+    for host in hosts:
+        guests, disks = set(found[host][0]), set(found[host][1])
+        mine = {r.uuid: r for r in by_host.get(host, ())}
+        mine.update({u: by_uuid[u] for u in guests | disks if u in by_uuid})
+        answers[host] = _answer(host, guests, disks, list(mine.values()), moving)
+    celery.send_task("stratus.compute.reconciled_hosts", args=(answers,), queue=compute_queue(hosts[0]))
+    return answers
+
+
+def _answer(host: str, guests: set[str], disks: set[str], rows: list, moving: dict) -> dict:
+    """``plan`` for one host, its missing instances set to ERROR, and what its compute does (the answer)."""
+    todo = plan(host, guests, disks, [InstanceRow(u, h, bool(d), vm, ts, moving.get(u, ()))
+                                      for u, h, d, vm, ts, _ in rows])
     power = {r.uuid: r.power_state for r in rows}
     if todo.missing:
         LOG.error("reconcile %s: %d instance(s) missing from the hypervisor: %s", host, len(todo.missing),
                   todo.missing)
         instances_missing(host, todo.missing)
-    answer = {"orphans": todo.orphans, "unknown": todo.unknown, "missing": todo.missing,
-              "adopt": {uuid: power[uuid] for uuid in todo.adopt}}
-    celery.send_task("stratus.compute.reconciled", args=(host, answer), queue=compute_queue(host))
-    return answer
+    return {"orphans": todo.orphans, "unknown": todo.unknown, "missing": todo.missing,
+            "adopt": {uuid: power[uuid] for uuid in todo.adopt}}
 
 
 @celery.task(name="stratus.conductor.instances_missing", ignore_result=True)

@@ -3,6 +3,8 @@ statuses, and the compute services and nodes their hosts report.
 """
 from __future__ import annotations
 
+import datetime
+
 from sqlalchemy import DateTime, Integer, String, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -10,7 +12,7 @@ from core.errors import ConductorError
 from core.models import Allocation, ComputeNode, Instance, Migration, Service, utcnow
 from core.services import COMPUTE_BINARY
 from core.placement import STANDARD_TRAITS
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 
 
 _N = ComputeNode.__table__.c
@@ -98,40 +100,92 @@ def orphaned_allocations(s: Session) -> list[dict]:
 
 
 def report_service(s: Session, host: str, resources: dict, binary: str = COMPUTE_BINARY) -> None:
+    service = s.scalars(select(Service).where(Service.host == host, Service.binary == binary)).first()
+    node = s.scalars(select(ComputeNode).where(ComputeNode.host == host)).first()
+    _apply_report(s, host, resources, service, node, binary)
+
+
+# Hosts per IN list of a batched report (SQLite's bound-parameter limit is 32,766; PostgreSQL has none to speak of).
+_REPORT_CHUNK = 1000
+
+
+def report_services(s: Session, reports: dict[str, dict], binary: str = COMPUTE_BINARY) -> None:
+    """A compute worker's batched report (``{host: resources}``, only the hosts whose inventory changed, or all
+    of them at registration and at the rare full refresh): per chunk of hosts two reads, one INSERT each for the
+    new services and nodes (a worker's registration), and writes only where a value differs (``updated_at`` is
+    the scheduler cache's change mark)."""
+    cfg = get_settings()
+    now = utcnow()
+    hosts = sorted(reports)
+    for i in range(0, len(hosts), _REPORT_CHUNK):
+        chunk = hosts[i:i + _REPORT_CHUNK]
+        services = {r.host: r for r in s.scalars(select(Service).where(Service.host.in_(chunk),
+                                                                        Service.binary == binary))}
+        if new := [h for h in chunk if h not in services]:
+            s.execute(insert(Service), [{"host": h, "binary": binary, "topic": "compute", "updated_at": now,
+                                         "last_seen_at": now if reports[h].get("up", True) else None}
+                                        for h in new])
+            services.update((r.host, r) for r in s.scalars(select(Service).where(Service.host.in_(new),
+                                                                                 Service.binary == binary)))
+        nodes = {r.host: r for r in s.scalars(select(ComputeNode).where(ComputeNode.host.in_(chunk)))}
+        if new_nodes := [h for h in chunk if h not in nodes]:
+            s.execute(insert(ComputeNode), [{**_node_values(h, reports[h], cfg, now),
+                                             "service_id": services[h].id} for h in new_nodes])
+        for host in chunk:
+            if host in nodes:
+                _apply_report(s, host, reports[host], services[host], nodes[host], binary, touch=False)
+
+
+def _inventory_of(resources: dict) -> tuple[dict, list[str]]:
+    """The node columns and the standard traits a report gives."""
+    inventory = {k: resources[k] for k in ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "vcpus",
+                                           "memory_mb", "local_gb", "host_ip")}
+    if resources.get("sealing_key"):  # a host whose driver is down still reports its key
+        inventory["sealing_key"] = resources["sealing_key"]
+    return inventory, sorted(t for t in resources.get("traits") or () if t in STANDARD_TRAITS)
+
+
+def _node_values(host: str, resources: dict, cfg: Settings, now: datetime.datetime) -> dict:
+    """A new compute node's columns (its service_id apart)."""
+    inventory, traits = _inventory_of(resources)
+    return {"host": host, "availability_zone": resources.get("availability_zone") or cfg.availability_zone,
+            "cpu_allocation_ratio": cfg.cpu_allocation_ratio, "ram_allocation_ratio": cfg.ram_allocation_ratio,
+            "disk_allocation_ratio": cfg.disk_allocation_ratio, "updated_at": now, "driver_traits": traits,
+            **inventory}
+
+
+def _apply_report(s: Session, host: str, resources: dict, service: Service | None, node: ComputeNode | None,
+                  binary: str, touch: bool = True) -> None:
+    """Register or update one host's service and node. ``touch``: move ``updated_at`` even when nothing changed
+    (the single report's behaviour); a batched report leaves unchanged rows alone."""
     cfg = get_settings()
     now = utcnow()
     up = resources.get("up", True)
-    service = s.scalars(select(Service).where(Service.host == host, Service.binary == binary)).first()
     if service is None:
         service = Service(host=host, binary=binary, topic="compute", last_seen_at=now if up else None,
                           updated_at=now)
         s.add(service)
         s.flush()
-    else:
+    elif touch:
         service.updated_at = now
         if up:
             service.last_seen_at = now
-    node = s.scalars(select(ComputeNode).where(ComputeNode.host == host)).first()
-    inventory = {k: resources[k] for k in ("hypervisor_hostname", "hypervisor_type", "hypervisor_version", "vcpus",
-                                           "memory_mb", "local_gb", "host_ip")}
-    traits = sorted(t for t in resources.get("traits") or () if t in STANDARD_TRAITS)
-    if resources.get("sealing_key"):  # a host whose driver is down still reports its key
-        inventory["sealing_key"] = resources["sealing_key"]
+    inventory, traits = _inventory_of(resources)
     if node is None:
-        s.add(ComputeNode(service_id=service.id, host=host, availability_zone=resources.get("availability_zone")
-                          or cfg.availability_zone, cpu_allocation_ratio=cfg.cpu_allocation_ratio,
-                          ram_allocation_ratio=cfg.ram_allocation_ratio,
-                          disk_allocation_ratio=cfg.disk_allocation_ratio, updated_at=now, driver_traits=traits,
-                          **inventory))
-    else:
-        changed = any(getattr(node, k) != v for k, v in inventory.items() if k != "sealing_key") \
-            or (node.driver_traits or []) != traits
-        for k, v in inventory.items():
-            setattr(node, k, v)
-        node.driver_traits = traits
-        if changed:  # Placement's provider generation moves with its inventories and traits
-            node.generation = ComputeNode.generation + 1
-        node.updated_at = now
+        s.add(ComputeNode(service_id=service.id, **_node_values(host, resources, cfg, now)))
+        return
+    changed = any(getattr(node, k) != v for k, v in inventory.items() if k != "sealing_key") \
+        or (node.driver_traits or []) != traits
+    if not touch and not changed and node.sealing_key == inventory.get("sealing_key", node.sealing_key):
+        return
+    for k, v in inventory.items():
+        setattr(node, k, v)
+    node.driver_traits = traits
+    if changed:  # Placement's provider generation moves with its inventories and traits
+        node.generation = ComputeNode.generation + 1
+    node.updated_at = now
+    if not touch:
+        service.updated_at = now
 
 
 def update_service(s: Session, service_uuid: str, changes: dict) -> None:

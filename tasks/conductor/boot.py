@@ -142,9 +142,22 @@ def report_service(host: str, inventory: dict) -> None:
 
 
 @celery.task(name="stratus.conductor.heartbeat", ignore_result=True)
-def heartbeat(hosts: list[str]) -> None:
+def heartbeat(hosts: list[str], reports: dict[str, dict] | None = None, served: list[str] | None = None) -> None:
+    """A compute worker's one message per report_interval: its working ``hosts`` are up, and ``reports`` holds
+    the inventories that changed since it last reported them (all of them at registration), for the hosts it
+    ``served`` (its queues); a report about another worker's host is refused (logged and dropped)."""
+    if reports and served is not None:
+        own = set(served)
+        for host in [h for h in reports if h not in own]:
+            LOG.warning("inventory report about %s refused: the reporting worker serves %s", host,
+                        ", ".join(served[:3]) + (" ..." if len(served) > 3 else ""))
+            del reports[host]
+        hosts = [h for h in hosts if h in own]
     with write_session() as s:
-        report_heartbeat(s, hosts)
+        if reports:
+            resources.report_services(s, reports)
+        if hosts:
+            report_heartbeat(s, hosts)
 
 
 @celery.task(name="stratus.conductor.service_heartbeat", ignore_result=True, autoretry_for=())

@@ -36,7 +36,12 @@ Every publish declares its queue (Celery passes it; RabbitMQ would drop a messag
 and with publish retries on kombu wraps that in its connection-retry machinery before looking in the
 connection's cache of declared entities: 3-5 % of every process's CPU in a boot storm, for a set lookup that
 almost always says "declared". The cache is now looked in first (_skip_declared_quickly); kombu clears it on a
-reconnection, so a queue is declared again after one, as before."""
+reconnection, so a queue is declared again after one, as before.
+
+A new Redis channel checks the server with a PING on its BRPOP/subscribe connection pool and keeps that connection
+open; a channel that only publishes (the producer pool's) never uses it again: one idle connection per producer
+for nothing (issue 25 counts a compute worker's connections). The probe's connection is closed after the PING
+(_release_probe_connection); a channel that consumes opens its BRPOP connection when it first polls."""
 from __future__ import annotations
 
 import functools
@@ -59,6 +64,7 @@ def apply() -> None:
     _reconnect_promptly()
     _reuse_sync_client()
     _skip_declared_quickly()
+    _release_probe_connection()
 
 
 def _skip_declared_quickly() -> None:
@@ -100,6 +106,26 @@ def _reuse_sync_client() -> None:
 
     _create_client._stratus_fixed = True
     kombu_redis.Channel._create_client = _create_client
+
+
+def _release_probe_connection() -> None:
+    try:
+        from kombu.transport import redis as kombu_redis
+    except ImportError:
+        return
+    original = kombu_redis.Channel.__init__
+    if getattr(original, "_stratus_fixed", False):
+        return
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        pool = self.__dict__.get("_async_pool")
+        if pool is not None:
+            pool.disconnect(inuse_connections=False)  # the connection of the init PING only
+
+    __init__._stratus_fixed = True
+    kombu_redis.Channel.__init__ = __init__
 
 
 def _reconnect_promptly() -> None:

@@ -50,6 +50,10 @@ def test_multi_tenancy_isolation():
     assert not f.host_passes(reserved, spec(project_id="p1"))
     assert f.host_passes(reserved, spec(project_id="p3"))
     assert f.host_passes(free, spec(project_id="p1"))
+    # the bulk form the scheduler calls (hosts in no aggregate pass without a look at their metadata)
+    other = host("other", ssd="true")
+    assert f.filter_all([reserved, free, other], spec(project_id="p1")) == [free, other]
+    assert f.filter_all([reserved, free, other], spec(project_id="p2")) == [reserved, free, other]
 
 
 def test_default_filters_use_aggregate_metadata_and_zones():

@@ -198,3 +198,24 @@ def test_an_ack_that_fails_on_a_live_channel_gives_its_credit_back():
             "the unacknowledged message must stay for the visibility-timeout sweep"
     finally:
         server.close()
+
+
+def _open_connections(url: str) -> int:
+    db = int(url.rsplit("/", 1)[1])
+    return sum(1 for c in redis.Redis(host="127.0.0.1", port=6379).client_list() if c["db"] == str(db))
+
+
+def test_a_publishing_channel_holds_one_connection_and_a_consuming_one_still_consumes(redis_url):
+    """Issue 25: a new channel's PING kept its connection open, unused by a channel that only publishes (every
+    producer held two connections). It is closed after the PING; a consumer opens its BRPOP connection."""
+    before = _open_connections(redis_url)
+    conn = Connection(redis_url)
+    try:
+        name = f"probe-{uuid.uuid4().hex[:8]}"
+        queue = Queue(name, Exchange(name), routing_key=name)
+        with conn.Producer() as producer:
+            producer.publish({"n": 1}, exchange=queue.exchange, routing_key=name, declare=[queue])
+        assert _open_connections(redis_url) - before == 1  # the publishes' command connection only
+        assert conn.SimpleQueue(queue, no_ack=True).get(timeout=5).payload == {"n": 1}
+    finally:
+        conn.release()

@@ -87,7 +87,7 @@ def test_no_consumer_or_no_connection_is_not_alive():
 def test_the_compute_heartbeat_stops_while_the_consumer_is_dead(monkeypatch):
     from tasks import compute
     sent: list[str] = []
-    monkeypatch.setattr(compute, "report_all", lambda hosts: sent.append("report") or list(hosts))
+    monkeypatch.setattr(compute, "_inventory", lambda host: {"up": True})
     monkeypatch.setattr(compute.celery, "send_task", lambda name, **kw: sent.append(name))
     monkeypatch.setattr(compute.sync_power_states, "apply_async", lambda *a, **kw: None)
     monkeypatch.setattr(compute, "_reconcile_all", lambda ready: [])

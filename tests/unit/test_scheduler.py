@@ -56,3 +56,23 @@ def test_ignore_hosts_for_reschedules_and_empty_cloud():
         select_destinations([host("a")], spec(ignore=["a"]))
     with pytest.raises(NoValidHost, match="There are 0 compute hosts"):
         select_destinations([], spec())
+
+
+def test_equal_weights_keep_the_candidate_order_so_boots_spread_over_workers(stratus_env):
+    """Issue 25: with 10 workers x 1,000 empty hosts, every boot landed on the first worker's hosts, because equal
+    weights were broken by host name. Ties now keep the order of the candidates (Nova's stable sort keeps
+    Placement's order), and the scheduler's cache list is shuffled: the choices spread over the workers."""
+    import random
+
+    from scheduler.manager import select_destinations
+    from tasks.scheduler import decide
+    assert select_destinations([host("b"), host("a")], RequestSpec("u", 1, 512, 1)).hosts[0] == "b"
+    hosts = [host(f"w{w}-h{i:04d}") for w in range(10) for i in range(200)]
+    random.Random(25).shuffle(hosts)  # as HostStateCache shuffles at each full reload
+    by_name = {h.host: h for h in hosts}
+    workers = set()
+    for n in range(100):
+        chosen = by_name[decide(hosts, RequestSpec(f"u{n}", 1, 512, 1), 3).hosts[0]]
+        chosen.memory_mb_used += 512  # consume, as schedule_with does
+        workers.add(chosen.host.split("-")[0])
+    assert len(workers) >= 8, workers
