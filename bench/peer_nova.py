@@ -29,9 +29,13 @@ MICROVERSION = {"OpenStack-API-Version": "compute 2.37"}  # networks "none" need
 
 def _aux_stack(state: Path):
     """A Stratus API alone (SQLite): Identity for Nova's keystonemiddleware, Image and Networking for Nova."""
-    from harness.stack import BACKENDS, Stack
+    from harness.stack import _SCHEMA_AND_BOOTSTRAP, BACKENDS, VENV_BIN, Stack, procfile_commands
     stack = Stack(state, BACKENDS["sqlite-filesystem"], compute_hosts="aux-0", processes=("api",))
-    stack.start()
+    # Stack.start, with room for a loaded machine (its bootstrap allows 120 s).
+    state.mkdir(parents=True, exist_ok=True)
+    stack.run(str(VENV_BIN / "python"), "-c", _SCHEMA_AND_BOOTSTRAP, timeout=900)
+    stack.start_process("api", procfile_commands()["api"])
+    stack.wait_ready(timeout=600)
     return stack
 
 
