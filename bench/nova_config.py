@@ -40,6 +40,11 @@ class NovaDeployment:
         return f"rabbit://guest:guest@127.0.0.1:5672/{self.rabbit_vhost}"
 
 
+# oslo.db's default pool (5 + 50 overflow per engine, an engine per cell in every process) filled the shared
+# PostgreSQL's max_connections ("too many clients") in the first run: a few connections per process and engine.
+DB_POOL = {"max_pool_size": "2", "max_overflow": "1"}
+
+
 def _render(sections: dict[str, dict[str, str]]) -> str:
     cp = configparser.ConfigParser(interpolation=None)
     cp.optionxform = str  # keep the option names' case
@@ -68,8 +73,8 @@ def nova_conf(d: NovaDeployment) -> str:
             "use_stderr": "true", "debug": "false", "heal_instance_info_cache_interval": "-1",
         },
         "api": {"auth_strategy": "keystone"},
-        "api_database": {"connection": d.db_url("api")},
-        "database": {"connection": d.db_url("cell1")},
+        "api_database": {"connection": d.db_url("api"), **DB_POOL},
+        "database": {"connection": d.db_url("cell1"), **DB_POOL},
         "keystone_authtoken": {"www_authenticate_uri": f"{d.aux_url}/identity", **_password_auth(d)},
         "placement": {"auth_type": "admin_token", "endpoint": f"http://127.0.0.1:{d.placement_port}",
                       "token": "admin:admin"},
@@ -96,7 +101,7 @@ def placement_conf(d: NovaDeployment) -> str:
     return _render({
         "DEFAULT": {"use_stderr": "true", "debug": "false"},
         "api": {"auth_strategy": "noauth2"},
-        "placement_database": {"connection": d.db_url("placement")},
+        "placement_database": {"connection": d.db_url("placement"), **DB_POOL},
     })
 
 

@@ -54,3 +54,11 @@ def test_gunicorn_conf_is_python_naming_the_app():
     exec(compile(text, "gunicorn.conf.py", "exec"), ns)
     assert ns["wsgi_app"] == "nova.wsgi.osapi_compute:application" and ns["bind"] == ["127.0.0.1:1"]
     assert ns["workers"] == 2 and ns["threads"] == 8
+
+
+def test_database_pools_are_bounded(tmp_path):
+    """The shared PostgreSQL has a connection limit: every Nova/Placement engine gets a small pool."""
+    d = _deployment(tmp_path)
+    nova, placement = _ini(nova_config.nova_conf(d)), _ini(nova_config.placement_conf(d))
+    for section in (nova["database"], nova["api_database"], placement["placement_database"]):
+        assert int(section["max_pool_size"]) + int(section["max_overflow"]) <= 3
