@@ -42,7 +42,9 @@ class NovaDeployment:
 
 # oslo.db's default pool (5 + 50 overflow per engine, an engine per cell in every process) filled the shared
 # PostgreSQL's max_connections ("too many clients") in the first run: a few connections per process and engine.
-DB_POOL = {"max_pool_size": "2", "max_overflow": "1"}
+DB_POOL = {"max_pool_size": "3", "max_overflow": "1"}
+# Placement has one engine a process and gunicorn's 8 threads: a connection each (2 + 1 timed out at 30 s).
+PLACEMENT_DB_POOL = {"max_pool_size": "8", "max_overflow": "0"}
 
 
 def _render(sections: dict[str, dict[str, str]]) -> str:
@@ -101,7 +103,7 @@ def placement_conf(d: NovaDeployment) -> str:
     return _render({
         "DEFAULT": {"use_stderr": "true", "debug": "false"},
         "api": {"auth_strategy": "noauth2"},
-        "placement_database": {"connection": d.db_url("placement"), **DB_POOL},
+        "placement_database": {"connection": d.db_url("placement"), **PLACEMENT_DB_POOL},
     })
 
 

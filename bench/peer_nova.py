@@ -34,7 +34,9 @@ def _aux_stack(state: Path):
     # Stack.start, with room for a loaded machine (its bootstrap allows 120 s).
     state.mkdir(parents=True, exist_ok=True)
     stack.run(str(VENV_BIN / "python"), "-c", _SCHEMA_AND_BOOTSTRAP, timeout=900)
-    stack.start_process("api", procfile_commands()["api"])
+    # Nova's server list asks Neutron for the security groups of every listed server's ports in one GET
+    # (device_id=<uuid>&device_id=...): ~7 KB request lines, over gunicorn's default limit (4094).
+    stack.start_process("api", procfile_commands()["api"].replace("gunicorn ", "gunicorn --limit-request-line 16384 ", 1))
     stack.wait_ready(timeout=600)
     return stack
 
