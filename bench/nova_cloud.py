@@ -48,9 +48,33 @@ def _gunicorn_args(settings: dict[str, object]) -> list[str]:
     return [a for k, v in settings.items() for a in (f"--{k.replace('_', '-')}", str(v))]
 
 
-def _pg(sql: str) -> None:
-    from harness.stack import pg_admin
-    pg_admin(sql)
+class PrivatePostgres:
+    """Nova's own PostgreSQL server (same binaries as the shared one, own port and directory): Nova's processes
+    keep ~100 connections open, the shared server's whole max_connections ("too many clients" for everyone)."""
+
+    def __init__(self, root: Path, port: int):
+        self.dir, self.port = root, port
+        self.bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+
+    def _as_postgres(self, *args: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=300)
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True)
+        shutil.chown(self.dir, "postgres", "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "root", "--auth=trust",
+                          "-E", "UTF8")
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w",
+                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=400",
+                          "start")
+
+    def sql(self, statement: str) -> None:
+        subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "root", "-d", "postgres", "-q",
+                        "-c", statement], check=True, capture_output=True, timeout=120)
+
+    def stop(self) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"),
+                        "-m", "fast", "-w", "stop"], capture_output=True, timeout=120)
 
 
 def _rabbit_vhost(vhost: str) -> None:
@@ -65,6 +89,7 @@ class NovaCloud:
 
     def __init__(self, d: nova_config.NovaDeployment, hosts: list[str]):
         self.d, self.hosts = d, hosts
+        self.pg = PrivatePostgres(d.state_dir.parent / "pg", d.db_port)
         self.bin = VENV / "bin"
         self.procs: dict[str, subprocess.Popen] = {}
         self.url = f"http://127.0.0.1:{d.api_port}"
@@ -75,9 +100,9 @@ class NovaCloud:
 
     # --- setup -----------------------------------------------------------------------------------------------
     def prepare(self) -> None:
+        self.pg.start()
         for db in self.d.databases:
-            _pg(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            _pg(f'CREATE DATABASE "{db}"')
+            self.pg.sql(f'CREATE DATABASE "{db}"')
         _rabbit_vhost(self.d.rabbit_vhost)
         self.paths = nova_config.write(self.d, VENV / "etc" / "nova" / "api-paste.ini", self.hosts)
         nova_conf = str(self.paths["nova"])
@@ -172,6 +197,5 @@ class NovaCloud:
         self.procs.clear()
 
     def drop(self) -> None:
-        for db in self.d.databases:
-            _pg(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        self.pg.stop()
         subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.d.rabbit_vhost], capture_output=True, timeout=60)

@@ -27,9 +27,10 @@ class NovaDeployment:
     db_prefix: str = "peer_nova"
     rabbit_vhost: str = "stratus-peer-nova"
     db_host: str = "127.0.0.1"
+    db_port: int = 5432
 
     def db_url(self, name: str) -> str:
-        return f"postgresql+psycopg2://root@{self.db_host}/{self.db_prefix}_{name}"
+        return f"postgresql+psycopg2://root@{self.db_host}:{self.db_port}/{self.db_prefix}_{name}"
 
     @property
     def databases(self) -> tuple[str, ...]:
@@ -40,9 +41,10 @@ class NovaDeployment:
         return f"rabbit://guest:guest@127.0.0.1:5672/{self.rabbit_vhost}"
 
 
-# oslo.db's default pool (5 + 50 overflow per engine, an engine per cell in every process) filled the shared
-# PostgreSQL's max_connections ("too many clients") in the first run: a few connections per process and engine.
-DB_POOL = {"max_pool_size": "3", "max_overflow": "1"}
+# Nova's databases live on a private PostgreSQL (bench/nova_cloud.py PrivatePostgres, max_connections 400): with
+# oslo.db's default pools (5 + 50 overflow per engine, an engine per cell in every process) Nova filled the shared
+# server's 100 connections. Bounded here too, so 2 API + 2 conductor + 2 scheduler workers stay under 400.
+DB_POOL = {"max_pool_size": "5", "max_overflow": "10"}
 # Placement has one engine a process and gunicorn's 8 threads: a connection each (2 + 1 timed out at 30 s).
 PLACEMENT_DB_POOL = {"max_pool_size": "8", "max_overflow": "0"}
 

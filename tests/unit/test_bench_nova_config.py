@@ -24,8 +24,8 @@ def test_nova_conf_names_every_service_nova_needs(tmp_path):
     cp = _ini(nova_config.nova_conf(_deployment(tmp_path)))
     assert cp["DEFAULT"]["compute_driver"] == "fake.FakeDriver"
     assert cp["DEFAULT"]["transport_url"] == "rabbit://guest:guest@127.0.0.1:5672/stratus-peer-nova"
-    assert cp["api_database"]["connection"] == "postgresql+psycopg2://root@127.0.0.1/peer_nova_api"
-    assert cp["database"]["connection"] == "postgresql+psycopg2://root@127.0.0.1/peer_nova_cell1"
+    assert cp["api_database"]["connection"] == "postgresql+psycopg2://root@127.0.0.1:5432/peer_nova_api"
+    assert cp["database"]["connection"] == "postgresql+psycopg2://root@127.0.0.1:5432/peer_nova_cell1"
     assert cp["placement"]["auth_type"] == "admin_token" and cp["placement"]["endpoint"].endswith(":18778")
     assert cp["keystone_authtoken"]["auth_url"] == "http://127.0.0.1:9999/identity"
     assert cp["neutron"]["auth_type"] == "password" and cp["neutron"]["password"] == "pw"
@@ -61,5 +61,5 @@ def test_database_pools_are_bounded(tmp_path):
     d = _deployment(tmp_path)
     nova, placement = _ini(nova_config.nova_conf(d)), _ini(nova_config.placement_conf(d))
     for section in (nova["database"], nova["api_database"]):
-        assert int(section["max_pool_size"]) + int(section["max_overflow"]) <= 4
+        assert int(section["max_pool_size"]) + int(section["max_overflow"]) <= 15
     assert int(placement["placement_database"]["max_pool_size"]) <= 8
