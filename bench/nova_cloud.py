@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,15 +53,15 @@ class PrivatePostgres:
     """Nova's own PostgreSQL server (same binaries as the shared one, own port and directory): Nova's processes
     keep ~100 connections open, the shared server's whole max_connections ("too many clients" for everyone)."""
 
-    def __init__(self, root: Path, port: int):
-        self.dir, self.port = root, port
+    def __init__(self, port: int):
+        # Its own temporary directory: the postgres user cannot enter the benchmark's (mode 0700) state dir.
+        self.dir, self.port = Path(tempfile.mkdtemp(prefix="stratus-peer-pg-")), port
         self.bin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
 
     def _as_postgres(self, *args: str) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, timeout=300)
 
     def start(self) -> None:
-        self.dir.mkdir(parents=True)
         shutil.chown(self.dir, "postgres", "postgres")
         self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "root", "--auth=trust",
                           "-E", "UTF8")
@@ -75,6 +76,7 @@ class PrivatePostgres:
     def stop(self) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"),
                         "-m", "fast", "-w", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _rabbit_vhost(vhost: str) -> None:
@@ -89,7 +91,7 @@ class NovaCloud:
 
     def __init__(self, d: nova_config.NovaDeployment, hosts: list[str]):
         self.d, self.hosts = d, hosts
-        self.pg = PrivatePostgres(d.state_dir.parent / "pg", d.db_port)
+        self.pg = PrivatePostgres(d.db_port)
         self.bin = VENV / "bin"
         self.procs: dict[str, subprocess.Popen] = {}
         self.url = f"http://127.0.0.1:{d.api_port}"
