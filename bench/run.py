@@ -11,7 +11,9 @@ bench/results/<timestamp>.jsonl (or --out). Progress goes to stderr. Benchmarks:
                      query (limit 1000), and without a limit (SQLite, PostgreSQL, MariaDB)
 - many_hosts         (bench/many_hosts.py)       only with --only hosts: 10 compute workers x 1,000 fake hosts on
                      PostgreSQL+Redis (--hosts: hosts per worker, --n: boots)
-- peer_comparison    published upstream Nova figures (docs/design.md) next to ours; Nova is not run here
+- peer_run/peer_comparison (bench/peer_nova.py) only with --only peer: upstream Nova 34 + Placement installed from
+                     PyPI into ~/.cache/stratus/nova-venv and run as real processes, alternated with Stratus
+                     (--n boots, default 200; --hosts, default 10; --concurrency, default 10; --pairs, default 3)
 
 --quick (CI, tests/test_bench_smoke.py): SQLite + filesystem broker only, 20 boots on 10 hosts, the scheduler at
 1,000 hosts, the API read with 200 servers, allocation candidates at 1,000 providers.
@@ -27,14 +29,6 @@ from pathlib import Path
 
 from bench.common import REPO, emit, loadavg, log, utc_stamp
 
-# Upstream Nova 34, fake driver, real processes, 2 cores, PostgreSQL + RabbitMQ, 10 fake hosts (docs/design.md).
-NOVA_PUBLISHED = {
-    "source": "docs/design.md 'Speed and scale targets' (published/measured upstream Nova figures; Nova not run here)",
-    "boots_per_s": [2.0, 2.7], "deletes_per_s": [7.0, 9.0], "cpu_seconds_per_boot_and_delete": 1.0,
-    "db_transactions_per_boot": 250, "placement_http_calls_per_boot": 28, "single_boot_to_active_s": [0.4, 0.9],
-    "issue_9_quotes": {"boot_mean_s_at_1000_nodes": 13.1, "servers_detail_s_at_100k_servers": 11.0,
-                       "scheduler": "chokes at 10k hosts"},
-}
 TARGETS = {"boots_per_s": 50.0, "boot_p50_ms": 300.0, "db_transactions_per_boot": 25.0, "scheduler_10k_ms": 10.0,
            "servers_detail_1000_ms": 150.0, "placement_candidates_10k_ms": 20.0}
 ALL_BACKENDS = ("sqlite-filesystem", "postgresql-redis", "mariadb-rabbitmq")
@@ -69,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", nargs="+", choices=ALL_BACKENDS, help="boot benchmark backends (default: all)")
     ap.add_argument("--n", type=int, help="boots per backend (default 1000; --quick 20)")
     ap.add_argument("--hosts", type=int, help="fake compute hosts in the one compute worker (default 100)")
-    ap.add_argument("--concurrency", type=int, default=16, help="HTTP client threads (default 16)")
+    ap.add_argument("--concurrency", type=int, help="HTTP client threads (default 16; peer: 10)")
+    ap.add_argument("--pairs", type=int, default=3, help="peer: alternated Stratus/Nova pairs (default 3)")
     ap.add_argument("--only", nargs="+", choices=("boot", "floor", "scheduler", "api", "placement", "peer", "hosts"),
                     help="run only these")
     ap.add_argument("--profile", action="store_true", help="py-spy every process role during the boot phase")
@@ -86,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     backends = args.backends or (("sqlite-filesystem",) if quick else ALL_BACKENDS)
     n = args.n or (20 if quick else 1000)
     hosts = args.hosts or (10 if quick else 100)
-    only = set(args.only or ("boot", "floor", "scheduler", "api", "placement", "peer"))
+    only = set(args.only or ("boot", "floor", "scheduler", "api", "placement"))
+    if "peer" in only:  # its own defaults (the issue's workload), and its own concurrency default
+        n = args.n or 200
+        hosts = args.hosts or 10
+    args.concurrency = args.concurrency or (10 if "peer" in only else 16)
     out = args.out or (REPO / "bench" / "results" / f"{utc_stamp()}{'-quick' if quick else ''}.jsonl")
     common = {"quick": quick, "command": "python -m bench.run " + " ".join(argv if argv is not None else
                                                                              sys.argv[1:])}
@@ -145,31 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         emit({**common, **rec}, out)
 
     if "peer" in only:
-        ours = {}
-        for rec in boots:
-            if "boot" in rec:
-                b, d = rec["boot"], rec["delete"]
-                ours[rec["backend"]] = {
-                    "boots_per_s": b["ops_per_s"], "deletes_per_s": d["ops_per_s"],
-                    "boot_p50_ms": b["client_latency"].get("p50_ms"),
-                    "single_boot_to_active_ms": ((rec.get("sequential_boot") or {}).get("client_latency") or {})
-                    .get("p50_ms", rec.get("single_boot_client_latency_ms")),
-                    "cpu_seconds_per_boot_and_delete": round((b["cpu_seconds_per_op"] or 0) +
-                                                             (d["cpu_seconds_per_op"] or 0), 3),
-                    "db_transactions_per_boot": (b["db_per_op"] or {}).get("begin"),
-                    "db_transactions_per_boot_excluding_api_reads": (b["db_per_op_excluding_api"] or {}).get("begin"),
-                    "pg_stat_database_per_boot": b.get("pg_stat_database_per_op"),
-                    "placement_http_calls_per_boot": 0,
-                }
-        floor = {rec["backend"]: {k: rec.get(k) for k in ("chains_per_s", "cpu_seconds_per_chain",
-                                                         "machine_busy_cpu_seconds_per_chain",
-                                                         "ceiling_per_s_at_machine_cpu")}
-                 for rec in floors if "chains_per_s" in rec}
-        emit({**common, "bench": "peer_comparison", "nova_published": NOVA_PUBLISHED, "stratus": ours,
-              "celery_floor_measured_here": floor,
-              "targets": TARGETS, "nova_run_here": False,
-              "note": "Nova was not installed or run; its figures are the published ones quoted in docs/design.md.",
-              "load": loadavg()}, out)
+        from bench import peer_nova
+        for rec in _guarded_iter(peer_nova.run(n=n, hosts=hosts, concurrency=args.concurrency, pairs=args.pairs),
+                                 "peer_comparison"):
+            emit({**common, **rec}, out)
     log(f"done in {time.monotonic() - t0:.0f} s -> {out}")
     return 0
 

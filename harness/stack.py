@@ -238,7 +238,8 @@ class Stack:
 
     def start(self) -> "Stack":
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.run(str(VENV_BIN / "python"), "-c", _SCHEMA_AND_BOOTSTRAP)
+        # The schema and bootstrap take 5-20 s alone, and more than 120 s on a 2-core machine at load 20.
+        self.run(str(VENV_BIN / "python"), "-c", _SCHEMA_AND_BOOTSTRAP, timeout=600)
         commands = procfile_commands()
         for name in self.process_names:
             self.start_process(name, commands[name])

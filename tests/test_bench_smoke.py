@@ -22,8 +22,9 @@ def test_bench_quick_prints_every_figure(tmp_path):
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     assert [json.loads(line) for line in out.read_text().splitlines()] == lines
     by = {rec["bench"]: rec for rec in lines}
-    assert set(by) == {"scheduler", "api_servers_detail", "placement_candidates", "boot_delete", "celery_floor",
-                       "peer_comparison"}, proc.stderr[-3000:]
+    # No peer_comparison: Nova is run only with --only peer (bench/peer_nova.py), never from constants.
+    assert set(by) == {"scheduler", "api_servers_detail", "placement_candidates", "boot_delete", "celery_floor"}, \
+        proc.stderr[-3000:]
     for rec in lines:
         assert rec["quick"] is True and "ts" in rec
 
@@ -64,6 +65,3 @@ def test_bench_quick_prints_every_figure(tmp_path):
     assert set(floor["cpu_seconds_per_chain"]) == {"conductor", "scheduler", "compute", "total"}
     assert all(v > 0 for v in floor["cpu_seconds_per_chain"].values())
 
-    peer = by["peer_comparison"]
-    assert peer["nova_run_here"] is False and "sqlite-filesystem" in peer["stratus"]
-    assert peer["celery_floor_measured_here"]["sqlite-filesystem"]["chains_per_s"] == floor["chains_per_s"]
