@@ -127,3 +127,37 @@ def private_libvirtd(name: str, port: int, address: str = "127.0.0.1") -> Iterat
     finally:
         subprocess.run([tool, "stop", str(base)], capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def compute_call(api, method: str, path: str, body: dict | None = None, version: str = "2.53"):
+    """A compute API request at ``version`` with ``api``'s token (an ``outage_support.Client``); the response."""
+    import requests
+    return requests.request(method, f"{api.url}{path}", json=body, timeout=60,
+                            headers={**api.headers, "OpenStack-API-Version": f"compute {version}"})
+
+
+def wait_server_status(api, uuid: str, status: str, timeout: float) -> dict:
+    """The server once it is ``status`` with no task state (fails at once on ERROR, with its fault)."""
+    import time
+    deadline, server = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        server = compute_call(api, "GET", f"/servers/{uuid}", version="2.96").json()["server"]
+        if server["status"] == status and not server["OS-EXT-STS:task_state"]:
+            return server
+        assert server["status"] != "ERROR", server.get("fault")
+        time.sleep(1)
+    raise AssertionError(f"{uuid} not {status} within {timeout}s: {server}")
+
+
+def console_count(api, uuid: str, marker: str) -> int:
+    """How often ``marker`` (the test guest's line once it reaches userspace) is in the server's console log."""
+    r = compute_call(api, "POST", f"/servers/{uuid}/action", {"os-getConsoleOutput": {}})
+    return r.json()["output"].count(marker) if r.ok else 0
+
+
+def wait_console_count(api, uuid: str, count: int, marker: str, timeout: float) -> None:
+    import time
+    deadline = time.monotonic() + timeout
+    while console_count(api, uuid, marker) < count:
+        assert time.monotonic() < deadline, f"{uuid}: boot {count} of the guest never reached userspace"
+        time.sleep(1)

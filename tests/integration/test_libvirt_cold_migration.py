@@ -10,6 +10,7 @@ in a hidden transfer image. Through real Stratus processes and the REST API:
 TCG guests on two cores: ~4 boots, several minutes."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -23,7 +24,9 @@ import pytest
 import requests
 
 from harness.stack import BACKENDS, Stack, free_port, procfile_commands
-from tests.libvirt_support import private_libvirtd, require_test_image, upload_test_image
+from tests.libvirt_support import compute_call as _call
+from tests.libvirt_support import (console_count, private_libvirtd, require_test_image, upload_test_image,
+                                   wait_console_count, wait_server_status)
 from tests.outage_support import Client
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
@@ -34,32 +37,9 @@ GiB = 1 << 30
 UP = "STRATUS-GUEST-UP hostname=lv-cold"
 
 
-def _call(api: Client, method: str, path: str, body: dict | None = None, version: str = "2.53") -> requests.Response:
-    return requests.request(method, f"{api.url}{path}", json=body, timeout=60,
-                            headers={**api.headers, "OpenStack-API-Version": f"compute {version}"})
-
-
-def _wait_status(api: Client, uuid: str, status: str) -> dict:
-    deadline, server = time.monotonic() + TIMEOUT, {}
-    while time.monotonic() < deadline:
-        server = _call(api, "GET", f"/servers/{uuid}", version="2.96").json()["server"]
-        if server["status"] == status and not server["OS-EXT-STS:task_state"]:
-            return server
-        assert server["status"] != "ERROR", server.get("fault")
-        time.sleep(1)
-    raise AssertionError(f"{uuid} not {status} within {TIMEOUT}s: {server}")
-
-
-def _boots(api: Client, uuid: str) -> int:
-    r = _call(api, "POST", f"/servers/{uuid}/action", {"os-getConsoleOutput": {}})
-    return r.json()["output"].count(UP) if r.ok else 0
-
-
-def _wait_boots(api: Client, uuid: str, count: int) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while _boots(api, uuid) < count:
-        assert time.monotonic() < deadline, f"{uuid}: boot {count} of the guest never reached userspace"
-        time.sleep(1)
+_wait_status = functools.partial(wait_server_status, timeout=TIMEOUT)
+_boots = functools.partial(console_count, marker=UP)
+_wait_boots = functools.partial(wait_console_count, marker=UP, timeout=TIMEOUT)
 
 
 def _virsh(uri: str, *args: str) -> subprocess.CompletedProcess:

@@ -4,15 +4,17 @@ ones back, confirm drops the kept backup, and the host's usage holds both flavor
 confirmation. One TCG guest (boots are slow on two cores)."""
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
 import time
 
 import pytest
-import requests
 
-from tests.libvirt_support import domstate, libvirt_stack, require_test_image, upload_test_image, virsh
+from tests.libvirt_support import compute_call as _call
+from tests.libvirt_support import (console_count, domstate, libvirt_stack, require_test_image, upload_test_image,
+                                   virsh, wait_console_count, wait_server_status)
 from tests.outage_support import Client
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
@@ -23,32 +25,9 @@ GiB = 1 << 30
 UP = "STRATUS-GUEST-UP hostname=lv-resize"
 
 
-def _call(api: Client, method: str, path: str, body: dict | None = None, version: str = "2.53") -> requests.Response:
-    return requests.request(method, f"{api.url}{path}", json=body, timeout=60,
-                            headers={**api.headers, "OpenStack-API-Version": f"compute {version}"})
-
-
-def _wait_status(api: Client, uuid: str, status: str) -> dict:
-    deadline, server = time.monotonic() + TIMEOUT, {}
-    while time.monotonic() < deadline:
-        server = _call(api, "GET", f"/servers/{uuid}", version="2.96").json()["server"]
-        if server["status"] == status and not server["OS-EXT-STS:task_state"]:
-            return server
-        assert server["status"] != "ERROR", server.get("fault")
-        time.sleep(1)
-    raise AssertionError(f"{uuid} not {status} within {TIMEOUT}s: {server}")
-
-
-def _boots(api: Client, uuid: str) -> int:
-    r = _call(api, "POST", f"/servers/{uuid}/action", {"os-getConsoleOutput": {}})
-    return r.json()["output"].count(UP) if r.ok else 0
-
-
-def _wait_boots(api: Client, uuid: str, count: int) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while _boots(api, uuid) < count:
-        assert time.monotonic() < deadline, f"{uuid}: boot {count} of the guest never reached userspace"
-        time.sleep(1)
+_wait_status = functools.partial(wait_server_status, timeout=TIMEOUT)
+_boots = functools.partial(console_count, marker=UP)
+_wait_boots = functools.partial(wait_console_count, marker=UP, timeout=TIMEOUT)
 
 
 def _usage(api: Client) -> tuple[int, int, int]:
