@@ -1,8 +1,9 @@
 """The libvirt case of the kill -9 suite (tests/functional/test_crash_recovery.py has the fake-driver cases): the
 compute worker is frozen the moment libvirt defines a real TCG guest's domain, i.e. inside ``spawn``, and
-killed with -9 while the spawn message is still unacknowledged. After a restart, the redelivered spawn finds the
-domain and does not define it again: the server ends ACTIVE (or ERROR with a fault), one domain, no disks left
-behind after the delete, no orphaned allocation.
+killed with -9 while the boot's compute message (``stratus.compute.build``: build_disk then spawn) is still
+unacknowledged. After a restart, the redelivered step finds the disk and the domain and does not define it again:
+the server ends ACTIVE (or ERROR with a fault), one domain, no disks left behind after the delete, no orphaned
+allocation.
 
 The broker is a private Redis (redelivery after the visibility timeout): the filesystem broker loses prefetched
 messages on kill -9 (docs/architecture-notes.md)."""
@@ -118,9 +119,9 @@ def run(stack: Stack, redis: PrivateRedis, events: DomainEvents, image_dir) -> N
     assert events.defined.wait(120), f"the domain was never defined:\n{stack.log('compute')[-3000:]}"
     time.sleep(0.5)  # let a message the frozen worker was sending land (there should be none)
     spawning = [body for task, body in unacked_tasks(redis.port)
-                if task == "stratus.compute.spawn" and uuid.encode() in body]
+                if task == "stratus.compute.build" and uuid.encode() in body]
     [(task_state,)] = query(stack, f"SELECT task_state FROM instances WHERE uuid = '{uuid}'")
-    print(f"\nat the kill: domain {domstate(uuid)}, task_state {task_state}, spawn unacknowledged: "
+    print(f"\nat the kill: domain {domstate(uuid)}, task_state {task_state}, build unacknowledged: "
           f"{bool(spawning)}")
     assert spawning and task_state == "spawning", "the worker was not inside spawn when it was frozen"
     t_kill = time.monotonic()
