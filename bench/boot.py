@@ -103,7 +103,7 @@ class Poller(threading.Thread):
             return sum(1 for u in uids if status in self.seen.get(u, {}))
 
 
-def _create_image(url: str, token: str) -> str:
+def create_image(url: str, token: str) -> str:
     h = {"X-Auth-Token": token}
     r = requests.post(f"{url}/image/v2/images", json={"name": "bench-image", "disk_format": "raw",
                                                       "container_format": "bare"}, headers=h, timeout=30)
@@ -182,12 +182,12 @@ class Refused(Exception):
                        "request_id": request_id}
 
 
-def _refused(r: requests.Response) -> Refused:
+def refusal(r: requests.Response) -> Refused:
     return Refused(r.request.method, r.request.path_url, r.status_code, r.text,
                    r.headers.get("x-openstack-request-id") or r.headers.get("x-compute-request-id"))
 
 
-def _run_phase(name: str, uids_or_n, submit, poller: Poller, target_status: str, concurrency: int,
+def run_phase(name: str, uids_or_n, submit, poller: Poller, target_status: str, concurrency: int,
                timeout: float) -> dict:
     sent: dict[str, float] = {}
     accepted: list[float] = []
@@ -319,7 +319,7 @@ def measure(stack, state: Path, txdir: Path, record: dict, n: int, concurrency: 
     boots and their deletes with the figures of each phase, into ``record`` (boot, delete, poller)."""
     sids = {name: p.pid for name, p in stack.procs.items()}
     token = stack.admin_token()
-    image_id = _create_image(stack.url, token)
+    image_id = create_image(stack.url, token)
     local = threading.local()
 
     def http() -> requests.Session:
@@ -332,21 +332,21 @@ def measure(stack, state: Path, txdir: Path, record: dict, n: int, concurrency: 
         r = http().post(f"{stack.url}{COMPUTE}/servers", json={"server": {
             "name": f"bench-{i}", "imageRef": image_id, "flavorRef": "42"}}, timeout=120)
         if r.status_code != 202:
-            raise _refused(r)
+            raise refusal(r)
         return r.json()["server"]["id"]
 
     def delete(uid: str) -> str:
         r = http().delete(f"{stack.url}{COMPUTE}/servers/{uid}", timeout=120)
         if r.status_code != 204:
-            raise _refused(r)
+            raise refusal(r)
         return uid
 
     # Warm-up: one server through the whole canvas (imports, connections), not counted.
     poller = Poller(stack.url, token)
     poller.start()
-    warm = _run_phase("warmup", [0], create, poller, "ACTIVE", 1, 60)
+    warm = run_phase("warmup", [0], create, poller, "ACTIVE", 1, 60)
     record["single_boot_client_latency_ms"] = warm["client_latency"].get("p50_ms")
-    _run_phase("warmup-delete", warm["_uids"], delete, poller, "DELETED", 1, 60)
+    run_phase("warmup-delete", warm["_uids"], delete, poller, "DELETED", 1, 60)
     if sequential:
         record["sequential_boot"] = _sequential_boots(stack, http, create, delete, SEQUENTIAL_BOOTS)
     time.sleep(1.5)
@@ -357,7 +357,7 @@ def measure(stack, state: Path, txdir: Path, record: dict, n: int, concurrency: 
                  if role in stack.procs} if profile \
         else {}
     before = phase.snap()
-    boot = _run_phase("boot", list(range(n)), create, poller, "ACTIVE", concurrency, timeout)
+    boot = run_phase("boot", list(range(n)), create, poller, "ACTIVE", concurrency, timeout)
     time.sleep(1.5)  # counters are flushed every 0.5 s; PostgreSQL stats at transaction end
     after = phase.snap()
     boot.update(Phase.delta(before, after, boot["completed"]), load_during=after["load"])
@@ -366,7 +366,7 @@ def measure(stack, state: Path, txdir: Path, record: dict, n: int, concurrency: 
             record[f"profile_{role}"] = _finish_profile(profiler)
 
     before = phase.snap()
-    dele = _run_phase("delete", boot["_uids"], delete, poller, "DELETED", concurrency, timeout)
+    dele = run_phase("delete", boot["_uids"], delete, poller, "DELETED", concurrency, timeout)
     time.sleep(1.5)
     after = phase.snap()
     dele.update(Phase.delta(before, after, dele["completed"]), load_during=after["load"])

@@ -5,7 +5,7 @@ The same workload alternately on each system, P pairs in one window: N boots (PO
 threads, then the list poller of bench/boot.py until every server is ACTIVE) and N deletes (DELETE, then until
 every server is listed DELETED), with H compute hosts. Stratus: bench/boot.py on PostgreSQL + Redis (a fresh stack
 each pair). Nova: bench/nova_cloud.py, started once (fake.FakeDriver, one nova-compute process per host,
-PostgreSQL + RabbitMQ, Placement), measured with the same client code (Poller and _run_phase of bench/boot.py).
+PostgreSQL + RabbitMQ, Placement), measured with the same client code (Poller and run_phase of bench/boot.py).
 CPU per operation: every process of the system (its sessions) plus its database and broker servers.
 """
 from __future__ import annotations
@@ -29,11 +29,11 @@ MICROVERSION = {"OpenStack-API-Version": "compute 2.37"}  # networks "none" need
 
 def _aux_stack(state: Path):
     """A Stratus API alone (SQLite): Identity for Nova's keystonemiddleware, Image and Networking for Nova."""
-    from harness.stack import _SCHEMA_AND_BOOTSTRAP, BACKENDS, VENV_BIN, Stack, procfile_commands
+    from harness.stack import BACKENDS, SCHEMA_AND_BOOTSTRAP, VENV_BIN, Stack, procfile_commands
     stack = Stack(state, BACKENDS["sqlite-filesystem"], compute_hosts="aux-0", processes=("api",))
     # Stack.start, with room for a loaded machine (its bootstrap allows 120 s).
     state.mkdir(parents=True, exist_ok=True)
-    stack.run(str(VENV_BIN / "python"), "-c", _SCHEMA_AND_BOOTSTRAP, timeout=900)
+    stack.run(str(VENV_BIN / "python"), "-c", SCHEMA_AND_BOOTSTRAP, timeout=900)
     # Nova's server list asks Neutron for the security groups of every listed server's ports in one GET
     # (device_id=<uuid>&device_id=...): ~7 KB request lines, over gunicorn's default limit (4094).
     stack.start_process("api", procfile_commands()["api"].replace("gunicorn ", "gunicorn --limit-request-line 16384 ", 1))
@@ -80,13 +80,13 @@ def measure_nova(cloud: nova_cloud.NovaCloud, aux_sids: dict[str, int], token: s
         r = session.post(f"{cloud.url}/v2.1/servers", timeout=120, json={"server": {
             "name": f"bench-{i}", "imageRef": image_id, "flavorRef": flavor, "networks": "none"}})
         if r.status_code != 202:
-            raise boot._refused(r)
+            raise boot.refusal(r)
         return r.json()["server"]["id"]
 
     def delete(uid: str) -> str:
         r = session.delete(f"{cloud.url}/v2.1/servers/{uid}", timeout=120)
         if r.status_code != 204:
-            raise boot._refused(r)
+            raise boot.refusal(r)
         return uid
 
     poller = boot.Poller(cloud.url, token)
@@ -94,8 +94,8 @@ def measure_nova(cloud: nova_cloud.NovaCloud, aux_sids: dict[str, int], token: s
     record: dict = {"system": "nova", "n": n, "hosts": len(cloud.hosts), "client_threads": concurrency,
                     "load_before": loadavg()}
     try:
-        warm = boot._run_phase("warmup", [0], create, poller, "ACTIVE", 1, 120)
-        gone = boot._run_phase("warmup-delete", warm["_uids"], delete, poller, "DELETED", 1, 120)
+        warm = boot.run_phase("warmup", [0], create, poller, "ACTIVE", 1, 120)
+        gone = boot.run_phase("warmup-delete", warm["_uids"], delete, poller, "DELETED", 1, 120)
         if warm["completed"] != 1 or gone["completed"] != 1:  # fail fast, with the evidence
             raise RuntimeError(f"warm-up boot/delete did not complete: {warm['refused'] or ''} {gone['refused'] or ''}"
                                f" compute log: {_errors(cloud)}")
@@ -103,7 +103,7 @@ def measure_nova(cloud: nova_cloud.NovaCloud, aux_sids: dict[str, int], token: s
         sids = cloud.sessions()
         for name, target, args in (("boot", "ACTIVE", list(range(n))), ("delete", "DELETED", None)):
             before = _snap(sids, aux_sids)
-            phase = boot._run_phase(name, args if args is not None else record["boot"]["_uids"],
+            phase = boot.run_phase(name, args if args is not None else record["boot"]["_uids"],
                                     create if name == "boot" else delete, poller, target, concurrency, timeout)
             time.sleep(1.5)
             phase.update(_delta(before, _snap(sids, aux_sids), phase["completed"]))
@@ -179,7 +179,7 @@ def run(n: int = 200, hosts: int = 10, concurrency: int = 10, pairs: int = 3, ba
         cloud.start()
         log(f"nova up in {time.monotonic() - t0:.0f} s ({bindir})")
         token = aux.admin_token()
-        image_id = boot._create_image(aux.url, token)
+        image_id = boot.create_image(aux.url, token)
         aux_sids = {name: p.pid for name, p in aux.procs.items()}
         base = {"bench": "peer_run", "n": n, "hosts": hosts, "client_threads": concurrency,
                 "env": environment("postgresql", "rabbitmq (nova) / redis (stratus)"),

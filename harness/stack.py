@@ -33,7 +33,7 @@ SERVICE_PASSWORD = "stratus-test-compute-service"
 
 # `flask --app app db upgrade` then `flask --app app stratus bootstrap` (README), the same click commands in one
 # process: each flask process spends about 1.5 s importing the app, and the suite starts about 40 stacks.
-_SCHEMA_AND_BOOTSTRAP = """
+SCHEMA_AND_BOOTSTRAP = """
 from app import create_app
 runner = create_app().test_cli_runner()
 for args in (["db", "upgrade"], ["stratus", "bootstrap"]):
@@ -239,7 +239,7 @@ class Stack:
     def start(self) -> "Stack":
         self.state_dir.mkdir(parents=True, exist_ok=True)
         # The schema and bootstrap take 5-20 s alone, and more than 120 s on a 2-core machine at load 20.
-        self.run(str(VENV_BIN / "python"), "-c", _SCHEMA_AND_BOOTSTRAP, timeout=600)
+        self.run(str(VENV_BIN / "python"), "-c", SCHEMA_AND_BOOTSTRAP, timeout=600)
         commands = procfile_commands()
         for name in self.process_names:
             self.start_process(name, commands[name])
