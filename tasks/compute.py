@@ -400,9 +400,10 @@ def report_all(hosts: list[str], reported: dict[str, dict] | None = None, served
 # default) and only changes are sent; every FULL_REPORT_EVERY intervals all of them are, in the same one message:
 # the conductor's rows can change behind the worker's back (a service deleted by an admin while it runs, a
 # database restored), and the conductor writes only what differs, so a full report costs it two reads per
-# thousand hosts.
+# thousand hosts. A service an admin deleted while its worker runs is registered again by the next full report
+# (Nova's compute re-creates its service record on its next report too).
 INVENTORY_EVERY = 10
-FULL_REPORT_EVERY = 60
+FULL_REPORT_EVERY = 20
 
 
 def heartbeat_loop(hosts: list[str], stop: threading.Event) -> None:

@@ -232,7 +232,8 @@ def test_usage_hypervisor_stats_services_and_migrations(stack, image):
         proc = stack.openstack("compute", "service", "delete", str(busy["ID"]), user=name, password=password,
                                project=name, check=False)
         assert proc.returncode != 0 and "403" in proc.stderr
-        deadline = time.monotonic() + 30  # the compute worker registers its host again on its next report
+        # the compute worker registers its host again with its next full report (every 20 intervals of 2 s)
+        deadline = time.monotonic() + 75
         while stack.registered_hosts() < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert stack.registered_hosts() == 2

@@ -42,8 +42,9 @@ def test_one_message_per_interval_carrying_only_the_inventories_that_changed(wor
         compute._heartbeat_tick(HOSTS, healthy, [], tick, reported)
     assert sent == [("stratus.conductor.heartbeat", (HOSTS,))] * compute.INVENTORY_EVERY
     sent.clear()
-    drivers["b2"].vcpus = 64  # an inventory that changed: the next poll sends that host's only
-    compute._heartbeat_tick(HOSTS, healthy, [], 2 * compute.INVENTORY_EVERY, reported)
+    drivers["b2"].vcpus = 64  # an inventory that changed: a later poll sends that host's only
+    assert (3 * compute.INVENTORY_EVERY) % compute.FULL_REPORT_EVERY
+    compute._heartbeat_tick(HOSTS, healthy, [], 3 * compute.INVENTORY_EVERY, reported)  # not a full report's tick
     (name, (up, reports, served)), = sent
     assert up == HOSTS and list(reports) == ["b2"] and reports["b2"]["vcpus"] == 64 and served == HOSTS
     sent.clear()
