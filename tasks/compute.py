@@ -299,9 +299,7 @@ def reconciled(host: str, todo: dict) -> None:
     """The conductor's answer to ``reconcile_hosts`` for one host: destroy the orphans (deleted in the DB, or
     placed on another host), adopt the known guests with the power state the DB has (the next power sync reports
     any difference), and log the unknown ones (left alone)."""
-    _reconciled(host, todo)
-    if todo.get("adopt"):
-        sync_power_states.apply_async(args=({"host": host, "hosts": [host]},))
+    reconciled_hosts({host: todo})
 
 
 @celery.task(name="stratus.compute.reconciled_hosts", ignore_result=True)
