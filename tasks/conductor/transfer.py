@@ -21,6 +21,10 @@ def needed(action: str, source: str | None, dest: str) -> bool:
         capability(get_settings().compute_driver, "moves_disk_through_image_api")
 
 
+def _name(migration_uuid: str) -> str:
+    return f"migration-{migration_uuid}"
+
+
 def _service_project(s) -> str | None:
     return s.scalar(select(Project.id).where(Project.domain_id == "default",
                                              Project.name == get_settings().service_project))
@@ -28,7 +32,7 @@ def _service_project(s) -> str | None:
 
 def create(s, instance_uuid: str, migration_uuid: str) -> str:
     """The transfer image's id (a queued, private image of the service project), in the caller's transaction."""
-    image = Image(name=f"migration-{migration_uuid}", status="queued", disk_format="qcow2", container_format="bare",
+    image = Image(name=_name(migration_uuid), status="queued", disk_format="qcow2", container_format="bare",
                   visibility="private", owner=_service_project(s),
                   properties={"image_type": MIGRATION_IMAGE_TYPE, "instance_uuid": instance_uuid,
                               "migration_uuid": migration_uuid})
@@ -44,7 +48,7 @@ def drop(s, migration_uuid: str | None) -> list[str]:
         return []
     owner = _service_project(s)
     rows = s.execute(select(Image.id, Image.properties).where(
-        Image.owner == owner if owner else Image.owner.is_(None))).all()
+        Image.name == _name(migration_uuid), Image.owner == owner if owner else Image.owner.is_(None))).all()
     ids = [r.id for r in rows if (r.properties or {}).get("image_type") == MIGRATION_IMAGE_TYPE
            and (r.properties or {}).get("migration_uuid") == migration_uuid]
     if ids:
