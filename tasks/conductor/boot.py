@@ -176,11 +176,6 @@ def service_heartbeat(host: str, binary: str) -> None:
 
 # --- canvas steps --------------------------------------------------------------------------------------------------
 
-# What a claim reads of the instance (not its large columns: user data, flavor snapshot, metadata, ...).
-_CLAIM_QUERY = select(Instance.uuid, Instance.task_state, Instance.scheduler_hints, Instance.vcpus,
-                      Instance.memory_mb, Instance.root_gb).where(Instance.uuid == bindparam("uuid", type_=String))
-
-
 @celery.task(name="stratus.conductor.claim")
 @step
 def claim(ctx: dict) -> dict:
@@ -193,11 +188,11 @@ def claim(ctx: dict) -> dict:
     rejected: dict[str, str] = {}
     keyless: list[str] = []
     with write_session() as s:
-        inst = plain_rows(s, _CLAIM_QUERY, {"uuid": uuid}).first()
+        # One read: the spec the compute step gets is also what the claim checks and takes (state, hints, size).
+        inst = spec_row = specs.read_spec(s, uuid)
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas(f"instance is {inst.task_state if inst else 'deleted'}, not scheduling")
         group = group_spec(s, uuid, lock=True) if (inst.scheduler_hints or {}).get("group") else None
-        spec_row = specs.read_spec(s, uuid)
         hosts = list(ctx["hosts"])
         while hosts:
             host = hosts.pop(0)
