@@ -216,7 +216,7 @@ def record_event(s: Session, uuid: str, request_id: str, event: str, started: fl
                  details: str | None = None, finish_open: bool = False) -> None:
     """Add an event to the instance's action of ``request_id`` (and finish the action): the action's id is read
     inside the INSERT (no row when the instance has no such action) and the UPDATE finds the action by the same
-    key, two statements in all. An event without a compute ``host`` is the conductor's: Nova records the host of
+    key, two statements in all (one on PostgreSQL: the INSERT takes the id the UPDATE returns). An event without a compute ``host`` is the conductor's: Nova records the host of
     the service that ran it, never null (its schema requires a string).
 
     ``finish_open`` (the instance is deleted): the same UPDATE also finishes the instance's other actions still in
@@ -224,11 +224,15 @@ def record_event(s: Session, uuid: str, request_id: str, event: str, started: fl
     failed event): they would never finish otherwise."""
     now = utcnow()
     start = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None) if started else now
-    s.execute(_EVENT_INSERT, {"ev_uuid": uuid, "ev_request_id": request_id, "ev_event": event, "ev_start_time": start,
-                              "ev_finish_time": now, "ev_result": result, "ev_traceback": traceback,
-                              "ev_host": host or _SERVICE_HOST, "ev_details": details})
-    s.execute(_finish_action(finish_action or finish_open, result != "Success", finish_open),
-              {"ev_uuid": uuid, "ev_request_id": request_id, "ev_now": now})
+    params = {"ev_uuid": uuid, "ev_request_id": request_id, "ev_event": event, "ev_start_time": start,
+              "ev_finish_time": now, "ev_result": result, "ev_traceback": traceback,
+              "ev_host": host or _SERVICE_HOST, "ev_details": details, "ev_now": now}
+    shape = (finish_action or finish_open, result != "Success", finish_open)
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(_event_in_one(*shape), params)
+        return
+    s.execute(_EVENT_INSERT, params)
+    s.execute(_finish_action(*shape), params)
 
 
 _SERVICE_HOST = socket.gethostname()
@@ -260,3 +264,16 @@ def _finish_action(finish: bool, failed: bool, open_too: bool = False) -> Any:
     values["message"] = case((request_is, values.get("message", InstanceAction.message)), else_="Error")
     return update(InstanceAction.__table__).where(uuid_is, or_(request_is, InstanceAction.finish_time.is_(None))
                                                   ).values(**values)
+
+
+@functools.lru_cache(maxsize=8)
+def _event_in_one(finish: bool, failed: bool, open_too: bool) -> Any:
+    """PostgreSQL: the action's UPDATE in a data-modifying CTE and the event inserted from the id it returns (no
+    row when the instance has no such action), one statement."""
+    _uuid_is, request_is = _OF_REQUEST
+    done = _finish_action(finish, failed, open_too).returning(InstanceAction.id, InstanceAction.request_id) \
+        .cte("finished")
+    return insert(InstanceActionEvent.__table__).from_select(
+        ["action_id", *_EVENT_FIELDS],
+        select(done.c.id, *(bindparam(f"ev_{name}", type_=kind) for name, kind in _EVENT_FIELDS.items()))
+        .where(done.c.request_id == request_is.right).limit(1))

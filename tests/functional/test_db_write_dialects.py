@@ -56,20 +56,27 @@ def test_a_delete_event_finishes_the_other_open_actions_as_failed(database):
     """finish_delete's one UPDATE: its own action finished as it was, the instance's other unfinished actions
     finished with "Error", finished ones and other instances' left alone."""
     from core import db
-    from core.models import InstanceAction
+    from core.models import InstanceAction, InstanceActionEvent
     from core.writes import instances
     with db.write_session() as s:
         for uuid, request_id, action in (("inst-1", "req-old", "stop"), ("inst-1", "req-open", "unshelve"),
                                          ("inst-1", "req-del", "delete"), ("inst-2", "req-x", "stop")):
             instances.start_action(s, uuid, action, request_id, "u", "p")
         instances.record_event(s, "inst-1", "req-old", "compute_stop_instance", None, "Success")
-    with db.write_session() as s:
+    from bench.api_reads import count_statements
+    with db.write_session() as s, count_statements() as stmts:
         instances.record_event(s, "inst-1", "req-del", "compute_terminate_instance", None, "Success",
                                finish_open=True)
+    # The event and the UPDATE: one statement on PostgreSQL (the INSERT takes the id the UPDATE returns).
+    assert len([q for q in stmts if "instance_action" in q]) == (1 if database == "postgresql" else 2), stmts
     with db.read_session() as s:
         rows = {r.request_id: (r.finish_time is not None, r.message) for r in s.scalars(select(InstanceAction))}
     assert rows == {"req-old": (True, None), "req-open": (True, "Error"), "req-del": (True, None),
                     "req-x": (False, None)}
+    with db.read_session() as s:
+        events = s.execute(select(InstanceActionEvent.event, InstanceAction.request_id).join(
+            InstanceAction, InstanceAction.id == InstanceActionEvent.action_id)).all()
+    assert sorted(events) == [("compute_stop_instance", "req-old"), ("compute_terminate_instance", "req-del")]
 
 
 def test_fixed_ip_skips_an_address_taken_in_the_same_transaction(database):
