@@ -186,3 +186,46 @@ def test_a_full_reload_keeps_each_hosts_version_with_its_own_row(stratus_env):
         rows = s.execute(_QUERY).all()
     assert cache._versions == {r[0]: _version(r) for r in rows}
     assert all(states[r[0]].memory_mb == r[7] for r in rows)  # r[7]: memory_mb
+
+
+def test_a_refresh_reads_while_the_other_thread_decides(hosts, monkeypatch):
+    """The database read of one thread's refresh does not wait for the other thread's decision (nor the reverse):
+    the decision lock covers filter, weigh and consume and the in-memory apply, never a round trip."""
+    import threading
+
+    from core.db import read_session
+    from tasks import host_cache, scheduler
+    from tasks.host_cache import HostStateCache
+
+    cache = HostStateCache(full_reload_s=3600)
+    _states(cache)  # the full load
+    deciding, release, read_during_decision = threading.Event(), threading.Event(), []
+    real_decide, real_rows = scheduler.decide, host_cache.plain_rows
+
+    def slow_decide(*args, **kwargs):
+        deciding.set()
+        release.wait(5)
+        return real_decide(*args, **kwargs)
+
+    def rows(*args, **kwargs):
+        read_during_decision.append(deciding.is_set() and not release.is_set())
+        return real_rows(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "decide", slow_decide)
+    monkeypatch.setattr(host_cache, "plain_rows", rows)
+    spec = RequestSpec(instance_uuid="x", vcpus=1, memory_mb=4096, root_gb=1)
+
+    def decide_once() -> None:
+        with read_session() as s:
+            scheduler.schedule_with(cache, s, spec, 1)
+
+    first = threading.Thread(target=decide_once)
+    first.start()
+    assert deciding.wait(5)
+    second = threading.Thread(target=lambda: _states(cache))
+    second.start()
+    second.join(2)  # a read that must wait for the first decision is still blocked here
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert read_during_decision[-1] is True
