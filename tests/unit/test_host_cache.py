@@ -229,3 +229,32 @@ def test_a_refresh_reads_while_the_other_thread_decides(hosts, monkeypatch):
     first.join(10)
     second.join(10)
     assert read_during_decision[-1] is True
+
+
+def test_refresh_sees_aggregate_changes_with_the_changed_rows(hosts):
+    """The changed rows carry their hosts' aggregate metadata (several keys and values per host): a host added to
+    an aggregate gets its zone and metadata at the next decision, and keeps them through a claim."""
+    from core.db import write_session
+    from core.writes import resources
+    from tasks.conductor import admin
+    from tasks.host_cache import HostStateCache
+
+    cache = HostStateCache(full_reload_s=3600)
+    assert _states(cache)["cache-a"].aggregate_metadata == {}
+    agg = admin.create_aggregate("fast", "az-fast")["ok"]  # the conductor's calls, each its own transaction
+    admin.set_aggregate_metadata(agg, {"ssd": "true", "filter_tenant_id": "p1"})
+    other = admin.create_aggregate("tenants", None)["ok"]
+    admin.set_aggregate_metadata(other, {"filter_tenant_id": "p2"})
+    assert _states(cache)["cache-a"].aggregate_metadata == {}  # no host in them yet
+    admin.aggregate_add_host(agg, "cache-a")
+    admin.aggregate_add_host(other, "cache-a")
+    want = {"availability_zone": frozenset({"az-fast"}), "ssd": frozenset({"true"}),
+            "filter_tenant_id": frozenset({"p1", "p2"})}
+    seen = _states(cache)
+    assert (seen["cache-a"].availability_zone, seen["cache-a"].aggregate_metadata) == ("az-fast", want)
+    assert (seen["cache-b"].availability_zone, seen["cache-b"].aggregate_metadata) == ("nova", {})
+    inst = types.SimpleNamespace(uuid="22222222-2222-2222-2222-222222222222", vcpus=1, memory_mb=512, root_gb=1)
+    with write_session() as s:
+        assert resources.claim(s, inst, "cache-a")
+    after = _states(cache)["cache-a"]
+    assert (after.memory_mb_used, after.availability_zone, after.aggregate_metadata) == (512, "az-fast", want)
