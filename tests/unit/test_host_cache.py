@@ -258,3 +258,47 @@ def test_refresh_sees_aggregate_changes_with_the_changed_rows(hosts):
         assert resources.claim(s, inst, "cache-a")
     after = _states(cache)["cache-a"]
     assert (after.memory_mb_used, after.availability_zone, after.aggregate_metadata) == (512, "az-fast", want)
+
+
+def test_a_full_reload_runs_beside_the_decisions_and_loses_no_change(hosts, monkeypatch):
+    """A due full reload reads in its own thread while refreshes go on; a claim committed after the reload's read
+    began is not undone by its (older) rows when they are swapped in."""
+    import datetime as dt
+    import threading
+    import time
+
+    from core.db import write_session
+    from core.writes import resources
+    from tasks import host_cache
+    from tasks.host_cache import _QUERY, HostStateCache
+
+    cache = HostStateCache(full_reload_s=0.0)  # every refresh finds a full reload due
+    _states(cache)  # the first load, read in place
+    read, release = threading.Event(), threading.Event()
+    real_rows = host_cache.plain_rows
+
+    def rows(session, statement, *args, **kwargs):
+        result = real_rows(session, statement, *args, **kwargs)
+        if statement is _QUERY:  # the reload's read: its rows are taken, then it waits
+            result = result.all()
+            read.set()
+            assert release.wait(10)
+            return types.SimpleNamespace(all=lambda: result)
+        return result
+
+    monkeypatch.setattr(host_cache, "plain_rows", rows)
+    monkeypatch.setattr(host_cache, "OVERLAP", dt.timedelta(0))  # no re-read of recent rows to hide a loss
+    asked = time.monotonic()
+    assert _states(cache)["cache-a"].memory_mb_used == 0
+    assert read.wait(5) and time.monotonic() - asked < 5  # returned while the reload waits (10 s)
+    cache.full_reload_s = 3600  # no other reload from here on
+    inst = types.SimpleNamespace(uuid="33333333-3333-3333-3333-333333333333", vcpus=1, memory_mb=1024, root_gb=1)
+    with write_session() as s:
+        assert resources.claim(s, inst, "cache-a")
+    assert _states(cache)["cache-a"].memory_mb_used == 1024
+    release.set()
+    for t in threading.enumerate():
+        if t.name == "host-state-reload":
+            t.join(10)
+    assert not cache._reloading
+    assert _states(cache)["cache-a"].memory_mb_used == 1024  # re-read since the reload's read began
