@@ -60,14 +60,14 @@ def zone_of(s: Session, host: str) -> str | None:
 
 
 # Every host's aggregate metadata, and some hosts' (the scheduler's refresh of changed rows): built once.
-_AGGREGATE_METADATA = select(AggregateHost.host, AggregateMetadata.key, AggregateMetadata.value).join(
+AGGREGATE_METADATA = select(AggregateHost.host, AggregateMetadata.key, AggregateMetadata.value).join(
     AggregateMetadata, AggregateMetadata.aggregate_id == AggregateHost.aggregate_id)
-_AGGREGATE_METADATA_OF = _AGGREGATE_METADATA.where(AggregateHost.host.in_(bindparam("hosts", expanding=True)))
+_AGGREGATE_METADATA_OF = AGGREGATE_METADATA.where(AggregateHost.host.in_(bindparam("hosts", expanding=True)))
 
 
 def aggregate_metadata_by_host(s: Session, hosts: list[str] | None = None) -> dict[str, dict[str, frozenset[str]]]:
     """Host → metadata key → the values of that key over all the host's aggregates (for scheduler filters)."""
-    rows = plain_rows(s, _AGGREGATE_METADATA) if hosts is None else \
+    rows = plain_rows(s, AGGREGATE_METADATA) if hosts is None else \
         plain_rows(s, _AGGREGATE_METADATA_OF, {"hosts": list(hosts)})
     out: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for host, key, value in rows:

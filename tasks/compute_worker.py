@@ -16,6 +16,7 @@ from celery.signals import worker_ready, worker_shutdown
 from core.routing import compute_queue
 from core.settings import get_settings
 from tasks.compute import heartbeat_loop
+from tasks.messaging import shared_redis
 from tasks.messaging.broker_users import WORKER_OPTIONS, restrict_declarations
 from tasks.messaging.celery_app import celery
 
@@ -26,8 +27,11 @@ COMPUTE_MODULES = ("tasks.compute", "tasks.compute_actions")
 POOL_ARGS = ("-P", "threads", "-c", "8")
 
 
-# Broker connections (issue 25: 10 workers x 1,000 hosts held 8 each idle, 20 under load): one producer connection
-# shared by the pool threads (kombu's pool opened one per publishing pool thread, up to broker_pool_limit = 10).
+# Broker connections (issue 25: at most 3; 10 workers x 1,000 hosts held 8 each idle, 20 under load): one producer
+# connection shared by the pool threads (kombu's pool opened one per publishing pool thread, up to
+# broker_pool_limit = 10). On RabbitMQ that leaves the consumer's (tasks and remote control, two channels), the
+# producer's and the event dispatcher's; on Redis every command of the process goes over one connection beside the
+# consumer's BRPOP and remote control's PSUBSCRIBE (tasks/messaging/shared_redis.py).
 # Worker heartbeats stay on: without them (and without gossip and task events) Celery builds no event
 # dispatcher, and Flower's enable_events could not turn on the compute steps' task events. Remote control stays
 # on: resume_stalled_builds asks the workers which queues a live consumer serves (tasks/messaging/liveness.py)
@@ -36,6 +40,7 @@ POOL_ARGS = ("-P", "threads", "-c", "8")
 
 def limit_connections(app: Celery) -> None:
     app.conf.broker_pool_limit = 1
+    shared_redis.install(app)
 
 
 def main(argv: list[str] | None = None) -> None:

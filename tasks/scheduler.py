@@ -39,9 +39,11 @@ def decide(hosts: list[HostState], spec: RequestSpec, max_attempts: int) -> Sele
 def schedule_with(cache: HostStateCache, session, spec: RequestSpec, max_attempts: int) -> Selection:
     """One decision on the cached host states; the chosen host's cached state consumes the request. Decisions of
     one process take turns (the scheduler's threads overlap only their broker and database waits), so each sees
-    what the one before it consumed, as in a single-threaded scheduler."""
+    what the one before it consumed, as in a single-threaded scheduler. The refresh's database read is not part
+    of a turn: one thread's read overlaps the other's decision."""
+    cache.refresh(session)
     with cache.lock:
-        selection = decide(cache.states(session), spec, max_attempts)
+        selection = decide(cache.current(), spec, max_attempts)
         cache.consume(selection.hosts[0], spec)
     return selection
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -114,19 +115,31 @@ def libvirt_stack(name: str, host: str, extra_env: dict[str, str] | None = None,
 
 
 @contextlib.contextmanager
-def private_libvirtd(name: str, port: int, address: str = "127.0.0.1") -> Iterator[str]:
+def private_libvirtd(name: str, port: int, address: str = "127.0.0.1", netns: str | None = None) -> Iterator[str]:
     """A libvirt daemon of its own (tools/libvirt-node): another hypervisor host with its own domains, host UUID
-    and TCP listener, for moves between hosts. Yields its qemu+tcp URI; stops it and its guests afterwards."""
+    and TCP listener, for moves between hosts; started inside network namespace ``netns`` if given (its guests'
+    taps and VNC servers then live there). Yields its qemu+tcp URI; stops it and its guests afterwards."""
     base = Path(tempfile.mkdtemp(prefix=f"stratus-libvirtd-{name}-", dir="/var/tmp"))
     tool = str(REPO / "tools" / "libvirt-node")
-    run = subprocess.run([tool, "start", str(base), str(port), address], capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run([*(["ip", "netns", "exec", netns] if netns else []), tool, "start", str(base), str(port),
+                          address], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, f"tools/libvirt-node start failed:\n{run.stdout}\n{run.stderr}"
     try:
         yield run.stdout.split()[0]
     finally:
         subprocess.run([tool, "stop", str(base)], capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
+
+
+# A value the test guest printed: STRATUS-MD-BEGIN <source> <name> ... STRATUS-MD-END <source> <name>
+# (BEGIN may follow the shell's first prompt on the same console line)
+MD_SECTION = re.compile(r"STRATUS-MD-BEGIN (\S+) (\S+)\r?\n(.*?)\r?\nSTRATUS-MD-END \1 \2\r?$", re.M | re.S)
+
+
+def metadata_sections(log: str) -> dict[tuple[str, str], str]:
+    """The metadata values in a test guest's console log, by (source, name): source http (169.254.169.254) or
+    configdrive."""
+    return {(m.group(1), m.group(2)): m.group(3).replace("\r", "").strip("\n") for m in MD_SECTION.finditer(log)}
 
 
 def compute_call(api, method: str, path: str, body: dict | None = None, version: str = "2.53"):

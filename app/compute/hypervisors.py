@@ -52,6 +52,23 @@ def _nodes() -> list[ComputeNode]:
         return list(s.scalars(select(ComputeNode).order_by(ComputeNode.id)))
 
 
+def _page_of_nodes(limit: int, marker: str | None) -> list[ComputeNode]:
+    """At most ``limit`` nodes after ``marker`` in id order (Nova's compute_node_get_all_by_pagination), one
+    indexed query: the marker is the uuid from 2.53, the integer id before; 400 if no node has it."""
+    with read_session() as s:
+        query = select(ComputeNode).order_by(ComputeNode.id).limit(limit)
+        if marker is not None:
+            after = None
+            if api_version().matches("2.53"):
+                after = s.scalar(select(ComputeNode.id).where(ComputeNode.uuid == marker))
+            elif marker.isdigit() and len(marker) < 19:  # a BIGINT at most
+                after = s.scalar(select(ComputeNode.id).where(ComputeNode.id == int(marker)))
+            if after is None:
+                raise bad_request(f"marker [{marker}] not found")
+            query = query.where(ComputeNode.id > after)
+        return list(s.scalars(query))
+
+
 def _with_servers() -> bool:
     """``with_servers`` (2.53+): Nova's boolean query parameter."""
     raw = request.args.get("with_servers")
@@ -65,10 +82,12 @@ def _with_servers() -> bool:
     return value in ("true", "1", "yes", "on", "t", "y")
 
 
-def _instances_by_host() -> dict[str, list[dict]]:
+def _instances_by_host(hosts: list[str] | None = None) -> dict[str, list[dict]]:
+    """Host -> its servers' names and uuids; only ``hosts``' when given (a page of hypervisors)."""
     with read_session() as s:
-        rows = s.execute(select(Instance.host, Instance.id, Instance.uuid).where(
-            Instance.deleted == 0, Instance.host.is_not(None)).order_by(Instance.id))
+        query = select(Instance.host, Instance.id, Instance.uuid).where(
+            Instance.deleted == 0, Instance.host.is_not(None)).order_by(Instance.id)
+        rows = s.execute(query if hosts is None else query.where(Instance.host.in_(hosts)))
         out: dict[str, list[dict]] = {}
         for host, inst_id, uuid in rows:
             out.setdefault(host, []).append({"name": instance_name(inst_id), "uuid": uuid})
@@ -97,8 +116,9 @@ def _listing(detail: bool):
     else:
         if marker is not None and v.matches("2.53") and not is_uuid(marker):
             raise bad_request(f"Invalid marker {marker}")
-        nodes = paging.page(_nodes(), _hypervisor_id, limit, marker) if paged else _nodes()
-    servers = _instances_by_host() if _with_servers() else None
+        nodes = _page_of_nodes(limit, marker) if paged else _nodes()
+    on_page = [n.host for n in nodes] if paged and pattern is None else None  # at most MAX_LIMIT hosts
+    servers = _instances_by_host(on_page) if _with_servers() else None
     bodies = []
     for n in nodes:
         body = _hypervisor(n, detail)

@@ -9,21 +9,18 @@ forced down; a node is removed."""
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-from harness.stack import REPO, Backend, Stack, free_port
+from harness.stack import REPO
+from tests import multihost_support as multihost
 from tests import netns_support
-from tests.outage_support import Client, PrivateBackend, PrivateRedis
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 HOSTS = ("mh-a", "mh-b")
-DB_PORTS = (5432, 3306)
 METADATA_PROXY_PORT = 8775  # inside each host's namespace: no clash with the machine's own
 
 
@@ -43,97 +40,21 @@ def _guest_metadata(net: netns_support.HostNetwork, host: str, guest_address: st
 
 @pytest.fixture
 def network():
-    if missing := netns_support.unavailable() or PrivateRedis.available():
-        pytest.skip(f"!!! NETWORK NAMESPACES UNAVAILABLE: {missing} !!!")
-    net = netns_support.HostNetwork()
-    try:
-        for host in HOSTS:
-            net.add(host)
-            net.block(host, DB_PORTS)
+    with multihost.host_network(HOSTS) as net:
         yield net
-    finally:
-        net.close()
-
-
-def _start_compute(stack: Stack, net: netns_support.HostNetwork, host: str) -> None:
-    """README "Several machines": `tools/stratus-node add-compute` on the controller writes HOST.env; the node runs
-    `tools/stratus-node compute HOST.env` with nothing else of the controller's: no database URL, no state dir."""
-    ns, address = net.hosts[host]
-    node_dir = stack.state_dir.parent / host  # a disk of its own: nothing of the controller's state dir
-    node_dir.mkdir()
-    added = subprocess.run([str(REPO / "tools/stratus-node"), "add-compute", host, address], cwd=REPO,
-                           env={**stack.env, "STRATUS_NODE_ENV_DIR": str(node_dir),
-                                "STRATUS_NODE_METADATA_URL": stack.env["STRATUS_METADATA_URL"]},
-                           capture_output=True, text=True, timeout=60)
-    assert added.returncode == 0, added.stderr
-    env_file = (node_dir / f"{host}.env").read_text()
-    assert "DATABASE" not in env_file and f"compute-{host}:" in env_file, env_file  # its own broker user
-    env = {"PATH": stack.env["PATH"], "HOME": str(node_dir), "STRATUS_STATE_DIR": str(node_dir / "state"),
-           "STRATUS_NODE_SKIP_INSTALL": "1", "STRATUS_REPORT_INTERVAL": "2", "PYTHONUNBUFFERED": "1",
-           # the namespace has no instance bridge: its metadata proxy listens on every address of the host
-           "STRATUS_METADATA_PROXY_BIND": f"0.0.0.0:{METADATA_PROXY_PORT}"}
-    log = open(stack.state_dir / f"compute-{host}.log", "ab")
-    stack.procs[f"compute-{host}"] = subprocess.Popen(
-        ["ip", "netns", "exec", ns, str(REPO / "tools/stratus-node"), "compute", str(node_dir / f"{host}.env")],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    log.close()
-
-
-def _service(api: Client, host: str) -> dict:
-    r = requests.get(f"{api.url}/os-services", params={"binary": "nova-compute", "host": host},
-                     headers=api.headers, timeout=30)
-    r.raise_for_status()
-    return r.json()["services"][0]
-
-
-def _wait(check, timeout: float, what: str, stack: Stack):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"{what} within {timeout} s\n" + "\n".join(
-        f"--- {name}\n{stack.log(name)[-2500:]}" for name in stack.procs))
-
-
-def _boot_on(api: Client, image: str, host: str, name: str, networks: str = "none") -> str:
-    r = requests.post(f"{api.url}/servers", headers=api.headers, timeout=60, json={"server": {
-        "name": name, "imageRef": image, "flavorRef": "42", "networks": networks,
-        "availability_zone": f"nova:{host}"}})
-    assert r.status_code == 202, r.text
-    return r.json()["server"]["id"]
 
 
 def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
     net = network
-    redis = PrivateRedis(durable=False, address=net.controller)
-    database = Backend("multihost-pg", "postgresql", "filesystem").own()
-    stack = None
-    try:
-        redis.start()
-        backend = PrivateBackend("multihost-pg-redis", "postgresql", "redis", db_url=database.database_url(),
-                                 mq_url=redis.url)
-        metadata = f"{net.controller}:{free_port()}"
-        stack = Stack(tmp_path / "controller", backend, compute_hosts=",".join(HOSTS),
-                      processes=("api", "conductor", "scheduler", "metadata"), address=net.controller,
-                      extra_env={"STRATUS_SERVICE_DOWN_TIME": "8", "STRATUS_METADATA_BIND": metadata,
-                                 "STRATUS_METADATA_URL": f"http://{metadata}",
-                                 "STRATUS_METADATA_PROXY_SHARED_SECRET": secrets.token_hex(16),
-                                 "STRATUS_METADATA_DIRECT_HOSTS": "none"})
-        stack.start()
+    with multihost.controller(net, tmp_path / "controller", HOSTS, "multihost") as stack:
         for host in HOSTS:
-            # the namespace reaches the controller's bridge address, and nothing at the database ports
-            probe = net.run(host, sys.executable, "-c", "import socket,sys; s=socket.socket(); s.settimeout(3); "
-                            f"sys.exit(s.connect_ex(('{net.controller}', {stack.port})))")
-            assert probe.returncode == 0, probe
-            _start_compute(stack, net, host)
-        _wait(lambda: stack.registered_hosts() >= 2, 90, "both hosts registered", stack)
-        api = Client(stack)
-        for host in HOSTS:
-            assert _wait(lambda: _service(api, host)["state"] == "up", 60, f"{host} up", stack)
+            multihost.start_compute(stack, net, host, tmp_path / host, env={
+                # the namespace has no instance bridge: its metadata proxy listens on every address of the host
+                "STRATUS_METADATA_PROXY_BIND": f"0.0.0.0:{METADATA_PROXY_PORT}"})
+        api = multihost.wait_hosts_up(stack, HOSTS)
 
         image = api.image()
-        server = _boot_on(api, image, "mh-a", "mh-1", networks="auto")
+        server = multihost.boot_on(api, image, "mh-a", "mh-1", networks="auto")
         settled = api.wait_settled({server}, 90)[server]
         assert settled["status"] == "ACTIVE" and settled["OS-EXT-SRV-ATTR:host"] == "mh-a", settled
 
@@ -173,10 +94,10 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
         snap = post({"createImage": {"name": "mh-snap"}})
         assert snap.status_code == 202, snap.text
         snap_id = snap.json()["image_id"]
-        _wait(lambda: requests.get(f"{stack.url}/image/v2/images/{snap_id}", headers=api.headers,
-                                   timeout=30).json()["status"] == "active", 90, "the snapshot active", stack)
+        multihost.wait(lambda: requests.get(f"{stack.url}/image/v2/images/{snap_id}", headers=api.headers,
+                                            timeout=30).json()["status"] == "active", 90, "the snapshot active", stack)
         settle("ACTIVE", "mh-b")
-        from_snap = _boot_on(api, snap_id, "mh-a", "mh-from-snap")
+        from_snap = multihost.boot_on(api, snap_id, "mh-a", "mh-from-snap")
         assert api.wait_settled({from_snap}, 90)[from_snap]["status"] == "ACTIVE"
         assert (stack.state_dir.parent / "mh-a" / "state" / "image-cache" / snap_id).is_file()
         assert api.delete(from_snap) == 204
@@ -189,18 +110,20 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
         # Partition: mh-b cannot reach the controller (broker, API) and the controller cannot reach it.
         cut = ["OUTPUT", "-d", net.controller, "-j", "DROP"]
         assert net.run("mh-b", "iptables", "-I", *cut).returncode == 0
-        _wait(lambda: _service(api, "mh-b")["state"] == "down", 60, "mh-b down while cut off", stack)
+        multihost.wait(lambda: multihost.service(api, "mh-b")["state"] == "down", 60, "mh-b down while cut off",
+                       stack)
         shown = requests.get(f"{api.url}/servers/{server}", headers=api.headers, timeout=30).json()["server"]
         assert shown["host_status"] == "UNKNOWN" and shown["status"] == "ACTIVE", shown
-        assert _service(api, "mh-a")["state"] == "up"
+        assert multihost.service(api, "mh-a")["state"] == "up"
         meanwhile = api.boot(image, "mh-meanwhile")  # no build lands on the host that is down
         assert meanwhile.status_code == 202, meanwhile.text
         meanwhile_id = meanwhile.json()["server"]["id"]
         landed = api.wait_settled({meanwhile_id}, 90)[meanwhile_id]
         assert (landed["status"], landed["OS-EXT-SRV-ATTR:host"]) == ("ACTIVE", "mh-a"), landed
         assert net.run("mh-b", "iptables", "-D", *cut).returncode == 0
-        _wait(lambda: _service(api, "mh-b")["state"] == "up", 90, "mh-b up after the partition healed", stack)
-        again = _boot_on(api, image, "mh-b", "mh-2")
+        multihost.wait(lambda: multihost.service(api, "mh-b")["state"] == "up", 90,
+                       "mh-b up after the partition healed", stack)
+        again = multihost.boot_on(api, image, "mh-b", "mh-2")
         assert api.wait_settled({again}, 90)[again]["status"] == "ACTIVE"
         # every guest exactly once, on the host its row names (the fake driver's guests are files on each host)
         for host, expected in (("mh-a", {meanwhile_id}), ("mh-b", {server, again})):
@@ -208,7 +131,7 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
             assert guests == expected, (host, guests)
 
         # Evacuate from a host an operator forced down: rebuilt on the other (stopped, as from 2.95)
-        mh_b = _service(api, "mh-b")["id"]
+        mh_b = multihost.service(api, "mh-b")["id"]
         forced = requests.put(f"{api.url}/os-services/{mh_b}", json={"forced_down": True}, timeout=30,
                               headers={**api.headers, "OpenStack-API-Version": "compute 2.53"})
         assert forced.status_code == 200, forced.text
@@ -232,10 +155,5 @@ def test_compute_hosts_in_their_own_namespaces(network, tmp_path):
         r = requests.get(f"{api.url}/os-services", params={"binary": "nova-compute"}, headers=api.headers, timeout=30)
         assert [s["host"] for s in r.json()["services"]] == ["mh-a"], r.text
         import redis as redis_client
-        with redis_client.Redis.from_url(redis.url) as admin:
+        with redis_client.Redis.from_url(stack.redis.url) as admin:
             assert b"compute-mh-b" not in admin.execute_command("ACL", "USERS")
-    finally:
-        if stack:
-            stack.stop()
-        redis.close()
-        database.cleanup()

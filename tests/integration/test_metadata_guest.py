@@ -13,7 +13,6 @@ import hmac
 import http.client
 import json
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.libvirt_support import domains as _domains, libvirt_stack, require_test_image
+from tests.libvirt_support import domains as _domains, libvirt_stack, metadata_sections, require_test_image
 from harness.stack import REPO, Stack, free_port
 
 pytestmark = pytest.mark.libvirt
@@ -32,8 +31,6 @@ CIDR = "10.77.7.0/24"
 GATEWAY = "10.77.7.1"
 SECRET = "guest-suite-proxy-secret"
 GUEST_TIMEOUT = 150  # TCG guests on two cores under CI load: boot, network, fetch
-# (BEGIN may follow the shell's first prompt on the same console line)
-SECTION = re.compile(r"STRATUS-MD-BEGIN (\S+) (\S+)\r?\n(.*?)\r?\nSTRATUS-MD-END \1 \2\r?$", re.M | re.S)
 
 
 @pytest.fixture(scope="module")
@@ -155,10 +152,6 @@ def _wait_console(api: Api, uuid: str, needles: list[str]) -> str:
         time.sleep(2)
 
 
-def _sections(log: str) -> dict[tuple[str, str], str]:
-    return {(m.group(1), m.group(2)): m.group(3).replace("\r", "").strip("\n") for m in SECTION.finditer(log)}
-
-
 def _check(server: dict, sections: dict, source: str, public_key: str, ec2_id: str) -> None:
     meta = json.loads(sections[(source, "meta_data.json")])
     assert meta["uuid"] == server["id"] and meta["name"] == server["name"]
@@ -185,7 +178,7 @@ def test_guests_read_their_own_metadata(stack, api, guests):
         log = logs[name]
         assert "STRATUS-MD-DONE http ok" in log, log[-3000:]
         assert "STRATUS-NET source=cmdline" in log
-        sections = _sections(log)
+        sections = metadata_sections(log)
         shown = api.req("GET", f"/servers/{server['id']}").json()["server"]
         ec2_id = "i-" + shown["OS-EXT-SRV-ATTR:instance_name"].split("-", 1)[1]
         _check(server, sections, "http", guests["public_key"], ec2_id)
@@ -197,7 +190,7 @@ def test_guests_read_their_own_metadata(stack, api, guests):
         assert other["id"] not in log
     log_a = logs["md-guest-a"]
     assert "STRATUS-MD-DONE configdrive ok" in log_a, log_a[-3000:]
-    sections = _sections(log_a)
+    sections = metadata_sections(log_a)
     shown = api.req("GET", f"/servers/{a['id']}").json()["server"]
     ec2_id = "i-" + shown["OS-EXT-SRV-ATTR:instance_name"].split("-", 1)[1]
     _check(a, sections, "configdrive", guests["public_key"], ec2_id)

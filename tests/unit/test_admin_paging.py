@@ -70,6 +70,23 @@ def test_hypervisors_uuid_ids_and_pattern_from_2_53(client, admin, nodes):
     assert client.get("/v2.1/os-hypervisors/a/search", headers=h).status_code == 404  # removed at 2.53
 
 
+
+def test_a_hypervisors_page_loads_only_its_own_rows(client, admin, nodes):
+    """A page is one indexed query after the marker (10,000 hosts: 11 pages, each loading 1,000 nodes, not all)."""
+    from sqlalchemy import event
+
+    from core.models import ComputeNode
+    loaded: list[int] = []
+    listener = lambda target, context: loaded.append(target.id)  # noqa: E731
+    event.listen(ComputeNode, "load", listener)
+    try:
+        page = client.get(f"/v2.1/os-hypervisors/detail?limit=1&marker={nodes[0][1]}",
+                          headers={**admin.headers, **_v("2.53")}).get_json()
+    finally:
+        event.remove(ComputeNode, "load", listener)
+    assert [x["id"] for x in page["hypervisors"]] == [nodes[1][1]]
+    assert loaded == [nodes[1][0]]
+
 def test_hypervisor_search_before_2_53(client, admin, make_user, nodes):
     h = {**admin.headers, **_v("2.52")}
     body = client.get("/v2.1/os-hypervisors/-a/search", headers=h).get_json()

@@ -186,3 +186,119 @@ def test_a_full_reload_keeps_each_hosts_version_with_its_own_row(stratus_env):
         rows = s.execute(_QUERY).all()
     assert cache._versions == {r[0]: _version(r) for r in rows}
     assert all(states[r[0]].memory_mb == r[7] for r in rows)  # r[7]: memory_mb
+
+
+def test_a_refresh_reads_while_the_other_thread_decides(hosts, monkeypatch):
+    """The database read of one thread's refresh does not wait for the other thread's decision (nor the reverse):
+    the decision lock covers filter, weigh and consume and the in-memory apply, never a round trip."""
+    import threading
+
+    from core.db import read_session
+    from tasks import host_cache, scheduler
+    from tasks.host_cache import HostStateCache
+
+    cache = HostStateCache(full_reload_s=3600)
+    _states(cache)  # the full load
+    deciding, release, read_during_decision = threading.Event(), threading.Event(), []
+    real_decide, real_rows = scheduler.decide, host_cache.plain_rows
+
+    def slow_decide(*args, **kwargs):
+        deciding.set()
+        release.wait(5)
+        return real_decide(*args, **kwargs)
+
+    def rows(*args, **kwargs):
+        read_during_decision.append(deciding.is_set() and not release.is_set())
+        return real_rows(*args, **kwargs)
+
+    monkeypatch.setattr(scheduler, "decide", slow_decide)
+    monkeypatch.setattr(host_cache, "plain_rows", rows)
+    spec = RequestSpec(instance_uuid="x", vcpus=1, memory_mb=4096, root_gb=1)
+
+    def decide_once() -> None:
+        with read_session() as s:
+            scheduler.schedule_with(cache, s, spec, 1)
+
+    first = threading.Thread(target=decide_once)
+    first.start()
+    assert deciding.wait(5)
+    second = threading.Thread(target=lambda: _states(cache))
+    second.start()
+    second.join(2)  # a read that must wait for the first decision is still blocked here
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert read_during_decision[-1] is True
+
+
+def test_refresh_sees_aggregate_changes_with_the_changed_rows(hosts):
+    """The changed rows carry their hosts' aggregate metadata (several keys and values per host): a host added to
+    an aggregate gets its zone and metadata at the next decision, and keeps them through a claim."""
+    from core.db import write_session
+    from core.writes import resources
+    from tasks.conductor import admin
+    from tasks.host_cache import HostStateCache
+
+    cache = HostStateCache(full_reload_s=3600)
+    assert _states(cache)["cache-a"].aggregate_metadata == {}
+    agg = admin.create_aggregate("fast", "az-fast")["ok"]  # the conductor's calls, each its own transaction
+    admin.set_aggregate_metadata(agg, {"ssd": "true", "filter_tenant_id": "p1"})
+    other = admin.create_aggregate("tenants", None)["ok"]
+    admin.set_aggregate_metadata(other, {"filter_tenant_id": "p2"})
+    assert _states(cache)["cache-a"].aggregate_metadata == {}  # no host in them yet
+    admin.aggregate_add_host(agg, "cache-a")
+    admin.aggregate_add_host(other, "cache-a")
+    want = {"availability_zone": frozenset({"az-fast"}), "ssd": frozenset({"true"}),
+            "filter_tenant_id": frozenset({"p1", "p2"})}
+    seen = _states(cache)
+    assert (seen["cache-a"].availability_zone, seen["cache-a"].aggregate_metadata) == ("az-fast", want)
+    assert (seen["cache-b"].availability_zone, seen["cache-b"].aggregate_metadata) == ("nova", {})
+    inst = types.SimpleNamespace(uuid="22222222-2222-2222-2222-222222222222", vcpus=1, memory_mb=512, root_gb=1)
+    with write_session() as s:
+        assert resources.claim(s, inst, "cache-a")
+    after = _states(cache)["cache-a"]
+    assert (after.memory_mb_used, after.availability_zone, after.aggregate_metadata) == (512, "az-fast", want)
+
+
+def test_a_full_reload_runs_beside_the_decisions_and_loses_no_change(hosts, monkeypatch):
+    """A due full reload reads in its own thread while refreshes go on; a claim committed after the reload's read
+    began is not undone by its (older) rows when they are swapped in."""
+    import datetime as dt
+    import threading
+    import time
+
+    from core.db import write_session
+    from core.writes import resources
+    from tasks import host_cache
+    from tasks.host_cache import _QUERY, HostStateCache
+
+    cache = HostStateCache(full_reload_s=0.0)  # every refresh finds a full reload due
+    _states(cache)  # the first load, read in place
+    read, release = threading.Event(), threading.Event()
+    real_rows = host_cache.plain_rows
+
+    def rows(session, statement, *args, **kwargs):
+        result = real_rows(session, statement, *args, **kwargs)
+        if statement is _QUERY:  # the reload's read: its rows are taken, then it waits
+            result = result.all()
+            read.set()
+            assert release.wait(10)
+            return types.SimpleNamespace(all=lambda: result)
+        return result
+
+    monkeypatch.setattr(host_cache, "plain_rows", rows)
+    monkeypatch.setattr(host_cache, "OVERLAP", dt.timedelta(0))  # no re-read of recent rows to hide a loss
+    asked = time.monotonic()
+    assert _states(cache)["cache-a"].memory_mb_used == 0
+    assert read.wait(5) and time.monotonic() - asked < 5  # returned while the reload waits (10 s)
+    cache.full_reload_s = 3600  # no other reload from here on
+    inst = types.SimpleNamespace(uuid="33333333-3333-3333-3333-333333333333", vcpus=1, memory_mb=1024, root_gb=1)
+    with write_session() as s:
+        assert resources.claim(s, inst, "cache-a")
+    assert _states(cache)["cache-a"].memory_mb_used == 1024
+    release.set()
+    for t in threading.enumerate():
+        if t.name == "host-state-reload":
+            t.join(10)
+    assert not cache._reloading
+    assert _states(cache)["cache-a"].memory_mb_used == 1024  # re-read since the reload's read began
