@@ -11,7 +11,7 @@ import functools
 import socket
 from typing import Any
 
-from sqlalchemy import DateTime, String, Text, and_, bindparam, insert, select, update
+from sqlalchemy import DateTime, String, Text, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -109,13 +109,6 @@ def reset_state(s: Session, uuid: str, vm_state: str, request_id: str, user_id: 
     start_action(s, uuid, "resetState", request_id, user_id, project_id, now=now)
     s.execute(update(InstanceAction).where(InstanceAction.instance_uuid == uuid,
                                            InstanceAction.request_id == request_id).values(finish_time=now))
-
-
-def finish_open_actions(s: Session, uuid: str, now: dt.datetime) -> None:
-    """The instance is deleted: an action it had in flight (an unshelve whose step found it deleting and ended
-    quietly) will never finish otherwise; it is finished as failed ("Error", as an action with a failed event)."""
-    s.execute(update(InstanceAction).where(InstanceAction.instance_uuid == uuid, InstanceAction.finish_time.is_(None))
-              .values(finish_time=now, updated_at=now, message="Error"))
 
 
 def add_fault(s: Session, uuid: str, code: int, message: str, details: str = "", host: str | None = None) -> None:
@@ -220,18 +213,26 @@ def _canvas(ctx: dict, steps: list[str] | tuple[str, ...]) -> dict:
 
 def record_event(s: Session, uuid: str, request_id: str, event: str, started: float | None, result: str,
                  host: str | None = None, traceback: str | None = None, finish_action: bool = True,
-                 details: str | None = None) -> None:
+                 details: str | None = None, finish_open: bool = False) -> None:
     """Add an event to the instance's action of ``request_id`` (and finish the action): the action's id is read
     inside the INSERT (no row when the instance has no such action) and the UPDATE finds the action by the same
-    key, two statements in all. An event without a compute ``host`` is the conductor's: Nova records the host of
-    the service that ran it, never null (its schema requires a string)."""
+    key, two statements in all (one on PostgreSQL: the INSERT takes the id the UPDATE returns). An event without a compute ``host`` is the conductor's: Nova records the host of
+    the service that ran it, never null (its schema requires a string).
+
+    ``finish_open`` (the instance is deleted): the same UPDATE also finishes the instance's other actions still in
+    flight (an unshelve whose step found it deleting and ended quietly), as failed ("Error", as an action with a
+    failed event): they would never finish otherwise."""
     now = utcnow()
     start = dt.datetime.fromtimestamp(started, dt.timezone.utc).replace(tzinfo=None) if started else now
-    s.execute(_EVENT_INSERT, {"ev_uuid": uuid, "ev_request_id": request_id, "ev_event": event, "ev_start_time": start,
-                              "ev_finish_time": now, "ev_result": result, "ev_traceback": traceback,
-                              "ev_host": host or _SERVICE_HOST, "ev_details": details})
-    s.execute(_finish_action(finish_action, result != "Success"),
-              {"ev_uuid": uuid, "ev_request_id": request_id, "ev_now": now})
+    params = {"ev_uuid": uuid, "ev_request_id": request_id, "ev_event": event, "ev_start_time": start,
+              "ev_finish_time": now, "ev_result": result, "ev_traceback": traceback,
+              "ev_host": host or _SERVICE_HOST, "ev_details": details, "ev_now": now}
+    shape = (finish_action or finish_open, result != "Success", finish_open)
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(_event_in_one(*shape), params)
+        return
+    s.execute(_EVENT_INSERT, params)
+    s.execute(_finish_action(*shape), params)
 
 
 _SERVICE_HOST = socket.gethostname()
@@ -247,13 +248,32 @@ _EVENT_INSERT = insert(InstanceActionEvent.__table__).from_select(
     .where(*_OF_REQUEST).limit(1))
 
 
-@functools.lru_cache(maxsize=4)
-def _finish_action(finish: bool, failed: bool) -> Any:
-    """The action's UPDATE: its updated_at, and when ``finish`` its finish_time (and message "Error" if failed)."""
+@functools.lru_cache(maxsize=8)
+def _finish_action(finish: bool, failed: bool, open_too: bool = False) -> Any:
+    """The action's UPDATE: its updated_at, and when ``finish`` its finish_time (and message "Error" if failed);
+    ``open_too``: the instance's unfinished actions too, each finished with message "Error"."""
     now = bindparam("ev_now", type_=DateTime)
     values: dict[str, Any] = {"updated_at": now}
     if finish:
         values["finish_time"] = now
         if failed:
             values["message"] = "Error"
-    return update(InstanceAction.__table__).where(*_OF_REQUEST).values(**values)
+    if not open_too:
+        return update(InstanceAction.__table__).where(*_OF_REQUEST).values(**values)
+    uuid_is, request_is = _OF_REQUEST
+    values["message"] = case((request_is, values.get("message", InstanceAction.message)), else_="Error")
+    return update(InstanceAction.__table__).where(uuid_is, or_(request_is, InstanceAction.finish_time.is_(None))
+                                                  ).values(**values)
+
+
+@functools.lru_cache(maxsize=8)
+def _event_in_one(finish: bool, failed: bool, open_too: bool) -> Any:
+    """PostgreSQL: the action's UPDATE in a data-modifying CTE and the event inserted from the id it returns (no
+    row when the instance has no such action), one statement."""
+    _uuid_is, request_is = _OF_REQUEST
+    done = _finish_action(finish, failed, open_too).returning(InstanceAction.id, InstanceAction.request_id) \
+        .cte("finished")
+    return insert(InstanceActionEvent.__table__).from_select(
+        ["action_id", *_EVENT_FIELDS],
+        select(done.c.id, *(bindparam(f"ev_{name}", type_=kind) for name, kind in _EVENT_FIELDS.items()))
+        .where(done.c.request_id == request_is.right).limit(1))

@@ -75,9 +75,7 @@ def server_action(req: dict) -> dict:
     """CAS the instance into the action's task_state, record the action, start the compute canvas."""
     uuid, action = req["instance_uuid"], req["action"]
     with write_session() as s:
-        inst = get_instance(s, uuid)
-        if inst is None:
-            raise ConductorError(404, f"Instance {uuid} could not be found.")
+        inst = _action_state(s, uuid)
         if action == "delete":
             task_state = states.DELETING
             # Delete is allowed in any state: when a boot step moves task_state under us, read it again.
@@ -87,10 +85,7 @@ def server_action(req: dict) -> dict:
                 ok = cas_instance(s, uuid, expected_task_state=inst.task_state, task_state=task_state)
                 if ok:
                     break
-                s.expire(inst)
-                inst = get_instance(s, uuid)
-                if inst is None:
-                    raise ConductorError(404, f"Instance {uuid} could not be found.")
+                inst = _action_state(s, uuid)
         else:
             rule = states.ACTIONS[action]
             if inst.vm_state not in rule["from"]:
@@ -127,6 +122,17 @@ def server_action(req: dict) -> dict:
 
 
 DELETE_STEPS = ("stratus.compute.terminate", "stratus.conductor.finish_delete")
+# What an action reads of its instance: plain columns, not the whole ORM row (its large JSON columns decoded and
+# an object built, for three values).
+_ACTION_QUERY = select(Instance.task_state, Instance.vm_state, Instance.host).where(
+    Instance.uuid == bindparam("uuid", type_=String))
+
+
+def _action_state(s, uuid: str) -> Any:
+    inst = plain_rows(s, _ACTION_QUERY, {"uuid": uuid}).first()
+    if inst is None:
+        raise ConductorError(404, f"Instance {uuid} could not be found.")
+    return inst
 
 
 def _api_name(action: str) -> str:
@@ -170,11 +176,6 @@ def service_heartbeat(host: str, binary: str) -> None:
 
 # --- canvas steps --------------------------------------------------------------------------------------------------
 
-# What a claim reads of the instance (not its large columns: user data, flavor snapshot, metadata, ...).
-_CLAIM_QUERY = select(Instance.uuid, Instance.task_state, Instance.scheduler_hints, Instance.vcpus,
-                      Instance.memory_mb, Instance.root_gb).where(Instance.uuid == bindparam("uuid", type_=String))
-
-
 @celery.task(name="stratus.conductor.claim")
 @step
 def claim(ctx: dict) -> dict:
@@ -187,11 +188,11 @@ def claim(ctx: dict) -> dict:
     rejected: dict[str, str] = {}
     keyless: list[str] = []
     with write_session() as s:
-        inst = plain_rows(s, _CLAIM_QUERY, {"uuid": uuid}).first()
+        # One read: the spec the compute step gets is also what the claim checks and takes (state, hints, size).
+        inst = spec_row = specs.read_spec(s, uuid)
         if inst is None or inst.task_state != states.SCHEDULING:
             raise StopCanvas(f"instance is {inst.task_state if inst else 'deleted'}, not scheduling")
         group = group_spec(s, uuid, lock=True) if (inst.scheduler_hints or {}).get("group") else None
-        spec_row = specs.read_spec(s, uuid)
         hosts = list(ctx["hosts"])
         while hosts:
             host = hosts.pop(0)
@@ -281,7 +282,7 @@ def finish_action(ctx: dict) -> None:
 def finish_delete(ctx: dict) -> None:
     uuid = ctx["instance_uuid"]
     with write_session() as s:
-        inst = get_instance(s, uuid, lock=True)
+        inst = plain_rows(s, _DELETE_QUERY, {"uuid": uuid}).first()
         if inst is None or inst.task_state != states.DELETING:
             return  # already deleted (a redelivered message)
         release_allocation(s, uuid)
@@ -298,13 +299,20 @@ def finish_delete(ctx: dict) -> None:
         cas_instance(s, uuid, expected_task_state=states.DELETING, vm_state=states.DELETED,
                      task_state=None, power_state=PowerState.NOSTATE, deleted=inst.id, deleted_at=now,
                      terminated_at=now)
+        # The delete's action finished and any other still open finished as failed, in one UPDATE.
         record_event(s, uuid, ctx["request_id"], "compute_terminate_instance", ctx.get("t0"), "Success",
-                     host=ctx.get("host"))
-        instances.finish_open_actions(s, uuid, now)
+                     host=ctx.get("host"), finish_open=True)
     for image_id in ([shelved_image] if shelved_image else []) + unfinished:
         image_store.delete(image_id)
     for host in other_hosts:  # e.g. the source guest a resize awaiting confirmation kept
         sig("stratus.compute.terminate", {**ctx, "host": host, "action": "cleanup"}).apply_async()
+
+
+# What finish_delete reads of the instance, locked: plain columns (it writes through statements, not the object).
+_DELETE_QUERY = select(Instance.id, Instance.uuid, Instance.task_state, Instance.host, Instance.project_id,
+                       Instance.user_id, Instance.vcpus, Instance.memory_mb, Instance.scheduler_hints,
+                       Instance.system_metadata).where(Instance.uuid == bindparam("uuid", type_=String)
+                                                       ).with_for_update()
 
 
 def _delete_console_tokens(s, uuid: str) -> None:

@@ -56,7 +56,7 @@ def image_disk_format(s, image_id: str | None) -> str | None:
 # Beyond its metadata's columns, what a driver's spec takes from the instance, and its boot image (outer-joined:
 # its absence is told by the image's own columns being NULL): its own image, or the bound ``image_id``.
 _SPEC_COLUMNS = (Instance.task_state, Instance.user_id, Instance.vcpus, Instance.memory_mb, Instance.root_gb,
-                 Instance.config_drive, Instance.root_device_tag,
+                 Instance.config_drive, Instance.root_device_tag, Instance.scheduler_hints,  # (the claim's)
                  *(c.label(f"image_{c.key}") for c in _IMAGE_COLUMNS))
 _SPEC_QUERY = {other: metadata_query.live_instance_query(*_SPEC_COLUMNS, joins=((Image, Image.id == (
     bindparam("image_id", type_=String) if other else Instance.image_ref)),)) for other in (False, True)}

@@ -52,6 +52,33 @@ def test_record_event_finds_the_action_inside_its_insert(database):
         assert event.host == __import__("socket").gethostname()  # the conductor's own, as Nova records it
 
 
+def test_a_delete_event_finishes_the_other_open_actions_as_failed(database):
+    """finish_delete's one UPDATE: its own action finished as it was, the instance's other unfinished actions
+    finished with "Error", finished ones and other instances' left alone."""
+    from core import db
+    from core.models import InstanceAction, InstanceActionEvent
+    from core.writes import instances
+    with db.write_session() as s:
+        for uuid, request_id, action in (("inst-1", "req-old", "stop"), ("inst-1", "req-open", "unshelve"),
+                                         ("inst-1", "req-del", "delete"), ("inst-2", "req-x", "stop")):
+            instances.start_action(s, uuid, action, request_id, "u", "p")
+        instances.record_event(s, "inst-1", "req-old", "compute_stop_instance", None, "Success")
+    from bench.api_reads import count_statements
+    with db.write_session() as s, count_statements() as stmts:
+        instances.record_event(s, "inst-1", "req-del", "compute_terminate_instance", None, "Success",
+                               finish_open=True)
+    # The event and the UPDATE: one statement on PostgreSQL (the INSERT takes the id the UPDATE returns).
+    assert len([q for q in stmts if "instance_action" in q]) == (1 if database == "postgresql" else 2), stmts
+    with db.read_session() as s:
+        rows = {r.request_id: (r.finish_time is not None, r.message) for r in s.scalars(select(InstanceAction))}
+    assert rows == {"req-old": (True, None), "req-open": (True, "Error"), "req-del": (True, None),
+                    "req-x": (False, None)}
+    with db.read_session() as s:
+        events = s.execute(select(InstanceActionEvent.event, InstanceAction.request_id).join(
+            InstanceAction, InstanceAction.id == InstanceActionEvent.action_id)).all()
+    assert sorted(events) == [("compute_stop_instance", "req-old"), ("compute_terminate_instance", "req-del")]
+
+
 def test_fixed_ip_skips_an_address_taken_in_the_same_transaction(database):
     from core import db, network
     from core.models import FixedIP
@@ -192,6 +219,32 @@ def test_reads_hold_no_transaction_on_postgresql(database):
         if database == "postgresql":
             assert s.connection().connection.dbapi_connection.autocommit is False
             assert s.execute(text("SELECT now() = statement_timestamp()")).scalar() is False
+
+
+def test_a_fixed_ip_is_one_statement_on_postgresql(database, monkeypatch):
+    """The allocation's lookup and INSERT are one statement on PostgreSQL (two elsewhere); when that INSERT finds
+    nothing to take (here its random MAC is one in use: a conflict, as a concurrent allocation's would be), the
+    window-by-window lookup still gives the lowest free address."""
+    from bench.api_reads import count_statements
+    from core import db, network
+    from core.writes import networking
+    with db.write_session() as s:
+        first = networking.allocate_fixed_ip(s, "inst-0")  # the network's row is made on first use
+        with count_statements() as stmts:
+            second = networking.allocate_fixed_ip(s, "inst-1")
+    assert len(stmts) == (1 if database == "postgresql" else 2), stmts
+    info = network.builtin()
+    pool = networking._pool_addresses(info.cidr, info.gateway)
+    assert (first, second) == pool[:2]
+    from core.models import FixedIP
+    with db.read_session() as s:
+        used_mac = s.scalar(select(FixedIP.mac).where(FixedIP.instance_uuid == "inst-1"))
+    macs = iter([used_mac])
+    monkeypatch.setattr(network, "random_mac", lambda: next(macs, "fa:16:3e:00:00:99"))
+    with db.write_session() as s:
+        assert networking.allocate_fixed_ip(s, "inst-2") == pool[2]
+    with db.read_session() as s:
+        assert s.scalar(select(FixedIP.mac).where(FixedIP.instance_uuid == "inst-2")) == "fa:16:3e:00:00:99"
 
 
 def test_fixed_ips_come_from_the_low_water_mark(database, monkeypatch):

@@ -117,3 +117,22 @@ def test_soft_policies_and_groupless_boots_are_not_rechecked(cloud):
     a, b = _boot_into(group, "a"), _boot_into(group, "b")
     assert boot.claim(_ctx(a, ["h1"]))["host"] == "h1"
     assert boot.claim(_ctx(b, ["h1"]))["host"] == "h1"
+
+
+def test_a_claim_reads_the_instance_once(cloud):
+    """A claim outside any group: the spec read (which also gives the state, hints and size the claim checks),
+    the node's usage and the allocation, the host's zone, the CAS; 6 statements on SQLite with its BEGIN."""
+    from bench.api_reads import count_statements
+    from core import db
+    from core.writes import instances
+    boot, _started, _failures = cloud
+    uuid = "solo-0000-0000-0000-000000000000"
+    with db.write_session() as s:
+        instances.create_instances(s, {"uuids": [uuid], "name": "solo", "project_id": "p", "user_id": "u",
+                                       "image_id": "img", "flavor_id": "42", "networks": "none", "request_id": "req",
+                                       "reservation_id": "r"})
+    with count_statements() as stmts:
+        out = boot.claim(_ctx(uuid, ["h1"]))
+    assert out["host"] == "h1" and out["spec"]["uuid"] == uuid and out["spec"]["vcpus"] == 1
+    assert len(stmts) == 6, "\n".join(q[:100] for q in stmts)
+    assert sum(q.startswith("SELECT") and "FROM instances" in q for q in stmts) == 1, stmts
