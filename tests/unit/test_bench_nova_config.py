@@ -44,6 +44,9 @@ def test_write_gives_each_compute_its_host(tmp_path):
     paste.write_text("[composite:osapi_compute]\n")
     paths = nova_config.write(_deployment(tmp_path / "s"), paste, ["h-0", "h-1"])
     assert [_ini(paths[f"compute:{h}"].read_text())["DEFAULT"]["host"] for h in ("h-0", "h-1")] == ["h-0", "h-1"]
+    compute = _ini(paths["compute:h-0"].read_text())
+    assert compute["DEFAULT"]["compute_driver"] == "fake.FakeDriver"  # a whole nova.conf, used alone
+    assert not compute.has_section("database") and not compute.has_section("api_database")  # no DB credentials
     assert paths["api-paste"].read_text() == paste.read_text()
     assert _ini(paths["nova"].read_text())["wsgi"]["api_paste_config"] == str(paths["api-paste"])
 
@@ -56,10 +59,17 @@ def test_gunicorn_conf_is_python_naming_the_app():
     assert ns["workers"] == 2 and ns["threads"] == 8
 
 
-def test_database_pools_are_bounded(tmp_path):
-    """The shared PostgreSQL has a connection limit: every Nova/Placement engine gets a small pool."""
+def test_database_pools_are_oslo_db_defaults(tmp_path):
+    """No pool bound: Placement's claim retry takes a second connection (an independent read) while holding one,
+    so a pool no larger than its threads deadlocks; the private PostgreSQL is sized for the defaults instead."""
     d = _deployment(tmp_path)
     nova, placement = _ini(nova_config.nova_conf(d)), _ini(nova_config.placement_conf(d))
-    for section in (nova["database"], nova["api_database"]):
-        assert int(section["max_pool_size"]) + int(section["max_overflow"]) <= 15
-    assert int(placement["placement_database"]["max_pool_size"]) <= 8
+    for section in (nova["database"], nova["api_database"], placement["placement_database"]):
+        assert "max_pool_size" not in section and "max_overflow" not in section
+
+
+def test_scheduler_shuffles_hosts_of_equal_weight(tmp_path):
+    """Nova's documented remedy for many hosts with the same best weight (a burst on identical fake hosts)."""
+    cp = _ini(nova_config.nova_conf(_deployment(tmp_path)))
+    assert cp.getboolean("filter_scheduler", "shuffle_best_same_weighed_hosts")
+    assert "host_subset_size" not in cp["filter_scheduler"]  # Nova's default (1): the best host, no tuning
