@@ -87,8 +87,11 @@ def _nova_sections(d: NovaDeployment) -> dict[str, dict[str, str]]:
         "database": {"connection": d.db_url("cell1")},
         "filter_scheduler": SCHEDULER,
         "keystone_authtoken": {"www_authenticate_uri": f"{d.aux_url}/identity", **_password_auth(d)},
+        # connect_retries (keystoneauth's adapter option, default 0): gunicorn closes a keep-alive connection
+        # idle for 2 s, and a scheduler or compute reusing it just then got "Connection reset by peer"; without
+        # a retry the scheduler answered NoValidHost (5 of 200 boots in ERROR) and computes rescheduled.
         "placement": {"auth_type": "admin_token", "endpoint": f"http://127.0.0.1:{d.placement_port}",
-                      "token": "admin:admin"},
+                      "token": "admin:admin", "connect_retries": "3"},
         "glance": {"endpoint_override": f"{d.aux_url}/image"},
         # The compute's admin client (network info of an instance, on delete) signs in to Stratus's Identity.
         "neutron": {"endpoint_override": f"{d.aux_url}/networking", **_password_auth(d)},

@@ -27,6 +27,7 @@ def test_nova_conf_names_every_service_nova_needs(tmp_path):
     assert cp["api_database"]["connection"] == "postgresql+psycopg2://root@127.0.0.1:5432/peer_nova_api"
     assert cp["database"]["connection"] == "postgresql+psycopg2://root@127.0.0.1:5432/peer_nova_cell1"
     assert cp["placement"]["auth_type"] == "admin_token" and cp["placement"]["endpoint"].endswith(":18778")
+    assert int(cp["placement"]["connect_retries"]) > 0  # a reset keep-alive connection is retried, not NoValidHost
     assert cp["keystone_authtoken"]["auth_url"] == "http://127.0.0.1:9999/identity"
     assert cp["neutron"]["auth_type"] == "password" and cp["neutron"]["password"] == "pw"
     assert cp["glance"]["endpoint_override"] == "http://127.0.0.1:9999/image"
