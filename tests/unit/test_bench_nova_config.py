@@ -70,7 +70,9 @@ def test_database_pools_are_oslo_db_defaults(tmp_path):
 
 
 def test_scheduler_shuffles_hosts_of_equal_weight(tmp_path):
-    """Nova's documented remedy for many hosts with the same best weight (a burst on identical fake hosts)."""
+    """Nova's documented remedies for many hosts with the same best weight (a burst on identical fake hosts)."""
     cp = _ini(nova_config.nova_conf(_deployment(tmp_path)))
     assert cp.getboolean("filter_scheduler", "shuffle_best_same_weighed_hosts")
-    assert "host_subset_size" not in cp["filter_scheduler"]  # Nova's default (1): the best host, no tuning
+    d = nova_config.NovaDeployment(state_dir=tmp_path, api_port=1, placement_port=2, aux_url="http://x",
+                                   admin_password="pw", hosts=10)
+    assert _ini(nova_config.nova_conf(d))["filter_scheduler"]["host_subset_size"] == "10"  # random among all
