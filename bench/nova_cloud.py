@@ -51,7 +51,9 @@ def _gunicorn_args(settings: dict[str, object]) -> list[str]:
 
 class PrivatePostgres:
     """Nova's own PostgreSQL server (same binaries as the shared one, own port and directory): Nova's processes
-    keep ~100 connections open, the shared server's whole max_connections ("too many clients" for everyone)."""
+    keep ~100 connections open, the shared server's whole max_connections ("too many clients" for everyone).
+    max_connections 1000: room for oslo.db's default pools (5 + 50 per engine) in every Nova and Placement
+    process."""
 
     def __init__(self, port: int):
         # Its own temporary directory: the postgres user cannot enter the benchmark's (mode 0700) state dir.
@@ -66,7 +68,7 @@ class PrivatePostgres:
         self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "root", "--auth=trust",
                           "-E", "UTF8")
         self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w",
-                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=400",
+                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=1000",
                           "start")
 
     def sql(self, statement: str) -> None:
@@ -143,8 +145,8 @@ class NovaCloud:
         self._start("conductor", [str(self.bin / "nova-conductor"), "--config-file", nova_conf])
         self._start("scheduler", [str(self.bin / "nova-scheduler"), "--config-file", nova_conf])
         for host in self.hosts:
-            self._start(f"compute-{host}", [str(self.bin / "nova-compute"), "--config-file", nova_conf,
-                                            "--config-file", str(self.paths[f"compute:{host}"])])
+            self._start(f"compute-{host}", [str(self.bin / "nova-compute"), "--config-file",
+                                            str(self.paths[f"compute:{host}"])])
         self._wait_http(f"{self.url}/", timeout)
         self._discover(timeout)
 

@@ -168,7 +168,7 @@ def run(n: int = 200, hosts: int = 10, concurrency: int = 10, pairs: int = 3, ba
     aux = _aux_stack(state / "aux")
     from harness.stack import ADMIN_PASSWORD, free_port
     d = nova_config.NovaDeployment(state_dir=state / "nova", api_port=free_port(), placement_port=free_port(),
-                                   db_port=free_port(),
+                                   db_port=free_port(), hosts=hosts,
                                    aux_url=aux.url, admin_password=ADMIN_PASSWORD)
     cloud = nova_cloud.NovaCloud(d, [f"nova-fake-{i}" for i in range(hosts)])
     timeout = max(300.0, n * 2.5)
