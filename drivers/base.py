@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, BinaryIO, ClassVar
 from core.power_state import PowerState
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from core.settings import Settings
 
 
@@ -309,6 +311,11 @@ class ComputeDriver(abc.ABC):
         if dest_host == self.host:
             raise NotImplementedError
         self.destroy(instance_uuid, destroy_disks=True)
+
+    def instance_storage_dir(self) -> Path | None:
+        """Where this host keeps its guests' disks, for the shared storage test before a live migration
+        (drivers/shared_storage.py; None: no other host sees it)."""
+        return None
 
     def pre_live_migration(self, instance: InstanceSpec) -> dict:
         """On the destination, before the copy (Nova's pre_live_migration): make what the guest needs here and
