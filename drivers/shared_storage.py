@@ -40,6 +40,7 @@ def create_test_file(directory: Path | None) -> str | None:
             pass
     name = PREFIX + uuid.uuid4().hex
     try:
+        directory.mkdir(parents=True, exist_ok=True)  # (a host that has had no guest yet)
         (directory / name).touch(exist_ok=False)
     except OSError as exc:
         raise DriverError(f"Cannot write the shared storage test file in {directory}: {exc}") from exc
