@@ -337,15 +337,16 @@ class ComputeDriver(abc.ABC):
     def post_live_migration_at_destination(self, instance: InstanceSpec, migrate_data: dict | None) -> None:
         """On the destination once the guest arrived (``migrate_data``: what the source's live_migrate returned)."""
 
-    def rollback_live_migration_at_destination(self, instance_uuid: str) -> None:
+    def rollback_live_migration_at_destination(self, instance_uuid: str, destroy_disks: bool = True) -> None:
         """On the destination after an aborted or failed copy: remove what pre_live_migration made, unless the
-        guest runs here."""
+        guest runs here. On shared instance storage (no block migration) the disks are the source's guest's:
+        they stay (Nova's destroy_disks=not is_shared_instance_path)."""
         try:
             if self.get_info(instance_uuid).power_state in (PowerState.RUNNING, PowerState.PAUSED):
                 return
         except InstanceNotFound:
             pass
-        self.destroy(instance_uuid, destroy_disks=True)
+        self.destroy(instance_uuid, destroy_disks=destroy_disks)
 
     def live_migration_force_complete(self, instance_uuid: str) -> None:
         """Make the running live migration of the guest finish now (libvirt: switch to post-copy or pause the

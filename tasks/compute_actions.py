@@ -204,7 +204,8 @@ def _post_live_migration(drv: ComputeDriver, ctx: dict) -> None:
     """On the destination after the copy: finish the arrived guest, or after an abort remove what the
     pre-step made (Nova's post_live_migration_at_destination / rollback_live_migration_at_destination)."""
     if ctx.get("aborted"):
-        drv.rollback_live_migration_at_destination(ctx["instance_uuid"])
+        drv.rollback_live_migration_at_destination(ctx["instance_uuid"],
+                                                   destroy_disks=ctx.get("block_migration") is not False)
     else:
         drv.post_live_migration_at_destination(instance_spec(ctx), ctx.get("migrate_data"))
 

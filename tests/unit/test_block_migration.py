@@ -99,3 +99,20 @@ def test_libvirt_hosts_with_different_instances_paths_do_not_share(tmp_path):
     a, b, c = host("lv-a", "one"), host("lv-b", "two"), host("lv-c", "one")
     assert shared_storage.check_source(a, None, shared_storage.check_destination(b)) is True
     assert shared_storage.check_source(a, None, shared_storage.check_destination(c)) is False
+
+
+@pytest.mark.parametrize("block, destroyed", [(True, True), (False, False), (None, True)])
+def test_a_rollback_keeps_the_disks_of_a_shared_storage_migration(block, destroyed):
+    """After an aborted copy the destination removes what it prepared, but on shared storage (no block
+    migration) the disks are the source guest's own: they stay."""
+    calls = []
+
+    class Destination(FakeDriver):
+        def destroy(self, instance_uuid: str, destroy_disks: bool = True) -> None:
+            calls.append((instance_uuid, destroy_disks))
+
+    ctx = {"instance_uuid": str(uuid.uuid4()), "aborted": True}
+    if block is not None:
+        ctx["block_migration"] = block
+    compute_actions._post_live_migration(Destination("h2"), ctx)
+    assert calls == [(ctx["instance_uuid"], destroyed)]
