@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, BinaryIO, ClassVar
 from core.power_state import PowerState
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from core.settings import Settings
 
 
@@ -310,6 +312,11 @@ class ComputeDriver(abc.ABC):
             raise NotImplementedError
         self.destroy(instance_uuid, destroy_disks=True)
 
+    def instance_storage_dir(self) -> Path | None:
+        """Where this host keeps its guests' disks, for the shared storage test before a live migration
+        (drivers/shared_storage.py; None: no other host sees it)."""
+        return None
+
     def pre_live_migration(self, instance: InstanceSpec) -> dict:
         """On the destination, before the copy (Nova's pre_live_migration): make what the guest needs here and
         the copy does not bring (instance dir, the image in the cache, empty disks of the right size, the config
@@ -330,15 +337,16 @@ class ComputeDriver(abc.ABC):
     def post_live_migration_at_destination(self, instance: InstanceSpec, migrate_data: dict | None) -> None:
         """On the destination once the guest arrived (``migrate_data``: what the source's live_migrate returned)."""
 
-    def rollback_live_migration_at_destination(self, instance_uuid: str) -> None:
+    def rollback_live_migration_at_destination(self, instance_uuid: str, destroy_disks: bool = True) -> None:
         """On the destination after an aborted or failed copy: remove what pre_live_migration made, unless the
-        guest runs here."""
+        guest runs here. On shared instance storage (no block migration) the disks are the source's guest's:
+        they stay (Nova's destroy_disks=not is_shared_instance_path)."""
         try:
             if self.get_info(instance_uuid).power_state in (PowerState.RUNNING, PowerState.PAUSED):
                 return
         except InstanceNotFound:
             pass
-        self.destroy(instance_uuid, destroy_disks=True)
+        self.destroy(instance_uuid, destroy_disks=destroy_disks)
 
     def live_migration_force_complete(self, instance_uuid: str) -> None:
         """Make the running live migration of the guest finish now (libvirt: switch to post-copy or pause the

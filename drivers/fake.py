@@ -375,6 +375,11 @@ class FakeDriver(ComputeDriver):
         with _lock:
             self.cached_images.add(image.id)
 
+    def instance_storage_dir(self) -> Path | None:
+        """A fake host's storage is its state_dir: hosts given the same one share it; without one each host's
+        guests live in this process's memory under its own name, which no other host sees (never shared)."""
+        return self.state_dir
+
     def pre_live_migration(self, instance: InstanceSpec) -> dict:
         """The arriving guest's disk is built here from its image (through this host's image cache); its record
         waits, not spawned, for the copy. The migrate data names this worker process, so a source served by the

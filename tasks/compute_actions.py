@@ -9,6 +9,7 @@ from collections.abc import Callable
 from core import states
 from core.power_state import PowerState
 from core.settings import get_settings
+from drivers import shared_storage
 from drivers.base import ComputeDriver, DriverError, DriverUnavailable, InstanceNotFound, InstanceSpec, LiveMigrationAborted
 from tasks.common import StopCanvas, step
 from tasks.compute import driver_for, driver_reply, forget, image_spec, instance_spec, track
@@ -174,9 +175,17 @@ def _resize_dest(drv: ComputeDriver, ctx: dict) -> None:
     drv.finish_migration(spec, power_on=ctx["power_on"])
 
 
+def _check_live_migration_source(drv: ComputeDriver, ctx: dict) -> dict:
+    """On the source, after the destination wrote its shared storage test file: block-migrate or not."""
+    return {"block_migration": shared_storage.check_source(drv, ctx.get("block_migration"), ctx["dest_check"])}
+
+
 def _pre_live_migration(drv: ComputeDriver, ctx: dict) -> dict:
-    """On the destination, before the copy: its migrate data goes to the source's step in the message."""
-    return {"migrate_data": drv.pre_live_migration(instance_spec(ctx)) or {}}
+    """On the destination, before the copy: its migrate data goes to the source's step in the message (with
+    the source's block-migration choice). The test file the source did not see goes here."""
+    shared_storage.remove_test_file(drv.instance_storage_dir(), ctx["dest_check"].get("shared_storage_test_file"))
+    data = drv.pre_live_migration(instance_spec(ctx)) or {}
+    return {"migrate_data": {**data, "block_migration": ctx["block_migration"]}}
 
 
 def _live_migrate(drv: ComputeDriver, ctx: dict) -> dict:
@@ -195,7 +204,8 @@ def _post_live_migration(drv: ComputeDriver, ctx: dict) -> None:
     """On the destination after the copy: finish the arrived guest, or after an abort remove what the
     pre-step made (Nova's post_live_migration_at_destination / rollback_live_migration_at_destination)."""
     if ctx.get("aborted"):
-        drv.rollback_live_migration_at_destination(ctx["instance_uuid"])
+        drv.rollback_live_migration_at_destination(ctx["instance_uuid"],
+                                                   destroy_disks=ctx.get("block_migration") is not False)
     else:
         drv.post_live_migration_at_destination(instance_spec(ctx), ctx.get("migrate_data"))
 
@@ -207,6 +217,8 @@ _MOVE_OPS: dict[str, Callable[[ComputeDriver, dict], dict | None]] = {
     "confirm_source": lambda d, c: d.confirm_migration(c["instance_uuid"], dest_host=c.get("dest") or ""),
     "revert_dest": lambda d, c: d.destroy(c["instance_uuid"], destroy_disks=True),
     "revert_source": lambda d, c: d.finish_revert_migration(c["instance_uuid"], power_on=c["power_on"]),
+    "check_live_migration_destination": lambda d, c: {"dest_check": shared_storage.check_destination(d)},
+    "check_live_migration_source": _check_live_migration_source,
     "pre_live_migration": _pre_live_migration,
     "live_migrate": _live_migrate,
     "post_live_migration": _post_live_migration,

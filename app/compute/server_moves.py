@@ -95,7 +95,9 @@ def live_migrate(server_id: str, body: dict) -> None:
     if body.get("host"):
         authorize(sub_rule("migrate_live_host"), inst.project_id)
     # 2.34: the pre-checks (source up, destination found and claimed) run after the 202 (tasks/conductor/live.py)
+    # block_migration: True / False, or None for "auto" (block-migrate unless the instance storage is shared)
     rpc.call("stratus.conductor.live_migrate", _request(inst, "live_migrate", host=body.get("host"),
+                                                        block_migration=None if block == "auto" else block,
                                                         async_checks=api_version().matches("2.34")))
 
 

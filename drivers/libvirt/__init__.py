@@ -371,6 +371,9 @@ class LibvirtDriver(ComputeDriver):
         return self.console_listen, port
 
     # -- live migration (drivers/libvirt/live_migration.py) --------------------------------------------------
+    def instance_storage_dir(self) -> Path:
+        return self.instances_dir
+
     def pre_live_migration(self, instance: InstanceSpec) -> dict:
         from drivers.libvirt import live_migration
         self._instance_dir(instance.uuid)

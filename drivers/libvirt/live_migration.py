@@ -5,8 +5,9 @@
   the config drive (built from the spec in the message: libvirt does not copy read-only disks). Its migrate data
   says where its files and listeners are and at which address its libvirtd takes the migration.
 - Source, ``live_migrate``: ``migrateToURI3`` peer-to-peer to ``settings.live_migration_uri`` filled with that
-  address, VIR_MIGRATE_LIVE | PEER2PEER | PERSIST_DEST | UNDEFINE_SOURCE | NON_SHARED_INC (QEMU mirrors the
-  overlay only: its base is already on the destination), with a destination XML whose paths and console listen
+  address, VIR_MIGRATE_LIVE | PEER2PEER | PERSIST_DEST | UNDEFINE_SOURCE, plus NON_SHARED_INC for a block
+  migration (QEMU mirrors the overlay only: its base is already on the destination; the source's
+  check_can_live_migrate_source chose it, drivers/shared_storage.py), with a destination XML whose paths and console listen
   addresses are the destination's. Then the source removes its instance dir.
 - Abort: ``abortJob`` (the guest keeps running on the source); force complete: the guest is paused so the copy
   converges (Nova without post-copy), and the destination resumes it on arrival.
@@ -31,7 +32,12 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 FLAGS = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_PERSIST_DEST
-         | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE | libvirt.VIR_MIGRATE_NON_SHARED_INC)
+         | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+
+
+def migration_flags(data: dict) -> int:
+    """The block migration copies the disks (NON_SHARED_INC); on shared instance storage they stay put."""
+    return FLAGS | libvirt.VIR_MIGRATE_NON_SHARED_INC if data.get("block_migration", True) else FLAGS
 _jobs: dict[str, dict] = {}  # instance uuid -> the running migration on this (source) host
 _jobs_lock = threading.Lock()
 
@@ -78,8 +84,9 @@ def _params(drv: LibvirtDriver, dom, data: dict) -> dict:
     dest_xml = destination_xml(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE), str(drv.instances_dir), data)
     disks = [t.get("dev") for d in ET.fromstring(dest_xml).iterfind("./devices/disk")
              if d.get("device") == "disk" and d.find("readonly") is None and (t := d.find("target")) is not None]
-    params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml, libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: dest_xml,
-              libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS: disks}
+    params = {libvirt.VIR_MIGRATE_PARAM_DEST_XML: dest_xml, libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: dest_xml}
+    if data.get("block_migration", True):
+        params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = disks
     if drv.settings.live_migration_bandwidth:
         params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = int(drv.settings.live_migration_bandwidth)
     host = data["target_connect_addr"].rsplit(":", 1)[0] if data["target_connect_addr"].count(":") == 1 \
@@ -106,7 +113,7 @@ def live_migrate(drv: LibvirtDriver, instance_uuid: str, dest_host: str, on_star
 
     def copy() -> None:
         try:
-            dom.migrateToURI3(uri, params, FLAGS)
+            dom.migrateToURI3(uri, params, migration_flags(data))
         except libvirt.libvirtError as exc:
             job["error"] = exc
         finally:
@@ -131,9 +138,10 @@ def live_migrate(drv: LibvirtDriver, instance_uuid: str, dest_host: str, on_star
                                                            libvirt.VIR_ERR_SYSTEM_ERROR) else DriverError
         raise cls(f"Failed to live-migrate instance {instance_uuid} to {dest_host} ({uri}): "
                   f"{exc.get_error_message()}") from exc
-    # UNDEFINE_SOURCE: the domain is gone here; its files go too (Nova's post_live_migration cleanup)
-    inst_dir = drv._instance_dir(instance_uuid)
-    shutil.rmtree(inst_dir, ignore_errors=True)
+    # UNDEFINE_SOURCE: the domain is gone here; its files go too after a block migration (Nova's
+    # post_live_migration cleanup), on shared storage they are the destination's now
+    if data.get("block_migration", True):
+        shutil.rmtree(drv._instance_dir(instance_uuid), ignore_errors=True)
     serial_ports.release(instance_uuid)
     LOG.info("instance %s live-migrated to %s (%s)", instance_uuid, dest_host, uri)
     return {"resume": job["forced"] and not was_paused}

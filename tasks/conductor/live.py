@@ -56,7 +56,7 @@ def live_migrate(req: dict) -> dict:
         ctx = new_ctx(uuid, req["request_id"], "live_migrate", host=inst.host, ops=[["live_migrate", inst.host]],
                       task_state=RULE["task_state"], source=inst.host, dest=None, final_host=None,
                       migration_uuid=mig.uuid, prior_vm_state=inst.vm_state, new_flavor=flavor,
-                      requested_host=req.get("host"))
+                      requested_host=req.get("host"), block_migration=req.get("block_migration"))
         if not req.get("async_checks"):
             _precheck_and_claim(s, inst, mig, ctx)  # a ConductorError rolls all of this back: the API's 400
     if req.get("async_checks"):
@@ -89,10 +89,13 @@ def _precheck_and_claim(s, inst, mig: Migration, ctx: dict) -> None:
     mig.dest_compute = mig.dest_node = dest
     if not cas_migration(s, mig.uuid, ("accepted",), "queued"):
         raise ConductorError(409, f"Migration {mig.id} changed state concurrently.")
-    # Nova's flow: the destination prepares (pre_live_migration), the source copies and drops the guest, the
-    # destination finishes (post_live_migration_at_destination, or its rollback after an abort).
+    # Nova's flow: the destination writes its shared storage test file, the source decides to block-migrate
+    # or not (a refusal fails the move: the server stays), the destination prepares (pre_live_migration), the
+    # source copies and drops the guest, the destination finishes (post_live_migration_at_destination, or its
+    # rollback after an abort).
     ctx.update(dest=dest, final_host=dest, host=dest, spec=spec,
-               ops=[["pre_live_migration", dest], ["live_migrate", source], ["post_live_migration", dest]])
+               ops=[["check_live_migration_destination", dest], ["check_live_migration_source", source],
+                    ["pre_live_migration", dest], ["live_migrate", source], ["post_live_migration", dest]])
 
 
 @celery.task(name="stratus.conductor.live_migration_prechecks", ignore_result=True)

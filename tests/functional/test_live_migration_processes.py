@@ -72,6 +72,19 @@ def test_live_migration_between_worker_processes(cloud):
     before = api("POST", f"/servers/{sid}/action", {"os-getConsoleOutput": {}}).json()["output"]
     assert guest_file(api, HOSTS[0], sid).is_file() and not guest_file(api, HOSTS[1], sid).exists()
 
+    # block_migration false needs shared instance storage; each worker's state dir is its own: B's test file is
+    # not seen on A, the migration ends in error after the 202 (2.34+) and the server stays on A
+    r = api("POST", f"/servers/{sid}/action", {"os-migrateLive": {"host": HOSTS[1], "block_migration": False}})
+    assert r.status_code == 202, r.text
+    migrations = f"/os-migrations?instance_uuid={sid}"
+    wait_for(lambda: api("GET", migrations, version="2.59").json()["migrations"][0]["status"] == "error")
+    assert api.wait(sid, "ACTIVE", timeout=30)["OS-EXT-SRV-ATTR:host"] == HOSTS[0]
+    events = api("GET", f"/servers/{sid}/os-instance-actions/{r.headers['x-openstack-request-id']}",
+                 version="2.84").json()["instanceAction"]["events"]
+    assert [e["details"] for e in events if e["result"] == "Error"] == [
+        f"{HOSTS[0]} is not on shared storage: Shared storage live-migration requires either shared storage or "
+        f"boot-from-volume with no local disks."]
+
     # aborted (2.24): the guest stays on A; B's worker removes what its pre step made
     mig = running(api, sid)
     assert api("DELETE", f"/servers/{sid}/migrations/{mig['id']}", version="2.24").status_code == 202
@@ -90,7 +103,7 @@ def test_live_migration_between_worker_processes(cloud):
     assert server["OS-EXT-STS:power_state"] == 1  # RUNNING, as the destination's worker reports it
     migs = api("GET", f"/os-migrations?instance_uuid={sid}", version="2.59").json()["migrations"]
     assert [(m["status"], m["source_compute"], m["dest_compute"]) for m in migs] == \
-        [("completed", HOSTS[0], HOSTS[1]), ("cancelled", HOSTS[0], HOSTS[1])]
+        [("completed", HOSTS[0], HOSTS[1]), ("cancelled", HOSTS[0], HOSTS[1]), ("error", HOSTS[0], HOSTS[1])]
 
     # the guest is host B's now (its worker's own state dir), running, with its disk built there; A dropped it
     assert not guest_file(api, HOSTS[0], sid).exists()

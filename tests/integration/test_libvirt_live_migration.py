@@ -126,6 +126,14 @@ def test_live_migration_between_libvirt_hosts_without_shared_disk(cloud):
     # something only this boot's memory holds (/tmp is the initramfs' RAM)
     _type(_serial_port(uris[a], uuid), "echo moved-$((6*7)) > /tmp/live-mark; cat /tmp/live-mark", "moved-42")
 
+    # block_migration false: B's shared storage test file is not in A's instances path, refused before any copy
+    refused = {"os-migrateLive": {"host": b, "block_migration": False}}
+    assert _call(api, "POST", f"/servers/{uuid}/action", refused).status_code == 202
+    _wait("the refused migration", lambda: _call(api, "GET", f"/os-migrations?instance_uuid={uuid}",
+                                                 version="2.59").json()["migrations"][0]["status"] == "error")
+    server = _wait("ACTIVE on A after the refusal", lambda: _settled(api, uuid, "ACTIVE"))
+    assert server["OS-EXT-SRV-ATTR:host"] == a and not (paths[b] / uuid).exists()
+
     # aborted while it copies (2.24): abortJob; the guest runs on A as before, B's daemon and disk have nothing
     body = {"os-migrateLive": {"host": b, "block_migration": "auto"}}
     assert _call(api, "POST", f"/servers/{uuid}/action", body).status_code == 202
@@ -140,7 +148,7 @@ def test_live_migration_between_libvirt_hosts_without_shared_disk(cloud):
     server = _wait("ACTIVE after the live migration", lambda: _settled(api, uuid, "ACTIVE"), interval=2)
     migs = _call(api, "GET", f"/os-migrations?instance_uuid={uuid}", version="2.59").json()["migrations"]
     assert [(m["status"], m["source_compute"], m["dest_compute"]) for m in migs] == \
-        [("completed", a, b), ("cancelled", a, b)]
+        [("completed", a, b), ("cancelled", a, b), ("error", a, b)]
     assert server["OS-EXT-SRV-ATTR:host"] == b and server["OS-EXT-STS:power_state"] == 1
 
     # the domain runs on B's daemon with its disk (and its base) under B's instances path, gone from A's

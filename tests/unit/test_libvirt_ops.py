@@ -352,6 +352,24 @@ class MigratingDomain(Domain):
         self.state_code = libvirt.VIR_DOMAIN_RUNNING
 
 
+@pytest.mark.parametrize("block", [True, False])
+def test_live_migration_flags_and_source_files_follow_the_block_migration_choice(tmp_path, block):
+    from drivers.libvirt import live_migration
+    dom = MigratingDomain()
+    dom.migrateToURI3 = lambda uri, params, flags: dom.migrations.append((uri, params, flags))  # copied at once
+    drv = LibvirtDriver("lv-unit", Settings(instances_path=str(tmp_path), libvirt_virt_type="qemu"))
+    drv._lookup = lambda u: dom
+    (tmp_path / dom.uuid).mkdir()
+    data = {"instances_dir": str(tmp_path), "console_listen": "127.0.0.3", "serial": None,
+            "target_connect_addr": "127.0.0.1:16599", "block_migration": block}
+    drv.live_migrate(dom.uuid, "lv-b", migrate_data=data)
+    ((_, params, flags),) = dom.migrations
+    assert bool(flags & libvirt.VIR_MIGRATE_NON_SHARED_INC) is block
+    assert flags & ~libvirt.VIR_MIGRATE_NON_SHARED_INC == live_migration.FLAGS
+    assert (libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS in params) is block
+    assert (tmp_path / dom.uuid).exists() is not block  # shared storage: the files are the destination's now
+
+
 def test_live_migration_is_peer_to_peer_block_migration_and_can_be_aborted_or_forced():
     import threading
     from drivers.base import LiveMigrationAborted
