@@ -4,9 +4,8 @@ Hypothesis builds a regex's strategy character by character; for Nova's exact na
 the printable Basic Multilingual Plane, app/compute/names.py) that is about a second each time. Schemathesis asks
 for a new one for every operation and mode with an alphabet strategy it creates anew, so Hypothesis's own strategy
 cache never hits: 154 builds in the in-process fuzz test (tests/unit/test_openapi.py), which grew from 137 s to
-207 s when the patterns became exact; the CLI runs of tests/functional/test_schemathesis.py build them as often
-(schemathesis_hooks.py installs the cache there). A strategy is immutable and its draws depend only on the data, so
-reusing the one built for the same (pattern, flags, fullmatch, alphabet) generates exactly the same cases."""
+207 s when the patterns became exact. A strategy is immutable and its draws depend only on the data, so reusing
+the one built for the same (pattern, flags, fullmatch, alphabet) generates exactly the same cases."""
 from __future__ import annotations
 
 import re

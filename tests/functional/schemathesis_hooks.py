@@ -1,5 +1,5 @@
 """Schemathesis hooks of tests/functional/test_schemathesis.py (loaded by SCHEMATHESIS_HOOKS): the Image API's
-JSON-patch media type is sent as JSON; each regex's strategy is built once per run (tests/regex_strategies.py)."""
+JSON-patch media type is sent as JSON."""
 from __future__ import annotations
 
 import json
@@ -7,11 +7,6 @@ import os
 
 import requests
 import schemathesis
-from hypothesis.strategies._internal import regex as hypothesis_regex
-
-from tests.regex_strategies import cached_regex_builder
-
-hypothesis_regex.regex_strategy = cached_regex_builder()[0]  # the same cases, Nova's name patterns built once
 
 
 @schemathesis.serializer("application/openstack-images-v2.1-json-patch")
