@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hypothesis.strategies._internal import regex as hypothesis_regex
+from hypothesis.strategies._internal.lazy import unwrap_strategies
 from hypothesis.strategies._internal.strings import OneCharStringStrategy
 
 if TYPE_CHECKING:
@@ -26,10 +27,11 @@ def cached_regex_builder() -> tuple[Callable[..., Any], dict[tuple, Any]]:
     cache: dict[tuple, Any] = {}
 
     def cached(regex: Any, fullmatch: bool, *, alphabet: Any, **kwargs: Any) -> Any:
-        if not isinstance(alphabet, OneCharStringStrategy):  # a key we cannot state exactly: build it as before
+        chars = unwrap_strategies(alphabet)  # st.from_regex's default alphabet comes lazy
+        if not isinstance(chars, OneCharStringStrategy):  # a key we cannot state exactly: build it as before
             return build(regex, fullmatch, alphabet=alphabet, **kwargs)
         compiled = regex if isinstance(regex, re.Pattern) else re.compile(regex)
-        key = (compiled.pattern, compiled.flags, fullmatch, alphabet.intervals, tuple(sorted(kwargs.items())))
+        key = (compiled.pattern, compiled.flags, fullmatch, chars.intervals, tuple(sorted(kwargs.items())))
         if key not in cache:
             cache[key] = build(regex, fullmatch, alphabet=alphabet, **kwargs)
         return cache[key]
