@@ -199,13 +199,16 @@ def test_body_schema_validates_what_the_document_shows(app, request):
 
 
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_errors(app, world):
+def test_schemathesis_finds_no_server_errors(app, world, monkeypatch):
     """Schemathesis generates positive and negative requests for every operation: no 5xx, no trace."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
     from hypothesis.errors import Unsatisfiable
 
+    from tests.regex_strategies import reuse_regex_strategies
     from tests.unit.test_input_hardening import _real_ids
+
+    reuse_regex_strategies(monkeypatch)  # the same cases, each pattern's strategy built once (not per operation)
 
     @schemathesis.serializer(PATCH_TYPE)
     def _json_patch(ctx, value) -> bytes:
