@@ -1,19 +1,14 @@
 """Outages during a storm of boots: the broker (a private, durable redis-server; a private RabbitMQ node)
-restarted, the database (a private PostgreSQL cluster) stopped for 10 s, the three at the same time (each its own
-stack and private servers). Every boot that got 202 ends ACTIVE, every refusal is a 503 with
+restarted, the database (a private PostgreSQL cluster) stopped for 10 s. Every boot that got 202 ends ACTIVE, every refusal is a 503 with
 Retry-After (never a 500 or a dropped connection), nothing stays in a transitional state, nothing is orphaned.
 Private servers, so the shared ones other test runs use are never touched."""
 from __future__ import annotations
 
 import collections
 import dataclasses
-import io
 import itertools
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TextIO
 
 import pytest
 import requests
@@ -25,7 +20,6 @@ from harness.stack import Stack
 pytestmark = pytest.mark.slow
 
 CLIENTS = 6
-TIMEOUT = 900  # the three scenarios run at once (the outages fixture); one took up to ~5 min on a loaded machine
 
 
 @dataclasses.dataclass
@@ -85,10 +79,9 @@ def wait_until(predicate, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def check_guarantees(stack: Stack, api: Client, attempts: list[Attempt], t_down: float, t_up: float,
-                     out: TextIO) -> None:
+def check_guarantees(stack: Stack, api: Client, attempts: list[Attempt], t_down: float, t_up: float) -> None:
     by_status = collections.Counter(a.status for a in attempts)
-    print(f"\nanswers: {dict(by_status)}; slowest answer {max(a.done - a.sent for a in attempts):.1f} s", file=out)
+    print(f"\nanswers: {dict(by_status)}; slowest answer {max(a.done - a.sent for a in attempts):.1f} s")
     assert set(by_status) <= {202, 503}, by_status
     assert by_status[503] > 0, "the outage was never seen by a client: the test proved nothing"
     assert all(a.retry_after for a in attempts if a.status == 503), "a 503 without Retry-After"
@@ -102,33 +95,33 @@ def check_guarantees(stack: Stack, api: Client, attempts: list[Attempt], t_down:
     settle = time.monotonic() - t0
     statuses = collections.Counter(s["status"] for s in final.values())
     print(f"outage-to-recovery: {(first_ok_after - t_down) if first_ok_after else float('nan'):.1f} s from the "
-          f"stop to the first boot accepted again", file=out)
+          f"stop to the first boot accepted again")
     print(f"outage {t_up - t_down:.1f} s; first 503 {first_refusal - t_down:+.1f} s after it began; first 202 "
           f"{(first_ok_after - t_up) if first_ok_after else float('nan'):.1f} s after the service came back; "
-          f"every accepted boot settled {settle:.1f} s after the storm ended: {dict(statuses)}", file=out)
+          f"every accepted boot settled {settle:.1f} s after the storm ended: {dict(statuses)}")
     assert set(final) == accepted, "a boot that got 202 disappeared"
     bad = {i: (s["status"], s.get("fault")) for i, s in final.items() if s["status"] != "ACTIVE"}
     resumed = stack.log("conductor").count("its step was sent again")
-    print(f"{resumed} boot(s) resumed by resume_stalled_builds (their step message was lost)", file=out)
+    print(f"{resumed} boot(s) resumed by resume_stalled_builds (their step message was lost)")
     if bad:
-        _print_traces(stack, bad, out)
+        _print_traces(stack, bad)
     assert not bad, f"accepted boots that did not end ACTIVE: {bad}"
     # Servers the client never heard about (a 503 whose request did reach the conductor) must not be stuck.
     extra = {s["id"]: s for s in api.servers() if s["id"] not in accepted}
     api.wait_settled(set(extra), timeout=120)
-    print(f"{len(extra)} server(s) exist for requests answered 503 (their outcome was unknown to the client)", file=out)
+    print(f"{len(extra)} server(s) exist for requests answered 503 (their outcome was unknown to the client)")
     assert query(stack, "SELECT count(*) FROM instances WHERE deleted = 0 AND task_state IS NOT NULL") == [(0,)]
     assert audit(stack).returncode == 0, "an allocation without a live instance"
 
 
-def _print_traces(stack: Stack, uuids, out: TextIO) -> None:
+def _print_traces(stack: Stack, uuids) -> None:
     """Every log line of the stack's processes that names one of ``uuids``, plus their warnings and errors: the
     stack's logs are deleted with it, and a boot lost across a broker restart is rare."""
     for name in ("api", "conductor", "scheduler", "compute", "beat"):
         lines = stack.log(name).splitlines()
         hits = [ln for ln in lines if any(u in ln for u in uuids) or "WARNING" in ln or "ERROR" in ln
                 or "CRITICAL" in ln]
-        print(f"--- {name}.log ({len(hits)} of {len(lines)} lines) ---\n" + "\n".join(hits[-300:]), file=out)
+        print(f"--- {name}.log ({len(hits)} of {len(lines)} lines) ---\n" + "\n".join(hits[-300:]))
 
 
 def _stack_env() -> dict[str, str]:
@@ -145,13 +138,14 @@ def _stack_env() -> dict[str, str]:
 PROCESSES = ("api", "conductor", "scheduler", "compute", "beat")  # beat: the periodic tasks, as in production
 
 
-def _boots_across_a_broker_restart(state_dir: Path, broker, name: str, prefix: str, stop: threading.Event,
-                                   out: TextIO) -> None:
+def _boots_across_a_broker_restart(tmp_path_factory, broker, name: str, prefix: str) -> None:
     """At least 100 boots from concurrent clients, the storm lasting through the outage; after 25 requests the
     (private, started) broker is stopped for ~8 s and started again. Reads work meanwhile; every 202 ends ACTIVE
     and every refusal is a 503 (check_guarantees)."""
-    stack = Stack(state_dir, PrivateBackend(f"sqlite-private-{name}", "sqlite", name, mq_url=broker.url),
-                  extra_env=_stack_env(), processes=PROCESSES)
+    stop = threading.Event()
+    stack = Stack(tmp_path_factory.mktemp(f"{name}-outage"),
+                  PrivateBackend(f"sqlite-private-{name}", "sqlite", name, mq_url=broker.url), extra_env=_stack_env(),
+                  processes=PROCESSES)
     try:
         stack.start()
         api = Client(stack)
@@ -171,39 +165,50 @@ def _boots_across_a_broker_restart(state_dir: Path, broker, name: str, prefix: s
         through.set()
         done.start()
         done.join()
-        check_guarantees(stack, api, attempts, t_down, t_up, out)
+        check_guarantees(stack, api, attempts, t_down, t_up)
     finally:
         stop.set()
         stack.stop()
 
 
-def _redis_restart(state_dir: Path, stop: threading.Event, out: TextIO) -> None:
+def test_redis_restart_during_100_boots(tmp_path_factory):
+    missing = PrivateRedis.available()
+    if missing:
+        pytest.skip(f"!!! PRIVATE REDIS UNAVAILABLE: {missing} !!!")
     redis = PrivateRedis(durable=True)
     try:
         redis.start()
-        _boots_across_a_broker_restart(state_dir, redis, "redis", "rd", stop, out)
+        _boots_across_a_broker_restart(tmp_path_factory, redis, "redis", "rd")
     finally:
         redis.close()
 
 
-def _rabbitmq_restart(state_dir: Path, stop: threading.Event, out: TextIO) -> None:
+def test_rabbitmq_restart_during_100_boots(tmp_path_factory):
     """Durable queues, persistent messages, publisher confirms (celeryconfig.py): a node stopped cleanly for
     ~8 s and started again keeps every message it confirmed, and every client reconnects."""
+    missing = PrivateRabbitMQ.available()
+    if missing:
+        pytest.skip(f"!!! PRIVATE RABBITMQ UNAVAILABLE: {missing} !!!")
     rabbit = PrivateRabbitMQ()
     try:
         rabbit.start()
-        _boots_across_a_broker_restart(state_dir, rabbit, "rabbitmq", "rq", stop, out)
+        _boots_across_a_broker_restart(tmp_path_factory, rabbit, "rabbitmq", "rq")
     finally:
         rabbit.close()
 
 
-def _postgresql_down(state_dir: Path, stop: threading.Event, out: TextIO) -> None:
+def test_postgresql_down_10s_during_boots(tmp_path_factory):
+    for missing in (PrivatePostgres.available(), PrivateRedis.available()):
+        if missing:
+            pytest.skip(f"!!! PRIVATE SERVICE UNAVAILABLE: {missing} !!!")
     pg, redis = PrivatePostgres(), PrivateRedis(durable=False)
     redis.start()
+    stop = threading.Event()
     try:
         db_url = pg.init()
-        stack = Stack(state_dir, PrivateBackend("private-pg-redis", "postgresql", "redis", db_url=db_url,
-                                                mq_url=redis.url), extra_env=_stack_env(), processes=PROCESSES)
+        stack = Stack(tmp_path_factory.mktemp("pg-outage"), PrivateBackend("private-pg-redis", "postgresql", "redis",
+                                                                         db_url=db_url, mq_url=redis.url),
+                      extra_env=_stack_env(), processes=PROCESSES)
         try:
             stack.start()
             api = Client(stack)
@@ -224,83 +229,10 @@ def _postgresql_down(state_dir: Path, stop: threading.Event, out: TextIO) -> Non
             through.set()
             done.start()
             done.join()
-            check_guarantees(stack, api, attempts, t_down, t_up, out)
+            check_guarantees(stack, api, attempts, t_down, t_up)
         finally:
             stop.set()
             stack.stop()
     finally:
         pg.close()
         redis.close()
-
-
-# test -> (its scenario, what it needs from this machine)
-SCENARIOS: dict[str, tuple[Callable[[Path, threading.Event, TextIO], None], Callable[[], str | None]]] = {
-    "test_redis_restart_during_100_boots": (_redis_restart, PrivateRedis.available),
-    "test_rabbitmq_restart_during_100_boots": (_rabbitmq_restart, PrivateRabbitMQ.available),
-    "test_postgresql_down_10s_during_boots": (
-        _postgresql_down, lambda: PrivatePostgres.available() or PrivateRedis.available()),
-}
-
-
-@dataclasses.dataclass
-class _Run:
-    stop: threading.Event
-    out: io.StringIO
-    thread: threading.Thread | None = None
-    error: BaseException | None = None
-
-
-def _capture(run: _Run, scenario: Callable[[Path, threading.Event, TextIO], None], state_dir: Path) -> None:
-    try:
-        scenario(state_dir, run.stop, run.out)
-    except BaseException as exc:  # the test re-raises it, with its traceback
-        run.error = exc
-
-
-@pytest.fixture(scope="module")
-def outages(request, tmp_path_factory):
-    """test name -> its scenario's run, every scenario this session runs started together. Each has its own stack
-    and private servers (nothing shared) and spends most of its time waiting (the outage, beat's resume of a lost
-    step after 60 s, the boots settling), so together they take about the wall time of the longest."""
-    wanted = {item.originalname for item in request.session.items if getattr(item, "module", None) is request.module}
-    runs: dict[str, _Run] = {}
-    for test, (scenario, missing) in SCENARIOS.items():
-        if test in wanted and not missing():
-            run = runs[test] = _Run(threading.Event(), io.StringIO())
-            state_dir = tmp_path_factory.mktemp(test.split("_")[1] + "-outage")
-            run.thread = threading.Thread(target=_capture, args=(run, scenario, state_dir), name=test, daemon=True)
-            run.thread.start()
-    try:
-        yield runs
-    finally:
-        for run in runs.values():  # a test that stopped early leaves no storm behind
-            run.stop.set()
-        for run in runs.values():
-            run.thread.join(timeout=300)
-
-
-def _outcome(outages: dict[str, _Run], test: str) -> None:
-    missing = SCENARIOS[test][1]()
-    if missing:
-        pytest.skip(f"!!! PRIVATE SERVICE UNAVAILABLE: {missing} !!!")
-    run = outages[test]
-    run.thread.join(timeout=TIMEOUT)
-    print(run.out.getvalue())
-    assert not run.thread.is_alive(), f"{test}: the scenario still runs after {TIMEOUT} s"
-    if run.error is not None:
-        raise run.error
-
-
-@pytest.mark.timeout(TIMEOUT + 60)
-def test_redis_restart_during_100_boots(outages):
-    _outcome(outages, "test_redis_restart_during_100_boots")
-
-
-@pytest.mark.timeout(TIMEOUT + 60)
-def test_rabbitmq_restart_during_100_boots(outages):
-    _outcome(outages, "test_rabbitmq_restart_during_100_boots")
-
-
-@pytest.mark.timeout(TIMEOUT + 60)
-def test_postgresql_down_10s_during_boots(outages):
-    _outcome(outages, "test_postgresql_down_10s_during_boots")
