@@ -5,8 +5,7 @@ each scheduler process keeps the states in memory and, per decision, reads only 
 ``compute_nodes.updated_at`` or ``services.updated_at`` moved since the last read (both indexed). Every write
 that changes what the scheduler sees bumps one of them: compute reports, service enable/disable/force-down, the
 claim and the release of an allocation, and aggregate changes (the hosts' nodes are touched). Heartbeats only move ``services.last_seen_at``, and rows can be deleted,
-so a full reload runs every ``FULL_RELOAD_S`` seconds (at most service_down_time / 6) as well, in a thread of
-its own: decisions go on with the incremental refresh meanwhile.
+so a full reload runs every ``FULL_RELOAD_S`` seconds (at most service_down_time / 6) as well.
 
 Stale states are safe: the claim is a conditional UPDATE in the conductor that re-checks the free resources. A
 decision also consumes the request's resources from the chosen host's cached state (as Nova's
@@ -16,20 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
 import random
 import threading
 import time
 
 from sqlalchemy import DateTime, bindparam, select, union_all
 
-from core.db import plain_rows, read_session
+from core.db import plain_rows
 from core.host_zones import AGGREGATE_METADATA, aggregate_metadata_by_host, zone_from
 from core.models import ComputeNode, Service, utcnow
 from core.settings import get_settings
 from scheduler.host_state import HostState, RequestSpec
-
-LOG = logging.getLogger(__name__)
 
 # Full reload at least this often (heartbeats and deleted hosts are seen then).
 FULL_RELOAD_S = 10.0
@@ -110,7 +106,6 @@ class HostStateCache:
     _full_at: float = float("-inf")
     _since: dt.datetime | None = None
     _read_at: float = float("-inf")  # monotonic time at which the last read began
-    _reloading: bool = False  # a full reload runs in its thread
     # Held by a whole decision (schedule_with) and by the short in-memory apply of a refresh: the scheduler runs
     # two threads, and a decision reads the states a refresh updates in place and consumes from them.
     lock: threading.RLock = dataclasses.field(default_factory=threading.RLock)
@@ -129,56 +124,33 @@ class HostStateCache:
 
     def refresh(self, session) -> None:
         """Read what changed in the database since the last read, unless a read that began after this call did
-        already: a decision sees every write committed before it asked, as with a read of its own. A periodic
-        full reload runs in a thread of its own (every host's row: 100 ms and more at 10,000 hosts), not in a
-        decision; only the first load is read here."""
+        already: a decision sees every write committed before it asked, as with a read of its own."""
         asked = time.monotonic()
         with self._refresh_lock:
             if self._read_at > asked:
                 return
             self._read_at = time.monotonic()
             started = utcnow()
-            if self._list is None:
-                self._install(*self._read_all(session), started)
-                self._full_at = self._read_at
+            every = min(self.full_reload_s, get_settings().service_down_time / 6)
+            if self._list is None or self._read_at - self._full_at >= every:
+                self._reload(session)
             else:
-                every = min(self.full_reload_s, get_settings().service_down_time / 6)
-                if self._read_at - self._full_at >= every and not self._reloading:
-                    self._full_at, self._reloading = self._read_at, True
-                    threading.Thread(target=self._reload, name="host-state-reload", daemon=True).start()
                 self._apply_changes(session)
             self._since = started
 
-    @staticmethod
-    def _read_all(session) -> tuple[list[HostState], dict[str, tuple]]:
+    def _reload(self, session) -> None:
         rows = plain_rows(session, _QUERY).all()
         fresh = _states(rows, _cutoff(), aggregate_metadata_by_host(session))
         random.shuffle(fresh)  # candidates() takes windows of this order
-        return fresh, {r[0]: _version(r) for r in rows}  # r[0]: the host
-
-    def _install(self, fresh: list[HostState], versions: dict[str, tuple], read_at: dt.datetime) -> None:
-        """Swap in a full read (the caller holds _refresh_lock): decisions before it used the old states, those
-        after it the new ones. The next refresh reads again what changed since the full read began."""
-        with self.lock:
-            self._versions, self._by_host, self._list = versions, {h.host: h for h in fresh}, fresh
-        if self._since is not None and read_at < self._since:
-            self._since = read_at
-
-    def _reload(self) -> None:
-        try:
-            started = utcnow()
-            with read_session() as session:
-                fresh, versions = self._read_all(session)
-            with self._refresh_lock:
-                self._install(fresh, versions, started)
-        except Exception:  # the next refresh after full_reload_s tries again
-            LOG.exception("full reload of the host states failed")
-        finally:
-            self._reloading = False
+        versions = {r[0]: _version(r) for r in rows}  # r[0]: the host
+        by_host = {h.host: h for h in fresh}
+        with self.lock:  # a swap: decisions before it used the old states, those after it the new ones
+            self._versions, self._by_host, self._list = versions, by_host, fresh
+        self._full_at = self._read_at
 
     def _apply_changes(self, session) -> None:
         # Rows read again because of the overlap but unchanged are skipped: they keep what this process consumed
-        # since. Only the holder of _refresh_lock writes _versions.
+        # since. Only this (refreshing) thread writes _versions.
         changed, metadata = _changed(session, self._since - OVERLAP)
         rows = [r for host, r in changed.items() if self._versions.get(host) != _version(r)]
         if not rows:
