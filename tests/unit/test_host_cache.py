@@ -258,3 +258,38 @@ def test_refresh_sees_aggregate_changes_with_the_changed_rows(hosts):
         assert resources.claim(s, inst, "cache-a")
     after = _states(cache)["cache-a"]
     assert (after.memory_mb_used, after.availability_zone, after.aggregate_metadata) == (512, "az-fast", want)
+
+
+def test_a_host_back_up_is_up_at_the_first_decision_after_an_idle_spell(hosts, monkeypatch):
+    """Heartbeats move only ``services.last_seen_at``, which the full reload reads: the first decision after the
+    reload is due reads it itself, so a host that came back while the scheduler was idle is up at once (a reload
+    started beside that decision would leave it down for it)."""
+    import datetime as dt
+    import time
+
+    from sqlalchemy import update
+
+    from core.db import write_session
+    from core.models import ComputeNode, Service, utcnow
+    from tasks.host_cache import HostStateCache
+
+    def seen(at: dt.datetime) -> None:  # the rows' last changes long past: only last_seen_at tells
+        past = utcnow() - dt.timedelta(hours=1)
+        with write_session() as s:
+            s.execute(update(Service).where(Service.host == "cache-b").values(last_seen_at=at, updated_at=past))
+            s.execute(update(ComputeNode).where(ComputeNode.host == "cache-b").values(updated_at=past))
+
+    from tasks import host_cache
+    read_metadata = host_cache.aggregate_metadata_by_host
+
+    def slow_full_read(*args, **kwargs):  # a full reload takes a while (100 ms and more at 10,000 hosts)
+        time.sleep(0.5)
+        return read_metadata(*args, **kwargs)
+
+    cache = HostStateCache(full_reload_s=0.2)
+    seen(utcnow() - dt.timedelta(days=1))
+    assert not _states(cache)["cache-b"].up
+    seen(utcnow())  # its heartbeat: no updated_at moves
+    monkeypatch.setattr(host_cache, "aggregate_metadata_by_host", slow_full_read)
+    time.sleep(0.3)
+    assert _states(cache)["cache-b"].up
