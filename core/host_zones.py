@@ -6,6 +6,7 @@ instance lands in), so every one of them agrees on where a host is.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 from sqlalchemy import String, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -59,17 +60,20 @@ def zone_of(s: Session, host: str) -> str | None:
     return found[0] or found[1]
 
 
-# Every host's aggregate metadata, and some hosts' (the scheduler's refresh of changed rows): built once.
+# Every host's aggregate metadata, one (host, key, value) per row (the scheduler's refresh of changed rows joins
+# it to them): built once.
 AGGREGATE_METADATA = select(AggregateHost.host, AggregateMetadata.key, AggregateMetadata.value).join(
     AggregateMetadata, AggregateMetadata.aggregate_id == AggregateHost.aggregate_id)
-_AGGREGATE_METADATA_OF = AGGREGATE_METADATA.where(AggregateHost.host.in_(bindparam("hosts", expanding=True)))
 
 
-def aggregate_metadata_by_host(s: Session, hosts: list[str] | None = None) -> dict[str, dict[str, frozenset[str]]]:
-    """Host → metadata key → the values of that key over all the host's aggregates (for scheduler filters)."""
-    rows = plain_rows(s, AGGREGATE_METADATA) if hosts is None else \
-        plain_rows(s, _AGGREGATE_METADATA_OF, {"hosts": list(hosts)})
+def metadata_by_host(rows: Iterable[tuple[str, str, str]]) -> dict[str, dict[str, frozenset[str]]]:
+    """(host, key, value) rows → host → metadata key → the values of that key over all the host's aggregates."""
     out: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for host, key, value in rows:
         out[host][key].add(value)
     return {h: {k: frozenset(v) for k, v in m.items()} for h, m in out.items()}
+
+
+def aggregate_metadata_by_host(s: Session) -> dict[str, dict[str, frozenset[str]]]:
+    """Every host's aggregate metadata (for scheduler filters), see ``metadata_by_host``."""
+    return metadata_by_host(plain_rows(s, AGGREGATE_METADATA))

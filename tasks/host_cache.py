@@ -22,7 +22,7 @@ import time
 from sqlalchemy import DateTime, bindparam, select, union_all
 
 from core.db import plain_rows
-from core.host_zones import AGGREGATE_METADATA, aggregate_metadata_by_host, zone_from
+from core.host_zones import AGGREGATE_METADATA, aggregate_metadata_by_host, metadata_by_host, zone_from
 from core.models import ComputeNode, Service, utcnow
 from core.settings import get_settings
 from scheduler.host_state import HostState, RequestSpec
@@ -85,12 +85,12 @@ def load_all(session) -> list[HostState]:
 def _changed(session, since: dt.datetime) -> tuple[dict[str, tuple], dict[str, dict[str, frozenset[str]]]]:
     """The rows changed since ``since``, by host, and those hosts' aggregate metadata (one statement)."""
     rows: dict[str, tuple] = {}
-    metadata: dict[str, dict[str, set[str]]] = {}
+    metadata: list[tuple[str, str, str]] = []
     for r in plain_rows(session, _CHANGED, {"since": since}):
         rows[r[0]] = r[:_WIDTH]  # r[0]: the host; a host changed in both tables comes twice
         if r[_WIDTH] is not None:
-            metadata.setdefault(r[0], {}).setdefault(r[_WIDTH], set()).add(r[_WIDTH + 1])
-    return rows, {h: {k: frozenset(v) for k, v in m.items()} for h, m in metadata.items()}
+            metadata.append((r[0], r[_WIDTH], r[_WIDTH + 1]))
+    return rows, metadata_by_host(metadata)
 
 
 def _cutoff() -> dt.datetime:
