@@ -47,18 +47,25 @@ def create_test_file(directory: Path | None) -> str | None:
     return name
 
 
+def _test_file(directory: Path | None, name: str | None) -> Path | None:
+    """The test file ``name`` in ``directory``, if both are there and the name is one of ours (no path: it comes
+    in a message)."""
+    if directory is None or not name or not name.startswith(PREFIX) or "/" in name:
+        return None
+    return directory / name
+
+
 def remove_test_file(directory: Path | None, name: str | None) -> None:
-    if directory is not None and name and name.startswith(PREFIX) and "/" not in name:
-        (directory / name).unlink(missing_ok=True)
+    if (path := _test_file(directory, name)) is not None:
+        path.unlink(missing_ok=True)
 
 
 def is_shared(directory: Path | None, name: str | None) -> bool:
     """On the source: whether the destination's test file is seen here (then it is removed from here)."""
-    if directory is None or not name or not name.startswith(PREFIX) or "/" in name:
-        return False
-    seen = (directory / name).exists()
+    path = _test_file(directory, name)
+    seen = path is not None and path.exists()
     if seen:
-        remove_test_file(directory, name)
+        path.unlink(missing_ok=True)
     return seen
 
 
