@@ -71,6 +71,16 @@ def console_proxy_env() -> tuple[dict[str, str], int, int]:
     return env, novnc, spice
 
 
+def terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM ``proc`` and wait up to ``timeout`` seconds for it to exit, then SIGKILL it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def procfile_commands() -> dict[str, str]:
     out = {}
     for line in (REPO / "Procfile").read_text().splitlines():

@@ -16,7 +16,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import create_engine, text
 
-from harness.stack import VENV_BIN, Backend, Stack, free_port, wait_port
+from harness.stack import VENV_BIN, Backend, Stack, free_port, terminate, wait_port
 from tests.tls_support import TLSFiles
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -283,11 +283,7 @@ class PrivateMariaDB:
 
     def close(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            terminate(self.proc, 30)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

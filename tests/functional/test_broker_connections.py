@@ -14,7 +14,7 @@ import pytest
 from celery import Celery
 
 from bench.many_hosts import broker_connections
-from harness.stack import BACKENDS, NO_DATABASE_URL, REPO, VENV_BIN
+from harness.stack import BACKENDS, NO_DATABASE_URL, REPO, VENV_BIN, terminate
 from tasks.messaging.liveness import live_queues
 from tests.outage_support import PrivateRedis
 
@@ -84,12 +84,7 @@ def worker(broker, tmp_path):
         assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
         yield proc, client, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, 30)
         client.close()
         print(Path(log_path).read_text(errors="replace")[-3000:])
 

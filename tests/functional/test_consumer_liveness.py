@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from harness.stack import VENV_BIN
+from harness.stack import VENV_BIN, terminate
 from tasks.messaging.liveness import live_queues
 from tests.outage_support import PrivateRedis
 
@@ -51,12 +51,7 @@ def redis_worker(tmp_path):
     try:
         yield server, client, tmp_path, worker
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        terminate(worker, 20)
         log.close()
         print((tmp_path / "worker.log").read_text(errors="replace")[-4000:])
         client.close()

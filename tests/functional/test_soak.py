@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack import REPO
+from harness.stack import REPO, terminate
 from tests.outage_support import PrivatePostgres, PrivateRedis
 
 pytestmark = pytest.mark.slow
@@ -45,12 +45,7 @@ def soaks(request, tmp_path_factory):
     finally:
         for proc, _ in running.values():  # a test that stopped early leaves no soak behind
             if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                terminate(proc, 60)
 
 
 @pytest.mark.timeout(TIMEOUT + 300)
