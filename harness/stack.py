@@ -17,7 +17,8 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import requests
@@ -47,6 +48,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def poll_until(predicate: Callable[[], Any], timeout: float, every: float = 0.1) -> bool:
+    """Whether ``predicate()`` came true within ``timeout`` seconds (asked every ``every`` seconds, and once more
+    at the end)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return bool(predicate())
 
 
 def wait_port(port: int, timeout: float = 30, address: str = "127.0.0.1") -> None:

@@ -14,7 +14,7 @@ import pytest
 from celery import Celery
 
 from bench.many_hosts import broker_connections
-from harness.stack import BACKENDS, NO_DATABASE_URL, REPO, VENV_BIN, terminate
+from harness.stack import BACKENDS, NO_DATABASE_URL, REPO, VENV_BIN, poll_until, terminate
 from tasks.messaging.liveness import live_queues
 from tests.outage_support import PrivateRedis
 
@@ -22,15 +22,6 @@ pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 HOSTS = [f"fake-{i}" for i in range(50)]
 LIMIT = 3
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 def _labels(pid: int, port: int) -> str:
@@ -80,7 +71,7 @@ def worker(broker, tmp_path):
     client.conf.update(broker_transport_options={"priority_steps": [0]} if kind == "redis" else {},
                        broker_connection_timeout=4)
     try:
-        assert _wait_for(lambda: b"ready." in log_path.read_bytes() or proc.poll() is not None, 120)
+        assert poll_until(lambda: b"ready." in log_path.read_bytes() or proc.poll() is not None, 120)
         assert proc.poll() is None, log_path.read_text(errors="replace")[-3000:]
         yield proc, client, port
     finally:
@@ -127,19 +118,19 @@ def test_a_compute_worker_holds_at_most_three_broker_connections(broker, worker)
         client.control.enable_events()  # what Flower broadcasts
         time.sleep(2)
         ids = _uptimes(client, 200)
-        assert _wait_for(lambda: set(ids) <= seen, 30), f"{len(set(ids) - seen)} of 200 tasks had no event"
+        assert poll_until(lambda: set(ids) <= seen, 30), f"{len(set(ids) - seen)} of 200 tasks had no event"
     finally:
         stop.set()
         events.join(timeout=10)
-    assert _wait_for(lambda: live_queues(client) == {f"compute.{h}" for h in HOSTS}, 30)
+    assert poll_until(lambda: live_queues(client) == {f"compute.{h}" for h in HOSTS}, 30)
     loaded = broker_connections(proc.pid, port)
     assert loaded <= LIMIT, f"{kind}: {loaded} connections after 200 replies:\n{_labels(proc.pid, port)}"
 
     if restart is None:
         return
     restart()
-    assert _wait_for(lambda: _answers(client), 90), "the worker did not consume again after the broker restart"
-    assert _wait_for(lambda: live_queues(client) == {f"compute.{h}" for h in HOSTS}, 30)
+    assert poll_until(lambda: _answers(client), 90), "the worker did not consume again after the broker restart"
+    assert poll_until(lambda: live_queues(client) == {f"compute.{h}" for h in HOSTS}, 30)
     after = broker_connections(proc.pid, port)
     assert after <= LIMIT, f"{kind}: {after} connections after a broker restart:\n{_labels(proc.pid, port)}"
 

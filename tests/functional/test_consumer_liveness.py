@@ -15,22 +15,13 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from harness.stack import VENV_BIN, terminate
+from harness.stack import VENV_BIN, poll_until, terminate
 from tasks.messaging.liveness import live_queues
 from tests.outage_support import PrivateRedis
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.fixture
@@ -62,18 +53,18 @@ def test_a_worker_whose_slots_were_all_taken_consumes_again_after_a_redis_restar
     server, client, tmp, _ = redis_worker
     d = str(tmp)
     client.send_task("probe.mark", (d, "ready"))
-    assert _wait_for(lambda: (tmp / "ready.done").exists(), 120), "the worker never consumed"
+    assert poll_until(lambda: (tmp / "ready.done").exists(), 120), "the worker never consumed"
     for name in ("slot-1", "slot-2"):  # concurrency 2, prefetch multiplier 1: both slots
         client.send_task("probe.hold", (d, name, 3))
-    assert _wait_for(lambda: all((tmp / f"slot-{i}.started").exists() for i in (1, 2)), 60)
+    assert poll_until(lambda: all((tmp / f"slot-{i}.started").exists() for i in (1, 2)), 60)
     server.stop()  # the consumer is not reading its BRPOP socket: no credit left
-    assert _wait_for(lambda: all((tmp / f"slot-{i}.done").exists() for i in (1, 2)), 60)
+    assert poll_until(lambda: all((tmp / f"slot-{i}.done").exists() for i in (1, 2)), 60)
     time.sleep(2)  # their acknowledgements meet a stopped broker
     server.start()
     client.send_task("probe.mark", (d, "after"))
-    assert _wait_for(lambda: (tmp / "after.done").exists(), 60), \
+    assert poll_until(lambda: (tmp / "after.done").exists(), 60), \
         "a task sent after the broker came back was never consumed: the consumer is dead"
-    assert _wait_for(lambda: "probe" in (live_queues(client) or ()), 30)
+    assert poll_until(lambda: "probe" in (live_queues(client) or ()), 30)
 
 
 def test_a_worker_whose_event_loop_stands_still_serves_no_queue(redis_worker):
@@ -81,14 +72,14 @@ def test_a_worker_whose_event_loop_stands_still_serves_no_queue(redis_worker):
     loop does not run (stopped here) does not answer, so nothing is sent to its queue."""
     _, client, tmp, worker = redis_worker
     client.send_task("probe.mark", (str(tmp), "ready"))
-    assert _wait_for(lambda: (tmp / "ready.done").exists(), 120), "the worker never consumed"
-    assert _wait_for(lambda: live_queues(client) == {"probe"}, 30)
+    assert poll_until(lambda: (tmp / "ready.done").exists(), 120), "the worker never consumed"
+    assert poll_until(lambda: live_queues(client) == {"probe"}, 30)
     worker.send_signal(signal.SIGSTOP)
     try:
         assert live_queues(client) == set()
     finally:
         worker.send_signal(signal.SIGCONT)
-    assert _wait_for(lambda: live_queues(client) == {"probe"}, 30)
+    assert poll_until(lambda: live_queues(client) == {"probe"}, 30)
 
 
 def test_a_worker_consumes_again_after_each_of_20_redis_restarts_at_random_points(redis_worker):
@@ -100,7 +91,7 @@ def test_a_worker_consumes_again_after_each_of_20_redis_restarts_at_random_point
     client.conf.update(task_publish_retry=False, broker_connection_timeout=1,
                        broker_transport_options={"priority_steps": [0], "socket_connect_timeout": 1})
     client.send_task("probe.mark", (d, "ready"))
-    assert _wait_for(lambda: (tmp / "ready.done").exists(), 120), "the worker never consumed"
+    assert poll_until(lambda: (tmp / "ready.done").exists(), 120), "the worker never consumed"
     rng = random.Random(int(os.environ.get("STRATUS_TEST_SEED", "27")))
     stop, sent = threading.Event(), []
 
@@ -122,8 +113,8 @@ def test_a_worker_consumes_again_after_each_of_20_redis_restarts_at_random_point
             server.stop()
             time.sleep(rng.uniform(0.5, 2.5))
             server.start()
-            assert _wait_for(lambda: _sent(client, "probe.mark", (d, f"check-{i}")), 30), "could not publish"
-            assert _wait_for(lambda: (tmp / f"check-{i}.done").exists(), 30), \
+            assert poll_until(lambda: _sent(client, "probe.mark", (d, f"check-{i}")), 30), "could not publish"
+            assert poll_until(lambda: (tmp / f"check-{i}.done").exists(), 30), \
                 f"restart {i + 1}: a task sent after the broker came back did not run within 30 s"
     finally:
         stop.set()
