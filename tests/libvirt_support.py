@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.stack import BACKENDS, REPO, Backend, Stack, free_port, procfile_commands
+from harness.stack import BACKENDS, REPO, Backend, Stack
 
 URI = "qemu:///system"
 LIBVIRT_BINARIES = ("virsh", "libvirtd", "virtlogd", "qemu-system-x86_64", "qemu-img")
@@ -140,49 +140,6 @@ def metadata_sections(log: str) -> dict[tuple[str, str], str]:
     """The metadata values in a test guest's console log, by (source, name): source http (169.254.169.254) or
     configdrive."""
     return {(m.group(1), m.group(2)): m.group(3).replace("\r", "").strip("\n") for m in MD_SECTION.finditer(log)}
-
-
-MIGRATION_HOSTS = ("mig-a", "mig-b")
-
-
-@contextlib.contextmanager
-def two_libvirt_hosts(keep_logs: Callable[[], bool]) -> Iterator[Stack]:
-    """The controller (API, conductor, scheduler) and two compute hosts that share no disk: a worker per host on a
-    private libvirt daemon of its own (own domains, host UUID, TCP listener for live migrations), its own instances
-    path (``st.paths``) and state dir (``st.node_state``), no database; the test guest uploaded (``st.image``,
-    ``st.flavor``). One set-up for the cold and the live migration tests (each boots and deletes its own server)."""
-    from tests.outage_support import Client
-    image_dir = require_test_image()
-    ports = {host: free_port() for host in MIGRATION_HOSTS}
-    a, b = MIGRATION_HOSTS
-    with private_libvirtd(a, ports[a]) as uri_a, private_libvirtd(b, ports[b]) as uri_b, \
-            libvirt_stack("libvirt-migration", ",".join(MIGRATION_HOSTS), processes=("api", "conductor", "scheduler"),
-                          # a live copy slow enough to be caught running and aborted
-                          extra_env={"STRATUS_LIVE_MIGRATION_URI": "qemu+tcp://%s/system",
-                                     "STRATUS_LIVE_MIGRATION_BANDWIDTH": "4"}, keep_logs=keep_logs) as st:
-        st.uris, st.paths, st.node_state = {a: uri_a, b: uri_b}, {}, {}
-        for i, host in enumerate(MIGRATION_HOSTS):
-            node = st.instances.parent / host
-            (node / "instances").mkdir(parents=True, mode=0o755)
-            os.chmod(node, 0o755)
-            st.paths[host], st.node_state[host] = node / "instances", node / "state"
-            st.start_process(f"compute-{host}", procfile_commands()["compute"], env={
-                "STRATUS_COMPUTE_HOSTS": host, "STRATUS_LIBVIRT_URI": st.uris[host],
-                "STRATUS_INSTANCES_PATH": str(node / "instances"), "STRATUS_STATE_DIR": str(node / "state"),
-                "STRATUS_SERIAL_PORT_RANGE": f"{21000 + 1000 * i}:{21999 + 1000 * i}",
-                # where this host's libvirtd takes migrations (Nova's live_migration_inbound_addr)
-                "STRATUS_LIVE_MIGRATION_INBOUND_ADDR": f"127.0.0.1:{ports[host]}"})
-        st.procs["compute"] = st.procs[f"compute-{a}"]  # wait_ready: wait for both hosts to register
-        st.wait_ready(timeout=120)
-        del st.procs["compute"]
-        st.image, st.flavor = upload_test_image(Client(st), image_dir)
-        st.image_dir = image_dir
-        try:
-            yield st
-        finally:
-            if keep_logs():
-                for name in ("conductor", *(f"compute-{h}" for h in MIGRATION_HOSTS)):
-                    print(f"--- {name}.log (tail) ---\n{st.log(name)[-4000:]}")
 
 
 def compute_call(api, method: str, path: str, body: dict | None = None, version: str = "2.53"):

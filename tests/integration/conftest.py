@@ -15,13 +15,3 @@ def vcsim():
                     "Install: apt-get install -y golang-go golang-github-vmware-govmomi-dev !!!")
     with vcsim_mod.run(vcsim_mod.build()) as sim:
         yield sim
-
-
-@pytest.fixture(scope="package")
-def two_libvirt_hosts(request):
-    """Two libvirt compute hosts and their controller (tests/libvirt_support.py), shared by the cold and the live
-    migration tests: the daemons', stack's and image upload's start-up once instead of once per module."""
-    from tests.libvirt_support import two_libvirt_hosts as start
-    failed = request.session.testsfailed
-    with start(keep_logs=lambda: request.session.testsfailed != failed) as st:
-        yield st

@@ -12,22 +12,26 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from harness.stack import Stack
+from harness.stack import BACKENDS, Stack, free_port, procfile_commands
 from tests.libvirt_support import compute_call as _call
-from tests.libvirt_support import MIGRATION_HOSTS, console_count, wait_console_count, wait_server_status
+from tests.libvirt_support import (console_count, private_libvirtd, require_test_image, upload_test_image,
+                                   wait_console_count, wait_server_status)
 from tests.outage_support import Client
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 
-HOSTS = MIGRATION_HOSTS
+HOSTS = ("cold-a", "cold-b")
 TIMEOUT = 300
 GiB = 1 << 30
 UP = "STRATUS-GUEST-UP hostname=lv-cold"
@@ -64,10 +68,41 @@ def _eventually(check, what: str, timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture
-def cloud(two_libvirt_hosts):
+@pytest.fixture(scope="module")
+def cloud(request):
     """The controller (API, conductor, scheduler) and two compute hosts, each on its own libvirt daemon."""
-    return two_libvirt_hosts
+    image_dir = require_test_image()
+    failed = request.session.testsfailed
+    base = Path(tempfile.mkdtemp(prefix="stratus-cold-", dir="/var/tmp"))  # QEMU runs as libvirt-qemu: not 0700
+    os.chmod(base, 0o755)
+    with private_libvirtd("cold-a", free_port()) as uri_a, private_libvirtd("cold-b", free_port()) as uri_b:
+        st = Stack(base / "state", BACKENDS["sqlite-filesystem"], compute_hosts=",".join(HOSTS),
+                   processes=("api", "conductor", "scheduler"), extra_env={"STRATUS_COMPUTE_DRIVER": "libvirt"})
+        st.uris, st.instances, st.node_state = dict(zip(HOSTS, (uri_a, uri_b))), {}, {}
+        try:
+            st.start()
+            for i, host in enumerate(HOSTS):
+                node = base / host
+                (node / "instances").mkdir(parents=True, mode=0o755)
+                os.chmod(node, 0o755)
+                st.instances[host], st.node_state[host] = node / "instances", node / "state"
+                st.start_process(f"compute-{host}", procfile_commands()["compute"], env={
+                    "STRATUS_COMPUTE_HOSTS": host, "STRATUS_LIBVIRT_URI": st.uris[host],
+                    "STRATUS_INSTANCES_PATH": str(node / "instances"), "STRATUS_STATE_DIR": str(node / "state"),
+                    "STRATUS_SERIAL_PORT_RANGE": f"{21000 + 1000 * i}:{21999 + 1000 * i}"})
+            st.procs["compute"] = st.procs[f"compute-{HOSTS[0]}"]  # wait_ready: wait for both hosts to register
+            st.wait_ready(timeout=120)
+            del st.procs["compute"]
+            st.image_dir = image_dir
+            yield st
+        finally:
+            st.stop()
+            if request.session.testsfailed != failed:
+                print(f"cold migration: a test failed; the logs are in {base / 'state'}")
+                for name in ("conductor", *(f"compute-{h}" for h in HOSTS)):
+                    print(f"--- {name}.log (tail) ---\n{st.log(name)[-4000:]}")
+    if request.session.testsfailed == failed:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _transfer_images(st: Stack) -> int:
@@ -77,7 +112,7 @@ def _transfer_images(st: Stack) -> int:
 def test_cold_migrate_then_resize_to_the_other_host_and_revert(cloud):
     api = Client(cloud)
     a, b = HOSTS
-    image, small = cloud.image, cloud.flavor
+    image, small = upload_test_image(api, cloud.image_dir)
     r = _call(api, "POST", "/flavors", {"flavor": {"name": "guest.resized", "ram": 192, "vcpus": 2, "disk": 2}})
     assert r.status_code == 200, r.text
     big = r.json()["flavor"]["id"]
@@ -100,7 +135,7 @@ def test_cold_migrate_then_resize_to_the_other_host_and_revert(cloud):
     assert (mig["source_compute"], mig["dest_compute"], mig["status"]) == (a, b, "finished")
     assert _state(cloud.uris[b], uuid) == "running" and _state(cloud.uris[a], uuid) == "shut off"
     _wait_boots(api, uuid, 1)  # B's console log: the migrated guest reached userspace, named by its config drive
-    assert _domain(cloud.uris[b], cloud.paths[b] / uuid / "disk", uuid) == (128, 1, GiB)
+    assert _domain(cloud.uris[b], cloud.instances[b] / uuid / "disk", uuid) == (128, 1, GiB)
     assert _transfer_images(cloud) == 0, "the transfer image outlived the move"
     images = {i["id"] for i in requests.get(f"{cloud.url}/image/v2/images", headers=api.headers,
                                             timeout=30).json()["images"]}
@@ -111,7 +146,7 @@ def test_cold_migrate_then_resize_to_the_other_host_and_revert(cloud):
     server = _wait_status(api, uuid, "ACTIVE")
     assert server["OS-EXT-SRV-ATTR:host"] == b
     _eventually(lambda: _state(cloud.uris[a], uuid) == "absent", "the source kept the old domain after confirm")
-    _eventually(lambda: not (cloud.paths[a] / uuid).exists() and not (cloud.paths[a] / f"{uuid}_resize")
+    _eventually(lambda: not (cloud.instances[a] / uuid).exists() and not (cloud.instances[a] / f"{uuid}_resize")
                 .exists(), "the source kept the old disks after confirm")
     assert _state(cloud.uris[b], uuid) == "running"
 
@@ -121,7 +156,7 @@ def test_cold_migrate_then_resize_to_the_other_host_and_revert(cloud):
     assert r.status_code == 202, r.text
     server = _wait_status(api, uuid, "VERIFY_RESIZE")
     assert server["OS-EXT-SRV-ATTR:host"] == a and server["flavor"]["original_name"] == "guest.resized"
-    assert _domain(cloud.uris[a], cloud.paths[a] / uuid / "disk", uuid) == (192, 2, 2 * GiB)
+    assert _domain(cloud.uris[a], cloud.instances[a] / uuid / "disk", uuid) == (192, 2, 2 * GiB)
     assert _state(cloud.uris[a], uuid) == "running" and _state(cloud.uris[b], uuid) == "shut off"
     _wait_boots(api, uuid, 1)  # A's new console log
     assert _transfer_images(cloud) == 0
@@ -129,12 +164,12 @@ def test_cold_migrate_then_resize_to_the_other_host_and_revert(cloud):
     assert _call(api, "POST", f"/servers/{uuid}/action", {"revertResize": None}).status_code == 202
     server = _wait_status(api, uuid, "ACTIVE")
     assert server["OS-EXT-SRV-ATTR:host"] == b and server["flavor"]["original_name"] == "guest.tiny"
-    assert _state(cloud.uris[a], uuid) == "absent" and not (cloud.paths[a] / uuid).exists()
+    assert _state(cloud.uris[a], uuid) == "absent" and not (cloud.instances[a] / uuid).exists()
     assert _state(cloud.uris[b], uuid) == "running"
-    assert _domain(cloud.uris[b], cloud.paths[b] / uuid / "disk", uuid) == (128, 1, GiB)
-    assert not (cloud.paths[b] / f"{uuid}_resize").exists()
+    assert _domain(cloud.uris[b], cloud.instances[b] / uuid / "disk", uuid) == (128, 1, GiB)
+    assert not (cloud.instances[b] / f"{uuid}_resize").exists()
     _wait_boots(api, uuid, boots_b + 1)
 
     assert api.delete(uuid) == 204
     assert api.wait_gone(TIMEOUT) == []
-    assert _state(cloud.uris[b], uuid) == "absent" and not (cloud.paths[b] / uuid).exists()
+    assert _state(cloud.uris[b], uuid) == "absent" and not (cloud.instances[b] / uuid).exists()

@@ -6,6 +6,7 @@ overlay's blocks (NON_SHARED_INC) to B's, and the guest keeps running there with
 its memory before the move is read back through its serial console on B. One TCG guest (boots are slow)."""
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -14,11 +15,12 @@ import time
 import pytest
 import requests
 
-from tests.libvirt_support import MIGRATION_HOSTS
+from harness.stack import free_port
+from tests.libvirt_support import libvirt_stack, private_libvirtd, require_test_image, upload_test_image
 from tests.outage_support import Client
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
-HOSTS = MIGRATION_HOSTS
+HOSTS = ("lv-live-a", "lv-live-b")
 TIMEOUT = 240
 UP = "STRATUS-GUEST-UP"
 
@@ -81,15 +83,38 @@ def _serial_port(uri: str, uuid: str) -> int:
     return int(found.group(1))
 
 
-@pytest.fixture
-def cloud(two_libvirt_hosts):
-    return two_libvirt_hosts
+@pytest.fixture(scope="module")
+def cloud(request):
+    image_dir = require_test_image()
+    ports = {host: free_port() for host in HOSTS}
+    failed = request.session.testsfailed
+    with private_libvirtd("live-a", ports[HOSTS[0]]) as uri_a, private_libvirtd("live-b", ports[HOSTS[1]]) as uri_b, \
+            libvirt_stack("libvirt-live", ",".join(HOSTS), processes=("api", "conductor", "scheduler"),
+                          # a copy slow enough to be caught running and aborted
+                          extra_env={"STRATUS_LIVE_MIGRATION_URI": "qemu+tcp://%s/system",
+                                     "STRATUS_LIVE_MIGRATION_BANDWIDTH": "4"},
+                          keep_logs=lambda: request.session.testsfailed != failed) as st:
+        st.uris = dict(zip(HOSTS, (uri_a, uri_b)))
+        st.paths = {}
+        for host in HOSTS:  # a worker per host: its own daemon, instances path and state dir
+            st.paths[host] = st.instances.parent / f"instances-{host}"
+            st.paths[host].mkdir(mode=0o755)
+            os.chmod(st.paths[host], 0o755)
+            st.start_process(f"compute-{host}", "python -m tasks.compute_worker", env={
+                "STRATUS_COMPUTE_HOSTS": host, "STRATUS_LIBVIRT_URI": st.uris[host],
+                "STRATUS_INSTANCES_PATH": str(st.paths[host]),
+                "STRATUS_STATE_DIR": str(st.instances.parent / f"node-{host}"),
+                # where this host's libvirtd takes migrations (Nova's live_migration_inbound_addr)
+                "STRATUS_LIVE_MIGRATION_INBOUND_ADDR": f"127.0.0.1:{ports[host]}"})
+        _wait("both compute hosts", lambda: st.registered_hosts() >= len(HOSTS), timeout=90, interval=0.5)
+        st.image_dir = image_dir
+        yield st
 
 
 def test_live_migration_between_libvirt_hosts_without_shared_disk(cloud):
     api = Client(cloud)
     (a, b), uris, paths = HOSTS, cloud.uris, cloud.paths
-    image, flavor = cloud.image, cloud.flavor
+    image, flavor = upload_test_image(api, cloud.image_dir)
     r = requests.post(f"{api.url}/servers", headers=api.headers, timeout=60, json={"server": {
         "name": "lv-live", "imageRef": image, "flavorRef": flavor, "networks": "none",
         "availability_zone": f"nova:{a}"}})
